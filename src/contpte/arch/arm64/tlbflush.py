@@ -1,0 +1,284 @@
+"""arm64 TLB maintenance: broadcast TLBI by VA, range and ASID; the mmu_gather flush.
+
+Models: arch/arm64/include/asm/tlbflush.h and the ``tlb_flush()`` of
+arch/arm64/include/asm/tlb.h (Linux v6.12).  This is where the kernel's
+vocabulary meets the hardware's: each ``__tlbi()`` becomes ``hw.tlbi()``
+(``hw.tlbi_range()`` for the FEAT_TLBIRANGE ``r`` forms) and each
+``dsb()`` becomes ``hw.dsb()``.
+
+Template (as in the kernel): DSB ISHST so the walkers see the page-table
+stores, the TLBIs (inner-shareable: broadcast to every CPU), then DSB ISH to
+wait for their completion everywhere.  The ``_nosync`` forms leave the DSB
+ISH to a later barrier.
+
+KPTI: with the kernel unmapped at EL0 every user TLBI is issued twice, for
+the kernel ASID and for the user ASID (``__tlbi_user``).  The model gives an
+mm one ASID standing for that pair, so both operations name it.
+
+Not modelled: LPA2 (range base must then be 64K-aligned), the TLBI-repeat
+errata, ``mmu_notifier_arch_invalidate_secondary_tlbs`` (no SMMU/KVM).
+
+Functions take the backend (``arch``) first, then the kernel's arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..pgtable import GatherLike, MmLike, VmaLike
+
+if TYPE_CHECKING:
+    from .pgtable import Arm64Pgtable
+
+__all__ = [
+    "TLBI_TTL_UNKNOWN",
+    "MAX_TLBI_RANGE_PAGES",
+    "TLB_FLUSH_VMA",
+    "TLBI_RANGE_PAGES",
+    "TLBI_RANGE_NUM",
+    "flush_tlb_mm",
+    "flush_tlb_page_nosync",
+    "flush_tlb_page",
+    "_flush_tlb_range_op",
+    "_flush_tlb_range_nosync",
+    "_flush_tlb_range",
+    "flush_tlb_range",
+    "flush_pmd_tlb_range",
+    "tlb_get_level",
+    "tlb_get_unmap_size",
+    "tlb_flush",
+]
+
+TLBI_TTL_UNKNOWN = (1 << 31) - 1
+"""``INT_MAX``: no level hint (the TTL field is then 0)."""
+
+
+def TLBI_RANGE_PAGES(num: int, scale: int) -> int:
+    """Pages one range TLBI covers.  Models: ``__TLBI_RANGE_PAGES()``."""
+    return (num + 1) << (5 * scale + 1)
+
+
+MAX_TLBI_RANGE_PAGES = TLBI_RANGE_PAGES(31, 3)
+"""2**21 pages: the most one range operation can cover."""
+
+
+def TLBI_RANGE_NUM(pages: int, scale: int) -> int:
+    """The NUM field for ``pages`` at ``scale``; -1 if ``scale`` is too coarse.
+
+    Models: ``__TLBI_RANGE_NUM()`` (v6.9+ form: clamp to what one op at this
+    scale can cover, so SCALE 3 can take all of MAX_TLBI_RANGE_PAGES).
+    """
+    return (min(pages, TLBI_RANGE_PAGES(31, scale)) >> (5 * scale + 1)) - 1
+
+
+class _FlushVma:
+    """A ``struct vm_area_struct`` on the stack: ``TLB_FLUSH_VMA(mm, flags)``."""
+
+    __slots__ = ("vm_mm", "vm_start", "vm_end", "vm_flags")
+
+    def __init__(self, mm: Any, flags: int) -> None:
+        self.vm_mm = mm
+        self.vm_start = 0
+        self.vm_end = 0
+        self.vm_flags = flags
+
+
+def TLB_FLUSH_VMA(mm: Any, flags: int) -> VmaLike:
+    """Models: include/asm-generic/tlb.h ``TLB_FLUSH_VMA()``: a fake vma for flushes."""
+    return _FlushVma(mm, flags)
+
+
+def _ttl(level: int) -> int:
+    # Only levels 1-3 are hints; 0 and TLBI_TTL_UNKNOWN encode "no hint".
+    return level if 1 <= level <= 3 else 0
+
+
+def _tlbi(arch: Arm64Pgtable, op: str, asid: int, va: int | None, ttl: int) -> None:
+    """``__tlbi(op)`` then ``__tlbi_user(op)`` (KPTI's second ASID)."""
+    hw = arch.hw
+    hw.tlbi(op, asid=asid, va=va, ttl=ttl)
+    if hw.features.kpti:
+        hw.tlbi(op, asid=asid, va=va, ttl=ttl)
+
+
+def _tlbi_range(arch: Arm64Pgtable, op: str, asid: int, va: int, scale: int, num: int, ttl: int) -> None:
+    hw = arch.hw
+    hw.tlbi_range(op, asid, va, scale, num, ttl)
+    if hw.features.kpti:
+        hw.tlbi_range(op, asid, va, scale, num, ttl)
+
+
+def flush_tlb_mm(arch: Arm64Pgtable, mm: MmLike) -> None:
+    """Invalidate every TLB entry of ``mm`` on every CPU: one ASIDE1IS.
+
+    Models: arm64 ``flush_tlb_mm()``.
+    """
+    hw = arch.hw
+    hw.dsb("ishst")
+    _tlbi(arch, "ASIDE1IS", mm.space.asid, None, 0)
+    hw.dsb("ish")
+
+
+def flush_tlb_page_nosync(arch: Arm64Pgtable, vma: VmaLike, uaddr: int) -> None:
+    """One leaf invalidation (VALE1IS), completion left to a later DSB.
+
+    Models: arm64 ``flush_tlb_page_nosync()`` / ``__flush_tlb_page_nosync()``.
+    """
+    arch.hw.dsb("ishst")
+    _tlbi(arch, "VALE1IS", vma.vm_mm.space.asid, uaddr & ~(arch.PAGE_SIZE - 1), 0)
+
+
+def flush_tlb_page(arch: Arm64Pgtable, vma: VmaLike, uaddr: int) -> None:
+    """Models: arm64 ``flush_tlb_page()``: ``flush_tlb_page_nosync()`` + DSB ISH."""
+    flush_tlb_page_nosync(arch, vma, uaddr)
+    arch.hw.dsb("ish")
+
+
+def _flush_tlb_range_op(
+    arch: Arm64Pgtable,
+    op: str,
+    start: int,
+    pages: int,
+    stride: int,
+    asid: int,
+    tlb_level: int,
+    tlbi_user: bool,
+) -> None:
+    """Issue the TLBIs for ``pages`` pages from ``start``.
+
+    Models: arm64 ``__flush_tlb_range_op()`` (v6.9+).  Without
+    FEAT_TLBIRANGE: one op per ``stride``.  With it: a lone page gets a
+    single op; otherwise one range op per SCALE from 3 down to 0, each
+    covering as much as that scale can (at most 4 range ops + 1 single).
+    """
+    page_shift = arch.PAGE_SHIFT
+    ttl = _ttl(tlb_level)
+    tlbirange = arch.hw.features.tlbirange
+    issue = _tlbi if tlbi_user else _tlbi_nouser
+    issue_range = _tlbi_range if tlbi_user else _tlbi_range_nouser
+    scale = 3
+    while pages > 0:
+        if not tlbirange or pages == 1:
+            issue(arch, op, asid, start, ttl)
+            start += stride
+            pages -= stride >> page_shift
+            continue
+        num = TLBI_RANGE_NUM(pages, scale)
+        if num >= 0:
+            issue_range(arch, "R" + op, asid, start, scale, num, ttl)
+            covered = TLBI_RANGE_PAGES(num, scale)
+            start += covered << page_shift
+            pages -= covered
+        scale -= 1
+
+
+def _tlbi_nouser(arch: Arm64Pgtable, op: str, asid: int, va: int | None, ttl: int) -> None:
+    arch.hw.tlbi(op, asid=asid, va=va, ttl=ttl)
+
+
+def _tlbi_range_nouser(
+    arch: Arm64Pgtable, op: str, asid: int, va: int, scale: int, num: int, ttl: int
+) -> None:
+    arch.hw.tlbi_range(op, asid, va, scale, num, ttl)
+
+
+def _flush_tlb_range_nosync(
+    arch: Arm64Pgtable, vma: VmaLike, start: int, end: int, stride: int, last_level: bool, tlb_level: int
+) -> None:
+    """``__flush_tlb_range()`` without the trailing DSB ISH.
+
+    Models: arm64 ``__flush_tlb_range_nosync()`` (v6.12).  Above
+    MAX_DVM_OPS (= PTRS_PER_PTE) strides without FEAT_TLBIRANGE, or above
+    MAX_TLBI_RANGE_PAGES with it, one ``flush_tlb_mm()`` is issued instead:
+    not because it is faster but to bound the DVM traffic and the time
+    spent (soft lockups).  ``last_level``: leaf-only VALE1IS (walk caches
+    kept) instead of VAE1IS.
+    """
+    start = start // stride * stride
+    end = -(-end // stride) * stride
+    pages = (end - start) >> arch.PAGE_SHIFT
+    max_dvm_ops = arch.PTRS_PER_PTE
+    if (
+        not arch.hw.features.tlbirange and end - start >= max_dvm_ops * stride
+    ) or pages > MAX_TLBI_RANGE_PAGES:
+        flush_tlb_mm(arch, vma.vm_mm)
+        return
+    arch.hw.dsb("ishst")
+    op = "VALE1IS" if last_level else "VAE1IS"
+    _flush_tlb_range_op(arch, op, start, pages, stride, vma.vm_mm.space.asid, tlb_level, True)
+
+
+def _flush_tlb_range(
+    arch: Arm64Pgtable, vma: VmaLike, start: int, end: int, stride: int, last_level: bool, tlb_level: int
+) -> None:
+    """Invalidate ``[start, end)`` of ``vma``'s mm on every CPU and wait for it.
+
+    Models: arm64 ``__flush_tlb_range()``: ``__flush_tlb_range_nosync()`` +
+    DSB ISH (also after the ``flush_tlb_mm()`` fallback, which has its own).
+
+    Parameters: ``stride`` (unsigned long) the size of the leaf entries,
+    ``last_level`` (bool) only leaf entries changed, ``tlb_level`` (int)
+    the level of those leaves, TTL hint (3 = PTE, 2 = PMD block).
+    """
+    _flush_tlb_range_nosync(arch, vma, start, end, stride, last_level, tlb_level)
+    arch.hw.dsb("ish")
+
+
+def flush_tlb_range(arch: Arm64Pgtable, vma: VmaLike, start: int, end: int) -> None:
+    """Models: arm64 ``flush_tlb_range()``.
+
+    Not leaf-only and no level hint: callers may be moving or collapsing
+    page tables, so walk caches go too.
+    """
+    _flush_tlb_range(arch, vma, start, end, arch.PAGE_SIZE, False, TLBI_TTL_UNKNOWN)
+
+
+def flush_pmd_tlb_range(arch: Arm64Pgtable, vma: VmaLike, start: int, end: int) -> None:
+    """Models: arm64 ``flush_pmd_tlb_range()``: PMD stride, level 2."""
+    _flush_tlb_range(arch, vma, start, end, arch.PMD_SIZE, False, 2)
+
+
+def tlb_get_level(tlb: GatherLike) -> int:
+    """The TTL level hint of a gather.  Models: arch/arm64/include/asm/tlb.h ``tlb_get_level()``."""
+    if tlb.freed_tables:
+        return 0  # TTL only describes leaf entries
+    cleared_puds = bool(getattr(tlb, "cleared_puds", False))
+    if tlb.cleared_ptes and not (tlb.cleared_pmds or cleared_puds):
+        return 3
+    if tlb.cleared_pmds and not (tlb.cleared_ptes or cleared_puds):
+        return 2
+    if cleared_puds and not (tlb.cleared_ptes or tlb.cleared_pmds):
+        return 1
+    return 0
+
+
+def tlb_get_unmap_size(arch: Arm64Pgtable, tlb: GatherLike) -> int:
+    """The stride of a gather's flush.  Models: asm-generic/tlb.h ``tlb_get_unmap_size()``."""
+    if tlb.cleared_ptes:
+        return arch.PAGE_SIZE
+    if tlb.cleared_pmds:
+        return arch.PMD_SIZE
+    if getattr(tlb, "cleared_puds", False):
+        return arch.PMD_SIZE << (arch.PAGE_SHIFT - 3)
+    return arch.PAGE_SIZE
+
+
+def tlb_flush(arch: Arm64Pgtable, tlb: GatherLike) -> None:
+    """Flush what an mmu_gather collected.
+
+    Models: arch/arm64/include/asm/tlb.h ``tlb_flush()``.  Tearing down a
+    whole mm (``fullmm``) needs no range TLBI at all, because the ASID is
+    never reused without invalidating it entirely; only freed page tables
+    (walk caches) need ``flush_tlb_mm``.  Otherwise one
+    ``__flush_tlb_range`` with the stride and level of what was cleared,
+    leaf-only unless tables were freed.
+    """
+    last_level = not tlb.freed_tables
+    if tlb.fullmm:
+        if not last_level:
+            flush_tlb_mm(arch, tlb.mm)
+        return
+    stride = tlb_get_unmap_size(arch, tlb)
+    tlb_level = tlb_get_level(tlb)
+    vma = TLB_FLUSH_VMA(tlb.mm, 0)
+    _flush_tlb_range(arch, vma, tlb.start, tlb.end, stride, last_level, tlb_level)

@@ -1,0 +1,199 @@
+"""Global core-mm state: mem_map, the buddy allocator, THP settings, files.
+
+The kernel keeps these in globals (``mem_map``, zones, ``huge_zero_folio``,
+``transparent_hugepage_flags``, the per-size ``huge_anon_orders_*``
+bitmaps).  The model keeps them in one ``Kernel`` object per Machine, and
+every ``mm_struct`` points to it (``mm.kernel``) so the modelled functions
+keep the kernel's signatures.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..counters import Counters, declare, declare_family
+from ..errors import ModelUsageError
+from .memmap import Folio, MemMap, PG_anon, PG_reserved
+from .page_alloc import BuddyAllocator
+
+if TYPE_CHECKING:
+    from ..arch.pgtable import Pgtable
+    from .mm_types import MmStruct
+    from .shmem import File
+
+__all__ = ["Kernel", "THP_SETTINGS", "MM_OPTIONS", "size_name"]
+
+THP_SETTINGS = ("always", "madvise", "inherit", "never")
+"""The sysfs vocabulary of hugepages-<size>kB/enabled (the top level has no "inherit")."""
+
+MM_OPTIONS: dict[str, Any] = {
+    "batch_fork": True,
+}
+"""Core-mm variants: options on one code path (see DESIGN.md)."""
+
+PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
+THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
+THP_FAULT_FALLBACK = declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
+THP_SPLIT_PMD = declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
+THP_DEFERRED_SPLIT_PAGE = declare("thp_deferred_split_page", "folios", "/proc/vmstat: large folios queued for deferred split")
+THP_SPLIT_PAGE = declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
+MTHP = declare_family(
+    "mthp",
+    "events",
+    "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
+    "anon_fault_fallback, split, split_deferred, nr_anon)",
+)
+FOLIO_ALLOC = declare("folio.alloc", "folios", "folios allocated (any order)")
+FOLIO_ALLOC_PAGES = declare("folio.alloc_pages", "pages", "pages in folios allocated")
+FOLIO_FREE = declare("folio.free", "folios", "folios freed")
+PAGE_ZERO = declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
+PAGE_COPY = declare("page.copy", "pages", "pages copied (copy_user_highpage)")
+REF_OPS = declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
+
+
+def size_name(page_size: int, order: int) -> str:
+    """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
+    return f"{(page_size << order) // 1024}kB"
+
+
+class Kernel:
+    """The core-mm globals of one Machine."""
+
+    TASK_MMAP_BASE = 0x7F00_0000_0000
+
+    def __init__(
+        self,
+        hw: Any,
+        arch: "Pgtable",
+        counters: Counters,
+        thp: str = "madvise",
+        mthp: dict[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(MM_OPTIONS)
+        if unknown:
+            raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
+        self.options = {**MM_OPTIONS, **options}
+        self.batch_fork: bool = bool(self.options["batch_fork"])
+        self.hw = hw
+        self.arch = arch
+        self.counters = counters
+        self.page_shift = arch.page_shift
+        self.PAGE_SIZE = arch.PAGE_SIZE
+        self.PMD_ORDER = arch.HPAGE_PMD_ORDER
+        nr = hw.memory.nr_frames
+        self.memmap = MemMap(nr, owner=self)
+        self.buddy = BuddyAllocator(nr, max(self.PMD_ORDER, 10), counters)
+        # The zero page: reserved, never freed, never counted in mapcounts.
+        zp = self.buddy.alloc_pages(0)
+        assert zp is not None
+        self.zero_pfn = zp
+        self.memmap.prep(zp, 0)
+        self.memmap.flags[zp] |= PG_reserved
+        hw.memory.fill(zp, 1, 0)
+        self.huge_zero_pfn: int | None = None
+        self.use_zero_page = True
+        self.mms: list[MmStruct] = []
+        self.files: dict[int, File] = {}
+        self.deferred_split: set[int] = set()
+        self._anon_vma_ids = 0
+        #: mm/memory.c fault_around_bytes (debugfs; default 64K).
+        self.fault_around_bytes = 64 << 10
+        #: Called at each lock-break point (tests inject concurrent work here).
+        self.on_lock_break: Callable[[Any, int], None] | None = None
+        # THP settings (sysfs).
+        if thp not in ("always", "madvise", "never"):
+            raise ModelUsageError(f"thp={thp!r}: expected always, madvise or never")
+        self.thp = thp
+        self.mthp: dict[int, str] = {}
+        for order in range(2, self.PMD_ORDER + 1):
+            self.mthp[order] = "inherit" if order == self.PMD_ORDER else "never"
+        for size, setting in (mthp or {}).items():
+            order = self.parse_size(size)
+            if setting not in THP_SETTINGS:
+                raise ModelUsageError(f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}")
+            self.mthp[order] = setting
+        arch.folio_lookup = self.folio_range_of_pfn  # hook for contpte_try_fold
+
+    # -- settings ---------------------------------------------------------
+    def parse_size(self, size: str) -> int:
+        """Order of an mTHP size given as ``"64K"``, ``"64kB"``, ``"2M"``."""
+        s = size.strip().upper().removesuffix("B")
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        try:
+            nbytes = int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+        except (ValueError, KeyError, IndexError):
+            raise ModelUsageError(f"mthp size {size!r}: expected e.g. '64K' or '2M'") from None
+        pages, rem = divmod(nbytes, self.PAGE_SIZE)
+        if rem or pages & (pages - 1) or pages < 4 or pages > (1 << self.PMD_ORDER):
+            raise ModelUsageError(
+                f"mthp size {size!r}: must be a power of two from {4 * self.PAGE_SIZE >> 10}K to "
+                f"{(self.PAGE_SIZE << self.PMD_ORDER) >> 10}K"
+            )
+        return pages.bit_length() - 1
+
+    def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
+        """``count_mthp_stat()``: per-size stats for orders 1..PMD_ORDER."""
+        if 0 < order <= self.PMD_ORDER:
+            self.counters.add(f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}", n)
+
+    def mm_thp_disabled(self, mm: "MmStruct") -> bool:
+        """``MMF_DISABLE_THP`` (prctl PR_SET_THP_DISABLE): not modelled, never set."""
+        return False
+
+    def new_anon_vma(self) -> int:
+        self._anon_vma_ids += 1
+        return self._anon_vma_ids
+
+    # -- folios -----------------------------------------------------------
+    def folio(self, pfn: int) -> Folio:
+        return self.memmap.folio(pfn)
+
+    def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
+        """(first pfn, nr pages) of the folio holding ``pfn`` (``page_folio``)."""
+        head = int(self.memmap.head[pfn])
+        return head, 1 << int(self.memmap.order[head])
+
+    def folio_alloc(self, order: int, zero: bool) -> Folio | None:
+        """Allocate a folio of ``order`` (``folio_alloc``); None if none is free."""
+        pfn = self.buddy.alloc_pages(order)
+        if pfn is None:
+            return None
+        folio = self.memmap.prep(pfn, order)
+        self.counters.add(FOLIO_ALLOC)
+        self.counters.add(FOLIO_ALLOC_PAGES, 1 << order)
+        if zero:
+            self.hw.memory.fill(pfn, 1 << order, 0)
+            self.counters.add(PAGE_ZERO, 1 << order)
+        return folio
+
+    def folio_put(self, folio: Folio, nr: int = 1) -> None:
+        """Drop ``nr`` references (``folio_put_refs``); free the folio at zero."""
+        mm = self.memmap
+        self.counters.add(REF_OPS)
+        mm.refcount[folio.pfn] -= nr
+        ref = int(mm.refcount[folio.pfn])
+        if ref > 0 or folio.test_reserved():
+            return
+        if ref < 0:
+            from ..errors import KernelBug
+
+            raise KernelBug("folio-refcount", f"refcount of {folio} dropped below zero", None)
+        order = folio.order
+        if folio.test_anon() and order > 0:
+            self.mthp_stat(order, "nr_anon", -1)
+        self.deferred_split.discard(folio.pfn)
+        if int(mm.mapping[folio.pfn]) >= 0 and not folio.test_anon():
+            f = self.files.get(int(mm.mapping[folio.pfn]))
+            if f is not None:
+                f.forget_folio(folio)
+        mm.clear(folio.pfn, order)
+        self.counters.add(FOLIO_FREE)
+        self.buddy.free_pages(folio.pfn, order)
+        if folio.pfn == self.huge_zero_pfn:
+            self.huge_zero_pfn = None
+
+    def mark_anon(self, folio: Folio) -> None:
+        self.memmap.flags[folio.pfn] |= PG_anon
+        if folio.order > 0:
+            self.mthp_stat(folio.order, "nr_anon", 1)

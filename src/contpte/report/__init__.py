@@ -1,0 +1,12 @@
+"""Front-end rendering: terminal tables and plots over plain data.
+
+``report`` knows nothing of the model's internals: callers hand it rows and
+series of plain values (it is a sibling of ``cost``, not a user of it).
+"""
+
+from __future__ import annotations
+
+from .plot import PLOT_FORMATS, plot_series
+from .table import fmt_pct, fmt_us, render_table
+
+__all__ = ["render_table", "fmt_pct", "fmt_us", "plot_series", "PLOT_FORMATS"]

@@ -1,0 +1,340 @@
+"""Process: the syscalls and user accesses of one simulated process.
+
+A user access goes through the hardware (TLB, table walk); a fault enters
+the kernel's arch fault handler (``do_page_fault``: find the VMA, check the
+access against it), then core-mm's ``handle_mm_fault``, and the access is
+retried.  Syscalls run on the process's CPU; misuse raises the ``OSError``
+Linux would return.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
+from ..errors import InvariantViolation, ModelUsageError, OutOfMemory, SegmentationFault
+from ..mm.fork import dup_mmap, mmput
+from ..mm.gup import pin_user_pages, unpin_user_pages
+from ..mm.madvise import ADVICE, do_madvise
+from ..mm.memory import handle_mm_fault
+from ..mm.mm_types import (
+    FAULT_FLAG_WRITE,
+    VM_ACCESS_FLAGS,
+    VM_EXEC,
+    VM_FAULT_OOM,
+    VM_FAULT_SIGSEGV,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    MmStruct,
+)
+from ..mm.mmap import do_mmap, do_munmap
+from ..mm.mprotect import do_mprotect_pkey
+from ..mm.shmem import File
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+__all__ = ["Process", "PAGEMAP_DTYPE", "parse_prot", "parse_flags"]
+
+
+
+_PROT = {"r": VM_READ, "w": VM_WRITE, "x": VM_EXEC}
+_MAX_FAULTS_PER_PAGE = 8
+
+
+def parse_prot(prot: str | int) -> int:
+    """``"rw"`` -> VM_READ|VM_WRITE; ``"none"``/``""`` -> 0; ints pass through."""
+    if isinstance(prot, int):
+        if prot & ~VM_ACCESS_FLAGS:
+            raise OSError(errno.EINVAL, f"prot {prot:#x}: unknown bits")
+        return prot
+    p = prot.strip().lower()
+    if p in ("", "none", "-", "---"):
+        return 0
+    out = 0
+    for ch in p:
+        if ch == "-":
+            continue
+        if ch not in _PROT:
+            raise ModelUsageError(f"prot {prot!r}: expected letters from 'rwx' or 'none'")
+        out |= _PROT[ch]
+    return out
+
+
+def parse_flags(flags: str) -> set[str]:
+    """``"private|anonymous"`` -> {"private", "anonymous"} (checked)."""
+    parts = {f.strip().lower() for f in flags.replace(",", "|").split("|") if f.strip()}
+    known = {"private", "shared", "anonymous", "fixed", "populate"}
+    bad = parts - known
+    if bad:
+        raise ModelUsageError(f"mmap flags {flags!r}: unknown {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+    return parts
+
+
+def _oserror(ret: int, call: str) -> OSError:
+    code = -ret
+    return OSError(code, f"{call}: {os.strerror(code)}")
+
+
+class Process:
+    """A simulated process with one thread, running on one CPU."""
+
+    def __init__(self, machine: "Machine", pid: int, mm: MmStruct, cpu: int, parent: "Process | None") -> None:
+        self.machine = machine
+        self.pid = pid
+        self.mm = mm
+        self.cpu = cpu
+        self.parent = parent
+        self.alive = True
+
+    def __repr__(self) -> str:
+        return f"<Process pid={self.pid} cpu={self.cpu}{'' if self.alive else ' dead'}>"
+
+    # -- plumbing -----------------------------------------------------------
+    def _enter(self) -> None:
+        if not self.alive:
+            raise ModelUsageError(f"pid {self.pid} has exited")
+        self.machine.hw.current_cpu = self.cpu
+        self.mm.cpumask.add(self.cpu)
+
+    def _leave(self, what: str) -> None:
+        if self.machine.check_enabled:
+            self.machine.validators.after_syscall(self, what)
+
+    def _pages(self, addr: int, length: int, what: str) -> int:
+        ps = self.machine.page_size
+        if not isinstance(addr, (int, np.integer)) or not isinstance(length, (int, np.integer)):
+            raise ModelUsageError(f"{what}: address and length must be integers")
+        if addr & (ps - 1):
+            raise ModelUsageError(f"{what}: address {addr:#x} is not page aligned")
+        if length <= 0:
+            raise ModelUsageError(f"{what}: length must be positive, not {length}")
+        return (int(length) + ps - 1) // ps
+
+    # -- user accesses --------------------------------------------------------
+    def _fault(self, addr: int, write: bool) -> None:
+        """The arch fault handler: ``do_page_fault()`` -> ``handle_mm_fault()``."""
+        mm = self.mm
+        vma = mm.vma_lookup(addr)
+        if vma is None:
+            raise SegmentationFault(addr, "MAPERR", write, self.pid)
+        need = VM_WRITE if write else (VM_READ | VM_WRITE | VM_EXEC)
+        if not vma.vm_flags & need:
+            raise SegmentationFault(addr, "ACCERR", write, self.pid)
+        ret = handle_mm_fault(vma, addr, FAULT_FLAG_WRITE if write else 0)
+        if ret & VM_FAULT_OOM:
+            raise OutOfMemory(f"pid {self.pid}: out of memory handling a fault at {addr:#x}")
+        if ret & VM_FAULT_SIGSEGV:
+            raise SegmentationFault(addr, "ACCERR", write, self.pid)
+
+    def _access(self, addr: int, npages: int, write: bool, value: Any, out: np.ndarray | None) -> None:
+        hw = self.machine.hw
+        space = self.mm.space
+        ps = self.machine.page_size
+        done = 0
+        last_fault = -1
+        repeats = 0
+        try:
+            while done < npages:
+                sub_out = out[done:] if out is not None else None
+                sub_val = value[done:] if isinstance(value, np.ndarray) else value
+                n, fault = hw.access(self.cpu, space, addr + done * ps, npages - done, write, sub_val, sub_out)
+                done += n
+                if fault is None:
+                    break
+                va = addr + done * ps
+                if va == last_fault:
+                    repeats += 1
+                    if repeats > _MAX_FAULTS_PER_PAGE:
+                        raise InvariantViolation(
+                            "fault-loop", f"pid {self.pid}: the fault at {va:#x} ({fault.kind}) never resolves", va
+                        )
+                else:
+                    last_fault, repeats = va, 0
+                hw.current_cpu = self.cpu
+                self._fault(va, write)
+        finally:
+            if done and self.machine.check_enabled:
+                v = self.machine.validators
+                if write:
+                    v.on_write(self, addr, done, value)
+                elif out is not None:
+                    v.on_read(self, addr, out[:done])
+
+    def write(self, addr: int, length: int, value: int | np.ndarray = 0) -> None:
+        """Store ``value`` in every page of ``[addr, addr+length)`` (as user code would)."""
+        npages = self._pages(addr, length, "write")
+        if isinstance(value, np.ndarray):
+            if len(value) != npages:
+                raise ModelUsageError(f"write: {len(value)} values for {npages} pages")
+            value = value.astype(np.uint64)
+        elif not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 1 << 64:
+            raise ModelUsageError(f"write: value must be a 64-bit unsigned integer, not {value!r}")
+        self._enter()
+        self._access(addr, npages, True, value, None)
+        self._leave("write")
+
+    def read(self, addr: int, length: int) -> np.ndarray:
+        """Load every page of ``[addr, addr+length)``: one uint64 per page."""
+        npages = self._pages(addr, length, "read")
+        self._enter()
+        out = np.zeros(npages, dtype=np.uint64)
+        self._access(addr, npages, False, None, out)
+        self._leave("read")
+        return out
+
+    # -- syscalls -------------------------------------------------------------
+    def mmap(
+        self,
+        length: int,
+        prot: str | int = "rw",
+        flags: str = "private|anonymous",
+        file: File | None = None,
+        offset: int = 0,
+        addr: int = 0,
+    ) -> int:
+        """Map memory; returns the address.  ``flags``: private|shared, anonymous, fixed."""
+        fl = parse_flags(flags)
+        vm = parse_prot(prot)
+        self._enter()
+        ps = self.machine.page_size
+        if ("private" in fl) == ("shared" in fl):
+            raise OSError(errno.EINVAL, "mmap: exactly one of private and shared is required")
+        if "anonymous" in fl and file is not None:
+            raise ModelUsageError("mmap: anonymous mappings take no file")
+        if "anonymous" not in fl and file is None:
+            raise OSError(errno.EBADF, "mmap: a file mapping needs file=")
+        if length <= 0 or offset & (ps - 1) or offset < 0:
+            raise OSError(errno.EINVAL, f"mmap: invalid length {length} or offset {offset}")
+        if "shared" in fl:
+            vm |= VM_SHARED
+        pgoff = offset // ps
+        if file is None and "shared" in fl:
+            file = self.machine._new_file(f"dev/zero (shared anon, pid {self.pid})", length, 0, shmem=True)
+            file.anon_shmem = True
+        ret = do_mmap(self.mm, file, addr, length, vm, pgoff, "fixed" in fl)
+        if ret < 0:
+            raise _oserror(ret, "mmap")
+        if self.machine.check_enabled:
+            self.machine.validators.on_unmap(self, ret, length)
+        self._leave("mmap")
+        if "populate" in fl:
+            self.write(ret, length, 0) if vm & VM_WRITE else self.read(ret, length)
+        return ret
+
+    def munmap(self, addr: int, length: int) -> None:
+        """Unmap a range (partial folios are fine)."""
+        self._enter()
+        ret = do_munmap(self.mm, addr, length)
+        if ret:
+            raise _oserror(ret, "munmap")
+        if self.machine.check_enabled:
+            self.machine.validators.on_unmap(self, addr, length)
+        self._leave("munmap")
+
+    def mprotect(self, addr: int, length: int, prot: str | int) -> None:
+        """Change protection; EINVAL/ENOMEM/EACCES as Linux."""
+        vm = parse_prot(prot)
+        self._enter()
+        ret = do_mprotect_pkey(self.mm, addr, length, vm)
+        if ret:
+            raise _oserror(ret, "mprotect")
+        self._leave("mprotect")
+
+    def madvise(self, addr: int, length: int, advice: str) -> None:
+        """``advice``: dontneed, free, hugepage, nohugepage, dontfork, dofork."""
+        if advice not in ADVICE:
+            raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")
+        self._enter()
+        ret = do_madvise(self.mm, addr, length, advice)
+        if advice == "dontneed" and self.machine.check_enabled and ret in (0, -errno.ENOMEM):
+            self.machine.validators.on_unmap(self, addr, length, dontneed=True)
+        if ret:
+            raise _oserror(ret, "madvise")
+        self._leave("madvise")
+
+    def pin(self, addr: int, length: int, write: bool = True) -> None:
+        """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
+        n = self._pages(addr, length, "pin")
+        self._enter()
+        ret = pin_user_pages(self.mm, addr, n, write)
+        if ret:
+            raise _oserror(ret, "pin")
+        self._leave("pin")
+
+    def unpin(self, addr: int, length: int) -> None:
+        """Release pins taken by ``pin`` on this range (by the pages pinned then)."""
+        n = self._pages(addr, length, "unpin")
+        self._enter()
+        k = self.machine.kernel
+        pinned = self.mm.pinned
+        targets = []
+        for i in range(n):
+            got = self._pinned_pfn(addr + i * self.machine.page_size)
+            if got is None or got not in pinned:
+                raise OSError(errno.EINVAL, f"unpin: {addr + i * self.machine.page_size:#x} is not pinned")
+            pinned.remove(got)
+            targets.append(got)
+        unpin_user_pages(self.mm, targets)
+        del k
+        self._leave("unpin")
+
+    def _pinned_pfn(self, addr: int) -> int | None:
+        row = self._pagemap_rows(addr, 1)[0]
+        return int(row["pfn"]) if row["present"] else None
+
+    def fork(self) -> "Process":
+        """fork(): a child with a copy-on-write copy of the address space."""
+        self._enter()
+        child = self.machine._new_process(self)
+        ret = dup_mmap(child.mm, self.mm)
+        if ret:
+            mmput(child.mm)
+            raise _oserror(ret, "fork")
+        if self.machine.check_enabled:
+            self.machine.validators.on_fork(self, child)
+        self._leave("fork")
+        return child
+
+    def exit(self) -> None:
+        """Exit: tear down the address space (a fullmm zap), drop the pins."""
+        self._enter()
+        if self.mm.pinned:
+            unpin_user_pages(self.mm, list(self.mm.pinned))
+            self.mm.pinned.clear()
+        mmput(self.mm)
+        self.machine.kernel.mms.remove(self.mm)
+        self.machine.hw.retire_space(self.mm.space)
+        self.alive = False
+        del self.machine.processes[self.pid]
+        if self.machine.check_enabled:
+            self.machine.validators.on_exit(self)
+            self.machine.validators.after_syscall(self, "exit")
+
+    # -- observation ------------------------------------------------------------
+    def _pagemap_rows(self, addr: int, npages: int) -> np.ndarray:
+        return pagemap_rows(self.mm, addr, npages)
+
+    def pagemap(self, addr: int, length: int) -> np.ndarray:
+        """One row per page: present, pfn, order, writable, dirty, young, cont, exclusive."""
+        n = self._pages(addr, length, "pagemap")
+        return self._pagemap_rows(addr, n)
+
+    def maps(self) -> list[tuple[int, int, str, str]]:
+        """The VMAs as (start, end, perms, name), like /proc/pid/maps."""
+        out = []
+        for v in self.mm.vmas:
+            perms = "".join(c if v.vm_flags & f else "-" for c, f in (("r", VM_READ), ("w", VM_WRITE), ("x", VM_EXEC)))
+            perms += "s" if v.vm_flags & VM_SHARED else "p"
+            out.append((v.vm_start, v.vm_end, perms, v.vm_file.name if v.vm_file else ""))
+        return out
+
+    def rss(self) -> dict[str, int]:
+        """RSS counters in pages: file, anon, shmem."""
+        r = self.mm.rss
+        return {"file": r[0], "anon": r[1], "shmem": r[3]}
