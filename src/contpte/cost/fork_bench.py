@@ -51,7 +51,17 @@ CONFIGS: dict[str, dict[str, bool]] = {
     "before": {"contpte": True, "wrprotect_ptes_opt": False},
     "after": {"contpte": True},
 }
-"""Machine options of each configuration (everything else at its default)."""
+"""Machine options of each configuration (everything else at its default).
+
+The baseline is mainline's batched fork with contpte off.  "before" is
+contpte on top of that batched fork but without arm64's whole-block
+``wrprotect_ptes`` (the issue's definition): every parent block unfolds and
+the child still gets whole blocks from ``set_ptes(nr)``.  numbers.md's prose
+also has the child written one PTE at a time (``batch_fork=False``); that
+reading fits the published 1-CPU rows far worse (after@1 +30 pp instead of
++3 pp, because the baseline then lacks the batched rmap/refcount updates),
+so the batched fork is taken as the published baseline.
+"""
 
 FORK_BYTES = 128 << 20
 """Memory each copy touches before forking (numbers.md)."""
