@@ -16,6 +16,7 @@ from .errors import (
     OutOfMemory,
     ScenarioError,
     SegmentationFault,
+    UserfaultWP,
 )
 from .system.machine import Machine
 from .system.process import PAGEMAP_DTYPE, Process
@@ -29,6 +30,7 @@ __all__ = [
     "ModelUsageError",
     "ScenarioError",
     "SegmentationFault",
+    "UserfaultWP",
     "InvariantViolation",
     "KernelBug",
     "OutOfMemory",

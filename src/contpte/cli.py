@@ -159,6 +159,10 @@ def _register_bench(sub: Subparsers) -> None:
         help="calibrate the profile's free parameters first (default: when it has any)",
     )
     fork.set_defaults(handler=_cmd_bench_fork)
+    from .cost.op_bench import BENCHES
+
+    for spec in BENCHES.values():
+        _register_op_bench(bench, spec)
 
 
 def _cmd_bench_fork(args: argparse.Namespace, ui: Ui) -> int:
@@ -238,6 +242,106 @@ def _cmd_bench_fork(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+def _order_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected folio orders like 0,4,9, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected folio orders like 0,4,9, got {text!r}")
+    return values
+
+
+def _register_op_bench(bench: Subparsers, spec: Any) -> None:
+    """``contpte bench munmap|dontneed|exit|fault`` (``cost.op_bench.BENCHES``)."""
+    from .cost.op_bench import ORDERS, PROFILES
+
+    cmd = add_command(
+        bench,
+        spec.name,
+        help=f"{spec.title}: time per op and change vs contpte off, per folio order and profile",
+        description=(
+            f"{spec.description} One operation = {spec.op}. Each configuration (contpte=False = baseline, "
+            "the default = contpte) is simulated once per folio order on arm64; every profile prices "
+            "the same counters. Change = operations/s of contpte vs the baseline (negative = slower)."
+        ),
+    )
+    cmd.add_argument(
+        "--profile",
+        default=",".join(PROFILES),
+        help="comma-separated machine profiles: names (altra, m2-vm, x86) or .toml paths (default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--orders",
+        type=_order_list,
+        default=",".join(str(o) for o in ORDERS),
+        help="comma-separated folio orders: 0 = 4K, 2..8 = mTHP, 9 = 2M PMD THP (default: %(default)s)",
+    )
+    if len(spec.patterns) > 1:
+        cmd.add_argument(
+            "--pattern",
+            default=",".join(spec.patterns),
+            help="comma-separated touch patterns (default: %(default)s); see the description above",
+        )
+    cmd.add_argument(
+        "--cpus",
+        type=int,
+        default=1,
+        help="copies running at once, one per CPU, contending on broadcast TLBIs (default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--size",
+        default=f"{spec.nbytes >> 20}M",
+        help="anonymous region per copy, a multiple of 2M with order 9 (default: %(default)s)",
+    )
+    cmd.add_argument("--plot", metavar="FILE", help="also draw the change per order to FILE (.png or .svg)")
+    cmd.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="calibrate profiles with free parameters (altra) on the fork rows first, as bench fork "
+        "does (default: on)",
+    )
+    cmd.set_defaults(handler=_cmd_bench_op, op_bench=spec.name)
+
+
+def _cmd_bench_op(args: argparse.Namespace, ui: Ui) -> int:
+    from .cost.op_bench import fit_points, run_op_bench, simulation_points
+    from .cost.profile import load_profile
+    from .report import plot_op_bench, render_op_bench
+    from .system.machine import parse_bytes
+
+    profiles = [load_profile(name.strip()) for name in args.profile.split(",") if name.strip()]
+    patterns = [p.strip() for p in args.pattern.split(",") if p.strip()] if hasattr(args, "pattern") else None
+    nbytes = parse_bytes(args.size, "--size")
+    steps = len(simulation_points(args.op_bench, args.orders, patterns)) + len(fit_points(profiles, args.fit))
+    with ui.progress(steps, f"simulating {args.op_bench}") as step:
+        result = run_op_bench(
+            args.op_bench,
+            profiles,
+            orders=args.orders,
+            patterns=patterns,
+            ncpus=args.cpus,
+            nbytes=nbytes,
+            fit=args.fit,
+            progress=step,
+        )
+    data = result.as_dict()
+    if args.plot:
+        plot_op_bench(args.plot, data)
+    if result.unmapped:
+        ui.warn(
+            f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
+        )
+    if ui.json:
+        ui.emit_json(data | {"plot": args.plot})
+        return 0
+    render_op_bench(ui.out, data)
+    if args.plot:
+        ui.out.print(f"plot written to {args.plot}")
+    return 0
+
+
 # --- calibrate ----------------------------------------------------------------
 
 
@@ -305,6 +409,236 @@ def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
             f"cost(n x TLBI_IS + DSB ISH) = a + n*cores*b*(1 + k*c) with k = bk/b = {bk / b:.3g} "
             "per concurrent broadcaster"
         )
+    return 0
+
+
+# --- run, fuzz, check (contpte.workloads) -------------------------------------
+
+
+@register
+def _register_run(sub: Subparsers) -> None:
+    from .workloads.commands import cmd_run
+
+    run = add_command(sub, "run", help="replay a scenario file (docs/SCENARIOS.md) on the model")
+    run.add_argument("file", help="a .scn scenario file")
+    run.add_argument("--arch", choices=("arm64", "generic"), help="override the header's arch")
+    run.add_argument("--state", action="store_true", help="with --json: the observable state after each step")
+    run.set_defaults(handler=cmd_run)
+
+
+@register
+def _register_fuzz(sub: Subparsers) -> None:
+    from .workloads.commands import cmd_fuzz
+    from .workloads.fuzz import VARIANTS
+
+    fz = add_command(
+        sub, "fuzz", help="random multi-process syscall sequences with every validator on; shrinks what it finds"
+    )
+    fz.add_argument("--steps", type=int, default=10_000, help="steps per variant (default: %(default)s)")
+    fz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    fz.add_argument(
+        "--variant", default="arm64", help=f"comma-separated backend/variant sets: {', '.join(VARIANTS)}"
+    )
+    fz.add_argument(
+        "--differential", action="store_true",
+        help="run every step on all variants (default set: arm64, generic, with and without batch_fork) "
+        "and demand they agree on everything a process can observe",
+    )
+    fz.add_argument("--episode", type=int, default=150, help="steps per fresh machine (default: %(default)s)")
+    fz.add_argument("--memory", default="32M", help="simulated memory per machine (default: %(default)s)")
+    fz.add_argument("--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)")
+    fz.add_argument("--out", help="reproducer file (default: fuzz-SEED.scn)")
+    fz.add_argument("--no-shrink", action="store_true", help="write the reproducer unshrunk")
+    fz.set_defaults(handler=cmd_fuzz)
+
+
+@register
+def _register_check(sub: Subparsers) -> None:
+    from .workloads.commands import cmd_check
+
+    ck = add_command(sub, "check", help="self-checks of the model: --bugs runs the bug catalog")
+    ck.add_argument(
+        "--bugs", action="store_true",
+        help="re-introduce each catalogued kernel bug and report whether the general validators catch it",
+    )
+    ck.add_argument("--only", help="comma-separated catalog entries (default: all)")
+    ck.set_defaults(handler=cmd_check)
+
+
+# --- oracle (contpte.oracle) ----------------------------------------------------
+
+
+@register
+def _register_oracle(sub: Subparsers) -> None:
+    oracle = add_command(
+        sub,
+        "oracle",
+        help="run a scenario on this machine's live Linux kernel and on the model; compare page by page",
+        description=(
+            "Replay scenario files with real processes on the running kernel (root; THP policy set in "
+            "sysfs for the run and restored) and on the model (arch=generic), and compare after each "
+            "step: outcome, presence, value, folio order, exclusivity, frame sharing, VMAs, smaps RSS. "
+            "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 3: cannot run here."
+        ),
+    )
+    oracle.add_argument("scenario", nargs="*", help=".scn scenario file(s)")
+    oracle.add_argument("--library", action="store_true", help="run the oracle's own scenario library")
+    oracle.add_argument(
+        "--at", choices=("step", "check"), default="step",
+        help="compare after every step (default) or only at 'check' steps and the end",
+    )
+    oracle.add_argument(
+        "--keep-going", action="store_true", help="compare after a difference too (default: stop at the first)"
+    )
+    oracle.add_argument(
+        "--kernel", choices=("live", "arm64"), default="live",
+        help="live: this machine's running kernel (default); arm64: Debian's Linux 6.12 arm64 kernel "
+        "booted under qemu (fetched on first use), comparing contpte call counts per step",
+    )
+    oracle.set_defaults(handler=_cmd_oracle)
+
+
+def _cmd_oracle(args: argparse.Namespace, ui: Ui) -> int:
+    if args.kernel == "arm64":
+        from .oracle.arm64.commands import cmd_oracle_arm64
+
+        return cmd_oracle_arm64(args, ui)
+    from .oracle.commands import cmd_oracle
+
+    return cmd_oracle(args, ui)
+
+
+# --- demo -------------------------------------------------------------------------
+
+DEMO_ROWS: tuple[tuple[str, str], ...] = (
+    ("fork.batch", "batches at fork (nr > 1)"),
+    ("fork.ptes", "PTEs copied"),
+    ("pte.read", "PTE reads"),
+    ("pte.write", "PTE writes"),
+    ("tlbi.total", "TLBIs"),
+    ("dsb.total", "DSBs"),
+    ("contpte.fold", "contpte folds"),
+    ("contpte.unfold", "contpte unfolds"),
+    ("contpte.convert", "contpte conversions"),
+    ("folio.alloc", "folios allocated"),
+    ("check.runs", "validator runs"),
+)
+"""(counter, label) rows of ``contpte demo``; the contpte rows only on arm64."""
+
+
+def _arch_works(arch: str) -> bool:
+    import contpte
+
+    try:
+        contpte.Machine(arch=arch, memory="64M", cpus=1, check=False)
+    except ContpteError:
+        return False
+    return True
+
+
+@register
+def _register_demo(sub: Subparsers) -> None:
+    demo = add_command(
+        sub,
+        "demo",
+        help="a process with 256 MiB of 64K-folio anonymous memory forks: what did it cost?",
+    )
+    demo.add_argument(
+        "--arch",
+        choices=("auto", "arm64", "generic"),
+        default="auto",
+        help="backend (default: arm64 if it works, else generic)",
+    )
+    demo.add_argument("--size", default="256M", help="anonymous memory the parent touches (default: %(default)s)")
+    demo.add_argument("--cpus", type=int, default=4, help="CPUs of the machine (default: %(default)s)")
+    demo.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run every validator after every syscall (default: on)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace, ui: Ui) -> int:
+    import time
+
+    import contpte
+    from contpte.system.machine import parse_bytes
+
+    from .report import render_table
+
+    arch = args.arch
+    if arch == "auto":
+        arch = "arm64" if _arch_works("arm64") else "generic"
+    size = parse_bytes(args.size, "--size")
+    folio = 64 << 10
+    if size % folio:
+        raise ModelUsageError(f"--size {args.size}: must be a multiple of 64K (whole folios)")
+    if args.cpus < 1:
+        raise ModelUsageError(f"--cpus {args.cpus}: must be a positive integer")
+    # Room for the parent's folios, the page tables, and a child that CoWs nothing.
+    memory = max(2 * size, 64 << 20)
+    m = contpte.Machine(arch=arch, memory=memory, cpus=args.cpus, mthp={"64K": "always"}, check=args.check)
+    with ui.progress(3, "demo") as step:
+        t0 = time.perf_counter()
+        p = m.spawn()
+        a = p.mmap(size, prot="rw", flags="private|anonymous")
+        p.write(a, size, value=0x5A5A)
+        step("parent touched its memory")
+        setup = m.stats()
+        t1 = time.perf_counter()
+        c = p.fork()
+        t2 = time.perf_counter()
+        step("forked")
+        after = m.stats()
+        # The child sees the parent's data (a read, not a write: nothing is copied).
+        first_last = c.read(a, 4096)[0], c.read(a + size - 4096, 4096)[0]
+        if first_last != (0x5A5A, 0x5A5A):
+            raise ModelUsageError(f"demo: the child read {first_last[0]:#x}/{first_last[1]:#x}, not 0x5a5a")
+        step("child read its copy")
+    cont_ptes = {
+        "parent": int(p.pagemap(a, size)["cont"].sum()),
+        "child": int(c.pagemap(a, size)["cont"].sum()),
+    }
+    fork_delta = {k: after.get(k, 0) - setup.get(k, 0) for k in set(after) | set(setup)}
+    rows = [
+        (name, label) for name, label in DEMO_ROWS if arch == "arm64" or not name.startswith("contpte.")
+    ]
+    result = {
+        "arch": arch,
+        "size_bytes": size,
+        "folio_bytes": folio,
+        "cpus": args.cpus,
+        "check": bool(args.check),
+        "kernel": m.kernel_version,
+        "fork_seconds": t2 - t1,
+        "setup_seconds": t1 - t0,
+        "setup": {name: setup.get(name, 0) for name, _ in rows},
+        "fork": {name: fork_delta.get(name, 0) for name, _ in rows},
+        "folios_mapped": setup.get("mthp.64kB.nr_anon", 0),
+        "cont_ptes_after_fork": cont_ptes,
+    }
+    if ui.json:
+        ui.emit_json(result)
+        return 0
+    render_table(
+        ui.out,
+        f"contpte demo: fork of a process with {size >> 20} MiB of 64K folios ({arch}, Linux {m.kernel_version})",
+        ["what", "counter", "setup (mmap + write)", "fork"],
+        [[label, name, f"{setup.get(name, 0):,}", f"{fork_delta.get(name, 0):,}"] for name, label in rows],
+        numeric_from=2,
+        caption=(
+            f"{result['folios_mapped']:,} 64K folios mapped; fork took {1000 * (t2 - t1):.1f} ms of "
+            f"simulation{' with every validator on' if args.check else ''}."
+            + (
+                f"\nPTEs with the Contiguous bit after fork: parent {cont_ptes['parent']:,}, "
+                f"child {cont_ptes['child']:,}."
+                if arch == "arm64"
+                else ""
+            )
+        ),
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "ModelUsageError",
     "ScenarioError",
     "SegmentationFault",
+    "UserfaultWP",
     "InvariantViolation",
     "KernelBug",
     "OutOfMemory",
@@ -59,6 +60,21 @@ class SegmentationFault(ContpteError):
         who = f"pid {pid}: " if pid is not None else ""
         kind = "write" if write else "read"
         super().__init__(f"{who}SIGSEGV ({'SEGV_' + code}) on {kind} at {addr:#x}")
+
+
+class UserfaultWP(ContpteError):
+    """A write hit a userfaultfd write-protected page.
+
+    Linux would queue a UFFD_EVENT_PAGEFAULT (WP) message and block the
+    thread until the monitor resolves it; the model runs no monitor, so the
+    access stops here (pages before ``addr`` were written).
+    """
+
+    def __init__(self, addr: int, pid: int | None = None) -> None:
+        self.addr = addr
+        self.pid = pid
+        who = f"pid {pid}: " if pid is not None else ""
+        super().__init__(f"{who}userfaultfd write-protect fault at {addr:#x}")
 
 
 class InvariantViolation(ContpteError):

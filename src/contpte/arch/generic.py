@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..counters import declare
-from .pgtable import MmLike, Pgtable, PtePtr, VmaLike
+from .pgtable import MmLike, Pgtable, PteBatches, PtePtr, VmaLike
 
 __all__ = ["GenericPgtable"]
 
@@ -36,6 +36,7 @@ _PAGE_SPECIAL = 1 << 9
 _PAGE_UFFD_WP = 1 << 10
 _PAGE_SOFT_DIRTY = 1 << 11
 _PFN_SHIFT = 12
+_U64 = (1 << 64) - 1
 _PFN_MASK = ((1 << 52) - 1) & ~((1 << _PFN_SHIFT) - 1)
 
 _VM_READ, _VM_WRITE, _VM_EXEC, _VM_SHARED = 1, 2, 4, 8
@@ -198,6 +199,54 @@ class GenericPgtable(Pgtable):
         t.store_many(ptep.idx, np.zeros(nr, dtype=np.uint64))
         ored = int(np.bitwise_or.reduce(old)) & (_PAGE_DIRTY | _PAGE_ACCESSED)
         return int(old[0]) | ored
+
+    # -- bulk forms for core-mm's fast paths (see Pgtable) ---------------------
+    BULK = True
+
+    def pte_pfn_v(self, vals: np.ndarray) -> np.ndarray:
+        return ((vals & np.uint64(_PFN_MASK)) >> np.uint64(self.PFN_PTE_SHIFT)).astype(np.int64)
+
+    def pte_write_v(self, vals: np.ndarray) -> np.ndarray:
+        return np.asarray((vals & np.uint64(_PAGE_RW)) != 0)
+
+    def pte_uffd_wp_v(self, vals: np.ndarray) -> np.ndarray:
+        return np.asarray((vals & np.uint64(_PAGE_UFFD_WP)) != 0)
+
+    def pte_wrprotect_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals & np.uint64(~_PAGE_RW & _U64)
+
+    def pte_mkwrite_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals | np.uint64(_PAGE_RW)
+
+    def pte_mkold_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals & np.uint64(~_PAGE_ACCESSED & _U64)
+
+    def pte_clear_soft_dirty_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals & np.uint64(~_PAGE_SOFT_DIRTY & _U64)
+
+    def bulk_plain_v(self, raw: np.ndarray) -> np.ndarray:
+        bad = np.uint64(_PAGE_SPECIAL | _PAGE_UFFD_WP)
+        return np.asarray(((raw & np.uint64(_PAGE_PRESENT)) != 0) & ((raw & bad) == 0))
+
+    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``wrprotect_ptes()`` per batch: one atomic per PTE (nr == 1 reads uncounted too)."""
+        new = np.where(b.mask(), self.pte_wrprotect_v(vals), vals)
+        return new, {"pte.atomic": b.total, "pte.write": b.total}
+
+    def bulk_set_ptes(
+        self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``set_ptes()`` per batch: ``__set_ptes``, one store per PTE."""
+        if not len(b):
+            return np.zeros(b.n, dtype=np.uint64), {}
+        bid = b.bid()
+        vals = ptes[bid] + (b.offset().astype(np.uint64) << np.uint64(self.PFN_PTE_SHIFT))
+        out = np.where(b.mask(), vals, np.uint64(0))
+        return out, {"pte.write": b.total}
+
+    def bulk_clear_full_ptes(self, vals: np.ndarray, b: PteBatches, full: bool) -> dict[str, int] | None:
+        """``clear_full_ptes()`` per batch: one xchg per PTE."""
+        return {"pte.atomic": b.total, "pte.write": b.total}
 
     # -- TLB maintenance (x86 style) ------------------------------------------
     def _shootdown(self, mm: MmLike, vas: list[int] | None) -> None:

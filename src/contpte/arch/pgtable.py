@@ -29,10 +29,82 @@ from ..hw.tables import AddressSpace, PteTable
 if TYPE_CHECKING:
     pass
 
-__all__ = ["PtePtr", "MmLike", "VmaLike", "GatherLike", "Pgtable", "CYDP_CLEAR_YOUNG", "CYDP_CLEAR_DIRTY"]
+__all__ = [
+    "PtePtr",
+    "MmLike",
+    "VmaLike",
+    "GatherLike",
+    "Pgtable",
+    "CYDP_CLEAR_YOUNG",
+    "CYDP_CLEAR_DIRTY",
+    "batch_positions",
+    "PteBatches",
+]
 
 CYDP_CLEAR_YOUNG = 0x01
 CYDP_CLEAR_DIRTY = 0x02
+
+
+def batch_positions(starts: np.ndarray, nrs: np.ndarray) -> np.ndarray:
+    """Every position of the batches ``(starts[i], nrs[i])``, in order (int64)."""
+    total = int(nrs.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.cumsum(nrs) - nrs
+    return np.repeat(starts.astype(np.int64) - first, nrs) + np.arange(total, dtype=np.int64)
+
+
+class PteBatches:
+    """Batches ``(starts[i], nrs[i])`` over ``n`` stacked entries, with per-entry views.
+
+    The per-entry arrays (which batch an entry is in, its offset in it)
+    are computed once and shared by the bulk forms that need them.
+    """
+
+    def __init__(self, starts: np.ndarray, nrs: np.ndarray, n: int) -> None:
+        self.starts = starts.astype(np.int64, copy=False)
+        self.nrs = nrs.astype(np.int64, copy=False)
+        self.n = n
+        self.total = int(self.nrs.sum())
+        self._bid: np.ndarray | None = None
+        self._mask: np.ndarray | None = None
+        self._offset: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def subset(self, sel: np.ndarray) -> "PteBatches":
+        return PteBatches(self.starts[sel], self.nrs[sel], self.n)
+
+    def mask(self) -> np.ndarray:
+        """Entries in a batch."""
+        if self._mask is None:
+            if self.total == self.n:
+                self._mask = np.ones(self.n, dtype=bool)
+            else:
+                d = np.zeros(self.n + 1, dtype=np.int32)
+                d[self.starts] += 1
+                d[self.starts + self.nrs] -= 1
+                self._mask = np.cumsum(d[:-1]) > 0
+        return self._mask
+
+    def bid(self) -> np.ndarray:
+        """The batch of each entry (meaningful where ``mask()``)."""
+        if self._bid is None:
+            mark = np.zeros(self.n, dtype=np.int32)
+            mark[self.starts] = 1
+            self._bid = np.cumsum(mark, dtype=np.int64) - 1
+            self._bid[self._bid < 0] = 0
+        return self._bid
+
+    def offset(self) -> np.ndarray:
+        """Each entry's offset in its batch (meaningful where ``mask()``)."""
+        if self._offset is None:
+            if not len(self.starts):
+                self._offset = np.zeros(self.n, dtype=np.int64)
+            else:
+                self._offset = np.arange(self.n, dtype=np.int64) - self.starts[self.bid()]
+        return self._offset
 
 
 class PtePtr:
@@ -123,6 +195,12 @@ class Pgtable:
         #: An arch that must check folio coverage (arm64 fold) asks it via
         #: ``folio_range_of_pfn``; core-mm passes nothing new to set_ptes().
         self.folio_lookup: Callable[[int], tuple[int, int]] | None = None
+        #: Bug catalog entries turned on (contpte.bugs; the Machine sets it).
+        self.bugs: frozenset[str] = frozenset()
+
+    def bug(self, name: str) -> bool:
+        """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
+        return name in self.bugs
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn`` (via ``folio_lookup``)."""
@@ -485,6 +563,98 @@ class Pgtable:
 
     def update_mmu_cache_range(self, vma: VmaLike, addr: int, ptep: PtePtr, nr: int) -> None:
         """Models: ``update_mmu_cache_range()``: nothing to do on these arches."""
+
+    # ------------------------------------------------------------------
+    # Bulk forms (model-only): what core-mm's vectorised fast paths call.
+    #
+    # Each stands for a sequence of calls of the public function it names,
+    # one per batch, and must leave exactly the state and count exactly the
+    # counters (``pte.*``, ``call.*``) those calls would.  Entries come as a
+    # flat array of whole level-3 tables stacked in order (entry ``i`` is
+    # index ``i % PTRS_PER_PTE`` of its table); a batch is ``(start, nr)``
+    # in that array and never crosses a table.  Where one of the calls would
+    # do more than the bulk form represents (an unfold, a fold), the bulk
+    # form returns None and changes nothing: the caller takes the
+    # kernel-shaped path.  ``BULK`` says whether a backend has them.
+    # ------------------------------------------------------------------
+    BULK = False
+
+    def pte_pfn_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_pfn()`` (int64)."""
+        raise NotImplementedError
+
+    def pte_write_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_write()``."""
+        raise NotImplementedError
+
+    def pte_uffd_wp_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_uffd_wp()``."""
+        raise NotImplementedError
+
+    def pte_wrprotect_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_wrprotect()``."""
+        raise NotImplementedError
+
+    def pte_mkwrite_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_mkwrite()``."""
+        raise NotImplementedError
+
+    def pte_mkold_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_mkold()``."""
+        raise NotImplementedError
+
+    def pte_clear_soft_dirty_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_clear_soft_dirty()``."""
+        return vals
+
+    def bulk_ptep_get(self, raw: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``ptep_get()`` of the entries at ``pos``: (values, loads each call costs, which gather).
+
+        The third array marks the calls that enter the arch's block getter
+        (arm64 ``contpte_ptep_get``).  Counts nothing: the caller counts the
+        calls it stands for with ``bulk_count_ptep_get``.
+        """
+        n = len(pos)
+        return raw[pos], np.ones(n, dtype=np.int64), np.zeros(n, dtype=bool)
+
+    def bulk_batch_visited(self, raw: np.ndarray, inr: np.ndarray) -> np.ndarray | None:
+        """The entries of ``inr`` the ``pte_batch_hint()`` chain lands on.
+
+        A batch walk (``folio_pte_batch``) from the start of each range
+        reads an entry, then jumps ``pte_batch_hint()`` entries; the
+        entries it jumps over are never read.  None: it lands on every one.
+        """
+        return None
+
+    def bulk_count_ptep_get(self, reads: int, gathers: int) -> None:
+        """Count ``ptep_get()`` calls: ``reads`` loads, ``gathers`` block getter entries."""
+        self.counters.add("pte.read", reads)
+
+    def bulk_plain_v(self, raw: np.ndarray) -> np.ndarray:
+        """Entries a bulk path may take: valid (not PROT_NONE), not special, not uffd-wp."""
+        raise NotImplementedError
+
+    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``wrprotect_ptes(mm, addr, ptep, nr)`` of each batch: (new entries, counters)."""
+        return None
+
+    def bulk_set_ptes(
+        self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``set_ptes(mm, addr, ptep, pte, nr)`` of each batch into none entries.
+
+        ``ptes``: each batch's first PTE; ``folio_first``/``folio_nr``: the
+        folio of each batch (for arm64's fold attempt).  Returns the new
+        entries (zero outside the batches) and the counters.
+        """
+        return None
+
+    def bulk_clear_full_ptes(self, vals: np.ndarray, b: PteBatches, full: bool) -> dict[str, int] | None:
+        """``clear_full_ptes(mm, addr, ptep, nr, full)`` of each batch: the counters.
+
+        The entries of the batches end up zero (the caller stores them).
+        """
+        return None
 
     def ptl_release(self, mm: MmLike, table: PteTable | None) -> None:
         """Model hook: core-mm is about to drop the PTL of ``table``.

@@ -80,7 +80,9 @@ def pagemap_rows(mm: Any, addr: int, npages: int) -> np.ndarray:
                     dirty |= np.repeat(dd, cp) & cont
                     young |= np.repeat(yy, cp) & cont
                 s = slice(off, off + n)
-                present = d["present"][s] & d["valid"][s]
+                # PM_PRESENT is pte_present(): PROT_NONE (and NUMA-hinting)
+                # entries are present too, only not valid for the walker.
+                present = d["present"][s]
                 pfns = np.where(present, d["pfn"][s], 0)
                 out["present"][sl] = present
                 out["pfn"][sl] = np.where(present, pfns, 0)

@@ -16,7 +16,21 @@ Rules (``InvariantViolation.rule``):
 - ``writable-shared``: no page is writable in two places unless every
   mapping of it is shared.
 - ``isolation``: a process reads exactly what it last wrote there or
-  inherited at fork (or the file's current content, or zero).
+  inherited at fork (or the file's current content, or zero); after
+  MADV_FREE a page not written since may also read zero (reclaim may have
+  discarded it).
+- ``refcount>=mapcount`` also holds at every rmap update, not only between
+  syscalls (``Kernel.on_rmap_change``): another CPU may look at a folio as
+  soon as its mapcount changed.
+- ``fork-copy``: the child's page table is a faithful copy of the parent's
+  (snapshotted before fork): the same pages present, the same frames
+  (except pinned anon pages, copied into exclusive pages), and per PTE the
+  same accessibility (PROT_NONE), no lost dirty state (private mappings;
+  gathered over contiguous blocks as ``ptep_get`` reports it), soft-dirty and
+  uffd-wp (when the child keeps VM_UFFD_WP; none otherwise).
+- ``pinned-anon-exclusive``: an anon page pinned with ``pin`` (its frame
+  recorded at pin time) that is still mapped is mapped once, and
+  PageAnonExclusive: pinned pages are never shared with a child.
 """
 
 from __future__ import annotations
@@ -27,8 +41,8 @@ import numpy as np
 
 from ..counters import declare
 from ..errors import InvariantViolation
-from ..mm.memmap import PG_anon, PG_anon_exclusive
-from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED
+from ..mm.memmap import PG_anon, PG_anon_exclusive, PG_reserved
+from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP
 from ..mm.shmem import file_initial_value
 
 __all__ = ["Validators"]
@@ -44,12 +58,30 @@ class _Shadow:
         self.per = per
         self.values: dict[int, np.ndarray] = {}
         self.own: dict[int, np.ndarray] = {}
+        #: MADV_FREE'd and not written since: may read zero.
+        self.lazy: dict[int, np.ndarray] = {}
 
     def copy(self) -> "_Shadow":
         s = _Shadow(self.per)
         s.values = {k: v.copy() for k, v in self.values.items()}
         s.own = {k: v.copy() for k, v in self.own.items()}
+        s.lazy = {k: v.copy() for k, v in self.lazy.items()}
         return s
+
+    def mark_lazy(self, vpn: int, n: int, on: bool) -> None:
+        for t, off, c, _ in self.chunks(vpn, n):
+            if t not in self.lazy:
+                if not on:
+                    continue
+                self.lazy[t] = np.zeros(self.per, dtype=bool)
+            self.lazy[t][off : off + c] = on
+
+    def get_lazy(self, vpn: int, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=bool)
+        for t, off, c, i in self.chunks(vpn, n):
+            if t in self.lazy:
+                out[i : i + c] = self.lazy[t][off : off + c]
+        return out
 
     def chunks(self, vpn: int, n: int) -> list[tuple[int, int, int, int]]:
         """(table, offset, count, position in range) pieces of ``[vpn, vpn+n)``."""
@@ -69,11 +101,14 @@ class _Shadow:
                 self.own[t] = np.zeros(self.per, dtype=bool)
             self.values[t][off : off + c] = value[i : i + c] if isinstance(value, np.ndarray) else np.uint64(value)
             self.own[t][off : off + c] = True
+            if t in self.lazy:
+                self.lazy[t][off : off + c] = False
 
     def forget(self, vpn: int, n: int) -> None:
         for t, off, c, _ in self.chunks(vpn, n):
             if t in self.own:
                 self.own[t][off : off + c] = False
+        self.mark_lazy(vpn, n, False)
 
     def get(self, vpn: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         vals = np.zeros(n, dtype=np.uint64)
@@ -94,6 +129,36 @@ class Validators:
         self.shadows: dict[int, _Shadow] = {}
         #: (file id) -> {page index: value} written through shared mappings.
         self.files: dict[int, dict[int, int]] = {}
+        #: pid -> frames pinned by that process (a multiset, as pins nest).
+        self.pins: dict[int, list[int]] = {}
+        #: The parent's PTE tables and VMAs just before fork (``before_fork``).
+        self._fork_snapshot: tuple[dict[int, np.ndarray], set[int]] | None = None
+        if machine.check_enabled:
+            machine.kernel.on_rmap_change = self._on_rmap_change
+            machine.kernel.on_rmap_change_many = self._on_rmap_change_many
+
+    # -- refcount >= mapcount at every rmap update ----------------------------------
+    def _on_rmap_change(self, folio: Any) -> None:
+        mem = folio.mem
+        if int(mem.flags[folio.pfn]) & PG_reserved:
+            return
+        maps = folio.mapcount_total()
+        ref = folio.refcount
+        if ref < maps:
+            raise InvariantViolation(
+                "refcount>=mapcount",
+                f"folio {folio.pfn:#x}: refcount {ref} < {maps} mappings right after an rmap update",
+            )
+
+    def _on_rmap_change_many(self, heads: np.ndarray) -> None:
+        """``_on_rmap_change`` of many folios (head pfns) after a bulk rmap update."""
+        mem = self.m.kernel.memmap
+        heads = heads[(mem.flags[heads] & PG_reserved) == 0]
+        large = mem.order[heads] > 0
+        maps = np.where(large, mem.large_mapcount[heads], mem.mapcount[heads]).astype(np.int64)
+        bad = np.flatnonzero(mem.refcount[heads] < maps)
+        if len(bad):
+            self._on_rmap_change(self.m.kernel.folio(int(heads[bad[0]])))
 
     # -- isolation shadow hooks ------------------------------------------------
     def on_spawn(self, p: Any) -> None:
@@ -108,9 +173,186 @@ class Validators:
             if (v.vm_start, v.vm_end) not in child_ranges and not any(s <= v.vm_start and v.vm_end <= e for s, e in child_ranges):
                 sh.forget(v.vm_start >> ps, (v.vm_end - v.vm_start) >> ps)
         self.shadows[child.pid] = sh
+        self._check_fork_copy(parent, child)
 
     def on_exit(self, p: Any) -> None:
         self.shadows.pop(p.pid, None)
+        self.pins.pop(p.pid, None)
+
+    def on_madvise_free(self, p: Any, addr: int, length: int) -> None:
+        """MADV_FREE: private anon pages not written again may read zero from now on."""
+        ps = self.m.page_size
+        sh = self.shadows.setdefault(p.pid, _Shadow(self.per))
+        n = (length + ps - 1) // ps
+        for v in p.mm.vmas_in(addr, addr + n * ps):
+            if v.vm_file is not None or v.vm_flags & VM_SHARED:
+                break  # madvise stops with EINVAL at the first VMA MADV_FREE refuses
+            s, e = max(addr, v.vm_start), min(addr + n * ps, v.vm_end)
+            sh.mark_lazy(s // ps, (e - s) // ps, True)
+
+    # -- pins ----------------------------------------------------------------------
+    def on_pin(self, p: Any, addr: int, npages: int, write: bool = True) -> None:
+        rows = p.pagemap(addr, npages * self.m.page_size)
+        self.pins.setdefault(p.pid, []).extend(int(r["pfn"]) for r in rows if r["present"])
+        if write:
+            # A write pin of a private file mapping breaks CoW (FOLL_WRITE):
+            # those pages are now private snapshots of the file's content.
+            ps = self.m.page_size
+            sh = self.shadows.setdefault(p.pid, _Shadow(self.per))
+            for v, i, c in self._segments(p, addr, npages):
+                if v.vm_file is None or v.vm_flags & VM_SHARED:
+                    continue
+                a0 = addr + i * ps
+                vpn = a0 >> self.m.kernel.page_shift
+                vals, own = sh.get(vpn, c)
+                snap = np.where(own, vals, self._file_values(v, v.linear_page_index(a0), c))
+                sh.set(vpn, c, snap)
+
+    def on_unpin(self, p: Any, pfns: list[int]) -> None:
+        mine = self.pins.get(p.pid, [])
+        for pfn in pfns:
+            if pfn in mine:
+                mine.remove(pfn)
+
+    def _check_pins(self, pte_maps: np.ndarray) -> None:
+        mem = self.m.kernel.memmap
+        for pid, pfns in self.pins.items():
+            for pfn in pfns:
+                head = int(mem.head[pfn])
+                if head < 0 or not int(mem.flags[head]) & PG_anon or pte_maps[pfn] == 0:
+                    continue
+                if pte_maps[pfn] > 1 or not int(mem.flags[pfn]) & PG_anon_exclusive:
+                    raise InvariantViolation(
+                        "pinned-anon-exclusive",
+                        f"pfn {pfn:#x} pinned by pid {pid} is mapped {int(pte_maps[pfn])} time(s)"
+                        f"{'' if int(mem.flags[pfn]) & PG_anon_exclusive else ' and is not PageAnonExclusive'}",
+                    )
+
+    # -- fork: the child's tables copy the parent's ----------------------------------
+    def before_fork(self, parent: Any) -> None:
+        sp = parent.mm.space
+        self._fork_snapshot = ({i: t.entries.copy() for i, t in sp.tables.items()}, set(sp.pmds))
+
+    def _gathered(self, entries: np.ndarray) -> dict[str, np.ndarray]:
+        """Decode with dirty ORed over contiguous blocks (what ``ptep_get`` reports)."""
+        arch = self.m.kernel.arch
+        d: dict[str, np.ndarray] = arch.ptes_decode(entries)
+        cp = arch.CONT_PTES
+        cont = d["cont"]
+        if cp > 1 and cont.any():
+            dd = d["dirty"].reshape(-1, cp).any(axis=1) & cont.reshape(-1, cp).any(axis=1)
+            d["dirty"] = d["dirty"] | (np.repeat(dd, cp) & cont)
+        return d
+
+    def _check_fork_copy(self, parent: Any, child: Any) -> None:
+        snap = self._fork_snapshot
+        self._fork_snapshot = None
+        if snap is None:
+            return
+        tables, pmds = snap
+        k = self.m.kernel
+        arch = k.arch
+        mem = k.memmap
+        per = self.per
+        shift = k.page_shift
+        for cv in child.mm.vmas:
+            needs_copy = cv.anon_vma is not None or cv.vm_flags & VM_UFFD_WP
+            uffd = bool(cv.vm_flags & VM_UFFD_WP)
+            private = not cv.vm_flags & VM_SHARED
+            first, last = cv.vm_start >> shift, cv.vm_end >> shift
+            for idx in range(first // per, (last - 1) // per + 1):
+                if idx in pmds:
+                    continue
+                lo = max(first, idx * per) - idx * per
+                hi = min(last, (idx + 1) * per) - idx * per
+                pe = tables.get(idx)
+                ct = child.mm.space.tables.get(idx)
+                ce = ct.entries if ct is not None else None
+                if pe is None and ce is None:
+                    continue
+                zeros = np.zeros(per, dtype=np.uint64)
+                pd = self._gathered(pe if pe is not None else zeros)
+                cd = self._gathered(ce if ce is not None else zeros)
+                # Vectorised first: only a table with a suspect entry goes
+                # through the per-entry checks below (which say what is wrong).
+                if not self._fork_copy_suspects(
+                    pd, cd, pe if pe is not None else zeros, ce if ce is not None else zeros,
+                    needs_copy, uffd, private,
+                )[lo:hi].any():
+                    continue
+                for ii in np.nonzero((pd["present"] | cd["present"])[lo:hi])[0] + lo:
+                    i = int(ii)
+                    va = (idx * per + i) << shift
+                    praw = int(pe[i]) if pe is not None else 0
+                    craw = int(ce[i]) if ce is not None else 0
+
+                    def bad(what: str, va: int = va, praw: int = praw, craw: int = craw) -> InvariantViolation:
+                        return InvariantViolation(
+                            "fork-copy", f"pid {child.pid} (child of {parent.pid}): {what}", va, [praw, craw]
+                        )
+
+                    if not pd["present"][i]:
+                        raise bad("the child maps a page the parent did not map")
+                    if not cd["present"][i]:
+                        if needs_copy:
+                            raise bad("the parent's page is missing in the child")
+                        continue
+                    if pd["pfn"][i] != cd["pfn"][i]:
+                        cp = int(cd["pfn"][i])
+                        if not (int(mem.flags[cp]) & PG_anon_exclusive and int(mem.head[cp]) >= 0):
+                            raise bad("the child maps another frame, which is not an exclusive copy")
+                        continue
+                    if pd["valid"][i] != cd["valid"][i]:
+                        raise bad("accessibility (PROT_NONE / NUMA hinting) differs from the parent's")
+                    if arch.pte_uffd_wp(craw) != (uffd and arch.pte_uffd_wp(praw)):
+                        raise bad("the uffd-wp bit was not copied per PTE")
+                    if arch.pte_soft_dirty(craw) != arch.pte_soft_dirty(praw):
+                        raise bad("the soft-dirty bit was not copied per PTE")
+                    # A dirty bit may be gained (v6.12 arm64 pte_mkwrite() clears
+                    # PTE_RDONLY, so a merged-writable clean batch turns dirty):
+                    # that only costs a writeback.  It must never be lost.
+                    if private and not pd["special"][i] and pd["dirty"][i] and not cd["dirty"][i]:
+                        raise bad("the parent's PTE is dirty, the child's is clean: a write may be lost")
+
+    def _fork_copy_suspects(
+        self,
+        pd: dict[str, np.ndarray],
+        cd: dict[str, np.ndarray],
+        praw: np.ndarray,
+        craw: np.ndarray,
+        needs_copy: Any,
+        uffd: bool,
+        private: bool,
+    ) -> np.ndarray:
+        """Entries of one table that fail a ``fork-copy`` check (the per-entry checks, vectorised)."""
+        mem = self.m.kernel.memmap
+        arch = self.m.kernel.arch
+        pp, cp = pd["present"], cd["present"]
+        bad = cp & ~pp
+        if needs_copy:
+            bad |= pp & ~cp
+        both = pp & cp
+        moved = both & (pd["pfn"] != cd["pfn"])
+        if moved.any():
+            pf = cd["pfn"][moved]
+            ok = ((mem.flags[pf] & PG_anon_exclusive) != 0) & (mem.head[pf] >= 0)
+            bad[np.flatnonzero(moved)[~ok]] = True
+        same = both & ~moved
+        bad |= same & (pd["valid"] != cd["valid"])
+        if arch.BULK:
+            uw_p, uw_c = arch.pte_uffd_wp_v(praw), arch.pte_uffd_wp_v(craw)
+            sd_p = arch.pte_clear_soft_dirty_v(praw) != praw
+            sd_c = arch.pte_clear_soft_dirty_v(craw) != craw
+        else:
+            uw_p = np.array([arch.pte_uffd_wp(int(x)) for x in praw], dtype=bool)
+            uw_c = np.array([arch.pte_uffd_wp(int(x)) for x in craw], dtype=bool)
+            sd_p = np.array([arch.pte_soft_dirty(int(x)) for x in praw], dtype=bool)
+            sd_c = np.array([arch.pte_soft_dirty(int(x)) for x in craw], dtype=bool)
+        bad |= same & (uw_c != (uw_p & uffd))
+        bad |= same & (sd_c != sd_p)
+        if private:
+            bad |= same & ~pd["special"] & pd["dirty"] & ~cd["dirty"]
+        return np.asarray(bad)
 
     def on_unmap(self, p: Any, addr: int, length: int, dontneed: bool = False) -> None:
         ps = self.m.page_size
@@ -166,12 +408,21 @@ class Validators:
             if v.vm_flags & VM_SHARED:
                 exp = self._file_values(v, v.linear_page_index(a0), c)
             else:
-                vals, own = sh.get((a0 >> self.m.kernel.page_shift), c)
+                vpn = a0 >> self.m.kernel.page_shift
+                vals, own = sh.get(vpn, c)
                 if v.vm_file is None:
                     base = np.zeros(c, dtype=np.uint64)
                 else:
                     base = self._file_values(v, v.linear_page_index(a0), c)
                 exp = np.where(own, vals, base)
+                lazy = sh.get_lazy(vpn, c)
+                if lazy.any():
+                    # Discarded by reclaim after MADV_FREE: zero from now on.
+                    gone = lazy & own & (got[i : i + c] == 0) & (exp != 0)
+                    if gone.any():
+                        exp = np.where(gone, np.uint64(0), exp)
+                        for jj in np.nonzero(gone)[0]:
+                            sh.set(vpn + int(jj), 1, 0)
             bad = np.nonzero(got[i : i + c] != exp)[0]
             if len(bad):
                 j = int(bad[0])
@@ -312,6 +563,7 @@ class Validators:
         pm = np.nonzero(pmd_maps)[0]
         for h in pm:
             total[h : h + (1 << int(mem.order[h]))] += pmd_maps[h]
+        self._check_pins(pte_maps)
         bad = (writable_private > 0) & (total > 1)
         for z in zero:
             bad[z] = False

@@ -76,6 +76,7 @@ KINDS: tuple[str, ...] = (
     "dsb_nsh",
     "ipi",
     "task_fork_exit",
+    "syscall",
 )
 """Cost kinds, in display order.  Each is a profile figure except
 ``tlbi_bcast`` (the §3.5 formula) and ``pte_atomic_extra`` (see RULES)."""
@@ -182,6 +183,12 @@ RULES: tuple[Rule, ...] = (
     Rule("gup.unpin", NONE, "its refcount work is counted by ref.op", priced_by="ref.op"),
     Rule("madvise.lazyfree_pages", NONE, "its PTE updates are counted by pte.*", priced_by="pte.write"),
     Rule("madvise.free_split_skipped", NONE, "a decision not to act, not work"),
+    Rule("numa_hint_faults", NONE, "a kind of pgfault, priced there", priced_by="pgfault"),
+    Rule("numa_pte_updates", NONE, "its PTE updates are counted by pte.*", priced_by="pte.write"),
+    Rule("pglazyfreed", NONE, "reclaim's PTE clears and TLBIs are counted by pte.*/tlbi.*", priced_by="pte.write"),
+    Rule("pglazyfree_fail", NONE, "reclaim's PTE writes are counted by pte.*", priced_by="pte.write"),
+    Rule("pgsteal", NONE, "the frees are counted by buddy.free", priced_by="buddy.free"),
+    Rule("pgpgout", NONE, "writeback I/O is outside the model (no device cost)"),
     Rule("thp_*", NONE, "/proc/vmstat statistics; the work is counted elsewhere"),
     Rule("mthp.*", NONE, "kernel statistics (hugepages-<size>kB/stats); the work is counted elsewhere"),
 )

@@ -52,6 +52,7 @@ REQUIRED_FIGURES: dict[str, str] = {
     "dsb_nsh": "ns",
     "ipi": "ns",
     "task_fork_exit": "ns",
+    "syscall": "ns",
 }
 """Every profile defines these figures, in these units."""
 

@@ -298,7 +298,10 @@ class RuleChecker:
         fmt = self.fmt
         old = int(r.broken_old[p])
         seq = int(r.break_seq[p])
-        if fmt.cont(old) or fmt.cont(new):
+        # Only an old *contiguous* translation may be cached for the whole
+        # block; a new contiguous entry replacing a lone page needs just that
+        # page flushed (munmap of a 4K page, then a 64K folio mapped there).
+        if fmt.cont(old):
             lo = p & ~(self.cont_n - 1)
             hi = lo + self.cont_n
             what = f"the whole {self.cont_n}-entry contiguous block"

@@ -269,6 +269,24 @@ class Hardware:
         elif out is not None:
             out[i] = data[pfn]
 
+    def count_translation_faults(self, cpu: int, space: AddressSpace, vpns: list[int]) -> None:
+        """Account the faulting accesses a bulk fault-in stands for.
+
+        Each was a user access to a page no TLB entry covered and whose
+        descriptor was invalid: a TLB miss, a walk and a translation fault,
+        exactly as ``_translate_vpn`` counts them.  The caller guarantees
+        those preconditions held when the fault was taken.
+        """
+        n = len(vpns)
+        if not n:
+            return
+        self.counters.add(C_MISS, n)
+        self.counters.add(C_WALK, n)
+        self.counters.add("fault.translation", n)
+        if self.fmt.name == "flat":
+            for vpn in vpns:
+                self.tlbs[cpu].invalidate_range(space.asid, vpn, 1, None)
+
     def translate(self, cpu: int, space: AddressSpace, va: int, write: bool) -> int | HwFault:
         """Translate one page for an EL0 access: its pfn, or the fault.
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from ..errors import InvariantViolation
 from .format import L2_BLOCK, L2_TABLE, WS_CLEAN, WS_DIRTY
-from .tlb import TlbEntry
+from .tlb import Tlb, TlbEntry
 
 if TYPE_CHECKING:
     from .hardware import Hardware, HwFault
@@ -125,8 +125,53 @@ def _chunk(
     if table is None:
         return 0, None
     if tlb.region_busy(asid, pmd_index):
-        return _hit_chunk(hw, cpu, space, pmd_index, i0, cnt, write, value, out)
+        vpn = (pmd_index << (hw.page_shift - 3)) + i0
+        if _covered(tlb, asid, vpn):
+            return _hit_chunk(hw, cpu, space, pmd_index, i0, cnt, write, value, out)
+        return _gap_chunk(hw, cpu, space, table, i0, cnt, write, value, out)
     return _fill_chunk(hw, cpu, space, table, i0, cnt, write, value, out)
+
+
+def _covered(tlb: Tlb, asid: int, vpn: int) -> bool:
+    """Does any entry of ``asid`` cover ``vpn`` (no LRU update)?"""
+    ents = tlb.entries
+    return any((asid, vpn & ~(size - 1), size) in ents for size in tlb.sizes)
+
+
+def _gap_chunk(
+    hw: Hardware,
+    cpu: int,
+    space: AddressSpace,
+    table: PteTable,
+    i0: int,
+    cnt: int,
+    write: bool,
+    value: int | U64 | None,
+    out: U64 | None,
+) -> tuple[int, HwFault | None]:
+    """The region has entries but not for the first page: fill the uncovered prefix.
+
+    Only pages outside Contiguous groups, none covered by a TLB entry, up to
+    and including the first that faults (found from the descriptors, so the
+    per-page coverage test stays short: a fault-in restarting after each
+    fault costs O(1), not O(region)).  Such fills overlap nothing, so they
+    are exactly ``_fill_run``'s case.
+    """
+    d = table.entries[i0 : i0 + cnt].copy()
+    valid, in_cont, _ = _group_kinds(hw, d, i0, cnt)
+    stop = np.flatnonzero(~valid | in_cont)
+    lim = int(stop[0]) + 1 if len(stop) else cnt
+    if len(stop) and in_cont[lim - 1]:
+        lim -= 1
+    tlb = hw.tlbs[cpu]
+    asid = space.asid
+    vpn0 = (table.pmd_index << (hw.page_shift - 3)) + i0
+    m = 0
+    while m < lim and not _covered(tlb, asid, vpn0 + m):
+        m += 1
+    if m == 0:
+        return 0, None
+    return _fill_run(hw, cpu, space, table, i0, 0, m, d, valid, write, value, out)
 
 
 def _block_chunk(

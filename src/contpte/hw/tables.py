@@ -89,6 +89,23 @@ class PteTable:
         else:
             self.entries[idx : idx + nr] = values
 
+    def store_bulk(self, idx: int, values: np.ndarray) -> None:
+        """Store ``values`` from ``idx`` for a bulk path that stands for several
+        software stores and counts their ``pte.write``/``pte.atomic`` itself.
+
+        Observed like ``store_many`` (unchanged entries are no change to an
+        observer).
+        """
+        nr = len(values)
+        obs = self.space.observers
+        if obs:
+            old = self.entries[idx : idx + nr].copy()
+            self.entries[idx : idx + nr] = values
+            for o in obs:
+                o.on_store(self, idx, old, values.astype(np.uint64, copy=True))
+        else:
+            self.entries[idx : idx + nr] = values
+
     def xchg(self, idx: int, value: int) -> int:
         """Atomically swap in ``value``; return the old descriptor."""
         self.space.counters.add("pte.atomic")

@@ -35,7 +35,8 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> int:
         if ret:
             break
     mm.mmap_base = oldmm.mmap_base
-    k.arch.flush_tlb_mm(oldmm)
+    if not k.bug("fork_no_parent_tlb_flush"):
+        k.arch.flush_tlb_mm(oldmm)
     return ret
 
 

@@ -14,7 +14,16 @@ import errno
 from ..counters import declare
 from .memmap import GUP_PIN_COUNTING_BIAS, Folio
 from .memory import handle_mm_fault
-from .mm_types import FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, VM_FAULT_OOM, VM_SHARED, VM_WRITE, MmStruct
+from .mm_types import (
+    FAULT_FLAG_UNSHARE,
+    FAULT_FLAG_WRITE,
+    VM_FAULT_OOM,
+    VM_FAULT_UFFD_WP,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    MmStruct,
+)
 
 __all__ = ["pin_user_pages", "unpin_user_pages"]
 
@@ -77,6 +86,10 @@ def pin_user_pages(mm: MmStruct, start: int, nr_pages: int, write: bool) -> int:
         if write and not vma.vm_flags & VM_WRITE:
             unpin_user_pages(mm, done)
             return -errno.EFAULT
+        if not write and not vma.vm_flags & VM_READ:
+            # check_vma_flags(): a read pin (no FOLL_FORCE) needs VM_READ.
+            unpin_user_pages(mm, done)
+            return -errno.EFAULT
         if write and vma.vm_file is not None and not vma.vm_file.shmem and vma.vm_flags & VM_SHARED:
             # v6.5+: no writable long-term pins of file-backed memory needing writeback.
             unpin_user_pages(mm, done)
@@ -94,6 +107,10 @@ def pin_user_pages(mm: MmStruct, start: int, nr_pages: int, write: bool) -> int:
             if ret & VM_FAULT_OOM:
                 unpin_user_pages(mm, done)
                 return -errno.ENOMEM
+            if ret & VM_FAULT_UFFD_WP:
+                # GUP does not wait for a userfaultfd monitor here: -EFAULT.
+                unpin_user_pages(mm, done)
+                return -errno.EFAULT
         got = _follow_page(mm, addr)
         if got is None:
             unpin_user_pages(mm, done)

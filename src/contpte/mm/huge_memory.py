@@ -271,7 +271,21 @@ def split_huge_pmd(vma: Vma, pmd_index: int, haddr: int) -> None:
         mem.flags[folio.pfn : folio.pfn + nr] &= ~PG_anon_exclusive & 0xFFFFFFFF
     folio.ref_add(nr - 1)
     k.counters.add(REF_OPS)
-    arch.set_ptes(mm, haddr, ptep, pte, nr)
+    # The PTEs are built from the VMA's protection, carrying over the PMD's
+    # write, young, dirty, soft-dirty and uffd-wp state (not the PMD value
+    # itself: it is a block descriptor, and pmdp_invalidate made it invalid).
+    entry = arch.pfn_pte(pfn, vma.vm_page_prot)
+    if arch.pte_write(pte):
+        entry = arch.pte_mkwrite(entry)
+    if not arch.pte_young(pte):
+        entry = arch.pte_mkold(entry)
+    if arch.pte_dirty(pte):
+        entry = arch.pte_mkdirty(entry)
+    if arch.pte_soft_dirty(pte):
+        entry = arch.pte_mksoft_dirty(entry)
+    if arch.pte_uffd_wp(pte):
+        entry = arch.pte_mkuffd_wp(entry)
+    arch.set_ptes(mm, haddr, ptep, entry, nr)
     arch.ptl_release(mm, table)
     if folio.entire_mapcount() < 0:
         raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {folio}", haddr)

@@ -35,7 +35,7 @@ PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handle
 THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
 THP_FAULT_FALLBACK = declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
 THP_SPLIT_PMD = declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
-THP_DEFERRED_SPLIT_PAGE = declare("thp_deferred_split_page", "folios", "/proc/vmstat: large folios queued for deferred split")
+THP_DEFERRED_SPLIT_PAGE = declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split")
 THP_SPLIT_PAGE = declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
 MTHP = declare_family(
     "mthp",
@@ -75,6 +75,16 @@ class Kernel:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
         self.batch_fork: bool = bool(self.options["batch_fork"])
+        #: Bug catalog entries turned on (contpte.bugs; set by Machine).
+        self.bugs: frozenset[str] = frozenset()
+        #: Called after every rmap change of a folio (validators check refcount >= mapcount there).
+        self.on_rmap_change: Callable[[Folio], None] | None = None
+        #: The same for many folios at once (heads, after a bulk rmap update);
+        #: when unset, bulk paths call ``on_rmap_change`` per folio.
+        self.on_rmap_change_many: Callable[[Any], None] | None = None
+        #: Take the vectorised fast paths (mm/memory_bulk.py) where they
+        #: apply; a model-internal switch the differential tests turn off.
+        self.fast_paths = False
         self.hw = hw
         self.arch = arch
         self.counters = counters
@@ -114,6 +124,10 @@ class Kernel:
                 raise ModelUsageError(f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}")
             self.mthp[order] = setting
         arch.folio_lookup = self.folio_range_of_pfn  # hook for contpte_try_fold
+
+    def bug(self, name: str) -> bool:
+        """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
+        return name in self.bugs
 
     # -- settings ---------------------------------------------------------
     def parse_size(self, size: str) -> int:

@@ -24,10 +24,12 @@ from .mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
+    VM_ACCESS_FLAGS,
     VM_FAULT_FALLBACK,
     VM_FAULT_NOPAGE,
     VM_FAULT_OOM,
     VM_FAULT_SIGSEGV,
+    VM_FAULT_UFFD_WP,
     VM_MAYSHARE,
     VM_SHARED,
     VM_UFFD_WP,
@@ -202,6 +204,8 @@ def handle_pte_fault(vmf: VmFault) -> int:
     assert ptep is not None
     if not arch.pte_present(entry):
         raise KernelBug("VM_BUG_ON", "swap/migration entries are not modelled", vmf.address, [entry])
+    if arch.pte_protnone(entry) and vma.vm_flags & VM_ACCESS_FLAGS:
+        return do_numa_page(vmf)
     write = bool(vmf.flags & FAULT_FLAG_WRITE)
     if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not arch.pte_write(entry):
@@ -215,6 +219,72 @@ def handle_pte_fault(vmf: VmFault) -> int:
         k.counters.add(FAULT_SPURIOUS)
         if write:
             arch.flush_tlb_fix_spurious_fault(vma, vmf.address, ptep)
+    pte_unmap_unlock(mm, ptep)
+    return 0
+
+
+FAULT_NUMA = declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
+
+
+def numa_rebuild_single_mapping(vmf: VmFault, vma: Vma, addr: int, ptep: PtePtr, writable: bool) -> None:
+    """Models: mm/memory.c ``numa_rebuild_single_mapping()`` (v6.12)."""
+    a = vma.vm_mm.kernel.arch
+    old = a.ptep_modify_prot_start(vma, addr, ptep)
+    pte = a.pte_mkyoung(a.pte_modify(old, vma.vm_page_prot))
+    if writable:
+        pte = a.pte_mkwrite(pte)
+    a.ptep_modify_prot_commit(vma, addr, ptep, old, pte)
+    a.update_mmu_cache_range(vma, addr, ptep, 1)
+
+
+def do_numa_page(vmf: VmFault) -> int:
+    """Resolve a NUMA hinting fault: restore the folio's PTEs (no migration modelled).
+
+    Models: mm/memory.c ``do_numa_page()`` (v6.12) taking the "no migration"
+    path: every protnone PTE mapping the folio within the VMA and the page
+    table is rebuilt with the VMA's protection (``numa_rebuild_large_mapping``),
+    writable again where ``can_change_pte_writable`` allows.
+
+    Context: PTL held (``vmf.pte`` locked by ``handle_pte_fault``).
+    """
+    from .mprotect import can_change_pte_writable, vma_wants_manual_pte_write_upgrade
+
+    vma = vmf.vma
+    mm = vma.vm_mm
+    k = mm.kernel
+    a = k.arch
+    k.counters.add(FAULT_NUMA)
+    ptep = vmf.pte
+    assert ptep is not None
+    old_pte = a.ptep_get(ptep)
+    if not a.pte_same(old_pte, vmf.orig_pte):
+        pte_unmap_unlock(mm, ptep)
+        return 0
+    upgrade = vma_wants_manual_pte_write_upgrade(vma)
+    pte = a.pte_modify(old_pte, vma.vm_page_prot)
+    writable = a.pte_write(pte) or (upgrade and can_change_pte_writable(vma, vmf.address, pte))
+    folio = vm_normal_folio(vma, vmf.address, pte)
+    if folio is None or not folio.test_large():
+        numa_rebuild_single_mapping(vmf, vma, vmf.address, ptep, writable)
+        pte_unmap_unlock(mm, ptep)
+        return 0
+    # numa_rebuild_large_mapping(): the whole folio, within the VMA and the table.
+    nr = a.pte_pfn(pte) - folio.pfn
+    addr_start = vmf.address - (nr << k.page_shift)
+    pt_start = vmf.address & ~(a.PMD_SIZE - 1)
+    start = max(addr_start, pt_start, vma.vm_start)
+    end = min(addr_start + (folio.nr_pages << k.page_shift), pt_start + a.PMD_SIZE, vma.vm_end)
+    p = PtePtr(ptep.table, ptep.idx - ((vmf.address - start) >> k.page_shift))
+    addr = start
+    while addr != end:
+        ptent = a.ptep_get(p)
+        if a.pte_present(ptent) and a.pte_protnone(ptent):
+            if k.folio_range_of_pfn(a.pte_pfn(ptent))[0] == folio.pfn:
+                ptent = a.pte_modify(ptent, vma.vm_page_prot)
+                w = a.pte_write(ptent) or (upgrade and can_change_pte_writable(vma, addr, ptent))
+                numa_rebuild_single_mapping(vmf, vma, addr, p, w)
+        p = p + 1
+        addr += k.PAGE_SIZE
     pte_unmap_unlock(mm, ptep)
     return 0
 
@@ -631,6 +701,10 @@ def do_wp_page(vmf: VmFault) -> int:
     unshare = bool(vmf.flags & FAULT_FLAG_UNSHARE)
     folio = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
     page = k.arch.pte_pfn(vmf.orig_pte)
+    if not unshare and vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(vmf.orig_pte):
+        # userfaultfd_pte_wp(): the monitor must resolve it (handle_userfault).
+        pte_unmap_unlock(vma.vm_mm, vmf.pte)
+        return VM_FAULT_UFFD_WP
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if unshare:
             pte_unmap_unlock(vma.vm_mm, vmf.pte)
@@ -677,12 +751,20 @@ def folio_pte_batch(
     """
     k: Kernel = folio.mem.owner
     a = k.arch
+    bug_none = k.bug("fork_batch_across_pte_none")
+    bug_uffd = k.bug("fork_batch_ignores_uffd_wp")
+    bug_protnone = k.bug("fork_batch_mixes_protnone")
+    first_prot = a.pte_pgprot(pte)
 
     def norm(p: int) -> int:
         if flags & FPB_IGNORE_DIRTY:
             p = a.pte_mkclean(p)
         if flags & FPB_IGNORE_SOFT_DIRTY:
             p = a.pte_clear_soft_dirty(p)
+        if bug_uffd:  # bug catalog: the uffd-wp bit is ignored
+            p = a.pte_clear_uffd_wp(p)
+        if bug_protnone and a.pte_present(p):  # bug catalog: protection ignored
+            p = a.pte_modify(p, first_prot)
         return a.pte_wrprotect(a.pte_mkold(p))
 
     folio_end_pfn = folio.pfn + folio.nr_pages
@@ -692,6 +774,11 @@ def folio_pte_batch(
     end_idx = start_ptep.idx + max_nr
     while ptep.idx < end_idx:
         p = a.ptep_get(ptep)
+        if bug_none and a.pte_none(p):
+            # Bug catalog: a hole is taken as the expected next PTE.
+            expected = a.pte_advance_pfn(expected, 1)
+            ptep = ptep + 1
+            continue
         writable = a.pte_write(p)
         p = norm(p)
         if not a.pte_same(p, expected):
@@ -786,22 +873,30 @@ def copy_present_ptes(
     page = a.pte_pfn(pte)
     if k.batch_fork and prealloc[0] is None and folio.test_large() and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
-        if src_vma.vm_flags & VM_SHARED:
+        if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
             flags |= FPB_IGNORE_DIRTY
         any_writable = [False]
         nr = folio_pte_batch(folio, addr, src_pte, pte, max_nr, flags, any_writable)
-        folio.ref_add(nr)
-        k.counters.add(REF_OPS)
+        # Raise the refcount before the mapcounts: a folio must never have
+        # more mappings than references (a concurrent folio_put could free it).
+        rmap_first = k.bug("fork_mapcount_before_refcount")
+        if not rmap_first:
+            folio.ref_add(nr)
+            k.counters.add(REF_OPS)
         if folio.test_anon():
             if rmap.folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
-                folio.ref_sub(nr)
-                k.counters.add(REF_OPS)
+                if not rmap_first:
+                    folio.ref_sub(nr)
+                    k.counters.add(REF_OPS)
                 return -EAGAIN
             rss[MM_ANONPAGES] += nr
         else:
             rmap.folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
             rss[mm_counter_file(folio, k)] += nr
-        if any_writable[0]:
+        if rmap_first:
+            folio.ref_add(nr)
+            k.counters.add(REF_OPS)
+        if any_writable[0] and not k.bug("fork_batch_ignores_write"):
             pte = a.pte_mkwrite(pte)
         _copy_present_ptes_set(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
         k.counters.add(FORK_PTES, nr)
@@ -915,6 +1010,13 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> int:
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
     k = src_vma.vm_mm.kernel
+    if k.fast_paths:
+        # Model-only: whole tables at a time where that gives the same result.
+        from .memory_bulk import copy_page_range_bulk
+
+        bulk = copy_page_range_bulk(dst_vma, src_vma)
+        if bulk is not None:
+            return bulk
     pmd_size = k.arch.PMD_SIZE
     addr = src_vma.vm_start
     end = src_vma.vm_end

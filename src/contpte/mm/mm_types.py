@@ -20,6 +20,7 @@ __all__ = [
     "VM_SOFTDIRTY", "VM_ACCESS_FLAGS",
     "FAULT_FLAG_WRITE", "FAULT_FLAG_UNSHARE", "FAULT_FLAG_REMOTE",
     "VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_FALLBACK", "VM_FAULT_RETRY", "VM_FAULT_NOPAGE",
+    "VM_FAULT_UFFD_WP",
     "MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "NR_MM_COUNTERS",
     "MmStruct", "Vma", "vma_is_anonymous", "is_cow_mapping",
 ]
@@ -49,6 +50,9 @@ VM_FAULT_SIGSEGV = 0x000040
 VM_FAULT_NOPAGE = 0x000100
 VM_FAULT_RETRY = 0x000400
 VM_FAULT_FALLBACK = 0x000800
+#: Model: the fault went to userfaultfd (``handle_userfault()`` for a uffd-wp
+#: write): the thread waits for its monitor, which the model does not run.
+VM_FAULT_UFFD_WP = 0x100000
 
 MM_FILEPAGES = 0
 MM_ANONPAGES = 1

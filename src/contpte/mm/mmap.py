@@ -22,6 +22,7 @@ from .mm_types import (
     VM_MAYSHARE,
     VM_MAYWRITE,
     VM_SHARED,
+    VM_WRITE,
     MmStruct,
     Vma,
 )
@@ -39,6 +40,8 @@ __all__ = [
     "exit_mmap",
     "insert_vma",
     "free_pgtables",
+    "vma_wants_writenotify",
+    "vma_set_page_prot",
 ]
 
 TASK_SIZE = 1 << 47
@@ -138,10 +141,32 @@ def do_mmap(
         vm_flags |= VM_MAYSHARE
     if anon and not vm_flags & VM_SHARED:
         pgoff = addr >> k.page_shift
-    vma = Vma(mm, addr, addr + length, vm_flags, k.arch.vm_get_page_prot(vm_flags & (VM_ACCESS_FLAGS | VM_SHARED)), pgoff, file)
+    vma = Vma(mm, addr, addr + length, vm_flags, 0, pgoff, file)
+    vma_set_page_prot(vma)
     insert_vma(mm, vma)
     vma_merge_around(mm, vma)
     return addr
+
+
+def vma_wants_writenotify(vma: Vma) -> bool:
+    """A shared writable mapping of a file with writeback: write faults must notify.
+
+    Models: mm/vma.c ``vma_wants_writenotify()`` (v6.12) ending in
+    ``vma_fs_can_writeback()``: a regular file needs its folios marked dirty
+    on the first write, so its PTEs start read-only; shmem (tmpfs, shared
+    anonymous memory) has no writeback and maps writable at once.
+    """
+    if (vma.vm_flags & (VM_WRITE | VM_SHARED)) != (VM_WRITE | VM_SHARED):
+        return False
+    return vma.vm_file is not None and not vma.vm_file.shmem
+
+
+def vma_set_page_prot(vma: Vma) -> None:
+    """Models: mm/mmap.c ``vma_set_page_prot()``: drop VM_SHARED from the prot when write-notifying."""
+    flags = vma.vm_flags & (VM_ACCESS_FLAGS | VM_SHARED)
+    if vma_wants_writenotify(vma):
+        flags &= ~VM_SHARED
+    vma.vm_page_prot = vma.vm_mm.kernel.arch.vm_get_page_prot(flags)
 
 
 def split_vma(mm: MmStruct, vma: Vma, addr: int) -> Vma:
@@ -229,10 +254,15 @@ def exit_mmap(mm: MmStruct) -> None:
     """
     tlb = MmuGather(mm, fullmm=True)
     gone = list(mm.vmas)
+    had_tables = bool(mm.space.tables or mm.space.pmds)
     unmap_vmas(tlb, gone, 0, TASK_SIZE)
     mm.vmas.clear()
     for idx in list(mm.space.tables):
         mm.space.free_pte_table(idx)
+    # free_pgtables() frees the PTE tables and the PMD/PUD table pages above
+    # them (also those that only held PMD-mapped THPs): freed_tables makes
+    # the arch flush the whole ASID once.
+    if had_tables:
         tlb.free_pgtables()
     tlb.tlb_finish_mmu()
     release_anon_shmem(mm, gone)

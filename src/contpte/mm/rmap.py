@@ -41,6 +41,18 @@ RMAP_PAGES = declare("rmap.pages", "pages", "pages whose mapcount an rmap update
 EBUSY = 16
 
 
+def rmap_changed(folio: Folio) -> None:
+    """Tell the validators a folio's mapcounts grew (``Kernel.on_rmap_change``).
+
+    The refcount must already cover every mapping at this point: another
+    CPU may look at the folio (GUP-fast, a speculative folio_try_get) as soon
+    as the mapcount changed, not only when the syscall returns.
+    """
+    hook = folio.mem.owner.on_rmap_change if folio.mem.owner is not None else None
+    if hook is not None:
+        hook(folio)
+
+
 def folio_add_new_anon_rmap(folio: Folio, vma: Vma, address: int, flags: int, pmd: bool = False) -> None:
     """Add the first mapping of a new anon folio.
 
@@ -70,6 +82,7 @@ def folio_add_new_anon_rmap(folio: Folio, vma: Vma, address: int, flags: int, pm
             folio.set_anon_exclusive(folio.pfn, nr)
     k.counters.add(RMAP_OPS)
     k.counters.add(RMAP_PAGES, nr)
+    rmap_changed(folio)
 
 
 def folio_add_anon_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma, address: int, flags: int) -> None:
@@ -99,15 +112,20 @@ def folio_try_dup_anon_rmap_ptes(folio: Folio, page: int, nr: int, src_vma: Vma)
     """
     mem = folio.mem
     flags = mem.flags[page : page + nr]
-    if folio_needs_cow_for_dma(src_vma, folio) and np.any(flags & np.uint32(PG_anon_exclusive)):
+    k = src_vma.vm_mm.kernel
+    if (
+        folio_needs_cow_for_dma(src_vma, folio)
+        and np.any(flags & np.uint32(PG_anon_exclusive))
+        and not k.bug("fork_shares_pinned_anon")
+    ):
         return -EBUSY
     folio.clear_anon_exclusive(page, nr)
     mem.mapcount[page : page + nr] += 1
     if folio.test_large():
         mem.large_mapcount[folio.pfn] += nr
-    k = src_vma.vm_mm.kernel
     k.counters.add(RMAP_OPS)
     k.counters.add(RMAP_PAGES, nr)
+    rmap_changed(folio)
     return 0
 
 
@@ -131,6 +149,7 @@ def folio_dup_file_rmap_ptes(folio: Folio, page: int, nr: int, dst_vma: Vma | No
     if dst_vma is not None:
         dst_vma.vm_mm.kernel.counters.add(RMAP_OPS)
         dst_vma.vm_mm.kernel.counters.add(RMAP_PAGES, nr)
+    rmap_changed(folio)
 
 
 def folio_add_file_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma) -> None:
@@ -175,7 +194,9 @@ def folio_remove_rmap_pmd(folio: Folio, vma: Vma) -> None:
 def deferred_split_folio(folio: Folio, k: object) -> None:
     """Queue a partially mapped anon folio for splitting under memory pressure.
 
-    Models: mm/huge_memory.c ``deferred_split_folio(folio, partially_mapped=true)``.
+    Models: mm/huge_memory.c ``deferred_split_folio(folio, partially_mapped=true)``:
+    ``thp_deferred_split_page`` only for PMD-mappable folios
+    (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all.
     """
     from .kernel import Kernel
 
@@ -183,5 +204,8 @@ def deferred_split_folio(folio: Folio, k: object) -> None:
     if folio.pfn in k.deferred_split:
         return
     k.deferred_split.add(folio.pfn)
-    k.counters.add(THP_DEFERRED_SPLIT_PAGE)
+    # v6.12 counts the vmstat event for PMD-mappable folios only; every
+    # order gets its per-size split_deferred stat.
+    if folio.order >= k.PMD_ORDER:
+        k.counters.add(THP_DEFERRED_SPLIT_PAGE)
     k.mthp_stat(folio.order, "split_deferred")

@@ -41,6 +41,8 @@ class File:
         self.anon_shmem = False
         #: index of the folio's first page -> folio head pfn
         self.cache: dict[int, int] = {}
+        #: The backing store: page index -> value written back (mm/vmscan.py pageout).
+        self.disk: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"<file {self.name!r} id={self.id} size={self.size:#x}>"
@@ -94,6 +96,9 @@ class File:
                 import numpy as np
 
                 vals = np.arange(start, start + folio.nr_pages, dtype=np.uint64) | np.uint64(self.id << 40)
+                for i in range(folio.nr_pages):
+                    if start + i in self.disk:
+                        vals[i] = self.disk[start + i]
                 k.hw.memory.data[folio.pfn : folio.pfn + folio.nr_pages] = vals
             self.cache[start] = folio.pfn
             return folio

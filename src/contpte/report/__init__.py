@@ -6,7 +6,19 @@ series of plain values (it is a sibling of ``cost``, not a user of it).
 
 from __future__ import annotations
 
+from .op_bench import fmt_change_count, plot_op_bench, render_op_bench
 from .plot import PLOT_FORMATS, plot_series
-from .table import fmt_pct, fmt_us, render_table
+from .table import fmt_ns, fmt_ns_pair, fmt_pct, fmt_us, render_table
 
-__all__ = ["render_table", "fmt_pct", "fmt_us", "plot_series", "PLOT_FORMATS"]
+__all__ = [
+    "render_table",
+    "fmt_pct",
+    "fmt_us",
+    "fmt_ns",
+    "fmt_ns_pair",
+    "fmt_change_count",
+    "plot_series",
+    "PLOT_FORMATS",
+    "render_op_bench",
+    "plot_op_bench",
+]

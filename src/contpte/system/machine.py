@@ -12,14 +12,16 @@ import re
 from typing import Any
 
 from ..arch import ARCHES, make_arch
+from ..bugs import check_bug_names
 from ..check.validators import Validators
-from ..counters import Counters, describe
+from ..counters import FAMILIES, TOTALS, Counters, describe
 from ..errors import ModelUsageError
 from ..hw.features import PRESETS
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
 from ..mm.shmem import File
+from ..mm.vmscan import shrink_all_memory
 from ..version import KERNEL_VERSION
 from .process import Process
 
@@ -61,8 +63,9 @@ class Machine:
     ``check``: run every validator after every syscall.  Kernel variants
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
     ``bbml2_noabort``) default to mainline; hardware options: ``cpu`` (a
-    preset name), ``adversarial_tlb``, ``seed``.  An unknown option is an
-    error.
+    preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
+    bug catalog (``contpte.bugs.BUGS``) to re-introduce (default none).  An
+    unknown option is an error.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Machine:
         cpu: str | None = None,
         adversarial_tlb: bool = False,
         seed: int = 0,
+        bugs: tuple[str, ...] | list[str] | str = (),
         **options: Any,
     ) -> None:
         if arch not in ARCHES:
@@ -94,6 +98,7 @@ class Machine:
             raise ModelUsageError(f"unknown Machine option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
+        bug_set = check_bug_names(bugs)
         nbytes = parse_bytes(memory, "memory")
         nr_frames = nbytes >> page_shift
         if nr_frames < 1 << (2 * page_shift - 3 - page_shift + 1):
@@ -125,6 +130,10 @@ class Machine:
         self.arch = make_arch(arch, self.hw, page_shift=page_shift, **arch_opts)
         mm_opts = {k: v for k, v in options.items() if k in MM_OPTIONS}
         self.kernel = Kernel(self.hw, self.arch, self.counters, thp=thp, mthp=mthp, **mm_opts)
+        # The bug catalog (contpte.bugs): consulted where each bug lived.
+        self.bugs = bug_set
+        self.arch.bugs = bug_set
+        self.kernel.bugs = bug_set
         self.options = {**ARCH_OPTIONS[arch], **MM_OPTIONS, **options}
         self.processes: dict[int, Process] = {}
         self._next_pid = 1
@@ -184,9 +193,25 @@ class Machine:
 
     @staticmethod
     def describe_counter(name: str) -> tuple[str, str]:
-        """(unit, description) of a counter name."""
+        """(unit, description) of a name ``stats()`` returns: a counter or a total."""
+        if name in TOTALS:
+            # A total sums a family: it has the family's unit.
+            family = FAMILIES.get(name)
+            return (family or describe(name)).unit, TOTALS[name][0]
         spec = describe(name)
         return spec.unit, spec.description
+
+    def reclaim(self) -> int:
+        """Memory pressure: one reclaim pass (``mm/vmscan.py``); returns the pages freed.
+
+        Discards clean lazyfree (MADV_FREE) anon folios, writes back dirty
+        page-cache folios of regular files and drops clean ones.
+        """
+        self.hw.current_cpu = 0
+        freed = shrink_all_memory(self.kernel)
+        if self.check_enabled:
+            self.validators.run_all()
+        return freed
 
     def check(self) -> None:
         """Run every validator now; raises ``InvariantViolation`` on the first failure."""

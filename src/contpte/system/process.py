@@ -16,25 +16,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
-from ..errors import InvariantViolation, ModelUsageError, OutOfMemory, SegmentationFault
+from ..errors import InvariantViolation, ModelUsageError, OutOfMemory, SegmentationFault, UserfaultWP
 from ..mm.fork import dup_mmap, mmput
 from ..mm.gup import pin_user_pages, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
 from ..mm.memory import handle_mm_fault
+from ..mm.memory_bulk import fault_in_anon_write
 from ..mm.mm_types import (
     FAULT_FLAG_WRITE,
     VM_ACCESS_FLAGS,
     VM_EXEC,
     VM_FAULT_OOM,
     VM_FAULT_SIGSEGV,
+    VM_FAULT_UFFD_WP,
     VM_READ,
     VM_SHARED,
     VM_WRITE,
     MmStruct,
 )
 from ..mm.mmap import do_mmap, do_munmap
-from ..mm.mprotect import do_mprotect_pkey
+from ..mm.mprotect import change_prot_numa, do_mprotect_pkey
 from ..mm.shmem import File
+from ..mm.userfaultfd import mwriteprotect_range, userfaultfd_register_wp
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -131,6 +134,8 @@ class Process:
             raise OutOfMemory(f"pid {self.pid}: out of memory handling a fault at {addr:#x}")
         if ret & VM_FAULT_SIGSEGV:
             raise SegmentationFault(addr, "ACCERR", write, self.pid)
+        if ret & VM_FAULT_UFFD_WP:
+            raise UserfaultWP(addr, self.pid)
 
     def _access(self, addr: int, npages: int, write: bool, value: Any, out: np.ndarray | None) -> None:
         hw = self.machine.hw
@@ -143,6 +148,8 @@ class Process:
             while done < npages:
                 sub_out = out[done:] if out is not None else None
                 sub_val = value[done:] if isinstance(value, np.ndarray) else value
+                if write and self.mm.kernel.fast_paths:
+                    self._fault_in_bulk(addr + done * ps, npages - done)
                 n, fault = hw.access(self.cpu, space, addr + done * ps, npages - done, write, sub_val, sub_out)
                 done += n
                 if fault is None:
@@ -165,6 +172,23 @@ class Process:
                     v.on_write(self, addr, done, value)
                 elif out is not None:
                     v.on_read(self, addr, out[:done])
+
+    def _fault_in_bulk(self, va: int, npages: int) -> None:
+        """Model-only fast path: take the none-PTE write faults the access is about to take.
+
+        ``mm.memory_bulk.fault_in_anon_write`` does the kernel's side in
+        bulk; each fault it took is then accounted on the hardware side as
+        the faulting access the page-by-page path would have made.
+        """
+        vma = self.mm.vma_lookup(va)
+        if vma is None:
+            return
+        hw = self.machine.hw
+        hw.current_cpu = self.cpu
+        faults = fault_in_anon_write(vma, va, npages, self.cpu)
+        if faults:
+            shift = self.machine.kernel.page_shift
+            hw.count_translation_faults(self.cpu, self.mm.space, [f >> shift for f in faults])
 
     def write(self, addr: int, length: int, value: int | np.ndarray = 0) -> None:
         """Store ``value`` in every page of ``[addr, addr+length)`` (as user code would)."""
@@ -254,9 +278,46 @@ class Process:
         ret = do_madvise(self.mm, addr, length, advice)
         if advice == "dontneed" and self.machine.check_enabled and ret in (0, -errno.ENOMEM):
             self.machine.validators.on_unmap(self, addr, length, dontneed=True)
+        if advice == "free" and self.machine.check_enabled and not addr & (self.machine.page_size - 1):
+            # Even a failing MADV_FREE advised the VMAs before the one it failed on.
+            self.machine.validators.on_madvise_free(self, addr, length)
         if ret:
             raise _oserror(ret, "madvise")
         self._leave("madvise")
+
+    def numa_hint(self, addr: int, length: int) -> None:
+        """Arm NUMA hinting faults on a range, as the scheduler's scanner does.
+
+        Models ``task_numa_work()`` -> ``change_prot_numa()`` on the VMAs of
+        ``[addr, addr+length)`` (unmapped parts are skipped): present PTEs
+        become PROT_NONE and the next access takes a hinting fault that
+        restores them (no migration is modelled).
+        """
+        n = self._pages(addr, length, "numa_hint")
+        self._enter()
+        end = addr + n * self.machine.page_size
+        for v in list(self.mm.vmas_in(addr, end)):
+            change_prot_numa(v, max(addr, v.vm_start), min(end, v.vm_end))
+        self._leave("numa_hint")
+
+    def uffd_wp(self, addr: int, length: int, on: bool = True) -> None:
+        """userfaultfd write-protect (``on``) or resolve a range.
+
+        Registers the range with UFFDIO_REGISTER_MODE_WP first if needed
+        (anonymous memory and shmem only: EINVAL otherwise), then
+        UFFDIO_WRITEPROTECT.  A later write to a protected page raises
+        ``UserfaultWP``.  Children inherit the registration and the bits
+        (UFFD_FEATURE_EVENT_FORK).
+        """
+        self._enter()
+        if on:
+            ret = userfaultfd_register_wp(self.mm, addr, length)
+            if ret:
+                raise _oserror(ret, "userfaultfd(UFFDIO_REGISTER)")
+        ret = mwriteprotect_range(self.mm, addr, length, on)
+        if ret:
+            raise _oserror(ret, "userfaultfd(UFFDIO_WRITEPROTECT)")
+        self._leave("uffd_wp")
 
     def pin(self, addr: int, length: int, write: bool = True) -> None:
         """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
@@ -265,23 +326,27 @@ class Process:
         ret = pin_user_pages(self.mm, addr, n, write)
         if ret:
             raise _oserror(ret, "pin")
+        if self.machine.check_enabled:
+            self.machine.validators.on_pin(self, addr, n, write)
         self._leave("pin")
 
     def unpin(self, addr: int, length: int) -> None:
         """Release pins taken by ``pin`` on this range (by the pages pinned then)."""
         n = self._pages(addr, length, "unpin")
         self._enter()
-        k = self.machine.kernel
-        pinned = self.mm.pinned
+        # Check every page before releasing any pin: a failed unpin keeps them all.
+        remaining = list(self.mm.pinned)
         targets = []
         for i in range(n):
             got = self._pinned_pfn(addr + i * self.machine.page_size)
-            if got is None or got not in pinned:
+            if got is None or got not in remaining:
                 raise OSError(errno.EINVAL, f"unpin: {addr + i * self.machine.page_size:#x} is not pinned")
-            pinned.remove(got)
+            remaining.remove(got)
             targets.append(got)
+        self.mm.pinned[:] = remaining
         unpin_user_pages(self.mm, targets)
-        del k
+        if self.machine.check_enabled:
+            self.machine.validators.on_unpin(self, targets)
         self._leave("unpin")
 
     def _pinned_pfn(self, addr: int) -> int | None:
@@ -292,6 +357,8 @@ class Process:
         """fork(): a child with a copy-on-write copy of the address space."""
         self._enter()
         child = self.machine._new_process(self)
+        if self.machine.check_enabled:
+            self.machine.validators.before_fork(self)
         ret = dup_mmap(child.mm, self.mm)
         if ret:
             mmput(child.mm)

@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModelUsageError
-from ..pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, GatherLike, MmLike, Pgtable, PtePtr, VmaLike
+from ..pgtable import (
+    CYDP_CLEAR_DIRTY,
+    CYDP_CLEAR_YOUNG,
+    GatherLike,
+    MmLike,
+    Pgtable,
+    PteBatches,
+    PtePtr,
+    VmaLike,
+)
 from . import contpte, tlbflush
 from .pgtable_prot import (
     _SWP_OFFSET_MASK,
@@ -54,7 +63,6 @@ from .pgtable_prot import (
     PTE_SWP_EXCLUSIVE,
     PTE_SWP_UFFD_WP,
     PTE_TABLE_BIT,
-    PTE_TYPE_PAGE,
     PTE_UFFD_WP,
     PTE_USER,
     PTE_UXN,
@@ -211,8 +219,14 @@ class Arm64Pgtable(Pgtable):
         return (pte & (PTE_VALID | PTE_CONT)) == (PTE_VALID | PTE_CONT)
 
     def pte_mkcont(self, pte: int) -> int:
-        # v6.12 also forces PTE_TYPE_PAGE (a no-op for page descriptors).
-        return pte | PTE_CONT | PTE_TYPE_PAGE
+        # v6.12 also forced PTE_TYPE_PAGE (0b11), which makes a present-invalid
+        # (PROT_NONE / NUMA-hinting) PTE valid: fork's batch copy of such a
+        # block gave the child valid, non-user PTEs that pte_protnone() no
+        # longer recognises, so its next access faulted forever.  Found by
+        # `contpte fuzz` (fork-copy rule); the model takes the upstream fix
+        # "arm64/mm: Drop setting PTE_TYPE_PAGE in pte_mkcont()" (A. Khandual,
+        # Nov 2024): only PTE_CONT is set.
+        return pte | PTE_CONT
 
     def pte_mknoncont(self, pte: int) -> int:
         return pte & ~PTE_CONT
@@ -859,3 +873,225 @@ class Arm64Pgtable(Pgtable):
     def tlb_flush(self, tlb: GatherLike) -> None:
         """Models: arch/arm64/include/asm/tlb.h ``tlb_flush()``."""
         tlbflush.tlb_flush(self, tlb)
+
+    # ==================================================================
+    # Bulk forms for core-mm's fast paths (model-only; see Pgtable).
+    # ==================================================================
+    BULK = True
+
+    def pte_pfn_v(self, vals: np.ndarray) -> np.ndarray:
+        return ((vals & self._np_addr) >> np.uint64(self.PAGE_SHIFT)).astype(np.int64)
+
+    def pte_write_v(self, vals: np.ndarray) -> np.ndarray:
+        return np.asarray((vals & _NP_WRITE) != _NP_ZERO)
+
+    def pte_uffd_wp_v(self, vals: np.ndarray) -> np.ndarray:
+        return np.asarray((vals & np.uint64(PTE_UFFD_WP)) != _NP_ZERO)
+
+    def pte_wrprotect_v(self, vals: np.ndarray) -> np.ndarray:
+        return self._np_wrprotect(vals)
+
+    def pte_mkwrite_v(self, vals: np.ndarray) -> np.ndarray:
+        return (vals | _NP_WRITE) & _NP_NOT_RDONLY
+
+    def pte_mkold_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals & _NP_NOT_AF
+
+    def _valid_cont_v(self, vals: np.ndarray) -> np.ndarray:
+        vc = np.uint64(PTE_VALID | PTE_CONT)
+        return np.asarray((vals & vc) == vc)
+
+    def bulk_plain_v(self, raw: np.ndarray) -> np.ndarray:
+        bad = np.uint64(PTE_SPECIAL | PTE_UFFD_WP)
+        return np.asarray(((raw & _NP_VALID) != _NP_ZERO) & ((raw & bad) == _NP_ZERO))
+
+    def bulk_ptep_get(self, raw: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``ptep_get()`` of the entries at ``pos``: in a folded block, the block's A/D ORed in.
+
+        Mirrors ``ptep_get()`` -> ``contpte_ptep_get()``: one load, plus
+        CONT_PTES loads for an entry that is valid and CONT.
+        """
+        rv = raw[pos]
+        n = len(pos)
+        if not self.contpte_enabled:
+            return rv, np.ones(n, dtype=np.int64), np.zeros(n, dtype=bool)
+        cp = self.CONT_PTES
+        vc = self._valid_cont_v(rv)
+        if not vc.any():
+            return rv, np.ones(n, dtype=np.int64), vc
+        bidx = pos[vc] // cp
+        blocks = raw.reshape(-1, cp)
+        if len(bidx) != len(blocks):
+            blocks = blocks[bidx]
+        # pte_dirty(): sw DIRTY, or hw dirty (WRITE and not RDONLY) on any member
+        hw_dirty = blocks & (~blocks << np.uint64(51 - 7)) & _NP_WRITE
+        ored = np.bitwise_or.reduce(blocks & (_NP_DIRTY | _NP_AF), axis=1)
+        dirty = ((ored & _NP_DIRTY) != _NP_ZERO) | (np.bitwise_or.reduce(hw_dirty, axis=1) != _NP_ZERO)
+        young = (ored & _NP_AF) != _NP_ZERO
+        g = rv[vc]
+        g = np.where(dirty, g | _NP_DIRTY, g)
+        g = np.where(dirty & ((g & _NP_WRITE) != _NP_ZERO), g & _NP_NOT_RDONLY, g)
+        g = np.where(young, g | _NP_AF, g)
+        out = rv.copy()
+        out[vc] = g
+        return out, 1 + cp * vc.astype(np.int64), vc
+
+    def bulk_batch_visited(self, raw: np.ndarray, inr: np.ndarray) -> np.ndarray | None:
+        """``pte_batch_hint()`` jumps from a folded entry to its block's end.
+
+        So in each block the chain lands on every entry up to and including
+        the first (in range) valid CONT one, and on none after it.
+        """
+        if not self.contpte_enabled:
+            return None
+        vc = self._valid_cont_v(raw) & inr
+        if not vc.any():
+            return None
+        cp = self.CONT_PTES
+        before = np.cumsum(vc.reshape(-1, cp), axis=1, dtype=np.int16).reshape(-1) - vc
+        return np.asarray(inr & (before == 0))
+
+    def bulk_count_ptep_get(self, reads: int, gathers: int) -> None:
+        self.counters.add("pte.read", reads)
+        if gathers:
+            self.counters.add(contpte.CALL_PTEP_GET, gathers)
+
+    def _partial_ends(self, vals: np.ndarray, sm: np.ndarray, nm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``contpte_try_unfold_partial()`` of batches ``(sm, nm)``: which read head/tail; None if one unfolds."""
+        cp = self.CONT_PTES
+        idx = sm % self.PTRS_PER_PTE
+        head = ((idx & (cp - 1)) != 0) | (nm < cp)
+        tail = ((idx + nm) & (cp - 1)) != 0
+        if (head & self._valid_cont_v(vals[sm])).any() or (tail & self._valid_cont_v(vals[sm + nm - 1])).any():
+            return None
+        return head, tail
+
+    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``wrprotect_ptes()`` per batch, when none of the calls unfolds.
+
+        Mirrors ``wrprotect_ptes()``: ``nr == 1`` -> ``_wrprotect_pte``
+        (read, cmpxchg); ``nr > 1`` -> ``contpte_wrprotect_ptes`` (partial
+        block ends read by ``contpte_try_unfold_partial``, then
+        ``__wrprotect_ptes``), or the per-PTE variant without
+        ``wrprotect_ptes_opt``; ``__wrprotect_ptes`` with contpte off.
+        """
+        total = b.total
+        counts: dict[str, int] = {"pte.atomic": total, "pte.write": total}
+        mask = b.mask()
+        if not self.contpte_enabled:
+            counts["pte.read"] = total
+        else:
+            one = b.nrs == 1
+            if ((vals[b.starts[one]] & _NP_CONT) != _NP_ZERO).any():
+                return None
+            many = ~one
+            n1 = int(one.sum())
+            sm = b.starts[many]
+            nm = b.nrs[many]
+            if self.wrprotect_ptes_opt:
+                ends = self._partial_ends(vals, sm, nm)
+                if ends is None:
+                    return None
+                head, tail = ends
+                k = int(many.sum())
+                if k:
+                    counts[contpte.CALL_WRPROTECT] = k
+                    counts[contpte.CALL_UNFOLD_PARTIAL] = k
+                counts["pte.read"] = n1 + int(head.sum()) + int(tail.sum()) + int(nm.sum())
+            else:
+                if (mask & ((vals & _NP_CONT) != _NP_ZERO)).any():
+                    return None
+                counts["pte.read"] = total
+        new = np.where(mask, self._np_wrprotect(vals), vals)
+        return new, counts
+
+    def bulk_set_ptes(
+        self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``set_ptes()`` per batch into none entries, when none of the calls folds.
+
+        Mirrors ``set_ptes()``: ``nr == 1`` -> the unfold test (one read),
+        one store, ``contpte_try_fold`` (which enters ``__contpte_try_fold``
+        on a block's last entry; a folio covering the block could fold it:
+        None); ``nr > 1`` -> ``contpte_set_ptes`` (PTE_CONT on every whole,
+        VA- and PA-aligned block).
+        """
+        if not len(b):
+            return np.zeros(b.n, dtype=np.uint64), {}
+        counts: dict[str, int] = {"pte.write": b.total}
+        starts, nrs = b.starts, b.nrs
+        p = ptes
+        if self.contpte_enabled:
+            cp = self.CONT_PTES
+            p = ptes & np.uint64(~PTE_CONT & _U64)
+            one = nrs == 1
+            idx = starts % self.PTRS_PER_PTE
+            pfn = self.pte_pfn_v(p)
+            fold = (
+                one
+                & ((idx & (cp - 1)) == cp - 1)
+                & ((pfn & (cp - 1)) == cp - 1)
+                & ((p & _NP_VALID) != _NP_ZERO)
+                & ((p & np.uint64(PTE_SPECIAL)) == _NP_ZERO)
+            )
+            if fold.any():
+                fstart = idx - (pfn - folio_first)
+                cstart = idx & ~(cp - 1)
+                if (fold & (fstart <= cstart) & (fstart + folio_nr >= cstart + cp)).any():
+                    return None
+                counts[contpte.CALL_TRY_FOLD] = int(fold.sum())
+            counts["pte.read"] = int(one.sum())
+            k = len(nrs) - counts["pte.read"]
+            if k:
+                counts[contpte.CALL_SET_PTES] = k
+        bid = b.bid()
+        mask = b.mask()
+        vals = p[bid] + (b.offset().astype(np.uint64) << np.uint64(self.PAGE_SHIFT))
+        vals = np.where(mask, vals, _NP_ZERO)
+        if self.contpte_enabled and counts.get(contpte.CALL_SET_PTES):
+            cp = self.CONT_PTES
+            bs = np.arange(0, b.n, cp, dtype=np.int64)
+            bb = bid[bs]
+            s_b = starts[bb]
+            whole = (
+                mask[bs]
+                & (nrs[bb] > 1)
+                & (s_b <= bs)
+                & (s_b + nrs[bb] >= bs + cp)
+                & ((self.pte_pfn_v(vals[bs]) & (cp - 1)) == 0)
+            )
+            if whole.any():
+                vals = np.where(np.repeat(whole, cp), vals | _NP_CONT, vals)
+        return vals, counts
+
+    def bulk_clear_full_ptes(self, vals: np.ndarray, b: PteBatches, full: bool) -> dict[str, int] | None:
+        """``clear_full_ptes()`` per batch, when none of the calls unfolds.
+
+        Mirrors ``clear_full_ptes()``: ``nr == 1`` -> the unfold test (one
+        read) and one xchg; ``nr > 1`` -> ``contpte_clear_full_ptes``
+        (partial block ends read by ``contpte_try_unfold_partial``); the
+        per-PTE variant without ``teardown_opt``.
+        """
+        total = b.total
+        counts: dict[str, int] = {"pte.atomic": total, "pte.write": total}
+        if not self.contpte_enabled:
+            return counts
+        if not self.teardown_opt:
+            if (b.mask() & self._valid_cont_v(vals)).any():
+                return None
+            counts["pte.read"] = total
+            return counts
+        one = b.nrs == 1
+        if self._valid_cont_v(vals[b.starts[one]]).any():
+            return None
+        many = ~one
+        ends = self._partial_ends(vals, b.starts[many], b.nrs[many])
+        if ends is None:
+            return None
+        head, tail = ends
+        k = int(many.sum())
+        if k:
+            counts[contpte.CALL_CLEAR_FULL] = k
+            counts[contpte.CALL_UNFOLD_PARTIAL] = k
+        counts["pte.read"] = int(one.sum()) + int(head.sum()) + int(tail.sum())
+        return counts

@@ -192,6 +192,24 @@ def test_partial_wrprotect_unfolds_only_the_end_blocks(env: Env) -> None:
     assert w == [True] * 4 + [False] * 40 + [True] * 4
 
 
+def test_unfolds_inside_contpte_c_enter_no_traced_try_unfold(env: Env) -> None:
+    """Debian's 6.12 build inlines __contpte_try_unfold into contpte_try_unfold_partial.
+
+    Found by the arm64 oracle (scenarios/dontneed-partial-block.scn): a
+    partial batch unfolds through contpte_convert, but ftrace sees no entry
+    into __contpte_try_unfold; a single-PTE unfold from pgtable.h does.
+    """
+    env.map(0, 2048, 48)
+    env.clear_log()
+    env.arch.wrprotect_ptes(env.mm, env.addr(4), env.ptep(4), 40)
+    assert env.c.get("contpte.unfold.wrprotect_ptes") == 2
+    assert env.c.get("call.contpte_convert") == 2
+    assert env.c.get("call.__contpte_try_unfold") == 0
+    env.arch.ptep_get_and_clear(env.mm, env.addr(20), env.ptep(20))
+    assert env.c.get("call.__contpte_try_unfold") == 1
+    assert env.c.get("call.contpte_convert") == 3
+
+
 def test_wrprotect_single_pte_unfolds(env: Env) -> None:
     env.map(0, 2048, 16)
     env.clear_log()
@@ -315,6 +333,8 @@ def test_set_access_flags_write_change_unfolds(env: Env) -> None:
     assert not any(conts(env, 0, 16))
     assert a.pte_write(env.raw(4)[0]) and not a.pte_write(env.raw(5)[0])
     assert env.c.get("contpte.unfold.ptep_set_access_flags") == 1
+    # inlined into contpte_ptep_set_access_flags in the real build: no traced entry
+    assert env.c.get("call.__contpte_try_unfold") == 0 and env.c.get("call.contpte_convert") == 1
     # block TLBI (16) + the page TLBI for the dirty fix-up
     assert env.c.get("tlbi.VALE1IS") == 17
 

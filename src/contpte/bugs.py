@@ -1,0 +1,154 @@
+"""The bug catalog: historical (or plausible) kernel bugs the model can re-introduce.
+
+Each entry names a bug that the review of the contpte / batched-fork series
+(or later work on the same code) fixed or had to avoid.  ``Machine(bugs=
+("name", ...))`` turns entries on (all are off by default; an unknown name is
+an error); the mm and arch code consult ``bug(name)`` at the exact point where
+the bug lived.  ``contpte check --bugs`` runs each entry's exposing scenario
+(``contpte/workloads/bugs/<name>.scn``) and reports whether the *general*
+validators caught it.
+
+This module sits at the base layer (like errors and counters) so every layer
+may consult it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ModelUsageError
+
+__all__ = ["Bug", "BUGS", "check_bug_names"]
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One catalog entry."""
+
+    name: str
+    layer: str
+    where: str
+    description: str
+    reference: str
+
+
+BUGS: dict[str, Bug] = {
+    b.name: b
+    for b in (
+        Bug(
+            "fork_mapcount_before_refcount",
+            "mm",
+            "mm/memory.c: copy_present_ptes()",
+            "the batch raises the mapcounts (folio_try_dup_anon_rmap_ptes) before the refcount "
+            "(folio_ref_add): meanwhile the folio has more mappings than references, and a concurrent "
+            "folio_try_get/put may free it under a mapping",
+            "review of 'mm/memory: optimize fork() with PTE-mapped THP' (v6.9): refcount first, then mapcount",
+        ),
+        Bug(
+            "fork_batch_across_pte_none",
+            "mm",
+            "mm/internal.h: folio_pte_batch()",
+            "the batch does not stop at a pte_none hole (e.g. MADV_DONTNEED of one page of a large "
+            "folio): the child maps the dropped page again, with its stale content",
+            "folio_pte_batch(): stop at the first PTE that is not the expected one (none, swap, other pfn); "
+            "Xen PV fix 'mm: fix folio_pte_batch() on XEN PV'",
+        ),
+        Bug(
+            "fork_batch_ignores_write",
+            "mm",
+            "mm/memory.c: copy_present_ptes()",
+            "a batch that ignores a write-permission change takes the first PTE's write bit: when the "
+            "first PTE is read-only and a later one writable, the parent's writable PTE is not "
+            "write-protected although the child now shares the page",
+            "copy_present_ptes(): any_writable / FPB_MERGE_WRITE ('mm/memory: optimize fork() with "
+            "PTE-mapped THP', v6.9)",
+        ),
+        Bug(
+            "fork_batch_drops_any_dirty",
+            "mm",
+            "mm/memory.c: copy_present_ptes()",
+            "a private batch ignores the dirty bit without gathering it (any_dirty dropped): the child's "
+            "PTEs take the first PTE's clean state, and a write after MADV_FREE is lost when reclaim "
+            "discards the 'clean' lazyfree folio",
+            "folio_pte_batch() flags: FPB_IGNORE_DIRTY only for shared mappings (v6.9); "
+            "FPB_RESPECT_DIRTY / FPB_MERGE_YOUNG_DIRTY (v6.17)",
+        ),
+        Bug(
+            "fork_shares_pinned_anon",
+            "mm",
+            "mm/rmap.h: folio_try_dup_anon_rmap_ptes()",
+            "a maybe-pinned anon-exclusive page is shared with the child instead of copied: the pin "
+            "(DMA) and the parent's page diverge at the next CoW",
+            "'mm: fix missing copy of pinned pages at fork' (Peter Xu, v5.11 / v5.13); "
+            "folio_needs_cow_for_dma()",
+        ),
+        Bug(
+            "fork_no_parent_tlb_flush",
+            "mm",
+            "kernel/fork.c: dup_mmap()",
+            "the parent's TLB is not flushed after fork write-protected its PTEs: a stale writable TLB "
+            "entry lets the parent write into a page the child shares",
+            "dup_mmap(): flush_tlb_mm(oldmm), which wrprotect_ptes relies on to leave blocks folded",
+        ),
+        Bug(
+            "contpte_fold_without_bbm",
+            "arch",
+            "arch/arm64/mm/contpte.c: contpte_convert()",
+            "a fold (or unfold) rewrites the 16 entries in place without break-before-make "
+            "(clear, TLBI, rewrite): the TLB may hold both sizes at once (TLB conflict)",
+            "Arm ARM D8.7 (break-before-make); contpte_convert() in 'arm64/mm: wire up PTE_CONT for "
+            "user mappings' (v6.9)",
+        ),
+        Bug(
+            "wrprotect_partial_block_no_unfold",
+            "arch",
+            "arch/arm64/mm/contpte.c: contpte_wrprotect_ptes()",
+            "wrprotect_ptes over part of a contiguous block write-protects those entries without "
+            "unfolding first: the block's entries disagree on permissions while the Contiguous bit is set",
+            "contpte_wrprotect_ptes(): contpte_try_unfold_partial() ('arm64/mm: implement new "
+            "wrprotect_ptes() batch API', v6.9)",
+        ),
+        Bug(
+            "ptep_get_no_gather",
+            "arch",
+            "arch/arm64/mm/contpte.c: contpte_ptep_get()",
+            "ptep_get returns only the addressed entry's access/dirty bits: the hardware may have set "
+            "them on another entry of the block, so core-mm sees a dirty block as clean",
+            "contpte_ptep_get(): gather AF/dirty over CONT_PTES ('arm64/mm: wire up PTE_CONT for user "
+            "mappings', v6.9)",
+        ),
+        Bug(
+            "fork_batch_ignores_uffd_wp",
+            "mm",
+            "mm/internal.h: folio_pte_batch()",
+            "the batch ignores the per-PTE uffd-wp bit: the child's PTEs all take the first PTE's "
+            "uffd-wp state, so write-protected pages become unprotected (or the reverse)",
+            "folio_pte_batch(): uffd-wp is not ignored (stop at a change), v6.9",
+        ),
+        Bug(
+            "fork_batch_mixes_protnone",
+            "mm",
+            "mm/internal.h: folio_pte_batch()",
+            "the batch compares PTEs without their protection: a NUMA-hinting (PROT_NONE) PTE and "
+            "accessible ones end up in one batch, and the child gets the first PTE's accessibility",
+            "folio_pte_batch(): stop at pte_protnone changes (v6.9)",
+        ),
+    )
+}
+"""The catalog, by name."""
+
+
+def check_bug_names(names: object) -> frozenset[str]:
+    """Validate a ``bugs=`` option: a tuple/list of catalog names (or a comma-separated string)."""
+    if names is None:
+        return frozenset()
+    if isinstance(names, str):
+        items = [n.strip() for n in names.split(",") if n.strip()]
+    elif isinstance(names, (tuple, list, set, frozenset)):
+        items = [str(n) for n in names]
+    else:
+        raise ModelUsageError(f"bugs={names!r}: expected a tuple of bug catalog names")
+    unknown = sorted(set(items) - set(BUGS))
+    if unknown:
+        raise ModelUsageError(f"unknown bug(s) {', '.join(unknown)}; the catalog has: {', '.join(BUGS)}")
+    return frozenset(items)

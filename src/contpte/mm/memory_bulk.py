@@ -1,0 +1,662 @@
+"""Vectorised fast paths of mm/memory.c for bulk work: fork's table copy, zap.
+
+Models: the same kernel functions as ``mm/memory.py`` (Linux v6.12), which
+stays the readable reference.  Each function here stands for a sequence of
+calls of a kernel-shaped function over many page tables at once, computed
+with numpy on the stacked tables, and must leave exactly the same state
+(page tables, mem_map, RSS, TLBs) and count exactly the same counters.
+``tests/unit/mm/test_fast_paths.py`` proves it on random workloads against
+``kernel.fast_paths = False``.
+
+A fast path takes only the cases whose outcome it can compute for a whole
+table; it returns None (or hands a table back) for anything else, and the
+kernel-shaped code runs: a bug-catalog option, a pinned mm, a lock-break
+hook, swap/special/uffd-wp/PROT_NONE entries, file folios, and anything
+the arch's bulk forms decline (an unfold or a fold would happen).
+
+Why the results agree:
+
+- ``copy_pte_range``: a batch is what ``folio_pte_batch`` finds, computed
+  from the PTEs the hint chain visits (``pte_batch_hint``): each visited
+  PTE is compared with its predecessor (normalised as ``folio_pte_batch``
+  normalises it, and in the same folio).  Reads follow the loop: one
+  ``ptep_get`` per batch start and per none PTE, one per probe of
+  ``folio_pte_batch``.  Lock-break points are counted with the loop's
+  progress rule.  Between two lock-break points a batch changes only its
+  own entries, so the rule checker's PTL-release checks (consistency of
+  each contiguous set, which the arch's bulk forms keep) give the same
+  verdict when run once per table at the end.
+- ``zap_pte_range``: the batches of ``zap_present_ptes`` the same way; the
+  mmu_gather's forced flushes (every ``MAX_GATHER_BATCH`` pages) happen
+  between the same batches, so TLB invalidations and page frees come in
+  the same order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..arch.pgtable import PteBatches, batch_positions
+from .kernel import REF_OPS, Kernel
+from .memmap import PG_anon, PG_anon_exclusive
+from .mm_types import MM_ANONPAGES, VM_SHARED, VM_UFFD_WP, Vma, is_cow_mapping, vma_is_anonymous
+from .rmap import RMAP_OPS, RMAP_PAGES
+
+__all__ = ["copy_page_range_bulk", "fault_in_anon_write", "lock_break_points"]
+
+_NOT_EXCL = np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)
+#: copy_pte_range's progress threshold for a lock-break point.
+_LOCK_BREAK = 32
+
+
+def _bulk_allowed(k: Kernel) -> bool:
+    """The model-wide conditions of every fast path."""
+    return bool(k.fast_paths and k.arch.BULK and not k.bugs and not k.arch.bugs)
+
+
+def lock_break_points(weights: np.ndarray) -> int:
+    """How many lock-break points ``copy_pte_range``'s loop passes.
+
+    ``weights``: the progress of each loop iteration in order (1 per none
+    PTE, 8 per copied PTE of a batch).  At the top of every iteration but
+    the first, progress >= 32 is a break point and resets it.
+    """
+    n = len(weights)
+    if n <= 1:
+        return 0
+    wmin = int(weights.min())
+    if wmin >= _LOCK_BREAK:
+        return n - 1
+    wmax = int(weights.max())
+    if wmin == wmax:
+        per = -(-_LOCK_BREAK // wmin)
+        return (n - 1) // per
+    breaks = 0
+    p = 0
+    for w in weights.tolist():
+        if p >= _LOCK_BREAK:
+            breaks += 1
+            p = 0
+        p += w
+    return breaks
+
+
+class _Stack:
+    """Several level-3 tables' ranges, stacked: the flat view the bulk forms use."""
+
+    def __init__(self, k: Kernel, pieces: list[tuple[int, int, int]], tables: list[Any]) -> None:
+        per = k.arch.PTRS_PER_PTE
+        self.per = per
+        self.pieces = pieces
+        self.tables = tables
+        self.raw = np.stack([t.entries for t in tables]).reshape(-1)
+        self.n = len(self.raw)
+        lo = np.array([p[1] for p in pieces], dtype=np.int64)
+        hi = np.array([p[2] for p in pieces], dtype=np.int64)
+        self.lo = lo
+        self.hi = hi
+        if (lo == 0).all() and (hi == per).all():
+            self.inr = np.ones(self.n, dtype=bool)
+        else:
+            col = np.arange(per, dtype=np.int64)
+            self.inr = ((col >= lo[:, None]) & (col < hi[:, None])).reshape(-1)
+        #: flat index of each piece's range end
+        self.rend = np.arange(len(pieces), dtype=np.int64) * per + hi
+
+
+class _Batches:
+    """The batches ``folio_pte_batch`` finds in a stack (see ``_find_batches``)."""
+
+    b: PteBatches
+    pfn: np.ndarray  # pfn of each batch's first page
+    heads: np.ndarray
+    large: np.ndarray
+    first: np.ndarray  # what ptep_get returned for each batch's first PTE
+    any_writable: np.ndarray  # folio_pte_batch's any_writable
+    first_writable: np.ndarray  # pte_write() of the first PTE
+    probe_reads: int
+    probe_gathers: int
+    loop_reads: int
+    loop_gathers: int
+
+
+def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
+    """Batches of present, normal, anon PTEs as the kernel-shaped loops find them.
+
+    Mirrors the loop of ``copy_pte_range``/``zap_pte_range`` with
+    ``folio_pte_batch`` (``key_fn`` normalises a PTE as its flags say).
+    None if any PTE in range is not a plain present anon mapping.
+    """
+    a = k.arch
+    mem = k.memmap
+    raw = st.raw
+    inr = st.inr
+    n = st.n
+    nz = raw != 0
+    full = bool(inr.all())
+    if not full:
+        nz &= inr
+    if (nz & ~a.bulk_plain_v(raw)).any():
+        return None
+    # The hint chain: a PTE is visited unless an earlier one's hint jumps over it.
+    visited = a.bulk_batch_visited(raw, inr)
+    if visited is None:
+        V = np.arange(n, dtype=np.int64) if full else np.flatnonzero(inr)
+    else:
+        # a PTE the chain jumps over is in the batch of the one that jumped:
+        # it must be present like the rest (else the kernel-shaped path)
+        if (inr & ~visited & ~nz).any():
+            return None
+        V = np.flatnonzero(visited)
+    rv = raw[V]
+    nzV = rv != 0
+    pfnV = a.pte_pfn_v(rv)
+    pz = pfnV[nzV]
+    if len(pz) and int(pz.max()) >= mem.nr_frames:
+        return None
+    hV = np.full(len(V), -1, dtype=np.int64)
+    hz = mem.head[pz]
+    if len(hz) and (hz < 0).any():
+        return None
+    hV[nzV] = hz
+    if len(hz) and ((mem.flags[hz] & np.uint32(PG_anon)) == 0).any():
+        return None
+    largeV = np.zeros(len(V), dtype=bool)
+    largeV[nzV] = mem.order[hz] > 0
+    gV, readsV, gathersV = a.bulk_ptep_get(raw, V)
+    keyV = key_fn(gV)
+    step = np.uint64(1 << a.PFN_PTE_SHIFT)
+    per = st.per
+    m = np.zeros(len(V), dtype=bool)
+    if len(V) > 1:
+        v1, v0 = V[1:], V[:-1]
+        m[1:] = (
+            nzV[1:]
+            & nzV[:-1]
+            & largeV[1:]
+            & (hV[1:] == hV[:-1])
+            & ((v1 // per) == (v0 // per))
+            & (keyV[1:] - keyV[:-1] == (v1 - v0).astype(np.uint64) * step)
+        )
+    fV = np.flatnonzero(~m)  # indices into V of the PTEs that end a batch
+    fi = fV[nzV[fV]]  # ... of which the present ones start the next
+    starts = V[fi]
+    # the V index of the PTE that ends each batch (len(V): none does)
+    fVn = np.append(fV, len(V))[np.searchsorted(fV, fi, side="right")]
+    nxt = np.append(V, np.int64(n))[fVn]
+    rend = st.rend[starts // per]
+    ends = np.minimum(nxt, rend)
+    nrs = ends - starts
+    out = _Batches()
+    out.b = PteBatches(starts, nrs, n)
+    out.heads = hV[fi]
+    out.large = largeV[fi]
+    out.pfn = pfnV[fi]
+    out.first = gV[fi]
+    # order-0 folios are never batched: the loop moves on by one
+    if ((~out.large) & (nrs != 1)).any():
+        return None
+    # any_writable: folio_pte_batch sets it for a visited PTE after the first
+    wV = a.pte_write_v(rv) & nzV
+    cw = np.concatenate(([0], np.cumsum(wV, dtype=np.int64)))
+    out.any_writable = (cw[fVn] - cw[fi + 1]) > 0
+    out.first_writable = wV[fi]
+    # probes of folio_pte_batch (large folios, max_nr != 1): every visited
+    # PTE of the batch after its start, and the visited PTE that ended it
+    # (a none PTE or the next batch's start) when before the range end
+    inner = m & nzV
+    term = out.large & (rend - starts > 1) & (ends < rend)
+    tV = fVn[term]
+    out.probe_reads = int(readsV[inner].sum()) + int(readsV[tV].sum())
+    out.probe_gathers = int(gathersV[inner].sum()) + int(gathersV[tV].sum())
+    out.loop_reads = int(readsV[fi].sum()) + int((~nzV).sum())
+    out.loop_gathers = int(gathersV[fi].sum())
+    return out
+
+
+def _lock_breaks(st: _Stack, b: _Batches) -> int:
+    """Lock-break points of ``copy_pte_range`` over every piece of the stack."""
+    w = np.zeros(st.n, dtype=np.int64)
+    w[st.inr & (st.raw == 0)] = 1
+    w[b.b.starts] = 8 * b.b.nrs
+    w2 = w.reshape(-1, st.per)
+    ev = w2 > 0
+    nev = ev.sum(axis=1)
+    allbig = (~ev | (w2 >= _LOCK_BREAK)).all(axis=1)
+    total = int(np.maximum(nev[allbig] - 1, 0).sum())
+    for t in np.flatnonzero(~allbig).tolist():
+        row = w2[t]
+        total += lock_break_points(row[row > 0])
+    return total
+
+
+def _add_at(arr: np.ndarray, idx: np.ndarray, vals: np.ndarray | None = None) -> None:
+    """``arr[idx] += vals`` with repeated indices summed (``np.add.at``, by bincount)."""
+    if len(idx) == 0:
+        return
+    lo = int(idx.min())
+    span = int(idx.max()) + 1 - lo
+    if span > 8 * len(idx) + 4096:
+        if len(idx) == 1 or bool((idx[1:] > idx[:-1]).all()):
+            arr[idx] += np.asarray(1 if vals is None else vals).astype(arr.dtype)  # distinct indices
+        else:
+            np.add.at(arr, idx, 1 if vals is None else vals)
+        return
+    add = np.bincount(idx - lo, weights=vals, minlength=span)
+    arr[lo : lo + span] += add.astype(arr.dtype)
+
+
+def _batch_pages(b: _Batches) -> np.ndarray:
+    """The pfn of every PTE of every batch (a batch maps consecutive pages)."""
+    bb = b.b
+    if not len(bb):
+        return np.zeros(0, dtype=np.int64)
+    pages = b.pfn[bb.bid()] + bb.offset()
+    if bb.total != bb.n:
+        pages = pages[bb.mask()]
+    return np.asarray(pages)
+
+
+def _rmap_hooks(k: Kernel, heads: np.ndarray) -> None:
+    """Tell the validators about the folios a bulk rmap update changed."""
+    if k.on_rmap_change is None:
+        return
+    uniq = np.unique(heads)
+    if k.on_rmap_change_many is not None:
+        k.on_rmap_change_many(uniq)
+        return
+    for h in uniq.tolist():
+        k.on_rmap_change(k.folio(h))
+
+
+# ---------------------------------------------------------------------------
+# fork: copy_page_range
+# ---------------------------------------------------------------------------
+def _copy_bulk_allowed(dst_vma: Vma, src_vma: Vma) -> bool:
+    k = src_vma.vm_mm.kernel
+    return bool(
+        _bulk_allowed(k)
+        and k.batch_fork
+        and k.on_lock_break is None
+        and not src_vma.vm_mm.has_pinned
+        and vma_is_anonymous(src_vma)
+        and not src_vma.vm_flags & VM_SHARED
+        and not dst_vma.vm_flags & VM_UFFD_WP
+    )
+
+
+def copy_page_range_bulk(dst_vma: Vma, src_vma: Vma) -> int | None:
+    """``copy_page_range()`` of a private anon VMA, whole tables at a time.
+
+    Mirrors mm/memory.c ``copy_page_range()`` -> ``copy_pte_range()`` ->
+    ``copy_present_ptes()`` (see ``memory.copy_page_range``): PMD-mapped
+    ranges and tables the bulk form cannot take go through the
+    kernel-shaped functions, in address order.  Returns 0, a negative
+    errno, or None when the VMA does not qualify at all.
+    """
+    if not _copy_bulk_allowed(dst_vma, src_vma):
+        return None
+    from . import huge_memory
+    from .memory import copy_pte_range
+
+    k = src_vma.vm_mm.kernel
+    a = k.arch
+    src_space = src_vma.vm_mm.space
+    run: list[tuple[int, int, int]] = []
+
+    def flush() -> int:
+        ret = 0
+        if run:
+            ret = _copy_tables(dst_vma, src_vma, list(run))
+            run.clear()
+        return ret
+
+    addr = src_vma.vm_start
+    end = src_vma.vm_end
+    per = a.PTRS_PER_PTE
+    while addr < end:
+        next_ = min((addr & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, end)
+        pmd_idx = addr >> a.PMD_SHIFT
+        if pmd_idx in src_space.pmds:
+            ret = flush()
+            if ret:
+                return ret
+            if huge_memory.copy_huge_pmd(dst_vma.vm_mm, src_vma.vm_mm, pmd_idx, addr, dst_vma, src_vma) == 0:
+                addr = next_
+                continue
+            ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, next_)
+            if ret:
+                return ret
+        elif src_space.pte_table(pmd_idx) is not None:
+            lo = (addr >> k.page_shift) & (per - 1)
+            hi = lo + ((next_ - addr) >> k.page_shift)
+            run.append((pmd_idx, lo, hi))
+        addr = next_
+    return flush()
+
+
+def _copy_tables(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, int]]) -> int:
+    """Copy consecutive table pieces: in bulk where possible, else one by one."""
+    from .memory import copy_pte_range
+
+    k = src_vma.vm_mm.kernel
+    dst_space = dst_vma.vm_mm.space
+    good: list[tuple[int, int, int]] = []
+    ok = []
+    for p in pieces:
+        t = dst_space.pte_table(p[0])
+        ok.append(p[0] not in dst_space.pmds and (t is None or not t.entries[p[1] : p[2]].any()))
+    i = 0
+    while i < len(pieces):
+        if not ok[i]:
+            pmd_idx, lo, _hi = pieces[i]
+            addr = (pmd_idx << k.arch.PMD_SHIFT) | (lo << k.page_shift)
+            ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, addr + ((_hi - lo) << k.page_shift))
+            if ret:
+                return ret
+            i += 1
+            continue
+        j = i
+        while j < len(pieces) and ok[j]:
+            j += 1
+        good = pieces[i:j]
+        if not _copy_tables_bulk(dst_vma, src_vma, good):
+            if len(good) == 1:
+                pmd_idx, lo, hi = good[0]
+                addr = (pmd_idx << k.arch.PMD_SHIFT) | (lo << k.page_shift)
+                ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, addr + ((hi - lo) << k.page_shift))
+                if ret:
+                    return ret
+            else:
+                # find the tables that qualify: halve until they do
+                mid = len(good) // 2
+                for half in (good[:mid], good[mid:]):
+                    ret = _copy_tables(dst_vma, src_vma, half)
+                    if ret:
+                        return ret
+        i = j
+    return 0
+
+
+def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, int]]) -> bool:
+    """Mirror ``copy_pte_range()`` on every piece; False (nothing done) if one does not qualify."""
+    src_mm = src_vma.vm_mm
+    dst_mm = dst_vma.vm_mm
+    k = src_mm.kernel
+    a = k.arch
+    mem = k.memmap
+    st = _Stack(k, pieces, [src_mm.space.tables[p[0]] for p in pieces])
+
+    def key_fn(g: np.ndarray) -> np.ndarray:
+        # folio_pte_batch(): FPB_IGNORE_SOFT_DIRTY, then pte_wrprotect(pte_mkold())
+        return a.pte_wrprotect_v(a.pte_mkold_v(a.pte_clear_soft_dirty_v(g)))
+
+    b = _find_batches(k, st, key_fn)
+    if b is None:
+        return False
+    bb = b.b
+    starts, nrs = bb.starts, bb.nrs
+    cow = is_cow_mapping(src_vma.vm_flags)
+    first = np.where(b.any_writable, a.pte_mkwrite_v(b.first), b.first)
+    writable = b.any_writable | b.first_writable
+    wp = writable & cow if cow else np.zeros(len(starts), dtype=bool)
+    # _copy_present_ptes_set(): the parent's batch write-protected, the
+    # child's PTE old, write-protected if the parent's was
+    parent = a.bulk_wrprotect_ptes(st.raw, bb if wp.all() else bb.subset(wp))
+    if parent is None:
+        return False
+    new_src, c_src = parent
+    child_first = a.pte_mkold_v(np.where(wp, a.pte_wrprotect_v(first), first))
+    folio_nr = np.left_shift(1, mem.order[b.heads].astype(np.int64))
+    child = a.bulk_set_ptes(bb, child_first, b.heads, folio_nr)
+    if child is None:
+        return False
+    new_dst, c_dst = child
+    breaks = _lock_breaks(st, b)
+
+    # -- commit: refcount before mapcount, as copy_present_ptes does --
+    total = bb.total
+    nb = len(starts)
+    _add_at(mem.refcount, b.heads, nrs)
+    pages = _batch_pages(b)
+    _add_at(mem.mapcount, pages)
+    mem.flags[pages] &= _NOT_EXCL
+    lg = b.large
+    if lg.any():
+        _add_at(mem.large_mapcount, b.heads[lg], nrs[lg])
+    c = k.counters
+    c.add(REF_OPS, nb)
+    c.add(RMAP_OPS, nb)
+    c.add(RMAP_PAGES, total)
+    a.bulk_count_ptep_get(b.loop_reads + b.probe_reads, b.loop_gathers + b.probe_gathers)
+    for name, v in (*c_src.items(), *c_dst.items()):
+        if v:
+            c.add(name, v)
+    from .memory import FORK_BATCH, FORK_LOCK_BREAK, FORK_PTES
+
+    c.add(FORK_PTES, total)
+    nbatch = int((nrs > 1).sum())
+    if nbatch:
+        c.add(FORK_BATCH, nbatch)
+    if breaks:
+        c.add(FORK_LOCK_BREAK, breaks)
+    per = st.per
+    rss = np.bincount(starts // per, weights=nrs, minlength=len(pieces)).astype(np.int64)
+    src_store = bool(src_mm.space.observers) or bool(wp.any())
+    for t, (pmd_idx, lo, hi) in enumerate(pieces):
+        src_t = st.tables[t]
+        dst_t = dst_mm.space.alloc_pte_table(pmd_idx)
+        base = t * per
+        if hi > lo:
+            if src_store:
+                src_t.store_bulk(lo, new_src[base + lo : base + hi])
+            dst_t.store_bulk(lo, new_dst[base + lo : base + hi])
+        if rss[t]:
+            dst_mm.add_mm_counter(MM_ANONPAGES, int(rss[t]))
+        a.ptl_release(src_mm, src_t)
+        a.ptl_release(dst_mm, dst_t)
+    if nb:
+        _rmap_hooks(k, b.heads)
+    return True
+
+
+_ = (REF_OPS, MM_ANONPAGES)
+
+
+# ---------------------------------------------------------------------------
+# faults: a write access through none PTEs of anonymous memory
+# ---------------------------------------------------------------------------
+def fault_in_anon_write(vma: Vma, addr: int, npages: int, cpu: int) -> list[int]:
+    """Take the write faults an access of ``npages`` from ``addr`` would take on none PTEs.
+
+    Mirrors the faults of a user write sweeping the range: at each none
+    PTE, ``handle_mm_fault()`` -> ``do_anonymous_page()`` ->
+    ``alloc_anon_folio()`` (the same orders tried, the same pte_range_none
+    reads, the same buddy allocations in the same order) and one
+    ``set_ptes`` per folio; a PMD-size fault goes through the kernel-shaped
+    ``handle_mm_fault``.  Stops before the first page that would do
+    anything else (a present PTE it did not map, a TLB entry, low memory),
+    where the kernel-shaped path takes over.  Returns the faulting
+    addresses, in order: the hardware side of each (a TLB miss, a walk, a
+    translation fault) is the caller's to count.
+
+    Context: mmap_lock held; the access runs on ``cpu``.
+    """
+    from .huge_memory import thp_vma_allowable_order, thp_vma_allowable_orders, thp_vma_suitable_order
+    from .memory import handle_mm_fault
+    from .mm_types import FAULT_FLAG_WRITE, VM_WRITE
+
+    mm = vma.vm_mm
+    k = mm.kernel
+    a = k.arch
+    if not (
+        _bulk_allowed(k)
+        and vma_is_anonymous(vma)
+        and not vma.vm_flags & VM_SHARED
+        and vma.vm_flags & VM_WRITE
+        and not vma.vm_flags & VM_UFFD_WP
+        and vma.vm_start <= addr < vma.vm_end
+    ):
+        return []
+    space = mm.space
+    tlb = k.hw.tlbs[cpu]
+    ps = k.PAGE_SIZE
+    per = a.PTRS_PER_PTE
+    end = min(addr + npages * ps, vma.vm_end)
+    orders = thp_vma_allowable_orders(vma, (1 << k.PMD_ORDER) - 1)
+    cand_all = sorted((o for o in range(k.PMD_ORDER + 1) if orders >> o & 1), reverse=True)
+    pmd_thp = thp_vma_allowable_order(vma, k.PMD_ORDER)
+    ours: set[int] = set()
+    faults: list[int] = []
+    pos = addr
+    while pos < end:
+        pmd_idx = pos >> a.PMD_SHIFT
+        tbl_end = min((pmd_idx + 1) << a.PMD_SHIFT, end)
+        if tlb.region_busy(space.asid, pmd_idx):
+            break
+        if pmd_idx in space.pmds:
+            if pmd_idx in ours:
+                pos = tbl_end
+                continue
+            break
+        table = space.pte_table(pmd_idx)
+        if table is None and pmd_thp and thp_vma_suitable_order(vma, pos, k.PMD_ORDER):
+            if k.buddy.largest_free_order() < k.PMD_ORDER:
+                break
+            ret = handle_mm_fault(vma, pos, FAULT_FLAG_WRITE)
+            faults.append(pos)
+            if ret or pmd_idx not in space.pmds:
+                break  # let the kernel-shaped path go on from here
+            ours.add(pmd_idx)
+            pos = tbl_end
+            continue
+        i = (pos >> k.page_shift) & (per - 1)
+        lim = i + ((tbl_end - pos) >> k.page_shift)
+        _done, stop = _fault_in_table(vma, pmd_idx, table, i, lim, cand_all, faults)
+        if stop:
+            break
+        pos = tbl_end
+    return faults
+
+
+def _fault_in_table(
+    vma: Vma, pmd_idx: int, table: Any, i: int, lim: int, cand_all: list[int], faults: list[int]
+) -> tuple[int, bool]:
+    """The none-PTE faults of entries ``[i, lim)`` of one table; (index reached, stop)."""
+    from .kernel import PGFAULT
+    from .memory import FAULT_ANON, anon_vma_prepare
+
+    mm = vma.vm_mm
+    k = mm.kernel
+    a = k.arch
+    ps = k.PAGE_SIZE
+    per = a.PTRS_PER_PTE
+    base = pmd_idx << a.PMD_SHIFT
+    occ = table.entries != 0 if table is not None else np.zeros(per, dtype=bool)
+    has_table = table is not None
+    reads = 0
+    f_idx: list[int] = []
+    f_start: list[int] = []
+    f_order: list[int] = []
+    f_pfn: list[int] = []
+    stop = False
+    vs, ve = vma.vm_start, vma.vm_end
+    buddy = k.buddy
+    while i < lim:
+        if occ[i]:
+            stop = True
+            break
+        if buddy.nr_free == 0:
+            stop = True
+            break
+        address = base | (i << k.page_shift)
+        if has_table or f_idx:
+            reads += 1  # handle_pte_fault: ptep_get_lockless
+        anon_vma_prepare(vma)
+        # alloc_anon_folio(): suitable orders, the first whose range is none
+        ok: list[int] = []
+        for o in cand_all:
+            size = ps << o
+            h = address & ~(size - 1)
+            if h < vs or h + size > ve:
+                continue
+            reads += 1 << o
+            ai = i & ~((1 << o) - 1)
+            if not occ[ai : ai + (1 << o)].any():
+                ok = [x for x in cand_all if x <= o]
+                break
+        folio = None
+        for o in ok:
+            folio = k.folio_alloc(o, zero=True)
+            if folio is not None:
+                break
+            k.mthp_stat(o, "anon_fault_fallback")
+        if folio is None:
+            folio = k.folio_alloc(0, zero=True)
+        assert folio is not None  # nr_free > 0
+        order = folio.order
+        nr = 1 << order
+        start = i & ~(nr - 1)
+        reads += 1 if nr == 1 else nr  # do_anonymous_page: ptep_get / pte_range_none
+        occ[start : start + nr] = True
+        f_idx.append(i)
+        f_start.append(start)
+        f_order.append(order)
+        f_pfn.append(folio.pfn)
+        faults.append(address)
+        i = start + nr
+    nf = len(f_idx)
+    if nf == 0:
+        return i, stop
+    # -- commit the table: do_anonymous_page's bookkeeping, one set_ptes per folio --
+    c = k.counters
+    mem = k.memmap
+    c.add(PGFAULT, nf)
+    c.add(FAULT_ANON, nf)
+    c.add(REF_OPS, nf)
+    c.add(RMAP_OPS, nf)
+    c.add("pte.read", reads)
+    starts = np.array(f_start, dtype=np.int64)
+    orders_a = np.array(f_order, dtype=np.int64)
+    pfns = np.array(f_pfn, dtype=np.int64)
+    nrs = np.left_shift(1, orders_a)
+    total = int(nrs.sum())
+    c.add(RMAP_PAGES, total)
+    mm.add_mm_counter(MM_ANONPAGES, total)
+    for o, cnt in zip(*np.unique(orders_a, return_counts=True), strict=True):
+        if o > 0:
+            k.mthp_stat(int(o), "anon_fault_alloc", int(cnt))
+            k.mthp_stat(int(o), "nr_anon", int(cnt))
+    mem.refcount[pfns] += (nrs - 1).astype(np.int32)
+    mem.flags[pfns] |= np.uint32(PG_anon)
+    assert vma.anon_vma is not None
+    mem.mapping[pfns] = vma.anon_vma
+    mem.index[pfns] = vma.vm_pgoff + ((base + (starts << k.page_shift) - vma.vm_start) >> k.page_shift)
+    pages = batch_positions(pfns, nrs)
+    mem.mapcount[pages] = 1
+    big = nrs > 1
+    mem.large_mapcount[pfns[big]] = nrs[big].astype(np.int32)
+    mem.flags[pages] |= np.uint32(PG_anon_exclusive)
+    prot = vma.vm_page_prot
+    e0 = a.pte_mkwrite(a.pte_mkdirty(a.pfn_pte(0, prot)))
+    ptes = np.uint64(e0) + (pfns.astype(np.uint64) << np.uint64(a.PFN_PTE_SHIFT))
+    t = mm.space.alloc_pte_table(pmd_idx)
+    res = a.bulk_set_ptes(PteBatches(starts, nrs, per), ptes, pfns, nrs)
+    if res is None:  # pragma: no cover - fresh folios never fold through nr == 1
+        from ..arch.pgtable import PtePtr
+
+        for s_, n_, p_ in zip(f_start, nrs.tolist(), ptes.tolist(), strict=True):
+            a.set_ptes(mm, base | (s_ << k.page_shift), PtePtr(t, s_), int(p_), n_)
+    else:
+        vals, cnt = res
+        for name, v in cnt.items():
+            if v:
+                c.add(name, v)
+        lo = int(starts[0])
+        hi = int(starts[-1] + nrs[-1])
+        t.store_bulk(lo, np.where(vals[lo:hi] != 0, vals[lo:hi], t.entries[lo:hi]))
+    a.ptl_release(mm, t)
+    _rmap_hooks(k, pfns)
+    return i, stop

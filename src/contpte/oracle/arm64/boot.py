@@ -1,0 +1,251 @@
+"""Boot the arm64 kernel under qemu and run guest programs in it.
+
+One boot runs any number of scenario programs, one after the other.  The
+initramfs (a gzipped newc cpio written here, no ``cpio`` tool needed)
+holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
+proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
+nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
+event per traced contpte function recording its ``addr`` argument (``x1``:
+every traced function takes ``(mm, addr, ...)``), so the host can count
+only the calls on the scenario's addresses.
+
+qemu: ``-M virt -cpu max,pauth=off -smp 2 -m 2G -nographic -nic none``.
+Pointer authentication is off because TCG emulates it slowly (the kernel
+signs every return address); it changes nothing the oracle observes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .env import ORACLE_UNAVAILABLE, Arm64Env
+
+__all__ = [
+    "TRACED",
+    "BootError",
+    "BootResult",
+    "GuestRun",
+    "build_initramfs",
+    "boot",
+    "parse_console",
+    "count_calls",
+    "QEMU_ARGS",
+]
+
+TRACED = (
+    "contpte_convert",
+    "__contpte_try_fold",
+    "__contpte_try_unfold",
+    "contpte_set_ptes",
+    "contpte_wrprotect_ptes",
+    "contpte_clear_full_ptes",
+    "contpte_get_and_clear_full_ptes",
+    "contpte_try_unfold_partial",
+)
+"""The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
+
+QEMU_ARGS = ("-M", "virt", "-cpu", "max,pauth=off", "-smp", "2", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot")
+CMDLINE = "console=ttyAMA0 rdinit=/init quiet loglevel=1 panic=-1"
+
+
+class BootError(RuntimeError):
+    """The guest did not boot or did not run to the end."""
+
+
+@dataclass
+class GuestRun:
+    """What one scenario program printed."""
+
+    name: str
+    results: list[tuple[int, int, int, list[int] | None]] = field(default_factory=list)
+    """Per step: (step index, line, err, values read or None)."""
+    trace: list[str] = field(default_factory=list)
+    fatal: str | None = None
+    complete: bool = False
+
+
+@dataclass
+class BootResult:
+    """One boot: the console and the runs of the programs."""
+
+    console: str
+    runs: dict[str, GuestRun]
+    seconds: float
+    kernel: str = ""
+
+
+def _init_script(programs: list[str]) -> str:
+    events = "\n".join(
+        f'echo "p:contpte/f{i} {sym} addr=%x1" >> $T/kprobe_events || fail "kprobe on {sym}"'
+        for i, sym in enumerate(TRACED)
+    )
+    runs = "\n".join(f"/scn/{p}" for p in programs)
+    return f"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+fail() {{ echo "@@BOOT-FATAL $*"; poweroff -f; }}
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tracefs tracefs /sys/kernel/tracing || fail "no tracefs"
+mount -t tmpfs tmp /tmp
+T=/sys/kernel/tracing
+M=/sys/kernel/mm/transparent_hugepage
+[ -e $M/enabled ] || fail "no transparent hugepages"
+echo 0 > $T/tracing_on
+echo global > $T/trace_clock
+echo 8192 > $T/buffer_size_kb
+{events}
+echo 1 > $T/events/contpte/enable || fail "cannot enable the kprobe events"
+echo never > $M/shmem_enabled
+for f in $M/hugepages-*kB/shmem_enabled; do echo never > $f; done
+echo 0 > $M/khugepaged/max_ptes_none
+echo 0 > $M/khugepaged/max_ptes_shared
+echo 3600000 > $M/khugepaged/scan_sleep_millisecs
+echo 3600000 > $M/khugepaged/alloc_sleep_millisecs
+echo "@@KERNEL $(uname -r)"
+echo "@@READY"
+{runs}
+echo "@@ALLDONE"
+poweroff -f
+"""
+
+
+def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio archive of (name, mode, data); directories have no data."""
+    out = io.BytesIO()
+    ino = 1
+    for name, mode, data in [*entries, ("TRAILER!!!", 0, b"")]:
+        nameb = name.encode() + b"\0"
+        hdr = "070701" + "".join(
+            f"{v:08x}"
+            for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
+        )
+        ino += 1
+        out.write(hdr.encode())
+        out.write(nameb)
+        out.write(b"\0" * (-(110 + len(nameb)) % 4))
+        out.write(data)
+        out.write(b"\0" * (-len(data) % 4))
+    return out.getvalue()
+
+
+def build_initramfs(env: Arm64Env, programs: dict[str, Path], dest: Path) -> Path:
+    """Write the gzipped initramfs running ``programs`` (name -> arm64 binary) in order."""
+    entries: list[tuple[str, int, bytes]] = []
+    for d in ("bin", "dev", "proc", "sys", "tmp", "scn"):
+        entries.append((d, 0o040755, b""))
+    entries.append(("bin/busybox", 0o100755, env.busybox.read_bytes()))
+    entries.append(("init", 0o100755, _init_script(list(programs)).encode()))
+    for name, binary in programs.items():
+        entries.append((f"scn/{name}", 0o100755, binary.read_bytes()))
+    # /dev/console comes from the kernel's built-in initramfs, unpacked first.
+    data = _cpio_newc(entries)
+    dest.write_bytes(gzip.compress(data, compresslevel=1))
+    return dest
+
+
+_RESULT_RE = re.compile(r"^@@S (\d+) (\d+) (-?\d+)(.*)$")
+
+
+def parse_console(text: str) -> dict[str, GuestRun]:
+    """The scenario runs in a console log (``\\r`` and kernel lines tolerated)."""
+    runs: dict[str, GuestRun] = {}
+    cur: GuestRun | None = None
+    in_trace = False
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        if line.startswith("@@SCENARIO "):
+            cur = GuestRun(line.split(" ", 1)[1].strip())
+            runs[cur.name] = cur
+            in_trace = False
+            continue
+        if cur is None:
+            continue
+        if line.startswith("@@TRACE-BEGIN"):
+            in_trace = True
+        elif line.startswith("@@TRACE-END"):
+            in_trace = False
+        elif line.startswith("@@SCENARIO-END"):
+            cur.complete = True
+            cur = None
+        elif line.startswith("@@FATAL"):
+            cur.fatal = line[len("@@FATAL") :].strip()
+        elif in_trace:
+            cur.trace.append(line)
+        else:
+            m = _RESULT_RE.match(line)
+            if m:
+                vals: list[int] | None = None
+                if m.group(4).strip():
+                    vals = []
+                    for tok in m.group(4).split():
+                        v, _, n = tok.partition("*")
+                        vals += [int(v, 16)] * int(n)
+                cur.results.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), vals))
+    return runs
+
+
+def boot(env: Arm64Env, programs: dict[str, Path], workdir: Path, timeout: float) -> BootResult:
+    """Boot once, run ``programs`` in order, return what they printed."""
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        raise BootError(f"{ORACLE_UNAVAILABLE}: no qemu-system-aarch64 (apt-get install qemu-system-arm)")
+    initrd = build_initramfs(env, programs, workdir / "initramfs.gz")
+    cmd = [qemu, *QEMU_ARGS, "-kernel", str(env.image), "-initrd", str(initrd), "-append", CMDLINE]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+        )
+        console = r.stdout.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout if isinstance(e.stdout, bytes) else b""
+        tail = out.decode("utf-8", "replace")[-2000:]
+        raise BootError(f"qemu did not finish within {timeout:.0f} s; console ends with:\n{tail}") from None
+    seconds = time.monotonic() - t0
+    (workdir / "console.log").write_text(console)
+    if "@@BOOT-FATAL" in console:
+        what = console.split("@@BOOT-FATAL", 1)[1].splitlines()[0].strip()
+        raise BootError(f"{ORACLE_UNAVAILABLE}: the guest kernel cannot be traced: {what}")
+    if "@@READY" not in console:
+        raise BootError(f"the guest did not reach /init (qemu exit {r.returncode}); console ends with:\n{console[-2000:]}")
+    kernel = ""
+    m = re.search(r"@@KERNEL (\S+)", console)
+    if m:
+        kernel = m.group(1)
+    return BootResult(console, parse_console(console), seconds, kernel)
+
+
+_MARK_RE = re.compile(r"tracing_mark_write: @@([BE]) (\d+)")
+_EVENT_RE = re.compile(r"\sf(\d+): \((\S+)\) addr=0x([0-9a-fA-F]+)")
+
+
+def count_calls(trace: list[str], lo: int, hi: int) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+    """Per step index: calls of each traced function on ``[lo, hi)``, and those elsewhere.
+
+    A call belongs to step ``i`` when it lies between the ``@@B i`` and
+    ``@@E i`` markers (the trace clock is global, so the order across CPUs
+    is the order of events).
+    """
+    inside: dict[int, dict[str, int]] = {}
+    outside: dict[int, dict[str, int]] = {}
+    cur: int | None = None
+    for line in trace:
+        m = _MARK_RE.search(line)
+        if m:
+            cur = int(m.group(2)) if m.group(1) == "B" else None
+            continue
+        e = _EVENT_RE.search(line)
+        if e is None or cur is None:
+            continue
+        sym = TRACED[int(e.group(1))]
+        where = inside if lo <= int(e.group(3), 16) < hi else outside
+        per = where.setdefault(cur, {})
+        per[sym] = per.get(sym, 0) + 1
+    return inside, outside

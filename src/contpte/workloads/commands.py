@@ -1,0 +1,159 @@
+"""The handlers of ``contpte run``, ``contpte fuzz`` and ``contpte check``.
+
+``cli.py`` registers the commands and passes its ``Ui`` (workloads sit
+below cli, so the Ui is typed here by the protocol it must offer).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from .scenario import parse_file, run
+
+__all__ = ["UiLike", "cmd_run"]
+
+
+class UiLike(Protocol):
+    json: bool
+    out: Any
+
+    def emit_json(self, obj: object) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def progress(self, total: int, description: str) -> AbstractContextManager[Callable[[str], None]]: ...
+
+
+def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
+    """Replay a scenario file; exit 1 if a step's expectation failed or an invariant broke."""
+    sc = parse_file(args.file)
+    overrides: dict[str, Any] = {}
+    if args.arch:
+        overrides["arch"] = args.arch
+    with ui.progress(len(sc.steps), f"running {args.file}") as step:
+        outs = run(sc, observe_state=bool(args.state), **overrides)
+        for o in outs:
+            step(o.text)
+    failed = [o for o in outs if o.failed]
+    if ui.json:
+        ui.emit_json(
+            {
+                "file": args.file,
+                "title": sc.title,
+                "machine": sc.machine | overrides,
+                "steps": len(sc.steps),
+                "ran": len(outs),
+                "passed": not failed,
+                "outcomes": [o.as_dict() for o in outs],
+            }
+        )
+        return 1 if failed else 0
+    for o in outs:
+        status = "ok" if not o.failed else "FAIL"
+        err = f" -> {o.error}" if o.error else ""
+        vals = ""
+        if o.values is not None:
+            shown = ", ".join(f"{v:#x}" for v in o.values[:8]) + (" ..." if len(o.values) > 8 else "")
+            vals = f" = [{shown}]"
+        ui.out.print(f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", markup=False)
+        if o.failed:
+            ui.out.print(f"      {o.failed}", markup=False)
+    summary = f"{args.file}: {len(outs)}/{len(sc.steps)} steps run, {len(failed)} failed"
+    ui.out.print(summary, markup=False)
+    return 1 if failed else 0
+
+
+def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
+    """``contpte fuzz``: random syscall sequences; exit 1 and write a reproducer on a finding."""
+    from .fuzz import VARIANTS, FuzzConfig, fuzz, reproducer_text
+
+    variants = [v.strip() for v in args.variant.split(",") if v.strip()]
+    if args.differential and len(variants) < 2:
+        variants = ["arm64", "generic", "arm64-nobatch", "generic-nobatch"]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        from ..errors import ModelUsageError
+
+        raise ModelUsageError(f"--variant {', '.join(bad)}: expected names from {', '.join(VARIANTS)}")
+    cfg = FuzzConfig(
+        variants=variants,
+        steps=args.steps,
+        seed=args.seed,
+        episode_steps=args.episode,
+        differential=args.differential,
+        memory=args.memory,
+        bugs=tuple(b for b in (args.bug or "").split(",") if b),
+        shrink=not args.no_shrink,
+    )
+    total = cfg.steps if cfg.differential else cfg.steps * len(variants)
+    with ui.progress(total, "fuzzing") as step:
+
+        def advance(n: int) -> None:
+            for _ in range(n):
+                step(f"{len(variants)} variant(s)")
+
+        result = fuzz(cfg, progress=advance)
+    out_file = None
+    if result.finding is not None:
+        out_file = args.out or f"fuzz-{cfg.seed}.scn"
+        with open(out_file, "w", encoding="utf-8") as fh:
+            fh.write(reproducer_text(result.finding, cfg.seed))
+    if ui.json:
+        ui.emit_json(result.as_dict() | {"seed": cfg.seed, "reproducer": out_file})
+        return 1 if result.finding else 0
+    ui.out.print(
+        f"{result.steps} steps x {len(variants)} variant(s) ({', '.join(variants)}"
+        f"{', differential' if cfg.differential else ''}), {result.episodes} episodes, "
+        f"{result.seconds:.1f} s, {result.steps_per_second * len(variants):.0f} "
+        "machine-steps/s",
+        markup=False,
+    )
+    if result.finding is None:
+        ui.out.print("no violation, no disagreement", markup=False)
+        return 0
+    f = result.finding
+    ui.out.print(f"FOUND {f.kind} on {f.variant}: {f.message}", markup=False)
+    ui.out.print(
+        f"reproducer ({len(f.scenario.steps)} steps, shrunk from {f.original_steps}) written to {out_file}; "
+        f"replay with: contpte run {out_file}",
+        markup=False,
+    )
+    return 1
+
+
+def cmd_check(args: argparse.Namespace, ui: UiLike) -> int:
+    """``contpte check --bugs``: is every catalogued bug caught by the general validators?"""
+    from ..bugs import BUGS
+    from ..errors import ModelUsageError
+    from .catalog import check_bug
+
+    if not args.bugs:
+        raise ModelUsageError("contpte check: nothing to check; use --bugs (the bug catalog)")
+    names = [n for n in (args.only or "").split(",") if n] or list(BUGS)
+    unknown = [n for n in names if n not in BUGS]
+    if unknown:
+        raise ModelUsageError(f"--only {', '.join(unknown)}: not in the catalog ({', '.join(BUGS)})")
+    results = []
+    with ui.progress(len(names), "bug catalog") as step:
+        for n in names:
+            results.append(check_bug(n))
+            step(n)
+    ok = all(r.caught and r.clean_ok for r in results)
+    if ui.json:
+        ui.emit_json({"all_caught": ok, "bugs": [r.as_dict() for r in results]})
+        return 0 if ok else 1
+    for r in results:
+        verdict = "caught" if r.caught else "MISSED"
+        if not r.clean_ok:
+            verdict += " (scenario FAILS without the bug)"
+        ui.out.print(f"{verdict:<8} {r.name}: {r.rule or '-'} at {r.step or '-'}", markup=False)
+        if r.message:
+            ui.out.print(f"         {r.message[:200]}", markup=False)
+        if r.clean_failure:
+            ui.out.print(f"         without the bug: {r.clean_failure}", markup=False)
+    ui.out.print(
+        f"{sum(r.caught for r in results)}/{len(results)} catalogued bugs caught by the general validators",
+        markup=False,
+    )
+    return 0 if ok else 1

@@ -1,0 +1,547 @@
+"""Random multi-process syscall sequences with every validator on.
+
+``fuzz(config)`` runs *episodes*: a fresh Machine (``check=True``: the
+kernel-invariant validators after every syscall and the Arm ARM rule
+checker on every descriptor store) and a random sequence of steps from the
+scenario vocabulary (spawn, fork, exit, mmap of every kind, write, read,
+mprotect, munmap, madvise, pin, unpin, file mappings, memory pressure,
+NUMA hinting, uffd-wp).  It stops at the first violation, shrinks the
+episode to a minimal sequence that still shows it (delta debugging over
+steps) and returns it as a ``Scenario`` that ``contpte run`` replays.
+
+With ``differential=True`` every step runs on several machines (arm64 and
+generic, ``batch_fork`` on and off, ...) that must agree on everything a
+process can observe (``scenario.observe``: values, presence, folio order,
+exclusivity, frame sharing, RSS, VMAs) and on each step's outcome (values
+read, SIGSEGV, errno); only the counters (costs) may differ.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ScenarioError
+from ..system import Machine
+from .scenario import AddrRef, Env, Outcome, Scenario, Step, format_scenario, make_machine, observe, run_step
+
+__all__ = [
+    "FuzzConfig", "FuzzResult", "Finding", "fuzz", "generate_episode", "run_episode", "shrink", "replay",
+    "reproducer_text", "VARIANTS",
+]
+
+PS = 4096
+VARIANTS: dict[str, dict[str, Any]] = {
+    "arm64": {"arch": "arm64"},
+    "generic": {"arch": "generic"},
+    "arm64-nobatch": {"arch": "arm64", "batch_fork": False},
+    "generic-nobatch": {"arch": "generic", "batch_fork": False},
+    "arm64-nocontpte": {"arch": "arm64", "contpte": False},
+    "arm64-nowrprotect": {"arch": "arm64", "wrprotect_ptes_opt": False},
+    "arm64-noteardown": {"arch": "arm64", "teardown_opt": False},
+    "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True},
+}
+"""Named backend + kernel-variant sets (``--variant``)."""
+
+_MTHP_SIZES = ("16K", "32K", "64K", "128K", "2M")
+
+
+@dataclass
+class FuzzConfig:
+    """What to fuzz: ``variants`` (names of ``VARIANTS`` or dicts), steps, seed."""
+
+    variants: list[str] = field(default_factory=lambda: ["arm64"])
+    steps: int = 10_000
+    seed: int = 0
+    episode_steps: int = 150
+    differential: bool = False
+    memory: str = "32M"
+    bugs: tuple[str, ...] = ()
+    shrink: bool = True
+
+
+@dataclass
+class Finding:
+    """A violation or a disagreement, with its shrunk reproducer."""
+
+    kind: str  # "violation:<rule>", "crash:<type>", "mismatch:<what>"
+    message: str
+    variant: str
+    episode: int
+    scenario: Scenario
+    original_steps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "variant": self.variant,
+            "episode": self.episode,
+            "steps": len(self.scenario.steps),
+            "original_steps": self.original_steps,
+            "scenario": format_scenario(self.scenario),
+        }
+
+
+@dataclass
+class FuzzResult:
+    steps: int
+    episodes: int
+    seconds: float
+    variants: list[str]
+    finding: Finding | None = None
+    per_variant_steps: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "episodes": self.episodes,
+            "seconds": round(self.seconds, 3),
+            "steps_per_second": round(self.steps_per_second, 1),
+            "variants": self.variants,
+            "per_variant_steps": self.per_variant_steps,
+            "finding": self.finding.as_dict() if self.finding else None,
+        }
+
+
+# ---------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------
+class _Region:
+    __slots__ = ("name", "length", "anon", "shared", "writable")
+
+    def __init__(self, name: str, length: int, anon: bool, shared: bool, writable: bool) -> None:
+        self.name = name
+        self.length = length
+        self.anon = anon
+        self.shared = shared
+        self.writable = writable
+
+
+class _Gen:
+    """Random steps over what the sequence has bound so far."""
+
+    MAX_PROCS = 4
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.procs: list[str] = []
+        self.regions: list[_Region] = []
+        self.files: list[str] = []
+        self.pins: dict[str, list[tuple[str, int, int]]] = {}
+        self.n = 0
+        self.line = 1
+        #: a ``file`` step the next mmap needs, emitted before it
+        self.pending: Step | None = None
+
+    def fresh(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def step(self, proc: str | None, op: str, args: dict[str, Any], bind: str | None = None) -> Step:
+        self.line += 1
+        return Step(self.line, proc, op, args, bind)
+
+    def _range(self) -> tuple[_Region, int, int]:
+        rng = self.rng
+        r = rng.choice(self.regions)
+        npages = r.length // PS
+        roll = rng.random()
+        if roll < 0.03:  # off the end: SIGSEGV or ENOMEM on purpose
+            off = rng.randrange(npages) * PS
+            return r, off, r.length - off + PS * rng.randint(1, 16)
+        if roll < 0.35 and npages >= 16:  # a whole or partial 64K block
+            blk = rng.randrange(npages // 16)
+            first = rng.choice((0, 0, rng.randrange(16)))
+            last = rng.choice((16, 16, rng.randint(first + 1, 16)))
+            return r, (blk * 16 + first) * PS, (last - first) * PS
+        start = rng.randrange(npages)
+        # Mostly short accesses (each faulting page is a full trip through
+        # the model), sometimes long ones that cross folios and tables.
+        cap = rng.choices((1, 4, 16, 64, 512), (30, 25, 30, 10, 5))[0]
+        n = rng.randint(1, min(npages - start, cap))
+        return r, start * PS, n * PS
+
+    def next(self) -> Step:
+        rng = self.rng
+        if not self.procs:
+            name = self.fresh("p")
+            return self.step(None, "spawn", {}, name)
+        if not self.regions:
+            return self._mmap()
+        w = [
+            ("write", 30), ("read", 18), ("mmap", 6), ("fork", 5), ("exit", 3), ("mprotect", 7),
+            ("madvise", 7), ("munmap", 4), ("pin", 3), ("unpin", 3), ("reclaim", 2), ("numa", 2),
+            ("uffd-wp", 2), ("spawn", 1), ("check", 1),
+        ]
+        op = rng.choices([o for o, _ in w], [x for _, x in w])[0]
+        if op == "spawn" and len(self.procs) < self.MAX_PROCS:
+            return self.step(None, "spawn", {}, self.fresh("p"))
+        if op == "fork" and len(self.procs) < self.MAX_PROCS:
+            parent = rng.choice(self.procs)
+            return self.step(parent, "fork", {}, self.fresh("c"))
+        if op == "exit" and len(self.procs) > 1:
+            return self.step(rng.choice(self.procs), "exit", {})
+        if op == "mmap" and len(self.regions) < 8:
+            return self._mmap()
+        if op in ("reclaim", "check"):
+            return self.step(None, op, {})
+        proc = rng.choice(self.procs)
+        r, off, length = self._range()
+        addr = AddrRef(r.name, off)
+        if op == "write":
+            return self.step(proc, "write", {"addr": addr, "length": length, "value": rng.randrange(1, 1 << 16)})
+        if op == "mprotect":
+            return self.step(proc, "mprotect", {"addr": addr, "length": length, "prot": rng.choice(("r", "rw", "rw", "none"))})
+        if op == "madvise":
+            adv = rng.choice(("dontneed", "dontneed", "free", "free", "hugepage", "nohugepage", "dontfork", "dofork"))
+            return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
+        if op == "munmap":
+            return self.step(proc, "munmap", {"addr": addr, "length": length})
+        if op == "pin":
+            n = min(length, PS * rng.randint(1, 4))
+            return self.step(proc, "pin", {"addr": addr, "length": n, "write": rng.random() < 0.8})
+        if op == "unpin":
+            pins = self.pins.get(proc)
+            if pins:
+                name, off, n = pins[-1]
+                return self.step(proc, "unpin", {"addr": AddrRef(name, off), "length": n})
+        if op == "numa":
+            return self.step(proc, "numa", {"addr": addr, "length": length})
+        if op == "uffd-wp":
+            return self.step(proc, "uffd-wp", {"addr": addr, "length": length, "on": rng.random() < 0.7})
+        return self.step(proc, "read", {"addr": addr, "length": length, "expect": None})
+
+    def _mmap(self) -> Step:
+        rng = self.rng
+        proc = rng.choice(self.procs)
+        kind = rng.choices(("anon", "shanon", "file", "shfile"), (6, 1, 2, 1))[0]
+        length = rng.choice((16, 16, 32, 64, 128, 256, 512, 1024)) * PS
+        if rng.random() < 0.15:
+            length += rng.randint(1, 15) * PS
+        prot = rng.choices(("rw", "r", "none"), (8, 1, 1))[0]
+        flags = {"anon": "private|anonymous", "shanon": "shared|anonymous", "file": "private", "shfile": "shared"}[kind]
+        name = self.fresh("m")
+        args: dict[str, Any] = {"length": length, "prot": prot, "flags": flags, "file": None, "offset": 0, "addr": None}
+        if kind in ("file", "shfile"):
+            if not self.files or rng.random() < 0.2:
+                f = self.fresh("f")
+                self.line += 1
+                size = rng.choice((256, 512, 1024)) * PS
+                self.files.append(f)
+                self.pending = Step(self.line, None, "file", {"name": f"file{self.n}", "size": size,
+                                                                 "folio": rng.choice((16, 64, 64)) * 1024}, f)
+            args["file"] = rng.choice(self.files)
+            args["offset"] = rng.choice((0, 0, 16 * PS, PS))
+        return self.step(proc, "mmap", args, name)
+
+    def accept(self, step: Step, out: Outcome) -> None:
+        """Update the bookkeeping with what the step did on the (first) machine."""
+        if out.error is not None:
+            if step.op == "mmap" and step.bind:
+                pass
+            return
+        if step.op in ("spawn", "fork") and step.bind:
+            self.procs.append(step.bind)
+            if step.op == "fork" and step.proc in self.pins:
+                pass  # pins are not inherited
+        elif step.op == "exit":
+            assert step.proc is not None
+            self.procs.remove(step.proc)
+            self.pins.pop(step.proc, None)
+        elif step.op == "mmap" and step.bind:
+            a = step.args
+            self.regions.append(
+                _Region(step.bind, a["length"], a["file"] is None, a["flags"].startswith("shared"), "w" in a["prot"])
+            )
+        elif step.op == "pin":
+            assert step.proc is not None
+            ref = step.args["addr"]
+            self.pins.setdefault(step.proc, []).append((ref.name, ref.offset, step.args["length"]))
+        elif step.op == "unpin":
+            assert step.proc is not None
+            self.pins[step.proc].pop()
+
+
+def _episode_machine(rng: random.Random, memory: str) -> dict[str, Any]:
+    mthp = {}
+    for size in _MTHP_SIZES:
+        mthp[size] = rng.choices(("always", "madvise", "never", "inherit"), (4, 2, 2, 1))[0]
+    return {
+        "memory": memory,
+        "cpus": rng.choice((1, 2, 4)),
+        "thp": rng.choice(("always", "madvise", "never")),
+        "mthp": mthp,
+        "check": True,
+        "seed": rng.randrange(1 << 16),
+    }
+
+
+def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[str, Any], list[Step]]:
+    """A machine header and ``nsteps`` random steps, generated without running them.
+
+    The generator's bookkeeping assumes every step succeeds; steps that do
+    not are harmless (their outcome is part of what is compared).
+    """
+    rng = random.Random(seed)
+    header = _episode_machine(rng, memory)
+    g = _Gen(rng)
+    steps: list[Step] = []
+    while len(steps) < nsteps:
+        s = g.next()
+        if g.pending is not None:
+            steps.append(g.pending)
+            g.pending = None
+        steps.append(s)
+        g.accept(s, Outcome(s.line, s.op, ""))
+    return header, steps
+
+
+# ---------------------------------------------------------------------------
+# Running, comparing, shrinking
+# ---------------------------------------------------------------------------
+def _variant_kwargs(variant: str) -> dict[str, Any]:
+    if variant in VARIANTS:
+        return dict(VARIANTS[variant])
+    raise ScenarioError("<fuzz>", 0, f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+
+
+def _machine_header(base: dict[str, Any], variant: str, bugs: tuple[str, ...]) -> dict[str, Any]:
+    h = {"arch": "arm64", **base, **_variant_kwargs(variant)}
+    if bugs:
+        h["bugs"] = tuple(bugs)
+    return h
+
+
+class _Run:
+    """One episode on one machine, step by step."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.m: Machine = make_machine(sc)
+        self.env = Env()
+
+    def step(self, s: Step) -> Outcome:
+        try:
+            return run_step(self.m, self.env, self.sc, s, counters=False)
+        except ScenarioError as e:
+            # A name whose binding step failed (shrinking creates these): the step is void.
+            o = Outcome(s.line, s.op, "", error="void")
+            o.failed = None
+            del e
+            return o
+        except Exception as e:  # a crash of the model is a finding too
+            o = Outcome(s.line, s.op, "", error=f"crash:{type(e).__name__}")
+            o.failed = f"{type(e).__name__}: {e}"
+            return o
+
+
+def _problem(o: Outcome) -> tuple[str, str] | None:
+    if o.violation is not None:
+        return f"violation:{o.violation.rule}", str(o.violation)
+    if o.error is not None and o.error.startswith("crash:"):
+        return o.error, o.failed or o.error
+    return None
+
+
+def _describe_state_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    for name in sorted(set(a) | set(b)):
+        if name not in a or name not in b:
+            return f"process {name} exists in one run only"
+        pa, pb = a[name], b[name]
+        for key in ("maps", "rss"):
+            if pa[key] != pb[key]:
+                return f"process {name}: {key} differ: {pa[key]} vs {pb[key]}"
+        da = {r[0]: r for r in pa["pages"]}
+        db = {r[0]: r for r in pb["pages"]}
+        for va in sorted(set(da) | set(db)):
+            ra, rb = da.get(va), db.get(va)
+            if ra != rb:
+                return f"process {name} page {va:#x}: (addr, value, order, exclusive, class) {ra} vs {rb}"
+    return "states differ"
+
+
+def run_episode(
+    header: dict[str, Any],
+    steps: list[Step],
+    variants: list[str],
+    bugs: tuple[str, ...] = (),
+    differential: bool = False,
+    on_step: Callable[[], None] | None = None,
+) -> tuple[int, tuple[str, str, str] | None]:
+    """Run ``steps`` on each variant; return (steps run, (kind, message, variant) or None)."""
+    runs = [(v, _Run(Scenario("<fuzz>", _machine_header(header, v, bugs), steps))) for v in variants]
+    for i, s in enumerate(steps):
+        outs = []
+        for v, r in runs:
+            o = r.step(s)
+            p = _problem(o)
+            if p is not None:
+                return i + 1, (p[0], p[1], v)
+            outs.append((v, o))
+        if differential and len(runs) > 1:
+            v0, o0 = outs[0]
+            for v, o in outs[1:]:
+                if (o.error, o.values) != (o0.error, o0.values):
+                    msg = f"step '{s.op}' on line {s.line}: {v0} gave {o0.error or 'ok'} {o0.values}, {v} gave {o.error or 'ok'} {o.values}"
+                    return i + 1, ("mismatch:outcome", msg, f"{v0} vs {v}")
+            st0 = observe(runs[0][1].m, runs[0][1].env)
+            for v, r in runs[1:]:
+                st = observe(r.m, r.env)
+                if st != st0:
+                    return i + 1, ("mismatch:state", f"after line {s.line}: {_describe_state_diff(st0, st)}", f"{v0} vs {v}")
+        if on_step is not None:
+            on_step()
+    return len(steps), None
+
+
+def _close_names(steps: list[Step]) -> list[Step]:
+    """Drop steps that use a name no remaining step binds (or bind after use)."""
+    bound: set[str] = set()
+    out = []
+    for s in steps:
+        uses = set()
+        if s.proc:
+            uses.add(s.proc)
+        for v in s.args.values():
+            if isinstance(v, AddrRef) and v.name:
+                uses.add(v.name)
+        if s.op == "mmap" and s.args.get("file"):
+            uses.add(s.args["file"])
+        if uses <= bound:
+            out.append(s)
+            if s.bind:
+                bound.add(s.bind)
+    return out
+
+
+def shrink(
+    header: dict[str, Any],
+    steps: list[Step],
+    variants: list[str],
+    kind: str,
+    bugs: tuple[str, ...] = (),
+    differential: bool = False,
+    budget: float = 120.0,
+) -> list[Step]:
+    """Delta debugging over steps: the shortest sublist still showing ``kind``."""
+    deadline = time.monotonic() + budget
+
+    def still(cand: list[Step]) -> bool:
+        _, got = run_episode(header, cand, variants, bugs, differential)
+        return got is not None and got[0] == kind
+
+    cur = _close_names(steps)
+    if not still(cur):
+        cur = steps
+    n = 2
+    while len(cur) >= 2 and time.monotonic() < deadline:
+        chunk = max(1, len(cur) // n)
+        reduced = False
+        for start in range(0, len(cur), chunk):
+            cand = _close_names(cur[:start] + cur[start + chunk :])
+            if cand and len(cand) < len(cur) and still(cand):
+                cur = cand
+                n = max(n - 1, 2)
+                reduced = True
+                break
+            if time.monotonic() >= deadline:
+                break
+        if not reduced:
+            if chunk == 1:
+                break
+            n = min(len(cur), n * 2)
+    # Then simplify arguments: shorter lengths keep reproducers readable.
+    for i in range(len(cur)):
+        s = cur[i]
+        ln = s.args.get("length")
+        if s.op in ("write", "read", "mprotect", "madvise", "munmap") and isinstance(ln, int) and ln > PS:
+            for new in (PS, ln // 2):
+                cand = [*cur[:i], Step(s.line, s.proc, s.op, {**s.args, "length": new}, s.bind), *cur[i + 1 :]]
+                if time.monotonic() < deadline and still(cand):
+                    cur = cand
+                    break
+    return cur
+
+
+def _renumber(steps: list[Step], first_line: int) -> list[Step]:
+    return [Step(first_line + i, s.proc, s.op, dict(s.args), s.bind, s.expect) for i, s in enumerate(steps)]
+
+
+def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[str, ...] = ()) -> Scenario:
+    """The reproducer: each step carries the outcome it had (``!EINVAL``...), the last one fails."""
+    sc = Scenario("<reproducer>", _machine_header(header, variant, bugs), _renumber(steps, 3))
+    r = _Run(sc)
+    out = []
+    for s in sc.steps:
+        o = r.step(s)
+        if o.error == "void":
+            continue
+        expect = None
+        if o.error is not None and not o.error.startswith(("violation:", "crash:")):
+            expect = o.error
+        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect))
+        if _problem(o) is not None:
+            break
+    sc.steps = _renumber(out, 3)
+    return sc
+
+
+def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> FuzzResult:
+    """Run episodes until ``cfg.steps`` steps per variant ran or something was found."""
+    variants = list(cfg.variants)
+    for v in variants:
+        _variant_kwargs(v)
+    master = random.Random(cfg.seed)
+    done = 0
+    episodes = 0
+    t0 = time.monotonic()
+    per_variant = dict.fromkeys(variants, 0)
+    finding = None
+    groups = [variants] if cfg.differential else [[v] for v in variants]
+    while done < cfg.steps and finding is None:
+        ep_seed = master.randrange(1 << 32)
+        nsteps = min(cfg.episode_steps, cfg.steps - done)
+        header, steps = generate_episode(ep_seed, nsteps, cfg.memory)
+        ran = 0
+        for group in groups:
+            ran, got = run_episode(header, steps, group, cfg.bugs, cfg.differential)
+            for v in group:
+                per_variant[v] += ran
+            if got is not None:
+                kind, msg, who = got
+                cut = steps[:ran]
+                orig = len(cut)
+                if cfg.shrink:
+                    cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
+                variant = group[0]
+                sc = replay(header, cut, variant, cfg.bugs) if not kind.startswith("mismatch") else Scenario(
+                    "<reproducer>", _machine_header(header, variant, cfg.bugs), _renumber(cut, 3)
+                )
+                finding = Finding(kind, msg, who, episodes, sc, orig)
+                break
+        episodes += 1
+        done += nsteps
+        if progress is not None:
+            progress(nsteps)
+    return FuzzResult(done, episodes, time.monotonic() - t0, variants, finding, per_variant)
+
+
+def reproducer_text(f: Finding, seed: int) -> str:
+    """The reproducer file: comments saying what it shows, then the scenario."""
+    comments = [
+        f"contpte fuzz reproducer (seed {seed}, episode {f.episode}): {f.kind}",
+        f"found on {f.variant}; shrunk from {f.original_steps} to {len(f.scenario.steps)} steps",
+        *(f"  {line}" for line in f.message.splitlines()[:6]),
+    ]
+    if f.kind.startswith("mismatch"):
+        comments.append("differential: replay with `contpte run --arch arm64|generic FILE` and compare")
+    f.scenario.title = f.scenario.title or f"fuzz finding: {f.kind}"
+    return format_scenario(f.scenario, comments)

@@ -1,0 +1,56 @@
+"""The comparison itself (no live kernel needed)."""
+
+from __future__ import annotations
+
+from contpte.oracle.run import ProcState, compare_states
+
+PS = 4096
+BASE = 0x7EFF_0000_0000
+
+
+def _state(pages: dict[int, tuple[int, int, int, int]], rss: int = 0) -> ProcState:
+    return ProcState(pages, [(BASE, BASE + 16 * PS, "rw-p")], {"Rss": rss, "Anonymous": rss})
+
+
+def _name(va: int) -> str:
+    return f"buf+{va - BASE:#x}"
+
+
+def test_equal_states_agree_whatever_the_class_numbers() -> None:
+    m = {"p": _state({BASE: (1, 4, 0, 0)}), "c": _state({BASE: (1, 4, 0, 0)})}
+    lv = {"p": _state({BASE: (1, 4, 0, 7)}), "c": _state({BASE: (1, 4, 0, 7)})}
+    assert compare_states(m, lv, _name, PS) == []
+
+
+def test_consecutive_pages_with_the_same_difference_merge() -> None:
+    m = {"p": _state({BASE + i * PS: (1, 4, 1, i) for i in range(16)}, 16)}
+    lv = {"p": _state({BASE + i * PS: (1, 0, 1, i) for i in range(16)}, 16)}
+    diffs = compare_states(m, lv, _name, PS)
+    assert [(d.field, d.model, d.live, d.npages) for d in diffs] == [("order", "4", "0", 16)]
+
+
+def test_sharing_presence_value_exclusive_and_rss_differences() -> None:
+    m = {
+        "p": _state({BASE: (1, 0, 0, 0), BASE + PS: (2, 0, 1, 1)}, 2),
+        "c": _state({BASE: (1, 0, 0, 0)}, 1),
+    }
+    lv = {
+        "p": _state({BASE: (1, 0, 1, 0), BASE + PS: (3, 0, 1, 1), BASE + 2 * PS: (0, 0, 0, 2)}, 3),
+        "c": _state({BASE: (1, 0, 1, 5)}, 1),
+    }
+    fields = {(d.proc, d.field) for d in compare_states(m, lv, _name, PS)}
+    assert fields == {
+        ("p", "exclusive"),
+        ("p", "shares frame with"),
+        ("p", "value"),
+        ("p", "present"),
+        ("p", "smaps Rss (pages)"),
+        ("p", "smaps Anonymous (pages)"),
+        ("c", "exclusive"),
+        ("c", "shares frame with"),
+    }
+
+
+def test_a_missing_process_is_a_difference() -> None:
+    diffs = compare_states({"p": _state({})}, {}, _name, PS)
+    assert [(d.proc, d.field) for d in diffs] == [("p", "process")]

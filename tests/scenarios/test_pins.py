@@ -1,0 +1,86 @@
+"""Long-term pins (FOLL_PIN|FOLL_LONGTERM) and fork."""
+
+from __future__ import annotations
+
+import numpy as np
+from scenario_util import PAGE, Setup, assert_checked, delta, row
+
+
+def test_pinned_page_is_copied_at_fork(setup: Setup) -> None:
+    m, p, a = setup.populated(value=1)
+    page = a + PAGE
+    p.pin(page, PAGE)
+    pinned_pfn = row(p, page)["pfn"]
+    s = m.stats()
+    c = p.fork()
+    # The parent keeps its pinned page writable and exclusive (the pin stays coherent).
+    pr, cr = row(p, page), row(c, page)
+    assert pr["pfn"] == pinned_pfn and pr["writable"] and pr["exclusive"]
+    assert cr["pfn"] != pinned_pfn and cr["present"] and cr["exclusive"]
+    # folio_maybe_dma_pinned is per folio: every page of a pinned large folio is copied.
+    assert delta(m, s, "fork.copy_page") == setup.folio_pages
+    fa = page - (page - a) % setup.folio_bytes  # the pinned folio
+    folio = c.pagemap(fa, setup.folio_bytes)
+    parent_folio = p.pagemap(fa, setup.folio_bytes)
+    assert not np.intersect1d(folio["pfn"], parent_folio["pfn"]).size
+    assert parent_folio["writable"].all()
+    # Pages of other folios are shared as usual.
+    nxt = fa + setup.folio_bytes
+    assert row(c, nxt)["pfn"] == row(p, nxt)["pfn"]
+    # Writes stay private in both directions, without faults on the parent's side.
+    s = m.stats()
+    p.write(page, PAGE, 2)
+    assert delta(m, s, "pgfault") == 0
+    assert c.read(page, PAGE)[0] == 1
+    c.write(page, PAGE, 3)
+    assert p.read(page, PAGE)[0] == 2
+    p.unpin(page, PAGE)
+    assert_checked(m)
+
+
+def test_read_pin_of_shared_page_unshares_first(setup: Setup) -> None:
+    m, p, a = setup.populated(value=1)
+    c = p.fork()
+    shared_pfn = row(p, a)["pfn"]
+    assert row(c, a)["pfn"] == shared_pfn
+    s = m.stats()
+    p.pin(a, PAGE, write=False)
+    pr = row(p, a)
+    # gup_must_unshare: the parent got its own copy, exclusive but still read-only.
+    assert pr["pfn"] != shared_pfn and pr["exclusive"] and not pr["writable"]
+    assert pr["order"] == 0
+    assert delta(m, s, "fault.wp_copy") == 1
+    assert row(c, a)["pfn"] == shared_pfn
+    # The child's later write cannot leak into what the parent pinned.
+    c.write(a, PAGE, 5)
+    assert p.read(a, PAGE)[0] == 1 and c.read(a, PAGE)[0] == 5
+    assert row(p, a)["pfn"] == pr["pfn"]
+    p.unpin(a, PAGE)
+    assert_checked(m)
+
+
+def test_write_pin_of_shared_page_breaks_cow(setup: Setup) -> None:
+    m, p, a = setup.populated(value=1)
+    c = p.fork()
+    shared_pfn = row(p, a)["pfn"]
+    p.pin(a, PAGE, write=True)
+    pr = row(p, a)
+    assert pr["pfn"] != shared_pfn and pr["writable"] and pr["exclusive"]
+    assert c.read(a, PAGE)[0] == 1
+    p.unpin(a, PAGE)
+    assert_checked(m)
+
+
+def test_unpin_restores_refcount_and_exit_frees_everything(setup: Setup) -> None:
+    m, p, a = setup.populated(value=1)
+    head = int(m.kernel.memmap.head[row(p, a)["pfn"]])
+    ref = m.kernel.folio(head).refcount
+    p.pin(a, 2 * PAGE)
+    assert m.kernel.folio(head).refcount > ref
+    p.unpin(a, 2 * PAGE)
+    assert m.kernel.folio(head).refcount == ref
+    p.pin(a, PAGE)  # still pinned at exit: exit drops it
+    free = m.kernel.buddy.nr_free
+    p.exit()
+    assert m.kernel.buddy.nr_free == free + setup.length // PAGE
+    assert_checked(m)

@@ -1,0 +1,166 @@
+"""The vectorised fast paths (mm/memory_bulk.py) against the kernel-shaped code.
+
+Two machines run the same random workload, one with ``kernel.fast_paths``
+off.  After every step they must agree on everything observable: page
+tables, mem_map arrays, frame contents, RSS, the buddy allocator, every
+CPU's TLB (content and LRU order) and every counter -- or raise the same
+error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import contpte
+from contpte.mm.memory_bulk import lock_break_points
+
+MTHP = [{}, {"16K": "always"}, {"64K": "always"}, {"64K": "always", "16K": "always"}, {"128K": "always"}]
+
+
+def snapshot(m: contpte.Machine) -> dict[str, Any]:
+    k = m.kernel
+    mem = k.memmap
+    out: dict[str, Any] = {"counters": m.stats()}
+    for name in (
+        "head", "order", "flags", "mapcount", "refcount", "pincount", "entire_mapcount", "large_mapcount",
+        "mapping", "index",
+    ):
+        out["mem." + name] = getattr(mem, name).tobytes()
+    out["data"] = m.hw.memory.data.tobytes()
+    out["buddy"] = [sorted(fl) for fl in k.buddy.free_lists]
+    out["deferred"] = sorted(k.deferred_split)
+    out["tlbs"] = [t.snapshot() for t in m.hw.tlbs]
+    for i, mm in enumerate(k.mms):
+        sp = mm.space
+        out[f"mm{i}.tables"] = {idx: t.entries.tobytes() for idx, t in sorted(sp.tables.items())}
+        out[f"mm{i}.pmds"] = dict(sorted(sp.pmds.items()))
+        out[f"mm{i}.rss"] = list(mm.rss)
+    return out
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    for key in a:
+        if a[key] != b.get(key):
+            if key == "counters":
+                ka, kb = a[key], b[key]
+                bad = {n: (ka.get(n), kb.get(n)) for n in set(ka) | set(kb) if ka.get(n) != kb.get(n)}
+                return f"counters differ (fast, reference): {bad}"
+            return f"{key} differs"
+    return ""
+
+
+ops_st = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["mmap", "write", "write", "fork", "fork", "exit", "mprotect", "dontneed", "free", "munmap", "read",
+             "write_all"]
+        ),
+        st.integers(0, 1 << 30),
+        st.integers(0, 1 << 30),
+    ),
+    min_size=3,
+    max_size=16,
+)
+
+
+def run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) -> list[Any]:
+    m = contpte.Machine(
+        arch=params["arch"], memory="64M", cpus=2, mthp=params["mthp"], thp=params["thp"], check=params["check"],
+        **params["opts"],
+    )
+    m.kernel.fast_paths = fast
+    procs = [m.spawn()]
+    maps: list[tuple[int, int]] = []
+    trace: list[Any] = []
+    ps = m.page_size
+    for op, x, y in ops:
+        p = procs[x % len(procs)]
+        try:
+            if op == "mmap" or not maps:
+                n = 1 + y % 700
+                addr = p.mmap(n * ps)
+                maps.append((addr, n))
+                if op == "mmap":
+                    trace.append(("mmap", addr))
+                    continue
+            base, n = maps[y % len(maps)]
+            off = x % n
+            cnt = 1 + (y >> 8) % (n - off)
+            a = base + off * ps
+            if op == "write":
+                p.write(a, cnt * ps, x & 0xFFFF)
+            elif op == "write_all":
+                p.write(base, n * ps, y & 0xFFFF)
+            elif op == "read":
+                trace.append(p.read(a, cnt * ps).tobytes())
+            elif op == "fork":
+                procs.append(p.fork())
+            elif op == "exit" and len(procs) > 1:
+                procs.remove(p)
+                p.exit()
+            elif op == "mprotect":
+                p.mprotect(a, cnt * ps, "r" if x & 1 else "rw")
+            elif op == "dontneed":
+                p.madvise(a, cnt * ps, "dontneed")
+            elif op == "free":
+                p.madvise(a, cnt * ps, "free")
+            elif op == "munmap":
+                p.munmap(a, cnt * ps)
+            trace.append((op, "ok"))
+        except (OSError, contpte.ContpteError) as e:
+            trace.append((op, type(e).__name__, getattr(e, "rule", None)))
+        trace.append(snapshot(m))
+    return trace
+
+
+params_st = st.fixed_dictionaries(
+    {
+        "arch": st.sampled_from(["arm64", "generic"]),
+        "mthp": st.sampled_from(MTHP),
+        "thp": st.sampled_from(["never", "madvise", "always"]),
+        "check": st.booleans(),
+        "opts": st.sampled_from([{}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]),
+    }
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params_st, ops_st)
+def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str, int, int]]) -> None:
+    fast = run(params, ops, True)
+    ref = run(params, ops, False)
+    assert len(fast) == len(ref)
+    for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
+        if isinstance(f, dict):
+            d = diff(f, r)
+            assert not d, f"step {i}: {d}"
+        else:
+            assert f == r, f"step {i}: {f!r} != {r!r}"
+
+
+def test_lock_break_points_rule() -> None:
+    """The closed forms agree with the loop's rule."""
+
+    def loop(ws: list[int]) -> int:
+        b, p = 0, 0
+        for i, w in enumerate(ws):
+            if i and p >= 32:
+                b, p = b + 1, 0
+            p += w
+        return b
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        kind = rng.integers(0, 3)
+        n = int(rng.integers(0, 80))
+        if kind == 0:
+            ws = [int(rng.choice([1, 8, 16, 24, 32, 128]))] * n
+        elif kind == 1:
+            ws = [int(x) for x in rng.choice([32, 64, 128, 4096], n)]
+        else:
+            ws = [int(x) for x in rng.choice([1, 1, 1, 8, 16, 24, 128], n)]
+        assert lock_break_points(np.array(ws, dtype=np.int64)) == loop(ws)

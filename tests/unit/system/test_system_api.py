@@ -1,0 +1,139 @@
+"""Machine and Process: argument checking, errno helpers, counters, observation."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+
+import contpte
+from contpte.counters import Counters, declare, describe
+from contpte.errors import ModelUsageError
+from contpte.mm.mm_types import VM_EXEC, VM_READ, VM_WRITE
+from contpte.system.machine import parse_bytes
+from contpte.system.process import _oserror, parse_flags, parse_prot
+
+PAGE = 4096
+
+
+def test_parse_prot() -> None:
+    assert parse_prot("rw") == VM_READ | VM_WRITE
+    assert parse_prot("r-x") == VM_READ | VM_EXEC
+    assert parse_prot("none") == 0 and parse_prot("") == 0
+    assert parse_prot(VM_READ) == VM_READ
+    with pytest.raises(ModelUsageError):
+        parse_prot("rq")
+    with pytest.raises(OSError) as ei:
+        parse_prot(0x100)
+    assert ei.value.errno == errno.EINVAL
+
+
+def test_parse_flags() -> None:
+    assert parse_flags("private|anonymous") == {"private", "anonymous"}
+    assert parse_flags(" Shared , fixed ") == {"shared", "fixed"}
+    with pytest.raises(ModelUsageError, match="unknown"):
+        parse_flags("private|hugetlb")
+
+
+def test_parse_bytes() -> None:
+    assert parse_bytes("4G") == 4 << 30
+    assert parse_bytes("64M") == 64 << 20
+    assert parse_bytes("16KiB") == 16 << 10
+    assert parse_bytes(4096) == 4096
+    for bad in ("", "4X", "-1M", 0, "0K"):
+        with pytest.raises(ModelUsageError):
+            parse_bytes(bad)  # type: ignore[arg-type]
+
+
+def test_oserror_carries_errno_and_message() -> None:
+    e = _oserror(-errno.ENOMEM, "mprotect")
+    assert isinstance(e, OSError) and not isinstance(e, contpte.ContpteError)
+    assert e.errno == errno.ENOMEM and "mprotect" in str(e)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"arch": "sparc"},
+        {"page_size": "8K"},
+        {"arch": "generic", "page_size": "16K"},
+        {"cpus": 0},
+        {"no_such_option": True},
+        {"thp": "sometimes"},
+        {"mthp": {"64K": "often"}},
+        {"mthp": {"48K": "always"}},
+        {"memory": "1M"},
+        {"cpu": "no-such-cpu"},
+    ],
+)
+def test_machine_rejects_bad_arguments(kw: dict[str, object]) -> None:
+    kw = {"memory": "64M", **kw}
+    with pytest.raises(ModelUsageError):
+        contpte.Machine(**kw)  # type: ignore[arg-type]
+
+
+def test_process_argument_checks_and_exit() -> None:
+    m = contpte.Machine(arch="generic", memory="64M")
+    p = m.spawn()
+    a = p.mmap(4 * PAGE)
+    with pytest.raises(ModelUsageError):
+        p.write(a + 1, PAGE, 1)
+    with pytest.raises(ModelUsageError):
+        p.write(a, PAGE, -1)
+    with pytest.raises(ModelUsageError):
+        p.write(a, 2 * PAGE, np.array([1], dtype=np.uint64))
+    with pytest.raises(ModelUsageError):
+        p.read(a, 0)
+    p.write(a, 4 * PAGE, np.array([1, 2, 3, 4], dtype=np.uint64))
+    assert p.read(a, 4 * PAGE).tolist() == [1, 2, 3, 4]
+    p.exit()
+    assert not p.alive and p.pid not in m.processes
+    with pytest.raises(ModelUsageError):
+        p.read(a, PAGE)
+
+
+def test_pagemap_changes_no_counter() -> None:
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"})
+    p = m.spawn()
+    a = p.mmap(2 << 20)
+    p.write(a, 2 << 20, 1)
+    s = m.stats()
+    pm = p.pagemap(a, 2 << 20)
+    assert pm.dtype == contpte.PAGEMAP_DTYPE
+    assert m.stats() == s
+
+
+def test_undeclared_counter_raises() -> None:
+    c = Counters()
+    with pytest.raises(ModelUsageError, match="not declared"):
+        c.add("no.such.counter")
+    assert c.snapshot() == {}
+    c.add("pte.write", 2)  # declared exactly
+    c.add("tlbi.VALE1IS")  # a member of a declared family
+    assert c.snapshot() == {"pte.write": 2, "tlbi.VALE1IS": 1}
+
+
+def test_counter_declared_once_with_one_meaning() -> None:
+    spec = describe("pte.write")
+    assert declare("pte.write", spec.unit, spec.description) == "pte.write"  # same meaning: fine
+    with pytest.raises(ModelUsageError, match="twice"):
+        declare("pte.write", "bytes", "something else")
+
+
+def test_every_counter_a_workload_produces_is_declared() -> None:
+    for arch in ("generic", "arm64"):
+        m = contpte.Machine(arch=arch, memory="64M", mthp={"64K": "always"}, thp="always")
+        p = m.spawn()
+        a = p.mmap(4 << 20)
+        p.write(a, 4 << 20, 1)
+        c = p.fork()
+        c.write(a, PAGE, 2)
+        p.madvise(a + PAGE, PAGE, "dontneed")
+        p.mprotect(a, 64 << 10, "r")
+        c.exit()
+        stats = m.stats()
+        assert len(stats) > 20
+        for name in stats:
+            unit, desc = m.describe_counter(name)
+            assert unit and desc

@@ -1,0 +1,101 @@
+"""The fuzzer: bounded runs find nothing on mainline; a seeded bug is found, shrunk and replayable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contpte import cli
+from contpte.workloads.fuzz import FuzzConfig, fuzz, generate_episode, reproducer_text, run_episode
+from contpte.workloads.scenario import parse, run
+
+
+@pytest.mark.parametrize("variant", ["arm64", "generic"])
+def test_fuzz_bounded_run_is_clean(variant: str) -> None:
+    """CI's bounded fuzz: 300 steps per backend, every validator on."""
+    r = fuzz(FuzzConfig(variants=[variant], steps=300, seed=7))
+    assert r.finding is None, r.finding and reproducer_text(r.finding, 7)
+    assert r.steps == 300 and r.steps_per_second > 0
+
+
+def test_differential_agreement() -> None:
+    """arm64 and generic, batch_fork on and off: same observable state after every step."""
+    r = fuzz(
+        FuzzConfig(
+            variants=["arm64", "generic", "arm64-nobatch", "generic-nobatch"],
+            steps=120,
+            seed=11,
+            differential=True,
+        )
+    )
+    assert r.finding is None, r.finding and reproducer_text(r.finding, 11)
+
+
+def test_generation_is_deterministic() -> None:
+    h1, s1 = generate_episode(123, 50)
+    h2, s2 = generate_episode(123, 50)
+    assert h1 == h2 and [(s.op, s.args) for s in s1] == [(s.op, s.args) for s in s2]
+
+
+def test_seeded_bug_is_found_shrunk_and_replayable(tmp_path: Path) -> None:
+    r = fuzz(FuzzConfig(variants=["arm64"], steps=3000, seed=1, bugs=("fork_no_parent_tlb_flush",)))
+    f = r.finding
+    assert f is not None
+    assert f.kind.startswith("violation:")
+    assert len(f.scenario.steps) <= 8 < f.original_steps or len(f.scenario.steps) <= 8
+    text = reproducer_text(f, 1)
+    sc = parse(text, "repro.scn")
+    assert sc.machine["bugs"] == ("fork_no_parent_tlb_flush",)
+    outs = run(sc)
+    assert outs[-1].violation is not None and outs[-1].violation.rule == f.kind.split(":", 1)[1]
+    assert all(o.failed is None for o in outs[:-1])
+    p = tmp_path / "repro.scn"
+    p.write_text(text)
+    assert cli.main(["run", str(p)]) == 1
+
+
+def test_differential_detects_disagreement() -> None:
+    """A bug on one side only shows as a mismatch or a violation, never as agreement."""
+    header, steps = generate_episode(5, 1)
+    sc = parse(
+        "machine memory=32M mthp.64K=always\np = spawn\nb = p mmap 64K rw private|anonymous\n"
+        "p write b 64K 1\nc = p fork\np write b 4K 2\nc read b 4K\n",
+        "d.scn",
+    )
+    _, got = run_episode({"memory": "32M", "mthp": {"64K": "always"}, "check": True}, sc.steps,
+                         ["arm64", "generic"], bugs=("fork_no_parent_tlb_flush",), differential=True)
+    assert got is not None
+    del header, steps
+
+
+def test_cli_fuzz_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["fuzz", "--steps", "60", "--seed", "3", "--variant", "arm64,generic", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["finding"] is None and out["steps"] == 60
+    assert set(out["per_variant_steps"]) == {"arm64", "generic"} and out["steps_per_second"] > 0
+
+
+def test_cli_fuzz_writes_reproducer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "r.scn"
+    rc = cli.main(
+        ["fuzz", "--steps", "3000", "--seed", "1", "--bug", "fork_no_parent_tlb_flush", "--out", str(out_file)]
+    )
+    assert rc == 1 and out_file.exists()
+    assert "contpte run" in capsys.readouterr().out
+    assert cli.main(["run", str(out_file), "--json"]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["arm64", "generic"])
+def test_fuzz_long(variant: str) -> None:
+    r = fuzz(FuzzConfig(variants=[variant], steps=50_000, seed=99))
+    assert r.finding is None, r.finding and reproducer_text(r.finding, 99)
+
+
+@pytest.mark.slow
+def test_differential_long() -> None:
+    r = fuzz(FuzzConfig(variants=["arm64", "generic", "arm64-nobatch", "generic-nobatch"], steps=5_000,
+                        seed=42, differential=True))
+    assert r.finding is None, r.finding and reproducer_text(r.finding, 42)
