@@ -166,7 +166,11 @@ def _machine(arch: str, size: str, check: bool, nbytes: int) -> Any:
     mthp = {} if size in ("4K", "2M") else {size: "always"}
     thp = "always" if size == "2M" else "never"
     mem = max(2 * nbytes, 256 << 20)
-    return contpte.Machine(arch=arch, memory=mem, cpus=2, mthp=mthp, thp=thp, check=check)
+    m = contpte.Machine(arch=arch, memory=mem, cpus=2, mthp=mthp, thp=thp, check=check)
+    # The vectorised fast paths (model-internal switch; --reference also
+    # times the kernel-shaped fork with it off).
+    m.kernel.fast_paths = True
+    return m
 
 
 def sim_run(arch: str, size: str, check: bool, nbytes: int, repeat: int, reference: bool) -> Result:

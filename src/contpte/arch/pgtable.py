@@ -90,6 +90,8 @@ class PteBatches:
 
     def bid(self) -> np.ndarray:
         """The batch of each entry (meaningful where ``mask()``)."""
+        if self._bid is None and len(self.starts) == self.n:
+            self._bid = np.arange(self.n, dtype=np.int64)  # every entry its own batch
         if self._bid is None:
             mark = np.zeros(self.n, dtype=np.int32)
             mark[self.starts] = 1
@@ -100,7 +102,7 @@ class PteBatches:
     def offset(self) -> np.ndarray:
         """Each entry's offset in its batch (meaningful where ``mask()``)."""
         if self._offset is None:
-            if not len(self.starts):
+            if not len(self.starts) or len(self.starts) == self.n:
                 self._offset = np.zeros(self.n, dtype=np.int64)
             else:
                 self._offset = np.arange(self.n, dtype=np.int64) - self.starts[self.bid()]

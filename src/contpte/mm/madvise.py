@@ -131,6 +131,12 @@ def do_madvise(mm: MmStruct, start: int, length: int, advice: str) -> int:
             zap_page_range_single(v, s, e - s)
         elif advice == "free":
             if v.vm_file is not None or v.vm_flags & VM_SHARED:
+                # The VMAs advised so far had their PTEs cleaned: flush them
+                # before failing (the kernel's madvise_free_single_vma() runs
+                # its own tlb_gather_mmu()/tlb_finish_mmu() per VMA), or a
+                # stale writable-dirty TLB entry lets the next write skip the
+                # PTE's dirty bit and reclaim discards it.  Found by `contpte fuzz`.
+                tlb.tlb_finish_mmu()
                 return -errno.EINVAL
             madvise_free_pte_range(tlb, v, s, e)
         elif advice == "hugepage":

@@ -166,11 +166,11 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
     largeV = np.zeros(len(V), dtype=bool)
     largeV[nzV] = mem.order[hz] > 0
     gV, readsV, gathersV = a.bulk_ptep_get(raw, V)
-    keyV = key_fn(gV)
     step = np.uint64(1 << a.PFN_PTE_SHIFT)
     per = st.per
     m = np.zeros(len(V), dtype=bool)
-    if len(V) > 1:
+    if len(V) > 1 and largeV.any():  # only large folios are batched
+        keyV = key_fn(gV)
         v1, v0 = V[1:], V[:-1]
         m[1:] = (
             nzV[1:]
@@ -180,11 +180,16 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
             & ((v1 // per) == (v0 // per))
             & (keyV[1:] - keyV[:-1] == (v1 - v0).astype(np.uint64) * step)
         )
-    fV = np.flatnonzero(~m)  # indices into V of the PTEs that end a batch
-    fi = fV[nzV[fV]]  # ... of which the present ones start the next
+    if m.any():
+        fV = np.flatnonzero(~m)  # indices into V of the PTEs that end a batch
+        fi = fV[nzV[fV]]  # ... of which the present ones start the next
+        # the V index of the PTE that ends each batch (len(V): none does)
+        fVn = np.append(fV, len(V))[np.searchsorted(fV, fi, side="right")]
+    else:  # every present PTE is a batch of its own
+        fV = np.arange(len(V), dtype=np.int64)
+        fi = np.flatnonzero(nzV)
+        fVn = fi + 1
     starts = V[fi]
-    # the V index of the PTE that ends each batch (len(V): none does)
-    fVn = np.append(fV, len(V))[np.searchsorted(fV, fi, side="right")]
     nxt = np.append(V, np.int64(n))[fVn]
     rend = st.rend[starts // per]
     ends = np.minimum(nxt, rend)
