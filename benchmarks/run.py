@@ -291,13 +291,16 @@ def analyse(doc: Result) -> Result:
                 {"arch": arch, "folio": folio, "ratio": x, "met": x is not None and x <= GOAL_CHECK_RATIO}
             )
     for mrow in doc.get("memory", []):
-        x = mrow.get("peak_fork_bytes_per_mapping")
+        # the goal is on what the simulator keeps per mapped page (after
+        # fork: two mappings per page); the transient peak is reported too
+        x = mrow.get("after_fork_bytes_per_mapping")
         goals["bytes_per_page_le_32"].append(
             {
                 "arch": mrow["arch"],
                 "folio": mrow["folio"],
                 "check": mrow["check"],
                 "bytes": x,
+                "peak_bytes": mrow.get("peak_fork_bytes_per_mapping"),
                 "met": x is not None and x <= GOAL_BYTES_PER_PAGE,
             }
         )
@@ -379,7 +382,8 @@ def markdown(doc: Result) -> str:
         for row in g.get("bytes_per_page_le_32", []):
             lines.append(
                 f"- <= 32 B per mapped page, {row['arch']} {row['folio']} check {'on' if row['check'] else 'off'}: "
-                f"{_f(row['bytes'], '{:.1f}')} B {'met' if row['met'] else 'MISSED'}"
+                f"{_f(row['bytes'], '{:.1f}')} B kept {'met' if row['met'] else 'MISSED'} "
+                f"(transient peak {_f(row.get('peak_bytes'), '{:.1f}')} B)"
             )
         lines.append("")
     return "\n".join(lines)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..arch.pgtable import PtePtr
 from ..errors import KernelBug
 from . import rmap
-from .kernel import REF_OPS, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD
+from .kernel import REF_OPS, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PMD
 from .memmap import PG_anon_exclusive, PG_reserved
 from .mm_types import (
     FAULT_FLAG_UNSHARE,
@@ -32,6 +34,7 @@ from .mm_types import (
 )
 
 if TYPE_CHECKING:
+    from .memmap import Folio
     from .memory import VmFault
     from .mmu_gather import MmuGather
 
@@ -46,6 +49,7 @@ __all__ = [
     "zap_huge_pmd",
     "split_huge_pmd",
     "change_huge_pmd",
+    "split_folio",
 ]
 
 
@@ -307,3 +311,77 @@ def change_huge_pmd(vma: Vma, pmd_index: int, addr: int, newprot: int) -> None:
     ):
         pte = arch.pte_mkwrite(pte)
     arch.set_pmd_at(mm, addr, pmd_index, arch.pte_pmd(pte))
+
+
+def split_folio(folio: "Folio") -> int:
+    """Split a PTE-mapped anon large folio into order-0 folios; 0 or -errno.
+
+    Models: mm/huge_memory.c ``split_huge_page_to_list_to_order(new_order=0)``
+    (v6.12) for anonymous folios: refused (-EAGAIN) when someone holds a
+    reference beyond the mappings and the caller's (``can_split_folio``), so
+    a pinned folio is never split; otherwise every PTE mapping it is
+    unmapped (``try_to_migrate``: ``ptep_clear_flush`` one PTE at a time,
+    which on arm64 unfolds a folded block first), the metadata is split
+    (each page its own folio, keeping its mapcount, exclusivity and index;
+    pages no one maps are freed), and the PTEs are re-established one at a
+    time with ``set_pte_at`` (``remove_migration_ptes``), keeping the dirty,
+    young and write bits.  The migration entries of the real kernel are
+    not modelled: the model is sequential, nothing can observe them.
+
+    Context: the caller holds one reference to ``folio`` and no PTL.
+    """
+    from .memmap import Folio as _Folio
+
+    mem = folio.mem
+    k = mem.owner
+    a = k.arch
+    if not folio.test_anon() or not folio.test_large():
+        return -22
+    if folio.entire_mapcount():
+        return -16  # PMD-mapped: the caller splits the PMD first
+    if folio.refcount != folio.mapcount_total() + 1 or folio.maybe_dma_pinned():
+        return -11
+    order = folio.order
+    nr = folio.nr_pages
+    head = folio.pfn
+    # try_to_migrate(): clear every mapping, remembering what to restore.
+    restore = []
+    for mm, idx, pos in rmap.rmap_walk_ptes(k, head, head + nr):
+        table = mm.space.tables[idx]  # type: ignore[attr-defined]
+        addr = ((idx * a.PTRS_PER_PTE) + pos) << k.page_shift
+        vma = mm.vma_lookup(addr)  # type: ignore[attr-defined]
+        ptep = PtePtr(table, pos)
+        k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0  # type: ignore[attr-defined]
+        pteval = a.ptep_clear_flush(vma, addr, ptep)
+        restore.append((mm, vma, addr, ptep, pteval))
+    # __split_huge_page(): every page becomes an order-0 folio.
+    flags = mem.flags[head]
+    mapping = int(mem.mapping[head])
+    index = int(mem.index[head])
+    mapcounts = mem.mapcount[head : head + nr].copy()
+    k.mthp_stat(order, "nr_anon", -1)
+    k.mthp_stat(order, "split")
+    if order == k.PMD_ORDER:
+        k.counters.add(THP_SPLIT_PAGE)
+    k.deferred_split.discard(head)
+    for i in range(nr):
+        pfn = head + i
+        mem.head[pfn] = pfn
+        mem.order[pfn] = 0
+        mem.flags[pfn] = (mem.flags[pfn] & np.uint32(PG_anon_exclusive)) | (flags & ~np.uint32(PG_anon_exclusive))
+        mem.refcount[pfn] = int(mapcounts[i]) + (1 if i == 0 else 0)
+        mem.pincount[pfn] = 0
+        mem.entire_mapcount[pfn] = 0
+        mem.large_mapcount[pfn] = 0
+        mem.mapping[pfn] = mapping
+        mem.index[pfn] = index + i
+    # remove_migration_ptes(): map each page again, one PTE at a time.
+    for mm, _vma, addr, ptep, pteval in restore:
+        a.set_pte_at(mm, addr, ptep, pteval)
+        a.ptl_release(mm, ptep.table)
+    # Pages nobody maps any more are freed (the tail pages' last reference).
+    for i in range(1, nr):
+        if int(mapcounts[i]) == 0:
+            mem.refcount[head + i] = 1
+            k.folio_put(_Folio(mem, head + i))
+    return 0

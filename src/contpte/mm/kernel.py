@@ -84,7 +84,7 @@ class Kernel:
         self.on_rmap_change_many: Callable[[Any], None] | None = None
         #: Take the vectorised fast paths (mm/memory_bulk.py) where they
         #: apply; a model-internal switch the differential tests turn off.
-        self.fast_paths = False
+        self.fast_paths = True
         self.hw = hw
         self.arch = arch
         self.counters = counters

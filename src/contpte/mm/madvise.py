@@ -9,6 +9,7 @@ import errno
 
 from ..arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, PtePtr
 from ..counters import declare
+from .huge_memory import split_folio
 from .memmap import PG_lazyfree
 from .memory import (
     FPB_IGNORE_DIRTY,
@@ -36,7 +37,7 @@ ADVICE = {
 
 LAZYFREE = declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")
 FREE_SKIPPED = declare(
-    "madvise.free_split_skipped", "folios", "large folios MADV_FREE left alone (partially covered: split not modelled)"
+    "madvise.free_split_skipped", "folios", "partially covered large folios MADV_FREE left alone (shared or unsplittable)"
 )
 
 
@@ -59,8 +60,10 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: int, end: int) -> Non
 
     Models: mm/madvise.c ``madvise_free_pte_range()`` (v6.12): a large folio
     wholly inside the range is handled as one batch with
-    ``clear_young_dirty_ptes``; one only partly covered would be split (not
-    modelled yet: it is skipped and counted).
+    ``clear_young_dirty_ptes``; one only partly covered is split first
+    (``split_folio``: the PTL is dropped around it) and its pages are then
+    handled one by one; if it is likely shared or cannot be split, the
+    batch is skipped.
     """
     mm = vma.vm_mm
     k = mm.kernel
@@ -82,6 +85,13 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: int, end: int) -> Non
                         max_nr = (nxt - addr) >> k.page_shift
                         nr = folio_pte_batch(folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None)
                         if nr < folio.nr_pages:
+                            if not folio.likely_mapped_shared():
+                                folio.ref_add(1)  # folio_get() across the unlocked split
+                                pte_unmap_unlock(mm, ptep)
+                                err = split_folio(folio)
+                                k.folio_put(folio)
+                                if not err:
+                                    continue  # nr = 0: look at this PTE again
                             k.counters.add(FREE_SKIPPED)
                             ptep = ptep + nr
                             addr += nr << k.page_shift

@@ -209,3 +209,25 @@ def deferred_split_folio(folio: Folio, k: object) -> None:
     if folio.order >= k.PMD_ORDER:
         k.counters.add(THP_DEFERRED_SPLIT_PAGE)
     k.mthp_stat(folio.order, "split_deferred")
+
+
+def rmap_walk_ptes(k: object, lo: int, hi: int) -> list[tuple[object, int, int]]:
+    """(mm, table index, entry index) of every PTE mapping a pfn in ``[lo, hi)``.
+
+    Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` for PTE
+    mappings.  The model keeps no anon_vma chains, so it scans the page
+    tables of every mm (vectorised per table); fine at the sizes where
+    splits and reclaim are exercised.
+    """
+    from .kernel import Kernel
+
+    assert isinstance(k, Kernel)
+    a = k.arch
+    out: list[tuple[object, int, int]] = []
+    for mm in k.mms:
+        for idx, table in mm.space.tables.items():
+            d = a.ptes_decode(table.entries)
+            hit = d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)
+            for pos in np.nonzero(hit)[0]:
+                out.append((mm, idx, int(pos)))
+    return out
