@@ -224,6 +224,9 @@ class GenericPgtable(Pgtable):
     def pte_clear_soft_dirty_v(self, vals: np.ndarray) -> np.ndarray:
         return vals & np.uint64(~_PAGE_SOFT_DIRTY & _U64)
 
+    def pte_mkclean_v(self, vals: np.ndarray) -> np.ndarray:
+        return vals & np.uint64(~_PAGE_DIRTY & _U64)
+
     def bulk_plain_v(self, raw: np.ndarray) -> np.ndarray:
         bad = np.uint64(_PAGE_SPECIAL | _PAGE_UFFD_WP)
         return np.asarray(((raw & np.uint64(_PAGE_PRESENT)) != 0) & ((raw & bad) == 0))

@@ -609,6 +609,10 @@ class Pgtable:
         """Vector ``pte_clear_soft_dirty()``."""
         return vals
 
+    def pte_mkclean_v(self, vals: np.ndarray) -> np.ndarray:
+        """Vector ``pte_mkclean()``."""
+        raise NotImplementedError
+
     def bulk_ptep_get(self, raw: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``ptep_get()`` of the entries at ``pos``: (values, loads each call costs, which gather).
 
@@ -667,6 +671,12 @@ class Pgtable:
         checker = getattr(self.hw, "checker", None)
         if checker is not None and table is not None:
             checker.ptl_release(table)
+
+    def ptl_release_many(self, tables: list[PteTable]) -> None:
+        """``ptl_release`` of each of ``tables`` in order (a bulk path's PTL drops)."""
+        checker = getattr(self.hw, "checker", None)
+        if checker is not None:
+            checker.ptl_release_many(tables)
 
     # -- helpers for subclasses ------------------------------------------
     def VM_WARN_ON(self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arch.pgtable import batch_positions
 from ..counters import declare
 from ..errors import InvariantViolation
 from ..mm.memmap import PG_anon, PG_anon_exclusive, PG_reserved
@@ -250,16 +251,14 @@ class Validators:
         if snap is None:
             return
         tables, pmds = snap
-        k = self.m.kernel
-        arch = k.arch
-        mem = k.memmap
         per = self.per
-        shift = k.page_shift
+        shift = self.m.kernel.page_shift
         for cv in child.mm.vmas:
             needs_copy = cv.anon_vma is not None or cv.vm_flags & VM_UFFD_WP
             uffd = bool(cv.vm_flags & VM_UFFD_WP)
             private = not cv.vm_flags & VM_SHARED
             first, last = cv.vm_start >> shift, cv.vm_end >> shift
+            cand: list[tuple[int, int, int, np.ndarray | None, np.ndarray | None]] = []
             for idx in range(first // per, (last - 1) // per + 1):
                 if idx in pmds:
                     continue
@@ -270,49 +269,83 @@ class Validators:
                 ce = ct.entries if ct is not None else None
                 if pe is None and ce is None:
                     continue
-                zeros = np.zeros(per, dtype=np.uint64)
-                pd = self._gathered(pe if pe is not None else zeros)
-                cd = self._gathered(ce if ce is not None else zeros)
-                # Vectorised first: only a table with a suspect entry goes
-                # through the per-entry checks below (which say what is wrong).
-                if not self._fork_copy_suspects(
-                    pd, cd, pe if pe is not None else zeros, ce if ce is not None else zeros,
-                    needs_copy, uffd, private,
-                )[lo:hi].any():
-                    continue
-                for ii in np.nonzero((pd["present"] | cd["present"])[lo:hi])[0] + lo:
-                    i = int(ii)
-                    va = (idx * per + i) << shift
-                    praw = int(pe[i]) if pe is not None else 0
-                    craw = int(ce[i]) if ce is not None else 0
+                cand.append((idx, lo, hi, pe, ce))
+            if not cand:
+                continue
+            # Vectorised first, every table of the VMA at once: only a table
+            # with a suspect entry goes through the per-entry checks (which
+            # say what is wrong), in address order.
+            zeros = np.zeros(per, dtype=np.uint64)
+            P = np.concatenate([c[3] if c[3] is not None else zeros for c in cand])
+            C = np.concatenate([c[4] if c[4] is not None else zeros for c in cand])
+            pd_all = self._gathered(P)
+            cd_all = self._gathered(C)
+            sus = self._fork_copy_suspects(pd_all, cd_all, P, C, needs_copy, uffd, private).reshape(-1, per)
+            col = np.arange(per)
+            lo_a = np.array([c[1] for c in cand])[:, None]
+            hi_a = np.array([c[2] for c in cand])[:, None]
+            rows = np.flatnonzero((sus & (col >= lo_a) & (col < hi_a)).any(axis=1))
+            for t in rows.tolist():
+                idx, lo, hi, pe, ce = cand[t]
+                sl = slice(t * per, (t + 1) * per)
+                pd = {key: v[sl] for key, v in pd_all.items()}
+                cd = {key: v[sl] for key, v in cd_all.items()}
+                self._fork_copy_explain(parent, child, idx, lo, hi, pe, ce, pd, cd, needs_copy, uffd, private)
 
-                    def bad(what: str, va: int = va, praw: int = praw, craw: int = craw) -> InvariantViolation:
-                        return InvariantViolation(
-                            "fork-copy", f"pid {child.pid} (child of {parent.pid}): {what}", va, [praw, craw]
-                        )
+    def _fork_copy_explain(
+        self,
+        parent: Any,
+        child: Any,
+        idx: int,
+        lo: int,
+        hi: int,
+        pe: np.ndarray | None,
+        ce: np.ndarray | None,
+        pd: dict[str, np.ndarray],
+        cd: dict[str, np.ndarray],
+        needs_copy: Any,
+        uffd: bool,
+        private: bool,
+    ) -> None:
+        """The per-entry ``fork-copy`` checks of one table: raise the first that fails."""
+        k = self.m.kernel
+        arch = k.arch
+        mem = k.memmap
+        per = self.per
+        shift = k.page_shift
+        for ii in np.nonzero((pd["present"] | cd["present"])[lo:hi])[0] + lo:
+            i = int(ii)
+            va = (idx * per + i) << shift
+            praw = int(pe[i]) if pe is not None else 0
+            craw = int(ce[i]) if ce is not None else 0
 
-                    if not pd["present"][i]:
-                        raise bad("the child maps a page the parent did not map")
-                    if not cd["present"][i]:
-                        if needs_copy:
-                            raise bad("the parent's page is missing in the child")
-                        continue
-                    if pd["pfn"][i] != cd["pfn"][i]:
-                        cp = int(cd["pfn"][i])
-                        if not (int(mem.flags[cp]) & PG_anon_exclusive and int(mem.head[cp]) >= 0):
-                            raise bad("the child maps another frame, which is not an exclusive copy")
-                        continue
-                    if pd["valid"][i] != cd["valid"][i]:
-                        raise bad("accessibility (PROT_NONE / NUMA hinting) differs from the parent's")
-                    if arch.pte_uffd_wp(craw) != (uffd and arch.pte_uffd_wp(praw)):
-                        raise bad("the uffd-wp bit was not copied per PTE")
-                    if arch.pte_soft_dirty(craw) != arch.pte_soft_dirty(praw):
-                        raise bad("the soft-dirty bit was not copied per PTE")
-                    # A dirty bit may be gained (v6.12 arm64 pte_mkwrite() clears
-                    # PTE_RDONLY, so a merged-writable clean batch turns dirty):
-                    # that only costs a writeback.  It must never be lost.
-                    if private and not pd["special"][i] and pd["dirty"][i] and not cd["dirty"][i]:
-                        raise bad("the parent's PTE is dirty, the child's is clean: a write may be lost")
+            def bad(what: str, va: int = va, praw: int = praw, craw: int = craw) -> InvariantViolation:
+                return InvariantViolation(
+                    "fork-copy", f"pid {child.pid} (child of {parent.pid}): {what}", va, [praw, craw]
+                )
+
+            if not pd["present"][i]:
+                raise bad("the child maps a page the parent did not map")
+            if not cd["present"][i]:
+                if needs_copy:
+                    raise bad("the parent's page is missing in the child")
+                continue
+            if pd["pfn"][i] != cd["pfn"][i]:
+                cp = int(cd["pfn"][i])
+                if not (int(mem.flags[cp]) & PG_anon_exclusive and int(mem.head[cp]) >= 0):
+                    raise bad("the child maps another frame, which is not an exclusive copy")
+                continue
+            if pd["valid"][i] != cd["valid"][i]:
+                raise bad("accessibility (PROT_NONE / NUMA hinting) differs from the parent's")
+            if arch.pte_uffd_wp(craw) != (uffd and arch.pte_uffd_wp(praw)):
+                raise bad("the uffd-wp bit was not copied per PTE")
+            if arch.pte_soft_dirty(craw) != arch.pte_soft_dirty(praw):
+                raise bad("the soft-dirty bit was not copied per PTE")
+            # A dirty bit may be gained (v6.12 arm64 pte_mkwrite() clears
+            # PTE_RDONLY, so a merged-writable clean batch turns dirty):
+            # that only costs a writeback.  It must never be lost.
+            if private and not pd["special"][i] and pd["dirty"][i] and not cd["dirty"][i]:
+                raise bad("the parent's PTE is dirty, the child's is clean: a write may be lost")
 
     def _fork_copy_suspects(
         self,
@@ -462,47 +495,13 @@ class Validators:
         pte_maps = np.zeros(nr, dtype=np.int64)
         pmd_maps = np.zeros(nr, dtype=np.int64)
         writable_private = np.zeros(nr, dtype=np.int64)
-        writable_any = np.zeros(nr, dtype=np.int64)
-        mapped_private = np.zeros(nr, dtype=np.int64)
         zero = {k.zero_pfn}
         if k.huge_zero_pfn is not None:
             zero.add(k.huge_zero_pfn)
         for mm in k.mms:
             rss = [0, 0, 0, 0]
-            for idx, table in mm.space.tables.items():
-                d = arch.ptes_decode(table.entries)
-                pres = d["present"] & ~d["special"]
-                if not pres.any():
-                    continue
-                pos = np.nonzero(pres)[0]
-                pfns = d["pfn"][pos]
-                self._check_pfns(pfns, mm, idx, pos)
-                np.add.at(pte_maps, pfns, 1)
-                wr = d["write"][pos]
-                vas = (idx * self.per + pos) << k.page_shift
-                shared = self._shared_mask(mm, vas)
-                np.add.at(writable_any, pfns[wr], 1)
-                np.add.at(writable_private, pfns[wr & ~shared], 1)
-                np.add.at(mapped_private, pfns[~shared], 1)
-                heads = mem.head[pfns]
-                anon = (mem.flags[heads] & PG_anon) != 0
-                rss[MM_ANONPAGES] += int(anon.sum())
-                files = pfns[~anon]
-                if len(files):
-                    shm = self._shmem_mask(files)
-                    rss[MM_SHMEMPAGES] += int(shm.sum())
-                    rss[MM_FILEPAGES] += int((~shm).sum())
-                # A writable PTE in a private mapping must map an exclusive anon page.
-                bad = wr & ~shared & (~anon | ((mem.flags[pfns] & PG_anon_exclusive) == 0))
-                if bad.any():
-                    j = int(np.nonzero(bad)[0][0])
-                    raise InvariantViolation(
-                        "writable-anon-exclusive",
-                        f"pid {mm.owner}: writable PTE of a private mapping maps pfn {int(pfns[j]):#x} "
-                        f"which is not an exclusive anon page",
-                        int(vas[j]),
-                        [int(table.entries[pos[j]])],
-                    )
+            if mm.space.tables:
+                self._check_tables(mm, rss, pte_maps, writable_private)
             for idx, blk in mm.space.pmds.items():
                 pte = arch.pmd_pte(blk)
                 if not arch.pte_present(pte):
@@ -545,9 +544,8 @@ class Validators:
                 "mapcount", f"folio {j:#x}: entire mapcount {int(ent[j])} but {int(pmd_maps[j])} PMD(s) map it"
             )
         # refcount >= mappings, per folio.
-        per_folio = np.zeros(nr, dtype=np.int64)
         lp = np.nonzero(pte_maps)[0]
-        np.add.at(per_folio, mem.head[lp], pte_maps[lp])
+        per_folio = np.bincount(mem.head[lp], weights=pte_maps[lp], minlength=nr).astype(np.int64)
         per_folio += pmd_maps
         ref = mem.refcount.astype(np.int64)
         bad = heads_mask & (ref < per_folio)
@@ -561,8 +559,9 @@ class Validators:
         # No page writable in two places unless all its mappings are shared.
         total = pte_maps.copy()
         pm = np.nonzero(pmd_maps)[0]
-        for h in pm:
-            total[h : h + (1 << int(mem.order[h]))] += pmd_maps[h]
+        if len(pm):
+            nrs = np.left_shift(1, mem.order[pm].astype(np.int64))
+            total[batch_positions(pm, nrs)] += np.repeat(pmd_maps[pm], nrs)
         self._check_pins(pte_maps)
         bad = (writable_private > 0) & (total > 1)
         for z in zero:
@@ -572,6 +571,63 @@ class Validators:
             raise InvariantViolation(
                 "writable-shared", f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times"
             )
+
+    def _check_tables(
+        self, mm: Any, rss: list[int], pte_maps: np.ndarray, writable_private: np.ndarray
+    ) -> None:
+        """The per-table checks of ``run_all`` over all tables of ``mm`` at once.
+
+        Stacked in the tables' order: the violation raised is the one the
+        table-by-table loop raises first (the pfn check before the
+        writable-anon-exclusive one within a table).
+        """
+        k = self.m.kernel
+        mem = k.memmap
+        per = self.per
+        nr = mem.nr_frames
+        items = list(mm.space.tables.items())
+        idxs = np.array([i for i, _ in items], dtype=np.int64)
+        raw = np.concatenate([t.entries for _, t in items])
+        d = k.arch.ptes_decode(raw)
+        pres = d["present"] & ~d["special"]
+        flat = np.flatnonzero(pres)
+        if not len(flat):
+            return
+        pfns = d["pfn"][flat]
+        tix = flat // per
+        col = flat % per
+        oor = (pfns < 0) | (pfns >= nr)
+        pf = np.where(oor, 0, pfns)
+        pfn_bad = oor | (mem.head[pf] < 0)
+        wr = d["write"][flat]
+        vas = (idxs[tix] * per + col) << k.page_shift
+        shared = self._shared_mask(mm, vas)
+        heads = mem.head[pf]
+        anon = (mem.flags[heads] & PG_anon) != 0
+        # A writable PTE in a private mapping must map an exclusive anon page.
+        wae_bad = ~pfn_bad & wr & ~shared & (~anon | ((mem.flags[pf] & PG_anon_exclusive) == 0))
+        if pfn_bad.any() or wae_bad.any():
+            tp = int(tix[np.argmax(pfn_bad)]) if pfn_bad.any() else len(items)
+            tw = int(tix[np.argmax(wae_bad)]) if wae_bad.any() else len(items)
+            if tp <= tw:
+                sel = tix == tp
+                self._check_pfns(pfns[sel], mm, int(idxs[tp]), col[sel])
+            j = int(np.argmax(wae_bad))
+            raise InvariantViolation(
+                "writable-anon-exclusive",
+                f"pid {mm.owner}: writable PTE of a private mapping maps pfn {int(pfns[j]):#x} "
+                f"which is not an exclusive anon page",
+                int(vas[j]),
+                [int(raw[flat[j]])],
+            )
+        pte_maps += np.bincount(pfns, minlength=nr)
+        writable_private += np.bincount(pfns[wr & ~shared], minlength=nr)
+        rss[MM_ANONPAGES] += int(anon.sum())
+        files = pfns[~anon]
+        if len(files):
+            shm = self._shmem_mask(files)
+            rss[MM_SHMEMPAGES] += int(shm.sum())
+            rss[MM_FILEPAGES] += int((~shm).sum())
 
     def _check_pfns(self, pfns: np.ndarray, mm: Any, idx: int, pos: np.ndarray) -> None:
         mem = self.m.kernel.memmap

@@ -504,6 +504,25 @@ class RuleChecker:
         r = self._table_region(table)
         self._check_sets(r, table.pmd_index, 0, self.n, "PTL release")
 
+    def ptl_release_many(self, tables: list[PteTable]) -> None:
+        """``ptl_release`` of each table in order, the sets of all checked at once.
+
+        Raises what the first failing ``ptl_release`` would raise.
+        """
+        if not self.arm or not tables:
+            return
+        regs = [self._table_region(t) for t in tables]
+        n = self.n
+        vals = np.concatenate([r.vals for r in regs])
+        stacked = _Region.__new__(_Region)
+        stacked.vals = vals
+        mis, oa_bad, attr_bad = self.set_faults(stacked, 0, len(vals))
+        bad = mis | oa_bad | attr_bad
+        if not bad.any():
+            return
+        t = int(np.flatnonzero(bad)[0]) * self.cont_n // n
+        self._check_sets(regs[t], tables[t].pmd_index, 0, n, "PTL release")
+
     # ------------------------------------------------------------------
     # TLB fill and use
     # ------------------------------------------------------------------

@@ -207,6 +207,52 @@ class Kernel:
         if folio.pfn == self.huge_zero_pfn:
             self.huge_zero_pfn = None
 
+    def folio_put_many(self, heads: Any, nrs: Any) -> None:
+        """``folio_put(folio(h), n)`` of each pair, in order (a fast path's gather).
+
+        Vectorised when every folio is distinct and every freed one is an
+        anon folio (the same state and counters); else one by one.
+        """
+        import numpy as np
+
+        from ..arch.pgtable import batch_positions
+
+        mm = self.memmap
+        n = len(heads)
+        if n == 0:
+            return
+        heads = np.asarray(heads, dtype=np.int64)
+        nrs = np.asarray(nrs, dtype=np.int64)
+        after = mm.refcount[heads].astype(np.int64) - nrs
+        fh = heads[(after == 0) & ((mm.flags[heads] & PG_reserved) == 0)]
+        sh = np.sort(heads)
+        if (
+            (after < 0).any()
+            or (sh[1:] == sh[:-1]).any()
+            or ((mm.flags[fh] & PG_anon) == 0).any()
+            or (self.huge_zero_pfn is not None and (fh == self.huge_zero_pfn).any())
+        ):
+            for h, nr in zip(heads.tolist(), nrs.tolist(), strict=True):
+                self.folio_put(Folio(mm, h), nr)
+            return
+        self.counters.add(REF_OPS, n)
+        mm.refcount[heads] = after
+        orders = mm.order[fh].astype(np.int64)
+        big = orders[orders > 0]
+        if len(big):
+            for o, c in zip(*np.unique(big, return_counts=True), strict=True):
+                self.mthp_stat(int(o), "nr_anon", -int(c))
+        if self.deferred_split:
+            self.deferred_split.difference_update(fh.tolist())
+        if len(fh):
+            pos = batch_positions(fh, np.left_shift(1, orders))
+            mm.head[pos] = -1
+            mm.flags[pos] = 0
+            mm.mapcount[pos] = 0
+            mm.refcount[fh] = 0
+            self.counters.add(FOLIO_FREE, len(fh))
+            self.buddy.free_pages_many(fh, orders)
+
     def mark_anon(self, folio: Folio) -> None:
         self.memmap.flags[folio.pfn] |= PG_anon
         if folio.order > 0:

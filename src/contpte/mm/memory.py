@@ -1138,6 +1138,11 @@ def unmap_page_range(tlb: "MmuGather", vma: Vma, addr: int, end: int) -> None:
     from . import huge_memory
 
     k = vma.vm_mm.kernel
+    if k.fast_paths:
+        from .memory_bulk import unmap_page_range_bulk
+
+        if unmap_page_range_bulk(tlb, vma, addr, end):
+            return
     pmd_size = k.arch.PMD_SIZE
     while addr < end:
         next_ = min((addr & ~(pmd_size - 1)) + pmd_size, end)

@@ -44,7 +44,7 @@ from .memmap import PG_anon, PG_anon_exclusive
 from .mm_types import MM_ANONPAGES, VM_SHARED, VM_UFFD_WP, Vma, is_cow_mapping, vma_is_anonymous
 from .rmap import RMAP_OPS, RMAP_PAGES
 
-__all__ = ["copy_page_range_bulk", "fault_in_anon_write", "lock_break_points"]
+__all__ = ["copy_page_range_bulk", "fault_in_anon_write", "lock_break_points", "unmap_page_range_bulk"]
 
 _NOT_EXCL = np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)
 #: copy_pte_range's progress threshold for a lock-break point.
@@ -268,7 +268,13 @@ def _rmap_hooks(k: Kernel, heads: np.ndarray) -> None:
     """Tell the validators about the folios a bulk rmap update changed."""
     if k.on_rmap_change is None:
         return
-    uniq = np.unique(heads)
+    nf = k.memmap.nr_frames
+    if len(heads) * 16 >= nf:  # dense: a mask is much cheaper than np.unique's hashing
+        seen = np.zeros(nf, dtype=bool)
+        seen[heads] = True
+        uniq = np.flatnonzero(seen)
+    else:
+        uniq = np.unique(heads)
     if k.on_rmap_change_many is not None:
         k.on_rmap_change_many(uniq)
         return
@@ -450,6 +456,7 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     per = st.per
     rss = np.bincount(starts // per, weights=nrs, minlength=len(pieces)).astype(np.int64)
     src_store = bool(src_mm.space.observers) or bool(wp.any())
+    released: list[Any] = []
     for t, (pmd_idx, lo, hi) in enumerate(pieces):
         src_t = st.tables[t]
         dst_t = dst_mm.space.alloc_pte_table(pmd_idx)
@@ -460,8 +467,9 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
             dst_t.store_bulk(lo, new_dst[base + lo : base + hi])
         if rss[t]:
             dst_mm.add_mm_counter(MM_ANONPAGES, int(rss[t]))
-        a.ptl_release(src_mm, src_t)
-        a.ptl_release(dst_mm, dst_t)
+        released += (src_t, dst_t)
+    # each table's PTL drop, in order (every set is in its final state)
+    a.ptl_release_many(released)
     if nb:
         _rmap_hooks(k, b.heads)
     return True
@@ -665,3 +673,178 @@ def _fault_in_table(
     a.ptl_release(mm, t)
     _rmap_hooks(k, pfns)
     return i, stop
+
+
+# ---------------------------------------------------------------------------
+# zap: unmap_page_range (munmap, MADV_DONTNEED, exit)
+# ---------------------------------------------------------------------------
+def unmap_page_range_bulk(tlb: Any, vma: Vma, addr: int, end: int) -> bool:
+    """``unmap_page_range()`` of a private anon VMA, whole tables at a time.
+
+    Mirrors mm/memory.c ``unmap_page_range()`` -> ``zap_pte_range()`` ->
+    ``zap_present_ptes()`` (see ``memory.unmap_page_range``): PMD-mapped
+    ranges and tables the bulk form cannot take go through the
+    kernel-shaped functions, in address order.  False (nothing done) when
+    the VMA does not qualify at all.
+    """
+    mm = vma.vm_mm
+    k = mm.kernel
+    if not (_bulk_allowed(k) and vma_is_anonymous(vma) and not vma.vm_flags & VM_SHARED):
+        return False
+    from . import huge_memory
+    from .memory import zap_pte_range
+
+    a = k.arch
+    space = mm.space
+    per = a.PTRS_PER_PTE
+    pmd_size = a.PMD_SIZE
+    run: list[tuple[int, int, int]] = []
+
+    def flush() -> None:
+        if run:
+            _zap_tables(tlb, vma, list(run))
+            run.clear()
+
+    while addr < end:
+        next_ = min((addr & ~(pmd_size - 1)) + pmd_size, end)
+        pmd_idx = addr >> a.PMD_SHIFT
+        if pmd_idx in space.pmds:
+            flush()
+            if next_ - addr == pmd_size:
+                huge_memory.zap_huge_pmd(tlb, vma, pmd_idx, addr)
+                addr = next_
+                continue
+            huge_memory.split_huge_pmd(vma, pmd_idx, addr)
+            zap_pte_range(tlb, vma, pmd_idx, addr, next_)
+        elif space.pte_table(pmd_idx) is not None:
+            lo = (addr >> k.page_shift) & (per - 1)
+            hi = lo + ((next_ - addr) >> k.page_shift)
+            run.append((pmd_idx, lo, hi))
+        addr = next_
+    flush()
+    return True
+
+
+def _zap_tables(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> None:
+    """Zap consecutive table pieces: in bulk where possible, else one by one."""
+    from .memory import zap_pte_range
+
+    if _zap_tables_bulk(tlb, vma, pieces):
+        return
+    if len(pieces) == 1:
+        k = vma.vm_mm.kernel
+        pmd_idx, lo, hi = pieces[0]
+        addr = (pmd_idx << k.arch.PMD_SHIFT) | (lo << k.page_shift)
+        zap_pte_range(tlb, vma, pmd_idx, addr, addr + ((hi - lo) << k.page_shift))
+        return
+    mid = len(pieces) // 2
+    _zap_tables(tlb, vma, pieces[:mid])
+    _zap_tables(tlb, vma, pieces[mid:])
+
+
+def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> bool:
+    """Mirror ``zap_pte_range()`` on every piece; False (nothing done) if one does not qualify.
+
+    The mmu_gather's forced flushes (``MAX_GATHER_BATCH`` queued pages)
+    happen after the same batches: the PTEs cleared before each flush are
+    stored before it, the folios queued before it are put by it.
+    """
+    from .memmap import Folio
+    from .memory import ZAP_BATCH, ZAP_PTES
+    from .mmu_gather import MAX_GATHER_BATCH, FolioRun
+    from .rmap import deferred_split_folio
+
+    mm = vma.vm_mm
+    k = mm.kernel
+    a = k.arch
+    mem = k.memmap
+    st = _Stack(k, pieces, [mm.space.tables[p[0]] for p in pieces])
+
+    def key_fn(g: np.ndarray) -> np.ndarray:
+        # folio_pte_batch(): FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, then pte_wrprotect(pte_mkold())
+        return a.pte_wrprotect_v(a.pte_mkold_v(a.pte_clear_soft_dirty_v(a.pte_mkclean_v(g))))
+
+    b = _find_batches(k, st, key_fn)
+    if b is None:
+        return False
+    bb = b.b
+    starts, nrs = bb.starts, bb.nrs
+    nb = len(starts)
+    cnt = a.bulk_clear_full_ptes(st.raw, bb, tlb.fullmm)
+    if cnt is None:
+        return False
+    pages = _batch_pages(b)
+    if len(pages) and (mem.mapcount[pages] < 1).any():
+        return False  # a mapcount underflow: the kernel-shaped path reports it
+    lg = b.large
+    lheads = b.heads[lg]
+    if len(lheads) > 1:
+        sh = np.sort(lheads)
+        if (sh[1:] == sh[:-1]).any():
+            return False  # a large folio in several batches (deferred split after each)
+
+    # -- rmap: folio_remove_rmap_ptes() of every batch --
+    _add_at(mem.mapcount, pages, np.full(len(pages), -1, dtype=np.int64))
+    if len(lheads):
+        lnrs = nrs[lg]
+        _add_at(mem.large_mapcount, lheads, -lnrs)
+        anon = (mem.flags[lheads] & np.uint32(PG_anon)) != 0
+        still = anon & (mem.large_mapcount[lheads] > 0) & (mem.entire_mapcount[lheads] == 0)
+        if still.any():
+            cand = lheads[still]
+            fnr = np.left_shift(1, mem.order[cand].astype(np.int64))
+            zero = (mem.mapcount[batch_positions(cand, fnr)] == 0).astype(np.int64)
+            offs = np.concatenate(([0], np.cumsum(fnr)[:-1]))
+            split = np.add.reduceat(zero, offs) > 0
+            for h in cand[split].tolist():
+                deferred_split_folio(Folio(mem, h), k)
+    c = k.counters
+    total = bb.total
+    c.add(RMAP_OPS, nb)
+    c.add(RMAP_PAGES, total)
+    a.bulk_count_ptep_get(b.loop_reads + b.probe_reads, b.loop_gathers + b.probe_gathers)
+    for name, v in cnt.items():
+        if v:
+            c.add(name, v)
+    c.add(ZAP_PTES, total)
+    nbatch = int((nrs > 1).sum())
+    if nbatch:
+        c.add(ZAP_BATCH, nbatch)
+
+    # -- the PTE clears, the gather, its forced flushes, in batch order --
+    per = st.per
+    ps = k.PAGE_SIZE
+    tix = starts // per
+    idxs = np.array([p[0] for p in pieces], dtype=np.int64)
+    vaddr = (idxs[tix] << a.PMD_SHIFT) | ((starts % per) << k.page_shift)
+    cs = np.cumsum(nrs)
+    nrl = nrs.tolist()
+    zeros = np.zeros(per, dtype=np.uint64)
+    i = 0
+    while i < nb:
+        # the batch whose queueing forces a flush (or the last one)
+        base = int(cs[i - 1]) if i else 0
+        j = int(np.searchsorted(cs, MAX_GATHER_BATCH - tlb._queued + base, side="left"))
+        forced = j < nb
+        j = min(j, nb - 1)
+        # clear the PTEs of batches i..j, table by table
+        t0, t1 = int(tix[i]), int(tix[j])
+        for t in range(t0, t1 + 1):
+            lo = int(starts[i]) - t * per if t == t0 else int(st.lo[t])
+            hi = int(starts[j] + nrs[j]) - t * per if t == t1 else int(st.hi[t])
+            if hi > lo:
+                st.tables[t].store_bulk(lo, zeros[: hi - lo])
+        tlb.start = min(tlb.start, int(vaddr[i]))
+        tlb.end = max(tlb.end, int(vaddr[j]) + nrl[j] * ps)
+        tlb.cleared_ptes = True
+        tlb._folios.append(FolioRun(b.heads[i : j + 1], nrs[i : j + 1]))
+        tlb._queued += int(cs[j]) - base
+        if forced:
+            tlb.tlb_flush_mmu()
+        i = j + 1
+    rss = np.bincount(tix, weights=nrs, minlength=len(pieces)).astype(np.int64)
+    for t in range(len(pieces)):
+        if rss[t]:
+            mm.add_mm_counter(MM_ANONPAGES, -int(rss[t]))
+    a.ptl_release_many(st.tables)
+    return True

@@ -8,7 +8,7 @@ drop, and at the end flushes the TLB (through the arch's ``tlb_flush``)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..counters import declare
 from .memmap import Folio
@@ -17,11 +17,21 @@ if TYPE_CHECKING:
     from ..arch.pgtable import PtePtr
     from .mm_types import MmStruct, Vma
 
-__all__ = ["MmuGather"]
+__all__ = ["FolioRun", "MmuGather"]
 
 TLB_FLUSH = declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
 MAX_GATHER_BATCH = 10000
 """Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.)."""
+
+
+class FolioRun:
+    """Many ``(folio, nr)`` queued at once by a fast path (head pfns, page counts)."""
+
+    __slots__ = ("heads", "nrs")
+
+    def __init__(self, heads: Any, nrs: Any) -> None:
+        self.heads = heads
+        self.nrs = nrs
 
 
 class MmuGather:
@@ -38,7 +48,7 @@ class MmuGather:
         self.end = 0
         self.vma_exec = False
         self.page_size = mm.kernel.PAGE_SIZE
-        self._folios: list[tuple[Folio, int]] = []
+        self._folios: list[tuple[Folio, int] | FolioRun] = []
         self._queued = 0
 
     def _reset_range(self) -> None:
@@ -89,8 +99,11 @@ class MmuGather:
         """Models: ``tlb_flush_mmu()``: TLB first, then free the pages."""
         self.tlb_flush_mmu_tlbonly()
         k = self.mm.kernel
-        for folio, nr in self._folios:
-            k.folio_put(folio, nr)
+        for item in self._folios:
+            if isinstance(item, FolioRun):
+                k.folio_put_many(item.heads, item.nrs)
+            else:
+                k.folio_put(item[0], item[1])
         self._folios.clear()
         self._queued = 0
 

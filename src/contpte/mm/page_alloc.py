@@ -83,6 +83,55 @@ class BuddyAllocator:
             order += 1
         self._add(pfn, order)
 
+    def free_pages_many(self, pfns: np.ndarray, orders: np.ndarray) -> None:
+        """``free_pages()`` of each block, in bulk (a vectorised fast path's frees).
+
+        The same final state and counters as the calls one by one in any
+        order: a buddy allocator's free lists depend only on which frames
+        are free (every pair of free buddies is merged), and so does this
+        merge, order by order.
+        """
+        n = len(pfns)
+        if n == 0:
+            return
+        self.counters.add(FREE, n)
+        pfns = np.asarray(pfns, dtype=np.int64)
+        orders = np.asarray(orders, dtype=np.int64)
+        cur = np.zeros(0, dtype=np.int64)
+        o = int(orders.min())
+        while True:
+            new = pfns[orders == o]
+            if len(new):
+                cur = np.sort(np.concatenate((cur, new)))
+            if o == self.max_order:
+                break
+            if len(cur):
+                buddy = cur ^ np.int64(1 << o)
+                at = np.minimum(np.searchsorted(cur, buddy), len(cur) - 1)
+                in_cur = cur[at] == buddy
+                inr = buddy < self.nr_frames
+                fo = self.free_order[np.where(inr, buddy, 0)]
+                ext = inr & ~in_cur & (fo == o)
+                gone = buddy[ext]
+                if len(gone):  # free buddies merged away (``_del``)
+                    self.free_lists[o].difference_update(gone.tolist())
+                    self.free_order[gone] = -1
+                    self.nr_free -= len(gone) << o
+                merge = in_cur | ext
+                self._add_many(cur[~merge], o)
+                up = np.minimum(cur, buddy)[merge]  # sorted: a merged pair gives its lower block twice
+                cur = up[np.concatenate(([True], up[1:] != up[:-1]))] if len(up) else up
+            elif o >= int(orders.max()):
+                return
+            o += 1
+        self._add_many(cur, o)
+
+    def _add_many(self, pfns: np.ndarray, order: int) -> None:
+        if len(pfns):
+            self.free_lists[order].update(pfns.tolist())
+            self.free_order[pfns] = order
+            self.nr_free += len(pfns) << order
+
     def largest_free_order(self) -> int:
         for order in range(self.max_order, -1, -1):
             if self.free_lists[order]:

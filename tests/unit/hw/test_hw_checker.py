@@ -246,6 +246,39 @@ def test_inconsistent_set_at_ptl_release(make_hw: MakeHw, what: str) -> None:
     assert ei.value.rule == "contig-consistency" and ei.value.addr == VA and len(ei.value.ptes) == 16
 
 
+@pytest.mark.parametrize("what", ["misprogrammed", "oa-gap", "attributes"])
+def test_ptl_release_many_raises_the_first_tables_violation(make_hw: MakeHw, what: str) -> None:
+    """The bulk PTL drops report what the first failing ``ptl_release`` reports."""
+    hw = make_hw()
+    s = hw.new_space(1, "p")
+    good = cont_values(hw)
+    tables = []
+    for i in range(4):
+        t = s.alloc_pte_table(i)
+        t.store_many(16, good)
+        tables.append(t)
+    bad = cont_values(hw)
+    if what == "misprogrammed":
+        bad[5] = hw.fmt.mk_page(PFN + 5)
+    elif what == "oa-gap":
+        bad[5] = hw.fmt.mk_page(PFN + 99, cont=True)
+    else:
+        bad[5] = hw.fmt.mk_page(PFN + 5, cont=True, write=WS_NONE)
+    for i in (2, 3):
+        tables[i].store_many(32, bad)
+    assert hw.checker is not None
+    hw.checker.ptl_release_many(tables[:2])
+    with pytest.raises(InvariantViolation) as one:
+        for t in tables:
+            hw.checker.ptl_release(t)
+    with pytest.raises(InvariantViolation) as many:
+        hw.checker.ptl_release_many(tables)
+    assert (many.value.rule, str(many.value), many.value.addr, many.value.ptes) == (
+        one.value.rule, str(one.value), one.value.addr, one.value.ptes,
+    )
+    assert many.value.addr == tables[2].va(32)
+
+
 def test_inconsistent_set_at_tlb_fill(make_hw: MakeHw) -> None:
     hw = make_hw()
     s = hw.new_space(1, "p")

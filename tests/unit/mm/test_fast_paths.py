@@ -1,7 +1,8 @@
 """The vectorised fast paths (mm/memory_bulk.py) against the kernel-shaped code.
 
 Two machines run the same random workload, one with ``kernel.fast_paths``
-off.  After every step they must agree on everything observable: page
+off (fork's table copy, write fault-in, and zap: munmap, MADV_DONTNEED,
+exit; a small ``MAX_GATHER_BATCH`` forces the gather's mid-zap flushes).  After every step they must agree on everything observable: page
 tables, mem_map arrays, frame contents, RSS, the buddy allocator, every
 CPU's TLB (content and LRU order) and every counter -- or raise the same
 error.
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import contpte
+from contpte.mm import mmu_gather
 from contpte.mm.memory_bulk import lock_break_points
 
 MTHP = [{}, {"16K": "always"}, {"64K": "always"}, {"64K": "always", "16K": "always"}, {"128K": "always"}]
@@ -32,6 +34,8 @@ def snapshot(m: contpte.Machine) -> dict[str, Any]:
         out["mem." + name] = getattr(mem, name).tobytes()
     out["data"] = m.hw.memory.data.tobytes()
     out["buddy"] = [sorted(fl) for fl in k.buddy.free_lists]
+    out["buddy.free_order"] = k.buddy.free_order.tobytes()
+    out["buddy.nr_free"] = k.buddy.nr_free
     out["deferred"] = sorted(k.deferred_split)
     out["tlbs"] = [t.snapshot() for t in m.hw.tlbs]
     for i, mm in enumerate(k.mms):
@@ -68,6 +72,16 @@ ops_st = st.lists(
 
 
 def run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) -> list[Any]:
+    # a small gather forces the mmu_gather's mid-zap flushes (zap fast path)
+    saved = mmu_gather.MAX_GATHER_BATCH
+    mmu_gather.MAX_GATHER_BATCH = params.get("gather", saved)
+    try:
+        return _run(params, ops, fast)
+    finally:
+        mmu_gather.MAX_GATHER_BATCH = saved
+
+
+def _run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) -> list[Any]:
     m = contpte.Machine(
         arch=params["arch"], memory="64M", cpus=2, mthp=params["mthp"], thp=params["thp"], check=params["check"],
         **params["opts"],
@@ -124,6 +138,7 @@ params_st = st.fixed_dictionaries(
         "thp": st.sampled_from(["never", "madvise", "always"]),
         "check": st.booleans(),
         "opts": st.sampled_from([{}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]),
+        "gather": st.sampled_from([10000, 10000, 37, 300]),
     }
 )
 

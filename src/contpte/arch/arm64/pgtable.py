@@ -897,6 +897,9 @@ class Arm64Pgtable(Pgtable):
     def pte_mkold_v(self, vals: np.ndarray) -> np.ndarray:
         return vals & _NP_NOT_AF
 
+    def pte_mkclean_v(self, vals: np.ndarray) -> np.ndarray:
+        return (vals & _NP_NOT_DIRTY) | np.uint64(PTE_RDONLY)
+
     def _valid_cont_v(self, vals: np.ndarray) -> np.ndarray:
         vc = np.uint64(PTE_VALID | PTE_CONT)
         return np.asarray((vals & vc) == vc)
