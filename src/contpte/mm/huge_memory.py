@@ -347,11 +347,11 @@ def split_folio(folio: "Folio") -> int:
     # try_to_migrate(): clear every mapping, remembering what to restore.
     restore = []
     for mm, idx, pos in rmap.rmap_walk_ptes(k, head, head + nr):
-        table = mm.space.tables[idx]  # type: ignore[attr-defined]
+        table = mm.space.tables[idx]
         addr = ((idx * a.PTRS_PER_PTE) + pos) << k.page_shift
-        vma = mm.vma_lookup(addr)  # type: ignore[attr-defined]
+        vma = mm.vma_lookup(addr)
         ptep = PtePtr(table, pos)
-        k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0  # type: ignore[attr-defined]
+        k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         restore.append((mm, vma, addr, ptep, pteval))
     # __split_huge_page(): every page becomes an order-0 folio.

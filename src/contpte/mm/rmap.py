@@ -11,13 +11,18 @@ the batch at once and updates the per-page arrays with numpy slices.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..counters import declare
 from ..errors import KernelBug
 from .kernel import THP_DEFERRED_SPLIT_PAGE
 from .memmap import Folio, PG_anon_exclusive
-from .mm_types import Vma
+from .mm_types import MmStruct, Vma
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 __all__ = [
     "RMAP_EXCLUSIVE",
@@ -211,7 +216,7 @@ def deferred_split_folio(folio: Folio, k: object) -> None:
     k.mthp_stat(folio.order, "split_deferred")
 
 
-def rmap_walk_ptes(k: object, lo: int, hi: int) -> list[tuple[object, int, int]]:
+def rmap_walk_ptes(k: "Kernel", lo: int, hi: int) -> list[tuple[MmStruct, int, int]]:
     """(mm, table index, entry index) of every PTE mapping a pfn in ``[lo, hi)``.
 
     Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` for PTE
@@ -219,11 +224,8 @@ def rmap_walk_ptes(k: object, lo: int, hi: int) -> list[tuple[object, int, int]]
     tables of every mm (vectorised per table); fine at the sizes where
     splits and reclaim are exercised.
     """
-    from .kernel import Kernel
-
-    assert isinstance(k, Kernel)
     a = k.arch
-    out: list[tuple[object, int, int]] = []
+    out: list[tuple[MmStruct, int, int]] = []
     for mm in k.mms:
         for idx, table in mm.space.tables.items():
             d = a.ptes_decode(table.entries)

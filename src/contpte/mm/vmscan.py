@@ -30,7 +30,7 @@ from ..counters import declare
 from . import rmap
 from .memmap import Folio, PG_anon, PG_lazyfree, PG_reserved
 from .memory import mm_counter_file, pte_unmap_unlock
-from .mm_types import MM_ANONPAGES, MmStruct
+from .mm_types import MM_ANONPAGES
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -45,19 +45,6 @@ PGLAZYFREE_FAIL = declare(
 )
 
 
-def _mappings(k: "Kernel", lo: int, hi: int) -> list[tuple[MmStruct, int, int]]:
-    """(mm, table index, entry index) of every PTE mapping a pfn in ``[lo, hi)`` (the rmap walk)."""
-    a = k.arch
-    out = []
-    for mm in k.mms:
-        for idx, table in mm.space.tables.items():
-            d = a.ptes_decode(table.entries)
-            hit = d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)
-            for pos in np.nonzero(hit)[0]:
-                out.append((mm, idx, int(pos)))
-    return out
-
-
 def try_to_unmap(k: "Kernel", folio: Folio, lazyfree: bool) -> bool:
     """Unmap every PTE of ``folio``; False if a lazyfree folio turned out dirty (kept).
 
@@ -65,7 +52,7 @@ def try_to_unmap(k: "Kernel", folio: Folio, lazyfree: bool) -> bool:
     """
     a = k.arch
     mem = folio.mem
-    for mm, idx, pos in _mappings(k, folio.pfn, folio.pfn + folio.nr_pages):
+    for mm, idx, pos in rmap.rmap_walk_ptes(k, folio.pfn, folio.pfn + folio.nr_pages):
         table = mm.space.tables.get(idx)
         if table is None:
             continue
