@@ -793,7 +793,7 @@ def folio_pte_batch(
     return min(ptep.idx - start_ptep.idx, max_nr)
 
 
-def _copy_present_ptes_set(
+def _copy_present_ptes(
     dst_vma: Vma, src_vma: Vma, dst_pte: PtePtr, src_pte: PtePtr, pte: int, addr: int, nr: int
 ) -> None:
     """Write-protect the parent (CoW) and map the child.
@@ -867,7 +867,7 @@ def copy_present_ptes(
     a = k.arch
     folio = vm_normal_folio(src_vma, addr, pte)
     if folio is None:
-        _copy_present_ptes_set(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
+        _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
         k.counters.add(FORK_PTES)
         return 1
     page = a.pte_pfn(pte)
@@ -898,7 +898,7 @@ def copy_present_ptes(
             k.counters.add(REF_OPS)
         if any_writable[0] and not k.bug("fork_batch_ignores_write"):
             pte = a.pte_mkwrite(pte)
-        _copy_present_ptes_set(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
+        _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
         k.counters.add(FORK_PTES, nr)
         if nr > 1:
             k.counters.add(FORK_BATCH)
@@ -913,7 +913,7 @@ def copy_present_ptes(
     else:
         rmap.folio_dup_file_rmap_ptes(folio, page, 1, dst_vma)
         rss[mm_counter_file(folio, k)] += 1
-    _copy_present_ptes_set(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
+    _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
     k.counters.add(FORK_PTES)
     return 1
 

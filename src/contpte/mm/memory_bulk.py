@@ -413,7 +413,7 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     first = np.where(b.any_writable, a.pte_mkwrite_v(b.first), b.first)
     writable = b.any_writable | b.first_writable
     wp = writable & cow if cow else np.zeros(len(starts), dtype=bool)
-    # _copy_present_ptes_set(): the parent's batch write-protected, the
+    # _copy_present_ptes(): the parent's batch write-protected, the
     # child's PTE old, write-protected if the parent's was
     parent = a.bulk_wrprotect_ptes(st.raw, bb if wp.all() else bb.subset(wp))
     if parent is None:
