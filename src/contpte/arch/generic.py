@@ -13,6 +13,7 @@ behaviour; only the cost differs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,9 @@ class GenericPgtable(Pgtable):
     def pte_clear_soft_dirty(self, pte: int) -> int:
         return pte & ~_PAGE_SOFT_DIRTY
 
-    def ptes_decode(self, entries: np.ndarray) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         e = entries.astype(np.uint64, copy=False)
 
         def bit(b: int) -> np.ndarray:
@@ -139,16 +142,26 @@ class GenericPgtable(Pgtable):
 
         valid = bit(_PAGE_PRESENT)
         present = valid | bit(_PAGE_PROTNONE)
-        return {
-            "valid": valid,
-            "present": present,
-            "pfn": np.where(present, (e & np.uint64(_PFN_MASK)) >> np.uint64(self.PFN_PTE_SHIFT), 0).astype(np.int64),
-            "write": present & bit(_PAGE_RW),
-            "dirty": present & bit(_PAGE_DIRTY),
-            "young": present & bit(_PAGE_ACCESSED),
-            "cont": np.zeros(len(e), dtype=bool),
-            "special": present & bit(_PAGE_SPECIAL),
-        }
+
+        def want(f: str) -> bool:
+            return fields is None or f in fields
+
+        out = {"valid": valid, "present": present}
+        if want("pfn"):
+            out["pfn"] = np.where(
+                present, (e & np.uint64(_PFN_MASK)) >> np.uint64(self.PFN_PTE_SHIFT), 0
+            ).astype(np.int64)
+        if want("write"):
+            out["write"] = present & bit(_PAGE_RW)
+        if want("dirty"):
+            out["dirty"] = present & bit(_PAGE_DIRTY)
+        if want("young"):
+            out["young"] = present & bit(_PAGE_ACCESSED)
+        if want("cont"):
+            out["cont"] = np.zeros(len(e), dtype=bool)
+        if want("special"):
+            out["special"] = present & bit(_PAGE_SPECIAL)
+        return out
 
     def vm_get_page_prot(self, vm_flags: int) -> int:
         """Models: arch/x86/mm/pgprot.c ``vm_get_page_prot()`` (protection_map)."""

@@ -18,7 +18,7 @@ PTE values are plain Python ``int`` (a ``pte_t``); a PTE pointer is a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -304,13 +304,15 @@ class Pgtable:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
-    def ptes_decode(self, entries: np.ndarray) -> dict[str, np.ndarray]:
+    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """Decode an array of raw PTEs (model-only, for validators and pagemap).
 
         Keys: ``valid`` (the hardware would translate it), ``present``,
         ``pfn``, ``write``, ``dirty``, ``young``, ``cont``, ``special``; raw
         per-entry bits (no gathering).  Counts no reads.  This fallback uses
         the scalar helpers; backends override it with numpy bit operations.
+        ``fields``: the keys the caller needs (a backend may leave out the
+        others; ``valid`` and ``present`` always there).
         """
         vals = [int(x) for x in entries]
         present = np.array([bool(v) and self.pte_present(v) for v in vals], dtype=bool)

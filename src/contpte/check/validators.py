@@ -237,7 +237,7 @@ class Validators:
     def _gathered(self, entries: np.ndarray) -> dict[str, np.ndarray]:
         """Decode with dirty ORed over contiguous blocks (what ``ptep_get`` reports)."""
         arch = self.m.kernel.arch
-        d: dict[str, np.ndarray] = arch.ptes_decode(entries)
+        d: dict[str, np.ndarray] = arch.ptes_decode(entries, ("pfn", "dirty", "cont", "special"))
         cp = arch.CONT_PTES
         cont = d["cont"]
         if cp > 1 and cont.any():
@@ -502,20 +502,26 @@ class Validators:
             rss = [0, 0, 0, 0]
             if mm.space.tables:
                 self._check_tables(mm, rss, pte_maps, writable_private)
-            for idx, blk in mm.space.pmds.items():
-                pte = arch.pmd_pte(blk)
-                if not arch.pte_present(pte):
-                    continue
-                pfn = arch.pte_pfn(pte)
-                if pfn in zero:
-                    continue
-                pmd_maps[pfn] += 1
-                rss[MM_ANONPAGES] += arch.HPAGE_PMD_NR
-                if arch.pte_write(pte) and not mem.flags[pfn] & PG_anon_exclusive:
+            if mm.space.pmds:
+                # every PMD block at once, in the dict's order
+                pitems = list(mm.space.pmds.items())
+                d = arch.ptes_decode(
+                    np.array([arch.pmd_pte(blk) for _, blk in pitems], dtype=np.uint64), ("pfn", "write")
+                )
+                use = d["present"] & ~np.isin(d["pfn"], list(zero))
+                pos = np.flatnonzero(use)
+                pf = d["pfn"][pos]
+                bad = d["write"][pos] & ((mem.flags[pf] & PG_anon_exclusive) == 0)
+                if bad.any():
+                    j = int(np.argmax(bad))
+                    idx, blk = pitems[int(pos[j])]
                     raise InvariantViolation(
-                        "writable-anon-exclusive", f"pid {mm.owner}: writable PMD maps non-exclusive folio {pfn:#x}",
+                        "writable-anon-exclusive",
+                        f"pid {mm.owner}: writable PMD maps non-exclusive folio {int(pf[j]):#x}",
                         idx << arch.PMD_SHIFT, [blk],
                     )
+                np.add.at(pmd_maps, pf, 1)
+                rss[MM_ANONPAGES] += arch.HPAGE_PMD_NR * len(pf)
             if rss != list(mm.rss):
                 raise InvariantViolation(
                     "rss",
@@ -526,7 +532,7 @@ class Validators:
         for z in zero:
             pte_maps[z] = 0
         live = mem.head >= 0
-        got = np.where(live, mem.mapcount, 0).astype(np.int64)
+        got = np.where(live, mem.mapcount, 0)
         for z in zero:
             got[z] = 0
         if not np.array_equal(got, pte_maps):
@@ -534,8 +540,11 @@ class Validators:
             raise InvariantViolation(
                 "mapcount", f"pfn {j:#x}: mapcount {int(got[j])} but {int(pte_maps[j])} PTE(s) map it"
             )
-        heads_mask = live & (mem.head == np.arange(nr))
-        ent = np.where(heads_mask, mem.entire_mapcount, 0).astype(np.int64)
+        ar = getattr(self, "_arange_cache", None)
+        if ar is None or len(ar) != nr:
+            ar = self._arange_cache = np.arange(nr, dtype=mem.head.dtype)
+        heads_mask = live & (mem.head == ar)
+        ent = np.where(heads_mask, mem.entire_mapcount, 0)
         for z in zero:
             ent[z] = 0
         if not np.array_equal(ent, pmd_maps):
@@ -545,9 +554,12 @@ class Validators:
             )
         # refcount >= mappings, per folio.
         lp = np.nonzero(pte_maps)[0]
-        per_folio = np.bincount(mem.head[lp], weights=pte_maps[lp], minlength=nr).astype(np.int64)
-        per_folio += pmd_maps
-        ref = mem.refcount.astype(np.int64)
+        if len(lp):
+            per_folio = np.bincount(mem.head[lp], weights=pte_maps[lp], minlength=nr).astype(np.int64)
+            per_folio += pmd_maps
+        else:  # no PTE maps a page
+            per_folio = pmd_maps
+        ref = mem.refcount
         bad = heads_mask & (ref < per_folio)
         for z in zero:
             bad[z] = False
@@ -557,8 +569,10 @@ class Validators:
                 "refcount>=mapcount", f"folio {j:#x}: refcount {int(ref[j])} < {int(per_folio[j])} mappings"
             )
         # No page writable in two places unless all its mappings are shared.
-        total = pte_maps.copy()
-        pm = np.nonzero(pmd_maps)[0]
+        # (nothing writable through a private mapping: nothing to count)
+        wp_any = bool(writable_private.any())
+        total = pte_maps.copy() if wp_any else pte_maps
+        pm = np.nonzero(pmd_maps)[0] if wp_any else np.zeros(0, dtype=np.int64)
         if len(pm):
             nrs = np.left_shift(1, mem.order[pm].astype(np.int64))
             total[batch_positions(pm, nrs)] += np.repeat(pmd_maps[pm], nrs)
@@ -588,25 +602,37 @@ class Validators:
         items = list(mm.space.tables.items())
         idxs = np.array([i for i, _ in items], dtype=np.int64)
         raw = np.concatenate([t.entries for _, t in items])
-        d = k.arch.ptes_decode(raw)
+        d = k.arch.ptes_decode(raw, ("pfn", "write", "special"))
         pres = d["present"] & ~d["special"]
-        flat = np.flatnonzero(pres)
+        if pres.all():  # every entry a present normal PTE: no gathers
+            flat = np.arange(len(raw), dtype=np.int64)
+            pfns = d["pfn"]
+            wr = d["write"]
+        else:
+            flat = np.flatnonzero(pres)
+            pfns = d["pfn"][flat]
+            wr = d["write"][flat]
         if not len(flat):
             return
-        pfns = d["pfn"][flat]
-        tix = flat // per
-        col = flat % per
         oor = (pfns < 0) | (pfns >= nr)
-        pf = np.where(oor, 0, pfns)
-        pfn_bad = oor | (mem.head[pf] < 0)
-        wr = d["write"][flat]
-        vas = (idxs[tix] * per + col) << k.page_shift
-        shared = self._shared_mask(mm, vas)
+        pf = np.where(oor, 0, pfns) if oor.any() else pfns
         heads = mem.head[pf]
+        pfn_bad = oor | (heads < 0)
+        if any(v.vm_flags & VM_SHARED for v in mm.vmas):
+            shared = self._shared_mask(mm, ((idxs[flat // per] * per + flat % per) << k.page_shift))
+            wr_private = wr & ~shared
+        else:
+            wr_private = wr
         anon = (mem.flags[heads] & PG_anon) != 0
         # A writable PTE in a private mapping must map an exclusive anon page.
-        wae_bad = ~pfn_bad & wr & ~shared & (~anon | ((mem.flags[pf] & PG_anon_exclusive) == 0))
+        if wr_private.any():
+            wae_bad = ~pfn_bad & wr_private & (~anon | ((mem.flags[pf] & PG_anon_exclusive) == 0))
+        else:
+            wae_bad = wr_private  # nothing writable: all False
         if pfn_bad.any() or wae_bad.any():
+            tix = flat // per
+            col = flat % per
+            vas = (idxs[tix] * per + col) << k.page_shift
             tp = int(tix[np.argmax(pfn_bad)]) if pfn_bad.any() else len(items)
             tw = int(tix[np.argmax(wae_bad)]) if wae_bad.any() else len(items)
             if tp <= tw:
@@ -621,8 +647,8 @@ class Validators:
                 [int(raw[flat[j]])],
             )
         pte_maps += np.bincount(pfns, minlength=nr)
-        writable_private += np.bincount(pfns[wr & ~shared], minlength=nr)
-        rss[MM_ANONPAGES] += int(anon.sum())
+        writable_private += np.bincount(pfns[wr_private], minlength=nr)
+        rss[MM_ANONPAGES] += int(np.count_nonzero(anon))
         files = pfns[~anon]
         if len(files):
             shm = self._shmem_mask(files)

@@ -81,14 +81,17 @@ class _Region:
     def __init__(self, n: int) -> None:
         self.table: PteTable | None = None
         self.vals: U64 = np.zeros(n, dtype=np.uint64)
-        # old valid value of an entry made invalid and not yet made again (0: none)
-        self.broken_old: U64 = np.zeros(n, dtype=np.uint64)
-        self.break_seq: I64 = np.full(n, _NEVER, dtype=np.int64)
+        # old valid value of an entry made invalid and not yet made again (0:
+        # none), and the sequence number of its break: None until the first
+        # break (all 0 / _NEVER), to keep the shadow small
+        self.broken_old: U64 | None = None
+        self.break_seq: I64 | None = None
         # issue sequence number of the latest TLBI reaching each page's level-3
-        # entries: completed broadcast / issued broadcast / completed local
-        self.cover: I64 = np.full(n, _NEVER, dtype=np.int64)
-        self.issued: I64 = np.full(n, _NEVER, dtype=np.int64)
-        self.local: I64 = np.full(n, _NEVER, dtype=np.int64)
+        # entries: completed broadcast / issued broadcast / completed local;
+        # an int while every page of the region has the same one
+        self.cover: I64 | int = _NEVER
+        self.issued: I64 | int = _NEVER
+        self.local: I64 | int = _NEVER
         # the same for a level-2 block entry of the region
         self.cover2 = _NEVER
         self.issued2 = _NEVER
@@ -96,6 +99,34 @@ class _Region:
         self.pmd_val = 0
         self.pmd_broken_old = 0
         self.pmd_break_seq = _NEVER
+
+    def breaks(self) -> tuple[U64, I64]:
+        """``broken_old`` and ``break_seq``, allocated."""
+        if self.broken_old is None:
+            n = len(self.vals)
+            self.broken_old = np.zeros(n, dtype=np.uint64)
+            self.break_seq = np.full(n, _NEVER, dtype=np.int64)
+        assert self.break_seq is not None
+        return self.broken_old, self.break_seq
+
+    def seqs(self, field: str, sel: slice | np.ndarray) -> I64:
+        """The ``field`` (cover/issued/local) sequence numbers of pages ``sel``."""
+        v = getattr(self, field)
+        if isinstance(v, int):
+            return np.full(len(np.arange(len(self.vals))[sel]), v, dtype=np.int64)
+        out: I64 = v[sel]
+        return out
+
+    def set_seqs(self, field: str, lo: int, hi: int, seq: int) -> None:
+        n = len(self.vals)
+        if lo <= 0 and hi >= n:
+            setattr(self, field, seq)
+            return
+        v = getattr(self, field)
+        if isinstance(v, int):
+            v = np.full(n, v, dtype=np.int64)
+            setattr(self, field, v)
+        v[lo:hi] = seq
 
 
 class _Tlbi:
@@ -187,8 +218,10 @@ class RuleChecker:
         """The level-3 table of ``r`` is gone: its valid entries are broken now."""
         self.seq += 1
         valid = self.fmt.page_valid_v(r.vals)
-        r.broken_old[valid] = r.vals[valid]
-        r.break_seq[valid] = self.seq
+        if valid.any():
+            bo, bs = r.breaks()
+            bo[valid] = r.vals[valid]
+            bs[valid] = self.seq
         r.vals[:] = 0
         r.table = None
 
@@ -254,6 +287,122 @@ class RuleChecker:
             self._check_level3_changes(r, table, idx, old, new)
         r.vals[idx : idx + nr] = new
 
+    def on_store_many(
+        self,
+        stores: list[tuple[PteTable, int, np.ndarray, np.ndarray]],
+        olds: np.ndarray | None = None,
+        news: np.ndarray | None = None,
+    ) -> None:
+        """``on_store`` of each ``(table, idx, old, new)`` in order, checked at once.
+
+        ``olds``/``news``: the stores' old and new values concatenated, if
+        the caller has them.
+
+        Same verdicts, messages and shadow state as the per-table calls (the
+        same sequence number per store): when any store would raise, or
+        anything but the common case is involved (a table twice, a replaced
+        table object, a make over a pending break), the stores go through
+        ``on_store`` one by one.
+        """
+        if not stores:
+            return
+        regs: list[_Region | None] = []  # None: first sight, created at the commit
+        seen: set[int] = set()
+        for table, _idx, _old, _new in stores:
+            if id(table) in seen:
+                break
+            seen.add(id(table))
+            regs_a = self.regions.get(table.space.asid)
+            r = regs_a.get(table.pmd_index) if regs_a is not None else None
+            if r is None:
+                if table.space.tables.get(table.pmd_index) is not table:
+                    break
+            elif r.table is not table:
+                break
+            regs.append(r)
+        if len(regs) != len(stores):
+            for table, idx, old, new in stores:
+                self.on_store(table, idx, old, new)
+            return
+        if olds is None or news is None:
+            olds = np.concatenate([o for _, _, o, _ in stores])
+            news = np.concatenate([n for _, _, _, n in stores])
+        olds = olds.astype(np.uint64, copy=False)
+        news = news.astype(np.uint64, copy=False)
+        # a region seen first takes ``old`` as its shadow of the stored
+        # entries: compare the others only
+        known = [(r, s) for r, s in zip(regs, stores, strict=True) if r is not None]
+        if len(known) == len(stores):
+            shadow = np.concatenate([r.vals[s[1] : s[1] + len(s[3])] for r, s in known])
+            slow = not bool((shadow == olds).all())
+        elif known:
+            shadow = np.concatenate([r.vals[s[1] : s[1] + len(s[3])] for r, s in known])
+            mine = np.concatenate([s[2] for _, s in known]).astype(np.uint64, copy=False)
+            slow = not bool((shadow == mine).all())
+        else:
+            slow = False
+        brk_items: list[int] = []
+        if not slow and self.arm:
+            fmt = self.fmt
+            ov = fmt.page_valid_v(olds)
+            nv = fmt.page_valid_v(news)
+            # a change of neither output address, memory type nor Contiguous
+            # bit never needs break-before-make (see _needs_bbm_v)
+            x = olds ^ news
+            direct = ov & nv & ((fmt.pfn_v(x) != 0) | (fmt.memtype_v(x) != 0) | fmt.cont_v(x))
+            if direct.any():
+                pos = np.flatnonzero(direct)
+                slow = bool(self._needs_bbm_v(olds[pos], news[pos]).any())
+            if not slow:
+                lens = np.array([len(s[3]) for s in stores], dtype=np.int64)
+                bounds = np.concatenate(([0], np.cumsum(lens)))
+                brk = ov & ~nv
+                make = ~ov & nv
+
+                def items_with(mask: BoolArr) -> list[int]:
+                    hit = np.logical_or.reduceat(mask, np.minimum(bounds[:-1], len(mask) - 1)) & (lens > 0)
+                    return np.flatnonzero(hit).tolist()
+
+                if brk.any():
+                    brk_items = items_with(brk)
+                if make.any():
+                    for i in items_with(make):
+                        r = regs[i]
+                        if r is None:
+                            continue
+                        if r.pmd_broken_old:
+                            slow = True
+                            break
+                        if r.broken_old is not None:
+                            idx = stores[i][1]
+                            m = make[bounds[i] : bounds[i + 1]]
+                            if r.broken_old[idx : idx + len(m)][m].any():
+                                slow = True
+                                break
+        if slow:
+            for table, idx, old, new in stores:
+                self.on_store(table, idx, old, new)
+            return
+        seq0 = self.seq
+        done: list[_Region] = []
+        for r, (table, idx, old, _new) in zip(regs, stores, strict=True):
+            done.append(self._table_region(table, idx, old.astype(np.uint64, copy=False)) if r is None else r)
+        for i in brk_items:
+            r = done[i]
+            _, idx, old, new = stores[i]
+            o = olds[bounds[i] : bounds[i + 1]]
+            b = brk[bounds[i] : bounds[i + 1]]
+            pos = idx + np.flatnonzero(b)
+            bo, bs = r.breaks()
+            bo[pos] = o[b]
+            bs[pos] = seq0 + i + 1
+        off = 0
+        for r, (_, idx, _, new) in zip(done, stores, strict=True):
+            nr = len(new)
+            r.vals[idx : idx + nr] = news[off : off + nr]
+            off += nr
+        self.seq = seq0 + len(stores)
+
     def _check_level3_changes(self, r: _Region, table: PteTable, idx: int, old: U64, new: U64) -> None:
         fmt = self.fmt
         ov = fmt.page_valid_v(old)
@@ -276,13 +425,16 @@ class RuleChecker:
         brk = ov & ~nv
         if brk.any():
             pos = idx + np.flatnonzero(brk)
-            r.broken_old[pos] = old[brk]
-            r.break_seq[pos] = self.seq
+            bo, bs = r.breaks()
+            bo[pos] = old[brk]
+            bs[pos] = self.seq
         # makes
         make = ~ov & nv
         if make.any():
             if r.pmd_broken_old:
                 self._check_pmd_break_covered(r, table.pmd_index, "level-3 descriptors written")
+            if r.broken_old is None:
+                return
             pos_rel = np.flatnonzero(make)
             pos = idx + pos_rel
             pend = r.broken_old[pos] != 0
@@ -296,8 +448,9 @@ class RuleChecker:
     def _check_break_covered(self, r: _Region, table: PteTable, p: int, new: int) -> None:
         """Entry ``p`` is made valid again: was its old translation flushed (RDDMVT)?"""
         fmt = self.fmt
-        old = int(r.broken_old[p])
-        seq = int(r.break_seq[p])
+        bo, bs = r.breaks()
+        old = int(bo[p])
+        seq = int(bs[p])
         # Only an old *contiguous* translation may be cached for the whole
         # block; a new contiguous entry replacing a lone page needs just that
         # page flushed (munmap of a 4K page, then a 64K folio mapped there).
@@ -308,13 +461,13 @@ class RuleChecker:
         else:
             lo, hi = p, p + 1
             what = "the page"
-        done = r.cover[lo:hi] > seq
+        done = r.seqs("cover", slice(lo, hi)) > seq
         if done.all():
             return
         va = table.va(p)
         ptes = [old, new]
-        issued = r.issued[lo:hi] > seq
-        local = r.local[lo:hi] > seq
+        issued = r.seqs("issued", slice(lo, hi)) > seq
+        local = r.seqs("local", slice(lo, hi)) > seq
         if done.any():
             self._raise(
                 "tlbi-coverage",
@@ -411,10 +564,13 @@ class RuleChecker:
                     self._check_pmd_break_covered(r, pmd_index, "level-2 block written")
                 r.pmd_broken_old = 0
             # replacing level-3 translations by a block is a size change
+            if r.broken_old is None:
+                return
             pend = np.flatnonzero(r.broken_old != 0)
             if len(pend) and self.feat.bbm_level == 0:
+                assert r.break_seq is not None
                 seqs = r.break_seq[pend]
-                ok = r.cover[pend] > seqs
+                ok = r.seqs("cover", pend) > seqs
                 if not ok.all():
                     k = int(pend[np.flatnonzero(~ok)[0]])
                     self._raise(
@@ -463,17 +619,16 @@ class RuleChecker:
             z = np.zeros(len(vals), dtype=np.bool_)
             return z, z, z
         mis = np.asarray(has_c & (valid & ~cont).any(axis=1), dtype=np.bool_)
+        # compare every Contiguous entry of a set with its first one: the
+        # bases (pfn - offset) all equal and aligned, the keys all equal
+        j = np.argmax(cont, axis=1)
+        rows = np.arange(len(vals))
         off = np.arange(n, dtype=np.int64)
-        base = fmt.pfn_v(vals).astype(np.int64) - off
-        big = np.iinfo(np.int64).max
-        bmin = np.where(cont, base, big).min(axis=1)
-        bmax = np.where(cont, base, -big).max(axis=1)
-        oa_bad = np.asarray(has_c & ((bmin != bmax) | (bmin % n != 0)), dtype=np.bool_)
+        base = fmt.pfn_v(vals).view(np.int64) - off
+        b0 = base[rows, j]
+        oa_bad = np.asarray(has_c & ((cont & (base != b0[:, None])).any(axis=1) | (b0 % n != 0)), dtype=np.bool_)
         key = fmt.prot_key_v(vals, self.feat.hd)
-        kmax = np.iinfo(np.uint64).max
-        kmin = np.where(cont, key, np.uint64(kmax)).min(axis=1)
-        kmx = np.where(cont, key, np.uint64(0)).max(axis=1)
-        attr_bad = np.asarray(has_c & (kmin != kmx), dtype=np.bool_)
+        attr_bad = np.asarray(has_c & (cont & (key != key[rows, j][:, None])).any(axis=1), dtype=np.bool_)
         return mis, oa_bad, attr_bad
 
     def _check_sets(self, r: _Region, pmd_index: int, lo: int, hi: int, when: str) -> None:
@@ -697,7 +852,6 @@ class RuleChecker:
                 else:
                     lo, hi = 0, self.n
                 if l3:
-                    arr: I64 = getattr(r, field)
-                    arr[lo:hi] = t.seq
+                    r.set_seqs(field, lo, hi, t.seq)
                 if l2:
                     setattr(r, field + "2", t.seq)

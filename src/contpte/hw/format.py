@@ -300,7 +300,8 @@ class VmsaFormat(DescriptorFormat):
         if not hd:
             return d & self._u_key_mask
         dbm = (d & self._u_dbm) != 0
-        return np.where(dbm, d & self._u_key_mask_dbm, d & self._u_key_mask).astype(np.uint64)
+        out: U64 = d & np.where(dbm, self._u_key_mask_dbm, self._u_key_mask)
+        return out
 
     def memtype_v(self, d: U64) -> U64:
         return d & self._u_memtype

@@ -106,6 +106,36 @@ class PteTable:
         else:
             self.entries[idx : idx + nr] = values
 
+    @staticmethod
+    def store_bulk_tables(stores: list[tuple["PteTable", int, np.ndarray]]) -> None:
+        """``store_bulk(idx, values)`` of each ``(table, idx, values)`` (distinct
+        tables of address spaces with the same observers), the observers told of all at once
+        (``on_store_many`` where an observer has it, else ``on_store`` each).
+        """
+        if not stores:
+            return
+        obs = stores[0][0].space.observers
+        if not obs:
+            for t, idx, values in stores:
+                t.entries[idx : idx + len(values)] = values
+            return
+        olds = np.concatenate([t.entries[idx : idx + len(values)] for t, idx, values in stores])
+        news = np.concatenate([values for _, _, values in stores]).astype(np.uint64, copy=False)
+        seen: list[tuple["PteTable", int, np.ndarray, np.ndarray]] = []
+        off = 0
+        for t, idx, values in stores:
+            nr = len(values)
+            t.entries[idx : idx + nr] = values
+            seen.append((t, idx, olds[off : off + nr], news[off : off + nr]))
+            off += nr
+        for o in obs:
+            many = getattr(o, "on_store_many", None)
+            if many is not None:
+                many(seen, olds, news)
+            else:
+                for t, idx, old, new in seen:
+                    o.on_store(t, idx, old.copy(), new.copy())
+
     def xchg(self, idx: int, value: int) -> int:
         """Atomically swap in ``value``; return the old descriptor."""
         self.space.counters.add("pte.atomic")

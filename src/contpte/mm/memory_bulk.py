@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..arch.pgtable import PteBatches, batch_positions
+from ..hw.tables import PteTable
 from .kernel import REF_OPS, Kernel
 from .memmap import PG_anon, PG_anon_exclusive
 from .mm_types import MM_ANONPAGES, VM_SHARED, VM_UFFD_WP, Vma, is_cow_mapping, vma_is_anonymous
@@ -150,21 +151,29 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
         if (inr & ~visited & ~nz).any():
             return None
         V = np.flatnonzero(visited)
-    rv = raw[V]
-    nzV = rv != 0
+    every = visited is None and full  # V is every entry, in order
+    rv = raw if every else raw[V]
+    nzV = nz if every else rv != 0
+    dense = bool(nzV.all())  # every PTE present (the common fork/exit case)
     pfnV = a.pte_pfn_v(rv)
-    pz = pfnV[nzV]
+    pz = pfnV if dense else pfnV[nzV]
     if len(pz) and int(pz.max()) >= mem.nr_frames:
         return None
-    hV = np.full(len(V), -1, dtype=np.int64)
     hz = mem.head[pz]
     if len(hz) and (hz < 0).any():
         return None
-    hV[nzV] = hz
+    if dense:
+        hV = hz
+    else:
+        hV = np.full(len(V), -1, dtype=np.int64)
+        hV[nzV] = hz
     if len(hz) and ((mem.flags[hz] & np.uint32(PG_anon)) == 0).any():
         return None
-    largeV = np.zeros(len(V), dtype=bool)
-    largeV[nzV] = mem.order[hz] > 0
+    if dense:
+        largeV = mem.order[hz] > 0
+    else:
+        largeV = np.zeros(len(V), dtype=bool)
+        largeV[nzV] = mem.order[hz] > 0
     gV, readsV, gathersV = a.bulk_ptep_get(raw, V)
     step = np.uint64(1 << a.PFN_PTE_SHIFT)
     per = st.per
@@ -172,14 +181,21 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
     if len(V) > 1 and largeV.any():  # only large folios are batched
         keyV = key_fn(gV)
         v1, v0 = V[1:], V[:-1]
-        m[1:] = (
-            nzV[1:]
-            & nzV[:-1]
-            & largeV[1:]
-            & (hV[1:] == hV[:-1])
-            & ((v1 // per) == (v0 // per))
-            & (keyV[1:] - keyV[:-1] == (v1 - v0).astype(np.uint64) * step)
-        )
+        if every:
+            # consecutive entries: same table unless v1 starts one
+            m[1:] = largeV[1:] & (hV[1:] == hV[:-1]) & (keyV[1:] - keyV[:-1] == step)
+            if not dense:
+                m[1:] &= nzV[1:] & nzV[:-1]
+            m[per::per] = False
+        else:
+            m[1:] = (
+                nzV[1:]
+                & nzV[:-1]
+                & largeV[1:]
+                & (hV[1:] == hV[:-1])
+                & ((v1 // per) == (v0 // per))
+                & (keyV[1:] - keyV[:-1] == (v1 - v0).astype(np.uint64) * step)
+            )
     if m.any():
         fV = np.flatnonzero(~m)  # indices into V of the PTEs that end a batch
         fi = fV[nzV[fV]]  # ... of which the present ones start the next
@@ -317,12 +333,29 @@ def copy_page_range_bulk(dst_vma: Vma, src_vma: Vma) -> int | None:
     src_space = src_vma.vm_mm.space
     run: list[tuple[int, int, int]] = []
 
+    huge: list[tuple[int, int, int]] = []  # (pmd_idx, addr, next) of consecutive PMD maps
+
     def flush() -> int:
         ret = 0
         if run:
             ret = _copy_tables(dst_vma, src_vma, list(run))
             run.clear()
         return ret
+
+    def flush_huge() -> int:
+        if not huge:
+            return 0
+        todo = list(huge)
+        huge.clear()
+        if _copy_huge_pmds_bulk(dst_vma, src_vma, [h[0] for h in todo]):
+            return 0
+        for pmd_idx, addr, next_ in todo:
+            if huge_memory.copy_huge_pmd(dst_vma.vm_mm, src_vma.vm_mm, pmd_idx, addr, dst_vma, src_vma) == 0:
+                continue
+            ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, next_)
+            if ret:
+                return ret
+        return 0
 
     addr = src_vma.vm_start
     end = src_vma.vm_end
@@ -334,18 +367,64 @@ def copy_page_range_bulk(dst_vma: Vma, src_vma: Vma) -> int | None:
             ret = flush()
             if ret:
                 return ret
-            if huge_memory.copy_huge_pmd(dst_vma.vm_mm, src_vma.vm_mm, pmd_idx, addr, dst_vma, src_vma) == 0:
-                addr = next_
-                continue
-            ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, next_)
-            if ret:
-                return ret
-        elif src_space.pte_table(pmd_idx) is not None:
+            huge.append((pmd_idx, addr, next_))
+            addr = next_
+            continue
+        ret = flush_huge()
+        if ret:
+            return ret
+        if src_space.pte_table(pmd_idx) is not None:
             lo = (addr >> k.page_shift) & (per - 1)
             hi = lo + ((next_ - addr) >> k.page_shift)
             run.append((pmd_idx, lo, hi))
         addr = next_
+    ret = flush_huge()
+    if ret:
+        return ret
     return flush()
+
+
+def _copy_huge_pmds_bulk(dst_vma: Vma, src_vma: Vma, idxs: list[int]) -> bool:
+    """``copy_huge_pmd()`` of each PMD map ``idxs`` in order, the folio updates at once.
+
+    Only the plain case (a PMD-mapped anon folio; the mm never pinned, so
+    ``folio_try_dup_anon_rmap_pmd`` cannot fail): False, nothing done, if a
+    PMD is special, the huge zero page or not a folio's head.  The stores
+    (the parent's write-protect, the child's old write-protected copy) are
+    made PMD by PMD in the same order, each seen by the observers.
+    """
+    src_mm = src_vma.vm_mm
+    dst_mm = dst_vma.vm_mm
+    k = src_mm.kernel
+    a = k.arch
+    mem = k.memmap
+    ptes = [a.pmd_pte(src_mm.space.pmds[i]) for i in idxs]
+    if any(a.pte_special(p) for p in ptes):
+        return False
+    pfns = np.array([a.pte_pfn(p) for p in ptes], dtype=np.int64)
+    if k.huge_zero_pfn is not None and bool((pfns == k.huge_zero_pfn).any()):
+        return False
+    if bool((pfns < 0).any() | (pfns >= mem.nr_frames).any()) or bool((mem.head[pfns] != pfns).any()):
+        return False
+    n = len(idxs)
+    # folio_ref_add(), folio_try_dup_anon_rmap_pmd()
+    _add_at(mem.refcount, pfns)
+    mem.flags[pfns] &= _NOT_EXCL
+    _add_at(mem.entire_mapcount, pfns)
+    _add_at(mem.large_mapcount, pfns)
+    c = k.counters
+    c.add(REF_OPS, n)
+    c.add(RMAP_OPS, n)
+    dst_mm.add_mm_counter(MM_ANONPAGES, a.HPAGE_PMD_NR * n)
+    # pmdp_set_wrprotect() loads each PMD; set_pmd_at() in the child
+    src_mm.space.counters.add("pte.read", n)
+    src_store = src_mm.space.pmd_store
+    dst_store = dst_mm.space.pmd_store
+    for i, pte in zip(idxs, ptes, strict=True):
+        wp = a.pte_wrprotect(pte)
+        src_store(i, a.pte_pmd(wp))
+        dst_store(i, a.pte_pmd(a.pte_mkold(wp)))
+    return True
 
 
 def _copy_tables(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, int]]) -> int:
@@ -457,17 +536,20 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     rss = np.bincount(starts // per, weights=nrs, minlength=len(pieces)).astype(np.int64)
     src_store = bool(src_mm.space.observers) or bool(wp.any())
     released: list[Any] = []
+    stores: list[tuple[Any, int, np.ndarray]] = []
     for t, (pmd_idx, lo, hi) in enumerate(pieces):
         src_t = st.tables[t]
         dst_t = dst_mm.space.alloc_pte_table(pmd_idx)
         base = t * per
         if hi > lo:
             if src_store:
-                src_t.store_bulk(lo, new_src[base + lo : base + hi])
-            dst_t.store_bulk(lo, new_dst[base + lo : base + hi])
+                stores.append((src_t, lo, new_src[base + lo : base + hi]))
+            stores.append((dst_t, lo, new_dst[base + lo : base + hi]))
         if rss[t]:
             dst_mm.add_mm_counter(MM_ANONPAGES, int(rss[t]))
         released += (src_t, dst_t)
+    # each table's store_bulk, in order (the observers hear them at once)
+    PteTable.store_bulk_tables(stores)
     # each table's PTL drop, in order (every set is in its final state)
     a.ptl_release_many(released)
     if nb:
@@ -829,11 +911,13 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
         j = min(j, nb - 1)
         # clear the PTEs of batches i..j, table by table
         t0, t1 = int(tix[i]), int(tix[j])
+        clears: list[tuple[Any, int, np.ndarray]] = []
         for t in range(t0, t1 + 1):
             lo = int(starts[i]) - t * per if t == t0 else int(st.lo[t])
             hi = int(starts[j] + nrs[j]) - t * per if t == t1 else int(st.hi[t])
             if hi > lo:
-                st.tables[t].store_bulk(lo, zeros[: hi - lo])
+                clears.append((st.tables[t], lo, zeros[: hi - lo]))
+        PteTable.store_bulk_tables(clears)
         tlb.start = min(tlb.start, int(vaddr[i]))
         tlb.end = max(tlb.end, int(vaddr[j]) + nrl[j] * ps)
         tlb.cleared_ptes = True

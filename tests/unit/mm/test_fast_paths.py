@@ -179,3 +179,37 @@ def test_lock_break_points_rule() -> None:
         else:
             ws = [int(x) for x in rng.choice([1, 1, 1, 8, 16, 24, 128], n)]
         assert lock_break_points(np.array(ws, dtype=np.int64)) == loop(ws)
+
+
+def _pmd_fork_trace(arch: str, check: bool, fast: bool) -> list[Any]:
+    """PMD-mapped THPs (some split, some partly unmapped) forked twice: the bulk PMD copy."""
+    m = contpte.Machine(arch=arch, memory="64M", cpus=2, mthp={}, thp="always", check=check)
+    m.kernel.fast_paths = fast
+    p = m.spawn()
+    pmd = 2 << 20
+    a = p.mmap(9 * pmd)
+    a = (a + pmd - 1) & ~(pmd - 1)
+    out: list[Any] = []
+    p.write(a, 6 * pmd, 7)
+    p.munmap(a + 2 * pmd + 4096, 4096)  # splits one PMD map: PTEs between PMD maps
+    c = p.fork()
+    out.append(snapshot(m))
+    c.write(a, 4096, 9)
+    p.write(a + pmd, 4096, 3)
+    c2 = c.fork()
+    out.append(snapshot(m))
+    c2.exit()
+    c.exit()
+    out.append(snapshot(m))
+    return out
+
+
+def test_bulk_pmd_copy_equals_copy_huge_pmd() -> None:
+    for arch in ("arm64", "generic"):
+        for check in (False, True):
+            fast = _pmd_fork_trace(arch, check, True)
+            ref = _pmd_fork_trace(arch, check, False)
+            assert any(v for k, v in fast[0].items() if k.endswith(".pmds"))  # PMD maps were copied
+            for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
+                d = diff(f, r)
+                assert not d, f"{arch} check={check} step {i}: {d}"

@@ -23,7 +23,7 @@ Model-only knobs (``Machine`` passes them): ``contpte``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -344,26 +344,38 @@ class Arm64Pgtable(Pgtable):
     def pte_swp_clear_uffd_wp(self, pte: int) -> int:
         return pte & ~PTE_SWP_UFFD_WP
 
-    def ptes_decode(self, entries: np.ndarray) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Decode raw PTEs with numpy bit operations (model-only: validators, pagemap).
 
         Raw per-entry bits, no gathering over blocks; counts no reads.
-        ``valid`` is what the walker would translate (bit 0).
+        ``valid`` is what the walker would translate (bit 0).  ``fields``:
+        only these keys (default all).
         """
         v = np.asarray(entries, dtype=np.uint64)
         valid = (v & _NP_VALID) != _NP_ZERO
         present = valid | ((v & np.uint64(PTE_VALID | PTE_PRESENT_INVALID)) == np.uint64(PTE_PRESENT_INVALID))
-        pfn = np.where(present, (v & self._np_addr) >> np.uint64(self.PAGE_SHIFT), _NP_ZERO).astype(np.int64)
-        return {
-            "valid": valid,
-            "present": present,
-            "pfn": pfn,
-            "write": present & ((v & _NP_WRITE) != _NP_ZERO),
-            "dirty": present & self._np_dirty(v),
-            "young": present & ((v & _NP_AF) != _NP_ZERO),
-            "cont": present & ((v & _NP_CONT) != _NP_ZERO),
-            "special": present & ((v & np.uint64(PTE_SPECIAL)) != _NP_ZERO),
-        }
+
+        def want(f: str) -> bool:
+            return fields is None or f in fields
+
+        out = {"valid": valid, "present": present}
+        if want("pfn"):
+            out["pfn"] = np.where(present, (v & self._np_addr) >> np.uint64(self.PAGE_SHIFT), _NP_ZERO).astype(
+                np.int64
+            )
+        if want("write"):
+            out["write"] = present & ((v & _NP_WRITE) != _NP_ZERO)
+        if want("dirty"):
+            out["dirty"] = present & self._np_dirty(v)
+        if want("young"):
+            out["young"] = present & ((v & _NP_AF) != _NP_ZERO)
+        if want("cont"):
+            out["cont"] = present & ((v & _NP_CONT) != _NP_ZERO)
+        if want("special"):
+            out["special"] = present & ((v & np.uint64(PTE_SPECIAL)) != _NP_ZERO)
+        return out
 
     def vm_get_page_prot(self, vm_flags: int) -> int:
         """The pgprot for a VMA.  Models: arch/arm64/mm/mmap.c ``vm_get_page_prot()``.
