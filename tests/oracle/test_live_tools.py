@@ -96,13 +96,15 @@ def test_cli_oracle_json(live_kernel: None, capsys: pytest.CaptureFixture[str]) 
 def test_cli_oracle_reports_a_difference_as_a_table(
     live_kernel: None, tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A deliberately wrong expectation: the model (6.12) copies on the write
-    # after the child exited, 6.18 reuses the large folio -- and the file
-    # declares no mismatch, so the oracle must report it.
+    # A deliberately wrong expectation: the header pins the model to v6.12
+    # (cow_reuse_large=false wins over the option chosen for the live
+    # kernel), which copies on the write after the child exited; 6.18 reuses
+    # the large folio -- and the file declares no mismatch, so the oracle
+    # must report it.
     scn = os.path.join(tmp_path, "diff.scn")
     with open(scn, "w") as fh:
         fh.write(
-            "machine arch=arm64 memory=64M mthp.64K=always\n"
+            "machine arch=arm64 memory=64M mthp.64K=always cow_reuse_large=false\n"
             "p = spawn\nbuf = p mmap 128K rw private|anonymous\np write buf 128K 1\n"
             "c = p fork\nc exit\np write buf 4K 2\n"
         )

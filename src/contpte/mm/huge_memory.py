@@ -118,6 +118,40 @@ def _huge_zero_pfn(mm: MmStruct) -> int | None:
     return k.huge_zero_pfn
 
 
+def vma_alloc_anon_folio_pmd(vma: Vma) -> "Folio | None":
+    """Allocate a zeroed PMD-size anon folio, counting a fallback on failure.
+
+    Models: mm/huge_memory.c ``vma_alloc_anon_folio_pmd()`` (from commit
+    "mm: abstract THP allocation", v6.13; open-coded in v6.12's
+    ``__do_huge_pmd_anonymous_page()``, same events).
+    """
+    k = vma.vm_mm.kernel
+    folio = k.folio_alloc(k.PMD_ORDER, zero=True)
+    if folio is None:
+        k.counters.add(THP_FAULT_FALLBACK)
+        k.mthp_stat(k.PMD_ORDER, "anon_fault_fallback")
+    return folio
+
+
+def map_anon_folio_pmd(folio: "Folio", vma: Vma, pmd_index: int, haddr: int) -> None:
+    """Map a new PMD-size anon folio writable (per the VMA) and dirty.
+
+    Models: mm/huge_memory.c ``map_anon_folio_pmd()`` (v6.13).
+    """
+    from .memory import maybe_mkwrite
+
+    mm = vma.vm_mm
+    k = mm.kernel
+    arch = k.arch
+    entry = arch.pfn_pte(folio.pfn, vma.vm_page_prot)
+    entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
+    rmap.folio_add_new_anon_rmap(folio, vma, haddr, rmap.RMAP_EXCLUSIVE, pmd=True)
+    arch.set_pmd_at(mm, haddr, pmd_index, arch.pte_pmd(entry))
+    mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
+    k.counters.add(THP_FAULT_ALLOC)
+    k.mthp_stat(k.PMD_ORDER, "anon_fault_alloc")
+
+
 def create_huge_pmd(vmf: "VmFault") -> int:
     """Map a fresh PMD-size folio (or the huge zero page on a read).
 
@@ -128,7 +162,7 @@ def create_huge_pmd(vmf: "VmFault") -> int:
     k = mm.kernel
     arch = k.arch
     haddr = vmf.address & ~(arch.PMD_SIZE - 1)
-    from .memory import anon_vma_prepare, maybe_mkwrite
+    from .memory import anon_vma_prepare
 
     anon_vma_prepare(vma)
     if not vmf.flags & FAULT_FLAG_WRITE and k.use_zero_page:
@@ -139,18 +173,32 @@ def create_huge_pmd(vmf: "VmFault") -> int:
         pmd = arch.pte_pmd(arch.pte_mkspecial(arch.pfn_pte(zpfn, vma.vm_page_prot)))
         arch.set_pmd_at(mm, haddr, vmf.pmd_index, pmd)
         return 0
-    folio = k.folio_alloc(k.PMD_ORDER, zero=True)
+    folio = vma_alloc_anon_folio_pmd(vma)
     if folio is None:
-        k.counters.add(THP_FAULT_FALLBACK)
-        k.mthp_stat(k.PMD_ORDER, "anon_fault_fallback")
         return VM_FAULT_FALLBACK
-    entry = arch.pfn_pte(folio.pfn, vma.vm_page_prot)
-    entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
-    rmap.folio_add_new_anon_rmap(folio, vma, haddr, rmap.RMAP_EXCLUSIVE, pmd=True)
-    arch.set_pmd_at(mm, haddr, vmf.pmd_index, arch.pte_pmd(entry))
-    mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
-    k.counters.add(THP_FAULT_ALLOC)
-    k.mthp_stat(k.PMD_ORDER, "anon_fault_alloc")
+    map_anon_folio_pmd(folio, vma, vmf.pmd_index, haddr)
+    return 0
+
+
+def do_huge_zero_wp_pmd(vmf: "VmFault", haddr: int) -> int:
+    """Replace the huge zero PMD by a new PMD THP on a write fault.
+
+    Models: mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit 1ced09e0331f
+    "mm: allocate THP on hugezeropage wp-fault" (Dev Jain, v6.13); only
+    with the ``huge_zero_wp_thp`` option.  VM_FAULT_FALLBACK when the
+    folio cannot be allocated (the caller then splits, as v6.12 always
+    does).  The PMD is cleared and flushed (``pmdp_huge_clear_flush``)
+    before the new one is set, so no TLB keeps the zero page's translation.
+    """
+    vma = vmf.vma
+    mm = vma.vm_mm
+    arch = mm.kernel.arch
+    folio = vma_alloc_anon_folio_pmd(vma)
+    if folio is None:
+        return VM_FAULT_FALLBACK
+    arch.pmdp_huge_get_and_clear(mm, haddr, vmf.pmd_index)
+    arch.flush_pmd_tlb_range(vma, haddr, haddr + arch.PMD_SIZE)
+    map_anon_folio_pmd(folio, vma, vmf.pmd_index, haddr)
     return 0
 
 
@@ -169,6 +217,11 @@ def huge_pmd_fault(vmf: "VmFault", pmd: int) -> int:
     haddr = vmf.address & ~(arch.PMD_SIZE - 1)
     if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not arch.pte_write(pte):
         pfn = arch.pte_pfn(pte)
+        if pfn == k.huge_zero_pfn and k.huge_zero_wp_thp:
+            ret = do_huge_zero_wp_pmd(vmf, haddr)
+            if not ret & VM_FAULT_FALLBACK:
+                return ret
+            # Fall back to splitting the PMD if the THP cannot be allocated.
         if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
             split_huge_pmd(vma, vmf.pmd_index, haddr)
             return VM_FAULT_FALLBACK

@@ -28,8 +28,27 @@ THP_SETTINGS = ("always", "madvise", "inherit", "never")
 
 MM_OPTIONS: dict[str, Any] = {
     "batch_fork": True,
+    "cow_reuse_large": False,
+    "huge_zero_wp_thp": False,
 }
-"""Core-mm variants: options on one code path (see DESIGN.md)."""
+"""Core-mm variants: options on one code path (see DESIGN.md).
+
+``batch_fork``: copy_present_ptes() copies a large folio's PTEs in batches
+(v6.12); False copies one PTE per iteration (the pre-series kernel).
+
+``cow_reuse_large``: a write fault on a write-protected PTE of an
+exclusively mapped large anon folio reuses the page (mm/memory.c
+``__wp_can_reuse_large_anon_folio()``, commit 1da190f4d0a6 "mm:
+Copy-on-Write (COW) reuse support for PTE-mapped THP", David Hildenbrand,
+v6.15, CONFIG_MM_ID).  False: v6.12, which never reuses a page of a large
+folio and copies it.
+
+``huge_zero_wp_thp``: a write fault on the huge zero PMD allocates a PMD
+THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
+1ced09e0331f "mm: allocate THP on hugezeropage wp-fault", Dev Jain, v6.13),
+splitting as before only when the allocation fails.  False: v6.12, which
+splits the PMD and faults in one order-0 page.
+"""
 
 PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
 THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
@@ -75,6 +94,8 @@ class Kernel:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
         self.batch_fork: bool = bool(self.options["batch_fork"])
+        self.cow_reuse_large: bool = bool(self.options["cow_reuse_large"])
+        self.huge_zero_wp_thp: bool = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
         self.bugs: frozenset[str] = frozenset()
         #: Called after every rmap change of a folio (validators check refcount >= mapcount there).

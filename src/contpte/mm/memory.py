@@ -605,14 +605,62 @@ def do_shared_fault(vmf: VmFault) -> int:
 
 
 # -- write-protect faults (mm/memory.c do_wp_page) -----------------------------
-def wp_can_reuse_anon_folio(folio: Folio, vma: Vma) -> bool:
-    """Models: mm/memory.c ``wp_can_reuse_anon_folio()`` (v6.12).
+def folio_mapcount_in_mm(folio: Folio, mm: MmStruct) -> int:
+    """How many of ``folio``'s mappings (PTEs, and PMDs counted once) are in ``mm``.
 
-    v6.12 never reuses a page of a large folio: it copies, which gives the
-    large folio back sooner.
+    Model-only (counts no table reads): stands in for CONFIG_MM_ID's
+    per-folio ``_mm_id``/``_mm_id_mapcount`` slots, which the kernel keeps
+    up to date in the rmap functions.  The kernel's bookkeeping is a "maybe
+    shared" bit (``folio_test_large_maybe_mapped_shared()``) that can stay
+    set, conservatively, once a third mm mapped the folio; this count is
+    exact, which is what the kernel computes in every case with at most two
+    mms involved.
+    """
+    a = mm.kernel.arch
+    lo, hi = folio.pfn, folio.pfn + folio.nr_pages
+    n = 0
+    for table in mm.space.tables.values():
+        d = a.ptes_decode(table.entries, ("present", "special", "pfn"))
+        n += int((d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)).sum())
+    for pmd in mm.space.pmds.values():
+        pte = a.pmd_pte(pmd)
+        if a.pte_present(pte) and not a.pte_special(pte) and a.pte_pfn(pte) == folio.pfn:
+            n += 1
+    return n
+
+
+def wp_can_reuse_large_anon_folio(folio: Folio, vma: Vma) -> bool:
+    """Models: mm/memory.c ``__wp_can_reuse_large_anon_folio()`` (v6.15, CONFIG_MM_ID).
+
+    Commit 1da190f4d0a6 "mm: Copy-on-Write (COW) reuse support for
+    PTE-mapped THP" (David Hildenbrand): reuse when the folio is mapped
+    more than once, every mapping is in this mm, and every reference is
+    from a mapping (refcount == mapcount).  Only with the ``cow_reuse_large``
+    option; v6.12 never reuses a page of a large folio.
+    """
+    k: Kernel = vma.vm_mm.kernel
+    if not k.cow_reuse_large:
+        # v6.12: copy, which gives the large folio back sooner.
+        return False
+    mapcount = folio.mapcount_total()
+    # Let's just free up a large folio if only a single page is mapped.
+    if mapcount <= 1:
+        return False
+    # (The kernel first frees the swap cache here; the model has none.)
+    if mapcount != folio.refcount:
+        return False
+    # folio_test_large_maybe_mapped_shared(): all mappings in this mm?
+    return folio_mapcount_in_mm(folio, vma.vm_mm) == mapcount
+
+
+def wp_can_reuse_anon_folio(folio: Folio, vma: Vma) -> bool:
+    """Models: mm/memory.c ``wp_can_reuse_anon_folio()``.
+
+    A large folio goes to ``wp_can_reuse_large_anon_folio`` (which says no
+    in v6.12); a small one is reused with refcount 1.
     """
     if folio.test_large():
-        return False
+        return wp_can_reuse_large_anon_folio(folio, vma)
     return folio.refcount == 1
 
 

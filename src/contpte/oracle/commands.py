@@ -41,6 +41,9 @@ def render_result(console: Any, r: OracleResult) -> None:
     if r.status == "skipped":
         console.print(f"  skipped: {r.reason}")
         return
+    if r.options:
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.options.items()))
+        console.print(f"  model options for {r.kernel}: {opts}")
     if r.expect_mismatch:
         console.print(f"  expect-mismatch {r.oracle}: {r.expect_mismatch}")
     first = r.first_difference
@@ -49,7 +52,8 @@ def render_result(console: Any, r: OracleResult) -> None:
         console.print(f"  {len(r.steps)} steps, states compared after {n}: model and {r.kernel} agree")
         return
     table = Table(title=f"differences after line {first.line}: {first.text}", title_justify="left")
-    for col in ("step", "process", "where", "field", "model (6.12, generic)", f"live ({r.kernel})"):
+    model = "model (6.12, generic" + ("" if not any(r.options.values()) else ", newer options") + ")"
+    for col in ("step", "process", "where", "field", model, f"live ({r.kernel})"):
         table.add_column(col)
     for s in r.steps:
         for d in s.diffs:

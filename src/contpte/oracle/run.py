@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -136,6 +137,8 @@ class OracleResult:
     reason: str | None = None
     kernel: str = ""
     settings: dict[str, str] = field(default_factory=dict)
+    #: The core-mm options the model ran with (chosen from the live kernel's version).
+    options: dict[str, Any] = field(default_factory=dict)
     steps: list[StepReport] = field(default_factory=list)
 
     @property
@@ -161,8 +164,42 @@ class OracleResult:
             "reason": self.reason,
             "kernel": self.kernel,
             "settings": self.settings,
+            "options": self.options,
             "steps": [s.as_dict() for s in self.steps],
         }
+
+
+# ---------------------------------------------------------------------------
+# The model's core-mm options for the live kernel
+# ---------------------------------------------------------------------------
+MM_OPTIONS_SINCE: dict[str, tuple[int, int]] = {
+    # mm/huge_memory.c do_huge_zero_wp_pmd(): commit 1ced09e0331f
+    # "mm: allocate THP on hugezeropage wp-fault" (Dev Jain), v6.13.
+    "huge_zero_wp_thp": (6, 13),
+    # mm/memory.c __wp_can_reuse_large_anon_folio(): commit 1da190f4d0a6
+    # "mm: Copy-on-Write (COW) reuse support for PTE-mapped THP" (David Hildenbrand), v6.15.
+    "cow_reuse_large": (6, 15),
+}
+"""The default-off core-mm options (``MM_OPTIONS``) and the mainline version that behaves so."""
+
+
+def kernel_version(release: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a ``uname -r`` string (``"6.18.0-1-amd64"``), None if unparsable."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def live_mm_options(release: str | None = None) -> dict[str, bool]:
+    """The model options that make it behave as the live kernel (by its version).
+
+    An unparsable release keeps the model's defaults (v6.12).  Chosen from
+    the version only, never from how a scenario turns out; a distribution
+    kernel that backported one of these changes would show as a mismatch.
+    """
+    ver = kernel_version(platform.release() if release is None else release)
+    if ver is None:
+        return {}
+    return {name: ver >= since for name, since in MM_OPTIONS_SINCE.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -418,9 +455,9 @@ def _range_diff(proc: str, k: tuple[str, str, str], run: tuple[int, int], name: 
 class _Replay:
     """Runs the steps on both sides."""
 
-    def __init__(self, sc: Scenario, live: LiveKernel, tmpdir: str) -> None:
+    def __init__(self, sc: Scenario, live: LiveKernel, tmpdir: str, options: dict[str, Any]) -> None:
         self.sc = sc
-        self.m = make_machine(sc, arch="generic")
+        self.m = make_machine(sc, arch="generic", **options)
         self.ps = self.m.page_size
         self.env = Env()
         self.live = live
@@ -548,6 +585,8 @@ def run_oracle(
     expected = sc.expect_mismatch.get(ORACLE_NAME)
     res = OracleResult(sc.path, sc.title, ORACLE_NAME, "skipped", expect_mismatch=expected)
     res.kernel = f"Linux {platform.release()} {platform.machine()}"
+    # The scenario's header wins over the options chosen for the live kernel.
+    res.options = {k: v for k, v in live_mm_options().items() if k not in sc.machine}
     reason = live_unavailable_reason() or scenario_unsupported_reason(sc)
     if reason is not None:
         res.reason = reason
@@ -557,7 +596,7 @@ def run_oracle(
         replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps
     ]
     fallbacks_before = live_fallbacks()
-    with _live_session(sc) as (replay, settings):
+    with _live_session(sc, res.options) as (replay, settings):
         res.settings = settings
         for i, step in enumerate(steps):
             if progress is not None:
@@ -618,7 +657,7 @@ def _read_diffs(step: Step, replay: _Replay, mv: list[int], lv: list[int]) -> li
 
 
 @contextlib.contextmanager
-def _live_session(sc: Scenario) -> Iterator[tuple[_Replay, dict[str, str]]]:
+def _live_session(sc: Scenario, options: dict[str, Any]) -> Iterator[tuple[_Replay, dict[str, str]]]:
     """THP policy applied, a tmpfs directory, the live processes; all undone on exit."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with ThpSysfs() as thp:
@@ -626,6 +665,6 @@ def _live_session(sc: Scenario) -> Iterator[tuple[_Replay, dict[str, str]]]:
         tmpdir = tempfile.mkdtemp(prefix="contpte-oracle-", dir=base)
         try:
             with LiveKernel(procfs.PAGE_SIZE) as live:
-                yield _Replay(sc, live, tmpdir), settings
+                yield _Replay(sc, live, tmpdir, options), settings
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)

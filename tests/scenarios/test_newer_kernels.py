@@ -1,0 +1,144 @@
+"""Newer-kernel core-mm behaviours, default off (v6.12), as options on one code path.
+
+``cow_reuse_large`` (v6.15, ``__wp_can_reuse_large_anon_folio``): a write
+fault on a write-protected page of an exclusively mapped large anon folio
+reuses the page instead of copying it.  ``huge_zero_wp_thp`` (v6.13,
+``do_huge_zero_wp_pmd``): a write fault on the huge zero PMD maps a new
+PMD THP instead of splitting.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scenario_util import PAGE, PMD_SIZE, Setup, assert_checked, delta, row
+
+import contpte
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["v6.12", "cow_reuse_large"])
+def test_write_after_exit(setup: Setup, reuse: bool) -> None:
+    m, p, a = setup.populated(value=1, cow_reuse_large=reuse)
+    c = p.fork()
+    c.exit()
+    r = row(p, a)
+    assert not r["writable"] and r["exclusive"]
+    s = m.stats()
+    p.write(a, PAGE, 2)
+    after = row(p, a)
+    assert after["writable"] and after["exclusive"]
+    if setup.pmd or not setup.large or (reuse and setup.large):
+        # PMD THP and order-0 pages are reused by both; with the option a
+        # page of a PTE-mapped large folio is reused too.
+        assert after["pfn"] == r["pfn"] and after["order"] == setup.order
+        assert delta(m, s, "page.copy") == 0
+    else:
+        assert after["pfn"] != r["pfn"] and after["order"] == 0
+        assert delta(m, s, "fault.wp_copy") == 1 and delta(m, s, "page.copy") == 1
+    if setup.large and not setup.pmd and reuse:
+        # Only the faulting PTE becomes writable (no fault-around); the
+        # other pages stay write-protected and not PageAnonExclusive.
+        pm = p.pagemap(a, setup.folio_bytes)
+        assert pm["writable"].tolist() == [True] + [False] * (setup.folio_pages - 1)
+        folio = m.kernel.folio(int(r["pfn"]))
+        pae = [folio.page_anon_exclusive(int(r["pfn"]) + i) for i in range(setup.folio_pages)]
+        assert pae == [True] + [False] * (setup.folio_pages - 1)
+        assert delta(m, s, "fault.wp_reuse") == 1
+        s = m.stats()
+        p.write(a + PAGE, PAGE, 3)  # the next page is reused as well
+        assert delta(m, s, "fault.wp_reuse") == 1 and delta(m, s, "page.copy") == 0
+        assert row(p, a + PAGE)["pfn"] == r["pfn"] + 1
+    assert p.read(a, 2 * PAGE).tolist()[0] == 2
+    assert_checked(m)
+
+
+def test_no_reuse_while_shared(setup: Setup) -> None:
+    """A folio the child still maps is copied, with or without the option."""
+    if not setup.large or setup.pmd:
+        pytest.skip("PTE-mapped large folios only")
+    m, p, a = setup.populated(value=1, cow_reuse_large=True)
+    c = p.fork()
+    r = row(p, a)
+    s = m.stats()
+    p.write(a, PAGE, 2)
+    after = row(p, a)
+    assert after["pfn"] != r["pfn"] and after["order"] == 0
+    assert delta(m, s, "page.copy") == 1
+    assert c.read(a, PAGE).tolist() == [1]
+    # The child still maps the whole folio; the parent all but one page:
+    # shared between two mms, so the child copies too.
+    s = m.stats()
+    c.write(a + PAGE, PAGE, 3)
+    assert delta(m, s, "page.copy") == 1
+    assert_checked(m)
+
+
+def test_no_reuse_with_extra_reference(setup: Setup) -> None:
+    """refcount != mapcount (here: a pin) keeps the v6.12 copy."""
+    if not setup.large or setup.pmd:
+        pytest.skip("PTE-mapped large folios only")
+    m, p, a = setup.populated(value=1, cow_reuse_large=True)
+    c = p.fork()
+    c.exit()
+    folio = m.kernel.folio(int(row(p, a)["pfn"]))
+    folio.ref_add(1)  # a speculative reference (e.g. a GUP-fast lookup in flight)
+    s = m.stats()
+    p.write(a, PAGE, 2)
+    assert delta(m, s, "page.copy") == 1
+    folio.ref_sub(1)
+    m.check()
+
+
+@pytest.mark.parametrize("thp_on_wp", [False, True], ids=["v6.12", "huge_zero_wp_thp"])
+def test_write_to_huge_zero_page(arch: str, thp_on_wp: bool) -> None:
+    m = contpte.Machine(arch=arch, memory="64M", thp="always", check=True, huge_zero_wp_thp=thp_on_wp)
+    p = m.spawn()
+    a = p.mmap(2 * PMD_SIZE)
+    assert p.read(a, PAGE).tolist() == [0]
+    zero = p.pagemap(a, PMD_SIZE)
+    assert zero["present"].all() and zero["order"][0] == 9
+    s = m.stats()
+    p.write(a + 2 * PAGE, PAGE, 1)
+    pm = p.pagemap(a, PMD_SIZE)
+    if thp_on_wp:
+        assert delta(m, s, "thp_fault_alloc") == 1 and delta(m, s, "thp_split_pmd") == 0
+        assert (pm["order"] == 9).all() and pm["writable"].all()
+        assert m.kernel.folio(int(pm["pfn"][0])).page_anon_exclusive(int(pm["pfn"][0]))
+        assert pm["pfn"][0] != zero["pfn"][0]
+    else:
+        assert delta(m, s, "thp_fault_alloc") == 0 and delta(m, s, "thp_split_pmd") == 1
+        assert (pm["order"] == 0).all()
+        assert pm["writable"].sum() == 1
+    assert p.read(a, 4 * PAGE).tolist() == [0, 0, 1, 0]
+    assert_checked(m)
+
+
+def test_huge_zero_wp_thp_falls_back_to_split(arch: str) -> None:
+    """No PMD-size block free: split the huge zero PMD as v6.12 does."""
+    m = contpte.Machine(arch=arch, memory="8M", thp="madvise", check=False, huge_zero_wp_thp=True)
+    p = m.spawn()
+    a = p.mmap(2 * PMD_SIZE)
+    p.madvise(a, 2 * PMD_SIZE, "hugepage")
+    assert p.read(a, PAGE).tolist() == [0]
+    free = m.kernel.buddy.nr_free
+    b = p.mmap(free * PAGE)
+    p.write(b, free * PAGE, 1)
+    for i in range(0, free, 2):
+        p.munmap(b + i * PAGE, PAGE)
+    assert m.kernel.buddy.largest_free_order() == 0
+    s = m.stats()
+    p.write(a, PAGE, 1)
+    assert delta(m, s, "thp_fault_fallback") == 1 and delta(m, s, "thp_split_pmd") == 1
+    pm = p.pagemap(a, PMD_SIZE)
+    assert (pm["order"] == 0).all() and pm["writable"].sum() == 1
+    assert p.read(a, 2 * PAGE).tolist() == [1, 0]
+    m.check()
+
+
+def test_oracle_chooses_options_by_version() -> None:
+    from contpte.oracle.run import live_mm_options
+
+    assert live_mm_options("6.12.9") == {"huge_zero_wp_thp": False, "cow_reuse_large": False}
+    assert live_mm_options("6.13.0-rc1") == {"huge_zero_wp_thp": True, "cow_reuse_large": False}
+    assert live_mm_options("6.15.2-arch1") == {"huge_zero_wp_thp": True, "cow_reuse_large": True}
+    assert live_mm_options("6.18.44-fc-v769") == {"huge_zero_wp_thp": True, "cow_reuse_large": True}
+    assert live_mm_options("unknown") == {}
