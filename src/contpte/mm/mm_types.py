@@ -6,7 +6,7 @@ include/linux/mm_types_task.h (RSS counters), Linux v6.12.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..hw.tables import AddressSpace
 
@@ -158,6 +158,3 @@ def is_cow_mapping(flags: int) -> bool:
     """``is_cow_mapping()``: private and may be written."""
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
 
-
-def _unused(*_: Any) -> None:
-    return None
