@@ -124,6 +124,10 @@ class _Shadow:
 class Validators:
     """All validators of one Machine, with their shadow state."""
 
+    #: Run ``run_all``'s frame-wide checks over candidate frames only when
+    #: few frames are mapped (same verdicts; off: always the dense checks).
+    SPARSE = True
+
     def __init__(self, machine: Any) -> None:
         self.m = machine
         self.per = machine.arch.PTRS_PER_PTE
@@ -495,13 +499,18 @@ class Validators:
         pte_maps = np.zeros(nr, dtype=np.int64)
         pmd_maps = np.zeros(nr, dtype=np.int64)
         writable_private = np.zeros(nr, dtype=np.int64)
+        any_tables = False
+        pte_mapped = 0  # PTE mappings counted (an upper bound of the frames they map)
+        pmd_pfs: list[np.ndarray] = []
         zero = {k.zero_pfn}
         if k.huge_zero_pfn is not None:
             zero.add(k.huge_zero_pfn)
         for mm in k.mms:
             rss = [0, 0, 0, 0]
             if mm.space.tables:
+                any_tables = True
                 self._check_tables(mm, rss, pte_maps, writable_private)
+                pte_mapped += sum(rss)
             if mm.space.pmds:
                 # every PMD block at once, in the dict's order
                 pitems = list(mm.space.pmds.items())
@@ -520,7 +529,7 @@ class Validators:
                         f"pid {mm.owner}: writable PMD maps non-exclusive folio {int(pf[j]):#x}",
                         idx << arch.PMD_SHIFT, [blk],
                     )
-                np.add.at(pmd_maps, pf, 1)
+                pmd_pfs.append(pf)
                 rss[MM_ANONPAGES] += arch.HPAGE_PMD_NR * len(pf)
             if rss != list(mm.rss):
                 raise InvariantViolation(
@@ -531,26 +540,44 @@ class Validators:
         # Per-page mapcount.
         for z in zero:
             pte_maps[z] = 0
-        live = mem.head >= 0
-        got = np.where(live, mem.mapcount, 0)
-        for z in zero:
-            got[z] = 0
-        if not np.array_equal(got, pte_maps):
-            j = int(np.nonzero(got != pte_maps)[0][0])
-            raise InvariantViolation(
-                "mapcount", f"pfn {j:#x}: mapcount {int(got[j])} but {int(pte_maps[j])} PTE(s) map it"
-            )
+        # Few frames in use (e.g. all memory PMD-mapped): the same checks
+        # over the frames with something to check only.
+        pmd_pf = np.concatenate(pmd_pfs) if pmd_pfs else np.zeros(0, dtype=np.int64)
+        if self.SPARSE and pte_mapped <= nr >> 4:
+            mc_nz = np.flatnonzero(mem.mapcount)
+            if len(mc_nz) <= nr >> 4:
+                self._run_all_sparse(zero, pte_maps if any_tables else None, pmd_pf, writable_private, mc_nz)
+                return
+        np.add.at(pmd_maps, pmd_pf, 1)
+        zero_arr = np.fromiter(zero, dtype=np.int64, count=len(zero))
+        # Every PTE-mapped pfn is allocated (``_check_tables`` checked), so
+        # a page's mapcount disagrees with its PTEs only where both differ
+        # and it is allocated.
+        cand = np.flatnonzero(mem.mapcount != pte_maps)
+        if len(cand):
+            cand = cand[mem.head[cand] >= 0]
+            cand = cand[~np.isin(cand, zero_arr)]
+            if len(cand):
+                j = int(cand[0])
+                raise InvariantViolation(
+                    "mapcount", f"pfn {j:#x}: mapcount {int(mem.mapcount[j])} but {int(pte_maps[j])} PTE(s) map it"
+                )
         ar = getattr(self, "_arange_cache", None)
         if ar is None or len(ar) != nr:
             ar = self._arange_cache = np.arange(nr, dtype=mem.head.dtype)
-        heads_mask = live & (mem.head == ar)
-        ent = np.where(heads_mask, mem.entire_mapcount, 0)
-        for z in zero:
-            ent[z] = 0
-        if not np.array_equal(ent, pmd_maps):
-            j = int(np.nonzero(ent != pmd_maps)[0][0])
+        heads_mask = mem.head == ar
+        # Entire mapcounts: only frames with one, or mapped by a PMD, can disagree.
+        em_nz = np.flatnonzero(mem.entire_mapcount)
+        cand = np.union1d(em_nz[heads_mask[em_nz]], np.unique(pmd_pf))
+        cand = cand[~np.isin(cand, zero_arr)]
+        ent = np.where(heads_mask[cand], mem.entire_mapcount[cand], 0)
+        want = pmd_maps[cand]
+        diff = ent != want
+        if diff.any():
+            i = int(np.argmax(diff))
+            j = int(cand[i])
             raise InvariantViolation(
-                "mapcount", f"folio {j:#x}: entire mapcount {int(ent[j])} but {int(pmd_maps[j])} PMD(s) map it"
+                "mapcount", f"folio {j:#x}: entire mapcount {int(ent[i])} but {int(want[i])} PMD(s) map it"
             )
         # refcount >= mappings, per folio.
         lp = np.nonzero(pte_maps)[0]
@@ -582,6 +609,109 @@ class Validators:
             bad[z] = False
         if bad.any():
             j = int(np.nonzero(bad)[0][0])
+            raise InvariantViolation(
+                "writable-shared", f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times"
+            )
+
+    def _run_all_sparse(
+        self,
+        zero: set[int],
+        pte_maps: np.ndarray | None,
+        pmd_pf: np.ndarray,
+        writable_private: np.ndarray,
+        mc_nz: np.ndarray,
+    ) -> None:
+        """The frame-wide checks of ``run_all`` over candidate frames only.
+
+        ``pte_maps`` is None when no mm has a PTE table (nothing PTE-mapped);
+        ``pmd_pf`` lists the pfn of every PMD mapping.  Outside the candidates
+        every compared quantity is zero on both sides, so the first mismatch
+        (in pfn order) is the one the dense checks find.
+        """
+        mem = self.m.kernel.memmap
+        zero_arr = np.fromiter(zero, dtype=np.int64, count=len(zero))
+        head = mem.head
+        empty = np.zeros(0, dtype=np.int64)
+        pmd_nz, pmd_cnt = np.unique(pmd_pf.astype(np.int64), return_counts=True)
+        pmd_cnt = pmd_cnt.astype(np.int64)
+
+        def pmd_at(idx: np.ndarray) -> np.ndarray:
+            """``pmd_maps[idx]``."""
+            out = np.zeros(len(idx), dtype=np.int64)
+            if len(pmd_nz) and len(idx):
+                i = np.minimum(np.searchsorted(pmd_nz, idx), len(pmd_nz) - 1)
+                hit = pmd_nz[i] == idx
+                out[hit] = pmd_cnt[i[hit]]
+            return out
+
+        # Per-page mapcount.
+        lp = np.flatnonzero(pte_maps) if pte_maps is not None else empty
+        mc_nz = mc_nz[head[mc_nz] >= 0]
+        cand = np.union1d(lp, mc_nz)
+        cand = cand[~np.isin(cand, zero_arr)]
+        got = np.where(head[cand] >= 0, mem.mapcount[cand], 0)
+        want = pte_maps[cand] if pte_maps is not None else np.zeros(len(cand), dtype=np.int64)
+        diff = got != want
+        if diff.any():
+            i = int(np.argmax(diff))
+            j = int(cand[i])
+            raise InvariantViolation(
+                "mapcount", f"pfn {j:#x}: mapcount {int(got[i])} but {int(want[i])} PTE(s) map it"
+            )
+        em_nz = np.flatnonzero(mem.entire_mapcount)
+        em_nz = em_nz[head[em_nz] == em_nz]
+        cand = np.union1d(em_nz, pmd_nz)
+        cand = cand[~np.isin(cand, zero_arr)]
+        ent = np.where(head[cand] == cand, mem.entire_mapcount[cand], 0)
+        want = pmd_at(cand)
+        diff = ent != want
+        if diff.any():
+            i = int(np.argmax(diff))
+            j = int(cand[i])
+            raise InvariantViolation(
+                "mapcount", f"folio {j:#x}: entire mapcount {int(ent[i])} but {int(want[i])} PMD(s) map it"
+            )
+        # refcount >= mappings, per folio.
+        ref = mem.refcount
+        if len(lp):
+            assert pte_maps is not None
+            hs = head[lp]
+            S = np.union1d(hs, pmd_nz)
+            per_S = np.bincount(np.searchsorted(S, hs), weights=pte_maps[lp], minlength=len(S)).astype(np.int64)
+            per_S += pmd_at(S)
+        else:
+            S = pmd_nz
+            per_S = pmd_cnt
+        bad_idx = S[(head[S] == S) & (ref[S] < per_S)]
+        if len(ref) and int(ref.min()) < 0:  # no mapping at all: refcount < 0 is still too few
+            neg = np.flatnonzero(ref < 0)
+            bad_idx = np.union1d(bad_idx, neg[head[neg] == neg])
+        bad_idx = bad_idx[~np.isin(bad_idx, zero_arr)]
+        if len(bad_idx):
+            j = int(bad_idx.min())
+            i = int(np.searchsorted(S, j))
+            pf = int(per_S[i]) if i < len(S) and int(S[i]) == j else 0
+            raise InvariantViolation(
+                "refcount>=mapcount", f"folio {j:#x}: refcount {int(ref[j])} < {pf} mappings"
+            )
+        if pte_maps is None:
+            # Nothing PTE-mapped: no pinned page is mapped by a PTE, and
+            # nothing is writable through a PTE.
+            return
+        # No page writable in two places unless all its mappings are shared.
+        wp_nz = np.flatnonzero(writable_private)
+        if len(wp_nz) and len(pmd_nz):
+            total = pte_maps.copy()
+            nrs = np.left_shift(1, mem.order[pmd_nz].astype(np.int64))
+            total[batch_positions(pmd_nz, nrs)] += np.repeat(pmd_cnt, nrs)
+        else:
+            total = pte_maps
+        self._check_pins(pte_maps)
+        bad_idx = wp_nz[total[wp_nz] > 1]
+        keep = ~np.isin(bad_idx, zero_arr)
+        if keep.any():
+            i = int(np.argmax(keep))
+            j = int(bad_idx[i])
             raise InvariantViolation(
                 "writable-shared", f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times"
             )
