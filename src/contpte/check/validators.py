@@ -121,6 +121,14 @@ class _Shadow:
         return vals, own
 
 
+def _raise_first_mismatch(cand: np.ndarray, got: np.ndarray, want: np.ndarray, text: str) -> None:
+    """Raise the ``mapcount`` violation of the first candidate frame where ``got != want``."""
+    diff = got != want
+    if diff.any():
+        i = int(np.argmax(diff))
+        raise InvariantViolation("mapcount", text.format(j=int(cand[i]), got=int(got[i]), want=int(want[i])))
+
+
 class Validators:
     """All validators of one Machine, with their shadow state."""
 
@@ -572,13 +580,7 @@ class Validators:
         cand = cand[~np.isin(cand, zero_arr)]
         ent = np.where(heads_mask[cand], mem.entire_mapcount[cand], 0)
         want = pmd_maps[cand]
-        diff = ent != want
-        if diff.any():
-            i = int(np.argmax(diff))
-            j = int(cand[i])
-            raise InvariantViolation(
-                "mapcount", f"folio {j:#x}: entire mapcount {int(ent[i])} but {int(want[i])} PMD(s) map it"
-            )
+        _raise_first_mismatch(cand, ent, want, "folio {j:#x}: entire mapcount {got} but {want} PMD(s) map it")
         # refcount >= mappings, per folio.
         lp = np.nonzero(pte_maps)[0]
         if len(lp):
@@ -651,26 +653,14 @@ class Validators:
         cand = cand[~np.isin(cand, zero_arr)]
         got = np.where(head[cand] >= 0, mem.mapcount[cand], 0)
         want = pte_maps[cand] if pte_maps is not None else np.zeros(len(cand), dtype=np.int64)
-        diff = got != want
-        if diff.any():
-            i = int(np.argmax(diff))
-            j = int(cand[i])
-            raise InvariantViolation(
-                "mapcount", f"pfn {j:#x}: mapcount {int(got[i])} but {int(want[i])} PTE(s) map it"
-            )
+        _raise_first_mismatch(cand, got, want, "pfn {j:#x}: mapcount {got} but {want} PTE(s) map it")
         em_nz = np.flatnonzero(mem.entire_mapcount)
         em_nz = em_nz[head[em_nz] == em_nz]
         cand = np.union1d(em_nz, pmd_nz)
         cand = cand[~np.isin(cand, zero_arr)]
         ent = np.where(head[cand] == cand, mem.entire_mapcount[cand], 0)
         want = pmd_at(cand)
-        diff = ent != want
-        if diff.any():
-            i = int(np.argmax(diff))
-            j = int(cand[i])
-            raise InvariantViolation(
-                "mapcount", f"folio {j:#x}: entire mapcount {int(ent[i])} but {int(want[i])} PMD(s) map it"
-            )
+        _raise_first_mismatch(cand, ent, want, "folio {j:#x}: entire mapcount {got} but {want} PMD(s) map it")
         # refcount >= mappings, per folio.
         ref = mem.refcount
         if len(lp):

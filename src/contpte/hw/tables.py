@@ -78,16 +78,9 @@ class PteTable:
             self.entries[idx] = np.uint64(value)
 
     def store_many(self, idx: int, values: np.ndarray) -> None:
-        nr = len(values)
-        self.space.counters.add("pte.write", nr)
-        obs = self.space.observers
-        if obs:
-            old = self.entries[idx : idx + nr].copy()
-            self.entries[idx : idx + nr] = values
-            for o in obs:
-                o.on_store(self, idx, old, values.astype(np.uint64, copy=True))
-        else:
-            self.entries[idx : idx + nr] = values
+        """Store ``values`` from ``idx``: ``len(values)`` counted, observed stores."""
+        self.space.counters.add("pte.write", len(values))
+        self.store_bulk(idx, values)
 
     def store_bulk(self, idx: int, values: np.ndarray) -> None:
         """Store ``values`` from ``idx`` for a bulk path that stands for several
