@@ -44,7 +44,8 @@ __all__ = [
     "thp_vma_suitable_order",
     "thp_vma_suitable_orders",
     "create_huge_pmd",
-    "huge_pmd_fault",
+    "do_huge_pmd_wp_page",
+    "huge_pmd_set_accessed",
     "copy_huge_pmd",
     "zap_huge_pmd",
     "split_huge_pmd",
@@ -202,45 +203,55 @@ def do_huge_zero_wp_pmd(vmf: "VmFault", haddr: int) -> int:
     return 0
 
 
-def huge_pmd_fault(vmf: "VmFault", pmd: int) -> int:
-    """A fault on a PMD-mapped range: wp or access-flag fixup.
+def do_huge_pmd_wp_page(vmf: "VmFault", pmd: int) -> int:
+    """A write (or unshare) fault on a write-protected PMD mapping.
 
-    Models: mm/memory.c ``wp_huge_pmd()``/``do_huge_pmd_wp_page()`` and
-    ``huge_pmd_set_accessed()``.  A shared (or zero-page) PMD is split and
-    the fault retried at PTE level (VM_FAULT_FALLBACK).
+    Models: mm/huge_memory.c ``do_huge_pmd_wp_page()`` (v6.12): an exclusive
+    anon folio is reused in place; the huge zero page (unless
+    ``huge_zero_wp_thp``) and shared folios are split and the fault retried
+    at PTE level (VM_FAULT_FALLBACK).
     """
     vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
+    k = vma.vm_mm.kernel
     arch = k.arch
     pte = arch.pmd_pte(pmd)
     haddr = vmf.address & ~(arch.PMD_SIZE - 1)
-    if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not arch.pte_write(pte):
-        pfn = arch.pte_pfn(pte)
-        if pfn == k.huge_zero_pfn and k.huge_zero_wp_thp:
-            ret = do_huge_zero_wp_pmd(vmf, haddr)
-            if not ret & VM_FAULT_FALLBACK:
-                return ret
-            # Fall back to splitting the PMD if the THP cannot be allocated.
-        if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
-            split_huge_pmd(vma, vmf.pmd_index, haddr)
-            return VM_FAULT_FALLBACK
-        folio = k.folio(pfn)
-        if folio.page_anon_exclusive(folio.pfn) or (folio.refcount == 1 and folio.mapcount_total() == 1):
-            folio.set_anon_exclusive(folio.pfn)
-            if vmf.flags & FAULT_FLAG_UNSHARE:
-                return 0
-            entry = arch.pte_mkyoung(arch.pte_mkdirty(pte))
-            if vma.vm_flags & VM_WRITE:
-                entry = arch.pte_mkwrite(entry)
-            arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), True)
-            return 0
+    pfn = arch.pte_pfn(pte)
+    if pfn == k.huge_zero_pfn and k.huge_zero_wp_thp:
+        ret = do_huge_zero_wp_pmd(vmf, haddr)
+        if not ret & VM_FAULT_FALLBACK:
+            return ret
+        # Fall back to splitting the PMD if the THP cannot be allocated.
+    if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         split_huge_pmd(vma, vmf.pmd_index, haddr)
         return VM_FAULT_FALLBACK
-    entry = arch.pte_mkyoung(pte)
-    if vmf.flags & FAULT_FLAG_WRITE:
+    folio = k.folio(pfn)
+    if folio.page_anon_exclusive(folio.pfn) or (folio.refcount == 1 and folio.mapcount_total() == 1):
+        folio.set_anon_exclusive(folio.pfn)
+        if vmf.flags & FAULT_FLAG_UNSHARE:
+            return 0
+        entry = arch.pte_mkyoung(arch.pte_mkdirty(pte))
+        if vma.vm_flags & VM_WRITE:
+            entry = arch.pte_mkwrite(entry)
+        arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), True)
+        return 0
+    split_huge_pmd(vma, vmf.pmd_index, haddr)
+    return VM_FAULT_FALLBACK
+
+
+def huge_pmd_set_accessed(vmf: "VmFault", pmd: int) -> int:
+    """Set young (and dirty on a write) on a PMD mapping.
+
+    Models: mm/huge_memory.c ``huge_pmd_set_accessed()``.
+    """
+    vma = vmf.vma
+    arch = vma.vm_mm.kernel.arch
+    write = bool(vmf.flags & FAULT_FLAG_WRITE)
+    entry = arch.pte_mkyoung(arch.pmd_pte(pmd))
+    if write:
         entry = arch.pte_mkdirty(entry)
-    arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), bool(vmf.flags & FAULT_FLAG_WRITE))
+    haddr = vmf.address & ~(arch.PMD_SIZE - 1)
+    arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), write)
     return 0
 
 

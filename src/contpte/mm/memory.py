@@ -178,9 +178,13 @@ def handle_mm_fault(vma: Vma, address: int, flags: int) -> int:
             if not ret & VM_FAULT_FALLBACK:
                 return ret
     elif pmd:
-        ret = huge_memory.huge_pmd_fault(vmf, pmd)
-        if not ret & VM_FAULT_FALLBACK:
-            return ret
+        if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not k.arch.pte_write(k.arch.pmd_pte(pmd)):
+            # wp_huge_pmd(): anon PMDs go to do_huge_pmd_wp_page().
+            ret = huge_memory.do_huge_pmd_wp_page(vmf, pmd)
+            if not ret & VM_FAULT_FALLBACK:
+                return ret
+        else:
+            return huge_memory.huge_pmd_set_accessed(vmf, pmd)
     return handle_pte_fault(vmf)
 
 
