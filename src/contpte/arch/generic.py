@@ -244,10 +244,19 @@ class GenericPgtable(Pgtable):
         bad = np.uint64(_PAGE_SPECIAL | _PAGE_UFFD_WP)
         return np.asarray(((raw & np.uint64(_PAGE_PRESENT)) != 0) & ((raw & bad) == 0))
 
+    def bulk_uniform_reads(self, raw: np.ndarray) -> tuple[int, int, int] | None:
+        if not len(raw) or not int(np.bitwise_and.reduce(raw)) & _PAGE_PRESENT:
+            return None
+        return None if int(np.bitwise_or.reduce(raw)) & (_PAGE_SPECIAL | _PAGE_UFFD_WP) else (1, 1, 0)
+
     def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
         """``wrprotect_ptes()`` per batch: one atomic per PTE (nr == 1 reads uncounted too)."""
-        new = np.where(b.mask(), self.pte_wrprotect_v(vals), vals)
-        return new, {"pte.atomic": b.total, "pte.write": b.total}
+        counts = {"pte.atomic": b.total, "pte.write": b.total}
+        if b.total == 0:
+            return vals, counts
+        if b.total == b.n:
+            return self.pte_wrprotect_v(vals), counts
+        return np.where(b.mask(), self.pte_wrprotect_v(vals), vals), counts
 
     def bulk_set_ptes(
         self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
@@ -255,6 +264,11 @@ class GenericPgtable(Pgtable):
         """``set_ptes()`` per batch: ``__set_ptes``, one store per PTE."""
         if not len(b):
             return np.zeros(b.n, dtype=np.uint64), {}
+        if b.stride and b.total == b.n:  # uniform batches tiling every entry
+            if b.stride == 1:
+                return ptes.copy(), {"pte.write": b.total}
+            offs = np.arange(b.stride, dtype=np.uint64) << np.uint64(self.PFN_PTE_SHIFT)
+            return (ptes[:, None] + offs[None, :]).reshape(-1), {"pte.write": b.total}
         bid = b.bid()
         vals = ptes[bid] + (b.offset().astype(np.uint64) << np.uint64(self.PFN_PTE_SHIFT))
         out = np.where(b.mask(), vals, np.uint64(0))

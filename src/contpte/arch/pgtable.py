@@ -61,26 +61,61 @@ class PteBatches:
     are computed once and shared by the bulk forms that need them.
     """
 
-    def __init__(self, starts: np.ndarray, nrs: np.ndarray, n: int) -> None:
-        self.starts = starts.astype(np.int64, copy=False)
-        self.nrs = nrs.astype(np.int64, copy=False)
+    def __init__(self, starts: np.ndarray | None, nrs: np.ndarray | None, n: int, stride: int = 0) -> None:
         self.n = n
-        self.total = int(self.nrs.sum())
+        #: Nonzero: every batch has ``stride`` entries and starts at a
+        #: multiple of ``stride`` (a bulk form may then work on rows of it).
+        self.stride = stride
+        if starts is None or nrs is None:  # uniform(): made when first asked for
+            assert stride
+            self._starts = self._nrs = None
+            self._len = n // stride
+        else:
+            self._starts = starts.astype(np.int64, copy=False)
+            self._nrs = nrs.astype(np.int64, copy=False)
+            self._len = len(self._starts)
+        self.total = self._len * stride if stride else int(self.nrs.sum())
         self._bid: np.ndarray | None = None
         self._mask: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
+    @classmethod
+    def uniform(cls, n: int, nr: int) -> "PteBatches":
+        """Batches of ``nr`` entries tiling all ``n`` entries."""
+        return cls(None, None, n, stride=nr)
+
+    @property
+    def starts(self) -> np.ndarray:
+        if self._starts is None:
+            self._starts = np.arange(0, self.n, self.stride, dtype=np.int64)
+        return self._starts
+
+    @property
+    def nrs(self) -> np.ndarray:
+        if self._nrs is None:
+            self._nrs = np.full(self._len, self.stride, dtype=np.int64)
+        return self._nrs
+
     def __len__(self) -> int:
-        return len(self.starts)
+        return self._len
 
     def subset(self, sel: np.ndarray) -> "PteBatches":
-        return PteBatches(self.starts[sel], self.nrs[sel], self.n)
+        return PteBatches(self.starts[sel], self.nrs[sel], self.n, self.stride)
+
+    def rows(self) -> np.ndarray:
+        """With a stride: which rows of ``stride`` entries are batches (bool)."""
+        assert self.stride
+        sel = np.zeros(self.n // self.stride, dtype=bool)
+        sel[self.starts // self.stride] = True
+        return sel
 
     def mask(self) -> np.ndarray:
         """Entries in a batch."""
         if self._mask is None:
             if self.total == self.n:
                 self._mask = np.ones(self.n, dtype=bool)
+            elif self.stride:
+                self._mask = np.repeat(self.rows(), self.stride)
             else:
                 d = np.zeros(self.n + 1, dtype=np.int32)
                 d[self.starts] += 1
@@ -633,6 +668,18 @@ class Pgtable:
         entries it jumps over are never read.  None: it lands on every one.
         """
         return None
+
+    def bulk_uniform_reads(self, raw: np.ndarray) -> tuple[int, int, int] | None:
+        """How a batch walk reads ``raw`` when every entry is plain and read alike.
+
+        ``(s, loads, gathers)``: from an ``s``-aligned entry the
+        ``pte_batch_hint()`` chain lands on every ``s``-th entry (what
+        ``bulk_batch_visited`` gives), and ``ptep_get()`` of each costs
+        ``loads`` loads and ``gathers`` block-getter calls (what
+        ``bulk_ptep_get`` gives).  None when an entry is not plain
+        (``bulk_plain_v``) or they are not all read alike.
+        """
+        return (1, 1, 0) if bool(self.bulk_plain_v(raw).all()) else None
 
     def bulk_count_ptep_get(self, reads: int, gathers: int) -> None:
         """Count ``ptep_get()`` calls: ``reads`` loads, ``gathers`` block getter entries."""

@@ -45,6 +45,7 @@ from ..errors import InvariantViolation
 from ..mm.memmap import PG_anon, PG_anon_exclusive, PG_reserved
 from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP
 from ..mm.shmem import file_initial_value
+from .incremental import Incremental
 
 __all__ = ["Validators"]
 
@@ -53,7 +54,11 @@ READS_CHECKED = declare("check.isolation_pages", "pages", "pages whose read valu
 
 
 class _Shadow:
-    """What one process should read: its own values per page, sparse by table."""
+    """What one process should read: its own values per page, sparse by table.
+
+    ``copy`` shares the per-table arrays (fork of a big address space): a
+    table's arrays are copied on the first change through either shadow.
+    """
 
     def __init__(self, per: int) -> None:
         self.per = per
@@ -61,13 +66,26 @@ class _Shadow:
         self.own: dict[int, np.ndarray] = {}
         #: MADV_FREE'd and not written since: may read zero.
         self.lazy: dict[int, np.ndarray] = {}
+        #: ids of the arrays this shadow may share with another one
+        self._shared: set[int] = set()
 
     def copy(self) -> "_Shadow":
         s = _Shadow(self.per)
-        s.values = {k: v.copy() for k, v in self.values.items()}
-        s.own = {k: v.copy() for k, v in self.own.items()}
-        s.lazy = {k: v.copy() for k, v in self.lazy.items()}
+        s.values = dict(self.values)
+        s.own = dict(self.own)
+        s.lazy = dict(self.lazy)
+        ids = {id(a) for d in (self.values, self.own, self.lazy) for a in d.values()}
+        self._shared |= ids
+        s._shared = set(ids)
         return s
+
+    def _mine(self, d: dict[int, np.ndarray], t: int) -> np.ndarray:
+        """``d[t]``, copied first if it may be shared."""
+        a = d[t]
+        if id(a) in self._shared:
+            self._shared.discard(id(a))
+            a = d[t] = a.copy()
+        return a
 
     def mark_lazy(self, vpn: int, n: int, on: bool) -> None:
         for t, off, c, _ in self.chunks(vpn, n):
@@ -75,7 +93,7 @@ class _Shadow:
                 if not on:
                     continue
                 self.lazy[t] = np.zeros(self.per, dtype=bool)
-            self.lazy[t][off : off + c] = on
+            self._mine(self.lazy, t)[off : off + c] = on
 
     def get_lazy(self, vpn: int, n: int) -> np.ndarray:
         out = np.zeros(n, dtype=bool)
@@ -100,15 +118,15 @@ class _Shadow:
             if t not in self.values:
                 self.values[t] = np.zeros(self.per, dtype=np.uint64)
                 self.own[t] = np.zeros(self.per, dtype=bool)
-            self.values[t][off : off + c] = value[i : i + c] if isinstance(value, np.ndarray) else np.uint64(value)
-            self.own[t][off : off + c] = True
+            self._mine(self.values, t)[off : off + c] = value[i : i + c] if isinstance(value, np.ndarray) else np.uint64(value)
+            self._mine(self.own, t)[off : off + c] = True
             if t in self.lazy:
-                self.lazy[t][off : off + c] = False
+                self._mine(self.lazy, t)[off : off + c] = False
 
     def forget(self, vpn: int, n: int) -> None:
         for t, off, c, _ in self.chunks(vpn, n):
             if t in self.own:
-                self.own[t][off : off + c] = False
+                self._mine(self.own, t)[off : off + c] = False
         self.mark_lazy(vpn, n, False)
 
     def get(self, vpn: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +153,10 @@ class Validators:
     #: Run ``run_all``'s frame-wide checks over candidate frames only when
     #: few frames are mapped (same verdicts; off: always the dense checks).
     SPARSE = True
+    #: Prove most runs clean from per-mm states kept between runs
+    #: (``check/incremental.py``), running the dense checks only on a
+    #: suspect (same verdicts; off: always the dense checks).
+    INCREMENTAL = True
 
     def __init__(self, machine: Any) -> None:
         self.m = machine
@@ -144,8 +166,11 @@ class Validators:
         self.files: dict[int, dict[int, int]] = {}
         #: pid -> frames pinned by that process (a multiset, as pins nest).
         self.pins: dict[int, list[int]] = {}
-        #: The parent's PTE tables and VMAs just before fork (``before_fork``).
-        self._fork_snapshot: tuple[dict[int, np.ndarray], set[int]] | None = None
+        #: The parent's PTE tables just before fork (``before_fork``): their
+        #: keys, the stacked descriptors, the parent's incremental state if
+        #: it is the state of those descriptors; and the PMD indices.
+        self._fork_snapshot: tuple[list[int], np.ndarray, Any, set[int]] | None = None
+        self._inc = Incremental(self)
         if machine.check_enabled:
             machine.kernel.on_rmap_change = self._on_rmap_change
             machine.kernel.on_rmap_change_many = self._on_rmap_change_many
@@ -166,12 +191,39 @@ class Validators:
     def _on_rmap_change_many(self, heads: np.ndarray) -> None:
         """``_on_rmap_change`` of many folios (head pfns) after a bulk rmap update."""
         mem = self.m.kernel.memmap
+        # A folio's mappings are its large or its page mapcount: a refcount
+        # below both is needed for a violation (three gathers, no filter).
+        n = len(heads)
+        at: slice | np.ndarray = heads
+        if n > 64:
+            # a bulk copy's folios are often evenly spaced: slices, not gathers
+            h0 = int(heads[0])
+            step = (int(heads[-1]) - h0) // (n - 1)
+            ar = self._arange()
+            if step > 0 and h0 >= 0 and h0 + step * (n - 1) < len(ar) and np.array_equal(
+                heads, ar[h0 : h0 + step * (n - 1) + 1 : step]
+            ):
+                at = slice(h0, h0 + step * (n - 1) + 1, step)
+        ref = mem.refcount[at]
+        sus = ref < mem.mapcount[at]
+        sus |= ref < mem.large_mapcount[at]
+        if not sus.any():
+            return
+        heads = heads[sus]
         heads = heads[(mem.flags[heads] & PG_reserved) == 0]
         large = mem.order[heads] > 0
         maps = np.where(large, mem.large_mapcount[heads], mem.mapcount[heads]).astype(np.int64)
         bad = np.flatnonzero(mem.refcount[heads] < maps)
         if len(bad):
             self._on_rmap_change(self.m.kernel.folio(int(heads[bad[0]])))
+
+    def _arange(self) -> np.ndarray:
+        """``np.arange(nr_frames)`` (kept)."""
+        nr = self.m.kernel.memmap.nr_frames
+        ar = getattr(self, "_arange_cache", None)
+        if ar is None or len(ar) != nr:
+            ar = self._arange_cache = np.arange(nr, dtype=self.m.kernel.memmap.head.dtype)
+        return ar
 
     # -- isolation shadow hooks ------------------------------------------------
     def on_spawn(self, p: Any) -> None:
@@ -243,8 +295,8 @@ class Validators:
 
     # -- fork: the child's tables copy the parent's ----------------------------------
     def before_fork(self, parent: Any) -> None:
-        sp = parent.mm.space
-        self._fork_snapshot = ({i: t.entries.copy() for i, t in sp.tables.items()}, set(sp.pmds))
+        keys, raw, st = self._inc.snapshot(parent.mm)
+        self._fork_snapshot = (keys, raw, st, set(parent.mm.space.pmds))
 
     def _gathered(self, entries: np.ndarray) -> dict[str, np.ndarray]:
         """Decode with dirty ORed over contiguous blocks (what ``ptep_get`` reports)."""
@@ -262,8 +314,11 @@ class Validators:
         self._fork_snapshot = None
         if snap is None:
             return
-        tables, pmds = snap
+        keys, raw, st, pmds = snap
+        if self.INCREMENTAL and st is not None and self._inc.fork_copy_ok(child, keys, raw, st, pmds):
+            return
         per = self.per
+        tables = {i: raw[j * per : (j + 1) * per] for j, i in enumerate(keys)}
         shift = self.m.kernel.page_shift
         for cv in child.mm.vmas:
             needs_copy = cv.anon_vma is not None or cv.vm_flags & VM_UFFD_WP
@@ -494,15 +549,23 @@ class Validators:
 
     # -- structural validators ----------------------------------------------------
     def after_syscall(self, p: Any, what: str) -> None:
+        # right after on_fork: the child's state needs no second compare
+        self._inc.trust_fresh = what == "fork"
         self.run_all()
 
     def run_all(self) -> None:
         """Run every structural validator once."""
+        self.m.counters.add(RUNS)
+        if self.INCREMENTAL and self._inc.run():
+            return
+        self._run_all_dense()
+
+    def _run_all_dense(self) -> None:
+        """Every structural validator, from scratch: raises the first violation."""
         m = self.m
         k = m.kernel
         arch = k.arch
         mem = k.memmap
-        m.counters.add(RUNS)
         nr = mem.nr_frames
         pte_maps = np.zeros(nr, dtype=np.int64)
         pmd_maps = np.zeros(nr, dtype=np.int64)

@@ -35,6 +35,8 @@ in ``InvariantViolation.rule``):
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,45 +62,48 @@ _NEVER = -1
 
 
 class _Region:
-    """Shadow state of one level-2 region (one level-3 table's VA) of one ASID."""
+    """Shadow state of one level-2 region (one level-3 table's VA) of one ASID.
 
-    __slots__ = (
-        "table",
-        "vals",
-        "broken_old",
-        "break_seq",
-        "cover",
-        "issued",
-        "local",
-        "cover2",
-        "issued2",
-        "local2",
-        "pmd_val",
-        "pmd_broken_old",
-        "pmd_break_seq",
-    )
+    Only ``vals`` is set per instance at creation; every other field reads
+    its class default until it is first assigned (a fork creates hundreds of
+    regions at once).  ``vals`` of a region without a level-3 table may be
+    the checker's shared read-only zeros; a region with a table always has
+    its own array: a copy, or after a bulk store of the whole table a row of
+    the store's new values (a block of the checker's, see ``news_buffer``).
+    The table's ``chk`` points back to its region.
+    """
 
-    def __init__(self, n: int) -> None:
-        self.table: PteTable | None = None
-        self.vals: U64 = np.zeros(n, dtype=np.uint64)
-        # old valid value of an entry made invalid and not yet made again (0:
-        # none), and the sequence number of its break: None until the first
-        # break (all 0 / _NEVER), to keep the shadow small
-        self.broken_old: U64 | None = None
-        self.break_seq: I64 | None = None
-        # issue sequence number of the latest TLBI reaching each page's level-3
-        # entries: completed broadcast / issued broadcast / completed local;
-        # an int while every page of the region has the same one
-        self.cover: I64 | int = _NEVER
-        self.issued: I64 | int = _NEVER
-        self.local: I64 | int = _NEVER
-        # the same for a level-2 block entry of the region
-        self.cover2 = _NEVER
-        self.issued2 = _NEVER
-        self.local2 = _NEVER
-        self.pmd_val = 0
-        self.pmd_broken_old = 0
-        self.pmd_break_seq = _NEVER
+    table: PteTable | None = None
+    # old valid value of an entry made invalid and not yet made again (0:
+    # none), and the sequence number of its break: None until the first
+    # break (all 0 / _NEVER), to keep the shadow small
+    broken_old: U64 | None = None
+    break_seq: I64 | None = None
+    # issue sequence number of the latest TLBI reaching each page's level-3
+    # entries: completed broadcast / issued broadcast / completed local;
+    # an int while every page of the region has the same one
+    cover: I64 | int = _NEVER
+    issued: I64 | int = _NEVER
+    local: I64 | int = _NEVER
+    # the same for a level-2 block entry of the region
+    cover2 = _NEVER
+    issued2 = _NEVER
+    local2 = _NEVER
+    pmd_val = 0
+    pmd_broken_old = 0
+    pmd_break_seq = _NEVER
+    #: Every contiguous set of ``vals`` is known to be consistent (checked
+    #: since ``vals`` last changed); False whenever unsure.
+    clean = False
+    #: ``vals`` is row ``bi`` of ``blk`` (the new values of a bulk store
+    #: of whole tables), or ``blk`` is None
+    blk: U64 | None = None
+    bi = 0
+
+    def __init__(self, vals: U64, table: PteTable | None = None) -> None:
+        self.vals = vals
+        if table is not None:
+            self.table = table
 
     def breaks(self) -> tuple[U64, I64]:
         """``broken_old`` and ``break_seq``, allocated."""
@@ -153,6 +158,31 @@ class _Tlbi:
         self.level = level
 
 
+def _set_all(regs: Iterable[_Region], f3: str | None, f2: str | None, seq: int) -> None:
+    """``setattr(r, f3, seq)`` and ``setattr(r, f2, seq)`` (None: not that one) for each region."""
+    if f3 == "cover" and f2 == "cover2":
+        for r in regs:
+            r.cover = r.cover2 = seq
+    elif f3 == "issued" and f2 == "issued2":
+        for r in regs:
+            r.issued = r.issued2 = seq
+    else:
+        for r in regs:
+            if f3 is not None:
+                setattr(r, f3, seq)
+            if f2 is not None:
+                setattr(r, f2, seq)
+
+
+def _rows(idx: list[int]) -> slice | list[int]:
+    """``idx`` (increasing row numbers) as a slice when evenly spaced."""
+    if len(idx) > 1:
+        step = idx[1] - idx[0]
+        if step > 0 and idx == list(range(idx[0], idx[-1] + 1, step)):
+            return slice(idx[0], idx[-1] + 1, step)
+    return idx
+
+
 class RuleChecker:
     """Check the Arm ARM rules on every descriptor store, TLB fill, TLB use, TLBI and DSB."""
 
@@ -170,6 +200,33 @@ class RuleChecker:
         self.violations = 0
         #: Set by the vectorised sweep for a fill whose set it has checked.
         self.skip_set_check = False
+        # the shadow of a region without a level-3 table (never written)
+        self._zeros: U64 = np.zeros(self.n, dtype=np.uint64)
+        self._zeros.flags.writeable = False
+        fmt = hw.fmt
+        # a change of none of these bits (validity, output address, memory
+        # type, Contiguous) is no break, no make and never needs BBM
+        self._u_rel = fmt.valid_bits_u | fmt.bbm_bits_u
+        self._u_cont = fmt.cont_bit_u
+        self._u_cv = fmt.cont_bit_u | fmt.valid_bits_u
+        cn = self.cont_n
+        ps = np.uint64(hw.page_shift)
+        self._u_lowoa = np.uint64(cn - 1) << ps
+        # entry i of each set: i in the low bits of the output address
+        self._offs: U64 = np.arange(cn, dtype=np.uint64) << ps
+        self._tiled: U64 = self._offs.copy()
+        # blocks lent to PteTable.store_bulk_tables for the new values,
+        # which the shadows of the tables stored whole then keep as views
+        self._blocks: list[U64] = []
+        self._lent: U64 | None = None
+        # the references to a block nothing else uses, as news_buffer counts
+        # them (the list, the loop variable, getrefcount's argument)
+        self._unused_refs = 0
+        for b in [np.zeros(1, dtype=np.uint64)]:
+            self._unused_refs = sys.getrefcount(b)
+        # scratch arrays of the bulk paths, kept (fresh multi-megabyte
+        # arrays cost a page fault per page on every fork)
+        self._bufs: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------
     # bookkeeping
@@ -180,31 +237,103 @@ class RuleChecker:
 
     def retire_space(self, space: AddressSpace) -> None:
         self.spaces.pop(space.asid, None)
-        self.regions.pop(space.asid, None)
+        regs = self.regions.pop(space.asid, None)
+        if regs:
+            for r in regs.values():
+                t = r.table
+                if t is not None and t.chk is r:
+                    t.chk = None
+
+    def _space_regions(self, space: AddressSpace) -> dict[int, _Region]:
+        regs = self.regions.get(space.asid)
+        if regs is None:
+            self.add_space(space)
+            regs = self.regions[space.asid]
+        return regs
+
+    def _lookup(self, table: PteTable) -> _Region | None:
+        """The region of ``table``'s address (None: never seen)."""
+        r: _Region | None = table.chk
+        if r is not None and r.table is table:
+            return r
+        rg = self.regions.get(table.space.asid)
+        return rg.get(table.pmd_index) if rg is not None else None
+
+    # -- scratch and shadow storage --------------------------------------------
+    def _buf(self, key: str, shape: tuple[int, ...], dtype: type = np.uint64) -> np.ndarray:
+        """A kept scratch array of ``shape`` (contents undefined)."""
+        size = int(np.prod(shape))
+        b = self._bufs.get(key)
+        if b is None or len(b) < size or b.dtype != dtype:
+            b = np.empty(max(size, 2 * len(b)) if b is not None else size, dtype=dtype)
+            self._bufs[key] = b
+        return b[:size].reshape(shape)
+
+    def _take(self, a: np.ndarray, rows: list[int], key: str) -> np.ndarray:
+        """Rows ``rows`` of ``a``: a view when evenly spaced (increasing), else a kept copy."""
+        sel = _rows(rows)
+        if isinstance(sel, slice):
+            return a[sel]
+        out = self._buf(key, (len(rows), *a.shape[1:]), a.dtype.type)
+        np.take(a, sel, axis=0, out=out)
+        return out
+
+    def news_buffer(self, size: int) -> U64:
+        """An array for ``PteTable.store_bulk_tables`` to put a bulk store's new values in.
+
+        A block no shadow uses any more (a shadow keeps its block alive
+        through its view), else a new one: recycling keeps the pages of
+        the last forks' blocks mapped.
+        """
+        best = None
+        unused = self._unused_refs
+        free = []
+        for b in self._blocks:
+            # a view of ``b`` (a shadow) holds a reference to it
+            if sys.getrefcount(b) <= unused:
+                free.append(b)
+                if len(b) >= size and (best is None or len(b) < len(best)):
+                    best = b
+        if best is None:
+            best = np.empty(size, dtype=np.uint64)
+            self._blocks.append(best)
+            if len(self._blocks) > 8:
+                # drop blocks nothing uses (the smallest first)
+                free.sort(key=len)
+                for b in free[: len(self._blocks) - 8]:
+                    self._blocks.remove(b)
+        self._lent = best
+        return best[:size]
 
     def _region(
         self, space: AddressSpace, pmd_index: int, idx: int = 0, old: np.ndarray | None = None
     ) -> _Region:
         regs = self.regions.get(space.asid)
         if regs is None:
-            self.add_space(space)
-            regs = self.regions[space.asid]
+            regs = self._space_regions(space)
         r = regs.get(pmd_index)
         if r is None:
-            r = _Region(self.n)
             # first sight of this region: take memory as it was before the
             # store being reported (``old`` at ``idx``)
             t = space.tables.get(pmd_index)
             if t is not None:
-                r.table = t
-                r.vals[:] = t.entries
+                vals = t.entries.copy()
                 if old is not None:
-                    r.vals[idx : idx + len(old)] = old
-            r.pmd_val = space.pmds.get(pmd_index, 0)
+                    vals[idx : idx + len(old)] = old
+                r = _Region(vals, t)
+                t.chk = r
+            else:
+                r = _Region(self._zeros)
+            pmd = space.pmds.get(pmd_index, 0)
+            if pmd:
+                r.pmd_val = pmd
             regs[pmd_index] = r
         return r
 
     def _table_region(self, table: PteTable, idx: int = 0, old: np.ndarray | None = None) -> _Region:
+        c: _Region | None = table.chk
+        if c is not None and c.table is table:
+            return c
         r = self._region(table.space, table.pmd_index, idx, old)
         if r.table is not table:
             if r.table is not None:
@@ -212,18 +341,27 @@ class RuleChecker:
                 # one being freed through AddressSpace.free_pte_table
                 self._detach(r)
             r.table = table
+            if r.vals is self._zeros:
+                r.vals = np.zeros(self.n, dtype=np.uint64)
+                r.blk = None
+        table.chk = r
         return r
 
     def _detach(self, r: _Region) -> None:
         """The level-3 table of ``r`` is gone: its valid entries are broken now."""
         self.seq += 1
-        valid = self.fmt.page_valid_v(r.vals)
-        if valid.any():
+        valid = self.fmt.page_valid_v(r.vals) if r.vals.any() else None
+        if valid is not None and valid.any():
             bo, bs = r.breaks()
             bo[valid] = r.vals[valid]
             bs[valid] = self.seq
-        r.vals[:] = 0
+        r.vals = self._zeros
+        r.blk = None
+        t = r.table
+        if t is not None and t.chk is r:
+            t.chk = None
         r.table = None
+        r.clean = False
 
     def _raise(self, rule: str, message: str, addr: int | None, ptes: list[int] | None = None) -> None:
         self.violations += 1
@@ -283,125 +421,436 @@ class RuleChecker:
                 table.va(idx + k),
             )
         self.seq += 1
+        r.clean = False
         if self.arm:
             self._check_level3_changes(r, table, idx, old, new)
         r.vals[idx : idx + nr] = new
 
-    def on_store_many(
-        self,
-        stores: list[tuple[PteTable, int, np.ndarray, np.ndarray]],
-        olds: np.ndarray | None = None,
-        news: np.ndarray | None = None,
-    ) -> None:
-        """``on_store`` of each ``(table, idx, old, new)`` in order, checked at once.
+    def _olds(self, stores: list[tuple[PteTable, int, np.ndarray]]) -> U64:
+        """The stored entries' values in memory, concatenated (kept scratch)."""
+        total = sum(len(st[2]) for st in stores)
+        out = self._buf("olds", (total,))
+        np.concatenate([t.entries[i : i + len(v)] for t, i, v in stores], out=out)
+        return out
 
-        ``olds``/``news``: the stores' old and new values concatenated, if
-        the caller has them.
+    def _on_store_each(self, stores: list[tuple[PteTable, int, np.ndarray]], olds: U64, news: U64) -> None:
+        off = 0
+        for table, idx, values in stores:
+            nr = len(values)
+            self.on_store(table, idx, olds[off : off + nr], news[off : off + nr])
+            off += nr
+
+    def on_store_many(self, stores: list[tuple[PteTable, int, np.ndarray]], news: U64) -> None:
+        """``on_store(table, idx, old, new)`` of each ``(table, idx, values)`` in order, checked at once.
+
+        Called before the stores land: ``old`` is in the tables; ``news``:
+        the stores' new values concatenated (``len(values)`` each).
 
         Same verdicts, messages and shadow state as the per-table calls (the
         same sequence number per store): when any store would raise, or
         anything but the common case is involved (a table twice, a replaced
         table object, a make over a pending break), the stores go through
-        ``on_store`` one by one.
+        ``on_store`` one by one.  Stores whose changes touch no bit that
+        makes a break, a make or a BBM case (validity, output address,
+        memory type, Contiguous: a write-protect, an AF clear) are only
+        compared and recorded; a store over all-zero old values (a new
+        table being filled) can only make, and a region seen for the first
+        time has no pending break.  The contiguous sets of the stored
+        values are checked here, without raising, so that the PTL release
+        that follows need not look at them again (``_Region.clean``).
         """
-        if not stores:
+        nst = len(stores)
+        if not nst:
             return
-        regs: list[_Region | None] = []  # None: first sight, created at the commit
-        seen: set[int] = set()
-        for table, _idx, _old, _new in stores:
-            if id(table) in seen:
-                break
-            seen.add(id(table))
-            regs_a = self.regions.get(table.space.asid)
-            r = regs_a.get(table.pmd_index) if regs_a is not None else None
+        n = self.n
+        cn = self.cont_n
+        lent, self._lent = self._lent, None
+        regs: list[_Region | None] = [st[0].chk for st in stores]
+        nnew = 0
+        plain = True
+        last: AddressSpace | None = None
+        rg: dict[int, _Region] | None = None
+        for k in [k for k, (st, r) in enumerate(zip(stores, regs)) if r is None or r.table is not st[0]]:
+            t = stores[k][0]
+            if t.space is not last:
+                last = t.space
+                rg = self.regions.get(last.asid)
+            r = rg.get(t.pmd_index) if rg is not None else None
+            regs[k] = r
             if r is None:
-                if table.space.tables.get(table.pmd_index) is not table:
-                    break
-            elif r.table is not table:
-                break
-            regs.append(r)
-        if len(regs) != len(stores):
-            for table, idx, old, new in stores:
-                self.on_store(table, idx, old, new)
+                nnew += 1
+                if last.tables.get(t.pmd_index) is not t:
+                    plain = False
+            elif r.table is not t:
+                plain = False
+        if plain and len({st[0] for st in stores}) != nst:
+            plain = False
+        if not plain:
+            self._on_store_each(stores, self._olds(stores), news)
             return
-        if olds is None or news is None:
-            olds = np.concatenate([o for _, _, o, _ in stores])
-            news = np.concatenate([n for _, _, _, n in stores])
-        olds = olds.astype(np.uint64, copy=False)
-        news = news.astype(np.uint64, copy=False)
-        # a region seen first takes ``old`` as its shadow of the stored
-        # entries: compare the others only
-        known = [(r, s) for r, s in zip(regs, stores, strict=True) if r is not None]
-        if len(known) == len(stores):
-            shadow = np.concatenate([r.vals[s[1] : s[1] + len(s[3])] for r, s in known])
-            slow = not bool((shadow == olds).all())
-        elif known:
-            shadow = np.concatenate([r.vals[s[1] : s[1] + len(s[3])] for r, s in known])
-            mine = np.concatenate([s[2] for _, s in known]).astype(np.uint64, copy=False)
-            slow = not bool((shadow == mine).all())
+        lens = [len(st[2]) for st in stores]
+        if lens.count(n) == nst and [st[1] for st in stores].count(0) == nst:
+            self._store_whole(stores, regs, nnew, news, news.base is lent is not None)
         else:
-            slow = False
-        brk_items: list[int] = []
-        if not slow and self.arm:
-            fmt = self.fmt
-            ov = fmt.page_valid_v(olds)
-            nv = fmt.page_valid_v(news)
-            # a change of neither output address, memory type nor Contiguous
-            # bit never needs break-before-make (see _needs_bbm_v)
-            x = olds ^ news
-            direct = ov & nv & ((fmt.pfn_v(x) != 0) | (fmt.memtype_v(x) != 0) | fmt.cont_v(x))
-            if direct.any():
-                pos = np.flatnonzero(direct)
-                slow = bool(self._needs_bbm_v(olds[pos], news[pos]).any())
-            if not slow:
-                lens = np.array([len(s[3]) for s in stores], dtype=np.int64)
-                bounds = np.concatenate(([0], np.cumsum(lens)))
-                brk = ov & ~nv
-                make = ~ov & nv
+            aligned = all(st[1] % cn == 0 and nr % cn == 0 for st, nr in zip(stores, lens, strict=True))
+            self._store_pieces(stores, regs, self._olds(stores), news, aligned)
 
-                def items_with(mask: BoolArr) -> list[int]:
-                    hit = np.logical_or.reduceat(mask, np.minimum(bounds[:-1], len(mask) - 1)) & (lens > 0)
-                    return np.flatnonzero(hit).tolist()
+    def _store_whole(
+        self,
+        stores: list[tuple[PteTable, int, np.ndarray]],
+        regs: list[_Region | None],
+        nnew: int,
+        news: U64,
+        mine: bool,
+    ) -> None:
+        """``on_store_many`` of whole tables.
 
-                if brk.any():
-                    brk_items = items_with(brk)
-                if make.any():
-                    for i in items_with(make):
-                        r = regs[i]
-                        if r is None:
-                            continue
-                        if r.pmd_broken_old:
-                            slow = True
-                            break
-                        if r.broken_old is not None:
-                            idx = stores[i][1]
-                            m = make[bounds[i] : bounds[i + 1]]
-                            if r.broken_old[idx : idx + len(m)][m].any():
-                                slow = True
-                                break
-        if slow:
-            for table, idx, old, new in stores:
-                self.on_store(table, idx, old, new)
-            return
+        ``mine``: ``news`` is a block of the checker's (``news_buffer``),
+        which the shadows then keep as views; else they copy it.  The old
+        values are read from the tables: those of the regions seen before
+        (compared with their shadows), and, for the level-3 rules, those of
+        the others (without them, a new region's old values are nobody's
+        business).
+        """
+        nst = len(stores)
+        n = self.n
+        n2 = news.reshape(nst, n)
+        orr = np.bitwise_or.reduce
+        known = list(range(nst)) if not nnew else [i for i, r in enumerate(regs) if r is not None]
+        newk = [] if not nnew else [i for i, r in enumerate(regs) if r is None]
+        ok_: U64 | None = None
+        full: list[U64] = []
+
+        def olds() -> U64:
+            """The old values of every store (one row each)."""
+            if not full:
+                if not newk and ok_ is not None:
+                    full.append(ok_)
+                else:
+                    f = self._buf("of", (nst, n))
+                    if known:
+                        f[known] = ok_
+                    if newk:
+                        f[newk] = [stores[k][0].entries for k in newk]
+                    full.append(f)
+            return full[0]
+
+        if self.arm and newk:
+            # every store's old values, at once
+            f = self._buf("of", (nst, n))
+            np.concatenate([st[0].entries for st in stores], out=f.reshape(-1))
+            full.append(f)
+            if known:
+                ok_ = self._take(f, known, "ok")
+        # -- the shadow of every region seen before must be the old memory --
+        if known:
+            if ok_ is None:
+                ok_ = self._buf("ok", (len(known), n))
+                np.concatenate([stores[k][0].entries for k in known], out=ok_.reshape(-1))
+            kr = [r for r in regs if r is not None]
+            b0 = kr[0].blk
+            if b0 is not None and len({id(r.blk) for r in kr}) == 1:
+                # the shadows are rows of one earlier bulk store's values
+                sh = self._take(b0, [r.bi for r in kr], "sh")
+            else:
+                sh = self._buf("sh", (len(kr), n))
+                np.concatenate([r.vals for r in kr], out=sh.reshape(-1))
+            eq = self._buf("eq", sh.shape, np.bool_)
+            np.equal(sh, ok_, out=eq)
+            if not eq.all():
+                self._on_store_each(stores, olds().reshape(-1), news)
+                return
+        # -- level-3 changes: breaks, makes, direct changes --
+        brk_items: list[tuple[int, U64, BoolArr]] = []
+        row_c: BoolArr | None = None  # which stores' new values have a Contiguous bit
+        if self.arm:
+            if full:
+                ro = orr(full[0], axis=1)
+            else:
+                assert ok_ is not None
+                ro = orr(ok_, axis=1)
+            zero_old = ro == 0
+            zi = np.flatnonzero(zero_old).tolist()
+            nzi = np.flatnonzero(~zero_old).tolist()
+            # OR of each store's changes: a store over all-zero old values
+            # changes to its new values
+            rx = np.empty(nst, dtype=np.uint64)
+            if zi:
+                rx[zi] = orr(self._take(n2, zi, "zn"), axis=1)
+            if nzi:
+                a = ok_ if nzi == known else self._take(olds(), nzi, "xo")
+                assert a is not None
+                b = self._take(n2, nzi, "xn")
+                x = self._buf("x", a.shape)
+                np.bitwise_xor(a, b, out=x)
+                rx[nzi] = orr(x, axis=1)
+            rel = (rx & self._u_rel) != 0
+            # a store with no relevant change keeps every Contiguous bit
+            rn = np.where(rel | zero_old, rx, ro)
+            if rel.any():
+                if not self._makes_ok(stores, regs, np.flatnonzero(rel & zero_old).tolist(), news, None):
+                    self._on_store_each(stores, olds().reshape(-1), news)
+                    return
+                gen = np.flatnonzero(rel & ~zero_old).tolist()
+                if gen:
+                    res = self._general_rows(stores, regs, gen, olds().reshape(-1), news, None, [n] * nst)
+                    if res is None:
+                        self._on_store_each(stores, olds().reshape(-1), news)
+                        return
+                    brk_items, rn_gen = res
+                    rn[gen] = rn_gen
+            row_c = (rn & self._u_cont) != 0
+        # -- contiguous sets of the stored values (for the PTL release) --
+        if row_c is not None:
+            ok = np.ones(nst, dtype=np.bool_)
+            check = np.flatnonzero(row_c).tolist()
+            if check:
+                v = self._take(n2, check, "cv")
+                ok[check] = self._sets_ok(v).reshape(len(check), n // self.cont_n).all(axis=1)
+            clean = ok.tolist()
+        else:
+            clean = [False] * nst
+        # -- commit --
+        seq0 = self.seq
+        if not mine:
+            blk = self.news_buffer(len(news))
+            self._lent = None
+            blk[:] = news
+            n2 = blk.reshape(nst, n)
+        rows = list(n2)
+        if nnew:
+            newk = [k for k, r in enumerate(regs) if r is None]
+            objs = [_Region(rows[k], stores[k][0]) for k in newk]
+            spaces = {id(stores[k][0].space): stores[k][0].space for k in newk}
+            if len(spaces) == 1:
+                sp = next(iter(spaces.values()))
+                self._space_regions(sp).update(zip([stores[k][0].pmd_index for k in newk], objs))
+                if sp.pmds:
+                    for r in objs:
+                        assert r.table is not None
+                        pmd = sp.pmds.get(r.table.pmd_index, 0)
+                        if pmd:
+                            r.pmd_val = pmd
+            else:
+                for r in objs:
+                    t = r.table
+                    assert t is not None
+                    self._space_regions(t.space)[t.pmd_index] = r
+                    pmd = t.space.pmds.get(t.pmd_index, 0)
+                    if pmd:
+                        r.pmd_val = pmd
+            for k, r in zip(newk, objs, strict=True):
+                regs[k] = r
+                stores[k][0].chk = r
+        if self.arm:
+            for k, (rk, v, c) in enumerate(zip(regs, rows, clean, strict=True)):
+                assert rk is not None
+                rk.vals = v
+                rk.clean = c
+                rk.blk = n2
+                rk.bi = k
+        else:
+            for k, (rk, v) in enumerate(zip(regs, rows, strict=True)):
+                assert rk is not None
+                rk.vals = v
+                rk.blk = n2
+                rk.bi = k
+        for i, o, bmask in brk_items:
+            rb = regs[i]
+            assert rb is not None
+            pos = np.flatnonzero(bmask)
+            bo, bs = rb.breaks()
+            bo[pos] = o[bmask]
+            bs[pos] = seq0 + i + 1
+        self.seq = seq0 + nst
+
+    def _makes_ok(
+        self,
+        stores: list[tuple[PteTable, int, np.ndarray]],
+        regs: list[_Region | None],
+        rows: list[int],
+        news: U64,
+        starts: I64 | None,
+    ) -> bool:
+        """Stores ``rows`` over all-zero old values: no make over a pending break?"""
+        n = self.n
+        for i in rows:
+            r = regs[i]
+            if r is None:
+                continue  # a new region: no pending break
+            if r.pmd_broken_old:
+                return False
+            if r.broken_old is not None:
+                idx = stores[i][1]
+                nr = len(stores[i][2])
+                b = i * n if starts is None else int(starts[i])
+                nv = self.fmt.page_valid_v(news[b : b + nr])
+                if r.broken_old[idx : idx + nr][nv].any():
+                    return False
+        return True
+
+    def _store_pieces(
+        self,
+        stores: list[tuple[PteTable, int, np.ndarray]],
+        regs: list[_Region | None],
+        olds: U64,
+        news: U64,
+        aligned: bool,
+    ) -> None:
+        """``on_store_many`` with some store not of a whole table."""
+        nst = len(stores)
+        n = self.n
+        lens = [len(v) for _, _, v in stores]
+        lens_a = np.array(lens, dtype=np.int64)
+        starts = np.zeros(nst, dtype=np.int64)
+        np.cumsum(lens_a[:-1], out=starts[1:])
+        ne = lens_a > 0
+
+        def rowor(a: U64) -> U64:
+            """Bitwise OR of each store's values (0 for an empty store)."""
+            out = np.zeros(nst, dtype=np.uint64)
+            if ne.any():
+                out[ne] = np.bitwise_or.reduceat(a, starts[ne])
+            return out
+
+        # -- the shadow of every region seen before must be the old memory --
+        kr = [(i, r) for i, r in enumerate(regs) if r is not None]
+        if kr:
+            sh = np.concatenate([r.vals[stores[i][1] : stores[i][1] + lens[i]] for i, r in kr])
+            ol = np.concatenate([olds[int(starts[i]) : int(starts[i]) + lens[i]] for i, _ in kr])
+            if not np.array_equal(sh, ol):
+                self._on_store_each(stores, olds, news)
+                return
+        brk_items: list[tuple[int, U64, BoolArr]] = []
+        row_c: BoolArr | None = None
+        if self.arm:
+            ro = rowor(olds)
+            rx = rowor(olds ^ news)
+            rel = (rx & self._u_rel) != 0
+            zero_old = ro == 0
+            rn = np.where(rel | zero_old, rx, ro)
+            if rel.any():
+                if not self._makes_ok(stores, regs, np.flatnonzero(rel & zero_old).tolist(), news, starts):
+                    self._on_store_each(stores, olds, news)
+                    return
+                gen = np.flatnonzero(rel & ~zero_old).tolist()
+                if gen:
+                    res = self._general_rows(stores, regs, gen, olds, news, starts, lens)
+                    if res is None:
+                        self._on_store_each(stores, olds, news)
+                        return
+                    brk_items, rn_gen = res
+                    rn[gen] = rn_gen
+            row_c = (rn & self._u_cont) != 0
+        # -- commit --
         seq0 = self.seq
         done: list[_Region] = []
-        for r, (table, idx, old, _new) in zip(regs, stores, strict=True):
-            done.append(self._table_region(table, idx, old.astype(np.uint64, copy=False)) if r is None else r)
-        for i in brk_items:
+        for i, (t, idx, _v) in enumerate(stores):
+            r = regs[i]
+            if r is None:
+                # first sight: the shadow is memory before the store
+                r = self._table_region(t)
+            b = int(starts[i])
+            r.vals[idx : idx + lens[i]] = news[b : b + lens[i]]
+            done.append(r)
+        for i, o, bmask in brk_items:
             r = done[i]
-            _, idx, old, new = stores[i]
-            o = olds[bounds[i] : bounds[i + 1]]
-            b = brk[bounds[i] : bounds[i + 1]]
-            pos = idx + np.flatnonzero(b)
+            pos = stores[i][1] + np.flatnonzero(bmask)
             bo, bs = r.breaks()
-            bo[pos] = o[b]
+            bo[pos] = o[bmask]
             bs[pos] = seq0 + i + 1
-        off = 0
-        for r, (_, idx, _, new) in zip(done, stores, strict=True):
-            nr = len(new)
-            r.vals[idx : idx + nr] = news[off : off + nr]
-            off += nr
-        self.seq = seq0 + len(stores)
+        self.seq = seq0 + nst
+        # -- contiguous sets of the stored values (for the PTL release) --
+        if row_c is None:
+            return
+        if not aligned:
+            for r in done:
+                r.clean = False
+            return
+        cn = self.cont_n
+        ok = np.ones(nst, dtype=np.bool_)
+        check = np.flatnonzero(row_c).tolist()
+        if check:
+            v = np.concatenate([news[int(starts[i]) : int(starts[i]) + lens[i]] for i in check])
+            sets_ok = self._sets_ok(v.reshape(1, -1))
+            per = np.array([lens[i] for i in check], dtype=np.int64) // cn
+            sb = np.zeros(len(per), dtype=np.int64)
+            np.cumsum(per[:-1], out=sb[1:])
+            pne = per > 0
+            if pne.any():
+                ok[np.array(check)[pne]] = np.logical_and.reduceat(sets_ok, sb[pne])
+        for i, (r, c) in enumerate(zip(done, ok.tolist(), strict=True)):
+            # a piece keeps the region clean if the rest was
+            r.clean = bool(c and (lens[i] == n or r.clean)) if regs[i] is not None else False
+
+    def _general_rows(
+        self,
+        stores: list[tuple[PteTable, int, np.ndarray]],
+        regs: list[_Region | None],
+        gen: list[int],
+        olds: U64,
+        news: U64,
+        starts: I64 | None,
+        lens: list[int],
+    ) -> tuple[list[tuple[int, U64, BoolArr]], U64] | None:
+        """The level-3 changes of stores ``gen`` (old and new entries valid).
+
+        None when one of them would raise or needs the per-store path;
+        else each break's (store, old values, break mask) and each store's
+        OR of its new values.
+        """
+        n = self.n
+        fmt = self.fmt
+        b0 = [i * n if starts is None else int(starts[i]) for i in gen]
+        gl = [lens[i] for i in gen]
+        if len(gen) == len(stores):
+            og, ng = olds, news
+        else:
+            og = np.concatenate([olds[b : b + nr] for b, nr in zip(b0, gl, strict=True)])
+            ng = np.concatenate([news[b : b + nr] for b, nr in zip(b0, gl, strict=True)])
+        glens = np.array(gl, dtype=np.int64)
+        bounds = np.zeros(len(gen) + 1, dtype=np.int64)
+        np.cumsum(glens, out=bounds[1:])
+        ov = fmt.page_valid_v(og)
+        nv = fmt.page_valid_v(ng)
+        # a change of neither output address, memory type nor Contiguous
+        # bit never needs break-before-make (see _needs_bbm_v)
+        direct = ov & nv & (((og ^ ng) & fmt.bbm_bits_u) != 0)
+        if direct.any():
+            pos = np.flatnonzero(direct)
+            if self._needs_bbm_v(og[pos], ng[pos]).any():
+                return None
+        ne = glens > 0
+        rn = np.zeros(len(gen), dtype=np.uint64)
+        if ne.any():
+            rn[ne] = np.bitwise_or.reduceat(ng, bounds[:-1][ne])
+
+        def items_with(mask: BoolArr) -> list[int]:
+            hit = np.zeros(len(gen), dtype=np.bool_)
+            if ne.any():
+                hit[ne] = np.logical_or.reduceat(mask, bounds[:-1][ne])
+            return np.flatnonzero(hit).tolist()
+
+        brk = ov & ~nv
+        make = ~ov & nv
+        items: list[tuple[int, U64, BoolArr]] = []
+        if brk.any():
+            for k in items_with(brk):
+                lo, hi = int(bounds[k]), int(bounds[k + 1])
+                items.append((gen[k], og[lo:hi], brk[lo:hi]))
+        if make.any():
+            for k in items_with(make):
+                r = regs[gen[k]]
+                if r is None:
+                    continue
+                if r.pmd_broken_old:
+                    return None
+                if r.broken_old is not None:
+                    idx = stores[gen[k]][1]
+                    m = make[int(bounds[k]) : int(bounds[k + 1])]
+                    if r.broken_old[idx : idx + len(m)][m].any():
+                        return None
+        return items, rn
 
     def _check_level3_changes(self, r: _Region, table: PteTable, idx: int, old: U64, new: U64) -> None:
         fmt = self.fmt
@@ -582,6 +1031,87 @@ class RuleChecker:
                     )
             r.broken_old[pend] = 0
 
+    def on_pmd_store_many(self, groups: list[tuple[AddressSpace, list[int], list[int], list[int]]]) -> bool:
+        """``on_pmd_store`` of every store of ``groups`` in lockstep order, checked at once.
+
+        ``groups``: (space, level-2 indices, old values, new values), the
+        k-th store of each group in turn (distinct (space, index) pairs).
+        Only the plain case (no store would raise; a block made where no
+        level-2 or level-3 break is pending): True, the same shadow state
+        and sequence numbers as the per-store calls.  Anything else: False,
+        nothing changed (the caller stores one by one).
+        """
+        if not groups:
+            return True
+        ng = len(groups)
+        m = len(groups[0][1])
+        regl: list[list[_Region | None]] = []
+        for space, idxs, olds, _news in groups:
+            rg = self.regions.get(space.asid)
+            rl: list[_Region | None] = [rg.get(i) for i in idxs] if rg is not None else [None] * m
+            for r, ov in zip(rl, olds, strict=True):
+                if r is not None and r.pmd_val != ov:
+                    return False
+            regl.append(rl)
+        brks: list[tuple[int, BoolArr]] = []
+        if self.arm:
+            fmt = self.fmt
+            for g, (_space, _idxs, olds, news) in enumerate(groups):
+                o = np.array(olds, dtype=np.uint64)
+                nw = np.array(news, dtype=np.uint64)
+                ob = fmt.l2_block_v(o)
+                nb = fmt.l2_block_v(nw)
+                both = ob & nb & (o != nw)
+                if both.any():
+                    pos = np.flatnonzero(both)
+                    if self._needs_bbm_v(o[pos], nw[pos]).any():
+                        return False
+                make = nb & ~ob
+                if make.any():
+                    rl = regl[g]
+                    for k in np.flatnonzero(make).tolist():
+                        r = rl[k]
+                        if r is None:
+                            continue
+                        if r.pmd_broken_old:
+                            return False
+                        if r.broken_old is not None and r.broken_old.any():
+                            return False
+                brk = ob & ~nb
+                if brk.any():
+                    brks.append((g, brk))
+        # -- commit --
+        seq0 = self.seq
+        for g, (space, idxs, _olds, news) in enumerate(groups):
+            rl = regl[g]
+            if None in rl:
+                rg = self._space_regions(space)
+                tables = space.tables
+                for k, r in enumerate(rl):
+                    if r is None:
+                        # first sight: memory (the old value) before the store
+                        pi = idxs[k]
+                        t = tables.get(pi)
+                        if t is None:
+                            r = _Region(self._zeros)
+                            rg[pi] = r
+                        else:
+                            r = self._region(space, pi)
+                        rl[k] = r
+            for r, v in zip(rl, news, strict=True):
+                assert r is not None
+                r.pmd_val = v
+        for g, brk in brks:
+            rl = regl[g]
+            olds = groups[g][2]
+            for k in np.flatnonzero(brk).tolist():
+                r = rl[k]
+                assert r is not None
+                r.pmd_broken_old = olds[k]
+                r.pmd_break_seq = seq0 + k * ng + g + 1
+        self.seq = seq0 + ng * m
+        return True
+
     # ------------------------------------------------------------------
     # hardware updates (walker)
     # ------------------------------------------------------------------
@@ -598,6 +1128,7 @@ class RuleChecker:
                 f"memory {int(old[k]):#x}",
                 table.va(idx + k),
             )
+        r.clean = False
         r.vals[idx : idx + nr] = new
 
     def on_pmd_hw_update(self, space: AddressSpace, pmd_index: int, old: int, new: int) -> None:
@@ -609,9 +1140,12 @@ class RuleChecker:
     # ------------------------------------------------------------------
     def set_faults(self, r: _Region, lo: int, hi: int) -> tuple[BoolArr, BoolArr, BoolArr]:
         """Per aligned set in entries ``[lo, hi)``: (misprogrammed, bad OA, bad attributes)."""
+        return self._set_faults_v(r.vals[lo:hi].reshape(-1, self.cont_n))
+
+    def _set_faults_v(self, vals: U64) -> tuple[BoolArr, BoolArr, BoolArr]:
+        """``set_faults`` of the sets ``vals`` (one row per set)."""
         fmt = self.fmt
         n = self.cont_n
-        vals = r.vals[lo:hi].reshape(-1, n)
         valid = fmt.page_valid_v(vals)
         cont = fmt.cont_v(vals) & valid
         has_c = cont.any(axis=1)
@@ -626,10 +1160,56 @@ class RuleChecker:
         off = np.arange(n, dtype=np.int64)
         base = fmt.pfn_v(vals).view(np.int64) - off
         b0 = base[rows, j]
-        oa_bad = np.asarray(has_c & ((cont & (base != b0[:, None])).any(axis=1) | (b0 % n != 0)), dtype=np.bool_)
+        oa_bad = np.asarray(
+            has_c & ((cont & (base != b0[:, None])).any(axis=1) | (b0 % n != 0)), dtype=np.bool_
+        )
         key = fmt.prot_key_v(vals, self.feat.hd)
         attr_bad = np.asarray(has_c & (cont & (key != key[rows, j][:, None])).any(axis=1), dtype=np.bool_)
         return mis, oa_bad, attr_bad
+
+    def _sets_ok(self, v2: U64) -> BoolArr:
+        """Per aligned set of ``v2`` (rows of whole sets), in order: no fault ``set_faults`` would report.
+
+        A set whose entries are all the same descriptor but for the output
+        address, which runs from an aligned base (every bit of the set's
+        first entry but the output address's low bits, and those equal to
+        the entry's offset), with a valid Contiguous first entry, has no
+        fault; every other set goes through ``_set_faults_v``.
+        """
+        cn = self.cont_n
+        rows, m = v2.shape
+        size = rows * m
+        if not size:
+            return np.ones(0, dtype=np.bool_)
+        if len(self._tiled) < m:
+            self._tiled = np.tile(self._offs, m // cn)
+        w = self._buf("w", (rows, m))
+        np.bitwise_xor(v2, self._tiled[:m], out=w)
+        wf = w.reshape(-1)
+        d = self._buf("d", (size - 1,), np.bool_)
+        np.not_equal(wf[1:], wf[:-1], out=d)
+        d[cn - 1 :: cn] = False
+        f = v2[:, ::cn].reshape(-1)
+        ok: BoolArr = ((f & self._u_cv) == self._u_cv) & ((f & self._u_lowoa) == 0)
+        if d.any():
+            ok[np.flatnonzero(d) // cn] = False
+        rest = np.flatnonzero(~ok)
+        if len(rest):
+            per = m // cn
+            sub = v2.reshape(rows, per, cn)[rest // per, rest % per]
+            mis, oa_bad, attr_bad = self._set_faults_v(sub)
+            ok[rest] = ~(mis | oa_bad | attr_bad)
+        return ok
+
+    def _tables_ok(self, v2: U64) -> BoolArr:
+        """Per table of ``v2`` (one whole table per row): every contiguous set consistent."""
+        n = self.n
+        ok: BoolArr = np.asarray((np.bitwise_or.reduce(v2, axis=1) & self._u_cont) == 0, dtype=np.bool_)
+        check = np.flatnonzero(~ok).tolist()
+        if check:
+            sub = self._take(v2, check, "tk")
+            ok[check] = self._sets_ok(sub).reshape(len(check), n // self.cont_n).all(axis=1)
+        return ok
 
     def _check_sets(self, r: _Region, pmd_index: int, lo: int, hi: int, when: str) -> None:
         """Check every aligned contiguous set in entries ``[lo, hi)`` of ``r`` (D8.7.1)."""
@@ -657,26 +1237,50 @@ class RuleChecker:
         if not self.arm:
             return
         r = self._table_region(table)
-        self._check_sets(r, table.pmd_index, 0, self.n, "PTL release")
+        if r.clean:
+            return
+        if not self._tables_ok(r.vals.reshape(1, -1))[0]:
+            self._check_sets(r, table.pmd_index, 0, self.n, "PTL release")
+        else:
+            r.clean = True
 
     def ptl_release_many(self, tables: list[PteTable]) -> None:
         """``ptl_release`` of each table in order, the sets of all checked at once.
 
-        Raises what the first failing ``ptl_release`` would raise.
+        Raises what the first failing ``ptl_release`` would raise.  A table
+        whose sets were found consistent since its shadow last changed
+        (``_Region.clean``: by a bulk store or an earlier release) is not
+        looked at again.
         """
         if not self.arm or not tables:
             return
-        regs = [self._table_region(t) for t in tables]
-        n = self.n
-        vals = np.concatenate([r.vals for r in regs])
-        stacked = _Region.__new__(_Region)
-        stacked.vals = vals
-        mis, oa_bad, attr_bad = self.set_faults(stacked, 0, len(vals))
-        bad = mis | oa_bad | attr_bad
-        if not bad.any():
+        chk: list[_Region | None] = [t.chk for t in tables]
+        maybe = [
+            k for k, (t, r) in enumerate(zip(tables, chk)) if r is None or r.table is not t or not r.clean
+        ]
+        if not maybe:
             return
-        t = int(np.flatnonzero(bad)[0]) * self.cont_n // n
-        self._check_sets(regs[t], tables[t].pmd_index, 0, n, "PTL release")
+        todo: list[int] = []
+        regs: list[_Region] = []
+        for k in maybe:
+            t = tables[k]
+            r = chk[k]
+            if r is None or r.table is not t:
+                r = self._table_region(t)
+            if not r.clean:
+                todo.append(k)
+                regs.append(r)
+        if not todo:
+            return
+        vals = self._buf("pr", (len(regs), self.n))
+        np.concatenate([r.vals for r in regs], out=vals.reshape(-1))
+        ok = self._tables_ok(vals)
+        for r, c in zip(regs, ok.tolist(), strict=True):
+            if c:
+                r.clean = True
+        if not ok.all():
+            j = int(np.flatnonzero(~ok)[0])
+            self._check_sets(regs[j], tables[todo[j]].pmd_index, 0, self.n, "PTL release")
 
     # ------------------------------------------------------------------
     # TLB fill and use
@@ -828,30 +1432,30 @@ class RuleChecker:
     def _apply(self, t: _Tlbi, field: str) -> None:
         """Mark the pages ``t`` reaches in every region it touches (field: cover/issued/local)."""
         if t.asid is not None:
-            targets = [(t.asid, self.regions.get(t.asid, {}))]
+            targets = [self.regions.get(t.asid, {})]
         else:
-            targets = list(self.regions.items())
+            targets = list(self.regions.values())
         l3 = t.level is None or t.level == 3
         l2 = t.level is None or t.level == 2
+        f2 = field + "2"
+        seq = t.seq
         shift = self.hw.page_shift - 3
-        for _, regs in targets:
+        for regs in targets:
             if not regs:
                 continue
-            if t.scope == "va":
-                first, last = t.vpn >> shift, (t.vpn + t.npages - 1) >> shift
-                if last - first + 1 <= len(regs):
-                    items = [(i, regs[i]) for i in range(first, last + 1) if i in regs]
-                else:
-                    items = [(i, r) for i, r in regs.items() if first <= i <= last]
+            if t.scope != "va":
+                # the whole of every region: one int per field
+                _set_all(regs.values(), field if l3 else None, f2 if l2 else None, seq)
+                continue
+            first, last = t.vpn >> shift, (t.vpn + t.npages - 1) >> shift
+            if last - first + 1 <= len(regs):
+                items = [(i, regs[i]) for i in range(first, last + 1) if i in regs]
             else:
-                items = list(regs.items())
+                items = [(i, r) for i, r in regs.items() if first <= i <= last]
             for i, r in items:
-                if t.scope == "va":
-                    lo = max(t.vpn, i << shift) - (i << shift)
-                    hi = min(t.vpn + t.npages, (i + 1) << shift) - (i << shift)
-                else:
-                    lo, hi = 0, self.n
+                lo = max(t.vpn, i << shift) - (i << shift)
+                hi = min(t.vpn + t.npages, (i + 1) << shift) - (i << shift)
                 if l3:
-                    r.set_seqs(field, lo, hi, t.seq)
+                    r.set_seqs(field, lo, hi, seq)
                 if l2:
-                    setattr(r, field + "2", t.seq)
+                    setattr(r, f2, seq)

@@ -77,6 +77,13 @@ class DescriptorFormat:
         #: Output-address mask (Python int) and the same as ``np.uint64``.
         self.oa_mask = 0
         self.oa_mask_u = np.uint64(0)
+        #: The bits that make a level-3 descriptor valid (all of them set).
+        self.valid_bits_u = np.uint64(0)
+        #: The bits whose change between two valid descriptors may need
+        #: break-before-make: output address, memory type, Contiguous bit.
+        self.bbm_bits_u = np.uint64(0)
+        #: The Contiguous bit (0 when the format has none).
+        self.cont_bit_u = np.uint64(0)
 
     # -- scalar decoders ---------------------------------------------------
     def page_valid(self, d: int) -> bool:
@@ -138,6 +145,10 @@ class DescriptorFormat:
 
     def pfn_v(self, d: U64) -> U64:
         return (d & self.oa_mask_u) >> np.uint64(self.page_shift)
+
+    def l2_block_v(self, d: U64) -> BoolArr:
+        """Which level-2 descriptors are blocks (``l2_kind(d) == L2_BLOCK``)."""
+        raise NotImplementedError
 
     def cont_v(self, d: U64) -> BoolArr:
         return np.zeros(d.shape, dtype=np.bool_)
@@ -226,6 +237,9 @@ class VmsaFormat(DescriptorFormat):
         self._u_key_mask = np.uint64(self.ATTR_MASK & ~(self.AF_BIT | self.CONT))
         self._u_key_mask_dbm = np.uint64(self.ATTR_MASK & ~(self.AF_BIT | self.CONT | self.AP_RDONLY))
         self._u_memtype = np.uint64(self.ATTRINDX | self.SH | self.NS)
+        self.valid_bits_u = self._u_valid
+        self.bbm_bits_u = np.uint64(self.oa_mask | self.ATTRINDX | self.SH | self.NS | self.CONT)
+        self.cont_bit_u = self._u_cont
 
     def page_valid(self, d: int) -> bool:
         return (d & 0b11) == 0b11
@@ -275,6 +289,9 @@ class VmsaFormat(DescriptorFormat):
 
     def cont_v(self, d: U64) -> BoolArr:
         return _b((d & self._u_cont) != 0)
+
+    def l2_block_v(self, d: U64) -> BoolArr:
+        return _b((d & np.uint64(0b11)) == np.uint64(0b01))
 
     def af_v(self, d: U64) -> BoolArr:
         return _b((d & self._u_af) != 0)
@@ -370,6 +387,8 @@ class FlatFormat(DescriptorFormat):
         self._u_d = np.uint64(self.DIRTY)
         self._u_key = np.uint64(self.KEY_MASK)
         self._u_memtype = np.uint64(self.PWT | self.PCD)
+        self.valid_bits_u = self._u_present
+        self.bbm_bits_u = np.uint64(self.oa_mask | self.PWT | self.PCD)
 
     def page_valid(self, d: int) -> bool:
         return bool(d & self.PRESENT)
@@ -407,6 +426,10 @@ class FlatFormat(DescriptorFormat):
 
     def af_v(self, d: U64) -> BoolArr:
         return _b((d & self._u_a) != 0)
+
+    def l2_block_v(self, d: U64) -> BoolArr:
+        m = np.uint64(self.PRESENT | self.PSE)
+        return _b((d & m) == m)
 
     def user_v(self, d: U64) -> BoolArr:
         return _b((d & self._u_user) != 0)

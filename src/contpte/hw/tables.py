@@ -14,7 +14,7 @@ rule checker is on, observed with its old and new value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,22 +33,40 @@ class StoreObserver(Protocol):
     unhooked, ``on_hw_update(table, idx, old, new)`` and
     ``on_pmd_hw_update(space, pmd_index, old, new)`` for the walker's
     hardware Access flag / dirty updates (not software stores, not counted
-    as ``pte.write``).
+    as ``pte.write``); ``on_store_many(stores, news)`` for
+    ``PteTable.store_bulk_tables`` and ``on_pmd_store_many(groups)`` for
+    ``AddressSpace.pmd_store_lockstep``.
     """
 
     def on_store(self, table: "PteTable", idx: int, old: np.ndarray, new: np.ndarray) -> None:
         """``nr`` descriptors at ``idx`` changed from ``old`` to ``new`` (arrays)."""
 
 
+_SCRATCH: list[np.ndarray] = [np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)]
+
+
+def _scratch(k: int, size: int) -> np.ndarray:
+    """Kept scratch array ``k`` of ``size`` descriptors (a fresh array of
+    megabytes costs a page fault per page on every bulk store)."""
+    b = _SCRATCH[k]
+    if len(b) < size:
+        b = np.empty(max(size, 2 * len(b)), dtype=np.uint64)
+        _SCRATCH[k] = b
+    return b[:size]
+
+
 class PteTable:
     """One level-3 translation table (``ptrs_per_pte`` descriptors)."""
 
-    __slots__ = ("entries", "space", "pmd_index")
+    __slots__ = ("entries", "space", "pmd_index", "chk")
 
     def __init__(self, space: "AddressSpace", pmd_index: int) -> None:
         self.entries = np.zeros(space.ptrs_per_pte, dtype=np.uint64)
         self.space = space
         self.pmd_index = pmd_index
+        #: The rule checker's record of this table (its own business; None
+        #: or stale until the checker sets it).
+        self.chk: Any = None
 
     # -- address helpers -------------------------------------------------
     def va(self, idx: int) -> int:
@@ -102,32 +120,53 @@ class PteTable:
     @staticmethod
     def store_bulk_tables(stores: list[tuple["PteTable", int, np.ndarray]]) -> None:
         """``store_bulk(idx, values)`` of each ``(table, idx, values)`` (distinct
-        tables of address spaces with the same observers), the observers told of all at once
-        (``on_store_many`` where an observer has it, else ``on_store`` each).
+        tables of address spaces with the same observers), the observers told of all at once.
+
+        An observer with ``on_store_many(stores, news)`` hears them before
+        the stores land (it reads the old values from the tables itself;
+        the stores land even if it raises); the others hear ``on_store``
+        each, after.  ``news`` is the new values concatenated, in a kept
+        scratch array (valid during the call, read-only), or in the array
+        a lone observer with ``news_buffer(size)`` lends (which it may keep).
         """
         if not stores:
             return
         obs = stores[0][0].space.observers
-        if not obs:
-            for t, idx, values in stores:
-                t.entries[idx : idx + len(values)] = values
-            return
-        olds = np.concatenate([t.entries[idx : idx + len(values)] for t, idx, values in stores])
-        news = np.concatenate([values for _, _, values in stores]).astype(np.uint64, copy=False)
-        seen: list[tuple["PteTable", int, np.ndarray, np.ndarray]] = []
-        off = 0
-        for t, idx, values in stores:
-            nr = len(values)
-            t.entries[idx : idx + nr] = values
-            seen.append((t, idx, olds[off : off + nr], news[off : off + nr]))
-            off += nr
-        for o in obs:
-            many = getattr(o, "on_store_many", None)
-            if many is not None:
-                many(seen, olds, news)
+        tabs = [st[0] for st in stores]
+        vals = [st[2] for st in stores]
+        n = tabs[0].space.ptrs_per_pte
+        total = sum(map(len, vals))
+        whole = total == n * len(stores) and [st[1] for st in stores].count(0) == len(stores)
+        news = olds = None
+        if obs:
+            lend = getattr(obs[0], "news_buffer", None) if len(obs) == 1 else None
+            news = np.concatenate(
+                vals, out=lend(total) if lend is not None else _scratch(1, total), casting="unsafe"
+            )
+            if any(getattr(o, "on_store_many", None) is None for o in obs):
+                olds = np.concatenate(
+                    [t.entries[i : i + len(v)] for t, i, v in stores], out=_scratch(0, total)
+                )
+        try:
+            for o in obs:
+                many = getattr(o, "on_store_many", None)
+                if many is not None:
+                    many(stores, news)
+        finally:
+            if whole:
+                for t, v in zip(tabs, vals, strict=True):
+                    t.entries[:] = v
             else:
-                for t, idx, old, new in seen:
-                    o.on_store(t, idx, old.copy(), new.copy())
+                for t, idx, v in stores:
+                    t.entries[idx : idx + len(v)] = v
+        for o in obs:
+            if getattr(o, "on_store_many", None) is None:
+                assert olds is not None and news is not None
+                off = 0
+                for t, idx, values in stores:
+                    nr = len(values)
+                    o.on_store(t, idx, olds[off : off + nr].copy(), news[off : off + nr].copy())
+                    off += nr
 
     def xchg(self, idx: int, value: int) -> int:
         """Atomically swap in ``value``; return the old descriptor."""
@@ -221,3 +260,49 @@ class AddressSpace:
             self.pmds[pmd_index] = value
         else:
             self.pmds.pop(pmd_index, None)
+
+    def pmd_store_many(self, idxs: list[int], values: list[int]) -> None:
+        """``pmd_store(i, v)`` of each ``i, v`` in order (see ``pmd_store_lockstep``)."""
+        AddressSpace.pmd_store_lockstep([(self, idxs, values)])
+
+    @staticmethod
+    def pmd_store_lockstep(groups: list[tuple["AddressSpace", list[int], list[int]]]) -> None:
+        """``space.pmd_store(idxs[k], values[k])`` for k = 0, 1, ..., of each group in turn.
+
+        The same ``pmd.write`` counts and level-2 descriptors as that loop.
+        With one observer that has ``on_pmd_store_many(groups)`` (groups
+        as (space, idxs, olds, news)) and distinct (space, index) pairs,
+        it hears all stores at once, before any is made; when it declines
+        (returns False, nothing changed) or anything else, the loop runs.
+        """
+        groups = [g for g in groups if len(g[1])]
+        if not groups:
+            return
+        m = len(groups[0][1])
+        obs = groups[0][0].observers
+        bulk = (
+            len(obs) <= 1
+            and all(len(i) == m and len(v) == m and s.observers == obs for s, i, v in groups)
+            and len({id(s) for s, _, _ in groups}) == len(groups)
+            and all(len(set(i)) == m for _, i, _ in groups)
+        )
+        many = getattr(obs[0], "on_pmd_store_many", None) if bulk and obs else None
+        if bulk and (not obs or many is not None):
+            full = [
+                (s, list(i), [s.pmds.get(x, 0) for x in i], [int(v) for v in vals]) for s, i, vals in groups
+            ]
+            if many is None or many(full):
+                # distinct (space, index) pairs: the order of the stores is the observer's business
+                for s, i, _olds, vals in full:
+                    s.counters.add("pmd.write", m)
+                    pmds = s.pmds
+                    for x, v in zip(i, vals, strict=True):
+                        if v:
+                            pmds[x] = v
+                        else:
+                            pmds.pop(x, None)
+                return
+        for k in range(max(len(g[1]) for g in groups)):
+            for s, i, vals in groups:
+                if k < len(i):
+                    s.pmd_store(i[k], vals[k])

@@ -246,10 +246,14 @@ class Kernel:
         nrs = np.asarray(nrs, dtype=np.int64)
         after = mm.refcount[heads].astype(np.int64) - nrs
         fh = heads[(after == 0) & ((mm.flags[heads] & PG_reserved) == 0)]
-        sh = np.sort(heads)
+        # distinct folios (ascending heads need no sort)
+        distinct = n == 1 or bool((heads[1:] > heads[:-1]).all())
+        if not distinct:
+            sh = np.sort(heads)
+            distinct = not bool((sh[1:] == sh[:-1]).any())
         if (
             (after < 0).any()
-            or (sh[1:] == sh[:-1]).any()
+            or not distinct
             or ((mm.flags[fh] & PG_anon) == 0).any()
             or (self.huge_zero_pfn is not None and (fh == self.huge_zero_pfn).any())
         ):

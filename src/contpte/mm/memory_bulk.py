@@ -25,7 +25,9 @@ Why the results agree:
   progress rule.  Between two lock-break points a batch changes only its
   own entries, so the rule checker's PTL-release checks (consistency of
   each contiguous set, which the arch's bulk forms keep) give the same
-  verdict when run once per table at the end.
+  verdict when run once per table at the end.  Whole tables mapping whole
+  folios of one order in order (the common case) take a shorter way to the
+  same batches (``_uniform_batches``): there every folio is one batch.
 - ``zap_pte_range``: the batches of ``zap_present_ptes`` the same way; the
   mmu_gather's forced flushes (every ``MAX_GATHER_BATCH`` pages) happen
   between the same batches, so TLB invalidations and page frees come in
@@ -98,7 +100,9 @@ class _Stack:
         hi = np.array([p[2] for p in pieces], dtype=np.int64)
         self.lo = lo
         self.hi = hi
-        if (lo == 0).all() and (hi == per).all():
+        #: every piece a whole table
+        self.full = bool((lo == 0).all() and (hi == per).all())
+        if self.full:
             self.inr = np.ones(self.n, dtype=bool)
         else:
             col = np.arange(per, dtype=np.int64)
@@ -117,19 +121,27 @@ class _Batches:
     first: np.ndarray  # what ptep_get returned for each batch's first PTE
     any_writable: np.ndarray  # folio_pte_batch's any_writable
     first_writable: np.ndarray  # pte_write() of the first PTE
+    folio_nr: np.ndarray | None  # folio_nr_pages() of each batch's folio, when known
+    pages: slice | None  # the pages the batches map, in order, when consecutive
     probe_reads: int
     probe_gathers: int
     loop_reads: int
     loop_gathers: int
 
 
-def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
+def _find_batches(k: Kernel, st: _Stack, key_fn: Any, want_first: bool = True) -> _Batches | None:
     """Batches of present, normal, anon PTEs as the kernel-shaped loops find them.
 
     Mirrors the loop of ``copy_pte_range``/``zap_pte_range`` with
     ``folio_pte_batch`` (``key_fn`` normalises a PTE as its flags say).
     None if any PTE in range is not a plain present anon mapping.
+    ``want_first`` False: the caller does not use ``first``, which may then
+    hold raw entries instead of what ``ptep_get()`` returns.
     """
+    if st.full:
+        uni = _uniform_batches(k, st, key_fn, want_first)
+        if uni is not None:
+            return uni
     a = k.arch
     mem = k.memmap
     raw = st.raw
@@ -216,6 +228,8 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
     out.large = largeV[fi]
     out.pfn = pfnV[fi]
     out.first = gV[fi]
+    out.folio_nr = None
+    out.pages = None
     # order-0 folios are never batched: the loop moves on by one
     if ((~out.large) & (nrs != 1)).any():
         return None
@@ -237,8 +251,117 @@ def _find_batches(k: Kernel, st: _Stack, key_fn: Any) -> _Batches | None:
     return out
 
 
+def _uniform_batches(k: Kernel, st: _Stack, key_fn: Any, want_first: bool) -> _Batches | None:
+    """``_find_batches`` of whole tables mapping whole folios of one order, in order.
+
+    The common fork/exit case in fewer, shorter passes: every entry is
+    plain and read alike (``bulk_uniform_reads``: the hint chain visits
+    every ``s``-th entry at the same cost), and each naturally aligned
+    group of ``nr`` entries maps the ``nr`` pages of one order-``o`` anon
+    folio in order, its visited PTEs alike as ``folio_pte_batch`` compares
+    them.  Then each group is one batch (``folio_pte_batch`` stops at the
+    folio's end, order 0 is never batched), each batch start reads like
+    every other visited PTE, and the probes of a large folio's batch are
+    its other visited PTEs plus the next group's start unless the table
+    ends.  None: the general code decides.
+    """
+    a = k.arch
+    mem = k.memmap
+    raw = st.raw
+    n = st.n
+    per = st.per
+    pat = a.bulk_uniform_reads(raw)
+    if pat is None:
+        return None
+    s, r, g = pat
+    nv = n // s
+    p0 = a.pte_pfn(int(raw[0]))
+    if p0 >= mem.nr_frames or int(mem.head[p0]) != p0:
+        return None
+    o = int(mem.order[p0])
+    nr = 1 << o
+    if nr < s or nr > per:
+        return None
+    q = nr // s  # visited PTEs per folio
+    nb = n // nr
+    # what ptep_get() returns for each visited PTE (block getters gather
+    # access/dirty): compared within a folio, and each batch's first PTE;
+    # pfn and write bit are the raw entry's
+    if s == 1:
+        gv = raw
+    elif q > 1 or want_first:
+        gv = a.bulk_ptep_get(raw, np.arange(0, n, s, dtype=np.int64))[0]
+    else:
+        gv = raw[::s]
+    step = np.uint64(s << a.PFN_PTE_SHIFT)
+    # usually each visited PTE is its predecessor advanced by s pages: alike
+    # as folio_pte_batch compares them, same write bit, consecutive pages
+    same = nv == 1 or bool((np.diff(gv) == step).all())
+    contig = True
+    pfnv = None
+    if not same:
+        # the visited PTEs of each folio alike but for the pfn
+        if q > 1:
+            g2 = gv.reshape(nb, q)
+            if not bool(((g2[:, 1:] - g2[:, :-1]) == step).all()):
+                k2 = key_fn(gv).reshape(nb, q)
+                if not bool(((k2[:, 1:] - k2[:, :-1]) == step).all()):
+                    return None
+        pfnv = a.pte_pfn_v(gv)
+        contig = int(pfnv[-1]) - p0 == (nv - 1) * s and bool((np.diff(pfnv) == s).all())
+    # each group's first page heads an order-o anon folio
+    anon = PG_anon
+    if contig:
+        if p0 + n > mem.nr_frames:
+            return None
+        heads = np.arange(p0, p0 + n, nr, dtype=np.int64)
+        sl = slice(p0, p0 + n, nr)
+        hh, oo, ff = mem.head[sl], mem.order[sl], mem.flags[sl]
+    else:
+        assert pfnv is not None
+        heads = np.ascontiguousarray(pfnv[::q])
+        if int(heads.max()) >= mem.nr_frames:
+            return None
+        hh, oo, ff = mem.head[heads], mem.order[heads], mem.flags[heads]
+    if not (int(np.bitwise_and.reduce(ff)) & anon and bool((oo == o).all()) and bool((hh == heads).all())):
+        return None
+    out = _Batches()
+    out.b = PteBatches.uniform(n, nr)
+    out.heads = heads
+    out.pfn = heads
+    out.large = np.full(nb, o > 0)
+    out.folio_nr = out.b.nrs
+    out.pages = slice(p0, p0 + n) if contig else None
+    if same:
+        w0 = a.pte_write(int(gv[0]))
+        out.first = gv[::q].copy() if q > 1 else gv
+        out.first_writable = np.full(nb, w0)
+        out.any_writable = np.full(nb, w0 and q > 1)
+    elif q > 1:
+        w2 = a.pte_write_v(gv).reshape(nb, q)
+        out.first = gv[::q].copy()
+        out.first_writable = w2[:, 0].copy()
+        out.any_writable = np.asarray(w2[:, 1:].any(axis=1))
+    else:
+        out.first = gv
+        out.first_writable = a.pte_write_v(gv)
+        out.any_writable = np.zeros(nb, dtype=bool)
+    out.loop_reads = nb * r
+    out.loop_gathers = nb * g
+    # probes: the visited PTEs after each batch start, and the next start in the table
+    probes = (nv - nb) + (nb - len(st.tables)) if o > 0 else 0
+    out.probe_reads = probes * r
+    out.probe_gathers = probes * g
+    return out
+
+
 def _lock_breaks(st: _Stack, b: _Batches) -> int:
     """Lock-break points of ``copy_pte_range`` over every piece of the stack."""
+    bb = b.b
+    if bb.stride and bb.total == bb.n and st.full:
+        # every table alike: per // stride batches of weight 8 * stride
+        per_table = lock_break_points(np.full(st.per // bb.stride, 8 * bb.stride, dtype=np.int64))
+        return per_table * len(st.tables)
     w = np.zeros(st.n, dtype=np.int64)
     w[st.inr & (st.raw == 0)] = 1
     w[b.b.starts] = 8 * b.b.nrs
@@ -253,17 +376,48 @@ def _lock_breaks(st: _Stack, b: _Batches) -> int:
     return total
 
 
-def _add_at(arr: np.ndarray, idx: np.ndarray, vals: np.ndarray | None = None) -> None:
-    """``arr[idx] += vals`` with repeated indices summed (``np.add.at``, by bincount)."""
-    if len(idx) == 0:
+def _index_runs(idx: np.ndarray) -> slice | bool | None:
+    """How ``idx`` can index: a slice (consecutive ascending), True (strictly
+    ascending), None (repeats or out of order)."""
+    n = len(idx)
+    if n == 0:
+        return True
+    lo = int(idx[0])
+    if int(idx[-1]) - lo == n - 1 and (n == 1 or bool((np.diff(idx) == 1).all())):
+        return slice(lo, lo + n)
+    if n == 1 or bool((idx[1:] > idx[:-1]).all()):
+        return True
+    return None
+
+
+def _add_at(
+    arr: np.ndarray,
+    idx: np.ndarray,
+    vals: np.ndarray | np.integer[Any] | None = None,
+    where: slice | bool | None = False,
+) -> None:
+    """``arr[idx] += vals`` with repeated indices summed (``np.add.at``).
+
+    ``where``: what ``_index_runs(idx)`` says (a slice standing for ``idx``,
+    which may then be left uncomputed; True; None), or False to find out.
+    A slice or distinct indices take a plain add; repeats a bincount.
+    """
+    if where is False:
+        where = _index_runs(idx)
+    if isinstance(where, slice):
+        add = np.asarray(1 if vals is None else vals)
+        if add.ndim and len(add) and bool((add == add[0]).all()):
+            add = add[0]  # one value: a scalar add
+        arr[where] += add.astype(arr.dtype)
+        return
+    if where is True:
+        if len(idx):
+            arr[idx] += np.asarray(1 if vals is None else vals).astype(arr.dtype)
         return
     lo = int(idx.min())
     span = int(idx.max()) + 1 - lo
     if span > 8 * len(idx) + 4096:
-        if len(idx) == 1 or bool((idx[1:] > idx[:-1]).all()):
-            arr[idx] += np.asarray(1 if vals is None else vals).astype(arr.dtype)  # distinct indices
-        else:
-            np.add.at(arr, idx, 1 if vals is None else vals)
+        np.add.at(arr, idx, 1 if vals is None else vals)
         return
     add = np.bincount(idx - lo, weights=vals, minlength=span)
     arr[lo : lo + span] += add.astype(arr.dtype)
@@ -274,10 +428,23 @@ def _batch_pages(b: _Batches) -> np.ndarray:
     bb = b.b
     if not len(bb):
         return np.zeros(0, dtype=np.int64)
+    if bb.stride and bb.total == bb.n:
+        if bb.stride == 1:
+            return b.pfn
+        return (b.pfn[:, None] + np.arange(bb.stride, dtype=np.int64)[None, :]).reshape(-1)
     pages = b.pfn[bb.bid()] + bb.offset()
     if bb.total != bb.n:
         pages = pages[bb.mask()]
     return np.asarray(pages)
+
+
+def _batch_pages_where(b: _Batches) -> tuple[np.ndarray, slice | bool | None]:
+    """``_batch_pages(b)`` and what ``_index_runs`` says of it (the pages
+    left uncomputed, empty, when they are known to be a slice)."""
+    if b.pages is not None:
+        return np.zeros(0, dtype=np.int64), b.pages
+    pages = _batch_pages(b)
+    return pages, _index_runs(pages)
 
 
 def _rmap_hooks(k: Kernel, heads: np.ndarray) -> None:
@@ -391,7 +558,8 @@ def _copy_huge_pmds_bulk(dst_vma: Vma, src_vma: Vma, idxs: list[int]) -> bool:
     ``folio_try_dup_anon_rmap_pmd`` cannot fail): False, nothing done, if a
     PMD is special, the huge zero page or not a folio's head.  The stores
     (the parent's write-protect, the child's old write-protected copy) are
-    made PMD by PMD in the same order, each seen by the observers.
+    made PMD by PMD in the same order (``AddressSpace.pmd_store_lockstep``:
+    the observers hear them at once).
     """
     src_mm = src_vma.vm_mm
     dst_mm = dst_vma.vm_mm
@@ -418,12 +586,16 @@ def _copy_huge_pmds_bulk(dst_vma: Vma, src_vma: Vma, idxs: list[int]) -> bool:
     dst_mm.add_mm_counter(MM_ANONPAGES, a.HPAGE_PMD_NR * n)
     # pmdp_set_wrprotect() loads each PMD; set_pmd_at() in the child
     src_mm.space.counters.add("pte.read", n)
-    src_store = src_mm.space.pmd_store
-    dst_store = dst_mm.space.pmd_store
-    for i, pte in zip(idxs, ptes, strict=True):
-        wp = a.pte_wrprotect(pte)
-        src_store(i, a.pte_pmd(wp))
-        dst_store(i, a.pte_pmd(a.pte_mkold(wp)))
+    from ..hw.tables import AddressSpace
+
+    wps = [a.pte_wrprotect(pte) for pte in ptes]
+    # per PMD: the parent's write-protect, then the child's copy
+    AddressSpace.pmd_store_lockstep(
+        [
+            (src_mm.space, idxs, [a.pte_pmd(wp) for wp in wps]),
+            (dst_mm.space, idxs, [a.pte_pmd(a.pte_mkold(wp)) for wp in wps]),
+        ]
+    )
     return True
 
 
@@ -487,19 +659,26 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     if b is None:
         return False
     bb = b.b
-    starts, nrs = bb.starts, bb.nrs
+    nb = len(bb)
     cow = is_cow_mapping(src_vma.vm_flags)
-    first = np.where(b.any_writable, a.pte_mkwrite_v(b.first), b.first)
-    writable = b.any_writable | b.first_writable
-    wp = writable & cow if cow else np.zeros(len(starts), dtype=bool)
+    some_writable = bool(b.any_writable.any())
+    first = np.where(b.any_writable, a.pte_mkwrite_v(b.first), b.first) if some_writable else b.first
+    writable = b.any_writable | b.first_writable if some_writable else b.first_writable
+    wp = writable & cow if cow else np.zeros(nb, dtype=bool)
     # _copy_present_ptes(): the parent's batch write-protected, the
     # child's PTE old, write-protected if the parent's was
-    parent = a.bulk_wrprotect_ptes(st.raw, bb if wp.all() else bb.subset(wp))
+    nwp = int(np.count_nonzero(wp))
+    parent = a.bulk_wrprotect_ptes(st.raw, bb if nwp == len(wp) else bb.subset(wp))
     if parent is None:
         return False
     new_src, c_src = parent
-    child_first = a.pte_mkold_v(np.where(wp, a.pte_wrprotect_v(first), first))
-    folio_nr = np.left_shift(1, mem.order[b.heads].astype(np.int64))
+    if nwp == 0:
+        child_first = a.pte_mkold_v(first)
+    elif nwp == len(wp):
+        child_first = a.pte_mkold_v(a.pte_wrprotect_v(first))
+    else:
+        child_first = a.pte_mkold_v(np.where(wp, a.pte_wrprotect_v(first), first))
+    folio_nr = b.folio_nr if b.folio_nr is not None else np.left_shift(1, mem.order[b.heads].astype(np.int64))
     child = a.bulk_set_ptes(bb, child_first, b.heads, folio_nr)
     if child is None:
         return False
@@ -508,14 +687,20 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
 
     # -- commit: refcount before mapcount, as copy_present_ptes does --
     total = bb.total
-    nb = len(starts)
-    _add_at(mem.refcount, b.heads, nrs)
-    pages = _batch_pages(b)
-    _add_at(mem.mapcount, pages)
-    mem.flags[pages] &= _NOT_EXCL
+    pages, where = _batch_pages_where(b)
+    # uniform batches over consecutive pages: the heads every stride pages
+    hwhere: slice | bool | None = False
+    if bb.stride and bb.total == bb.n and isinstance(where, slice):
+        hwhere = slice(where.start, where.stop, bb.stride)
+    # (uniform: every batch stride pages)
+    _add_at(mem.refcount, b.heads, np.int64(bb.stride) if isinstance(hwhere, slice) else bb.nrs, hwhere)
+    _add_at(mem.mapcount, pages, None, where)
+    mem.flags[where if isinstance(where, slice) else pages] &= _NOT_EXCL
     lg = b.large
-    if lg.any():
-        _add_at(mem.large_mapcount, b.heads[lg], nrs[lg])
+    if bb.stride and nb and lg[0]:  # uniform: every batch a large folio's
+        _add_at(mem.large_mapcount, b.heads, np.int64(bb.stride) if isinstance(hwhere, slice) else bb.nrs, hwhere)
+    elif lg.any():
+        _add_at(mem.large_mapcount, b.heads[lg], bb.nrs[lg])
     c = k.counters
     c.add(REF_OPS, nb)
     c.add(RMAP_OPS, nb)
@@ -527,27 +712,29 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     from .memory import FORK_BATCH, FORK_LOCK_BREAK, FORK_PTES
 
     c.add(FORK_PTES, total)
-    nbatch = int((nrs > 1).sum())
+    nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((bb.nrs > 1).sum())
     if nbatch:
         c.add(FORK_BATCH, nbatch)
     if breaks:
         c.add(FORK_LOCK_BREAK, breaks)
     per = st.per
-    rss = np.bincount(starts // per, weights=nrs, minlength=len(pieces)).astype(np.int64)
-    src_store = bool(src_mm.space.observers) or bool(wp.any())
-    released: list[Any] = []
+    # add_mm_rss_vec() of every table: one sum
+    if total:
+        dst_mm.add_mm_counter(MM_ANONPAGES, total)
+    src_store = bool(src_mm.space.observers) or nwp > 0
+    alloc = dst_mm.space.alloc_pte_table
+    dst_tables = [alloc(p[0]) for p in pieces]
+    released: list[Any] = [t for pair in zip(st.tables, dst_tables, strict=True) for t in pair]
     stores: list[tuple[Any, int, np.ndarray]] = []
-    for t, (pmd_idx, lo, hi) in enumerate(pieces):
-        src_t = st.tables[t]
-        dst_t = dst_mm.space.alloc_pte_table(pmd_idx)
-        base = t * per
-        if hi > lo:
-            if src_store:
-                stores.append((src_t, lo, new_src[base + lo : base + hi]))
-            stores.append((dst_t, lo, new_dst[base + lo : base + hi]))
-        if rss[t]:
-            dst_mm.add_mm_counter(MM_ANONPAGES, int(rss[t]))
-        released += (src_t, dst_t)
+    if st.full and not src_store:  # (the common case: whole tables, the parent unchanged)
+        stores = list(zip(dst_tables, [0] * len(pieces), new_dst.reshape(-1, per), strict=True))
+    else:
+        for t, (_pmd_idx, lo, hi) in enumerate(pieces):
+            base = t * per
+            if hi > lo:
+                if src_store:
+                    stores.append((st.tables[t], lo, new_src[base + lo : base + hi]))
+                stores.append((dst_tables[t], lo, new_dst[base + lo : base + hi]))
     # each table's store_bulk, in order (the observers hear them at once)
     PteTable.store_bulk_tables(stores)
     # each table's PTL drop, in order (every set is in its final state)
@@ -846,7 +1033,7 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
         # folio_pte_batch(): FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, then pte_wrprotect(pte_mkold())
         return a.pte_wrprotect_v(a.pte_mkold_v(a.pte_clear_soft_dirty_v(a.pte_mkclean_v(g))))
 
-    b = _find_batches(k, st, key_fn)
+    b = _find_batches(k, st, key_fn, want_first=False)
     if b is None:
         return False
     bb = b.b
@@ -855,18 +1042,20 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     cnt = a.bulk_clear_full_ptes(st.raw, bb, tlb.fullmm)
     if cnt is None:
         return False
-    pages = _batch_pages(b)
-    if len(pages) and (mem.mapcount[pages] < 1).any():
+    pages, where = _batch_pages_where(b)
+    pidx = where if isinstance(where, slice) else pages
+    if (mem.mapcount[pidx] < 1).any():
         return False  # a mapcount underflow: the kernel-shaped path reports it
     lg = b.large
     lheads = b.heads[lg]
-    if len(lheads) > 1:
+    if len(lheads) > 1 and b.pages is None:  # (consecutive pages: distinct folios)
         sh = np.sort(lheads)
         if (sh[1:] == sh[:-1]).any():
             return False  # a large folio in several batches (deferred split after each)
 
     # -- rmap: folio_remove_rmap_ptes() of every batch --
-    _add_at(mem.mapcount, pages, np.full(len(pages), -1, dtype=np.int64))
+    minus = np.int64(-1) if where is not None else np.full(len(pages), -1, dtype=np.int64)
+    _add_at(mem.mapcount, pages, minus, where)
     if len(lheads):
         lnrs = nrs[lg]
         _add_at(mem.large_mapcount, lheads, -lnrs)
@@ -874,10 +1063,14 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
         still = anon & (mem.large_mapcount[lheads] > 0) & (mem.entire_mapcount[lheads] == 0)
         if still.any():
             cand = lheads[still]
-            fnr = np.left_shift(1, mem.order[cand].astype(np.int64))
-            zero = (mem.mapcount[batch_positions(cand, fnr)] == 0).astype(np.int64)
-            offs = np.concatenate(([0], np.cumsum(fnr)[:-1]))
-            split = np.add.reduceat(zero, offs) > 0
+            if b.pages is not None and bool(still.all()):
+                # uniform: whole folios of stride pages, consecutive
+                split = (mem.mapcount[b.pages] == 0).reshape(-1, bb.stride).any(axis=1)
+            else:
+                fnr = np.left_shift(1, mem.order[cand].astype(np.int64))
+                zero = (mem.mapcount[batch_positions(cand, fnr)] == 0).astype(np.int64)
+                offs = np.concatenate(([0], np.cumsum(fnr)[:-1]))
+                split = np.add.reduceat(zero, offs) > 0
             for h in cand[split].tolist():
                 deferred_split_folio(Folio(mem, h), k)
     c = k.counters
@@ -889,46 +1082,54 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
         if v:
             c.add(name, v)
     c.add(ZAP_PTES, total)
-    nbatch = int((nrs > 1).sum())
+    nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((nrs > 1).sum())
     if nbatch:
         c.add(ZAP_BATCH, nbatch)
 
     # -- the PTE clears, the gather, its forced flushes, in batch order --
     per = st.per
     ps = k.PAGE_SIZE
-    tix = starts // per
-    idxs = np.array([p[0] for p in pieces], dtype=np.int64)
-    vaddr = (idxs[tix] << a.PMD_SHIFT) | ((starts % per) << k.page_shift)
-    cs = np.cumsum(nrs)
-    nrl = nrs.tolist()
+    stride = bb.stride
+    cs = nrs if stride else np.cumsum(nrs)  # (unused with a stride)
+
+    def upto(j: int) -> int:  # pages in batches 0..j
+        return (j + 1) * stride if stride else int(cs[j])
+
+    def reaching(x: int) -> int:  # the first batch j with upto(j) >= x
+        return max(0, -(-x // stride) - 1) if stride else int(np.searchsorted(cs, x, side="left"))
+
+    def vaddr(i: int) -> int:
+        s_ = int(starts[i])
+        return (pieces[s_ // per][0] << a.PMD_SHIFT) | ((s_ % per) << k.page_shift)
+
     zeros = np.zeros(per, dtype=np.uint64)
     i = 0
     while i < nb:
         # the batch whose queueing forces a flush (or the last one)
-        base = int(cs[i - 1]) if i else 0
-        j = int(np.searchsorted(cs, MAX_GATHER_BATCH - tlb._queued + base, side="left"))
+        base = upto(i - 1) if i else 0
+        j = reaching(MAX_GATHER_BATCH - tlb._queued + base)
         forced = j < nb
         j = min(j, nb - 1)
         # clear the PTEs of batches i..j, table by table
-        t0, t1 = int(tix[i]), int(tix[j])
+        si, sj, nj = int(starts[i]), int(starts[j]), int(nrs[j])
+        t0, t1 = si // per, sj // per
         clears: list[tuple[Any, int, np.ndarray]] = []
         for t in range(t0, t1 + 1):
-            lo = int(starts[i]) - t * per if t == t0 else int(st.lo[t])
-            hi = int(starts[j] + nrs[j]) - t * per if t == t1 else int(st.hi[t])
+            lo = si - t * per if t == t0 else int(st.lo[t])
+            hi = sj + nj - t * per if t == t1 else int(st.hi[t])
             if hi > lo:
                 clears.append((st.tables[t], lo, zeros[: hi - lo]))
         PteTable.store_bulk_tables(clears)
-        tlb.start = min(tlb.start, int(vaddr[i]))
-        tlb.end = max(tlb.end, int(vaddr[j]) + nrl[j] * ps)
+        tlb.start = min(tlb.start, vaddr(i))
+        tlb.end = max(tlb.end, vaddr(j) + nj * ps)
         tlb.cleared_ptes = True
         tlb._folios.append(FolioRun(b.heads[i : j + 1], nrs[i : j + 1]))
-        tlb._queued += int(cs[j]) - base
+        tlb._queued += upto(j) - base
         if forced:
             tlb.tlb_flush_mmu()
         i = j + 1
-    rss = np.bincount(tix, weights=nrs, minlength=len(pieces)).astype(np.int64)
-    for t in range(len(pieces)):
-        if rss[t]:
-            mm.add_mm_counter(MM_ANONPAGES, -int(rss[t]))
+    # add_mm_rss_vec() of every table: one sum
+    if total:
+        mm.add_mm_counter(MM_ANONPAGES, -total)
     a.ptl_release_many(st.tables)
     return True

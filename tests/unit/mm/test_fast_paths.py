@@ -91,12 +91,19 @@ def _run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) ->
     maps: list[tuple[int, int]] = []
     trace: list[Any] = []
     ps = m.page_size
+    per = ps // 8  # PTEs per table
     for op, x, y in ops:
         p = procs[x % len(procs)]
         try:
             if op == "mmap" or not maps:
-                n = 1 + y % 700
-                addr = p.mmap(n * ps)
+                if params.get("tables"):
+                    # whole page tables (a PMD-aligned start): the fast paths' uniform case
+                    n = per * (1 + y % params["tables"])
+                    addr = p.mmap((n + per) * ps)
+                    addr = (addr + per * ps - 1) & ~(per * ps - 1)
+                else:
+                    n = 1 + y % 700
+                    addr = p.mmap(n * ps)
                 maps.append((addr, n))
                 if op == "mmap":
                     trace.append(("mmap", addr))
@@ -155,6 +162,119 @@ def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str,
             assert not d, f"step {i}: {d}"
         else:
             assert f == r, f"step {i}: {f!r} != {r!r}"
+
+
+table_ops_st = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["mmap", "write_all", "write_all", "fork", "fork", "fork", "exit", "write", "mprotect", "dontneed",
+             "free", "munmap", "read"]
+        ),
+        st.integers(0, 1 << 30),
+        st.integers(0, 1 << 30),
+    ),
+    min_size=3,
+    max_size=10,
+)
+
+
+table_params_st = st.fixed_dictionaries(
+    {
+        "arch": st.sampled_from(["arm64", "arm64", "generic"]),
+        "mthp": st.sampled_from(MTHP),
+        "thp": st.sampled_from(["never", "never", "madvise", "always"]),
+        "check": st.booleans(),
+        "opts": st.sampled_from([{}, {}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]),
+        "gather": st.sampled_from([10000, 10000, 37, 300]),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table_params_st, table_ops_st, st.sampled_from([1, 2]))
+def test_fast_paths_whole_tables(params: dict[str, Any], ops: list[tuple[str, int, int]], tables: int) -> None:
+    """Mappings of whole page tables, written in full first: every PTE
+    present, folios of one order (order 0, 16K, 64K with contpte blocks,
+    128K), writable or not, partly mprotected, CoW-broken or zapped: the
+    uniform batches of the fast paths."""
+    params = {**params, "tables": tables}
+    ops = [("mmap", 0, tables - 1), ("write_all", 0, 0), *ops]
+    fast = run(params, ops, True)
+    ref = run(params, ops, False)
+    assert len(fast) == len(ref)
+    for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
+        if isinstance(f, dict):
+            d = diff(f, r)
+            assert not d, f"step {i}: {d}"
+        else:
+            assert f == r, f"step {i}: {f!r} != {r!r}"
+
+
+def _uniform_trace(
+    arch: str, mthp: dict[str, str], opts: dict[str, Any], check: bool, reverse: bool, fast: bool
+) -> list[Any]:
+    """Whole page tables of one folio order forked, CoW-broken, mprotected in part, zapped.
+
+    ``reverse``: the second table faulted in first (the pages of the two
+    tables not consecutive, the second's below the first's).
+    """
+    m = contpte.Machine(arch=arch, memory="64M", cpus=2, mthp=mthp, thp="never", check=check, **opts)
+    m.kernel.fast_paths = fast
+    ps = m.page_size
+    tbl = ps // 8 * ps  # bytes one table maps
+    p = m.spawn()
+    a = p.mmap(4 * tbl)
+    a = (a + tbl - 1) & ~(tbl - 1)
+    out: list[Any] = []
+    for t in (1, 0) if reverse else (0, 1):
+        p.write(a + t * tbl, tbl, 1)
+    p.madvise(a, 2 * tbl, "free")  # clean and old
+    p.fork().exit()
+    out.append(snapshot(m))
+    p.write(a + 3 * ps, tbl, 1)  # dirty again: here and there in a block
+    p.fork().exit()
+    out.append(snapshot(m))
+    p.mprotect(a + tbl + ps, 2 * ps, "r")  # write bits differ inside a folio
+    c1 = p.fork()  # (nearly) every batch writable: the parent write-protected
+    out.append(snapshot(m))
+    p.mprotect(a + tbl + ps, 2 * ps, "rw")
+    c2 = p.fork()  # nothing writable
+    out.append(snapshot(m))
+    c1.write(a + 5 * ps, 3 * ps, 2)  # CoW copies: another order among them, other pfns
+    p.write(a + tbl + 7 * ps, ps, 4)
+    c3 = c1.fork()
+    c4 = p.fork()
+    out.append(snapshot(m))
+    p.write(a, 2 * tbl, 5)  # the parent's own copies: other pfns, writable
+    c5 = p.fork()
+    out.append(snapshot(m))
+    c2.exit()
+    p.munmap(a + tbl, tbl)
+    out.append(snapshot(m))
+    for c in (c1, c3, c4, c5):
+        c.exit()
+    out.append(snapshot(m))
+    return out
+
+
+def test_fast_paths_uniform_tables() -> None:
+    """Each folio order, backend and option: the uniform fast path against the reference."""
+    k4: dict[str, str] = {}
+    k16, k64 = {"16K": "always"}, {"64K": "always"}
+    cases: list[tuple[str, dict[str, str], dict[str, Any], bool, bool]] = [
+        *(("arm64", mthp, {}, False, False) for mthp in MTHP if len(mthp) < 2),
+        *(("arm64", mthp, {}, False, True) for mthp in (k4, k16)),
+        ("arm64", k64, {"wrprotect_ptes_opt": False, "teardown_opt": False}, True, True),
+        ("arm64", k64, {"contpte": False}, False, True),
+        ("generic", k4, {}, False, True),
+        ("generic", k16, {}, False, False),
+    ]
+    for arch, mthp, opts, check, reverse in cases:
+        fast = _uniform_trace(arch, mthp, opts, check, reverse, True)
+        ref = _uniform_trace(arch, mthp, opts, check, reverse, False)
+        for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
+            d = diff(f, r)
+            assert not d, f"{arch} {opts} {mthp} check={check} reverse={reverse} step {i}: {d}"
 
 
 def test_lock_break_points_rule() -> None:

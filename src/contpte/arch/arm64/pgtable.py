@@ -104,6 +104,8 @@ _NP_NOT_DIRTY = np.uint64(~PTE_DIRTY & _U64)
 _NP_CONT = np.uint64(PTE_CONT)
 _NP_ZERO = np.uint64(0)
 _NP_ACCESS_BITS = np.uint64(PTE_RDONLY | PTE_AF | PTE_WRITE | PTE_DIRTY)
+_SH_WRITE_TO_DIRTY = np.uint64(PTE_DIRTY.bit_length() - PTE_WRITE.bit_length())
+_SH_RDONLY_TO_DIRTY = np.uint64(PTE_DIRTY.bit_length() - PTE_RDONLY.bit_length())
 
 
 class Arm64Pgtable(Pgtable):
@@ -431,9 +433,13 @@ class Arm64Pgtable(Pgtable):
 
     def _np_wrprotect(self, vals: np.ndarray) -> np.ndarray:
         """Vector ``pte_wrprotect()``."""
-        hw_dirty = ((vals & _NP_WRITE) != _NP_ZERO) & ((vals & _NP_RDONLY) == _NP_ZERO)
-        out: np.ndarray = np.where(hw_dirty, vals | _NP_DIRTY, vals)
-        return (out & _NP_NOT_WRITE) | _NP_RDONLY
+        # hw dirty (WRITE and not RDONLY) becomes sw DIRTY; one buffer, in place
+        out: np.ndarray = np.bitwise_and(vals, _NP_WRITE | _NP_RDONLY)
+        hw_dirty = out == _NP_WRITE
+        np.bitwise_and(vals, _NP_NOT_WRITE, out=out)
+        out |= _NP_RDONLY
+        np.bitwise_or(out, _NP_DIRTY, out=out, where=hw_dirty)
+        return out
 
     def _gather_young_dirty(self, pte: int, vals: np.ndarray) -> int:
         """OR the access/dirty state of ``vals`` into ``pte`` (pte_mkdirty/pte_mkyoung)."""
@@ -920,6 +926,23 @@ class Arm64Pgtable(Pgtable):
         bad = np.uint64(PTE_SPECIAL | PTE_UFFD_WP)
         return np.asarray(((raw & _NP_VALID) != _NP_ZERO) & ((raw & bad) == _NP_ZERO))
 
+    def bulk_uniform_reads(self, raw: np.ndarray) -> tuple[int, int, int] | None:
+        """Every entry plain and not CONT: (1, 1, 0); every one valid CONT: a
+        block's first entry visited, ``contpte_ptep_get`` on it (``1 +
+        CONT_PTES`` loads, one gather)."""
+        if not len(raw):
+            return None
+        cont = PTE_CONT if self.contpte_enabled else 0
+        every = int(np.bitwise_and.reduce(raw))  # bits set in every entry
+        some = int(np.bitwise_or.reduce(raw))  # bits set in some entry
+        if not every & PTE_VALID or some & (PTE_SPECIAL | PTE_UFFD_WP):
+            return None
+        if not some & cont:
+            return 1, 1, 0
+        if every & cont:
+            return self.CONT_PTES, 1 + self.CONT_PTES, 1
+        return None
+
     def bulk_ptep_get(self, raw: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``ptep_get()`` of the entries at ``pos``: in a folded block, the block's A/D ORed in.
 
@@ -934,14 +957,33 @@ class Arm64Pgtable(Pgtable):
         vc = self._valid_cont_v(rv)
         if not vc.any():
             return rv, np.ones(n, dtype=np.int64), vc
+        reads = 1 + cp * vc.astype(np.int64)
+        ad_bits = PTE_DIRTY | PTE_AF | PTE_WRITE | PTE_RDONLY
+        every = int(np.bitwise_and.reduce(raw))
+        if not (every ^ int(np.bitwise_or.reduce(raw))) & ad_bits:
+            # every entry in the same access/dirty state: a block's gathered
+            # state is each member's own (young: AF already set)
+            if not every & PTE_DIRTY and not (every & PTE_WRITE and not every & PTE_RDONLY):
+                return rv, reads, vc  # clean: nothing to OR in
+            add = _NP_DIRTY
+            clear = _NP_NOT_RDONLY if every & PTE_WRITE else ~_NP_ZERO
+            if vc.all():
+                return (rv | add) & clear, reads, vc
+            return np.where(vc, (rv | add) & clear, rv), reads, vc
         bidx = pos[vc] // cp
         blocks = raw.reshape(-1, cp)
         if len(bidx) != len(blocks):
             blocks = blocks[bidx]
-        # pte_dirty(): sw DIRTY, or hw dirty (WRITE and not RDONLY) on any member
-        hw_dirty = blocks & (~blocks << np.uint64(51 - 7)) & _NP_WRITE
-        ored = np.bitwise_or.reduce(blocks & (_NP_DIRTY | _NP_AF), axis=1)
-        dirty = ((ored & _NP_DIRTY) != _NP_ZERO) | (np.bitwise_or.reduce(hw_dirty, axis=1) != _NP_ZERO)
+        # pte_dirty(): sw DIRTY, or hw dirty (WRITE and not RDONLY, moved onto
+        # the DIRTY bit) on any member; pte_young(): AF on any member
+        ad = np.left_shift(blocks, _SH_WRITE_TO_DIRTY)
+        t = np.invert(blocks)
+        np.left_shift(t, _SH_RDONLY_TO_DIRTY, out=t)
+        ad &= t
+        ad &= _NP_DIRTY
+        ad |= blocks
+        ored = np.bitwise_or.reduce(ad, axis=1)
+        dirty = (ored & _NP_DIRTY) != _NP_ZERO
         young = (ored & _NP_AF) != _NP_ZERO
         g = rv[vc]
         g = np.where(dirty, g | _NP_DIRTY, g)
@@ -949,7 +991,7 @@ class Arm64Pgtable(Pgtable):
         g = np.where(young, g | _NP_AF, g)
         out = rv.copy()
         out[vc] = g
-        return out, 1 + cp * vc.astype(np.int64), vc
+        return out, reads, vc
 
     def bulk_batch_visited(self, raw: np.ndarray, inr: np.ndarray) -> np.ndarray | None:
         """``pte_batch_hint()`` jumps from a folded entry to its block's end.
@@ -974,9 +1016,11 @@ class Arm64Pgtable(Pgtable):
     def _partial_ends(self, vals: np.ndarray, sm: np.ndarray, nm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``contpte_try_unfold_partial()`` of batches ``(sm, nm)``: which read head/tail; None if one unfolds."""
         cp = self.CONT_PTES
-        idx = sm % self.PTRS_PER_PTE
+        idx = sm & (self.PTRS_PER_PTE - 1)
         head = ((idx & (cp - 1)) != 0) | (nm < cp)
         tail = ((idx + nm) & (cp - 1)) != 0
+        if not len(vals) or not int(np.bitwise_or.reduce(vals)) & PTE_CONT:
+            return head, tail  # no CONT entry: nothing to unfold
         if (head & self._valid_cont_v(vals[sm])).any() or (tail & self._valid_cont_v(vals[sm + nm - 1])).any():
             return None
         return head, tail
@@ -992,17 +1036,21 @@ class Arm64Pgtable(Pgtable):
         """
         total = b.total
         counts: dict[str, int] = {"pte.atomic": total, "pte.write": total}
-        mask = b.mask()
         if not self.contpte_enabled:
+            counts["pte.read"] = total
+        elif b.stride == 1:  # every call nr == 1: _wrprotect_pte, no CONT entry
+            starts = vals if total == b.n else vals[b.starts]
+            if len(starts) and int(np.bitwise_or.reduce(starts)) & PTE_CONT:
+                return None
             counts["pte.read"] = total
         else:
             one = b.nrs == 1
-            if ((vals[b.starts[one]] & _NP_CONT) != _NP_ZERO).any():
+            n1 = int(one.sum())
+            if n1 and ((vals[b.starts[one]] & _NP_CONT) != _NP_ZERO).any():
                 return None
             many = ~one
-            n1 = int(one.sum())
-            sm = b.starts[many]
-            nm = b.nrs[many]
+            sm = b.starts[many] if n1 else b.starts
+            nm = b.nrs[many] if n1 else b.nrs
             if self.wrprotect_ptes_opt:
                 ends = self._partial_ends(vals, sm, nm)
                 if ends is None:
@@ -1014,11 +1062,14 @@ class Arm64Pgtable(Pgtable):
                     counts[contpte.CALL_UNFOLD_PARTIAL] = k
                 counts["pte.read"] = n1 + int(head.sum()) + int(tail.sum()) + int(nm.sum())
             else:
-                if (mask & ((vals & _NP_CONT) != _NP_ZERO)).any():
+                if (b.mask() & ((vals & _NP_CONT) != _NP_ZERO)).any():
                     return None
                 counts["pte.read"] = total
-        new = np.where(mask, self._np_wrprotect(vals), vals)
-        return new, counts
+        if total == 0:
+            return vals, counts
+        if total == b.n:
+            return self._np_wrprotect(vals), counts
+        return np.where(b.mask(), self._np_wrprotect(vals), vals), counts
 
     def bulk_set_ptes(
         self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
@@ -1034,37 +1085,61 @@ class Arm64Pgtable(Pgtable):
         if not len(b):
             return np.zeros(b.n, dtype=np.uint64), {}
         counts: dict[str, int] = {"pte.write": b.total}
-        starts, nrs = b.starts, b.nrs
+        nb = len(b)
         p = ptes
+        full = b.stride and b.total == b.n  # uniform batches tiling every entry
         if self.contpte_enabled:
             cp = self.CONT_PTES
             p = ptes & np.uint64(~PTE_CONT & _U64)
-            one = nrs == 1
-            idx = starts % self.PTRS_PER_PTE
-            pfn = self.pte_pfn_v(p)
-            fold = (
-                one
-                & ((idx & (cp - 1)) == cp - 1)
-                & ((pfn & (cp - 1)) == cp - 1)
-                & ((p & _NP_VALID) != _NP_ZERO)
-                & ((p & np.uint64(PTE_SPECIAL)) == _NP_ZERO)
-            )
-            if fold.any():
-                fstart = idx - (pfn - folio_first)
-                cstart = idx & ~(cp - 1)
-                if (fold & (fstart <= cstart) & (fstart + folio_nr >= cstart + cp)).any():
-                    return None
-                counts[contpte.CALL_TRY_FOLD] = int(fold.sum())
-            counts["pte.read"] = int(one.sum())
-            k = len(nrs) - counts["pte.read"]
+            if b.stride > 1:
+                n1 = 0
+            else:
+                one = np.ones(nb, dtype=bool) if b.stride else b.nrs == 1
+                n1 = nb if b.stride else int(one.sum())
+                # contpte_try_fold() enters __contpte_try_fold only on a block's last entry
+                if full:
+                    cand = np.arange(cp - 1, nb, cp, dtype=np.int64)
+                else:
+                    cand = np.flatnonzero(one & ((b.starts & (cp - 1)) == cp - 1))
+                pc = p[cand]
+                pfn = self.pte_pfn_v(pc)
+                fold = (
+                    ((pfn & (cp - 1)) == cp - 1)
+                    & ((pc & _NP_VALID) != _NP_ZERO)
+                    & ((pc & np.uint64(PTE_SPECIAL)) == _NP_ZERO)
+                )
+                if fold.any():
+                    ic = b.starts[cand] & (self.PTRS_PER_PTE - 1)
+                    fstart = ic - (pfn - folio_first[cand])
+                    cstart = ic & ~(cp - 1)
+                    if (fold & (fstart <= cstart) & (fstart + folio_nr[cand] >= cstart + cp)).any():
+                        return None
+                    counts[contpte.CALL_TRY_FOLD] = int(fold.sum())
+            counts["pte.read"] = n1
+            k = nb - n1
             if k:
                 counts[contpte.CALL_SET_PTES] = k
+        if full:
+            st = b.stride
+            if st == 1:
+                vals = p.copy() if p is ptes else p
+            else:
+                offs = np.arange(st, dtype=np.uint64) << np.uint64(self.PAGE_SHIFT)
+                vals = (p[:, None] + offs[None, :]).reshape(-1)
+            if not (self.contpte_enabled and counts.get(contpte.CALL_SET_PTES)) or st < self.CONT_PTES:
+                return vals, counts  # no block whole in one batch
+            # every block whole in one batch: PTE_CONT if all are PA-aligned
+            cp = self.CONT_PTES
+            if bool(((self.pte_pfn_v(vals[::cp]) & (cp - 1)) == 0).all()):
+                vals |= _NP_CONT
+                return vals, counts
         bid = b.bid()
         mask = b.mask()
         vals = p[bid] + (b.offset().astype(np.uint64) << np.uint64(self.PAGE_SHIFT))
         vals = np.where(mask, vals, _NP_ZERO)
         if self.contpte_enabled and counts.get(contpte.CALL_SET_PTES):
             cp = self.CONT_PTES
+            starts, nrs = b.starts, b.nrs
             bs = np.arange(0, b.n, cp, dtype=np.int64)
             bb = bid[bs]
             s_b = starts[bb]
@@ -1093,6 +1168,12 @@ class Arm64Pgtable(Pgtable):
             return counts
         if not self.teardown_opt:
             if (b.mask() & self._valid_cont_v(vals)).any():
+                return None
+            counts["pte.read"] = total
+            return counts
+        if b.stride == 1:  # every call nr == 1
+            starts = vals if total == b.n else vals[b.starts]
+            if len(starts) and int(np.bitwise_or.reduce(starts)) & PTE_CONT and self._valid_cont_v(starts).any():
                 return None
             counts["pte.read"] = total
             return counts
