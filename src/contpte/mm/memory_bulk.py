@@ -721,7 +721,9 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     # add_mm_rss_vec() of every table: one sum
     if total:
         dst_mm.add_mm_counter(MM_ANONPAGES, total)
-    src_store = bool(src_mm.space.observers) or nwp > 0
+    # no batch write-protected: the kernel stores nothing to the parent
+    # (copy_present_ptes() calls wrprotect_ptes() only on a writable batch)
+    src_store = nwp > 0
     alloc = dst_mm.space.alloc_pte_table
     dst_tables = [alloc(p[0]) for p in pieces]
     released: list[Any] = [t for pair in zip(st.tables, dst_tables, strict=True) for t in pair]
