@@ -112,16 +112,32 @@ def young_mask(arch: Any) -> int:
     return y
 
 
-class _MmState:
-    """What the dense checks derive from one mm's PTE tables (never mutated)."""
+_NARROW = (np.uint8, np.uint16, np.int32, np.int64)
 
-    __slots__ = ("keys", "keyset", "raw", "maps", "fmaps", "wmaps", "rss", "suspect", "vsig", "shm", "_yraw", "_any_uw")
+def _narrow(counts: np.ndarray) -> np.ndarray:
+    """``counts`` (>= 0) in the narrowest dtype of ``_NARROW`` that holds them."""
+    top = int(counts.max()) if len(counts) else 0
+    for dt in _NARROW:
+        if top <= np.iinfo(dt).max:
+            return counts.astype(dt)
+    return counts
+
+
+class _MmState:
+    """What the dense checks derive from one mm's PTE tables (never mutated).
+
+    The per-frame counts are in the narrowest dtype that holds them
+    (``_narrow``), and shared between states where equal (a forked child,
+    a parent whose fork only write-protected it).
+    """
+
+    __slots__ = ("tabs", "maps", "fmaps", "wmaps", "rss", "suspect", "vsig", "shm", "_any_uw")
 
     def __init__(self) -> None:
-        self.keys: list[int] = []
-        self.keyset: frozenset[int] = frozenset()
-        #: the descriptors (tables stacked in ``keys`` order) this was computed from
-        self.raw = np.zeros(0, dtype=np.uint64)
+        #: the tables (pmd index -> PteTable) this was computed from; their
+        #: descriptors then are their current ones unless the store log of
+        #: the space holds them (``hw/tables.py``)
+        self.tabs: dict[int, Any] = {}
         #: per frame: present normal PTEs mapping it (None: none)
         self.maps: np.ndarray | None = None
         #: per folio head: present normal PTEs mapping a page of it (None: none)
@@ -135,24 +151,27 @@ class _MmState:
         self.suspect = False
         self.vsig: tuple[tuple[int, int], ...] = ()
         self.shm: frozenset[int] = frozenset()
-        self._yraw: np.ndarray | None = None
         self._any_uw: bool | None = None
 
-    def derived(self, raw: np.ndarray) -> "_MmState":
-        """The same state for descriptors ``raw`` that differ only in young bits."""
+    def derived(self, tabs: dict[int, Any]) -> "_MmState":
+        """The same state for tables ``tabs`` whose descriptors differ only in young bits."""
         s = _MmState()
-        s.keys, s.keyset, s.raw, s.maps, s.fmaps, s.wmaps = self.keys, self.keyset, raw, self.maps, self.fmaps, self.wmaps
+        s.tabs, s.maps, s.fmaps, s.wmaps = tabs, self.maps, self.fmaps, self.wmaps
         s.rss, s.suspect, s.vsig, s.shm = list(self.rss), self.suspect, self.vsig, self.shm
-        s._yraw, s._any_uw = self._yraw, self._any_uw
+        s._any_uw = self._any_uw
         return s
 
 
 class Incremental:
-    """Per-mm states and the mem_map snapshot for ``Validators.run_all``."""
+    """Per-mm states and the mem_map snapshot for ``Validators.run_all``.
 
-    #: An mm with at most this many PTE slots is recomputed at every run
-    #: (cheap), without relying on the mem_map snapshot.  Tests set it to
-    #: -1 to put every mm through the incremental path.
+    Nothing descriptor-sized is kept between runs: which tables changed,
+    and their descriptors before, come from the store log of each address
+    space (``hw/tables.py``), started at the first run that sees it and
+    emptied after each sync.
+    """
+
+    #: Kept for tests (all mms go through the same path now).
     SMALL = 1 << 13
 
     def __init__(self, validators: Any) -> None:
@@ -166,15 +185,10 @@ class Incremental:
         self.states: dict[int, tuple[Any, _MmState]] = {}
         #: id(mm) -> (pmds copy, pfns, writable bits)
         self._pmd_cache: dict[int, tuple[dict[int, int], np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._snap: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        #: (id(mm), counters) of a child whose state ``fork_copy_ok`` just
-        #: derived from its tables; ``trust_fresh``: this run is the fork's own
-        #: (nothing ran since), so that state needs no compare if no
-        #: descriptor store was counted in between.
-        self._fresh: tuple[int, tuple[int, ...]] | None = None
-        self._scratch: np.ndarray | None = None
-        self._bufs: dict[str, np.ndarray] = {}
-        self.trust_fresh = False
+        #: mem_map at the last run: head (int32), PG_anon (packed bits)
+        self._snap: tuple[np.ndarray, np.ndarray] | None = None
+        #: mem_map.mapping at the last run, kept only while a state maps a file page
+        self._msnap: np.ndarray | None = None
 
     @property
     def y(self) -> int:
@@ -187,34 +201,39 @@ class Incremental:
         return self._y
 
     # -- mem_map snapshot ---------------------------------------------------------
-    def _memmap_changes(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Frames whose head changed, and frames whose ``PG_anon`` or mapping
-        changed, since the last call (None: no snapshot yet)."""
+    def _memmap_changes(self) -> np.ndarray | None:
+        """Frames whose head, ``PG_anon`` or (while a state maps a file page)
+        mapping changed since the last call (None: no snapshot yet).
+
+        The snapshot: ``head`` as int32 (compared as int64: exact; a head
+        that does not fit differs at every call), ``PG_anon`` packed in
+        bits, ``mapping`` only while needed."""
         mem = self.m.kernel.memmap
-        snap = self._snap
-        if snap is None or len(snap[0]) != mem.nr_frames:
-            self._snap = (mem.head.copy(), mem.flags.copy(), mem.mapping.copy())
-            return None
-        hs, fs, ms = snap
-        empty = np.zeros(0, dtype=np.int64)
-        fh = empty
-        if not np.array_equal(mem.head, hs):
-            fh = np.flatnonzero(mem.head != hs)
-            hs[fh] = mem.head[fh]
-        fc = empty
-        if not np.array_equal(mem.flags, fs):
-            ix = np.flatnonzero(mem.flags != fs)
-            fc = ix[((mem.flags[ix] ^ fs[ix]) & PG_anon) != 0]
-            fs[ix] = mem.flags[ix]
-        # ``mapping`` only classifies file folios: nothing to compare while no
-        # state has a file PTE (a folio turning file-backed flips ``PG_anon``;
-        # a stale snapshot only adds frames to later diffs).
+        nr = mem.nr_frames
+        anon = np.packbits((mem.flags & PG_anon) != 0)
         files = any(st.rss[MM_FILEPAGES] or st.rss[MM_SHMEMPAGES] for _, st in self.states.values())
-        if files and not np.array_equal(mem.mapping, ms):
-            ix = np.flatnonzero(mem.mapping != ms)
-            ms[ix] = mem.mapping[ix]
-            fc = np.union1d(fc, ix)
-        return fh, fc
+        ms = self._msnap
+        self._msnap = mem.mapping.copy() if files else None
+        snap = self._snap
+        if snap is None or len(snap[0]) != nr:
+            self._snap = (mem.head.astype(np.int32), anon)
+            return None
+        hs, an = snap
+        mask: np.ndarray | None = None
+        if not np.array_equal(mem.head, hs):
+            mask = mem.head != hs
+            hs[mask] = mem.head[mask]
+        if not np.array_equal(anon, an):
+            d = np.unpackbits(anon ^ an, count=nr).view(bool)
+            mask = d if mask is None else mask | d
+            self._snap = (hs, anon)
+        if files:
+            if ms is None:
+                return None
+            if not np.array_equal(mem.mapping, ms):
+                d = mem.mapping != ms
+                mask = d if mask is None else mask | d
+        return np.flatnonzero(mask) if mask is not None else np.zeros(0, dtype=np.int64)
 
     # -- one mm's state ---------------------------------------------------------------
     def _vsig(self, mm: Any) -> tuple[tuple[int, int], ...]:
@@ -223,33 +242,11 @@ class Incremental:
     def _shm(self) -> frozenset[int]:
         return frozenset(fid for fid, f in self.m.kernel.files.items() if f.shmem)
 
-    def _stack(self, mm: Any, keys: list[int], scratch: bool = False) -> np.ndarray:
-        """The tables ``keys`` of ``mm`` stacked (``scratch``: into a buffer
-        reused by the next scratch stack: compare it, ``_keep`` it to keep it)."""
-        tabs = mm.space.tables
+    def _stack(self, tabs: dict[int, Any], keys: list[int]) -> np.ndarray:
+        """The current descriptors of tables ``keys`` stacked (a copy)."""
         if not keys:
             return np.zeros(0, dtype=np.uint64)
-        parts = [tabs[i].entries for i in keys]
-        if not scratch:
-            return np.concatenate(parts)
-        n = len(keys) * self.per
-        buf = self._scratch
-        if buf is None or len(buf) != n:
-            buf = self._scratch = np.empty(n, dtype=np.uint64)
-        return np.concatenate(parts, out=buf)
-
-    def _buf(self, name: str, n: int, dtype: Any) -> np.ndarray:
-        """A scratch array of this run (reused by the next)."""
-        b = self._bufs.get(name)
-        if b is None or len(b) != n or b.dtype != dtype:
-            b = self._bufs[name] = np.empty(n, dtype=dtype)
-        return b
-
-    def _keep(self, buf: np.ndarray) -> np.ndarray:
-        """Keep a scratch stack (the next one goes to a new buffer)."""
-        if buf is self._scratch:
-            self._scratch = None
-        return buf
+        return np.concatenate([tabs[i].entries for i in keys])
 
     def _contrib(
         self, mm: Any, raw: np.ndarray, vas_of: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]
@@ -300,18 +297,20 @@ class Incremental:
             rss[MM_FILEPAGES] = len(files) - nshm
         return pfns, heads, pfns[wr], rss, False
 
-    def _compute(self, mm: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]) -> _MmState:
-        """A fresh state of ``mm`` (every table decoded)."""
+    def _compute(self, mm: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int], prev: _MmState | None) -> _MmState:
+        """A fresh state of ``mm`` (every table decoded); its arrays are
+        ``prev``'s where equal (shared)."""
         s = _MmState()
-        s.keys = list(mm.space.tables)
-        s.keyset = frozenset(s.keys)
-        s.raw = self._stack(mm, s.keys)
+        s.tabs = dict(mm.space.tables)
         s.vsig, s.shm = vsig, shm
-        if not s.keys:
+        if not s.tabs:
             return s
-        keys = np.array(s.keys, dtype=np.int64)
+        keys = list(s.tabs)
+        raw = self._stack(s.tabs, keys)
+        karr = np.array(keys, dtype=np.int64)
         per, shift = self.per, self.m.kernel.page_shift
-        got = self._contrib(mm, s.raw, lambda f: (keys[f // per] * per + f % per) << shift, vsig, shm)
+        got = self._contrib(mm, raw, lambda f: (karr[f // per] * per + f % per) << shift, vsig, shm)
+        del raw
         if got is None:
             return s
         pfns, heads, wpf, rss, bad = got
@@ -319,49 +318,85 @@ class Incremental:
         if bad:
             return s
         nr = self.m.kernel.memmap.nr_frames
-        s.maps = np.bincount(pfns, minlength=nr).astype(np.int32)
-        s.fmaps = np.bincount(heads, minlength=nr).astype(np.int32)
+        s.maps = _narrow(np.bincount(pfns, minlength=nr))
+        s.fmaps = _narrow(np.bincount(heads, minlength=nr))
         if len(wpf):
-            s.wmaps = np.bincount(wpf, minlength=nr).astype(np.int32)
+            s.wmaps = _narrow(np.bincount(wpf, minlength=nr))
+        # share equal arrays (a child forked from a writable parent, a parent
+        # write-protected by fork): this mm's last state and a few others
+        others = [prev] if prev is not None else []
+        others += [o for key, (_, o) in self.states.items() if key != id(mm)][:8]
+        for name in ("maps", "fmaps", "wmaps"):
+            a = getattr(s, name)
+            seen: set[int] = set()
+            for o in others:
+                b = getattr(o, name)
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                if _same(a, b) is b:
+                    setattr(s, name, b)
+                    break
         return s
 
     def _update(
-        self, mm: Any, st: _MmState, cur: np.ndarray, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]
+        self,
+        mm: Any,
+        st: _MmState,
+        old: np.ndarray,
+        new: np.ndarray,
+        vas: np.ndarray,
+        vsig: tuple[tuple[int, int], ...],
+        shm: frozenset[int],
     ) -> _MmState | None:
-        """``st`` moved to descriptors ``cur`` (same keys) from the entries that
-        changed; None when too many changed (recompute)."""
-        ch = np.flatnonzero(cur != st.raw)
-        if len(ch) > max(64, len(cur) >> 3):
-            return None
+        """``st`` moved to the current tables, given the entries that changed
+        (at ``vas``, from ``old`` to ``new``); None: recompute."""
         s = _MmState()
-        s.keys, s.keyset, s.raw, s.vsig, s.shm = st.keys, st.keyset, cur, vsig, shm
-        if not len(ch):
+        s.tabs, s.vsig, s.shm = dict(mm.space.tables), vsig, shm
+        s._any_uw = None
+        if not len(vas):
             s.maps, s.fmaps, s.wmaps, s.rss = st.maps, st.fmaps, st.wmaps, list(st.rss)
             return s
-        keys = np.array(st.keys, dtype=np.int64)
-        per, shift = self.per, self.m.kernel.page_shift
-        vas = (keys[ch // per] * per + ch % per) << shift
-        old = self._contrib(mm, st.raw[ch], lambda f: vas[f], vsig, shm)
-        new = self._contrib(mm, cur[ch], lambda f: vas[f], vsig, shm)
-        if (old is not None and old[4]) or (new is not None and new[4]):
+        og = self._contrib(mm, old, lambda f: vas[f], vsig, shm)
+        ng = self._contrib(mm, new, lambda f: vas[f], vsig, shm)
+        if (og is not None and og[4]) or (ng is not None and ng[4]):
             return None
         nr = self.m.kernel.memmap.nr_frames
         arrays: list[np.ndarray | None] = [st.maps, st.fmaps, st.wmaps]
-        fresh = [False, False, False]
         rss = list(st.rss)
-        for got, sign in ((old, -1), (new, 1)):
-            if got is None:
+        for j in range(3):
+            parts: list[tuple[np.ndarray, int]] = []
+            for got, sign in ((og, -1), (ng, 1)):
+                if got is not None:
+                    arr = got[j]
+                    assert isinstance(arr, np.ndarray)
+                    if len(arr):
+                        parts.append((arr, sign))
+            if not parts:
                 continue
-            for j, idx in enumerate(got[:3]):
-                if not len(idx):
-                    continue
-                a = arrays[j]
-                if a is None or not fresh[j]:
-                    a = arrays[j] = np.zeros(nr, dtype=np.int32) if a is None else a.copy()
-                    fresh[j] = True
-                np.add.at(a, idx, sign)
-            for j in range(4):
-                rss[j] += sign * got[3][j]
+            idx = np.concatenate([p for p, _ in parts])
+            w = np.concatenate([np.full(len(p), sg, dtype=np.int64) for p, sg in parts])
+            u, inv = np.unique(idx, return_inverse=True)
+            dlt = np.bincount(inv, weights=w, minlength=len(u)).astype(np.int64)
+            keep = dlt != 0
+            if not keep.any():
+                continue
+            u, dlt = u[keep], dlt[keep]
+            a = arrays[j]
+            cur = (a[u].astype(np.int64) if a is not None else np.zeros(len(u), dtype=np.int64)) + dlt
+            if int(cur.min()) < 0:
+                return None
+            if a is None:
+                a = np.zeros(nr, dtype=np.uint8)
+            top = int(cur.max())
+            dt = next(d for d in _NARROW if top <= np.iinfo(d).max or d is np.int64)
+            a = a.astype(np.promote_types(a.dtype, dt))  # a copy (states are never mutated)
+            a[u] = cur
+            arrays[j] = a
+        for got, sign in ((og, -1), (ng, 1)):
+            if got is not None:
+                for j in range(4):
+                    rss[j] += sign * got[3][j]
         s.maps, s.fmaps, s.wmaps = arrays
         if s.wmaps is not None and s.wmaps is not st.wmaps and not s.wmaps.any():
             s.wmaps = None
@@ -370,37 +405,76 @@ class Incremental:
         s.rss = rss
         return s
 
+    def _changes(self, mm: Any, st: _MmState) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The entries of ``mm`` that changed since ``st`` (old values, new
+        values, virtual addresses), from the store log; None: too many."""
+        space = mm.space
+        log = space.log
+        per, shift = self.per, self.m.kernel.page_shift
+        zeros = np.zeros(per, dtype=np.uint64)
+        olds: list[np.ndarray] = []
+        news: list[np.ndarray] = []
+        vas: list[np.ndarray] = []
+        n = 0
+        limit = max(64, (len(st.tabs) * per) >> 3)
+        done: set[int] = set()
+        for t in log:
+            key = t.pmd_index
+            if key in done:
+                continue
+            done.add(key)
+            pt = st.tabs.get(key)
+            if pt is None:
+                ov = zeros
+            elif pt.seen is log:
+                ov = pt.old if pt.old is not None else zeros
+            else:
+                ov = pt.entries
+            ct = space.tables.get(key)
+            nv = ct.entries if ct is not None else zeros
+            ch = np.flatnonzero(ov != nv)
+            if not len(ch):
+                continue
+            n += len(ch)
+            if n > limit:
+                return None
+            olds.append(ov[ch])
+            news.append(nv[ch])
+            vas.append((key * per + ch) << shift)
+        if not olds:
+            z = np.zeros(0, dtype=np.uint64)
+            return z, z, np.zeros(0, dtype=np.int64)
+        return np.concatenate(olds), np.concatenate(news), np.concatenate(vas)
+
     def _sync(
         self,
         mm: Any,
-        changes: tuple[np.ndarray, np.ndarray] | None,
+        changes: np.ndarray | None,
         vsig: tuple[tuple[int, int], ...],
         shm: frozenset[int],
     ) -> _MmState:
         got = self.states.get(id(mm))
-        st = got[1] if got is not None and got[0] is mm else None
-        tabs = mm.space.tables
-        small = len(tabs) * self.per <= self.SMALL
-        if st is not None and not small and not st.suspect and st.vsig == vsig and st.shm == shm and changes is not None:
-            fh, fc = changes
-            if st.maps is not None and (
-                (len(fh) and st.maps[fh].any()) or (len(fc) and st.fmaps is not None and st.fmaps[fc].any())
+        prev = got[1] if got is not None and got[0] is mm else None
+        space = mm.space
+        st = prev if space.log is not None else None
+        if st is not None and not st.suspect and st.vsig == vsig and st.shm == shm and changes is not None:
+            if len(changes) and st.maps is not None and (
+                st.maps[changes].any() or (st.fmaps is not None and st.fmaps[changes].any())
             ):
                 st = None
         else:
             st = None
         new: _MmState | None = None
-        fresh = self._fresh
-        if st is not None and fresh is not None and fresh[0] == id(mm) and self.trust_fresh and fresh[1] == self._stores():
-            new = st
-        elif st is not None and tabs.keys() == st.keyset:
-            cur = self._stack(mm, st.keys, scratch=True)
-            if np.array_equal(cur, st.raw):
+        if st is not None:
+            if not space.log:
                 new = st
             else:
-                new = self._update(mm, st, self._keep(cur), vsig, shm)
+                ch = self._changes(mm, st)
+                if ch is not None:
+                    new = self._update(mm, st, ch[0], ch[1], ch[2], vsig, shm)
         if new is None:
-            new = self._compute(mm, vsig, shm)
+            new = self._compute(mm, vsig, shm, prev)
+        space.new_epoch()
         self.states[id(mm)] = (mm, new)
         return new
 
@@ -411,30 +485,27 @@ class Incremental:
         got = self.states.get(id(mm))
         st = got[1] if got is not None and got[0] is mm else None
         tabs = mm.space.tables
-        if st is not None and tabs.keys() == st.keyset:
-            cur = self._stack(mm, st.keys, scratch=True)
-            if np.array_equal(cur, st.raw):
-                return st.keys, st.raw, st
-            return st.keys, self._keep(cur), None
+        if st is not None and (mm.space.log or mm.space.log is None or tabs.keys() != st.tabs.keys()):
+            st = None
         keys = list(tabs)
-        return keys, self._stack(mm, keys), None
+        return keys, self._stack(tabs, keys), st
 
     def fork_copy_ok(self, child: Any, keys: list[int], raw: np.ndarray, st: _MmState, pmds: set[int]) -> bool:
         """Whether every ``fork-copy`` check passes because the child's tables
         are the parent's snapshot ``raw`` but for young bits; if so the child
         inherits ``st``."""
         tabs = child.mm.space.tables
-        if tabs.keys() != st.keyset or st.keyset & pmds:
+        if tabs.keys() != st.tabs.keys() or not pmds.isdisjoint(tabs.keys()):
             return False
-        cur = self._stack(child.mm, keys)
-        y = np.uint64(self.y)
+        cur = self._stack(tabs, keys)
         if self.y:
-            if st._yraw is None:
-                st._yraw = raw | y
-            if not np.array_equal(np.bitwise_or(cur, y, out=self._buf("y", len(cur), cur.dtype)), st._yraw):
+            y = np.uint64(self.y)
+            np.bitwise_or(cur, y, out=cur)
+            if not np.array_equal(cur, raw | y):
                 return False
         elif not np.array_equal(cur, raw):
             return False
+        del cur
         if any(not v.vm_flags & VM_UFFD_WP for v in child.mm.vmas):
             if st._any_uw is None:
                 uw = self.arch.pte_uffd_wp_v(raw) if self.arch.BULK else np.array(
@@ -443,13 +514,9 @@ class Incremental:
                 st._any_uw = bool((uw & self.arch.ptes_decode(raw, ())["present"]).any()) if len(raw) else False
             if st._any_uw:
                 return False
-        self.states[id(child.mm)] = (child.mm, st.derived(cur))
-        self._fresh = (id(child.mm), self._stores())
+        self.states[id(child.mm)] = (child.mm, st.derived(dict(tabs)))
+        child.mm.space.new_epoch()
         return True
-
-    def _stores(self) -> tuple[int, ...]:
-        c = self.m.counters
-        return tuple(c.get(n) for n in ("pte.write", "pte.atomic", "pmd.write", "hw.af_update", "hw.dirty_update"))
 
     # -- the run -------------------------------------------------------------------------
     def _pmds(self, mm: Any, zero_arr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -483,11 +550,7 @@ class Incremental:
             del self.states[key]
         for key in [key for key in self._pmd_cache if key not in live]:
             del self._pmd_cache[key]
-        try:
-            return self._run()
-        finally:
-            self._fresh = None
-            self.trust_fresh = False
+        return self._run()
 
     def _run(self) -> bool:
         k = self.m.kernel
@@ -503,7 +566,7 @@ class Incremental:
         if any(st.maps is not None for _, st in self.states.values()) or self._snap is None:
             changes = self._memmap_changes()
         else:
-            changes = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+            changes = np.zeros(0, dtype=np.int64)
         shm = self._shm()
         maps: list[np.ndarray] = []
         fmaps: list[np.ndarray] = []
@@ -532,8 +595,8 @@ class Incremental:
             if rss != list(mm.rss):
                 return False
         head = mem.head
-        P = _total(maps, self._buf("P", nr, np.int32) if len(maps) > 1 else None)
-        FP = _total(fmaps, self._buf("FP", nr, np.int32) if len(fmaps) > 1 else None)
+        P = _total(maps)
+        FP = _total(fmaps)
         W = _total(wmaps)
         # The zero pages count as not mapped (``run_all`` zeroes them).
         if P is not None:
@@ -630,14 +693,33 @@ class Incremental:
         return not (ent != want).any()
 
 
-def _total(parts: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray | None:
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """``b`` if equal to ``a`` (to share it), else ``a``."""
+    if a is not None and b is not None and a.dtype == b.dtype and np.array_equal(a, b):
+        return b
+    return a
+
+
+def _total(parts: list[np.ndarray]) -> np.ndarray | None:
     """The sum of ``parts`` (the only one itself: do not modify the result)."""
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0]
-    out = np.add(parts[0], parts[1], out=out)
-    for a in parts[2:]:
-        out += a
+    ids: dict[int, list[Any]] = {}
+    for a in parts:
+        e = ids.setdefault(id(a), [a, 0])
+        e[1] += 1
+    top = sum(int(np.iinfo(a.dtype).max) * c for a, c in ids.values())
+    dt = np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
+    out: np.ndarray | None = None
+    for a, c in ids.values():
+        if out is None:
+            out = a.astype(dt)
+            if c > 1:
+                out *= dt(c)
+        elif c == 1:
+            out += a
+        else:
+            out += a.astype(dt) * dt(c)
     return out
-

@@ -80,11 +80,11 @@ class _Shadow:
         return s
 
     def _mine(self, d: dict[int, np.ndarray], t: int) -> np.ndarray:
-        """``d[t]``, copied first if it may be shared."""
+        """``d[t]``, copied first if it may be shared (or is a uniform table)."""
         a = d[t]
-        if id(a) in self._shared:
+        if id(a) in self._shared or not a.flags.writeable:
             self._shared.discard(id(a))
-            a = d[t] = a.copy()
+            a = d[t] = np.array(a)
         return a
 
     def mark_lazy(self, vpn: int, n: int, on: bool) -> None:
@@ -115,6 +115,14 @@ class _Shadow:
 
     def set(self, vpn: int, n: int, value: Any) -> None:
         for t, off, c, i in self.chunks(vpn, n):
+            if c == self.per and not isinstance(value, np.ndarray):
+                # a whole table written with one value: a read-only uniform
+                # view, no memory (``_mine`` makes it an array on a change)
+                self.values[t] = np.broadcast_to(np.uint64(value), (self.per,))
+                self.own[t] = np.broadcast_to(np.True_, (self.per,))
+                if t in self.lazy:
+                    self._mine(self.lazy, t)[:] = False
+                continue
             if t not in self.values:
                 self.values[t] = np.zeros(self.per, dtype=np.uint64)
                 self.own[t] = np.zeros(self.per, dtype=bool)
@@ -199,9 +207,12 @@ class Validators:
             # a bulk copy's folios are often evenly spaced: slices, not gathers
             h0 = int(heads[0])
             step = (int(heads[-1]) - h0) // (n - 1)
-            ar = self._arange()
-            if step > 0 and h0 >= 0 and h0 + step * (n - 1) < len(ar) and np.array_equal(
-                heads, ar[h0 : h0 + step * (n - 1) + 1 : step]
+            if (
+                step > 0
+                and h0 >= 0
+                and h0 + step * (n - 1) < mem.nr_frames
+                and int(heads[1]) - h0 == step
+                and bool((np.diff(heads) == step).all())
             ):
                 at = slice(h0, h0 + step * (n - 1) + 1, step)
         ref = mem.refcount[at]
@@ -216,14 +227,6 @@ class Validators:
         bad = np.flatnonzero(mem.refcount[heads] < maps)
         if len(bad):
             self._on_rmap_change(self.m.kernel.folio(int(heads[bad[0]])))
-
-    def _arange(self) -> np.ndarray:
-        """``np.arange(nr_frames)`` (kept)."""
-        nr = self.m.kernel.memmap.nr_frames
-        ar = getattr(self, "_arange_cache", None)
-        if ar is None or len(ar) != nr:
-            ar = self._arange_cache = np.arange(nr, dtype=self.m.kernel.memmap.head.dtype)
-        return ar
 
     # -- isolation shadow hooks ------------------------------------------------
     def on_spawn(self, p: Any) -> None:
@@ -549,8 +552,6 @@ class Validators:
 
     # -- structural validators ----------------------------------------------------
     def after_syscall(self, p: Any, what: str) -> None:
-        # right after on_fork: the child's state needs no second compare
-        self._inc.trust_fresh = what == "fork"
         self.run_all()
 
     def run_all(self) -> None:
@@ -633,10 +634,7 @@ class Validators:
                 raise InvariantViolation(
                     "mapcount", f"pfn {j:#x}: mapcount {int(mem.mapcount[j])} but {int(pte_maps[j])} PTE(s) map it"
                 )
-        ar = getattr(self, "_arange_cache", None)
-        if ar is None or len(ar) != nr:
-            ar = self._arange_cache = np.arange(nr, dtype=mem.head.dtype)
-        heads_mask = mem.head == ar
+        heads_mask = mem.head == np.arange(nr, dtype=mem.head.dtype)
         # Entire mapcounts: only frames with one, or mapped by a PMD, can disagree.
         em_nz = np.flatnonzero(mem.entire_mapcount)
         cand = np.union1d(em_nz[heads_mask[em_nz]], np.unique(pmd_pf))

@@ -36,6 +36,7 @@ in ``InvariantViolation.rule``):
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ BoolArr = npt.NDArray[np.bool_]
 RULES = ("contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tlb", "unobserved-store")
 
 _NEVER = -1
+#: A block of at most this many bytes is not worth compacting.
+_SMALL_BLOCK = 64 << 10
 
 
 class _Region:
@@ -212,21 +215,19 @@ class RuleChecker:
         cn = self.cont_n
         ps = np.uint64(hw.page_shift)
         self._u_lowoa = np.uint64(cn - 1) << ps
+        # a set's first entry: valid and Contiguous, the low bits of its
+        # output address clear
+        self._u_cv_lowoa = self._u_cv | self._u_lowoa
         # entry i of each set: i in the low bits of the output address
         self._offs: U64 = np.arange(cn, dtype=np.uint64) << ps
         self._tiled: U64 = self._offs.copy()
-        # blocks lent to PteTable.store_bulk_tables for the new values,
-        # which the shadows of the tables stored whole then keep as views
-        self._blocks: list[U64] = []
+        # the block last lent to PteTable.store_bulk_tables for the new
+        # values (news_buffer), which the shadows of the tables stored
+        # whole then keep as views (rows); a block lives as long as one of
+        # its rows is a shadow, and is compacted once half of them are gone
         self._lent: U64 | None = None
-        # the references to a block nothing else uses, as news_buffer counts
-        # them (the list, the loop variable, getrefcount's argument)
-        self._unused_refs = 0
-        for b in [np.zeros(1, dtype=np.uint64)]:
-            self._unused_refs = sys.getrefcount(b)
-        # scratch arrays of the bulk paths, kept (fresh multi-megabyte
-        # arrays cost a page fault per page on every fork)
-        self._bufs: dict[str, np.ndarray] = {}
+        # the blocks of the regions detached since the last _compact
+        self._detached: list[weakref.ref[U64]] = []
 
     # ------------------------------------------------------------------
     # bookkeeping
@@ -238,11 +239,17 @@ class RuleChecker:
     def retire_space(self, space: AddressSpace) -> None:
         self.spaces.pop(space.asid, None)
         regs = self.regions.pop(space.asid, None)
+        blocks: dict[int, U64] = {}
         if regs:
             for r in regs.values():
                 t = r.table
                 if t is not None and t.chk is r:
                     t.chk = None
+                if r.blk is not None:
+                    blocks[id(r.blk)] = r.blk
+            del r, regs
+        if blocks or self._detached:
+            self._compact(blocks.values())
 
     def _space_regions(self, space: AddressSpace) -> dict[int, _Region]:
         regs = self.regions.get(space.asid)
@@ -260,50 +267,77 @@ class RuleChecker:
         return rg.get(table.pmd_index) if rg is not None else None
 
     # -- scratch and shadow storage --------------------------------------------
-    def _buf(self, key: str, shape: tuple[int, ...], dtype: type = np.uint64) -> np.ndarray:
-        """A kept scratch array of ``shape`` (contents undefined)."""
-        size = int(np.prod(shape))
-        b = self._bufs.get(key)
-        if b is None or len(b) < size or b.dtype != dtype:
-            b = np.empty(max(size, 2 * len(b)) if b is not None else size, dtype=dtype)
-            self._bufs[key] = b
-        return b[:size].reshape(shape)
+    @staticmethod
+    def _empty(shape: tuple[int, ...], dtype: type = np.uint64) -> np.ndarray:
+        """A scratch array of ``shape`` (contents undefined), freed with its last use.
 
-    def _take(self, a: np.ndarray, rows: list[int], key: str) -> np.ndarray:
-        """Rows ``rows`` of ``a``: a view when evenly spaced (increasing), else a kept copy."""
+        Nothing is kept between calls: the allocator recycles the memory of
+        the previous call's arrays (no page fault per page once warm).
+        """
+        return np.empty(shape, dtype=dtype)
+
+    def _take(self, a: np.ndarray, rows: list[int]) -> np.ndarray:
+        """Rows ``rows`` of ``a``: a view when evenly spaced (increasing), else a copy."""
         sel = _rows(rows)
         if isinstance(sel, slice):
             return a[sel]
-        out = self._buf(key, (len(rows), *a.shape[1:]), a.dtype.type)
+        out = self._empty((len(rows), *a.shape[1:]), a.dtype.type)
         np.take(a, sel, axis=0, out=out)
         return out
 
     def news_buffer(self, size: int) -> U64:
-        """An array for ``PteTable.store_bulk_tables`` to put a bulk store's new values in.
+        """A new array for ``PteTable.store_bulk_tables`` to put a bulk store's new values in.
 
-        A block no shadow uses any more (a shadow keeps its block alive
-        through its view), else a new one: recycling keeps the pages of
-        the last forks' blocks mapped.
+        The shadows of the tables stored whole keep rows of it (views): it
+        is freed once none does (``_compact`` copies the last rows out once
+        half of them are gone), never lent again.
         """
-        best = None
-        unused = self._unused_refs
-        free = []
-        for b in self._blocks:
-            # a view of ``b`` (a shadow) holds a reference to it
-            if sys.getrefcount(b) <= unused:
-                free.append(b)
-                if len(b) >= size and (best is None or len(b) < len(best)):
-                    best = b
-        if best is None:
-            best = np.empty(size, dtype=np.uint64)
-            self._blocks.append(best)
-            if len(self._blocks) > 8:
-                # drop blocks nothing uses (the smallest first)
-                free.sort(key=len)
-                for b in free[: len(self._blocks) - 8]:
-                    self._blocks.remove(b)
-        self._lent = best
-        return best[:size]
+        if self._detached:
+            self._compact(())
+        b: U64 = np.empty(size, dtype=np.uint64)
+        self._lent = b
+        return b
+
+    def _compact(self, blocks: Iterable[U64]) -> None:
+        """Copy the live rows of each block of ``blocks`` (the ``blk`` of
+        regions that let a row go) out of it once half of its rows or more
+        are no shadow's any more, so that the block is freed.
+
+        A block's rows are referenced by its ``n2`` (one reference to the
+        underlying array) and by the shadows that use them: counted from
+        the underlying array's reference count.  Blocks of the regions
+        detached since the last call (``_detached``) are looked at too.
+        """
+        todo: dict[int, U64] = {}
+        cand = list(blocks)
+        if self._detached:
+            cand += [n2 for n2 in (ref() for ref in self._detached) if n2 is not None]
+            self._detached = []
+        for n2 in cand:
+            base = n2.base
+            if base is None or base.nbytes <= _SMALL_BLOCK:
+                continue
+            # references: n2.base, ``base`` here, getrefcount's argument,
+            # and one per live row
+            if 2 * (sys.getrefcount(base) - 3) <= len(n2):
+                todo[id(n2)] = n2
+        del cand
+        if not todo:
+            return
+        moved: dict[int, list[_Region]] = {}
+        for rg in self.regions.values():
+            for r in rg.values():
+                b = r.blk
+                if b is not None and id(b) in todo:
+                    moved.setdefault(id(b), []).append(r)
+        for key, regs in moved.items():
+            n2 = todo[key]
+            nb: U64 = np.empty(len(regs) * n2.shape[1], dtype=np.uint64).reshape(len(regs), -1)
+            np.take(n2, [r.bi for r in regs], axis=0, out=nb)
+            for k, (r, v) in enumerate(zip(regs, list(nb), strict=True)):
+                r.vals = v
+                r.blk = nb
+                r.bi = k
 
     def _region(
         self, space: AddressSpace, pmd_index: int, idx: int = 0, old: np.ndarray | None = None
@@ -356,7 +390,11 @@ class RuleChecker:
             bo[valid] = r.vals[valid]
             bs[valid] = self.seq
         r.vals = self._zeros
-        r.blk = None
+        if r.blk is not None:
+            # (compacted at the next bulk store or retire_space: a table
+            # freed is often one of many)
+            self._detached.append(weakref.ref(r.blk))
+            r.blk = None
         t = r.table
         if t is not None and t.chk is r:
             t.chk = None
@@ -429,7 +467,7 @@ class RuleChecker:
     def _olds(self, stores: list[tuple[PteTable, int, np.ndarray]]) -> U64:
         """The stored entries' values in memory, concatenated (kept scratch)."""
         total = sum(len(st[2]) for st in stores)
-        out = self._buf("olds", (total,))
+        out = self._empty((total,))
         np.concatenate([t.entries[i : i + len(v)] for t, i, v in stores], out=out)
         return out
 
@@ -490,7 +528,11 @@ class RuleChecker:
             return
         lens = [len(st[2]) for st in stores]
         if lens.count(n) == nst and [st[1] for st in stores].count(0) == nst:
-            self._store_whole(stores, regs, nnew, news, news.base is lent is not None)
+            mine = lent is not None and (news is lent or news.base is lent)
+            del lent
+            dropped = self._store_whole(stores, regs, nnew, news, mine)
+            if dropped:
+                self._compact(dropped)
         else:
             aligned = all(st[1] % cn == 0 and nr % cn == 0 for st, nr in zip(stores, lens, strict=True))
             self._store_pieces(stores, regs, self._olds(stores), news, aligned)
@@ -502,7 +544,7 @@ class RuleChecker:
         nnew: int,
         news: U64,
         mine: bool,
-    ) -> None:
+    ) -> list[U64]:
         """``on_store_many`` of whole tables.
 
         ``mine``: ``news`` is a block of the checker's (``news_buffer``),
@@ -510,7 +552,7 @@ class RuleChecker:
         values are read from the tables: those of the regions seen before
         (compared with their shadows), and, for the level-3 rules, those of
         the others (without them, a new region's old values are nobody's
-        business).
+        business).  Returns the blocks whose rows shadows let go of.
         """
         nst = len(stores)
         n = self.n
@@ -527,7 +569,7 @@ class RuleChecker:
                 if not newk and ok_ is not None:
                     full.append(ok_)
                 else:
-                    f = self._buf("of", (nst, n))
+                    f = self._empty((nst, n))
                     if known:
                         f[known] = ok_
                     if newk:
@@ -535,40 +577,40 @@ class RuleChecker:
                     full.append(f)
             return full[0]
 
-        if self.arm and newk:
-            # every store's old values, at once
-            f = self._buf("of", (nst, n))
-            np.concatenate([st[0].entries for st in stores], out=f.reshape(-1))
-            full.append(f)
-            if known:
-                ok_ = self._take(f, known, "ok")
         # -- the shadow of every region seen before must be the old memory --
         if known:
-            if ok_ is None:
-                ok_ = self._buf("ok", (len(known), n))
-                np.concatenate([stores[k][0].entries for k in known], out=ok_.reshape(-1))
+            ok_ = self._empty((len(known), n))
+            np.concatenate([stores[k][0].entries for k in known], out=ok_.reshape(-1))
             kr = [r for r in regs if r is not None]
             b0 = kr[0].blk
             if b0 is not None and len({id(r.blk) for r in kr}) == 1:
                 # the shadows are rows of one earlier bulk store's values
-                sh = self._take(b0, [r.bi for r in kr], "sh")
+                sh = self._take(b0, [r.bi for r in kr])
             else:
-                sh = self._buf("sh", (len(kr), n))
+                sh = self._empty((len(kr), n))
                 np.concatenate([r.vals for r in kr], out=sh.reshape(-1))
-            eq = self._buf("eq", sh.shape, np.bool_)
+            eq = self._empty(sh.shape, np.bool_)
             np.equal(sh, ok_, out=eq)
             if not eq.all():
                 self._on_store_each(stores, olds().reshape(-1), news)
-                return
+                return []
         # -- level-3 changes: breaks, makes, direct changes --
         brk_items: list[tuple[int, U64, BoolArr]] = []
         row_c: BoolArr | None = None  # which stores' new values have a Contiguous bit
         if self.arm:
-            if full:
-                ro = orr(full[0], axis=1)
-            else:
+            # each store's OR of its old values: those of a new region read
+            # only where they are not all zero (a new table's are)
+            if not newk:
                 assert ok_ is not None
                 ro = orr(ok_, axis=1)
+            else:
+                ro = np.zeros(nst, dtype=np.uint64)
+                if ok_ is not None:
+                    ro[known] = orr(ok_, axis=1)
+                cnz = np.count_nonzero
+                nz = [k for k in newk if cnz(stores[k][0].entries)]
+                if nz:
+                    ro[nz] = orr(np.array([stores[k][0].entries for k in nz]), axis=1)
             zero_old = ro == 0
             zi = np.flatnonzero(zero_old).tolist()
             nzi = np.flatnonzero(~zero_old).tolist()
@@ -576,12 +618,12 @@ class RuleChecker:
             # changes to its new values
             rx = np.empty(nst, dtype=np.uint64)
             if zi:
-                rx[zi] = orr(self._take(n2, zi, "zn"), axis=1)
+                rx[zi] = orr(self._take(n2, zi), axis=1)
             if nzi:
-                a = ok_ if nzi == known else self._take(olds(), nzi, "xo")
+                a = ok_ if nzi == known else self._take(olds(), nzi)
                 assert a is not None
-                b = self._take(n2, nzi, "xn")
-                x = self._buf("x", a.shape)
+                b = self._take(n2, nzi)
+                x = self._empty(a.shape)
                 np.bitwise_xor(a, b, out=x)
                 rx[nzi] = orr(x, axis=1)
             rel = (rx & self._u_rel) != 0
@@ -590,13 +632,13 @@ class RuleChecker:
             if rel.any():
                 if not self._makes_ok(stores, regs, np.flatnonzero(rel & zero_old).tolist(), news, None):
                     self._on_store_each(stores, olds().reshape(-1), news)
-                    return
+                    return []
                 gen = np.flatnonzero(rel & ~zero_old).tolist()
                 if gen:
                     res = self._general_rows(stores, regs, gen, olds().reshape(-1), news, None, [n] * nst)
                     if res is None:
                         self._on_store_each(stores, olds().reshape(-1), news)
-                        return
+                        return []
                     brk_items, rn_gen = res
                     rn[gen] = rn_gen
             row_c = (rn & self._u_cont) != 0
@@ -605,7 +647,7 @@ class RuleChecker:
             ok = np.ones(nst, dtype=np.bool_)
             check = np.flatnonzero(row_c).tolist()
             if check:
-                v = self._take(n2, check, "cv")
+                v = self._take(n2, check)
                 ok[check] = self._sets_ok(v).reshape(len(check), n // self.cont_n).all(axis=1)
             clean = ok.tolist()
         else:
@@ -618,6 +660,7 @@ class RuleChecker:
             blk[:] = news
             n2 = blk.reshape(nst, n)
         rows = list(n2)
+        dropped = {id(r.blk): r.blk for r in regs if r is not None and r.blk is not None}
         if nnew:
             newk = [k for k, r in enumerate(regs) if r is None]
             objs = [_Region(rows[k], stores[k][0]) for k in newk]
@@ -663,6 +706,7 @@ class RuleChecker:
             bo[pos] = o[bmask]
             bs[pos] = seq0 + i + 1
         self.seq = seq0 + nst
+        return list(dropped.values())
 
     def _makes_ok(
         self,
@@ -1183,14 +1227,14 @@ class RuleChecker:
             return np.ones(0, dtype=np.bool_)
         if len(self._tiled) < m:
             self._tiled = np.tile(self._offs, m // cn)
-        w = self._buf("w", (rows, m))
+        w = self._empty((rows, m))
         np.bitwise_xor(v2, self._tiled[:m], out=w)
         wf = w.reshape(-1)
-        d = self._buf("d", (size - 1,), np.bool_)
+        d = self._empty((size - 1,), np.bool_)
         np.not_equal(wf[1:], wf[:-1], out=d)
         d[cn - 1 :: cn] = False
         f = v2[:, ::cn].reshape(-1)
-        ok: BoolArr = ((f & self._u_cv) == self._u_cv) & ((f & self._u_lowoa) == 0)
+        ok: BoolArr = (f & self._u_cv_lowoa) == self._u_cv
         if d.any():
             ok[np.flatnonzero(d) // cn] = False
         rest = np.flatnonzero(~ok)
@@ -1207,7 +1251,7 @@ class RuleChecker:
         ok: BoolArr = np.asarray((np.bitwise_or.reduce(v2, axis=1) & self._u_cont) == 0, dtype=np.bool_)
         check = np.flatnonzero(~ok).tolist()
         if check:
-            sub = self._take(v2, check, "tk")
+            sub = self._take(v2, check)
             ok[check] = self._sets_ok(sub).reshape(len(check), n // self.cont_n).all(axis=1)
         return ok
 
@@ -1272,7 +1316,7 @@ class RuleChecker:
                 regs.append(r)
         if not todo:
             return
-        vals = self._buf("pr", (len(regs), self.n))
+        vals = self._empty((len(regs), self.n))
         np.concatenate([r.vals for r in regs], out=vals.reshape(-1))
         ok = self._tables_ok(vals)
         for r, c in zip(regs, ok.tolist(), strict=True):

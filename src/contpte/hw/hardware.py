@@ -423,7 +423,7 @@ class Hardware:
                 if hook is not None:
                     hook(space, pmd_index, old, new)
             return
-        table.entries[j] = np.uint64(new)
+        table.hw_store(j, new)
         if space.observers:
             olda = np.array([old], dtype=np.uint64)
             newa = np.array([new], dtype=np.uint64)

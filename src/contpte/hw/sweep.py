@@ -349,7 +349,7 @@ def _fill_run(
                 new[upd_d] = fmt.set_dirty_v(new[upd_d])
                 c.add("hw.dirty_update", n_d)
         if n_af or (write and n_d):
-            table.entries[i0 + a : i0 + a + f] = new
+            table.hw_store(i0 + a, new)
             for o in space.observers:
                 hook = getattr(o, "on_hw_update", None)
                 if hook is not None:

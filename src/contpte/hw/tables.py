@@ -9,7 +9,16 @@ allocated for unmapped VA.
 
 Every software access to a descriptor goes through a ``PteTable`` method so
 that it is counted (``pte.read``/``pte.write``/``pte.atomic``) and, when the
-rule checker is on, observed with its old and new value.
+rule checker is on, observed with its old and new value.  ``entries`` is a
+read-only view: every write goes through a ``PteTable`` method (the walker's
+A/D updates through ``hw_store``, a test's write behind the model's back
+through ``poke``), so that the store log below sees it.
+
+Store log (``AddressSpace.log``, set by the validators): while it is a
+list, the first write of an epoch to a table appends the table to it and
+keeps the table's descriptors from before that write in ``PteTable.old``
+(copy on first write; None for a table allocated in the epoch, all zero
+before).  ``AddressSpace.new_epoch`` forgets those copies.
 """
 
 from __future__ import annotations
@@ -58,15 +67,35 @@ def _scratch(k: int, size: int) -> np.ndarray:
 class PteTable:
     """One level-3 translation table (``ptrs_per_pte`` descriptors)."""
 
-    __slots__ = ("entries", "space", "pmd_index", "chk")
+    __slots__ = ("entries", "_e", "space", "pmd_index", "chk", "seen", "old")
 
     def __init__(self, space: "AddressSpace", pmd_index: int) -> None:
-        self.entries = np.zeros(space.ptrs_per_pte, dtype=np.uint64)
+        #: the descriptors (writable alias: ``_e``, written only by the methods below)
+        self._e = np.zeros(space.ptrs_per_pte, dtype=np.uint64)
+        self.entries = self._e.view()
+        self.entries.flags.writeable = False
         self.space = space
         self.pmd_index = pmd_index
         #: The rule checker's record of this table (its own business; None
         #: or stale until the checker sets it).
         self.chk: Any = None
+        #: the store log this table is in (``space.log`` at its first write
+        #: of the epoch) and its descriptors from before that write (None:
+        #: all zero, or not logged)
+        self.seen: list["PteTable"] | None = None
+        self.old: np.ndarray | None = None
+        log = space.log
+        if log is not None:
+            self.seen = log
+            log.append(self)
+
+    def _log(self) -> None:
+        """Before a write: copy the descriptors if this is the table's first of the epoch."""
+        log = self.space.log
+        if log is not None and self.seen is not log:
+            self.seen = log
+            self.old = self._e.copy()
+            log.append(self)
 
     # -- address helpers -------------------------------------------------
     def va(self, idx: int) -> int:
@@ -86,14 +115,16 @@ class PteTable:
     def store(self, idx: int, value: int) -> None:
         self.space.counters.add("pte.write")
         obs = self.space.observers
+        if self.space.log is not None:
+            self._log()
         if obs:
-            old = self.entries[idx : idx + 1].copy()
-            self.entries[idx] = np.uint64(value)
-            new = self.entries[idx : idx + 1].copy()
+            old = self._e[idx : idx + 1].copy()
+            self._e[idx] = np.uint64(value)
+            new = self._e[idx : idx + 1].copy()
             for o in obs:
                 o.on_store(self, idx, old, new)
         else:
-            self.entries[idx] = np.uint64(value)
+            self._e[idx] = np.uint64(value)
 
     def store_many(self, idx: int, values: np.ndarray) -> None:
         """Store ``values`` from ``idx``: ``len(values)`` counted, observed stores."""
@@ -109,13 +140,37 @@ class PteTable:
         """
         nr = len(values)
         obs = self.space.observers
+        if self.space.log is not None:
+            self._log()
         if obs:
-            old = self.entries[idx : idx + nr].copy()
-            self.entries[idx : idx + nr] = values
+            old = self._e[idx : idx + nr].copy()
+            self._e[idx : idx + nr] = values
             for o in obs:
                 o.on_store(self, idx, old, values.astype(np.uint64, copy=True))
         else:
-            self.entries[idx : idx + nr] = values
+            self._e[idx : idx + nr] = values
+
+    def hw_store(self, idx: int, values: Any) -> None:
+        """The walker's Access flag / dirty update of the descriptors from
+        ``idx`` (one value or an array): not counted, not observed (the
+        caller tells the observers ``on_hw_update``), logged."""
+        if self.space.log is not None:
+            self._log()
+        if isinstance(values, np.ndarray):
+            self._e[idx : idx + len(values)] = values
+        else:
+            self._e[idx] = np.uint64(values)
+
+    def poke(self, idx: int, value: Any) -> None:
+        """Tests: write a descriptor (or an array of them from ``idx``) behind
+        the model's back: not counted, not told to the observers; logged,
+        as memory written by anyone."""
+        if self.space.log is not None:
+            self._log()
+        if isinstance(value, np.ndarray):
+            self._e[idx : idx + len(value)] = value
+        else:
+            self._e[idx] = np.uint64(value)
 
     @staticmethod
     def store_bulk_tables(stores: list[tuple["PteTable", int, np.ndarray]]) -> None:
@@ -153,12 +208,15 @@ class PteTable:
                 if many is not None:
                     many(stores, news)
         finally:
+            if tabs[0].space.log is not None or any(t.space.log is not None for t in tabs):
+                for t in tabs:
+                    t._log()
             if whole:
                 for t, v in zip(tabs, vals, strict=True):
-                    t.entries[:] = v
+                    t._e[:] = v
             else:
                 for t, idx, v in stores:
-                    t.entries[idx : idx + len(v)] = v
+                    t._e[idx : idx + len(v)] = v
         for o in obs:
             if getattr(o, "on_store_many", None) is None:
                 assert olds is not None and news is not None
@@ -203,6 +261,7 @@ class AddressSpace:
         "pmds",
         "counters",
         "observers",
+        "log",
     )
 
     def __init__(
@@ -222,6 +281,17 @@ class AddressSpace:
         self.pmds: dict[int, int] = {}
         self.counters = counters
         self.observers: list[StoreObserver] = observers if observers is not None else []
+        #: The store log of this epoch (module docstring), or None.
+        self.log: list[PteTable] | None = None
+
+    def new_epoch(self) -> None:
+        """Start a store log (or a new epoch of it): forget the old copies."""
+        log = self.log
+        if log:
+            for t in log:
+                t.old = None
+                t.seen = None
+        self.log = []
 
     def pte_table(self, pmd_index: int) -> PteTable | None:
         return self.tables.get(pmd_index)
@@ -238,6 +308,8 @@ class AddressSpace:
         """Unhook the level-3 table of ``pmd_index`` (observers hear ``on_table_free``)."""
         t = self.tables.pop(pmd_index, None)
         if t is not None:
+            if self.log is not None:
+                t._log()  # its descriptors when it was unhooked
             for o in self.observers:
                 hook = getattr(o, "on_table_free", None)
                 if hook is not None:

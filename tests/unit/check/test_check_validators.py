@@ -80,7 +80,7 @@ def test_writable_page_mapped_twice(world: tuple[contpte.Machine, contpte.Proces
     m.kernel.memmap.flags[pfn] |= np.uint32(PG_anon_exclusive)  # pretend exclusive
     table = p.mm.space.pte_table(addr >> arch.PMD_SHIFT)
     i = (addr >> 12) & (arch.PTRS_PER_PTE - 1)
-    table.entries[i] = np.uint64(arch.pte_mkwrite(int(table.entries[i])))
+    table.poke(i, arch.pte_mkwrite(int(table.entries[i])))
     assert _rule(m) == "writable-shared"
 
 
@@ -110,3 +110,21 @@ def test_check_false_runs_nothing() -> None:
     assert "check.runs" not in m.stats()
     m.check()  # still available on demand
     assert m.stats()["check.runs"] == 1
+
+
+def test_shadow_uniform_tables_are_copied_on_change() -> None:
+    from contpte.check.validators import _Shadow
+
+    sh = _Shadow(8)
+    sh.set(8, 16, 7)  # two whole tables, one value: no arrays
+    assert not sh.values[1].flags.writeable
+    sh.mark_lazy(9, 2, True)
+    sh.set(8, 8, 5)  # a whole-table write clears lazy
+    assert not sh.get_lazy(8, 8).any()
+    child = sh.copy()
+    child.set(17, 2, np.array([1, 2], dtype=np.uint64))
+    sh.forget(20, 1)
+    vals, own = sh.get(8, 16)
+    assert vals.tolist() == [5] * 8 + [7] * 8 and own.tolist() == [True] * 12 + [False] + [True] * 3
+    vals, own = child.get(8, 16)
+    assert vals.tolist() == [5] * 8 + [7, 1, 2] + [7] * 5 and own.all()

@@ -363,7 +363,7 @@ def test_flush_after_wrprotect_is_clean(make_hw: MakeHw) -> None:
 
 def test_unobserved_store(make_hw: MakeHw) -> None:
     _hw, _s, t = mapped(make_hw)
-    t.entries[16] = np.uint64(0)  # behind the observers' back
+    t.poke(16, 0)  # behind the observers' back
     with pytest.raises(InvariantViolation) as ei:
         t.store(17, 0)
         t.store(16, 0)

@@ -92,7 +92,7 @@ def _run(hw: Hardware, seed: int, bulk: bool) -> Any:
             hw.tlbi("ASIDE1IS", asid=t.space.asid)
             hw.dsb("ish" if rng.random() < 0.8 else "ishst")
         elif op == 3 and rng.random() < 0.3:
-            t.entries[lo] ^= np.uint64(1 << 12)  # not observed
+            t.poke(lo, int(t.entries[lo]) ^ (1 << 12))  # not observed
     stores = []
     for k in rng.permutation(NT)[: int(rng.integers(1, NT + 1))].tolist():
         t = tables[k]
@@ -173,7 +173,7 @@ def test_set_faults_equals_min_max_form(make_hw: MakeHw, preset: str) -> None:
         vals = _values(hw, rng, hw.ptrs_per_pte, int(rng.integers(0, 64)))
         flip = rng.random(len(vals)) < 0.02
         vals[flip] ^= np.uint64(1) << rng.integers(0, 60, size=int(flip.sum())).astype(np.uint64)
-        t.entries[:] = vals
+        t.poke(0, vals)
         r = c._table_region(t)
         r.vals[:] = vals
         got = c.set_faults(r, 0, hw.ptrs_per_pte)
@@ -333,7 +333,7 @@ def _run_whole(hw: Hardware, seed: int, bulk: bool, recorder: bool = False) -> A
                     hw.tlbi("ASIDE1IS", asid=s.asid)
                     hw.dsb("ish" if rng.random() < 0.8 else "ishst")
                 elif op == 3:
-                    t.entries[lo] ^= np.uint64(1 << 12)  # not observed
+                    t.poke(lo, int(t.entries[lo]) ^ (1 << 12))  # not observed
                 elif op == 4 and rng.random() < 0.3:
                     s.pmd_store(t.pmd_index, hw.fmt.mk_block(4096))
                     s.pmd_store(t.pmd_index, 0)
@@ -389,10 +389,20 @@ def _run_whole(hw: Hardware, seed: int, bulk: bool, recorder: bool = False) -> A
 
 
 @pytest.mark.parametrize(("preset", "fmt"), CASES)
-def test_whole_table_bulk_stores_equal_one_by_one(make_hw: MakeHw, preset: str, fmt: str) -> None:
-    """Bulk stores of whole tables and the bulk PTL release: the per-table verdicts, messages and state."""
-    from contpte.hw import PRESETS
+@pytest.mark.parametrize("compact", [False, True])
+def test_whole_table_bulk_stores_equal_one_by_one(
+    make_hw: MakeHw, preset: str, fmt: str, compact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk stores of whole tables and the bulk PTL release: the per-table verdicts, messages and state.
 
+    ``compact``: every block is worth compacting (the blocks of these small
+    tables are not, else), so the shadows move to new blocks as rows die.
+    """
+    from contpte.hw import PRESETS
+    from contpte.hw import checker as checker_mod
+
+    if compact:
+        monkeypatch.setattr(checker_mod, "_SMALL_BLOCK", 0)
     rules = set()
     clean = 0
     for seed in range(250):
@@ -525,19 +535,50 @@ def test_sets_ok_equals_set_faults(make_hw: MakeHw, preset: str) -> None:
         assert c._tables_ok(v.reshape(rows, n)).tolist() == want.reshape(rows, -1).all(axis=1).tolist()
 
 
-def test_bulk_shadows_are_never_lent_again(make_hw: MakeHw) -> None:
-    """The blocks behind the shadows of whole-table stores are recycled only once no shadow uses them."""
+@pytest.mark.parametrize("small", [64 << 10, 0])
+def test_bulk_shadows_are_never_lent_again(make_hw: MakeHw, small: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocks behind the shadows of whole-table stores are never lent again, and are
+    freed once no shadow uses them; a block half of whose rows are gone is compacted
+    (``small``: the size below which a block is not worth it)."""
+    import gc
+    import weakref
+
+    from contpte.hw import checker as checker_mod
+
+    monkeypatch.setattr(checker_mod, "_SMALL_BLOCK", small)
     hw = make_hw(nr_frames=1024)
     c = hw.checker
     assert c is not None
     n = hw.ptrs_per_pte
     rng = np.random.default_rng(5)
+    lent_refs: list[Any] = []
+    lend = c.news_buffer
+
+    def news_buffer(size: int) -> np.ndarray:
+        b = lend(size)
+        lent_refs.append(weakref.ref(b))
+        return b
+
+    monkeypatch.setattr(c, "news_buffer", news_buffer)
+
+    def shadow_blocks() -> tuple[dict[int, int], int]:
+        """The arrays behind the shadows (id: bytes) and the bytes of the shadows in them."""
+        used: dict[int, int] = {}
+        rows = 0
+        for regs in c.regions.values():
+            for r in regs.values():
+                if r.blk is not None:
+                    base = r.vals.base
+                    assert base is r.blk.base and np.shares_memory(r.vals, r.blk[r.bi])
+                    used[id(base)] = base.nbytes
+                    rows += r.vals.nbytes
+        return used, rows
+
     parent = hw.new_space(1, "parent")
     pts = [parent.alloc_pte_table(k) for k in range(4)]
     PteTable.store_bulk_tables(
         [(t, 0, _blocks(hw, rng, n, 64 * k, defects=False)) for k, t in enumerate(pts)]
     )
-    nblocks = []
     for gen in range(6):
         child = hw.new_space(10 + gen, "child")
         cts = [child.alloc_pte_table(k) for k in range(4)]
@@ -557,18 +598,36 @@ def test_bulk_shadows_are_never_lent_again(make_hw: MakeHw) -> None:
         PteTable.store_bulk_tables(stores)
         c.ptl_release_many([t for t, _, _ in stores])
         lent = c.news_buffer(8 * n)
-        for regs in c.regions.values():
-            for r in regs.values():
-                assert not np.shares_memory(lent, r.vals)
+        assert not any(np.shares_memory(lent, r.vals) for rg in c.regions.values() for r in rg.values())
         c._lent = None
         del lent
         hw.retire_space(child)
-        nblocks.append(len(c._blocks))
-    assert nblocks[-1] == nblocks[2] <= 4  # recycled, not one more per fork
+        gc.collect()
+        used, rows = shadow_blocks()
+        # every lent block still alive is a shadow's: the others are freed
+        alive = {id(b) for b in (ref() for ref in lent_refs) if b is not None}
+        assert alive <= set(used)
+        if not small:
+            # compacted: here (the parent's rows, half of the fork's block)
+            # exactly the bytes of the shadows
+            assert sum(used.values()) == rows
+        else:
+            assert len(used) <= 2
+    # tables freed (munmap): their rows go at once, their blocks are
+    # compacted at the next bulk store
+    for t in pts[2:]:
+        parent.free_pte_table(t.pmd_index)
+    other = hw.new_space(99, "other")
+    PteTable.store_bulk_tables([(other.alloc_pte_table(0), 0, np.zeros(n, dtype=np.uint64))])
+    gc.collect()
+    used, rows = shadow_blocks()
+    assert {id(b) for b in (ref() for ref in lent_refs) if b is not None} <= set(used)
+    if not small:
+        assert sum(used.values()) == rows
     # the shadows still catch a change behind the checker's back
-    pts[1].entries[3] ^= np.uint64(1 << 12)
+    pts[1].poke(3, int(pts[1].entries[3]) ^ (1 << 12))
     with pytest.raises(InvariantViolation) as ei:
-        PteTable.store_bulk_tables([(t, 0, t.entries.copy()) for t in pts])
+        PteTable.store_bulk_tables([(t, 0, t.entries.copy()) for t in pts[:2]])
     assert ei.value.rule == "unobserved-store" and ei.value.addr == pts[1].va(3)
 
 

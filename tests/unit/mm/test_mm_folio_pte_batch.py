@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 
 import contpte
@@ -34,7 +33,7 @@ class Env:
         return int(self.table.entries[self.i0 + i])
 
     def set(self, i: int, pte: int) -> None:
-        self.table.entries[self.i0 + i] = np.uint64(pte)
+        self.table.poke(self.i0 + i, pte)
 
     def batch(self, start: int = 0, max_nr: int = 32, flags: int = PRIVATE) -> tuple[int, bool]:
         anyw = [False]

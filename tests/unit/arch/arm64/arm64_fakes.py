@@ -145,7 +145,7 @@ class Env:
 
     def poke(self, idx: int, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Change a descriptor behind software's back (a hardware A/D update, a bug)."""
-        self.table.entries[idx] = (int(self.table.entries[idx]) | set_bits) & ~clear_bits
+        self.table.poke(idx, (int(self.table.entries[idx]) | set_bits) & ~clear_bits)
 
     def prot(self, write: bool = True, dirty: bool = False, young: bool = True) -> int:
         from contpte.arch.arm64.pgtable_prot import PAGE_SHARED, VM_READ, VM_SHARED, VM_WRITE
