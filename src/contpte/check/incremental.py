@@ -35,7 +35,7 @@ state instead of being decoded again.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,27 +44,31 @@ from ..errors import InvariantViolation
 from ..mm.memmap import PG_anon, PG_anon_exclusive
 from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP
 
-__all__ = ["Incremental", "young_mask"]
+__all__ = ["Incremental", "cow_copy", "young_mask"]
 
 _YOUNG: dict[tuple[type, int], int] = {}
+_COW: dict[tuple[type, int], Callable[[np.ndarray], np.ndarray] | None] = {}
 
 _FIELDS = ("valid", "present", "pfn", "write", "dirty", "cont", "special")
 
 
-def young_mask(arch: Any) -> int:
-    """The descriptor bits only ``young`` depends on (0 when unsure).
+_PROBES: dict[tuple[type, int], np.ndarray] = {}
 
-    The bits ``pte_mkyoung`` sets and ``pte_mkold`` clears, kept only if
-    flipping them changes none of the fields the validators read (every
-    ``ptes_decode`` field but ``young``, uffd-wp, soft-dirty) on a broad
-    set of probe descriptors: the arch's own PTEs for every protection and
-    state, and random words.
-    """
-    base = arch.pfn_pte(0x1234, arch.vm_get_page_prot(0x3))
-    y = int(arch.pte_mkyoung(base)) ^ int(arch.pte_mkold(base))
-    if not y or y != (int(arch.pte_mkyoung(0)) ^ int(arch.pte_mkold(0))):
-        return 0
+
+def _probes(arch: Any) -> np.ndarray:
+    """A broad set of descriptors to probe the arch's helpers with: the
+    arch's own PTEs for every protection and state, and random words
+    (computed once per arch class and page size; do not modify)."""
+    key = (type(arch), int(arch.PAGE_SHIFT))
+    got = _PROBES.get(key)
+    if got is None:
+        got = _PROBES[key] = _make_probes(arch)
+    return got
+
+
+def _make_probes(arch: Any) -> np.ndarray:
     rng = random.Random(0x5EED)
+    y = int(arch.pte_mkyoung(0)) ^ int(arch.pte_mkold(0))
     probes: list[int] = [0, (1 << 64) - 1, y]
     for flags in range(16):
         try:
@@ -82,8 +86,13 @@ def young_mask(arch: Any) -> int:
                 arch.pte_mkspecial,
                 arch.pte_mkuffd_wp,
                 arch.pte_mksoft_dirty,
+                arch.pte_mkold,
+                arch.pte_mkyoung,
                 lambda x: arch.pte_mkdirty(arch.pte_mkwrite(x)),
                 lambda x: arch.pte_wrprotect(arch.pte_mkdirty(arch.pte_mkwrite(x))),
+                lambda x: arch.pte_mkcont(arch.pte_mkdirty(arch.pte_mkwrite(x))),
+                lambda x: arch.pte_mkcont(arch.pte_mkwrite(x)),
+                lambda x: arch.pte_mkcont(arch.pte_mkuffd_wp(x)),
             ):
                 try:
                     probes.append(int(f(pte)) & ((1 << 64) - 1))
@@ -95,21 +104,77 @@ def young_mask(arch: Any) -> int:
     for b in range(64):
         probes.append(1 << b)
         probes.append((1 << b) | 1)
-    v = np.array(probes, dtype=np.uint64)
-    w = v ^ np.uint64(y)
-    dv, dw = arch.ptes_decode(v, _FIELDS), arch.ptes_decode(w, _FIELDS)
-    for f in _FIELDS:
+    return np.array(probes, dtype=np.uint64)
+
+
+def _same_fields(arch: Any, v: np.ndarray, w: np.ndarray, fields: tuple[str, ...] = _FIELDS) -> bool:
+    """Whether every field the validators read (``fields`` of ``ptes_decode``,
+    uffd-wp, soft-dirty; vector and scalar helpers) is the same in ``v`` and ``w``."""
+    dv, dw = arch.ptes_decode(v, fields), arch.ptes_decode(w, fields)
+    for f in (*fields, "valid", "present"):
         if f in dv and not np.array_equal(dv[f], dw[f]):
-            return 0
+            return False
     if arch.BULK:
         if not np.array_equal(arch.pte_uffd_wp_v(v), arch.pte_uffd_wp_v(w)):
-            return 0
+            return False
         if not np.array_equal(arch.pte_clear_soft_dirty_v(v) != v, arch.pte_clear_soft_dirty_v(w) != w):
-            return 0
+            return False
     for a, b in zip(v.tolist()[:600], w.tolist()[:600]):
         if arch.pte_uffd_wp(a) != arch.pte_uffd_wp(b) or arch.pte_soft_dirty(a) != arch.pte_soft_dirty(b):
-            return 0
+            return False
+    return True
+
+
+def young_mask(arch: Any) -> int:
+    """The descriptor bits only ``young`` depends on (0 when unsure).
+
+    The bits ``pte_mkyoung`` sets and ``pte_mkold`` clears, kept only if
+    flipping them changes none of the fields the validators read (every
+    ``ptes_decode`` field but ``young``, uffd-wp, soft-dirty) on a broad
+    set of probe descriptors (``_probes``).
+    """
+    base = arch.pfn_pte(0x1234, arch.vm_get_page_prot(0x3))
+    y = int(arch.pte_mkyoung(base)) ^ int(arch.pte_mkold(base))
+    if not y or y != (int(arch.pte_mkyoung(0)) ^ int(arch.pte_mkold(0))):
+        return 0
+    v = _probes(arch)
+    if not _same_fields(arch, v, v ^ np.uint64(y)):
+        return 0
     return y
+
+
+def cow_copy(arch: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``pte_mkold(pte_wrprotect(x))`` (vector), what fork makes of a writable
+    PTE of a CoW mapping, if it provably keeps what the validators read
+    (None when unsure or without the vector helpers).
+
+    Probed on ``_probes`` (and on their images, twice): the fields the
+    ``fork-copy`` checks read (``_same_fields``: presence, accessibility,
+    frame, dirty, contiguous bit, special, uffd-wp, soft-dirty) are kept,
+    and the result is never writable (``ptes_decode``'s ``write``, what the
+    per-mm states count).
+    """
+    if not getattr(arch, "BULK", False):
+        return None
+
+    def f(vals: np.ndarray) -> np.ndarray:
+        out: np.ndarray = arch.pte_mkold_v(arch.pte_wrprotect_v(vals))
+        return out
+
+    try:
+        v = _probes(arch)
+        w = f(v)
+        v2 = np.concatenate([v, w])
+        w2 = f(v2)
+        if w2.dtype != np.uint64 or w2.shape != v2.shape:
+            return None
+        if not _same_fields(arch, v2, w2, tuple(x for x in _FIELDS if x != "write")):
+            return None
+        if arch.ptes_decode(w2, ("write",))["write"].any():
+            return None
+    except Exception:  # a helper a backend lacks
+        return None
+    return f
 
 
 _NARROW = (np.uint8, np.uint16, np.int32, np.int64)
@@ -189,6 +254,16 @@ class Incremental:
         self._snap: tuple[np.ndarray, np.ndarray] | None = None
         #: mem_map.mapping at the last run, kept only while a state maps a file page
         self._msnap: np.ndarray | None = None
+        #: this run skipped the mem_map compare (no state mapped a page)
+        self._stale = False
+
+    @property
+    def cow(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """``cow_copy`` of the arch (computed once per arch class and page size)."""
+        key = (type(self.arch), self.m.kernel.page_shift)
+        if key not in _COW:
+            _COW[key] = cow_copy(self.arch)
+        return _COW[key]
 
     @property
     def y(self) -> int:
@@ -472,6 +547,9 @@ class Incremental:
                 ch = self._changes(mm, st)
                 if ch is not None:
                     new = self._update(mm, st, ch[0], ch[1], ch[2], vsig, shm)
+                else:
+                    # many changes: fork write-protecting the parent?
+                    new = self._wrprotected(mm, st, vsig, shm)
         if new is None:
             new = self._compute(mm, vsig, shm, prev)
         space.new_epoch()
@@ -491,32 +569,182 @@ class Incremental:
         return keys, self._stack(tabs, keys), st
 
     def fork_copy_ok(self, child: Any, keys: list[int], raw: np.ndarray, st: _MmState, pmds: set[int]) -> bool:
-        """Whether every ``fork-copy`` check passes because the child's tables
-        are the parent's snapshot ``raw`` but for young bits; if so the child
-        inherits ``st``."""
+        """Whether every ``fork-copy`` check passes because each entry of the
+        child's tables is the parent's snapshot ``raw`` but for young bits, or
+        its CoW copy (``cow_copy``: write-protected, old) but for young bits;
+        if so the child inherits ``st`` (less the writable PTEs the copies lost).
+
+        Both keep every field those checks read (``young_mask``, ``cow_copy``)
+        but uffd-wp in a VMA without VM_UFFD_WP, checked apart."""
         tabs = child.mm.space.tables
         if tabs.keys() != st.tabs.keys() or not pmds.isdisjoint(tabs.keys()):
             return False
         cur = self._stack(tabs, keys)
+        ref = raw
         if self.y:
             y = np.uint64(self.y)
             np.bitwise_or(cur, y, out=cur)
-            if not np.array_equal(cur, raw | y):
+            ref = raw | y
+        same = cur == ref
+        allsame = bool(same.all())
+        if not allsame:
+            cow = self.cow
+            if cow is None or st.suspect:
                 return False
-        elif not np.array_equal(cur, raw):
-            return False
-        del cur
+            t = cow(raw)
+            if self.y:
+                t = t | y
+            if not (same | (cur == t)).all():
+                return False
+            del t
+        del cur, ref
         if any(not v.vm_flags & VM_UFFD_WP for v in child.mm.vmas):
             if st._any_uw is None:
                 uw = self.arch.pte_uffd_wp_v(raw) if self.arch.BULK else np.array(
                     [self.arch.pte_uffd_wp(int(x)) for x in raw], dtype=bool
                 )
-                st._any_uw = bool((uw & self.arch.ptes_decode(raw, ())["present"]).any()) if len(raw) else False
+                st._any_uw = bool(uw.any()) and bool((uw & self.arch.ptes_decode(raw, ())["present"]).any())
             if st._any_uw:
                 return False
-        self.states[id(child.mm)] = (child.mm, st.derived(dict(tabs)))
+        if allsame:
+            new = st.derived(dict(tabs))
+        else:
+            # the copies are never writable: the child's writable PTEs are
+            # the parent's at the entries copied as they were
+            per, shift = self.per, self.m.kernel.page_shift
+            karr = np.array(keys, dtype=np.int64)
+
+            def at(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return raw[f], (karr[f // per] * per + f % per) << shift
+
+            nlost = len(raw) - int(np.count_nonzero(same))
+            got = self._wmaps_without(
+                st, nlost, len(raw), lambda: at(np.flatnonzero(~same)), lambda: at(np.flatnonzero(same))
+            )
+            if got is False:
+                return False
+            new = st.derived(dict(tabs))
+            new.wmaps = got if isinstance(got, np.ndarray) else None
+        self.states[id(child.mm)] = (child.mm, new)
         child.mm.space.new_epoch()
         return True
+
+    def _wmaps_without(
+        self,
+        st: _MmState,
+        nlost: int,
+        ntotal: int,
+        lost: Callable[[], tuple[np.ndarray, np.ndarray]],
+        kept: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ) -> np.ndarray | bool | None:
+        """``st.wmaps`` once ``nlost`` of the ``ntotal`` entries it was counted
+        from are no longer writable (the rest unchanged): from the descriptors
+        (and virtual addresses) of the entries that were (``lost()``) or of
+        the others (``kept()``), whichever are fewer.  False: recompute."""
+        if st.wmaps is None:
+            return None
+        nr = self.m.kernel.memmap.nr_frames
+        if 2 * nlost <= ntotal:
+            raw, vas = lost()
+            got = self._contrib(None, raw, lambda f: vas[f], st.vsig, st.shm)
+            if got is None:
+                return st.wmaps
+            if got[4]:
+                return False
+            wpf = got[2]
+            if not len(wpf):
+                return st.wmaps
+            u, c = np.unique(wpf, return_counts=True)
+            cur = st.wmaps[u].astype(np.int64) - c
+            if int(cur.min()) < 0:
+                return False
+            a = st.wmaps.copy()
+            a[u] = cur
+            return a if a.any() else None
+        raw, vas = kept()
+        got = self._contrib(None, raw, lambda f: vas[f], st.vsig, st.shm)
+        if got is None:
+            return None
+        if got[4]:
+            return False
+        wpf = got[2]
+        return _narrow(np.bincount(wpf, minlength=nr)) if len(wpf) else None
+
+    def _wrprotected(self, mm: Any, st: _MmState, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]) -> _MmState | None:
+        """``st`` moved to the current tables when every entry that changed is
+        the old one's CoW copy (``cow_copy``) but for young bits: what fork
+        makes of the parent's writable PTEs (then only writable PTEs are lost:
+        the frames mapped and the RSS are the same).  None: recompute."""
+        cow = self.cow
+        space = mm.space
+        log = space.log
+        if cow is None or st.suspect or log is None or space.tables.keys() != st.tabs.keys():
+            return None
+        per, shift = self.per, self.m.kernel.page_shift
+        zeros = np.zeros(per, dtype=np.uint64)
+        lkeys: list[int] = []
+        ovs: list[np.ndarray] = []
+        nvs: list[np.ndarray] = []
+        seen: set[int] = set()
+        for t in log:
+            key = t.pmd_index
+            if key in seen:
+                continue
+            seen.add(key)
+            pt = st.tabs.get(key)
+            if pt is None:
+                ov = zeros
+            elif pt.seen is log:
+                ov = pt.old if pt.old is not None else zeros
+            else:
+                ov = pt.entries
+            ct = space.tables.get(key)
+            lkeys.append(key)
+            ovs.append(ov)
+            nvs.append(ct.entries if ct is not None else zeros)
+        if not lkeys:
+            return None
+        ovals, nvals = np.concatenate(ovs), np.concatenate(nvs)
+        del ovs, nvs
+        chg = ovals != nvals
+        tw = cow(ovals)
+        if self.y:
+            y = np.uint64(self.y)
+            tw = tw | y
+            nw = nvals | y
+        else:
+            nw = nvals
+        if not ((tw == nw) | ~chg).all():
+            return None
+        del tw, nw
+        ch = np.flatnonzero(chg)
+        karr = np.array(lkeys, dtype=np.int64)
+
+        def vas(f: np.ndarray) -> np.ndarray:
+            out: np.ndarray = (karr[f // per] * per + f % per) << shift
+            return out
+
+        def lost() -> tuple[np.ndarray, np.ndarray]:
+            return ovals[ch], vas(ch)
+
+        def kept() -> tuple[np.ndarray, np.ndarray]:
+            k = np.flatnonzero(~chg)
+            raws, vs = [nvals[k]], [vas(k)]
+            col = np.arange(per, dtype=np.int64)
+            for key, tab in space.tables.items():
+                if key not in seen:
+                    raws.append(tab.entries)
+                    vs.append((key * per + col) << shift)
+            return np.concatenate(raws), np.concatenate(vs)
+
+        nlost = len(ch)
+        got = self._wmaps_without(st, nlost, len(space.tables) * per, lost, kept)
+        if got is False:
+            return None
+        s = st.derived(dict(space.tables))
+        s.vsig, s.shm, s._any_uw = vsig, shm, None
+        s.wmaps = got if isinstance(got, np.ndarray) else None
+        return s
 
     # -- the run -------------------------------------------------------------------------
     def _pmds(self, mm: Any, zero_arr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -550,7 +778,25 @@ class Incremental:
             del self.states[key]
         for key in [key for key in self._pmd_cache if key not in live]:
             del self._pmd_cache[key]
-        return self._run()
+        self._stale = False
+        ok = self._run()
+        if ok:
+            self._resnap()
+        return ok
+
+    def _resnap(self) -> None:
+        """After a run that synced every mm with mem_map as it is now: retake
+        the snapshot where it is behind, so that the next run does not see
+        every frame changed and recompute every state -- the one skipped
+        while no state mapped a page (``_run``; the first write of a
+        process), and ``mapping`` once a state maps a file page."""
+        mem = self.m.kernel.memmap
+        files = any(st.rss[MM_FILEPAGES] or st.rss[MM_SHMEMPAGES] for _, st in self.states.values())
+        if self._stale and any(st.maps is not None for _, st in self.states.values()):
+            self._snap = (mem.head.astype(np.int32), np.packbits((mem.flags & PG_anon) != 0))
+            self._msnap = mem.mapping.copy() if files else None
+        elif files and self._msnap is None and self._snap is not None:
+            self._msnap = mem.mapping.copy()
 
     def _run(self) -> bool:
         k = self.m.kernel
@@ -567,6 +813,7 @@ class Incremental:
             changes = self._memmap_changes()
         else:
             changes = np.zeros(0, dtype=np.int64)
+            self._stale = True
         shm = self._shm()
         maps: list[np.ndarray] = []
         fmaps: list[np.ndarray] = []

@@ -62,6 +62,8 @@ RULES = ("contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tl
 _NEVER = -1
 #: A block of at most this many bytes is not worth compacting.
 _SMALL_BLOCK = 64 << 10
+#: Entries a vectorised pass takes at a time (its scratch stays in the cache).
+_CHUNK = 1 << 15
 
 
 class _Region:
@@ -218,6 +220,13 @@ class RuleChecker:
         # a set's first entry: valid and Contiguous, the low bits of its
         # output address clear
         self._u_cv_lowoa = self._u_cv | self._u_lowoa
+        # every bit but the output address; whether prot_key_v ignores the
+        # output address (then entries that agree on every other bit have
+        # one key), probed with every other bit clear and set
+        oa = fmt.oa_mask_u
+        self._u_not_oa = ~oa
+        probe = np.array([oa, ~np.uint64(0)], dtype=np.uint64)
+        self._same_ok = not (fmt.prot_key_v(probe, self.feat.hd) & oa).any()
         # entry i of each set: i in the low bits of the output address
         self._offs: U64 = np.arange(cn, dtype=np.uint64) << ps
         self._tiled: U64 = self._offs.copy()
@@ -552,80 +561,93 @@ class RuleChecker:
         values are read from the tables: those of the regions seen before
         (compared with their shadows), and, for the level-3 rules, those of
         the others (without them, a new region's old values are nobody's
-        business).  Returns the blocks whose rows shadows let go of.
+        business), a chunk of tables at a time.  A clean region stored
+        without a relevant change (fork's write-protect of the parent) stays
+        clean without its sets being looked at when its new entries agree
+        on every bit but the output address.  Returns the blocks whose rows
+        shadows let go of.
         """
         nst = len(stores)
         n = self.n
         n2 = news.reshape(nst, n)
         orr = np.bitwise_or.reduce
-        known = list(range(nst)) if not nnew else [i for i, r in enumerate(regs) if r is not None]
-        newk = [] if not nnew else [i for i, r in enumerate(regs) if r is None]
-        ok_: U64 | None = None
+        arm = self.arm
         full: list[U64] = []
 
         def olds() -> U64:
-            """The old values of every store (one row each)."""
+            """The old values of every store (one row each), read from the tables."""
             if not full:
-                if not newk and ok_ is not None:
-                    full.append(ok_)
-                else:
-                    f = self._empty((nst, n))
-                    if known:
-                        f[known] = ok_
-                    if newk:
-                        f[newk] = [stores[k][0].entries for k in newk]
-                    full.append(f)
+                f = self._empty((nst, n))
+                np.concatenate([st[0].entries for st in stores], out=f.reshape(-1))
+                full.append(f)
             return full[0]
 
-        # -- the shadow of every region seen before must be the old memory --
-        if known:
-            ok_ = self._empty((len(known), n))
-            np.concatenate([stores[k][0].entries for k in known], out=ok_.reshape(-1))
-            kr = [r for r in regs if r is not None]
-            b0 = kr[0].blk
-            if b0 is not None and len({id(r.blk) for r in kr}) == 1:
-                # the shadows are rows of one earlier bulk store's values
-                sh = self._take(b0, [r.bi for r in kr])
-            else:
-                sh = self._empty((len(kr), n))
-                np.concatenate([r.vals for r in kr], out=sh.reshape(-1))
-            eq = self._empty(sh.shape, np.bool_)
-            np.equal(sh, ok_, out=eq)
-            if not eq.all():
-                self._on_store_each(stores, olds().reshape(-1), news)
-                return []
+        # One pass over the stores, a chunk of rows at a time (the chunk's
+        # scratch stays in the cache): the shadow of every region seen
+        # before must be the old memory; each store's OR of its old values
+        # (``ro``) and of its changes (``rx``: old ^ new, the new values over
+        # all-zero old ones); for the regions known clean, the OR and AND of
+        # their new values (``same`` below).
+        kr = [r for r in regs if r is not None]
+        b0 = kr[0].blk if kr else None
+        if b0 is not None and len({id(r.blk) for r in kr}) != 1:
+            b0 = None  # (else the shadows are rows of one earlier bulk store's values)
+        ro = np.empty(nst, dtype=np.uint64)
+        rx = np.empty(nst, dtype=np.uint64)
+        cl = [r is not None and r.clean for r in regs] if arm and self._same_ok else None
+        orn = andn = None
+        if cl is not None and any(cl):
+            orn = np.zeros(nst, dtype=np.uint64)
+            andn = np.ones(nst, dtype=np.uint64)
+        step = max(1, _CHUNK // n)
+        cnz = np.count_nonzero
+        for s in range(0, nst, step):
+            e = min(nst, s + step)
+            ks = [k for k in range(s, e) if regs[k] is not None]
+            if ks:
+                o = self._empty((len(ks), n))
+                np.concatenate([stores[k][0].entries for k in ks], out=o.reshape(-1))
+                if b0 is not None:
+                    sh = self._take(b0, [regs[k].bi for k in ks])  # type: ignore[union-attr]
+                else:
+                    sh = self._empty(o.shape)
+                    np.concatenate([regs[k].vals for k in ks], out=sh.reshape(-1))  # type: ignore[union-attr]
+                if not np.array_equal(sh, o):
+                    self._on_store_each(stores, olds().reshape(-1), news)
+                    return []
+                del sh
+                if arm:
+                    sel = _rows(ks)
+                    nw = n2[sel] if isinstance(sel, slice) else self._take(n2, ks)
+                    roc = orr(o, axis=1)
+                    ro[sel] = roc
+                    if roc.any():
+                        np.bitwise_xor(o, nw, out=o)
+                        rx[sel] = orr(o, axis=1)
+                    else:  # (all-zero old values: the changes are the new values)
+                        rx[sel] = orr(nw, axis=1)
+                    if orn is not None and andn is not None and any(cl[s:e]):  # type: ignore[index]
+                        orn[sel] = orr(nw, axis=1)
+                        andn[sel] = np.bitwise_and.reduce(nw, axis=1)
+            if arm and len(ks) < e - s:
+                # the regions seen for the first time: their tables' old
+                # values, read only where they are not all zero (a new
+                # table's are)
+                ns = [k for k in range(s, e) if regs[k] is None]
+                sel = _rows(ns)
+                ro[sel] = 0
+                rx[sel] = orr(n2[sel] if isinstance(sel, slice) else self._take(n2, ns), axis=1)
+                nz = [k for k in ns if cnz(stores[k][0].entries)]
+                if nz:
+                    a = np.array([stores[k][0].entries for k in nz])
+                    ro[nz] = orr(a, axis=1)
+                    rx[nz] = orr(a ^ n2[nz], axis=1)
         # -- level-3 changes: breaks, makes, direct changes --
         brk_items: list[tuple[int, U64, BoolArr]] = []
         row_c: BoolArr | None = None  # which stores' new values have a Contiguous bit
-        if self.arm:
-            # each store's OR of its old values: those of a new region read
-            # only where they are not all zero (a new table's are)
-            if not newk:
-                assert ok_ is not None
-                ro = orr(ok_, axis=1)
-            else:
-                ro = np.zeros(nst, dtype=np.uint64)
-                if ok_ is not None:
-                    ro[known] = orr(ok_, axis=1)
-                cnz = np.count_nonzero
-                nz = [k for k in newk if cnz(stores[k][0].entries)]
-                if nz:
-                    ro[nz] = orr(np.array([stores[k][0].entries for k in nz]), axis=1)
+        keep: BoolArr | None = None  # which stores keep their region clean unchecked
+        if arm:
             zero_old = ro == 0
-            zi = np.flatnonzero(zero_old).tolist()
-            nzi = np.flatnonzero(~zero_old).tolist()
-            # OR of each store's changes: a store over all-zero old values
-            # changes to its new values
-            rx = np.empty(nst, dtype=np.uint64)
-            if zi:
-                rx[zi] = orr(self._take(n2, zi), axis=1)
-            if nzi:
-                a = ok_ if nzi == known else self._take(olds(), nzi)
-                assert a is not None
-                b = self._take(n2, nzi)
-                x = self._empty(a.shape)
-                np.bitwise_xor(a, b, out=x)
-                rx[nzi] = orr(x, axis=1)
             rel = (rx & self._u_rel) != 0
             # a store with no relevant change keeps every Contiguous bit
             rn = np.where(rel | zero_old, rx, ro)
@@ -642,10 +664,19 @@ class RuleChecker:
                     brk_items, rn_gen = res
                     rn[gen] = rn_gen
             row_c = (rn & self._u_cont) != 0
+            if orn is not None and andn is not None:
+                # A clean region whose store changes no validity, output
+                # address, memory type or Contiguous bit keeps each entry's
+                # validity, Contiguous bit and output address, so its sets
+                # keep their layout; if its new entries also agree on every
+                # bit but the output address, they have one key
+                # (``prot_key_v`` ignores the output address): still clean.
+                same = ((orn ^ andn) & self._u_not_oa) == 0
+                keep = np.array(cl, dtype=np.bool_) & ~rel & (same | (rx == 0))
         # -- contiguous sets of the stored values (for the PTL release) --
         if row_c is not None:
             ok = np.ones(nst, dtype=np.bool_)
-            check = np.flatnonzero(row_c).tolist()
+            check = np.flatnonzero(row_c if keep is None else row_c & ~keep).tolist()
             if check:
                 v = self._take(n2, check)
                 ok[check] = self._sets_ok(v).reshape(len(check), n // self.cont_n).all(axis=1)
@@ -1213,6 +1244,30 @@ class RuleChecker:
 
     def _sets_ok(self, v2: U64) -> BoolArr:
         """Per aligned set of ``v2`` (rows of whole sets), in order: no fault ``set_faults`` would report.
+
+        ``_sets_ok_chunk`` of a chunk of ``v2`` at a time (rows, or sets of
+        a long row), so that the scratch stays in the cache.
+        """
+        rows, m = v2.shape
+        if rows * m <= _CHUNK:
+            return self._sets_ok_chunk(v2)
+        cn = self.cont_n
+        per = m // cn
+        out = np.empty(rows * per, dtype=np.bool_)
+        if m >= _CHUNK:
+            cs = max(cn, _CHUNK - _CHUNK % cn)
+            o2 = out.reshape(rows, per)
+            for r in range(rows):
+                for a in range(0, m, cs):
+                    o2[r, a // cn : (a + cs) // cn] = self._sets_ok_chunk(v2[r : r + 1, a : a + cs])
+        else:
+            step = _CHUNK // m
+            for s in range(0, rows, step):
+                out[s * per : (s + step) * per] = self._sets_ok_chunk(v2[s : s + step])
+        return out
+
+    def _sets_ok_chunk(self, v2: U64) -> BoolArr:
+        """``_sets_ok`` of ``v2`` at once.
 
         A set whose entries are all the same descriptor but for the output
         address, which runs from an aligned base (every bit of the set's
