@@ -207,12 +207,13 @@ class Validators:
             # a bulk copy's folios are often evenly spaced: slices, not gathers
             h0 = int(heads[0])
             step = (int(heads[-1]) - h0) // (n - 1)
+            # (heads are distinct and ascending: a span of n - 1 is every frame)
             if (
                 step > 0
                 and h0 >= 0
                 and h0 + step * (n - 1) < mem.nr_frames
                 and int(heads[1]) - h0 == step
-                and bool((np.diff(heads) == step).all())
+                and ((step == 1 and int(heads[-1]) - h0 == n - 1) or bool((np.diff(heads) == step).all()))
             ):
                 at = slice(h0, h0 + step * (n - 1) + 1, step)
         ref = mem.refcount[at]

@@ -100,7 +100,8 @@ class Kernel:
         self.bugs: frozenset[str] = frozenset()
         #: Called after every rmap change of a folio (validators check refcount >= mapcount there).
         self.on_rmap_change: Callable[[Folio], None] | None = None
-        #: The same for many folios at once (heads, after a bulk rmap update);
+        #: The same for many folios at once (heads: distinct, ascending, after a
+        #: bulk rmap update);
         #: when unset, bulk paths call ``on_rmap_change`` per folio.
         self.on_rmap_change_many: Callable[[Any], None] | None = None
         #: Take the vectorised fast paths (mm/memory_bulk.py) where they

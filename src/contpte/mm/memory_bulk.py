@@ -452,7 +452,9 @@ def _rmap_hooks(k: Kernel, heads: np.ndarray) -> None:
     if k.on_rmap_change is None:
         return
     nf = k.memmap.nr_frames
-    if len(heads) * 16 >= nf:  # dense: a mask is much cheaper than np.unique's hashing
+    if len(heads) < 2 or bool((heads[1:] > heads[:-1]).all()):
+        uniq = heads  # already distinct and in order (batches of a fault-in's pages)
+    elif len(heads) * 16 >= nf:  # dense: a mask is much cheaper than np.unique's hashing
         seen = np.zeros(nf, dtype=bool)
         seen[heads] = True
         uniq = np.flatnonzero(seen)
