@@ -35,6 +35,7 @@ state instead of being decoded again.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -480,18 +481,11 @@ class Incremental:
         s.rss = rss
         return s
 
-    def _changes(self, mm: Any, st: _MmState) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The entries of ``mm`` that changed since ``st`` (old values, new
-        values, virtual addresses), from the store log; None: too many."""
-        space = mm.space
+    def _logged(self, space: Any, st: _MmState) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Each table the store log names once: (level-2 index, its entries
+        when ``st`` was computed, its entries now; zeros where absent)."""
         log = space.log
-        per, shift = self.per, self.m.kernel.page_shift
-        zeros = np.zeros(per, dtype=np.uint64)
-        olds: list[np.ndarray] = []
-        news: list[np.ndarray] = []
-        vas: list[np.ndarray] = []
-        n = 0
-        limit = max(64, (len(st.tabs) * per) >> 3)
+        zeros = np.zeros(self.per, dtype=np.uint64)
         done: set[int] = set()
         for t in log:
             key = t.pmd_index
@@ -506,7 +500,19 @@ class Incremental:
             else:
                 ov = pt.entries
             ct = space.tables.get(key)
-            nv = ct.entries if ct is not None else zeros
+            yield key, ov, (ct.entries if ct is not None else zeros)
+
+    def _changes(self, mm: Any, st: _MmState) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The entries of ``mm`` that changed since ``st`` (old values, new
+        values, virtual addresses), from the store log; None: too many."""
+        space = mm.space
+        per, shift = self.per, self.m.kernel.page_shift
+        olds: list[np.ndarray] = []
+        news: list[np.ndarray] = []
+        vas: list[np.ndarray] = []
+        n = 0
+        limit = max(64, (len(st.tabs) * per) >> 3)
+        for key, ov, nv in self._logged(space, st):
             ch = np.flatnonzero(ov != nv)
             if not len(ch):
                 continue
@@ -681,29 +687,16 @@ class Incremental:
         if cow is None or st.suspect or log is None or space.tables.keys() != st.tabs.keys():
             return None
         per, shift = self.per, self.m.kernel.page_shift
-        zeros = np.zeros(per, dtype=np.uint64)
         lkeys: list[int] = []
         ovs: list[np.ndarray] = []
         nvs: list[np.ndarray] = []
-        seen: set[int] = set()
-        for t in log:
-            key = t.pmd_index
-            if key in seen:
-                continue
-            seen.add(key)
-            pt = st.tabs.get(key)
-            if pt is None:
-                ov = zeros
-            elif pt.seen is log:
-                ov = pt.old if pt.old is not None else zeros
-            else:
-                ov = pt.entries
-            ct = space.tables.get(key)
+        for key, ov, nv in self._logged(space, st):
             lkeys.append(key)
             ovs.append(ov)
-            nvs.append(ct.entries if ct is not None else zeros)
+            nvs.append(nv)
         if not lkeys:
             return None
+        seen = set(lkeys)
         ovals, nvals = np.concatenate(ovs), np.concatenate(nvs)
         del ovs, nvs
         chg = ovals != nvals
