@@ -23,6 +23,19 @@ MakeHw = Callable[..., Hardware]
 NT = 4  # tables
 
 
+def _store_and_release(c: Any, stores: list[Any], bulk: bool) -> None:
+    """The stores, then each table's PTL release: all at once (bulk) or one by one."""
+    released = [st[0] for st in stores]
+    if bulk:
+        PteTable.store_bulk_tables(stores)
+        c.ptl_release_many(released)
+    else:
+        for t, lo, new in stores:
+            t.store_bulk(lo, new)
+        for t in released:
+            c.ptl_release(t)
+
+
 def _values(hw: Hardware, rng: np.random.Generator, n: int, base: int) -> np.ndarray:
     kind = rng.integers(0, 4)
     out = np.zeros(n, dtype=np.uint64)
@@ -373,15 +386,7 @@ def _run_whole(hw: Hardware, seed: int, bulk: bool, recorder: bool = False) -> A
                     stores.append((t, lo, new[lo:hi]))
                 else:
                     stores.append((t, 0, new))
-            released = [st[0] for st in stores]
-            if bulk:
-                PteTable.store_bulk_tables(stores)
-                c.ptl_release_many(released)
-            else:
-                for t, lo, new in stores:
-                    t.store_bulk(lo, new)
-                for t in released:
-                    c.ptl_release(t)
+            _store_and_release(c, stores, bulk)
     except InvariantViolation as e:
         err = (e.rule, str(e), e.addr, e.ptes)
     # (after a violation the other observer has heard the stores up to it
@@ -748,15 +753,7 @@ def _run_nonrel(hw: Hardware, seed: int, bulk: bool) -> Any:
                 if rng.random() < 0.05:
                     t.poke(int(rng.integers(0, n)), int(cur[0]) ^ (1 << free[0]))  # not observed
                 stores.append((t, 0, new))
-            released = [st[0] for st in stores]
-            if bulk:
-                PteTable.store_bulk_tables(stores)
-                c.ptl_release_many(released)
-            else:
-                for t, lo, new in stores:
-                    t.store_bulk(lo, new)
-                for t in released:
-                    c.ptl_release(t)
+            _store_and_release(c, stores, bulk)
     except InvariantViolation as e:
         err = (e.rule, str(e), e.addr, e.ptes)
     return err, _state(hw), _clean_flags(hw) if err is None else None

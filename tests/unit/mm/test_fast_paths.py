@@ -150,9 +150,8 @@ params_st = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(params_st, ops_st)
-def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str, int, int]]) -> None:
+def assert_fast_equals_reference(params: dict[str, Any], ops: list[tuple[str, int, int]]) -> None:
+    """The same workload with the fast paths on and off leaves equal state after every step."""
     fast = run(params, ops, True)
     ref = run(params, ops, False)
     assert len(fast) == len(ref)
@@ -162,6 +161,12 @@ def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str,
             assert not d, f"step {i}: {d}"
         else:
             assert f == r, f"step {i}: {f!r} != {r!r}"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params_st, ops_st)
+def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str, int, int]]) -> None:
+    assert_fast_equals_reference(params, ops)
 
 
 table_ops_st = st.lists(
@@ -199,15 +204,7 @@ def test_fast_paths_whole_tables(params: dict[str, Any], ops: list[tuple[str, in
     uniform batches of the fast paths."""
     params = {**params, "tables": tables}
     ops = [("mmap", 0, tables - 1), ("write_all", 0, 0), *ops]
-    fast = run(params, ops, True)
-    ref = run(params, ops, False)
-    assert len(fast) == len(ref)
-    for i, (f, r) in enumerate(zip(fast, ref, strict=True)):
-        if isinstance(f, dict):
-            d = diff(f, r)
-            assert not d, f"step {i}: {d}"
-        else:
-            assert f == r, f"step {i}: {f!r} != {r!r}"
+    assert_fast_equals_reference(params, ops)
 
 
 def _uniform_trace(
