@@ -30,7 +30,15 @@ from contpte.system.machine import parse_bytes
 FOLIOS: dict[str, dict[str, str]] = {"64K": {"64K": "always"}, "4K": {}}
 """Folio size -> the Machine's ``mthp`` setting that gives it."""
 
-COUNTERS = ("fork.ptes", "fork.batch", "pte.read", "pte.write", "tlbi.total", "contpte.fold", "contpte.unfold")
+COUNTERS = (
+    "fork.ptes",
+    "fork.batch",
+    "pte.read",
+    "pte.write",
+    "tlbi.total",
+    "contpte.fold",
+    "contpte.unfold",
+)
 
 
 def _timed_fork(m: contpte.Machine, p: contpte.Process) -> tuple[float, dict[str, int]]:
@@ -41,7 +49,9 @@ def _timed_fork(m: contpte.Machine, p: contpte.Process) -> tuple[float, dict[str
     elapsed = time.perf_counter() - t0
     after = m.stats()
     child.exit()
-    return elapsed, {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS if after.get(k, 0) - before.get(k, 0)}
+    return elapsed, {
+        k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS if after.get(k, 0) - before.get(k, 0)
+    }
 
 
 def bench_one(arch: str, folio: str, size: int, runs: int) -> dict[str, Any]:
@@ -113,9 +123,13 @@ def _print_row(r: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--size", default="1G", help="memory the parent touches before forking (default: %(default)s)")
+    ap.add_argument(
+        "--size", default="1G", help="memory the parent touches before forking (default: %(default)s)"
+    )
     ap.add_argument("--runs", type=int, default=5, help="forks per configuration; the median is reported")
-    ap.add_argument("--arch", action="append", choices=("arm64", "generic"), help="backend(s) (default: both)")
+    ap.add_argument(
+        "--arch", action="append", choices=("arm64", "generic"), help="backend(s) (default: both)"
+    )
     ap.add_argument("--folio", action="append", choices=tuple(FOLIOS), help="folio size(s) (default: both)")
     ap.add_argument("--json", action="store_true", help="print JSON on stdout")
     args = ap.parse_args(argv)
@@ -128,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fork.py: error: --runs must be at least 1", file=sys.stderr)
         return 2
     out = bench_all(
-        size, args.runs, args.arch or ("arm64", "generic"), args.folio or tuple(FOLIOS),
+        size,
+        args.runs,
+        args.arch or ("arm64", "generic"),
+        args.folio or tuple(FOLIOS),
         progress=None if args.json else _print_row,
     )
     if args.json:

@@ -330,12 +330,18 @@ def _f(x: float | None, fmt: str = "{:.3f}") -> str:
 
 def markdown(doc: Result) -> str:
     lines = [f"# Simulator speed, {doc['date']}", ""]
-    lines.append(f"Machine: {doc['machine']['uname']}, {doc['machine']['cpus']} CPUs; size {doc['size']}, "
-                 f"repeat {doc['repeat']}.")
+    lines.append(
+        f"Machine: {doc['machine']['uname']}, {doc['machine']['cpus']} CPUs; size {doc['size']}, "
+        f"repeat {doc['repeat']}."
+    )
     lines.append("")
     if doc.get("host"):
-        lines += ["## The real kernel", "", "| folio | fault-in s | fork s (median) | first fork s | munmap s | folios allocated |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "## The real kernel",
+            "",
+            "| folio | fault-in s | fork s (median) | first fork s | munmap s | folios allocated |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for h in doc["host"]:
             lines.append(
                 f"| {h['folio']} | {_f(h.get('fault_in'))} | {_f(h.get('fork'), '{:.4f}')} "
@@ -353,7 +359,9 @@ def markdown(doc: Result) -> str:
         ]
         for r in doc["sim"]:
             if "error" in r:
-                lines.append(f"| {r.get('arch')} | {r.get('folio')} | {r.get('check')} | error: {r['error']} |")
+                lines.append(
+                    f"| {r.get('arch')} | {r.get('folio')} | {r.get('check')} | error: {r['error']} |"
+                )
                 continue
             rr = r["ratio_to_real_fork"]
             ref = r.get("fork_reference")
@@ -366,10 +374,13 @@ def markdown(doc: Result) -> str:
             )
         lines.append("")
     if doc.get("memory"):
-        lines += ["## Simulator memory per mapped page (bytes, beyond mem_map and frame contents)", "",
-                  "| arch | folio | check | values written | after fault-in | peak fault-in | after fork (per mapping) "
-                  "| peak fork |",
-                  "|---|---|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Simulator memory per mapped page (bytes, beyond mem_map and frame contents)",
+            "",
+            "| arch | folio | check | values written | after fault-in | peak fault-in | after fork (per mapping) "
+            "| peak fork |",
+            "|---|---|---|---|---:|---:|---:|---:|",
+        ]
         for mrow in doc["memory"]:
             if "error" in mrow:
                 continue
@@ -422,9 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(SIZES), help="folio sizes")
     parser.add_argument("--arches", default="arm64,generic")
     parser.add_argument("--checks", default="off,on")
-    parser.add_argument("--reference", action="store_true", help="also time the kernel-shaped fork (checker off)")
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the kernel-shaped fork (checker off)"
+    )
     parser.add_argument("--fuzz-steps", type=int, default=1500)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results directory ('' = none)")
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results"), help="results directory ('' = none)"
+    )
     parser.add_argument("--json", action="store_true", help="print the JSON document only")
     args = parser.parse_args(argv)
     _log_enabled = not args.json
@@ -470,8 +485,12 @@ def main(argv: list[str] | None = None) -> int:
             for s in sizes:
                 for check in checks:
                     r = guarded(
-                        lambda arch=arch, s=s, check=check: sim_run(arch, s, check, nbytes, args.repeat, args.reference),
-                        arch=arch, folio=s, check=check,
+                        lambda arch=arch, s=s, check=check: sim_run(
+                            arch, s, check, nbytes, args.repeat, args.reference
+                        ),
+                        arch=arch,
+                        folio=s,
+                        check=check,
                     )
                     doc["sim"].append(r)
                     log(f"sim {arch} {s} check={check}: {json.dumps(r)}")
@@ -482,8 +501,13 @@ def main(argv: list[str] | None = None) -> int:
                 for check in checks:
                     for distinct in (False, True):
                         r = guarded(
-                            lambda arch=arch, s=s, check=check, d=distinct: memory_run(arch, s, check, nbytes, d),
-                            arch=arch, folio=s, check=check, values="distinct" if distinct else "one",
+                            lambda arch=arch, s=s, check=check, d=distinct: memory_run(
+                                arch, s, check, nbytes, d
+                            ),
+                            arch=arch,
+                            folio=s,
+                            check=check,
+                            values="distinct" if distinct else "one",
                         )
                         doc["memory"].append(r)
                         log(f"memory {arch} {s} check={check} distinct={distinct}: {json.dumps(r)}")

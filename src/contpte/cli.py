@@ -432,7 +432,9 @@ def _register_fuzz(sub: Subparsers) -> None:
     from .workloads.fuzz import VARIANTS
 
     fz = add_command(
-        sub, "fuzz", help="random multi-process syscall sequences with every validator on; shrinks what it finds"
+        sub,
+        "fuzz",
+        help="random multi-process syscall sequences with every validator on; shrinks what it finds",
     )
     fz.add_argument("--steps", type=int, default=10_000, help="steps per variant (default: %(default)s)")
     fz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -440,13 +442,16 @@ def _register_fuzz(sub: Subparsers) -> None:
         "--variant", default="arm64", help=f"comma-separated backend/variant sets: {', '.join(VARIANTS)}"
     )
     fz.add_argument(
-        "--differential", action="store_true",
+        "--differential",
+        action="store_true",
         help="run every step on all variants (default set: arm64, generic, with and without batch_fork) "
         "and demand they agree on everything a process can observe",
     )
     fz.add_argument("--episode", type=int, default=150, help="steps per fresh machine (default: %(default)s)")
     fz.add_argument("--memory", default="32M", help="simulated memory per machine (default: %(default)s)")
-    fz.add_argument("--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)")
+    fz.add_argument(
+        "--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)"
+    )
     fz.add_argument("--out", help="reproducer file (default: fuzz-SEED.scn)")
     fz.add_argument("--no-shrink", action="store_true", help="write the reproducer unshrunk")
     fz.set_defaults(handler=cmd_fuzz)
@@ -458,7 +463,8 @@ def _register_check(sub: Subparsers) -> None:
 
     ck = add_command(sub, "check", help="self-checks of the model: --bugs runs the bug catalog")
     ck.add_argument(
-        "--bugs", action="store_true",
+        "--bugs",
+        action="store_true",
         help="re-introduce each catalogued kernel bug and report whether the general validators catch it",
     )
     ck.add_argument("--only", help="comma-separated catalog entries (default: all)")
@@ -484,14 +490,20 @@ def _register_oracle(sub: Subparsers) -> None:
     oracle.add_argument("scenario", nargs="*", help=".scn scenario file(s)")
     oracle.add_argument("--library", action="store_true", help="run the oracle's own scenario library")
     oracle.add_argument(
-        "--at", choices=("step", "check"), default="step",
+        "--at",
+        choices=("step", "check"),
+        default="step",
         help="compare after every step (default) or only at 'check' steps and the end",
     )
     oracle.add_argument(
-        "--keep-going", action="store_true", help="compare after a difference too (default: stop at the first)"
+        "--keep-going",
+        action="store_true",
+        help="compare after a difference too (default: stop at the first)",
     )
     oracle.add_argument(
-        "--kernel", choices=("live", "arm64"), default="live",
+        "--kernel",
+        choices=("live", "arm64"),
+        default="live",
         help="live: this machine's running kernel (default); arm64: Debian's Linux 6.12 arm64 kernel "
         "booted under qemu (fetched on first use), comparing contpte call counts per step",
     )
@@ -549,7 +561,9 @@ def _register_demo(sub: Subparsers) -> None:
         default="auto",
         help="backend (default: arm64 if it works, else generic)",
     )
-    demo.add_argument("--size", default="256M", help="anonymous memory the parent touches (default: %(default)s)")
+    demo.add_argument(
+        "--size", default="256M", help="anonymous memory the parent touches (default: %(default)s)"
+    )
     demo.add_argument("--cpus", type=int, default=4, help="CPUs of the machine (default: %(default)s)")
     demo.add_argument(
         "--check",
@@ -602,9 +616,7 @@ def _cmd_demo(args: argparse.Namespace, ui: Ui) -> int:
         "child": int(c.pagemap(a, size)["cont"].sum()),
     }
     fork_delta = {k: after.get(k, 0) - setup.get(k, 0) for k in set(after) | set(setup)}
-    rows = [
-        (name, label) for name, label in DEMO_ROWS if arch == "arm64" or not name.startswith("contpte.")
-    ]
+    rows = [(name, label) for name, label in DEMO_ROWS if arch == "arm64" or not name.startswith("contpte.")]
     result = {
         "arch": arch,
         "size_bytes": size,

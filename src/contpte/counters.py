@@ -16,7 +16,16 @@ from typing import Callable, Iterable, Mapping
 
 from .errors import ModelUsageError
 
-__all__ = ["CounterSpec", "Counters", "declare", "declare_family", "DECLARED", "FAMILIES", "TOTALS", "describe"]
+__all__ = [
+    "CounterSpec",
+    "Counters",
+    "declare",
+    "declare_family",
+    "DECLARED",
+    "FAMILIES",
+    "TOTALS",
+    "describe",
+]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,19 @@ LIBRARY = library()
 def test_library_has_the_required_scenarios() -> None:
     names = {p.stem for p in LIBRARY}
     assert len(names) >= 15
-    for want in ("fault-64K-whole-folios", "fold-on-last-pte", "fork-cow-child-exit", "fork-exit-no-cow",
-                 "mprotect-whole-blocks", "mprotect-single-page", "dontneed-partial-block",
-                 "munmap-partial-whole", "mixed-16K-32K-64K", "zero-page-read-first", "file-private-shared"):
+    for want in (
+        "fault-64K-whole-folios",
+        "fold-on-last-pte",
+        "fork-cow-child-exit",
+        "fork-exit-no-cow",
+        "mprotect-whole-blocks",
+        "mprotect-single-page",
+        "dontneed-partial-block",
+        "munmap-partial-whole",
+        "mixed-16K-32K-64K",
+        "zero-page-read-first",
+        "file-private-shared",
+    ):
         assert want in names
 
 
@@ -55,7 +65,9 @@ def test_library_scenario_prepares(path: Path) -> None:
 
 
 def test_unsupported_steps_skip_the_scenario() -> None:
-    sc = parse("machine arch=arm64 mthp.64K=always\np = spawn\nb = p mmap 64K rw private|anonymous\np pin b 4K\n")
+    sc = parse(
+        "machine arch=arm64 mthp.64K=always\np = spawn\nb = p mmap 64K rw private|anonymous\np pin b 4K\n"
+    )
     prep = prepare(sc, "pin")
     assert prep.program is None and "pin" in str(prep.reason)
 
@@ -84,21 +96,23 @@ def test_count_calls_splits_per_step_and_filters_the_window() -> None:
 
 
 def test_parse_console_reads_results_values_and_trace() -> None:
-    text = "\r\n".join([
-        "[    1.0] some kernel line",
-        "@@SCENARIO s000-x",
-        "@@S 0 3 0",
-        "@@S 1 4 0 1*3 2*1",
-        "@@S 2 5 -2",
-        "@@TRACE-BEGIN",
-        "# tracer: nop",
-        _trace_line(0, 1.0, "tracing_mark_write: @@B 0"),
-        "@@TRACE-END",
-        "@@SCENARIO-END",
-        "@@SCENARIO s001-y",
-        "@@S 0 3 22",
-        "@@FATAL mmap ctl (errno 12)",
-    ])
+    text = "\r\n".join(
+        [
+            "[    1.0] some kernel line",
+            "@@SCENARIO s000-x",
+            "@@S 0 3 0",
+            "@@S 1 4 0 1*3 2*1",
+            "@@S 2 5 -2",
+            "@@TRACE-BEGIN",
+            "# tracer: nop",
+            _trace_line(0, 1.0, "tracing_mark_write: @@B 0"),
+            "@@TRACE-END",
+            "@@SCENARIO-END",
+            "@@SCENARIO s001-y",
+            "@@S 0 3 22",
+            "@@FATAL mmap ctl (errno 12)",
+        ]
+    )
     runs = parse_console(text)
     x, y = runs["s000-x"], runs["s001-y"]
     assert x.complete and x.results == [(0, 3, 0, None), (1, 4, 0, [1, 1, 1, 2]), (2, 5, -2, None)]
@@ -132,10 +146,14 @@ def test_cache_dir_is_outside_the_repository(monkeypatch: pytest.MonkeyPatch, tm
     assert arm64_env.cache_dir() == tmp_path / "contpte" / "arm64"
 
 
-def test_cli_reports_a_missing_toolchain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_missing_toolchain(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from contpte.oracle.arm64 import run as arm64_run
 
-    monkeypatch.setattr(arm64_run, "tools_unavailable_reason", lambda: "the arm64 oracle cannot run here: missing qemu")
+    monkeypatch.setattr(
+        arm64_run, "tools_unavailable_reason", lambda: "the arm64 oracle cannot run here: missing qemu"
+    )
     rc = main(["oracle", "--kernel", "arm64", str(LIBRARY[0])])
     assert rc == 3
     assert "missing qemu" in capsys.readouterr().err

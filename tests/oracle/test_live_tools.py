@@ -17,7 +17,11 @@ pytestmark = pytest.mark.live
 
 
 def _snapshot() -> dict[str, str]:
-    files = [THP_DIR / "enabled", *sorted(THP_DIR.glob("hugepages-*kB/*enabled")), *sorted(THP_DIR.glob("khugepaged/*"))]
+    files = [
+        THP_DIR / "enabled",
+        *sorted(THP_DIR.glob("hugepages-*kB/*enabled")),
+        *sorted(THP_DIR.glob("khugepaged/*")),
+    ]
     return {str(f): f.read_text() for f in files if f.is_file() and os.access(f, os.R_OK)}
 
 
@@ -30,7 +34,9 @@ def test_policy_is_restored_after_an_error(live_kernel: None) -> None:
             assert current_setting((THP_DIR / "enabled").read_text()) == "always"
             raise RuntimeError("boom")
         after = _snapshot()
-    changed = {k for k in before if before[k] != after[k] and "full_scans" not in k and "pages_collapsed" not in k}
+    changed = {
+        k for k in before if before[k] != after[k] and "full_scans" not in k and "pages_collapsed" not in k
+    }
     assert not changed
 
 
@@ -65,7 +71,10 @@ def test_live_processes_write_fork_and_share(live_kernel: None) -> None:
         thp.apply("madvise", {"64K": "always"})
         with LiveKernel() as live, procfs.KpageflagsReader() as kpf:
             p = live.spawn("p")
-            assert live.call(p, "mmap", addr - DELTA, 1 << 20, "rw", "private|anonymous", None, 0, False)[0] == "ok"
+            assert (
+                live.call(p, "mmap", addr - DELTA, 1 << 20, "rw", "private|anonymous", None, 0, False)[0]
+                == "ok"
+            )
             assert live.call(p, "write", addr - DELTA, 32, 7) == ("ok", 32)
             c = live.fork("p", "c")
             pe = procfs.read_pagemap(p.pid, addr - DELTA, 32)

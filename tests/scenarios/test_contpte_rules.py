@@ -85,8 +85,11 @@ def machine(g: Granule, mthp: dict[str, str] | None = None, **kw: Any) -> contpt
     kw.setdefault("cpus", 2)
     kw.setdefault("check", True)
     return contpte.Machine(
-        arch="arm64", memory=kw.pop("memory", g.memory), page_size=g.name,
-        mthp={g.block_mthp: "always"} if mthp is None else mthp, **kw,
+        arch="arm64",
+        memory=kw.pop("memory", g.memory),
+        page_size=g.name,
+        mthp={g.block_mthp: "always"} if mthp is None else mthp,
+        **kw,
     )
 
 
@@ -510,7 +513,9 @@ def test_done_fork_keeps_every_block_contiguous(adversarial_tlb: bool) -> None:
     size, nblocks = 1 << 20, (1 << 20) // g.block
     results = {}
     for opt in (True, False):
-        m, p, a = populated(g, nblocks=nblocks, cpus=4, adversarial_tlb=adversarial_tlb, wrprotect_ptes_opt=opt)
+        m, p, a = populated(
+            g, nblocks=nblocks, cpus=4, adversarial_tlb=adversarial_tlb, wrprotect_ptes_opt=opt
+        )
         assert p.pagemap(a, size)["cont"].all()
         p.read(a, size)  # warm the parent's TLB: stale entries would show up below
         c, d = forked(m, p)
@@ -545,7 +550,9 @@ def test_tlb_reach() -> None:
     size = 8 << 20
 
     def sweep_misses(on: bool) -> int:
-        m = contpte.Machine(arch="arm64", memory="64M", cpus=1, mthp={"64K": "always"}, contpte=on, check=True)
+        m = contpte.Machine(
+            arch="arm64", memory="64M", cpus=1, mthp={"64K": "always"}, contpte=on, check=True
+        )
         p = m.spawn()
         a = p.mmap(size, flags="private|anonymous|fixed", addr=ARENA)
         p.write(a, size, 1)

@@ -52,7 +52,9 @@ def test_einval(proc: tuple[contpte.Machine, contpte.Process, int]) -> None:
     assert_checked(m)
 
 
-def test_zero_length_is_a_no_op_for_mprotect_and_madvise(proc: tuple[contpte.Machine, contpte.Process, int]) -> None:
+def test_zero_length_is_a_no_op_for_mprotect_and_madvise(
+    proc: tuple[contpte.Machine, contpte.Process, int],
+) -> None:
     _m, p, a = proc
     p.mprotect(a, 0, "r")
     p.madvise(a, 0, "dontneed")

@@ -116,7 +116,9 @@ def test_fault_around_maps_whole_folio_ranges(setup: Setup, file_folio: str, FIL
     assert_checked(m)
 
 
-def test_mprotect_rw_of_shared_file_upgrades_only_dirty_ptes(setup: Setup, file_folio: str, FILE_SIZE: int) -> None:
+def test_mprotect_rw_of_shared_file_upgrades_only_dirty_ptes(
+    setup: Setup, file_folio: str, FILE_SIZE: int
+) -> None:
     """can_change_pte_writable on a write-notify mapping: dirty PTEs only."""
     m = setup.machine()
     f = m.open_file("data", FILE_SIZE, folio_size=file_folio)

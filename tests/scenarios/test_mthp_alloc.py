@@ -107,8 +107,9 @@ def _fill_and_fragment(m: contpte.Machine, p: contpte.Process) -> int:
 def test_fragmented_memory_counts_fallbacks(setup: Setup) -> None:
     if not setup.large:
         pytest.skip("order 0 has no fallback")
-    m = setup.machine(memory="4M", mthp={setup.folio: "madvise"} if not setup.pmd else None,
-                      thp="madvise", check=False)
+    m = setup.machine(
+        memory="4M", mthp={setup.folio: "madvise"} if not setup.pmd else None, thp="madvise", check=False
+    )
     p = m.spawn()
     free = _fill_and_fragment(m, p)
     assert m.kernel.buddy.nr_free == free - free // 2

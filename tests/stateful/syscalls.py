@@ -241,7 +241,9 @@ class SyscallMachine(RuleBasedStateMachine):
         """Run ``fn(machine index)`` on every machine; all outcomes must agree."""
         outs = [_outcome(lambda i=i: fn(i)) for i in range(len(self.machines))]
         for i, o in enumerate(outs[1:], 1):
-            assert _same(outs[0], o), f"machines disagree: {self.describe(0)}: {outs[0]!r} vs {self.describe(i)}: {o!r}"
+            assert _same(outs[0], o), (
+                f"machines disagree: {self.describe(0)}: {outs[0]!r} vs {self.describe(i)}: {o!r}"
+            )
         return outs[0]
 
     def describe(self, i: int) -> str:
@@ -323,7 +325,9 @@ class SyscallMachine(RuleBasedStateMachine):
 
         def call(m: int) -> int:
             f = self.files[m][fobj] if kind in (FPRIV, FSHARED) else None
-            return self.procs[k][m].mmap(n * PS, prot=prot, flags=KIND_FLAGS[kind], file=f, offset=off * PS, addr=addr)
+            return self.procs[k][m].mmap(
+                n * PS, prot=prot, flags=KIND_FLAGS[kind], file=f, offset=off * PS, addr=addr
+            )
 
         out = self.run(call)
         assert out == ("ok", addr), out
@@ -503,8 +507,12 @@ class SyscallMachine(RuleBasedStateMachine):
                     mapped[s] = True
                     prot[s] = (R if perms[0] == "r" else 0) | (W if perms[1] == "w" else 0)
                     shared[s] = perms[3] == "s"
-                assert np.array_equal(mapped, pm.kind != NONE), f"{self.describe(m)}: VMAs differ from the model"
-                assert np.array_equal(prot[mapped], pm.prot[mapped]), f"{self.describe(m)}: VMA protections differ"
+                assert np.array_equal(mapped, pm.kind != NONE), (
+                    f"{self.describe(m)}: VMAs differ from the model"
+                )
+                assert np.array_equal(prot[mapped], pm.prot[mapped]), (
+                    f"{self.describe(m)}: VMA protections differ"
+                )
                 assert np.array_equal(shared[mapped], np.isin(pm.kind[mapped], (SHANON, FSHARED)))
 
     @invariant()

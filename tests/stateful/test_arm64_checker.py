@@ -30,8 +30,12 @@ from contpte.mm.shmem import file_initial_value
 
 from .syscalls import ARENA, ARENA_PAGES, FILES, NONE, PROTS, PS, ProcModel, SyscallMachine
 
-FAST = settings(max_examples=25, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOAK = settings(max_examples=300, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=25, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+SOAK = settings(
+    max_examples=300, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 BLOCK_PAGES = 16
 """CONT_PTES with 4K pages."""
@@ -62,7 +66,9 @@ class Arm64CheckerSyscalls(SyscallMachine):
             self.files.append([m.open_file(name, pages * PS, folio_size=fs) for name, pages, fs in FILES])
         for obj, (_, pages, _) in enumerate(FILES):
             fid = self.files[0][obj].id
-            self.model.objects[obj] = np.array([file_initial_value(fid, i) for i in range(pages)], dtype=np.uint64)
+            self.model.objects[obj] = np.array(
+                [file_initial_value(fid, i) for i in range(pages)], dtype=np.uint64
+            )
         self._spawn()
 
     def _block_page(self, data: st.DataObject, pm: ProcModel) -> int:

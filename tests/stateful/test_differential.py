@@ -14,8 +14,12 @@ from hypothesis import HealthCheck, settings
 
 from .syscalls import SyscallMachine
 
-FAST = settings(max_examples=15, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SOAK = settings(max_examples=300, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=15, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+SOAK = settings(
+    max_examples=300, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 class BatchForkArm64(SyscallMachine):

@@ -249,7 +249,9 @@ class GenericPgtable(Pgtable):
             return None
         return None if int(np.bitwise_or.reduce(raw)) & (_PAGE_SPECIAL | _PAGE_UFFD_WP) else (1, 1, 0)
 
-    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+    def bulk_wrprotect_ptes(
+        self, vals: np.ndarray, b: PteBatches
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
         """``wrprotect_ptes()`` per batch: one atomic per PTE (nr == 1 reads uncounted too)."""
         counts = {"pte.atomic": b.total, "pte.write": b.total}
         if b.total == 0:

@@ -243,7 +243,9 @@ class Pgtable:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn`` (via ``folio_lookup``)."""
         lookup = self.folio_lookup
         if lookup is None:
-            raise ModelUsageError(f"arch {self.name}: folio_lookup hook not installed (the Machine installs it)")
+            raise ModelUsageError(
+                f"arch {self.name}: folio_lookup hook not installed (the Machine installs it)"
+            )
         return lookup(pfn)
 
     # ------------------------------------------------------------------
@@ -339,7 +341,9 @@ class Pgtable:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
-    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Decode an array of raw PTEs (model-only, for validators and pagemap).
 
         Keys: ``valid`` (the hardware would translate it), ``present``,
@@ -689,7 +693,9 @@ class Pgtable:
         """Entries a bulk path may take: valid (not PROT_NONE), not special, not uffd-wp."""
         raise NotImplementedError
 
-    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+    def bulk_wrprotect_ptes(
+        self, vals: np.ndarray, b: PteBatches
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
         """``wrprotect_ptes(mm, addr, ptep, nr)`` of each batch: (new entries, counters)."""
         return None
 
@@ -728,7 +734,9 @@ class Pgtable:
             checker.ptl_release_many(tables)
 
     # -- helpers for subclasses ------------------------------------------
-    def VM_WARN_ON(self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None) -> None:
+    def VM_WARN_ON(
+        self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None
+    ) -> None:
         """A kernel ``VM_WARN_ON``: raise the model's invariant error."""
         if cond:
             raise KernelBug("VM_WARN_ON", what, addr, ptes)

@@ -180,6 +180,7 @@ def cow_copy(arch: Any) -> Callable[[np.ndarray], np.ndarray] | None:
 
 _NARROW = (np.uint8, np.uint16, np.int32, np.int64)
 
+
 def _narrow(counts: np.ndarray) -> np.ndarray:
     """``counts`` (>= 0) in the narrowest dtype of ``_NARROW`` that holds them."""
     top = int(counts.max()) if len(counts) else 0
@@ -373,7 +374,9 @@ class Incremental:
             rss[MM_FILEPAGES] = len(files) - nshm
         return pfns, heads, pfns[wr], rss, False
 
-    def _compute(self, mm: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int], prev: _MmState | None) -> _MmState:
+    def _compute(
+        self, mm: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int], prev: _MmState | None
+    ) -> _MmState:
         """A fresh state of ``mm`` (every table decoded); its arrays are
         ``prev``'s where equal (shared)."""
         s = _MmState()
@@ -539,8 +542,10 @@ class Incremental:
         space = mm.space
         st = prev if space.log is not None else None
         if st is not None and not st.suspect and st.vsig == vsig and st.shm == shm and changes is not None:
-            if len(changes) and st.maps is not None and (
-                st.maps[changes].any() or (st.fmaps is not None and st.fmaps[changes].any())
+            if (
+                len(changes)
+                and st.maps is not None
+                and (st.maps[changes].any() or (st.fmaps is not None and st.fmaps[changes].any()))
             ):
                 st = None
         else:
@@ -574,7 +579,9 @@ class Incremental:
         keys = list(tabs)
         return keys, self._stack(tabs, keys), st
 
-    def fork_copy_ok(self, child: Any, keys: list[int], raw: np.ndarray, st: _MmState, pmds: set[int]) -> bool:
+    def fork_copy_ok(
+        self, child: Any, keys: list[int], raw: np.ndarray, st: _MmState, pmds: set[int]
+    ) -> bool:
         """Whether every ``fork-copy`` check passes because each entry of the
         child's tables is the parent's snapshot ``raw`` but for young bits, or
         its CoW copy (``cow_copy``: write-protected, old) but for young bits;
@@ -606,8 +613,10 @@ class Incremental:
         del cur, ref
         if any(not v.vm_flags & VM_UFFD_WP for v in child.mm.vmas):
             if st._any_uw is None:
-                uw = self.arch.pte_uffd_wp_v(raw) if self.arch.BULK else np.array(
-                    [self.arch.pte_uffd_wp(int(x)) for x in raw], dtype=bool
+                uw = (
+                    self.arch.pte_uffd_wp_v(raw)
+                    if self.arch.BULK
+                    else np.array([self.arch.pte_uffd_wp(int(x)) for x in raw], dtype=bool)
                 )
                 st._any_uw = bool(uw.any()) and bool((uw & self.arch.ptes_decode(raw, ())["present"]).any())
             if st._any_uw:
@@ -676,7 +685,9 @@ class Incremental:
         wpf = got[2]
         return _narrow(np.bincount(wpf, minlength=nr)) if len(wpf) else None
 
-    def _wrprotected(self, mm: Any, st: _MmState, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]) -> _MmState | None:
+    def _wrprotected(
+        self, mm: Any, st: _MmState, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]
+    ) -> _MmState | None:
         """``st`` moved to the current tables when every entry that changed is
         the old one's CoW copy (``cow_copy``) but for young bits: what fork
         makes of the parent's writable PTEs (then only writable PTEs are lost:
@@ -754,7 +765,9 @@ class Incremental:
                     break
         if c is None or c[0] != pmds or not np.array_equal(c[3], zero_arr):
             pitems = list(pmds.items())
-            d = arch.ptes_decode(np.array([arch.pmd_pte(blk) for _, blk in pitems], dtype=np.uint64), ("pfn", "write"))
+            d = arch.ptes_decode(
+                np.array([arch.pmd_pte(blk) for _, blk in pitems], dtype=np.uint64), ("pfn", "write")
+            )
             use = d["present"] & ~np.isin(d["pfn"], zero_arr)
             pos = np.flatnonzero(use)
             c = (dict(pmds), d["pfn"][pos], d["write"][pos], zero_arr.copy())
@@ -852,9 +865,17 @@ class Incremental:
         pmd_cnt = pmd_cnt.astype(np.int64)
         # Per-page mapcount.
         if P is None:
-            cand = np.flatnonzero(mem.mapcount) if np.count_nonzero(mem.mapcount) else np.zeros(0, dtype=np.int64)
+            cand = (
+                np.flatnonzero(mem.mapcount)
+                if np.count_nonzero(mem.mapcount)
+                else np.zeros(0, dtype=np.int64)
+            )
         else:
-            cand = np.zeros(0, dtype=np.int64) if np.array_equal(mem.mapcount, P) else np.flatnonzero(mem.mapcount != P)
+            cand = (
+                np.zeros(0, dtype=np.int64)
+                if np.array_equal(mem.mapcount, P)
+                else np.flatnonzero(mem.mapcount != P)
+            )
         if len(cand):
             cand = cand[head[cand] >= 0]
             if len(cand) and not np.isin(cand, zero_arr).all():
@@ -901,7 +922,6 @@ class Incremental:
             if len(bad) and not np.isin(bad, zero_arr).all():
                 return False
         return True
-
 
     def _entire_ok(self, pmd_nz: np.ndarray, pmd_cnt: np.ndarray, zero_arr: np.ndarray) -> bool:
         """The dense entire-mapcount check passes: each folio's entire mapcount
@@ -951,7 +971,9 @@ def _total(parts: list[np.ndarray]) -> np.ndarray | None:
         e = ids.setdefault(id(a), [a, 0])
         e[1] += 1
     top = sum(int(np.iinfo(a.dtype).max) * c for a, c in ids.values())
-    dt = np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
+    dt = (
+        np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
+    )
     out: np.ndarray | None = None
     for a, c in ids.values():
         if out is None:

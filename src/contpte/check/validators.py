@@ -50,7 +50,9 @@ from .incremental import Incremental
 __all__ = ["Validators"]
 
 RUNS = declare("check.runs", "runs", "full validator runs (after syscalls with check=True, or m.check())")
-READS_CHECKED = declare("check.isolation_pages", "pages", "pages whose read value the isolation check compared")
+READS_CHECKED = declare(
+    "check.isolation_pages", "pages", "pages whose read value the isolation check compared"
+)
 
 
 class _Shadow:
@@ -126,7 +128,9 @@ class _Shadow:
             if t not in self.values:
                 self.values[t] = np.zeros(self.per, dtype=np.uint64)
                 self.own[t] = np.zeros(self.per, dtype=bool)
-            self._mine(self.values, t)[off : off + c] = value[i : i + c] if isinstance(value, np.ndarray) else np.uint64(value)
+            self._mine(self.values, t)[off : off + c] = (
+                value[i : i + c] if isinstance(value, np.ndarray) else np.uint64(value)
+            )
             self._mine(self.own, t)[off : off + c] = True
             if t in self.lazy:
                 self._mine(self.lazy, t)[off : off + c] = False
@@ -239,7 +243,9 @@ class Validators:
         ps = self.m.kernel.page_shift
         child_ranges = [(v.vm_start, v.vm_end) for v in child.mm.vmas]
         for v in parent.mm.vmas:
-            if (v.vm_start, v.vm_end) not in child_ranges and not any(s <= v.vm_start and v.vm_end <= e for s, e in child_ranges):
+            if (v.vm_start, v.vm_end) not in child_ranges and not any(
+                s <= v.vm_start and v.vm_end <= e for s, e in child_ranges
+            ):
                 sh.forget(v.vm_start >> ps, (v.vm_end - v.vm_start) >> ps)
         self.shadows[child.pid] = sh
         self._check_fork_copy(parent, child)
@@ -472,7 +478,9 @@ class Validators:
             a = addr + i * ps
             v = p.mm.vma_lookup(a)
             if v is None:
-                raise InvariantViolation("isolation", f"pid {p.pid}: access at {a:#x} succeeded outside any VMA", a)
+                raise InvariantViolation(
+                    "isolation", f"pid {p.pid}: access at {a:#x} succeeded outside any VMA", a
+                )
             c = min(npages - i, (v.vm_end - a) // ps)
             out.append((v, i, c))
             i += c
@@ -600,7 +608,8 @@ class Validators:
                     raise InvariantViolation(
                         "writable-anon-exclusive",
                         f"pid {mm.owner}: writable PMD maps non-exclusive folio {int(pf[j]):#x}",
-                        idx << arch.PMD_SHIFT, [blk],
+                        idx << arch.PMD_SHIFT,
+                        [blk],
                     )
                 pmd_pfs.append(pf)
                 rss[MM_ANONPAGES] += arch.HPAGE_PMD_NR * len(pf)
@@ -633,7 +642,8 @@ class Validators:
             if len(cand):
                 j = int(cand[0])
                 raise InvariantViolation(
-                    "mapcount", f"pfn {j:#x}: mapcount {int(mem.mapcount[j])} but {int(pte_maps[j])} PTE(s) map it"
+                    "mapcount",
+                    f"pfn {j:#x}: mapcount {int(mem.mapcount[j])} but {int(pte_maps[j])} PTE(s) map it",
                 )
         heads_mask = mem.head == np.arange(nr, dtype=mem.head.dtype)
         # Entire mapcounts: only frames with one, or mapped by a PMD, can disagree.
@@ -674,7 +684,8 @@ class Validators:
         if bad.any():
             j = int(np.nonzero(bad)[0][0])
             raise InvariantViolation(
-                "writable-shared", f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times"
+                "writable-shared",
+                f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times",
             )
 
     def _run_all_sparse(
@@ -729,7 +740,9 @@ class Validators:
             assert pte_maps is not None
             hs = head[lp]
             S = np.union1d(hs, pmd_nz)
-            per_S = np.bincount(np.searchsorted(S, hs), weights=pte_maps[lp], minlength=len(S)).astype(np.int64)
+            per_S = np.bincount(np.searchsorted(S, hs), weights=pte_maps[lp], minlength=len(S)).astype(
+                np.int64
+            )
             per_S += pmd_at(S)
         else:
             S = pmd_nz
@@ -765,7 +778,8 @@ class Validators:
             i = int(np.argmax(keep))
             j = int(bad_idx[i])
             raise InvariantViolation(
-                "writable-shared", f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times"
+                "writable-shared",
+                f"pfn {j:#x} is writable through a private mapping but mapped {int(total[j])} times",
             )
 
     def _check_tables(
@@ -845,7 +859,9 @@ class Validators:
         if bad.any():
             j = int(np.nonzero(bad)[0][0])
             va = (idx * self.per + int(pos[j])) << self.m.kernel.page_shift
-            raise InvariantViolation("mapcount", f"pid {mm.owner}: PTE maps pfn {int(pfns[j]):#x} which is not allocated", va)
+            raise InvariantViolation(
+                "mapcount", f"pid {mm.owner}: PTE maps pfn {int(pfns[j]):#x} which is not allocated", va
+            )
 
     def _shared_mask(self, mm: Any, vas: np.ndarray) -> np.ndarray:
         out = np.zeros(len(vas), dtype=bool)

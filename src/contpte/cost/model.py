@@ -185,7 +185,12 @@ RULES: tuple[Rule, ...] = (
     Rule("madvise.free_split_skipped", NONE, "a decision not to act, not work"),
     Rule("numa_hint_faults", NONE, "a kind of pgfault, priced there", priced_by="pgfault"),
     Rule("numa_pte_updates", NONE, "its PTE updates are counted by pte.*", priced_by="pte.write"),
-    Rule("pglazyfreed", NONE, "reclaim's PTE clears and TLBIs are counted by pte.*/tlbi.*", priced_by="pte.write"),
+    Rule(
+        "pglazyfreed",
+        NONE,
+        "reclaim's PTE clears and TLBIs are counted by pte.*/tlbi.*",
+        priced_by="pte.write",
+    ),
     Rule("pglazyfree_fail", NONE, "reclaim's PTE writes are counted by pte.*", priced_by="pte.write"),
     Rule("pgsteal", NONE, "the frees are counted by buddy.free", priced_by="buddy.free"),
     Rule("pgpgout", NONE, "writeback I/O is outside the model (no device cost)"),

@@ -477,7 +477,9 @@ def run_op_bench(
     bad = [p for p in pats if p not in spec.patterns]
     if bad or not pats:
         want = ", ".join(p for p in spec.patterns if p) or "none"
-        raise ModelUsageError(f"bench {bench}: unknown pattern(s) {', '.join(bad) or '(none)'}; expected {want}")
+        raise ModelUsageError(
+            f"bench {bench}: unknown pattern(s) {', '.join(bad) or '(none)'}; expected {want}"
+        )
     size = spec.nbytes if nbytes is None else nbytes
 
     for config, n in fit_points(profiles, fit):

@@ -255,7 +255,9 @@ def huge_pmd_set_accessed(vmf: "VmFault", pmd: int) -> int:
     return 0
 
 
-def copy_huge_pmd(dst_mm: MmStruct, src_mm: MmStruct, pmd_index: int, addr: int, dst_vma: Vma, src_vma: Vma) -> int:
+def copy_huge_pmd(
+    dst_mm: MmStruct, src_mm: MmStruct, pmd_index: int, addr: int, dst_vma: Vma, src_vma: Vma
+) -> int:
     """Share a PMD mapping with the child (CoW), or split if it may be pinned.
 
     Models: mm/huge_memory.c ``copy_huge_pmd()``: returns 0 when copied,
@@ -432,7 +434,9 @@ def split_folio(folio: "Folio") -> int:
         pfn = head + i
         mem.head[pfn] = pfn
         mem.order[pfn] = 0
-        mem.flags[pfn] = (mem.flags[pfn] & np.uint32(PG_anon_exclusive)) | (flags & ~np.uint32(PG_anon_exclusive))
+        mem.flags[pfn] = (mem.flags[pfn] & np.uint32(PG_anon_exclusive)) | (
+            flags & ~np.uint32(PG_anon_exclusive)
+        )
         mem.refcount[pfn] = int(mapcounts[i]) + (1 if i == 0 else 0)
         mem.pincount[pfn] = 0
         mem.entire_mapcount[pfn] = 0

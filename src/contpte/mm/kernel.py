@@ -52,9 +52,13 @@ splits the PMD and faults in one order-0 page.
 
 PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
 THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
-THP_FAULT_FALLBACK = declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
+THP_FAULT_FALLBACK = declare(
+    "thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault"
+)
 THP_SPLIT_PMD = declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
-THP_DEFERRED_SPLIT_PAGE = declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split")
+THP_DEFERRED_SPLIT_PAGE = declare(
+    "thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"
+)
 THP_SPLIT_PAGE = declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
 MTHP = declare_family(
     "mthp",
@@ -143,7 +147,9 @@ class Kernel:
         for size, setting in (mthp or {}).items():
             order = self.parse_size(size)
             if setting not in THP_SETTINGS:
-                raise ModelUsageError(f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}")
+                raise ModelUsageError(
+                    f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}"
+                )
             self.mthp[order] = setting
         arch.folio_lookup = self.folio_range_of_pfn  # hook for contpte_try_fold
 

@@ -37,7 +37,9 @@ ADVICE = {
 
 LAZYFREE = declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")
 FREE_SKIPPED = declare(
-    "madvise.free_split_skipped", "folios", "partially covered large folios MADV_FREE left alone (shared or unsplittable)"
+    "madvise.free_split_skipped",
+    "folios",
+    "partially covered large folios MADV_FREE left alone (shared or unsplittable)",
 )
 
 
@@ -83,7 +85,9 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: int, end: int) -> Non
                 if folio is not None and folio.test_anon():
                     if folio.test_large():
                         max_nr = (nxt - addr) >> k.page_shift
-                        nr = folio_pte_batch(folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None)
+                        nr = folio_pte_batch(
+                            folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
+                        )
                         if nr < folio.nr_pages:
                             if not folio.likely_mapped_shared():
                                 folio.ref_add(1)  # folio_get() across the unlocked split

@@ -69,7 +69,9 @@ FAULT_WP = declare("fault.wp", "faults", "write-protect faults (do_wp_page)")
 FAULT_WP_REUSE = declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
 FAULT_WP_COPY = declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
 FAULT_SPURIOUS = declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
-FAULT_AROUND_PAGES = declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
+FAULT_AROUND_PAGES = declare(
+    "fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)"
+)
 FORK_BATCH = declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
 FORK_PTES = declare("fork.ptes", "PTEs", "present PTEs copied at fork")
 FORK_COPY_PAGE = declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
@@ -445,7 +447,9 @@ def do_fault_around(vmf: VmFault) -> int:
     ps = k.PAGE_SIZE
     nr_win = max(1, k.fault_around_bytes // ps)
     pidx = pte_index(k, vmf.address)
-    from_pte = max(pidx & ~(nr_win - 1), pte_index(k, vmf.address) - ((vmf.address - vma.vm_start) >> k.page_shift))
+    from_pte = max(
+        pidx & ~(nr_win - 1), pte_index(k, vmf.address) - ((vmf.address - vma.vm_start) >> k.page_shift)
+    )
     pmd_base = vmf.address & ~(k.arch.PMD_SIZE - 1)
     to_pte = min(
         (pidx & ~(nr_win - 1)) + nr_win,
@@ -526,7 +530,12 @@ def finish_fault(vmf: VmFault, folio: Folio, page: int) -> int:
         start = vmf.address - idx * k.PAGE_SIZE
         end = start + folio.nr_pages * k.PAGE_SIZE
         pmd_start = vmf.address & ~(arch.PMD_SIZE - 1)
-        if start >= vma.vm_start and end <= vma.vm_end and start >= pmd_start and end <= pmd_start + arch.PMD_SIZE:
+        if (
+            start >= vma.vm_start
+            and end <= vma.vm_end
+            and start >= pmd_start
+            and end <= pmd_start + arch.PMD_SIZE
+        ):
             nr_pages = folio.nr_pages
             addr = start
             page = folio.pfn
@@ -765,8 +774,10 @@ def do_wp_page(vmf: VmFault) -> int:
         if folio is not None:
             folio.mark_dirty()
         return 0
-    if folio is not None and folio.test_anon() and (
-        folio.page_anon_exclusive(page) or wp_can_reuse_anon_folio(folio, vma)
+    if (
+        folio is not None
+        and folio.test_anon()
+        and (folio.page_anon_exclusive(page) or wp_can_reuse_anon_folio(folio, vma))
     ):
         if not folio.page_anon_exclusive(page):
             folio.set_anon_exclusive(page)
@@ -785,7 +796,13 @@ def do_wp_page(vmf: VmFault) -> int:
 # fork: copy_page_range
 # ---------------------------------------------------------------------------
 def folio_pte_batch(
-    folio: Folio, addr: int, start_ptep: PtePtr, pte: int, max_nr: int, flags: int, any_writable: list[bool] | None
+    folio: Folio,
+    addr: int,
+    start_ptep: PtePtr,
+    pte: int,
+    max_nr: int,
+    flags: int,
+    any_writable: list[bool] | None,
 ) -> int:
     """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
 
@@ -867,7 +884,14 @@ def _copy_present_ptes(
 
 
 def copy_present_page(
-    dst_vma: Vma, src_vma: Vma, dst_pte: PtePtr, src_pte: PtePtr, addr: int, rss: list[int], prealloc: list[Folio | None], page: int
+    dst_vma: Vma,
+    src_vma: Vma,
+    dst_pte: PtePtr,
+    src_pte: PtePtr,
+    addr: int,
+    rss: list[int],
+    prealloc: list[Folio | None],
+    page: int,
 ) -> int:
     """Give the child its own copy of a possibly pinned anon page.
 
@@ -1097,7 +1121,15 @@ def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> bool:
 # zap
 # ---------------------------------------------------------------------------
 def zap_present_folio_ptes(
-    tlb: "MmuGather", vma: Vma, folio: Folio, page: int, ptep: PtePtr, ptent: int, nr: int, addr: int, rss: list[int]
+    tlb: "MmuGather",
+    vma: Vma,
+    folio: Folio,
+    page: int,
+    ptep: PtePtr,
+    ptent: int,
+    nr: int,
+    addr: int,
+    rss: list[int],
 ) -> None:
     """Unmap ``nr`` PTEs of one folio.
 

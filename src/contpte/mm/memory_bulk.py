@@ -700,7 +700,9 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     mem.flags[where if isinstance(where, slice) else pages] &= _NOT_EXCL
     lg = b.large
     if bb.stride and nb and lg[0]:  # uniform: every batch a large folio's
-        _add_at(mem.large_mapcount, b.heads, np.int64(bb.stride) if isinstance(hwhere, slice) else bb.nrs, hwhere)
+        _add_at(
+            mem.large_mapcount, b.heads, np.int64(bb.stride) if isinstance(hwhere, slice) else bb.nrs, hwhere
+        )
     elif lg.any():
         _add_at(mem.large_mapcount, b.heads[lg], bb.nrs[lg])
     c = k.counters

@@ -15,14 +15,38 @@ if TYPE_CHECKING:
     from .shmem import File
 
 __all__ = [
-    "VM_NONE", "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE",
-    "VM_MAYEXEC", "VM_MAYSHARE", "VM_DONTCOPY", "VM_HUGEPAGE", "VM_NOHUGEPAGE", "VM_UFFD_WP",
-    "VM_SOFTDIRTY", "VM_ACCESS_FLAGS",
-    "FAULT_FLAG_WRITE", "FAULT_FLAG_UNSHARE", "FAULT_FLAG_REMOTE",
-    "VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_FALLBACK", "VM_FAULT_RETRY", "VM_FAULT_NOPAGE",
+    "VM_NONE",
+    "VM_READ",
+    "VM_WRITE",
+    "VM_EXEC",
+    "VM_SHARED",
+    "VM_MAYREAD",
+    "VM_MAYWRITE",
+    "VM_MAYEXEC",
+    "VM_MAYSHARE",
+    "VM_DONTCOPY",
+    "VM_HUGEPAGE",
+    "VM_NOHUGEPAGE",
+    "VM_UFFD_WP",
+    "VM_SOFTDIRTY",
+    "VM_ACCESS_FLAGS",
+    "FAULT_FLAG_WRITE",
+    "FAULT_FLAG_UNSHARE",
+    "FAULT_FLAG_REMOTE",
+    "VM_FAULT_OOM",
+    "VM_FAULT_SIGSEGV",
+    "VM_FAULT_FALLBACK",
+    "VM_FAULT_RETRY",
+    "VM_FAULT_NOPAGE",
     "VM_FAULT_UFFD_WP",
-    "MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "NR_MM_COUNTERS",
-    "MmStruct", "Vma", "vma_is_anonymous", "is_cow_mapping",
+    "MM_FILEPAGES",
+    "MM_ANONPAGES",
+    "MM_SHMEMPAGES",
+    "NR_MM_COUNTERS",
+    "MmStruct",
+    "Vma",
+    "vma_is_anonymous",
+    "is_cow_mapping",
 ]
 
 VM_NONE = 0x0
@@ -145,8 +169,16 @@ class Vma:
         return ((addr - self.vm_start) >> self.vm_mm.space.page_shift) + self.vm_pgoff
 
     def copy(self, mm: MmStruct) -> "Vma":
-        return Vma(mm, self.vm_start, self.vm_end, self.vm_flags, self.vm_page_prot, self.vm_pgoff,
-                   self.vm_file, self.anon_vma)
+        return Vma(
+            mm,
+            self.vm_start,
+            self.vm_end,
+            self.vm_flags,
+            self.vm_page_prot,
+            self.vm_pgoff,
+            self.vm_file,
+            self.anon_vma,
+        )
 
 
 def vma_is_anonymous(vma: Vma) -> bool:
@@ -157,4 +189,3 @@ def vma_is_anonymous(vma: Vma) -> bool:
 def is_cow_mapping(flags: int) -> bool:
     """``is_cow_mapping()``: private and may be written."""
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
-

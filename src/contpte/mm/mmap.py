@@ -210,7 +210,9 @@ def release_anon_shmem(mm: MmStruct, gone: list[Vma]) -> None:
     MAP_SHARED|MAP_ANONYMOUS, which truncates its page cache.
     """
     k = mm.kernel
-    for f in {id(v.vm_file): v.vm_file for v in gone if v.vm_file is not None and v.vm_file.anon_shmem}.values():
+    for f in {
+        id(v.vm_file): v.vm_file for v in gone if v.vm_file is not None and v.vm_file.anon_shmem
+    }.values():
         assert f is not None
         if not any(v.vm_file is f for m2 in k.mms for v in m2.vmas):
             f.evict_all()

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FolioRun", "MmuGather"]
 
-TLB_FLUSH = declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
+TLB_FLUSH = declare(
+    "mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)"
+)
 MAX_GATHER_BATCH = 10000
 """Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.)."""
 

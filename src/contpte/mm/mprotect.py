@@ -86,7 +86,9 @@ def can_change_pte_writable(vma: Vma, addr: int, pte: int) -> bool:
     return a.pte_dirty(pte)
 
 
-def change_pte_range(tlb: MmuGather, vma: Vma, pmd_index: int, addr: int, end: int, newprot: int, cp_flags: int) -> int:
+def change_pte_range(
+    tlb: MmuGather, vma: Vma, pmd_index: int, addr: int, end: int, newprot: int, cp_flags: int
+) -> int:
     """Change the protection of the present PTEs of ``[addr, end)``.
 
     Models: mm/mprotect.c ``change_pte_range()`` (v6.12, per PTE).

@@ -29,7 +29,9 @@ def file_initial_value(file_id: int, index: int) -> int:
 class File:
     """A file (``struct address_space``): a page cache of folios by index."""
 
-    def __init__(self, kernel: "Kernel", file_id: int, name: str, size: int, folio_order: int, shmem: bool) -> None:
+    def __init__(
+        self, kernel: "Kernel", file_id: int, name: str, size: int, folio_order: int, shmem: bool
+    ) -> None:
         self.kernel = kernel
         self.id = file_id
         self.name = name

@@ -74,7 +74,9 @@ def cmd_oracle(args: argparse.Namespace, ui: Any) -> int:
             results.append(run_oracle(sc, at=args.at, keep_going=args.keep_going))
             step(path)
     if ui.json:
-        ui.emit_json(results[0].as_dict() if len(results) == 1 and not args.library else [r.as_dict() for r in results])
+        ui.emit_json(
+            results[0].as_dict() if len(results) == 1 and not args.library else [r.as_dict() for r in results]
+        )
     else:
         for r in results:
             render_result(ui.out, r)

@@ -114,7 +114,14 @@ class _Libc:
         lib = ctypes.CDLL(None, use_errno=True)
         self.mmap = lib.mmap
         self.mmap.restype = ctypes.c_void_p
-        self.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        self.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
         self.munmap = lib.munmap
         self.munmap.restype = ctypes.c_int
         self.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
@@ -184,7 +191,15 @@ class _Server:
         return ("ok", os.getpid())
 
     def op_mmap(
-        self, addr: int, length: int, prot: str, flags: str, path: str | None, offset: int, fixed: bool, fds: list[int]
+        self,
+        addr: int,
+        length: int,
+        prot: str,
+        flags: str,
+        path: str | None,
+        offset: int,
+        fixed: bool,
+        fds: list[int],
     ) -> tuple[Any, ...]:
         fl = MAP_SHARED if flags.startswith("shared") else MAP_PRIVATE
         fl |= MAP_FIXED if fixed else MAP_FIXED_NOREPLACE
@@ -246,8 +261,11 @@ class _Server:
             return self._err()
         iov = _Iovec(addr, length)
         ret = self.libc.syscall(
-            SYS_io_uring_register, ctypes.c_int(ring), ctypes.c_uint(IORING_REGISTER_BUFFERS),
-            ctypes.byref(iov), ctypes.c_uint(1),
+            SYS_io_uring_register,
+            ctypes.c_int(ring),
+            ctypes.c_uint(IORING_REGISTER_BUFFERS),
+            ctypes.byref(iov),
+            ctypes.c_uint(1),
         )
         if ret < 0:
             err = self._err()
@@ -258,7 +276,11 @@ class _Server:
 
     def _unregister(self, ring: int) -> None:
         self.libc.syscall(
-            SYS_io_uring_register, ctypes.c_int(ring), ctypes.c_uint(IORING_UNREGISTER_BUFFERS), None, ctypes.c_uint(0)
+            SYS_io_uring_register,
+            ctypes.c_int(ring),
+            ctypes.c_uint(IORING_UNREGISTER_BUFFERS),
+            None,
+            ctypes.c_uint(0),
         )
         os.close(ring)
 

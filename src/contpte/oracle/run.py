@@ -230,7 +230,10 @@ def live_fallbacks() -> int:
     try:
         for d in os.listdir(base):
             if d.startswith("hugepages-"):
-                with contextlib.suppress(OSError, ValueError), open(f"{base}/{d}/stats/anon_fault_fallback") as f:
+                with (
+                    contextlib.suppress(OSError, ValueError),
+                    open(f"{base}/{d}/stats/anon_fault_fallback") as f,
+                ):
                     total += int(f.read())
         with open("/proc/vmstat") as f:
             for line in f:
@@ -318,7 +321,13 @@ def _live_state(live: LiveKernel, regions: list[tuple[int, int]], ps: int) -> di
                 ents = procfs.read_pagemap(p.pid, lo - DELTA, n)
                 for i in np.nonzero(ents & np.uint64(procfs.PM_PRESENT))[0]:
                     e = int(ents[i])
-                    present.append((lo - DELTA + int(i) * ps, e & procfs.PM_PFN_MASK, int(bool(e & procfs.PM_MMAP_EXCLUSIVE))))
+                    present.append(
+                        (
+                            lo - DELTA + int(i) * ps,
+                            e & procfs.PM_PFN_MASK,
+                            int(bool(e & procfs.PM_MMAP_EXCLUSIVE)),
+                        )
+                    )
             # Values last: pagemap said these are present, so reading them faults nothing in.
             values = procfs.read_values(p.pid, [va for va, _, _ in present])
             pages = {}
@@ -415,13 +424,20 @@ def compare_states(
             me = (proc, va)
             if mm_members[me] != lv_members[me]:
                 page_diffs.append(
-                    (va, "shares frame with", _fmt_members(me, mm_members[me], name), _fmt_members(me, lv_members[me], name))
+                    (
+                        va,
+                        "shares frame with",
+                        _fmt_members(me, mm_members[me], name),
+                        _fmt_members(me, lv_members[me], name),
+                    )
                 )
         diffs += _merge_page_diffs(proc, page_diffs, name, ps)
     return diffs
 
 
-def _merge_page_diffs(proc: str, items: list[tuple[int, str, str, str]], name: Callable[[int], str], ps: int) -> list[Diff]:
+def _merge_page_diffs(
+    proc: str, items: list[tuple[int, str, str, str]], name: Callable[[int], str], ps: int
+) -> list[Diff]:
     """Runs of consecutive pages with the same field and values become one Diff."""
     out: list[Diff] = []
     open_: dict[tuple[str, str, str], tuple[int, int]] = {}  # (field, m, l) -> (first va, last va)
@@ -442,7 +458,9 @@ def _merge_page_diffs(proc: str, items: list[tuple[int, str, str, str]], name: C
     return out
 
 
-def _range_diff(proc: str, k: tuple[str, str, str], run: tuple[int, int], name: Callable[[int], str], ps: int) -> Diff:
+def _range_diff(
+    proc: str, k: tuple[str, str, str], run: tuple[int, int], name: Callable[[int], str], ps: int
+) -> Diff:
     first, last = run
     n = (last - first) // ps + 1
     where = name(first) if n == 1 else f"{name(first)} ({n} pages)"
@@ -469,7 +487,8 @@ class _Replay:
     def _live_addr(self, addr: int, step: Step) -> int:
         if not MODEL_WINDOW_LO <= addr < MODEL_WINDOW_HI:
             raise ScenarioError(
-                self.sc.path, step.line,
+                self.sc.path,
+                step.line,
                 f"address {addr:#x} lies outside the window the live oracle mirrors "
                 f"([{MODEL_WINDOW_LO:#x}, {MODEL_WINDOW_HI:#x}) of the model)",
             )
@@ -494,7 +513,9 @@ class _Replay:
             fh.truncate(size)
         self.files[step.bind] = path
 
-    def live_step(self, step: Step, model_error: str | None, model_values: list[int] | None) -> tuple[str | None, list[int] | None]:
+    def live_step(
+        self, step: Step, model_error: str | None, model_values: list[int] | None
+    ) -> tuple[str | None, list[int] | None]:
         """Run ``step`` on the live kernel; (error, values read)."""
         live = self.live
         op, a = step.op, step.args
@@ -592,9 +613,7 @@ def run_oracle(
         res.reason = reason
         return res
     # Unbound mmaps get a hidden name, so the model's address is known.
-    steps = [
-        replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps
-    ]
+    steps = [replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps]
     fallbacks_before = live_fallbacks()
     with _live_session(sc, res.options) as (replay, settings):
         res.settings = settings
@@ -610,7 +629,12 @@ def run_oracle(
             res.steps.append(rep)
             if (mo.error or None) != (live_error or None):
                 rep.diffs.append(Diff(step.proc or "-", "-", "outcome", mo.error or "ok", live_error or "ok"))
-            if step.op == "read" and mo.values is not None and live_values is not None and mo.values != live_values:
+            if (
+                step.op == "read"
+                and mo.values is not None
+                and live_values is not None
+                and mo.values != live_values
+            ):
                 rep.diffs += _read_diffs(step, replay, mo.values, live_values)
             if mo.failed is not None and mo.violation is None:
                 # The scenario's own expectation (!ERR, expect=) failed on the model.

@@ -33,7 +33,9 @@ def render_op_bench(console: Console, data: Mapping[str, Any]) -> None:
         _render_section(console, data, [r for r in rows if (r["pattern"] or "") == pattern], pattern)
 
 
-def _render_section(console: Console, data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], pattern: str) -> None:
+def _render_section(
+    console: Console, data: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], pattern: str
+) -> None:
     profiles: Sequence[str] = data["profiles"]
     workload = data["workload"]
     name = f"bench {data['benchmark']}" + (f", pattern {pattern}" if pattern else "")

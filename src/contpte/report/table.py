@@ -35,7 +35,9 @@ def fmt_ns(ns: float) -> str:
 def fmt_ns_pair(a: float, b: float, sep: str = " \u2192 ") -> str:
     """Two times in the unit of the larger: ``"549 \u2192 550 ns"``, ``"1.27 \u2192 1.31 \u00b5s"``."""
     top = max(a, b)
-    scale, unit = next(((s, u) for s, u in ((1e9, "s"), (1e6, "ms"), (1e3, "\u00b5s")) if top >= s), (1.0, "ns"))
+    scale, unit = next(
+        ((s, u) for s, u in ((1e9, "s"), (1e6, "ms"), (1e3, "\u00b5s")) if top >= s), (1.0, "ns")
+    )
 
     def num(v: float) -> str:
         x = v / scale

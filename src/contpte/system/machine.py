@@ -97,7 +97,9 @@ class Machine:
         unknown = set(options) - set(MM_OPTIONS) - _ALL_ARCH_OPTIONS
         if unknown:
             known = sorted(set(MM_OPTIONS) | _ALL_ARCH_OPTIONS)
-            raise ModelUsageError(f"unknown Machine option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+            raise ModelUsageError(
+                f"unknown Machine option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
+            )
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
         bug_set = check_bug_names(bugs)

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["Process", "PAGEMAP_DTYPE", "parse_prot", "parse_flags"]
 
 
-
 _PROT = {"r": VM_READ, "w": VM_WRITE, "x": VM_EXEC}
 _MAX_FAULTS_PER_PAGE = 8
 
@@ -75,7 +74,9 @@ def parse_flags(flags: str) -> set[str]:
     known = {"private", "shared", "anonymous", "fixed", "populate"}
     bad = parts - known
     if bad:
-        raise ModelUsageError(f"mmap flags {flags!r}: unknown {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+        raise ModelUsageError(
+            f"mmap flags {flags!r}: unknown {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}"
+        )
     return parts
 
 
@@ -87,7 +88,9 @@ def _oserror(ret: int, call: str) -> OSError:
 class Process:
     """A simulated process with one thread, running on one CPU."""
 
-    def __init__(self, machine: "Machine", pid: int, mm: MmStruct, cpu: int, parent: "Process | None") -> None:
+    def __init__(
+        self, machine: "Machine", pid: int, mm: MmStruct, cpu: int, parent: "Process | None"
+    ) -> None:
         self.machine = machine
         self.pid = pid
         self.mm = mm
@@ -150,7 +153,9 @@ class Process:
                 sub_val = value[done:] if isinstance(value, np.ndarray) else value
                 if write and self.mm.kernel.fast_paths:
                     self._fault_in_bulk(addr + done * ps, npages - done)
-                n, fault = hw.access(self.cpu, space, addr + done * ps, npages - done, write, sub_val, sub_out)
+                n, fault = hw.access(
+                    self.cpu, space, addr + done * ps, npages - done, write, sub_val, sub_out
+                )
                 done += n
                 if fault is None:
                     break
@@ -159,7 +164,9 @@ class Process:
                     repeats += 1
                     if repeats > _MAX_FAULTS_PER_PAGE:
                         raise InvariantViolation(
-                            "fault-loop", f"pid {self.pid}: the fault at {va:#x} ({fault.kind}) never resolves", va
+                            "fault-loop",
+                            f"pid {self.pid}: the fault at {va:#x} ({fault.kind}) never resolves",
+                            va,
                         )
                 else:
                     last_fault, repeats = va, 0
@@ -396,7 +403,9 @@ class Process:
         """The VMAs as (start, end, perms, name), like /proc/pid/maps."""
         out = []
         for v in self.mm.vmas:
-            perms = "".join(c if v.vm_flags & f else "-" for c, f in (("r", VM_READ), ("w", VM_WRITE), ("x", VM_EXEC)))
+            perms = "".join(
+                c if v.vm_flags & f else "-" for c, f in (("r", VM_READ), ("w", VM_WRITE), ("x", VM_EXEC))
+            )
             perms += "s" if v.vm_flags & VM_SHARED else "p"
             out.append((v.vm_start, v.vm_end, perms, v.vm_file.name if v.vm_file else ""))
         return out

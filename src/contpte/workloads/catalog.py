@@ -22,12 +22,28 @@ __all__ = ["GENERAL_RULES", "BugResult", "bug_scenario", "check_bug", "check_bug
 GENERAL_RULES = frozenset(
     {
         # kernel invariants (check/validators.py)
-        "mapcount", "refcount>=mapcount", "rss", "writable-anon-exclusive", "writable-shared",
-        "isolation", "fork-copy", "pinned-anon-exclusive", "fault-loop",
+        "mapcount",
+        "refcount>=mapcount",
+        "rss",
+        "writable-anon-exclusive",
+        "writable-shared",
+        "isolation",
+        "fork-copy",
+        "pinned-anon-exclusive",
+        "fault-loop",
         # modelled VM_BUG_ON / VM_WARN_ON
-        "VM_BUG_ON", "VM_WARN_ON", "VM_BUG_ON_FOLIO", "VM_BUG_ON_VMA", "folio-refcount",
+        "VM_BUG_ON",
+        "VM_WARN_ON",
+        "VM_BUG_ON_FOLIO",
+        "VM_BUG_ON_VMA",
+        "folio-refcount",
         # Arm ARM rules (hw/checker.py)
-        "contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tlb", "unobserved-store",
+        "contig-consistency",
+        "bbm",
+        "tlbi-coverage",
+        "tlb-conflict",
+        "stale-tlb",
+        "unobserved-store",
     }
 )
 """The rules of the general validators: catching a bug means one of these fired."""

@@ -29,8 +29,16 @@ from ..system import Machine
 from .scenario import AddrRef, Env, Outcome, Scenario, Step, format_scenario, make_machine, observe, run_step
 
 __all__ = [
-    "FuzzConfig", "FuzzResult", "Finding", "fuzz", "generate_episode", "run_episode", "shrink", "replay",
-    "reproducer_text", "VARIANTS",
+    "FuzzConfig",
+    "FuzzResult",
+    "Finding",
+    "fuzz",
+    "generate_episode",
+    "run_episode",
+    "shrink",
+    "replay",
+    "reproducer_text",
+    "VARIANTS",
 ]
 
 PS = 4096
@@ -177,9 +185,21 @@ class _Gen:
         if not self.regions:
             return self._mmap()
         w = [
-            ("write", 30), ("read", 18), ("mmap", 6), ("fork", 5), ("exit", 3), ("mprotect", 7),
-            ("madvise", 7), ("munmap", 4), ("pin", 3), ("unpin", 3), ("reclaim", 2), ("numa", 2),
-            ("uffd-wp", 2), ("spawn", 1), ("check", 1),
+            ("write", 30),
+            ("read", 18),
+            ("mmap", 6),
+            ("fork", 5),
+            ("exit", 3),
+            ("mprotect", 7),
+            ("madvise", 7),
+            ("munmap", 4),
+            ("pin", 3),
+            ("unpin", 3),
+            ("reclaim", 2),
+            ("numa", 2),
+            ("uffd-wp", 2),
+            ("spawn", 1),
+            ("check", 1),
         ]
         op = rng.choices([o for o, _ in w], [x for _, x in w])[0]
         if op == "spawn" and len(self.procs) < self.MAX_PROCS:
@@ -197,11 +217,19 @@ class _Gen:
         r, off, length = self._range()
         addr = AddrRef(r.name, off)
         if op == "write":
-            return self.step(proc, "write", {"addr": addr, "length": length, "value": rng.randrange(1, 1 << 16)})
+            return self.step(
+                proc, "write", {"addr": addr, "length": length, "value": rng.randrange(1, 1 << 16)}
+            )
         if op == "mprotect":
-            return self.step(proc, "mprotect", {"addr": addr, "length": length, "prot": rng.choice(("r", "rw", "rw", "none"))})
+            return self.step(
+                proc,
+                "mprotect",
+                {"addr": addr, "length": length, "prot": rng.choice(("r", "rw", "rw", "none"))},
+            )
         if op == "madvise":
-            adv = rng.choice(("dontneed", "dontneed", "free", "free", "hugepage", "nohugepage", "dontfork", "dofork"))
+            adv = rng.choice(
+                ("dontneed", "dontneed", "free", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+            )
             return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
         if op == "munmap":
             return self.step(proc, "munmap", {"addr": addr, "length": length})
@@ -227,17 +255,34 @@ class _Gen:
         if rng.random() < 0.15:
             length += rng.randint(1, 15) * PS
         prot = rng.choices(("rw", "r", "none"), (8, 1, 1))[0]
-        flags = {"anon": "private|anonymous", "shanon": "shared|anonymous", "file": "private", "shfile": "shared"}[kind]
+        flags = {
+            "anon": "private|anonymous",
+            "shanon": "shared|anonymous",
+            "file": "private",
+            "shfile": "shared",
+        }[kind]
         name = self.fresh("m")
-        args: dict[str, Any] = {"length": length, "prot": prot, "flags": flags, "file": None, "offset": 0, "addr": None}
+        args: dict[str, Any] = {
+            "length": length,
+            "prot": prot,
+            "flags": flags,
+            "file": None,
+            "offset": 0,
+            "addr": None,
+        }
         if kind in ("file", "shfile"):
             if not self.files or rng.random() < 0.2:
                 f = self.fresh("f")
                 self.line += 1
                 size = rng.choice((256, 512, 1024)) * PS
                 self.files.append(f)
-                self.pending = Step(self.line, None, "file", {"name": f"file{self.n}", "size": size,
-                                                                 "folio": rng.choice((16, 64, 64)) * 1024}, f)
+                self.pending = Step(
+                    self.line,
+                    None,
+                    "file",
+                    {"name": f"file{self.n}", "size": size, "folio": rng.choice((16, 64, 64)) * 1024},
+                    f,
+                )
             args["file"] = rng.choice(self.files)
             args["offset"] = rng.choice((0, 0, 16 * PS, PS))
         return self.step(proc, "mmap", args, name)
@@ -259,7 +304,13 @@ class _Gen:
         elif step.op == "mmap" and step.bind:
             a = step.args
             self.regions.append(
-                _Region(step.bind, a["length"], a["file"] is None, a["flags"].startswith("shared"), "w" in a["prot"])
+                _Region(
+                    step.bind,
+                    a["length"],
+                    a["file"] is None,
+                    a["flags"].startswith("shared"),
+                    "w" in a["prot"],
+                )
             )
         elif step.op == "pin":
             assert step.proc is not None
@@ -396,7 +447,11 @@ def run_episode(
             for v, r in runs[1:]:
                 st = observe(r.m, r.env)
                 if st != st0:
-                    return i + 1, ("mismatch:state", f"after line {s.line}: {_describe_state_diff(st0, st)}", f"{v0} vs {v}")
+                    return i + 1, (
+                        "mismatch:state",
+                        f"after line {s.line}: {_describe_state_diff(st0, st)}",
+                        f"{v0} vs {v}",
+                    )
         if on_step is not None:
             on_step()
     return len(steps), None
@@ -464,7 +519,11 @@ def shrink(
         ln = s.args.get("length")
         if s.op in ("write", "read", "mprotect", "madvise", "munmap") and isinstance(ln, int) and ln > PS:
             for new in (PS, ln // 2):
-                cand = [*cur[:i], Step(s.line, s.proc, s.op, {**s.args, "length": new}, s.bind), *cur[i + 1 :]]
+                cand = [
+                    *cur[:i],
+                    Step(s.line, s.proc, s.op, {**s.args, "length": new}, s.bind),
+                    *cur[i + 1 :],
+                ]
                 if time.monotonic() < deadline and still(cand):
                     cur = cand
                     break
@@ -522,8 +581,12 @@ def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> Fuzz
                 if cfg.shrink:
                     cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
                 variant = group[0]
-                sc = replay(header, cut, variant, cfg.bugs) if not kind.startswith("mismatch") else Scenario(
-                    "<reproducer>", _machine_header(header, variant, cfg.bugs), _renumber(cut, 3)
+                sc = (
+                    replay(header, cut, variant, cfg.bugs)
+                    if not kind.startswith("mismatch")
+                    else Scenario(
+                        "<reproducer>", _machine_header(header, variant, cfg.bugs), _renumber(cut, 3)
+                    )
                 )
                 finding = Finding(kind, msg, who, episodes, sc, orig)
                 break

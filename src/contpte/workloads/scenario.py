@@ -56,8 +56,18 @@ MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
 MACHINE_OPS = ("spawn", "file", "check", "reclaim")
 PROC_OPS = (
-    "mmap", "write", "read", "mprotect", "madvise", "munmap", "pin", "unpin", "fork", "exit",
-    "numa", "uffd-wp",
+    "mmap",
+    "write",
+    "read",
+    "mprotect",
+    "madvise",
+    "munmap",
+    "pin",
+    "unpin",
+    "fork",
+    "exit",
+    "numa",
+    "uffd-wp",
 )
 OPS = MACHINE_OPS + PROC_OPS
 """Every step verb."""
@@ -178,7 +188,9 @@ def _value(tok: str, what: str, path: str, line: int) -> int:
     try:
         v = int(tok, 0)
     except ValueError:
-        raise ScenarioError(path, line, f"{what}: expected an integer (decimal or 0x hex), got {tok!r}") from None
+        raise ScenarioError(
+            path, line, f"{what}: expected an integer (decimal or 0x hex), got {tok!r}"
+        ) from None
     if not 0 <= v < 1 << 64:
         raise ScenarioError(path, line, f"{what}: expected a 64-bit unsigned value, got {tok!r}")
     return v
@@ -202,16 +214,24 @@ class _Names:
 
     def bind(self, name: str, kind: str, line: int) -> None:
         if not _NAME_RE.match(name) or name in _RESERVED:
-            raise ScenarioError(self.path, line, f"expected a name (letters, digits, _; not a keyword) before '=', got {name!r}")
+            raise ScenarioError(
+                self.path,
+                line,
+                f"expected a name (letters, digits, _; not a keyword) before '=', got {name!r}",
+            )
         old = self.kind.get(name)
         if old is not None and old != kind:
-            raise ScenarioError(self.path, line, f"{name!r} is already bound to a {old}, cannot rebind it to a {kind}")
+            raise ScenarioError(
+                self.path, line, f"{name!r} is already bound to a {old}, cannot rebind it to a {kind}"
+            )
         self.kind[name] = kind
 
     def use(self, name: str, kind: str, line: int) -> None:
         got = self.kind.get(name)
         if got is None:
-            raise ScenarioError(self.path, line, f"expected a {kind} name bound by an earlier step, got unknown {name!r}")
+            raise ScenarioError(
+                self.path, line, f"expected a {kind} name bound by an earlier step, got unknown {name!r}"
+            )
         if got != kind:
             raise ScenarioError(self.path, line, f"expected a {kind} name, but {name!r} is a {got}")
 
@@ -221,7 +241,9 @@ def _addr(tok: str, names: _Names, path: str, line: int) -> AddrRef:
         return AddrRef(None, _size(tok, "address", path, line, allow_zero=True))
     m = _ADDR_RE.match(tok)
     if not m:
-        raise ScenarioError(path, line, f"address: expected NAME, NAME+OFFSET, NAME-OFFSET or a hex address, got {tok!r}")
+        raise ScenarioError(
+            path, line, f"address: expected NAME, NAME+OFFSET, NAME-OFFSET or a hex address, got {tok!r}"
+        )
     names.use(m.group(1), "addr", line)
     off = 0
     if m.group(2):
@@ -259,7 +281,9 @@ def _keywords(toks: list[str], allowed: tuple[str, ...], what: str, path: str, l
 def _positional(toks: list[str], n: int, usage: str, path: str, line: int) -> list[str]:
     pos = [t for t in toks if "=" not in t]
     if len(pos) != n or toks[:n] != pos:
-        raise ScenarioError(path, line, f"expected '{usage}', got {' '.join(toks) or 'nothing'!r} after the verb")
+        raise ScenarioError(
+            path, line, f"expected '{usage}', got {' '.join(toks) or 'nothing'!r} after the verb"
+        )
     return pos
 
 
@@ -319,13 +343,21 @@ def _parse_machine(toks: list[str], path: str, line: int) -> dict[str, Any]:
         if key.startswith("mthp."):
             size = key[5:]
             if not re.fullmatch(r"\d+[KMG]", size):
-                raise ScenarioError(path, line, f"machine: expected mthp.<size>=<setting> like mthp.64K=always, got {t!r}")
+                raise ScenarioError(
+                    path, line, f"machine: expected mthp.<size>=<setting> like mthp.64K=always, got {t!r}"
+                )
             if val not in ("always", "madvise", "inherit", "never"):
-                raise ScenarioError(path, line, f"machine {key}=: expected always, madvise, inherit or never, got {val!r}")
+                raise ScenarioError(
+                    path, line, f"machine {key}=: expected always, madvise, inherit or never, got {val!r}"
+                )
             out.setdefault("mthp", {})[size] = val
             continue
         if key not in known:
-            raise ScenarioError(path, line, f"machine: unknown key {key!r}; expected one of {', '.join(sorted(known))} or mthp.<size>")
+            raise ScenarioError(
+                path,
+                line,
+                f"machine: unknown key {key!r}; expected one of {', '.join(sorted(known))} or mthp.<size>",
+            )
         if key in out:
             raise ScenarioError(path, line, f"machine: {key}= given twice")
         out[key] = _machine_value(key, val, path, line)
@@ -337,7 +369,11 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     if toks and toks[-1].startswith("!"):
         expect = toks.pop()[1:]
         if not _EXPECT_RE.match(expect):
-            raise ScenarioError(path, line, f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !EINVAL, !OOM or !any, got '!{expect}'")
+            raise ScenarioError(
+                path,
+                line,
+                f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !EINVAL, !OOM or !any, got '!{expect}'",
+            )
     bind = None
     if len(toks) >= 2 and toks[1] == "=":
         bind = toks[0]
@@ -354,7 +390,8 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
         names.use(proc, "proc", line)
     else:
         raise ScenarioError(
-            path, line,
+            path,
+            line,
             f"expected a step: '{'|'.join(MACHINE_OPS)} ...' or 'PROC VERB ...' with VERB one of "
             f"{', '.join(PROC_OPS)}; got {' '.join(toks)!r}",
         )
@@ -362,7 +399,9 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     if bind is not None and want_bind is None:
         raise ScenarioError(path, line, f"'{op}' binds no name; expected no 'NAME =' before it")
     if bind is None and op in ("spawn", "file", "fork"):
-        raise ScenarioError(path, line, f"expected 'NAME = {'PROC ' if proc else ''}{op} ...': {op} binds a name")
+        raise ScenarioError(
+            path, line, f"expected 'NAME = {'PROC ' if proc else ''}{op} ...': {op} binds a name"
+        )
     args: dict[str, Any] = {}
     if op in ("spawn", "check", "reclaim", "fork", "exit"):
         _positional(rest, 0, op, path, line)
@@ -370,7 +409,9 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
         pos = [t for t in rest if "=" not in t]
         usage = "file NAME SIZE [folio=SIZE]"
         if len(pos) != 2 or rest[:2] != pos:
-            raise ScenarioError(path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb")
+            raise ScenarioError(
+                path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb"
+            )
         kw = _keywords(rest[2:], ("folio",), "file", path, line)
         args = {"name": pos[0], "size": _size(pos[1], "file size", path, line)}
         args["folio"] = _size(kw["folio"], "folio=", path, line) if "folio" in kw else 64 << 10
@@ -380,7 +421,9 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
         usage = "mmap LEN PROT FLAGS [file=F] [offset=OFF] [addr=ADDR]"
         pos = [t for t in rest if "=" not in t]
         if len(pos) != 3 or rest[:3] != pos:
-            raise ScenarioError(path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb")
+            raise ScenarioError(
+                path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb"
+            )
         kw = _keywords(rest[3:], ("file", "offset", "addr"), "mmap", path, line)
         prot = pos[1]
         if prot not in PROTS:
@@ -388,7 +431,11 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
         flags = pos[2]
         base = flags.removesuffix("|fixed")
         if base not in MMAP_FLAGS:
-            raise ScenarioError(path, line, f"mmap FLAGS: expected one of {', '.join(MMAP_FLAGS)} (optionally |fixed), got {flags!r}")
+            raise ScenarioError(
+                path,
+                line,
+                f"mmap FLAGS: expected one of {', '.join(MMAP_FLAGS)} (optionally |fixed), got {flags!r}",
+            )
         fname = kw.get("file")
         if fname is not None:
             names.use(fname, "file", line)
@@ -420,7 +467,9 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             usage, npos = "uffd-wp ADDR LEN on|off", 3
         pos = [t for t in rest if "=" not in t]
         if len(pos) != npos or rest[:npos] != pos:
-            raise ScenarioError(path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb")
+            raise ScenarioError(
+                path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb"
+            )
         kw = _keywords(rest[npos:], extra, op, path, line)
         args = {"addr": _addr(pos[0], names, path, line), "length": _size(pos[1], f"{op} LEN", path, line)}
         if op == "write":
@@ -429,11 +478,15 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             args["expect"] = _value(kw["expect"], "expect=", path, line) if "expect" in kw else None
         elif op == "mprotect":
             if pos[2] not in PROTS:
-                raise ScenarioError(path, line, f"mprotect PROT: expected one of {', '.join(PROTS)}, got {pos[2]!r}")
+                raise ScenarioError(
+                    path, line, f"mprotect PROT: expected one of {', '.join(PROTS)}, got {pos[2]!r}"
+                )
             args["prot"] = pos[2]
         elif op == "madvise":
             if pos[2] not in ADVICES:
-                raise ScenarioError(path, line, f"madvise ADVICE: expected one of {', '.join(ADVICES)}, got {pos[2]!r}")
+                raise ScenarioError(
+                    path, line, f"madvise ADVICE: expected one of {', '.join(ADVICES)}, got {pos[2]!r}"
+                )
             args["advice"] = pos[2]
         elif op == "pin":
             args["write"] = _bool(kw["write"], "pin write=", path, line) if "write" in kw else True
@@ -462,17 +515,23 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         word = stripped.split(None, 1)[0]
         if machine is None:
             if word != "machine":
-                raise ScenarioError(path, lineno, f"expected the header 'machine key=value ...' as the first line, got {stripped!r}")
+                raise ScenarioError(
+                    path,
+                    lineno,
+                    f"expected the header 'machine key=value ...' as the first line, got {stripped!r}",
+                )
             machine = _parse_machine(_split(stripped, path, lineno)[1:], path, lineno)
             header_line = lineno
             continue
         if word == "machine":
-            raise ScenarioError(path, lineno, f"expected one 'machine' header only (the first is on line {header_line})")
+            raise ScenarioError(
+                path, lineno, f"expected one 'machine' header only (the first is on line {header_line})"
+            )
         if word in ("title", "expect-mismatch"):
             if steps:
                 raise ScenarioError(path, lineno, f"expected '{word}' before the first step")
             if word == "title":
-                rest = stripped[len(word):]
+                rest = stripped[len(word) :]
                 cut = rest.find(" #")
                 title = (rest[:cut] if cut >= 0 else rest).strip()
                 if not title:
@@ -488,7 +547,11 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
             continue
         steps.append(_parse_step(toks, names, path, lineno))
     if machine is None:
-        raise ScenarioError(path, max(1, len(text.splitlines())), "expected the header 'machine key=value ...', found no lines")
+        raise ScenarioError(
+            path,
+            max(1, len(text.splitlines())),
+            "expected the header 'machine key=value ...', found no lines",
+        )
     return Scenario(path, machine, steps, title, mismatch, header_line)
 
 
@@ -639,7 +702,9 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     if op == "file":
         assert step.bind is not None
         folio = a["folio"]
-        env.files[step.bind] = m.open_file(a["name"], a["size"], f"{folio >> 10}K" if folio >= 1024 else str(folio))
+        env.files[step.bind] = m.open_file(
+            a["name"], a["size"], f"{folio >> 10}K" if folio >= 1024 else str(folio)
+        )
         return None
     if op == "check":
         m.check()
@@ -787,4 +852,3 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
                 )
         out[name] = {"maps": [(s, e, perms) for s, e, perms, _ in maps], "pages": pages, "rss": p.rss()}
     return out
-

@@ -121,8 +121,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "munmap_partial",
-            "munmap of [32K, 160K) of 1 MiB of 64K folios: half of block 0, all of block 1, "
-            "half of block 2",
+            "munmap of [32K, 160K) of 1 MiB of 64K folios: half of block 0, all of block 1, half of block 2",
             _munmap_partial,
         ),
         Operation(
@@ -138,8 +137,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "cow_write_folded_block",
-            "after fork, the child writes one page of a folded, read-only 64K block: a CoW copy "
-            "of that page",
+            "after fork, the child writes one page of a folded, read-only 64K block: a CoW copy of that page",
             _cow_write,
         ),
     )
@@ -148,7 +146,13 @@ OPERATIONS: dict[str, Operation] = {
 
 def _machine(arch: str, op: Operation) -> contpte.Machine:
     return contpte.Machine(
-        arch=arch, memory="256M", cpus=4, page_size="4K", mthp={"64K": "always"}, check=True, seed=0,
+        arch=arch,
+        memory="256M",
+        cpus=4,
+        page_size="4K",
+        mthp={"64K": "always"},
+        check=True,
+        seed=0,
         **op.options,
     )
 
@@ -180,7 +184,11 @@ def render(name: str, costs: dict[str, dict[str, int]]) -> str:
         "operation": name,
         "description": op.description,
         "machine": {
-            "memory": "256M", "cpus": 4, "page_size": "4K", "mthp": {"64K": "always"}, **op.options,
+            "memory": "256M",
+            "cpus": 4,
+            "page_size": "4K",
+            "mthp": {"64K": "always"},
+            **op.options,
         },
         "generated_by": "python -m tests.scenarios.expected_costs --update",
         "costs": costs,

@@ -16,7 +16,9 @@ from . import OPERATIONS, compute, diff_text, load, path, render
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.scenarios.expected_costs", description=__doc__)
     ap.add_argument("--update", action="store_true", help="rewrite the files with the recomputed costs")
-    ap.add_argument("operations", nargs="*", metavar="OPERATION", help=f"default: all ({', '.join(OPERATIONS)})")
+    ap.add_argument(
+        "operations", nargs="*", metavar="OPERATION", help=f"default: all ({', '.join(OPERATIONS)})"
+    )
     args = ap.parse_args(argv)
     names = args.operations or list(OPERATIONS)
     unknown = [n for n in names if n not in OPERATIONS]

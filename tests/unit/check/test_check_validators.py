@@ -36,7 +36,9 @@ def _pfn(p: contpte.Process, addr: int) -> int:
     return int(p.pagemap(addr, PAGE)["pfn"][0])
 
 
-def test_clean_model_passes_and_runs_count(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_clean_model_passes_and_runs_count(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, p, _c, a = world
     runs = m.stats()["check.runs"]
     m.check()
@@ -51,7 +53,9 @@ def test_mapcount(world: tuple[contpte.Machine, contpte.Process, contpte.Process
     assert _rule(m) == "mapcount"
 
 
-def test_refcount_below_mappings(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_refcount_below_mappings(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, _p, c, a = world
     head = int(m.kernel.memmap.head[_pfn(c, a + PAGE)])
     m.kernel.memmap.refcount[head] = 1
@@ -64,14 +68,18 @@ def test_rss(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int
     assert _rule(m) == "rss"
 
 
-def test_writable_pte_of_non_exclusive_page(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_writable_pte_of_non_exclusive_page(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, p, _c, a = world
     pfn = _pfn(p, a)
     m.kernel.memmap.flags[pfn] &= np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)
     assert _rule(m) == "writable-anon-exclusive"
 
 
-def test_writable_page_mapped_twice(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_writable_page_mapped_twice(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, p, c, a = world
     arch = m.arch
     addr = a + 20 * PAGE
@@ -84,7 +92,9 @@ def test_writable_page_mapped_twice(world: tuple[contpte.Machine, contpte.Proces
     assert _rule(m) == "writable-shared"
 
 
-def test_isolation_catches_a_wrong_value(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_isolation_catches_a_wrong_value(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, _p, c, a = world
     m.check()
     m.hw.memory.data[_pfn(c, a + 3 * PAGE)] = np.uint64(99)  # corrupt a page behind the kernel's back
@@ -93,7 +103,9 @@ def test_isolation_catches_a_wrong_value(world: tuple[contpte.Machine, contpte.P
     assert ei.value.rule == "isolation" and ei.value.addr == a + 3 * PAGE
 
 
-def test_isolation_knows_who_wrote_what(world: tuple[contpte.Machine, contpte.Process, contpte.Process, int]) -> None:
+def test_isolation_knows_who_wrote_what(
+    world: tuple[contpte.Machine, contpte.Process, contpte.Process, int],
+) -> None:
     m, p, c, a = world
     # The child must read what it inherited, not what the parent wrote after fork.
     assert c.read(a, PAGE)[0] == 1 and p.read(a, PAGE)[0] == 2

@@ -75,7 +75,9 @@ def test_cow_copy_keeps_what_fork_copy_reads(arch: str) -> None:
     f = cow_copy(a)
     assert f is not None
     rng = np.random.default_rng(3)
-    v = rng.integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 4096, dtype=np.uint64)
+    v = rng.integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, 4096, dtype=np.uint64
+    )
     prot = a.vm_get_page_prot(0x3)
     own = np.array(
         [a.pte_mkdirty(a.pte_mkwrite(a.pfn_pte(p, prot))) for p in range(64)]
@@ -95,7 +97,9 @@ def test_cow_copy_keeps_what_fork_copy_reads(arch: str) -> None:
 
 
 @pytest.mark.parametrize("broken", ["loses_dirty", "keeps_write", "moves_pfn"])
-def test_cow_copy_refuses_a_transform_that_loses_a_field(broken: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cow_copy_refuses_a_transform_that_loses_a_field(
+    broken: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     m = contpte.Machine(arch="arm64", memory="16M")
     a = m.arch
     real = type(a).pte_wrprotect_v
@@ -127,7 +131,9 @@ def test_first_fork_of_a_writable_parent_is_proved(
     real_dense = Validators._run_all_dense
     real_sus = Validators._fork_copy_suspects
     real_compute = Incremental._compute
-    monkeypatch.setattr(Validators, "_run_all_dense", lambda self: (dense.append("run_all"), real_dense(self))[1])
+    monkeypatch.setattr(
+        Validators, "_run_all_dense", lambda self: (dense.append("run_all"), real_dense(self))[1]
+    )
     monkeypatch.setattr(
         Validators, "_fork_copy_suspects", lambda self, *a: (dense.append("fork-copy"), real_sus(self, *a))[1]
     )
@@ -196,8 +202,17 @@ def test_forks_keep_exact_states(seed: int) -> None:
 
 # -- bugs planted after the first fork ----------------------------------------------------
 PLANTS = [
-    "pfn", "missing", "clean", "protnone", "soft_dirty", "uffd_set", "uffd_lost",
-    "writable_child", "writable_child_second_fork", "writable_parent", "child_left_writable",
+    "pfn",
+    "missing",
+    "clean",
+    "protnone",
+    "soft_dirty",
+    "uffd_set",
+    "uffd_lost",
+    "writable_child",
+    "writable_child_second_fork",
+    "writable_parent",
+    "child_left_writable",
 ]
 
 

@@ -97,8 +97,26 @@ def _plant(m: contpte.Machine, procs: list[contpte.Process], rng: random.Random)
     pool = mapped if len(mapped) and rng.random() < 0.7 else used
     j = int(rng.choice(list(pool))) if len(pool) else rng.randrange(nr)
     what = rng.choice(
-        ["mapcount", "entire", "refcount", "refneg", "head", "headother", "excl", "anon", "mapping",
-         "free", "large", "zero", "pte_pfn", "pte_clear", "pte_write", "pte_free", "rss", "none"]
+        [
+            "mapcount",
+            "entire",
+            "refcount",
+            "refneg",
+            "head",
+            "headother",
+            "excl",
+            "anon",
+            "mapping",
+            "free",
+            "large",
+            "zero",
+            "pte_pfn",
+            "pte_clear",
+            "pte_write",
+            "pte_free",
+            "rss",
+            "none",
+        ]
     )
     tables = [(q, t) for q in procs for t in q.mm.space.tables.values()]
     if what == "mapcount":
@@ -134,7 +152,9 @@ def _plant(m: contpte.Machine, procs: list[contpte.Process], rng: random.Random)
         e = int(t.entries[i])
         arch = k.arch
         if what == "pte_pfn" and e:
-            e2 = arch.pfn_pte(arch.pte_pfn(e) + rng.choice([1, -1, 16]), 0) | (e & ~arch.pfn_pte(arch.pte_pfn(e), 0))
+            e2 = arch.pfn_pte(arch.pte_pfn(e) + rng.choice([1, -1, 16]), 0) | (
+                e & ~arch.pfn_pte(arch.pte_pfn(e), 0)
+            )
             t.poke(i, e2 & ((1 << 64) - 1))
         elif what == "pte_clear":
             t.poke(i, 0)
@@ -170,8 +190,11 @@ def test_incremental_and_dense_agree(seed: int) -> None:
 def test_clean_runs_take_the_incremental_proof(arch: str, size: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A clean fork and CoW write are proved without the dense checks."""
     m = contpte.Machine(
-        arch=arch, memory="64M", mthp={"64K": "always"} if size == "64K" else {},
-        thp="always" if size == "2M" else "never", check=True,
+        arch=arch,
+        memory="64M",
+        mthp={"64K": "always"} if size == "64K" else {},
+        thp="always" if size == "2M" else "never",
+        check=True,
     )
     dense = []
     real = Validators._run_all_dense
@@ -233,7 +256,9 @@ def test_young_mask_is_the_access_flag(arch: str) -> None:
     y = young_mask(a)
     assert y and y == a.pte_mkyoung(0) ^ a.pte_mkold(a.pte_mkyoung(0))
     rng = np.random.default_rng(1)
-    v = rng.integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 4096, dtype=np.uint64)
+    v = rng.integers(0, 2**63, 4096, dtype=np.uint64) * np.uint64(2) + rng.integers(
+        0, 2, 4096, dtype=np.uint64
+    )
     w = v ^ np.uint64(y)
     dv, dw = a.ptes_decode(v), a.ptes_decode(w)
     for f in dv:

@@ -18,7 +18,9 @@ from contpte.check.validators import Validators
 from contpte.mm.memmap import PG_anon_exclusive
 
 
-def _outcome(m: contpte.Machine, sparse: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, str | None] | None:
+def _outcome(
+    m: contpte.Machine, sparse: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str, str | None] | None:
     monkeypatch.setattr(Validators, "SPARSE", sparse)
     try:
         m.validators.run_all()
@@ -54,7 +56,9 @@ def test_sparse_and_dense_agree(seed: int, monkeypatch: pytest.MonkeyPatch) -> N
     nr = mem.nr_frames
     used = np.flatnonzero(mem.head >= 0)
     for _ in range(rng.randint(0, 3)):
-        what = rng.choice(["mapcount", "entire", "refcount", "refneg", "head", "flags", "free", "large", "zero"])
+        what = rng.choice(
+            ["mapcount", "entire", "refcount", "refneg", "head", "flags", "free", "large", "zero"]
+        )
         j = int(rng.choice(list(used))) if len(used) and rng.random() < 0.8 else rng.randrange(nr)
         if what == "mapcount":
             mem.mapcount[j] += rng.choice([-1, 1, 2])

@@ -91,9 +91,7 @@ def test_syscalls_are_priced_per_op() -> None:
 
 def test_fit_calibrates_profiles_with_free_parameters() -> None:
     steps: list[str] = []
-    r = run_op_bench(
-        "munmap", PROFILES, counters=synthetic, fork_source=counters_for, progress=steps.append
-    )
+    r = run_op_bench("munmap", PROFILES, counters=synthetic, fork_source=counters_for, progress=steps.append)
     assert set(r.fits) == {"altra"}
     assert r.profiles[0].free_parameters and r.profiles[0] is not PROFILES[0]
     assert r.profiles[1] is PROFILES[1]
@@ -133,8 +131,9 @@ def test_bad_arguments() -> None:
 def test_simulations_are_cached_for_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str, int, str]] = []
 
-    def fake(bench: str, config: str, order: int, pattern: str = "", nbytes: int | None = None,
-             cpus: int = 1) -> SimResult:
+    def fake(
+        bench: str, config: str, order: int, pattern: str = "", nbytes: int | None = None, cpus: int = 1
+    ) -> SimResult:
         calls.append((bench, config, order, pattern))
         return synthetic(bench, config, order, pattern, nbytes, cpus)
 
@@ -160,7 +159,16 @@ def test_report_renders_plain_data() -> None:
     buf = io.StringIO()
     render_op_bench(Console(file=buf, width=200), r.as_dict())
     text = buf.getvalue()
-    for word in ("pattern page", "pattern folio", "altra", "m2-vm", "x86", "4: 64K", "9: 2M", "fold attempts"):
+    for word in (
+        "pattern page",
+        "pattern folio",
+        "altra",
+        "m2-vm",
+        "x86",
+        "4: 64K",
+        "9: 2M",
+        "fold attempts",
+    ):
         assert word in text
     assert fmt_ns(412.7) == "413 ns" and fmt_ns(1271) == "1.27 \u00b5s"
     assert fmt_ns_pair(999, 1271) == "0.999 \u2192 1.27 \u00b5s"
@@ -247,7 +255,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def synthetic_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fork_bench, "simulate_fork", lambda config, cpus, nbytes=0: counters_for(config, cpus))
+    monkeypatch.setattr(
+        fork_bench, "simulate_fork", lambda config, cpus, nbytes=0: counters_for(config, cpus)
+    )
     fork_bench.clear_cache()
 
 
@@ -264,8 +274,18 @@ def test_command_json(capsys: pytest.CaptureFixture[str], bench: str, synthetic_
 def test_command_table_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     plot = tmp_path / "dontneed.svg"
     rc, out, err = run(
-        capsys, "bench", "dontneed", "--size", "128K", "--orders", "4", "--profile", "m2-vm",
-        "--no-fit", "--plot", str(plot),
+        capsys,
+        "bench",
+        "dontneed",
+        "--size",
+        "128K",
+        "--orders",
+        "4",
+        "--profile",
+        "m2-vm",
+        "--no-fit",
+        "--plot",
+        str(plot),
     )
     assert rc == 0, err
     assert "m2-vm" in out and "conversions" not in err and plot.stat().st_size > 0

@@ -274,7 +274,10 @@ def test_ptl_release_many_raises_the_first_tables_violation(make_hw: MakeHw, wha
     with pytest.raises(InvariantViolation) as many:
         hw.checker.ptl_release_many(tables)
     assert (many.value.rule, str(many.value), many.value.addr, many.value.ptes) == (
-        one.value.rule, str(one.value), one.value.addr, one.value.ptes,
+        one.value.rule,
+        str(one.value),
+        one.value.addr,
+        one.value.ptes,
     )
     assert many.value.addr == tables[2].va(32)
 

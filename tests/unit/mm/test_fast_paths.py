@@ -28,8 +28,16 @@ def snapshot(m: contpte.Machine) -> dict[str, Any]:
     mem = k.memmap
     out: dict[str, Any] = {"counters": m.stats()}
     for name in (
-        "head", "order", "flags", "mapcount", "refcount", "pincount", "entire_mapcount", "large_mapcount",
-        "mapping", "index",
+        "head",
+        "order",
+        "flags",
+        "mapcount",
+        "refcount",
+        "pincount",
+        "entire_mapcount",
+        "large_mapcount",
+        "mapping",
+        "index",
     ):
         out["mem." + name] = getattr(mem, name).tobytes()
     out["data"] = m.hw.memory.data.tobytes()
@@ -60,8 +68,20 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 ops_st = st.lists(
     st.tuples(
         st.sampled_from(
-            ["mmap", "write", "write", "fork", "fork", "exit", "mprotect", "dontneed", "free", "munmap", "read",
-             "write_all"]
+            [
+                "mmap",
+                "write",
+                "write",
+                "fork",
+                "fork",
+                "exit",
+                "mprotect",
+                "dontneed",
+                "free",
+                "munmap",
+                "read",
+                "write_all",
+            ]
         ),
         st.integers(0, 1 << 30),
         st.integers(0, 1 << 30),
@@ -83,7 +103,12 @@ def run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) -> 
 
 def _run(params: dict[str, Any], ops: list[tuple[str, int, int]], fast: bool) -> list[Any]:
     m = contpte.Machine(
-        arch=params["arch"], memory="64M", cpus=2, mthp=params["mthp"], thp=params["thp"], check=params["check"],
+        arch=params["arch"],
+        memory="64M",
+        cpus=2,
+        mthp=params["mthp"],
+        thp=params["thp"],
+        check=params["check"],
         **params["opts"],
     )
     m.kernel.fast_paths = fast
@@ -144,7 +169,9 @@ params_st = st.fixed_dictionaries(
         "mthp": st.sampled_from(MTHP),
         "thp": st.sampled_from(["never", "madvise", "always"]),
         "check": st.booleans(),
-        "opts": st.sampled_from([{}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]),
+        "opts": st.sampled_from(
+            [{}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]
+        ),
         "gather": st.sampled_from([10000, 10000, 37, 300]),
     }
 )
@@ -172,8 +199,21 @@ def test_fast_paths_equal_reference(params: dict[str, Any], ops: list[tuple[str,
 table_ops_st = st.lists(
     st.tuples(
         st.sampled_from(
-            ["mmap", "write_all", "write_all", "fork", "fork", "fork", "exit", "write", "mprotect", "dontneed",
-             "free", "munmap", "read"]
+            [
+                "mmap",
+                "write_all",
+                "write_all",
+                "fork",
+                "fork",
+                "fork",
+                "exit",
+                "write",
+                "mprotect",
+                "dontneed",
+                "free",
+                "munmap",
+                "read",
+            ]
         ),
         st.integers(0, 1 << 30),
         st.integers(0, 1 << 30),
@@ -189,7 +229,9 @@ table_params_st = st.fixed_dictionaries(
         "mthp": st.sampled_from(MTHP),
         "thp": st.sampled_from(["never", "never", "madvise", "always"]),
         "check": st.booleans(),
-        "opts": st.sampled_from([{}, {}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]),
+        "opts": st.sampled_from(
+            [{}, {}, {}, {"wrprotect_ptes_opt": False}, {"teardown_opt": False}, {"contpte": False}]
+        ),
         "gather": st.sampled_from([10000, 10000, 37, 300]),
     }
 )
@@ -197,7 +239,9 @@ table_params_st = st.fixed_dictionaries(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(table_params_st, table_ops_st, st.sampled_from([1, 2]))
-def test_fast_paths_whole_tables(params: dict[str, Any], ops: list[tuple[str, int, int]], tables: int) -> None:
+def test_fast_paths_whole_tables(
+    params: dict[str, Any], ops: list[tuple[str, int, int]], tables: int
+) -> None:
     """Mappings of whole page tables, written in full first: every PTE
     present, folios of one order (order 0, 16K, 64K with contpte blocks,
     128K), writable or not, partly mprotected, CoW-broken or zapped: the

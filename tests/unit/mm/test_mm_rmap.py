@@ -19,8 +19,16 @@ BASE = 0x10000000
 def env() -> tuple[contpte.Machine, Vma]:
     m = contpte.Machine(arch="generic", memory="64M", check=False)
     p = m.spawn()
-    vma = Vma(p.mm, BASE, BASE + 2048 * PAGE, VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE, 0, BASE >> 12,
-              None, anon_vma=m.kernel.new_anon_vma())
+    vma = Vma(
+        p.mm,
+        BASE,
+        BASE + 2048 * PAGE,
+        VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE,
+        0,
+        BASE >> 12,
+        None,
+        anon_vma=m.kernel.new_anon_vma(),
+    )
     return m, vma
 
 

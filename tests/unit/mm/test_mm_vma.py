@@ -29,7 +29,11 @@ def test_mprotect_middle_splits_then_merges(proc: tuple[contpte.Machine, contpte
     _m, p, a = proc
     end = a + (2 << 20)
     p.mprotect(a + 5 * PAGE, 3 * PAGE, "r")
-    assert _spans(p) == [(a, a + 5 * PAGE, "rw-p"), (a + 5 * PAGE, a + 8 * PAGE, "r--p"), (a + 8 * PAGE, end, "rw-p")]
+    assert _spans(p) == [
+        (a, a + 5 * PAGE, "rw-p"),
+        (a + 5 * PAGE, a + 8 * PAGE, "r--p"),
+        (a + 8 * PAGE, end, "rw-p"),
+    ]
     assert p.pagemap(a, 10 * PAGE)["writable"].tolist() == [True] * 5 + [False] * 3 + [True] * 2
     p.mprotect(a + 5 * PAGE, 3 * PAGE, "rw")
     assert _spans(p) == [(a, end, "rw-p")]

@@ -64,8 +64,13 @@ def test_differential_detects_disagreement() -> None:
         "p write b 64K 1\nc = p fork\np write b 4K 2\nc read b 4K\n",
         "d.scn",
     )
-    _, got = run_episode({"memory": "32M", "mthp": {"64K": "always"}, "check": True}, sc.steps,
-                         ["arm64", "generic"], bugs=("fork_no_parent_tlb_flush",), differential=True)
+    _, got = run_episode(
+        {"memory": "32M", "mthp": {"64K": "always"}, "check": True},
+        sc.steps,
+        ["arm64", "generic"],
+        bugs=("fork_no_parent_tlb_flush",),
+        differential=True,
+    )
     assert got is not None
     del header, steps
 
@@ -80,7 +85,17 @@ def test_cli_fuzz_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_fuzz_writes_reproducer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_file = tmp_path / "r.scn"
     rc = cli.main(
-        ["fuzz", "--steps", "3000", "--seed", "1", "--bug", "fork_no_parent_tlb_flush", "--out", str(out_file)]
+        [
+            "fuzz",
+            "--steps",
+            "3000",
+            "--seed",
+            "1",
+            "--bug",
+            "fork_no_parent_tlb_flush",
+            "--out",
+            str(out_file),
+        ]
     )
     assert rc == 1 and out_file.exists()
     assert "contpte run" in capsys.readouterr().out
@@ -96,6 +111,12 @@ def test_fuzz_long(variant: str) -> None:
 
 @pytest.mark.slow
 def test_differential_long() -> None:
-    r = fuzz(FuzzConfig(variants=["arm64", "generic", "arm64-nobatch", "generic-nobatch"], steps=5_000,
-                        seed=42, differential=True))
+    r = fuzz(
+        FuzzConfig(
+            variants=["arm64", "generic", "arm64-nobatch", "generic-nobatch"],
+            steps=5_000,
+            seed=42,
+            differential=True,
+        )
+    )
     assert r.finding is None, r.finding and reproducer_text(r.finding, 42)

@@ -42,15 +42,25 @@ check
 def test_parse_good() -> None:
     sc = parse(GOOD, "good.scn")
     assert sc.machine == {
-        "arch": "arm64", "memory": "64M", "cpus": 2, "page_size": "4K", "thp": "madvise",
-        "mthp": {"64K": "always", "2M": "inherit"}, "check": True,
+        "arch": "arm64",
+        "memory": "64M",
+        "cpus": 2,
+        "page_size": "4K",
+        "thp": "madvise",
+        "mthp": {"64K": "always", "2M": "inherit"},
+        "check": True,
     }
     assert sc.title == "CoW after fork of 64K folios, parent's writes"
     assert sc.expect_mismatch == {"oracle-x86": "x86 has no contiguous bit"}
     ops = [s.op for s in sc.steps]
     assert ops[:4] == ["spawn", "file", "mmap", "mmap"]
     w = sc.steps[6]
-    assert (w.line, w.proc, w.op, w.args) == (11, "p", "write", {"addr": AddrRef("buf", 64 << 10), "length": 4096, "value": 8})
+    assert (w.line, w.proc, w.op, w.args) == (
+        11,
+        "p",
+        "write",
+        {"addr": AddrRef("buf", 64 << 10), "length": 4096, "value": 8},
+    )
     assert sc.steps[2].args["length"] == 1 << 20 and sc.steps[3].args["offset"] == 64 << 10
     assert sc.steps[9].expect == "SIGSEGV" and sc.steps[10].expect == "EINVAL"
     assert sc.steps[12].args == {"addr": AddrRef("buf", 0), "length": 8192, "write": False}
@@ -97,7 +107,7 @@ def test_format_roundtrip() -> None:
         ("machine\np = spawn\np write 0x1000 4K -1\n", 3, "write VALUE"),
         ("machine\np = spawn\np frob 0x1000\n", 3, "expected a step"),
         ("machine\np = spawn\ntitle late\n", 3, "before the first step"),
-        ("machine\np = spawn\np read 0x1000 4K expect=\"x\n", 3, "balanced quotes"),
+        ('machine\np = spawn\np read 0x1000 4K expect="x\n', 3, "balanced quotes"),
         ("machine\np = spawn\nb = p mmap 4K rw private|anonymous\nb = spawn\n", 4, "already bound to a addr"),
     ],
 )
@@ -124,11 +134,62 @@ def test_run_reports_unmet_expectations() -> None:
 
 _WORDS = st.sampled_from(
     [
-        "machine", "arch=arm64", "mthp.64K=always", "cpus=2", "p", "c", "buf", "=", "spawn", "fork", "exit",
-        "mmap", "write", "read", "mprotect", "madvise", "munmap", "pin", "unpin", "numa", "uffd-wp", "check",
-        "reclaim", "file", "f", "4K", "64K", "0x1000", "1M", "rw", "r", "none", "private|anonymous", "shared",
-        "private", "file=f", "buf+4K", "buf-4K", "expect=7", "write=false", "dontneed", "free", "on", "off",
-        "!SIGSEGV", "!EINVAL", "!EBOGUS!", "#", "\"", "'", "title", "expect-mismatch", "7", "-1", "0x", "bugs=x",
+        "machine",
+        "arch=arm64",
+        "mthp.64K=always",
+        "cpus=2",
+        "p",
+        "c",
+        "buf",
+        "=",
+        "spawn",
+        "fork",
+        "exit",
+        "mmap",
+        "write",
+        "read",
+        "mprotect",
+        "madvise",
+        "munmap",
+        "pin",
+        "unpin",
+        "numa",
+        "uffd-wp",
+        "check",
+        "reclaim",
+        "file",
+        "f",
+        "4K",
+        "64K",
+        "0x1000",
+        "1M",
+        "rw",
+        "r",
+        "none",
+        "private|anonymous",
+        "shared",
+        "private",
+        "file=f",
+        "buf+4K",
+        "buf-4K",
+        "expect=7",
+        "write=false",
+        "dontneed",
+        "free",
+        "on",
+        "off",
+        "!SIGSEGV",
+        "!EINVAL",
+        "!EBOGUS!",
+        "#",
+        '"',
+        "'",
+        "title",
+        "expect-mismatch",
+        "7",
+        "-1",
+        "0x",
+        "bugs=x",
     ]
 )
 _LINE = st.lists(_WORDS, max_size=8).map(" ".join)

@@ -364,9 +364,9 @@ class Arm64Pgtable(Pgtable):
 
         out = {"valid": valid, "present": present}
         if want("pfn"):
-            out["pfn"] = np.where(present, (v & self._np_addr) >> np.uint64(self.PAGE_SHIFT), _NP_ZERO).astype(
-                np.int64
-            )
+            out["pfn"] = np.where(
+                present, (v & self._np_addr) >> np.uint64(self.PAGE_SHIFT), _NP_ZERO
+            ).astype(np.int64)
         if want("write"):
             out["write"] = present & ((v & _NP_WRITE) != _NP_ZERO)
         if want("dirty"):
@@ -1013,7 +1013,9 @@ class Arm64Pgtable(Pgtable):
         if gathers:
             self.counters.add(contpte.CALL_PTEP_GET, gathers)
 
-    def _partial_ends(self, vals: np.ndarray, sm: np.ndarray, nm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _partial_ends(
+        self, vals: np.ndarray, sm: np.ndarray, nm: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """``contpte_try_unfold_partial()`` of batches ``(sm, nm)``: which read head/tail; None if one unfolds."""
         cp = self.CONT_PTES
         idx = sm & (self.PTRS_PER_PTE - 1)
@@ -1021,11 +1023,15 @@ class Arm64Pgtable(Pgtable):
         tail = ((idx + nm) & (cp - 1)) != 0
         if not len(vals) or not int(np.bitwise_or.reduce(vals)) & PTE_CONT:
             return head, tail  # no CONT entry: nothing to unfold
-        if (head & self._valid_cont_v(vals[sm])).any() or (tail & self._valid_cont_v(vals[sm + nm - 1])).any():
+        if (head & self._valid_cont_v(vals[sm])).any() or (
+            tail & self._valid_cont_v(vals[sm + nm - 1])
+        ).any():
             return None
         return head, tail
 
-    def bulk_wrprotect_ptes(self, vals: np.ndarray, b: PteBatches) -> tuple[np.ndarray, dict[str, int]] | None:
+    def bulk_wrprotect_ptes(
+        self, vals: np.ndarray, b: PteBatches
+    ) -> tuple[np.ndarray, dict[str, int]] | None:
         """``wrprotect_ptes()`` per batch, when none of the calls unfolds.
 
         Mirrors ``wrprotect_ptes()``: ``nr == 1`` -> ``_wrprotect_pte``
@@ -1173,7 +1179,11 @@ class Arm64Pgtable(Pgtable):
             return counts
         if b.stride == 1:  # every call nr == 1
             starts = vals if total == b.n else vals[b.starts]
-            if len(starts) and int(np.bitwise_or.reduce(starts)) & PTE_CONT and self._valid_cont_v(starts).any():
+            if (
+                len(starts)
+                and int(np.bitwise_or.reduce(starts)) & PTE_CONT
+                and self._valid_cont_v(starts).any()
+            ):
                 return None
             counts["pte.read"] = total
             return counts

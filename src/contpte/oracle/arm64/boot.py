@@ -51,7 +51,20 @@ TRACED = (
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 
-QEMU_ARGS = ("-M", "virt", "-cpu", "max,pauth=off", "-smp", "2", "-m", "2G", "-nographic", "-nic", "none", "-no-reboot")
+QEMU_ARGS = (
+    "-M",
+    "virt",
+    "-cpu",
+    "max,pauth=off",
+    "-smp",
+    "2",
+    "-m",
+    "2G",
+    "-nographic",
+    "-nic",
+    "none",
+    "-no-reboot",
+)
 CMDLINE = "console=ttyAMA0 rdinit=/init quiet loglevel=1 panic=-1"
 
 
@@ -123,8 +136,7 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     for name, mode, data in [*entries, ("TRAILER!!!", 0, b"")]:
         nameb = name.encode() + b"\0"
         hdr = "070701" + "".join(
-            f"{v:08x}"
-            for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
+            f"{v:08x}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
         )
         ino += 1
         out.write(hdr.encode())
@@ -214,7 +226,9 @@ def boot(env: Arm64Env, programs: dict[str, Path], workdir: Path, timeout: float
         what = console.split("@@BOOT-FATAL", 1)[1].splitlines()[0].strip()
         raise BootError(f"{ORACLE_UNAVAILABLE}: the guest kernel cannot be traced: {what}")
     if "@@READY" not in console:
-        raise BootError(f"the guest did not reach /init (qemu exit {r.returncode}); console ends with:\n{console[-2000:]}")
+        raise BootError(
+            f"the guest did not reach /init (qemu exit {r.returncode}); console ends with:\n{console[-2000:]}"
+        )
     kernel = ""
     m = re.search(r"@@KERNEL (\S+)", console)
     if m:
@@ -226,7 +240,9 @@ _MARK_RE = re.compile(r"tracing_mark_write: @@([BE]) (\d+)")
 _EVENT_RE = re.compile(r"\sf(\d+): \((\S+)\) addr=0x([0-9a-fA-F]+)")
 
 
-def count_calls(trace: list[str], lo: int, hi: int) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+def count_calls(
+    trace: list[str], lo: int, hi: int
+) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
     """Per step index: calls of each traced function on ``[lo, hi)``, and those elsewhere.
 
     A call belongs to step ``i`` when it lies between the ``@@B i`` and

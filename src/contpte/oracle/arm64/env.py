@@ -191,14 +191,20 @@ def ensure_guest_files(cache: Path | None = None, log: list[str] | None = None) 
         return have
     missing = [t for t in FETCH_TOOLS if shutil.which(t) is None]
     if missing:
-        raise Arm64EnvError(f"{ORACLE_UNAVAILABLE}: cannot fetch the arm64 kernel without {', '.join(missing)}")
+        raise Arm64EnvError(
+            f"{ORACLE_UNAVAILABLE}: cannot fetch the arm64 kernel without {', '.join(missing)}"
+        )
     if not Path(KEYRING).exists():
-        raise Arm64EnvError(f"{ORACLE_UNAVAILABLE}: no {KEYRING} (debian-archive-keyring) to check the {SUITE} archive")
+        raise Arm64EnvError(
+            f"{ORACLE_UNAVAILABLE}: no {KEYRING} (debian-archive-keyring) to check the {SUITE} archive"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     apt = cache / "apt"
     for d in (apt / "lists" / "partial", apt / "cache" / "archives" / "partial"):
         d.mkdir(parents=True, exist_ok=True)
-    (apt / "sources.list").write_text(f"deb [arch=arm64 signed-by={KEYRING}] {_debian_mirror()} {SUITE} main\n")
+    (apt / "sources.list").write_text(
+        f"deb [arch=arm64 signed-by={KEYRING}] {_debian_mirror()} {SUITE} main\n"
+    )
     (apt / "status").touch()
     opts = _apt_options(apt)
     _run(["apt-get", *opts, "update"], f"apt-get update of the private {SUITE} arm64 lists")
@@ -224,7 +230,9 @@ def ensure_guest_files(cache: Path | None = None, log: list[str] | None = None) 
                 raise Arm64EnvError(f"{ORACLE_UNAVAILABLE}: dpkg-deb --fsys-tarfile {deb.name} failed")
             r = subprocess.run(["tar", "-x", "-C", str(x), *members], input=tar.stdout, capture_output=True)
             if r.returncode != 0:
-                raise Arm64EnvError(f"{ORACLE_UNAVAILABLE}: unpacking {deb.name}: {r.stderr.decode().strip()}")
+                raise Arm64EnvError(
+                    f"{ORACLE_UNAVAILABLE}: unpacking {deb.name}: {r.stderr.decode().strip()}"
+                )
         vmlinuz = sorted((x / "boot").glob("vmlinuz-*"))
         configs = sorted((x / "boot").glob("config-*"))
         if not vmlinuz:

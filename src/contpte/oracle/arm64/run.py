@@ -251,7 +251,12 @@ def prepare(sc: Scenario, name: str) -> Prepared:
             )  # fmt: skip
         gsteps.append(gs)
     prep.program = GuestProgram(
-        name, gsteps, gfiles, max(1, len(procs)), str(sc.machine.get("thp", "madvise")), _mthp_kb(sc.machine.get("mthp"))
+        name,
+        gsteps,
+        gfiles,
+        max(1, len(procs)),
+        str(sc.machine.get("thp", "madvise")),
+        _mthp_kb(sc.machine.get("mthp")),
     )
     return prep
 
@@ -316,7 +321,9 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
         if (ms.error or None) != (rep.live_error or None):
             rep.diffs.append(Diff(ms.proc, "-", "outcome", ms.error or "ok", rep.live_error or "ok"))
         if ms.values is not None and r[3] is not None and ms.values != r[3]:
-            first = next((k for k, (x, y) in enumerate(zip(ms.values, r[3])) if x != y), min(len(ms.values), len(r[3])))
+            first = next(
+                (k for k, (x, y) in enumerate(zip(ms.values, r[3])) if x != y), min(len(ms.values), len(r[3]))
+            )
             rep.diffs.append(
                 Diff(ms.proc, f"page {first}", "value read", _val(ms.values, first), _val(r[3], first))
             )
