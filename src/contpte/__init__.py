@@ -8,6 +8,16 @@ The public API: ``Machine`` (``spawn``, ``open_file``, ``stats``,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from . import _compiled
+
+if _compiled.interpreted_requested():
+    _compiled.install_source_finder()
+else:
+    _compiled.check_fresh()
+    _compiled.warn_if_interpreted()
+
 from .errors import (
     ContpteError,
     InvariantViolation,
@@ -18,9 +28,11 @@ from .errors import (
     SegmentationFault,
     UserfaultWP,
 )
-from .system.machine import Machine
-from .system.process import PAGEMAP_DTYPE, Process
 from .version import KERNEL_VERSION
+
+if TYPE_CHECKING:
+    from .system.machine import Machine
+    from .system.process import PAGEMAP_DTYPE, Process
 
 __all__ = [
     "Machine",
@@ -36,3 +48,17 @@ __all__ = [
     "OutOfMemory",
     "KERNEL_VERSION",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The system layer is imported on first use, so that ``import contpte.hw``
+    # (or any lower layer) does not import every layer above it.
+    if name == "Machine":
+        from .system.machine import Machine
+
+        return Machine
+    if name in ("Process", "PAGEMAP_DTYPE"):
+        from .system import process
+
+        return getattr(process, name)
+    raise AttributeError(f"module 'contpte' has no attribute {name!r}")

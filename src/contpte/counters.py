@@ -1,26 +1,41 @@
 """Counters: declared once, each with a unit and a description.
 
 A counter name is either declared exactly (``pte.write``) or belongs to a
-declared family (``tlbi.*``, ``contpte.unfold.*``, ``mthp.<size>.*``) whose
-members appear as they are first counted.  ``Counters.add`` refuses an
-undeclared name, so a typo cannot silently create a new statistic.
+declared family (``tlbi.*``, ``contpte.unfold.*``, ``mthp.<size>.*``).
+Every name has a small integer id, given when it is declared (family
+members: when first named), and a ``Counters`` keeps one int64 per id in
+an array, so the compiled core counts with one indexed add
+(``counters.inc(FORK_PTES, nr)``).  ``Counters.add`` takes a name or an id
+and refuses an undeclared name, so a typo cannot silently create a new
+statistic.
 
 Totals are formulas over counters (see ``TOTALS``), never counted twice.
+
+Compiled (docs/core.md); module-level ids used by compiled code are C
+variables: ``FORK_PTES = cython.declare(i64, declare("fork.ptes", ...))``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+
+import cython
+import numpy as np
 
 from .errors import ModelUsageError
+
+if not cython.compiled:
+    from .cdefs import I64View, i64
 
 __all__ = [
     "CounterSpec",
     "Counters",
     "declare",
     "declare_family",
+    "declare_total",
+    "counter_id",
+    "counter_name",
     "DECLARED",
     "FAMILIES",
     "TOTALS",
@@ -40,25 +55,42 @@ class CounterSpec:
 DECLARED: dict[str, CounterSpec] = {}
 FAMILIES: dict[str, CounterSpec] = {}
 TOTALS: dict[str, tuple[str, Callable[[Mapping[str, int]], int]]] = {}
+_IDS: dict[str, int] = {}
+_NAMES: list[str] = []
 
 
-def declare(name: str, unit: str, description: str) -> str:
-    """Declare one counter; returns its name (so modules can keep a constant)."""
+def _new_id(name: str) -> int:
+    i = _IDS.get(name)
+    if i is None:
+        i = len(_NAMES)
+        _IDS[name] = i
+        _NAMES.append(name)
+    return i
+
+
+def declare(name: str, unit: str, description: str) -> int:
+    """Declare one counter; returns its id (modules keep it as a constant)."""
     spec = CounterSpec(name, unit, description)
     old = DECLARED.get(name)
     if old is not None and old != spec:
         raise ModelUsageError(f"counter {name!r} declared twice with different meanings")
     DECLARED[name] = spec
-    return name
+    return _new_id(name)
 
 
-def declare_family(prefix: str, unit: str, description: str) -> str:
-    """Declare a family: every counter named ``prefix + '.' + member``."""
+def declare_family(prefix: str, unit: str, description: str, members: Iterable[str] = ()) -> str:
+    """Declare a family: every counter named ``prefix + '.' + member``.
+
+    ``members``: the members known in advance (they get their ids now);
+    others are accepted when first named.
+    """
     spec = CounterSpec(prefix, unit, description)
     old = FAMILIES.get(prefix)
     if old is not None and old != spec:
         raise ModelUsageError(f"counter family {prefix!r} declared twice with different meanings")
     FAMILIES[prefix] = spec
+    for m in members:
+        _new_id(f"{prefix}.{m}")
     return prefix
 
 
@@ -81,35 +113,64 @@ def describe(name: str) -> CounterSpec:
     raise ModelUsageError(f"counter {name!r} is not declared (see contpte.counters)")
 
 
-class Counters:
-    """A set of counter values; names must be declared.
+def counter_id(name: str) -> int:
+    """The id of a counter name; a family member gets one when first named."""
+    i = _IDS.get(name)
+    if i is not None:
+        return i
+    describe(name)
+    return _new_id(name)
 
-    Hot paths call ``add`` with a declared constant; the name check is a dict
-    lookup cached per name.
+
+def counter_name(i: int) -> str:
+    """The name of counter id ``i``."""
+    return _NAMES[i]
+
+
+@cython.cclass
+class Counters:
+    """A set of counter values, one int64 per counter id.
+
+    ``v`` is the array (grown when ids beyond it appear).  The compiled
+    core calls ``inc(id, n)``; everything else may use names.
     """
 
-    __slots__ = ("values", "_known")
-
     def __init__(self) -> None:
-        self.values: defaultdict[str, int] = defaultdict(int)
-        self._known: set[str] = set()
+        self.v = np.zeros(max(64, 2 * len(_NAMES)), dtype=np.int64)
 
-    def add(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to counter ``name``."""
-        if name not in self._known:
-            describe(name)
-            self._known.add(name)
-        self.values[name] += n
+    @cython.ccall
+    def inc(self, i: i64, n: i64) -> None:
+        """Add ``n`` to counter id ``i`` (the compiled core's hot path)."""
+        if i >= self.v.shape[0]:
+            self._grow(i)
+        self.v[i] += n
 
-    def get(self, name: str) -> int:
-        return self.values.get(name, 0)
+    def _grow(self, i: int) -> None:
+        new = np.zeros(max(2 * (i + 1), len(_NAMES)), dtype=np.int64)
+        new[: self.v.shape[0]] = self.v
+        self.v = new
+
+    def add(self, name: str | int, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (a declared name or an id)."""
+        self.inc(name if isinstance(name, int) else counter_id(name), n)
+
+    def get(self, name: str, default: int = 0) -> int:
+        i = _IDS.get(name)
+        if i is None or i >= self.v.shape[0]:
+            return default if i is None else 0
+        return int(self.v[i])
 
     def snapshot(self) -> dict[str, int]:
-        """A plain dict copy of every non-zero counter."""
-        return {k: v for k, v in self.values.items() if v}
+        """A plain dict of every non-zero counter."""
+        vals = np.asarray(self.v)
+        return {_NAMES[i]: int(vals[i]) for i in np.flatnonzero(vals).tolist()}
+
+    def names(self) -> list[str]:
+        """Every counter name declared so far (family members once named)."""
+        return list(_NAMES)
 
     def reset(self) -> None:
-        self.values.clear()
+        np.asarray(self.v)[:] = 0
 
     def totals(self) -> dict[str, int]:
         snap = self.snapshot()
@@ -135,9 +196,13 @@ def _family_sum(prefix: str) -> Callable[[Mapping[str, int]], int]:
 # Families and totals shared by several layers.
 declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
 declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
-declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)")
-declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included")
-declare("pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software")
-declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software")
+PTE_READ = cython.declare(i64, declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)"))
+PTE_WRITE = cython.declare(
+    i64, declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included")
+)
+PTE_ATOMIC = cython.declare(
+    i64, declare("pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software")
+)
+PMD_WRITE = cython.declare(i64, declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software"))
 declare_total("tlbi.total", "all TLBI instructions", _family_sum("tlbi"))
 declare_total("dsb.total", "all DSB barriers", _family_sum("dsb"))

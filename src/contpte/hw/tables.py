@@ -1,380 +1,401 @@
 """Translation tables: the descriptor memory walked by the MMU.
 
-One ``AddressSpace`` per stage-1 regime (a process: a root table and an
-ASID).  Only the last two levels are materialised: level-2 entries
-(``pmds``: block descriptors, or absent) and level-3 tables (``tables``: one
-``numpy.uint64`` array of ``ptrs_per_pte`` descriptors per table), both
-sparse dicts keyed by the level-2 index ``va >> pmd_shift``.  Nothing is
-allocated for unmapped VA.
+One ``PtePool`` per machine holds every level-3 table of every address
+space, as the kernel's page-table pages are frames of one physical memory:
+table *slot* ``s`` is ``e[s << shift : (s + 1) << shift]`` (``shift`` =
+log2 of the descriptors per table).  A descriptor's address is an int,
+``ptep = (s << shift) | index`` -- the model's ``pte_t *``: ``ptep + 1`` is
+the next entry, as in C.  Slots are reused when tables are freed; the pool
+grows (by half) when it runs out, so a numpy view of ``e`` is valid only
+until the next ``alloc_pte_table`` (the kernel allocates tables before it
+takes the PTL; the model's code takes its views after).
 
-Every software access to a descriptor goes through a ``PteTable`` method so
-that it is counted (``pte.read``/``pte.write``/``pte.atomic``) and, when the
-rule checker is on, observed with its old and new value.  ``entries`` is a
-read-only view: every write goes through a ``PteTable`` method (the walker's
-A/D updates through ``hw_store``, a test's write behind the model's back
-through ``poke``), so that the store log below sees it.
+One ``AddressSpace`` per stage-1 regime (a process: an ASID): its level-3
+tables (``tables``: level-2 index -> slot) and level-2 block descriptors
+(``pmds``: level-2 index -> value), both sparse.  Nothing is allocated for
+unmapped VA.
 
-Store log (``AddressSpace.log``, set by the validators): while it is a
-list, the first write of an epoch to a table appends the table to it and
-keeps the table's descriptors from before that write in ``PteTable.old``
-(copy on first write; None for a table allocated in the epoch, all zero
-before).  ``AddressSpace.new_epoch`` forgets those copies.
+Every software access to a descriptor goes through a ``PtePool`` method so
+that it is counted (``pte.read``/``pte.write``/``pte.atomic``) and, when a
+``StoreObserver`` is installed (the rule checker), observed with its old
+and new value: ``load``, ``store``, ``xchg``, ``cmpxchg``.  ``peek`` reads
+without counting (model-internal: the walker, validators); ``hw_store`` is
+the walker's Access flag / dirty update (not counted, observed as such);
+``poke`` writes behind everyone's back (tests).
+
+Store log (for the validators): after ``new_epoch()``, the first write of
+an epoch to a table (and every table allocated or freed in it) appends a
+``LogEntry`` that keeps a copy of the table's descriptors from before the
+write; ``changes()`` gives each changed table's old and new descriptors.
+``new_epoch()`` forgets them; ``stop_log()`` turns logging off.
+
+Compiled (docs/core.md).  Models nothing of Linux; Arm ARM D8.2 (tables).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import Any
 
+import cython
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..counters import Counters
+from ..errors import ModelUsageError
 
-__all__ = ["StoreObserver", "PteTable", "AddressSpace"]
+if not cython.compiled:
+    from ..cdefs import i64, u64
+    from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters
+
+__all__ = ["StoreObserver", "PtePool", "AddressSpace", "LogEntry"]
 
 
-class StoreObserver(Protocol):
-    """Something that watches descriptor stores (the rule checker, TLB model).
+@cython.cclass
+class StoreObserver:
+    """Something that watches descriptor memory (the rule checker).
 
-    Optional hooks, called when the observer has them (``getattr``):
-    ``on_pmd_store(space, pmd_index, old, new)`` for level-2 stores,
-    ``on_table_free(space, pmd_index, table)`` when a level-3 table is
-    unhooked, ``on_hw_update(table, idx, old, new)`` and
-    ``on_pmd_hw_update(space, pmd_index, old, new)`` for the walker's
-    hardware Access flag / dirty updates (not software stores, not counted
-    as ``pte.write``); ``on_store_many(stores, news)`` for
-    ``PteTable.store_bulk_tables`` and ``on_pmd_store_many(groups)`` for
-    ``AddressSpace.pmd_store_lockstep``.
+    Subclasses override what they need; the base ignores everything.
+    Stores are told after they landed, with the old and the new value.
     """
 
-    def on_store(self, table: "PteTable", idx: int, old: np.ndarray, new: np.ndarray) -> None:
-        """``nr`` descriptors at ``idx`` changed from ``old`` to ``new`` (arrays)."""
+    @cython.ccall
+    def on_store(self, ptep: i64, old: u64, new: u64) -> None:
+        """Software store of descriptor ``ptep`` (counted as ``pte.write``)."""
+
+    @cython.ccall
+    def on_hw_update(self, ptep: i64, old: u64, new: u64) -> None:
+        """The walker's hardware Access flag / dirty update of ``ptep``."""
+
+    @cython.ccall
+    def on_pmd_store(self, space: AddressSpace, pmd_index: i64, old: u64, new: u64) -> None:
+        """Software store of the level-2 descriptor ``pmd_index`` of ``space``."""
+
+    @cython.ccall
+    def on_pmd_hw_update(self, space: AddressSpace, pmd_index: i64, old: u64, new: u64) -> None:
+        """The walker's Access flag / dirty update of a level-2 block descriptor."""
+
+    @cython.ccall
+    def on_table_alloc(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
+        """A level-3 table (all zero) was hooked in at ``pmd_index`` of ``space``."""
+
+    @cython.ccall
+    def on_table_free(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
+        """The level-3 table at ``pmd_index`` is about to be unhooked (still readable)."""
 
 
-_SCRATCH: list[np.ndarray] = [np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)]
+@cython.cclass
+class LogEntry:
+    """One table in the store log of an epoch.
 
+    ``old``: its descriptors before the epoch's first write (None: all
+    zero, the table was allocated in the epoch).  ``alive``: the table is
+    still hooked in (False: freed in the epoch; its descriptors are gone).
+    """
 
-def _scratch(k: int, size: int) -> np.ndarray:
-    """Kept scratch array ``k`` of ``size`` descriptors (a fresh array of
-    megabytes costs a page fault per page on every bulk store)."""
-    b = _SCRATCH[k]
-    if len(b) < size:
-        b = np.empty(max(size, 2 * len(b)), dtype=np.uint64)
-        _SCRATCH[k] = b
-    return b[:size]
-
-
-class PteTable:
-    """One level-3 translation table (``ptrs_per_pte`` descriptors)."""
-
-    __slots__ = ("entries", "_e", "space", "pmd_index", "chk", "seen", "old")
-
-    def __init__(self, space: "AddressSpace", pmd_index: int) -> None:
-        #: the descriptors (writable alias: ``_e``, written only by the methods below)
-        self._e = np.zeros(space.ptrs_per_pte, dtype=np.uint64)
-        self.entries = self._e.view()
-        self.entries.flags.writeable = False
-        self.space = space
+    def __init__(self, slot: i64, asid: i64, pmd_index: i64, old: Any) -> None:
+        self.slot = slot
+        self.asid = asid
         self.pmd_index = pmd_index
-        #: The rule checker's record of this table (its own business; None
-        #: or stale until the checker sets it).
-        self.chk: Any = None
-        #: the store log this table is in (``space.log`` at its first write
-        #: of the epoch) and its descriptors from before that write (None:
-        #: all zero, or not logged)
-        self.seen: list["PteTable"] | None = None
-        self.old: np.ndarray | None = None
-        log = space.log
-        if log is not None:
-            self.seen = log
-            log.append(self)
+        self.old = old
+        self.alive = True
 
-    def _log(self) -> None:
-        """Before a write: copy the descriptors if this is the table's first of the epoch."""
-        log = self.space.log
-        if log is not None and self.seen is not log:
-            self.seen = log
-            self.old = self._e.copy()
-            log.append(self)
+    def __repr__(self) -> str:
+        return f"LogEntry(slot={self.slot}, asid={self.asid}, pmd={self.pmd_index:#x}, alive={self.alive})"
 
-    # -- address helpers -------------------------------------------------
-    def va(self, idx: int) -> int:
-        """Virtual address mapped by entry ``idx``."""
-        return (self.pmd_index << self.space.pmd_shift) | (idx << self.space.page_shift)
 
-    # -- software accesses (counted, observed) ----------------------------
-    def load(self, idx: int) -> int:
-        self.space.counters.add("pte.read")
-        return int(self.entries[idx])
+@cython.cclass
+class PtePool:
+    """The descriptor memory of every level-3 table of one machine.
 
-    def load_many(self, idx: int, nr: int) -> np.ndarray:
-        """A copy of ``nr`` descriptors from ``idx``."""
-        self.space.counters.add("pte.read", nr)
-        return self.entries[idx : idx + nr].copy()
+    ``page_shift``: the translation granule (12, 14, 16).  ``counters``:
+    where software accesses are counted.
+    """
 
-    def store(self, idx: int, value: int) -> None:
-        self.space.counters.add("pte.write")
-        obs = self.space.observers
-        if self.space.log is not None:
-            self._log()
-        if obs:
-            old = self._e[idx : idx + 1].copy()
-            self._e[idx] = np.uint64(value)
-            new = self._e[idx : idx + 1].copy()
-            for o in obs:
-                o.on_store(self, idx, old, new)
-        else:
-            self._e[idx] = np.uint64(value)
+    def __init__(self, page_shift: i64, counters: Counters, nslots: i64 = 64) -> None:
+        self.page_shift = page_shift
+        self.shift = page_shift - 3
+        self.ptrs_per_pte = 1 << self.shift
+        self.pmd_shift = page_shift + self.shift
+        self.counters = counters
+        self.nslots = 0
+        self.e = np.zeros(0, dtype=np.uint64)
+        self.slot_asid = np.zeros(0, dtype=np.int64)
+        self.slot_pmd = np.zeros(0, dtype=np.int64)
+        self.slot_epoch = np.zeros(0, dtype=np.int64)
+        self.free_slots = []
+        self.observer = None
+        self.epoch = -1
+        self.log = []
+        self.log_at = {}
+        self.nr_tables = 0
+        self._grow(max(nslots, 1))
 
-    def store_many(self, idx: int, values: np.ndarray) -> None:
-        """Store ``values`` from ``idx``: ``len(values)`` counted, observed stores."""
-        self.space.counters.add("pte.write", len(values))
-        self.store_bulk(idx, values)
+    # -- slots ------------------------------------------------------------
+    def _grow(self, want: int) -> None:
+        n = self.nslots
+        new_n = max(want, n + (n >> 1), 16)
+        p = self.ptrs_per_pte
+        e = np.zeros(new_n * p, dtype=np.uint64)
+        e[: n * p] = self.e
+        self.e = e
+        for name in ("slot_asid", "slot_pmd", "slot_epoch"):
+            a = np.full(new_n, -1, dtype=np.int64)
+            a[:n] = getattr(self, name)
+            setattr(self, name, a)
+        self.free_slots.extend(range(new_n - 1, n - 1, -1))
+        self.nslots = new_n
 
-    def store_bulk(self, idx: int, values: np.ndarray) -> None:
-        """Store ``values`` from ``idx`` for a bulk path that stands for several
-        software stores and counts their ``pte.write``/``pte.atomic`` itself.
+    @cython.ccall
+    def slot_alloc(self, asid: i64, pmd_index: i64) -> i64:
+        """A zeroed slot for the table at ``pmd_index`` of ASID ``asid``."""
+        if not self.free_slots:
+            self._grow(self.nslots + 1)
+        s: i64 = self.free_slots.pop()
+        self.slot_asid[s] = asid
+        self.slot_pmd[s] = pmd_index
+        self.nr_tables += 1
+        if self.epoch >= 0:
+            self.slot_epoch[s] = self.epoch
+            self.log_at[s] = len(self.log)
+            self.log.append(LogEntry(s, asid, pmd_index, None))
+        return s
 
-        Observed like ``store_many`` (unchanged entries are no change to an
-        observer).
-        """
-        nr = len(values)
-        obs = self.space.observers
-        if self.space.log is not None:
-            self._log()
-        if obs:
-            old = self._e[idx : idx + nr].copy()
-            self._e[idx : idx + nr] = values
-            for o in obs:
-                o.on_store(self, idx, old, values.astype(np.uint64, copy=True))
-        else:
-            self._e[idx : idx + nr] = values
+    @cython.ccall
+    def slot_free(self, s: i64) -> None:
+        """Give slot ``s`` back (its descriptors become zero)."""
+        if self.epoch >= 0:
+            self._log_slot(s)
+            ent: LogEntry = self.log[self.log_at.pop(s)]
+            ent.alive = False
+        p: i64 = self.ptrs_per_pte
+        i: i64
+        for i in range(s * p, (s + 1) * p):
+            self.e[i] = 0
+        self.slot_asid[s] = -1
+        self.slot_pmd[s] = -1
+        self.slot_epoch[s] = -1
+        self.free_slots.append(s)
+        self.nr_tables -= 1
 
-    def hw_store(self, idx: int, values: Any) -> None:
-        """The walker's Access flag / dirty update of the descriptors from
-        ``idx`` (one value or an array): not counted, not observed (the
-        caller tells the observers ``on_hw_update``), logged."""
-        if self.space.log is not None:
-            self._log()
-        if isinstance(values, np.ndarray):
-            self._e[idx : idx + len(values)] = values
-        else:
-            self._e[idx] = np.uint64(values)
+    def entries(self, s: int) -> np.ndarray:
+        """A read-only numpy view of slot ``s`` (valid until the pool grows)."""
+        p = self.ptrs_per_pte
+        v: np.ndarray = np.asarray(self.e)[s * p : (s + 1) * p]
+        v.flags.writeable = False
+        return v
 
-    def poke(self, idx: int, value: Any) -> None:
-        """Tests: write a descriptor (or an array of them from ``idx``) behind
-        the model's back: not counted, not told to the observers; logged,
-        as memory written by anyone."""
-        if self.space.log is not None:
-            self._log()
-        if isinstance(value, np.ndarray):
-            self._e[idx : idx + len(value)] = value
-        else:
-            self._e[idx] = np.uint64(value)
+    @cython.ccall
+    def va(self, ptep: i64) -> i64:
+        """The virtual address descriptor ``ptep`` maps."""
+        s: i64 = ptep >> self.shift
+        return (self.slot_pmd[s] << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
-    @staticmethod
-    def store_bulk_tables(stores: list[tuple["PteTable", int, np.ndarray]]) -> None:
-        """``store_bulk(idx, values)`` of each ``(table, idx, values)`` (distinct
-        tables of address spaces with the same observers), the observers told of all at once.
+    # -- the store log -------------------------------------------------------
+    def new_epoch(self) -> None:
+        """Start a store log, or a new epoch of it (forgets the last one)."""
+        self.epoch += 1 if self.epoch >= 0 else 1 - self.epoch
+        self.log = []
+        self.log_at = {}
 
-        An observer with ``on_store_many(stores, news)`` hears them before
-        the stores land (it reads the old values from the tables itself;
-        the stores land even if it raises); the others hear ``on_store``
-        each, after.  ``news`` is the new values concatenated, in a kept
-        scratch array (valid during the call, read-only), or in the array
-        a lone observer with ``news_buffer(size)`` lends (which it may keep).
-        """
-        if not stores:
+    def stop_log(self) -> None:
+        self.epoch = -1
+        self.log = []
+        self.log_at = {}
+
+    @cython.cfunc
+    def _log_slot(self, s: i64) -> None:
+        """Before the first write of the epoch to slot ``s``: keep its descriptors."""
+        if self.slot_epoch[s] == self.epoch:
             return
-        obs = stores[0][0].space.observers
-        tabs = [st[0] for st in stores]
-        vals = [st[2] for st in stores]
-        n = tabs[0].space.ptrs_per_pte
-        total = sum(map(len, vals))
-        whole = total == n * len(stores) and [st[1] for st in stores].count(0) == len(stores)
-        news = olds = None
-        if obs:
-            lend = getattr(obs[0], "news_buffer", None) if len(obs) == 1 else None
-            news = np.concatenate(
-                vals, out=lend(total) if lend is not None else _scratch(1, total), casting="unsafe"
-            )
-            if any(getattr(o, "on_store_many", None) is None for o in obs):
-                olds = np.concatenate(
-                    [t.entries[i : i + len(v)] for t, i, v in stores], out=_scratch(0, total)
-                )
-        try:
-            for o in obs:
-                many = getattr(o, "on_store_many", None)
-                if many is not None:
-                    many(stores, news)
-        finally:
-            if tabs[0].space.log is not None or any(t.space.log is not None for t in tabs):
-                for t in tabs:
-                    t._log()
-            if whole:
-                for t, v in zip(tabs, vals, strict=True):
-                    t._e[:] = v
-            else:
-                for t, idx, v in stores:
-                    t._e[idx : idx + len(v)] = v
-        for o in obs:
-            if getattr(o, "on_store_many", None) is None:
-                assert olds is not None and news is not None
-                off = 0
-                for t, idx, values in stores:
-                    nr = len(values)
-                    o.on_store(t, idx, olds[off : off + nr].copy(), news[off : off + nr].copy())
-                    off += nr
+        self.slot_epoch[s] = self.epoch
+        p: i64 = self.ptrs_per_pte
+        old = np.array(np.asarray(self.e)[s * p : (s + 1) * p])
+        self.log_at[s] = len(self.log)
+        self.log.append(LogEntry(s, self.slot_asid[s], self.slot_pmd[s], old))
 
-    def xchg(self, idx: int, value: int) -> int:
-        """Atomically swap in ``value``; return the old descriptor."""
-        self.space.counters.add("pte.atomic")
-        old = int(self.entries[idx])
-        self.store(idx, value)
+    def changes(self) -> Iterator[tuple[LogEntry, np.ndarray, np.ndarray]]:
+        """(entry, old descriptors, new descriptors) of each table in the log.
+
+        The arrays are read-only; the new ones are views of the pool (valid
+        until the pool grows).
+        """
+        p = self.ptrs_per_pte
+        zeros = np.zeros(p, dtype=np.uint64)
+        zeros.flags.writeable = False
+        for ent in self.log:
+            old = zeros if ent.old is None else ent.old
+            new = self.entries(ent.slot) if ent.alive else zeros
+            yield ent, old, new
+
+    # -- software accesses: counted and observed -------------------------------
+    @cython.ccall
+    def load(self, ptep: i64) -> u64:
+        """One software load (``pte.read``)."""
+        self.counters.inc(PTE_READ, 1)
+        return int(self.e[ptep])
+
+    @cython.ccall
+    def peek(self, ptep: i64) -> u64:
+        """Read a descriptor without counting (model-internal: hardware, validators)."""
+        return int(self.e[ptep])
+
+    @cython.ccall
+    def store(self, ptep: i64, value: u64) -> None:
+        """One software store (``pte.write``), logged and observed."""
+        self.counters.inc(PTE_WRITE, 1)
+        if self.epoch >= 0:
+            self._log_slot(ptep >> self.shift)
+        old: u64 = int(self.e[ptep])
+        self.e[ptep] = value
+        if self.observer is not None:
+            self.observer.on_store(ptep, old, value)
+
+    @cython.ccall
+    def xchg(self, ptep: i64, value: u64) -> u64:
+        """Atomically swap in ``value`` (``pte.atomic`` + ``pte.write``); the old descriptor."""
+        self.counters.inc(PTE_ATOMIC, 1)
+        old: u64 = int(self.e[ptep])
+        self.store(ptep, value)
         return old
 
-    def cmpxchg(self, idx: int, expected: int, value: int) -> bool:
-        """Atomic compare-and-swap (the model is sequential: it succeeds iff equal)."""
-        self.space.counters.add("pte.atomic")
-        if int(self.entries[idx]) != expected:
-            self.space.counters.add("pte.read")
+    @cython.ccall
+    def cmpxchg(self, ptep: i64, expected: u64, value: u64) -> cython.bint:
+        """Atomic compare-and-swap (sequential model: succeeds iff equal)."""
+        self.counters.inc(PTE_ATOMIC, 1)
+        if self.e[ptep] != expected:
+            self.counters.inc(PTE_READ, 1)
             return False
-        self.store(idx, value)
+        self.store(ptep, value)
         return True
 
-    def none_count(self, idx: int, nr: int) -> int:
-        """How many of ``nr`` entries from ``idx`` are zero (counts the reads)."""
-        self.space.counters.add("pte.read", nr)
-        return int(np.count_nonzero(self.entries[idx : idx + nr] == 0))
+    @cython.ccall
+    def none_count(self, ptep: i64, nr: i64) -> i64:
+        """How many of ``nr`` descriptors from ``ptep`` are zero (``nr`` reads)."""
+        self.counters.inc(PTE_READ, nr)
+        n: i64 = 0
+        i: i64
+        for i in range(ptep, ptep + nr):
+            if self.e[i] == 0:
+                n += 1
+        return n
+
+    @cython.ccall
+    def hw_store(self, ptep: i64, value: u64) -> None:
+        """The walker's Access flag / dirty update: not counted, logged, observed as such."""
+        if self.epoch >= 0:
+            self._log_slot(ptep >> self.shift)
+        old: u64 = int(self.e[ptep])
+        self.e[ptep] = value
+        if self.observer is not None:
+            self.observer.on_hw_update(ptep, old, value)
+
+    def poke(self, ptep: int, value: Any) -> None:
+        """Tests: write a descriptor (or an array of them from ``ptep``) behind
+        the model's back: not counted, not observed; logged, as memory
+        written by anyone."""
+        if self.epoch >= 0:
+            self._log_slot(ptep >> self.shift)
+        if isinstance(value, np.ndarray):
+            np.asarray(self.e)[ptep : ptep + len(value)] = value
+        else:
+            self.e[ptep] = int(value)
 
 
+@cython.cclass
 class AddressSpace:
     """A stage-1 translation regime: sparse level-2/level-3 tables and an ASID."""
 
-    __slots__ = (
-        "asid",
-        "name",
-        "page_shift",
-        "ptrs_per_pte",
-        "pmd_shift",
-        "tables",
-        "pmds",
-        "counters",
-        "observers",
-        "log",
-    )
-
-    def __init__(
-        self,
-        asid: int,
-        page_shift: int,
-        counters: "Counters",
-        observers: list[StoreObserver] | None = None,
-        name: str = "",
-    ) -> None:
+    def __init__(self, asid: i64, pool: PtePool, name: str = "") -> None:
         self.asid = asid
         self.name = name or f"asid {asid}"
-        self.page_shift = page_shift
-        self.ptrs_per_pte = 1 << (page_shift - 3)
-        self.pmd_shift = page_shift + (page_shift - 3)
-        self.tables: dict[int, PteTable] = {}
-        self.pmds: dict[int, int] = {}
-        self.counters = counters
-        self.observers: list[StoreObserver] = observers if observers is not None else []
-        #: The store log of this epoch (module docstring), or None.
-        self.log: list[PteTable] | None = None
+        self.pool = pool
+        self.page_shift = pool.page_shift
+        self.ptrs_per_pte = pool.ptrs_per_pte
+        self.pmd_shift = pool.pmd_shift
+        self.counters = pool.counters
+        self.tables = {}
+        self.pmds = {}
 
-    def new_epoch(self) -> None:
-        """Start a store log (or a new epoch of it): forget the old copies."""
-        log = self.log
-        if log:
-            for t in log:
-                t.old = None
-                t.seen = None
-        self.log = []
+    def __repr__(self) -> str:
+        return f"<AddressSpace {self.name}: {len(self.tables)} tables, {len(self.pmds)} blocks>"
 
-    def pte_table(self, pmd_index: int) -> PteTable | None:
-        return self.tables.get(pmd_index)
+    @cython.ccall
+    def pte_table(self, pmd_index: i64) -> i64:
+        """The slot of the level-3 table at ``pmd_index``, or -1."""
+        s = self.tables.get(pmd_index)
+        if s is None:
+            return -1
+        return cython.cast(i64, s)
 
-    def alloc_pte_table(self, pmd_index: int) -> PteTable:
-        """Return the level-3 table for ``pmd_index``, allocating it if needed."""
-        t = self.tables.get(pmd_index)
-        if t is None:
-            t = PteTable(self, pmd_index)
-            self.tables[pmd_index] = t
-        return t
+    @cython.ccall
+    def pte_ptr(self, va: i64) -> i64:
+        """The descriptor address (``ptep``) for ``va``, or -1 if it has no level-3 table."""
+        s: i64 = self.pte_table(va >> self.pmd_shift)
+        if s < 0:
+            return -1
+        return (s << self.pool.shift) | ((va >> self.page_shift) & (self.ptrs_per_pte - 1))
 
-    def free_pte_table(self, pmd_index: int) -> None:
-        """Unhook the level-3 table of ``pmd_index`` (observers hear ``on_table_free``)."""
-        t = self.tables.pop(pmd_index, None)
-        if t is not None:
-            if self.log is not None:
-                t._log()  # its descriptors when it was unhooked
-            for o in self.observers:
-                hook = getattr(o, "on_table_free", None)
-                if hook is not None:
-                    hook(self, pmd_index, t)
+    @cython.ccall
+    def alloc_pte_table(self, pmd_index: i64) -> i64:
+        """The slot of the table for ``pmd_index``, allocating it (zeroed) if needed."""
+        s: i64 = self.pte_table(pmd_index)
+        if s >= 0:
+            return s
+        s = self.pool.slot_alloc(self.asid, pmd_index)
+        self.tables[pmd_index] = s
+        if self.pool.observer is not None:
+            self.pool.observer.on_table_alloc(self, pmd_index, s)
+        return s
 
-    def pmd_load(self, pmd_index: int) -> int:
-        """The level-2 block descriptor at ``pmd_index`` (0 if none)."""
-        self.counters.add("pte.read")
-        return self.pmds.get(pmd_index, 0)
+    @cython.ccall
+    def free_pte_table(self, pmd_index: i64) -> None:
+        """Unhook and free the level-3 table of ``pmd_index`` (observers hear it first)."""
+        s: i64 = self.pte_table(pmd_index)
+        if s < 0:
+            return
+        if self.pool.observer is not None:
+            self.pool.observer.on_table_free(self, pmd_index, s)
+        del self.tables[pmd_index]
+        self.pool.slot_free(s)
 
-    def pmd_store(self, pmd_index: int, value: int) -> None:
-        """Store a level-2 descriptor (observers hear ``on_pmd_store``)."""
-        self.counters.add("pmd.write")
-        old = self.pmds.get(pmd_index, 0)
-        for o in self.observers:
-            hook = getattr(o, "on_pmd_store", None)
-            if hook is not None:
-                hook(self, pmd_index, old, value)
+    def table_entries(self, pmd_index: int) -> np.ndarray | None:
+        """A read-only numpy view of the level-3 table at ``pmd_index`` (None if absent)."""
+        s = self.pte_table(pmd_index)
+        return None if s < 0 else self.pool.entries(s)
+
+    # -- level 2 ---------------------------------------------------------------
+    @cython.ccall
+    def pmd_load(self, pmd_index: i64) -> u64:
+        """The level-2 block descriptor at ``pmd_index`` (0 if none); one ``pte.read``."""
+        self.counters.inc(PTE_READ, 1)
+        v = self.pmds.get(pmd_index)
+        return 0 if v is None else cython.cast(u64, v)
+
+    @cython.ccall
+    def pmd_peek(self, pmd_index: i64) -> u64:
+        """Like ``pmd_load``, uncounted (model-internal)."""
+        v = self.pmds.get(pmd_index)
+        return 0 if v is None else cython.cast(u64, v)
+
+    @cython.ccall
+    def pmd_store(self, pmd_index: i64, value: u64) -> None:
+        """Store a level-2 descriptor (``pmd.write``; the observer hears it)."""
+        self.counters.inc(PMD_WRITE, 1)
+        old: u64 = self.pmd_peek(pmd_index)
         if value:
             self.pmds[pmd_index] = value
         else:
             self.pmds.pop(pmd_index, None)
+        if self.pool.observer is not None:
+            self.pool.observer.on_pmd_store(self, pmd_index, old, value)
 
-    def pmd_store_many(self, idxs: list[int], values: list[int]) -> None:
-        """``pmd_store(i, v)`` of each ``i, v`` in order (see ``pmd_store_lockstep``)."""
-        AddressSpace.pmd_store_lockstep([(self, idxs, values)])
+    @cython.ccall
+    def pmd_hw_store(self, pmd_index: i64, value: u64) -> None:
+        """The walker's Access flag / dirty update of a level-2 block descriptor."""
+        old: u64 = self.pmd_peek(pmd_index)
+        self.pmds[pmd_index] = value
+        if self.pool.observer is not None:
+            self.pool.observer.on_pmd_hw_update(self, pmd_index, old, value)
 
-    @staticmethod
-    def pmd_store_lockstep(groups: list[tuple["AddressSpace", list[int], list[int]]]) -> None:
-        """``space.pmd_store(idxs[k], values[k])`` for k = 0, 1, ..., of each group in turn.
-
-        The same ``pmd.write`` counts and level-2 descriptors as that loop.
-        With one observer that has ``on_pmd_store_many(groups)`` (groups
-        as (space, idxs, olds, news)) and distinct (space, index) pairs,
-        it hears all stores at once, before any is made; when it declines
-        (returns False, nothing changed) or anything else, the loop runs.
-        """
-        groups = [g for g in groups if len(g[1])]
-        if not groups:
-            return
-        m = len(groups[0][1])
-        obs = groups[0][0].observers
-        bulk = (
-            len(obs) <= 1
-            and all(len(i) == m and len(v) == m and s.observers == obs for s, i, v in groups)
-            and len({id(s) for s, _, _ in groups}) == len(groups)
-            and all(len(set(i)) == m for _, i, _ in groups)
-        )
-        many = getattr(obs[0], "on_pmd_store_many", None) if bulk and obs else None
-        if bulk and (not obs or many is not None):
-            full = [
-                (s, list(i), [s.pmds.get(x, 0) for x in i], [int(v) for v in vals]) for s, i, vals in groups
-            ]
-            if many is None or many(full):
-                # distinct (space, index) pairs: the order of the stores is the observer's business
-                for s, i, _olds, vals in full:
-                    s.counters.add("pmd.write", m)
-                    pmds = s.pmds
-                    for x, v in zip(i, vals, strict=True):
-                        if v:
-                            pmds[x] = v
-                        else:
-                            pmds.pop(x, None)
-                return
-        for k in range(max(len(g[1]) for g in groups)):
-            for s, i, vals in groups:
-                if k < len(i):
-                    s.pmd_store(i[k], vals[k])
+    def check_index(self, pmd_index: int) -> None:
+        if pmd_index < 0:
+            raise ModelUsageError(f"negative level-2 index {pmd_index}")

@@ -3,19 +3,30 @@
 Models: include/linux/mm_types.h ``struct page``/``struct folio`` and the
 accessors of include/linux/mm.h, page-flags.h, rmap.h (Linux v6.12).
 
-Arrays are indexed by PFN.  Folio-wide fields are meaningful at the head
-PFN.  Mapcounts are plain counts (the kernel stores them biased by -1).
+Arrays are indexed by PFN.  A folio is named by its head PFN (the model's
+``struct folio *``; -1 is NULL) and a page by its PFN (``struct page *``).
+Folio-wide fields are meaningful at the head.  Mapcounts are plain counts
+(the kernel stores them biased by -1).
+
+The kernel's accessors keep their names and take the mem_map first (the
+kernel's is a global): ``folio_ref_add(mem, folio, nr)`` is
+``folio_ref_add(folio, nr)``.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import cython
 import numpy as np
+
+if not cython.compiled:
+    from ..cdefs import i64
 
 __all__ = [
     "MemMap",
-    "Folio",
     "PG_anon",
     "PG_dirty",
     "PG_swapbacked",
@@ -23,28 +34,53 @@ __all__ = [
     "PG_anon_exclusive",
     "PG_lazyfree",
     "GUP_PIN_COUNTING_BIAS",
+    "page_folio",
+    "folio_order",
+    "folio_nr_pages",
+    "folio_test_large",
+    "folio_ref_count",
+    "folio_ref_add",
+    "folio_ref_sub",
+    "folio_test_anon",
+    "folio_test_dirty",
+    "folio_mark_dirty",
+    "folio_clear_dirty",
+    "folio_test_reserved",
+    "folio_mapcount",
+    "folio_entire_mapcount",
+    "folio_mapped",
+    "folio_maybe_dma_pinned",
+    "folio_likely_mapped_shared",
+    "PageAnonExclusive",
+    "SetPageAnonExclusive",
+    "ClearPageAnonExclusive",
 ]
 
 # Folio flags (at the head page).
-PG_anon = 1 << 0
-PG_dirty = 1 << 1
-PG_swapbacked = 1 << 2
-PG_reserved = 1 << 3
-PG_lazyfree = 1 << 4  # model: anon folio made lazyfree by MADV_FREE (!PG_swapbacked in the kernel)
+PG_anon = cython.declare(i64, 1 << 0)
+PG_dirty = cython.declare(i64, 1 << 1)
+PG_swapbacked = cython.declare(i64, 1 << 2)
+PG_reserved = cython.declare(i64, 1 << 3)
+#: Model: an anon folio made lazyfree by MADV_FREE (!PG_swapbacked in the kernel).
+PG_lazyfree = cython.declare(i64, 1 << 4)
 # Per-page flags.
-PG_anon_exclusive = 1 << 8
+PG_anon_exclusive = cython.declare(i64, 1 << 8)
+_NOT_PG_dirty = cython.declare(i64, 0xFFFFFFFF & ~(1 << 1))
+_NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 
-GUP_PIN_COUNTING_BIAS = 1024
-"""include/linux/mm.h: an order-0 folio's pins are counted in its refcount."""
+#: include/linux/mm.h: an order-0 folio's pins are counted in its refcount.
+GUP_PIN_COUNTING_BIAS = cython.declare(i64, 1024)
 
 
+@cython.final
+@cython.cclass
 class MemMap:
-    """mem_map: metadata of every frame."""
+    """mem_map: the metadata of every frame."""
 
-    def __init__(self, nr_frames: int, owner: Any = None) -> None:
+    def __init__(self, nr_frames: i64, owner: Any = None) -> None:
         self.nr_frames = nr_frames
-        #: The Kernel this mem_map belongs to (helpers given only a folio reach it).
-        self.owner: Any = owner
+        #: The Kernel this mem_map belongs to.
+        self.owner = owner
         self.head = np.full(nr_frames, -1, dtype=np.int64)
         self.order = np.zeros(nr_frames, dtype=np.int8)
         self.flags = np.zeros(nr_frames, dtype=np.uint32)
@@ -56,129 +92,196 @@ class MemMap:
         self.mapping = np.full(nr_frames, -1, dtype=np.int32)
         self.index = np.zeros(nr_frames, dtype=np.int64)
 
-    def folio(self, pfn: int) -> "Folio":
-        """``page_folio(pfn_to_page(pfn))``."""
-        return Folio(self, int(self.head[pfn]))
-
-    def prep(self, pfn: int, order: int) -> "Folio":
+    @cython.ccall
+    def prep(self, folio: i64, order: i64) -> None:
         """Initialise a freshly allocated folio (refcount 1, no mappings)."""
-        n = 1 << order
-        sl = slice(pfn, pfn + n)
-        self.head[sl] = pfn
-        self.order[pfn] = order
-        self.flags[sl] = 0
-        self.mapcount[sl] = 0
-        self.refcount[pfn] = 1
-        self.pincount[pfn] = 0
-        self.entire_mapcount[pfn] = 0
-        self.large_mapcount[pfn] = 0
-        self.mapping[sl] = -1
-        self.index[pfn] = 0
-        return Folio(self, pfn)
+        i: i64
+        for i in range(folio, folio + (1 << order)):
+            self.head[i] = folio
+            self.flags[i] = 0
+            self.mapcount[i] = 0
+            self.mapping[i] = -1
+        self.order[folio] = order
+        self.refcount[folio] = 1
+        self.pincount[folio] = 0
+        self.entire_mapcount[folio] = 0
+        self.large_mapcount[folio] = 0
+        self.index[folio] = 0
 
-    def clear(self, pfn: int, order: int) -> None:
+    @cython.ccall
+    def clear(self, folio: i64, order: i64) -> None:
         """Forget a freed folio."""
-        sl = slice(pfn, pfn + (1 << order))
-        self.head[sl] = -1
-        self.flags[sl] = 0
-        self.mapcount[sl] = 0
-        self.refcount[pfn] = 0
+        i: i64
+        for i in range(folio, folio + (1 << order)):
+            self.head[i] = -1
+            self.flags[i] = 0
+            self.mapcount[i] = 0
+        self.refcount[folio] = 0
+
+    def describe(self, folio: int) -> str:
+        """``<folio pfn=.. order=.. ref=..>`` for messages."""
+        if folio < 0:
+            return "<NULL folio>"
+        return f"<folio pfn={folio:#x} order={int(self.order[folio])} ref={int(self.refcount[folio])}>"
 
 
-class Folio:
-    """A ``struct folio *``: the head PFN and the metadata arrays."""
+@cython.ccall
+@cython.inline
+def page_folio(mem: MemMap, page: i64) -> i64:
+    """``page_folio(pfn_to_page(pfn))``: the head of the folio holding ``page`` (-1: none)."""
+    return mem.head[page]
 
-    __slots__ = ("mem", "pfn")
 
-    def __init__(self, mem: MemMap, pfn: int) -> None:
-        self.mem = mem
-        self.pfn = pfn
+@cython.ccall
+@cython.inline
+def folio_order(mem: MemMap, folio: i64) -> i64:
+    """``folio_order()``."""
+    return mem.order[folio]
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Folio) and other.pfn == self.pfn
 
-    def __hash__(self) -> int:
-        return self.pfn
+@cython.ccall
+@cython.inline
+def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
+    """``folio_nr_pages()``."""
+    return cython.cast(i64, 1) << mem.order[folio]
 
-    def __repr__(self) -> str:
-        return f"<folio pfn={self.pfn:#x} order={self.order} ref={self.refcount}>"
 
-    @property
-    def order(self) -> int:
-        """``folio_order()``."""
-        return int(self.mem.order[self.pfn])
+@cython.ccall
+@cython.inline
+def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_test_large()``."""
+    return mem.order[folio] > 0
 
-    @property
-    def nr_pages(self) -> int:
-        """``folio_nr_pages()``."""
-        return 1 << int(self.mem.order[self.pfn])
 
-    def test_large(self) -> bool:
-        """``folio_test_large()``."""
-        return bool(self.mem.order[self.pfn] > 0)
+@cython.ccall
+@cython.inline
+def folio_ref_count(mem: MemMap, folio: i64) -> i64:
+    """``folio_ref_count()``."""
+    return mem.refcount[folio]
 
-    @property
-    def refcount(self) -> int:
-        """``folio_ref_count()``."""
-        return int(self.mem.refcount[self.pfn])
 
-    def ref_add(self, nr: int) -> None:
-        """``folio_ref_add()``."""
-        self.mem.refcount[self.pfn] += nr
+@cython.ccall
+@cython.inline
+def folio_ref_add(mem: MemMap, folio: i64, nr: i64) -> None:
+    """``folio_ref_add()``."""
+    mem.refcount[folio] += nr
 
-    def ref_sub(self, nr: int) -> None:
-        self.mem.refcount[self.pfn] -= nr
 
-    def test_anon(self) -> bool:
-        """``folio_test_anon()``."""
-        return bool(self.mem.flags[self.pfn] & PG_anon)
+@cython.ccall
+@cython.inline
+def folio_ref_sub(mem: MemMap, folio: i64, nr: i64) -> None:
+    """``folio_ref_sub()``."""
+    mem.refcount[folio] -= nr
 
-    def test_dirty(self) -> bool:
-        return bool(self.mem.flags[self.pfn] & PG_dirty)
 
-    def mark_dirty(self) -> None:
-        """``folio_mark_dirty()``."""
-        self.mem.flags[self.pfn] |= np.uint32(PG_dirty)
+@cython.ccall
+@cython.inline
+def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_test_anon()``."""
+    return (mem.flags[folio] & PG_anon) != 0
 
-    def clear_dirty(self) -> None:
-        self.mem.flags[self.pfn] &= np.uint32(~PG_dirty & 0xFFFFFFFF)
 
-    def test_reserved(self) -> bool:
-        return bool(self.mem.flags[self.pfn] & PG_reserved)
+@cython.ccall
+@cython.inline
+def folio_test_dirty(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_test_dirty()``."""
+    return (mem.flags[folio] & PG_dirty) != 0
 
-    def mapcount_total(self) -> int:
-        """``folio_mapcount()``: PTE mappings plus PMD mappings."""
-        if self.test_large():
-            return int(self.mem.large_mapcount[self.pfn])
-        return int(self.mem.mapcount[self.pfn])
 
-    def entire_mapcount(self) -> int:
-        return int(self.mem.entire_mapcount[self.pfn])
+@cython.ccall
+@cython.inline
+def folio_mark_dirty(mem: MemMap, folio: i64) -> None:
+    """``folio_mark_dirty()``."""
+    mem.flags[folio] |= PG_dirty
 
-    def mapped(self) -> bool:
-        """``folio_mapped()``."""
-        return self.mapcount_total() > 0
 
-    def maybe_dma_pinned(self) -> bool:
-        """``folio_maybe_dma_pinned()``."""
-        if self.test_large():
-            return int(self.mem.pincount[self.pfn]) > 0
-        return int(self.mem.refcount[self.pfn]) >= GUP_PIN_COUNTING_BIAS
+@cython.ccall
+@cython.inline
+def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
+    """``folio_clear_dirty()``."""
+    mem.flags[folio] &= _NOT_PG_dirty
 
-    def likely_mapped_shared(self) -> bool:
-        """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
-        if not self.test_large():
-            return self.mapcount_total() > 1
-        if self.entire_mapcount() > 1:
-            return True
-        return int(self.mem.mapcount[self.pfn]) > 1
 
-    def page_anon_exclusive(self, pfn: int) -> bool:
-        """``PageAnonExclusive(page)``."""
-        return bool(self.mem.flags[pfn] & PG_anon_exclusive)
+@cython.ccall
+@cython.inline
+def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
+    """``PageReserved()`` of the head."""
+    return (mem.flags[folio] & PG_reserved) != 0
 
-    def set_anon_exclusive(self, pfn: int, nr: int = 1) -> None:
-        self.mem.flags[pfn : pfn + nr] |= np.uint32(PG_anon_exclusive)
 
-    def clear_anon_exclusive(self, pfn: int, nr: int = 1) -> None:
-        self.mem.flags[pfn : pfn + nr] &= np.uint32(~PG_anon_exclusive & 0xFFFFFFFF)
+@cython.ccall
+@cython.inline
+def folio_mapcount(mem: MemMap, folio: i64) -> i64:
+    """``folio_mapcount()``: PTE mappings plus PMD mappings."""
+    if mem.order[folio] > 0:
+        return mem.large_mapcount[folio]
+    return mem.mapcount[folio]
+
+
+@cython.ccall
+@cython.inline
+def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
+    """``folio_entire_mapcount()``."""
+    return mem.entire_mapcount[folio]
+
+
+@cython.ccall
+@cython.inline
+def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_mapped()``."""
+    return folio_mapcount(mem, folio) > 0
+
+
+@cython.ccall
+@cython.inline
+def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_maybe_dma_pinned()``."""
+    if mem.order[folio] > 0:
+        return mem.pincount[folio] > 0
+    return mem.refcount[folio] >= GUP_PIN_COUNTING_BIAS
+
+
+@cython.ccall
+def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
+    if mem.order[folio] == 0:
+        return folio_mapcount(mem, folio) > 1
+    if mem.entire_mapcount[folio] > 1:
+        return True
+    return mem.mapcount[folio] > 1
+
+
+@cython.ccall
+@cython.inline
+def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:  # noqa: N802 - the kernel's name
+    """``PageAnonExclusive(page)``."""
+    return (mem.flags[page] & PG_anon_exclusive) != 0
+
+
+@cython.ccall
+def SetPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:  # noqa: N802 - the kernel's name
+    """``SetPageAnonExclusive()`` of ``nr`` pages from ``page``."""
+    i: i64
+    for i in range(page, page + nr):
+        mem.flags[i] |= PG_anon_exclusive
+
+
+@cython.ccall
+def ClearPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:  # noqa: N802 - the kernel's name
+    """``ClearPageAnonExclusive()`` of ``nr`` pages from ``page``."""
+    i: i64
+    for i in range(page, page + nr):
+        mem.flags[i] &= _NOT_PG_anon_exclusive
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        PG_anon=PG_anon,
+        PG_dirty=PG_dirty,
+        PG_swapbacked=PG_swapbacked,
+        PG_reserved=PG_reserved,
+        PG_lazyfree=PG_lazyfree,
+        PG_anon_exclusive=PG_anon_exclusive,
+        GUP_PIN_COUNTING_BIAS=GUP_PIN_COUNTING_BIAS,
+    )

@@ -1,6 +1,1 @@
-"""Machine, Process: syscalls, user accesses, CPUs."""
-
-from .machine import Machine
-from .process import Process
-
-__all__ = ["Machine", "Process"]
+"""Machine, Process: syscalls, user accesses, CPUs (``contpte.system.machine``, ``.process``)."""
