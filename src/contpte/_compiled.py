@@ -33,6 +33,13 @@ __all__ = ["COMPILED", "interpreted_requested", "install_source_finder", "check_
 COMPILED: tuple[str, ...] = (
     "contpte.counters",
     "contpte.hw.tables",
+    "contpte.arch.pgtable",
+    "contpte.arch.generic",
+    "contpte.arch.arm64.pgtable_prot",
+    "contpte.arch.arm64.tlbflush",
+    "contpte.arch.arm64.pgtable_base",
+    "contpte.arch.arm64.contpte",
+    "contpte.arch.arm64.pgtable",
     "contpte.mm.memmap",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""

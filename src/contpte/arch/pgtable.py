@@ -11,193 +11,89 @@ primitives (``_ptep_get``, ``_set_pte``, ...: the kernel's ``__ptep_get``,
 (arm64 with ``__HAVE_ARCH_*``), and supplies the PTE format (the ``pte_*``
 bit helpers) and the TLB flush functions.
 
-PTE values are plain Python ``int`` (a ``pte_t``); a PTE pointer is a
-``PtePtr`` (a ``pte_t *``: a level-3 table and an index) that supports
-``ptep + n`` as in C.  A PMD pointer is the pair (mm, level-2 index).
+A PTE value is a u64 (``pte_t``); a PTE pointer is an int (``pte_t *``):
+the descriptor's index in the machine's ``PtePool``, so ``ptep + n`` works
+as in C.  A PMD pointer is the pair (mm, level-2 index).
+
+The parts of ``struct mm_struct``, ``struct vm_area_struct`` and ``struct
+mmu_gather`` the arch layer reads are the base classes ``MmLike``,
+``VmaLike`` and ``GatherLike`` here; core-mm's types extend them (as the
+kernel's arch code reads the generic structs).
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Collection
+from typing import Any
 
+import cython
 import numpy as np
 
 from ..errors import KernelBug, ModelUsageError
-from ..hw.tables import AddressSpace, PteTable
 
-if TYPE_CHECKING:
-    pass
+if not cython.compiled:
+    from ..cdefs import i64, u64
+    from ..counters import PTE_READ, Counters
+    from ..hw.tables import AddressSpace, PtePool
 
 __all__ = [
-    "PtePtr",
     "MmLike",
     "VmaLike",
     "GatherLike",
     "Pgtable",
     "CYDP_CLEAR_YOUNG",
     "CYDP_CLEAR_DIRTY",
-    "batch_positions",
-    "PteBatches",
 ]
 
-CYDP_CLEAR_YOUNG = 0x01
-CYDP_CLEAR_DIRTY = 0x02
+CYDP_CLEAR_YOUNG = cython.declare(i64, 0x01)
+CYDP_CLEAR_DIRTY = cython.declare(i64, 0x02)
 
 
-def batch_positions(starts: np.ndarray, nrs: np.ndarray) -> np.ndarray:
-    """Every position of the batches ``(starts[i], nrs[i])``, in order (int64)."""
-    total = int(nrs.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    first = np.cumsum(nrs) - nrs
-    return np.repeat(starts.astype(np.int64) - first, nrs) + np.arange(total, dtype=np.int64)
+@cython.cclass
+class MmLike:
+    """What the arch layer reads of a ``struct mm_struct``.
 
-
-class PteBatches:
-    """Batches ``(starts[i], nrs[i])`` over ``n`` stacked entries, with per-entry views.
-
-    The per-entry arrays (which batch an entry is in, its offset in it)
-    are computed once and shared by the bulk forms that need them.
+    ``space``: the hardware translation regime (ASID, tables);
+    ``cpumask``: the CPUs it ran on (``mm_cpumask``, a set of ints);
+    ``is_kernel_mm``: init_mm / efi_mm (never gets PTE_CONT).
     """
 
-    def __init__(self, starts: np.ndarray | None, nrs: np.ndarray | None, n: int, stride: int = 0) -> None:
-        self.n = n
-        #: Nonzero: every batch has ``stride`` entries and starts at a
-        #: multiple of ``stride`` (a bulk form may then work on rows of it).
-        self.stride = stride
-        if starts is None or nrs is None:  # uniform(): made when first asked for
-            assert stride
-            self._starts = self._nrs = None
-            self._len = n // stride
-        else:
-            self._starts = starts.astype(np.int64, copy=False)
-            self._nrs = nrs.astype(np.int64, copy=False)
-            self._len = len(self._starts)
-        self.total = self._len * stride if stride else int(self.nrs.sum())
-        self._bid: np.ndarray | None = None
-        self._mask: np.ndarray | None = None
-        self._offset: np.ndarray | None = None
-
-    @classmethod
-    def uniform(cls, n: int, nr: int) -> "PteBatches":
-        """Batches of ``nr`` entries tiling all ``n`` entries."""
-        return cls(None, None, n, stride=nr)
-
-    @property
-    def starts(self) -> np.ndarray:
-        if self._starts is None:
-            self._starts = np.arange(0, self.n, self.stride, dtype=np.int64)
-        return self._starts
-
-    @property
-    def nrs(self) -> np.ndarray:
-        if self._nrs is None:
-            self._nrs = np.full(self._len, self.stride, dtype=np.int64)
-        return self._nrs
-
-    def __len__(self) -> int:
-        return self._len
-
-    def subset(self, sel: np.ndarray) -> "PteBatches":
-        return PteBatches(self.starts[sel], self.nrs[sel], self.n, self.stride)
-
-    def rows(self) -> np.ndarray:
-        """With a stride: which rows of ``stride`` entries are batches (bool)."""
-        assert self.stride
-        sel = np.zeros(self.n // self.stride, dtype=bool)
-        sel[self.starts // self.stride] = True
-        return sel
-
-    def mask(self) -> np.ndarray:
-        """Entries in a batch."""
-        if self._mask is None:
-            if self.total == self.n:
-                self._mask = np.ones(self.n, dtype=bool)
-            elif self.stride:
-                self._mask = np.repeat(self.rows(), self.stride)
-            else:
-                d = np.zeros(self.n + 1, dtype=np.int32)
-                d[self.starts] += 1
-                d[self.starts + self.nrs] -= 1
-                self._mask = np.cumsum(d[:-1]) > 0
-        return self._mask
-
-    def bid(self) -> np.ndarray:
-        """The batch of each entry (meaningful where ``mask()``)."""
-        if self._bid is None and len(self.starts) == self.n:
-            self._bid = np.arange(self.n, dtype=np.int64)  # every entry its own batch
-        if self._bid is None:
-            mark = np.zeros(self.n, dtype=np.int32)
-            mark[self.starts] = 1
-            self._bid = np.cumsum(mark, dtype=np.int64) - 1
-            self._bid[self._bid < 0] = 0
-        return self._bid
-
-    def offset(self) -> np.ndarray:
-        """Each entry's offset in its batch (meaningful where ``mask()``)."""
-        if self._offset is None:
-            if not len(self.starts) or len(self.starts) == self.n:
-                self._offset = np.zeros(self.n, dtype=np.int64)
-            else:
-                self._offset = np.arange(self.n, dtype=np.int64) - self.starts[self.bid()]
-        return self._offset
+    def __init__(self, space: AddressSpace) -> None:
+        self.space = space
+        self.cpumask = set()
+        self.is_kernel_mm = False
 
 
-class PtePtr:
-    """A ``pte_t *``: entry ``idx`` of a level-3 table."""
+@cython.cclass
+class VmaLike:
+    """What the arch layer reads of a ``struct vm_area_struct``."""
 
-    __slots__ = ("table", "idx")
-
-    def __init__(self, table: PteTable, idx: int) -> None:
-        self.table = table
-        self.idx = idx
-
-    def __add__(self, n: int) -> "PtePtr":
-        return PtePtr(self.table, self.idx + n)
-
-    def __sub__(self, other: "PtePtr") -> int:
-        return self.idx - other.idx
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PtePtr) and other.table is self.table and other.idx == self.idx
-
-    def __hash__(self) -> int:
-        return hash((id(self.table), self.idx))
-
-    def __repr__(self) -> str:
-        return f"PtePtr(va={self.table.va(self.idx):#x})"
+    def __init__(self, mm: MmLike, start: i64, end: i64, flags: i64) -> None:
+        self.vm_mm = mm
+        self.vm_start = start
+        self.vm_end = end
+        self.vm_flags = flags
 
 
-class MmLike(Protocol):
-    """What the arch layer needs of a ``struct mm_struct``."""
+@cython.cclass
+class GatherLike:
+    """What the arch's ``tlb_flush()`` reads of a ``struct mmu_gather``."""
 
-    space: AddressSpace
-    cpumask: set[int]
-
-
-class VmaLike(Protocol):
-    """What the arch layer needs of a ``struct vm_area_struct``."""
-
-    vm_mm: Any
-    vm_start: int
-    vm_end: int
-    vm_flags: int
-
-
-class GatherLike(Protocol):
-    """What the arch's ``tlb_flush`` needs of a ``struct mmu_gather``."""
-
-    mm: Any
-    start: int
-    end: int
-    fullmm: bool
-    need_flush_all: bool
-    freed_tables: bool
-    cleared_ptes: bool
-    cleared_pmds: bool
+    def __init__(self, mm: MmLike, fullmm: bool) -> None:
+        self.mm = mm
+        self.fullmm = fullmm
+        self.need_flush_all = False
+        self.freed_tables = False
+        self.cleared_ptes = False
+        self.cleared_pmds = False
+        self.cleared_puds = False
+        self.start = -1
+        self.end = 0
 
 
+@cython.cclass
 class Pgtable:
     """A pgtable backend: PTE format, private primitives, public API, TLB flush.
 
@@ -206,16 +102,17 @@ class Pgtable:
     overrides.
     """
 
-    name = "abstract"
     #: Options this backend understands (Machine passes only these).
     OPTIONS: dict[str, Any] = {}
 
-    def __init__(self, hw: Any, page_shift: int = 12, **options: Any) -> None:
-        unknown = set(options) - set(self.OPTIONS)
+    def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
+        known = type(self).OPTIONS
+        unknown = set(options) - set(known)
         if unknown:
             raise ModelUsageError(f"arch {self.name}: unknown option(s) {', '.join(sorted(unknown))}")
-        self.options = {**self.OPTIONS, **options}
+        self.options = {**known, **options}
         self.hw = hw
+        self.pool = hw.pool
         self.counters = hw.counters
         self.page_shift = page_shift
         self.PAGE_SHIFT = page_shift
@@ -225,125 +122,173 @@ class Pgtable:
         self.PMD_SIZE = 1 << self.PMD_SHIFT
         self.HPAGE_PMD_ORDER = self.PMD_SHIFT - page_shift
         self.HPAGE_PMD_NR = 1 << self.HPAGE_PMD_ORDER
+        self.PFN_PTE_SHIFT = 12
         #: Entries in a contiguous block (1 where the arch has none).
         self.CONT_PTES = 1
-        #: Model hook the Machine installs: pfn -> (first pfn, nr pages) of
-        #: the folio holding it (the kernel's ``page_folio(pfn_to_page())``).
-        #: An arch that must check folio coverage (arm64 fold) asks it via
-        #: ``folio_range_of_pfn``; core-mm passes nothing new to set_ptes().
-        self.folio_lookup: Callable[[int], tuple[int, int]] | None = None
+        #: CPU features the arch's TLB maintenance uses (set by backends
+        #: that have them): range TLBIs (FEAT_TLBIRANGE), KPTI's doubled TLBIs.
+        self.tlbirange = False
+        self.kpti = False
+        #: core-mm's mem_map ``head`` and ``order`` arrays (the Machine sets
+        #: them): what an arch that must check folio coverage (the arm64
+        #: fold) reads through ``folio_range_of_pfn``.
+        self.folio_head = np.zeros(0, dtype=np.int64)
+        self.folio_order = np.zeros(0, dtype=np.int8)
         #: Bug catalog entries turned on (contpte.bugs; the Machine sets it).
-        self.bugs: frozenset[str] = frozenset()
+        self.bugs = frozenset()
 
-    def bug(self, name: str) -> bool:
+    @property
+    def name(self) -> str:
+        """The backend's name (``"arm64"``, ``"generic"``)."""
+        return "abstract"
+
+    @cython.ccall
+    def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
-        return name in self.bugs
+        return bool(self.bugs) and name in self.bugs
+
+    @cython.ccall
+    def folio_first_pfn(self, pfn: i64) -> i64:
+        """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
+        if self.folio_head.shape[0] == 0:
+            raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
+        return self.folio_head[pfn]
+
+    @cython.ccall
+    def folio_nr_pages_of(self, head: i64) -> i64:
+        """``folio_nr_pages()`` of the folio whose head is ``head``."""
+        return cython.cast(i64, 1) << self.folio_order[head]
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
-        """``(first_pfn, nr_pages)`` of the folio containing ``pfn`` (via ``folio_lookup``)."""
-        lookup = self.folio_lookup
-        if lookup is None:
-            raise ModelUsageError(
-                f"arch {self.name}: folio_lookup hook not installed (the Machine installs it)"
-            )
-        return lookup(pfn)
+        """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""
+        head = self.folio_first_pfn(pfn)
+        return head, self.folio_nr_pages_of(head)
 
     # ------------------------------------------------------------------
-    # PTE format: bit helpers (scalar ints).  Subclasses implement.
+    # PTE format: bit helpers (u64 values).  Subclasses implement.
     # ------------------------------------------------------------------
-    PFN_PTE_SHIFT = 12
-
-    def pte_none(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_none(self, pte: u64) -> cython.bint:
         return pte == 0
 
-    def pte_present(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_present(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
-    def pte_pfn(self, pte: int) -> int:
+    @cython.ccall
+    def pte_valid(self, pte: u64) -> cython.bint:
+        """The hardware would translate it."""
+        return self.pte_present(pte) and not self.pte_protnone(pte)
+
+    @cython.ccall
+    def pte_pfn(self, pte: u64) -> i64:
         raise NotImplementedError
 
-    def pfn_pte(self, pfn: int, prot: int) -> int:
+    @cython.ccall
+    def pfn_pte(self, pfn: i64, prot: u64) -> u64:
         raise NotImplementedError
 
-    def pte_pgprot(self, pte: int) -> int:
+    @cython.ccall
+    def pte_pgprot(self, pte: u64) -> u64:
         """Every bit except the output address."""
         raise NotImplementedError
 
-    def pte_advance_pfn(self, pte: int, nr: int) -> int:
-        return pte + (nr << self.PFN_PTE_SHIFT)
+    @cython.ccall
+    def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
+        return pte + (cython.cast(u64, nr) << self.PFN_PTE_SHIFT)
 
-    def pte_next_pfn(self, pte: int) -> int:
+    @cython.ccall
+    def pte_next_pfn(self, pte: u64) -> u64:
         return self.pte_advance_pfn(pte, 1)
 
-    def pte_write(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_write(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
-    def pte_dirty(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_dirty(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
-    def pte_young(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_young(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
-    def pte_special(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_special(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
-    def pte_mkspecial(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkspecial(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_mkwrite(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkwrite(self, pte: u64) -> u64:
         """``pte_mkwrite(pte, vma)``/``pte_mkwrite_novma``."""
         raise NotImplementedError
 
-    def pte_wrprotect(self, pte: int) -> int:
+    @cython.ccall
+    def pte_wrprotect(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_mkclean(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkclean(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_mkdirty(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkdirty(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_mkold(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkold(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_mkyoung(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkyoung(self, pte: u64) -> u64:
         raise NotImplementedError
 
-    def pte_same(self, a: int, b: int) -> bool:
+    @cython.ccall
+    def pte_same(self, a: u64, b: u64) -> cython.bint:
         return a == b
 
-    def pte_modify(self, pte: int, newprot: int) -> int:
+    @cython.ccall
+    def pte_modify(self, pte: u64, newprot: u64) -> u64:
         """Change the permission bits of ``pte`` to ``newprot`` (keeps pfn, A/D)."""
         raise NotImplementedError
 
-    def pte_protnone(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_protnone(self, pte: u64) -> cython.bint:
         return False
 
-    def pte_uffd_wp(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_uffd_wp(self, pte: u64) -> cython.bint:
         return False
 
-    def pte_mkuffd_wp(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mkuffd_wp(self, pte: u64) -> u64:
         return pte
 
-    def pte_clear_uffd_wp(self, pte: int) -> int:
+    @cython.ccall
+    def pte_clear_uffd_wp(self, pte: u64) -> u64:
         return pte
 
-    def pte_soft_dirty(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_soft_dirty(self, pte: u64) -> cython.bint:
         return False
 
-    def pte_mksoft_dirty(self, pte: int) -> int:
+    @cython.ccall
+    def pte_mksoft_dirty(self, pte: u64) -> u64:
         return pte
 
-    def pte_clear_soft_dirty(self, pte: int) -> int:
+    @cython.ccall
+    def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte
 
-    def pte_cont(self, pte: int) -> bool:
+    @cython.ccall
+    def pte_cont(self, pte: u64) -> cython.bint:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
-    def ptes_decode(
-        self, entries: np.ndarray, fields: Collection[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """Decode an array of raw PTEs (model-only, for validators and pagemap).
 
         Keys: ``valid`` (the hardware would translate it), ``present``,
@@ -366,67 +311,74 @@ class Pgtable:
             "special": np.array([p and self.pte_special(v) for v, p in zip(vals, present)], dtype=bool),
         }
 
-    def vm_get_page_prot(self, vm_flags: int) -> int:
+    @cython.ccall
+    def vm_get_page_prot(self, vm_flags: i64) -> u64:
         """The ``pgprot_t`` for a VMA's flags (protection_map)."""
         raise NotImplementedError
 
     # PMD (level-2 block) values share the PTE's attribute bits.
-    def pte_pmd(self, pte: int) -> int:
+    @cython.ccall
+    def pte_pmd(self, pte: u64) -> u64:
         """A huge (block) PMD value with the attributes of ``pte``."""
         raise NotImplementedError
 
-    def pmd_pte(self, pmd: int) -> int:
+    @cython.ccall
+    def pmd_pte(self, pmd: u64) -> u64:
         """The PTE-format view of a block PMD (for the pte_* helpers)."""
         raise NotImplementedError
 
-    def pmd_mkinvalid(self, pmd: int) -> int:
+    @cython.ccall
+    def pmd_mkinvalid(self, pmd: u64) -> u64:
         raise NotImplementedError
 
     # ------------------------------------------------------------------
     # Private primitives (kernel: __ptep_get, __set_pte, ...).
     # ------------------------------------------------------------------
-    def _ptep_get(self, ptep: PtePtr) -> int:
+    @cython.ccall
+    def _ptep_get(self, ptep: i64) -> u64:
         """Models: ``__ptep_get()``: one raw load."""
-        return ptep.table.load(ptep.idx)
+        return self.pool.load(ptep)
 
-    def _set_pte(self, ptep: PtePtr, pte: int) -> None:
+    @cython.ccall
+    def _set_pte(self, ptep: i64, pte: u64) -> None:
         """Models: ``__set_pte()``: one raw store."""
-        ptep.table.store(ptep.idx, pte)
+        self.pool.store(ptep, pte)
 
-    def _set_ptes(self, mm: MmLike, addr: int, ptep: PtePtr, pte: int, nr: int) -> None:
-        """Models: ``__set_ptes()``: ``nr`` raw stores of consecutive pfns.
+    @cython.ccall
+    def _set_ptes(self, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
+        """Models: ``__set_ptes()``: ``nr`` raw stores of consecutive pfns."""
+        pool: PtePool = self.pool
+        step: u64 = cython.cast(u64, 1) << self.PFN_PTE_SHIFT
+        i: i64
+        for i in range(nr):
+            pool.store(ptep + i, pte)
+            pte += step
 
-        Vectorised: one array store, counted as ``nr`` writes.
-        """
-        if nr == 1:
-            self._set_pte(ptep, pte)
-            return
-        step = np.uint64(1 << self.PFN_PTE_SHIFT)
-        vals = np.uint64(pte) + np.arange(nr, dtype=np.uint64) * step
-        ptep.table.store_many(ptep.idx, vals)
-
-    def _ptep_get_and_clear(self, mm: MmLike, addr: int, ptep: PtePtr) -> int:
+    @cython.ccall
+    def _ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``__ptep_get_and_clear()``: atomic xchg with 0."""
-        return ptep.table.xchg(ptep.idx, 0)
+        return self.pool.xchg(ptep, 0)
 
-    def _ptep_set_wrprotect(self, mm: MmLike, addr: int, ptep: PtePtr) -> None:
+    @cython.ccall
+    def _ptep_set_wrprotect(self, mm: MmLike, addr: i64, ptep: i64) -> None:
         """Models: ``__ptep_set_wrprotect()``: atomic read-modify-write."""
-        old = ptep.table.entries[ptep.idx]
-        new = self.pte_wrprotect(int(old))
-        ptep.table.cmpxchg(ptep.idx, int(old), new)
+        old: u64 = self.pool.peek(ptep)
+        self.pool.cmpxchg(ptep, old, self.pte_wrprotect(old))
 
-    def _ptep_test_and_clear_young(self, vma: VmaLike, addr: int, ptep: PtePtr) -> bool:
-        old = int(ptep.table.entries[ptep.idx])
+    @cython.ccall
+    def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+        old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
-            self.counters.add("pte.read")
+            self.counters.inc(PTE_READ, 1)
             return False
-        ptep.table.cmpxchg(ptep.idx, old, self.pte_mkold(old))
+        self.pool.cmpxchg(ptep, old, self.pte_mkold(old))
         return True
 
-    def _ptep_set_access_flags(self, vma: VmaLike, addr: int, ptep: PtePtr, entry: int, dirty: bool) -> bool:
+    @cython.ccall
+    def _ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_set_access_flags()``."""
-        old = self._ptep_get(ptep)
-        changed = not self.pte_same(old, entry)
+        old: u64 = self._ptep_get(ptep)
+        changed: cython.bint = not self.pte_same(old, entry)
         if changed:
             self._set_pte(ptep, entry)
             self.flush_tlb_fix_spurious_fault(vma, addr, ptep)
@@ -435,15 +387,18 @@ class Pgtable:
     # ------------------------------------------------------------------
     # Public API (include/linux/pgtable.h generic fallbacks).
     # ------------------------------------------------------------------
-    def ptep_get(self, ptep: PtePtr) -> int:
+    @cython.ccall
+    def ptep_get(self, ptep: i64) -> u64:
         """Models: ``ptep_get()``."""
         return self._ptep_get(ptep)
 
-    def ptep_get_lockless(self, ptep: PtePtr) -> int:
+    @cython.ccall
+    def ptep_get_lockless(self, ptep: i64) -> u64:
         """Models: ``ptep_get_lockless()``."""
         return self.ptep_get(ptep)
 
-    def set_ptes(self, mm: MmLike, addr: int, ptep: PtePtr, pte: int, nr: int) -> None:
+    @cython.ccall
+    def set_ptes(self, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
         """Map ``nr`` consecutive pages of one folio.
 
         Models: include/linux/pgtable.h ``set_ptes()``.
@@ -452,26 +407,33 @@ class Pgtable:
         """
         self._set_ptes(mm, addr, ptep, pte, nr)
 
-    def set_pte_at(self, mm: MmLike, addr: int, ptep: PtePtr, pte: int) -> None:
+    @cython.ccall
+    def set_pte_at(self, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
         """Models: ``set_pte_at()`` = ``set_ptes(nr=1)``."""
         self.set_ptes(mm, addr, ptep, pte, 1)
 
-    def pte_clear(self, mm: MmLike, addr: int, ptep: PtePtr) -> None:
+    @cython.ccall
+    def pte_clear(self, mm: MmLike, addr: i64, ptep: i64) -> None:
         self.ptep_get_and_clear(mm, addr, ptep)
 
-    def ptep_get_and_clear(self, mm: MmLike, addr: int, ptep: PtePtr) -> int:
+    @cython.ccall
+    def ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_get_and_clear()``."""
         return self._ptep_get_and_clear(mm, addr, ptep)
 
-    def ptep_get_and_clear_full(self, mm: MmLike, addr: int, ptep: PtePtr, full: bool) -> int:
+    @cython.ccall
+    def ptep_get_and_clear_full(self, mm: MmLike, addr: i64, ptep: i64, full: cython.bint) -> u64:
         return self.ptep_get_and_clear(mm, addr, ptep)
 
-    def get_and_clear_full_ptes(self, mm: MmLike, addr: int, ptep: PtePtr, nr: int, full: bool) -> int:
+    @cython.ccall
+    def get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Clear ``nr`` PTEs; return the first with dirty/young ORed over all.
 
         Models: include/linux/pgtable.h ``get_and_clear_full_ptes()``.
         """
-        pte = self.ptep_get_and_clear_full(mm, addr, ptep, full)
+        pte: u64 = self.ptep_get_and_clear_full(mm, addr, ptep, full)
+        t: u64
+        i: i64
         for i in range(1, nr):
             t = self.ptep_get_and_clear_full(mm, addr + i * self.PAGE_SIZE, ptep + i, full)
             if self.pte_dirty(t):
@@ -480,45 +442,58 @@ class Pgtable:
                 pte = self.pte_mkyoung(pte)
         return pte
 
-    def clear_full_ptes(self, mm: MmLike, addr: int, ptep: PtePtr, nr: int, full: bool) -> None:
+    @cython.ccall
+    def clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
         """Models: include/linux/pgtable.h ``clear_full_ptes()``."""
+        i: i64
         for i in range(nr):
             self.ptep_get_and_clear_full(mm, addr + i * self.PAGE_SIZE, ptep + i, full)
 
-    def ptep_set_wrprotect(self, mm: MmLike, addr: int, ptep: PtePtr) -> None:
+    @cython.ccall
+    def ptep_set_wrprotect(self, mm: MmLike, addr: i64, ptep: i64) -> None:
         self._ptep_set_wrprotect(mm, addr, ptep)
 
-    def wrprotect_ptes(self, mm: MmLike, addr: int, ptep: PtePtr, nr: int) -> None:
+    @cython.ccall
+    def wrprotect_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
         """Write-protect ``nr`` PTEs of one folio.
 
         Models: include/linux/pgtable.h ``wrprotect_ptes()``.
         """
+        i: i64
         for i in range(nr):
             self.ptep_set_wrprotect(mm, addr + i * self.PAGE_SIZE, ptep + i)
 
-    def ptep_test_and_clear_young(self, vma: VmaLike, addr: int, ptep: PtePtr) -> bool:
+    @cython.ccall
+    def ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         return self._ptep_test_and_clear_young(vma, addr, ptep)
 
-    def ptep_clear_flush_young(self, vma: VmaLike, addr: int, ptep: PtePtr) -> bool:
+    @cython.ccall
+    def ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush_young()``."""
-        young = self.ptep_test_and_clear_young(vma, addr, ptep)
+        young: cython.bint = self.ptep_test_and_clear_young(vma, addr, ptep)
         if young:
             self.flush_tlb_page(vma, addr)
         return young
 
-    def ptep_set_access_flags(self, vma: VmaLike, addr: int, ptep: PtePtr, entry: int, dirty: bool) -> bool:
+    @cython.ccall
+    def ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
         """Make a PTE more permissive (fault fix-up); True if it changed."""
         return self._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
 
-    def ptep_clear_flush(self, vma: VmaLike, addr: int, ptep: PtePtr) -> int:
+    @cython.ccall
+    def ptep_clear_flush(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush()``."""
-        pte = self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
+        pte: u64 = self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
         if self.pte_present(pte):
             self.flush_tlb_page(vma, addr)
         return pte
 
-    def clear_young_dirty_ptes(self, vma: VmaLike, addr: int, ptep: PtePtr, nr: int, flags: int) -> None:
+    @cython.ccall
+    def clear_young_dirty_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64) -> None:
         """Models: include/linux/pgtable.h ``clear_young_dirty_ptes()``."""
+        i: i64
+        a: i64
+        pte: u64
         for i in range(nr):
             a = addr + i * self.PAGE_SIZE
             if flags == CYDP_CLEAR_YOUNG:
@@ -531,224 +506,119 @@ class Pgtable:
                     pte = self.pte_mkclean(pte)
                 self.set_pte_at(vma.vm_mm, a, ptep + i, pte)
 
-    def pte_batch_hint(self, ptep: PtePtr, pte: int) -> int:
+    @cython.ccall
+    def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
         """Models: ``pte_batch_hint()``: 1 (no contiguous hint)."""
         return 1
 
-    def ptep_modify_prot_start(self, vma: VmaLike, addr: int, ptep: PtePtr) -> int:
+    @cython.ccall
+    def ptep_modify_prot_start(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_modify_prot_start()`` (mprotect, per PTE in v6.12)."""
         return self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
 
-    def ptep_modify_prot_commit(self, vma: VmaLike, addr: int, ptep: PtePtr, old_pte: int, pte: int) -> None:
+    @cython.ccall
+    def ptep_modify_prot_commit(self, vma: VmaLike, addr: i64, ptep: i64, old_pte: u64, pte: u64) -> None:
         """Models: ``ptep_modify_prot_commit()`` = ``set_pte_at``."""
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
 
     # -- PMD-level ---------------------------------------------------------
-    def pmdp_get(self, mm: MmLike, pmd_index: int) -> int:
+    @cython.ccall
+    def pmdp_get(self, mm: MmLike, pmd_index: i64) -> u64:
         return mm.space.pmd_load(pmd_index)
 
-    def set_pmd_at(self, mm: MmLike, addr: int, pmd_index: int, pmd: int) -> None:
+    @cython.ccall
+    def set_pmd_at(self, mm: MmLike, addr: i64, pmd_index: i64, pmd: u64) -> None:
         mm.space.pmd_store(pmd_index, pmd)
 
-    def pmdp_huge_get_and_clear(self, mm: MmLike, addr: int, pmd_index: int) -> int:
-        old = mm.space.pmd_load(pmd_index)
-        mm.space.pmd_store(pmd_index, 0)
+    @cython.ccall
+    def pmdp_huge_get_and_clear(self, mm: MmLike, addr: i64, pmd_index: i64) -> u64:
+        space: AddressSpace = mm.space
+        old: u64 = space.pmd_load(pmd_index)
+        space.pmd_store(pmd_index, 0)
         return old
 
-    def pmdp_set_wrprotect(self, mm: MmLike, addr: int, pmd_index: int) -> None:
-        old = mm.space.pmd_load(pmd_index)
-        mm.space.pmd_store(pmd_index, self.pte_pmd(self.pte_wrprotect(self.pmd_pte(old))))
+    @cython.ccall
+    def pmdp_set_wrprotect(self, mm: MmLike, addr: i64, pmd_index: i64) -> None:
+        space: AddressSpace = mm.space
+        old: u64 = space.pmd_load(pmd_index)
+        space.pmd_store(pmd_index, self.pte_pmd(self.pte_wrprotect(self.pmd_pte(old))))
 
-    def pmdp_invalidate(self, vma: VmaLike, addr: int, pmd_index: int) -> int:
+    @cython.ccall
+    def pmdp_invalidate(self, vma: VmaLike, addr: i64, pmd_index: i64) -> u64:
         """Models: ``pmdp_invalidate()``: make the block invalid, flush it."""
-        mm = vma.vm_mm
-        old = mm.space.pmd_load(pmd_index)
-        mm.space.pmd_store(pmd_index, self.pmd_mkinvalid(old))
-        start = pmd_index << self.PMD_SHIFT
+        space: AddressSpace = vma.vm_mm.space
+        old: u64 = space.pmd_load(pmd_index)
+        space.pmd_store(pmd_index, self.pmd_mkinvalid(old))
+        start: i64 = pmd_index << self.PMD_SHIFT
         self.flush_pmd_tlb_range(vma, start, start + self.PMD_SIZE)
-        return int(old)
+        return old
 
-    def pmdp_set_access_flags(self, vma: VmaLike, addr: int, pmd_index: int, entry: int, dirty: bool) -> bool:
-        mm = vma.vm_mm
-        old = mm.space.pmd_load(pmd_index)
+    @cython.ccall
+    def pmdp_set_access_flags(self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+        space: AddressSpace = vma.vm_mm.space
+        old: u64 = space.pmd_load(pmd_index)
         if old == entry:
             return False
-        mm.space.pmd_store(pmd_index, entry)
-        start = pmd_index << self.PMD_SHIFT
+        space.pmd_store(pmd_index, entry)
+        start: i64 = pmd_index << self.PMD_SHIFT
         self.flush_pmd_tlb_range(vma, start, start + self.PMD_SIZE)
         return True
 
     # ------------------------------------------------------------------
     # TLB maintenance (arch-specific).
     # ------------------------------------------------------------------
+    @cython.ccall
     def flush_tlb_mm(self, mm: MmLike) -> None:
         raise NotImplementedError
 
-    def flush_tlb_range(self, vma: VmaLike, start: int, end: int) -> None:
+    @cython.ccall
+    def flush_tlb_range(self, vma: VmaLike, start: i64, end: i64) -> None:
         raise NotImplementedError
 
-    def flush_tlb_page(self, vma: VmaLike, addr: int) -> None:
+    @cython.ccall
+    def flush_tlb_page(self, vma: VmaLike, addr: i64) -> None:
         self.flush_tlb_range(vma, addr, addr + self.PAGE_SIZE)
 
-    def flush_pmd_tlb_range(self, vma: VmaLike, start: int, end: int) -> None:
+    @cython.ccall
+    def flush_pmd_tlb_range(self, vma: VmaLike, start: i64, end: i64) -> None:
         self.flush_tlb_range(vma, start, end)
 
-    def flush_tlb_fix_spurious_fault(self, vma: VmaLike, addr: int, ptep: PtePtr | None) -> None:
+    @cython.ccall
+    def flush_tlb_fix_spurious_fault(self, vma: VmaLike, addr: i64, ptep: i64) -> None:
+        """``ptep`` is -1 for a PMD."""
         self.flush_tlb_page(vma, addr)
 
+    @cython.ccall
     def tlb_flush(self, tlb: GatherLike) -> None:
         """Models: asm-generic/tlb.h ``tlb_flush()`` (the mmu_gather flush)."""
         if tlb.fullmm or tlb.need_flush_all:
             self.flush_tlb_mm(tlb.mm)
         elif tlb.end > tlb.start:
-            vma = _GatherVma(tlb.mm, tlb.start, tlb.end)
-            self.flush_tlb_range(vma, tlb.start, tlb.end)
+            self.flush_tlb_range(VmaLike(tlb.mm, tlb.start, tlb.end, 0), tlb.start, tlb.end)
 
-    def update_mmu_cache_range(self, vma: VmaLike, addr: int, ptep: PtePtr, nr: int) -> None:
+    @cython.ccall
+    def update_mmu_cache_range(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> None:
         """Models: ``update_mmu_cache_range()``: nothing to do on these arches."""
 
-    # ------------------------------------------------------------------
-    # Bulk forms (model-only): what core-mm's vectorised fast paths call.
-    #
-    # Each stands for a sequence of calls of the public function it names,
-    # one per batch, and must leave exactly the state and count exactly the
-    # counters (``pte.*``, ``call.*``) those calls would.  Entries come as a
-    # flat array of whole level-3 tables stacked in order (entry ``i`` is
-    # index ``i % PTRS_PER_PTE`` of its table); a batch is ``(start, nr)``
-    # in that array and never crosses a table.  Where one of the calls would
-    # do more than the bulk form represents (an unfold, a fold), the bulk
-    # form returns None and changes nothing: the caller takes the
-    # kernel-shaped path.  ``BULK`` says whether a backend has them.
-    # ------------------------------------------------------------------
-    BULK = False
-
-    def pte_pfn_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_pfn()`` (int64)."""
-        raise NotImplementedError
-
-    def pte_write_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_write()``."""
-        raise NotImplementedError
-
-    def pte_uffd_wp_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_uffd_wp()``."""
-        raise NotImplementedError
-
-    def pte_wrprotect_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_wrprotect()``."""
-        raise NotImplementedError
-
-    def pte_mkwrite_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_mkwrite()``."""
-        raise NotImplementedError
-
-    def pte_mkold_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_mkold()``."""
-        raise NotImplementedError
-
-    def pte_clear_soft_dirty_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_clear_soft_dirty()``."""
-        return vals
-
-    def pte_mkclean_v(self, vals: np.ndarray) -> np.ndarray:
-        """Vector ``pte_mkclean()``."""
-        raise NotImplementedError
-
-    def bulk_ptep_get(self, raw: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``ptep_get()`` of the entries at ``pos``: (values, loads each call costs, which gather).
-
-        The third array marks the calls that enter the arch's block getter
-        (arm64 ``contpte_ptep_get``).  Counts nothing: the caller counts the
-        calls it stands for with ``bulk_count_ptep_get``.
-        """
-        n = len(pos)
-        return raw[pos], np.ones(n, dtype=np.int64), np.zeros(n, dtype=bool)
-
-    def bulk_batch_visited(self, raw: np.ndarray, inr: np.ndarray) -> np.ndarray | None:
-        """The entries of ``inr`` the ``pte_batch_hint()`` chain lands on.
-
-        A batch walk (``folio_pte_batch``) from the start of each range
-        reads an entry, then jumps ``pte_batch_hint()`` entries; the
-        entries it jumps over are never read.  None: it lands on every one.
-        """
-        return None
-
-    def bulk_uniform_reads(self, raw: np.ndarray) -> tuple[int, int, int] | None:
-        """How a batch walk reads ``raw`` when every entry is plain and read alike.
-
-        ``(s, loads, gathers)``: from an ``s``-aligned entry the
-        ``pte_batch_hint()`` chain lands on every ``s``-th entry (what
-        ``bulk_batch_visited`` gives), and ``ptep_get()`` of each costs
-        ``loads`` loads and ``gathers`` block-getter calls (what
-        ``bulk_ptep_get`` gives).  None when an entry is not plain
-        (``bulk_plain_v``) or they are not all read alike.
-        """
-        return (1, 1, 0) if bool(self.bulk_plain_v(raw).all()) else None
-
-    def bulk_count_ptep_get(self, reads: int, gathers: int) -> None:
-        """Count ``ptep_get()`` calls: ``reads`` loads, ``gathers`` block getter entries."""
-        self.counters.add("pte.read", reads)
-
-    def bulk_plain_v(self, raw: np.ndarray) -> np.ndarray:
-        """Entries a bulk path may take: valid (not PROT_NONE), not special, not uffd-wp."""
-        raise NotImplementedError
-
-    def bulk_wrprotect_ptes(
-        self, vals: np.ndarray, b: PteBatches
-    ) -> tuple[np.ndarray, dict[str, int]] | None:
-        """``wrprotect_ptes(mm, addr, ptep, nr)`` of each batch: (new entries, counters)."""
-        return None
-
-    def bulk_set_ptes(
-        self, b: PteBatches, ptes: np.ndarray, folio_first: np.ndarray, folio_nr: np.ndarray
-    ) -> tuple[np.ndarray, dict[str, int]] | None:
-        """``set_ptes(mm, addr, ptep, pte, nr)`` of each batch into none entries.
-
-        ``ptes``: each batch's first PTE; ``folio_first``/``folio_nr``: the
-        folio of each batch (for arm64's fold attempt).  Returns the new
-        entries (zero outside the batches) and the counters.
-        """
-        return None
-
-    def bulk_clear_full_ptes(self, vals: np.ndarray, b: PteBatches, full: bool) -> dict[str, int] | None:
-        """``clear_full_ptes(mm, addr, ptep, nr, full)`` of each batch: the counters.
-
-        The entries of the batches end up zero (the caller stores them).
-        """
-        return None
-
-    def ptl_release(self, mm: MmLike, table: PteTable | None) -> None:
-        """Model hook: core-mm is about to drop the PTL of ``table``.
+    @cython.ccall
+    def ptl_release(self, mm: MmLike, ptep: i64) -> None:
+        """Model hook: core-mm is about to drop the PTL of ``ptep``'s table.
 
         The hardware may now observe the table freely, so the rule checker
-        verifies that every contiguous set in it is consistent.
+        verifies that every contiguous set changed in it is consistent.
+        ``ptep`` may be any entry of the table (or -1: nothing to check).
         """
-        checker = getattr(self.hw, "checker", None)
-        if checker is not None and table is not None:
-            checker.ptl_release(table)
-
-    def ptl_release_many(self, tables: list[PteTable]) -> None:
-        """``ptl_release`` of each of ``tables`` in order (a bulk path's PTL drops)."""
-        checker = getattr(self.hw, "checker", None)
-        if checker is not None:
-            checker.ptl_release_many(tables)
+        checker = self.hw.checker
+        if checker is not None and ptep >= 0:
+            checker.ptl_release(mm.space, ptep >> self.pool.shift)
 
     # -- helpers for subclasses ------------------------------------------
-    def VM_WARN_ON(
-        self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None
-    ) -> None:
+    def VM_WARN_ON(self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None) -> None:  # noqa: N802
         """A kernel ``VM_WARN_ON``: raise the model's invariant error."""
         if cond:
             raise KernelBug("VM_WARN_ON", what, addr, ptes)
 
 
-class _GatherVma:
-    """A minimal vma stand-in for the mmu_gather flush (``struct vm_area_struct`` fake)."""
-
-    __slots__ = ("vm_mm", "vm_start", "vm_end", "vm_flags")
-
-    def __init__(self, mm: Any, start: int, end: int) -> None:
-        self.vm_mm = mm
-        self.vm_start = start
-        self.vm_end = end
-        self.vm_flags = 0
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(CYDP_CLEAR_YOUNG=CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY=CYDP_CLEAR_DIRTY)

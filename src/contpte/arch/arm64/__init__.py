@@ -1,13 +1,5 @@
-"""The arm64 backend: VMSA PTE format, transparent contpte, broadcast TLBI.
+"""arm64: the VMSA PTE format and transparent contiguous PTEs (contpte).
 
-Models (Linux v6.12): arch/arm64/include/asm/pgtable.h (``pgtable.py``),
-pgtable-hwdef.h + pgtable-prot.h (``pgtable_prot.py``),
-arch/arm64/mm/contpte.c (``contpte.py``), asm/tlbflush.h + asm/tlb.h
-``tlb_flush`` (``tlbflush.py``).
+Modules: ``pgtable_prot`` (bits), ``pgtable_base`` (format, private helpers),
+``tlbflush``, ``contpte`` (arch/arm64/mm/contpte.c), ``pgtable`` (``Arm64Pgtable``).
 """
-
-from __future__ import annotations
-
-from .pgtable import Arm64Pgtable
-
-__all__ = ["Arm64Pgtable"]

@@ -2,11 +2,11 @@
 
 Models: arch/arm64/mm/contpte.c (Linux v6.12).
 
-Each function takes the backend (``arch``: an ``Arm64Pgtable``, which holds
-the geometry, the PTE format and the private ``__x`` helpers) first, then
-the kernel's arguments in the kernel's order.  The loops over a block are
-vectorised with numpy; they count the same descriptor loads, stores and
-atomics as the C loops (``pte.read``/``pte.write``/``pte.atomic``).
+Each function takes the backend (``arch``: an ``Arm64PgtableBase``, which
+holds the geometry, the PTE format and the private ``__x`` helpers) first,
+then the kernel's arguments in the kernel's order.  The loops over a block
+are the C loops: they count the same descriptor loads, stores and atomics
+(``pte.read``/``pte.write``/``pte.atomic``).
 
 ``contpte_convert()`` is the only function that repaints a block: every
 fold and unfold goes through it.  Unfold counters are named after the
@@ -14,22 +14,25 @@ public function core-mm called (``contpte.unfold.set_ptes``,
 ``contpte.unfold.wrprotect_ptes``, ...), passed down as ``caller``.
 ``call.<symbol>`` counts each entry into a contpte.c function the way
 ftrace would see it on a real kernel.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import cython
 
-import numpy as np
-
-from ...counters import declare, declare_family, declare_total
+from ...counters import counter_id, declare, declare_family, declare_total
 from ...errors import InvariantViolation
-from ..pgtable import MmLike, PtePtr, VmaLike
-from . import tlbflush
-from .pgtable_prot import _U64, PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID
 
-if TYPE_CHECKING:
-    from .pgtable import Arm64Pgtable
+if not cython.compiled:
+    from ...cdefs import i64, u64
+    from ...counters import PTE_ATOMIC, PTE_READ
+    from ...hw.tables import PtePool
+    from ..pgtable import MmLike, VmaLike
+    from . import tlbflush
+    from .pgtable_base import Arm64PgtableBase
+    from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
 
 __all__ = [
     "mm_is_user",
@@ -53,39 +56,6 @@ __all__ = [
     "UNFOLD_CALLERS",
 ]
 
-FOLD = declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
-UNFOLD = declare_family(
-    "contpte.unfold", "blocks", "contiguous blocks unfolded, by the public function core-mm called"
-)
-CONVERT = declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
-declare_total(
-    "contpte.unfold",
-    "all contpte unfolds",
-    lambda s: sum(v for k, v in s.items() if k.startswith(UNFOLD + ".")),
-)
-
-
-def _call(symbol: str) -> str:
-    return declare(
-        f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)"
-    )
-
-
-CALL_CONVERT = _call("contpte_convert")
-CALL_TRY_FOLD = _call("__contpte_try_fold")
-CALL_TRY_UNFOLD = _call("__contpte_try_unfold")
-CALL_UNFOLD_PARTIAL = _call("contpte_try_unfold_partial")
-CALL_SET_PTES = _call("contpte_set_ptes")
-CALL_CLEAR_FULL = _call("contpte_clear_full_ptes")
-CALL_GET_AND_CLEAR_FULL = _call("contpte_get_and_clear_full_ptes")
-CALL_WRPROTECT = _call("contpte_wrprotect_ptes")
-CALL_PTEP_GET = _call("contpte_ptep_get")
-CALL_PTEP_GET_LOCKLESS = _call("contpte_ptep_get_lockless")
-CALL_TEST_AND_CLEAR_YOUNG = _call("contpte_ptep_test_and_clear_young")
-CALL_CLEAR_FLUSH_YOUNG = _call("contpte_ptep_clear_flush_young")
-CALL_CLEAR_YOUNG_DIRTY = _call("contpte_clear_young_dirty_ptes")
-CALL_SET_ACCESS_FLAGS = _call("contpte_ptep_set_access_flags")
-
 #: The public functions that can unfold a block (the ``caller`` names).
 UNFOLD_CALLERS = (
     "set_ptes",
@@ -98,39 +68,68 @@ UNFOLD_CALLERS = (
     "ptep_set_wrprotect",
     "ptep_set_access_flags",
 )
-_UNFOLD_NAMES = {c: f"{UNFOLD}.{c}" for c in UNFOLD_CALLERS}
 
-_AF_DIRTY = PTE_AF | PTE_DIRTY
-_NOT_RDONLY = np.uint64(~PTE_RDONLY & _U64)
+FOLD = cython.declare(i64, declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)"))
+UNFOLD_FAMILY = declare_family(
+    "contpte.unfold", "blocks", "contiguous blocks unfolded, by the public function core-mm called", UNFOLD_CALLERS
+)
+CONVERT = cython.declare(
+    i64, declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
+)
+declare_total(
+    "contpte.unfold",
+    "all contpte unfolds",
+    lambda s: sum(v for k, v in s.items() if k.startswith(UNFOLD_FAMILY + ".")),
+)
 
 
-def mm_is_user(mm: MmLike) -> bool:
+def _call(symbol: str) -> int:
+    return declare(f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)")
+
+
+CALL_CONVERT = cython.declare(i64, _call("contpte_convert"))
+CALL_TRY_FOLD = cython.declare(i64, _call("__contpte_try_fold"))
+CALL_TRY_UNFOLD = cython.declare(i64, _call("__contpte_try_unfold"))
+CALL_UNFOLD_PARTIAL = cython.declare(i64, _call("contpte_try_unfold_partial"))
+CALL_SET_PTES = cython.declare(i64, _call("contpte_set_ptes"))
+CALL_CLEAR_FULL = cython.declare(i64, _call("contpte_clear_full_ptes"))
+CALL_GET_AND_CLEAR_FULL = cython.declare(i64, _call("contpte_get_and_clear_full_ptes"))
+CALL_WRPROTECT = cython.declare(i64, _call("contpte_wrprotect_ptes"))
+CALL_PTEP_GET = cython.declare(i64, _call("contpte_ptep_get"))
+CALL_PTEP_GET_LOCKLESS = cython.declare(i64, _call("contpte_ptep_get_lockless"))
+CALL_TEST_AND_CLEAR_YOUNG = cython.declare(i64, _call("contpte_ptep_test_and_clear_young"))
+CALL_CLEAR_FLUSH_YOUNG = cython.declare(i64, _call("contpte_ptep_clear_flush_young"))
+CALL_CLEAR_YOUNG_DIRTY = cython.declare(i64, _call("contpte_clear_young_dirty_ptes"))
+CALL_SET_ACCESS_FLAGS = cython.declare(i64, _call("contpte_ptep_set_access_flags"))
+
+_NOT_CONT = cython.declare(u64, U64_MAX & ~PTE_CONT)
+_NOT_AF = cython.declare(u64, U64_MAX & ~PTE_AF)
+_NOT_AF_DIRTY = cython.declare(u64, U64_MAX & ~(PTE_AF | PTE_DIRTY))
+_NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
+
+
+@cython.ccall
+def mm_is_user(mm: MmLike) -> cython.bint:
     """False for init_mm and the EFI mm (the model marks them ``is_kernel_mm``).
 
     Kernel mappings never get PTE_CONT dynamically: the BBM window of a
     conversion would fault, which user space tolerates (serialised on the
     PTL) but the kernel cannot.
     """
-    return not getattr(mm, "is_kernel_mm", False)
+    return not mm.is_kernel_mm
 
 
-def contpte_align_down(arch: Arm64Pgtable, ptep: PtePtr) -> PtePtr:
+@cython.ccall
+def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
     """The first entry of ``ptep``'s block."""
-    return PtePtr(ptep.table, ptep.idx & ~(arch.CONT_PTES - 1))
-
-
-def _unfold_counter(caller: str) -> str:
-    name = _UNFOLD_NAMES.get(caller)
-    if name is None:
-        name = f"{UNFOLD}.{caller}"
-        _UNFOLD_NAMES[caller] = name
-    return name
+    return ptep & ~(arch.CONT_PTES - 1)
 
 
 # ----------------------------------------------------------------------
 # The repaint.
 # ----------------------------------------------------------------------
-def contpte_convert(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int) -> None:
+@cython.ccall
+def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Repaint ``ptep``'s whole block from ``pte`` (PTE_CONT set: fold; clear: unfold).
 
     Models: arch/arm64/mm/contpte.c ``contpte_convert()``.
@@ -147,30 +146,28 @@ def contpte_convert(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte
 
     Context: PTL held; user mm.
     """
-    arch.counters.add(CALL_CONVERT)
-    arch.counters.add(CONVERT)
-    cp = arch.CONT_PTES
-    start_ptep = contpte_align_down(arch, ptep)
-    start_addr = addr & arch.CONT_PTE_MASK
-    pfn = arch.pte_pfn(pte) & ~(cp - 1)
+    arch.counters.inc(CALL_CONVERT, 1)
+    arch.counters.inc(CONVERT, 1)
+    pool: PtePool = arch.pool
+    cp: i64 = arch.CONT_PTES
+    start_ptep: i64 = contpte_align_down(arch, ptep)
+    start_addr: i64 = addr & ~(arch.CONT_PTE_SIZE - 1)
+    pfn: i64 = arch.pte_pfn(pte) & ~(cp - 1)
     pte = arch.pfn_pte(pfn, arch.pte_pgprot(pte))
 
     # Break: cp x __ptep_get_and_clear() (xchg), gathering A/D as we go.
-    t = start_ptep.table
-    old = t.entries[start_ptep.idx : start_ptep.idx + cp].copy()
-    pte = arch._gather_young_dirty(pte, old)
+    pte = arch._gather_young_dirty(pte, start_ptep, cp)
     if arch.bug("contpte_fold_without_bbm"):
         # Bug catalog: repaint in place, no break and no TLBI.
         arch._set_ptes(mm, start_addr, start_ptep, pte, cp)
         return
-    arch.counters.add("pte.atomic", cp)
-    t.store_many(start_ptep.idx, np.zeros(cp, dtype=np.uint64))
+    i: i64
+    for i in range(start_ptep, start_ptep + cp):
+        pool.xchg(i, 0)
 
     if not arch.bbml2_noabort:
-        vma = tlbflush.TLB_FLUSH_VMA(mm, 0)
-        tlbflush._flush_tlb_range(
-            arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
-        )
+        vma: VmaLike = tlbflush.TLB_FLUSH_VMA(mm, 0)
+        tlbflush._flush_tlb_range(arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
 
     # Make.
     arch._set_ptes(mm, start_addr, start_ptep, pte, cp)
@@ -179,7 +176,8 @@ def contpte_convert(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte
 # ----------------------------------------------------------------------
 # Fold.
 # ----------------------------------------------------------------------
-def contpte_try_fold(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int) -> None:
+@cython.ccall
+def contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold ``ptep``'s block if ``pte`` was just written as its last entry.
 
     Models: arm64 pgtable.h ``contpte_try_fold()`` (always inline).  Core-mm
@@ -189,7 +187,7 @@ def contpte_try_fold(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pt
 
     Context: PTL held.
     """
-    contmask = arch.CONT_PTES - 1
+    contmask: i64 = arch.CONT_PTES - 1
     if (addr >> arch.PAGE_SHIFT) & contmask != contmask:
         return
     if arch.pte_pfn(pte) & contmask == contmask and arch.pte_valid(pte) and not arch.pte_cont(pte):
@@ -197,11 +195,12 @@ def contpte_try_fold(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pt
             _contpte_try_fold(arch, mm, addr, ptep, pte)
 
 
-def _contpte_try_fold(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int) -> None:
+@cython.ccall
+def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold the block if one folio covers it and all entries are foldable.
 
     Models: arch/arm64/mm/contpte.c ``__contpte_try_fold()``.  The folio
-    comes from the pfn (``arch.folio_range_of_pfn``), assuming it is mapped
+    comes from the pfn (``arch.folio_first_pfn``), assuming it is mapped
     linearly around ``addr``; the pfn-contiguity check then rejects any
     other layout.  Every entry must equal ``pfn_pte(base + i, prot)``
     after mkold/mkclean (``pte_same``, so RDONLY is ignored): valid,
@@ -210,45 +209,46 @@ def _contpte_try_fold(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, p
 
     Context: PTL held.
     """
-    arch.counters.add(CALL_TRY_FOLD)
+    arch.counters.inc(CALL_TRY_FOLD, 1)
     if not mm_is_user(mm):
         return
-    pfn = arch.pte_pfn(pte)
-    first_pfn, nr_pages = arch.folio_range_of_pfn(pfn)
-    folio_start = addr - (pfn - first_pfn) * arch.PAGE_SIZE
-    folio_end = folio_start + nr_pages * arch.PAGE_SIZE
-    cont_start = addr & arch.CONT_PTE_MASK
-    cont_end = cont_start + arch.CONT_PTE_SIZE
+    pfn: i64 = arch.pte_pfn(pte)
+    first_pfn: i64 = arch.folio_first_pfn(pfn)
+    nr_pages: i64 = arch.folio_nr_pages_of(first_pfn)
+    folio_start: i64 = addr - (pfn - first_pfn) * arch.PAGE_SIZE
+    folio_end: i64 = folio_start + nr_pages * arch.PAGE_SIZE
+    cont_start: i64 = addr & ~(arch.CONT_PTE_SIZE - 1)
+    cont_end: i64 = cont_start + arch.CONT_PTE_SIZE
     if folio_start > cont_start or folio_end < cont_end:
         return
 
-    cp = arch.CONT_PTES
-    base = pfn & ~(cp - 1)
-    prot = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(pte)))
-    expected = np.uint64(arch.pfn_pte(base, prot)) + np.arange(cp, dtype=np.uint64) * np.uint64(
-        1 << arch.PAGE_SHIFT
-    )
-    start = contpte_align_down(arch, ptep)
-    raw = start.table.entries[start.idx : start.idx + cp]
-    sub = (raw & np.uint64(~_AF_DIRTY & _U64)) | np.uint64(PTE_RDONLY)
-    # pte_same(): RDONLY ignored on present PTEs.  ``expected`` is valid, so
-    # a non-present ``sub`` differs in bit 0 whatever RDONLY says: masking
-    # RDONLY on both sides gives pte_same's answer for every entry.
-    ok = (sub & _NOT_RDONLY) == (expected & _NOT_RDONLY)
-    if not bool(ok.all()):
-        # The C loop stops at the first mismatch.
-        arch.counters.add("pte.read", int(np.argmin(ok)) + 1)
-        return
-    arch.counters.add("pte.read", cp)
-    arch.counters.add(FOLD)
+    pool: PtePool = arch.pool
+    cp: i64 = arch.CONT_PTES
+    base: i64 = pfn & ~(cp - 1)
+    prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(pte)))
+    expected: u64 = arch.pfn_pte(base, prot)
+    step: u64 = cython.cast(u64, 1) << arch.PAGE_SHIFT
+    start: i64 = contpte_align_down(arch, ptep)
+    i: i64
+    sub: u64
+    for i in range(start, start + cp):
+        # pte_same(pte_mkold(pte_mkclean(__ptep_get(ptep))), expected): RDONLY
+        # ignored on present PTEs; ``expected`` is valid, so a non-present
+        # entry differs in bit 0 whatever RDONLY says.
+        sub = (pool.load(i) & _NOT_AF_DIRTY) | PTE_RDONLY
+        if (sub & _NOT_RDONLY) != (expected & _NOT_RDONLY):
+            return  # the C loop stops at the first mismatch
+        expected += step
+    arch.counters.inc(FOLD, 1)
     contpte_convert(arch, mm, addr, ptep, arch.pte_mkcont(pte))
 
 
 # ----------------------------------------------------------------------
 # Unfold.
 # ----------------------------------------------------------------------
+@cython.ccall
 def contpte_try_unfold(
-    arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int, caller: str, traced: bool = True
+    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, caller: str, traced: cython.bint = True
 ) -> None:
     """Unfold ``ptep``'s block if ``pte`` (its raw value) is valid and CONT.
 
@@ -262,8 +262,9 @@ def contpte_try_unfold(
         _contpte_try_unfold(arch, mm, addr, ptep, pte, caller, traced)
 
 
+@cython.ccall
 def _contpte_try_unfold(
-    arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int, caller: str, traced: bool = True
+    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, caller: str, traced: cython.bint = True
 ) -> None:
     """Repaint a folded block without PTE_CONT (one block TLBI).
 
@@ -278,16 +279,15 @@ def _contpte_try_unfold(
     Context: PTL held; ``pte`` is valid and CONT.
     """
     if traced:
-        arch.counters.add(CALL_TRY_UNFOLD)
+        arch.counters.inc(CALL_TRY_UNFOLD, 1)
     if not mm_is_user(mm):
         return
-    arch.counters.add(_unfold_counter(caller))
-    contpte_convert(arch, mm, addr, ptep, pte & ~PTE_CONT)
+    arch.counters.inc(counter_id(UNFOLD_FAMILY + "." + caller), 1)
+    contpte_convert(arch, mm, addr, ptep, pte & _NOT_CONT)
 
 
-def contpte_try_unfold_partial(
-    arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, nr: int, caller: str
-) -> None:
+@cython.ccall
+def contpte_try_unfold_partial(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str) -> None:
     """Unfold the blocks that ``[ptep, ptep + nr)`` covers only partly (head and tail).
 
     Models: arch/arm64/mm/contpte.c ``contpte_try_unfold_partial()``.
@@ -295,20 +295,23 @@ def contpte_try_unfold_partial(
 
     Context: PTL held.
     """
-    arch.counters.add(CALL_UNFOLD_PARTIAL)
-    cp = arch.CONT_PTES
-    if ptep.idx & (cp - 1) or nr < cp:
-        contpte_try_unfold(arch, mm, addr, ptep, arch._ptep_get(ptep), caller, traced=False)
-    if (ptep.idx + nr) & (cp - 1):
+    arch.counters.inc(CALL_UNFOLD_PARTIAL, 1)
+    cp: i64 = arch.CONT_PTES
+    if ptep & (cp - 1) or nr < cp:
+        contpte_try_unfold(arch, mm, addr, ptep, arch._ptep_get(ptep), caller, False)
+    last_addr: i64
+    last_ptep: i64
+    if (ptep + nr) & (cp - 1):
         last_addr = addr + arch.PAGE_SIZE * (nr - 1)
         last_ptep = ptep + (nr - 1)
-        contpte_try_unfold(arch, mm, last_addr, last_ptep, arch._ptep_get(last_ptep), caller, traced=False)
+        contpte_try_unfold(arch, mm, last_addr, last_ptep, arch._ptep_get(last_ptep), caller, False)
 
 
 # ----------------------------------------------------------------------
 # Getters.
 # ----------------------------------------------------------------------
-def contpte_ptep_get(arch: Arm64Pgtable, ptep: PtePtr, orig_pte: int) -> int:
+@cython.ccall
+def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get()`` (v6.12: reads all
@@ -317,15 +320,16 @@ def contpte_ptep_get(arch: Arm64Pgtable, ptep: PtePtr, orig_pte: int) -> int:
 
     Context: PTL held, so the block cannot change under us.
     """
-    arch.counters.add(CALL_PTEP_GET)
+    arch.counters.inc(CALL_PTEP_GET, 1)
     if arch.bug("ptep_get_no_gather"):
         return orig_pte  # bug catalog: only the addressed entry's A/D
-    start = contpte_align_down(arch, ptep)
-    vals = arch._block_peek(start, arch.CONT_PTES)
-    return arch._gather_young_dirty(orig_pte, vals)
+    cp: i64 = arch.CONT_PTES
+    arch.counters.inc(PTE_READ, cp)
+    return arch._gather_young_dirty(orig_pte, contpte_align_down(arch, ptep), cp)
 
 
-def contpte_ptep_get_lockless(arch: Arm64Pgtable, orig_ptep: PtePtr) -> int:
+@cython.ccall
+def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get_lockless()``.  The
@@ -336,39 +340,39 @@ def contpte_ptep_get_lockless(arch: Arm64Pgtable, orig_ptep: PtePtr) -> int:
 
     Context: no PTL.
     """
-    arch.counters.add(CALL_PTEP_GET_LOCKLESS)
-    cp = arch.CONT_PTES
-    orig_pte = arch._ptep_get(orig_ptep)
+    arch.counters.inc(CALL_PTEP_GET_LOCKLESS, 1)
+    pool: PtePool = arch.pool
+    cp: i64 = arch.CONT_PTES
+    orig_pte: u64 = arch._ptep_get(orig_ptep)
     if (orig_pte & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT):
         return orig_pte
-    orig_prot = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
-    start = contpte_align_down(arch, orig_ptep)
-    pfn0 = arch.pte_pfn(orig_pte) - (orig_ptep.idx - start.idx)
-    vals = arch._block_peek(start, cp)
-    addr_mask = np.uint64(arch.PTE_ADDR_LOW)
-    pfns = (vals & addr_mask) >> np.uint64(arch.PAGE_SHIFT)
-    prots = ((vals & np.uint64(~_AF_DIRTY & _U64)) | np.uint64(PTE_RDONLY)) & np.uint64(
-        ~arch.PTE_ADDR_LOW & _U64
-    )
-    ok = (
-        ((vals & np.uint64(PTE_VALID | PTE_CONT)) == np.uint64(PTE_VALID | PTE_CONT))
-        & (pfns == np.uint64(pfn0) + np.arange(cp, dtype=np.uint64))
-        & (prots == np.uint64(orig_prot))
-    )
-    if not bool(ok.all()):
-        raise InvariantViolation(
-            "contig-consistency",
-            "contpte_ptep_get_lockless: inconsistent contiguous block (would retry forever)",
-            orig_ptep.table.va(start.idx),
-            [int(v) for v in vals],
-        )
-    return arch._gather_young_dirty(orig_pte, vals)
+    orig_prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
+    start: i64 = contpte_align_down(arch, orig_ptep)
+    pfn0: i64 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
+    arch.counters.inc(PTE_READ, cp)
+    i: i64
+    v: u64
+    for i in range(cp):
+        v = pool.peek(start + i)
+        if (
+            (v & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT)
+            or arch.pte_pfn(v) != pfn0 + i
+            or ((v & _NOT_AF_DIRTY) | PTE_RDONLY) & arch.NOT_ADDR_LOW != orig_prot
+        ):
+            raise InvariantViolation(
+                "contig-consistency",
+                "contpte_ptep_get_lockless: inconsistent contiguous block (would retry forever)",
+                pool.va(start),
+                [pool.peek(j) for j in range(start, start + cp)],
+            )
+    return arch._gather_young_dirty(orig_pte, start, cp)
 
 
 # ----------------------------------------------------------------------
 # Batch setters.
 # ----------------------------------------------------------------------
-def contpte_set_ptes(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pte: int, nr: int) -> None:
+@cython.ccall
+def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
     """Map ``nr`` pages, setting PTE_CONT on every whole, VA- and PA-aligned block.
 
     Models: arch/arm64/mm/contpte.c ``contpte_set_ptes()``.  The set_ptes()
@@ -377,56 +381,61 @@ def contpte_set_ptes(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, pt
 
     Context: PTL held; nr > 1; one folio; one PMD.
     """
-    arch.counters.add(CALL_SET_PTES)
-    arch.VM_WARN_ON(nr == 1, "contpte_set_ptes with nr == 1", addr, [pte])
+    arch.counters.inc(CALL_SET_PTES, 1)
+    if nr == 1:
+        arch.VM_WARN_ON(True, "contpte_set_ptes with nr == 1", addr, [pte])
     if not mm_is_user(mm):
         arch._set_ptes(mm, addr, ptep, pte, nr)
         return
-    end = addr + (nr << arch.PAGE_SHIFT)
-    pfn = arch.pte_pfn(pte)
-    prot = arch.pte_pgprot(pte)
-    size = arch.CONT_PTE_SIZE
+    end: i64 = addr + (nr << arch.PAGE_SHIFT)
+    pfn: i64 = arch.pte_pfn(pte)
+    prot: u64 = arch.pte_pgprot(pte)
+    size: i64 = arch.CONT_PTE_SIZE
+    boundary: i64
+    nxt: i64
+    n: i64
+    p: u64
     while True:
-        boundary = (addr + size) & arch.CONT_PTE_MASK
+        boundary = (addr + size) & ~(size - 1)
         nxt = boundary if boundary - 1 < end - 1 else end
         n = (nxt - addr) >> arch.PAGE_SHIFT
         p = arch.pfn_pte(pfn, prot)
         if ((addr | nxt | (pfn << arch.PAGE_SHIFT)) & (size - 1)) == 0:
             p = arch.pte_mkcont(p)
         else:
-            p &= ~PTE_CONT
+            p &= _NOT_CONT
         arch._set_ptes(mm, addr, ptep, p, n)
         addr = nxt
-        ptep = ptep + n
+        ptep += n
         pfn += n
         if addr == end:
             break
 
 
-def contpte_clear_full_ptes(
-    arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, nr: int, full: bool
-) -> None:
+@cython.ccall
+def contpte_clear_full_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
     """Clear ``nr`` PTEs, unfolding only partly covered blocks; no TLBI.
 
     Models: arch/arm64/mm/contpte.c ``contpte_clear_full_ptes()``.
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.add(CALL_CLEAR_FULL)
+    arch.counters.inc(CALL_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "clear_full_ptes")
     arch._clear_full_ptes(mm, addr, ptep, nr, full)
 
 
+@cython.ccall
 def contpte_get_and_clear_full_ptes(
-    arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, nr: int, full: bool
-) -> int:
+    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+) -> u64:
     """Like ``contpte_clear_full_ptes()``, returning the first PTE with all A/D ORed.
 
     Models: arch/arm64/mm/contpte.c ``contpte_get_and_clear_full_ptes()``.
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.add(CALL_GET_AND_CLEAR_FULL)
+    arch.counters.inc(CALL_GET_AND_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "get_and_clear_full_ptes")
     return arch._get_and_clear_full_ptes(mm, addr, ptep, nr, full)
 
@@ -434,7 +443,8 @@ def contpte_get_and_clear_full_ptes(
 # ----------------------------------------------------------------------
 # Access/dirty and write-protect: in place, no unfold.
 # ----------------------------------------------------------------------
-def contpte_ptep_test_and_clear_young(arch: Arm64Pgtable, vma: VmaLike, addr: int, ptep: PtePtr) -> bool:
+@cython.ccall
+def contpte_ptep_test_and_clear_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the whole block; True if any member was young.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_test_and_clear_young()``.
@@ -443,16 +453,23 @@ def contpte_ptep_test_and_clear_young(arch: Arm64Pgtable, vma: VmaLike, addr: in
 
     Context: PTL held.
     """
-    arch.counters.add(CALL_TEST_AND_CLEAR_YOUNG)
-    cp = arch.CONT_PTES
-    start = contpte_align_down(arch, ptep)
-    old = arch._block_peek(start, cp)
-    arch.counters.add("pte.atomic", cp)
-    start.table.store_many(start.idx, old & np.uint64(~PTE_AF & _U64))
-    return bool(((old & np.uint64(PTE_AF)) != 0).any())
+    arch.counters.inc(CALL_TEST_AND_CLEAR_YOUNG, 1)
+    pool: PtePool = arch.pool
+    cp: i64 = arch.CONT_PTES
+    start: i64 = contpte_align_down(arch, ptep)
+    young: cython.bint = False
+    i: i64
+    old: u64
+    for i in range(start, start + cp):
+        old = pool.load(i)
+        young = young or (old & PTE_AF) != 0
+        arch.counters.inc(PTE_ATOMIC, 1)
+        pool.store(i, old & _NOT_AF)
+    return young
 
 
-def contpte_ptep_clear_flush_young(arch: Arm64Pgtable, vma: VmaLike, addr: int, ptep: PtePtr) -> bool:
+@cython.ccall
+def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_clear_flush_young()``.
@@ -461,17 +478,17 @@ def contpte_ptep_clear_flush_young(arch: Arm64Pgtable, vma: VmaLike, addr: int, 
 
     Context: PTL held.
     """
-    arch.counters.add(CALL_CLEAR_FLUSH_YOUNG)
-    young = contpte_ptep_test_and_clear_young(arch, vma, addr, ptep)
+    arch.counters.inc(CALL_CLEAR_FLUSH_YOUNG, 1)
+    young: cython.bint = contpte_ptep_test_and_clear_young(arch, vma, addr, ptep)
+    start: i64
     if young:
-        start = addr & arch.CONT_PTE_MASK
-        tlbflush._flush_tlb_range_nosync(
-            arch, vma, start, start + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
-        )
+        start = addr & ~(arch.CONT_PTE_SIZE - 1)
+        tlbflush._flush_tlb_range_nosync(arch, vma, start, start + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
     return young
 
 
-def contpte_wrprotect_ptes(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PtePtr, nr: int) -> None:
+@cython.ccall
+def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
     """Write-protect ``nr`` PTEs, unfolding only partly covered blocks.
 
     Models: arch/arm64/mm/contpte.c ``contpte_wrprotect_ptes()``.  Whole
@@ -483,14 +500,15 @@ def contpte_wrprotect_ptes(arch: Arm64Pgtable, mm: MmLike, addr: int, ptep: PteP
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.add(CALL_WRPROTECT)
+    arch.counters.inc(CALL_WRPROTECT, 1)
     if not arch.bug("wrprotect_partial_block_no_unfold"):
         contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "wrprotect_ptes")
     arch._wrprotect_ptes(mm, addr, ptep, nr)
 
 
+@cython.ccall
 def contpte_clear_young_dirty_ptes(
-    arch: Arm64Pgtable, vma: VmaLike, addr: int, ptep: PtePtr, nr: int, flags: int
+    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64
 ) -> None:
     """Clear access and/or dirty on ``nr`` PTEs, widened to whole blocks at the ends.
 
@@ -500,20 +518,22 @@ def contpte_clear_young_dirty_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.add(CALL_CLEAR_YOUNG_DIRTY)
-    start = addr
-    end = start + nr * arch.PAGE_SIZE
+    arch.counters.inc(CALL_CLEAR_YOUNG_DIRTY, 1)
+    start: i64 = addr
+    end: i64 = start + nr * arch.PAGE_SIZE
+    mask: i64 = arch.CONT_PTE_SIZE - 1
     if arch._ptep_get(ptep + (nr - 1)) & PTE_CONT:
-        end = (end + arch.CONT_PTE_SIZE - 1) & arch.CONT_PTE_MASK
+        end = (end + mask) & ~mask
     if arch._ptep_get(ptep) & PTE_CONT:
-        start &= arch.CONT_PTE_MASK
+        start &= ~mask
         ptep = contpte_align_down(arch, ptep)
     arch._clear_young_dirty_ptes(vma, start, ptep, (end - start) // arch.PAGE_SIZE, flags)
 
 
+@cython.ccall
 def contpte_ptep_set_access_flags(
-    arch: Arm64Pgtable, vma: VmaLike, addr: int, ptep: PtePtr, entry: int, dirty: bool
-) -> bool:
+    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+) -> cython.bint:
     """Fault fix-up on a folded block; True if anything changed.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_set_access_flags()``
@@ -526,20 +546,20 @@ def contpte_ptep_set_access_flags(
 
     Context: PTL held; ``entry`` has no PTE_CONT.
     """
-    arch.counters.add(CALL_SET_ACCESS_FLAGS)
-    orig_pte = arch.ptep_get(ptep) & ~PTE_CONT
+    arch.counters.inc(CALL_SET_ACCESS_FLAGS, 1)
+    orig_pte: u64 = arch.ptep_get(ptep) & _NOT_CONT
     if orig_pte == entry:
         return False
+    start_ptep: i64
+    start_addr: i64
     if arch.pte_write(orig_pte) == arch.pte_write(entry):
         start_ptep = contpte_align_down(arch, ptep)
-        start_addr = addr & arch.CONT_PTE_MASK
+        start_addr = addr & ~(arch.CONT_PTE_SIZE - 1)
         # ``entry`` is not advanced per member: only its access bits are used.
         arch._ptep_set_access_flags_block(vma, start_ptep, arch.CONT_PTES, entry)
         if dirty:
-            tlbflush._flush_tlb_range(
-                arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
-            )
+            tlbflush._flush_tlb_range(arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
     else:
-        _contpte_try_unfold(arch, vma.vm_mm, addr, ptep, orig_pte, "ptep_set_access_flags", traced=False)
+        _contpte_try_unfold(arch, vma.vm_mm, addr, ptep, orig_pte, "ptep_set_access_flags", False)
         arch._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
     return True

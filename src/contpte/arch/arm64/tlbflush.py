@@ -19,16 +19,17 @@ Not modelled: LPA2 (range base must then be 64K-aligned), the TLBI-repeat
 errata, ``mmu_notifier_arch_invalidate_secondary_tlbs`` (no SMMU/KVM).
 
 Functions take the backend (``arch``) first, then the kernel's arguments.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import cython
 
-from ..pgtable import GatherLike, MmLike, VmaLike
-
-if TYPE_CHECKING:
-    from .pgtable import Arm64Pgtable
+if not cython.compiled:
+    from ...cdefs import i64
+    from ..pgtable import GatherLike, MmLike, Pgtable, VmaLike
 
 __all__ = [
     "TLBI_TTL_UNKNOWN",
@@ -49,20 +50,22 @@ __all__ = [
     "tlb_flush",
 ]
 
-TLBI_TTL_UNKNOWN = (1 << 31) - 1
-"""``INT_MAX``: no level hint (the TTL field is then 0)."""
+#: ``INT_MAX``: no level hint (the TTL field is then 0).
+TLBI_TTL_UNKNOWN = cython.declare(i64, (1 << 31) - 1)
 
 
-def TLBI_RANGE_PAGES(num: int, scale: int) -> int:
+@cython.ccall
+def TLBI_RANGE_PAGES(num: i64, scale: i64) -> i64:  # noqa: N802 - the kernel's name
     """Pages one range TLBI covers.  Models: ``__TLBI_RANGE_PAGES()``."""
     return (num + 1) << (5 * scale + 1)
 
 
-MAX_TLBI_RANGE_PAGES = TLBI_RANGE_PAGES(31, 3)
-"""2**21 pages: the most one range operation can cover."""
+#: 2**21 pages: the most one range operation can cover.
+MAX_TLBI_RANGE_PAGES = cython.declare(i64, (31 + 1) << (5 * 3 + 1))
 
 
-def TLBI_RANGE_NUM(pages: int, scale: int) -> int:
+@cython.ccall
+def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:  # noqa: N802 - the kernel's name
     """The NUM field for ``pages`` at ``scale``; -1 if ``scale`` is too coarse.
 
     Models: ``__TLBI_RANGE_NUM()`` (v6.9+ form: clamp to what one op at this
@@ -71,44 +74,47 @@ def TLBI_RANGE_NUM(pages: int, scale: int) -> int:
     return (min(pages, TLBI_RANGE_PAGES(31, scale)) >> (5 * scale + 1)) - 1
 
 
-class _FlushVma:
-    """A ``struct vm_area_struct`` on the stack: ``TLB_FLUSH_VMA(mm, flags)``."""
-
-    __slots__ = ("vm_mm", "vm_start", "vm_end", "vm_flags")
-
-    def __init__(self, mm: Any, flags: int) -> None:
-        self.vm_mm = mm
-        self.vm_start = 0
-        self.vm_end = 0
-        self.vm_flags = flags
-
-
-def TLB_FLUSH_VMA(mm: Any, flags: int) -> VmaLike:
+@cython.ccall
+def TLB_FLUSH_VMA(mm: MmLike, flags: i64) -> VmaLike:  # noqa: N802 - the kernel's name
     """Models: include/asm-generic/tlb.h ``TLB_FLUSH_VMA()``: a fake vma for flushes."""
-    return _FlushVma(mm, flags)
+    return VmaLike(mm, 0, 0, flags)
 
 
-def _ttl(level: int) -> int:
+@cython.cfunc
+def _ttl(level: i64) -> i64:
     # Only levels 1-3 are hints; 0 and TLBI_TTL_UNKNOWN encode "no hint".
     return level if 1 <= level <= 3 else 0
 
 
-def _tlbi(arch: Arm64Pgtable, op: str, asid: int, va: int | None, ttl: int) -> None:
+@cython.cfunc
+def _tlbi(arch: Pgtable, op: str, asid: i64, va: object, ttl: i64) -> None:
     """``__tlbi(op)`` then ``__tlbi_user(op)`` (KPTI's second ASID)."""
     hw = arch.hw
-    hw.tlbi(op, asid=asid, va=va, ttl=ttl)
-    if hw.features.kpti:
-        hw.tlbi(op, asid=asid, va=va, ttl=ttl)
+    hw.tlbi(op, asid, va, ttl)
+    if arch.kpti:
+        hw.tlbi(op, asid, va, ttl)
 
 
-def _tlbi_range(arch: Arm64Pgtable, op: str, asid: int, va: int, scale: int, num: int, ttl: int) -> None:
+@cython.cfunc
+def _tlbi_range(arch: Pgtable, op: str, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
     hw = arch.hw
     hw.tlbi_range(op, asid, va, scale, num, ttl)
-    if hw.features.kpti:
+    if arch.kpti:
         hw.tlbi_range(op, asid, va, scale, num, ttl)
 
 
-def flush_tlb_mm(arch: Arm64Pgtable, mm: MmLike) -> None:
+@cython.cfunc
+def _tlbi_nouser(arch: Pgtable, op: str, asid: i64, va: object, ttl: i64) -> None:
+    arch.hw.tlbi(op, asid, va, ttl)
+
+
+@cython.cfunc
+def _tlbi_range_nouser(arch: Pgtable, op: str, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
+    arch.hw.tlbi_range(op, asid, va, scale, num, ttl)
+
+
+@cython.ccall
+def flush_tlb_mm(arch: Pgtable, mm: MmLike) -> None:
     """Invalidate every TLB entry of ``mm`` on every CPU: one ASIDE1IS.
 
     Models: arm64 ``flush_tlb_mm()``.
@@ -119,7 +125,8 @@ def flush_tlb_mm(arch: Arm64Pgtable, mm: MmLike) -> None:
     hw.dsb("ish")
 
 
-def flush_tlb_page_nosync(arch: Arm64Pgtable, vma: VmaLike, uaddr: int) -> None:
+@cython.ccall
+def flush_tlb_page_nosync(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
     """One leaf invalidation (VALE1IS), completion left to a later DSB.
 
     Models: arm64 ``flush_tlb_page_nosync()`` / ``__flush_tlb_page_nosync()``.
@@ -128,21 +135,23 @@ def flush_tlb_page_nosync(arch: Arm64Pgtable, vma: VmaLike, uaddr: int) -> None:
     _tlbi(arch, "VALE1IS", vma.vm_mm.space.asid, uaddr & ~(arch.PAGE_SIZE - 1), 0)
 
 
-def flush_tlb_page(arch: Arm64Pgtable, vma: VmaLike, uaddr: int) -> None:
+@cython.ccall
+def flush_tlb_page(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
     """Models: arm64 ``flush_tlb_page()``: ``flush_tlb_page_nosync()`` + DSB ISH."""
     flush_tlb_page_nosync(arch, vma, uaddr)
     arch.hw.dsb("ish")
 
 
+@cython.ccall
 def _flush_tlb_range_op(
-    arch: Arm64Pgtable,
+    arch: Pgtable,
     op: str,
-    start: int,
-    pages: int,
-    stride: int,
-    asid: int,
-    tlb_level: int,
-    tlbi_user: bool,
+    start: i64,
+    pages: i64,
+    stride: i64,
+    asid: i64,
+    tlb_level: i64,
+    tlbi_user: cython.bint,
 ) -> None:
     """Issue the TLBIs for ``pages`` pages from ``start``.
 
@@ -151,39 +160,35 @@ def _flush_tlb_range_op(
     single op; otherwise one range op per SCALE from 3 down to 0, each
     covering as much as that scale can (at most 4 range ops + 1 single).
     """
-    page_shift = arch.PAGE_SHIFT
-    ttl = _ttl(tlb_level)
-    tlbirange = arch.hw.features.tlbirange
-    issue = _tlbi if tlbi_user else _tlbi_nouser
-    issue_range = _tlbi_range if tlbi_user else _tlbi_range_nouser
-    scale = 3
+    page_shift: i64 = arch.PAGE_SHIFT
+    ttl: i64 = _ttl(tlb_level)
+    scale: i64 = 3
+    num: i64
+    covered: i64
     while pages > 0:
-        if not tlbirange or pages == 1:
-            issue(arch, op, asid, start, ttl)
+        if not arch.tlbirange or pages == 1:
+            if tlbi_user:
+                _tlbi(arch, op, asid, start, ttl)
+            else:
+                _tlbi_nouser(arch, op, asid, start, ttl)
             start += stride
             pages -= stride >> page_shift
             continue
         num = TLBI_RANGE_NUM(pages, scale)
         if num >= 0:
-            issue_range(arch, "R" + op, asid, start, scale, num, ttl)
+            if tlbi_user:
+                _tlbi_range(arch, "R" + op, asid, start, scale, num, ttl)
+            else:
+                _tlbi_range_nouser(arch, "R" + op, asid, start, scale, num, ttl)
             covered = TLBI_RANGE_PAGES(num, scale)
             start += covered << page_shift
             pages -= covered
         scale -= 1
 
 
-def _tlbi_nouser(arch: Arm64Pgtable, op: str, asid: int, va: int | None, ttl: int) -> None:
-    arch.hw.tlbi(op, asid=asid, va=va, ttl=ttl)
-
-
-def _tlbi_range_nouser(
-    arch: Arm64Pgtable, op: str, asid: int, va: int, scale: int, num: int, ttl: int
-) -> None:
-    arch.hw.tlbi_range(op, asid, va, scale, num, ttl)
-
-
+@cython.ccall
 def _flush_tlb_range_nosync(
-    arch: Arm64Pgtable, vma: VmaLike, start: int, end: int, stride: int, last_level: bool, tlb_level: int
+    arch: Pgtable, vma: VmaLike, start: i64, end: i64, stride: i64, last_level: cython.bint, tlb_level: i64
 ) -> None:
     """``__flush_tlb_range()`` without the trailing DSB ISH.
 
@@ -196,20 +201,19 @@ def _flush_tlb_range_nosync(
     """
     start = start // stride * stride
     end = -(-end // stride) * stride
-    pages = (end - start) >> arch.PAGE_SHIFT
-    max_dvm_ops = arch.PTRS_PER_PTE
-    if (
-        not arch.hw.features.tlbirange and end - start >= max_dvm_ops * stride
-    ) or pages > MAX_TLBI_RANGE_PAGES:
+    pages: i64 = (end - start) >> arch.PAGE_SHIFT
+    max_dvm_ops: i64 = arch.PTRS_PER_PTE
+    if (not arch.tlbirange and end - start >= max_dvm_ops * stride) or pages > MAX_TLBI_RANGE_PAGES:
         flush_tlb_mm(arch, vma.vm_mm)
         return
     arch.hw.dsb("ishst")
-    op = "VALE1IS" if last_level else "VAE1IS"
+    op: str = "VALE1IS" if last_level else "VAE1IS"
     _flush_tlb_range_op(arch, op, start, pages, stride, vma.vm_mm.space.asid, tlb_level, True)
 
 
+@cython.ccall
 def _flush_tlb_range(
-    arch: Arm64Pgtable, vma: VmaLike, start: int, end: int, stride: int, last_level: bool, tlb_level: int
+    arch: Pgtable, vma: VmaLike, start: i64, end: i64, stride: i64, last_level: cython.bint, tlb_level: i64
 ) -> None:
     """Invalidate ``[start, end)`` of ``vma``'s mm on every CPU and wait for it.
 
@@ -224,7 +228,8 @@ def _flush_tlb_range(
     arch.hw.dsb("ish")
 
 
-def flush_tlb_range(arch: Arm64Pgtable, vma: VmaLike, start: int, end: int) -> None:
+@cython.ccall
+def flush_tlb_range(arch: Pgtable, vma: VmaLike, start: i64, end: i64) -> None:
     """Models: arm64 ``flush_tlb_range()``.
 
     Not leaf-only and no level hint: callers may be moving or collapsing
@@ -233,37 +238,40 @@ def flush_tlb_range(arch: Arm64Pgtable, vma: VmaLike, start: int, end: int) -> N
     _flush_tlb_range(arch, vma, start, end, arch.PAGE_SIZE, False, TLBI_TTL_UNKNOWN)
 
 
-def flush_pmd_tlb_range(arch: Arm64Pgtable, vma: VmaLike, start: int, end: int) -> None:
+@cython.ccall
+def flush_pmd_tlb_range(arch: Pgtable, vma: VmaLike, start: i64, end: i64) -> None:
     """Models: arm64 ``flush_pmd_tlb_range()``: PMD stride, level 2."""
     _flush_tlb_range(arch, vma, start, end, arch.PMD_SIZE, False, 2)
 
 
-def tlb_get_level(tlb: GatherLike) -> int:
+@cython.ccall
+def tlb_get_level(tlb: GatherLike) -> i64:
     """The TTL level hint of a gather.  Models: arch/arm64/include/asm/tlb.h ``tlb_get_level()``."""
     if tlb.freed_tables:
         return 0  # TTL only describes leaf entries
-    cleared_puds = bool(getattr(tlb, "cleared_puds", False))
-    if tlb.cleared_ptes and not (tlb.cleared_pmds or cleared_puds):
+    if tlb.cleared_ptes and not (tlb.cleared_pmds or tlb.cleared_puds):
         return 3
-    if tlb.cleared_pmds and not (tlb.cleared_ptes or cleared_puds):
+    if tlb.cleared_pmds and not (tlb.cleared_ptes or tlb.cleared_puds):
         return 2
-    if cleared_puds and not (tlb.cleared_ptes or tlb.cleared_pmds):
+    if tlb.cleared_puds and not (tlb.cleared_ptes or tlb.cleared_pmds):
         return 1
     return 0
 
 
-def tlb_get_unmap_size(arch: Arm64Pgtable, tlb: GatherLike) -> int:
+@cython.ccall
+def tlb_get_unmap_size(arch: Pgtable, tlb: GatherLike) -> i64:
     """The stride of a gather's flush.  Models: asm-generic/tlb.h ``tlb_get_unmap_size()``."""
     if tlb.cleared_ptes:
         return arch.PAGE_SIZE
     if tlb.cleared_pmds:
         return arch.PMD_SIZE
-    if getattr(tlb, "cleared_puds", False):
+    if tlb.cleared_puds:
         return arch.PMD_SIZE << (arch.PAGE_SHIFT - 3)
     return arch.PAGE_SIZE
 
 
-def tlb_flush(arch: Arm64Pgtable, tlb: GatherLike) -> None:
+@cython.ccall
+def tlb_flush(arch: Pgtable, tlb: GatherLike) -> None:
     """Flush what an mmu_gather collected.
 
     Models: arch/arm64/include/asm/tlb.h ``tlb_flush()``.  Tearing down a
@@ -273,12 +281,17 @@ def tlb_flush(arch: Arm64Pgtable, tlb: GatherLike) -> None:
     ``__flush_tlb_range`` with the stride and level of what was cleared,
     leaf-only unless tables were freed.
     """
-    last_level = not tlb.freed_tables
+    last_level: cython.bint = not tlb.freed_tables
     if tlb.fullmm:
         if not last_level:
             flush_tlb_mm(arch, tlb.mm)
         return
-    stride = tlb_get_unmap_size(arch, tlb)
-    tlb_level = tlb_get_level(tlb)
-    vma = TLB_FLUSH_VMA(tlb.mm, 0)
+    stride: i64 = tlb_get_unmap_size(arch, tlb)
+    tlb_level: i64 = tlb_get_level(tlb)
+    vma: VmaLike = TLB_FLUSH_VMA(tlb.mm, 0)
     _flush_tlb_range(arch, vma, tlb.start, tlb.end, stride, last_level, tlb_level)
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(TLBI_TTL_UNKNOWN=TLBI_TTL_UNKNOWN, MAX_TLBI_RANGE_PAGES=MAX_TLBI_RANGE_PAGES)

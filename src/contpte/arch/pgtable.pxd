@@ -1,0 +1,113 @@
+from contpte.cdefs cimport i64, u64, I64View, I8View
+from contpte.counters cimport Counters, PTE_READ
+from contpte.hw.tables cimport AddressSpace, PtePool
+
+cdef i64 CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
+
+cdef class MmLike:
+    cdef public AddressSpace space
+    cdef public set cpumask
+    cdef public bint is_kernel_mm
+
+cdef class VmaLike:
+    cdef public MmLike vm_mm
+    cdef public i64 vm_start, vm_end, vm_flags
+
+cdef class GatherLike:
+    cdef public MmLike mm
+    cdef public bint fullmm, need_flush_all, freed_tables, cleared_ptes, cleared_pmds, cleared_puds
+    cdef public i64 start, end
+
+cdef class Pgtable:
+    cdef public dict options
+    cdef public object hw
+    cdef public PtePool pool
+    cdef public Counters counters
+    cdef public i64 page_shift, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE, PMD_SHIFT, PMD_SIZE
+    cdef public i64 HPAGE_PMD_ORDER, HPAGE_PMD_NR, PFN_PTE_SHIFT, CONT_PTES
+    cdef public bint tlbirange, kpti
+    cdef public I64View folio_head
+    cdef public I8View folio_order
+    cdef public frozenset bugs
+
+    cpdef bint bug(self, str name)
+    cpdef i64 folio_first_pfn(self, i64 pfn)
+    cpdef i64 folio_nr_pages_of(self, i64 head)
+
+    cpdef bint pte_none(self, u64 pte)
+    cpdef bint pte_present(self, u64 pte)
+    cpdef bint pte_valid(self, u64 pte)
+    cpdef i64 pte_pfn(self, u64 pte)
+    cpdef u64 pfn_pte(self, i64 pfn, u64 prot)
+    cpdef u64 pte_pgprot(self, u64 pte)
+    cpdef u64 pte_advance_pfn(self, u64 pte, i64 nr)
+    cpdef u64 pte_next_pfn(self, u64 pte)
+    cpdef bint pte_write(self, u64 pte)
+    cpdef bint pte_dirty(self, u64 pte)
+    cpdef bint pte_young(self, u64 pte)
+    cpdef bint pte_special(self, u64 pte)
+    cpdef u64 pte_mkspecial(self, u64 pte)
+    cpdef u64 pte_mkwrite(self, u64 pte)
+    cpdef u64 pte_wrprotect(self, u64 pte)
+    cpdef u64 pte_mkclean(self, u64 pte)
+    cpdef u64 pte_mkdirty(self, u64 pte)
+    cpdef u64 pte_mkold(self, u64 pte)
+    cpdef u64 pte_mkyoung(self, u64 pte)
+    cpdef bint pte_same(self, u64 a, u64 b)
+    cpdef u64 pte_modify(self, u64 pte, u64 newprot)
+    cpdef bint pte_protnone(self, u64 pte)
+    cpdef bint pte_uffd_wp(self, u64 pte)
+    cpdef u64 pte_mkuffd_wp(self, u64 pte)
+    cpdef u64 pte_clear_uffd_wp(self, u64 pte)
+    cpdef bint pte_soft_dirty(self, u64 pte)
+    cpdef u64 pte_mksoft_dirty(self, u64 pte)
+    cpdef u64 pte_clear_soft_dirty(self, u64 pte)
+    cpdef bint pte_cont(self, u64 pte)
+    cpdef u64 vm_get_page_prot(self, i64 vm_flags)
+    cpdef u64 pte_pmd(self, u64 pte)
+    cpdef u64 pmd_pte(self, u64 pmd)
+    cpdef u64 pmd_mkinvalid(self, u64 pmd)
+
+    cpdef u64 _ptep_get(self, i64 ptep)
+    cpdef _set_pte(self, i64 ptep, u64 pte)
+    cpdef _set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
+    cpdef u64 _ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef _ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef bint _ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef bint _ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty)
+
+    cpdef u64 ptep_get(self, i64 ptep)
+    cpdef u64 ptep_get_lockless(self, i64 ptep)
+    cpdef set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
+    cpdef set_pte_at(self, MmLike mm, i64 addr, i64 ptep, u64 pte)
+    cpdef pte_clear(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef u64 ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef u64 ptep_get_and_clear_full(self, MmLike mm, i64 addr, i64 ptep, bint full)
+    cpdef u64 get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
+    cpdef clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
+    cpdef ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef wrprotect_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr)
+    cpdef bint ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef bint ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef bint ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty)
+    cpdef u64 ptep_clear_flush(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
+    cpdef i64 pte_batch_hint(self, i64 ptep, u64 pte)
+    cpdef u64 ptep_modify_prot_start(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef ptep_modify_prot_commit(self, VmaLike vma, i64 addr, i64 ptep, u64 old_pte, u64 pte)
+
+    cpdef u64 pmdp_get(self, MmLike mm, i64 pmd_index)
+    cpdef set_pmd_at(self, MmLike mm, i64 addr, i64 pmd_index, u64 pmd)
+    cpdef u64 pmdp_huge_get_and_clear(self, MmLike mm, i64 addr, i64 pmd_index)
+    cpdef pmdp_set_wrprotect(self, MmLike mm, i64 addr, i64 pmd_index)
+    cpdef u64 pmdp_invalidate(self, VmaLike vma, i64 addr, i64 pmd_index)
+    cpdef bint pmdp_set_access_flags(self, VmaLike vma, i64 addr, i64 pmd_index, u64 entry, bint dirty)
+
+    cpdef flush_tlb_mm(self, MmLike mm)
+    cpdef flush_tlb_range(self, VmaLike vma, i64 start, i64 end)
+    cpdef flush_tlb_page(self, VmaLike vma, i64 addr)
+    cpdef flush_pmd_tlb_range(self, VmaLike vma, i64 start, i64 end)
+    cpdef flush_tlb_fix_spurious_fault(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef tlb_flush(self, GatherLike tlb)
+    cpdef update_mmu_cache_range(self, VmaLike vma, i64 addr, i64 ptep, i64 nr)
+    cpdef ptl_release(self, MmLike mm, i64 ptep)
