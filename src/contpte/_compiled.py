@@ -41,6 +41,10 @@ COMPILED: tuple[str, ...] = (
     "contpte.arch.arm64.contpte",
     "contpte.arch.arm64.pgtable",
     "contpte.mm.memmap",
+    "contpte.mm.page_alloc",
+    "contpte.mm.kernel",
+    "contpte.mm.mm_types",
+    "contpte.mm.rmap",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 

@@ -5,23 +5,27 @@ The kernel keeps these in globals (``mem_map``, zones, ``huge_zero_folio``,
 bitmaps).  The model keeps them in one ``Kernel`` object per Machine, and
 every ``mm_struct`` points to it (``mm.kernel``) so the modelled functions
 keep the kernel's signatures.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
-from ..counters import Counters, declare, declare_family
-from ..errors import ModelUsageError
-from .memmap import Folio, MemMap, PG_anon, PG_reserved
-from .page_alloc import BuddyAllocator
+import cython
 
-if TYPE_CHECKING:
+from ..counters import counter_id, declare, declare_family
+from ..errors import KernelBug, ModelUsageError
+
+if not cython.compiled:
     from ..arch.pgtable import Pgtable
-    from .mm_types import MmStruct
-    from .shmem import File
+    from ..cdefs import i64
+    from ..counters import Counters
+    from .memmap import PG_anon, PG_reserved, MemMap, folio_test_anon
+    from .page_alloc import BuddyAllocator
 
-__all__ = ["Kernel", "THP_SETTINGS", "MM_OPTIONS", "size_name"]
+__all__ = ["Kernel", "RmapObserver", "THP_SETTINGS", "MM_OPTIONS", "MTHP_STATS", "size_name"]
 
 THP_SETTINGS = ("always", "madvise", "inherit", "never")
 """The sysfs vocabulary of hugepages-<size>kB/enabled (the top level has no "inherit")."""
@@ -50,35 +54,62 @@ splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
 """
 
-PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
-THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
-THP_FAULT_FALLBACK = declare(
+#: The per-size stats of hugepages-<size>kB/stats/ the model counts, in order
+#: (``MTHP_<NAME>`` below is the index of each).
+MTHP_STATS = ("anon_fault_alloc", "anon_fault_fallback", "split", "split_deferred", "nr_anon")
+MTHP_ANON_FAULT_ALLOC = cython.declare(i64, 0)
+MTHP_ANON_FAULT_FALLBACK = cython.declare(i64, 1)
+MTHP_SPLIT = cython.declare(i64, 2)
+MTHP_SPLIT_DEFERRED = cython.declare(i64, 3)
+MTHP_NR_ANON = cython.declare(i64, 4)
+_NR_MTHP_STATS = cython.declare(i64, 5)
+#: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
+_MAX_ORDER_STATS = cython.declare(i64, 14)
+
+PGFAULT = cython.declare(i64, declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled"))
+THP_FAULT_ALLOC = cython.declare(i64, declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault"))
+THP_FAULT_FALLBACK = cython.declare(i64, declare(
     "thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault"
-)
-THP_SPLIT_PMD = declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
-THP_DEFERRED_SPLIT_PAGE = declare(
+))
+THP_SPLIT_PMD = cython.declare(i64, declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings"))
+THP_DEFERRED_SPLIT_PAGE = cython.declare(i64, declare(
     "thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"
-)
-THP_SPLIT_PAGE = declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
+))
+THP_SPLIT_PAGE = cython.declare(i64, declare("thp_split_page", "folios", "/proc/vmstat: large folios split"))
 MTHP = declare_family(
     "mthp",
     "events",
     "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
     "anon_fault_fallback, split, split_deferred, nr_anon)",
 )
-FOLIO_ALLOC = declare("folio.alloc", "folios", "folios allocated (any order)")
-FOLIO_ALLOC_PAGES = declare("folio.alloc_pages", "pages", "pages in folios allocated")
-FOLIO_FREE = declare("folio.free", "folios", "folios freed")
-PAGE_ZERO = declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
-PAGE_COPY = declare("page.copy", "pages", "pages copied (copy_user_highpage)")
-REF_OPS = declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
-
+FOLIO_ALLOC = cython.declare(i64, declare("folio.alloc", "folios", "folios allocated (any order)"))
+FOLIO_ALLOC_PAGES = cython.declare(i64, declare("folio.alloc_pages", "pages", "pages in folios allocated"))
+FOLIO_FREE = cython.declare(i64, declare("folio.free", "folios", "folios freed"))
+PAGE_ZERO = cython.declare(i64, declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)"))
+PAGE_COPY = cython.declare(i64, declare("page.copy", "pages", "pages copied (copy_user_highpage)"))
+REF_OPS = cython.declare(i64, declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)"))
 
 def size_name(page_size: int, order: int) -> str:
     """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
     return f"{(page_size << order) // 1024}kB"
 
 
+@cython.cclass
+class RmapObserver:
+    """Something told of every rmap increase (the validators' refcount >= mapcount check).
+
+    Like the kernel's page_table_check hooks: called by the rmap functions
+    right after a folio's mapcounts grew, when another CPU (GUP-fast, a
+    speculative ``folio_try_get``) could already look at the folio.
+    """
+
+    @cython.ccall
+    def on_rmap_change(self, folio: i64) -> None:
+        """``folio``'s mapcounts just grew."""
+
+
+@cython.final
+@cython.cclass
 class Kernel:
     """The core-mm globals of one Machine."""
 
@@ -87,7 +118,7 @@ class Kernel:
     def __init__(
         self,
         hw: Any,
-        arch: "Pgtable",
+        arch: Pgtable,
         counters: Counters,
         thp: str = "madvise",
         mthp: dict[str, str] | None = None,
@@ -97,20 +128,13 @@ class Kernel:
         if unknown:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
-        self.batch_fork: bool = bool(self.options["batch_fork"])
-        self.cow_reuse_large: bool = bool(self.options["cow_reuse_large"])
-        self.huge_zero_wp_thp: bool = bool(self.options["huge_zero_wp_thp"])
+        self.batch_fork = bool(self.options["batch_fork"])
+        self.cow_reuse_large = bool(self.options["cow_reuse_large"])
+        self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
-        self.bugs: frozenset[str] = frozenset()
-        #: Called after every rmap change of a folio (validators check refcount >= mapcount there).
-        self.on_rmap_change: Callable[[Folio], None] | None = None
-        #: The same for many folios at once (heads: distinct, ascending, after a
-        #: bulk rmap update);
-        #: when unset, bulk paths call ``on_rmap_change`` per folio.
-        self.on_rmap_change_many: Callable[[Any], None] | None = None
-        #: Take the vectorised fast paths (mm/memory_bulk.py) where they
-        #: apply; a model-internal switch the differential tests turn off.
-        self.fast_paths = True
+        self.bugs = frozenset()
+        #: Told of every rmap increase (the validators), or None.
+        self.rmap_observer = None
         self.hw = hw
         self.arch = arch
         self.counters = counters
@@ -118,44 +142,74 @@ class Kernel:
         self.PAGE_SIZE = arch.PAGE_SIZE
         self.PMD_ORDER = arch.HPAGE_PMD_ORDER
         nr = hw.memory.nr_frames
-        self.memmap = MemMap(nr, owner=self)
+        self.memmap = MemMap(nr, self)
         self.buddy = BuddyAllocator(nr, max(self.PMD_ORDER, 10), counters)
         # The zero page: reserved, never freed, never counted in mapcounts.
         zp = self.buddy.alloc_pages(0)
-        assert zp is not None
+        if zp < 0:
+            raise ModelUsageError("memory too small for the zero page")
         self.zero_pfn = zp
         self.memmap.prep(zp, 0)
         self.memmap.flags[zp] |= PG_reserved
         hw.memory.fill(zp, 1, 0)
-        self.huge_zero_pfn: int | None = None
+        #: The huge zero folio's head, -1 until first used.
+        self.huge_zero_pfn = -1
         self.use_zero_page = True
-        self.mms: list[MmStruct] = []
-        self.files: dict[int, File] = {}
-        self.deferred_split: set[int] = set()
+        self.mms = []
+        self.files = {}
+        self.deferred_split = set()
         self._anon_vma_ids = 0
         #: mm/memory.c fault_around_bytes (debugfs; default 64K).
         self.fault_around_bytes = 64 << 10
         #: Called at each lock-break point (tests inject concurrent work here).
-        self.on_lock_break: Callable[[Any, int], None] | None = None
+        self.on_lock_break = None
         # THP settings (sysfs).
         if thp not in ("always", "madvise", "never"):
             raise ModelUsageError(f"thp={thp!r}: expected always, madvise or never")
         self.thp = thp
-        self.mthp: dict[int, str] = {}
+        self.mthp = {}
         for order in range(2, self.PMD_ORDER + 1):
             self.mthp[order] = "inherit" if order == self.PMD_ORDER else "never"
         for size, setting in (mthp or {}).items():
             order = self.parse_size(size)
             if setting not in THP_SETTINGS:
-                raise ModelUsageError(
-                    f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}"
-                )
+                raise ModelUsageError(f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}")
             self.mthp[order] = setting
-        arch.folio_lookup = self.folio_range_of_pfn  # hook for contpte_try_fold
+        self.thp_settings_changed()
+        # The per-size stat counters, by (order, stat).
+        import numpy as np
 
-    def bug(self, name: str) -> bool:
+        self.mthp_ids = np.full(_MAX_ORDER_STATS * _NR_MTHP_STATS, -1, dtype=np.int64)
+        for order in range(1, self.PMD_ORDER + 1):
+            for i, stat in enumerate(MTHP_STATS):
+                self.mthp_ids[order * _NR_MTHP_STATS + i] = counter_id(
+                    f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}"
+                )
+        # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
+        arch.folio_head = self.memmap.head
+        arch.folio_order = self.memmap.order
+
+    def thp_settings_changed(self) -> None:
+        """Recompute the ``huge_anon_orders_*`` bitmaps from ``thp``/``mthp``.
+
+        Models: mm/huge_memory.c ``huge_anon_orders_always``/``_madvise``/
+        ``_inherit`` (set by the sysfs store functions).
+        """
+        self.anon_orders_always = 0
+        self.anon_orders_madvise = 0
+        self.anon_orders_inherit = 0
+        for order, setting in self.mthp.items():
+            if setting == "always":
+                self.anon_orders_always |= 1 << order
+            elif setting == "madvise":
+                self.anon_orders_madvise |= 1 << order
+            elif setting == "inherit":
+                self.anon_orders_inherit |= 1 << order
+
+    @cython.ccall
+    def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
-        return name in self.bugs
+        return bool(self.bugs) and name in self.bugs
 
     # -- settings ---------------------------------------------------------
     def parse_size(self, size: str) -> int:
@@ -174,12 +228,17 @@ class Kernel:
             )
         return pages.bit_length() - 1
 
-    def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
-        """``count_mthp_stat()``: per-size stats for orders 1..PMD_ORDER."""
+    @cython.ccall
+    def count_mthp_stat(self, order: i64, stat: i64, n: i64) -> None:
+        """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 1..PMD_ORDER."""
         if 0 < order <= self.PMD_ORDER:
-            self.counters.add(f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}", n)
+            self.counters.inc(self.mthp_ids[order * _NR_MTHP_STATS + stat], n)
 
-    def mm_thp_disabled(self, mm: "MmStruct") -> bool:
+    def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
+        """``count_mthp_stat()`` by stat name (``MTHP_STATS``)."""
+        self.count_mthp_stat(order, MTHP_STATS.index(stat), n)
+
+    def mm_thp_disabled(self, mm: Any) -> bool:
         """``MMF_DISABLE_THP`` (prctl PR_SET_THP_DISABLE): not modelled, never set."""
         return False
 
@@ -188,104 +247,79 @@ class Kernel:
         return self._anon_vma_ids
 
     # -- folios -----------------------------------------------------------
-    def folio(self, pfn: int) -> Folio:
-        return self.memmap.folio(pfn)
-
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """(first pfn, nr pages) of the folio holding ``pfn`` (``page_folio``)."""
         head = int(self.memmap.head[pfn])
         return head, 1 << int(self.memmap.order[head])
 
-    def folio_alloc(self, order: int, zero: bool) -> Folio | None:
-        """Allocate a folio of ``order`` (``folio_alloc``); None if none is free."""
-        pfn = self.buddy.alloc_pages(order)
-        if pfn is None:
-            return None
-        folio = self.memmap.prep(pfn, order)
-        self.counters.add(FOLIO_ALLOC)
-        self.counters.add(FOLIO_ALLOC_PAGES, 1 << order)
+    @cython.ccall
+    def folio_alloc(self, order: i64, zero: cython.bint) -> i64:
+        """Allocate a folio of ``order`` (``folio_alloc``); its head pfn, or -1 if none is free."""
+        pfn: i64 = self.buddy.alloc_pages(order)
+        if pfn < 0:
+            return -1
+        self.memmap.prep(pfn, order)
+        self.counters.inc(FOLIO_ALLOC, 1)
+        self.counters.inc(FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
         if zero:
             self.hw.memory.fill(pfn, 1 << order, 0)
-            self.counters.add(PAGE_ZERO, 1 << order)
-        return folio
+            self.counters.inc(PAGE_ZERO, cython.cast(i64, 1) << order)
+        return pfn
 
-    def folio_put(self, folio: Folio, nr: int = 1) -> None:
+    @cython.ccall
+    def folio_put(self, folio: i64, nr: i64 = 1) -> None:
         """Drop ``nr`` references (``folio_put_refs``); free the folio at zero."""
-        mm = self.memmap
-        self.counters.add(REF_OPS)
-        mm.refcount[folio.pfn] -= nr
-        ref = int(mm.refcount[folio.pfn])
-        if ref > 0 or folio.test_reserved():
+        mem: MemMap = self.memmap
+        self.counters.inc(REF_OPS, 1)
+        mem.refcount[folio] -= nr
+        ref: i64 = mem.refcount[folio]
+        if ref > 0 or mem.flags[folio] & PG_reserved:
             return
         if ref < 0:
-            from ..errors import KernelBug
-
-            raise KernelBug("folio-refcount", f"refcount of {folio} dropped below zero", None)
-        order = folio.order
-        if folio.test_anon() and order > 0:
-            self.mthp_stat(order, "nr_anon", -1)
-        self.deferred_split.discard(folio.pfn)
-        if int(mm.mapping[folio.pfn]) >= 0 and not folio.test_anon():
-            f = self.files.get(int(mm.mapping[folio.pfn]))
+            raise KernelBug("folio-refcount", f"refcount of {mem.describe(folio)} dropped below zero", None)
+        order: i64 = mem.order[folio]
+        if folio_test_anon(mem, folio) and order > 0:
+            self.count_mthp_stat(order, MTHP_NR_ANON, -1)
+        if self.deferred_split:
+            self.deferred_split.discard(folio)
+        mapping: i64 = mem.mapping[folio]
+        if mapping >= 0 and not folio_test_anon(mem, folio):
+            f = self.files.get(mapping)
             if f is not None:
                 f.forget_folio(folio)
-        mm.clear(folio.pfn, order)
-        self.counters.add(FOLIO_FREE)
-        self.buddy.free_pages(folio.pfn, order)
-        if folio.pfn == self.huge_zero_pfn:
-            self.huge_zero_pfn = None
+        mem.clear(folio, order)
+        self.counters.inc(FOLIO_FREE, 1)
+        self.buddy.free_pages(folio, order)
+        if folio == self.huge_zero_pfn:
+            self.huge_zero_pfn = -1
 
-    def folio_put_many(self, heads: Any, nrs: Any) -> None:
-        """``folio_put(folio(h), n)`` of each pair, in order (a fast path's gather).
+    @cython.ccall
+    def mark_anon(self, folio: i64) -> None:
+        """``__folio_set_anon()``: PG_anon, and the per-size ``nr_anon`` stat."""
+        mem: MemMap = self.memmap
+        mem.flags[folio] |= PG_anon
+        if mem.order[folio] > 0:
+            self.count_mthp_stat(mem.order[folio], MTHP_NR_ANON, 1)
 
-        Vectorised when every folio is distinct and every freed one is an
-        anon folio (the same state and counters); else one by one.
-        """
-        import numpy as np
 
-        from ..arch.pgtable import batch_positions
-
-        mm = self.memmap
-        n = len(heads)
-        if n == 0:
-            return
-        heads = np.asarray(heads, dtype=np.int64)
-        nrs = np.asarray(nrs, dtype=np.int64)
-        after = mm.refcount[heads].astype(np.int64) - nrs
-        fh = heads[(after == 0) & ((mm.flags[heads] & PG_reserved) == 0)]
-        # distinct folios (ascending heads need no sort)
-        distinct = n == 1 or bool((heads[1:] > heads[:-1]).all())
-        if not distinct:
-            sh = np.sort(heads)
-            distinct = not bool((sh[1:] == sh[:-1]).any())
-        if (
-            (after < 0).any()
-            or not distinct
-            or ((mm.flags[fh] & PG_anon) == 0).any()
-            or (self.huge_zero_pfn is not None and (fh == self.huge_zero_pfn).any())
-        ):
-            for h, nr in zip(heads.tolist(), nrs.tolist(), strict=True):
-                self.folio_put(Folio(mm, h), nr)
-            return
-        self.counters.add(REF_OPS, n)
-        mm.refcount[heads] = after
-        orders = mm.order[fh].astype(np.int64)
-        big = orders[orders > 0]
-        if len(big):
-            for o, c in zip(*np.unique(big, return_counts=True), strict=True):
-                self.mthp_stat(int(o), "nr_anon", -int(c))
-        if self.deferred_split:
-            self.deferred_split.difference_update(fh.tolist())
-        if len(fh):
-            pos = batch_positions(fh, np.left_shift(1, orders))
-            mm.head[pos] = -1
-            mm.flags[pos] = 0
-            mm.mapcount[pos] = 0
-            mm.refcount[fh] = 0
-            self.counters.add(FOLIO_FREE, len(fh))
-            self.buddy.free_pages_many(fh, orders)
-
-    def mark_anon(self, folio: Folio) -> None:
-        self.memmap.flags[folio.pfn] |= PG_anon
-        if folio.order > 0:
-            self.mthp_stat(folio.order, "nr_anon", 1)
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        MTHP_ANON_FAULT_ALLOC=MTHP_ANON_FAULT_ALLOC,
+        MTHP_ANON_FAULT_FALLBACK=MTHP_ANON_FAULT_FALLBACK,
+        MTHP_SPLIT=MTHP_SPLIT,
+        MTHP_SPLIT_DEFERRED=MTHP_SPLIT_DEFERRED,
+        MTHP_NR_ANON=MTHP_NR_ANON,
+        PGFAULT=PGFAULT,
+        THP_FAULT_ALLOC=THP_FAULT_ALLOC,
+        THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,
+        THP_SPLIT_PMD=THP_SPLIT_PMD,
+        THP_DEFERRED_SPLIT_PAGE=THP_DEFERRED_SPLIT_PAGE,
+        THP_SPLIT_PAGE=THP_SPLIT_PAGE,
+        FOLIO_ALLOC=FOLIO_ALLOC,
+        FOLIO_ALLOC_PAGES=FOLIO_ALLOC_PAGES,
+        FOLIO_FREE=FOLIO_FREE,
+        PAGE_ZERO=PAGE_ZERO,
+        PAGE_COPY=PAGE_COPY,
+        REF_OPS=REF_OPS,
+    )

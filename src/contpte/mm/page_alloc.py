@@ -4,38 +4,56 @@ Models: mm/page_alloc.c (Linux v6.12): free lists per order, splitting a
 larger block when a smaller one is asked for (``expand``), merging a freed
 block with its buddy (``__free_one_page``), and failure of a high-order
 request when memory is fragmented even though enough small blocks are free.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
+import heapq
+
+import cython
 import numpy as np
 
-from ..counters import Counters, declare
+from ..counters import declare
+
+if not cython.compiled:
+    from ..cdefs import i64
+    from ..counters import Counters
 
 __all__ = ["BuddyAllocator"]
 
-ALLOC = declare("buddy.alloc", "allocations", "successful buddy allocations (any order)")
-ALLOC_FAIL = declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free block")
-FREE = declare("buddy.free", "frees", "blocks returned to the buddy allocator")
+ALLOC = cython.declare(i64, declare("buddy.alloc", "allocations", "successful buddy allocations (any order)"))
+ALLOC_FAIL = cython.declare(
+    i64, declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free block")
+)
+FREE = cython.declare(i64, declare("buddy.free", "frees", "blocks returned to the buddy allocator"))
 
 
+@cython.final
+@cython.cclass
 class BuddyAllocator:
     """Free lists per order over frames ``[first_pfn, nr_frames)``.
 
     ``free_order[pfn]`` is the order of the free block starting at ``pfn``
     (-1 if ``pfn`` does not start a free block), so buddies merge in O(1).
-    Free lists are sets; allocation takes the lowest address so runs are
-    reproducible.
+    Allocation takes the lowest free address of the smallest order that
+    has one, so runs are reproducible: each order's free list is a min-heap
+    of block addresses, where a block merged or taken away stays behind
+    until it reaches the top and is found no longer free (``free_order``
+    says so).
     """
 
-    def __init__(self, nr_frames: int, max_order: int, counters: Counters, first_pfn: int = 0) -> None:
+    def __init__(self, nr_frames: i64, max_order: i64, counters: Counters, first_pfn: i64 = 0) -> None:
         self.nr_frames = nr_frames
         self.max_order = max_order
         self.counters = counters
-        self.free_lists: list[set[int]] = [set() for _ in range(max_order + 1)]
+        self.free_lists = [[] for _ in range(max_order + 1)]
+        self.nr_blocks = np.zeros(max_order + 1, dtype=np.int64)
         self.free_order = np.full(nr_frames, -1, dtype=np.int8)
         self.nr_free = 0
-        pfn = first_pfn
+        pfn: i64 = first_pfn
+        order: i64
         while pfn < nr_frames:
             order = max_order
             while order > 0 and (pfn & ((1 << order) - 1) or pfn + (1 << order) > nr_frames):
@@ -43,39 +61,67 @@ class BuddyAllocator:
             self._add(pfn, order)
             pfn += 1 << order
 
-    def _add(self, pfn: int, order: int) -> None:
-        self.free_lists[order].add(pfn)
+    @cython.cfunc
+    def _add(self, pfn: i64, order: i64) -> None:
+        heapq.heappush(self.free_lists[order], pfn)
         self.free_order[pfn] = order
-        self.nr_free += 1 << order
+        self.nr_blocks[order] += 1
+        self.nr_free += cython.cast(i64, 1) << order
 
-    def _del(self, pfn: int, order: int) -> None:
-        self.free_lists[order].remove(pfn)
+    @cython.cfunc
+    def _del(self, pfn: i64, order: i64) -> None:
+        """Take a free block off its list (left in the heap, found stale later)."""
         self.free_order[pfn] = -1
-        self.nr_free -= 1 << order
+        self.nr_blocks[order] -= 1
+        self.nr_free -= cython.cast(i64, 1) << order
 
-    def alloc_pages(self, order: int) -> int | None:
-        """Allocate ``2**order`` aligned frames; the first PFN, or None.
+    @cython.cfunc
+    def _pop_lowest(self, order: i64) -> i64:
+        """The lowest free block of ``order`` taken off its list, or -1."""
+        heap: list[int] = self.free_lists[order]
+        pfn: i64
+        while heap:
+            pfn = heapq.heappop(heap)
+            if self.free_order[pfn] == order:
+                self._del(pfn, order)
+                if len(heap) > 64 and len(heap) > 4 * self.nr_blocks[order]:
+                    self._compact(order)
+                return pfn
+        return -1
+
+    def _compact(self, order: int) -> None:
+        """Drop the stale addresses of an order's heap (they may outnumber the free blocks)."""
+        fo = np.asarray(self.free_order)
+        live = sorted({p for p in self.free_lists[order] if fo[p] == order})
+        self.free_lists[order] = live  # a sorted list is a heap
+
+    @cython.ccall
+    def alloc_pages(self, order: i64) -> i64:
+        """Allocate ``2**order`` aligned frames; the first PFN, or -1.
 
         Models: ``__rmqueue_smallest()`` + ``expand()``.
         """
+        cur: i64
+        pfn: i64
         for cur in range(order, self.max_order + 1):
-            fl = self.free_lists[cur]
-            if fl:
-                pfn = min(fl)
-                self._del(pfn, cur)
-                while cur > order:
-                    cur -= 1
-                    self._add(pfn + (1 << cur), cur)
-                self.counters.add(ALLOC)
-                return pfn
-        self.counters.add(ALLOC_FAIL)
-        return None
+            if self.nr_blocks[cur] == 0:
+                continue
+            pfn = self._pop_lowest(cur)
+            while cur > order:
+                cur -= 1
+                self._add(pfn + (cython.cast(i64, 1) << cur), cur)
+            self.counters.inc(ALLOC, 1)
+            return pfn
+        self.counters.inc(ALLOC_FAIL, 1)
+        return -1
 
-    def free_pages(self, pfn: int, order: int) -> None:
+    @cython.ccall
+    def free_pages(self, pfn: i64, order: i64) -> None:
         """Return a block, merging with free buddies (``__free_one_page``)."""
-        self.counters.add(FREE)
+        self.counters.inc(FREE, 1)
+        buddy: i64
         while order < self.max_order:
-            buddy = pfn ^ (1 << order)
+            buddy = pfn ^ (cython.cast(i64, 1) << order)
             if buddy >= self.nr_frames or self.free_order[buddy] != order:
                 break
             self._del(buddy, order)
@@ -83,57 +129,13 @@ class BuddyAllocator:
             order += 1
         self._add(pfn, order)
 
-    def free_pages_many(self, pfns: np.ndarray, orders: np.ndarray) -> None:
-        """``free_pages()`` of each block, in bulk (a vectorised fast path's frees).
-
-        The same final state and counters as the calls one by one in any
-        order: a buddy allocator's free lists depend only on which frames
-        are free (every pair of free buddies is merged), and so does this
-        merge, order by order.
-        """
-        n = len(pfns)
-        if n == 0:
-            return
-        self.counters.add(FREE, n)
-        pfns = np.asarray(pfns, dtype=np.int64)
-        orders = np.asarray(orders, dtype=np.int64)
-        cur = np.zeros(0, dtype=np.int64)
-        o = int(orders.min())
-        while True:
-            new = pfns[orders == o]
-            if len(new):
-                cur = np.sort(np.concatenate((cur, new)))
-            if o == self.max_order:
-                break
-            if len(cur):
-                buddy = cur ^ np.int64(1 << o)
-                at = np.minimum(np.searchsorted(cur, buddy), len(cur) - 1)
-                in_cur = cur[at] == buddy
-                inr = buddy < self.nr_frames
-                fo = self.free_order[np.where(inr, buddy, 0)]
-                ext = inr & ~in_cur & (fo == o)
-                gone = buddy[ext]
-                if len(gone):  # free buddies merged away (``_del``)
-                    self.free_lists[o].difference_update(gone.tolist())
-                    self.free_order[gone] = -1
-                    self.nr_free -= len(gone) << o
-                merge = in_cur | ext
-                self._add_many(cur[~merge], o)
-                up = np.minimum(cur, buddy)[merge]  # sorted: a merged pair gives its lower block twice
-                cur = up[np.concatenate(([True], up[1:] != up[:-1]))] if len(up) else up
-            elif o >= int(orders.max()):
-                return
-            o += 1
-        self._add_many(cur, o)
-
-    def _add_many(self, pfns: np.ndarray, order: int) -> None:
-        if len(pfns):
-            self.free_lists[order].update(pfns.tolist())
-            self.free_order[pfns] = order
-            self.nr_free += len(pfns) << order
-
     def largest_free_order(self) -> int:
         for order in range(self.max_order, -1, -1):
-            if self.free_lists[order]:
+            if self.nr_blocks[order]:
                 return order
         return -1
+
+    def free_blocks(self, order: int) -> list[int]:
+        """The free blocks of ``order``, ascending (model-internal: tests, validators)."""
+        fo = np.asarray(self.free_order)
+        return sorted({p for p in self.free_lists[order] if fo[p] == order})

@@ -5,24 +5,33 @@ Models: mm/rmap.c and include/linux/rmap.h (Linux v6.12): the batch helpers
 ``folio_try_dup_anon_rmap_ptes``, ``folio_dup_file_rmap_ptes``,
 ``folio_add_file_rmap_ptes``, ``folio_remove_rmap_ptes`` and their PMD forms.
 
-A folio's pages are identified by PFN (``page`` = pfn).  Every helper takes
-the batch at once and updates the per-page arrays with numpy slices.
+A folio is its head pfn, a page its pfn (``memmap.py``); every helper takes
+the batch at once, as the kernel's do, and loops over its pages.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-import numpy as np
+import cython
 
 from ..counters import declare
 from ..errors import KernelBug
-from .kernel import THP_DEFERRED_SPLIT_PAGE
-from .memmap import Folio, PG_anon_exclusive
-from .mm_types import MmStruct, Vma
 
-if TYPE_CHECKING:
-    from .kernel import Kernel
+if not cython.compiled:
+    from ..cdefs import i64
+    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
+    from .memmap import (
+        PG_anon_exclusive,
+        ClearPageAnonExclusive,
+        MemMap,
+        SetPageAnonExclusive,
+        folio_maybe_dma_pinned,
+        folio_test_anon,
+    )
+    from .mm_types import MmStruct, Vma, vma_mm
 
 __all__ = [
     "RMAP_EXCLUSIVE",
@@ -36,188 +45,221 @@ __all__ = [
     "folio_remove_rmap_pmd",
     "folio_needs_cow_for_dma",
     "deferred_split_folio",
+    "rmap_walk_ptes",
 ]
 
-RMAP_EXCLUSIVE = 1
+RMAP_EXCLUSIVE = cython.declare(i64, 1)
 
-RMAP_OPS = declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
-RMAP_PAGES = declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
+RMAP_OPS = cython.declare(i64, declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)"))
+RMAP_PAGES = cython.declare(i64, declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed"))
 
-EBUSY = 16
+EBUSY = cython.declare(i64, 16)
 
 
-def rmap_changed(folio: Folio) -> None:
-    """Tell the validators a folio's mapcounts grew (``Kernel.on_rmap_change``).
+@cython.ccall
+def rmap_changed(k: Kernel, folio: i64) -> None:
+    """Tell the validators a folio's mapcounts grew (``Kernel.rmap_observer``).
 
     The refcount must already cover every mapping at this point: another
     CPU may look at the folio (GUP-fast, a speculative folio_try_get) as soon
     as the mapcount changed, not only when the syscall returns.
     """
-    hook = folio.mem.owner.on_rmap_change if folio.mem.owner is not None else None
-    if hook is not None:
-        hook(folio)
+    obs: RmapObserver = k.rmap_observer
+    if obs is not None:
+        obs.on_rmap_change(folio)
 
 
-def folio_add_new_anon_rmap(folio: Folio, vma: Vma, address: int, flags: int, pmd: bool = False) -> None:
+@cython.ccall
+def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd: cython.bint = False) -> None:
     """Add the first mapping of a new anon folio.
 
     Models: mm/rmap.c ``folio_add_new_anon_rmap()``.  ``pmd`` selects the
     PMD-mapped form (``folio_test_pmd_mappable`` mapped by a PMD).
     """
-    k = vma.vm_mm.kernel
-    mem = folio.mem
+    k: Kernel = vma_mm(vma).kernel
+    mem: MemMap = k.memmap
     if vma.anon_vma is None:
         raise KernelBug("VM_BUG_ON_VMA", "anon rmap added to a VMA without anon_vma", address)
     k.mark_anon(folio)
-    mem.mapping[folio.pfn] = vma.anon_vma
-    mem.index[folio.pfn] = vma.linear_page_index(address)
-    nr = folio.nr_pages
-    exclusive = bool(flags & RMAP_EXCLUSIVE)
+    mem.mapping[folio] = vma.anon_vma
+    mem.index[folio] = vma.linear_page_index(address)
+    nr: i64 = cython.cast(i64, 1) << mem.order[folio]
+    exclusive: cython.bint = (flags & RMAP_EXCLUSIVE) != 0
+    i: i64
     if pmd:
-        mem.entire_mapcount[folio.pfn] = 1
-        mem.large_mapcount[folio.pfn] = 1
+        mem.entire_mapcount[folio] = 1
+        mem.large_mapcount[folio] = 1
         if exclusive:
             # The head's flag stands for the whole PMD-mapped folio.
-            folio.set_anon_exclusive(folio.pfn)
+            SetPageAnonExclusive(mem, folio, 1)
     else:
-        mem.mapcount[folio.pfn : folio.pfn + nr] = 1
+        for i in range(folio, folio + nr):
+            mem.mapcount[i] = 1
         if nr > 1:
-            mem.large_mapcount[folio.pfn] = nr
+            mem.large_mapcount[folio] = nr
         if exclusive:
-            folio.set_anon_exclusive(folio.pfn, nr)
-    k.counters.add(RMAP_OPS)
-    k.counters.add(RMAP_PAGES, nr)
-    rmap_changed(folio)
+            SetPageAnonExclusive(mem, folio, nr)
+    k.counters.inc(RMAP_OPS, 1)
+    k.counters.inc(RMAP_PAGES, nr)
+    rmap_changed(k, folio)
 
 
-def folio_add_anon_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma, address: int, flags: int) -> None:
+@cython.ccall
+def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: i64, flags: i64) -> None:
     """Models: mm/rmap.c ``folio_add_anon_rmap_ptes()``."""
-    mem = folio.mem
-    mem.mapcount[page : page + nr] += 1
-    if folio.test_large():
-        mem.large_mapcount[folio.pfn] += nr
+    k: Kernel = vma_mm(vma).kernel
+    mem: MemMap = k.memmap
+    i: i64
+    for i in range(page, page + nr):
+        mem.mapcount[i] += 1
+    if mem.order[folio] > 0:
+        mem.large_mapcount[folio] += nr
     if flags & RMAP_EXCLUSIVE:
-        folio.set_anon_exclusive(page, nr)
-    k = vma.vm_mm.kernel
-    k.counters.add(RMAP_OPS)
-    k.counters.add(RMAP_PAGES, nr)
+        SetPageAnonExclusive(mem, page, nr)
+    k.counters.inc(RMAP_OPS, 1)
+    k.counters.inc(RMAP_PAGES, nr)
 
 
-def folio_needs_cow_for_dma(vma: Vma, folio: Folio) -> bool:
+@cython.ccall
+def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
     """``folio_needs_cow_for_dma()``: the mm ever pinned and the folio may be pinned."""
-    return bool(getattr(vma.vm_mm, "has_pinned", False)) and folio.maybe_dma_pinned()
+    mm: MmStruct = vma_mm(vma)
+    return mm.has_pinned and folio_maybe_dma_pinned(mm.kernel.memmap, folio)
 
 
-def folio_try_dup_anon_rmap_ptes(folio: Folio, page: int, nr: int, src_vma: Vma) -> int:
+@cython.ccall
+def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
     """Duplicate the anon mappings of ``nr`` pages for a child at fork.
 
     Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_ptes()``.
     Returns 0, or -EBUSY if a page is exclusive and the folio may be
     DMA-pinned: the caller must then copy instead of sharing.
     """
-    mem = folio.mem
-    flags = mem.flags[page : page + nr]
-    k = src_vma.vm_mm.kernel
-    if (
-        folio_needs_cow_for_dma(src_vma, folio)
-        and np.any(flags & np.uint32(PG_anon_exclusive))
-        and not k.bug("fork_shares_pinned_anon")
-    ):
-        return -EBUSY
-    folio.clear_anon_exclusive(page, nr)
-    mem.mapcount[page : page + nr] += 1
-    if folio.test_large():
-        mem.large_mapcount[folio.pfn] += nr
-    k.counters.add(RMAP_OPS)
-    k.counters.add(RMAP_PAGES, nr)
-    rmap_changed(folio)
+    k: Kernel = vma_mm(src_vma).kernel
+    mem: MemMap = k.memmap
+    i: i64
+    if folio_needs_cow_for_dma(src_vma, folio) and not k.bug("fork_shares_pinned_anon"):
+        for i in range(page, page + nr):
+            if mem.flags[i] & PG_anon_exclusive:
+                return -EBUSY
+    for i in range(page, page + nr):
+        mem.flags[i] &= _NOT_PG_anon_exclusive
+        mem.mapcount[i] += 1
+    if mem.order[folio] > 0:
+        mem.large_mapcount[folio] += nr
+    k.counters.inc(RMAP_OPS, 1)
+    k.counters.inc(RMAP_PAGES, nr)
+    rmap_changed(k, folio)
     return 0
 
 
-def folio_try_dup_anon_rmap_pmd(folio: Folio, src_vma: Vma) -> int:
+_NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
+
+
+@cython.ccall
+def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
     """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()``."""
-    if folio_needs_cow_for_dma(src_vma, folio) and folio.page_anon_exclusive(folio.pfn):
+    k: Kernel = vma_mm(src_vma).kernel
+    mem: MemMap = k.memmap
+    if folio_needs_cow_for_dma(src_vma, folio) and mem.flags[folio] & PG_anon_exclusive:
         return -EBUSY
-    folio.clear_anon_exclusive(folio.pfn)
-    folio.mem.entire_mapcount[folio.pfn] += 1
-    folio.mem.large_mapcount[folio.pfn] += 1
-    src_vma.vm_mm.kernel.counters.add(RMAP_OPS)
+    ClearPageAnonExclusive(mem, folio, 1)
+    mem.entire_mapcount[folio] += 1
+    mem.large_mapcount[folio] += 1
+    k.counters.inc(RMAP_OPS, 1)
     return 0
 
 
-def folio_dup_file_rmap_ptes(folio: Folio, page: int, nr: int, dst_vma: Vma | None = None) -> None:
+@cython.ccall
+def folio_dup_file_rmap_ptes(folio: i64, page: i64, nr: i64, dst_vma: Vma) -> None:
     """Models: include/linux/rmap.h ``folio_dup_file_rmap_ptes()``."""
-    mem = folio.mem
-    mem.mapcount[page : page + nr] += 1
-    if folio.test_large():
-        mem.large_mapcount[folio.pfn] += nr
-    if dst_vma is not None:
-        dst_vma.vm_mm.kernel.counters.add(RMAP_OPS)
-        dst_vma.vm_mm.kernel.counters.add(RMAP_PAGES, nr)
-    rmap_changed(folio)
+    k: Kernel = vma_mm(dst_vma).kernel
+    mem: MemMap = k.memmap
+    i: i64
+    for i in range(page, page + nr):
+        mem.mapcount[i] += 1
+    if mem.order[folio] > 0:
+        mem.large_mapcount[folio] += nr
+    k.counters.inc(RMAP_OPS, 1)
+    k.counters.inc(RMAP_PAGES, nr)
+    rmap_changed(k, folio)
 
 
-def folio_add_file_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma) -> None:
+@cython.ccall
+def folio_add_file_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
     """Models: mm/rmap.c ``folio_add_file_rmap_ptes()``."""
     folio_dup_file_rmap_ptes(folio, page, nr, vma)
 
 
-def folio_remove_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma) -> None:
+@cython.ccall
+def folio_remove_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
     """Remove ``nr`` PTE mappings of consecutive pages of ``folio``.
 
     Models: mm/rmap.c ``folio_remove_rmap_ptes()``: an anon large folio left
     partially mapped is queued for deferred split.
     """
-    mem = folio.mem
-    k = vma.vm_mm.kernel
-    mem.mapcount[page : page + nr] -= 1
-    if np.any(mem.mapcount[page : page + nr] < 0):
-        raise KernelBug("VM_BUG_ON_PAGE", f"mapcount underflow in {folio}", None)
-    if folio.test_large():
-        mem.large_mapcount[folio.pfn] -= nr
-        if folio.test_anon() and folio.mapped():
-            n = folio.nr_pages
-            if np.any(mem.mapcount[folio.pfn : folio.pfn + n] == 0) and folio.entire_mapcount() == 0:
-                deferred_split_folio(folio, k)
-    k.counters.add(RMAP_OPS)
-    k.counters.add(RMAP_PAGES, nr)
+    k: Kernel = vma_mm(vma).kernel
+    mem: MemMap = k.memmap
+    i: i64
+    underflow: cython.bint = False
+    for i in range(page, page + nr):
+        mem.mapcount[i] -= 1
+        if mem.mapcount[i] < 0:
+            underflow = True
+    if underflow:
+        raise KernelBug("VM_BUG_ON_PAGE", f"mapcount underflow in {mem.describe(folio)}", None)
+    n: i64
+    if mem.order[folio] > 0:
+        mem.large_mapcount[folio] -= nr
+        if folio_test_anon(mem, folio) and mem.large_mapcount[folio] > 0 and mem.entire_mapcount[folio] == 0:
+            n = cython.cast(i64, 1) << mem.order[folio]
+            for i in range(folio, folio + n):
+                if mem.mapcount[i] == 0:
+                    deferred_split_folio(folio, k)
+                    break
+    k.counters.inc(RMAP_OPS, 1)
+    k.counters.inc(RMAP_PAGES, nr)
 
 
-def folio_remove_rmap_pmd(folio: Folio, vma: Vma) -> None:
+@cython.ccall
+def folio_remove_rmap_pmd(folio: i64, vma: Vma) -> None:
     """Models: mm/rmap.c ``folio_remove_rmap_pmd()``."""
-    mem = folio.mem
-    mem.entire_mapcount[folio.pfn] -= 1
-    mem.large_mapcount[folio.pfn] -= 1
-    k = vma.vm_mm.kernel
-    k.counters.add(RMAP_OPS)
-    if folio.test_anon() and folio.mapped() and folio.entire_mapcount() == 0:
-        n = folio.nr_pages
-        if np.any(mem.mapcount[folio.pfn : folio.pfn + n] == 0):
-            deferred_split_folio(folio, k)
+    k: Kernel = vma_mm(vma).kernel
+    mem: MemMap = k.memmap
+    mem.entire_mapcount[folio] -= 1
+    mem.large_mapcount[folio] -= 1
+    k.counters.inc(RMAP_OPS, 1)
+    n: i64
+    i: i64
+    if folio_test_anon(mem, folio) and mem.large_mapcount[folio] > 0 and mem.entire_mapcount[folio] == 0:
+        n = cython.cast(i64, 1) << mem.order[folio]
+        for i in range(folio, folio + n):
+            if mem.mapcount[i] == 0:
+                deferred_split_folio(folio, k)
+                break
 
 
-def deferred_split_folio(folio: Folio, k: object) -> None:
+@cython.ccall
+def deferred_split_folio(folio: i64, k: Kernel) -> None:
     """Queue a partially mapped anon folio for splitting under memory pressure.
 
     Models: mm/huge_memory.c ``deferred_split_folio(folio, partially_mapped=true)``:
     ``thp_deferred_split_page`` only for PMD-mappable folios
     (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all.
     """
-    from .kernel import Kernel
-
-    assert isinstance(k, Kernel)
-    if folio.pfn in k.deferred_split:
+    if folio in k.deferred_split:
         return
-    k.deferred_split.add(folio.pfn)
+    k.deferred_split.add(folio)
     # v6.12 counts the vmstat event for PMD-mappable folios only; every
     # order gets its per-size split_deferred stat.
-    if folio.order >= k.PMD_ORDER:
-        k.counters.add(THP_DEFERRED_SPLIT_PAGE)
-    k.mthp_stat(folio.order, "split_deferred")
+    order: i64 = k.memmap.order[folio]
+    if order >= k.PMD_ORDER:
+        k.counters.inc(THP_DEFERRED_SPLIT_PAGE, 1)
+    k.count_mthp_stat(order, MTHP_SPLIT_DEFERRED, 1)
 
 
-def rmap_walk_ptes(k: "Kernel", lo: int, hi: int) -> list[tuple[MmStruct, int, int]]:
-    """(mm, table index, entry index) of every PTE mapping a pfn in ``[lo, hi)``.
+def rmap_walk_ptes(k: Kernel, lo: int, hi: int) -> list[tuple[Any, int, int]]:
+    """(mm, level-2 index, entry index) of every PTE mapping a pfn in ``[lo, hi)``.
 
     Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` for PTE
     mappings.  The model keeps no anon_vma chains, so it scans the page
@@ -225,11 +267,16 @@ def rmap_walk_ptes(k: "Kernel", lo: int, hi: int) -> list[tuple[MmStruct, int, i
     splits and reclaim are exercised.
     """
     a = k.arch
-    out: list[tuple[MmStruct, int, int]] = []
+    out: list[tuple[Any, int, int]] = []
     for mm in k.mms:
-        for idx, table in mm.space.tables.items():
-            d = a.ptes_decode(table.entries)
+        for idx in list(mm.space.tables):
+            d = a.ptes_decode(mm.space.table_entries(idx))
             hit = d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)
-            for pos in np.nonzero(hit)[0]:
+            for pos in hit.nonzero()[0]:
                 out.append((mm, idx, int(pos)))
     return out
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(RMAP_EXCLUSIVE=RMAP_EXCLUSIVE, RMAP_OPS=RMAP_OPS, RMAP_PAGES=RMAP_PAGES)

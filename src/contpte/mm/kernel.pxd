@@ -1,0 +1,37 @@
+cimport cython
+from contpte.cdefs cimport i64, I64View
+from contpte.counters cimport Counters
+from contpte.arch.pgtable cimport Pgtable
+from contpte.mm.memmap cimport MemMap, PG_anon, PG_reserved, folio_test_anon
+from contpte.mm.page_alloc cimport BuddyAllocator
+
+cdef i64 MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SPLIT, MTHP_SPLIT_DEFERRED, MTHP_NR_ANON
+cdef i64 _NR_MTHP_STATS, _MAX_ORDER_STATS
+cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE
+cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, PAGE_ZERO, PAGE_COPY, REF_OPS
+
+cdef class RmapObserver:
+    cpdef on_rmap_change(self, i64 folio)
+
+@cython.final
+cdef class Kernel:
+    cdef public dict options, mthp, files
+    cdef public bint batch_fork, cow_reuse_large, huge_zero_wp_thp, use_zero_page
+    cdef public frozenset bugs
+    cdef public RmapObserver rmap_observer
+    cdef public object hw, on_lock_break
+    cdef public Pgtable arch
+    cdef public Counters counters
+    cdef public i64 page_shift, PAGE_SIZE, PMD_ORDER, zero_pfn, huge_zero_pfn, _anon_vma_ids
+    cdef public i64 fault_around_bytes, anon_orders_always, anon_orders_madvise, anon_orders_inherit
+    cdef public MemMap memmap
+    cdef public BuddyAllocator buddy
+    cdef public list mms
+    cdef public set deferred_split
+    cdef public str thp
+    cdef public I64View mthp_ids
+    cpdef bint bug(self, str name)
+    cpdef count_mthp_stat(self, i64 order, i64 stat, i64 n)
+    cpdef i64 folio_alloc(self, i64 order, bint zero)
+    cpdef folio_put(self, i64 folio, i64 nr=*)
+    cpdef mark_anon(self, i64 folio)

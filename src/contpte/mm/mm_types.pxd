@@ -1,0 +1,29 @@
+from contpte.cdefs cimport i64, u64, I64View
+from contpte.hw.tables cimport AddressSpace
+from contpte.arch.pgtable cimport MmLike, VmaLike
+from contpte.mm.kernel cimport Kernel
+cimport cython
+
+cdef i64 VM_NONE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE, VM_MAYEXEC, VM_MAYSHARE, VM_UFFD_WP, VM_DONTCOPY, VM_SOFTDIRTY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_ACCESS_FLAGS, FAULT_FLAG_WRITE, FAULT_FLAG_REMOTE, FAULT_FLAG_UNSHARE, VM_FAULT_OOM, VM_FAULT_SIGSEGV, VM_FAULT_NOPAGE, VM_FAULT_RETRY, VM_FAULT_FALLBACK, VM_FAULT_UFFD_WP, MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES, NR_MM_COUNTERS
+
+cdef class MmStruct(MmLike):
+    cdef public Kernel kernel
+    cdef public i64 owner, mmap_base
+    cdef public list vmas, pinned
+    cdef public I64View rss
+    cdef public bint has_pinned, dead
+    cpdef add_mm_counter(self, i64 member, i64 value)
+    cpdef i64 get_mm_counter(self, i64 member)
+    cpdef object find_vma(self, i64 addr)
+    cpdef object vma_lookup(self, i64 addr)
+
+@cython.final
+cdef class Vma(VmaLike):
+    cdef public u64 vm_page_prot
+    cdef public i64 vm_pgoff
+    cdef public object vm_file, anon_vma
+    cpdef i64 linear_page_index(self, i64 addr)
+
+cpdef MmStruct vma_mm(Vma vma)
+cpdef bint vma_is_anonymous(Vma vma)
+cpdef bint is_cow_mapping(i64 flags)

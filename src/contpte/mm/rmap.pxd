@@ -1,0 +1,20 @@
+from contpte.cdefs cimport i64
+from contpte.mm.kernel cimport MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
+from contpte.mm.memmap cimport (
+    PG_anon_exclusive, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_maybe_dma_pinned, folio_test_anon,
+)
+from contpte.mm.mm_types cimport MmStruct, Vma, vma_mm
+
+cdef i64 RMAP_EXCLUSIVE, RMAP_OPS, RMAP_PAGES, EBUSY, _NOT_PG_anon_exclusive
+
+cpdef rmap_changed(Kernel k, i64 folio)
+cpdef folio_add_new_anon_rmap(i64 folio, Vma vma, i64 address, i64 flags, bint pmd=*)
+cpdef folio_add_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma, i64 address, i64 flags)
+cpdef bint folio_needs_cow_for_dma(Vma vma, i64 folio)
+cpdef i64 folio_try_dup_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma src_vma)
+cpdef i64 folio_try_dup_anon_rmap_pmd(i64 folio, Vma src_vma)
+cpdef folio_dup_file_rmap_ptes(i64 folio, i64 page, i64 nr, Vma dst_vma)
+cpdef folio_add_file_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma)
+cpdef folio_remove_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma)
+cpdef folio_remove_rmap_pmd(i64 folio, Vma vma)
+cpdef deferred_split_folio(i64 folio, Kernel k)
