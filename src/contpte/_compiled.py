@@ -45,6 +45,9 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.kernel",
     "contpte.mm.mm_types",
     "contpte.mm.rmap",
+    "contpte.mm.mmu_gather",
+    "contpte.mm.mm_h",
+    "contpte.mm.internal",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 

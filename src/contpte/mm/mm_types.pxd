@@ -24,6 +24,12 @@ cdef class Vma(VmaLike):
     cdef public object vm_file, anon_vma
     cpdef i64 linear_page_index(self, i64 addr)
 
+@cython.final
+cdef class VmFault:
+    cdef public Vma vma
+    cdef public i64 address, flags, pmd_index, pte, page, cow_folio
+    cdef public u64 orig_pte
+
 cpdef MmStruct vma_mm(Vma vma)
 cpdef bint vma_is_anonymous(Vma vma)
 cpdef bint is_cow_mapping(i64 flags)

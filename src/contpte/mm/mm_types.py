@@ -54,6 +54,7 @@ __all__ = [
     "NR_MM_COUNTERS",
     "MmStruct",
     "Vma",
+    "VmFault",
     "vma_mm",
     "vma_is_anonymous",
     "is_cow_mapping",
@@ -207,6 +208,26 @@ class Vma(VmaLike):
             self.vm_file,
             self.anon_vma,
         )
+
+
+@cython.final
+@cython.cclass
+class VmFault:
+    """A ``struct vm_fault`` (include/linux/mm.h).
+
+    ``pte``: the locked PTE (a ``pte_t *``), -1 when none is mapped;
+    ``page``/``cow_folio``: pfn / head pfn, -1 for NULL.
+    """
+
+    def __init__(self, vma: Vma, address: i64, flags: i64) -> None:
+        self.vma = vma
+        self.address = address
+        self.flags = flags
+        self.pmd_index = address >> vma.vm_mm.space.pmd_shift
+        self.pte = -1
+        self.orig_pte = 0
+        self.page = -1
+        self.cow_folio = -1
 
 
 @cython.ccall

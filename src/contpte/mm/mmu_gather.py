@@ -4,111 +4,138 @@ Models: mm/mmu_gather.c and include/asm-generic/tlb.h (Linux v6.12): the
 gather widens a range as PTEs are cleared, queues the folio references to
 drop, and at the end flushes the TLB (through the arch's ``tlb_flush``)
 *before* the pages are freed, so no CPU can still reach a freed page.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import cython
+import numpy as np
 
 from ..counters import declare
-from .memmap import Folio
 
-if TYPE_CHECKING:
-    from ..arch.pgtable import PtePtr
+if not cython.compiled:
+    from ..arch.pgtable import GatherLike
+    from ..cdefs import i64
+    from .kernel import Kernel
     from .mm_types import MmStruct, Vma
 
-__all__ = ["FolioRun", "MmuGather"]
+__all__ = ["MmuGather", "MAX_GATHER_BATCH"]
 
-TLB_FLUSH = declare(
-    "mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)"
+TLB_FLUSH = cython.declare(
+    i64, declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
 )
-MAX_GATHER_BATCH = 10000
-"""Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.)."""
+#: Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.).
+MAX_GATHER_BATCH = cython.declare(i64, 10000)
+_NO_START = cython.declare(i64, (1 << 63) - 1)
 
 
-class FolioRun:
-    """Many ``(folio, nr)`` queued at once by a fast path (head pfns, page counts)."""
+@cython.final
+@cython.cclass
+class MmuGather(GatherLike):
+    """A ``struct mmu_gather``: ``mm``, ``fullmm``, the range to flush, the folios to free."""
 
-    __slots__ = ("heads", "nrs")
-
-    def __init__(self, heads: Any, nrs: Any) -> None:
-        self.heads = heads
-        self.nrs = nrs
-
-
-class MmuGather:
-    """A ``struct mmu_gather``."""
-
-    def __init__(self, mm: "MmStruct", fullmm: bool) -> None:
-        self.mm = mm
-        self.fullmm = fullmm
-        self.need_flush_all = False
-        self.freed_tables = False
-        self.cleared_ptes = False
-        self.cleared_pmds = False
-        self.start = 1 << 64
+    def __init__(self, mm: MmStruct, fullmm: cython.bint) -> None:
+        super().__init__(mm, fullmm)
+        self.start = _NO_START
         self.end = 0
         self.vma_exec = False
         self.page_size = mm.kernel.PAGE_SIZE
-        self._folios: list[tuple[Folio, int] | FolioRun] = []
+        self.kernel = mm.kernel
+        # The folios queued to drop (``struct mmu_gather_batch``): heads and references.
+        self.folios = np.empty(16, dtype=np.int64)
+        self.nrs = np.empty(16, dtype=np.int64)
+        self.nr_queued = 0
         self._queued = 0
 
+    @cython.cfunc
     def _reset_range(self) -> None:
-        self.start = 1 << 64
+        self.start = _NO_START
         self.end = 0
         self.cleared_ptes = False
         self.cleared_pmds = False
+        self.cleared_puds = False
         self.freed_tables = False
 
-    def tlb_start_vma(self, vma: "Vma") -> None:
+    @cython.ccall
+    def tlb_start_vma(self, vma: Vma) -> None:
         """Models: include/asm-generic/tlb.h ``tlb_start_vma()``."""
 
-    def tlb_end_vma(self, vma: "Vma") -> None:
+    @cython.ccall
+    def tlb_end_vma(self, vma: Vma) -> None:
         """Models: ``tlb_end_vma()``: flush per VMA unless fullmm."""
         if not self.fullmm:
             self.tlb_flush_mmu_tlbonly()
 
-    def tlb_remove_tlb_entries(self, ptep: "PtePtr", nr: int, address: int) -> None:
+    @cython.ccall
+    def tlb_remove_tlb_entries(self, ptep: i64, nr: i64, address: i64) -> None:
         """Models: ``tlb_remove_tlb_entries()``: widen the range to flush."""
-        self.start = min(self.start, address)
-        self.end = max(self.end, address + nr * self.page_size)
+        if address < self.start:
+            self.start = address
+        if address + nr * self.page_size > self.end:
+            self.end = address + nr * self.page_size
         self.cleared_ptes = True
 
-    def tlb_remove_pmd_tlb_entry(self, address: int, size: int) -> None:
-        self.start = min(self.start, address)
-        self.end = max(self.end, address + size)
+    @cython.ccall
+    def tlb_remove_pmd_tlb_entry(self, address: i64, size: i64) -> None:
+        if address < self.start:
+            self.start = address
+        if address + size > self.end:
+            self.end = address + size
         self.cleared_pmds = True
 
-    def tlb_remove_folio_pages(self, folio: Folio, nr: int) -> None:
+    @cython.ccall
+    def tlb_remove_folio_pages(self, folio: i64, nr: i64) -> None:
         """Models: ``__tlb_remove_folio_pages()``: queue ``nr`` references to drop."""
-        self._folios.append((folio, nr))
+        n: i64 = self.nr_queued
+        if n == self.folios.shape[0]:
+            self._grow()
+        self.folios[n] = folio
+        self.nrs[n] = nr
+        self.nr_queued = n + 1
         self._queued += nr
         if self._queued >= MAX_GATHER_BATCH:
             self.tlb_flush_mmu()
 
+    def _grow(self) -> None:
+        n = self.folios.shape[0]
+        for name in ("folios", "nrs"):
+            a = np.empty(2 * n, dtype=np.int64)
+            a[:n] = getattr(self, name)
+            setattr(self, name, a)
+
+    @cython.ccall
     def free_pgtables(self) -> None:
         self.freed_tables = True
 
+    @cython.ccall
     def tlb_flush_mmu_tlbonly(self) -> None:
         """Models: ``tlb_flush_mmu_tlbonly()``: flush the gathered range."""
         if not (self.freed_tables or self.cleared_ptes or self.cleared_pmds):
             return
-        self.mm.kernel.counters.add(TLB_FLUSH)
-        self.mm.kernel.arch.tlb_flush(self)
+        self.kernel.counters.inc(TLB_FLUSH, 1)
+        self.kernel.arch.tlb_flush(self)
         self._reset_range()
 
+    @cython.ccall
     def tlb_flush_mmu(self) -> None:
         """Models: ``tlb_flush_mmu()``: TLB first, then free the pages."""
         self.tlb_flush_mmu_tlbonly()
-        k = self.mm.kernel
-        for item in self._folios:
-            if isinstance(item, FolioRun):
-                k.folio_put_many(item.heads, item.nrs)
-            else:
-                k.folio_put(item[0], item[1])
-        self._folios.clear()
+        k: Kernel = self.kernel
+        i: i64
+        n: i64 = self.nr_queued
+        self.nr_queued = 0
         self._queued = 0
+        for i in range(n):
+            k.folio_put(self.folios[i], self.nrs[i])
 
+    @cython.ccall
     def tlb_finish_mmu(self) -> None:
         """Models: mm/mmu_gather.c ``tlb_finish_mmu()``."""
         self.tlb_flush_mmu()
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(MAX_GATHER_BATCH=MAX_GATHER_BATCH, TLB_FLUSH=TLB_FLUSH)

@@ -8,6 +8,7 @@ from contpte.mm.mm_types cimport MmStruct, Vma, vma_mm
 cdef i64 RMAP_EXCLUSIVE, RMAP_OPS, RMAP_PAGES, EBUSY, _NOT_PG_anon_exclusive
 
 cpdef rmap_changed(Kernel k, i64 folio)
+cpdef anon_vma_prepare(Vma vma)
 cpdef folio_add_new_anon_rmap(i64 folio, Vma vma, i64 address, i64 flags, bint pmd=*)
 cpdef folio_add_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma, i64 address, i64 flags)
 cpdef bint folio_needs_cow_for_dma(Vma vma, i64 folio)

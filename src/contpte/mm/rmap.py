@@ -35,6 +35,7 @@ if not cython.compiled:
 
 __all__ = [
     "RMAP_EXCLUSIVE",
+    "anon_vma_prepare",
     "folio_add_new_anon_rmap",
     "folio_add_anon_rmap_ptes",
     "folio_try_dup_anon_rmap_ptes",
@@ -67,6 +68,13 @@ def rmap_changed(k: Kernel, folio: i64) -> None:
     obs: RmapObserver = k.rmap_observer
     if obs is not None:
         obs.on_rmap_change(folio)
+
+
+@cython.ccall
+def anon_vma_prepare(vma: Vma) -> None:
+    """``anon_vma_prepare()``: give the VMA an anon_vma on its first anon page."""
+    if vma.anon_vma is None:
+        vma.anon_vma = vma_mm(vma).kernel.new_anon_vma()
 
 
 @cython.ccall

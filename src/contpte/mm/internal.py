@@ -1,0 +1,109 @@
+"""Core-mm internal helpers: PTE batching.
+
+Models: mm/internal.h (Linux v6.12) ``folio_pte_batch()`` and its flags.
+
+Compiled (docs/core.md).
+"""
+
+from __future__ import annotations
+
+import cython
+
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import i64, u64
+    from .kernel import Kernel
+
+__all__ = ["BoolPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
+
+FPB_IGNORE_DIRTY = cython.declare(i64, 1 << 0)
+FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
+
+
+@cython.final
+@cython.cclass
+class BoolPtr:
+    """A ``bool *`` out-parameter (``&any_writable``)."""
+
+    def __init__(self, value: cython.bint = False) -> None:
+        self.value = value
+
+
+@cython.ccall
+def folio_pte_batch(
+    k: Kernel,
+    folio: i64,
+    addr: i64,
+    start_ptep: i64,
+    pte: u64,
+    max_nr: i64,
+    flags: i64,
+    any_writable: BoolPtr | None,
+) -> i64:
+    """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
+
+    Models: mm/internal.h ``folio_pte_batch()`` (v6.12): compare each PTE
+    with the expected one after ``pte_wrprotect`` + ``pte_mkold`` (write and
+    young are always ignored) and, per ``flags``, ``pte_mkclean`` and
+    ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
+    another pfn, protnone, uffd-wp, a different dirty bit) or at the end of
+    the folio.  ``any_writable.value`` is set if a PTE after the first is
+    writable.  Follows ``pte_batch_hint`` (skips the tail of a contiguous
+    block: one read per block).  ``k``: the mem_map's kernel (the model's
+    stand-in for the global ``struct page`` array).
+
+    Context: PTL held; ``pte`` maps a page of the large ``folio``;
+    ``max_nr`` stays within one VMA and one page table.
+    """
+    a: Pgtable = k.arch
+    bug_none: cython.bint = k.bug("fork_batch_across_pte_none")
+    bug_uffd: cython.bint = k.bug("fork_batch_ignores_uffd_wp")
+    bug_protnone: cython.bint = k.bug("fork_batch_mixes_protnone")
+    first_prot: u64 = a.pte_pgprot(pte)
+    folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << k.memmap.order[folio])
+    nr: i64 = a.pte_batch_hint(start_ptep, pte)
+    expected: u64 = _fpb_norm(a, a.pte_advance_pfn(pte, nr), flags, bug_uffd, bug_protnone, first_prot)
+    ptep: i64 = start_ptep + nr
+    end: i64 = start_ptep + max_nr
+    p: u64
+    h: i64
+    writable: cython.bint
+    while ptep < end:
+        p = a.ptep_get(ptep)
+        if bug_none and p == 0:
+            # Bug catalog: a hole is taken as the expected next PTE.
+            expected = a.pte_advance_pfn(expected, 1)
+            ptep += 1
+            continue
+        writable = a.pte_write(p)
+        p = _fpb_norm(a, p, flags, bug_uffd, bug_protnone, first_prot)
+        if not a.pte_same(p, expected):
+            break
+        if a.pte_pfn(p) >= folio_end_pfn:
+            break
+        if any_writable is not None and writable:
+            any_writable.value = True
+        h = a.pte_batch_hint(ptep, p)
+        expected = a.pte_advance_pfn(expected, h)
+        ptep += h
+    return min(ptep - start_ptep, max_nr)
+
+
+@cython.cfunc
+@cython.inline
+def _fpb_norm(a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64) -> u64:
+    """``__pte_batch_clear_ignored()`` + ``pte_wrprotect(pte_mkold())``."""
+    if flags & FPB_IGNORE_DIRTY:
+        p = a.pte_mkclean(p)
+    if flags & FPB_IGNORE_SOFT_DIRTY:
+        p = a.pte_clear_soft_dirty(p)
+    if bug_uffd:  # bug catalog: the uffd-wp bit is ignored
+        p = a.pte_clear_uffd_wp(p)
+    if bug_protnone and a.pte_present(p):  # bug catalog: protection ignored
+        p = a.pte_modify(p, first_prot)
+    return a.pte_wrprotect(a.pte_mkold(p))
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(FPB_IGNORE_DIRTY=FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY=FPB_IGNORE_SOFT_DIRTY)

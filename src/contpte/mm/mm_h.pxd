@@ -1,0 +1,16 @@
+from contpte.cdefs cimport i64, u64
+from contpte.arch.pgtable cimport Pgtable
+from contpte.hw.tables cimport AddressSpace
+from contpte.mm.kernel cimport Kernel
+from contpte.mm.memmap cimport MemMap, PageAnonExclusive, folio_test_anon
+from contpte.mm.mm_types cimport MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma, vma_mm
+
+cpdef i64 pte_index(Kernel k, i64 addr)
+cpdef i64 pte_offset_map_lock(MmStruct mm, i64 addr, bint alloc=*)
+cpdef pte_unmap_unlock(MmStruct mm, i64 ptep)
+cpdef i64 mm_counter_file(i64 folio, Kernel k)
+cpdef i64 vm_normal_folio(Vma vma, i64 addr, u64 pte)
+cpdef u64 maybe_mkwrite(u64 pte, Vma vma)
+cpdef bint vma_wants_writenotify(Vma vma)
+cpdef bint vma_wants_manual_pte_write_upgrade(Vma vma)
+cpdef bint can_change_pte_writable(Vma vma, i64 addr, u64 pte)
