@@ -22,7 +22,7 @@ from ..errors import KernelBug
 
 if not cython.compiled:
     from ..cdefs import i64
-    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
+    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
         ClearPageAnonExclusive,
         MemMap,
