@@ -48,6 +48,7 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.mmu_gather",
     "contpte.mm.mm_h",
     "contpte.mm.internal",
+    "contpte.mm.memory",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 

@@ -184,7 +184,9 @@ class GenericPgtable(Pgtable):
     def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte & _NOT_SOFT_DIRTY
 
-    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         e = np.asarray(entries).astype(np.uint64, copy=False)
 
         def bit(b: int) -> np.ndarray:
@@ -199,9 +201,9 @@ class GenericPgtable(Pgtable):
 
         out = {"valid": valid, "present": present}
         if want("pfn"):
-            out["pfn"] = np.where(present, (e & np.uint64(_PFN_MASK)) >> np.uint64(self.PFN_PTE_SHIFT), 0).astype(
-                np.int64
-            )
+            out["pfn"] = np.where(
+                present, (e & np.uint64(_PFN_MASK)) >> np.uint64(self.PFN_PTE_SHIFT), 0
+            ).astype(np.int64)
         if want("write"):
             out["write"] = present & bit(_PAGE_RW)
         if want("dirty"):

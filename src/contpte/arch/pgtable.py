@@ -61,8 +61,8 @@ class MmLike:
     """
 
     def __init__(self, space: AddressSpace) -> None:
-        self.space = space
-        self.cpumask = set()
+        self.space: AddressSpace = space
+        self.cpumask: set[int] = set()
         self.is_kernel_mm = False
 
 
@@ -71,7 +71,7 @@ class VmaLike:
     """What the arch layer reads of a ``struct vm_area_struct``."""
 
     def __init__(self, mm: MmLike, start: i64, end: i64, flags: i64) -> None:
-        self.vm_mm = mm
+        self.vm_mm: MmLike = mm
         self.vm_start = start
         self.vm_end = end
         self.vm_flags = flags
@@ -82,7 +82,7 @@ class GatherLike:
     """What the arch's ``tlb_flush()`` reads of a ``struct mmu_gather``."""
 
     def __init__(self, mm: MmLike, fullmm: bool) -> None:
-        self.mm = mm
+        self.mm: MmLike = mm
         self.fullmm = fullmm
         self.need_flush_all = False
         self.freed_tables = False
@@ -112,8 +112,8 @@ class Pgtable:
             raise ModelUsageError(f"arch {self.name}: unknown option(s) {', '.join(sorted(unknown))}")
         self.options = {**known, **options}
         self.hw = hw
-        self.pool = hw.pool
-        self.counters = hw.counters
+        self.pool: PtePool = hw.pool
+        self.counters: Counters = hw.counters
         self.page_shift = page_shift
         self.PAGE_SHIFT = page_shift
         self.PAGE_SIZE = 1 << page_shift
@@ -135,7 +135,7 @@ class Pgtable:
         self.folio_head = np.zeros(0, dtype=np.int64)
         self.folio_order = np.zeros(0, dtype=np.int8)
         #: Bug catalog entries turned on (contpte.bugs; the Machine sets it).
-        self.bugs = frozenset()
+        self.bugs: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -152,12 +152,12 @@ class Pgtable:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
             raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
-        return self.folio_head[pfn]
+        return int(self.folio_head[pfn])
 
     @cython.ccall
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
-        return cython.cast(i64, 1) << self.folio_order[head]
+        return cython.cast(i64, 1) << int(self.folio_order[head])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""
@@ -288,7 +288,9 @@ class Pgtable:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
-    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Decode an array of raw PTEs (model-only, for validators and pagemap).
 
         Keys: ``valid`` (the hardware would translate it), ``present``,
@@ -375,7 +377,9 @@ class Pgtable:
         return True
 
     @cython.ccall
-    def _ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def _ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_set_access_flags()``."""
         old: u64 = self._ptep_get(ptep)
         changed: cython.bint = not self.pte_same(old, entry)
@@ -476,7 +480,9 @@ class Pgtable:
         return young
 
     @cython.ccall
-    def ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Make a PTE more permissive (fault fix-up); True if it changed."""
         return self._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
 
@@ -554,7 +560,9 @@ class Pgtable:
         return old
 
     @cython.ccall
-    def pmdp_set_access_flags(self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def pmdp_set_access_flags(
+        self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         space: AddressSpace = vma.vm_mm.space
         old: u64 = space.pmd_load(pmd_index)
         if old == entry:
@@ -613,7 +621,9 @@ class Pgtable:
             checker.ptl_release(mm.space, ptep >> self.pool.shift)
 
     # -- helpers for subclasses ------------------------------------------
-    def VM_WARN_ON(self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None) -> None:  # noqa: N802
+    def VM_WARN_ON(
+        self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None
+    ) -> None:
         """A kernel ``VM_WARN_ON``: raise the model's invariant error."""
         if cond:
             raise KernelBug("VM_WARN_ON", what, addr, ptes)

@@ -14,7 +14,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from .kernel import Kernel
 
-__all__ = ["BoolPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
+__all__ = ["BoolPtr", "FolioPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
 
 FPB_IGNORE_DIRTY = cython.declare(i64, 1 << 0)
 FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
@@ -26,6 +26,15 @@ class BoolPtr:
     """A ``bool *`` out-parameter (``&any_writable``)."""
 
     def __init__(self, value: cython.bint = False) -> None:
+        self.value = value
+
+
+@cython.final
+@cython.cclass
+class FolioPtr:
+    """A ``struct folio **`` out-parameter (``&prealloc``): a head pfn, -1 for NULL."""
+
+    def __init__(self, value: i64 = -1) -> None:
         self.value = value
 
 
@@ -91,7 +100,9 @@ def folio_pte_batch(
 
 @cython.cfunc
 @cython.inline
-def _fpb_norm(a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64) -> u64:
+def _fpb_norm(
+    a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64
+) -> u64:
     """``__pte_batch_clear_ignored()`` + ``pte_wrprotect(pte_mkold())``."""
     if flags & FPB_IGNORE_DIRTY:
         p = a.pte_mkclean(p)

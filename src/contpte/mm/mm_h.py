@@ -21,7 +21,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..hw.tables import AddressSpace
     from .kernel import Kernel
-    from .memmap import MemMap, PageAnonExclusive, folio_test_anon
+    from .memmap import PageAnonExclusive, folio_test_anon
     from .mm_types import (
         MM_FILEPAGES,
         MM_SHMEMPAGES,
@@ -97,7 +97,7 @@ def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
     arch: Pgtable = k.arch
     if arch.pte_special(pte):
         return -1
-    return k.memmap.head[arch.pte_pfn(pte)]
+    return int(k.memmap.head[arch.pte_pfn(pte)])
 
 
 @cython.ccall

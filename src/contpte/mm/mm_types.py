@@ -100,16 +100,16 @@ class MmStruct(MmLike):
 
     def __init__(self, kernel: Kernel, space: AddressSpace, owner: i64) -> None:
         super().__init__(space)
-        self.kernel = kernel
+        self.kernel: Kernel = kernel
         self.owner = owner
         #: VMAs sorted by address (the maple tree).
-        self.vmas = []
+        self.vmas: list[Vma] = []
         self.rss = np.zeros(NR_MM_COUNTERS, dtype=np.int64)
         self.mmap_base = kernel.TASK_MMAP_BASE
         #: MMF_HAS_PINNED: this mm ever pinned pages (fork must then copy pinned ones).
         self.has_pinned = False
         #: PFNs pinned through this mm and not yet unpinned (the model's GUP owner list).
-        self.pinned = []
+        self.pinned: list[int] = []
         self.dead = False
 
     def __repr__(self) -> str:
@@ -122,7 +122,7 @@ class MmStruct(MmLike):
 
     @cython.ccall
     def get_mm_counter(self, member: i64) -> i64:
-        return self.rss[member]
+        return int(self.rss[member])
 
     @cython.ccall
     def find_vma(self, addr: i64) -> Any:

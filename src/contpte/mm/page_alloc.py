@@ -47,8 +47,8 @@ class BuddyAllocator:
     def __init__(self, nr_frames: i64, max_order: i64, counters: Counters, first_pfn: i64 = 0) -> None:
         self.nr_frames = nr_frames
         self.max_order = max_order
-        self.counters = counters
-        self.free_lists = [[] for _ in range(max_order + 1)]
+        self.counters: Counters = counters
+        self.free_lists: list[list[int]] = [[] for _ in range(max_order + 1)]
         self.nr_blocks = np.zeros(max_order + 1, dtype=np.int64)
         self.free_order = np.full(nr_frames, -1, dtype=np.int8)
         self.nr_free = 0

@@ -250,7 +250,9 @@ class Arm64Pgtable(Arm64PgtableBase):
             self._wrprotect_pte(mm, addr, ptep, "ptep_set_wrprotect")
 
     @cython.ccall
-    def _per_pte_unfold(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str, cont_only: cython.bint) -> None:
+    def _per_pte_unfold(
+        self, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str, cont_only: cython.bint
+    ) -> None:
         """The unfolds a per-PTE loop of ``nr == 1`` calls would do, block by block.
 
         Used by the historical variants (``wrprotect_ptes_opt=False``,
@@ -283,7 +285,9 @@ class Arm64Pgtable(Arm64PgtableBase):
             i += cp - ((ptep + i) & (cp - 1))
 
     @cython.ccall
-    def ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Make a PTE more permissive after a fault; True if anything changed.
 
         Models: arm64 ``ptep_set_access_flags()``.
@@ -344,7 +348,9 @@ class Arm64Pgtable(Arm64PgtableBase):
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
 
     @cython.ccall
-    def pmdp_set_access_flags(self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def pmdp_set_access_flags(
+        self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Make a huge PMD more permissive in place; True if it changed.
 
         Models: arm64 ``pmdp_set_access_flags()`` = ``__ptep_set_access_flags()``

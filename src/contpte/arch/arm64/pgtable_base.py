@@ -30,11 +30,10 @@ import numpy as np
 from ...errors import ModelUsageError
 
 if not cython.compiled:
-    from . import tlbflush
     from ...cdefs import i64, u64
-    from ...counters import PTE_ATOMIC, PTE_READ
     from ...hw.tables import PtePool
     from ..pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, MmLike, Pgtable, VmaLike
+    from . import tlbflush
     from .pgtable_prot import (
         _SWP_OFFSET_MASK,
         _SWP_OFFSET_SHIFT,
@@ -333,7 +332,9 @@ class Arm64PgtableBase(Pgtable):
 
     @cython.ccall
     def pte_access_permitted(self, pte: u64, write: cython.bint) -> cython.bint:
-        return (pte & (PTE_VALID | PTE_USER)) == (PTE_VALID | PTE_USER) and (not write or (pte & PTE_WRITE) != 0)
+        return (pte & (PTE_VALID | PTE_USER)) == (PTE_VALID | PTE_USER) and (
+            not write or (pte & PTE_WRITE) != 0
+        )
 
     # -- swap entries (non-present PTEs) --------------------------------
     @cython.ccall
@@ -377,7 +378,9 @@ class Arm64PgtableBase(Pgtable):
     def pte_swp_clear_uffd_wp(self, pte: u64) -> u64:
         return pte & _NOT_SWP_UFFD_WP
 
-    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Decode raw PTEs with numpy bit operations (model-only: validators, pagemap).
 
         Raw per-entry bits, no gathering over blocks; counts no reads.
@@ -553,7 +556,9 @@ class Arm64PgtableBase(Pgtable):
                 pool.cmpxchg(i, old, new)
 
     @cython.ccall
-    def _ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    def _ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Make a PTE more permissive in place; True if it changed.
 
         Models: arch/arm64/mm/fault.c ``__ptep_set_access_flags()`` (v6.12).

@@ -55,7 +55,7 @@ TLBI_TTL_UNKNOWN = cython.declare(i64, (1 << 31) - 1)
 
 
 @cython.ccall
-def TLBI_RANGE_PAGES(num: i64, scale: i64) -> i64:  # noqa: N802 - the kernel's name
+def TLBI_RANGE_PAGES(num: i64, scale: i64) -> i64:
     """Pages one range TLBI covers.  Models: ``__TLBI_RANGE_PAGES()``."""
     return (num + 1) << (5 * scale + 1)
 
@@ -65,7 +65,7 @@ MAX_TLBI_RANGE_PAGES = cython.declare(i64, (31 + 1) << (5 * 3 + 1))
 
 
 @cython.ccall
-def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:  # noqa: N802 - the kernel's name
+def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:
     """The NUM field for ``pages`` at ``scale``; -1 if ``scale`` is too coarse.
 
     Models: ``__TLBI_RANGE_NUM()`` (v6.9+ form: clamp to what one op at this
@@ -75,7 +75,7 @@ def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:  # noqa: N802 - the kernel's 
 
 
 @cython.ccall
-def TLB_FLUSH_VMA(mm: MmLike, flags: i64) -> VmaLike:  # noqa: N802 - the kernel's name
+def TLB_FLUSH_VMA(mm: MmLike, flags: i64) -> VmaLike:
     """Models: include/asm-generic/tlb.h ``TLB_FLUSH_VMA()``: a fake vma for flushes."""
     return VmaLike(mm, 0, 0, flags)
 
