@@ -32,7 +32,14 @@ __all__ = ["COMPILED", "interpreted_requested", "install_source_finder", "check_
 
 COMPILED: tuple[str, ...] = (
     "contpte.counters",
+    "contpte.hw.hashmap",
+    "contpte.hw.format",
+    "contpte.hw.memory",
+    "contpte.hw.tlb",
+    "contpte.hw.tlbi",
     "contpte.hw.tables",
+    "contpte.hw.checker",
+    "contpte.hw.hardware",
     "contpte.arch.pgtable",
     "contpte.arch.generic",
     "contpte.arch.arm64.pgtable_prot",
