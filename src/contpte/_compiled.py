@@ -51,11 +51,19 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.page_alloc",
     "contpte.mm.kernel",
     "contpte.mm.mm_types",
+    "contpte.mm.shmem",
     "contpte.mm.rmap",
     "contpte.mm.mmu_gather",
     "contpte.mm.mm_h",
     "contpte.mm.internal",
+    "contpte.mm.huge_memory",
     "contpte.mm.memory",
+    "contpte.mm.mmap",
+    "contpte.mm.mprotect",
+    "contpte.mm.madvise",
+    "contpte.mm.userfaultfd",
+    "contpte.mm.gup",
+    "contpte.mm.vmscan",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 

@@ -227,8 +227,10 @@ class Kernel:
         """Order of an mTHP size given as ``"64K"``, ``"64kB"``, ``"2M"``."""
         s = size.strip().upper().removesuffix("B")
         mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        # No negative indices: compiled, wrap-around is off (docs/core.md).
+        last = len(s) - 1
         try:
-            nbytes = int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+            nbytes = int(s[:last]) * mult[s[last]] if s[last] in mult else int(s)
         except (ValueError, KeyError, IndexError):
             raise ModelUsageError(f"mthp size {size!r}: expected e.g. '64K' or '2M'") from None
         pages, rem = divmod(nbytes, self.PAGE_SIZE)

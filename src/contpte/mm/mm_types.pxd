@@ -14,6 +14,7 @@ cdef class MmStruct(MmLike):
     cdef public bint has_pinned, dead
     cpdef add_mm_counter(self, i64 member, i64 value)
     cpdef i64 get_mm_counter(self, i64 member)
+    cpdef i64 vma_index(self, i64 addr)
     cpdef object find_vma(self, i64 addr)
     cpdef object vma_lookup(self, i64 addr)
 

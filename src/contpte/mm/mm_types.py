@@ -11,7 +11,6 @@ Compiled (docs/core.md).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Any
 
 import cython
@@ -129,6 +128,21 @@ class MmStruct(MmLike):
     def find_vma(self, addr: i64) -> Any:
         """The first VMA with ``vm_end > addr`` (``find_vma()``), or None."""
         vmas: list[Vma] = self.vmas
+        i: i64 = self.vma_index(addr)
+        return vmas[i] if i < len(vmas) else None
+
+    @cython.ccall
+    def vma_lookup(self, addr: i64) -> Any:
+        """The VMA containing ``addr`` or None (``vma_lookup()``)."""
+        v = self.find_vma(addr)
+        if v is not None and cython.cast(Vma, v).vm_start <= addr:
+            return v
+        return None
+
+    @cython.ccall
+    def vma_index(self, addr: i64) -> i64:
+        """The index in ``vmas`` of the first VMA with ``vm_end > addr`` (``len(vmas)`` if none)."""
+        vmas: list[Vma] = self.vmas
         lo: i64 = 0
         hi: i64 = len(vmas)
         mid: i64
@@ -140,21 +154,16 @@ class MmStruct(MmLike):
                 lo = mid + 1
             else:
                 hi = mid
-        return vmas[lo] if lo < len(vmas) else None
+        return lo
 
-    @cython.ccall
-    def vma_lookup(self, addr: i64) -> Any:
-        """The VMA containing ``addr`` or None (``vma_lookup()``)."""
-        v = self.find_vma(addr)
-        if v is not None and cython.cast(Vma, v).vm_start <= addr:
-            return v
-        return None
-
-    def vmas_in(self, start: int, end: int) -> list[Vma]:
-        """VMAs intersecting ``[start, end)`` in address order."""
-        i = bisect_right([v.vm_end for v in self.vmas], start)
-        out = []
-        for v in self.vmas[i:]:
+    def vmas_in(self, start: i64, end: i64) -> list[Vma]:
+        """VMAs intersecting ``[start, end)`` in address order (a new list)."""
+        vmas: list[Vma] = self.vmas
+        out: list[Vma] = []
+        i: i64
+        v: Vma
+        for i in range(self.vma_index(start), len(vmas)):
+            v = vmas[i]
             if v.vm_start >= end:
                 break
             out.append(v)
