@@ -35,7 +35,7 @@ from ..errors import KernelBug, ModelUsageError
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from ..counters import PTE_READ, Counters
+    from ..counters import PTE_READ, Counters, count
     from ..hw.hardware import Hardware
     from ..hw.tables import AddressSpace, PtePool
 
@@ -411,7 +411,7 @@ class Pgtable:
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
-            self.counters.inc(PTE_READ, 1)
+            count(self.counters, PTE_READ, 1)
             return False
         self.pool.cmpxchg(ptep, old, self.pte_mkold(old))
         return True

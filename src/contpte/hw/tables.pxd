@@ -1,3 +1,5 @@
+cimport cython
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64, U64View, I64View
 from contpte.counters cimport Counters, PTE_READ, PTE_WRITE, PTE_ATOMIC, PMD_WRITE
 
@@ -14,6 +16,7 @@ cdef class LogEntry:
     cdef public object old
     cdef public bint alive
 
+@cython.final
 cdef class PtePool:
     cdef public i64 page_shift, shift, ptrs_per_pte, pmd_shift, nslots, epoch, nr_tables
     cdef public Counters counters

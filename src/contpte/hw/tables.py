@@ -44,7 +44,7 @@ from ..errors import ModelUsageError
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters
+    from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters, count
 
 __all__ = ["StoreObserver", "PtePool", "AddressSpace", "LogEntry"]
 
@@ -102,6 +102,7 @@ class LogEntry:
         return f"LogEntry(slot={self.slot}, asid={self.asid}, pmd={self.pmd_index:#x}, alive={self.alive})"
 
 
+@cython.final
 @cython.cclass
 class PtePool:
     """The descriptor memory of every level-3 table of one machine.
@@ -187,7 +188,9 @@ class PtePool:
     def va(self, ptep: i64) -> i64:
         """The virtual address descriptor ``ptep`` maps."""
         s: i64 = ptep >> self.shift
-        return (int(self.slot_pmd[s]) << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
+        return (int(self.slot_pmd[s]) << self.pmd_shift) | (
+            (ptep & (self.ptrs_per_pte - 1)) << self.page_shift
+        )
 
     # -- the store log -------------------------------------------------------
     def new_epoch(self) -> None:
@@ -230,7 +233,7 @@ class PtePool:
     @cython.ccall
     def load(self, ptep: i64) -> u64:
         """One software load (``pte.read``)."""
-        self.counters.inc(PTE_READ, 1)
+        count(self.counters, PTE_READ, 1)
         return int(self.e[ptep])
 
     @cython.ccall
@@ -241,7 +244,7 @@ class PtePool:
     @cython.ccall
     def store(self, ptep: i64, value: u64) -> None:
         """One software store (``pte.write``), logged and observed."""
-        self.counters.inc(PTE_WRITE, 1)
+        count(self.counters, PTE_WRITE, 1)
         if self.epoch >= 0:
             self._log_slot(ptep >> self.shift)
         old: u64 = int(self.e[ptep])
@@ -252,7 +255,7 @@ class PtePool:
     @cython.ccall
     def xchg(self, ptep: i64, value: u64) -> u64:
         """Atomically swap in ``value`` (``pte.atomic`` + ``pte.write``); the old descriptor."""
-        self.counters.inc(PTE_ATOMIC, 1)
+        count(self.counters, PTE_ATOMIC, 1)
         old: u64 = int(self.e[ptep])
         self.store(ptep, value)
         return old
@@ -260,9 +263,9 @@ class PtePool:
     @cython.ccall
     def cmpxchg(self, ptep: i64, expected: u64, value: u64) -> cython.bint:
         """Atomic compare-and-swap (sequential model: succeeds iff equal)."""
-        self.counters.inc(PTE_ATOMIC, 1)
+        count(self.counters, PTE_ATOMIC, 1)
         if self.e[ptep] != expected:
-            self.counters.inc(PTE_READ, 1)
+            count(self.counters, PTE_READ, 1)
             return False
         self.store(ptep, value)
         return True
@@ -270,7 +273,7 @@ class PtePool:
     @cython.ccall
     def none_count(self, ptep: i64, nr: i64) -> i64:
         """How many of ``nr`` descriptors from ``ptep`` are zero (``nr`` reads)."""
-        self.counters.inc(PTE_READ, nr)
+        count(self.counters, PTE_READ, nr)
         n: i64 = 0
         i: i64
         for i in range(ptep, ptep + nr):
@@ -366,7 +369,7 @@ class AddressSpace:
     @cython.ccall
     def pmd_load(self, pmd_index: i64) -> u64:
         """The level-2 block descriptor at ``pmd_index`` (0 if none); one ``pte.read``."""
-        self.counters.inc(PTE_READ, 1)
+        count(self.counters, PTE_READ, 1)
         v = self.pmds.get(pmd_index)
         return 0 if v is None else cython.cast(u64, v)
 
@@ -379,7 +382,7 @@ class AddressSpace:
     @cython.ccall
     def pmd_store(self, pmd_index: i64, value: u64) -> None:
         """Store a level-2 descriptor (``pmd.write``; the observer hears it)."""
-        self.counters.inc(PMD_WRITE, 1)
+        count(self.counters, PMD_WRITE, 1)
         old: u64 = self.pmd_peek(pmd_index)
         if value:
             self.pmds[pmd_index] = value

@@ -20,6 +20,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace
     from .kernel import Kernel
     from .memmap import GUP_PIN_COUNTING_BIAS, MemMap, PageAnonExclusive, folio_ref_add, folio_test_anon
@@ -183,7 +184,7 @@ def pin_user_pages(mm: MmStruct, start: i64, nr_pages: i64, write: cython.bint) 
         pfn = _follow_pfn(mm, addr, pte)
         _grab(k.memmap, int(k.memmap.head[pfn]))
         done.append(pfn)
-        k.counters.inc(PINS, 1)
+        count(k.counters, PINS, 1)
     mm.has_pinned = True
     mm.pinned.extend(done)
     return 0
@@ -204,7 +205,7 @@ def unpin_user_pages(mm: MmStruct, pfns: Sequence[int]) -> None:
             k.folio_put(folio, 1)
         else:
             k.folio_put(folio, GUP_PIN_COUNTING_BIAS)
-        k.counters.inc(UNPINS, 1)
+        count(k.counters, UNPINS, 1)
 
 
 # C constants are invisible to Python importers: publish their values.

@@ -27,6 +27,7 @@ from .rmap import rmap_walk_ptes
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace
     from .kernel import (
         MTHP_ANON_FAULT_ALLOC,
@@ -193,7 +194,7 @@ def vma_alloc_anon_folio_pmd(vma: Vma) -> i64:
     k: Kernel = vma_mm(vma).kernel
     folio: i64 = k.folio_alloc(k.PMD_ORDER, True)
     if folio < 0:
-        k.counters.inc(THP_FAULT_FALLBACK, 1)
+        count(k.counters, THP_FAULT_FALLBACK, 1)
         k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_FALLBACK, 1)
     return folio
 
@@ -212,7 +213,7 @@ def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None
     folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
     arch.set_pmd_at(mm, haddr, pmd_index, arch.pte_pmd(entry))
     mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
-    k.counters.inc(THP_FAULT_ALLOC, 1)
+    count(k.counters, THP_FAULT_ALLOC, 1)
     k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_ALLOC, 1)
 
 
@@ -234,7 +235,7 @@ def create_huge_pmd(vmf: VmFault) -> i64:
     if not vmf.flags & FAULT_FLAG_WRITE and k.use_zero_page:
         zpfn = mm_get_huge_zero_folio(mm)
         if zpfn < 0:
-            k.counters.inc(THP_FAULT_FALLBACK, 1)
+            count(k.counters, THP_FAULT_FALLBACK, 1)
             return VM_FAULT_FALLBACK
         pmd = arch.pte_pmd(arch.pte_mkspecial(arch.pfn_pte(zpfn, vma.vm_page_prot)))
         arch.set_pmd_at(mm, haddr, vmf.pmd_index, pmd)
@@ -352,7 +353,7 @@ def copy_huge_pmd(
         return 0
     folio: i64 = int(k.memmap.head[pfn])
     folio_ref_add(k.memmap, folio, 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     if folio_try_dup_anon_rmap_pmd(folio, src_vma):
         k.folio_put(folio, 1)
         split_huge_pmd(src_vma, pmd_index, addr & ~(arch.PMD_SIZE - 1))
@@ -404,7 +405,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     space.pmd_store(pmd_index, 0)
     pte: u64 = arch.pmd_pte(old)
     pfn: i64 = arch.pte_pfn(pte)
-    k.counters.inc(THP_SPLIT_PMD, 1)
+    count(k.counters, THP_SPLIT_PMD, 1)
     ptep: i64 = space.alloc_pte_table(pmd_index) << space.pool.shift
     nr: i64 = arch.HPAGE_PMD_NR
     i: i64
@@ -427,7 +428,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     else:
         ClearPageAnonExclusive(mem, folio, nr)
     folio_ref_add(mem, folio, nr - 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     # The PTEs are built from the VMA's protection, carrying over the PMD's
     # write, young, dirty, soft-dirty and uffd-wp state (not the PMD value
     # itself: it is a block descriptor, and pmdp_invalidate made it invalid).
@@ -524,7 +525,7 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     k.count_mthp_stat(order, MTHP_NR_ANON, -1)
     k.count_mthp_stat(order, MTHP_SPLIT, 1)
     if order == k.PMD_ORDER:
-        k.counters.inc(THP_SPLIT_PAGE, 1)
+        count(k.counters, THP_SPLIT_PAGE, 1)
     k.deferred_split.discard(head)
     pfn: i64
     for pfn in range(head, head + nr):

@@ -53,6 +53,7 @@ __all__ = [
     "NR_MM_COUNTERS",
     "MmStruct",
     "Vma",
+    "RssVec",
     "VmFault",
     "vma_mm",
     "vma_is_anonymous",
@@ -220,6 +221,15 @@ class Vma(VmaLike):
             self.vm_file,
             self.anon_vma,
         )
+
+
+@cython.final
+@cython.cclass
+class RssVec:
+    """A local ``int rss[NR_MM_COUNTERS]`` (``init_rss_vec()``): per-call RSS deltas in ``c``."""
+
+    def __init__(self) -> None:
+        self.c = np.zeros(NR_MM_COUNTERS, dtype=np.int64)
 
 
 @cython.final

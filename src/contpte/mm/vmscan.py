@@ -31,6 +31,7 @@ from .rmap import rmap_walk_ptes
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from .kernel import Kernel
     from .memmap import (
         MemMap,
@@ -108,12 +109,12 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
         if lazyfree:
             if int(mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(mem, folio):
                 mm.add_mm_counter(MM_ANONPAGES, -1)
-                k.counters.inc(PGLAZYFREED, 1)
+                count(k.counters, PGLAZYFREED, 1)
             else:
                 # Written again since MADV_FREE (or referenced): remap, swap-backed again.
                 a.set_pte_at(mm, addr, ptep, pteval)
                 mem.flags[folio] &= _NOT_PG_lazyfree
-                k.counters.inc(PGLAZYFREE_FAIL, 1)
+                count(k.counters, PGLAZYFREE_FAIL, 1)
                 pte_unmap_unlock(mm, ptep)
                 return False
         else:
@@ -142,7 +143,7 @@ def pageout(k: Kernel, folio: i64) -> None:
     for i in range(nr):
         file.disk[first + i] = int(data[folio + i])
     folio_clear_dirty(mem, folio)
-    k.counters.inc(PGPAGEOUT, nr)
+    count(k.counters, PGPAGEOUT, nr)
 
 
 @cython.ccall
@@ -177,7 +178,7 @@ def shrink_all_memory(k: Kernel) -> i64:
                 and try_to_unmap(k, h, True)
             ):
                 freed += n
-                k.counters.inc(PGSTEAL, n)
+                count(k.counters, PGSTEAL, n)
             h += n
             continue
         f = k.files.get(int(mem.mapping[h]))
@@ -197,7 +198,7 @@ def shrink_all_memory(k: Kernel) -> i64:
         file.forget_folio(h)
         k.folio_put(h, 1)
         freed += n
-        k.counters.inc(PGSTEAL, n)
+        count(k.counters, PGSTEAL, n)
         h += n
     return freed
 
