@@ -159,6 +159,7 @@ class Tlb:
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(check=False)
     def _sc(self, npages: i64) -> i64:
         if npages == 1:
             return 0
@@ -168,6 +169,7 @@ class Tlb:
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(check=False)
     def _key(self, asid: i64, sc: i64, vbase: i64) -> i64:
         return (asid << _ASID_SHIFT) | (sc << _SC_SHIFT) | vbase
 
@@ -199,11 +201,13 @@ class Tlb:
 
     # -- lookup ------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def find(self, asid: i64, vbase: i64, npages: i64) -> i64:
         """The entry with exactly this tag, address and size, or -1."""
         return self.map.get(self._key(asid, self._sc(npages), vbase), -1)
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def lookup(self, asid: i64, vpn: i64) -> i64:
         """The entry used for ``vpn`` (-1: none), made most recently used.
 
@@ -241,6 +245,7 @@ class Tlb:
         return best
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def overlaps(self, asid: i64, vbase: i64, npages: i64) -> i64:
         """How many entries of ``asid`` of another size overlap ``[vbase, vbase+npages)``.
 
@@ -274,6 +279,7 @@ class Tlb:
 
     # -- fill and evict ----------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def insert(
         self,
         asid: i64,
@@ -293,12 +299,9 @@ class Tlb:
         """
         sc: i64 = self._sc(npages)
         key: i64 = self._key(asid, sc, vbase)
-        k: i64 = self.map.get(key, -1)
-        if k >= 0:
-            self.remove(k)
         if self.free_head < 0:
             self._grow(2 * self.nalloc)
-        k = self.free_head
+        k: i64 = self.free_head
         self.free_head = self.e_next[k]
         self.stamp += 1
         self.e_asid[k] = asid
@@ -311,7 +314,9 @@ class Tlb:
         self.e_stamp[k] = self.stamp
         self.e_flag[k] = 0
         self._link_tail(k)
-        self.map.set(key, k)
+        old: i64 = self.map.put(key, k)
+        if old >= 0:
+            self._drop(old, sc)  # the entry with the same tag, address and size
         self.nsize[sc] += 1
         self.n += 1
         if flag:
@@ -354,6 +359,11 @@ class Tlb:
         """Drop entry ``k``."""
         sc: i64 = self._sc(self.e_npages[k])
         self.map.pop(self._key(self.e_asid[k], sc, self.e_vbase[k]), -1)
+        self._drop(k, sc)
+
+    @cython.cfunc
+    def _drop(self, k: i64, sc: i64) -> None:
+        """Free entry ``k`` of size class ``sc`` (its key already gone from the map)."""
         self._unlink(k)
         if self.e_flag[k]:
             self.n_flagged -= 1
@@ -365,6 +375,7 @@ class Tlb:
 
     # -- invalidation (TLBI) -----------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_range(self, asid: i64, vpn: i64, npages: i64, level: i64) -> i64:
         """Drop entries overlapping ``[vpn, vpn+npages)``; ``asid`` -1: any ASID.
 
@@ -410,6 +421,7 @@ class Tlb:
         return dropped
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_asid(self, asid: i64) -> i64:
         """Drop every entry tagged ``asid`` (TLBI ASIDE1)."""
         dropped: i64 = 0
@@ -424,6 +436,7 @@ class Tlb:
         return dropped
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_all(self) -> i64:
         """Drop every entry (TLBI VMALLE1)."""
         dropped: i64 = self.n
