@@ -169,8 +169,10 @@ class I64Map:
     @cython.ccall
     def clear(self) -> None:
         """Remove every key (keeps the capacity)."""
+        i: i64
         if self.n:
-            np.asarray(self.keys)[:] = -1
+            for i in range(self.mask + 1):
+                self.keys[i] = -1
             self.n = 0
 
     def items(self) -> list[tuple[int, int]]:

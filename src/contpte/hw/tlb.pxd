@@ -7,7 +7,7 @@ cdef i64 ASID_LIMIT, VPN_LIMIT, _SC_SHIFT, _ASID_SHIFT
 @cython.final
 cdef class Tlb:
     cdef public i64 capacity, cont_pages, region_pages, n, stamp, n_flagged, last_overlap
-    cdef public i64 lru_head, lru_tail, free_head, nalloc
+    cdef public i64 lru_head, lru_tail, free_head, nalloc, one_asid
     cdef public bint adversarial
     cdef public I64View size_of, nsize
     cdef public I64Map map
@@ -27,3 +27,6 @@ cdef class Tlb:
     cpdef i64 invalidate_range(self, i64 asid, i64 vpn, i64 npages, i64 level) except? -1
     cpdef i64 invalidate_asid(self, i64 asid) except? -1
     cpdef i64 invalidate_all(self) except? -1
+    cdef _reset(self)
+    cdef i64 _drop_where(self, i64 asid, i64 vpn, i64 end, i64 level) except? -1
+    cdef inline bint _matches(self, i64 k, i64 asid, i64 vpn, i64 end, i64 level) except? -1
