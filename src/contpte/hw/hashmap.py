@@ -81,10 +81,15 @@ class I64Map:
     @cython.exceptval(-2, check=True)
     def get(self, key: i64, default: i64) -> i64:
         """The value of ``key``, or ``default``."""
-        i: i64 = self.find(key)
-        if i < 0:
-            return default
-        return int(self.vals[i])
+        i: i64 = self._home(key)
+        k: i64
+        while True:
+            k = self.keys[i]
+            if k == key:
+                return int(self.vals[i])
+            if k == -1:
+                return default
+            i = (i + 1) & self.mask
 
     @cython.ccall
     def set(self, key: i64, val: i64) -> None:
