@@ -6,7 +6,7 @@ from contpte.hw.memory cimport PhysMemory
 from contpte.hw.tables cimport AddressSpace, PtePool, StoreObserver
 from contpte.hw.tlbi cimport DSB_NSH, SCOPE_VA
 
-cdef i64 _NEVER, _KEY_SHIFT, _KEY_MASK, _F_ISSUED, _F_COVER, _F_LOCAL
+cdef i64 _RECORDS_KEPT, _NEVER, _KEY_SHIFT, _KEY_MASK, _F_ISSUED, _F_COVER, _F_LOCAL
 cdef u64 _M1, _M2, _M3, _ALL
 cdef i64 _SET_OK, _SET_MIS, _SET_OA, _SET_ATTR
 

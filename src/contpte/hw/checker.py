@@ -86,6 +86,8 @@ __all__ = ["RuleChecker", "RULES"]
 RULES = ("contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tlb", "unobserved-store")
 
 _NEVER = cython.declare(i64, -1)
+#: Record slots kept allocated when no break is pending (more are given back).
+_RECORDS_KEPT = cython.declare(i64, 128)
 #: Record keys pack (asid, block or level-2 index); asid < 2^24 (hw.tlb.ASID_LIMIT).
 _KEY_SHIFT = cython.declare(i64, 39)
 _KEY_MASK = cython.declare(i64, (1 << 39) - 1)
@@ -178,18 +180,8 @@ class RuleChecker(StoreObserver):
         self.dirty = np.zeros(0, dtype=np.uint64)
         self._grow_slots(max(pool.nslots, 16))
         # break records (level 3)
-        self.brk = I64Map(64)
         self.n_brk = 0
-        self.nrec = 0
-        self.rec_free = -1
-        self.r_key = np.zeros(0, dtype=np.int64)
-        self.r_npend = np.zeros(0, dtype=np.int64)
-        self.b_old = np.zeros(0, dtype=np.uint64)
-        self.b_seq = np.zeros(0, dtype=np.int64)
-        self.b_cover = np.zeros(0, dtype=np.int64)
-        self.b_issued = np.zeros(0, dtype=np.int64)
-        self.b_local = np.zeros(0, dtype=np.int64)
-        self._grow_records(16)
+        self._reset_records()
         # level 2
         self.pmd_breaks: dict[int, PmdBreak] = {}
         self.pmd_shadow: dict[int, dict[int, int]] = {}
@@ -213,6 +205,8 @@ class RuleChecker(StoreObserver):
             del self.pmd_breaks[key]
         r: i64
         for r in range(self.nrec):
+            if self.n_brk == 0:
+                break  # (the arrays may have been reset)
             if self.r_key[r] >= 0 and (self.r_key[r] >> _KEY_SHIFT) == asid:
                 self._free_record(r)
 
@@ -275,6 +269,18 @@ class RuleChecker(StoreObserver):
         self.r_npend[r] = -2 - self.rec_free
         self.rec_free = r
         self.n_brk -= 1
+        if self.n_brk == 0 and self.nrec > _RECORDS_KEPT:
+            self._reset_records()  # the last pending break of a big flush: give the memory back
+
+    def _reset_records(self) -> None:
+        """No break is pending: start again with small record arrays."""
+        self.brk = I64Map(64)
+        self.nrec = 0
+        self.rec_free = -1
+        z = np.zeros(0, dtype=np.int64)
+        self.r_key = self.r_npend = self.b_seq = self.b_cover = self.b_issued = self.b_local = z
+        self.b_old = np.zeros(0, dtype=np.uint64)
+        self._grow_records(16)
 
     def memory_bytes(self) -> int:
         """Bytes of the checker's arrays (per-table checksums and dirty bits, break records)."""
@@ -983,6 +989,8 @@ class RuleChecker(StoreObserver):
                         self._mark(r, seq, vpn, npages, field)
                 return
         for r in range(self.nrec):
+            if self.n_brk == 0:
+                break  # (the arrays may have been reset)
             key = self.r_key[r]
             if key < 0 or (asid >= 0 and (key >> _KEY_SHIFT) != asid):
                 continue
@@ -1003,6 +1011,15 @@ class RuleChecker(StoreObserver):
         lo: i64 = max(vpn, first) - first
         hi: i64 = min(vpn + npages, first + cn) - first
         q: i64
+        if field == _F_COVER and lo == 0 and hi == cn:
+            # A completed TLBI of the whole block covers every break made
+            # before it was issued: if that is all of them, the record goes.
+            for q in range(r * cn, (r + 1) * cn):
+                if self.b_seq[q] > seq:
+                    break
+            else:
+                self._free_record(r)
+                return
         for q in range(r * cn + lo, r * cn + hi):
             if field == _F_COVER:
                 if self.b_cover[q] < seq:
