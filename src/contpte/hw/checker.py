@@ -181,7 +181,13 @@ class RuleChecker(StoreObserver):
         self._grow_slots(max(pool.nslots, 16))
         # break records (level 3)
         self.n_brk = 0
-        self._reset_records()
+        self.brk = I64Map(64)
+        self.nrec = 0
+        self.rec_free = -1
+        self.r_key = np.zeros(0, dtype=np.int64)
+        self.r_npend = self.b_seq = self.b_cover = self.b_issued = self.b_local = self.r_key
+        self.b_old = np.zeros(0, dtype=np.uint64)
+        self._grow_records(16)
         # level 2
         self.pmd_breaks: dict[int, PmdBreak] = {}
         self.pmd_shadow: dict[int, dict[int, int]] = {}
