@@ -146,6 +146,7 @@ class PtePool:
         self.nslots = new_n
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def slot_alloc(self, asid: i64, pmd_index: i64) -> i64:
         """A zeroed slot for the table at ``pmd_index`` of ASID ``asid``."""
         if not self.free_slots:
@@ -185,12 +186,12 @@ class PtePool:
         return v
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def va(self, ptep: i64) -> i64:
         """The virtual address descriptor ``ptep`` maps."""
         s: i64 = ptep >> self.shift
-        return (int(self.slot_pmd[s]) << self.pmd_shift) | (
-            (ptep & (self.ptrs_per_pte - 1)) << self.page_shift
-        )
+        pmd_index: i64 = int(self.slot_pmd[s])
+        return (pmd_index << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
     # -- the store log -------------------------------------------------------
     def new_epoch(self) -> None:
@@ -231,12 +232,14 @@ class PtePool:
 
     # -- software accesses: counted and observed -------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def load(self, ptep: i64) -> u64:
         """One software load (``pte.read``)."""
         count(self.counters, PTE_READ, 1)
         return int(self.e[ptep])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def peek(self, ptep: i64) -> u64:
         """Read a descriptor without counting (model-internal: hardware, validators)."""
         return int(self.e[ptep])
@@ -253,6 +256,7 @@ class PtePool:
             self.observer.on_store(ptep, old, value)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def xchg(self, ptep: i64, value: u64) -> u64:
         """Atomically swap in ``value`` (``pte.atomic`` + ``pte.write``); the old descriptor."""
         count(self.counters, PTE_ATOMIC, 1)
@@ -261,6 +265,7 @@ class PtePool:
         return old
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def cmpxchg(self, ptep: i64, expected: u64, value: u64) -> cython.bint:
         """Atomic compare-and-swap (sequential model: succeeds iff equal)."""
         count(self.counters, PTE_ATOMIC, 1)
@@ -271,6 +276,7 @@ class PtePool:
         return True
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def none_count(self, ptep: i64, nr: i64) -> i64:
         """How many of ``nr`` descriptors from ``ptep`` are zero (``nr`` reads)."""
         count(self.counters, PTE_READ, nr)
@@ -322,6 +328,7 @@ class AddressSpace:
         return f"<AddressSpace {self.name}: {len(self.tables)} tables, {len(self.pmds)} blocks>"
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def pte_table(self, pmd_index: i64) -> i64:
         """The slot of the level-3 table at ``pmd_index``, or -1."""
         s = self.tables.get(pmd_index)
@@ -330,6 +337,7 @@ class AddressSpace:
         return cython.cast(i64, s)
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def pte_ptr(self, va: i64) -> i64:
         """The descriptor address (``ptep``) for ``va``, or -1 if it has no level-3 table."""
         s: i64 = self.pte_table(va >> self.pmd_shift)
@@ -338,6 +346,7 @@ class AddressSpace:
         return (s << self.pool.shift) | ((va >> self.page_shift) & (self.ptrs_per_pte - 1))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def alloc_pte_table(self, pmd_index: i64) -> i64:
         """The slot of the table for ``pmd_index``, allocating it (zeroed) if needed."""
         s: i64 = self.pte_table(pmd_index)
@@ -367,6 +376,7 @@ class AddressSpace:
 
     # -- level 2 ---------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_load(self, pmd_index: i64) -> u64:
         """The level-2 block descriptor at ``pmd_index`` (0 if none); one ``pte.read``."""
         count(self.counters, PTE_READ, 1)
@@ -374,6 +384,7 @@ class AddressSpace:
         return 0 if v is None else cython.cast(u64, v)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_peek(self, pmd_index: i64) -> u64:
         """Like ``pmd_load``, uncounted (model-internal)."""
         v = self.pmds.get(pmd_index)
