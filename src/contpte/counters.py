@@ -162,12 +162,12 @@ class Counters:
         i = _IDS.get(name)
         if i is None or i >= self.v.shape[0]:
             return default if i is None else 0
-        return int(self.v[i])
+        return cython.cast(i64, self.v[i])
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict of every non-zero counter."""
         vals = np.asarray(self.v)
-        return {_NAMES[i]: int(vals[i]) for i in np.flatnonzero(vals).tolist()}
+        return {_NAMES[i]: cython.cast(i64, vals[i]) for i in np.flatnonzero(vals).tolist()}
 
     def names(self) -> list[str]:
         """Every counter name declared so far (family members once named)."""

@@ -155,13 +155,13 @@ class Pgtable:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
             raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
-        return int(self.folio_head[pfn])
+        return cython.cast(i64, self.folio_head[pfn])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
-        return cython.cast(i64, 1) << int(self.folio_order[head])
+        return cython.cast(i64, 1) << cython.cast(i64, self.folio_order[head])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""

@@ -190,7 +190,7 @@ class PtePool:
     def va(self, ptep: i64) -> i64:
         """The virtual address descriptor ``ptep`` maps."""
         s: i64 = ptep >> self.shift
-        pmd_index: i64 = int(self.slot_pmd[s])
+        pmd_index: i64 = cython.cast(i64, self.slot_pmd[s])
         return (pmd_index << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
     # -- the store log -------------------------------------------------------
@@ -236,13 +236,13 @@ class PtePool:
     def load(self, ptep: i64) -> u64:
         """One software load (``pte.read``)."""
         count(self.counters, PTE_READ, 1)
-        return int(self.e[ptep])
+        return cython.cast(u64, self.e[ptep])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def peek(self, ptep: i64) -> u64:
         """Read a descriptor without counting (model-internal: hardware, validators)."""
-        return int(self.e[ptep])
+        return cython.cast(u64, self.e[ptep])
 
     @cython.ccall
     def store(self, ptep: i64, value: u64) -> None:
@@ -250,7 +250,7 @@ class PtePool:
         count(self.counters, PTE_WRITE, 1)
         if self.epoch >= 0:
             self._log_slot(ptep >> self.shift)
-        old: u64 = int(self.e[ptep])
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value
         if self.observer is not None:
             self.observer.on_store(ptep, old, value)
@@ -260,7 +260,7 @@ class PtePool:
     def xchg(self, ptep: i64, value: u64) -> u64:
         """Atomically swap in ``value`` (``pte.atomic`` + ``pte.write``); the old descriptor."""
         count(self.counters, PTE_ATOMIC, 1)
-        old: u64 = int(self.e[ptep])
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.store(ptep, value)
         return old
 
@@ -292,7 +292,7 @@ class PtePool:
         """The walker's Access flag / dirty update: not counted, logged, observed as such."""
         if self.epoch >= 0:
             self._log_slot(ptep >> self.shift)
-        old: u64 = int(self.e[ptep])
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value
         if self.observer is not None:
             self.observer.on_hw_update(ptep, old, value)

@@ -297,9 +297,11 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         split_huge_pmd(vma, vmf.pmd_index, haddr)
         return VM_FAULT_FALLBACK
-    folio: i64 = int(mem.head[pfn])
+    folio: i64 = cython.cast(i64, mem.head[pfn])
     entry: u64
-    if PageAnonExclusive(mem, folio) or (int(mem.refcount[folio]) == 1 and folio_mapcount(mem, folio) == 1):
+    if PageAnonExclusive(mem, folio) or (
+        cython.cast(i64, mem.refcount[folio]) == 1 and folio_mapcount(mem, folio) == 1
+    ):
         SetPageAnonExclusive(mem, folio, 1)
         if vmf.flags & FAULT_FLAG_UNSHARE:
             return 0
@@ -351,7 +353,7 @@ def copy_huge_pmd(
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         arch.set_pmd_at(dst_mm, addr, pmd_index, pmd)
         return 0
-    folio: i64 = int(k.memmap.head[pfn])
+    folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_ref_add(k.memmap, folio, 1)
     count(k.counters, REF_OPS, 1)
     if folio_try_dup_anon_rmap_pmd(folio, src_vma):
@@ -380,7 +382,7 @@ def zap_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64) -> None:
     pfn: i64 = arch.pte_pfn(pte)
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         return
-    folio: i64 = int(k.memmap.head[pfn])
+    folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_remove_rmap_pmd(folio, vma)
     mm.add_mm_counter(MM_ANONPAGES, -arch.HPAGE_PMD_NR)
     tlb.tlb_remove_folio_pages(folio, 1)
@@ -417,7 +419,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
             arch.set_pte_at(mm, haddr + i * k.PAGE_SIZE, ptep + i, zp)
         arch.ptl_release(mm, ptep)
         return
-    folio: i64 = int(mem.head[pfn])
+    folio: i64 = cython.cast(i64, mem.head[pfn])
     exclusive: cython.bint = PageAnonExclusive(mem, folio)
     for i in range(folio, folio + nr):
         mem.mapcount[i] += 1
@@ -445,7 +447,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
         entry = arch.pte_mkuffd_wp(entry)
     arch.set_ptes(mm, haddr, ptep, entry, nr)
     arch.ptl_release(mm, ptep)
-    if int(mem.entire_mapcount[folio]) < 0:
+    if cython.cast(i64, mem.entire_mapcount[folio]) < 0:
         raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {mem.describe(folio)}", haddr)
 
 
@@ -492,13 +494,15 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     """
     mem: MemMap = k.memmap
     a: Pgtable = k.arch
-    if not folio_test_anon(mem, folio) or int(mem.order[folio]) == 0:
+    if not folio_test_anon(mem, folio) or cython.cast(i64, mem.order[folio]) == 0:
         return -EINVAL
-    if int(mem.entire_mapcount[folio]):
+    if cython.cast(i64, mem.entire_mapcount[folio]):
         return -EBUSY  # PMD-mapped: the caller splits the PMD first
-    if int(mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(mem, folio):
+    if cython.cast(i64, mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(
+        mem, folio
+    ):
         return -EAGAIN
-    order: i64 = int(mem.order[folio])
+    order: i64 = cython.cast(i64, mem.order[folio])
     nr: i64 = cython.cast(i64, 1) << order
     head: i64 = folio
     shift: i64 = a.pool.shift
@@ -519,9 +523,9 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     # __split_huge_page(): every page becomes an order-0 folio.  Each page
     # keeps its mapcount and its own PG_anon_exclusive; the rest of the
     # flags come from the head.
-    flags: i64 = int(mem.flags[head]) & _NOT_PG_anon_exclusive
-    mapping: i64 = int(mem.mapping[head])
-    index: i64 = int(mem.index[head])
+    flags: i64 = cython.cast(i64, mem.flags[head]) & _NOT_PG_anon_exclusive
+    mapping: i64 = cython.cast(i64, mem.mapping[head])
+    index: i64 = cython.cast(i64, mem.index[head])
     k.count_mthp_stat(order, MTHP_NR_ANON, -1)
     k.count_mthp_stat(order, MTHP_SPLIT, 1)
     if order == k.PMD_ORDER:
@@ -531,8 +535,8 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     for pfn in range(head, head + nr):
         mem.head[pfn] = pfn
         mem.order[pfn] = 0
-        mem.flags[pfn] = (int(mem.flags[pfn]) & PG_anon_exclusive) | flags
-        mem.refcount[pfn] = int(mem.mapcount[pfn]) + (1 if pfn == head else 0)
+        mem.flags[pfn] = (cython.cast(i64, mem.flags[pfn]) & PG_anon_exclusive) | flags
+        mem.refcount[pfn] = cython.cast(i64, mem.mapcount[pfn]) + (1 if pfn == head else 0)
         mem.pincount[pfn] = 0
         mem.entire_mapcount[pfn] = 0
         mem.large_mapcount[pfn] = 0
@@ -545,7 +549,7 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         a.ptl_release(mm, ptep_)
     # Pages nobody maps any more are freed (the tail pages' last reference).
     for pfn in range(head + 1, head + nr):
-        if int(mem.mapcount[pfn]) == 0:
+        if cython.cast(i64, mem.mapcount[pfn]) == 0:
             mem.refcount[pfn] = 1
             k.folio_put(pfn, 1)
     return 0

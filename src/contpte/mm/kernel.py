@@ -231,7 +231,7 @@ class Kernel:
         # No negative indices: compiled, wrap-around is off (docs/core.md).
         last = len(s) - 1
         try:
-            nbytes = int(s[:last]) * mult[s[last]] if s[last] in mult else int(s)
+            nbytes = cython.cast(i64, s[:last]) * mult[s[last]] if s[last] in mult else int(s)
         except (ValueError, KeyError, IndexError):
             raise ModelUsageError(f"mthp size {size!r}: expected e.g. '64K' or '2M'") from None
         pages, rem = divmod(nbytes, self.PAGE_SIZE)
@@ -263,8 +263,8 @@ class Kernel:
     # -- folios -----------------------------------------------------------
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """(first pfn, nr pages) of the folio holding ``pfn`` (``page_folio``)."""
-        head = int(self.memmap.head[pfn])
-        return head, 1 << int(self.memmap.order[head])
+        head = cython.cast(i64, self.memmap.head[pfn])
+        return head, 1 << cython.cast(i64, self.memmap.order[head])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)

@@ -124,7 +124,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
             if a.pte_present(ptent):
                 folio = vm_normal_folio(vma, addr, ptent)
                 if folio >= 0 and folio_test_anon(mem, folio):
-                    if int(mem.order[folio]) > 0:
+                    if cython.cast(i64, mem.order[folio]) > 0:
                         nr = folio_pte_batch(
                             k,
                             folio,
@@ -135,7 +135,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                             FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY,
                             None,
                         )
-                        if nr < (cython.cast(i64, 1) << int(mem.order[folio])):
+                        if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
                             if not folio_likely_mapped_shared(mem, folio):
                                 folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
                                 pte_unmap_unlock(mm, ptep)

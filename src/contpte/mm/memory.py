@@ -672,7 +672,7 @@ def folio_mapcount_in_mm(folio: int, mm: MmStruct) -> int:
     """
     k = mm.kernel
     a = k.arch
-    lo, hi = folio, folio + (1 << int(k.memmap.order[folio]))
+    lo, hi = folio, folio + (1 << cython.cast(i64, k.memmap.order[folio]))
     n = 0
     for idx in list(mm.space.tables):
         d = a.ptes_decode(mm.space.pool.entries(mm.space.tables[idx]), ("present", "special", "pfn"))

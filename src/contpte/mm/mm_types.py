@@ -124,7 +124,7 @@ class MmStruct(MmLike):
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def get_mm_counter(self, member: i64) -> i64:
-        return int(self.rss[member])
+        return cython.cast(i64, self.rss[member])
 
     @cython.ccall
     def find_vma(self, addr: i64) -> Any:
