@@ -231,7 +231,7 @@ class Kernel:
         # No negative indices: compiled, wrap-around is off (docs/core.md).
         last = len(s) - 1
         try:
-            nbytes = cython.cast(i64, s[:last]) * mult[s[last]] if s[last] in mult else int(s)
+            nbytes = int(s[:last]) * mult[s[last]] if s[last] in mult else int(s)
         except (ValueError, KeyError, IndexError):
             raise ModelUsageError(f"mthp size {size!r}: expected e.g. '64K' or '2M'") from None
         pages, rem = divmod(nbytes, self.PAGE_SIZE)
