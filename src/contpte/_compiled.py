@@ -48,6 +48,10 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.mmu_gather",
     "contpte.mm.mm_h",
     "contpte.mm.internal",
+    "contpte.check.incremental",
+    "contpte.check.isolation",
+    "contpte.check.pagemap",
+    "contpte.check.validators",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 
