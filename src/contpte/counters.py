@@ -26,7 +26,7 @@ import numpy as np
 from .errors import ModelUsageError
 
 if not cython.compiled:
-    from .cdefs import I64View, i64
+    from .cdefs import i64
 
 __all__ = [
     "CounterSpec",
@@ -196,13 +196,21 @@ def _family_sum(prefix: str) -> Callable[[Mapping[str, int]], int]:
 # Families and totals shared by several layers.
 declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
 declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
-PTE_READ = cython.declare(i64, declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)"))
+PTE_READ = cython.declare(
+    i64, declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)")
+)
 PTE_WRITE = cython.declare(
-    i64, declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included")
+    i64,
+    declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included"),
 )
 PTE_ATOMIC = cython.declare(
-    i64, declare("pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software")
+    i64,
+    declare(
+        "pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software"
+    ),
 )
-PMD_WRITE = cython.declare(i64, declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software"))
+PMD_WRITE = cython.declare(
+    i64, declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software")
+)
 declare_total("tlbi.total", "all TLBI instructions", _family_sum("tlbi"))
 declare_total("dsb.total", "all DSB barriers", _family_sum("dsb"))

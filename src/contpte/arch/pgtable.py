@@ -36,6 +36,7 @@ from ..errors import KernelBug, ModelUsageError
 if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import PTE_READ, Counters
+    from ..hw.hardware import Hardware
     from ..hw.tables import AddressSpace, PtePool
 
 __all__ = [
@@ -61,8 +62,8 @@ class MmLike:
     """
 
     def __init__(self, space: AddressSpace) -> None:
-        self.space = space
-        self.cpumask = set()
+        self.space: AddressSpace = space
+        self.cpumask: set[int] = set()
         self.is_kernel_mm = False
 
 
@@ -71,7 +72,7 @@ class VmaLike:
     """What the arch layer reads of a ``struct vm_area_struct``."""
 
     def __init__(self, mm: MmLike, start: i64, end: i64, flags: i64) -> None:
-        self.vm_mm = mm
+        self.vm_mm: MmLike = mm
         self.vm_start = start
         self.vm_end = end
         self.vm_flags = flags
@@ -82,7 +83,7 @@ class GatherLike:
     """What the arch's ``tlb_flush()`` reads of a ``struct mmu_gather``."""
 
     def __init__(self, mm: MmLike, fullmm: bool) -> None:
-        self.mm = mm
+        self.mm: MmLike = mm
         self.fullmm = fullmm
         self.need_flush_all = False
         self.freed_tables = False
@@ -105,15 +106,15 @@ class Pgtable:
     #: Options this backend understands (Machine passes only these).
     OPTIONS: dict[str, Any] = {}
 
-    def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
+    def __init__(self, hw: Hardware, page_shift: i64 = 12, **options: Any) -> None:
         known = type(self).OPTIONS
         unknown = set(options) - set(known)
         if unknown:
             raise ModelUsageError(f"arch {self.name}: unknown option(s) {', '.join(sorted(unknown))}")
         self.options = {**known, **options}
-        self.hw = hw
-        self.pool = hw.pool
-        self.counters = hw.counters
+        self.hw: Hardware = hw
+        self.pool: PtePool = hw.pool
+        self.counters: Counters = hw.counters
         self.page_shift = page_shift
         self.PAGE_SHIFT = page_shift
         self.PAGE_SIZE = 1 << page_shift
@@ -135,7 +136,7 @@ class Pgtable:
         self.folio_head = np.zeros(0, dtype=np.int64)
         self.folio_order = np.zeros(0, dtype=np.int8)
         #: Bug catalog entries turned on (contpte.bugs; the Machine sets it).
-        self.bugs = frozenset()
+        self.bugs: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -143,21 +144,24 @@ class Pgtable:
         return "abstract"
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
         return bool(self.bugs) and name in self.bugs
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_first_pfn(self, pfn: i64) -> i64:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
             raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
-        return self.folio_head[pfn]
+        return int(self.folio_head[pfn])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
-        return cython.cast(i64, 1) << self.folio_order[head]
+        return cython.cast(i64, 1) << int(self.folio_order[head])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""
@@ -168,127 +172,158 @@ class Pgtable:
     # PTE format: bit helpers (u64 values).  Subclasses implement.
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_none(self, pte: u64) -> cython.bint:
         return pte == 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_present(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_valid(self, pte: u64) -> cython.bint:
         """The hardware would translate it."""
         return self.pte_present(pte) and not self.pte_protnone(pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pfn(self, pte: u64) -> i64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pfn_pte(self, pfn: i64, prot: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pgprot(self, pte: u64) -> u64:
         """Every bit except the output address."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
         return pte + (cython.cast(u64, nr) << self.PFN_PTE_SHIFT)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_next_pfn(self, pte: u64) -> u64:
         return self.pte_advance_pfn(pte, 1)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_write(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_dirty(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_young(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_special(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkspecial(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkwrite(self, pte: u64) -> u64:
         """``pte_mkwrite(pte, vma)``/``pte_mkwrite_novma``."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_wrprotect(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkclean(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkdirty(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkold(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkyoung(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_same(self, a: u64, b: u64) -> cython.bint:
         return a == b
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_modify(self, pte: u64, newprot: u64) -> u64:
         """Change the permission bits of ``pte`` to ``newprot`` (keeps pfn, A/D)."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_protnone(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_uffd_wp(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkuffd_wp(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_uffd_wp(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_soft_dirty(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mksoft_dirty(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_cont(self, pte: u64) -> cython.bint:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
-    def ptes_decode(self, entries: np.ndarray, fields: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Decode an array of raw PTEs (model-only, for validators and pagemap).
 
         Keys: ``valid`` (the hardware would translate it), ``present``,
@@ -312,22 +347,26 @@ class Pgtable:
         }
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def vm_get_page_prot(self, vm_flags: i64) -> u64:
         """The ``pgprot_t`` for a VMA's flags (protection_map)."""
         raise NotImplementedError
 
     # PMD (level-2 block) values share the PTE's attribute bits.
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pmd(self, pte: u64) -> u64:
         """A huge (block) PMD value with the attributes of ``pte``."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_pte(self, pmd: u64) -> u64:
         """The PTE-format view of a block PMD (for the pte_* helpers)."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_mkinvalid(self, pmd: u64) -> u64:
         raise NotImplementedError
 
@@ -335,6 +374,7 @@ class Pgtable:
     # Private primitives (kernel: __ptep_get, __set_pte, ...).
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_get(self, ptep: i64) -> u64:
         """Models: ``__ptep_get()``: one raw load."""
         return self.pool.load(ptep)
@@ -355,6 +395,7 @@ class Pgtable:
             pte += step
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``__ptep_get_and_clear()``: atomic xchg with 0."""
         return self.pool.xchg(ptep, 0)
@@ -366,6 +407,7 @@ class Pgtable:
         self.pool.cmpxchg(ptep, old, self.pte_wrprotect(old))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
@@ -375,7 +417,10 @@ class Pgtable:
         return True
 
     @cython.ccall
-    def _ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    @cython.exceptval(-1, check=True)
+    def _ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_set_access_flags()``."""
         old: u64 = self._ptep_get(ptep)
         changed: cython.bint = not self.pte_same(old, entry)
@@ -388,11 +433,13 @@ class Pgtable:
     # Public API (include/linux/pgtable.h generic fallbacks).
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get(self, ptep: i64) -> u64:
         """Models: ``ptep_get()``."""
         return self._ptep_get(ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_lockless(self, ptep: i64) -> u64:
         """Models: ``ptep_get_lockless()``."""
         return self.ptep_get(ptep)
@@ -417,15 +464,18 @@ class Pgtable:
         self.ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_get_and_clear()``."""
         return self._ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_and_clear_full(self, mm: MmLike, addr: i64, ptep: i64, full: cython.bint) -> u64:
         return self.ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Clear ``nr`` PTEs; return the first with dirty/young ORed over all.
 
@@ -464,10 +514,12 @@ class Pgtable:
             self.ptep_set_wrprotect(mm, addr + i * self.PAGE_SIZE, ptep + i)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         return self._ptep_test_and_clear_young(vma, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush_young()``."""
         young: cython.bint = self.ptep_test_and_clear_young(vma, addr, ptep)
@@ -476,11 +528,15 @@ class Pgtable:
         return young
 
     @cython.ccall
-    def ptep_set_access_flags(self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    @cython.exceptval(-1, check=True)
+    def ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         """Make a PTE more permissive (fault fix-up); True if it changed."""
         return self._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_clear_flush(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush()``."""
         pte: u64 = self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
@@ -507,11 +563,13 @@ class Pgtable:
                 self.set_pte_at(vma.vm_mm, a, ptep + i, pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
         """Models: ``pte_batch_hint()``: 1 (no contiguous hint)."""
         return 1
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_modify_prot_start(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_modify_prot_start()`` (mprotect, per PTE in v6.12)."""
         return self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
@@ -523,6 +581,7 @@ class Pgtable:
 
     # -- PMD-level ---------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_get(self, mm: MmLike, pmd_index: i64) -> u64:
         return mm.space.pmd_load(pmd_index)
 
@@ -531,6 +590,7 @@ class Pgtable:
         mm.space.pmd_store(pmd_index, pmd)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_huge_get_and_clear(self, mm: MmLike, addr: i64, pmd_index: i64) -> u64:
         space: AddressSpace = mm.space
         old: u64 = space.pmd_load(pmd_index)
@@ -544,6 +604,7 @@ class Pgtable:
         space.pmd_store(pmd_index, self.pte_pmd(self.pte_wrprotect(self.pmd_pte(old))))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_invalidate(self, vma: VmaLike, addr: i64, pmd_index: i64) -> u64:
         """Models: ``pmdp_invalidate()``: make the block invalid, flush it."""
         space: AddressSpace = vma.vm_mm.space
@@ -554,7 +615,10 @@ class Pgtable:
         return old
 
     @cython.ccall
-    def pmdp_set_access_flags(self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint) -> cython.bint:
+    @cython.exceptval(-1, check=True)
+    def pmdp_set_access_flags(
+        self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
         space: AddressSpace = vma.vm_mm.space
         old: u64 = space.pmd_load(pmd_index)
         if old == entry:
@@ -608,12 +672,13 @@ class Pgtable:
         verifies that every contiguous set changed in it is consistent.
         ``ptep`` may be any entry of the table (or -1: nothing to check).
         """
-        checker = self.hw.checker
-        if checker is not None and ptep >= 0:
-            checker.ptl_release(mm.space, ptep >> self.pool.shift)
+        if self.hw.checker is not None and ptep >= 0:
+            self.hw.checker.ptl_release(mm.space, ptep >> self.pool.shift)
 
     # -- helpers for subclasses ------------------------------------------
-    def VM_WARN_ON(self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None) -> None:  # noqa: N802
+    def VM_WARN_ON(
+        self, cond: bool, what: str, addr: int | None = None, ptes: list[int] | None = None
+    ) -> None:
         """A kernel ``VM_WARN_ON``: raise the model's invariant error."""
         if cond:
             raise KernelBug("VM_WARN_ON", what, addr, ptes)

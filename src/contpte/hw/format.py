@@ -5,18 +5,23 @@ table descriptor formats"), as used at EL1&0 with Direct permissions.
 ``FlatFormat``: an x86-64-like format (Intel SDM Vol. 3A 4.5) for the
 comparison backend: no Contiguous hint, hardware always manages A/D.
 
-Each format offers scalar decoders (Python ``int`` in and out) and
-numpy-vectorised ones (``*_v``, ``uint64`` arrays in, bool/uint64 arrays
-out).  Array masks are ``np.uint64`` constants: ``~MASK`` on a Python int is
-negative, so array code never inverts a Python int.
+A format is a set of masks (C fields of ``DescriptorFormat``): every
+decoder is one or two mask operations, the same for both formats, so the
+walker and the rule checker read the masks directly in their loops and
+the methods here serve everyone else.  Masks are u64: never ``~`` a Python
+int (it is negative); the complements are precomputed.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+import cython
 
 from ..errors import ModelUsageError
+
+if not cython.compiled:
+    from ..cdefs import i64, u64
 
 __all__ = [
     "WS_NONE",
@@ -32,24 +37,17 @@ __all__ = [
     "cont_ptes_for",
 ]
 
-U64 = npt.NDArray[np.uint64]
-BoolArr = npt.NDArray[np.bool_]
-I8Arr = npt.NDArray[np.int8]
-
 #: Write state of a descriptor (Arm ARM D8.5.2 "dirty state").
-WS_NONE = 0  # not writable: a write is a Permission fault
-WS_CLEAN = 1  # writable-clean: DBM=1, AP[2]=1 (hardware may make it dirty)
-WS_DIRTY = 2  # writable now: AP[2]=0
+WS_NONE = cython.declare(i64, 0)  # not writable: a write is a Permission fault
+WS_CLEAN = cython.declare(i64, 1)  # writable-clean: DBM=1, AP[2]=1 (hardware may make it dirty)
+WS_DIRTY = cython.declare(i64, 2)  # writable now: AP[2]=0
 
 #: What a level-2 descriptor is.
-L2_INVALID = 0
-L2_BLOCK = 1
-L2_TABLE = 2
+L2_INVALID = cython.declare(i64, 0)
+L2_BLOCK = cython.declare(i64, 1)
+L2_TABLE = cython.declare(i64, 2)
 
-
-def _b(x: object) -> BoolArr:
-    """A comparison result as a typed bool array."""
-    return np.asarray(x, dtype=np.bool_)
+_ALL = (1 << 64) - 1
 
 
 def cont_ptes_for(page_shift: int) -> int:
@@ -63,135 +61,132 @@ def cont_ptes_for(page_shift: int) -> int:
         raise ModelUsageError(f"page_shift {page_shift} is not a VMSAv8-64 granule (12, 14 or 16)") from None
 
 
+@cython.cclass
 class DescriptorFormat:
-    """The interface a descriptor format offers the walker and the checker."""
+    """The masks of a descriptor format and the decoders built from them.
 
-    name = "abstract"
-    #: Does the format have a Contiguous hint?
-    has_contiguous = False
+    ``valid_mask``/``valid_val``: a level-3 page descriptor is valid iff
+    ``d & valid_mask == valid_val``.  Level 2: bit 0 set is valid, then
+    ``d & l2_block_mask == l2_block_val`` is a block, else a table.
+    ``dirty_*``/``clean_*``: the same test for writable-dirty and
+    writable-clean.  ``set_dirty_or``/``set_dirty_and``: the hardware dirty
+    update.  ``key_mask``/``key_mask_dbm``: ``prot_key`` without and with
+    a DBM bit (``dbm_bit``) under hardware dirty management.
+    ``bbm_bits``: output address, memory type and Contiguous bit (a change
+    of none of them never needs break-before-make).
+    """
 
-    def __init__(self, page_shift: int) -> None:
+    def __init__(self, page_shift: i64) -> None:
+        self.name = "abstract"
+        self.has_contiguous = False
         self.page_shift = page_shift
-        #: Entries per contiguous set at level 3 (1 when there is no hint).
         self.cont_ptes = 1
-        #: Output-address mask (Python int) and the same as ``np.uint64``.
         self.oa_mask = 0
-        self.oa_mask_u = np.uint64(0)
-        #: The bits that make a level-3 descriptor valid (all of them set).
-        self.valid_bits_u = np.uint64(0)
-        #: The bits whose change between two valid descriptors may need
-        #: break-before-make: output address, memory type, Contiguous bit.
-        self.bbm_bits_u = np.uint64(0)
-        #: The Contiguous bit (0 when the format has none).
-        self.cont_bit_u = np.uint64(0)
+        self.valid_mask = 1
+        self.valid_val = 1
+        self.l2_block_mask = 0
+        self.l2_block_val = 0
+        self.cont_bit = 0
+        self.af_bit = 0
+        self.user_bit = 0
+        self.dirty_mask = 0
+        self.dirty_val = 0
+        self.clean_mask = 0
+        self.clean_val = 0
+        self.set_dirty_or = 0
+        self.set_dirty_and = _ALL
+        self.key_mask = 0
+        self.key_mask_dbm = 0
+        self.dbm_bit = 0
+        self.memtype_mask = 0
+        self.bbm_bits = 0
 
-    # -- scalar decoders ---------------------------------------------------
-    def page_valid(self, d: int) -> bool:
+    def _finish(self) -> None:
+        self.bbm_bits = self.oa_mask | self.memtype_mask | self.cont_bit
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {1 << self.page_shift >> 10}K>"
+
+    # -- decoders ----------------------------------------------------------
+    @cython.ccall
+    def page_valid(self, d: u64) -> cython.bint:
         """A valid level-3 page descriptor."""
-        raise NotImplementedError
+        return (d & self.valid_mask) == self.valid_val
 
-    def l2_kind(self, d: int) -> int:
+    @cython.ccall
+    def l2_kind(self, d: u64) -> i64:
         """``L2_INVALID``, ``L2_BLOCK`` or ``L2_TABLE`` for a level-2 descriptor."""
-        raise NotImplementedError
+        if not d & 1:
+            return L2_INVALID
+        if (d & self.l2_block_mask) == self.l2_block_val:
+            return L2_BLOCK
+        return L2_TABLE
 
-    def pfn(self, d: int) -> int:
+    @cython.ccall
+    def pfn(self, d: u64) -> i64:
         """Output address of the descriptor, in pages."""
-        return (d & self.oa_mask) >> self.page_shift
+        return cython.cast(i64, (d & self.oa_mask) >> self.page_shift)
 
-    def cont(self, d: int) -> bool:
-        """The Contiguous bit."""
-        return False
+    @cython.ccall
+    def cont(self, d: u64) -> cython.bint:
+        """The Contiguous bit (always clear in a format without one)."""
+        return (d & self.cont_bit) != 0
 
-    def af(self, d: int) -> bool:
+    @cython.ccall
+    def af(self, d: u64) -> cython.bint:
         """The Access flag."""
-        raise NotImplementedError
+        return (d & self.af_bit) != 0
 
-    def user(self, d: int) -> bool:
+    @cython.ccall
+    def user(self, d: u64) -> cython.bint:
         """Accessible from EL0 / user mode."""
-        raise NotImplementedError
+        return (d & self.user_bit) != 0
 
-    def write_state(self, d: int) -> int:
+    @cython.ccall
+    def write_state(self, d: u64) -> i64:
         """``WS_NONE``, ``WS_CLEAN`` or ``WS_DIRTY``."""
-        raise NotImplementedError
+        if (d & self.dirty_mask) == self.dirty_val:
+            return WS_DIRTY
+        if (d & self.clean_mask) == self.clean_val:
+            return WS_CLEAN
+        return WS_NONE
 
-    def writable_any(self, d: int) -> bool:
-        """Writable now or writable-clean (counts as writable for BBM, RWHZWS)."""
-        return self.write_state(d) != WS_NONE
+    @cython.ccall
+    def writable(self, d: u64, hd: cython.bint) -> cython.bint:
+        """Writable now, or writable-clean with hardware dirty management (RWHZWS)."""
+        if (d & self.dirty_mask) == self.dirty_val:
+            return True
+        return hd and (d & self.clean_mask) == self.clean_val
 
-    def set_af(self, d: int) -> int:
+    @cython.ccall
+    def set_af(self, d: u64) -> u64:
         """The descriptor after a hardware Access flag update."""
-        raise NotImplementedError
+        return d | self.af_bit
 
-    def set_dirty(self, d: int) -> int:
+    @cython.ccall
+    def set_dirty(self, d: u64) -> u64:
         """The descriptor after a hardware dirty-state update (AF set in the same RMW)."""
-        raise NotImplementedError
+        return (d | self.set_dirty_or) & self.set_dirty_and
 
-    def prot_key(self, d: int, hd: bool = True) -> int:
+    @cython.ccall
+    def prot_key(self, d: u64, hd: cython.bint = True) -> u64:
         """Attributes and permissions that must be identical inside a contiguous set.
 
         Excludes the output address, AF, AP[2] when DBM=1 and hardware dirty
         management is on (``hd``; Arm ARM D8.5.5 RLCGVS), the Contiguous bit
         itself and the software-ignored bits.
         """
-        raise NotImplementedError
+        if hd and d & self.dbm_bit:
+            return d & self.key_mask_dbm
+        return d & self.key_mask
 
-    def memtype(self, d: int) -> int:
+    @cython.ccall
+    def memtype(self, d: u64) -> u64:
         """Memory type and shareability fields (a change needs BBM, RWHZWS)."""
-        raise NotImplementedError
-
-    # -- vectorised decoders -------------------------------------------------
-    def page_valid_v(self, d: U64) -> BoolArr:
-        raise NotImplementedError
-
-    def pfn_v(self, d: U64) -> U64:
-        return (d & self.oa_mask_u) >> np.uint64(self.page_shift)
-
-    def l2_block_v(self, d: U64) -> BoolArr:
-        """Which level-2 descriptors are blocks (``l2_kind(d) == L2_BLOCK``)."""
-        raise NotImplementedError
-
-    def cont_v(self, d: U64) -> BoolArr:
-        return np.zeros(d.shape, dtype=np.bool_)
-
-    def af_v(self, d: U64) -> BoolArr:
-        raise NotImplementedError
-
-    def user_v(self, d: U64) -> BoolArr:
-        raise NotImplementedError
-
-    def write_state_v(self, d: U64) -> I8Arr:
-        raise NotImplementedError
-
-    def set_af_v(self, d: U64) -> U64:
-        raise NotImplementedError
-
-    def set_dirty_v(self, d: U64) -> U64:
-        raise NotImplementedError
-
-    def prot_key_v(self, d: U64, hd: bool = True) -> U64:
-        raise NotImplementedError
-
-    def memtype_v(self, d: U64) -> U64:
-        raise NotImplementedError
-
-    # -- builders (tests and tools) -----------------------------------------
-    def mk_page(
-        self,
-        pfn: int,
-        *,
-        user: bool = True,
-        write: int = WS_DIRTY,
-        af: bool = True,
-        cont: bool = False,
-    ) -> int:
-        """Build a valid level-3 page descriptor."""
-        raise NotImplementedError
-
-    def mk_block(self, pfn: int, *, user: bool = True, write: int = WS_DIRTY, af: bool = True) -> int:
-        """Build a valid level-2 block descriptor (``pfn`` aligned to the block)."""
-        raise NotImplementedError
+        return d & self.memtype_mask
 
 
+@cython.cclass
 class VmsaFormat(DescriptorFormat):
     """VMSAv8-64 stage-1 descriptors, Direct permissions (Arm ARM D8.3, D8.4.1).
 
@@ -201,9 +196,6 @@ class VmsaFormat(DescriptorFormat):
     GP 50, DBM 51, Contiguous 52, PXN 53, UXN 54; OA[47:page_shift].
     Bits 55-58 are reserved for software, 59-62 PBHA: ignored here.
     """
-
-    name = "vmsa"
-    has_contiguous = True
 
     VALID = 1 << 0
     TABLE_PAGE = 1 << 1
@@ -222,106 +214,32 @@ class VmsaFormat(DescriptorFormat):
     #: Every bit the hardware interprets apart from the output address and bits[1:0].
     ATTR_MASK = ATTRINDX | NS | AP_USER | AP_RDONLY | SH | AF_BIT | NG | GP | DBM | CONT | PXN | UXN
 
-    def __init__(self, page_shift: int = 12) -> None:
+    def __init__(self, page_shift: i64 = 12) -> None:
         super().__init__(page_shift)
+        self.name = "vmsa"
+        self.has_contiguous = True
         self.cont_ptes = cont_ptes_for(page_shift)
-        self.oa_mask = ((1 << 48) - 1) & ~((1 << page_shift) - 1)
-        self.oa_mask_u = np.uint64(self.oa_mask)
-        self._u_valid = np.uint64(self.VALID | self.TABLE_PAGE)
-        self._u_af = np.uint64(self.AF_BIT)
-        self._u_user = np.uint64(self.AP_USER)
-        self._u_rdonly = np.uint64(self.AP_RDONLY)
-        self._u_dbm = np.uint64(self.DBM)
-        self._u_cont = np.uint64(self.CONT)
-        self._u_not_rdonly = np.uint64(((1 << 64) - 1) ^ self.AP_RDONLY)
-        self._u_key_mask = np.uint64(self.ATTR_MASK & ~(self.AF_BIT | self.CONT))
-        self._u_key_mask_dbm = np.uint64(self.ATTR_MASK & ~(self.AF_BIT | self.CONT | self.AP_RDONLY))
-        self._u_memtype = np.uint64(self.ATTRINDX | self.SH | self.NS)
-        self.valid_bits_u = self._u_valid
-        self.bbm_bits_u = np.uint64(self.oa_mask | self.ATTRINDX | self.SH | self.NS | self.CONT)
-        self.cont_bit_u = self._u_cont
-
-    def page_valid(self, d: int) -> bool:
-        return (d & 0b11) == 0b11
-
-    def l2_kind(self, d: int) -> int:
-        low = d & 0b11
-        if low == 0b01:
-            return L2_BLOCK
-        if low == 0b11:
-            return L2_TABLE
-        return L2_INVALID
-
-    def cont(self, d: int) -> bool:
-        return bool(d & self.CONT)
-
-    def af(self, d: int) -> bool:
-        return bool(d & self.AF_BIT)
-
-    def user(self, d: int) -> bool:
-        return bool(d & self.AP_USER)
-
-    def write_state(self, d: int) -> int:
-        if not d & self.AP_RDONLY:
-            return WS_DIRTY
-        if d & self.DBM:
-            return WS_CLEAN
-        return WS_NONE
-
-    def set_af(self, d: int) -> int:
-        return d | self.AF_BIT
-
-    def set_dirty(self, d: int) -> int:
-        # Arm ARM D8.5.2 IDSHLJ: never writable-dirty with AF=0.
-        return (d | self.AF_BIT) & ~self.AP_RDONLY
-
-    def prot_key(self, d: int, hd: bool = True) -> int:
-        mask = self.ATTR_MASK & ~(self.AF_BIT | self.CONT)
-        if hd and d & self.DBM:
-            mask &= ~self.AP_RDONLY
-        return d & mask
-
-    def memtype(self, d: int) -> int:
-        return d & (self.ATTRINDX | self.SH | self.NS)
-
-    def page_valid_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_valid) == self._u_valid)
-
-    def cont_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_cont) != 0)
-
-    def l2_block_v(self, d: U64) -> BoolArr:
-        return _b((d & np.uint64(0b11)) == np.uint64(0b01))
-
-    def af_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_af) != 0)
-
-    def user_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_user) != 0)
-
-    def write_state_v(self, d: U64) -> I8Arr:
-        rdonly = (d & self._u_rdonly) != 0
-        dbm = (d & self._u_dbm) != 0
-        out = np.full(d.shape, WS_DIRTY, dtype=np.int8)
-        out[rdonly & dbm] = WS_CLEAN
-        out[rdonly & ~dbm] = WS_NONE
-        return out
-
-    def set_af_v(self, d: U64) -> U64:
-        return d | self._u_af
-
-    def set_dirty_v(self, d: U64) -> U64:
-        return (d | self._u_af) & self._u_not_rdonly
-
-    def prot_key_v(self, d: U64, hd: bool = True) -> U64:
-        if not hd:
-            return d & self._u_key_mask
-        dbm = (d & self._u_dbm) != 0
-        out: U64 = d & np.where(dbm, self._u_key_mask_dbm, self._u_key_mask)
-        return out
-
-    def memtype_v(self, d: U64) -> U64:
-        return d & self._u_memtype
+        self.oa_mask = ((1 << 48) - 1) & (_ALL ^ ((1 << page_shift) - 1))
+        self.valid_mask = self.VALID | self.TABLE_PAGE
+        self.valid_val = self.VALID | self.TABLE_PAGE
+        self.l2_block_mask = 0b11
+        self.l2_block_val = 0b01
+        self.cont_bit = self.CONT
+        self.af_bit = self.AF_BIT
+        self.user_bit = self.AP_USER
+        # writable-dirty: AP[2] clear; writable-clean: AP[2] and DBM set
+        self.dirty_mask = self.AP_RDONLY
+        self.dirty_val = 0
+        self.clean_mask = self.AP_RDONLY | self.DBM
+        self.clean_val = self.AP_RDONLY | self.DBM
+        # Arm ARM D8.5.2 IDSHLJ: never writable-dirty with AF=0
+        self.set_dirty_or = self.AF_BIT
+        self.set_dirty_and = _ALL ^ self.AP_RDONLY
+        self.key_mask = self.ATTR_MASK & (_ALL ^ (self.AF_BIT | self.CONT))
+        self.key_mask_dbm = self.key_mask & (_ALL ^ self.AP_RDONLY)
+        self.dbm_bit = self.DBM
+        self.memtype_mask = self.ATTRINDX | self.SH | self.NS
+        self._finish()
 
     def mk_page(
         self,
@@ -332,6 +250,7 @@ class VmsaFormat(DescriptorFormat):
         af: bool = True,
         cont: bool = False,
     ) -> int:
+        """Build a valid level-3 page descriptor (tests and tools)."""
         # AttrIndx 0 (Normal WB in the model), SH inner (0b11), nG (user).
         d = (pfn << self.page_shift) | self.VALID | self.TABLE_PAGE | (0b11 << 8) | self.NG | self.PXN
         if user:
@@ -349,9 +268,11 @@ class VmsaFormat(DescriptorFormat):
         return d
 
     def mk_block(self, pfn: int, *, user: bool = True, write: int = WS_DIRTY, af: bool = True) -> int:
-        return self.mk_page(pfn, user=user, write=write, af=af) & ~self.TABLE_PAGE
+        """Build a valid level-2 block descriptor (``pfn`` aligned to the block)."""
+        return self.mk_page(pfn, user=user, write=write, af=af) & (_ALL ^ self.TABLE_PAGE)
 
 
+@cython.cclass
 class FlatFormat(DescriptorFormat):
     """An x86-64-like descriptor (Intel SDM Vol. 3A, 4.5 "4-level paging").
 
@@ -359,9 +280,6 @@ class FlatFormat(DescriptorFormat):
     G 8, address bits[51:12], XD 63.  Hardware sets A and D itself; there is
     no Contiguous hint.  A present level-2 entry without PS points to a table.
     """
-
-    name = "flat"
-    has_contiguous = False
 
     PRESENT = 1 << 0
     RW = 1 << 1
@@ -375,84 +293,26 @@ class FlatFormat(DescriptorFormat):
     NX = 1 << 63
     KEY_MASK = RW | USER | PWT | PCD | GLOBAL | NX
 
-    def __init__(self, page_shift: int = 12) -> None:
+    def __init__(self, page_shift: i64 = 12) -> None:
         super().__init__(page_shift)
-        self.oa_mask = ((1 << 52) - 1) & ~((1 << max(page_shift, 12)) - 1)
-        self.oa_mask_u = np.uint64(self.oa_mask)
-        self._u_present = np.uint64(self.PRESENT)
-        self._u_rw = np.uint64(self.RW)
-        self._u_user = np.uint64(self.USER)
-        self._u_a = np.uint64(self.ACCESSED)
-        self._u_ad = np.uint64(self.ACCESSED | self.DIRTY)
-        self._u_d = np.uint64(self.DIRTY)
-        self._u_key = np.uint64(self.KEY_MASK)
-        self._u_memtype = np.uint64(self.PWT | self.PCD)
-        self.valid_bits_u = self._u_present
-        self.bbm_bits_u = np.uint64(self.oa_mask | self.PWT | self.PCD)
-
-    def page_valid(self, d: int) -> bool:
-        return bool(d & self.PRESENT)
-
-    def l2_kind(self, d: int) -> int:
-        if not d & self.PRESENT:
-            return L2_INVALID
-        return L2_BLOCK if d & self.PSE else L2_TABLE
-
-    def af(self, d: int) -> bool:
-        return bool(d & self.ACCESSED)
-
-    def user(self, d: int) -> bool:
-        return bool(d & self.USER)
-
-    def write_state(self, d: int) -> int:
-        if not d & self.RW:
-            return WS_NONE
-        return WS_DIRTY if d & self.DIRTY else WS_CLEAN
-
-    def set_af(self, d: int) -> int:
-        return d | self.ACCESSED
-
-    def set_dirty(self, d: int) -> int:
-        return d | self.ACCESSED | self.DIRTY
-
-    def prot_key(self, d: int, hd: bool = True) -> int:
-        return d & self.KEY_MASK
-
-    def memtype(self, d: int) -> int:
-        return d & (self.PWT | self.PCD)
-
-    def page_valid_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_present) != 0)
-
-    def af_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_a) != 0)
-
-    def l2_block_v(self, d: U64) -> BoolArr:
-        m = np.uint64(self.PRESENT | self.PSE)
-        return _b((d & m) == m)
-
-    def user_v(self, d: U64) -> BoolArr:
-        return _b((d & self._u_user) != 0)
-
-    def write_state_v(self, d: U64) -> I8Arr:
-        rw = (d & self._u_rw) != 0
-        dirty = (d & self._u_d) != 0
-        out = np.full(d.shape, WS_NONE, dtype=np.int8)
-        out[rw & dirty] = WS_DIRTY
-        out[rw & ~dirty] = WS_CLEAN
-        return out
-
-    def set_af_v(self, d: U64) -> U64:
-        return d | self._u_a
-
-    def set_dirty_v(self, d: U64) -> U64:
-        return d | self._u_ad
-
-    def prot_key_v(self, d: U64, hd: bool = True) -> U64:
-        return d & self._u_key
-
-    def memtype_v(self, d: U64) -> U64:
-        return d & self._u_memtype
+        self.name = "flat"
+        self.oa_mask = ((1 << 52) - 1) & (_ALL ^ ((1 << max(page_shift, 12)) - 1))
+        self.valid_mask = self.PRESENT
+        self.valid_val = self.PRESENT
+        self.l2_block_mask = self.PRESENT | self.PSE
+        self.l2_block_val = self.PRESENT | self.PSE
+        self.af_bit = self.ACCESSED
+        self.user_bit = self.USER
+        # writable-dirty: RW and D; writable-clean: RW without D
+        self.dirty_mask = self.RW | self.DIRTY
+        self.dirty_val = self.RW | self.DIRTY
+        self.clean_mask = self.RW | self.DIRTY
+        self.clean_val = self.RW
+        self.set_dirty_or = self.ACCESSED | self.DIRTY
+        self.key_mask = self.KEY_MASK
+        self.key_mask_dbm = self.KEY_MASK
+        self.memtype_mask = self.PWT | self.PCD
+        self._finish()
 
     def mk_page(
         self,
@@ -463,6 +323,7 @@ class FlatFormat(DescriptorFormat):
         af: bool = True,
         cont: bool = False,
     ) -> int:
+        """Build a valid level-3 page descriptor (tests and tools)."""
         if cont:
             raise ModelUsageError("the Flat format has no contiguous hint")
         d = (pfn << self.page_shift) | self.PRESENT | self.NX
@@ -477,6 +338,7 @@ class FlatFormat(DescriptorFormat):
         return d
 
     def mk_block(self, pfn: int, *, user: bool = True, write: int = WS_DIRTY, af: bool = True) -> int:
+        """Build a valid level-2 block descriptor (``pfn`` aligned to the block)."""
         return self.mk_page(pfn, user=user, write=write, af=af) | self.PSE
 
 
@@ -487,3 +349,14 @@ def make_format(name: str, page_shift: int) -> DescriptorFormat:
     if name == "flat":
         return FlatFormat(page_shift)
     raise ModelUsageError(f"unknown descriptor format {name!r}; expected 'vmsa' or 'flat'")
+
+
+if cython.compiled:
+    globals().update(
+        WS_NONE=WS_NONE,
+        WS_CLEAN=WS_CLEAN,
+        WS_DIRTY=WS_DIRTY,
+        L2_INVALID=L2_INVALID,
+        L2_BLOCK=L2_BLOCK,
+        L2_TABLE=L2_TABLE,
+    )

@@ -2,7 +2,7 @@
 
 Arm ARM vocabulary throughout (DDI 0487): the walker follows D8.2 (two
 materialised levels: level-2 blocks in ``space.pmds``, level-3 tables in
-``space.tables``), hardware Access flag and dirty state follow D8.5
+the ``PtePool``), hardware Access flag and dirty state follow D8.5
 (FEAT_HAFDBS), the Contiguous bit D8.7.1, TLB maintenance D8.17 (TLBI by VA,
 by ASID, by range with FEAT_TLBIRANGE; DSB completion).  The Flat format adds
 x86 semantics (INVLPG, INVPCID, IPIs; hardware-set A/D; no contiguous hint).
@@ -12,77 +12,111 @@ A TLBI removes entries at once on every CPU it reaches; whether it was
 *completed* by a DSB matters only to the rule checker, which reports
 sequences that would leave stale translations on real hardware.
 
-Nothing here knows Linux.
+The user access path (``access``) is one compiled loop: per page a TLB
+lookup, a walk on a miss (with the hardware Access flag / dirty update and
+the fill), then the data move; the pages a resolved entry covers are then
+served from it without further lookups (as long as no two entries of the
+CPU's TLB overlap, a lookup of any of them would return it).
+
+TLB maintenance has int-coded entry points for compiled callers
+(``tlbi_op``, ``tlbi_range_op``, ``dsb_op`` with the codes of
+``contpte.hw.tlbi``) and the Arm-named forms (``tlbi("VALE1IS", ...)``,
+``dsb("ish")``) for tests and tools.
+
+Compiled (docs/core.md).  Nothing here knows Linux.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+import cython
 import numpy as np
 import numpy.typing as npt
 
-from ..counters import Counters, declare, declare_family
+from ..counters import counter_id, declare, declare_family
 from ..errors import InvariantViolation, ModelUsageError
 from .features import PRESETS, CpuFeatures, preset
-from .format import L2_BLOCK, L2_INVALID, WS_CLEAN, WS_DIRTY, WS_NONE, DescriptorFormat, make_format
-from .memory import PhysMemory
-from .tables import AddressSpace, PteTable
-from .tlb import Tlb, TlbEntry
+from .format import make_format
+from .tlbi import (
+    DSB_DOMAINS,
+    RANGE_TLBI_OPS,
+    TLBI_OPS,
+    dsb_code,
+    tlbi_code,
+    tlbi_name,
+    tlbi_range_pages,
+)
 
-if TYPE_CHECKING:
+if not cython.compiled:
+    from ..cdefs import U64View, i64, u64
+    from ..counters import Counters
     from .checker import RuleChecker
+    from .format import DescriptorFormat
+    from .memory import PhysMemory
+    from .tables import AddressSpace, PtePool
+    from .tlb import ASID_LIMIT, VPN_LIMIT, Tlb
+    from .tlbi import (
+        SCOPE_ASID,
+        SCOPE_VA,
+        TLBI_INVLPG,
+        TLBI_INVPCID,
+        tlbi_broadcast,
+        tlbi_by_asid,
+        tlbi_is_range,
+        tlbi_scope,
+        tlbi_valid,
+    )
 
-__all__ = ["HwFault", "Hardware", "TLBI_OPS", "RANGE_TLBI_OPS", "DSB_DOMAINS", "tlbi_range_pages"]
+__all__ = [
+    "HwFault",
+    "Hardware",
+    "TLBI_OPS",
+    "RANGE_TLBI_OPS",
+    "DSB_DOMAINS",
+    "tlbi_range_pages",
+    "FAULT_KINDS",
+]
 
 U64 = npt.NDArray[np.uint64]
 
-C_HIT = declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry")
-C_MISS = declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry")
-C_WALK = declare("tlb.walk", "walks", "translation table walks (misses and write-clean re-walks)")
-C_CONFLICT = declare(
-    "tlb.conflict", "fills", "TLB fills overlapping an entry of another size (TLB conflict, DFSC 0b110000)"
+C_HIT = cython.declare(i64, declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry"))
+C_MISS = cython.declare(i64, declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry"))
+C_WALK = cython.declare(
+    i64, declare("tlb.walk", "walks", "translation table walks (misses and write-clean re-walks)")
 )
-C_AF = declare(
-    "hw.af_update", "atomic RMWs", "hardware Access flag updates (FEAT_HAFDBS), not software writes"
+C_CONFLICT = cython.declare(
+    i64,
+    declare(
+        "tlb.conflict",
+        "fills",
+        "TLB fills overlapping an entry of another size (TLB conflict, DFSC 0b110000)",
+    ),
 )
-C_DIRTY = declare(
-    "hw.dirty_update",
-    "atomic RMWs",
-    "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
+C_AF = cython.declare(
+    i64,
+    declare("hw.af_update", "atomic RMWs", "hardware Access flag updates (FEAT_HAFDBS), not software writes"),
 )
-C_IPI = declare("ipi.sent", "IPIs", "inter-processor interrupts sent")
+C_DIRTY = cython.declare(
+    i64,
+    declare(
+        "hw.dirty_update",
+        "atomic RMWs",
+        "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
+    ),
+)
+C_IPI = cython.declare(i64, declare("ipi.sent", "IPIs", "inter-processor interrupts sent"))
 declare_family("fault", "faults", "hardware faults taken by user accesses, by kind")
-declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
-declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
 
-#: Non-range TLBI operations: base name -> (scope, by-ASID, last-level only).
-#: Scope "va": one address; "asid": all entries of an ASID; "all": every entry.
-TLBI_OPS: dict[str, tuple[str, bool, bool]] = {
-    "VAE1": ("va", True, False),
-    "VALE1": ("va", True, True),
-    "VAAE1": ("va", False, False),
-    "VAALE1": ("va", False, True),
-    "ASIDE1": ("asid", True, False),
-    "VMALLE1": ("all", False, False),
-}
-#: Range TLBI operations (FEAT_TLBIRANGE): base name -> (by-ASID, last-level only).
-RANGE_TLBI_OPS: dict[str, tuple[bool, bool]] = {
-    "RVAE1": (True, False),
-    "RVALE1": (True, True),
-    "RVAAE1": (False, False),
-    "RVAALE1": (False, True),
-}
-DSB_DOMAINS = ("ish", "ishst", "nsh", "nshst", "osh", "oshst", "sy", "st")
-
-
-def tlbi_range_pages(scale: int, num: int) -> int:
-    """Pages a range TLBI covers: ``(NUM+1) * 2^(5*SCALE+1)`` (Arm ARM D8.17.5.2)."""
-    if not 0 <= scale <= 3 or not 0 <= num <= 31:
-        raise ModelUsageError(f"TLBI range operand out of range: scale={scale} (0..3), num={num} (0..31)")
-    return (num + 1) << (5 * scale + 1)
+#: Fault kinds (``HwFault.kind``), by code.
+FAULT_KINDS = ("translation", "permission", "access_flag")
+_F_TRANSLATION = cython.declare(i64, 0)
+_F_PERMISSION = cython.declare(i64, 1)
+_F_ACCESS_FLAG = cython.declare(i64, 2)
+C_FAULT_TRANSLATION = cython.declare(i64, counter_id("fault.translation"))
+C_FAULT_PERMISSION = cython.declare(i64, counter_id("fault.permission"))
+C_FAULT_ACCESS_FLAG = cython.declare(i64, counter_id("fault.access_flag"))
 
 
 @dataclass(frozen=True)
@@ -99,13 +133,8 @@ class HwFault:
     write: bool
 
 
-def _split_shareability(op: str) -> tuple[str, bool]:
-    """Return (base op, broadcast) for ``op`` with an optional IS/OS suffix."""
-    if op.endswith(("IS", "OS")):
-        return op[:-2], True
-    return op, False
-
-
+@cython.final
+@cython.cclass
 class Hardware:
     """A machine: physical memory, CPUs with TLBs, a walker, TLB maintenance.
 
@@ -119,15 +148,15 @@ class Hardware:
 
     def __init__(
         self,
-        nr_frames: int,
-        page_shift: int = 12,
-        ncpus: int = 4,
+        nr_frames: i64,
+        page_shift: i64 = 12,
+        ncpus: i64 = 4,
         features: CpuFeatures | str | None = None,
         fmt: str = "vmsa",
         counters: Counters | None = None,
-        checker: bool = True,
-        adversarial_tlb: bool = False,
-        seed: int = 0,
+        checker: cython.bint = True,
+        adversarial_tlb: cython.bint = False,
+        seed: i64 = 0,
     ) -> None:
         if ncpus < 1:
             raise ModelUsageError(f"ncpus must be >= 1, not {ncpus}")
@@ -135,8 +164,9 @@ class Hardware:
             features = PRESETS["x86"] if fmt == "flat" else PRESETS["neoverse-n1"]
         elif isinstance(features, str):
             features = preset(features)
-        self.features: CpuFeatures = features
-        self.fmt: DescriptorFormat = make_format(fmt, page_shift)
+        self.features = features
+        self.fmt = make_format(fmt, page_shift)
+        self.flat = not self.fmt.has_contiguous
         self.page_shift = page_shift
         self.page_size = 1 << page_shift
         self.ptrs_per_pte = 1 << (page_shift - 3)
@@ -144,25 +174,34 @@ class Hardware:
         self.ncpus = ncpus
         self.counters = counters if counters is not None else Counters()
         self.memory = PhysMemory(nr_frames, self.page_size)
+        self.pool = PtePool(page_shift, self.counters)
         self.adversarial_tlb = adversarial_tlb
+        self.ha = features.ha
+        self.hd = features.hd
         self.rng = random.Random(seed)
         #: Pages per TLB entry made from a Contiguous descriptor (1: cached per page).
         self.cont_entry_pages = self.fmt.cont_ptes if self.fmt.has_contiguous and features.contig_tlb else 1
-        sizes = tuple(sorted({1, self.cont_entry_pages, self.ptrs_per_pte}))
         self.tlbs = [
-            Tlb(features.tlb_entries, adversarial_tlb, sizes, self.ptrs_per_pte) for _ in range(ncpus)
+            Tlb(features.tlb_entries, adversarial_tlb, self.cont_entry_pages, self.ptrs_per_pte)
+            for _ in range(ncpus)
         ]
         self.spaces: dict[int, AddressSpace] = {}
-        self._retired: set[int] = set()
+        self.retired: set[int] = set()
         #: The CPU executing kernel code now (TLBI/DSB issue here); set by system.
         self.current_cpu = 0
-        #: Use the table-at-a-time numpy path in ``access`` (tests turn it off).
-        self.vectorised = True
+        self.tlbi_cid = np.full(64, -1, dtype=np.int64)
+        self.dsb_cid = np.array([counter_id("dsb." + d) for d in DSB_DOMAINS], dtype=np.int64)
+        self.last_fault: HwFault | None = None
+        self.n_hit = 0
+        self.n_miss = 0
+        self.wc_space: AddressSpace | None = None
+        self.wc_pmd = -1
+        self.wc_slot = -1
+        self.wc_l2 = 0
         self.checker: RuleChecker | None = None
         if checker:
-            from .checker import RuleChecker
-
-            self.checker = RuleChecker(self)
+            self.checker = RuleChecker(self.pool, self.fmt, features, ncpus, self.memory)
+            self.pool.observer = self.checker
 
     # ------------------------------------------------------------------
     # Address spaces
@@ -170,24 +209,27 @@ class Hardware:
     def new_space(self, asid: int, name: str = "") -> AddressSpace:
         """Create the translation regime of a process: ASID ``asid``, empty tables.
 
-        The rule checker (when on) is registered as the store observer.
-        ASIDs are never reused.
+        The rule checker (when on) observes the descriptor pool and learns
+        the space's name.  ASIDs are never reused.
         """
-        if asid in self.spaces or asid in self._retired:
+        if asid in self.spaces or asid in self.retired:
             raise ModelUsageError(f"ASID {asid} is already in use (ASIDs are never reused)")
-        observers: list[Any] = [self.checker] if self.checker is not None else []
-        space = AddressSpace(asid, self.page_shift, self.counters, observers, name=name)
+        if not 0 <= asid < ASID_LIMIT:
+            raise ModelUsageError(f"ASID {asid} out of the model's range 0..{ASID_LIMIT - 1}")
+        space = AddressSpace(asid, self.pool, name)
         self.spaces[asid] = space
         if self.checker is not None:
+            self.pool.observer = self.checker
             self.checker.add_space(space)
         return space
 
     def retire_space(self, space: AddressSpace) -> None:
         """The process is gone: drop its ASID's TLB entries everywhere."""
-        for tlb in self.tlbs:
-            tlb.invalidate_asid(space.asid)
+        t: Tlb
+        for t in self.tlbs:
+            t.invalidate_asid(space.asid)
         self.spaces.pop(space.asid, None)
-        self._retired.add(space.asid)
+        self.retired.add(space.asid)
         if self.checker is not None:
             self.checker.retire_space(space)
 
@@ -207,15 +249,52 @@ class Hardware:
         """Load or store ``npages`` pages from ``va`` at EL0 on ``cpu``.
 
         A store puts ``value`` (an int, or one value per page) in each page's
-        frame; a load puts each page's value in ``out[i]``.  Stops at the
-        first fault: returns (pages done, ``HwFault``), or (``npages``, None).
+        frame; a load puts each page's value in ``out[i]`` (if given).  Stops
+        at the first fault: returns (pages done, ``HwFault``), or
+        (``npages``, None).
         """
         self._check_access_args(cpu, va, npages, write, value, out)
-        if not self.vectorised:
-            return self._access_ref(cpu, space, va, npages, write, value, out)
-        from .sweep import access_sweep
+        vals: U64View
+        outv: U64View
+        scalar: u64 = 0
+        per_page: cython.bint = False
+        tmp = None
+        if write:
+            if isinstance(value, np.ndarray):
+                vals = np.ascontiguousarray(value[:npages], dtype=np.uint64)
+                per_page = True
+            else:
+                if not 0 <= int(value) < 1 << 64:  # type: ignore[arg-type]
+                    raise ModelUsageError(f"store value {value!r} is not a 64-bit unsigned integer")
+                scalar = int(value)  # type: ignore[arg-type]
+                vals = self._dummy()
+        else:
+            vals = self._dummy()
+        has_out: cython.bint = out is not None
+        if has_out:
+            assert out is not None
+            if out.dtype == np.uint64 and out.flags.c_contiguous:
+                outv = out
+            else:
+                tmp = np.zeros(npages, dtype=np.uint64)
+                outv = tmp
+        else:
+            outv = self._dummy()
+        done: i64 = 0
+        try:
+            done = self._access(
+                cpu, space, va >> self.page_shift, npages, write, per_page, vals, scalar, has_out, outv
+            )
+        finally:
+            if tmp is not None:
+                assert out is not None
+                out[:npages] = tmp
+        fault = self.last_fault
+        self.last_fault = None
+        return int(done), fault
 
-        return access_sweep(self, cpu, space, va, npages, write, value, out)
+    def _dummy(self) -> U64:
+        return np.zeros(1, dtype=np.uint64)
 
     def _check_access_args(
         self, cpu: int, va: int, npages: int, write: bool, value: int | U64 | None, out: U64 | None
@@ -226,6 +305,8 @@ class Hardware:
             raise ModelUsageError(f"access address {va:#x} is not page aligned")
         if npages < 0:
             raise ModelUsageError(f"access of {npages} pages")
+        if va < 0 or (va >> self.page_shift) + npages > VPN_LIMIT:
+            raise ModelUsageError(f"access of {npages} pages at {va:#x} beyond the model's address range")
         if write:
             if value is None:
                 raise ModelUsageError("a store needs a value")
@@ -234,58 +315,104 @@ class Hardware:
         elif out is not None and len(out) < npages:
             raise ModelUsageError(f"out has {len(out)} slots for a load of {npages} pages")
 
-    def _access_ref(
+    @cython.cfunc
+    def _access(
         self,
-        cpu: int,
+        cpu: i64,
         space: AddressSpace,
-        va: int,
-        npages: int,
-        write: bool,
-        value: int | U64 | None,
-        out: U64 | None,
-        start: int = 0,
-    ) -> tuple[int, HwFault | None]:
-        """Reference path: one page at a time (the vectorised path must agree)."""
-        data = self.memory.data
-        vpn0 = va >> self.page_shift
-        for i in range(start, npages):
-            r = self._translate_vpn(cpu, space, vpn0 + i, write)
-            if isinstance(r, HwFault):
-                return i, r
-            self._move_data(r, i, write, value, out, data)
-        return npages, None
+        vpn0: i64,
+        npages: i64,
+        write: cython.bint,
+        per_page: cython.bint,
+        vals: U64View,
+        scalar: u64,
+        has_out: cython.bint,
+        outv: U64View,
+    ) -> i64:
+        """The access loop: pages ``[vpn0, vpn0+npages)``; pages done (a fault in ``last_fault``)."""
+        tlb: Tlb = self.tlbs[cpu]
+        chk: RuleChecker | None = self.checker
+        data: U64View = self.memory.v
+        nf: i64 = self.memory.nr_frames
+        i: i64 = 0
+        k: i64
+        m: i64
+        vpn: i64
+        pfn: i64
+        off: i64
+        ptep: i64
+        desc: u64
+        self.n_hit = 0
+        self.n_miss = 0
+        self.wc_space = None
+        try:
+            while i < npages:
+                vpn = vpn0 + i
+                k = self._resolve(cpu, tlb, space, vpn, write)
+                if k < 0:
+                    return i
+                pfn = tlb.e_pfn[k] + (vpn - tlb.e_vbase[k])
+                if pfn >= nf:
+                    self._oa_range(pfn)
+                if write:
+                    data[pfn] = vals[i] if per_page else scalar
+                elif has_out:
+                    outv[i] = data[pfn]
+                i += 1
+                if tlb.n_flagged != 0:
+                    continue
+                # The other pages of entry k: a lookup would return k for
+                # each (no entry of this TLB overlaps another), and it
+                # passed the permission checks for this access.
+                m = tlb.e_vbase[k] + tlb.e_npages[k] - vpn0
+                if m > npages:
+                    m = npages
+                if i >= m:
+                    continue
+                off = tlb.e_pfn[k] - tlb.e_vbase[k] + vpn0
+                if off + m > nf:
+                    m = nf - off
+                if chk is not None:
+                    ptep = tlb.e_ptep[k]
+                    desc = tlb.e_desc[k]
+                    while i < m:
+                        self.n_hit += 1
+                        chk.on_tlb_use(cpu, space, vpn0 + i, ptep, off + i, desc, write)
+                        if write:
+                            data[off + i] = vals[i] if per_page else scalar
+                        elif has_out:
+                            outv[i] = data[off + i]
+                        i += 1
+                else:
+                    self.n_hit += m - i
+                    if write:
+                        if per_page:
+                            while i < m:
+                                data[off + i] = vals[i]
+                                i += 1
+                        else:
+                            while i < m:
+                                data[off + i] = scalar
+                                i += 1
+                    elif has_out:
+                        while i < m:
+                            outv[i] = data[off + i]
+                            i += 1
+                    else:
+                        i = m
+            return npages
+        finally:
+            self.counters.inc(C_HIT, self.n_hit)
+            self.counters.inc(C_MISS, self.n_miss)
+            self.n_hit = 0
+            self.n_miss = 0
+            self.wc_space = None
 
-    def _move_data(
-        self, pfn: int, i: int, write: bool, value: int | U64 | None, out: U64 | None, data: U64
-    ) -> None:
-        if pfn >= self.memory.nr_frames:
-            raise InvariantViolation(
-                "oa-range",
-                f"translation to pfn {pfn:#x} beyond physical memory ({self.memory.nr_frames:#x} frames)",
-            )
-        if write:
-            assert value is not None
-            data[pfn] = value[i] if isinstance(value, np.ndarray) else np.uint64(value)
-        elif out is not None:
-            out[i] = data[pfn]
-
-    def count_translation_faults(self, cpu: int, space: AddressSpace, vpns: list[int]) -> None:
-        """Account the faulting accesses a bulk fault-in stands for.
-
-        Each was a user access to a page no TLB entry covered and whose
-        descriptor was invalid: a TLB miss, a walk and a translation fault,
-        exactly as ``_translate_vpn`` counts them.  The caller guarantees
-        those preconditions held when the fault was taken.
-        """
-        n = len(vpns)
-        if not n:
-            return
-        self.counters.add(C_MISS, n)
-        self.counters.add(C_WALK, n)
-        self.counters.add("fault.translation", n)
-        if self.fmt.name == "flat":
-            for vpn in vpns:
-                self.tlbs[cpu].invalidate_range(space.asid, vpn, 1, None)
+    def _oa_range(self, pfn: int) -> None:
+        raise InvariantViolation(
+            "oa-range",
+            f"translation to pfn {pfn:#x} beyond physical memory ({self.memory.nr_frames:#x} frames)",
+        )
 
     def translate(self, cpu: int, space: AddressSpace, va: int, write: bool) -> int | HwFault:
         """Translate one page for an EL0 access: its pfn, or the fault.
@@ -295,270 +422,371 @@ class Hardware:
         """
         if not 0 <= cpu < self.ncpus:
             raise ModelUsageError(f"no CPU {cpu} (ncpus={self.ncpus})")
-        return self._translate_vpn(cpu, space, va >> self.page_shift, write)
+        tlb: Tlb = self.tlbs[cpu]
+        vpn = va >> self.page_shift
+        self.n_hit = 0
+        self.n_miss = 0
+        self.wc_space = None
+        try:
+            k = self._resolve(cpu, tlb, space, vpn, write)
+        finally:
+            self.counters.inc(C_HIT, self.n_hit)
+            self.counters.inc(C_MISS, self.n_miss)
+            self.n_hit = 0
+            self.n_miss = 0
+            self.wc_space = None
+        if k < 0:
+            fault = self.last_fault
+            self.last_fault = None
+            assert isinstance(fault, HwFault)
+            return fault
+        return int(tlb.e_pfn[k]) + (vpn - int(tlb.e_vbase[k]))
 
-    def _translate_vpn(self, cpu: int, space: AddressSpace, vpn: int, write: bool) -> int | HwFault:
-        """Look ``vpn`` up in ``cpu``'s TLB, walking on a miss (Arm ARM D8.2, D8.5)."""
-        tlb = self.tlbs[cpu]
-        c = self.counters
-        e = tlb.lookup(space.asid, vpn)
-        if e is not None:
-            c.add(C_HIT)
-            fmt = self.fmt
-            if not fmt.user(e.desc):
-                return self._fault(cpu, space, "permission", vpn, e.level, write)
-            if write:
-                ws = fmt.write_state(e.desc)
-                if ws == WS_CLEAN and self.features.hd:
-                    # RSGJBL: before a dirty update the PE re-reads the
-                    # descriptor from memory and uses that (it may now fault).
-                    tlb.remove(e)
-                    r = self._walk(cpu, space, vpn, write)
-                    if isinstance(r, HwFault):
-                        return r
-                    return r.pfn_of(vpn)
-                if ws != WS_DIRTY:
-                    return self._fault(cpu, space, "permission", vpn, e.level, write)
-            if self.checker is not None:
-                self.checker.on_tlb_use(cpu, space, vpn, e, write)
-            return e.pfn_of(vpn)
-        c.add(C_MISS)
-        r = self._walk(cpu, space, vpn, write)
-        if isinstance(r, HwFault):
-            return r
-        return r.pfn_of(vpn)
+    @cython.cfunc
+    def _resolve(self, cpu: i64, tlb: Tlb, space: AddressSpace, vpn: i64, write: cython.bint) -> i64:
+        """The TLB entry serving ``vpn`` for this access, walking on a miss (Arm ARM D8.2, D8.5).
 
-    def _fault(self, cpu: int, space: AddressSpace, kind: str, vpn: int, level: int, write: bool) -> HwFault:
-        self.counters.add("fault." + kind)
-        if self.fmt.name == "flat":
+        -1 on a fault (``last_fault``).  A hit is checked by the rule checker
+        (stale-tlb); a fill by the walk.
+        """
+        fmt: DescriptorFormat = self.fmt
+        k: i64 = tlb.lookup(space.asid, vpn)
+        if k < 0:
+            self.n_miss += 1
+            return self._walk(cpu, space, vpn, write, True)
+        self.n_hit += 1
+        desc: u64 = tlb.e_desc[k]
+        if not desc & fmt.user_bit:
+            return self._fault(cpu, space, _F_PERMISSION, vpn, tlb.e_level[k], write)
+        if write and (desc & fmt.dirty_mask) != fmt.dirty_val:
+            if self.hd and (desc & fmt.clean_mask) == fmt.clean_val:
+                # RSGJBL: before a dirty update the PE re-reads the
+                # descriptor from memory and uses that (it may now fault).
+                tlb.remove(k)
+                return self._walk(cpu, space, vpn, write, False)
+            return self._fault(cpu, space, _F_PERMISSION, vpn, tlb.e_level[k], write)
+        if self.checker is not None:
+            self.checker.on_tlb_use(
+                cpu, space, vpn, tlb.e_ptep[k], tlb.e_pfn[k] + (vpn - tlb.e_vbase[k]), desc, write
+            )
+        return k
+
+    @cython.cfunc
+    def _fault(
+        self, cpu: i64, space: AddressSpace, kind: i64, vpn: i64, level: i64, write: cython.bint
+    ) -> i64:
+        if kind == _F_TRANSLATION:
+            self.counters.inc(C_FAULT_TRANSLATION, 1)
+        elif kind == _F_PERMISSION:
+            self.counters.inc(C_FAULT_PERMISSION, 1)
+        else:
+            self.counters.inc(C_FAULT_ACCESS_FLAG, 1)
+        t: Tlb
+        if self.flat:
             # x86: a page fault invalidates the faulting address's TLB entries.
-            self.tlbs[cpu].invalidate_range(space.asid, vpn, 1, None)
-        return HwFault(kind, vpn << self.page_shift, level, write)
+            t = self.tlbs[cpu]
+            t.invalidate_range(space.asid, vpn, 1, 0)
+        self.last_fault = HwFault(FAULT_KINDS[kind], vpn << self.page_shift, level, write)
+        return -1
 
-    def _walk(self, cpu: int, space: AddressSpace, vpn: int, write: bool) -> TlbEntry | HwFault:
+    @cython.cfunc
+    def _walk(
+        self, cpu: i64, space: AddressSpace, vpn: i64, write: cython.bint, after_miss: cython.bint
+    ) -> i64:
         """Walk the tables for ``vpn``; apply HW A/D updates; fill the TLB.
 
         Arm ARM D8.2 (walk), D8.5.1/D8.5.2 (AF and dirty state with
         FEAT_HAFDBS), D8.7.1 (Contiguous: one entry for the block, made from
         one descriptor of the set, chosen with the seeded RNG: D8.5.5 IQDCMP).
+        ``after_miss``: the lookup just missed (no entry contains ``vpn``).
         """
-        self.counters.add(C_WALK)
-        fmt = self.fmt
-        pmd_index = vpn >> (self.page_shift - 3)
-        pmd = space.pmds.get(pmd_index, 0)
-        table: PteTable | None = None
+        self.counters.inc(C_WALK, 1)
+        fmt: DescriptorFormat = self.fmt
+        pool: PtePool = self.pool
+        pmd_index: i64 = vpn >> (self.page_shift - 3)
+        if space is not self.wc_space or pmd_index != self.wc_pmd:
+            # Within one access nothing but this walker changes the
+            # tables, so the level-2 step is looked up once per region.
+            self.wc_space = space
+            self.wc_pmd = pmd_index
+            v = space.pmds.get(pmd_index)
+            self.wc_l2 = 0 if v is None else v
+            self.wc_slot = space.pte_table(pmd_index)
+        pmd: u64 = self.wc_l2
         if pmd:
-            kind = fmt.l2_kind(pmd)
-            if kind == L2_INVALID:
-                return self._fault(cpu, space, "translation", vpn, 2, write)
-            if kind == L2_BLOCK:
-                return self._use_descriptor(cpu, space, None, pmd_index, -1, pmd, 2, vpn, write)
-        table = space.tables.get(pmd_index)
-        if table is None:
-            return self._fault(cpu, space, "translation", vpn, 2, write)
-        idx = vpn & (self.ptrs_per_pte - 1)
-        d = int(table.entries[idx])
-        if not fmt.page_valid(d):
-            return self._fault(cpu, space, "translation", vpn, 3, write)
-        j = idx
-        if self.cont_entry_pages > 1 and fmt.cont(d):
-            n = self.cont_entry_pages
-            cand = (idx & ~(n - 1)) + self.rng.randrange(n)
-            dc = int(table.entries[cand])
-            if fmt.page_valid(dc) and fmt.cont(dc):
-                j, d = cand, dc
-        return self._use_descriptor(cpu, space, table, pmd_index, j, d, 3, vpn, write)
+            if not pmd & 1:
+                return self._fault(cpu, space, _F_TRANSLATION, vpn, 2, write)
+            if (pmd & fmt.l2_block_mask) == fmt.l2_block_val:
+                return self._use_descriptor(cpu, space, -1, pmd_index, pmd, 2, vpn, write, after_miss)
+        slot: i64 = self.wc_slot
+        if slot < 0:
+            return self._fault(cpu, space, _F_TRANSLATION, vpn, 2, write)
+        ptep: i64 = (slot << pool.shift) | (vpn & (self.ptrs_per_pte - 1))
+        d: u64 = pool.e[ptep]
+        if (d & fmt.valid_mask) != fmt.valid_val:
+            return self._fault(cpu, space, _F_TRANSLATION, vpn, 3, write)
+        n: i64 = self.cont_entry_pages
+        cand: i64
+        dc: u64
+        if n > 1 and d & fmt.cont_bit:
+            cand = (ptep & ~(n - 1)) + self.rng.randrange(n)
+            dc = pool.e[cand]
+            if (dc & fmt.valid_mask) == fmt.valid_val and dc & fmt.cont_bit:
+                ptep = cand
+                d = dc
+        return self._use_descriptor(cpu, space, ptep, pmd_index, d, 3, vpn, write, after_miss)
 
+    @cython.cfunc
     def _use_descriptor(
         self,
-        cpu: int,
+        cpu: i64,
         space: AddressSpace,
-        table: PteTable | None,
-        pmd_index: int,
-        j: int,
-        d: int,
-        level: int,
-        vpn: int,
-        write: bool,
-    ) -> TlbEntry | HwFault:
+        ptep: i64,
+        pmd_index: i64,
+        d: u64,
+        level: i64,
+        vpn: i64,
+        write: cython.bint,
+        after_miss: cython.bint,
+    ) -> i64:
         """Check AF and permissions of the walked descriptor, update it, fill the TLB."""
-        fmt = self.fmt
-        feat = self.features
-        af = fmt.af(d)
-        if not af and not feat.ha:
-            return self._fault(cpu, space, "access_flag", vpn, level, write)
-        if not fmt.user(d):
-            return self._fault(cpu, space, "permission", vpn, level, write)
-        ws = fmt.write_state(d)
-        if write and (ws == WS_NONE or (ws == WS_CLEAN and not feat.hd)):
-            return self._fault(cpu, space, "permission", vpn, level, write)
-        new = d
+        fmt: DescriptorFormat = self.fmt
+        af: cython.bint = (d & fmt.af_bit) != 0
+        if not af and not self.ha:
+            return self._fault(cpu, space, _F_ACCESS_FLAG, vpn, level, write)
+        if not d & fmt.user_bit:
+            return self._fault(cpu, space, _F_PERMISSION, vpn, level, write)
+        dirty: cython.bint = (d & fmt.dirty_mask) == fmt.dirty_val
+        clean: cython.bint = not dirty and (d & fmt.clean_mask) == fmt.clean_val
+        if write and not dirty and not (clean and self.hd):
+            return self._fault(cpu, space, _F_PERMISSION, vpn, level, write)
+        new: u64 = d
         if not af:
-            new = fmt.set_af(new)
-            self.counters.add(C_AF)
-        if write and ws == WS_CLEAN:
-            new = fmt.set_dirty(new)
-            self.counters.add(C_DIRTY)
+            new |= fmt.af_bit
+            self.counters.inc(C_AF, 1)
+        if write and clean:
+            new = (new | fmt.set_dirty_or) & fmt.set_dirty_and
+            self.counters.inc(C_DIRTY, 1)
         if new != d:
-            self._hw_update(space, table, pmd_index, j, d, new)
+            # an atomic RMW by the walker, not a software write
+            if level == 2:
+                space.pmd_hw_store(pmd_index, new)
+                self.wc_l2 = new
+            else:
+                self.pool.hw_store(ptep, new)
+        npages: i64
         if level == 2:
             npages = self.ptrs_per_pte
-        elif fmt.cont(new):
+        elif new & fmt.cont_bit:
             npages = self.cont_entry_pages
         else:
             npages = 1
-        mask = ~(npages - 1)
-        entry = TlbEntry(space.asid, vpn & mask, npages, fmt.pfn(new) & mask, new, pmd_index, j, level)
-        self._fill(cpu, space, entry)
-        return entry
-
-    def _hw_update(
-        self, space: AddressSpace, table: PteTable | None, pmd_index: int, j: int, old: int, new: int
-    ) -> None:
-        """Store a hardware A/D update: an atomic RMW by the walker, not a software write."""
-        if table is None:
-            space.pmds[pmd_index] = new
-            for o in space.observers:
-                hook = getattr(o, "on_pmd_hw_update", None)
-                if hook is not None:
-                    hook(space, pmd_index, old, new)
-            return
-        table.hw_store(j, new)
-        if space.observers:
-            olda = np.array([old], dtype=np.uint64)
-            newa = np.array([new], dtype=np.uint64)
-            for o in space.observers:
-                hook = getattr(o, "on_hw_update", None)
-                if hook is not None:
-                    hook(table, j, olda, newa)
-
-    def _fill(self, cpu: int, space: AddressSpace, entry: TlbEntry) -> None:
-        tlb = self.tlbs[cpu]
-        overlaps = tlb.overlapping(entry.asid, entry.vbase, entry.npages)
-        if overlaps:
-            self.counters.add(C_CONFLICT)
-        if self.checker is not None:
-            self.checker.on_fill(cpu, space, entry, overlaps)
-        tlb.insert(entry)
+        vbase: i64 = vpn & ~(npages - 1)
+        pfn: i64 = fmt.pfn(new) & ~(npages - 1)
+        tlb: Tlb = self.tlbs[cpu]
+        ov: i64 = 0
+        if not (after_miss and npages == 1):
+            ov = tlb.overlaps(space.asid, vbase, npages)
+        if ov:
+            self.counters.inc(C_CONFLICT, 1)
+        j: i64
+        if self.checker is not None and (ov or (level == 3 and new & fmt.cont_bit)):
+            j = tlb.last_overlap
+            self.checker.on_fill(
+                cpu,
+                space,
+                vbase,
+                npages,
+                new,
+                ptep,
+                level,
+                ov,
+                tlb.e_npages[j] if ov else 0,
+                tlb.e_desc[j] if ov else 0,
+            )
+        return tlb.insert(space.asid, vbase, npages, pfn, new, ptep, level, ov > 0)
 
     # ------------------------------------------------------------------
     # TLB maintenance (Arm ARM D8.17)
     # ------------------------------------------------------------------
-    def _ttl_level(self, ttl: int) -> int | None:
-        """The level a TTL hint names, None for "no hint", -1 for "matches nothing".
+    @cython.cfunc
+    def _ttl_level(self, ttl: i64) -> i64:
+        """The level a TTL hint names: 0 for "no hint", -1 for "matches nothing".
 
         Accepts the FEAT_TTL operand field (TTL[3:2] granule: 01 4K, 10 16K,
         11 64K; TTL[1:0] level) or a bare level 1..3.  A hint for another
         granule need not invalidate anything (RXKMMX), modelled as nothing.
         """
         if ttl == 0:
-            return None
+            return 0
         if ttl < 4:
             return ttl
-        tg = (ttl >> 2) & 3
-        if {1: 12, 2: 14, 3: 16}[tg] != self.page_shift:
+        tg: i64 = (ttl >> 2) & 3
+        if tg == 0 or 10 + 2 * tg != self.page_shift:
             return -1
-        return (ttl & 3) or None
+        return ttl & 3
 
-    def _tlbi_cpus(self, broadcast: bool) -> list[int]:
-        return list(range(self.ncpus)) if broadcast else [self.current_cpu]
+    @cython.cfunc
+    def _tlbi_counter(self, op: i64) -> i64:
+        cid: i64 = self.tlbi_cid[op]
+        if cid < 0:
+            cid = counter_id("tlbi." + tlbi_name(op))
+            self.tlbi_cid[op] = cid
+        return cid
+
+    @cython.ccall
+    def tlbi_op(self, op: i64, asid: i64, va: i64, ttl: i64) -> None:
+        """Execute ``TLBI <op>`` (a ``contpte.hw.tlbi`` code) on ``current_cpu``.
+
+        ``asid``: for the by-ASID forms (-1: none).  ``va``: address (bytes)
+        for the by-VA forms (-1: none).  ``ttl``: FEAT_TTL hint, 0 for none.
+        There are no walk caches, so the last-level (``VALE``) forms act
+        like the others on the (leaf) entries that exist.
+        """
+        if not tlbi_valid(op) or tlbi_is_range(op) or (op & 15) == TLBI_INVLPG or (op & 15) == TLBI_INVPCID:
+            raise ModelUsageError(f"no non-range TLBI op code {op}")
+        scope: i64 = tlbi_scope(op)
+        by_asid: cython.bint = tlbi_by_asid(op)
+        if by_asid and asid < 0:
+            raise ModelUsageError(f"TLBI {tlbi_name(op)} needs an ASID")
+        if scope == SCOPE_VA and va < 0:
+            raise ModelUsageError(f"TLBI {tlbi_name(op)} needs a VA")
+        self.counters.inc(self._tlbi_counter(op), 1)
+        level: i64 = self._ttl_level(ttl) if scope == SCOPE_VA else 0
+        tag: i64 = asid if by_asid else -1
+        vpn: i64 = (va >> self.page_shift) if scope == SCOPE_VA else 0
+        broadcast: cython.bint = tlbi_broadcast(op)
+        cpu: i64
+        t: Tlb
+        if level >= 0:
+            for cpu in range(self.ncpus):
+                if not broadcast and cpu != self.current_cpu:
+                    continue
+                t = self.tlbs[cpu]
+                if scope == SCOPE_VA:
+                    t.invalidate_range(tag, vpn, 1, level)
+                elif scope == SCOPE_ASID:
+                    t.invalidate_asid(asid)
+                else:
+                    t.invalidate_all()
+        if self.checker is not None:
+            self.checker.on_tlbi(
+                self.current_cpu, broadcast or self.ncpus == 1, scope, tag, vpn, 1, level, False
+            )
+
+    @cython.ccall
+    def tlbi_range_op(self, op: i64, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
+        """Execute a range ``TLBI <op>`` (FEAT_TLBIRANGE) on ``current_cpu``.
+
+        Covers ``(num+1) << (5*scale+1)`` pages from ``va`` (Arm ARM
+        D8.17.5.2); ``asid`` -1 for the VAA forms.  ``ttl``: the range
+        operand's 2-bit level hint (0: none).  Without FEAT_TLBIRANGE the
+        instruction is UNDEFINED: ModelUsageError.
+        """
+        if not tlbi_valid(op) or not tlbi_is_range(op):
+            raise ModelUsageError(f"no range TLBI op code {op}")
+        if not self.features.tlbirange:
+            raise ModelUsageError(
+                f"TLBI {tlbi_name(op)} is UNDEFINED: {self.features.name} lacks FEAT_TLBIRANGE"
+            )
+        by_asid: cython.bint = tlbi_by_asid(op)
+        if by_asid and asid < 0:
+            raise ModelUsageError(f"TLBI {tlbi_name(op)} needs an ASID")
+        npages: i64 = tlbi_range_pages(scale, num)
+        self.counters.inc(self._tlbi_counter(op), 1)
+        tag: i64 = asid if by_asid else -1
+        vpn: i64 = va >> self.page_shift
+        broadcast: cython.bint = tlbi_broadcast(op)
+        cpu: i64
+        t: Tlb
+        for cpu in range(self.ncpus):
+            if not broadcast and cpu != self.current_cpu:
+                continue
+            t = self.tlbs[cpu]
+            t.invalidate_range(tag, vpn, npages, ttl)
+        if self.checker is not None:
+            self.checker.on_tlbi(
+                self.current_cpu, broadcast or self.ncpus == 1, SCOPE_VA, tag, vpn, npages, ttl, False
+            )
+
+    @cython.ccall
+    def dsb_op(self, domain: i64) -> None:
+        """Execute ``DSB <domain>`` (a ``contpte.hw.tlbi.DSB_*`` code) on ``current_cpu``.
+
+        ``ish``/``osh``/``sy`` complete every TLBI this CPU issued; ``nsh``
+        completes its local ones; the ``st`` forms order stores only
+        (Arm ARM D8.17.8).
+        """
+        if not 0 <= domain < 8:
+            raise ModelUsageError(f"no DSB domain code {domain}")
+        self.counters.inc(self.dsb_cid[domain], 1)
+        if self.checker is not None:
+            self.checker.on_dsb(self.current_cpu, domain)
 
     def tlbi(self, op: str, asid: int | None = None, va: int | None = None, ttl: int = 0) -> None:
-        """Execute ``TLBI <op>`` on ``current_cpu``.
+        """Execute ``TLBI <op>`` on ``current_cpu``, by Arm name.
 
         ``op``: ``VAE1``, ``VALE1``, ``VAAE1``, ``VAALE1``, ``ASIDE1``,
         ``VMALLE1``, each optionally with ``IS``/``OS`` (broadcast to every
         CPU) -- e.g. ``"VALE1IS"``.  ``va``: address (bytes) for the by-VA
         forms; ``asid`` for the by-ASID forms; ``ttl``: FEAT_TTL hint.
-        There are no walk caches, so the last-level (``VALE``) forms act
-        like the others on the (leaf) entries that exist.
         """
-        base, broadcast = _split_shareability(op)
-        spec = TLBI_OPS.get(base)
-        if spec is None:
+        code = tlbi_code(op)
+        if tlbi_is_range(code) or (code & 15) in (TLBI_INVLPG, TLBI_INVPCID):
             raise ModelUsageError(f"unknown TLBI operation {op!r}")
-        scope, by_asid, last_level = spec
-        if by_asid and asid is None:
+        if tlbi_by_asid(code) and asid is None:
             raise ModelUsageError(f"TLBI {op} needs an ASID")
-        if scope == "va" and va is None:
+        if tlbi_scope(code) == SCOPE_VA and va is None:
             raise ModelUsageError(f"TLBI {op} needs a VA")
-        self.counters.add("tlbi." + op)
-        level = self._ttl_level(ttl) if scope == "va" else None
-        tag = asid if by_asid else None
-        vpn = (va >> self.page_shift) if va is not None else 0
-        for cpu in self._tlbi_cpus(broadcast):
-            tlb = self.tlbs[cpu]
-            if scope == "va":
-                tlb.invalidate_range(tag, vpn, 1, level)
-            elif scope == "asid":
-                assert asid is not None
-                tlb.invalidate_asid(asid)
-            else:
-                tlb.invalidate_all()
-        if self.checker is not None:
-            self.checker.on_tlbi(
-                self.current_cpu, broadcast or self.ncpus == 1, scope, tag, vpn, 1, level, last_level
-            )
+        self.tlbi_op(code, -1 if asid is None else asid, -1 if va is None else va, ttl)
 
     def tlbi_range(self, op: str, asid: int | None, va: int, scale: int, num: int, ttl: int = 0) -> None:
-        """Execute a range ``TLBI <op>`` (FEAT_TLBIRANGE) on ``current_cpu``.
+        """Execute a range ``TLBI <op>`` (FEAT_TLBIRANGE) on ``current_cpu``, by Arm name.
 
         ``op``: ``RVAE1``, ``RVALE1``, ``RVAAE1``, ``RVAALE1`` with optional
-        ``IS``/``OS``.  Covers ``(num+1) << (5*scale+1)`` pages from ``va``
-        (Arm ARM D8.17.5.2).  ``ttl``: the range operand's 2-bit level hint.
-        Without FEAT_TLBIRANGE the instruction is UNDEFINED: ModelUsageError.
+        ``IS``/``OS``.
         """
-        base, broadcast = _split_shareability(op)
-        spec = RANGE_TLBI_OPS.get(base)
-        if spec is None:
+        try:
+            code = tlbi_code(op)
+        except ModelUsageError:
+            raise ModelUsageError(f"unknown range TLBI operation {op!r}") from None
+        if not tlbi_is_range(code):
             raise ModelUsageError(f"unknown range TLBI operation {op!r}")
-        if not self.features.tlbirange:
-            raise ModelUsageError(f"TLBI {op} is UNDEFINED: {self.features.name} lacks FEAT_TLBIRANGE")
-        by_asid, last_level = spec
-        if by_asid and asid is None:
-            raise ModelUsageError(f"TLBI {op} needs an ASID")
-        npages = tlbi_range_pages(scale, num)
-        self.counters.add("tlbi." + op)
-        level = ttl if ttl else None
-        tag = asid if by_asid else None
-        vpn = va >> self.page_shift
-        for cpu in self._tlbi_cpus(broadcast):
-            self.tlbs[cpu].invalidate_range(tag, vpn, npages, level)
-        if self.checker is not None:
-            self.checker.on_tlbi(
-                self.current_cpu, broadcast or self.ncpus == 1, "va", tag, vpn, npages, level, last_level
-            )
+        self.tlbi_range_op(code, -1 if asid is None else asid, va, scale, num, ttl)
 
     def dsb(self, domain: str) -> None:
-        """Execute ``DSB <domain>`` on ``current_cpu`` (Arm ARM D8.17.8 completion).
-
-        ``ish``/``osh``/``sy`` complete every TLBI this CPU issued; ``nsh``
-        completes its local ones; the ``st`` forms order stores only.
-        """
-        if domain not in DSB_DOMAINS:
-            raise ModelUsageError(f"unknown DSB domain {domain!r}; expected one of {', '.join(DSB_DOMAINS)}")
-        self.counters.add("dsb." + domain)
-        if self.checker is not None:
-            self.checker.on_dsb(self.current_cpu, domain)
+        """Execute ``DSB <domain>`` on ``current_cpu``: ``"ish"``, ``"ishst"``, ``"nsh"``, ..."""
+        self.dsb_op(dsb_code(domain))
 
     # -- x86 (Flat format) ----------------------------------------------------
-    def invlpg(self, cpu: int, asid: int, va: int) -> None:
+    @cython.ccall
+    def invlpg(self, cpu: i64, asid: i64, va: i64) -> None:
         """x86 INVLPG (by PCID ``asid``) on ``cpu`` only."""
-        self.counters.add("tlbi.INVLPG")
-        vpn = va >> self.page_shift
-        self.tlbs[cpu].invalidate_range(asid, vpn, 1, None)
+        self.counters.inc(self._tlbi_counter(TLBI_INVLPG), 1)
+        vpn: i64 = va >> self.page_shift
+        t: Tlb = self.tlbs[cpu]
+        t.invalidate_range(asid, vpn, 1, 0)
         if self.checker is not None:
-            self.checker.on_tlbi(cpu, self.ncpus == 1, "va", asid, vpn, 1, None, False, complete=True)
+            self.checker.on_tlbi(cpu, self.ncpus == 1, SCOPE_VA, asid, vpn, 1, 0, True)
 
-    def invpcid(self, cpu: int, asid: int) -> None:
+    @cython.ccall
+    def invpcid(self, cpu: i64, asid: i64) -> None:
         """x86 INVPCID single-context: every entry of PCID ``asid`` on ``cpu``."""
-        self.counters.add("tlbi.INVPCID")
-        self.tlbs[cpu].invalidate_asid(asid)
+        self.counters.inc(self._tlbi_counter(TLBI_INVPCID), 1)
+        t: Tlb = self.tlbs[cpu]
+        t.invalidate_asid(asid)
         if self.checker is not None:
-            self.checker.on_tlbi(cpu, self.ncpus == 1, "asid", asid, 0, 1, None, False, complete=True)
+            self.checker.on_tlbi(cpu, self.ncpus == 1, SCOPE_ASID, asid, 0, 1, 0, True)
 
-    def ipi(self, src: int, dst: int) -> None:
+    @cython.ccall
+    def ipi(self, src: i64, dst: i64) -> None:
         """Send an inter-processor interrupt (counted; the handler is the caller's)."""
         if not (0 <= src < self.ncpus and 0 <= dst < self.ncpus):
             raise ModelUsageError(f"IPI {src}->{dst}: no such CPU (ncpus={self.ncpus})")
-        self.counters.add(C_IPI)
+        self.counters.inc(C_IPI, 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Hardware {self.fmt.name} {self.page_size >> 10}K, {self.ncpus} CPUs, "
+            f"{self.memory.nr_frames} frames, {self.features.name}>"
+        )

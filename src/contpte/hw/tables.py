@@ -139,24 +139,25 @@ class PtePool:
     """
 
     def __init__(self, page_shift: i64, counters: Counters, nslots: i64 = 64) -> None:
-        self.page_shift = page_shift
+        self.page_shift: i64 = page_shift
         self.shift = page_shift - 3
         self.ptrs_per_pte = 1 << self.shift
         self.pmd_shift = page_shift + self.shift
-        self.counters = counters
+        self.counters: Counters = counters
         self.nslots = 0
         self.e = np.zeros(0, dtype=np.uint64)
         self.slot_asid = np.zeros(0, dtype=np.int64)
         self.slot_pmd = np.zeros(0, dtype=np.int64)
         self.slot_epoch = np.zeros(0, dtype=np.int64)
-        self.free_slots = []
-        self.observer = None
+        self.free_slots: list[int] = []
+        self.observer: StoreObserver | None = None
         self.epoch = -1
-        self.log = []
-        self.log_at = {}
+        self.log: list[LogEntry] = []
+        self.log_at: dict[int, int] = {}
         self.log_old = np.zeros(0, dtype=np.uint64)
         self.log_nold = 0
-        self.pmd_log = []
+        #: (space, level-2 index, old value) of every level-2 store of the epoch
+        self.pmd_log: list[tuple[AddressSpace, int, int]] = []
         self.nr_tables = 0
         self._grow(max(nslots, 1))
 
@@ -218,7 +219,7 @@ class PtePool:
     def va(self, ptep: i64) -> i64:
         """The virtual address descriptor ``ptep`` maps."""
         s: i64 = ptep >> self.shift
-        return (self.slot_pmd[s] << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
+        return (int(self.slot_pmd[s]) << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
     # -- the store log -------------------------------------------------------
     @cython.ccall
@@ -360,13 +361,13 @@ class AddressSpace:
     def __init__(self, asid: i64, pool: PtePool, name: str = "") -> None:
         self.asid = asid
         self.name = name or f"asid {asid}"
-        self.pool = pool
+        self.pool: PtePool = pool
         self.page_shift = pool.page_shift
         self.ptrs_per_pte = pool.ptrs_per_pte
         self.pmd_shift = pool.pmd_shift
-        self.counters = pool.counters
-        self.tables = {}
-        self.pmds = {}
+        self.counters: Counters = pool.counters
+        self.tables: dict[int, int] = {}
+        self.pmds: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"<AddressSpace {self.name}: {len(self.tables)} tables, {len(self.pmds)} blocks>"

@@ -3,62 +3,73 @@
 An entry covers ``npages`` pages from ``vbase`` (both in pages): 1 for a
 page, the contiguous-set size for a Contiguous block when the CPU caches it
 as one entry (Arm ARM D8.7.1 permits either), or a whole level-2 block.
-Each entry records which descriptor produced it (level-2 index and level-3
-table index), because a hardware Access flag or dirty update lands on that
-descriptor, which may be another page of the block (Arm ARM D8.5.5 IQDCMP).
+Each entry records the descriptor that produced it (``ptep``, the index of a
+level-3 descriptor in the machine's ``PtePool``; -1 for a level-2 block),
+because a hardware Access flag or dirty update lands on that descriptor,
+which may be another page of the block (Arm ARM D8.5.5 IQDCMP).
 
 Replacement is LRU with the CPU's capacity, or ``adversarial``: never evict,
 so every missing invalidation stays visible.
+
+Layout (C-friendly, no Python object per entry): the entries are rows of
+struct-of-arrays indexed by an entry number, linked in LRU order
+(``prev``/``next``), and found by tag through an ``I64Map`` from
+``(asid, size class, vbase)`` to the entry number.  Same-size entries are
+aligned, so at most one entry per size class can contain a page: a lookup
+probes one key per size class that has entries.  ``n_flagged`` counts the
+live entries filled over (or overlapped by) an entry of another size; while
+it is zero no two entries overlap, so the most recently used entry (the LRU
+tail) answers every page it covers without a probe.
+
+Compiled (docs/core.md).  Nothing here knows Linux.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
-__all__ = ["TlbEntry", "Tlb", "TlbKey"]
+import cython
+import numpy as np
+import numpy.typing as npt
 
-TlbKey = tuple[int, int, int]  # (asid, vbase, npages)
+from ..errors import ModelUsageError
+
+if not cython.compiled:
+    from ..cdefs import i64, u64
+    from .hashmap import I64Map
+
+__all__ = ["TlbEntry", "Tlb", "ASID_LIMIT", "VPN_LIMIT"]
+
+#: Keys pack (asid, size class, vbase) in 63 bits: asid < 2^24, vbase < 2^37.
+ASID_LIMIT = cython.declare(i64, 1 << 24)
+VPN_LIMIT = cython.declare(i64, 1 << 37)
+_SC_SHIFT = cython.declare(i64, 37)
+_ASID_SHIFT = cython.declare(i64, 39)
 
 
 class TlbEntry:
-    """One cached translation.
+    """A snapshot of one cached translation (tests and messages).
 
     ``asid``: ASID tag.  ``vbase``/``npages``: covered VA range in pages.
     ``pfn_base``: output address of ``vbase``, in pages.  ``desc``: the
-    descriptor value as cached (after any hardware A/D update).
-    ``pmd_index``/``idx``: the producing descriptor (``idx`` is -1 for a
-    level-2 block).  ``level``: lookup level of the leaf (2 or 3).
-    ``stamp``: fill order, to choose among overlapping entries.
+    descriptor value as cached (after any hardware A/D update).  ``ptep``:
+    the producing level-3 descriptor, -1 for a level-2 block.  ``level``:
+    lookup level of the leaf (2 or 3).  ``stamp``: fill order.
     """
 
-    __slots__ = ("asid", "vbase", "npages", "pfn_base", "desc", "pmd_index", "idx", "level", "stamp")
+    __slots__ = ("asid", "vbase", "npages", "pfn_base", "desc", "ptep", "level", "stamp")
 
     def __init__(
-        self,
-        asid: int,
-        vbase: int,
-        npages: int,
-        pfn_base: int,
-        desc: int,
-        pmd_index: int,
-        idx: int,
-        level: int,
-        stamp: int = 0,
+        self, asid: int, vbase: int, npages: int, pfn_base: int, desc: int, ptep: int, level: int, stamp: int
     ) -> None:
         self.asid = asid
         self.vbase = vbase
         self.npages = npages
         self.pfn_base = pfn_base
         self.desc = desc
-        self.pmd_index = pmd_index
-        self.idx = idx
+        self.ptep = ptep
         self.level = level
         self.stamp = stamp
-
-    @property
-    def key(self) -> TlbKey:
-        return (self.asid, self.vbase, self.npages)
 
     def pfn_of(self, vpn: int) -> int:
         """Output page of ``vpn`` (which the entry must cover)."""
@@ -66,254 +77,401 @@ class TlbEntry:
 
     def as_tuple(self) -> tuple[int, ...]:
         """Every field but the stamp (for comparisons in tests)."""
-        return (
-            self.asid,
-            self.vbase,
-            self.npages,
-            self.pfn_base,
-            self.desc,
-            self.pmd_index,
-            self.idx,
-            self.level,
-        )
+        return (self.asid, self.vbase, self.npages, self.pfn_base, self.desc, self.ptep, self.level)
 
     def __repr__(self) -> str:
         return (
             f"TlbEntry(asid={self.asid}, va={self.vbase:#x}p, n={self.npages}, pfn={self.pfn_base:#x}, "
-            f"desc={self.desc:#018x}, from=({self.pmd_index:#x},{self.idx}), L{self.level})"
+            f"desc={self.desc:#018x}, from={self.ptep}, L{self.level})"
         )
 
 
+def _grown(a: npt.NDArray[np.int64], old: int, new: int) -> npt.NDArray[np.int64]:
+    """A zeroed int64 array of ``new`` rows starting with the ``old`` first rows of ``a``."""
+    out = np.zeros(new, dtype=np.int64)
+    if old:
+        out[:old] = np.asarray(a)[:old]
+    return out
+
+
+@cython.final
+@cython.cclass
 class Tlb:
     """The unified TLB of one CPU.
 
-    ``sizes``: the entry sizes (pages) that may exist, smallest first.
-    ``region_pages``: pages per level-2 region; no entry spans two regions.
+    ``capacity``: entries kept under LRU.  ``adversarial``: never evict.
+    ``cont_pages``: pages of an entry made from a Contiguous descriptor (1:
+    such descriptors are cached per page).  ``region_pages``: pages of a
+    level-2 block (no entry spans two level-3 tables).
     """
 
-    def __init__(self, capacity: int, adversarial: bool, sizes: tuple[int, ...], region_pages: int) -> None:
+    def __init__(self, capacity: i64, adversarial: cython.bint, cont_pages: i64, region_pages: i64) -> None:
+        if capacity < 1:
+            raise ModelUsageError(f"TLB capacity must be >= 1, not {capacity}")
         self.capacity = capacity
         self.adversarial = adversarial
-        self.sizes = sizes
+        self.cont_pages = cont_pages
         self.region_pages = region_pages
-        self._region_shift = region_pages.bit_length() - 1
-        self.entries: OrderedDict[TlbKey, TlbEntry] = OrderedDict()
-        # (asid, region) -> keys of the entries in that region; asid -> its regions
-        self._regions: dict[tuple[int, int], dict[TlbKey, None]] = {}
-        self._asid_regions: dict[int, set[int]] = {}
+        self.size_of = np.array([1, cont_pages, region_pages], dtype=np.int64)
+        self.nsize = np.zeros(3, dtype=np.int64)
+        self.map = I64Map(min(capacity, 4096))
+        self.n = 0
         self.stamp = 0
+        self.n_flagged = 0
+        self.last_overlap = -1
+        self.lru_head = -1
+        self.lru_tail = -1
+        self.free_head = -1
+        self.nalloc = 0
+        z = np.zeros(0, dtype=np.int64)
+        self.e_asid = self.e_vbase = self.e_npages = self.e_pfn = self.e_ptep = z
+        self.e_level = self.e_stamp = self.e_prev = self.e_next = self.e_flag = z
+        self.e_desc = np.zeros(0, dtype=np.uint64)
+        self._grow(min(capacity, 4096) + 1)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return int(self.n)
 
-    def __iter__(self) -> Iterator[TlbEntry]:
-        return iter(self.entries.values())
+    # -- storage ----------------------------------------------------------
+    def _grow(self, want: int) -> None:
+        old = int(self.nalloc)
+        new = max(want, 2 * old, 16)
+        self.e_asid = _grown(self.e_asid, old, new)
+        self.e_vbase = _grown(self.e_vbase, old, new)
+        self.e_npages = _grown(self.e_npages, old, new)
+        self.e_pfn = _grown(self.e_pfn, old, new)
+        desc = np.zeros(new, dtype=np.uint64)
+        if old:
+            desc[:old] = np.asarray(self.e_desc)[:old]
+        self.e_desc = desc
+        self.e_ptep = _grown(self.e_ptep, old, new)
+        self.e_level = _grown(self.e_level, old, new)
+        self.e_stamp = _grown(self.e_stamp, old, new)
+        self.e_prev = _grown(self.e_prev, old, new)
+        self.e_flag = _grown(self.e_flag, old, new)
+        # chain the new rows onto the free list (next), lowest first
+        nxt = _grown(self.e_next, old, new)
+        nxt[old : new - 1] = np.arange(old + 1, new, dtype=np.int64)
+        nxt[new - 1] = self.free_head
+        self.e_next = nxt
+        self.free_head = old
+        self.nalloc = new
 
-    # -- bookkeeping -----------------------------------------------------
-    def _index_add(self, key: TlbKey) -> None:
-        asid, vbase, _ = key
-        region = vbase >> self._region_shift
-        rk = (asid, region)
-        keys = self._regions.get(rk)
-        if keys is None:
-            keys = {}
-            self._regions[rk] = keys
-            self._asid_regions.setdefault(asid, set()).add(region)
-        keys[key] = None
+    @cython.cfunc
+    @cython.inline
+    def _sc(self, npages: i64) -> i64:
+        if npages == 1:
+            return 0
+        if npages == self.cont_pages:
+            return 1
+        return 2
 
-    def _index_remove(self, key: TlbKey) -> None:
-        asid, vbase, _ = key
-        region = vbase >> self._region_shift
-        rk = (asid, region)
-        keys = self._regions[rk]
-        del keys[key]
-        if not keys:
-            del self._regions[rk]
-            regions = self._asid_regions[asid]
-            regions.discard(region)
-            if not regions:
-                del self._asid_regions[asid]
+    @cython.cfunc
+    @cython.inline
+    def _key(self, asid: i64, sc: i64, vbase: i64) -> i64:
+        return (asid << _ASID_SHIFT) | (sc << _SC_SHIFT) | vbase
 
-    def region_busy(self, asid: int, region: int) -> bool:
-        """Does any entry of ``asid`` lie in level-2 region ``region``?"""
-        return (asid, region) in self._regions
+    @cython.cfunc
+    @cython.inline
+    def _unlink(self, k: i64) -> None:
+        p: i64 = self.e_prev[k]
+        x: i64 = self.e_next[k]
+        if p >= 0:
+            self.e_next[p] = x
+        else:
+            self.lru_head = x
+        if x >= 0:
+            self.e_prev[x] = p
+        else:
+            self.lru_tail = p
+
+    @cython.cfunc
+    @cython.inline
+    def _link_tail(self, k: i64) -> None:
+        t: i64 = self.lru_tail
+        self.e_prev[k] = t
+        self.e_next[k] = -1
+        if t >= 0:
+            self.e_next[t] = k
+        else:
+            self.lru_head = k
+        self.lru_tail = k
 
     # -- lookup ------------------------------------------------------------
-    def matches(self, asid: int, vpn: int) -> list[TlbEntry]:
-        """Every entry of ``asid`` covering ``vpn`` (no LRU update)."""
-        out = []
-        ents = self.entries
-        for size in self.sizes:
-            e = ents.get((asid, vpn & ~(size - 1), size))
-            if e is not None:
-                out.append(e)
-        return out
+    @cython.ccall
+    def find(self, asid: i64, vbase: i64, npages: i64) -> i64:
+        """The entry with exactly this tag, address and size, or -1."""
+        return self.map.get(self._key(asid, self._sc(npages), vbase), -1)
 
-    def lookup(self, asid: int, vpn: int) -> TlbEntry | None:
-        """The entry used for ``vpn``, made most recently used.
+    @cython.ccall
+    def lookup(self, asid: i64, vpn: i64) -> i64:
+        """The entry used for ``vpn`` (-1: none), made most recently used.
 
         With several matches (a TLB conflict) the most recently filled one
         is used: one CONSTRAINED UNPREDICTABLE choice among the programmed
         translations (Arm ARM D8.7.1.2 RNGLXZ (a)).
         """
-        ents = self.entries
-        best: TlbEntry | None = None
-        for size in self.sizes:
-            e = ents.get((asid, vpn & ~(size - 1), size))
-            if e is not None and (best is None or e.stamp > best.stamp):
-                best = e
-        if best is not None:
-            ents.move_to_end(best.key)
+        t: i64 = self.lru_tail
+        if (
+            self.n_flagged == 0
+            and t >= 0
+            and self.e_asid[t] == asid
+            and self.e_vbase[t] <= vpn
+            and vpn < self.e_vbase[t] + self.e_npages[t]
+        ):
+            return t
+        best: i64 = -1
+        sc: i64
+        k: i64
+        size: i64
+        for sc in range(3):
+            if self.nsize[sc] == 0:
+                continue
+            size = self.size_of[sc]
+            k = self.map.get(self._key(asid, sc, vpn & ~(size - 1)), -1)
+            if k >= 0:
+                if self.n_flagged == 0:
+                    best = k
+                    break
+                if best < 0 or self.e_stamp[k] > self.e_stamp[best]:
+                    best = k
+        if best >= 0 and best != self.lru_tail:
+            self._unlink(best)
+            self._link_tail(best)
         return best
 
-    def overlapping(self, asid: int, vbase: int, npages: int) -> list[TlbEntry]:
-        """Entries of ``asid`` of another size that overlap ``[vbase, vbase+npages)``."""
-        out = []
-        ents = self.entries
-        for size in self.sizes:
-            if size == npages:
+    @cython.ccall
+    def overlaps(self, asid: i64, vbase: i64, npages: i64) -> i64:
+        """How many entries of ``asid`` of another size overlap ``[vbase, vbase+npages)``.
+
+        ``last_overlap`` is set to the first of them (smaller sizes first, in
+        address order, then larger ones), -1 if none.
+        """
+        self.last_overlap = -1
+        count: i64 = 0
+        sc: i64
+        size: i64
+        b: i64
+        k: i64
+        for sc in range(3):
+            size = self.size_of[sc]
+            if self.nsize[sc] == 0 or size == npages:
                 continue
             if size > npages:
-                e = ents.get((asid, vbase & ~(size - 1), size))
-                if e is not None:
-                    out.append(e)
+                k = self.map.get(self._key(asid, sc, vbase & ~(size - 1)), -1)
+                if k >= 0:
+                    count += 1
+                    if self.last_overlap < 0:
+                        self.last_overlap = k
             else:
-                region = vbase >> self._region_shift
-                keys = self._regions.get((asid, region))
-                if not keys:
-                    continue
-                if npages // size > len(keys):
-                    for k in keys:
-                        if k[2] == size and vbase <= k[1] < vbase + npages:
-                            out.append(ents[k])
-                else:
-                    for b in range(vbase, vbase + npages, size):
-                        e = ents.get((asid, b, size))
-                        if e is not None:
-                            out.append(e)
-        return out
+                for b in range(vbase, vbase + npages, size):
+                    k = self.map.get(self._key(asid, sc, b), -1)
+                    if k >= 0:
+                        count += 1
+                        if self.last_overlap < 0:
+                            self.last_overlap = k
+        return count
 
     # -- fill and evict ----------------------------------------------------
-    def insert(self, entry: TlbEntry) -> None:
-        """Fill ``entry`` (replacing one with the same key); evict LRU when full."""
-        self.stamp += 1
-        entry.stamp = self.stamp
-        key = entry.key
-        ents = self.entries
-        if key in ents:
-            del ents[key]
-        else:
-            self._index_add(key)
-        ents[key] = entry
-        if not self.adversarial and len(ents) > self.capacity:
-            self._evict(len(ents) - self.capacity)
+    @cython.ccall
+    def insert(
+        self,
+        asid: i64,
+        vbase: i64,
+        npages: i64,
+        pfn: i64,
+        desc: u64,
+        ptep: i64,
+        level: i64,
+        flag: cython.bint,
+    ) -> i64:
+        """Fill an entry (replacing one with the same tag, address and size); evict LRU when full.
 
-    def insert_sweep(self, new: list[TlbEntry], skipped: int = 0) -> None:
-        """Fill ``skipped`` entries then ``new`` in order, none touched again.
-
-        The end state of ``insert`` on each.  Preconditions: the keys are
-        distinct, none is present, and all lie in one level-2 region.  With
-        LRU only the last ``capacity`` fills can survive: the caller may pass
-        just those and count the earlier ones in ``skipped``.
+        ``flag``: the fill overlaps entries of another size (``overlaps``):
+        it and they are marked, so lookups compare fill order.  Returns the
+        entry number.
         """
-        if not new:
-            self.stamp += skipped
-            return
-        if not self.adversarial and len(new) > self.capacity:
-            skipped += len(new) - self.capacity
-            new = new[len(new) - self.capacity :]
-        base = self.stamp + skipped
-        self.stamp = base + len(new)
-        ents = self.entries
-        e0 = new[0]
-        rk = (e0.asid, e0.vbase >> self._region_shift)
-        keys = self._regions.get(rk)
-        if keys is None:
-            keys = {}
-            self._regions[rk] = keys
-            self._asid_regions.setdefault(rk[0], set()).add(rk[1])
-        for n, e in enumerate(new, base + 1):
-            e.stamp = n
-            key = (e.asid, e.vbase, e.npages)
-            ents[key] = e
-            keys[key] = None
-        if not self.adversarial and len(ents) > self.capacity:
-            self._evict(len(ents) - self.capacity)
+        sc: i64 = self._sc(npages)
+        key: i64 = self._key(asid, sc, vbase)
+        k: i64 = self.map.get(key, -1)
+        if k >= 0:
+            self.remove(k)
+        if self.free_head < 0:
+            self._grow(2 * self.nalloc)
+        k = self.free_head
+        self.free_head = self.e_next[k]
+        self.stamp += 1
+        self.e_asid[k] = asid
+        self.e_vbase[k] = vbase
+        self.e_npages[k] = npages
+        self.e_pfn[k] = pfn
+        self.e_desc[k] = desc
+        self.e_ptep[k] = ptep
+        self.e_level[k] = level
+        self.e_stamp[k] = self.stamp
+        self.e_flag[k] = 0
+        self._link_tail(k)
+        self.map.set(key, k)
+        self.nsize[sc] += 1
+        self.n += 1
+        if flag:
+            self._flag(k)
+        if not self.adversarial and self.n > self.capacity:
+            self.remove(self.lru_head)
+        return k
 
-    def _evict(self, count: int) -> None:
-        """Evict the ``count`` least recently used entries."""
-        ents = self.entries
-        regions = self._regions
-        shift = self._region_shift
-        for _ in range(count):
-            key, _e = ents.popitem(last=False)
-            rk = (key[0], key[1] >> shift)
-            keys = regions[rk]
-            del keys[key]
-            if not keys:
-                del regions[rk]
-                rs = self._asid_regions[rk[0]]
-                rs.discard(rk[1])
-                if not rs:
-                    del self._asid_regions[rk[0]]
+    @cython.cfunc
+    def _flag(self, k: i64) -> None:
+        """Mark entry ``k`` and every entry of another size it overlaps."""
+        j: i64
+        sc: i64
+        size: i64
+        b: i64
+        asid: i64 = self.e_asid[k]
+        vbase: i64 = self.e_vbase[k]
+        npages: i64 = self.e_npages[k]
+        if not self.e_flag[k]:
+            self.e_flag[k] = 1
+            self.n_flagged += 1
+        for sc in range(3):
+            size = self.size_of[sc]
+            if self.nsize[sc] == 0 or size == npages:
+                continue
+            if size > npages:
+                j = self.map.get(self._key(asid, sc, vbase & ~(size - 1)), -1)
+                if j >= 0 and not self.e_flag[j]:
+                    self.e_flag[j] = 1
+                    self.n_flagged += 1
+            else:
+                for b in range(vbase, vbase + npages, size):
+                    j = self.map.get(self._key(asid, sc, b), -1)
+                    if j >= 0 and not self.e_flag[j]:
+                        self.e_flag[j] = 1
+                        self.n_flagged += 1
 
-    def remove(self, entry: TlbEntry) -> None:
-        """Drop ``entry`` if present."""
-        key = entry.key
-        if self.entries.pop(key, None) is not None:
-            self._index_remove(key)
+    @cython.ccall
+    def remove(self, k: i64) -> None:
+        """Drop entry ``k``."""
+        sc: i64 = self._sc(self.e_npages[k])
+        self.map.pop(self._key(self.e_asid[k], sc, self.e_vbase[k]), -1)
+        self._unlink(k)
+        if self.e_flag[k]:
+            self.n_flagged -= 1
+        self.nsize[sc] -= 1
+        self.n -= 1
+        self.e_npages[k] = 0
+        self.e_next[k] = self.free_head
+        self.free_head = k
 
     # -- invalidation (TLBI) -----------------------------------------------
-    def _drop_keys(self, keys: list[TlbKey]) -> int:
-        for k in keys:
-            del self.entries[k]
-            self._index_remove(k)
-        return len(keys)
+    @cython.ccall
+    def invalidate_range(self, asid: i64, vpn: i64, npages: i64, level: i64) -> i64:
+        """Drop entries overlapping ``[vpn, vpn+npages)``; ``asid`` -1: any ASID.
 
-    def invalidate_range(self, asid: int | None, vpn: int, npages: int, level: int | None) -> int:
-        """Drop entries overlapping ``[vpn, vpn+npages)``; ``asid=None``: any ASID.
-
-        ``level``: only entries of that lookup level (TTL hint), None: any.
-        Returns the number dropped.
+        ``level``: only entries of that lookup level (TTL hint), 0: any.
+        Returns the number dropped.  Probes the covered addresses when that
+        is cheaper than a pass over every entry.
         """
-        end = vpn + npages
-        rs = self._region_shift
-        first, last = vpn >> rs, (end - 1) >> rs
-        asids = [asid] if asid is not None else list(self._asid_regions)
-        doomed: list[TlbKey] = []
-        for a in asids:
-            regions = self._asid_regions.get(a)
-            if not regions:
+        end: i64 = vpn + npages
+        probes: i64 = 0
+        sc: i64
+        size: i64
+        for sc in range(3):
+            if self.nsize[sc]:
+                size = self.size_of[sc]
+                probes += ((end - 1) // size) - (vpn // size) + 1
+        dropped: i64 = 0
+        k: i64
+        nx: i64
+        b: i64
+        if asid < 0 or probes > self.n:
+            k = self.lru_head
+            while k >= 0:
+                nx = self.e_next[k]
+                if (
+                    (asid < 0 or self.e_asid[k] == asid)
+                    and self.e_vbase[k] < end
+                    and self.e_vbase[k] + self.e_npages[k] > vpn
+                    and (level == 0 or self.e_level[k] == level)
+                ):
+                    self.remove(k)
+                    dropped += 1
+                k = nx
+            return dropped
+        for sc in range(3):
+            if self.nsize[sc] == 0:
                 continue
-            if last - first + 1 <= len(regions):
-                cands: Iterable[int] = range(first, last + 1)
-            else:
-                cands = [r for r in regions if first <= r <= last]
-            for r in cands:
-                keys = self._regions.get((a, r))
-                if not keys:
-                    continue
-                for k in keys:
-                    if k[1] < end and k[1] + k[2] > vpn and (level is None or self.entries[k].level == level):
-                        doomed.append(k)
-        return self._drop_keys(doomed)
+            size = self.size_of[sc]
+            for b in range(vpn & ~(size - 1), end, size):
+                k = self.map.get(self._key(asid, sc, b), -1)
+                if k >= 0 and (level == 0 or self.e_level[k] == level):
+                    self.remove(k)
+                    dropped += 1
+        return dropped
 
-    def invalidate_asid(self, asid: int) -> int:
+    @cython.ccall
+    def invalidate_asid(self, asid: i64) -> i64:
         """Drop every entry tagged ``asid`` (TLBI ASIDE1)."""
-        regions = self._asid_regions.get(asid)
-        if not regions:
-            return 0
-        doomed = [k for r in list(regions) for k in self._regions[(asid, r)]]
-        return self._drop_keys(doomed)
+        dropped: i64 = 0
+        k: i64 = self.lru_head
+        nx: i64
+        while k >= 0:
+            nx = self.e_next[k]
+            if self.e_asid[k] == asid:
+                self.remove(k)
+                dropped += 1
+            k = nx
+        return dropped
 
-    def invalidate_all(self) -> int:
+    @cython.ccall
+    def invalidate_all(self) -> i64:
         """Drop every entry (TLBI VMALLE1)."""
-        n = len(self.entries)
-        self.entries.clear()
-        self._regions.clear()
-        self._asid_regions.clear()
-        return n
+        dropped: i64 = self.n
+        k: i64 = self.lru_head
+        nx: i64
+        while k >= 0:
+            nx = self.e_next[k]
+            self.remove(k)
+            k = nx
+        return dropped
+
+    # -- Python views (tests, messages) --------------------------------------
+    def entry(self, k: int) -> TlbEntry:
+        """A snapshot of entry ``k``."""
+        return TlbEntry(
+            int(self.e_asid[k]),
+            int(self.e_vbase[k]),
+            int(self.e_npages[k]),
+            int(self.e_pfn[k]),
+            int(self.e_desc[k]),
+            int(self.e_ptep[k]),
+            int(self.e_level[k]),
+            int(self.e_stamp[k]),
+        )
+
+    def __iter__(self) -> Iterator[TlbEntry]:
+        """Snapshots of the entries, least recently used first."""
+        out = []
+        k = int(self.lru_head)
+        while k >= 0:
+            out.append(self.entry(k))
+            k = int(self.e_next[k])
+        return iter(out)
+
+    def matches(self, asid: int, vpn: int) -> list[TlbEntry]:
+        """Every entry of ``asid`` covering ``vpn`` (no LRU update)."""
+        out = []
+        for sc in range(3):
+            size = int(self.size_of[sc])
+            k = self.map.get(self._key(asid, sc, vpn & ~(size - 1)), -1)
+            if k >= 0:
+                out.append(self.entry(k))
+        return out
 
     def snapshot(self) -> list[tuple[int, ...]]:
         """Entries in LRU order, as tuples (tests compare these)."""
-        return [e.as_tuple() for e in self.entries.values()]
+        return [e.as_tuple() for e in self]
+
+
+if cython.compiled:
+    globals().update(ASID_LIMIT=ASID_LIMIT, VPN_LIMIT=VPN_LIMIT)

@@ -1,15 +1,42 @@
-# mm/huge_memory.c (contract used by memory.py; the mm2 port fills in the rest).
+# mm/huge_memory.c: PMD-size THP and the mTHP policy (docs/core.md).
 from contpte.cdefs cimport i64, u64
-from contpte.mm.mm_types cimport MmStruct, Vma, VmFault
+from contpte.arch.pgtable cimport Pgtable
+from contpte.hw.tables cimport AddressSpace
+from contpte.mm.kernel cimport (
+    MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, REF_OPS, THP_FAULT_ALLOC,
+    THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PMD, Kernel,
+)
+from contpte.mm.memmap cimport (
+    PG_anon_exclusive, PG_reserved, _NOT_PG_anon_exclusive, ClearPageAnonExclusive, MemMap, PageAnonExclusive,
+    SetPageAnonExclusive, folio_mapcount, folio_maybe_dma_pinned, folio_ref_add, folio_test_anon,
+)
+from contpte.mm.mm_types cimport (
+    FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_FAULT_FALLBACK, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED,
+    VM_WRITE, MmStruct, Vma, VmFault, vma_is_anonymous, vma_mm,
+)
 from contpte.mm.mmu_gather cimport MmuGather
+from contpte.mm.mm_h cimport maybe_mkwrite
+from contpte.mm.rmap cimport (
+    RMAP_EXCLUSIVE, anon_vma_prepare, folio_add_new_anon_rmap, folio_remove_rmap_pmd, folio_try_dup_anon_rmap_pmd,
+)
 
-cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders)
-cpdef bint thp_vma_allowable_order(Vma vma, i64 order)
-cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order)
-cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders)
-cpdef i64 create_huge_pmd(VmFault vmf)
-cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd)
-cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd)
-cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma)
+cdef i64 EAGAIN, EBUSY, EINVAL
+
+# The functions memory.c calls.
+cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders) except? -1
+cpdef bint thp_vma_allowable_order(Vma vma, i64 order) except? -1
+cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order) except? -1
+cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1
+cpdef i64 create_huge_pmd(VmFault vmf) except? -1
+cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd) except? -1
+cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd) except? -1
+cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma) except? -1
 cpdef zap_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr)
 cpdef split_huge_pmd(Vma vma, i64 pmd_index, i64 haddr)
+# The rest of the file.
+cpdef i64 mm_get_huge_zero_folio(MmStruct mm) except? -1
+cpdef i64 vma_alloc_anon_folio_pmd(Vma vma) except? -1
+cpdef map_anon_folio_pmd(i64 folio, Vma vma, i64 pmd_index, i64 haddr)
+cpdef i64 do_huge_zero_wp_pmd(VmFault vmf, i64 haddr) except? -1
+cpdef change_huge_pmd(Vma vma, i64 pmd_index, i64 addr, u64 newprot)
+cpdef i64 split_folio(Kernel k, i64 folio) except? -1

@@ -4,46 +4,90 @@ Models: mm/huge_memory.c (Linux v6.12): ``__thp_vma_allowable_orders``
 (the sysfs policy per size), ``thp_vma_suitable_order(s)``,
 ``do_huge_pmd_anonymous_page`` (with the huge zero page),
 ``do_huge_pmd_wp_page``, ``copy_huge_pmd``, ``zap_huge_pmd``,
-``__split_huge_pmd_locked`` (one ``set_ptes`` over the whole table) and
-``change_huge_pmd``.  Anonymous memory only: file THPs are not modelled.
+``__split_huge_pmd_locked`` (one ``set_ptes`` over the whole table),
+``change_huge_pmd`` and ``split_huge_page_to_list_to_order``.  Anonymous
+memory only: file THPs are not modelled.
+
+A folio is its head pfn, -1 for NULL (``memmap.py``); a PMD is named by its
+level-2 index in the mm's ``AddressSpace``; a PMD value is a u64.  This
+module sits below mm/memory.c in the model's import order (compiled modules
+may not import in a cycle): what it needs of memory.c's world is in
+``mm_h``, ``rmap`` and ``mm_types``.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import cython
 
-import numpy as np
-
-from ..arch.pgtable import PtePtr
 from ..errors import KernelBug
-from . import rmap
-from .kernel import REF_OPS, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PMD
-from .memmap import PG_anon_exclusive, PG_reserved
-from .mm_types import (
-    FAULT_FLAG_UNSHARE,
-    FAULT_FLAG_WRITE,
-    MM_ANONPAGES,
-    VM_FAULT_FALLBACK,
-    VM_HUGEPAGE,
-    VM_NOHUGEPAGE,
-    VM_SHARED,
-    VM_WRITE,
-    MmStruct,
-    Vma,
-    vma_is_anonymous,
-)
+from .rmap import rmap_walk_ptes
 
-if TYPE_CHECKING:
-    from .memmap import Folio
-    from .memory import VmFault
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import i64, u64
+    from ..hw.tables import AddressSpace
+    from .kernel import (
+        MTHP_ANON_FAULT_ALLOC,
+        MTHP_ANON_FAULT_FALLBACK,
+        MTHP_NR_ANON,
+        MTHP_SPLIT,
+        REF_OPS,
+        THP_FAULT_ALLOC,
+        THP_FAULT_FALLBACK,
+        THP_SPLIT_PAGE,
+        THP_SPLIT_PMD,
+        Kernel,
+    )
+    from .memmap import (
+        ClearPageAnonExclusive,
+        MemMap,
+        PageAnonExclusive,
+        PG_anon_exclusive,
+        PG_reserved,
+        SetPageAnonExclusive,
+        _NOT_PG_anon_exclusive,
+        folio_mapcount,
+        folio_maybe_dma_pinned,
+        folio_ref_add,
+        folio_test_anon,
+    )
+    from .mm_h import maybe_mkwrite
+    from .mm_types import (
+        FAULT_FLAG_UNSHARE,
+        FAULT_FLAG_WRITE,
+        MM_ANONPAGES,
+        VM_FAULT_FALLBACK,
+        VM_HUGEPAGE,
+        VM_NOHUGEPAGE,
+        VM_SHARED,
+        VM_WRITE,
+        MmStruct,
+        Vma,
+        VmFault,
+        vma_is_anonymous,
+        vma_mm,
+    )
     from .mmu_gather import MmuGather
+    from .rmap import (
+        RMAP_EXCLUSIVE,
+        anon_vma_prepare,
+        folio_add_new_anon_rmap,
+        folio_remove_rmap_pmd,
+        folio_try_dup_anon_rmap_pmd,
+    )
 
 __all__ = [
     "thp_vma_allowable_orders",
     "thp_vma_allowable_order",
     "thp_vma_suitable_order",
     "thp_vma_suitable_orders",
+    "mm_get_huge_zero_folio",
+    "vma_alloc_anon_folio_pmd",
+    "map_anon_folio_pmd",
     "create_huge_pmd",
+    "do_huge_zero_wp_pmd",
     "do_huge_pmd_wp_page",
     "huge_pmd_set_accessed",
     "copy_huge_pmd",
@@ -53,8 +97,14 @@ __all__ = [
     "split_folio",
 ]
 
+EAGAIN = cython.declare(i64, 11)
+EBUSY = cython.declare(i64, 16)
+EINVAL = cython.declare(i64, 22)
 
-def thp_vma_allowable_orders(vma: Vma, orders: int) -> int:
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def thp_vma_allowable_orders(vma: Vma, orders: i64) -> i64:
     """The subset of ``orders`` (a bitmask) the sysfs policy allows here.
 
     Models: mm/huge_memory.c ``__thp_vma_allowable_orders()`` for the page
@@ -63,125 +113,142 @@ def thp_vma_allowable_orders(vma: Vma, orders: int) -> int:
     follows the top-level setting, ``never`` forbids; VM_NOHUGEPAGE
     forbids all.  Anon mTHP starts at order 2.
     """
-    if vma.vm_flags & VM_NOHUGEPAGE or not vma_is_anonymous(vma) or vma.vm_flags & VM_SHARED:
+    flags: i64 = vma.vm_flags
+    if flags & VM_NOHUGEPAGE or not vma_is_anonymous(vma) or flags & VM_SHARED:
         return 0
-    k = vma.vm_mm.kernel
-    if k.mm_thp_disabled(vma.vm_mm):
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    if k.mm_thp_disabled(mm):
         return 0
-    allowed = 0
-    huge = bool(vma.vm_flags & VM_HUGEPAGE)
-    for order, setting in k.mthp.items():
-        if not orders >> order & 1:
-            continue
-        if setting == "inherit":
-            setting = k.thp
-        if setting == "always" or (setting == "madvise" and huge):
-            allowed |= 1 << order
-    return allowed
+    huge: cython.bint = (flags & VM_HUGEPAGE) != 0
+    # The huge_anon_orders_* bitmaps, as __thp_vma_allowable_orders() reads them.
+    mask: i64 = k.anon_orders_always
+    if huge:
+        mask |= k.anon_orders_madvise
+    if k.thp == "always" or (huge and k.thp == "madvise"):
+        mask |= k.anon_orders_inherit
+    return orders & mask
 
 
-def thp_vma_allowable_order(vma: Vma, order: int) -> bool:
-    return bool(thp_vma_allowable_orders(vma, 1 << order))
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def thp_vma_allowable_order(vma: Vma, order: i64) -> cython.bint:
+    """Models: include/linux/huge_mm.h ``thp_vma_allowable_order()``."""
+    return thp_vma_allowable_orders(vma, cython.cast(i64, 1) << order) != 0
 
 
-def thp_vma_suitable_order(vma: Vma, addr: int, order: int) -> bool:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def thp_vma_suitable_order(vma: Vma, addr: i64, order: i64) -> cython.bint:
     """Models: include/linux/huge_mm.h ``thp_vma_suitable_order()``."""
-    k = vma.vm_mm.kernel
-    size = k.PAGE_SIZE << order
-    haddr = addr & ~(size - 1)
+    page_shift: i64 = vma.vm_mm.space.page_shift
+    size: i64 = cython.cast(i64, 1) << (page_shift + order)
+    haddr: i64 = addr & ~(size - 1)
     if not vma_is_anonymous(vma):
-        if ((vma.vm_start >> k.page_shift) - vma.vm_pgoff) & ((1 << order) - 1):
+        if ((vma.vm_start >> page_shift) - vma.vm_pgoff) & ((cython.cast(i64, 1) << order) - 1):
             return False
     return haddr >= vma.vm_start and haddr + size <= vma.vm_end
 
 
-def thp_vma_suitable_orders(vma: Vma, addr: int, orders: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def thp_vma_suitable_orders(vma: Vma, addr: i64, orders: i64) -> i64:
     """Models: include/linux/huge_mm.h ``thp_vma_suitable_orders()``."""
-    out = 0
-    o = orders
-    while o:
-        order = o.bit_length() - 1
-        o &= ~(1 << order)
-        if thp_vma_suitable_order(vma, addr, order):
-            out |= 1 << order
+    out: i64 = 0
+    order: i64 = 0
+    while orders >> order:
+        if (orders >> order) & 1 and thp_vma_suitable_order(vma, addr, order):
+            out |= cython.cast(i64, 1) << order
+        order += 1
     return out
 
 
-def _huge_zero_pfn(mm: MmStruct) -> int | None:
-    """``mm_get_huge_zero_folio()``: allocate the huge zero page on first use."""
-    k = mm.kernel
-    if k.huge_zero_pfn is None:
-        folio = k.folio_alloc(k.PMD_ORDER, zero=True)
-        if folio is None:
-            return None
-        k.memmap.flags[folio.pfn] |= PG_reserved
-        k.huge_zero_pfn = folio.pfn
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def mm_get_huge_zero_folio(mm: MmStruct) -> i64:
+    """The huge zero folio (allocated on first use), or -1 if none can be allocated.
+
+    Models: mm/huge_memory.c ``mm_get_huge_zero_folio()``.
+    """
+    k: Kernel = mm.kernel
+    folio: i64
+    if k.huge_zero_pfn < 0:
+        folio = k.folio_alloc(k.PMD_ORDER, True)
+        if folio < 0:
+            return -1
+        k.memmap.flags[folio] |= PG_reserved
+        k.huge_zero_pfn = folio
     return k.huge_zero_pfn
 
 
-def vma_alloc_anon_folio_pmd(vma: Vma) -> "Folio | None":
-    """Allocate a zeroed PMD-size anon folio, counting a fallback on failure.
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def vma_alloc_anon_folio_pmd(vma: Vma) -> i64:
+    """Allocate a zeroed PMD-size anon folio, counting a fallback on failure; -1 if none.
 
     Models: mm/huge_memory.c ``vma_alloc_anon_folio_pmd()`` (from commit
     "mm: abstract THP allocation", v6.13; open-coded in v6.12's
     ``__do_huge_pmd_anonymous_page()``, same events).
     """
-    k = vma.vm_mm.kernel
-    folio = k.folio_alloc(k.PMD_ORDER, zero=True)
-    if folio is None:
-        k.counters.add(THP_FAULT_FALLBACK)
-        k.mthp_stat(k.PMD_ORDER, "anon_fault_fallback")
+    k: Kernel = vma_mm(vma).kernel
+    folio: i64 = k.folio_alloc(k.PMD_ORDER, True)
+    if folio < 0:
+        k.counters.inc(THP_FAULT_FALLBACK, 1)
+        k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_FALLBACK, 1)
     return folio
 
 
-def map_anon_folio_pmd(folio: "Folio", vma: Vma, pmd_index: int, haddr: int) -> None:
+@cython.ccall
+def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None:
     """Map a new PMD-size anon folio writable (per the VMA) and dirty.
 
     Models: mm/huge_memory.c ``map_anon_folio_pmd()`` (v6.13).
     """
-    from .memory import maybe_mkwrite
-
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    entry = arch.pfn_pte(folio.pfn, vma.vm_page_prot)
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    entry: u64 = arch.pfn_pte(folio, vma.vm_page_prot)
     entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
-    rmap.folio_add_new_anon_rmap(folio, vma, haddr, rmap.RMAP_EXCLUSIVE, pmd=True)
+    folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
     arch.set_pmd_at(mm, haddr, pmd_index, arch.pte_pmd(entry))
     mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
-    k.counters.add(THP_FAULT_ALLOC)
-    k.mthp_stat(k.PMD_ORDER, "anon_fault_alloc")
+    k.counters.inc(THP_FAULT_ALLOC, 1)
+    k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_ALLOC, 1)
 
 
-def create_huge_pmd(vmf: "VmFault") -> int:
-    """Map a fresh PMD-size folio (or the huge zero page on a read).
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def create_huge_pmd(vmf: VmFault) -> i64:
+    """Map a fresh PMD-size folio (or the huge zero page on a read); VM_FAULT_* bits.
 
     Models: mm/huge_memory.c ``do_huge_pmd_anonymous_page()``.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    haddr = vmf.address & ~(arch.PMD_SIZE - 1)
-    from .memory import anon_vma_prepare
-
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    haddr: i64 = vmf.address & ~(arch.PMD_SIZE - 1)
+    zpfn: i64
+    pmd: u64
     anon_vma_prepare(vma)
     if not vmf.flags & FAULT_FLAG_WRITE and k.use_zero_page:
-        zpfn = _huge_zero_pfn(mm)
-        if zpfn is None:
-            k.counters.add(THP_FAULT_FALLBACK)
+        zpfn = mm_get_huge_zero_folio(mm)
+        if zpfn < 0:
+            k.counters.inc(THP_FAULT_FALLBACK, 1)
             return VM_FAULT_FALLBACK
         pmd = arch.pte_pmd(arch.pte_mkspecial(arch.pfn_pte(zpfn, vma.vm_page_prot)))
         arch.set_pmd_at(mm, haddr, vmf.pmd_index, pmd)
         return 0
-    folio = vma_alloc_anon_folio_pmd(vma)
-    if folio is None:
+    folio: i64 = vma_alloc_anon_folio_pmd(vma)
+    if folio < 0:
         return VM_FAULT_FALLBACK
     map_anon_folio_pmd(folio, vma, vmf.pmd_index, haddr)
     return 0
 
 
-def do_huge_zero_wp_pmd(vmf: "VmFault", haddr: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_huge_zero_wp_pmd(vmf: VmFault, haddr: i64) -> i64:
     """Replace the huge zero PMD by a new PMD THP on a write fault.
 
     Models: mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit 1ced09e0331f
@@ -191,11 +258,11 @@ def do_huge_zero_wp_pmd(vmf: "VmFault", haddr: int) -> int:
     does).  The PMD is cleared and flushed (``pmdp_huge_clear_flush``)
     before the new one is set, so no TLB keeps the zero page's translation.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    arch = mm.kernel.arch
-    folio = vma_alloc_anon_folio_pmd(vma)
-    if folio is None:
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    arch: Pgtable = mm.kernel.arch
+    folio: i64 = vma_alloc_anon_folio_pmd(vma)
+    if folio < 0:
         return VM_FAULT_FALLBACK
     arch.pmdp_huge_get_and_clear(mm, haddr, vmf.pmd_index)
     arch.flush_pmd_tlb_range(vma, haddr, haddr + arch.PMD_SIZE)
@@ -203,20 +270,24 @@ def do_huge_zero_wp_pmd(vmf: "VmFault", haddr: int) -> int:
     return 0
 
 
-def do_huge_pmd_wp_page(vmf: "VmFault", pmd: int) -> int:
-    """A write (or unshare) fault on a write-protected PMD mapping.
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
+    """A write (or unshare) fault on a write-protected PMD mapping; VM_FAULT_* bits.
 
     Models: mm/huge_memory.c ``do_huge_pmd_wp_page()`` (v6.12): an exclusive
     anon folio is reused in place; the huge zero page (unless
     ``huge_zero_wp_thp``) and shared folios are split and the fault retried
     at PTE level (VM_FAULT_FALLBACK).
     """
-    vma = vmf.vma
-    k = vma.vm_mm.kernel
-    arch = k.arch
-    pte = arch.pmd_pte(pmd)
-    haddr = vmf.address & ~(arch.PMD_SIZE - 1)
-    pfn = arch.pte_pfn(pte)
+    vma: Vma = vmf.vma
+    k: Kernel = vma_mm(vma).kernel
+    arch: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    pte: u64 = arch.pmd_pte(pmd)
+    haddr: i64 = vmf.address & ~(arch.PMD_SIZE - 1)
+    pfn: i64 = arch.pte_pfn(pte)
+    ret: i64
     if pfn == k.huge_zero_pfn and k.huge_zero_wp_thp:
         ret = do_huge_zero_wp_pmd(vmf, haddr)
         if not ret & VM_FAULT_FALLBACK:
@@ -225,9 +296,10 @@ def do_huge_pmd_wp_page(vmf: "VmFault", pmd: int) -> int:
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         split_huge_pmd(vma, vmf.pmd_index, haddr)
         return VM_FAULT_FALLBACK
-    folio = k.folio(pfn)
-    if folio.page_anon_exclusive(folio.pfn) or (folio.refcount == 1 and folio.mapcount_total() == 1):
-        folio.set_anon_exclusive(folio.pfn)
+    folio: i64 = int(mem.head[pfn])
+    entry: u64
+    if PageAnonExclusive(mem, folio) or (int(mem.refcount[folio]) == 1 and folio_mapcount(mem, folio) == 1):
+        SetPageAnonExclusive(mem, folio, 1)
         if vmf.flags & FAULT_FLAG_UNSHARE:
             return 0
         entry = arch.pte_mkyoung(arch.pte_mkdirty(pte))
@@ -239,45 +311,52 @@ def do_huge_pmd_wp_page(vmf: "VmFault", pmd: int) -> int:
     return VM_FAULT_FALLBACK
 
 
-def huge_pmd_set_accessed(vmf: "VmFault", pmd: int) -> int:
-    """Set young (and dirty on a write) on a PMD mapping.
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> i64:
+    """Set young (and dirty on a write) on a PMD mapping; 0.
 
     Models: mm/huge_memory.c ``huge_pmd_set_accessed()``.
     """
-    vma = vmf.vma
-    arch = vma.vm_mm.kernel.arch
-    write = bool(vmf.flags & FAULT_FLAG_WRITE)
-    entry = arch.pte_mkyoung(arch.pmd_pte(pmd))
+    vma: Vma = vmf.vma
+    arch: Pgtable = vma_mm(vma).kernel.arch
+    write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
+    entry: u64 = arch.pte_mkyoung(arch.pmd_pte(pmd))
     if write:
         entry = arch.pte_mkdirty(entry)
-    haddr = vmf.address & ~(arch.PMD_SIZE - 1)
+    haddr: i64 = vmf.address & ~(arch.PMD_SIZE - 1)
     arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), write)
     return 0
 
 
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_huge_pmd(
-    dst_mm: MmStruct, src_mm: MmStruct, pmd_index: int, addr: int, dst_vma: Vma, src_vma: Vma
-) -> int:
+    dst_mm: MmStruct, src_mm: MmStruct, pmd_index: i64, addr: i64, dst_vma: Vma, src_vma: Vma
+) -> i64:
     """Share a PMD mapping with the child (CoW), or split if it may be pinned.
 
     Models: mm/huge_memory.c ``copy_huge_pmd()``: returns 0 when copied,
     -EAGAIN after splitting (the caller then copies the PTEs).
+
+    Context: both mms' PMD locks held; ``pmd_index`` holds a huge PMD in ``src_mm``.
     """
-    k = src_mm.kernel
-    arch = k.arch
-    pmd = src_mm.space.pmds[pmd_index]
-    pte = arch.pmd_pte(pmd)
-    pfn = arch.pte_pfn(pte)
+    k: Kernel = src_mm.kernel
+    arch: Pgtable = k.arch
+    # The caller's pmdp_get() already read it: no second load counted.
+    pmd: u64 = src_mm.space.pmd_peek(pmd_index)
+    pte: u64 = arch.pmd_pte(pmd)
+    pfn: i64 = arch.pte_pfn(pte)
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         arch.set_pmd_at(dst_mm, addr, pmd_index, pmd)
         return 0
-    folio = k.folio(pfn)
-    folio.ref_add(1)
-    k.counters.add(REF_OPS)
-    if rmap.folio_try_dup_anon_rmap_pmd(folio, src_vma):
-        k.folio_put(folio)
+    folio: i64 = int(k.memmap.head[pfn])
+    folio_ref_add(k.memmap, folio, 1)
+    k.counters.inc(REF_OPS, 1)
+    if folio_try_dup_anon_rmap_pmd(folio, src_vma):
+        k.folio_put(folio, 1)
         split_huge_pmd(src_vma, pmd_index, addr & ~(arch.PMD_SIZE - 1))
-        return -11
+        return -EAGAIN
     dst_mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
     arch.pmdp_set_wrprotect(src_mm, addr, pmd_index)
     pte = arch.pte_mkold(arch.pte_wrprotect(pte))
@@ -285,24 +364,29 @@ def copy_huge_pmd(
     return 0
 
 
-def zap_huge_pmd(tlb: "MmuGather", vma: Vma, pmd_index: int, addr: int) -> None:
-    """Models: mm/huge_memory.c ``zap_huge_pmd()``."""
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    old = arch.pmdp_huge_get_and_clear(mm, addr, pmd_index)
+@cython.ccall
+def zap_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64) -> None:
+    """Unmap a huge PMD; its folio reference goes to the gather.
+
+    Models: mm/huge_memory.c ``zap_huge_pmd()``.
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    old: u64 = arch.pmdp_huge_get_and_clear(mm, addr, pmd_index)
     tlb.tlb_remove_pmd_tlb_entry(addr, arch.PMD_SIZE)
-    pte = arch.pmd_pte(old)
-    pfn = arch.pte_pfn(pte)
+    pte: u64 = arch.pmd_pte(old)
+    pfn: i64 = arch.pte_pfn(pte)
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         return
-    folio = k.folio(pfn)
-    rmap.folio_remove_rmap_pmd(folio, vma)
+    folio: i64 = int(k.memmap.head[pfn])
+    folio_remove_rmap_pmd(folio, vma)
     mm.add_mm_counter(MM_ANONPAGES, -arch.HPAGE_PMD_NR)
     tlb.tlb_remove_folio_pages(folio, 1)
 
 
-def split_huge_pmd(vma: Vma, pmd_index: int, haddr: int) -> None:
+@cython.ccall
+def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     """Replace a PMD mapping by a table of PTEs mapping the same pages.
 
     Models: mm/huge_memory.c ``__split_huge_pmd_locked()`` (v6.12):
@@ -310,41 +394,44 @@ def split_huge_pmd(vma: Vma, pmd_index: int, haddr: int) -> None:
     arm64 the result is contiguous at once; per-page mapcounts take over
     from the entire mapcount and exclusivity is copied to every page.
     """
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    space: AddressSpace = mm.space
+    mem: MemMap = k.memmap
     haddr &= ~(arch.PMD_SIZE - 1)
-    old = arch.pmdp_invalidate(vma, haddr, pmd_index)
-    mm.space.pmd_store(pmd_index, 0)
-    pte = arch.pmd_pte(old)
-    pfn = arch.pte_pfn(pte)
-    k.counters.add(THP_SPLIT_PMD)
-    table = mm.space.alloc_pte_table(pmd_index)
-    ptep = PtePtr(table, 0)
-    nr = arch.HPAGE_PMD_NR
+    old: u64 = arch.pmdp_invalidate(vma, haddr, pmd_index)
+    space.pmd_store(pmd_index, 0)
+    pte: u64 = arch.pmd_pte(old)
+    pfn: i64 = arch.pte_pfn(pte)
+    k.counters.inc(THP_SPLIT_PMD, 1)
+    ptep: i64 = space.alloc_pte_table(pmd_index) << space.pool.shift
+    nr: i64 = arch.HPAGE_PMD_NR
+    i: i64
+    zp: u64
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         # __split_huge_zero_page_pmd: map the small zero page everywhere.
         zp = arch.pte_mkspecial(arch.pfn_pte(k.zero_pfn, vma.vm_page_prot))
         for i in range(nr):
             arch.set_pte_at(mm, haddr + i * k.PAGE_SIZE, ptep + i, zp)
-        arch.ptl_release(mm, table)
+        arch.ptl_release(mm, ptep)
         return
-    folio = k.folio(pfn)
-    mem = folio.mem
-    exclusive = folio.page_anon_exclusive(folio.pfn)
-    mem.mapcount[folio.pfn : folio.pfn + nr] += 1
-    mem.large_mapcount[folio.pfn] += nr - 1
-    mem.entire_mapcount[folio.pfn] -= 1
+    folio: i64 = int(mem.head[pfn])
+    exclusive: cython.bint = PageAnonExclusive(mem, folio)
+    for i in range(folio, folio + nr):
+        mem.mapcount[i] += 1
+    mem.large_mapcount[folio] += nr - 1
+    mem.entire_mapcount[folio] -= 1
     if exclusive:
-        folio.set_anon_exclusive(folio.pfn, nr)
+        SetPageAnonExclusive(mem, folio, nr)
     else:
-        mem.flags[folio.pfn : folio.pfn + nr] &= ~PG_anon_exclusive & 0xFFFFFFFF
-    folio.ref_add(nr - 1)
-    k.counters.add(REF_OPS)
+        ClearPageAnonExclusive(mem, folio, nr)
+    folio_ref_add(mem, folio, nr - 1)
+    k.counters.inc(REF_OPS, 1)
     # The PTEs are built from the VMA's protection, carrying over the PMD's
     # write, young, dirty, soft-dirty and uffd-wp state (not the PMD value
     # itself: it is a block descriptor, and pmdp_invalidate made it invalid).
-    entry = arch.pfn_pte(pfn, vma.vm_page_prot)
+    entry: u64 = arch.pfn_pte(pfn, vma.vm_page_prot)
     if arch.pte_write(pte):
         entry = arch.pte_mkwrite(entry)
     if not arch.pte_young(pte):
@@ -356,30 +443,33 @@ def split_huge_pmd(vma: Vma, pmd_index: int, haddr: int) -> None:
     if arch.pte_uffd_wp(pte):
         entry = arch.pte_mkuffd_wp(entry)
     arch.set_ptes(mm, haddr, ptep, entry, nr)
-    arch.ptl_release(mm, table)
-    if folio.entire_mapcount() < 0:
-        raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {folio}", haddr)
+    arch.ptl_release(mm, ptep)
+    if int(mem.entire_mapcount[folio]) < 0:
+        raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {mem.describe(folio)}", haddr)
 
 
-def change_huge_pmd(vma: Vma, pmd_index: int, addr: int, newprot: int) -> None:
+@cython.ccall
+def change_huge_pmd(vma: Vma, pmd_index: i64, addr: i64, newprot: u64) -> None:
     """Models: mm/huge_memory.c ``change_huge_pmd()`` (whole-PMD mprotect)."""
-    mm = vma.vm_mm
-    arch = mm.kernel.arch
-    old = arch.pmdp_invalidate(vma, addr, pmd_index)
-    pte = arch.pte_modify(arch.pmd_pte(old), newprot)
-    folio_pfn = arch.pte_pfn(pte)
-    k = mm.kernel
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    old: u64 = arch.pmdp_invalidate(vma, addr, pmd_index)
+    pte: u64 = arch.pte_modify(arch.pmd_pte(old), newprot)
+    folio_pfn: i64 = arch.pte_pfn(pte)
     if (
         vma.vm_flags & VM_WRITE
         and not arch.pte_special(pte)
         and folio_pfn != k.huge_zero_pfn
-        and k.folio(folio_pfn).page_anon_exclusive(folio_pfn)
+        and PageAnonExclusive(k.memmap, folio_pfn)
     ):
         pte = arch.pte_mkwrite(pte)
     arch.set_pmd_at(mm, addr, pmd_index, arch.pte_pmd(pte))
 
 
-def split_folio(folio: "Folio") -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def split_folio(k: Kernel, folio: i64) -> i64:
     """Split a PTE-mapped anon large folio into order-0 folios; 0 or -errno.
 
     Models: mm/huge_memory.c ``split_huge_page_to_list_to_order(new_order=0)``
@@ -394,62 +484,72 @@ def split_folio(folio: "Folio") -> int:
     young and write bits.  The migration entries of the real kernel are
     not modelled: the model is sequential, nothing can observe them.
 
+    ``k``: the mem_map's kernel (the model's stand-in for the global
+    ``struct page`` array); ``folio``: the ``struct folio *`` (head pfn).
+
     Context: the caller holds one reference to ``folio`` and no PTL.
     """
-    from .memmap import Folio as _Folio
-
-    mem = folio.mem
-    k = mem.owner
-    a = k.arch
-    if not folio.test_anon() or not folio.test_large():
-        return -22
-    if folio.entire_mapcount():
-        return -16  # PMD-mapped: the caller splits the PMD first
-    if folio.refcount != folio.mapcount_total() + 1 or folio.maybe_dma_pinned():
-        return -11
-    order = folio.order
-    nr = folio.nr_pages
-    head = folio.pfn
+    mem: MemMap = k.memmap
+    a: Pgtable = k.arch
+    if not folio_test_anon(mem, folio) or int(mem.order[folio]) == 0:
+        return -EINVAL
+    if int(mem.entire_mapcount[folio]):
+        return -EBUSY  # PMD-mapped: the caller splits the PMD first
+    if int(mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(mem, folio):
+        return -EAGAIN
+    order: i64 = int(mem.order[folio])
+    nr: i64 = cython.cast(i64, 1) << order
+    head: i64 = folio
+    shift: i64 = a.pool.shift
+    ptes_per: i64 = a.PTRS_PER_PTE
     # try_to_migrate(): clear every mapping, remembering what to restore.
-    restore = []
-    for mm, idx, pos in rmap.rmap_walk_ptes(k, head, head + nr):
-        table = mm.space.tables[idx]
-        addr = ((idx * a.PTRS_PER_PTE) + pos) << k.page_shift
-        vma = mm.vma_lookup(addr)
-        ptep = PtePtr(table, pos)
+    restore: list[tuple[MmStruct, int, int, int]] = []
+    addr: i64
+    ptep: i64
+    pteval: u64
+    for mm_, idx, pos in rmap_walk_ptes(k, head, head + nr):
+        mm: MmStruct = mm_
+        addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
+        vma: Vma = mm.vma_lookup(addr)
+        ptep = (mm.space.pte_table(idx) << shift) | cython.cast(i64, pos)
         k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0
         pteval = a.ptep_clear_flush(vma, addr, ptep)
-        restore.append((mm, vma, addr, ptep, pteval))
-    # __split_huge_page(): every page becomes an order-0 folio.
-    flags = mem.flags[head]
-    mapping = int(mem.mapping[head])
-    index = int(mem.index[head])
-    mapcounts = mem.mapcount[head : head + nr].copy()
-    k.mthp_stat(order, "nr_anon", -1)
-    k.mthp_stat(order, "split")
+        restore.append((mm, addr, ptep, pteval))
+    # __split_huge_page(): every page becomes an order-0 folio.  Each page
+    # keeps its mapcount and its own PG_anon_exclusive; the rest of the
+    # flags come from the head.
+    flags: i64 = int(mem.flags[head]) & _NOT_PG_anon_exclusive
+    mapping: i64 = int(mem.mapping[head])
+    index: i64 = int(mem.index[head])
+    k.count_mthp_stat(order, MTHP_NR_ANON, -1)
+    k.count_mthp_stat(order, MTHP_SPLIT, 1)
     if order == k.PMD_ORDER:
-        k.counters.add(THP_SPLIT_PAGE)
+        k.counters.inc(THP_SPLIT_PAGE, 1)
     k.deferred_split.discard(head)
-    for i in range(nr):
-        pfn = head + i
+    pfn: i64
+    for pfn in range(head, head + nr):
         mem.head[pfn] = pfn
         mem.order[pfn] = 0
-        mem.flags[pfn] = (mem.flags[pfn] & np.uint32(PG_anon_exclusive)) | (
-            flags & ~np.uint32(PG_anon_exclusive)
-        )
-        mem.refcount[pfn] = int(mapcounts[i]) + (1 if i == 0 else 0)
+        mem.flags[pfn] = (int(mem.flags[pfn]) & PG_anon_exclusive) | flags
+        mem.refcount[pfn] = int(mem.mapcount[pfn]) + (1 if pfn == head else 0)
         mem.pincount[pfn] = 0
         mem.entire_mapcount[pfn] = 0
         mem.large_mapcount[pfn] = 0
         mem.mapping[pfn] = mapping
-        mem.index[pfn] = index + i
+        mem.index[pfn] = index + (pfn - head)
     # remove_migration_ptes(): map each page again, one PTE at a time.
-    for mm, _vma, addr, ptep, pteval in restore:
-        a.set_pte_at(mm, addr, ptep, pteval)
-        a.ptl_release(mm, ptep.table)
+    for mm_, addr_, ptep_, pteval_ in restore:
+        mm = mm_
+        a.set_pte_at(mm, addr_, ptep_, pteval_)
+        a.ptl_release(mm, ptep_)
     # Pages nobody maps any more are freed (the tail pages' last reference).
-    for i in range(1, nr):
-        if int(mapcounts[i]) == 0:
-            mem.refcount[head + i] = 1
-            k.folio_put(_Folio(mem, head + i))
+    for pfn in range(head + 1, head + nr):
+        if int(mem.mapcount[pfn]) == 0:
+            mem.refcount[pfn] = 1
+            k.folio_put(pfn, 1)
     return 0
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(EAGAIN=EAGAIN, EBUSY=EBUSY, EINVAL=EINVAL)

@@ -14,7 +14,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from .kernel import Kernel
 
-__all__ = ["BoolPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
+__all__ = ["BoolPtr", "FolioPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
 
 FPB_IGNORE_DIRTY = cython.declare(i64, 1 << 0)
 FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
@@ -29,7 +29,17 @@ class BoolPtr:
         self.value = value
 
 
+@cython.final
+@cython.cclass
+class FolioPtr:
+    """A ``struct folio **`` out-parameter (``&prealloc``): a head pfn, -1 for NULL."""
+
+    def __init__(self, value: i64 = -1) -> None:
+        self.value = value
+
+
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_pte_batch(
     k: Kernel,
     folio: i64,
@@ -90,8 +100,11 @@ def folio_pte_batch(
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 @cython.inline
-def _fpb_norm(a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64) -> u64:
+def _fpb_norm(
+    a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64
+) -> u64:
     """``__pte_batch_clear_ignored()`` + ``pte_wrprotect(pte_mkold())``."""
     if flags & FPB_IGNORE_DIRTY:
         p = a.pte_mkclean(p)

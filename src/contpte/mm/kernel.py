@@ -11,6 +11,7 @@ Compiled (docs/core.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cython
@@ -22,7 +23,7 @@ if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64
     from ..counters import Counters
-    from .memmap import PG_anon, PG_reserved, MemMap, folio_test_anon
+    from .memmap import MemMap, PG_anon, PG_reserved, folio_test_anon
     from .page_alloc import BuddyAllocator
 
 __all__ = ["Kernel", "RmapObserver", "THP_SETTINGS", "MM_OPTIONS", "MTHP_STATS", "size_name"]
@@ -67,14 +68,19 @@ _NR_MTHP_STATS = cython.declare(i64, 5)
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
 PGFAULT = cython.declare(i64, declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled"))
-THP_FAULT_ALLOC = cython.declare(i64, declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault"))
-THP_FAULT_FALLBACK = cython.declare(i64, declare(
-    "thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault"
-))
-THP_SPLIT_PMD = cython.declare(i64, declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings"))
-THP_DEFERRED_SPLIT_PAGE = cython.declare(i64, declare(
-    "thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"
-))
+THP_FAULT_ALLOC = cython.declare(
+    i64, declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
+)
+THP_FAULT_FALLBACK = cython.declare(
+    i64, declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
+)
+THP_SPLIT_PMD = cython.declare(
+    i64, declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
+)
+THP_DEFERRED_SPLIT_PAGE = cython.declare(
+    i64,
+    declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"),
+)
 THP_SPLIT_PAGE = cython.declare(i64, declare("thp_split_page", "folios", "/proc/vmstat: large folios split"))
 MTHP = declare_family(
     "mthp",
@@ -87,7 +93,10 @@ FOLIO_ALLOC_PAGES = cython.declare(i64, declare("folio.alloc_pages", "pages", "p
 FOLIO_FREE = cython.declare(i64, declare("folio.free", "folios", "folios freed"))
 PAGE_ZERO = cython.declare(i64, declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)"))
 PAGE_COPY = cython.declare(i64, declare("page.copy", "pages", "pages copied (copy_user_highpage)"))
-REF_OPS = cython.declare(i64, declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)"))
+REF_OPS = cython.declare(
+    i64, declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
+)
+
 
 def size_name(page_size: int, order: int) -> str:
     """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
@@ -132,18 +141,18 @@ class Kernel:
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
-        self.bugs = frozenset()
+        self.bugs: frozenset[str] = frozenset()
         #: Told of every rmap increase (the validators), or None.
-        self.rmap_observer = None
+        self.rmap_observer: RmapObserver | None = None
         self.hw = hw
-        self.arch = arch
-        self.counters = counters
+        self.arch: Pgtable = arch
+        self.counters: Counters = counters
         self.page_shift = arch.page_shift
         self.PAGE_SIZE = arch.PAGE_SIZE
         self.PMD_ORDER = arch.HPAGE_PMD_ORDER
         nr = hw.memory.nr_frames
-        self.memmap = MemMap(nr, self)
-        self.buddy = BuddyAllocator(nr, max(self.PMD_ORDER, 10), counters)
+        self.memmap: MemMap = MemMap(nr, self)
+        self.buddy: BuddyAllocator = BuddyAllocator(nr, max(self.PMD_ORDER, 10), counters)
         # The zero page: reserved, never freed, never counted in mapcounts.
         zp = self.buddy.alloc_pages(0)
         if zp < 0:
@@ -155,14 +164,14 @@ class Kernel:
         #: The huge zero folio's head, -1 until first used.
         self.huge_zero_pfn = -1
         self.use_zero_page = True
-        self.mms = []
-        self.files = {}
-        self.deferred_split = set()
+        self.mms: list[Any] = []
+        self.files: dict[int, Any] = {}
+        self.deferred_split: set[int] = set()
         self._anon_vma_ids = 0
         #: mm/memory.c fault_around_bytes (debugfs; default 64K).
         self.fault_around_bytes = 64 << 10
         #: Called at each lock-break point (tests inject concurrent work here).
-        self.on_lock_break = None
+        self.on_lock_break: Callable[[Any, int], None] | None = None
         # THP settings (sysfs).
         if thp not in ("always", "madvise", "never"):
             raise ModelUsageError(f"thp={thp!r}: expected always, madvise or never")
@@ -173,7 +182,9 @@ class Kernel:
         for size, setting in (mthp or {}).items():
             order = self.parse_size(size)
             if setting not in THP_SETTINGS:
-                raise ModelUsageError(f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}")
+                raise ModelUsageError(
+                    f"mthp[{size!r}]={setting!r}: expected one of {', '.join(THP_SETTINGS)}"
+                )
             self.mthp[order] = setting
         self.thp_settings_changed()
         # The per-size stat counters, by (order, stat).
@@ -207,6 +218,7 @@ class Kernel:
                 self.anon_orders_inherit |= 1 << order
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
         return bool(self.bugs) and name in self.bugs
@@ -216,8 +228,10 @@ class Kernel:
         """Order of an mTHP size given as ``"64K"``, ``"64kB"``, ``"2M"``."""
         s = size.strip().upper().removesuffix("B")
         mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        # No negative indices: compiled, wrap-around is off (docs/core.md).
+        last = len(s) - 1
         try:
-            nbytes = int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+            nbytes = int(s[:last]) * mult[s[last]] if s[last] in mult else int(s)
         except (ValueError, KeyError, IndexError):
             raise ModelUsageError(f"mthp size {size!r}: expected e.g. '64K' or '2M'") from None
         pages, rem = divmod(nbytes, self.PAGE_SIZE)
@@ -253,6 +267,7 @@ class Kernel:
         return head, 1 << int(self.memmap.order[head])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_alloc(self, order: i64, zero: cython.bint) -> i64:
         """Allocate a folio of ``order`` (``folio_alloc``); its head pfn, or -1 if none is free."""
         pfn: i64 = self.buddy.alloc_pages(order)

@@ -126,38 +126,43 @@ class MemMap:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def page_folio(mem: MemMap, page: i64) -> i64:
     """``page_folio(pfn_to_page(pfn))``: the head of the folio holding ``page`` (-1: none)."""
-    return mem.head[page]
+    return int(mem.head[page])
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_order(mem: MemMap, folio: i64) -> i64:
     """``folio_order()``."""
-    return mem.order[folio]
+    return int(mem.order[folio])
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
     """``folio_nr_pages()``."""
-    return cython.cast(i64, 1) << mem.order[folio]
+    return cython.cast(i64, 1) << int(mem.order[folio])
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_large()``."""
-    return mem.order[folio] > 0
+    return bool(mem.order[folio] > 0)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_ref_count(mem: MemMap, folio: i64) -> i64:
     """``folio_ref_count()``."""
-    return mem.refcount[folio]
+    return int(mem.refcount[folio])
 
 
 @cython.ccall
@@ -175,17 +180,19 @@ def folio_ref_sub(mem: MemMap, folio: i64, nr: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_anon()``."""
-    return (mem.flags[folio] & PG_anon) != 0
+    return bool((mem.flags[folio] & PG_anon) != 0)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_dirty(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_dirty()``."""
-    return (mem.flags[folio] & PG_dirty) != 0
+    return bool((mem.flags[folio] & PG_dirty) != 0)
 
 
 @cython.ccall
@@ -203,29 +210,33 @@ def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
     """``PageReserved()`` of the head."""
-    return (mem.flags[folio] & PG_reserved) != 0
+    return bool((mem.flags[folio] & PG_reserved) != 0)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_mapcount()``: PTE mappings plus PMD mappings."""
     if mem.order[folio] > 0:
-        return mem.large_mapcount[folio]
-    return mem.mapcount[folio]
+        return int(mem.large_mapcount[folio])
+    return int(mem.mapcount[folio])
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_entire_mapcount()``."""
-    return mem.entire_mapcount[folio]
+    return int(mem.entire_mapcount[folio])
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_mapped()``."""
@@ -233,33 +244,36 @@ def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_maybe_dma_pinned()``."""
     if mem.order[folio] > 0:
-        return mem.pincount[folio] > 0
-    return mem.refcount[folio] >= GUP_PIN_COUNTING_BIAS
+        return bool(mem.pincount[folio] > 0)
+    return bool(mem.refcount[folio] >= GUP_PIN_COUNTING_BIAS)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
     if mem.order[folio] == 0:
         return folio_mapcount(mem, folio) > 1
     if mem.entire_mapcount[folio] > 1:
         return True
-    return mem.mapcount[folio] > 1
+    return bool(mem.mapcount[folio] > 1)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
-def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:  # noqa: N802 - the kernel's name
+def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:
     """``PageAnonExclusive(page)``."""
-    return (mem.flags[page] & PG_anon_exclusive) != 0
+    return bool((mem.flags[page] & PG_anon_exclusive) != 0)
 
 
 @cython.ccall
-def SetPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:  # noqa: N802 - the kernel's name
+def SetPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:
     """``SetPageAnonExclusive()`` of ``nr`` pages from ``page``."""
     i: i64
     for i in range(page, page + nr):
@@ -267,7 +281,7 @@ def SetPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:  # noqa: 
 
 
 @cython.ccall
-def ClearPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:  # noqa: N802 - the kernel's name
+def ClearPageAnonExclusive(mem: MemMap, page: i64, nr: i64 = 1) -> None:
     """``ClearPageAnonExclusive()`` of ``nr`` pages from ``page``."""
     i: i64
     for i in range(page, page + nr):

@@ -1,41 +1,67 @@
 # mm/memory.c: faults, fork's page-table copy, zap.  The contract other mm
 # modules code against (docs/core.md).
-from contpte.cdefs cimport i64, u64
-from contpte.mm.internal cimport BoolPtr
-from contpte.mm.kernel cimport Kernel
-from contpte.mm.mm_types cimport MmStruct, Vma, VmFault
+from contpte.cdefs cimport i64, u64, I64View
+from contpte.counters cimport PTE_READ
+from contpte.hw.tables cimport AddressSpace, PtePool
+from contpte.arch.pgtable cimport Pgtable
+cimport contpte.mm.huge_memory as huge_memory
+from contpte.mm.internal cimport FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, FolioPtr, folio_pte_batch
+from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, PAGE_COPY, PGFAULT, REF_OPS, Kernel
+from contpte.mm.memmap cimport (
+    MemMap, PageAnonExclusive, SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_ref_add, folio_ref_sub,
+    folio_test_anon,
+)
+from contpte.mm.mm_h cimport (
+    can_change_pte_writable, maybe_mkwrite, mm_counter_file, pte_index, pte_offset_map_lock, pte_unmap_unlock,
+    vm_normal_folio, vma_wants_manual_pte_write_upgrade,
+)
+from contpte.mm.mm_types cimport (
+    FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_ACCESS_FLAGS, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE,
+    VM_FAULT_OOM, VM_FAULT_SIGSEGV, VM_FAULT_UFFD_WP, VM_MAYSHARE, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma,
+    VmFault, is_cow_mapping, vma_is_anonymous, vma_mm,
+)
 from contpte.mm.mmu_gather cimport MmuGather
+from contpte.mm.rmap cimport (
+    RMAP_EXCLUSIVE, anon_vma_prepare, folio_add_file_rmap_ptes, folio_add_new_anon_rmap, folio_dup_file_rmap_ptes,
+    folio_remove_rmap_ptes, folio_try_dup_anon_rmap_ptes,
+)
+
+cdef i64 FAULT_ANON, FAULT_FILE, FAULT_WP, FAULT_WP_REUSE, FAULT_WP_COPY, FAULT_SPURIOUS, FAULT_AROUND_PAGES, FAULT_NUMA
+cdef i64 FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FORK_AGAIN, ZAP_BATCH, ZAP_PTES, EAGAIN, ENOMEM
 
 # -- faults
-cpdef i64 handle_mm_fault(Vma vma, i64 address, i64 flags)
-cpdef i64 handle_pte_fault(VmFault vmf)
-cpdef i64 do_numa_page(VmFault vmf)
+cpdef i64 handle_mm_fault(Vma vma, i64 address, i64 flags) except? -1
+cpdef i64 handle_pte_fault(VmFault vmf) except? -1
+cpdef i64 do_numa_page(VmFault vmf) except? -1
 cpdef numa_rebuild_single_mapping(VmFault vmf, Vma vma, i64 addr, i64 ptep, bint writable)
-cpdef bint pte_range_none(Kernel k, i64 ptep, i64 nr)
-cpdef i64 alloc_anon_folio(VmFault vmf)
-cpdef i64 do_anonymous_page(VmFault vmf)
+cpdef bint pte_range_none(Kernel k, i64 ptep, i64 nr) except? -1
+cpdef i64 alloc_anon_folio(VmFault vmf) except? -1
+cpdef i64 do_anonymous_page(VmFault vmf) except? -1
 cpdef set_pte_range(VmFault vmf, i64 folio, i64 page, i64 nr, i64 addr)
-cpdef i64 do_fault(VmFault vmf)
-cpdef i64 do_fault_around(VmFault vmf)
-cpdef i64 finish_fault(VmFault vmf, i64 folio, i64 page)
-cpdef i64 do_read_fault(VmFault vmf)
-cpdef i64 do_cow_fault(VmFault vmf)
-cpdef i64 do_shared_fault(VmFault vmf)
-cpdef i64 do_wp_page(VmFault vmf)
+cpdef i64 do_fault(VmFault vmf) except? -1
+cpdef i64 do_fault_around(VmFault vmf) except? -1
+cpdef i64 finish_fault(VmFault vmf, i64 folio, i64 page) except? -1
+cpdef i64 do_read_fault(VmFault vmf) except? -1
+cpdef i64 do_cow_fault(VmFault vmf) except? -1
+cpdef i64 do_shared_fault(VmFault vmf) except? -1
+cpdef i64 do_wp_page(VmFault vmf) except? -1
 cpdef wp_page_reuse(VmFault vmf, i64 folio)
-cpdef i64 wp_page_copy(VmFault vmf, i64 old)
-cpdef bint wp_can_reuse_anon_folio(i64 folio, Vma vma)
+cpdef i64 wp_page_copy(VmFault vmf, i64 old) except? -1
+cpdef bint wp_can_reuse_anon_folio(i64 folio, Vma vma) except? -1
+cdef bint wp_can_reuse_large_anon_folio(i64 folio, Vma vma) except? -1
+cdef i64 _do_fault_page(VmFault vmf) except? -1
+cdef i64 _fault_page(VmFault vmf, i64 folio) except? -1
 # -- fork
 cpdef _copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 nr)
-cpdef i64 copy_present_page(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, i64 addr, i64[::1] rss, object prealloc, i64 page)
-cpdef i64 copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 max_nr, i64[::1] rss, object prealloc)
-cpdef i64 copy_pte_range(Vma dst_vma, Vma src_vma, i64 pmd_index, i64 addr, i64 end)
-cpdef i64 copy_page_range(Vma dst_vma, Vma src_vma)
-cpdef bint vma_needs_copy(Vma dst_vma, Vma src_vma)
+cpdef i64 copy_present_page(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, i64 addr, i64[::1] rss, FolioPtr prealloc, i64 page) except? -1
+cpdef i64 copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 max_nr, i64[::1] rss, FolioPtr prealloc) except? -1
+cpdef i64 copy_pte_range(Vma dst_vma, Vma src_vma, i64 pmd_index, i64 addr, i64 end) except? -1
+cpdef i64 copy_page_range(Vma dst_vma, Vma src_vma) except? -1
+cpdef bint vma_needs_copy(Vma dst_vma, Vma src_vma) except? -1
 # -- zap
 cpdef zap_present_folio_ptes(MmuGather tlb, Vma vma, i64 folio, i64 page, i64 ptep, u64 ptent, i64 nr, i64 addr, i64[::1] rss)
-cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, i64[::1] rss)
+cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, i64[::1] rss) except? -1
 cpdef zap_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end)
 cpdef unmap_page_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
-cpdef unmap_vmas(MmuGather tlb, list vmas, i64 start, i64 end)
+cpdef unmap_vmas(MmuGather tlb, object vmas, i64 start, i64 end)
 cpdef zap_page_range_single(Vma vma, i64 address, i64 size)

@@ -5,159 +5,156 @@ Models: mm/memory.c (Linux v6.12): ``handle_mm_fault``,
 shared file faults, ``finish_fault``, ``set_pte_range``), ``do_wp_page``,
 ``wp_page_copy``, ``copy_page_range`` -> ``copy_pte_range`` ->
 ``copy_present_ptes``, ``zap_pte_range`` -> ``zap_present_ptes`` ->
-``zap_present_folio_ptes``; and ``folio_pte_batch`` of mm/internal.h.
+``zap_present_folio_ptes``.  (``folio_pte_batch`` of mm/internal.h is in
+``internal.py``; the include/linux/mm.h helpers are in ``mm_h.py``.)
+
+A ``pte_t *`` is an int (the descriptor's index in the machine's pool), a
+``struct folio *`` the folio's head pfn (-1 for NULL).
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-from ..arch.pgtable import PtePtr
+import cython
+import numpy as np
+
 from ..counters import declare
 from ..errors import KernelBug
-from . import rmap
-from .kernel import PAGE_COPY, PGFAULT, REF_OPS, Kernel
-from .memmap import Folio
-from .mm_types import (
-    FAULT_FLAG_UNSHARE,
-    FAULT_FLAG_WRITE,
-    MM_ANONPAGES,
-    MM_FILEPAGES,
-    MM_SHMEMPAGES,
-    VM_ACCESS_FLAGS,
-    VM_FAULT_FALLBACK,
-    VM_FAULT_NOPAGE,
-    VM_FAULT_OOM,
-    VM_FAULT_SIGSEGV,
-    VM_FAULT_UFFD_WP,
-    VM_MAYSHARE,
-    VM_SHARED,
-    VM_UFFD_WP,
-    VM_WRITE,
-    MmStruct,
-    Vma,
-    is_cow_mapping,
-    vma_is_anonymous,
-)
 
-if TYPE_CHECKING:
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import I64View, i64, u64
+    from ..counters import PTE_READ
+    from ..hw.tables import AddressSpace, PtePool
+    from . import huge_memory
+    from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, FolioPtr, folio_pte_batch
+    from .kernel import (
+        MTHP_ANON_FAULT_ALLOC,
+        MTHP_ANON_FAULT_FALLBACK,
+        PAGE_COPY,
+        PGFAULT,
+        REF_OPS,
+        Kernel,
+    )
+    from .memmap import (
+        MemMap,
+        PageAnonExclusive,
+        SetPageAnonExclusive,
+        folio_mapcount,
+        folio_mark_dirty,
+        folio_ref_add,
+        folio_ref_sub,
+        folio_test_anon,
+    )
+    from .mm_h import (
+        can_change_pte_writable,
+        maybe_mkwrite,
+        mm_counter_file,
+        pte_index,
+        pte_offset_map_lock,
+        pte_unmap_unlock,
+        vm_normal_folio,
+        vma_wants_manual_pte_write_upgrade,
+    )
+    from .mm_types import (
+        FAULT_FLAG_UNSHARE,
+        FAULT_FLAG_WRITE,
+        MM_ANONPAGES,
+        VM_ACCESS_FLAGS,
+        VM_FAULT_FALLBACK,
+        VM_FAULT_NOPAGE,
+        VM_FAULT_OOM,
+        VM_FAULT_SIGSEGV,
+        VM_FAULT_UFFD_WP,
+        VM_MAYSHARE,
+        VM_SHARED,
+        VM_UFFD_WP,
+        VM_WRITE,
+        MmStruct,
+        Vma,
+        VmFault,
+        is_cow_mapping,
+        vma_is_anonymous,
+        vma_mm,
+    )
     from .mmu_gather import MmuGather
+    from .rmap import (
+        RMAP_EXCLUSIVE,
+        anon_vma_prepare,
+        folio_add_file_rmap_ptes,
+        folio_add_new_anon_rmap,
+        folio_dup_file_rmap_ptes,
+        folio_remove_rmap_ptes,
+        folio_try_dup_anon_rmap_ptes,
+    )
 
 __all__ = [
-    "VmFault",
     "handle_mm_fault",
     "do_anonymous_page",
     "alloc_anon_folio",
     "do_wp_page",
-    "folio_pte_batch",
     "copy_page_range",
     "copy_pte_range",
     "copy_present_ptes",
     "zap_page_range_single",
     "unmap_vmas",
+    "unmap_page_range",
     "zap_pte_range",
-    "pte_offset_map_lock",
-    "pte_unmap_unlock",
-    "vm_normal_folio",
-    "FPB_IGNORE_DIRTY",
-    "FPB_IGNORE_SOFT_DIRTY",
+    "vma_needs_copy",
 ]
 
-FAULT_ANON = declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
-FAULT_FILE = declare("fault.file", "faults", "file faults on a none PTE (do_fault)")
-FAULT_WP = declare("fault.wp", "faults", "write-protect faults (do_wp_page)")
-FAULT_WP_REUSE = declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
-FAULT_WP_COPY = declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
-FAULT_SPURIOUS = declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
-FAULT_AROUND_PAGES = declare(
-    "fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)"
+FAULT_ANON = cython.declare(
+    i64, declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
 )
-FORK_BATCH = declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
-FORK_PTES = declare("fork.ptes", "PTEs", "present PTEs copied at fork")
-FORK_COPY_PAGE = declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
-FORK_LOCK_BREAK = declare(
-    "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
+FAULT_FILE = cython.declare(i64, declare("fault.file", "faults", "file faults on a none PTE (do_fault)"))
+FAULT_WP = cython.declare(i64, declare("fault.wp", "faults", "write-protect faults (do_wp_page)"))
+FAULT_WP_REUSE = cython.declare(
+    i64, declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
 )
-FORK_AGAIN = declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
-ZAP_BATCH = declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
-ZAP_PTES = declare("zap.ptes", "PTEs", "present PTEs zapped")
+FAULT_WP_COPY = cython.declare(
+    i64, declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
+)
+FAULT_SPURIOUS = cython.declare(
+    i64, declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
+)
+FAULT_AROUND_PAGES = cython.declare(
+    i64, declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
+)
+FAULT_NUMA = cython.declare(
+    i64, declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
+)
+FORK_BATCH = cython.declare(
+    i64, declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
+)
+FORK_PTES = cython.declare(i64, declare("fork.ptes", "PTEs", "present PTEs copied at fork"))
+FORK_COPY_PAGE = cython.declare(
+    i64, declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
+)
+FORK_LOCK_BREAK = cython.declare(
+    i64,
+    declare(
+        "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
+    ),
+)
+FORK_AGAIN = cython.declare(
+    i64, declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
+)
+ZAP_BATCH = cython.declare(i64, declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1"))
+ZAP_PTES = cython.declare(i64, declare("zap.ptes", "PTEs", "present PTEs zapped"))
 
-FPB_IGNORE_DIRTY = 1 << 0
-FPB_IGNORE_SOFT_DIRTY = 1 << 1
-
-EAGAIN = 11
-EBUSY = 16
-
-
-class VmFault:
-    """A ``struct vm_fault``."""
-
-    __slots__ = ("vma", "address", "flags", "pmd_index", "pte", "orig_pte", "page", "cow_folio")
-
-    def __init__(self, vma: Vma, address: int, flags: int) -> None:
-        self.vma = vma
-        self.address = address
-        self.flags = flags
-        self.pmd_index = address >> vma.vm_mm.kernel.arch.PMD_SHIFT
-        self.pte: PtePtr | None = None
-        self.orig_pte = 0
-        self.page = -1
-        self.cow_folio: Folio | None = None
-
-
-# ---------------------------------------------------------------------------
-# Page-table access helpers (include/linux/mm.h)
-# ---------------------------------------------------------------------------
-def pte_index(k: Kernel, addr: int) -> int:
-    return (addr >> k.page_shift) & (k.arch.PTRS_PER_PTE - 1)
-
-
-def pte_offset_map_lock(mm: MmStruct, addr: int, alloc: bool = False) -> PtePtr | None:
-    """Map and lock the PTE table for ``addr`` (``pte_offset_map_lock``/``pte_alloc``)."""
-    k = mm.kernel
-    pmd_idx = addr >> k.arch.PMD_SHIFT
-    if pmd_idx in mm.space.pmds:
-        return None
-    table = mm.space.alloc_pte_table(pmd_idx) if alloc else mm.space.pte_table(pmd_idx)
-    if table is None:
-        return None
-    return PtePtr(table, pte_index(k, addr))
-
-
-def pte_unmap_unlock(mm: MmStruct, ptep: PtePtr | None) -> None:
-    """Drop the PTL: the hardware may now observe the table (rule checks)."""
-    if ptep is not None:
-        mm.kernel.arch.ptl_release(mm, ptep.table)
-
-
-def mm_counter_file(folio: Folio, k: Kernel) -> int:
-    f = k.files.get(int(folio.mem.mapping[folio.pfn]))
-    return MM_SHMEMPAGES if f is not None and f.shmem else MM_FILEPAGES
-
-
-def vm_normal_folio(vma: Vma, addr: int, pte: int) -> Folio | None:
-    """The folio a present PTE maps, or None for special mappings (zero page).
-
-    Models: mm/memory.c ``vm_normal_page()``/``vm_normal_folio()``.
-    """
-    k = vma.vm_mm.kernel
-    arch = k.arch
-    if arch.pte_special(pte):
-        return None
-    return k.folio(arch.pte_pfn(pte))
-
-
-def maybe_mkwrite(pte: int, vma: Vma) -> int:
-    """``maybe_mkwrite()``: writable iff the VMA is."""
-    if vma.vm_flags & VM_WRITE:
-        return vma.vm_mm.kernel.arch.pte_mkwrite(pte)
-    return pte
+EAGAIN = cython.declare(i64, 11)
+ENOMEM = cython.declare(i64, 12)
 
 
 # ---------------------------------------------------------------------------
 # Faults
 # ---------------------------------------------------------------------------
-def handle_mm_fault(vma: Vma, address: int, flags: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
     """Resolve a fault at ``address``; returns VM_FAULT_* bits (0 = handled).
 
     Models: mm/memory.c ``handle_mm_fault()`` -> ``__handle_mm_fault()``.
@@ -165,14 +162,14 @@ def handle_mm_fault(vma: Vma, address: int, flags: int) -> int:
     Context: mmap_lock held for read; called from the arch fault handler
     after it checked the VMA allows the access.
     """
-    from . import huge_memory
-
-    k = vma.vm_mm.kernel
-    k.counters.add(PGFAULT)
-    vmf = VmFault(vma, address, flags)
-    mm = vma.vm_mm
-    pmd = mm.space.pmds.get(vmf.pmd_index, 0)
-    if pmd == 0 and mm.space.pte_table(vmf.pmd_index) is None:
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    k.counters.inc(PGFAULT, 1)
+    vmf: VmFault = VmFault(vma, address, flags)
+    space: AddressSpace = mm.space
+    pmd: u64 = space.pmd_peek(vmf.pmd_index)
+    ret: i64
+    if pmd == 0 and space.pte_table(vmf.pmd_index) < 0:
         if huge_memory.thp_vma_allowable_order(vma, k.PMD_ORDER) and huge_memory.thp_vma_suitable_order(
             vma, address, k.PMD_ORDER
         ):
@@ -190,29 +187,29 @@ def handle_mm_fault(vma: Vma, address: int, flags: int) -> int:
     return handle_pte_fault(vmf)
 
 
-def handle_pte_fault(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def handle_pte_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``handle_pte_fault()``."""
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    ptep = pte_offset_map_lock(mm, vmf.address)
-    if ptep is None:
-        entry = 0
-    else:
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    ptep: i64 = pte_offset_map_lock(mm, vmf.address, False)
+    entry: u64 = 0
+    if ptep >= 0:
         entry = arch.ptep_get_lockless(ptep)
     vmf.pte = ptep
     vmf.orig_pte = entry
-    if arch.pte_none(entry):
+    if entry == 0:
         if vma_is_anonymous(vma):
             return do_anonymous_page(vmf)
         return do_fault(vmf)
-    assert ptep is not None
     if not arch.pte_present(entry):
         raise KernelBug("VM_BUG_ON", "swap/migration entries are not modelled", vmf.address, [entry])
     if arch.pte_protnone(entry) and vma.vm_flags & VM_ACCESS_FLAGS:
         return do_numa_page(vmf)
-    write = bool(vmf.flags & FAULT_FLAG_WRITE)
+    write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
     if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not arch.pte_write(entry):
             return do_wp_page(vmf)
@@ -222,28 +219,28 @@ def handle_pte_fault(vmf: VmFault) -> int:
     if arch.ptep_set_access_flags(vma, vmf.address, ptep, entry, write):
         arch.update_mmu_cache_range(vma, vmf.address, ptep, 1)
     else:
-        k.counters.add(FAULT_SPURIOUS)
+        k.counters.inc(FAULT_SPURIOUS, 1)
         if write:
             arch.flush_tlb_fix_spurious_fault(vma, vmf.address, ptep)
     pte_unmap_unlock(mm, ptep)
     return 0
 
 
-FAULT_NUMA = declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
-
-
-def numa_rebuild_single_mapping(vmf: VmFault, vma: Vma, addr: int, ptep: PtePtr, writable: bool) -> None:
+@cython.ccall
+def numa_rebuild_single_mapping(vmf: VmFault, vma: Vma, addr: i64, ptep: i64, writable: cython.bint) -> None:
     """Models: mm/memory.c ``numa_rebuild_single_mapping()`` (v6.12)."""
-    a = vma.vm_mm.kernel.arch
-    old = a.ptep_modify_prot_start(vma, addr, ptep)
-    pte = a.pte_mkyoung(a.pte_modify(old, vma.vm_page_prot))
+    a: Pgtable = vma_mm(vma).kernel.arch
+    old: u64 = a.ptep_modify_prot_start(vma, addr, ptep)
+    pte: u64 = a.pte_mkyoung(a.pte_modify(old, vma.vm_page_prot))
     if writable:
         pte = a.pte_mkwrite(pte)
     a.ptep_modify_prot_commit(vma, addr, ptep, old, pte)
     a.update_mmu_cache_range(vma, addr, ptep, 1)
 
 
-def do_numa_page(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_numa_page(vmf: VmFault) -> i64:
     """Resolve a NUMA hinting fault: restore the folio's PTEs (no migration modelled).
 
     Models: mm/memory.c ``do_numa_page()`` (v6.12) taking the "no migration"
@@ -253,109 +250,121 @@ def do_numa_page(vmf: VmFault) -> int:
 
     Context: PTL held (``vmf.pte`` locked by ``handle_pte_fault``).
     """
-    from .mprotect import can_change_pte_writable, vma_wants_manual_pte_write_upgrade
-
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    a = k.arch
-    k.counters.add(FAULT_NUMA)
-    ptep = vmf.pte
-    assert ptep is not None
-    old_pte = a.ptep_get(ptep)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    k.counters.inc(FAULT_NUMA, 1)
+    ptep: i64 = vmf.pte
+    old_pte: u64 = a.ptep_get(ptep)
     if not a.pte_same(old_pte, vmf.orig_pte):
         pte_unmap_unlock(mm, ptep)
         return 0
-    upgrade = vma_wants_manual_pte_write_upgrade(vma)
-    pte = a.pte_modify(old_pte, vma.vm_page_prot)
-    writable = a.pte_write(pte) or (upgrade and can_change_pte_writable(vma, vmf.address, pte))
-    folio = vm_normal_folio(vma, vmf.address, pte)
-    if folio is None or not folio.test_large():
+    upgrade: cython.bint = vma_wants_manual_pte_write_upgrade(vma)
+    pte: u64 = a.pte_modify(old_pte, vma.vm_page_prot)
+    writable: cython.bint = a.pte_write(pte) or (upgrade and can_change_pte_writable(vma, vmf.address, pte))
+    folio: i64 = vm_normal_folio(vma, vmf.address, pte)
+    mem: MemMap = k.memmap
+    if folio < 0 or mem.order[folio] == 0:
         numa_rebuild_single_mapping(vmf, vma, vmf.address, ptep, writable)
         pte_unmap_unlock(mm, ptep)
         return 0
     # numa_rebuild_large_mapping(): the whole folio, within the VMA and the table.
-    nr = a.pte_pfn(pte) - folio.pfn
-    addr_start = vmf.address - (nr << k.page_shift)
-    pt_start = vmf.address & ~(a.PMD_SIZE - 1)
-    start = max(addr_start, pt_start, vma.vm_start)
-    end = min(addr_start + (folio.nr_pages << k.page_shift), pt_start + a.PMD_SIZE, vma.vm_end)
-    p = PtePtr(ptep.table, ptep.idx - ((vmf.address - start) >> k.page_shift))
-    addr = start
+    nr: i64 = a.pte_pfn(pte) - folio
+    addr_start: i64 = vmf.address - (nr << k.page_shift)
+    pt_start: i64 = vmf.address & ~(a.PMD_SIZE - 1)
+    start: i64 = max(addr_start, pt_start, vma.vm_start)
+    end: i64 = min(
+        addr_start + ((cython.cast(i64, 1) << mem.order[folio]) << k.page_shift),
+        pt_start + a.PMD_SIZE,
+        vma.vm_end,
+    )
+    p: i64 = ptep - ((vmf.address - start) >> k.page_shift)
+    addr: i64 = start
+    ptent: u64
+    w: cython.bint
     while addr != end:
         ptent = a.ptep_get(p)
         if a.pte_present(ptent) and a.pte_protnone(ptent):
-            if k.folio_range_of_pfn(a.pte_pfn(ptent))[0] == folio.pfn:
+            if mem.head[a.pte_pfn(ptent)] == folio:
                 ptent = a.pte_modify(ptent, vma.vm_page_prot)
                 w = a.pte_write(ptent) or (upgrade and can_change_pte_writable(vma, addr, ptent))
                 numa_rebuild_single_mapping(vmf, vma, addr, p, w)
-        p = p + 1
+        p += 1
         addr += k.PAGE_SIZE
     pte_unmap_unlock(mm, ptep)
     return 0
 
 
-def anon_vma_prepare(vma: Vma) -> None:
-    """``anon_vma_prepare()``: give the VMA an anon_vma on its first anon page."""
-    if vma.anon_vma is None:
-        vma.anon_vma = vma.vm_mm.kernel.new_anon_vma()
-
-
-def pte_range_none(ptep: PtePtr, nr: int) -> bool:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def pte_range_none(k: Kernel, ptep: i64, nr: i64) -> cython.bint:
     """``pte_range_none()``: all ``nr`` entries from ``ptep`` are none."""
-    return ptep.table.none_count(ptep.idx, nr) == nr
+    return bool(k.arch.pool.none_count(ptep, nr) == nr)
 
 
-def alloc_anon_folio(vmf: VmFault) -> Folio | None:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def alloc_anon_folio(vmf: VmFault) -> i64:
     """Allocate the largest enabled, suitable folio whose PTE range is empty.
 
     Models: mm/memory.c ``alloc_anon_folio()``: try the allowed orders from
     the highest; an order is skipped when its naturally aligned range leaves
     the VMA or has a PTE already; an allocation failure counts
     ``anon_fault_fallback`` and tries the next order; order 0 last.
+    Returns the folio, or -1.
     """
-    from .huge_memory import thp_vma_allowable_orders, thp_vma_suitable_orders
+    vma: Vma = vmf.vma
+    k: Kernel = vma_mm(vma).kernel
+    orders: i64 = huge_memory.thp_vma_allowable_orders(vma, (cython.cast(i64, 1) << k.PMD_ORDER) - 1)
+    orders = huge_memory.thp_vma_suitable_orders(vma, vmf.address, orders)
+    order: i64
+    top: i64 = -1
+    addr: i64
+    base: i64
+    folio: i64
+    if orders and vmf.pte >= 0:
+        base = vmf.pte & ~(k.arch.PTRS_PER_PTE - 1)
+        order = k.PMD_ORDER
+        while order > 0:
+            if orders >> order & 1:
+                addr = vmf.address & ~((k.PAGE_SIZE << order) - 1)
+                if pte_range_none(k, base + pte_index(k, addr), cython.cast(i64, 1) << order):
+                    top = order
+                    break
+            order -= 1
+        order = top
+        while order > 0:
+            if orders >> order & 1:
+                folio = k.folio_alloc(order, True)
+                if folio >= 0:
+                    return folio
+                k.count_mthp_stat(order, MTHP_ANON_FAULT_FALLBACK, 1)
+            order -= 1
+    return k.folio_alloc(0, True)
 
-    vma = vmf.vma
-    k = vma.vm_mm.kernel
-    orders = thp_vma_allowable_orders(vma, (1 << k.PMD_ORDER) - 1)
-    orders = thp_vma_suitable_orders(vma, vmf.address, orders)
-    if orders and vmf.pte is not None:
-        base = PtePtr(vmf.pte.table, 0)
-        cand = sorted((o for o in range(k.PMD_ORDER + 1) if orders >> o & 1), reverse=True)
-        ok = []
-        for order in cand:
-            addr = vmf.address & ~((k.PAGE_SIZE << order) - 1)
-            if pte_range_none(base + pte_index(k, addr), 1 << order):
-                ok = [o for o in cand if o <= order]
-                break
-        for order in ok:
-            folio = k.folio_alloc(order, zero=True)
-            if folio is not None:
-                return folio
-            k.mthp_stat(order, "anon_fault_fallback")
-    return k.folio_alloc(0, zero=True)
 
-
-def do_anonymous_page(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_anonymous_page(vmf: VmFault) -> i64:
     """Map a none PTE of anonymous memory.
 
     Models: mm/memory.c ``do_anonymous_page()``: a read maps the shared zero
     page; a write allocates a folio (``alloc_anon_folio``) and maps all of it
     with one ``set_ptes``.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    k.counters.add(FAULT_ANON)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    k.counters.inc(FAULT_ANON, 1)
     if vma.vm_flags & VM_SHARED:
         return VM_FAULT_SIGSEGV
-    vmf.pte = pte_offset_map_lock(mm, vmf.address, alloc=True)
-    assert vmf.pte is not None
+    vmf.pte = pte_offset_map_lock(mm, vmf.address, True)
+    entry: u64
     if not vmf.flags & FAULT_FLAG_WRITE:
         entry = arch.pte_mkspecial(arch.pfn_pte(k.zero_pfn, vma.vm_page_prot))
-        if not arch.pte_none(arch.ptep_get(vmf.pte)):
+        if arch.ptep_get(vmf.pte) != 0:
             pte_unmap_unlock(mm, vmf.pte)
             return 0
         arch.set_pte_at(mm, vmf.address, vmf.pte, entry)
@@ -363,29 +372,30 @@ def do_anonymous_page(vmf: VmFault) -> int:
         pte_unmap_unlock(mm, vmf.pte)
         return 0
     anon_vma_prepare(vma)
-    folio = alloc_anon_folio(vmf)
-    if folio is None:
+    folio: i64 = alloc_anon_folio(vmf)
+    if folio < 0:
         return VM_FAULT_OOM
-    nr_pages = folio.nr_pages
-    addr = vmf.address & ~((k.PAGE_SIZE * nr_pages) - 1)
-    entry = arch.pfn_pte(folio.pfn, vma.vm_page_prot)
+    mem: MemMap = k.memmap
+    nr_pages: i64 = cython.cast(i64, 1) << mem.order[folio]
+    addr: i64 = vmf.address & ~((k.PAGE_SIZE * nr_pages) - 1)
+    entry = arch.pfn_pte(folio, vma.vm_page_prot)
     if vma.vm_flags & VM_WRITE:
         entry = arch.pte_mkwrite(arch.pte_mkdirty(entry))
-    ptep = PtePtr(vmf.pte.table, pte_index(k, addr))
+    ptep: i64 = (vmf.pte & ~(arch.PTRS_PER_PTE - 1)) + pte_index(k, addr)
     if nr_pages == 1:
-        if not arch.pte_none(arch.ptep_get(ptep)):
-            k.folio_put(folio)
+        if arch.ptep_get(ptep) != 0:
+            k.folio_put(folio, 1)
             pte_unmap_unlock(mm, ptep)
             return 0
-    elif not pte_range_none(ptep, nr_pages):
-        k.folio_put(folio)
+    elif not pte_range_none(k, ptep, nr_pages):
+        k.folio_put(folio, 1)
         pte_unmap_unlock(mm, ptep)
         return 0
-    folio.ref_add(nr_pages - 1)
-    k.counters.add(REF_OPS)
+    folio_ref_add(mem, folio, nr_pages - 1)
+    k.counters.inc(REF_OPS, 1)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
-    k.mthp_stat(folio.order, "anon_fault_alloc")
-    rmap.folio_add_new_anon_rmap(folio, vma, addr, rmap.RMAP_EXCLUSIVE)
+    k.count_mthp_stat(mem.order[folio], MTHP_ANON_FAULT_ALLOC, 1)
+    folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     arch.set_ptes(mm, addr, ptep, entry, nr_pages)
     arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
     pte_unmap_unlock(mm, ptep)
@@ -393,36 +403,37 @@ def do_anonymous_page(vmf: VmFault) -> int:
 
 
 # -- file faults (mm/memory.c do_fault and friends) ---------------------------
-def set_pte_range(vmf: VmFault, folio: Folio, page: int, nr: int, addr: int) -> None:
+@cython.ccall
+def set_pte_range(vmf: VmFault, folio: i64, page: i64, nr: i64, addr: i64) -> None:
     """Map ``nr`` pages of ``folio`` from ``page`` at ``addr``.
 
     Models: mm/memory.c ``set_pte_range()``.
 
     Context: PTL held; ``vmf.pte`` points at the entry for ``addr``.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    write = bool(vmf.flags & FAULT_FLAG_WRITE)
-    entry = arch.pfn_pte(page, vma.vm_page_prot)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    arch: Pgtable = mm.kernel.arch
+    write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
+    entry: u64 = arch.pfn_pte(page, vma.vm_page_prot)
     if write:
         entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
-    assert vmf.pte is not None
     if write and not vma.vm_flags & VM_SHARED:
         if nr != 1:
             raise KernelBug("VM_BUG_ON_FOLIO", "CoW folio mapped with nr != 1", addr)
-        rmap.folio_add_new_anon_rmap(folio, vma, addr, rmap.RMAP_EXCLUSIVE)
+        folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     else:
-        rmap.folio_add_file_rmap_ptes(folio, page, nr, vma)
+        folio_add_file_rmap_ptes(folio, page, nr, vma)
     arch.set_ptes(mm, addr, vmf.pte, entry, nr)
     arch.update_mmu_cache_range(vma, addr, vmf.pte, nr)
 
 
-def do_fault(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``do_fault()``."""
-    vma = vmf.vma
-    vma.vm_mm.kernel.counters.add(FAULT_FILE)
+    vma: Vma = vmf.vma
+    vma_mm(vma).kernel.counters.inc(FAULT_FILE, 1)
     if not vmf.flags & FAULT_FLAG_WRITE:
         return do_read_fault(vmf)
     if not vma.vm_flags & VM_SHARED:
@@ -430,7 +441,9 @@ def do_fault(vmf: VmFault) -> int:
     return do_shared_fault(vmf)
 
 
-def do_fault_around(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_fault_around(vmf: VmFault) -> i64:
     """Map the page-cache folios around the fault (``filemap_map_pages``).
 
     Models: mm/memory.c ``do_fault_around()`` + mm/filemap.c
@@ -439,96 +452,121 @@ def do_fault_around(vmf: VmFault) -> int:
     run of none PTEs whose pages are cached, one ``set_pte_range`` per run.
     Returns VM_FAULT_NOPAGE if the faulting page got mapped.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
     f = vma.vm_file
-    assert f is not None
-    ps = k.PAGE_SIZE
-    nr_win = max(1, k.fault_around_bytes // ps)
-    pidx = pte_index(k, vmf.address)
-    from_pte = max(
-        pidx & ~(nr_win - 1), pte_index(k, vmf.address) - ((vmf.address - vma.vm_start) >> k.page_shift)
-    )
-    pmd_base = vmf.address & ~(k.arch.PMD_SIZE - 1)
-    to_pte = min(
+    mem: MemMap = k.memmap
+    ps: i64 = k.PAGE_SIZE
+    nr_win: i64 = max(1, k.fault_around_bytes // ps)
+    pidx: i64 = pte_index(k, vmf.address)
+    from_pte: i64 = max(pidx & ~(nr_win - 1), pidx - ((vmf.address - vma.vm_start) >> k.page_shift))
+    pmd_base: i64 = vmf.address & ~(k.arch.PMD_SIZE - 1)
+    to_pte: i64 = min(
         (pidx & ~(nr_win - 1)) + nr_win,
         k.arch.PTRS_PER_PTE,
         pidx + ((vma.vm_end - vmf.address) >> k.page_shift),
     )
-    ptep0 = pte_offset_map_lock(mm, vmf.address, alloc=True)
-    assert ptep0 is not None
-    table = ptep0.table
-    ret = 0
-    i = from_pte
+    ptep0: i64 = pte_offset_map_lock(mm, vmf.address, True)
+    table: i64 = ptep0 - pidx
+    pool: PtePool = k.arch.pool
+    ret: i64 = 0
+    i: i64 = from_pte
+    addr: i64
+    pgoff: i64
+    folio: i64
+    first_idx: i64
+    end_i: i64
+    j: i64
+    run_start: i64
+    nr: i64
+    a: i64
+    page: i64
+    sub: VmFault
     while i < to_pte:
         addr = pmd_base + (i << k.page_shift)
         pgoff = vma.linear_page_index(addr)
         folio = f.find_folio(pgoff)
-        if folio is None:
+        if folio < 0:
             i += 1
             continue
         # Pages of this folio inside the window, mapped as runs of none PTEs.
-        first_idx = int(folio.mem.index[folio.pfn])
-        end_i = min(to_pte, i + (first_idx + folio.nr_pages - pgoff))
+        first_idx = mem.index[folio]
+        end_i = min(to_pte, i + (first_idx + (cython.cast(i64, 1) << mem.order[folio]) - pgoff))
         j = i
         while j < end_i:
-            if table.entries[j] != 0:
+            if pool.peek(table + j) != 0:
                 j += 1
                 continue
             run_start = j
-            while j < end_i and table.entries[j] == 0:
+            while j < end_i and pool.peek(table + j) == 0:
                 j += 1
             nr = j - run_start
             a = pmd_base + (run_start << k.page_shift)
-            page = folio.pfn + (vma.linear_page_index(a) - first_idx)
-            folio.ref_add(nr)
-            k.counters.add(REF_OPS)
-            vmf.pte = PtePtr(table, run_start)
+            page = folio + (vma.linear_page_index(a) - first_idx)
+            folio_ref_add(mem, folio, nr)
+            k.counters.inc(REF_OPS, 1)
+            vmf.pte = table + run_start
             sub = VmFault(vma, vmf.address, 0)
             sub.pte = vmf.pte
             set_pte_range(sub, folio, page, nr, a)
             mm.add_mm_counter(mm_counter_file(folio, k), nr)
-            k.counters.add(FAULT_AROUND_PAGES, nr)
+            k.counters.inc(FAULT_AROUND_PAGES, nr)
             if a <= vmf.address < a + nr * k.PAGE_SIZE:
                 ret = VM_FAULT_NOPAGE
         i = end_i
-    k.counters.add("pte.read", to_pte - from_pte)
+    k.counters.inc(PTE_READ, to_pte - from_pte)
     pte_unmap_unlock(mm, ptep0)
     return ret
 
 
-def _do_fault_page(vmf: VmFault) -> tuple[Folio, int] | None:
-    """``__do_fault()``: the page-cache folio and page for the fault (reads it in)."""
-    vma = vmf.vma
-    f = vma.vm_file
-    assert f is not None
-    pgoff = vma.linear_page_index(vmf.address)
-    folio = f.get_folio(pgoff)
-    if folio is None:
-        return None
-    return folio, folio.pfn + (pgoff - int(folio.mem.index[folio.pfn]))
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _do_fault_page(vmf: VmFault) -> i64:
+    """``__do_fault()``: the page-cache folio for the fault (read in), or -1.
+
+    The page is ``folio + (linear_page_index(address) - folio's index)``.
+    """
+    vma: Vma = vmf.vma
+    return cython.cast(i64, vma.vm_file.get_folio(vma.linear_page_index(vmf.address)))
 
 
-def finish_fault(vmf: VmFault, folio: Folio, page: int) -> int:
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _fault_page(vmf: VmFault, folio: i64) -> i64:
+    """The page of ``folio`` the fault address maps (``vmf->page``)."""
+    vma: Vma = vmf.vma
+    return folio + (vma.linear_page_index(vmf.address) - int(vma_mm(vma).kernel.memmap.index[folio]))
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     """Map the page (or, for anon shmem, the whole folio) a fault produced.
 
     Models: mm/memory.c ``finish_fault()`` (v6.12: whole-folio mapping for
     anonymous shmem only; one page otherwise).
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    is_cow = bool(vmf.flags & FAULT_FLAG_WRITE) and not vma.vm_flags & VM_SHARED
-    nr_pages = 1
-    addr = vmf.address
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    is_cow: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0 and not vma.vm_flags & VM_SHARED
+    nr_pages: i64 = 1
+    addr: i64 = vmf.address
     f = vma.vm_file
-    if not is_cow and f is not None and f.anon_shmem and folio.nr_pages > 1:
+    fnr: i64 = cython.cast(i64, 1) << mem.order[folio]
+    pgoff: i64
+    idx: i64
+    start: i64
+    end: i64
+    pmd_start: i64
+    if not is_cow and f is not None and f.anon_shmem and fnr > 1:
         pgoff = vma.linear_page_index(vmf.address)
-        idx = pgoff - int(folio.mem.index[folio.pfn])
+        idx = pgoff - mem.index[folio]
         start = vmf.address - idx * k.PAGE_SIZE
-        end = start + folio.nr_pages * k.PAGE_SIZE
+        end = start + fnr * k.PAGE_SIZE
         pmd_start = vmf.address & ~(arch.PMD_SIZE - 1)
         if (
             start >= vma.vm_start
@@ -536,17 +574,18 @@ def finish_fault(vmf: VmFault, folio: Folio, page: int) -> int:
             and start >= pmd_start
             and end <= pmd_start + arch.PMD_SIZE
         ):
-            nr_pages = folio.nr_pages
+            nr_pages = fnr
             addr = start
-            page = folio.pfn
-    ptep = pte_offset_map_lock(mm, addr, alloc=True)
-    assert ptep is not None
-    if (nr_pages == 1 and arch.ptep_get(ptep) != 0) or (nr_pages > 1 and not pte_range_none(ptep, nr_pages)):
+            page = folio
+    ptep: i64 = pte_offset_map_lock(mm, addr, True)
+    if (nr_pages == 1 and arch.ptep_get(ptep) != 0) or (
+        nr_pages > 1 and not pte_range_none(k, ptep, nr_pages)
+    ):
         pte_unmap_unlock(mm, ptep)
         return VM_FAULT_NOPAGE
     if nr_pages > 1:
-        folio.ref_add(nr_pages - 1)
-        k.counters.add(REF_OPS)
+        folio_ref_add(mem, folio, nr_pages - 1)
+        k.counters.inc(REF_OPS, 1)
     vmf.pte = ptep
     set_pte_range(vmf, folio, page, nr_pages, addr)
     mm.add_mm_counter(MM_ANONPAGES if is_cow else mm_counter_file(folio, k), nr_pages)
@@ -554,71 +593,73 @@ def finish_fault(vmf: VmFault, folio: Folio, page: int) -> int:
     return 0
 
 
-def do_read_fault(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_read_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``do_read_fault()``: fault-around first."""
-    k = vmf.vma.vm_mm.kernel
+    k: Kernel = vma_mm(vmf.vma).kernel
     if k.fault_around_bytes >> k.page_shift > 1:
-        ret = do_fault_around(vmf)
-        if ret:
+        if do_fault_around(vmf):
             return 0
-    got = _do_fault_page(vmf)
-    if got is None:
+    folio: i64 = _do_fault_page(vmf)
+    if folio < 0:
         return VM_FAULT_OOM
-    folio, page = got
-    folio.ref_add(1)
-    k.counters.add(REF_OPS)
-    ret = finish_fault(vmf, folio, page)
-    if ret:
-        k.folio_put(folio)
+    page: i64 = _fault_page(vmf, folio)
+    folio_ref_add(k.memmap, folio, 1)
+    k.counters.inc(REF_OPS, 1)
+    if finish_fault(vmf, folio, page):
+        k.folio_put(folio, 1)
     return 0
 
 
-def do_cow_fault(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_cow_fault(vmf: VmFault) -> i64:
     """Write fault on a private file mapping: copy into a new anon page.
 
     Models: mm/memory.c ``do_cow_fault()``.
     """
-    vma = vmf.vma
-    k = vma.vm_mm.kernel
+    vma: Vma = vmf.vma
+    k: Kernel = vma_mm(vma).kernel
     anon_vma_prepare(vma)
-    new = k.folio_alloc(0, zero=False)
-    if new is None:
+    new: i64 = k.folio_alloc(0, False)
+    if new < 0:
         return VM_FAULT_OOM
-    got = _do_fault_page(vmf)
-    if got is None:
-        k.folio_put(new)
+    folio: i64 = _do_fault_page(vmf)
+    if folio < 0:
+        k.folio_put(new, 1)
         return VM_FAULT_OOM
-    _, page = got
-    k.hw.memory.copy(new.pfn, page, 1)
-    k.counters.add(PAGE_COPY)
-    ret = finish_fault(vmf, new, new.pfn)
-    if ret:
-        k.folio_put(new)
+    page: i64 = _fault_page(vmf, folio)
+    k.hw.memory.copy(new, page, 1)
+    k.counters.inc(PAGE_COPY, 1)
+    if finish_fault(vmf, new, new):
+        k.folio_put(new, 1)
     return 0
 
 
-def do_shared_fault(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_shared_fault(vmf: VmFault) -> i64:
     """Write fault on a shared file mapping: map writable, dirty the folio.
 
     Models: mm/memory.c ``do_shared_fault()`` + ``fault_dirty_shared_page()``.
     """
-    k = vmf.vma.vm_mm.kernel
-    got = _do_fault_page(vmf)
-    if got is None:
+    k: Kernel = vma_mm(vmf.vma).kernel
+    folio: i64 = _do_fault_page(vmf)
+    if folio < 0:
         return VM_FAULT_OOM
-    folio, page = got
-    folio.ref_add(1)
-    k.counters.add(REF_OPS)
-    ret = finish_fault(vmf, folio, page)
-    if ret:
-        k.folio_put(folio)
+    page: i64 = _fault_page(vmf, folio)
+    folio_ref_add(k.memmap, folio, 1)
+    k.counters.inc(REF_OPS, 1)
+    if finish_fault(vmf, folio, page):
+        k.folio_put(folio, 1)
         return 0
-    folio.mark_dirty()
+    folio_mark_dirty(k.memmap, folio)
     return 0
 
 
 # -- write-protect faults (mm/memory.c do_wp_page) -----------------------------
-def folio_mapcount_in_mm(folio: Folio, mm: MmStruct) -> int:
+def folio_mapcount_in_mm(folio: int, mm: MmStruct) -> int:
     """How many of ``folio``'s mappings (PTEs, and PMDs counted once) are in ``mm``.
 
     Model-only (counts no table reads): stands in for CONFIG_MM_ID's
@@ -629,20 +670,23 @@ def folio_mapcount_in_mm(folio: Folio, mm: MmStruct) -> int:
     exact, which is what the kernel computes in every case with at most two
     mms involved.
     """
-    a = mm.kernel.arch
-    lo, hi = folio.pfn, folio.pfn + folio.nr_pages
+    k = mm.kernel
+    a = k.arch
+    lo, hi = folio, folio + (1 << int(k.memmap.order[folio]))
     n = 0
-    for table in mm.space.tables.values():
-        d = a.ptes_decode(table.entries, ("present", "special", "pfn"))
+    for idx in list(mm.space.tables):
+        d = a.ptes_decode(mm.space.pool.entries(mm.space.tables[idx]), ("present", "special", "pfn"))
         n += int((d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)).sum())
     for pmd in mm.space.pmds.values():
         pte = a.pmd_pte(pmd)
-        if a.pte_present(pte) and not a.pte_special(pte) and a.pte_pfn(pte) == folio.pfn:
+        if a.pte_present(pte) and not a.pte_special(pte) and a.pte_pfn(pte) == folio:
             n += 1
     return n
 
 
-def wp_can_reuse_large_anon_folio(folio: Folio, vma: Vma) -> bool:
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``__wp_can_reuse_large_anon_folio()`` (v6.15, CONFIG_MM_ID).
 
     Commit 1da190f4d0a6 "mm: Copy-on-Write (COW) reuse support for
@@ -651,80 +695,87 @@ def wp_can_reuse_large_anon_folio(folio: Folio, vma: Vma) -> bool:
     from a mapping (refcount == mapcount).  Only with the ``cow_reuse_large``
     option; v6.12 never reuses a page of a large folio.
     """
-    k: Kernel = vma.vm_mm.kernel
+    k: Kernel = vma_mm(vma).kernel
     if not k.cow_reuse_large:
         # v6.12: copy, which gives the large folio back sooner.
         return False
-    mapcount = folio.mapcount_total()
+    mapcount: i64 = folio_mapcount(k.memmap, folio)
     # Let's just free up a large folio if only a single page is mapped.
     if mapcount <= 1:
         return False
     # (The kernel first frees the swap cache here; the model has none.)
-    if mapcount != folio.refcount:
+    if mapcount != k.memmap.refcount[folio]:
         return False
     # folio_test_large_maybe_mapped_shared(): all mappings in this mm?
-    return folio_mapcount_in_mm(folio, vma.vm_mm) == mapcount
+    return folio_mapcount_in_mm(folio, vma_mm(vma)) == mapcount
 
 
-def wp_can_reuse_anon_folio(folio: Folio, vma: Vma) -> bool:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def wp_can_reuse_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``wp_can_reuse_anon_folio()``.
 
     A large folio goes to ``wp_can_reuse_large_anon_folio`` (which says no
     in v6.12); a small one is reused with refcount 1.
     """
-    if folio.test_large():
+    mem: MemMap = vma_mm(vma).kernel.memmap
+    if mem.order[folio] > 0:
         return wp_can_reuse_large_anon_folio(folio, vma)
-    return folio.refcount == 1
+    return bool(mem.refcount[folio] == 1)
 
 
-def wp_page_reuse(vmf: VmFault, folio: Folio | None) -> None:
+@cython.ccall
+def wp_page_reuse(vmf: VmFault, folio: i64) -> None:
     """Models: mm/memory.c ``wp_page_reuse()``."""
-    vma = vmf.vma
-    k = vma.vm_mm.kernel
-    arch = k.arch
-    assert vmf.pte is not None
-    k.counters.add(FAULT_WP_REUSE)
-    entry = arch.pte_mkyoung(vmf.orig_pte)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    arch: Pgtable = mm.kernel.arch
+    mm.kernel.counters.inc(FAULT_WP_REUSE, 1)
+    entry: u64 = arch.pte_mkyoung(vmf.orig_pte)
     entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
     if arch.ptep_set_access_flags(vma, vmf.address, vmf.pte, entry, True):
         arch.update_mmu_cache_range(vma, vmf.address, vmf.pte, 1)
-    pte_unmap_unlock(vma.vm_mm, vmf.pte)
+    pte_unmap_unlock(mm, vmf.pte)
 
 
-def wp_page_copy(vmf: VmFault, old: Folio | None) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def wp_page_copy(vmf: VmFault, old: i64) -> i64:
     """Break CoW: copy the page into a new order-0 anon folio and map it.
 
     Models: mm/memory.c ``wp_page_copy()``.
     """
-    vma = vmf.vma
-    mm = vma.vm_mm
-    k = mm.kernel
-    arch = k.arch
-    unshare = bool(vmf.flags & FAULT_FLAG_UNSHARE)
-    k.counters.add(FAULT_WP_COPY)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
+    k.counters.inc(FAULT_WP_COPY, 1)
     anon_vma_prepare(vma)
-    old_pfn = arch.pte_pfn(vmf.orig_pte)
+    old_pfn: i64 = arch.pte_pfn(vmf.orig_pte)
+    new: i64
     if old_pfn == k.zero_pfn:
-        new = k.folio_alloc(0, zero=True)
+        new = k.folio_alloc(0, True)
     else:
-        new = k.folio_alloc(0, zero=False)
-        if new is not None:
-            k.hw.memory.copy(new.pfn, old_pfn, 1)
-            k.counters.add(PAGE_COPY)
-    if new is None:
-        if old is not None:
-            k.folio_put(old)
+        new = k.folio_alloc(0, False)
+        if new >= 0:
+            k.hw.memory.copy(new, old_pfn, 1)
+            k.counters.inc(PAGE_COPY, 1)
+    if new < 0:
+        if old >= 0:
+            k.folio_put(old, 1)
         return VM_FAULT_OOM
-    ptep = vmf.pte
-    assert ptep is not None
+    ptep: i64 = vmf.pte
+    entry: u64
     if arch.pte_same(arch.ptep_get(ptep), vmf.orig_pte):
-        if old is not None:
-            if not old.test_anon():
+        if old >= 0:
+            if not folio_test_anon(mem, old):
                 mm.add_mm_counter(mm_counter_file(old, k), -1)
                 mm.add_mm_counter(MM_ANONPAGES, 1)
         else:
             mm.add_mm_counter(MM_ANONPAGES, 1)
-        entry = arch.pfn_pte(new.pfn, vma.vm_page_prot)
+        entry = arch.pfn_pte(new, vma.vm_page_prot)
         if unshare:
             if arch.pte_soft_dirty(vmf.orig_pte):
                 entry = arch.pte_mksoft_dirty(entry)
@@ -734,144 +785,81 @@ def wp_page_copy(vmf: VmFault, old: Folio | None) -> int:
             entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
         # Clear and flush first, so no CPU keeps the old translation.
         arch.ptep_clear_flush(vma, vmf.address, ptep)
-        rmap.folio_add_new_anon_rmap(new, vma, vmf.address, rmap.RMAP_EXCLUSIVE)
+        folio_add_new_anon_rmap(new, vma, vmf.address, RMAP_EXCLUSIVE, False)
         arch.set_pte_at(mm, vmf.address, ptep, entry)
         arch.update_mmu_cache_range(vma, vmf.address, ptep, 1)
-        if old is not None:
-            rmap.folio_remove_rmap_ptes(old, old_pfn, 1, vma)
-            k.folio_put(old)  # the mapping's reference
+        if old >= 0:
+            folio_remove_rmap_ptes(old, old_pfn, 1, vma)
+            k.folio_put(old, 1)  # the mapping's reference
         pte_unmap_unlock(mm, ptep)
     else:
-        k.folio_put(new)
+        k.folio_put(new, 1)
         pte_unmap_unlock(mm, ptep)
-    if old is not None:
-        k.folio_put(old)  # the reference do_wp_page took
+    if old >= 0:
+        k.folio_put(old, 1)  # the reference do_wp_page took
     return 0
 
 
-def do_wp_page(vmf: VmFault) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_wp_page(vmf: VmFault) -> i64:
     """Handle a write (or unshare) fault on a present, write-protected PTE.
 
     Models: mm/memory.c ``do_wp_page()`` (v6.12): shared mappings become
     writable in place; a private anon page is reused when it is
     PageAnonExclusive or ``wp_can_reuse_anon_folio``; otherwise it is copied.
     """
-    vma = vmf.vma
-    k = vma.vm_mm.kernel
-    k.counters.add(FAULT_WP)
-    unshare = bool(vmf.flags & FAULT_FLAG_UNSHARE)
-    folio = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
-    page = k.arch.pte_pfn(vmf.orig_pte)
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    mem: MemMap = k.memmap
+    k.counters.inc(FAULT_WP, 1)
+    unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
+    folio: i64 = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
+    page: i64 = k.arch.pte_pfn(vmf.orig_pte)
     if not unshare and vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(vmf.orig_pte):
         # userfaultfd_pte_wp(): the monitor must resolve it (handle_userfault).
-        pte_unmap_unlock(vma.vm_mm, vmf.pte)
+        pte_unmap_unlock(mm, vmf.pte)
         return VM_FAULT_UFFD_WP
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if unshare:
-            pte_unmap_unlock(vma.vm_mm, vmf.pte)
+            pte_unmap_unlock(mm, vmf.pte)
             return 0
         wp_page_reuse(vmf, folio)
-        if folio is not None:
-            folio.mark_dirty()
+        if folio >= 0:
+            folio_mark_dirty(mem, folio)
         return 0
     if (
-        folio is not None
-        and folio.test_anon()
-        and (folio.page_anon_exclusive(page) or wp_can_reuse_anon_folio(folio, vma))
+        folio >= 0
+        and folio_test_anon(mem, folio)
+        and (PageAnonExclusive(mem, page) or wp_can_reuse_anon_folio(folio, vma))
     ):
-        if not folio.page_anon_exclusive(page):
-            folio.set_anon_exclusive(page)
+        if not PageAnonExclusive(mem, page):
+            SetPageAnonExclusive(mem, page, 1)
         if unshare:
-            pte_unmap_unlock(vma.vm_mm, vmf.pte)
+            pte_unmap_unlock(mm, vmf.pte)
             return 0
         wp_page_reuse(vmf, folio)
         return 0
-    if folio is not None:
-        folio.ref_add(1)
-        k.counters.add(REF_OPS)
+    if folio >= 0:
+        folio_ref_add(mem, folio, 1)
+        k.counters.inc(REF_OPS, 1)
     return wp_page_copy(vmf, folio)
 
 
 # ---------------------------------------------------------------------------
 # fork: copy_page_range
 # ---------------------------------------------------------------------------
-def folio_pte_batch(
-    folio: Folio,
-    addr: int,
-    start_ptep: PtePtr,
-    pte: int,
-    max_nr: int,
-    flags: int,
-    any_writable: list[bool] | None,
-) -> int:
-    """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
-
-    Models: mm/internal.h ``folio_pte_batch()`` (v6.12): compare each PTE
-    with the expected one after ``pte_wrprotect`` + ``pte_mkold`` (write and
-    young are always ignored) and, per ``flags``, ``pte_mkclean`` and
-    ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
-    another pfn, protnone, uffd-wp, a different dirty bit) or at the end of
-    the folio.  ``any_writable[0]`` is set if a PTE after the first is
-    writable.  Follows ``pte_batch_hint`` (skips the tail of a contiguous
-    block: one read per block).
-
-    Context: PTL held; ``pte`` maps a page of the large ``folio``;
-    ``max_nr`` stays within one VMA and one page table.
-    """
-    k: Kernel = folio.mem.owner
-    a = k.arch
-    bug_none = k.bug("fork_batch_across_pte_none")
-    bug_uffd = k.bug("fork_batch_ignores_uffd_wp")
-    bug_protnone = k.bug("fork_batch_mixes_protnone")
-    first_prot = a.pte_pgprot(pte)
-
-    def norm(p: int) -> int:
-        if flags & FPB_IGNORE_DIRTY:
-            p = a.pte_mkclean(p)
-        if flags & FPB_IGNORE_SOFT_DIRTY:
-            p = a.pte_clear_soft_dirty(p)
-        if bug_uffd:  # bug catalog: the uffd-wp bit is ignored
-            p = a.pte_clear_uffd_wp(p)
-        if bug_protnone and a.pte_present(p):  # bug catalog: protection ignored
-            p = a.pte_modify(p, first_prot)
-        return a.pte_wrprotect(a.pte_mkold(p))
-
-    folio_end_pfn = folio.pfn + folio.nr_pages
-    nr = a.pte_batch_hint(start_ptep, pte)
-    expected = norm(a.pte_advance_pfn(pte, nr))
-    ptep = start_ptep + nr
-    end_idx = start_ptep.idx + max_nr
-    while ptep.idx < end_idx:
-        p = a.ptep_get(ptep)
-        if bug_none and a.pte_none(p):
-            # Bug catalog: a hole is taken as the expected next PTE.
-            expected = a.pte_advance_pfn(expected, 1)
-            ptep = ptep + 1
-            continue
-        writable = a.pte_write(p)
-        p = norm(p)
-        if not a.pte_same(p, expected):
-            break
-        if a.pte_pfn(p) >= folio_end_pfn:
-            break
-        if any_writable is not None and writable:
-            any_writable[0] = True
-        h = a.pte_batch_hint(ptep, p)
-        expected = a.pte_advance_pfn(expected, h)
-        ptep = ptep + h
-    return min(ptep.idx - start_ptep.idx, max_nr)
-
-
+@cython.ccall
 def _copy_present_ptes(
-    dst_vma: Vma, src_vma: Vma, dst_pte: PtePtr, src_pte: PtePtr, pte: int, addr: int, nr: int
+    dst_vma: Vma, src_vma: Vma, dst_pte: i64, src_pte: i64, pte: u64, addr: i64, nr: i64
 ) -> None:
     """Write-protect the parent (CoW) and map the child.
 
     Models: mm/memory.c ``__copy_present_ptes()``.
     """
-    src_mm = src_vma.vm_mm
-    k = src_mm.kernel
-    a = k.arch
+    src_mm: MmStruct = vma_mm(src_vma)
+    a: Pgtable = src_mm.kernel.arch
     if is_cow_mapping(src_vma.vm_flags) and a.pte_write(pte):
         a.wrprotect_ptes(src_mm, addr, src_pte, nr)
         pte = a.pte_wrprotect(pte)
@@ -883,50 +871,54 @@ def _copy_present_ptes(
     a.set_ptes(dst_vma.vm_mm, addr, dst_pte, pte, nr)
 
 
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_present_page(
     dst_vma: Vma,
     src_vma: Vma,
-    dst_pte: PtePtr,
-    src_pte: PtePtr,
-    addr: int,
-    rss: list[int],
-    prealloc: list[Folio | None],
-    page: int,
-) -> int:
+    dst_pte: i64,
+    src_pte: i64,
+    addr: i64,
+    rss: I64View,
+    prealloc: FolioPtr,
+    page: i64,
+) -> i64:
     """Give the child its own copy of a possibly pinned anon page.
 
     Models: mm/memory.c ``copy_present_page()``: returns -EAGAIN when no
     page was preallocated (the caller drops its locks and allocates one).
     """
-    k = src_vma.vm_mm.kernel
-    a = k.arch
-    new = prealloc[0]
-    if new is None:
+    k: Kernel = vma_mm(src_vma).kernel
+    a: Pgtable = k.arch
+    new: i64 = prealloc.value
+    if new < 0:
         return -EAGAIN
-    prealloc[0] = None
-    k.hw.memory.copy(new.pfn, page, 1)
-    k.counters.add(PAGE_COPY)
-    k.counters.add(FORK_COPY_PAGE)
+    prealloc.value = -1
+    k.hw.memory.copy(new, page, 1)
+    k.counters.inc(PAGE_COPY, 1)
+    k.counters.inc(FORK_COPY_PAGE, 1)
     anon_vma_prepare(dst_vma)
-    rmap.folio_add_new_anon_rmap(new, dst_vma, addr, rmap.RMAP_EXCLUSIVE)
+    folio_add_new_anon_rmap(new, dst_vma, addr, RMAP_EXCLUSIVE, False)
     rss[MM_ANONPAGES] += 1
-    pte = a.pfn_pte(new.pfn, dst_vma.vm_page_prot)
+    pte: u64 = a.pfn_pte(new, dst_vma.vm_page_prot)
     pte = maybe_mkwrite(a.pte_mkdirty(pte), dst_vma)
     a.set_pte_at(dst_vma.vm_mm, addr, dst_pte, pte)
     return 0
 
 
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_present_ptes(
     dst_vma: Vma,
     src_vma: Vma,
-    dst_pte: PtePtr,
-    src_pte: PtePtr,
-    pte: int,
-    addr: int,
-    max_nr: int,
-    rss: list[int],
-    prealloc: list[Folio | None],
-) -> int:
+    dst_pte: i64,
+    src_pte: i64,
+    pte: u64,
+    addr: i64,
+    max_nr: i64,
+    rss: I64View,
+    prealloc: FolioPtr,
+) -> i64:
     """Copy one present PTE, or a batch mapping consecutive pages of a folio.
 
     Models: mm/memory.c ``copy_present_ptes()`` (v6.12): for a large folio
@@ -938,63 +930,69 @@ def copy_present_ptes(
 
     Context: both PTLs held; ``max_nr`` within one VMA and one table.
     """
-    src_mm = src_vma.vm_mm
-    k = src_mm.kernel
-    a = k.arch
-    folio = vm_normal_folio(src_vma, addr, pte)
-    if folio is None:
+    k: Kernel = vma_mm(src_vma).kernel
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    folio: i64 = vm_normal_folio(src_vma, addr, pte)
+    if folio < 0:
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
-        k.counters.add(FORK_PTES)
+        k.counters.inc(FORK_PTES, 1)
         return 1
-    page = a.pte_pfn(pte)
-    if k.batch_fork and prealloc[0] is None and folio.test_large() and max_nr != 1:
+    page: i64 = a.pte_pfn(pte)
+    nr: i64
+    flags: i64
+    rmap_first: cython.bint
+    any_writable: BoolPtr
+    if k.batch_fork and prealloc.value < 0 and mem.order[folio] > 0 and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
         if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
             flags |= FPB_IGNORE_DIRTY
-        any_writable = [False]
-        nr = folio_pte_batch(folio, addr, src_pte, pte, max_nr, flags, any_writable)
+        any_writable = BoolPtr(False)
+        nr = folio_pte_batch(k, folio, addr, src_pte, pte, max_nr, flags, any_writable)
         # Raise the refcount before the mapcounts: a folio must never have
         # more mappings than references (a concurrent folio_put could free it).
         rmap_first = k.bug("fork_mapcount_before_refcount")
         if not rmap_first:
-            folio.ref_add(nr)
-            k.counters.add(REF_OPS)
-        if folio.test_anon():
-            if rmap.folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
+            folio_ref_add(mem, folio, nr)
+            k.counters.inc(REF_OPS, 1)
+        if folio_test_anon(mem, folio):
+            if folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
                 if not rmap_first:
-                    folio.ref_sub(nr)
-                    k.counters.add(REF_OPS)
+                    folio_ref_sub(mem, folio, nr)
+                    k.counters.inc(REF_OPS, 1)
                 return -EAGAIN
             rss[MM_ANONPAGES] += nr
         else:
-            rmap.folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
+            folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
             rss[mm_counter_file(folio, k)] += nr
         if rmap_first:
-            folio.ref_add(nr)
-            k.counters.add(REF_OPS)
-        if any_writable[0] and not k.bug("fork_batch_ignores_write"):
+            folio_ref_add(mem, folio, nr)
+            k.counters.inc(REF_OPS, 1)
+        if any_writable.value and not k.bug("fork_batch_ignores_write"):
             pte = a.pte_mkwrite(pte)
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
-        k.counters.add(FORK_PTES, nr)
+        k.counters.inc(FORK_PTES, nr)
         if nr > 1:
-            k.counters.add(FORK_BATCH)
+            k.counters.inc(FORK_BATCH, 1)
         return nr
-    folio.ref_add(1)
-    k.counters.add(REF_OPS)
-    if folio.test_anon():
-        if rmap.folio_try_dup_anon_rmap_ptes(folio, page, 1, src_vma):
-            k.folio_put(folio)
+    folio_ref_add(mem, folio, 1)
+    k.counters.inc(REF_OPS, 1)
+    if folio_test_anon(mem, folio):
+        if folio_try_dup_anon_rmap_ptes(folio, page, 1, src_vma):
+            k.folio_put(folio, 1)
             return copy_present_page(dst_vma, src_vma, dst_pte, src_pte, addr, rss, prealloc, page) or 1
         rss[MM_ANONPAGES] += 1
     else:
-        rmap.folio_dup_file_rmap_ptes(folio, page, 1, dst_vma)
+        folio_dup_file_rmap_ptes(folio, page, 1, dst_vma)
         rss[mm_counter_file(folio, k)] += 1
     _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
-    k.counters.add(FORK_PTES)
+    k.counters.inc(FORK_PTES, 1)
     return 1
 
 
-def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: int, addr: int, end: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i64) -> i64:
     """Copy the PTEs of ``[addr, end)`` (within one page table) to the child.
 
     Models: mm/memory.c ``copy_pte_range()``: the loop accounts progress (1
@@ -1003,104 +1001,94 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: int, addr: int, end: i
     contended; every such point is recorded (``fork.lock_break_point``) and
     the rule checker verifies the tables there.
     """
-    dst_mm = dst_vma.vm_mm
-    src_mm = src_vma.vm_mm
-    k = src_mm.kernel
-    a = k.arch
-    src_table = src_mm.space.pte_table(pmd_index)
-    if src_table is None:
+    dst_mm: MmStruct = vma_mm(dst_vma)
+    src_mm: MmStruct = vma_mm(src_vma)
+    k: Kernel = src_mm.kernel
+    a: Pgtable = k.arch
+    if src_mm.space.pte_table(pmd_index) < 0:
         return 0
-    prealloc: list[Folio | None] = [None]
+    prealloc: FolioPtr = FolioPtr(-1)
+    rss: I64View
+    progress: i64
+    dst_pte: i64
+    src_pte: i64
+    ret: i64
+    ptent: u64
+    i: i64
     while True:  # again:
-        rss = [0] * 4
+        rss = np.zeros(4, dtype=np.int64)
         progress = 0
-        dst_pte = pte_offset_map_lock(dst_mm, addr, alloc=True)
-        src_pte = pte_offset_map_lock(src_mm, addr)
-        assert dst_pte is not None and src_pte is not None
+        dst_pte = pte_offset_map_lock(dst_mm, addr, True)
+        src_pte = pte_offset_map_lock(src_mm, addr, False)
         ret = 0
-        # Vectorised skip of none PTEs: each one is one unit of progress,
-        # and a lock-break point falls every 32 units as in the C loop.
-        ents = src_table.entries
         while addr < end:
             if progress >= 32:
                 progress = 0
-                k.counters.add(FORK_LOCK_BREAK)
+                k.counters.inc(FORK_LOCK_BREAK, 1)
                 if k.on_lock_break is not None:
                     k.on_lock_break(src_mm, addr)
-                a.ptl_release(src_mm, src_pte.table)
-                a.ptl_release(dst_mm, dst_pte.table)
+                a.ptl_release(src_mm, src_pte)
+                a.ptl_release(dst_mm, dst_pte)
             ptent = a.ptep_get(src_pte)
             if ptent == 0:
-                # Skip a run of none PTEs in one step (same progress accounting).
-                i = src_pte.idx
-                lim = i + ((end - addr) >> k.page_shift)
-                j = i + 1
-                room = 32 - progress - 1
-                while j < lim and room > 0 and ents[j] == 0:
-                    j += 1
-                    room -= 1
-                n = j - i
-                if n > 1:
-                    k.counters.add("pte.read", n - 1)
-                progress += n
-                src_pte = src_pte + n
-                dst_pte = dst_pte + n
-                addr += n << k.page_shift
+                progress += 1
+                src_pte += 1
+                dst_pte += 1
+                addr += k.PAGE_SIZE
                 continue
             if not a.pte_present(ptent):
                 raise KernelBug("VM_BUG_ON", "copy of swap entries is not modelled", addr, [ptent])
-            max_nr = (end - addr) >> k.page_shift
-            ret = copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, ptent, addr, max_nr, rss, prealloc)
+            ret = copy_present_ptes(
+                dst_vma, src_vma, dst_pte, src_pte, ptent, addr, (end - addr) >> k.page_shift, rss, prealloc
+            )
             if ret == -EAGAIN:
                 break
-            nr = ret
+            progress += 8 * ret
+            src_pte += ret
+            dst_pte += ret
+            addr += ret << k.page_shift
             ret = 0
-            progress += 8 * nr
-            src_pte = src_pte + nr
-            dst_pte = dst_pte + nr
-            addr += nr << k.page_shift
-        for i, v in enumerate(rss):
-            if v:
-                dst_mm.add_mm_counter(i, v)
+        for i in range(4):
+            if rss[i]:
+                dst_mm.add_mm_counter(i, rss[i])
         pte_unmap_unlock(src_mm, src_pte)
         pte_unmap_unlock(dst_mm, dst_pte)
         if ret == -EAGAIN:
-            k.counters.add(FORK_AGAIN)
-            prealloc[0] = k.folio_alloc(0, zero=False)
-            if prealloc[0] is None:
-                return -12
+            k.counters.inc(FORK_AGAIN, 1)
+            prealloc.value = k.folio_alloc(0, False)
+            if prealloc.value < 0:
+                return -ENOMEM
             continue
-        if prealloc[0] is not None:
-            k.folio_put(prealloc[0])
+        if prealloc.value >= 0:
+            k.folio_put(prealloc.value, 1)
         return 0
 
 
-def copy_page_range(dst_vma: Vma, src_vma: Vma) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
     """Copy the page tables of one VMA at fork.
 
     Models: mm/memory.c ``copy_page_range()`` (with ``vma_needs_copy``:
     VMAs without anon pages are not copied; the child faults them in).
     """
-    from . import huge_memory
-
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
-    k = src_vma.vm_mm.kernel
-    if k.fast_paths:
-        # Model-only: whole tables at a time where that gives the same result.
-        from .memory_bulk import copy_page_range_bulk
-
-        bulk = copy_page_range_bulk(dst_vma, src_vma)
-        if bulk is not None:
-            return bulk
-    pmd_size = k.arch.PMD_SIZE
-    addr = src_vma.vm_start
-    end = src_vma.vm_end
+    src_mm: MmStruct = vma_mm(src_vma)
+    k: Kernel = src_mm.kernel
+    pmd_size: i64 = k.arch.PMD_SIZE
+    pmd_shift: i64 = k.arch.PMD_SHIFT
+    addr: i64 = src_vma.vm_start
+    end: i64 = src_vma.vm_end
+    next_: i64
+    pmd_idx: i64
+    ret: i64
+    pmds: dict[int, int] = src_mm.space.pmds
     while addr < end:
         next_ = min((addr & ~(pmd_size - 1)) + pmd_size, end)
-        pmd_idx = addr >> k.arch.PMD_SHIFT
-        if pmd_idx in src_vma.vm_mm.space.pmds:
-            if huge_memory.copy_huge_pmd(dst_vma.vm_mm, src_vma.vm_mm, pmd_idx, addr, dst_vma, src_vma) == 0:
+        pmd_idx = addr >> pmd_shift
+        if pmds and pmd_idx in pmds:
+            if huge_memory.copy_huge_pmd(vma_mm(dst_vma), src_mm, pmd_idx, addr, dst_vma, src_vma) == 0:
                 addr = next_
                 continue
         ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, next_)
@@ -1110,7 +1098,9 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> int:
     return 0
 
 
-def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> bool:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``vma_needs_copy()``."""
     if dst_vma.vm_flags & VM_UFFD_WP:
         return True
@@ -1120,16 +1110,9 @@ def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> bool:
 # ---------------------------------------------------------------------------
 # zap
 # ---------------------------------------------------------------------------
+@cython.ccall
 def zap_present_folio_ptes(
-    tlb: "MmuGather",
-    vma: Vma,
-    folio: Folio,
-    page: int,
-    ptep: PtePtr,
-    ptent: int,
-    nr: int,
-    addr: int,
-    rss: list[int],
+    tlb: MmuGather, vma: Vma, folio: i64, page: i64, ptep: i64, ptent: u64, nr: i64, addr: i64, rss: I64View
 ) -> None:
     """Unmap ``nr`` PTEs of one folio.
 
@@ -1137,101 +1120,100 @@ def zap_present_folio_ptes(
     dirty/young (``get_and_clear_full_ptes``) and keep their dirty state;
     anon folios just clear (``clear_full_ptes``).
     """
-    mm = vma.vm_mm
-    k = mm.kernel
-    a = k.arch
-    if not folio.test_anon():
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    if not folio_test_anon(mem, folio):
         ptent = a.get_and_clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         if a.pte_dirty(ptent):
-            folio.mark_dirty()
+            folio_mark_dirty(mem, folio)
         rss[mm_counter_file(folio, k)] -= nr
     else:
         a.clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         rss[MM_ANONPAGES] -= nr
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
-    rmap.folio_remove_rmap_ptes(folio, page, nr, vma)
+    folio_remove_rmap_ptes(folio, page, nr, vma)
     tlb.tlb_remove_folio_pages(folio, nr)
-    k.counters.add(ZAP_PTES, nr)
+    k.counters.inc(ZAP_PTES, nr)
     if nr > 1:
-        k.counters.add(ZAP_BATCH)
+        k.counters.inc(ZAP_BATCH, 1)
 
 
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def zap_present_ptes(
-    tlb: "MmuGather", vma: Vma, ptep: PtePtr, ptent: int, max_nr: int, addr: int, rss: list[int]
-) -> int:
+    tlb: MmuGather, vma: Vma, ptep: i64, ptent: u64, max_nr: i64, addr: i64, rss: I64View
+) -> i64:
     """Models: mm/memory.c ``zap_present_ptes()``; returns PTEs zapped."""
-    mm = vma.vm_mm
-    k = mm.kernel
-    a = k.arch
-    folio = vm_normal_folio(vma, addr, ptent)
-    if folio is None:
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    folio: i64 = vm_normal_folio(vma, addr, ptent)
+    if folio < 0:
         a.ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
         tlb.tlb_remove_tlb_entries(ptep, 1, addr)
-        k.counters.add(ZAP_PTES)
+        k.counters.inc(ZAP_PTES, 1)
         return 1
-    page = a.pte_pfn(ptent)
-    if folio.test_large() and max_nr != 1:
-        nr = folio_pte_batch(folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None)
+    page: i64 = a.pte_pfn(ptent)
+    nr: i64
+    if k.memmap.order[folio] > 0 and max_nr != 1:
+        nr = folio_pte_batch(
+            k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
+        )
         zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, nr, addr, rss)
         return nr
     zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, 1, addr, rss)
     return 1
 
 
-def zap_pte_range(tlb: "MmuGather", vma: Vma, pmd_index: int, addr: int, end: int) -> None:
+@cython.ccall
+def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64) -> None:
     """Unmap the PTEs of ``[addr, end)`` within one page table.
 
     Models: mm/memory.c ``zap_pte_range()``.
     """
-    mm = vma.vm_mm
-    k = mm.kernel
-    a = k.arch
-    table = mm.space.pte_table(pmd_index)
-    if table is None:
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    if mm.space.pte_table(pmd_index) < 0:
         return
-    rss = [0] * 4
-    ptep = pte_offset_map_lock(mm, addr)
-    assert ptep is not None
-    ents = table.entries
+    rss: I64View = np.zeros(4, dtype=np.int64)
+    ptep: i64 = pte_offset_map_lock(mm, addr, False)
+    ptent: u64
+    nr: i64
+    i: i64
     while addr < end:
-        i = ptep.idx
-        lim = i + ((end - addr) >> k.page_shift)
-        # Skip runs of none PTEs (one read each, as the loop does).
-        if ents[i] == 0:
-            j = i + 1
-            while j < lim and ents[j] == 0:
-                j += 1
-            k.counters.add("pte.read", j - i)
-            ptep = ptep + (j - i)
-            addr += (j - i) << k.page_shift
-            continue
         ptent = a.ptep_get(ptep)
+        if ptent == 0:
+            ptep += 1
+            addr += k.PAGE_SIZE
+            continue
         if not a.pte_present(ptent):
             raise KernelBug("VM_BUG_ON", "zap of swap entries is not modelled", addr, [ptent])
-        nr = zap_present_ptes(tlb, vma, ptep, ptent, lim - i, addr, rss)
-        ptep = ptep + nr
+        nr = zap_present_ptes(tlb, vma, ptep, ptent, (end - addr) >> k.page_shift, addr, rss)
+        ptep += nr
         addr += nr << k.page_shift
-    for i2, v in enumerate(rss):
-        if v:
-            mm.add_mm_counter(i2, v)
+    for i in range(4):
+        if rss[i]:
+            mm.add_mm_counter(i, rss[i])
     pte_unmap_unlock(mm, ptep)
 
 
-def unmap_page_range(tlb: "MmuGather", vma: Vma, addr: int, end: int) -> None:
+@cython.ccall
+def unmap_page_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> None:
     """Models: mm/memory.c ``unmap_page_range()`` (PMD-level walk)."""
-    from . import huge_memory
-
-    k = vma.vm_mm.kernel
-    if k.fast_paths:
-        from .memory_bulk import unmap_page_range_bulk
-
-        if unmap_page_range_bulk(tlb, vma, addr, end):
-            return
-    pmd_size = k.arch.PMD_SIZE
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    pmd_size: i64 = k.arch.PMD_SIZE
+    pmd_shift: i64 = k.arch.PMD_SHIFT
+    pmds: dict[int, int] = mm.space.pmds
+    next_: i64
+    pmd_idx: i64
     while addr < end:
         next_ = min((addr & ~(pmd_size - 1)) + pmd_size, end)
-        pmd_idx = addr >> k.arch.PMD_SHIFT
-        if pmd_idx in vma.vm_mm.space.pmds:
+        pmd_idx = addr >> pmd_shift
+        if pmds and pmd_idx in pmds:
             if next_ - addr == pmd_size:
                 huge_memory.zap_huge_pmd(tlb, vma, pmd_idx, addr)
                 addr = next_
@@ -1241,8 +1223,12 @@ def unmap_page_range(tlb: "MmuGather", vma: Vma, addr: int, end: int) -> None:
         addr = next_
 
 
-def unmap_vmas(tlb: "MmuGather", vmas: list[Vma], start: int, end: int) -> None:
+@cython.ccall
+def unmap_vmas(tlb: MmuGather, vmas: Sequence[Vma], start: i64, end: i64) -> None:
     """Models: mm/memory.c ``unmap_vmas()``."""
+    vma: Vma
+    s: i64
+    e: i64
     for vma in vmas:
         s = max(start, vma.vm_start)
         e = min(end, vma.vm_end)
@@ -1252,14 +1238,23 @@ def unmap_vmas(tlb: "MmuGather", vmas: list[Vma], start: int, end: int) -> None:
             tlb.tlb_end_vma(vma)
 
 
-def zap_page_range_single(vma: Vma, address: int, size: int) -> None:
+@cython.ccall
+def zap_page_range_single(vma: Vma, address: i64, size: i64) -> None:
     """Models: mm/memory.c ``zap_page_range_single()`` (MADV_DONTNEED)."""
-    from .mmu_gather import MmuGather
-
-    tlb = MmuGather(vma.vm_mm, fullmm=False)
+    tlb: MmuGather = MmuGather(vma_mm(vma), False)
     unmap_vmas(tlb, [vma], address, address + size)
     tlb.tlb_finish_mmu()
 
 
-__all__ += ["unmap_page_range", "vma_needs_copy", "maybe_mkwrite", "anon_vma_prepare"]
-_ = (MM_FILEPAGES,)
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        FAULT_ANON=FAULT_ANON,
+        FAULT_FILE=FAULT_FILE,
+        FAULT_WP=FAULT_WP,
+        FORK_PTES=FORK_PTES,
+        FORK_BATCH=FORK_BATCH,
+        FORK_LOCK_BREAK=FORK_LOCK_BREAK,
+        ZAP_PTES=ZAP_PTES,
+        ZAP_BATCH=ZAP_BATCH,
+    )

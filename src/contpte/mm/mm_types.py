@@ -11,7 +11,6 @@ Compiled (docs/core.md).
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Any
 
 import cython
@@ -101,16 +100,16 @@ class MmStruct(MmLike):
 
     def __init__(self, kernel: Kernel, space: AddressSpace, owner: i64) -> None:
         super().__init__(space)
-        self.kernel = kernel
+        self.kernel: Kernel = kernel
         self.owner = owner
         #: VMAs sorted by address (the maple tree).
-        self.vmas = []
+        self.vmas: list[Vma] = []
         self.rss = np.zeros(NR_MM_COUNTERS, dtype=np.int64)
         self.mmap_base = kernel.TASK_MMAP_BASE
         #: MMF_HAS_PINNED: this mm ever pinned pages (fork must then copy pinned ones).
         self.has_pinned = False
         #: PFNs pinned through this mm and not yet unpinned (the model's GUP owner list).
-        self.pinned = []
+        self.pinned: list[int] = []
         self.dead = False
 
     def __repr__(self) -> str:
@@ -122,12 +121,29 @@ class MmStruct(MmLike):
         self.rss[member] += value
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_mm_counter(self, member: i64) -> i64:
-        return self.rss[member]
+        return int(self.rss[member])
 
     @cython.ccall
     def find_vma(self, addr: i64) -> Any:
         """The first VMA with ``vm_end > addr`` (``find_vma()``), or None."""
+        vmas: list[Vma] = self.vmas
+        i: i64 = self.vma_index(addr)
+        return vmas[i] if i < len(vmas) else None
+
+    @cython.ccall
+    def vma_lookup(self, addr: i64) -> Any:
+        """The VMA containing ``addr`` or None (``vma_lookup()``)."""
+        v = self.find_vma(addr)
+        if v is not None and cython.cast(Vma, v).vm_start <= addr:
+            return v
+        return None
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def vma_index(self, addr: i64) -> i64:
+        """The index in ``vmas`` of the first VMA with ``vm_end > addr`` (``len(vmas)`` if none)."""
         vmas: list[Vma] = self.vmas
         lo: i64 = 0
         hi: i64 = len(vmas)
@@ -140,21 +156,16 @@ class MmStruct(MmLike):
                 lo = mid + 1
             else:
                 hi = mid
-        return vmas[lo] if lo < len(vmas) else None
+        return lo
 
-    @cython.ccall
-    def vma_lookup(self, addr: i64) -> Any:
-        """The VMA containing ``addr`` or None (``vma_lookup()``)."""
-        v = self.find_vma(addr)
-        if v is not None and cython.cast(Vma, v).vm_start <= addr:
-            return v
-        return None
-
-    def vmas_in(self, start: int, end: int) -> list[Vma]:
-        """VMAs intersecting ``[start, end)`` in address order."""
-        i = bisect_right([v.vm_end for v in self.vmas], start)
-        out = []
-        for v in self.vmas[i:]:
+    def vmas_in(self, start: i64, end: i64) -> list[Vma]:
+        """VMAs intersecting ``[start, end)`` in address order (a new list)."""
+        vmas: list[Vma] = self.vmas
+        out: list[Vma] = []
+        i: i64
+        v: Vma
+        for i in range(self.vma_index(start), len(vmas)):
+            v = vmas[i]
             if v.vm_start >= end:
                 break
             out.append(v)
@@ -193,6 +204,7 @@ class Vma(VmaLike):
         return cython.cast(MmStruct, self.vm_mm)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def linear_page_index(self, addr: i64) -> i64:
         """``linear_page_index()``: the file/anon page offset of ``addr``."""
         return ((addr - self.vm_start) >> self.vm_mm.space.page_shift) + self.vm_pgoff
@@ -237,12 +249,14 @@ def vma_mm(vma: Vma) -> MmStruct:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_is_anonymous(vma: Vma) -> cython.bint:
     """True for private or shared anonymous memory without a file (shmem counts as file)."""
     return vma.vm_file is None
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def is_cow_mapping(flags: i64) -> cython.bint:
     """``is_cow_mapping()``: private and may be written."""
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE

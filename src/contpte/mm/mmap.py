@@ -5,33 +5,46 @@ Models: mm/mmap.c and mm/vma.c (Linux v6.12): ``get_unmapped_area``
 ``do_mmap``/``mmap_region`` (merging with compatible neighbours),
 ``do_vmi_munmap`` (split at the edges, unmap, free page tables),
 ``split_vma``, ``vma_merge`` of neighbours after a change, and
-``exit_mmap`` (a fullmm gather).
+``exit_mmap`` (a fullmm gather).  ``vma_wants_writenotify()`` of mm/vma.c
+is in ``mm_h`` (mm/memory.c uses it too; compiled modules may not import
+in a cycle).
+
+``mm.vmas`` (the maple tree) is a list sorted by address;
+``MmStruct.vma_index`` finds a position in it by binary search.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-import errno
-from bisect import insort
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
-from .memory import unmap_vmas
-from .mm_types import (
-    VM_ACCESS_FLAGS,
-    VM_MAYEXEC,
-    VM_MAYREAD,
-    VM_MAYSHARE,
-    VM_MAYWRITE,
-    VM_SHARED,
-    VM_WRITE,
-    MmStruct,
-    Vma,
-)
-from .mmu_gather import MmuGather
+import cython
 
-if TYPE_CHECKING:
+if not cython.compiled:
+    from ..cdefs import i64
+    from ..hw.tables import AddressSpace
+    from .huge_memory import split_huge_pmd
+    from .kernel import Kernel
+    from .memory import unmap_vmas
+    from .mm_h import vma_wants_writenotify
+    from .mm_types import (
+        VM_ACCESS_FLAGS,
+        VM_MAYEXEC,
+        VM_MAYREAD,
+        VM_MAYSHARE,
+        VM_MAYWRITE,
+        VM_SHARED,
+        MmStruct,
+        Vma,
+        vma_mm,
+    )
+    from .mmu_gather import MmuGather
     from .shmem import File
 
 __all__ = [
+    "TASK_SIZE",
+    "MMAP_MIN_ADDR",
     "get_unmapped_area",
     "do_mmap",
     "do_munmap",
@@ -40,39 +53,51 @@ __all__ = [
     "exit_mmap",
     "insert_vma",
     "free_pgtables",
-    "vma_wants_writenotify",
+    "release_anon_shmem",
     "vma_set_page_prot",
 ]
 
-TASK_SIZE = 1 << 47
-MMAP_MIN_ADDR = 0x10000
+TASK_SIZE = cython.declare(i64, 1 << 47)
+MMAP_MIN_ADDR = cython.declare(i64, 0x10000)
+ENOMEM = cython.declare(i64, 12)
+EINVAL = cython.declare(i64, 22)
 
 
-def _vma_key(v: Vma) -> int:
-    return v.vm_start
-
-
+@cython.ccall
 def insert_vma(mm: MmStruct, vma: Vma) -> None:
-    insort(mm.vmas, vma, key=_vma_key)
+    """Insert ``vma`` in ``mm.vmas`` at its address (``vma_iter_store``)."""
+    mm.vmas.insert(mm.vma_index(vma.vm_start), vma)
 
 
-def get_unmapped_area(mm: MmStruct, addr: int, length: int, anon: bool, fixed: bool) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def get_unmapped_area(mm: MmStruct, addr: i64, length: i64, anon: cython.bint, fixed: cython.bint) -> i64:
     """Choose where a new mapping goes; -ENOMEM if nowhere.
 
     Models: mm/mmap.c ``__get_unmapped_area()`` with the top-down allocator
     and ``thp_get_unmapped_area`` for anonymous lengths that are a multiple
     of the PMD size (v6.12).
     """
-    k = mm.kernel
+    k: Kernel = mm.kernel
     if fixed:
         return addr
-    align = k.arch.PMD_SIZE if anon and length % k.arch.PMD_SIZE == 0 else k.PAGE_SIZE
+    ps: i64 = k.PAGE_SIZE
+    pmd_size: i64 = k.arch.PMD_SIZE
+    align: i64 = pmd_size if anon and length % pmd_size == 0 else ps
+    vmas: list[Vma] = mm.vmas
+    i: i64
     if addr:
-        addr = (addr + k.PAGE_SIZE - 1) & ~(k.PAGE_SIZE - 1)
-        if addr + length <= TASK_SIZE and not mm.vmas_in(addr, addr + length):
-            return addr
-    high = mm.mmap_base
-    for vma in reversed(mm.vmas):
+        addr = (addr + ps - 1) & ~(ps - 1)
+        if addr + length <= TASK_SIZE:
+            # No VMA intersects [addr, addr + length)?
+            i = mm.vma_index(addr)
+            if i == len(vmas) or cython.cast(Vma, vmas[i]).vm_start >= addr + length:
+                return addr
+    high: i64 = mm.mmap_base
+    cand: i64
+    vma: Vma
+    for i in range(len(vmas) - 1, -1, -1):
+        vma = vmas[i]
         if vma.vm_start >= high:
             continue
         cand = (high - length) & ~(align - 1)
@@ -82,10 +107,12 @@ def get_unmapped_area(mm: MmStruct, addr: int, length: int, anon: bool, fixed: b
     cand = (high - length) & ~(align - 1)
     if cand >= MMAP_MIN_ADDR:
         return cand
-    return -errno.ENOMEM
+    return -ENOMEM
 
 
-def _mergeable(a: Vma, b: Vma) -> bool:
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _mergeable(a: Vma, b: Vma) -> cython.bint:
     """May ``a`` (below) and ``b`` (above, adjacent) become one VMA."""
     if a.vm_end != b.vm_start or a.vm_flags != b.vm_flags or a.vm_file is not b.vm_file:
         return False
@@ -96,42 +123,55 @@ def _mergeable(a: Vma, b: Vma) -> bool:
     return a.anon_vma is None or b.anon_vma is None or a.anon_vma == b.anon_vma
 
 
+@cython.ccall
 def vma_merge_around(mm: MmStruct, vma: Vma) -> Vma:
-    """Merge ``vma`` with compatible neighbours; return the surviving VMA."""
-    i = mm.vmas.index(vma)
-    if i + 1 < len(mm.vmas) and _mergeable(vma, mm.vmas[i + 1]):
-        nxt = mm.vmas.pop(i + 1)
+    """Merge ``vma`` with compatible neighbours; return the surviving VMA.
+
+    Models: mm/vma.c ``vma_merge_existing_range()`` (the neighbours of a
+    VMA whose flags just changed) and ``vma_merge_new_range()`` (mmap).
+    """
+    vmas: list[Vma] = mm.vmas
+    i: i64 = mm.vma_index(vma.vm_start)
+    nxt: Vma
+    prev: Vma
+    if i + 1 < len(vmas) and _mergeable(vma, vmas[i + 1]):
+        nxt = vmas.pop(i + 1)
         vma.vm_end = nxt.vm_end
-        vma.anon_vma = vma.anon_vma if vma.anon_vma is not None else nxt.anon_vma
-    if i > 0 and _mergeable(mm.vmas[i - 1], vma):
-        prev = mm.vmas[i - 1]
-        mm.vmas.pop(i)
+        if vma.anon_vma is None:
+            vma.anon_vma = nxt.anon_vma
+    if i > 0 and _mergeable(vmas[i - 1], vma):
+        prev = vmas[i - 1]
+        vmas.pop(i)
         prev.vm_end = vma.vm_end
-        prev.anon_vma = prev.anon_vma if prev.anon_vma is not None else vma.anon_vma
+        if prev.anon_vma is None:
+            prev.anon_vma = vma.anon_vma
         return prev
     return vma
 
 
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def do_mmap(
-    mm: MmStruct, file: "File | None", addr: int, length: int, vm_flags: int, pgoff: int, fixed: bool
-) -> int:
+    mm: MmStruct, file: File | None, addr: i64, length: i64, vm_flags: i64, pgoff: i64, fixed: cython.bint
+) -> i64:
     """Create a mapping; returns its address or -errno.
 
     Models: mm/mmap.c ``do_mmap()`` -> ``mmap_region()``.
     """
-    k = mm.kernel
-    ps = k.PAGE_SIZE
+    k: Kernel = mm.kernel
+    ps: i64 = k.PAGE_SIZE
     if length <= 0:
-        return -errno.EINVAL
+        return -EINVAL
     length = (length + ps - 1) & ~(ps - 1)
     if fixed and addr & (ps - 1):
-        return -errno.EINVAL
+        return -EINVAL
     if addr + length > TASK_SIZE:
-        return -errno.ENOMEM
-    anon = file is None
+        return -ENOMEM
+    anon: cython.bint = file is None
     addr = get_unmapped_area(mm, addr, length, anon, fixed)
     if addr < 0:
         return addr
+    ret: i64
     if fixed and mm.vmas_in(addr, addr + length):
         ret = do_munmap(mm, addr, length)
         if ret:
@@ -141,45 +181,34 @@ def do_mmap(
         vm_flags |= VM_MAYSHARE
     if anon and not vm_flags & VM_SHARED:
         pgoff = addr >> k.page_shift
-    vma = Vma(mm, addr, addr + length, vm_flags, 0, pgoff, file)
+    vma: Vma = Vma(mm, addr, addr + length, vm_flags, 0, pgoff, file)
     vma_set_page_prot(vma)
     insert_vma(mm, vma)
     vma_merge_around(mm, vma)
     return addr
 
 
-def vma_wants_writenotify(vma: Vma) -> bool:
-    """A shared writable mapping of a file with writeback: write faults must notify.
-
-    Models: mm/vma.c ``vma_wants_writenotify()`` (v6.12) ending in
-    ``vma_fs_can_writeback()``: a regular file needs its folios marked dirty
-    on the first write, so its PTEs start read-only; shmem (tmpfs, shared
-    anonymous memory) has no writeback and maps writable at once.
-    """
-    if (vma.vm_flags & (VM_WRITE | VM_SHARED)) != (VM_WRITE | VM_SHARED):
-        return False
-    return vma.vm_file is not None and not vma.vm_file.shmem
-
-
+@cython.ccall
 def vma_set_page_prot(vma: Vma) -> None:
     """Models: mm/mmap.c ``vma_set_page_prot()``: drop VM_SHARED from the prot when write-notifying."""
-    flags = vma.vm_flags & (VM_ACCESS_FLAGS | VM_SHARED)
+    flags: i64 = vma.vm_flags & (VM_ACCESS_FLAGS | VM_SHARED)
     if vma_wants_writenotify(vma):
         flags &= ~VM_SHARED
-    vma.vm_page_prot = vma.vm_mm.kernel.arch.vm_get_page_prot(flags)
+    vma.vm_page_prot = vma_mm(vma).kernel.arch.vm_get_page_prot(flags)
 
 
-def split_vma(mm: MmStruct, vma: Vma, addr: int) -> Vma:
+@cython.ccall
+def split_vma(mm: MmStruct, vma: Vma, addr: i64) -> Vma:
     """Split ``vma`` at ``addr``; return the upper part.  Models: mm/vma.c ``__split_vma()``."""
-    from . import huge_memory
-
-    k = mm.kernel
+    k: Kernel = mm.kernel
+    space: AddressSpace = mm.space
+    pmd_idx: i64
     if addr & (k.arch.PMD_SIZE - 1):
         # A PMD mapping straddling the new boundary is split first (vma_adjust_trans_huge).
         pmd_idx = addr >> k.arch.PMD_SHIFT
-        if pmd_idx in mm.space.pmds:
-            huge_memory.split_huge_pmd(vma, pmd_idx, addr)
-    new = vma.copy(mm)
+        if space.pmds and pmd_idx in space.pmds:
+            split_huge_pmd(vma, pmd_idx, addr)
+    new: Vma = vma.copy(mm)
     new.vm_start = addr
     new.vm_pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> k.page_shift)
     vma.vm_end = addr
@@ -187,80 +216,112 @@ def split_vma(mm: MmStruct, vma: Vma, addr: int) -> Vma:
     return new
 
 
-def free_pgtables(tlb: MmuGather, mm: MmStruct, start: int, end: int) -> None:
+@cython.ccall
+def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
     """Free the PTE tables no VMA covers any more within ``[start, end)``.
 
     Models: mm/memory.c ``free_pgtables()`` (floor/ceiling simplified to
     "no VMA left in the table's range").
     """
-    k = mm.kernel
-    shift = k.arch.PMD_SHIFT
-    size = k.arch.PMD_SIZE
+    k: Kernel = mm.kernel
+    space: AddressSpace = mm.space
+    shift: i64 = k.arch.PMD_SHIFT
+    size: i64 = k.arch.PMD_SIZE
+    vmas: list[Vma] = mm.vmas
+    idx: i64
+    base: i64
+    i: i64
     for idx in range(start >> shift, ((end - 1) >> shift) + 1):
+        if space.pte_table(idx) < 0:
+            continue
         base = idx << shift
-        if idx in mm.space.tables and not mm.vmas_in(base, base + size):
-            mm.space.free_pte_table(idx)
-            tlb.free_pgtables()
+        i = mm.vma_index(base)
+        if i < len(vmas) and cython.cast(Vma, vmas[i]).vm_start < base + size:
+            continue
+        space.free_pte_table(idx)
+        tlb.free_pgtables()
 
 
-def release_anon_shmem(mm: MmStruct, gone: list[Vma]) -> None:
+@cython.ccall
+def release_anon_shmem(mm: MmStruct, gone: Sequence[Vma]) -> None:
     """Free shared anonymous memory no mapping refers to any more.
 
     Models: the last ``fput()`` of the unlinked shmem file behind
     MAP_SHARED|MAP_ANONYMOUS, which truncates its page cache.
     """
-    k = mm.kernel
-    for f in {
-        id(v.vm_file): v.vm_file for v in gone if v.vm_file is not None and v.vm_file.anon_shmem
-    }.values():
-        assert f is not None
-        if not any(v.vm_file is f for m2 in k.mms for v in m2.vmas):
+    k: Kernel = mm.kernel
+    files: dict[int, File] = {}
+    v: Vma
+    f: File
+    m2: MmStruct
+    for v in gone:
+        if v.vm_file is not None and cython.cast(File, v.vm_file).anon_shmem:
+            files[id(v.vm_file)] = v.vm_file
+    if not files:
+        return
+    for f in files.values():
+        used: cython.bint = False
+        for m2 in k.mms:
+            for v in m2.vmas:
+                if v.vm_file is f:
+                    used = True
+                    break
+            if used:
+                break
+        if not used:
             f.evict_all()
             k.files.pop(f.id, None)
 
 
-def do_munmap(mm: MmStruct, start: int, length: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_munmap(mm: MmStruct, start: i64, length: i64) -> i64:
     """Unmap ``[start, start+length)``; 0 or -errno.
 
     Models: mm/vma.c ``do_vmi_munmap()`` -> ``vms_complete_munmap_vmas``.
     """
-    k = mm.kernel
-    ps = k.PAGE_SIZE
+    k: Kernel = mm.kernel
+    ps: i64 = k.PAGE_SIZE
     if start & (ps - 1) or length <= 0 or start + length > TASK_SIZE:
-        return -errno.EINVAL
-    end = start + ((length + ps - 1) & ~(ps - 1))
-    vmas = mm.vmas_in(start, end)
+        return -EINVAL
+    end: i64 = start + ((length + ps - 1) & ~(ps - 1))
+    vmas: list[Vma] = mm.vmas_in(start, end)
     if not vmas:
         return 0
-    if vmas[0].vm_start < start:
-        split_vma(mm, vmas[0], start)
-    vmas = mm.vmas_in(start, end)
-    if vmas[-1].vm_end > end:
-        split_vma(mm, vmas[-1], end)
-    vmas = mm.vmas_in(start, end)
-    tlb = MmuGather(mm, fullmm=False)
+    first: Vma = vmas[0]
+    if first.vm_start < start:
+        split_vma(mm, first, start)
+        vmas = mm.vmas_in(start, end)
+    last: Vma = vmas[len(vmas) - 1]
+    if last.vm_end > end:
+        split_vma(mm, last, end)
+        vmas = mm.vmas_in(start, end)
+    tlb: MmuGather = MmuGather(mm, False)
     unmap_vmas(tlb, vmas, start, end)
-    for v in vmas:
-        mm.vmas.remove(v)
+    # The unmapped VMAs are consecutive in mm.vmas: one slice deletion.
+    i: i64 = mm.vma_index(start)
+    del mm.vmas[i : i + len(vmas)]
     free_pgtables(tlb, mm, start, end)
     tlb.tlb_finish_mmu()
     release_anon_shmem(mm, vmas)
     return 0
 
 
+@cython.ccall
 def exit_mmap(mm: MmStruct) -> None:
     """Tear down a whole address space at exit.
 
     Models: mm/mmap.c ``exit_mmap()``: a fullmm gather (no per-range TLB
     flush: the ASID is retired), then page tables are freed.
     """
-    tlb = MmuGather(mm, fullmm=True)
-    gone = list(mm.vmas)
-    had_tables = bool(mm.space.tables or mm.space.pmds)
+    tlb: MmuGather = MmuGather(mm, True)
+    space: AddressSpace = mm.space
+    gone: list[Vma] = list(mm.vmas)
+    had_tables: cython.bint = bool(space.tables) or bool(space.pmds)
     unmap_vmas(tlb, gone, 0, TASK_SIZE)
     mm.vmas.clear()
-    for idx in list(mm.space.tables):
-        mm.space.free_pte_table(idx)
+    for idx in list(space.tables):
+        space.free_pte_table(idx)
     # free_pgtables() frees the PTE tables and the PMD/PUD table pages above
     # them (also those that only held PMD-mapped THPs): freed_tables makes
     # the arch flush the whole ASID once.
@@ -268,3 +329,8 @@ def exit_mmap(mm: MmStruct) -> None:
         tlb.free_pgtables()
     tlb.tlb_finish_mmu()
     release_anon_shmem(mm, gone)
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(TASK_SIZE=TASK_SIZE, MMAP_MIN_ADDR=MMAP_MIN_ADDR)

@@ -5,6 +5,7 @@ from contpte.mm.kernel cimport Kernel
 from contpte.mm.mm_types cimport MmStruct, Vma
 
 cdef i64 TLB_FLUSH, MAX_GATHER_BATCH, _NO_START
+cdef I64View _NO_FOLIOS
 
 @cython.final
 cdef class MmuGather(GatherLike):

@@ -17,7 +17,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..arch.pgtable import GatherLike
-    from ..cdefs import i64
+    from ..cdefs import I64View, i64
     from .kernel import Kernel
     from .mm_types import MmStruct, Vma
 
@@ -29,6 +29,8 @@ TLB_FLUSH = cython.declare(
 #: Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.).
 MAX_GATHER_BATCH = cython.declare(i64, 10000)
 _NO_START = cython.declare(i64, (1 << 63) - 1)
+#: The empty folio queue every gather starts with (never written: ``_grow`` replaces it).
+_NO_FOLIOS = cython.declare(I64View, np.zeros(0, dtype=np.int64))
 
 
 @cython.final
@@ -44,8 +46,11 @@ class MmuGather(GatherLike):
         self.page_size = mm.kernel.PAGE_SIZE
         self.kernel = mm.kernel
         # The folios queued to drop (``struct mmu_gather_batch``): heads and references.
-        self.folios = np.empty(16, dtype=np.int64)
-        self.nrs = np.empty(16, dtype=np.int64)
+        # Allocated on the first queued folio: most gathers (mprotect,
+        # MADV_FREE, an empty range) queue none, and a new array costs
+        # microseconds per syscall.
+        self.folios = _NO_FOLIOS
+        self.nrs = _NO_FOLIOS
         self.nr_queued = 0
         self._queued = 0
 
@@ -101,7 +106,7 @@ class MmuGather(GatherLike):
     def _grow(self) -> None:
         n = self.folios.shape[0]
         for name in ("folios", "nrs"):
-            a = np.empty(2 * n, dtype=np.int64)
+            a = np.empty(max(2 * n, 16), dtype=np.int64)
             a[:n] = getattr(self, name)
             setattr(self, name, a)
 

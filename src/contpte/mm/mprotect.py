@@ -5,164 +5,173 @@ Models: mm/mprotect.c (Linux v6.12): ``do_mprotect_pkey`` ->
 PTE at a time through ``ptep_modify_prot_start``/``commit`` (the batched
 form came after v6.12), with ``can_change_pte_writable`` upgrading
 exclusive anon pages (and dirty shared pages) straight to writable.
+``can_change_pte_writable()`` and ``vma_wants_manual_pte_write_upgrade()``
+are in ``mm_h`` (mm/memory.c's NUMA fault uses them too; compiled modules
+may not import in a cycle).  Also mm/mempolicy.c ``change_prot_numa()``.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-import errno
+import cython
 
-from ..arch.pgtable import PtePtr
 from ..counters import declare
-from .huge_memory import change_huge_pmd, split_huge_pmd
-from .memory import pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
-from .mm_types import (
-    VM_ACCESS_FLAGS,
-    VM_READ,
-    VM_SHARED,
-    VM_UFFD_WP,
-    VM_WRITE,
-    MmStruct,
-    Vma,
-    is_cow_mapping,
-)
-from .mmap import split_vma, vma_merge_around, vma_set_page_prot, vma_wants_writenotify
-from .mmu_gather import MmuGather
+
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import i64, u64
+    from ..hw.tables import AddressSpace
+    from .huge_memory import change_huge_pmd, split_huge_pmd
+    from .kernel import Kernel
+    from .memmap import (
+        MemMap,
+        folio_likely_mapped_shared,
+        folio_maybe_dma_pinned,
+        folio_test_anon,
+        folio_test_dirty,
+    )
+    from .mm_h import can_change_pte_writable, pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
+    from .mm_types import VM_ACCESS_FLAGS, VM_READ, VM_WRITE, MmStruct, Vma, is_cow_mapping, vma_mm
+    from .mmap import split_vma, vma_merge_around, vma_set_page_prot
+    from .mmu_gather import MmuGather
 
 __all__ = [
     "do_mprotect_pkey",
+    "mprotect_fixup",
     "change_protection",
     "change_pte_range",
-    "can_change_pte_writable",
     "change_prot_numa",
-    "vma_wants_manual_pte_write_upgrade",
     "MM_CP_TRY_CHANGE_WRITABLE",
     "MM_CP_PROT_NUMA",
     "MM_CP_UFFD_WP",
     "MM_CP_UFFD_WP_RESOLVE",
+    "MM_CP_UFFD_WP_ALL",
+    "NUMA_PTE_UPDATES",
 ]
 
-MM_CP_TRY_CHANGE_WRITABLE = 1 << 0
-MM_CP_PROT_NUMA = 1 << 1
-MM_CP_UFFD_WP = 1 << 2
-MM_CP_UFFD_WP_RESOLVE = 1 << 3
+MM_CP_TRY_CHANGE_WRITABLE = cython.declare(i64, 1 << 0)
+MM_CP_PROT_NUMA = cython.declare(i64, 1 << 1)
+MM_CP_UFFD_WP = cython.declare(i64, 1 << 2)
+MM_CP_UFFD_WP_RESOLVE = cython.declare(i64, 1 << 3)
+MM_CP_UFFD_WP_ALL = cython.declare(i64, (1 << 2) | (1 << 3))
 
-NUMA_PTE_UPDATES = declare(
-    "numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)"
+NUMA_PTE_UPDATES = cython.declare(
+    i64,
+    declare(
+        "numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)"
+    ),
 )
 
-
-def vma_wants_manual_pte_write_upgrade(vma: Vma) -> bool:
-    """Models: include/linux/mm.h ``vma_wants_manual_pte_write_upgrade()``."""
-    if vma.vm_flags & VM_SHARED:
-        return vma_wants_writenotify(vma)
-    return bool(vma.vm_flags & VM_WRITE)
+ENOMEM = cython.declare(i64, 12)
+EACCES = cython.declare(i64, 13)
+EINVAL = cython.declare(i64, 22)
 
 
-def _prot_numa_skip(vma: Vma, addr: int, pte: int) -> bool:
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
     """The pages ``change_pte_range(MM_CP_PROT_NUMA)`` leaves alone (v6.12)."""
-    a = vma.vm_mm.kernel.arch
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
     if a.pte_protnone(pte):
         return True  # already a hinting fault pending
-    folio = vm_normal_folio(vma, addr, pte)
-    if folio is None:
+    folio: i64 = vm_normal_folio(vma, addr, pte)
+    if folio < 0:
         return True  # the zero page, special mappings
-    if is_cow_mapping(vma.vm_flags) and (folio.maybe_dma_pinned() or folio.likely_mapped_shared()):
+    if is_cow_mapping(vma.vm_flags) and (
+        folio_maybe_dma_pinned(mem, folio) or folio_likely_mapped_shared(mem, folio)
+    ):
         return True  # shared copy-on-write pages
-    return not folio.test_anon() and folio.test_dirty()  # dirty file pages: writeback would fault
+    return not folio_test_anon(mem, folio) and folio_test_dirty(mem, folio)  # dirty file pages
 
 
-def can_change_pte_writable(vma: Vma, addr: int, pte: int) -> bool:
-    """Models: mm/mprotect.c ``can_change_pte_writable()``."""
-    a = vma.vm_mm.kernel.arch
-    if not vma.vm_flags & VM_WRITE:
-        return False
-    if a.pte_protnone(pte):
-        return False
-    if vma.vm_flags & VM_UFFD_WP and a.pte_uffd_wp(pte):
-        return False
-    if not vma.vm_flags & VM_SHARED:
-        folio = vm_normal_folio(vma, addr, pte)
-        return folio is not None and folio.test_anon() and folio.page_anon_exclusive(a.pte_pfn(pte))
-    return a.pte_dirty(pte)
-
-
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def change_pte_range(
-    tlb: MmuGather, vma: Vma, pmd_index: int, addr: int, end: int, newprot: int, cp_flags: int
-) -> int:
-    """Change the protection of the present PTEs of ``[addr, end)``.
+    tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64, newprot: u64, cp_flags: i64
+) -> i64:
+    """Change the protection of the present PTEs of ``[addr, end)``; the PTEs changed.
 
     Models: mm/mprotect.c ``change_pte_range()`` (v6.12, per PTE).
+    ``newprot``: the ``pgprot_t``; ``cp_flags``: ``MM_CP_*``.
+
+    Context: mmap_lock held for write; ``[addr, end)`` within the VMA and
+    the page table at ``pmd_index``, which no huge PMD maps.
     """
-    mm = vma.vm_mm
-    k = mm.kernel
-    a = k.arch
-    table = mm.space.pte_table(pmd_index)
-    if table is None:
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    ptep0: i64 = pte_offset_map_lock(mm, addr, False)
+    if ptep0 < 0:
         return 0
-    ptep = pte_offset_map_lock(mm, addr)
-    assert ptep is not None
-    pages = 0
-    ents = table.entries
+    prot_numa: cython.bint = (cp_flags & MM_CP_PROT_NUMA) != 0
+    uffd_wp: cython.bint = (cp_flags & MM_CP_UFFD_WP) != 0
+    uffd_wp_resolve: cython.bint = (cp_flags & MM_CP_UFFD_WP_RESOLVE) != 0
+    try_writable: cython.bint = (cp_flags & MM_CP_TRY_CHANGE_WRITABLE) != 0
+    page_size: i64 = k.PAGE_SIZE
+    ptep: i64 = ptep0
+    pages: i64 = 0
+    oldpte: u64
+    ptent: u64
     while addr < end:
-        i = ptep.idx
-        if ents[i] == 0:
-            # none: nothing to change (one read per PTE, as the loop).
-            j = i + 1
-            lim = i + ((end - addr) >> k.page_shift)
-            while j < lim and ents[j] == 0:
-                j += 1
-            k.counters.add("pte.read", j - i)
-            ptep = PtePtr(table, j)
-            addr += (j - i) << k.page_shift
-            continue
         oldpte = a.ptep_get(ptep)
-        if a.pte_present(oldpte) and cp_flags & MM_CP_PROT_NUMA and _prot_numa_skip(vma, addr, oldpte):
-            pass
-        elif a.pte_present(oldpte):
-            oldpte = a.ptep_modify_prot_start(vma, addr, ptep)
-            ptent = a.pte_modify(oldpte, newprot)
-            if cp_flags & MM_CP_UFFD_WP:
-                ptent = a.pte_mkuffd_wp(ptent)
-            elif cp_flags & MM_CP_UFFD_WP_RESOLVE:
-                ptent = a.pte_clear_uffd_wp(ptent)
-            if cp_flags & MM_CP_PROT_NUMA:
-                k.counters.add(NUMA_PTE_UPDATES)
-            if (
-                cp_flags & MM_CP_TRY_CHANGE_WRITABLE
-                and not a.pte_write(ptent)
-                and can_change_pte_writable(vma, addr, ptent)
-            ):
-                ptent = a.pte_mkwrite(ptent)
-            a.ptep_modify_prot_commit(vma, addr, ptep, oldpte, ptent)
-            tlb.tlb_remove_tlb_entries(ptep, 1, addr)
-            pages += 1
-        ptep = ptep + 1
-        addr += k.PAGE_SIZE
-    pte_unmap_unlock(mm, ptep)
+        if a.pte_present(oldpte):
+            if not (prot_numa and _prot_numa_skip(k, vma, addr, oldpte)):
+                oldpte = a.ptep_modify_prot_start(vma, addr, ptep)
+                ptent = a.pte_modify(oldpte, newprot)
+                if uffd_wp:
+                    ptent = a.pte_mkuffd_wp(ptent)
+                elif uffd_wp_resolve:
+                    ptent = a.pte_clear_uffd_wp(ptent)
+                if prot_numa:
+                    k.counters.inc(NUMA_PTE_UPDATES, 1)
+                # Avoid a write fault on the next access where the page may
+                # be written at once (exclusive anon, dirty shared).
+                if try_writable and not a.pte_write(ptent) and can_change_pte_writable(vma, addr, ptent):
+                    ptent = a.pte_mkwrite(ptent)
+                a.ptep_modify_prot_commit(vma, addr, ptep, oldpte, ptent)
+                tlb.tlb_remove_tlb_entries(ptep, 1, addr)
+                pages += 1
+        ptep += 1
+        addr += page_size
+    # ptep0, not ptep: after the loop ptep may point past the table's end.
+    pte_unmap_unlock(mm, ptep0)
     return pages
 
 
-def change_protection(tlb: MmuGather, vma: Vma, start: int, end: int, cp_flags: int) -> int:
-    """Models: mm/mprotect.c ``change_protection()`` (PMD-level walk)."""
-    mm = vma.vm_mm
-    k = mm.kernel
-    pmd_size = k.arch.PMD_SIZE
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def change_protection(tlb: MmuGather, vma: Vma, start: i64, end: i64, cp_flags: i64) -> i64:
+    """Change the protection of ``[start, end)`` of ``vma``; the pages changed.
+
+    Models: mm/mprotect.c ``change_protection()`` (the PMD-level walk of
+    ``change_pmd_range``).
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    space: AddressSpace = mm.space
+    pmd_size: i64 = a.PMD_SIZE
+    pmd_shift: i64 = a.PMD_SHIFT
     # NUMA hinting maps PAGE_NONE: present but inaccessible (pte_protnone).
-    newprot = k.arch.vm_get_page_prot(0) if cp_flags & MM_CP_PROT_NUMA else vma.vm_page_prot
-    pages = 0
-    addr = start
+    newprot: u64 = a.vm_get_page_prot(0) if cp_flags & MM_CP_PROT_NUMA else vma.vm_page_prot
+    pages: i64 = 0
+    addr: i64 = start
+    nxt: i64
+    idx: i64
     while addr < end:
         nxt = min((addr & ~(pmd_size - 1)) + pmd_size, end)
-        idx = addr >> k.arch.PMD_SHIFT
-        if idx in mm.space.pmds and cp_flags & (MM_CP_PROT_NUMA | MM_CP_UFFD_WP | MM_CP_UFFD_WP_RESOLVE):
-            # PMD-mapped THPs: NUMA hinting and uffd-wp of huge PMDs are not modelled.
-            addr = nxt
-            continue
-        if idx in mm.space.pmds:
+        idx = addr >> pmd_shift
+        if space.pmds and idx in space.pmds:
+            if cp_flags & (MM_CP_PROT_NUMA | MM_CP_UFFD_WP_ALL):
+                # PMD-mapped THPs: NUMA hinting and uffd-wp of huge PMDs are not modelled.
+                addr = nxt
+                continue
             if nxt - addr == pmd_size:
                 change_huge_pmd(vma, idx, addr, newprot)
                 tlb.tlb_remove_pmd_tlb_entry(addr, pmd_size)
-                pages += k.arch.HPAGE_PMD_NR
+                pages += a.HPAGE_PMD_NR
                 addr = nxt
                 continue
             split_huge_pmd(vma, idx, addr)
@@ -171,9 +180,10 @@ def change_protection(tlb: MmuGather, vma: Vma, start: int, end: int, cp_flags: 
     return pages
 
 
-def mprotect_fixup(tlb: MmuGather, vma: Vma, start: int, end: int, newflags: int) -> None:
+@cython.ccall
+def mprotect_fixup(tlb: MmuGather, vma: Vma, start: i64, end: i64, newflags: i64) -> None:
     """Models: mm/mprotect.c ``mprotect_fixup()``: split, set, change, merge."""
-    mm = vma.vm_mm
+    mm: MmStruct = vma_mm(vma)
     if newflags == vma.vm_flags:
         return
     if vma.vm_start < start:
@@ -182,12 +192,14 @@ def mprotect_fixup(tlb: MmuGather, vma: Vma, start: int, end: int, newflags: int
         split_vma(mm, vma, end)
     vma.vm_flags = newflags
     vma_set_page_prot(vma)
-    cp_flags = MM_CP_TRY_CHANGE_WRITABLE if newflags & VM_WRITE else 0
+    cp_flags: i64 = MM_CP_TRY_CHANGE_WRITABLE if newflags & VM_WRITE else 0
     change_protection(tlb, vma, start, end, cp_flags)
     vma_merge_around(mm, vma)
 
 
-def do_mprotect_pkey(mm: MmStruct, start: int, length: int, prot: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_mprotect_pkey(mm: MmStruct, start: i64, length: i64, prot: i64) -> i64:
     """The mprotect syscall; 0 or -errno.
 
     Models: mm/mprotect.c ``do_mprotect_pkey()``: EINVAL for an unaligned
@@ -196,41 +208,45 @@ def do_mprotect_pkey(mm: MmStruct, start: int, length: int, prot: int) -> int:
     the kernel, the VMAs before the first hole (or the first VMA refusing
     ``prot``) keep their new protection when the call fails.
     """
-    k = mm.kernel
-    ps = k.PAGE_SIZE
+    k: Kernel = mm.kernel
+    ps: i64 = k.PAGE_SIZE
     if start & (ps - 1) or prot & ~VM_ACCESS_FLAGS:
-        return -errno.EINVAL
+        return -EINVAL
     if length == 0:
         return 0
     length = (length + ps - 1) & ~(ps - 1)
-    end = start + length
+    end: i64 = start + length
     if end <= start:
-        return -errno.ENOMEM
-    vmas = mm.vmas_in(start, end)
-    if not vmas or vmas[0].vm_start > start:
-        return -errno.ENOMEM
+        return -ENOMEM
+    vmas: list[Vma] = mm.vmas_in(start, end)
+    if not vmas or cython.cast(Vma, vmas[0]).vm_start > start:
+        return -ENOMEM
     # As the kernel's for_each_vma_range() loop: the VMAs before a hole (or
     # before one that may not get ``prot``) are changed, then the call fails.
-    error = 0
-    tmp = vmas[0].vm_start
-    tlb = MmuGather(mm, fullmm=False)
-    for v in list(vmas):
+    error: i64 = 0
+    tmp: i64 = cython.cast(Vma, vmas[0]).vm_start
+    newflags: i64
+    tlb: MmuGather = MmuGather(mm, False)
+    v: Vma
+    for v in vmas:
         if v.vm_start != tmp:
-            error = -errno.ENOMEM
+            error = -ENOMEM
             break
         newflags = prot | (v.vm_flags & ~VM_ACCESS_FLAGS)
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
-            error = -errno.EACCES
+            error = -EACCES
             break
         tmp = min(v.vm_end, end)
         mprotect_fixup(tlb, v, max(start, v.vm_start), tmp, newflags)
     tlb.tlb_finish_mmu()
     if not error and tmp < end:
-        error = -errno.ENOMEM
+        error = -ENOMEM
     return error
 
 
-def change_prot_numa(vma: Vma, addr: int, end: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def change_prot_numa(vma: Vma, addr: i64, end: i64) -> i64:
     """Make the range's PTEs PROT_NONE so the next access takes a NUMA hinting fault.
 
     Models: mm/mempolicy.c ``change_prot_numa()`` -> ``change_protection(
@@ -240,12 +256,24 @@ def change_prot_numa(vma: Vma, addr: int, end: int) -> int:
     or maybe-pinned CoW pages, dirty file pages.  Huge PMDs are left alone.
     Returns the PTEs changed.
     """
-    mm = vma.vm_mm
+    mm: MmStruct = vma_mm(vma)
     if not vma.vm_flags & VM_ACCESS_FLAGS:
         return 0
     if vma.vm_file is not None and (vma.vm_flags & (VM_READ | VM_WRITE)) == VM_READ:
         return 0
-    tlb = MmuGather(mm, fullmm=False)
-    pages = change_protection(tlb, vma, addr, end, MM_CP_PROT_NUMA)
+    tlb: MmuGather = MmuGather(mm, False)
+    pages: i64 = change_protection(tlb, vma, addr, end, MM_CP_PROT_NUMA)
     tlb.tlb_finish_mmu()
     return pages
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        MM_CP_TRY_CHANGE_WRITABLE=MM_CP_TRY_CHANGE_WRITABLE,
+        MM_CP_PROT_NUMA=MM_CP_PROT_NUMA,
+        MM_CP_UFFD_WP=MM_CP_UFFD_WP,
+        MM_CP_UFFD_WP_RESOLVE=MM_CP_UFFD_WP_RESOLVE,
+        MM_CP_UFFD_WP_ALL=MM_CP_UFFD_WP_ALL,
+        NUMA_PTE_UPDATES=NUMA_PTE_UPDATES,
+    )

@@ -47,8 +47,8 @@ class BuddyAllocator:
     def __init__(self, nr_frames: i64, max_order: i64, counters: Counters, first_pfn: i64 = 0) -> None:
         self.nr_frames = nr_frames
         self.max_order = max_order
-        self.counters = counters
-        self.free_lists = [[] for _ in range(max_order + 1)]
+        self.counters: Counters = counters
+        self.free_lists: list[list[int]] = [[] for _ in range(max_order + 1)]
         self.nr_blocks = np.zeros(max_order + 1, dtype=np.int64)
         self.free_order = np.full(nr_frames, -1, dtype=np.int8)
         self.nr_free = 0
@@ -76,6 +76,7 @@ class BuddyAllocator:
         self.nr_free -= cython.cast(i64, 1) << order
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _pop_lowest(self, order: i64) -> i64:
         """The lowest free block of ``order`` taken off its list, or -1."""
         heap: list[int] = self.free_lists[order]
@@ -96,6 +97,7 @@ class BuddyAllocator:
         self.free_lists[order] = live  # a sorted list is a heap
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def alloc_pages(self, order: i64) -> i64:
         """Allocate ``2**order`` aligned frames; the first PFN, or -1.
 

@@ -22,11 +22,11 @@ from ..errors import KernelBug
 
 if not cython.compiled:
     from ..cdefs import i64
-    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
+    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
-        PG_anon_exclusive,
         ClearPageAnonExclusive,
         MemMap,
+        PG_anon_exclusive,
         SetPageAnonExclusive,
         folio_maybe_dma_pinned,
         folio_test_anon,
@@ -51,8 +51,12 @@ __all__ = [
 
 RMAP_EXCLUSIVE = cython.declare(i64, 1)
 
-RMAP_OPS = cython.declare(i64, declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)"))
-RMAP_PAGES = cython.declare(i64, declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed"))
+RMAP_OPS = cython.declare(
+    i64, declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
+)
+RMAP_PAGES = cython.declare(
+    i64, declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
+)
 
 EBUSY = cython.declare(i64, 16)
 
@@ -65,9 +69,8 @@ def rmap_changed(k: Kernel, folio: i64) -> None:
     CPU may look at the folio (GUP-fast, a speculative folio_try_get) as soon
     as the mapcount changed, not only when the syscall returns.
     """
-    obs: RmapObserver = k.rmap_observer
-    if obs is not None:
-        obs.on_rmap_change(folio)
+    if k.rmap_observer is not None:
+        k.rmap_observer.on_rmap_change(folio)
 
 
 @cython.ccall
@@ -129,6 +132,7 @@ def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: 
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
     """``folio_needs_cow_for_dma()``: the mm ever pinned and the folio may be pinned."""
     mm: MmStruct = vma_mm(vma)
@@ -136,6 +140,7 @@ def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
     """Duplicate the anon mappings of ``nr`` pages for a child at fork.
 
@@ -165,6 +170,7 @@ _NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
     """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()``."""
     k: Kernel = vma_mm(src_vma).kernel

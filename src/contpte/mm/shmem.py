@@ -7,30 +7,44 @@ anonymous memory is an unlinked shmem file), Linux v6.12.
 A file's pages each hold one 64-bit value.  A regular file starts with a
 deterministic value per page (``file_id << 40 | page index``) so a wrong
 mapping shows as a wrong value; shmem starts zeroed.
+
+A folio is its head pfn (``memmap.py``), -1 for none.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import cython
+import numpy as np
 
-from .memmap import Folio
-
-if TYPE_CHECKING:
+if not cython.compiled:
+    from ..cdefs import i64
     from .kernel import Kernel
+    from .memmap import MemMap
 
 __all__ = ["File", "file_initial_value"]
 
 
-def file_initial_value(file_id: int, index: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def file_initial_value(file_id: i64, index: i64) -> i64:
     """The value page ``index`` of file ``file_id`` holds before anyone writes it."""
     return (file_id << 40) | index
 
 
+@cython.final
+@cython.cclass
 class File:
-    """A file (``struct address_space``): a page cache of folios by index."""
+    """A file (``struct address_space``): a page cache of folios by index.
+
+    ``cache``: index of a folio's first page -> the folio (head pfn);
+    ``disk``: the backing store, page index -> value written back
+    (mm/vmscan.py ``pageout``).
+    """
 
     def __init__(
-        self, kernel: "Kernel", file_id: int, name: str, size: int, folio_order: int, shmem: bool
+        self, kernel: Kernel, file_id: i64, name: str, size: i64, folio_order: i64, shmem: bool
     ) -> None:
         self.kernel = kernel
         self.id = file_id
@@ -41,9 +55,7 @@ class File:
         self.shmem = shmem
         #: Shared anonymous memory (vma_is_anon_shmem in finish_fault).
         self.anon_shmem = False
-        #: index of the folio's first page -> folio head pfn
         self.cache: dict[int, int] = {}
-        #: The backing store: page index -> value written back (mm/vmscan.py pageout).
         self.disk: dict[int, int] = {}
 
     def __repr__(self) -> str:
@@ -51,69 +63,91 @@ class File:
 
     @property
     def nr_pages(self) -> int:
-        ps = self.kernel.PAGE_SIZE
+        ps: i64 = self.kernel.PAGE_SIZE
         return (self.size + ps - 1) // ps
 
-    def find_folio(self, index: int) -> Folio | None:
-        """``filemap_get_folio()`` without read-in: the cached folio holding ``index``."""
-        order = self.folio_order
-        for o in range(order, -1, -1):
-            start = index & ~((1 << o) - 1)
-            head = self.cache.get(start)
-            if head is not None:
-                f = self.kernel.folio(head)
-                if start + f.nr_pages > index:
-                    return f
-        return None
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def find_folio(self, index: i64) -> i64:
+        """``filemap_get_folio()`` without read-in: the cached folio holding ``index``, or -1."""
+        mem: MemMap = self.kernel.memmap
+        o: i64
+        start: i64
+        head: i64
+        for o in range(self.folio_order, -1, -1):
+            start = index & ~((cython.cast(i64, 1) << o) - 1)
+            h = self.cache.get(start)
+            if h is not None:
+                head = h
+                if start + (cython.cast(i64, 1) << int(mem.order[head])) > index:
+                    return head
+        return -1
 
-    def get_folio(self, index: int) -> Folio | None:
-        """Look up ``index``, reading it in as a (large) folio if absent.
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def get_folio(self, index: i64) -> i64:
+        """Look up ``index``, reading it in as a (large) folio if absent; the folio or -1.
 
         Models: ``filemap_fault()`` -> readahead's ``page_cache_ra_order``:
         a naturally aligned folio of the file's order that stays within the
         file and does not overlap cached folios; smaller orders on failure.
         The page cache holds one reference.
         """
-        f = self.find_folio(index)
-        if f is not None:
-            return f
-        if index >= self.nr_pages:
-            return None
-        k = self.kernel
-        for order in range(self.folio_order, -1, -1):
-            start = index & ~((1 << order) - 1)
-            if start + (1 << order) > self.nr_pages and order > 0:
-                continue
-            if any(self.find_folio(i) is not None for i in range(start, start + (1 << order))):
-                continue
-            folio = k.folio_alloc(order, zero=False)
-            if folio is None:
-                continue
-            mem = folio.mem
-            mem.mapping[folio.pfn : folio.pfn + folio.nr_pages] = self.id
-            mem.index[folio.pfn] = start
-            if self.shmem:
-                k.hw.memory.fill(folio.pfn, folio.nr_pages, 0)
-            else:
-                import numpy as np
-
-                vals = np.arange(start, start + folio.nr_pages, dtype=np.uint64) | np.uint64(self.id << 40)
-                for i in range(folio.nr_pages):
-                    if start + i in self.disk:
-                        vals[i] = self.disk[start + i]
-                k.hw.memory.data[folio.pfn : folio.pfn + folio.nr_pages] = vals
-            self.cache[start] = folio.pfn
+        folio: i64 = self.find_folio(index)
+        if folio >= 0:
             return folio
-        return None
+        nr_pages: i64 = self.nr_pages
+        if index >= nr_pages:
+            return -1
+        k: Kernel = self.kernel
+        mem: MemMap = k.memmap
+        order: i64
+        start: i64
+        n: i64
+        i: i64
+        overlap: cython.bint
+        for order in range(self.folio_order, -1, -1):
+            n = cython.cast(i64, 1) << order
+            start = index & ~(n - 1)
+            if start + n > nr_pages and order > 0:
+                continue
+            overlap = False
+            for i in range(start, start + n):
+                if self.find_folio(i) >= 0:
+                    overlap = True
+                    break
+            if overlap:
+                continue
+            folio = k.folio_alloc(order, False)
+            if folio < 0:
+                continue
+            for i in range(folio, folio + n):
+                mem.mapping[i] = self.id
+            mem.index[folio] = start
+            if self.shmem:
+                k.hw.memory.fill(folio, n, 0)
+            else:
+                vals = np.arange(start, start + n, dtype=np.uint64) | np.uint64(self.id << 40)
+                for i in range(n):
+                    v = self.disk.get(start + i)
+                    if v is not None:
+                        vals[i] = v
+                k.hw.memory.data[folio : folio + n] = vals
+            self.cache[start] = folio
+            return folio
+        return -1
 
-    def forget_folio(self, folio: Folio) -> None:
+    @cython.ccall
+    def forget_folio(self, folio: i64) -> None:
         """The folio was freed: drop it from the cache index."""
-        start = int(folio.mem.index[folio.pfn])
-        if self.cache.get(start) == folio.pfn:
+        start: i64 = int(self.kernel.memmap.index[folio])
+        h = self.cache.get(start)
+        if h is not None and cython.cast(i64, h) == folio:
             del self.cache[start]
 
+    @cython.ccall
     def evict_all(self) -> None:
         """Drop the page cache's references (file closed and unlinked)."""
-        k = self.kernel
+        k: Kernel = self.kernel
         for head in list(self.cache.values()):
-            k.folio_put(k.folio(head))
+            k.folio_put(head, 1)

@@ -11,41 +11,54 @@ has no monitor thread, so the access fails there.
 
 Anonymous memory and shmem only (``vma_can_userfault``); PTE markers for
 unpopulated or zapped shmem pages are not modelled.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-import errno
+import cython
 
-from .mm_types import VM_UFFD_WP, MmStruct, Vma
-from .mmap import split_vma, vma_merge_around
-from .mmu_gather import MmuGather
-from .mprotect import MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, change_protection
+if not cython.compiled:
+    from ..cdefs import i64
+    from .mm_types import VM_UFFD_WP, MmStruct, Vma
+    from .mmap import split_vma, vma_merge_around
+    from .mmu_gather import MmuGather
+    from .mprotect import MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, change_protection
+    from .shmem import File
 
 __all__ = ["vma_can_userfault", "userfaultfd_register_wp", "mwriteprotect_range"]
 
+ENOENT = cython.declare(i64, 2)
+EINVAL = cython.declare(i64, 22)
 
-def vma_can_userfault(vma: Vma) -> bool:
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def vma_can_userfault(vma: Vma) -> cython.bint:
     """Models: include/linux/userfaultfd_k.h ``vma_can_userfault()``: anon or shmem."""
     f = vma.vm_file
-    return f is None or bool(f.shmem)
+    return f is None or cython.cast(File, f).shmem
 
 
-def userfaultfd_register_wp(mm: MmStruct, start: int, length: int) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def userfaultfd_register_wp(mm: MmStruct, start: i64, length: i64) -> i64:
     """UFFDIO_REGISTER(MODE_WP) of ``[start, start+length)``: set VM_UFFD_WP; 0 or -errno."""
-    ps = mm.kernel.PAGE_SIZE
+    ps: i64 = mm.kernel.PAGE_SIZE
     if start & (ps - 1) or length <= 0 or length & (ps - 1):
-        return -errno.EINVAL
-    end = start + length
-    vmas = mm.vmas_in(start, end)
-    cur = start
+        return -EINVAL
+    end: i64 = start + length
+    vmas: list[Vma] = mm.vmas_in(start, end)
+    cur: i64 = start
+    v: Vma
     for v in vmas:
         if v.vm_start > cur or not vma_can_userfault(v):
-            return -errno.EINVAL
+            return -EINVAL
         cur = v.vm_end
     if not vmas or cur < end:
-        return -errno.EINVAL
-    for v in list(vmas):
+        return -EINVAL
+    for v in vmas:
         if v.vm_flags & VM_UFFD_WP:
             continue
         if v.vm_start < start:
@@ -57,28 +70,31 @@ def userfaultfd_register_wp(mm: MmStruct, start: int, length: int) -> int:
     return 0
 
 
-def mwriteprotect_range(mm: MmStruct, start: int, length: int, enable_wp: bool) -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def mwriteprotect_range(mm: MmStruct, start: i64, length: i64, enable_wp: cython.bint) -> i64:
     """UFFDIO_WRITEPROTECT: set or clear uffd-wp on the present PTEs; 0 or -errno.
 
     Models: mm/userfaultfd.c ``mwriteprotect_range()``: -ENOENT when a part
     of the range is not a VM_UFFD_WP VMA.  Resolving lets exclusive anon
     pages become writable again (``MM_CP_TRY_CHANGE_WRITABLE``).
     """
-    ps = mm.kernel.PAGE_SIZE
+    ps: i64 = mm.kernel.PAGE_SIZE
     if start & (ps - 1) or length <= 0 or length & (ps - 1):
-        return -errno.EINVAL
-    end = start + length
-    vmas = mm.vmas_in(start, end)
-    cur = start
+        return -EINVAL
+    end: i64 = start + length
+    vmas: list[Vma] = mm.vmas_in(start, end)
+    cur: i64 = start
+    v: Vma
     for v in vmas:
         if v.vm_start > cur or not v.vm_flags & VM_UFFD_WP:
-            return -errno.ENOENT
+            return -ENOENT
         cur = v.vm_end
     if not vmas or cur < end:
-        return -errno.ENOENT
-    tlb = MmuGather(mm, fullmm=False)
+        return -ENOENT
+    tlb: MmuGather = MmuGather(mm, False)
+    flags: i64 = MM_CP_UFFD_WP if enable_wp else MM_CP_UFFD_WP_RESOLVE | MM_CP_TRY_CHANGE_WRITABLE
     for v in vmas:
-        flags = MM_CP_UFFD_WP if enable_wp else MM_CP_UFFD_WP_RESOLVE | MM_CP_TRY_CHANGE_WRITABLE
         change_protection(tlb, v, max(start, v.vm_start), min(end, v.vm_end), flags)
     tlb.tlb_finish_mmu()
     return 0

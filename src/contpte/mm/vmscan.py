@@ -17,128 +17,193 @@ without swap:
 Swap-backed anon memory and shmem are not reclaimed (no swap is modelled);
 folios mapped by a PMD, pinned or otherwise referenced are skipped.  One
 call is one full pass over memory (``shrink_all_memory``).
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import cython
 
-import numpy as np
-
-from ..arch.pgtable import PtePtr
 from ..counters import declare
-from . import rmap
-from .memmap import Folio, PG_anon, PG_lazyfree, PG_reserved
-from .memory import mm_counter_file, pte_unmap_unlock
-from .mm_types import MM_ANONPAGES
+from .rmap import rmap_walk_ptes
 
-if TYPE_CHECKING:
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import i64, u64
     from .kernel import Kernel
+    from .memmap import (
+        MemMap,
+        PG_anon,
+        PG_lazyfree,
+        PG_reserved,
+        folio_clear_dirty,
+        folio_mapcount,
+        folio_mark_dirty,
+        folio_maybe_dma_pinned,
+        folio_test_dirty,
+    )
+    from .mm_h import mm_counter_file, pte_unmap_unlock
+    from .mm_types import MM_ANONPAGES, MmStruct, Vma
+    from .rmap import folio_remove_rmap_ptes
+    from .shmem import File
 
-__all__ = ["shrink_all_memory", "try_to_unmap"]
+__all__ = ["shrink_all_memory", "try_to_unmap", "pageout"]
 
-PGLAZYFREED = declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
-PGSTEAL = declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)")
-PGPAGEOUT = declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
-PGLAZYFREE_FAIL = declare(
-    "pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)"
+PGLAZYFREED = cython.declare(
+    i64, declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
+)
+PGSTEAL = cython.declare(i64, declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)"))
+PGPAGEOUT = cython.declare(
+    i64, declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
+)
+PGLAZYFREE_FAIL = cython.declare(
+    i64,
+    declare(
+        "pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)"
+    ),
 )
 
+_NOT_PG_lazyfree = cython.declare(i64, 0xFFFFFFFF ^ PG_lazyfree)
 
-def try_to_unmap(k: "Kernel", folio: Folio, lazyfree: bool) -> bool:
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     """Unmap every PTE of ``folio``; False if a lazyfree folio turned out dirty (kept).
 
     Models: mm/rmap.c ``try_to_unmap()`` -> ``try_to_unmap_one()``.
+    ``k``: the mem_map's kernel; ``folio``: the head pfn.
+
+    Context: the caller holds no PTL; reclaim's folio lock.
     """
-    a = k.arch
-    mem = folio.mem
-    for mm, idx, pos in rmap.rmap_walk_ptes(k, folio.pfn, folio.pfn + folio.nr_pages):
-        table = mm.space.tables.get(idx)
-        if table is None:
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    nr: i64 = cython.cast(i64, 1) << int(mem.order[folio])
+    shift: i64 = a.pool.shift
+    ptes_per: i64 = a.PTRS_PER_PTE
+    mm: MmStruct
+    vma: Vma
+    slot: i64
+    addr: i64
+    ptep: i64
+    pteval: u64
+    page: i64
+    for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
+        mm = mm_
+        slot = mm.space.pte_table(idx)
+        if slot < 0:
             continue
-        addr = ((idx * a.PTRS_PER_PTE) + pos) << k.page_shift
-        vma = mm.vma_lookup(addr)
-        if vma is None:
+        addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
+        v = mm.vma_lookup(addr)
+        if v is None:
             continue
-        ptep = PtePtr(table, pos)
+        vma = v
+        ptep = (slot << shift) | cython.cast(i64, pos)
         k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         page = a.pte_pfn(pteval)
         if a.pte_dirty(pteval):
-            folio.mark_dirty()
+            folio_mark_dirty(mem, folio)
         if lazyfree:
-            if folio.refcount == folio.mapcount_total() and not folio.test_dirty():
+            if int(mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(mem, folio):
                 mm.add_mm_counter(MM_ANONPAGES, -1)
-                k.counters.add(PGLAZYFREED)
+                k.counters.inc(PGLAZYFREED, 1)
             else:
                 # Written again since MADV_FREE (or referenced): remap, swap-backed again.
                 a.set_pte_at(mm, addr, ptep, pteval)
-                mem.flags[folio.pfn] &= np.uint32(~PG_lazyfree & 0xFFFFFFFF)
-                k.counters.add(PGLAZYFREE_FAIL)
+                mem.flags[folio] &= _NOT_PG_lazyfree
+                k.counters.inc(PGLAZYFREE_FAIL, 1)
                 pte_unmap_unlock(mm, ptep)
                 return False
         else:
             mm.add_mm_counter(mm_counter_file(folio, k), -1)
-        rmap.folio_remove_rmap_ptes(folio, page, 1, vma)
+        folio_remove_rmap_ptes(folio, page, 1, vma)
         pte_unmap_unlock(mm, ptep)
-        k.folio_put(folio)
+        k.folio_put(folio, 1)
     return True
 
 
-def pageout(k: "Kernel", folio: Folio) -> None:
-    """Write a dirty page-cache folio back to its file (synchronously) and clean it."""
-    f = k.files.get(int(folio.mem.mapping[folio.pfn]))
+@cython.ccall
+def pageout(k: Kernel, folio: i64) -> None:
+    """Write a dirty page-cache folio back to its file (synchronously) and clean it.
+
+    Models: mm/vmscan.c ``pageout()`` with a synchronous ``->writepage``.
+    """
+    mem: MemMap = k.memmap
+    f = k.files.get(int(mem.mapping[folio]))
     if f is None:
         return
-    first = int(folio.mem.index[folio.pfn])
-    vals = k.hw.memory.data[folio.pfn : folio.pfn + folio.nr_pages]
-    for i in range(folio.nr_pages):
-        f.disk[first + i] = int(vals[i])
-    folio.clear_dirty()
-    k.counters.add(PGPAGEOUT, folio.nr_pages)
+    file: File = f
+    first: i64 = int(mem.index[folio])
+    nr: i64 = cython.cast(i64, 1) << int(mem.order[folio])
+    data = k.hw.memory.data
+    i: i64
+    for i in range(nr):
+        file.disk[first + i] = int(data[folio + i])
+    folio_clear_dirty(mem, folio)
+    k.counters.inc(PGPAGEOUT, nr)
 
 
-def shrink_all_memory(k: "Kernel") -> int:
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def shrink_all_memory(k: Kernel) -> i64:
     """One reclaim pass over every folio; returns the pages freed.
 
     Models: mm/vmscan.c ``shrink_folio_list()`` for lazyfree anon and
-    regular page-cache folios (see the module docstring).
+    regular page-cache folios (see the module docstring), folios in pfn order.
     """
-    mem = k.memmap
-    nr = mem.nr_frames
-    heads = np.nonzero((mem.head == np.arange(nr)) & ((mem.flags & PG_reserved) == 0))[0]
-    freed = 0
-    for hh in heads:
-        h = int(hh)
+    mem: MemMap = k.memmap
+    nr_frames: i64 = mem.nr_frames
+    freed: i64 = 0
+    h: i64 = 0
+    n: i64
+    flags: i64
+    file: File
+    while h < nr_frames:
         if int(mem.head[h]) != h:
-            continue  # freed meanwhile
-        folio = k.folio(h)
-        if folio.entire_mapcount() or h == k.huge_zero_pfn:
+            h += 1  # a tail page or a free frame
             continue
+        n = cython.cast(i64, 1) << int(mem.order[h])
         flags = int(mem.flags[h])
-        anon = bool(flags & PG_anon)
-        if anon:
-            if not flags & PG_lazyfree or folio.maybe_dma_pinned():
-                continue
-            if folio.refcount != folio.mapcount_total():
-                continue
-            n = folio.nr_pages
-            if try_to_unmap(k, folio, lazyfree=True):
+        if flags & PG_reserved or int(mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
+            h += n
+            continue
+        if flags & PG_anon:
+            if (
+                flags & PG_lazyfree
+                and not folio_maybe_dma_pinned(mem, h)
+                and int(mem.refcount[h]) == folio_mapcount(mem, h)
+                and try_to_unmap(k, h, True)
+            ):
                 freed += n
-                k.counters.add(PGSTEAL, n)
+                k.counters.inc(PGSTEAL, n)
+            h += n
             continue
         f = k.files.get(int(mem.mapping[h]))
-        if f is None or f.shmem or folio.maybe_dma_pinned():
-            continue
         # The page cache holds one reference; any other is a user we must not disturb.
-        if folio.refcount != 1 + folio.mapcount_total():
+        if (
+            f is None
+            or cython.cast(File, f).shmem
+            or folio_maybe_dma_pinned(mem, h)
+            or int(mem.refcount[h]) != 1 + folio_mapcount(mem, h)
+        ):
+            h += n
             continue
-        try_to_unmap(k, folio, lazyfree=False)
-        if folio.test_dirty():
-            pageout(k, folio)
-        n = folio.nr_pages
-        f.forget_folio(folio)
-        k.folio_put(folio)
+        file = f
+        try_to_unmap(k, h, False)
+        if folio_test_dirty(mem, h):
+            pageout(k, h)
+        file.forget_folio(h)
+        k.folio_put(h, 1)
         freed += n
-        k.counters.add(PGSTEAL, n)
+        k.counters.inc(PGSTEAL, n)
+        h += n
     return freed
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        PGLAZYFREED=PGLAZYFREED, PGSTEAL=PGSTEAL, PGPAGEOUT=PGPAGEOUT, PGLAZYFREE_FAIL=PGLAZYFREE_FAIL
+    )

@@ -21,7 +21,6 @@ from ..mm.fork import dup_mmap, mmput
 from ..mm.gup import pin_user_pages, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
 from ..mm.memory import handle_mm_fault
-from ..mm.memory_bulk import fault_in_anon_write
 from ..mm.mm_types import (
     FAULT_FLAG_WRITE,
     VM_ACCESS_FLAGS,
@@ -151,8 +150,6 @@ class Process:
             while done < npages:
                 sub_out = out[done:] if out is not None else None
                 sub_val = value[done:] if isinstance(value, np.ndarray) else value
-                if write and self.mm.kernel.fast_paths:
-                    self._fault_in_bulk(addr + done * ps, npages - done)
                 n, fault = hw.access(
                     self.cpu, space, addr + done * ps, npages - done, write, sub_val, sub_out
                 )
@@ -179,23 +176,6 @@ class Process:
                     v.on_write(self, addr, done, value)
                 elif out is not None:
                     v.on_read(self, addr, out[:done])
-
-    def _fault_in_bulk(self, va: int, npages: int) -> None:
-        """Model-only fast path: take the none-PTE write faults the access is about to take.
-
-        ``mm.memory_bulk.fault_in_anon_write`` does the kernel's side in
-        bulk; each fault it took is then accounted on the hardware side as
-        the faulting access the page-by-page path would have made.
-        """
-        vma = self.mm.vma_lookup(va)
-        if vma is None:
-            return
-        hw = self.machine.hw
-        hw.current_cpu = self.cpu
-        faults = fault_in_anon_write(vma, va, npages, self.cpu)
-        if faults:
-            shift = self.machine.kernel.page_shift
-            hw.count_translation_faults(self.cpu, self.mm.space, [f >> shift for f in faults])
 
     def write(self, addr: int, length: int, value: int | np.ndarray = 0) -> None:
         """Store ``value`` in every page of ``[addr, addr+length)`` (as user code would)."""

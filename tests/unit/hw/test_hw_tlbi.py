@@ -8,8 +8,11 @@ import pytest
 
 from conftest import map_pages
 from contpte.errors import ModelUsageError
-from contpte.hw import PRESETS, AddressSpace, Hardware
-from contpte.hw.hardware import tlbi_range_pages
+from contpte.hw import tlbi as T
+from contpte.hw.features import PRESETS
+from contpte.hw.hardware import Hardware
+from contpte.hw.tables import AddressSpace
+from contpte.hw.tlbi import tlbi_range_pages
 
 MakeHw = Callable[..., Hardware]
 
@@ -137,3 +140,61 @@ def test_x86_invlpg_and_invpcid_are_local(make_hw: MakeHw) -> None:
     hw.invpcid(3, 2)
     assert held(hw) == [8, 7, 8, 4]
     assert hw.counters.get("tlbi.INVLPG") == 1 and hw.counters.get("tlbi.INVPCID") == 1
+
+
+def test_int_coded_entry_points_equal_the_named_ones(make_hw: MakeHw) -> None:
+    """``tlbi_op``/``tlbi_range_op``/``dsb_op`` with ``contpte.hw.tlbi`` codes do what the names do."""
+    assert T.TLBI_VALE1IS == T.TLBI_VALE1 | T.TLBI_IS == T.tlbi_code("VALE1IS")
+    assert T.tlbi_name(T.TLBI_RVAE1IS) == "RVAE1IS" and T.tlbi_name(T.TLBI_ASIDE1) == "ASIDE1"
+    assert T.DSB_DOMAINS[T.DSB_ISH] == "ish" and T.dsb_code("nshst") == T.DSB_NSHST
+    assert T.tlbi_broadcast(T.TLBI_VAE1 | T.TLBI_OS) and not T.tlbi_broadcast(T.TLBI_VAE1)
+    assert T.tlbi_scope(T.TLBI_ASIDE1IS) == T.SCOPE_ASID and T.tlbi_scope(T.TLBI_VMALLE1) == T.SCOPE_ALL
+    assert T.tlbi_last_level(T.TLBI_RVALE1IS) and not T.tlbi_by_asid(T.TLBI_VAAE1IS)
+    assert not T.tlbi_valid(T.TLBI_VAE1 | T.TLBI_IS | T.TLBI_OS) and not T.tlbi_valid(
+        T.TLBI_INVLPG | T.TLBI_IS
+    )
+    by_name, _, _ = setup(make_hw)
+    by_code, _, _ = setup(make_hw)
+    by_name.current_cpu = by_code.current_cpu = 1
+    by_name.tlbi("VAE1", asid=1, va=0x1000)
+    by_code.tlbi_op(T.TLBI_VAE1, 1, 0x1000, 0)
+    by_name.tlbi("VALE1IS", asid=2, va=0x2000, ttl=3)
+    by_code.tlbi_op(T.TLBI_VALE1IS, 2, 0x2000, 3)
+    by_name.tlbi("VMALLE1")
+    by_code.tlbi_op(T.TLBI_VMALLE1, -1, -1, 0)
+    by_name.dsb("ish")
+    by_code.dsb_op(T.DSB_ISH)
+    assert [t.snapshot() for t in by_name.tlbs] == [t.snapshot() for t in by_code.tlbs]
+    assert by_name.counters.snapshot() == by_code.counters.snapshot()
+    with pytest.raises(ModelUsageError):
+        by_code.tlbi_op(T.TLBI_RVALE1IS, 1, 0, 0)  # a range op needs tlbi_range_op
+    with pytest.raises(ModelUsageError):
+        by_code.tlbi_op(T.TLBI_VALE1IS, -1, 0, 0)  # no ASID
+    with pytest.raises(ModelUsageError):
+        by_code.tlbi_op(T.TLBI_VALE1IS, 1, -1, 0)  # no VA
+    with pytest.raises(ModelUsageError):
+        by_code.dsb_op(8)
+    v2 = make_hw(checker=False, features=PRESETS["neoverse-v2"])
+    a = v2.new_space(1, "a")
+    map_pages(v2, a, 0, 100, 40)
+    warm(v2, a, 0, 40)
+    v2.tlbi_range_op(T.TLBI_RVALE1IS, 1, 0x2000, 0, 7, 0)
+    assert held(v2) == [24, 24, 24, 24] and v2.counters.get("tlbi.RVALE1IS") == 1
+    with pytest.raises(ModelUsageError):
+        v2.tlbi_range_op(T.TLBI_VALE1IS, 1, 0, 0, 7, 0)
+
+
+def test_invalidation_by_probe_and_by_scan_agree(make_hw: MakeHw) -> None:
+    """A short range probes the covered addresses, a long one scans every entry: same result."""
+    for npages in (1, 3, 40, 700, 5000):
+        hw = make_hw(checker=False, adversarial_tlb=True)
+        s = hw.new_space(1, "a")
+        for t in range(4):
+            map_pages(hw, s, t << 21, 512 * t, 512, cont=t % 2 == 1)
+        warm(hw, s, 0, 2048)
+        before = {(e.vbase, e.npages) for e in hw.tlbs[0]}
+        for cpu_tlb in hw.tlbs:
+            cpu_tlb.invalidate_range(1, 5, npages, 0)
+        after = {(e.vbase, e.npages) for e in hw.tlbs[0]}
+        gone = {(v, n) for v, n in before if v < 5 + npages and v + n > 5}
+        assert after == before - gone, npages

@@ -7,10 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from conftest import map_pages
+from conftest import map_pages, ptep_of
 from contpte.errors import ModelUsageError
-from contpte.hw import PRESETS, CpuFeatures, Hardware, HwFault
+from contpte.hw.features import PRESETS, CpuFeatures
 from contpte.hw.format import WS_CLEAN, WS_DIRTY, WS_NONE
+from contpte.hw.hardware import Hardware, HwFault
 
 MakeHw = Callable[..., Hardware]
 
@@ -55,7 +56,7 @@ def test_access_flag_set_by_hardware(make_hw: MakeHw) -> None:
     map_pages(hw, s, 0, 10, 1, af=False)
     writes = hw.counters.get("pte.write")
     assert hw.access(0, s, 0, 1, False) == (1, None)
-    assert hw.fmt.af(int(s.tables[0].entries[0]))
+    assert hw.fmt.af(hw.pool.peek(ptep_of(hw, s, 0)))
     assert hw.counters.get("hw.af_update") == 1
     assert hw.counters.get("pte.write") == writes  # not a software store
 
@@ -71,7 +72,7 @@ def test_dirty_state(make_hw: MakeHw) -> None:
     s = hw.new_space(1, "p")
     map_pages(hw, s, 0, 10, 1, write=WS_CLEAN)
     assert hw.access(0, s, 0, 1, True, 1) == (1, None)
-    assert hw.fmt.write_state(int(s.tables[0].entries[0])) == WS_DIRTY
+    assert hw.fmt.write_state(hw.pool.peek(ptep_of(hw, s, 0))) == WS_DIRTY
     assert hw.counters.get("hw.dirty_update") == 1
 
 
@@ -91,8 +92,7 @@ def test_write_hit_on_clean_entry_rewalks(make_hw: MakeHw) -> None:
     s = hw.new_space(1, "p")
     map_pages(hw, s, 0, 10, 1, write=WS_CLEAN)
     assert hw.access(0, s, 0, 1, False) == (1, None)  # fill a clean entry
-    t = s.tables[0]
-    t.store(0, hw.fmt.mk_page(10, write=WS_NONE))  # wrprotect, no TLBI
+    hw.pool.store(ptep_of(hw, s, 0), hw.fmt.mk_page(10, write=WS_NONE))  # wrprotect, no TLBI
     walks = hw.counters.get("tlb.walk")
     assert hw.access(0, s, 0, 1, True, 5) == (0, HwFault("permission", 0, 3, True))
     assert hw.counters.get("tlb.walk") == walks + 1
@@ -122,13 +122,13 @@ def test_hw_update_lands_on_the_producing_descriptor(make_hw: MakeHw) -> None:
     for seed in range(40):
         hw = make_hw(seed=seed)
         s = hw.new_space(1, "p")
-        map_pages(hw, s, 0x10000, 32, 16, cont=True, af=False)
+        p0 = map_pages(hw, s, 0x10000, 32, 16, cont=True, af=False)
         assert hw.access(0, s, 0x10000, 1, False) == (1, None)
-        afs = hw.fmt.af_v(s.tables[0].entries[16:32])
-        assert afs.sum() == 1
+        afs = [hw.fmt.af(hw.pool.peek(p0 + i)) for i in range(16)]
+        assert sum(afs) == 1
         (e,) = list(hw.tlbs[0])
-        assert afs[e.idx - 16]
-        landed.add(e.idx)
+        assert afs[e.ptep - p0]
+        landed.add(e.ptep)
     assert len(landed) > 4
 
 
@@ -162,7 +162,7 @@ def test_flat_format_sets_a_and_d(make_hw: MakeHw) -> None:
     s = hw.new_space(1, "p")
     map_pages(hw, s, 0, 10, 4, write=WS_CLEAN, af=False)
     assert hw.access(0, s, 0, 4, True, 1) == (4, None)
-    d = int(s.tables[0].entries[0])
+    d = hw.pool.peek(ptep_of(hw, s, 0))
     assert hw.fmt.af(d) and hw.fmt.write_state(d) == WS_DIRTY
     assert len(hw.tlbs[0]) == 4
 
@@ -170,7 +170,7 @@ def test_flat_format_sets_a_and_d(make_hw: MakeHw) -> None:
 def test_spaces_and_argument_checks(make_hw: MakeHw) -> None:
     hw = make_hw()
     s = hw.new_space(7, "proc")
-    assert s.name == "proc" and hw.checker is not None and hw.checker in s.observers
+    assert s.name == "proc" and hw.checker is not None and hw.pool.observer is hw.checker
     with pytest.raises(ModelUsageError):
         hw.new_space(7, "again")
     map_pages(hw, s, 0, 10, 1)
@@ -197,3 +197,38 @@ def test_presets() -> None:
     assert {"neoverse-n1", "neoverse-v2", "apple-m2", "cortex-a76", "x86"} <= set(PRESETS)
     with pytest.raises(ModelUsageError):
         CpuFeatures(name="bad", bbml2_noabort=True, bbm_level=1)
+
+
+def test_level2_block_reached_by_a_contiguous_entry_is_one_entry_each(make_hw: MakeHw) -> None:
+    """A level-2 block fills one entry; its AF update lands on the block descriptor."""
+    hw = make_hw()
+    s = hw.new_space(1, "p")
+    s.pmd_store(1, hw.fmt.mk_block(1024, af=False))
+    assert hw.access(0, s, 0x200000, 8, False) == (8, None)
+    assert hw.fmt.af(s.pmd_peek(1)) and hw.counters.get("hw.af_update") == 1
+    (e,) = list(hw.tlbs[0])
+    assert (e.ptep, e.level, e.npages, e.pfn_base) == (-1, 2, 512, 1024)
+
+
+def test_access_of_many_tables_and_out_of_range_frames(make_hw: MakeHw) -> None:
+    """One call spans tables; a translation beyond physical memory is an invariant error."""
+    hw = make_hw(nr_frames=2048)
+    s = hw.new_space(1, "p")
+    for t in range(3):
+        map_pages(hw, s, t << 21, 512 * t, 512, cont=t == 1)
+    assert hw.access(0, s, 0, 1536, True, np.arange(1536, dtype=np.uint64)) == (1536, None)
+    assert hw.memory.data[:1536].tolist() == list(range(1536))
+    out = np.zeros(1536, dtype=np.uint64)
+    assert hw.access(1, s, 0, 1536, False, out=out) == (1536, None)
+    assert out.tolist() == list(range(1536))
+    # a strided out array and an int64 value array are converted
+    out2 = np.zeros(2 * 8, dtype=np.uint64)[::2]
+    assert hw.access(1, s, 0, 8, False, out=out2) == (8, None)
+    assert out2.tolist() == list(range(8))
+    map_pages(hw, s, 3 << 21, 2040, 16)
+    from contpte.errors import InvariantViolation
+
+    with pytest.raises(InvariantViolation, match="beyond physical memory") as ei:
+        hw.access(0, s, 3 << 21, 16, True, 1)
+    assert ei.value.rule == "oa-range"
+    assert (hw.memory.data[2040:2048] == 1).all()

@@ -69,9 +69,14 @@ UNFOLD_CALLERS = (
     "ptep_set_access_flags",
 )
 
-FOLD = cython.declare(i64, declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)"))
+FOLD = cython.declare(
+    i64, declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
+)
 UNFOLD_FAMILY = declare_family(
-    "contpte.unfold", "blocks", "contiguous blocks unfolded, by the public function core-mm called", UNFOLD_CALLERS
+    "contpte.unfold",
+    "blocks",
+    "contiguous blocks unfolded, by the public function core-mm called",
+    UNFOLD_CALLERS,
 )
 CONVERT = cython.declare(
     i64, declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
@@ -84,7 +89,9 @@ declare_total(
 
 
 def _call(symbol: str) -> int:
-    return declare(f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)")
+    return declare(
+        f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)"
+    )
 
 
 CALL_CONVERT = cython.declare(i64, _call("contpte_convert"))
@@ -109,6 +116,7 @@ _NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def mm_is_user(mm: MmLike) -> cython.bint:
     """False for init_mm and the EFI mm (the model marks them ``is_kernel_mm``).
 
@@ -120,6 +128,7 @@ def mm_is_user(mm: MmLike) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
     """The first entry of ``ptep``'s block."""
     return ptep & ~(arch.CONT_PTES - 1)
@@ -167,7 +176,9 @@ def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pt
 
     if not arch.bbml2_noabort:
         vma: VmaLike = tlbflush.TLB_FLUSH_VMA(mm, 0)
-        tlbflush._flush_tlb_range(arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
+        tlbflush._flush_tlb_range(
+            arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
+        )
 
     # Make.
     arch._set_ptes(mm, start_addr, start_ptep, pte, cp)
@@ -248,7 +259,13 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
 # ----------------------------------------------------------------------
 @cython.ccall
 def contpte_try_unfold(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, caller: str, traced: cython.bint = True
+    arch: Arm64PgtableBase,
+    mm: MmLike,
+    addr: i64,
+    ptep: i64,
+    pte: u64,
+    caller: str,
+    traced: cython.bint = True,
 ) -> None:
     """Unfold ``ptep``'s block if ``pte`` (its raw value) is valid and CONT.
 
@@ -264,7 +281,13 @@ def contpte_try_unfold(
 
 @cython.ccall
 def _contpte_try_unfold(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, caller: str, traced: cython.bint = True
+    arch: Arm64PgtableBase,
+    mm: MmLike,
+    addr: i64,
+    ptep: i64,
+    pte: u64,
+    caller: str,
+    traced: cython.bint = True,
 ) -> None:
     """Repaint a folded block without PTE_CONT (one block TLBI).
 
@@ -287,7 +310,9 @@ def _contpte_try_unfold(
 
 
 @cython.ccall
-def contpte_try_unfold_partial(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str) -> None:
+def contpte_try_unfold_partial(
+    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str
+) -> None:
     """Unfold the blocks that ``[ptep, ptep + nr)`` covers only partly (head and tail).
 
     Models: arch/arm64/mm/contpte.c ``contpte_try_unfold_partial()``.
@@ -311,6 +336,7 @@ def contpte_try_unfold_partial(arch: Arm64PgtableBase, mm: MmLike, addr: i64, pt
 # Getters.
 # ----------------------------------------------------------------------
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
@@ -329,6 +355,7 @@ def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
@@ -413,7 +440,9 @@ def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
 
 @cython.ccall
-def contpte_clear_full_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
+def contpte_clear_full_ptes(
+    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+) -> None:
     """Clear ``nr`` PTEs, unfolding only partly covered blocks; no TLBI.
 
     Models: arch/arm64/mm/contpte.c ``contpte_clear_full_ptes()``.
@@ -426,6 +455,7 @@ def contpte_clear_full_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_get_and_clear_full_ptes(
     arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> u64:
@@ -444,7 +474,10 @@ def contpte_get_and_clear_full_ptes(
 # Access/dirty and write-protect: in place, no unfold.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_ptep_test_and_clear_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+@cython.exceptval(-1, check=True)
+def contpte_ptep_test_and_clear_young(
+    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64
+) -> cython.bint:
     """Clear AF on the whole block; True if any member was young.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_test_and_clear_young()``.
@@ -469,6 +502,7 @@ def contpte_ptep_test_and_clear_young(arch: Arm64PgtableBase, vma: VmaLike, addr
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
 
@@ -483,7 +517,9 @@ def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i
     start: i64
     if young:
         start = addr & ~(arch.CONT_PTE_SIZE - 1)
-        tlbflush._flush_tlb_range_nosync(arch, vma, start, start + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
+        tlbflush._flush_tlb_range_nosync(
+            arch, vma, start, start + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
+        )
     return young
 
 
@@ -531,6 +567,7 @@ def contpte_clear_young_dirty_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
     arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
 ) -> cython.bint:
@@ -558,7 +595,9 @@ def contpte_ptep_set_access_flags(
         # ``entry`` is not advanced per member: only its access bits are used.
         arch._ptep_set_access_flags_block(vma, start_ptep, arch.CONT_PTES, entry)
         if dirty:
-            tlbflush._flush_tlb_range(arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3)
+            tlbflush._flush_tlb_range(
+                arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
+            )
     else:
         _contpte_try_unfold(arch, vma.vm_mm, addr, ptep, orig_pte, "ptep_set_access_flags", False)
         arch._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
