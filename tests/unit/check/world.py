@@ -11,7 +11,6 @@ check, so a test can break one behind its back.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import numpy as np
 from contpte.arch import make_arch
 from contpte.check.validators import Validators
 from contpte.counters import Counters
-from contpte.hw.tables import AddressSpace, PtePool
+from contpte.hw.hardware import Hardware
 from contpte.mm.kernel import Kernel
 from contpte.mm.memmap import GUP_PIN_COUNTING_BIAS, PG_anon_exclusive
 from contpte.mm.mm_types import (
@@ -44,15 +43,6 @@ PAGE = 4096
 RW = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE
 
 
-class _Memory:
-    def __init__(self, nr: int) -> None:
-        self.nr_frames = nr
-        self.data = np.zeros(nr, dtype=np.uint64)
-
-    def fill(self, pfn: int, n: int, value: int) -> None:
-        self.data[pfn : pfn + n] = value
-
-
 class Proc:
     """What the validators read of a process: ``pid`` and ``mm``."""
 
@@ -67,14 +57,11 @@ class Proc:
 class World:
     def __init__(self, arch: str = "arm64", frames: int = 1 << 14, check: bool = True) -> None:
         self.counters = Counters()
-        self.pool = PtePool(12, self.counters)
-        self.memory = _Memory(frames)
-        hw = SimpleNamespace(
-            pool=self.pool,
-            counters=self.counters,
-            memory=self.memory,
-            features=SimpleNamespace(tlbirange=False, kpti=False),
-        )
+        # the hardware without its rule checker: the tests write descriptors directly
+        hw = Hardware(frames, fmt="vmsa" if arch == "arm64" else "flat", counters=self.counters, checker=False)
+        self.hw = hw
+        self.pool = hw.pool
+        self.memory = hw.memory
         self.arch = make_arch(arch, hw)
         self.k = Kernel(hw, self.arch, self.counters)
         self.check_enabled = check
@@ -86,7 +73,7 @@ class World:
     # -- processes ---------------------------------------------------------------
     def spawn(self) -> Proc:
         pid = self._asid
-        space = AddressSpace(self._asid, self.pool)
+        space = self.hw.new_space(self._asid)
         self._asid += 1
         mm = MmStruct(self.k, space, pid)
         self.k.mms.append(mm)
