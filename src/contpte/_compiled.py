@@ -63,6 +63,10 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.userfaultfd",
     "contpte.mm.gup",
     "contpte.mm.vmscan",
+    "contpte.check.incremental",
+    "contpte.check.isolation",
+    "contpte.check.pagemap",
+    "contpte.check.validators",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 
