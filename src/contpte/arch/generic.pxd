@@ -1,6 +1,7 @@
 cimport cython
 from contpte.cdefs cimport i64, u64
 from contpte.hw.tables cimport PtePool
+from contpte.hw.hardware cimport Hardware
 from contpte.arch.pgtable cimport MmLike, Pgtable, VmaLike
 
 cdef u64 _PAGE_PRESENT, _PAGE_RW, _PAGE_USER, _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, _PAGE_NX

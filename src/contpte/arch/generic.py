@@ -24,6 +24,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..cdefs import i64, u64
+    from ..hw.hardware import Hardware
     from ..hw.tables import PtePool
     from .pgtable import MmLike, Pgtable, VmaLike
 
@@ -274,7 +275,7 @@ class GenericPgtable(Pgtable):
     @cython.cfunc
     def _shootdown(self, mm: MmLike, start: i64, pages: i64) -> None:
         """Flush ``pages`` pages from ``start`` (-1 pages: the whole mm) everywhere ``mm`` ran."""
-        hw = self.hw
+        hw: Hardware = self.hw
         asid: i64 = mm.space.asid
         me: i64 = hw.current_cpu
         cpu: i64

@@ -1,6 +1,7 @@
 from contpte.cdefs cimport i64, u64, I64View, I8View
 from contpte.counters cimport Counters, PTE_READ
 from contpte.hw.tables cimport AddressSpace, PtePool
+from contpte.hw.hardware cimport Hardware
 
 cdef i64 CYDP_CLEAR_YOUNG, CYDP_CLEAR_DIRTY
 
@@ -20,7 +21,7 @@ cdef class GatherLike:
 
 cdef class Pgtable:
     cdef public dict options
-    cdef public object hw
+    cdef public Hardware hw
     cdef public PtePool pool
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE, PMD_SHIFT, PMD_SIZE

@@ -36,6 +36,7 @@ from ..errors import KernelBug, ModelUsageError
 if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import PTE_READ, Counters
+    from ..hw.hardware import Hardware
     from ..hw.tables import AddressSpace, PtePool
 
 __all__ = [
@@ -105,13 +106,13 @@ class Pgtable:
     #: Options this backend understands (Machine passes only these).
     OPTIONS: dict[str, Any] = {}
 
-    def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
+    def __init__(self, hw: Hardware, page_shift: i64 = 12, **options: Any) -> None:
         known = type(self).OPTIONS
         unknown = set(options) - set(known)
         if unknown:
             raise ModelUsageError(f"arch {self.name}: unknown option(s) {', '.join(sorted(unknown))}")
         self.options = {**known, **options}
-        self.hw = hw
+        self.hw: Hardware = hw
         self.pool: PtePool = hw.pool
         self.counters: Counters = hw.counters
         self.page_shift = page_shift
@@ -616,9 +617,8 @@ class Pgtable:
         verifies that every contiguous set changed in it is consistent.
         ``ptep`` may be any entry of the table (or -1: nothing to check).
         """
-        checker = self.hw.checker
-        if checker is not None and ptep >= 0:
-            checker.ptl_release(mm.space, ptep >> self.pool.shift)
+        if self.hw.checker is not None and ptep >= 0:
+            self.hw.checker.ptl_release(mm.space, ptep >> self.pool.shift)
 
     # -- helpers for subclasses ------------------------------------------
     def VM_WARN_ON(

@@ -2,9 +2,10 @@
 
 Models: arch/arm64/include/asm/tlbflush.h and the ``tlb_flush()`` of
 arch/arm64/include/asm/tlb.h (Linux v6.12).  This is where the kernel's
-vocabulary meets the hardware's: each ``__tlbi()`` becomes ``hw.tlbi()``
-(``hw.tlbi_range()`` for the FEAT_TLBIRANGE ``r`` forms) and each
-``dsb()`` becomes ``hw.dsb()``.
+vocabulary meets the hardware's: each ``__tlbi()`` becomes ``hw.tlbi_op()``
+(``hw.tlbi_range_op()`` for the FEAT_TLBIRANGE ``r`` forms, with the op codes of
+``contpte.hw.tlbi``) and each
+``dsb()`` becomes ``hw.dsb_op()``.
 
 Template (as in the kernel): DSB ISHST so the walkers see the page-table
 stores, the TLBIs (inner-shareable: broadcast to every CPU), then DSB ISH to
@@ -29,6 +30,16 @@ import cython
 
 if not cython.compiled:
     from ...cdefs import i64
+    from ...hw.hardware import Hardware
+    from ...hw.tlbi import (
+        DSB_ISH,
+        DSB_ISHST,
+        TLBI_ASIDE1IS,
+        TLBI_RVAE1IS,
+        TLBI_RVALE1IS,
+        TLBI_VAE1IS,
+        TLBI_VALE1IS,
+    )
     from ..pgtable import GatherLike, MmLike, Pgtable, VmaLike
 
 __all__ = [
@@ -87,30 +98,30 @@ def _ttl(level: i64) -> i64:
 
 
 @cython.cfunc
-def _tlbi(arch: Pgtable, op: str, asid: i64, va: object, ttl: i64) -> None:
-    """``__tlbi(op)`` then ``__tlbi_user(op)`` (KPTI's second ASID)."""
-    hw = arch.hw
-    hw.tlbi(op, asid, va, ttl)
+def _tlbi(arch: Pgtable, op: i64, asid: i64, va: i64, ttl: i64) -> None:
+    """``__tlbi(op)`` then ``__tlbi_user(op)`` (KPTI's second ASID).  ``op``: a ``hw.tlbi`` code."""
+    hw: Hardware = arch.hw
+    hw.tlbi_op(op, asid, va, ttl)
     if arch.kpti:
-        hw.tlbi(op, asid, va, ttl)
+        hw.tlbi_op(op, asid, va, ttl)
 
 
 @cython.cfunc
-def _tlbi_range(arch: Pgtable, op: str, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
-    hw = arch.hw
-    hw.tlbi_range(op, asid, va, scale, num, ttl)
+def _tlbi_range(arch: Pgtable, op: i64, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
+    hw: Hardware = arch.hw
+    hw.tlbi_range_op(op, asid, va, scale, num, ttl)
     if arch.kpti:
-        hw.tlbi_range(op, asid, va, scale, num, ttl)
+        hw.tlbi_range_op(op, asid, va, scale, num, ttl)
 
 
 @cython.cfunc
-def _tlbi_nouser(arch: Pgtable, op: str, asid: i64, va: object, ttl: i64) -> None:
-    arch.hw.tlbi(op, asid, va, ttl)
+def _tlbi_nouser(arch: Pgtable, op: i64, asid: i64, va: i64, ttl: i64) -> None:
+    arch.hw.tlbi_op(op, asid, va, ttl)
 
 
 @cython.cfunc
-def _tlbi_range_nouser(arch: Pgtable, op: str, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
-    arch.hw.tlbi_range(op, asid, va, scale, num, ttl)
+def _tlbi_range_nouser(arch: Pgtable, op: i64, asid: i64, va: i64, scale: i64, num: i64, ttl: i64) -> None:
+    arch.hw.tlbi_range_op(op, asid, va, scale, num, ttl)
 
 
 @cython.ccall
@@ -119,10 +130,10 @@ def flush_tlb_mm(arch: Pgtable, mm: MmLike) -> None:
 
     Models: arm64 ``flush_tlb_mm()``.
     """
-    hw = arch.hw
-    hw.dsb("ishst")
-    _tlbi(arch, "ASIDE1IS", mm.space.asid, None, 0)
-    hw.dsb("ish")
+    hw: Hardware = arch.hw
+    hw.dsb_op(DSB_ISHST)
+    _tlbi(arch, TLBI_ASIDE1IS, mm.space.asid, -1, 0)
+    hw.dsb_op(DSB_ISH)
 
 
 @cython.ccall
@@ -131,21 +142,21 @@ def flush_tlb_page_nosync(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
 
     Models: arm64 ``flush_tlb_page_nosync()`` / ``__flush_tlb_page_nosync()``.
     """
-    arch.hw.dsb("ishst")
-    _tlbi(arch, "VALE1IS", vma.vm_mm.space.asid, uaddr & ~(arch.PAGE_SIZE - 1), 0)
+    arch.hw.dsb_op(DSB_ISHST)
+    _tlbi(arch, TLBI_VALE1IS, vma.vm_mm.space.asid, uaddr & ~(arch.PAGE_SIZE - 1), 0)
 
 
 @cython.ccall
 def flush_tlb_page(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
     """Models: arm64 ``flush_tlb_page()``: ``flush_tlb_page_nosync()`` + DSB ISH."""
     flush_tlb_page_nosync(arch, vma, uaddr)
-    arch.hw.dsb("ish")
+    arch.hw.dsb_op(DSB_ISH)
 
 
 @cython.ccall
 def _flush_tlb_range_op(
     arch: Pgtable,
-    op: str,
+    op: i64,
     start: i64,
     pages: i64,
     stride: i64,
@@ -159,7 +170,9 @@ def _flush_tlb_range_op(
     FEAT_TLBIRANGE: one op per ``stride``.  With it: a lone page gets a
     single op; otherwise one range op per SCALE from 3 down to 0, each
     covering as much as that scale can (at most 4 range ops + 1 single).
+    ``op``: ``TLBI_VALE1IS`` or ``TLBI_VAE1IS`` (the range forms follow).
     """
+    rop: i64 = TLBI_RVALE1IS if op == TLBI_VALE1IS else TLBI_RVAE1IS
     page_shift: i64 = arch.PAGE_SHIFT
     ttl: i64 = _ttl(tlb_level)
     scale: i64 = 3
@@ -177,9 +190,9 @@ def _flush_tlb_range_op(
         num = TLBI_RANGE_NUM(pages, scale)
         if num >= 0:
             if tlbi_user:
-                _tlbi_range(arch, "R" + op, asid, start, scale, num, ttl)
+                _tlbi_range(arch, rop, asid, start, scale, num, ttl)
             else:
-                _tlbi_range_nouser(arch, "R" + op, asid, start, scale, num, ttl)
+                _tlbi_range_nouser(arch, rop, asid, start, scale, num, ttl)
             covered = TLBI_RANGE_PAGES(num, scale)
             start += covered << page_shift
             pages -= covered
@@ -206,8 +219,8 @@ def _flush_tlb_range_nosync(
     if (not arch.tlbirange and end - start >= max_dvm_ops * stride) or pages > MAX_TLBI_RANGE_PAGES:
         flush_tlb_mm(arch, vma.vm_mm)
         return
-    arch.hw.dsb("ishst")
-    op: str = "VALE1IS" if last_level else "VAE1IS"
+    arch.hw.dsb_op(DSB_ISHST)
+    op: i64 = TLBI_VALE1IS if last_level else TLBI_VAE1IS
     _flush_tlb_range_op(arch, op, start, pages, stride, vma.vm_mm.space.asid, tlb_level, True)
 
 
@@ -225,7 +238,7 @@ def _flush_tlb_range(
     the level of those leaves, TTL hint (3 = PTE, 2 = PMD block).
     """
     _flush_tlb_range_nosync(arch, vma, start, end, stride, last_level, tlb_level)
-    arch.hw.dsb("ish")
+    arch.hw.dsb_op(DSB_ISH)
 
 
 @cython.ccall
