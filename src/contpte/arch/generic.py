@@ -90,98 +90,122 @@ class GenericPgtable(Pgtable):
 
     # -- format ---------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_present(self, pte: u64) -> cython.bint:
         return (pte & (_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_valid(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_PRESENT) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pfn(self, pte: u64) -> i64:
         return cython.cast(i64, (pte & _PFN_MASK) >> self.PFN_PTE_SHIFT)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pfn_pte(self, pfn: i64, prot: u64) -> u64:
         return (cython.cast(u64, pfn) << self.PFN_PTE_SHIFT) | (prot & _NOT_PFN_MASK)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pgprot(self, pte: u64) -> u64:
         return pte & _NOT_PFN_MASK
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_write(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_RW) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_dirty(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_DIRTY) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_young(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_ACCESSED) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_special(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_SPECIAL) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkspecial(self, pte: u64) -> u64:
         return pte | _PAGE_SPECIAL
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkwrite(self, pte: u64) -> u64:
         return pte | _PAGE_RW
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_wrprotect(self, pte: u64) -> u64:
         return pte & _NOT_RW
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkclean(self, pte: u64) -> u64:
         return pte & _NOT_DIRTY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkdirty(self, pte: u64) -> u64:
         return pte | _PAGE_DIRTY | _PAGE_SOFT_DIRTY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkold(self, pte: u64) -> u64:
         return pte & _NOT_ACCESSED
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkyoung(self, pte: u64) -> u64:
         return pte | _PAGE_ACCESSED
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_modify(self, pte: u64, newprot: u64) -> u64:
         return (pte & _PAGE_CHG_MASK) | (newprot & _NOT_PAGE_CHG_MASK)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_protnone(self, pte: u64) -> cython.bint:
         return (pte & (_PAGE_PRESENT | _PAGE_PROTNONE)) == _PAGE_PROTNONE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_uffd_wp(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_UFFD_WP) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkuffd_wp(self, pte: u64) -> u64:
         return self.pte_wrprotect(pte | _PAGE_UFFD_WP)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_uffd_wp(self, pte: u64) -> u64:
         return pte & _NOT_UFFD_WP
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_soft_dirty(self, pte: u64) -> cython.bint:
         return (pte & _PAGE_SOFT_DIRTY) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mksoft_dirty(self, pte: u64) -> u64:
         return pte | _PAGE_SOFT_DIRTY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte & _NOT_SOFT_DIRTY
 
@@ -218,6 +242,7 @@ class GenericPgtable(Pgtable):
         return out
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def vm_get_page_prot(self, vm_flags: i64) -> u64:
         """Models: arch/x86/mm/pgprot.c ``vm_get_page_prot()`` (protection_map)."""
         if not vm_flags & (_VM_READ | _VM_WRITE | _VM_EXEC):
@@ -230,14 +255,17 @@ class GenericPgtable(Pgtable):
         return prot
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pmd(self, pte: u64) -> u64:
         return pte | _PAGE_PSE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_pte(self, pmd: u64) -> u64:
         return pmd & _NOT_PSE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_mkinvalid(self, pmd: u64) -> u64:
         return pmd & _NOT_PRESENT
 
@@ -262,6 +290,7 @@ class GenericPgtable(Pgtable):
             pool.xchg(i, 0)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Models: include/linux/pgtable.h ``get_and_clear_full_ptes()``."""
         pool: PtePool = self.pool

@@ -31,78 +31,78 @@ cdef class Pgtable:
     cdef public I8View folio_order
     cdef public frozenset bugs
 
-    cpdef bint bug(self, str name)
-    cpdef i64 folio_first_pfn(self, i64 pfn)
-    cpdef i64 folio_nr_pages_of(self, i64 head)
+    cpdef bint bug(self, str name) except? -1
+    cpdef i64 folio_first_pfn(self, i64 pfn) except? -1
+    cpdef i64 folio_nr_pages_of(self, i64 head) except? -1
 
-    cpdef bint pte_none(self, u64 pte)
-    cpdef bint pte_present(self, u64 pte)
-    cpdef bint pte_valid(self, u64 pte)
-    cpdef i64 pte_pfn(self, u64 pte)
-    cpdef u64 pfn_pte(self, i64 pfn, u64 prot)
-    cpdef u64 pte_pgprot(self, u64 pte)
-    cpdef u64 pte_advance_pfn(self, u64 pte, i64 nr)
-    cpdef u64 pte_next_pfn(self, u64 pte)
-    cpdef bint pte_write(self, u64 pte)
-    cpdef bint pte_dirty(self, u64 pte)
-    cpdef bint pte_young(self, u64 pte)
-    cpdef bint pte_special(self, u64 pte)
-    cpdef u64 pte_mkspecial(self, u64 pte)
-    cpdef u64 pte_mkwrite(self, u64 pte)
-    cpdef u64 pte_wrprotect(self, u64 pte)
-    cpdef u64 pte_mkclean(self, u64 pte)
-    cpdef u64 pte_mkdirty(self, u64 pte)
-    cpdef u64 pte_mkold(self, u64 pte)
-    cpdef u64 pte_mkyoung(self, u64 pte)
-    cpdef bint pte_same(self, u64 a, u64 b)
-    cpdef u64 pte_modify(self, u64 pte, u64 newprot)
-    cpdef bint pte_protnone(self, u64 pte)
-    cpdef bint pte_uffd_wp(self, u64 pte)
-    cpdef u64 pte_mkuffd_wp(self, u64 pte)
-    cpdef u64 pte_clear_uffd_wp(self, u64 pte)
-    cpdef bint pte_soft_dirty(self, u64 pte)
-    cpdef u64 pte_mksoft_dirty(self, u64 pte)
-    cpdef u64 pte_clear_soft_dirty(self, u64 pte)
-    cpdef bint pte_cont(self, u64 pte)
-    cpdef u64 vm_get_page_prot(self, i64 vm_flags)
-    cpdef u64 pte_pmd(self, u64 pte)
-    cpdef u64 pmd_pte(self, u64 pmd)
-    cpdef u64 pmd_mkinvalid(self, u64 pmd)
+    cpdef bint pte_none(self, u64 pte) except? -1
+    cpdef bint pte_present(self, u64 pte) except? -1
+    cpdef bint pte_valid(self, u64 pte) except? -1
+    cpdef i64 pte_pfn(self, u64 pte) except? -1
+    cpdef u64 pfn_pte(self, i64 pfn, u64 prot) except? -1
+    cpdef u64 pte_pgprot(self, u64 pte) except? -1
+    cpdef u64 pte_advance_pfn(self, u64 pte, i64 nr) except? -1
+    cpdef u64 pte_next_pfn(self, u64 pte) except? -1
+    cpdef bint pte_write(self, u64 pte) except? -1
+    cpdef bint pte_dirty(self, u64 pte) except? -1
+    cpdef bint pte_young(self, u64 pte) except? -1
+    cpdef bint pte_special(self, u64 pte) except? -1
+    cpdef u64 pte_mkspecial(self, u64 pte) except? -1
+    cpdef u64 pte_mkwrite(self, u64 pte) except? -1
+    cpdef u64 pte_wrprotect(self, u64 pte) except? -1
+    cpdef u64 pte_mkclean(self, u64 pte) except? -1
+    cpdef u64 pte_mkdirty(self, u64 pte) except? -1
+    cpdef u64 pte_mkold(self, u64 pte) except? -1
+    cpdef u64 pte_mkyoung(self, u64 pte) except? -1
+    cpdef bint pte_same(self, u64 a, u64 b) except? -1
+    cpdef u64 pte_modify(self, u64 pte, u64 newprot) except? -1
+    cpdef bint pte_protnone(self, u64 pte) except? -1
+    cpdef bint pte_uffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_mkuffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_clear_uffd_wp(self, u64 pte) except? -1
+    cpdef bint pte_soft_dirty(self, u64 pte) except? -1
+    cpdef u64 pte_mksoft_dirty(self, u64 pte) except? -1
+    cpdef u64 pte_clear_soft_dirty(self, u64 pte) except? -1
+    cpdef bint pte_cont(self, u64 pte) except? -1
+    cpdef u64 vm_get_page_prot(self, i64 vm_flags) except? -1
+    cpdef u64 pte_pmd(self, u64 pte) except? -1
+    cpdef u64 pmd_pte(self, u64 pmd) except? -1
+    cpdef u64 pmd_mkinvalid(self, u64 pmd) except? -1
 
-    cpdef u64 _ptep_get(self, i64 ptep)
+    cpdef u64 _ptep_get(self, i64 ptep) except? -1
     cpdef _set_pte(self, i64 ptep, u64 pte)
     cpdef _set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
-    cpdef u64 _ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep)
+    cpdef u64 _ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep) except? -1
     cpdef _ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
-    cpdef bint _ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep)
-    cpdef bint _ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty)
+    cpdef bint _ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
+    cpdef bint _ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
 
-    cpdef u64 ptep_get(self, i64 ptep)
-    cpdef u64 ptep_get_lockless(self, i64 ptep)
+    cpdef u64 ptep_get(self, i64 ptep) except? -1
+    cpdef u64 ptep_get_lockless(self, i64 ptep) except? -1
     cpdef set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
     cpdef set_pte_at(self, MmLike mm, i64 addr, i64 ptep, u64 pte)
     cpdef pte_clear(self, MmLike mm, i64 addr, i64 ptep)
-    cpdef u64 ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep)
-    cpdef u64 ptep_get_and_clear_full(self, MmLike mm, i64 addr, i64 ptep, bint full)
-    cpdef u64 get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
+    cpdef u64 ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep) except? -1
+    cpdef u64 ptep_get_and_clear_full(self, MmLike mm, i64 addr, i64 ptep, bint full) except? -1
+    cpdef u64 get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
     cpdef clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
     cpdef ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
     cpdef wrprotect_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr)
-    cpdef bint ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep)
-    cpdef bint ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep)
-    cpdef bint ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty)
-    cpdef u64 ptep_clear_flush(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef bint ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
+    cpdef bint ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
+    cpdef bint ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
+    cpdef u64 ptep_clear_flush(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
-    cpdef i64 pte_batch_hint(self, i64 ptep, u64 pte)
-    cpdef u64 ptep_modify_prot_start(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef i64 pte_batch_hint(self, i64 ptep, u64 pte) except? -1
+    cpdef u64 ptep_modify_prot_start(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef ptep_modify_prot_commit(self, VmaLike vma, i64 addr, i64 ptep, u64 old_pte, u64 pte)
 
-    cpdef u64 pmdp_get(self, MmLike mm, i64 pmd_index)
+    cpdef u64 pmdp_get(self, MmLike mm, i64 pmd_index) except? -1
     cpdef set_pmd_at(self, MmLike mm, i64 addr, i64 pmd_index, u64 pmd)
-    cpdef u64 pmdp_huge_get_and_clear(self, MmLike mm, i64 addr, i64 pmd_index)
+    cpdef u64 pmdp_huge_get_and_clear(self, MmLike mm, i64 addr, i64 pmd_index) except? -1
     cpdef pmdp_set_wrprotect(self, MmLike mm, i64 addr, i64 pmd_index)
-    cpdef u64 pmdp_invalidate(self, VmaLike vma, i64 addr, i64 pmd_index)
-    cpdef bint pmdp_set_access_flags(self, VmaLike vma, i64 addr, i64 pmd_index, u64 entry, bint dirty)
+    cpdef u64 pmdp_invalidate(self, VmaLike vma, i64 addr, i64 pmd_index) except? -1
+    cpdef bint pmdp_set_access_flags(self, VmaLike vma, i64 addr, i64 pmd_index, u64 entry, bint dirty) except? -1
 
     cpdef flush_tlb_mm(self, MmLike mm)
     cpdef flush_tlb_range(self, VmaLike vma, i64 start, i64 end)

@@ -144,11 +144,13 @@ class Pgtable:
         return "abstract"
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
         return bool(self.bugs) and name in self.bugs
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_first_pfn(self, pfn: i64) -> i64:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
@@ -156,6 +158,7 @@ class Pgtable:
         return int(self.folio_head[pfn])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
         return cython.cast(i64, 1) << int(self.folio_order[head])
@@ -169,122 +172,151 @@ class Pgtable:
     # PTE format: bit helpers (u64 values).  Subclasses implement.
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_none(self, pte: u64) -> cython.bint:
         return pte == 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_present(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_valid(self, pte: u64) -> cython.bint:
         """The hardware would translate it."""
         return self.pte_present(pte) and not self.pte_protnone(pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pfn(self, pte: u64) -> i64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pfn_pte(self, pfn: i64, prot: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pgprot(self, pte: u64) -> u64:
         """Every bit except the output address."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
         return pte + (cython.cast(u64, nr) << self.PFN_PTE_SHIFT)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_next_pfn(self, pte: u64) -> u64:
         return self.pte_advance_pfn(pte, 1)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_write(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_dirty(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_young(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_special(self, pte: u64) -> cython.bint:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkspecial(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkwrite(self, pte: u64) -> u64:
         """``pte_mkwrite(pte, vma)``/``pte_mkwrite_novma``."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_wrprotect(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkclean(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkdirty(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkold(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkyoung(self, pte: u64) -> u64:
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_same(self, a: u64, b: u64) -> cython.bint:
         return a == b
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_modify(self, pte: u64, newprot: u64) -> u64:
         """Change the permission bits of ``pte`` to ``newprot`` (keeps pfn, A/D)."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_protnone(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_uffd_wp(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkuffd_wp(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_uffd_wp(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_soft_dirty(self, pte: u64) -> cython.bint:
         return False
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mksoft_dirty(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_cont(self, pte: u64) -> cython.bint:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
@@ -315,22 +347,26 @@ class Pgtable:
         }
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def vm_get_page_prot(self, vm_flags: i64) -> u64:
         """The ``pgprot_t`` for a VMA's flags (protection_map)."""
         raise NotImplementedError
 
     # PMD (level-2 block) values share the PTE's attribute bits.
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pmd(self, pte: u64) -> u64:
         """A huge (block) PMD value with the attributes of ``pte``."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_pte(self, pmd: u64) -> u64:
         """The PTE-format view of a block PMD (for the pte_* helpers)."""
         raise NotImplementedError
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_mkinvalid(self, pmd: u64) -> u64:
         raise NotImplementedError
 
@@ -338,6 +374,7 @@ class Pgtable:
     # Private primitives (kernel: __ptep_get, __set_pte, ...).
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_get(self, ptep: i64) -> u64:
         """Models: ``__ptep_get()``: one raw load."""
         return self.pool.load(ptep)
@@ -358,6 +395,7 @@ class Pgtable:
             pte += step
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``__ptep_get_and_clear()``: atomic xchg with 0."""
         return self.pool.xchg(ptep, 0)
@@ -369,6 +407,7 @@ class Pgtable:
         self.pool.cmpxchg(ptep, old, self.pte_wrprotect(old))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
@@ -378,6 +417,7 @@ class Pgtable:
         return True
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:
@@ -393,11 +433,13 @@ class Pgtable:
     # Public API (include/linux/pgtable.h generic fallbacks).
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get(self, ptep: i64) -> u64:
         """Models: ``ptep_get()``."""
         return self._ptep_get(ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_lockless(self, ptep: i64) -> u64:
         """Models: ``ptep_get_lockless()``."""
         return self.ptep_get(ptep)
@@ -422,15 +464,18 @@ class Pgtable:
         self.ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_get_and_clear()``."""
         return self._ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_and_clear_full(self, mm: MmLike, addr: i64, ptep: i64, full: cython.bint) -> u64:
         return self.ptep_get_and_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Clear ``nr`` PTEs; return the first with dirty/young ORed over all.
 
@@ -469,10 +514,12 @@ class Pgtable:
             self.ptep_set_wrprotect(mm, addr + i * self.PAGE_SIZE, ptep + i)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         return self._ptep_test_and_clear_young(vma, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush_young()``."""
         young: cython.bint = self.ptep_test_and_clear_young(vma, addr, ptep)
@@ -481,6 +528,7 @@ class Pgtable:
         return young
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:
@@ -488,6 +536,7 @@ class Pgtable:
         return self._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_clear_flush(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: mm/pgtable-generic.c ``ptep_clear_flush()``."""
         pte: u64 = self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
@@ -514,11 +563,13 @@ class Pgtable:
                 self.set_pte_at(vma.vm_mm, a, ptep + i, pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
         """Models: ``pte_batch_hint()``: 1 (no contiguous hint)."""
         return 1
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_modify_prot_start(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_modify_prot_start()`` (mprotect, per PTE in v6.12)."""
         return self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
@@ -530,6 +581,7 @@ class Pgtable:
 
     # -- PMD-level ---------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_get(self, mm: MmLike, pmd_index: i64) -> u64:
         return mm.space.pmd_load(pmd_index)
 
@@ -538,6 +590,7 @@ class Pgtable:
         mm.space.pmd_store(pmd_index, pmd)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_huge_get_and_clear(self, mm: MmLike, addr: i64, pmd_index: i64) -> u64:
         space: AddressSpace = mm.space
         old: u64 = space.pmd_load(pmd_index)
@@ -551,6 +604,7 @@ class Pgtable:
         space.pmd_store(pmd_index, self.pte_pmd(self.pte_wrprotect(self.pmd_pte(old))))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_invalidate(self, vma: VmaLike, addr: i64, pmd_index: i64) -> u64:
         """Models: ``pmdp_invalidate()``: make the block invalid, flush it."""
         space: AddressSpace = vma.vm_mm.space
@@ -561,6 +615,7 @@ class Pgtable:
         return old
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_set_access_flags(
         self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:

@@ -13,9 +13,9 @@ from contpte.mm.shmem cimport File
 
 cdef i64 PINS, UNPINS, EFAULT, ENOMEM
 
-cdef u64 _follow_page(MmStruct mm, i64 addr)
-cdef i64 _follow_pfn(MmStruct mm, i64 addr, u64 pte)
-cdef i64 _must_fault(MmStruct mm, i64 addr, u64 pte, i64 pfn, bint write)
+cdef u64 _follow_page(MmStruct mm, i64 addr) except? -1
+cdef i64 _follow_pfn(MmStruct mm, i64 addr, u64 pte) except? -1
+cdef i64 _must_fault(MmStruct mm, i64 addr, u64 pte, i64 pfn, bint write) except? -1
 cdef _grab(MemMap mem, i64 folio)
-cpdef i64 pin_user_pages(MmStruct mm, i64 start, i64 nr_pages, bint write)
+cpdef i64 pin_user_pages(MmStruct mm, i64 start, i64 nr_pages, bint write) except? -1
 cpdef unpin_user_pages(MmStruct mm, pfns)

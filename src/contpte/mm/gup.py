@@ -47,6 +47,7 @@ ENOMEM = cython.declare(i64, 12)
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _follow_page(mm: MmStruct, addr: i64) -> u64:
     """The present mapping of ``addr`` as a PTE-format entry, or 0 (none).
 
@@ -74,6 +75,7 @@ def _follow_page(mm: MmStruct, addr: i64) -> u64:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _follow_pfn(mm: MmStruct, addr: i64, pte: u64) -> i64:
     """The pfn of ``addr`` under the present entry ``_follow_page`` returned."""
     a: Pgtable = mm.kernel.arch
@@ -83,6 +85,7 @@ def _follow_pfn(mm: MmStruct, addr: i64, pte: u64) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _must_fault(mm: MmStruct, addr: i64, pte: u64, pfn: i64, write: cython.bint) -> i64:
     """0 if the page can be pinned as mapped, else the fault flags to use.
 
@@ -116,6 +119,7 @@ def _grab(mem: MemMap, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def pin_user_pages(mm: MmStruct, start: i64, nr_pages: i64, write: cython.bint) -> i64:
     """Pin ``nr_pages`` from ``start``; 0 or -errno (nothing stays pinned on error).
 

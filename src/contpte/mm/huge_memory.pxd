@@ -23,20 +23,20 @@ from contpte.mm.rmap cimport (
 cdef i64 EAGAIN, EBUSY, EINVAL
 
 # The functions memory.c calls.
-cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders)
-cpdef bint thp_vma_allowable_order(Vma vma, i64 order)
-cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order)
-cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders)
-cpdef i64 create_huge_pmd(VmFault vmf)
-cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd)
-cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd)
-cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma)
+cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders) except? -1
+cpdef bint thp_vma_allowable_order(Vma vma, i64 order) except? -1
+cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order) except? -1
+cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1
+cpdef i64 create_huge_pmd(VmFault vmf) except? -1
+cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd) except? -1
+cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd) except? -1
+cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma) except? -1
 cpdef zap_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr)
 cpdef split_huge_pmd(Vma vma, i64 pmd_index, i64 haddr)
 # The rest of the file.
-cpdef i64 mm_get_huge_zero_folio(MmStruct mm)
-cpdef i64 vma_alloc_anon_folio_pmd(Vma vma)
+cpdef i64 mm_get_huge_zero_folio(MmStruct mm) except? -1
+cpdef i64 vma_alloc_anon_folio_pmd(Vma vma) except? -1
 cpdef map_anon_folio_pmd(i64 folio, Vma vma, i64 pmd_index, i64 haddr)
-cpdef i64 do_huge_zero_wp_pmd(VmFault vmf, i64 haddr)
+cpdef i64 do_huge_zero_wp_pmd(VmFault vmf, i64 haddr) except? -1
 cpdef change_huge_pmd(Vma vma, i64 pmd_index, i64 addr, u64 newprot)
-cpdef i64 split_folio(Kernel k, i64 folio)
+cpdef i64 split_folio(Kernel k, i64 folio) except? -1

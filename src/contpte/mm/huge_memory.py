@@ -103,6 +103,7 @@ EINVAL = cython.declare(i64, 22)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def thp_vma_allowable_orders(vma: Vma, orders: i64) -> i64:
     """The subset of ``orders`` (a bitmask) the sysfs policy allows here.
 
@@ -130,12 +131,14 @@ def thp_vma_allowable_orders(vma: Vma, orders: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def thp_vma_allowable_order(vma: Vma, order: i64) -> cython.bint:
     """Models: include/linux/huge_mm.h ``thp_vma_allowable_order()``."""
     return thp_vma_allowable_orders(vma, cython.cast(i64, 1) << order) != 0
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def thp_vma_suitable_order(vma: Vma, addr: i64, order: i64) -> cython.bint:
     """Models: include/linux/huge_mm.h ``thp_vma_suitable_order()``."""
     page_shift: i64 = vma.vm_mm.space.page_shift
@@ -148,6 +151,7 @@ def thp_vma_suitable_order(vma: Vma, addr: i64, order: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def thp_vma_suitable_orders(vma: Vma, addr: i64, orders: i64) -> i64:
     """Models: include/linux/huge_mm.h ``thp_vma_suitable_orders()``."""
     out: i64 = 0
@@ -160,6 +164,7 @@ def thp_vma_suitable_orders(vma: Vma, addr: i64, orders: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def mm_get_huge_zero_folio(mm: MmStruct) -> i64:
     """The huge zero folio (allocated on first use), or -1 if none can be allocated.
 
@@ -177,6 +182,7 @@ def mm_get_huge_zero_folio(mm: MmStruct) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_alloc_anon_folio_pmd(vma: Vma) -> i64:
     """Allocate a zeroed PMD-size anon folio, counting a fallback on failure; -1 if none.
 
@@ -211,6 +217,7 @@ def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def create_huge_pmd(vmf: VmFault) -> i64:
     """Map a fresh PMD-size folio (or the huge zero page on a read); VM_FAULT_* bits.
 
@@ -240,6 +247,7 @@ def create_huge_pmd(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_huge_zero_wp_pmd(vmf: VmFault, haddr: i64) -> i64:
     """Replace the huge zero PMD by a new PMD THP on a write fault.
 
@@ -263,6 +271,7 @@ def do_huge_zero_wp_pmd(vmf: VmFault, haddr: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
     """A write (or unshare) fault on a write-protected PMD mapping; VM_FAULT_* bits.
 
@@ -303,6 +312,7 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> i64:
     """Set young (and dirty on a write) on a PMD mapping; 0.
 
@@ -320,6 +330,7 @@ def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_huge_pmd(
     dst_mm: MmStruct, src_mm: MmStruct, pmd_index: i64, addr: i64, dst_vma: Vma, src_vma: Vma
 ) -> i64:
@@ -457,6 +468,7 @@ def change_huge_pmd(vma: Vma, pmd_index: i64, addr: i64, newprot: u64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def split_folio(k: Kernel, folio: i64) -> i64:
     """Split a PTE-mapped anon large folio into order-0 folios; 0 or -errno.
 

@@ -39,6 +39,7 @@ class FolioPtr:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_pte_batch(
     k: Kernel,
     folio: i64,
@@ -99,6 +100,7 @@ def folio_pte_batch(
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 @cython.inline
 def _fpb_norm(
     a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64

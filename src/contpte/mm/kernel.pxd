@@ -30,8 +30,8 @@ cdef class Kernel:
     cdef public set deferred_split
     cdef public str thp
     cdef public I64View mthp_ids
-    cpdef bint bug(self, str name)
+    cpdef bint bug(self, str name) except? -1
     cpdef count_mthp_stat(self, i64 order, i64 stat, i64 n)
-    cpdef i64 folio_alloc(self, i64 order, bint zero)
+    cpdef i64 folio_alloc(self, i64 order, bint zero) except? -1
     cpdef folio_put(self, i64 folio, i64 nr=*)
     cpdef mark_anon(self, i64 folio)

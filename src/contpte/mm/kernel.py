@@ -218,6 +218,7 @@ class Kernel:
                 self.anon_orders_inherit |= 1 << order
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def bug(self, name: str) -> cython.bint:
         """Is bug-catalog entry ``name`` re-introduced on this machine (contpte.bugs)?"""
         return bool(self.bugs) and name in self.bugs
@@ -266,6 +267,7 @@ class Kernel:
         return head, 1 << int(self.memmap.order[head])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def folio_alloc(self, order: i64, zero: cython.bint) -> i64:
         """Allocate a folio of ``order`` (``folio_alloc``); its head pfn, or -1 if none is free."""
         pfn: i64 = self.buddy.alloc_pages(order)

@@ -19,4 +19,4 @@ cdef i64 LAZYFREE, FREE_SKIPPED, ENOMEM, EINVAL
 
 cpdef madvise_update_vma(Vma vma, i64 start, i64 end, i64 set_, i64 clear)
 cpdef madvise_free_pte_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
-cpdef i64 do_madvise(MmStruct mm, i64 start, i64 length, str advice)
+cpdef i64 do_madvise(MmStruct mm, i64 start, i64 length, str advice) except? -1

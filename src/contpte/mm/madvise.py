@@ -163,6 +163,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
     """The madvise syscall; 0 or -errno.
 

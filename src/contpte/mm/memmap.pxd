@@ -15,23 +15,23 @@ cdef class MemMap:
     cpdef prep(self, i64 folio, i64 order)
     cpdef clear(self, i64 folio, i64 order)
 
-cpdef i64 page_folio(MemMap mem, i64 page)
-cpdef i64 folio_order(MemMap mem, i64 folio)
-cpdef i64 folio_nr_pages(MemMap mem, i64 folio)
-cpdef bint folio_test_large(MemMap mem, i64 folio)
-cpdef i64 folio_ref_count(MemMap mem, i64 folio)
+cpdef i64 page_folio(MemMap mem, i64 page) except? -1
+cpdef i64 folio_order(MemMap mem, i64 folio) except? -1
+cpdef i64 folio_nr_pages(MemMap mem, i64 folio) except? -1
+cpdef bint folio_test_large(MemMap mem, i64 folio) except? -1
+cpdef i64 folio_ref_count(MemMap mem, i64 folio) except? -1
 cpdef folio_ref_add(MemMap mem, i64 folio, i64 nr)
 cpdef folio_ref_sub(MemMap mem, i64 folio, i64 nr)
-cpdef bint folio_test_anon(MemMap mem, i64 folio)
-cpdef bint folio_test_dirty(MemMap mem, i64 folio)
+cpdef bint folio_test_anon(MemMap mem, i64 folio) except? -1
+cpdef bint folio_test_dirty(MemMap mem, i64 folio) except? -1
 cpdef folio_mark_dirty(MemMap mem, i64 folio)
 cpdef folio_clear_dirty(MemMap mem, i64 folio)
-cpdef bint folio_test_reserved(MemMap mem, i64 folio)
-cpdef i64 folio_mapcount(MemMap mem, i64 folio)
-cpdef i64 folio_entire_mapcount(MemMap mem, i64 folio)
-cpdef bint folio_mapped(MemMap mem, i64 folio)
-cpdef bint folio_maybe_dma_pinned(MemMap mem, i64 folio)
-cpdef bint folio_likely_mapped_shared(MemMap mem, i64 folio)
-cpdef bint PageAnonExclusive(MemMap mem, i64 page)
+cpdef bint folio_test_reserved(MemMap mem, i64 folio) except? -1
+cpdef i64 folio_mapcount(MemMap mem, i64 folio) except? -1
+cpdef i64 folio_entire_mapcount(MemMap mem, i64 folio) except? -1
+cpdef bint folio_mapped(MemMap mem, i64 folio) except? -1
+cpdef bint folio_maybe_dma_pinned(MemMap mem, i64 folio) except? -1
+cpdef bint folio_likely_mapped_shared(MemMap mem, i64 folio) except? -1
+cpdef bint PageAnonExclusive(MemMap mem, i64 page) except? -1
 cpdef SetPageAnonExclusive(MemMap mem, i64 page, i64 nr=*)
 cpdef ClearPageAnonExclusive(MemMap mem, i64 page, i64 nr=*)

@@ -126,6 +126,7 @@ class MemMap:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def page_folio(mem: MemMap, page: i64) -> i64:
     """``page_folio(pfn_to_page(pfn))``: the head of the folio holding ``page`` (-1: none)."""
@@ -133,6 +134,7 @@ def page_folio(mem: MemMap, page: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_order(mem: MemMap, folio: i64) -> i64:
     """``folio_order()``."""
@@ -140,6 +142,7 @@ def folio_order(mem: MemMap, folio: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
     """``folio_nr_pages()``."""
@@ -147,6 +150,7 @@ def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_large()``."""
@@ -154,6 +158,7 @@ def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_ref_count(mem: MemMap, folio: i64) -> i64:
     """``folio_ref_count()``."""
@@ -175,6 +180,7 @@ def folio_ref_sub(mem: MemMap, folio: i64, nr: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_anon()``."""
@@ -182,6 +188,7 @@ def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_dirty(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_dirty()``."""
@@ -203,6 +210,7 @@ def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
     """``PageReserved()`` of the head."""
@@ -210,6 +218,7 @@ def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_mapcount()``: PTE mappings plus PMD mappings."""
@@ -219,6 +228,7 @@ def folio_mapcount(mem: MemMap, folio: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_entire_mapcount()``."""
@@ -226,6 +236,7 @@ def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_mapped()``."""
@@ -233,6 +244,7 @@ def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_maybe_dma_pinned()``."""
@@ -242,6 +254,7 @@ def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
     if mem.order[folio] == 0:
@@ -252,6 +265,7 @@ def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 @cython.inline
 def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:
     """``PageAnonExclusive(page)``."""

@@ -153,6 +153,7 @@ ENOMEM = cython.declare(i64, 12)
 # Faults
 # ---------------------------------------------------------------------------
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
     """Resolve a fault at ``address``; returns VM_FAULT_* bits (0 = handled).
 
@@ -187,6 +188,7 @@ def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def handle_pte_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``handle_pte_fault()``."""
     vma: Vma = vmf.vma
@@ -237,6 +239,7 @@ def numa_rebuild_single_mapping(vmf: VmFault, vma: Vma, addr: i64, ptep: i64, wr
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_numa_page(vmf: VmFault) -> i64:
     """Resolve a NUMA hinting fault: restore the folio's PTEs (no migration modelled).
 
@@ -294,12 +297,14 @@ def do_numa_page(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def pte_range_none(k: Kernel, ptep: i64, nr: i64) -> cython.bint:
     """``pte_range_none()``: all ``nr`` entries from ``ptep`` are none."""
     return bool(k.arch.pool.none_count(ptep, nr) == nr)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def alloc_anon_folio(vmf: VmFault) -> i64:
     """Allocate the largest enabled, suitable folio whose PTE range is empty.
 
@@ -340,6 +345,7 @@ def alloc_anon_folio(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_anonymous_page(vmf: VmFault) -> i64:
     """Map a none PTE of anonymous memory.
 
@@ -423,6 +429,7 @@ def set_pte_range(vmf: VmFault, folio: i64, page: i64, nr: i64, addr: i64) -> No
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``do_fault()``."""
     vma: Vma = vmf.vma
@@ -435,6 +442,7 @@ def do_fault(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_fault_around(vmf: VmFault) -> i64:
     """Map the page-cache folios around the fault (``filemap_map_pages``).
 
@@ -513,6 +521,7 @@ def do_fault_around(vmf: VmFault) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _do_fault_page(vmf: VmFault) -> i64:
     """``__do_fault()``: the page-cache folio for the fault (read in), or -1.
 
@@ -523,6 +532,7 @@ def _do_fault_page(vmf: VmFault) -> i64:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _fault_page(vmf: VmFault, folio: i64) -> i64:
     """The page of ``folio`` the fault address maps (``vmf->page``)."""
     vma: Vma = vmf.vma
@@ -530,6 +540,7 @@ def _fault_page(vmf: VmFault, folio: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     """Map the page (or, for anon shmem, the whole folio) a fault produced.
 
@@ -583,6 +594,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_read_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``do_read_fault()``: fault-around first."""
     k: Kernel = vma_mm(vmf.vma).kernel
@@ -601,6 +613,7 @@ def do_read_fault(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_cow_fault(vmf: VmFault) -> i64:
     """Write fault on a private file mapping: copy into a new anon page.
 
@@ -625,6 +638,7 @@ def do_cow_fault(vmf: VmFault) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_shared_fault(vmf: VmFault) -> i64:
     """Write fault on a shared file mapping: map writable, dirty the folio.
 
@@ -671,6 +685,7 @@ def folio_mapcount_in_mm(folio: int, mm: MmStruct) -> int:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``__wp_can_reuse_large_anon_folio()`` (v6.15, CONFIG_MM_ID).
 
@@ -696,6 +711,7 @@ def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def wp_can_reuse_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``wp_can_reuse_anon_folio()``.
 
@@ -723,6 +739,7 @@ def wp_page_reuse(vmf: VmFault, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def wp_page_copy(vmf: VmFault, old: i64) -> i64:
     """Break CoW: copy the page into a new order-0 anon folio and map it.
 
@@ -784,6 +801,7 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_wp_page(vmf: VmFault) -> i64:
     """Handle a write (or unshare) fault on a present, write-protected PTE.
 
@@ -854,6 +872,7 @@ def _copy_present_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_present_page(
     dst_vma: Vma,
     src_vma: Vma,
@@ -888,6 +907,7 @@ def copy_present_page(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_present_ptes(
     dst_vma: Vma,
     src_vma: Vma,
@@ -971,6 +991,7 @@ def copy_present_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i64) -> i64:
     """Copy the PTEs of ``[addr, end)`` (within one page table) to the child.
 
@@ -1044,6 +1065,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
     """Copy the page tables of one VMA at fork.
 
@@ -1077,6 +1099,7 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``vma_needs_copy()``."""
     if dst_vma.vm_flags & VM_UFFD_WP:
@@ -1118,6 +1141,7 @@ def zap_present_folio_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def zap_present_ptes(
     tlb: MmuGather, vma: Vma, ptep: i64, ptent: u64, max_nr: i64, addr: i64, rss: I64View
 ) -> i64:

@@ -47,12 +47,14 @@ __all__ = [
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def pte_index(k: Kernel, addr: i64) -> i64:
     """``pte_index()``: the entry of ``addr`` in its level-3 table."""
     return (addr >> k.page_shift) & (k.arch.PTRS_PER_PTE - 1)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def pte_offset_map_lock(mm: MmStruct, addr: i64, alloc: cython.bint = False) -> i64:
     """Map and lock the PTE table for ``addr`` (``pte_offset_map_lock``/``pte_alloc``).
 
@@ -81,6 +83,7 @@ def pte_unmap_unlock(mm: MmStruct, ptep: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def mm_counter_file(folio: i64, k: Kernel) -> i64:
     """``mm_counter_file()``: the RSS counter of a file folio (shmem or file)."""
     f = k.files.get(k.memmap.mapping[folio])
@@ -88,6 +91,7 @@ def mm_counter_file(folio: i64, k: Kernel) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
     """The folio a present PTE maps, or -1 for special mappings (zero page).
 
@@ -101,6 +105,7 @@ def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def maybe_mkwrite(pte: u64, vma: Vma) -> u64:
     """``maybe_mkwrite()``: writable iff the VMA is."""
     if vma.vm_flags & VM_WRITE:
@@ -109,6 +114,7 @@ def maybe_mkwrite(pte: u64, vma: Vma) -> u64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_wants_writenotify(vma: Vma) -> cython.bint:
     """A shared writable mapping of a file with writeback: write faults must notify.
 
@@ -123,6 +129,7 @@ def vma_wants_writenotify(vma: Vma) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_wants_manual_pte_write_upgrade(vma: Vma) -> cython.bint:
     """Models: include/linux/mm.h ``vma_wants_manual_pte_write_upgrade()``."""
     if vma.vm_flags & VM_SHARED:
@@ -131,6 +138,7 @@ def vma_wants_manual_pte_write_upgrade(vma: Vma) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def can_change_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
     """Models: mm/mprotect.c ``can_change_pte_writable()``."""
     k: Kernel = vma_mm(vma).kernel

@@ -13,8 +13,8 @@ cdef class MmStruct(MmLike):
     cdef public I64View rss
     cdef public bint has_pinned, dead
     cpdef add_mm_counter(self, i64 member, i64 value)
-    cpdef i64 get_mm_counter(self, i64 member)
-    cpdef i64 vma_index(self, i64 addr)
+    cpdef i64 get_mm_counter(self, i64 member) except? -1
+    cpdef i64 vma_index(self, i64 addr) except? -1
     cpdef object find_vma(self, i64 addr)
     cpdef object vma_lookup(self, i64 addr)
 
@@ -23,7 +23,7 @@ cdef class Vma(VmaLike):
     cdef public u64 vm_page_prot
     cdef public i64 vm_pgoff
     cdef public object vm_file, anon_vma
-    cpdef i64 linear_page_index(self, i64 addr)
+    cpdef i64 linear_page_index(self, i64 addr) except? -1
 
 @cython.final
 cdef class VmFault:
@@ -32,5 +32,5 @@ cdef class VmFault:
     cdef public u64 orig_pte
 
 cpdef MmStruct vma_mm(Vma vma)
-cpdef bint vma_is_anonymous(Vma vma)
-cpdef bint is_cow_mapping(i64 flags)
+cpdef bint vma_is_anonymous(Vma vma) except? -1
+cpdef bint is_cow_mapping(i64 flags) except? -1

@@ -121,6 +121,7 @@ class MmStruct(MmLike):
         self.rss[member] += value
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_mm_counter(self, member: i64) -> i64:
         return int(self.rss[member])
 
@@ -140,6 +141,7 @@ class MmStruct(MmLike):
         return None
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def vma_index(self, addr: i64) -> i64:
         """The index in ``vmas`` of the first VMA with ``vm_end > addr`` (``len(vmas)`` if none)."""
         vmas: list[Vma] = self.vmas
@@ -202,6 +204,7 @@ class Vma(VmaLike):
         return cython.cast(MmStruct, self.vm_mm)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def linear_page_index(self, addr: i64) -> i64:
         """``linear_page_index()``: the file/anon page offset of ``addr``."""
         return ((addr - self.vm_start) >> self.vm_mm.space.page_shift) + self.vm_pgoff
@@ -246,12 +249,14 @@ def vma_mm(vma: Vma) -> MmStruct:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_is_anonymous(vma: Vma) -> cython.bint:
     """True for private or shared anonymous memory without a file (shmem counts as file)."""
     return vma.vm_file is None
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def is_cow_mapping(flags: i64) -> cython.bint:
     """``is_cow_mapping()``: private and may be written."""
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE

@@ -14,13 +14,13 @@ from contpte.mm.shmem cimport File
 cdef i64 TASK_SIZE, MMAP_MIN_ADDR, ENOMEM, EINVAL
 
 cpdef insert_vma(MmStruct mm, Vma vma)
-cpdef i64 get_unmapped_area(MmStruct mm, i64 addr, i64 length, bint anon, bint fixed)
-cdef bint _mergeable(Vma a, Vma b)
+cpdef i64 get_unmapped_area(MmStruct mm, i64 addr, i64 length, bint anon, bint fixed) except? -1
+cdef bint _mergeable(Vma a, Vma b) except? -1
 cpdef Vma vma_merge_around(MmStruct mm, Vma vma)
-cpdef i64 do_mmap(MmStruct mm, File file, i64 addr, i64 length, i64 vm_flags, i64 pgoff, bint fixed)
+cpdef i64 do_mmap(MmStruct mm, File file, i64 addr, i64 length, i64 vm_flags, i64 pgoff, bint fixed) except? -1
 cpdef vma_set_page_prot(Vma vma)
 cpdef Vma split_vma(MmStruct mm, Vma vma, i64 addr)
 cpdef free_pgtables(MmuGather tlb, MmStruct mm, i64 start, i64 end)
 cpdef release_anon_shmem(MmStruct mm, gone)
-cpdef i64 do_munmap(MmStruct mm, i64 start, i64 length)
+cpdef i64 do_munmap(MmStruct mm, i64 start, i64 length) except? -1
 cpdef exit_mmap(MmStruct mm)

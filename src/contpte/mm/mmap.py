@@ -70,6 +70,7 @@ def insert_vma(mm: MmStruct, vma: Vma) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def get_unmapped_area(mm: MmStruct, addr: i64, length: i64, anon: cython.bint, fixed: cython.bint) -> i64:
     """Choose where a new mapping goes; -ENOMEM if nowhere.
 
@@ -110,6 +111,7 @@ def get_unmapped_area(mm: MmStruct, addr: i64, length: i64, anon: cython.bint, f
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _mergeable(a: Vma, b: Vma) -> cython.bint:
     """May ``a`` (below) and ``b`` (above, adjacent) become one VMA."""
     if a.vm_end != b.vm_start or a.vm_flags != b.vm_flags or a.vm_file is not b.vm_file:
@@ -148,6 +150,7 @@ def vma_merge_around(mm: MmStruct, vma: Vma) -> Vma:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_mmap(
     mm: MmStruct, file: File | None, addr: i64, length: i64, vm_flags: i64, pgoff: i64, fixed: cython.bint
 ) -> i64:
@@ -271,6 +274,7 @@ def release_anon_shmem(mm: MmStruct, gone: Sequence[Vma]) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_munmap(mm: MmStruct, start: i64, length: i64) -> i64:
     """Unmap ``[start, start+length)``; 0 or -errno.
 

@@ -13,9 +13,9 @@ from contpte.mm.mmap cimport split_vma, vma_merge_around, vma_set_page_prot
 cdef i64 MM_CP_TRY_CHANGE_WRITABLE, MM_CP_PROT_NUMA, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, MM_CP_UFFD_WP_ALL
 cdef i64 NUMA_PTE_UPDATES, ENOMEM, EINVAL, EACCES
 
-cdef bint _prot_numa_skip(Kernel k, Vma vma, i64 addr, u64 pte)
-cpdef i64 change_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end, u64 newprot, i64 cp_flags)
-cpdef i64 change_protection(MmuGather tlb, Vma vma, i64 start, i64 end, i64 cp_flags)
+cdef bint _prot_numa_skip(Kernel k, Vma vma, i64 addr, u64 pte) except? -1
+cpdef i64 change_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end, u64 newprot, i64 cp_flags) except? -1
+cpdef i64 change_protection(MmuGather tlb, Vma vma, i64 start, i64 end, i64 cp_flags) except? -1
 cpdef mprotect_fixup(MmuGather tlb, Vma vma, i64 start, i64 end, i64 newflags)
-cpdef i64 do_mprotect_pkey(MmStruct mm, i64 start, i64 length, i64 prot)
-cpdef i64 change_prot_numa(Vma vma, i64 addr, i64 end)
+cpdef i64 do_mprotect_pkey(MmStruct mm, i64 start, i64 length, i64 prot) except? -1
+cpdef i64 change_prot_numa(Vma vma, i64 addr, i64 end) except? -1

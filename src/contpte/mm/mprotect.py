@@ -69,6 +69,7 @@ EINVAL = cython.declare(i64, 22)
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
     """The pages ``change_pte_range(MM_CP_PROT_NUMA)`` leaves alone (v6.12)."""
     a: Pgtable = k.arch
@@ -86,6 +87,7 @@ def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def change_pte_range(
     tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64, newprot: u64, cp_flags: i64
 ) -> i64:
@@ -139,6 +141,7 @@ def change_pte_range(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def change_protection(tlb: MmuGather, vma: Vma, start: i64, end: i64, cp_flags: i64) -> i64:
     """Change the protection of ``[start, end)`` of ``vma``; the pages changed.
 
@@ -195,6 +198,7 @@ def mprotect_fixup(tlb: MmuGather, vma: Vma, start: i64, end: i64, newflags: i64
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def do_mprotect_pkey(mm: MmStruct, start: i64, length: i64, prot: i64) -> i64:
     """The mprotect syscall; 0 or -errno.
 
@@ -241,6 +245,7 @@ def do_mprotect_pkey(mm: MmStruct, start: i64, length: i64, prot: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def change_prot_numa(vma: Vma, addr: i64, end: i64) -> i64:
     """Make the range's PTEs PROT_NONE so the next access takes a NUMA hinting fault.
 

@@ -13,6 +13,6 @@ cdef class BuddyAllocator:
     cdef public I8View free_order
     cdef _add(self, i64 pfn, i64 order)
     cdef _del(self, i64 pfn, i64 order)
-    cdef i64 _pop_lowest(self, i64 order)
-    cpdef i64 alloc_pages(self, i64 order)
+    cdef i64 _pop_lowest(self, i64 order) except? -1
+    cpdef i64 alloc_pages(self, i64 order) except? -1
     cpdef free_pages(self, i64 pfn, i64 order)

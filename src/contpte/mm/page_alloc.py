@@ -76,6 +76,7 @@ class BuddyAllocator:
         self.nr_free -= cython.cast(i64, 1) << order
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _pop_lowest(self, order: i64) -> i64:
         """The lowest free block of ``order`` taken off its list, or -1."""
         heap: list[int] = self.free_lists[order]
@@ -96,6 +97,7 @@ class BuddyAllocator:
         self.free_lists[order] = live  # a sorted list is a heap
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def alloc_pages(self, order: i64) -> i64:
         """Allocate ``2**order`` aligned frames; the first PFN, or -1.
 

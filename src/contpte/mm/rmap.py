@@ -134,6 +134,7 @@ def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: 
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
     """``folio_needs_cow_for_dma()``: the mm ever pinned and the folio may be pinned."""
     mm: MmStruct = vma_mm(vma)
@@ -141,6 +142,7 @@ def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
     """Duplicate the anon mappings of ``nr`` pages for a child at fork.
 
@@ -170,6 +172,7 @@ _NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
     """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()``."""
     k: Kernel = vma_mm(src_vma).kernel

@@ -11,9 +11,9 @@ cdef class File:
     cdef public str name
     cdef public bint shmem, anon_shmem
     cdef public dict cache, disk
-    cpdef i64 find_folio(self, i64 index)
-    cpdef i64 get_folio(self, i64 index)
+    cpdef i64 find_folio(self, i64 index) except? -1
+    cpdef i64 get_folio(self, i64 index) except? -1
     cpdef forget_folio(self, i64 folio)
     cpdef evict_all(self)
 
-cpdef i64 file_initial_value(i64 file_id, i64 index)
+cpdef i64 file_initial_value(i64 file_id, i64 index) except? -1

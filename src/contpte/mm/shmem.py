@@ -27,6 +27,7 @@ __all__ = ["File", "file_initial_value"]
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def file_initial_value(file_id: i64, index: i64) -> i64:
     """The value page ``index`` of file ``file_id`` holds before anyone writes it."""
     return (file_id << 40) | index
@@ -66,6 +67,7 @@ class File:
         return (self.size + ps - 1) // ps
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def find_folio(self, index: i64) -> i64:
         """``filemap_get_folio()`` without read-in: the cached folio holding ``index``, or -1."""
         mem: MemMap = self.kernel.memmap
@@ -82,6 +84,7 @@ class File:
         return -1
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_folio(self, index: i64) -> i64:
         """Look up ``index``, reading it in as a (large) folio if absent; the folio or -1.
 

@@ -8,6 +8,6 @@ from contpte.mm.shmem cimport File
 
 cdef i64 ENOENT, EINVAL
 
-cpdef bint vma_can_userfault(Vma vma)
-cpdef i64 userfaultfd_register_wp(MmStruct mm, i64 start, i64 length)
-cpdef i64 mwriteprotect_range(MmStruct mm, i64 start, i64 length, bint enable_wp)
+cpdef bint vma_can_userfault(Vma vma) except? -1
+cpdef i64 userfaultfd_register_wp(MmStruct mm, i64 start, i64 length) except? -1
+cpdef i64 mwriteprotect_range(MmStruct mm, i64 start, i64 length, bint enable_wp) except? -1

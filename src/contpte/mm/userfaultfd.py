@@ -34,6 +34,7 @@ EINVAL = cython.declare(i64, 22)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def vma_can_userfault(vma: Vma) -> cython.bint:
     """Models: include/linux/userfaultfd_k.h ``vma_can_userfault()``: anon or shmem."""
     f = vma.vm_file
@@ -41,6 +42,7 @@ def vma_can_userfault(vma: Vma) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def userfaultfd_register_wp(mm: MmStruct, start: i64, length: i64) -> i64:
     """UFFDIO_REGISTER(MODE_WP) of ``[start, start+length)``: set VM_UFFD_WP; 0 or -errno."""
     ps: i64 = mm.kernel.PAGE_SIZE
@@ -69,6 +71,7 @@ def userfaultfd_register_wp(mm: MmStruct, start: i64, length: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def mwriteprotect_range(mm: MmStruct, start: i64, length: i64, enable_wp: cython.bint) -> i64:
     """UFFDIO_WRITEPROTECT: set or clear uffd-wp on the present PTEs; 0 or -errno.
 

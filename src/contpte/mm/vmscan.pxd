@@ -13,6 +13,6 @@ from contpte.mm.shmem cimport File
 
 cdef i64 PGLAZYFREED, PGSTEAL, PGPAGEOUT, PGLAZYFREE_FAIL, _NOT_PG_lazyfree
 
-cpdef bint try_to_unmap(Kernel k, i64 folio, bint lazyfree)
+cpdef bint try_to_unmap(Kernel k, i64 folio, bint lazyfree) except? -1
 cpdef pageout(Kernel k, i64 folio)
-cpdef i64 shrink_all_memory(Kernel k)
+cpdef i64 shrink_all_memory(Kernel k) except? -1

@@ -68,6 +68,7 @@ _NOT_PG_lazyfree = cython.declare(i64, 0xFFFFFFFF ^ PG_lazyfree)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     """Unmap every PTE of ``folio``; False if a lazyfree folio turned out dirty (kept).
 
@@ -145,6 +146,7 @@ def pageout(k: Kernel, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def shrink_all_memory(k: Kernel) -> i64:
     """One reclaim pass over every folio; returns the pages freed.
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
-from ..check.validators import Validators
 from ..counters import FAMILIES, TOTALS, Counters, describe
 from ..errors import ModelUsageError
 from ..hw.features import PRESETS
@@ -144,7 +143,11 @@ class Machine:
         self._next_asid = 1
         self._next_cpu = 0
         self._next_file = 1
-        self.validators = Validators(self)
+        self.validators: Any = None
+        if self.check_enabled:
+            from ..check.validators import Validators
+
+            self.validators = Validators(self)
 
     def __repr__(self) -> str:
         return f"<Machine arch={self.arch_name} cpus={self.hw.ncpus} pages={self.hw.memory.nr_frames}>"
@@ -169,7 +172,8 @@ class Machine:
     def spawn(self) -> Process:
         """Start a new process with an empty address space and one thread."""
         p = self._new_process(None)
-        self.validators.on_spawn(p)
+        if self.check_enabled:
+            self.validators.on_spawn(p)
         return p
 
     def open_file(self, name: str, size: str | int, folio_size: str = "64K") -> File:

@@ -116,6 +116,7 @@ _NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def mm_is_user(mm: MmLike) -> cython.bint:
     """False for init_mm and the EFI mm (the model marks them ``is_kernel_mm``).
 
@@ -127,6 +128,7 @@ def mm_is_user(mm: MmLike) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
     """The first entry of ``ptep``'s block."""
     return ptep & ~(arch.CONT_PTES - 1)
@@ -334,6 +336,7 @@ def contpte_try_unfold_partial(
 # Getters.
 # ----------------------------------------------------------------------
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
@@ -352,6 +355,7 @@ def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
@@ -451,6 +455,7 @@ def contpte_clear_full_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_get_and_clear_full_ptes(
     arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> u64:
@@ -469,6 +474,7 @@ def contpte_get_and_clear_full_ptes(
 # Access/dirty and write-protect: in place, no unfold.
 # ----------------------------------------------------------------------
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_test_and_clear_young(
     arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64
 ) -> cython.bint:
@@ -496,6 +502,7 @@ def contpte_ptep_test_and_clear_young(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
 
@@ -560,6 +567,7 @@ def contpte_clear_young_dirty_ptes(
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
     arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
 ) -> cython.bint:

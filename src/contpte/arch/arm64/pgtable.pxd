@@ -11,6 +11,6 @@ cimport contpte.arch.arm64.tlbflush as tlbflush
 @cython.final
 cdef class Arm64Pgtable(Arm64PgtableBase):
     cpdef set_pte(self, i64 ptep, u64 pte)
-    cpdef u64 _ptep_get_and_clear_caller(self, MmLike mm, i64 addr, i64 ptep, str caller)
+    cpdef u64 _ptep_get_and_clear_caller(self, MmLike mm, i64 addr, i64 ptep, str caller) except? -1
     cpdef _wrprotect_pte(self, MmLike mm, i64 addr, i64 ptep, str caller)
     cpdef _per_pte_unfold(self, MmLike mm, i64 addr, i64 ptep, i64 nr, str caller, bint cont_only)

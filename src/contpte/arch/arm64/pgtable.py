@@ -50,6 +50,7 @@ class Arm64Pgtable(Arm64PgtableBase):
     # Public API (what core-mm calls).
     # ==================================================================
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get(self, ptep: i64) -> u64:
         """Read a PTE; inside a folded block, with the block's access/dirty ORed in.
 
@@ -63,6 +64,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         return contpte.contpte_ptep_get(self, ptep, pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_lockless(self, ptep: i64) -> u64:
         """Models: arm64 ``ptep_get_lockless()``.
 
@@ -120,6 +122,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         self._pte_clear(mm, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Clear one PTE and return it.  Models: arm64 ``ptep_get_and_clear()``.
 
@@ -131,6 +134,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         return self._ptep_get_and_clear_caller(mm, addr, ptep, "ptep_get_and_clear")
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_get_and_clear_caller(self, mm: MmLike, addr: i64, ptep: i64, caller: str) -> u64:
         """``ptep_get_and_clear()``; ``caller`` (model only) names the unfold counter."""
         if self.contpte_enabled:
@@ -158,6 +162,7 @@ class Arm64Pgtable(Arm64PgtableBase):
             contpte.contpte_clear_full_ptes(self, mm, addr, ptep, nr, full)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Clear ``nr`` PTEs; return the first with access/dirty of all ORed in.
 
@@ -176,6 +181,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         return contpte.contpte_get_and_clear_full_ptes(self, mm, addr, ptep, nr, full)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: arm64 ``ptep_test_and_clear_young()``: whole block, no unfold.
 
@@ -187,6 +193,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         return contpte.contpte_ptep_test_and_clear_young(self, vma, addr, ptep)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: arm64 ``ptep_clear_flush_young()``: whole block, nosync flush.
 
@@ -285,6 +292,7 @@ class Arm64Pgtable(Arm64PgtableBase):
             i += cp - ((ptep + i) & (cp - 1))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:
@@ -316,6 +324,7 @@ class Arm64Pgtable(Arm64PgtableBase):
             contpte.contpte_clear_young_dirty_ptes(self, vma, addr, ptep, nr, flags)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
         """How many PTEs from ``ptep`` map contiguous memory with the same prot.
 
@@ -326,6 +335,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         return self.CONT_PTES - (ptep & (self.CONT_PTES - 1))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_modify_prot_start(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Start a protection change of one PTE (mprotect).
 
@@ -348,6 +358,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_set_access_flags(
         self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:

@@ -19,34 +19,34 @@ cdef class Arm64PgtableBase(Pgtable):
     cdef public i64 CONT_PTE_SIZE
     cdef public bint contpte_enabled, wrprotect_ptes_opt, teardown_opt, bbml2_noabort
 
-    cpdef bint pte_present_invalid(self, u64 pte)
-    cpdef bint pte_rdonly(self, u64 pte)
-    cpdef bint pte_user(self, u64 pte)
-    cpdef bint pte_user_exec(self, u64 pte)
-    cpdef bint pte_hw_dirty(self, u64 pte)
-    cpdef bint pte_sw_dirty(self, u64 pte)
-    cpdef bint pte_devmap(self, u64 pte)
-    cpdef bint pte_valid_cont(self, u64 pte)
-    cpdef u64 pte_mkcont(self, u64 pte)
-    cpdef u64 pte_mknoncont(self, u64 pte)
-    cpdef i64 pte_leaf_size(self, u64 pte)
-    cpdef u64 pte_mkinvalid(self, u64 pte)
-    cpdef bint pte_access_permitted(self, u64 pte, bint write)
-    cpdef u64 swp_entry(self, i64 type_, i64 offset)
-    cpdef i64 swp_type(self, u64 pte)
-    cpdef i64 swp_offset(self, u64 pte)
-    cpdef bint pte_swp_exclusive(self, u64 pte)
-    cpdef u64 pte_swp_mkexclusive(self, u64 pte)
-    cpdef u64 pte_swp_clear_exclusive(self, u64 pte)
-    cpdef bint pte_swp_uffd_wp(self, u64 pte)
-    cpdef u64 pte_swp_mkuffd_wp(self, u64 pte)
-    cpdef u64 pte_swp_clear_uffd_wp(self, u64 pte)
+    cpdef bint pte_present_invalid(self, u64 pte) except? -1
+    cpdef bint pte_rdonly(self, u64 pte) except? -1
+    cpdef bint pte_user(self, u64 pte) except? -1
+    cpdef bint pte_user_exec(self, u64 pte) except? -1
+    cpdef bint pte_hw_dirty(self, u64 pte) except? -1
+    cpdef bint pte_sw_dirty(self, u64 pte) except? -1
+    cpdef bint pte_devmap(self, u64 pte) except? -1
+    cpdef bint pte_valid_cont(self, u64 pte) except? -1
+    cpdef u64 pte_mkcont(self, u64 pte) except? -1
+    cpdef u64 pte_mknoncont(self, u64 pte) except? -1
+    cpdef i64 pte_leaf_size(self, u64 pte) except? -1
+    cpdef u64 pte_mkinvalid(self, u64 pte) except? -1
+    cpdef bint pte_access_permitted(self, u64 pte, bint write) except? -1
+    cpdef u64 swp_entry(self, i64 type_, i64 offset) except? -1
+    cpdef i64 swp_type(self, u64 pte) except? -1
+    cpdef i64 swp_offset(self, u64 pte) except? -1
+    cpdef bint pte_swp_exclusive(self, u64 pte) except? -1
+    cpdef u64 pte_swp_mkexclusive(self, u64 pte) except? -1
+    cpdef u64 pte_swp_clear_exclusive(self, u64 pte) except? -1
+    cpdef bint pte_swp_uffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_swp_mkuffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_swp_clear_uffd_wp(self, u64 pte) except? -1
 
     cpdef _pte_clear(self, MmLike mm, i64 addr, i64 ptep)
-    cpdef u64 _gather_young_dirty(self, u64 pte, i64 ptep, i64 nr)
+    cpdef u64 _gather_young_dirty(self, u64 pte, i64 ptep, i64 nr) except? -1
     cpdef _clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
-    cpdef u64 _get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
-    cpdef bint _ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef u64 _get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
+    cpdef bint _ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef _ptep_set_wrprotect_from(self, MmLike mm, i64 addr, i64 ptep, u64 pte)
     cpdef _wrprotect_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr)
     cpdef _clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)

@@ -146,87 +146,108 @@ class Arm64PgtableBase(Pgtable):
     # PTE format (scalar helpers on pte_t values).
     # ==================================================================
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_valid(self, pte: u64) -> cython.bint:
         return (pte & PTE_VALID) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_present_invalid(self, pte: u64) -> cython.bint:
         return (pte & (PTE_VALID | PTE_PRESENT_INVALID)) == PTE_PRESENT_INVALID
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_present(self, pte: u64) -> cython.bint:
         """v6.12: valid, or present-invalid (PROT_NONE, pmd_mkinvalid)."""
         return (pte & PTE_VALID) != 0 or (pte & (PTE_VALID | PTE_PRESENT_INVALID)) == PTE_PRESENT_INVALID
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pfn(self, pte: u64) -> i64:
         return cython.cast(i64, (pte & self.PTE_ADDR_LOW) >> self.PAGE_SHIFT)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pfn_pte(self, pfn: i64, prot: u64) -> u64:
         return ((cython.cast(u64, pfn) << self.PAGE_SHIFT) & self.PTE_ADDR_LOW) | prot
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pgprot(self, pte: u64) -> u64:
         return pte & self.NOT_ADDR_LOW
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
         return self.pfn_pte(self.pte_pfn(pte) + nr, pte & self.NOT_ADDR_LOW)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_write(self, pte: u64) -> cython.bint:
         return (pte & PTE_WRITE) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_rdonly(self, pte: u64) -> cython.bint:
         return (pte & PTE_RDONLY) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_user(self, pte: u64) -> cython.bint:
         return (pte & PTE_USER) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_user_exec(self, pte: u64) -> cython.bint:
         return (pte & PTE_UXN) == 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_hw_dirty(self, pte: u64) -> cython.bint:
         return (pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_sw_dirty(self, pte: u64) -> cython.bint:
         return (pte & PTE_DIRTY) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_dirty(self, pte: u64) -> cython.bint:
         return (pte & PTE_DIRTY) != 0 or ((pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_young(self, pte: u64) -> cython.bint:
         return (pte & PTE_AF) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_special(self, pte: u64) -> cython.bint:
         return (pte & PTE_SPECIAL) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkspecial(self, pte: u64) -> u64:
         return pte | PTE_SPECIAL
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_devmap(self, pte: u64) -> cython.bint:
         return (pte & PTE_DEVMAP) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_cont(self, pte: u64) -> cython.bint:
         return (pte & PTE_CONT) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_valid_cont(self, pte: u64) -> cython.bint:
         return (pte & (PTE_VALID | PTE_CONT)) == (PTE_VALID | PTE_CONT)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkcont(self, pte: u64) -> u64:
         # v6.12 also forced PTE_TYPE_PAGE (0b11), which makes a present-invalid
         # (PROT_NONE / NUMA-hinting) PTE valid: fork's batch copy of such a
@@ -238,15 +259,18 @@ class Arm64PgtableBase(Pgtable):
         return pte | PTE_CONT
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mknoncont(self, pte: u64) -> u64:
         return pte & _NOT_CONT
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_leaf_size(self, pte: u64) -> i64:
         """The size the TLB caches for ``pte`` (perf_get_pgtable_size)."""
         return self.CONT_PTE_SIZE if pte & PTE_CONT else self.PAGE_SIZE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkwrite(self, pte: u64) -> u64:
         """``pte_mkwrite_novma()``, v6.12 form.
 
@@ -256,6 +280,7 @@ class Arm64PgtableBase(Pgtable):
         return (pte | PTE_WRITE) & _NOT_RDONLY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_wrprotect(self, pte: u64) -> u64:
         """Clear WRITE, set RDONLY; a hardware-dirty PTE keeps its dirtiness in PTE_DIRTY."""
         if (pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0:
@@ -263,11 +288,13 @@ class Arm64PgtableBase(Pgtable):
         return (pte & _NOT_WRITE) | PTE_RDONLY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkclean(self, pte: u64) -> u64:
         """Clear the sw dirty bit and set RDONLY (which clears hw dirtiness)."""
         return (pte & _NOT_DIRTY) | PTE_RDONLY
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkdirty(self, pte: u64) -> u64:
         """Set the sw dirty bit; clear RDONLY only if writable (else it stays read-only)."""
         pte |= PTE_DIRTY
@@ -276,18 +303,22 @@ class Arm64PgtableBase(Pgtable):
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkold(self, pte: u64) -> u64:
         return pte & _NOT_AF
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkyoung(self, pte: u64) -> u64:
         return pte | PTE_AF
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkinvalid(self, pte: u64) -> u64:
         return (pte | PTE_PRESENT_INVALID) & _NOT_VALID
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_same(self, a: u64, b: u64) -> cython.bint:
         """arm64 ``pte_same()``: PTE_RDONLY is ignored on present PTEs.
 
@@ -301,6 +332,7 @@ class Arm64PgtableBase(Pgtable):
         return a == b
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_modify(self, pte: u64, newprot: u64) -> u64:
         """Replace the permission bits, keeping pfn and A/D (hw dirty survives in PTE_DIRTY)."""
         if self.pte_hw_dirty(pte):
@@ -312,25 +344,30 @@ class Arm64PgtableBase(Pgtable):
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_protnone(self, pte: u64) -> cython.bint:
         """NUMA-hinting/PROT_NONE: present-invalid, no user access, UXN set."""
         return self.pte_present_invalid(pte) and (pte & PTE_USER) == 0 and (pte & PTE_UXN) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_uffd_wp(self, pte: u64) -> cython.bint:
         return (pte & PTE_UFFD_WP) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_mkuffd_wp(self, pte: u64) -> u64:
         return self.pte_wrprotect(pte | PTE_UFFD_WP)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_clear_uffd_wp(self, pte: u64) -> u64:
         return pte & _NOT_UFFD_WP
 
     # arm64 has no soft-dirty: the base class's no-op helpers apply.
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_access_permitted(self, pte: u64, write: cython.bint) -> cython.bint:
         return (pte & (PTE_VALID | PTE_USER)) == (PTE_VALID | PTE_USER) and (
             not write or (pte & PTE_WRITE) != 0
@@ -338,6 +375,7 @@ class Arm64PgtableBase(Pgtable):
 
     # -- swap entries (non-present PTEs) --------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def swp_entry(self, type_: i64, offset: i64) -> u64:
         """The swap PTE for (type, offset).  Models: ``__swp_entry()`` + ``__swp_entry_to_pte()``."""
         return ((cython.cast(u64, type_) & _SWP_TYPE_MASK) << _SWP_TYPE_SHIFT) | (
@@ -345,36 +383,44 @@ class Arm64PgtableBase(Pgtable):
         )
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def swp_type(self, pte: u64) -> i64:
         """Models: ``__swp_type(__pte_to_swp_entry(pte))``."""
         return cython.cast(i64, (pte >> _SWP_TYPE_SHIFT) & _SWP_TYPE_MASK)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def swp_offset(self, pte: u64) -> i64:
         """Models: ``__swp_offset(__pte_to_swp_entry(pte))``."""
         return cython.cast(i64, (pte >> _SWP_OFFSET_SHIFT) & _SWP_OFFSET_MASK)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_exclusive(self, pte: u64) -> cython.bint:
         return (pte & PTE_SWP_EXCLUSIVE) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_mkexclusive(self, pte: u64) -> u64:
         return pte | PTE_SWP_EXCLUSIVE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_clear_exclusive(self, pte: u64) -> u64:
         return pte & _NOT_SWP_EXCLUSIVE
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_uffd_wp(self, pte: u64) -> cython.bint:
         return (pte & PTE_SWP_UFFD_WP) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_mkuffd_wp(self, pte: u64) -> u64:
         return pte | PTE_SWP_UFFD_WP
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_swp_clear_uffd_wp(self, pte: u64) -> u64:
         return pte & _NOT_SWP_UFFD_WP
 
@@ -414,6 +460,7 @@ class Arm64PgtableBase(Pgtable):
         return out
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def vm_get_page_prot(self, vm_flags: i64) -> u64:
         """The pgprot for a VMA.  Models: arch/arm64/mm/mmap.c ``vm_get_page_prot()``.
 
@@ -423,6 +470,7 @@ class Arm64PgtableBase(Pgtable):
 
     # -- PMD (level-2 block) values --------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pmd(self, pte: u64) -> u64:
         """A block PMD with ``pte``'s attributes: ``pmd_mkhuge(pte_pmd(pte))``.
 
@@ -433,11 +481,13 @@ class Arm64PgtableBase(Pgtable):
         return pte & _NOT_TABLE_BIT
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_pte(self, pmd: u64) -> u64:
         """The PTE-format view of a PMD (identity, as in the kernel)."""
         return pmd
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_mkinvalid(self, pmd: u64) -> u64:
         """Invalid for the walker but still present for software (THP split, migration)."""
         return (pmd | PMD_PRESENT_INVALID) & _NOT_VALID
@@ -451,6 +501,7 @@ class Arm64PgtableBase(Pgtable):
         self.pool.store(ptep, 0)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _gather_young_dirty(self, pte: u64, ptep: i64, nr: i64) -> u64:
         """OR the access/dirty state of the ``nr`` entries from ``ptep`` into ``pte``.
 
@@ -476,6 +527,7 @@ class Arm64PgtableBase(Pgtable):
             pool.xchg(i, 0)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
         """Models: ``__get_and_clear_full_ptes()``: the first PTE with A/D of all ``nr`` ORed in."""
         pool: PtePool = self.pool
@@ -486,6 +538,7 @@ class Arm64PgtableBase(Pgtable):
         return pte
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: ``__ptep_test_and_clear_young()``: a cmpxchg clearing AF."""
         pool: PtePool = self.pool
@@ -495,6 +548,7 @@ class Arm64PgtableBase(Pgtable):
         return (old & PTE_AF) != 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: ``__ptep_clear_flush_young()``.
 
@@ -556,6 +610,7 @@ class Arm64PgtableBase(Pgtable):
                 pool.cmpxchg(i, old, new)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def _ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:

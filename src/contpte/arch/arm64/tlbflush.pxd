@@ -5,10 +5,10 @@ from contpte.hw.tlbi cimport DSB_ISH, DSB_ISHST, TLBI_ASIDE1IS, TLBI_RVAE1IS, TL
 
 cdef i64 TLBI_TTL_UNKNOWN, MAX_TLBI_RANGE_PAGES
 
-cpdef i64 TLBI_RANGE_PAGES(i64 num, i64 scale)
-cpdef i64 TLBI_RANGE_NUM(i64 pages, i64 scale)
+cpdef i64 TLBI_RANGE_PAGES(i64 num, i64 scale) except? -1
+cpdef i64 TLBI_RANGE_NUM(i64 pages, i64 scale) except? -1
 cpdef VmaLike TLB_FLUSH_VMA(MmLike mm, i64 flags)
-cdef i64 _ttl(i64 level)
+cdef i64 _ttl(i64 level) except? -1
 cdef _tlbi(Pgtable arch, i64 op, i64 asid, i64 va, i64 ttl)
 cdef _tlbi_range(Pgtable arch, i64 op, i64 asid, i64 va, i64 scale, i64 num, i64 ttl)
 cdef _tlbi_nouser(Pgtable arch, i64 op, i64 asid, i64 va, i64 ttl)
@@ -21,6 +21,6 @@ cpdef _flush_tlb_range_nosync(Pgtable arch, VmaLike vma, i64 start, i64 end, i64
 cpdef _flush_tlb_range(Pgtable arch, VmaLike vma, i64 start, i64 end, i64 stride, bint last_level, i64 tlb_level)
 cpdef flush_tlb_range(Pgtable arch, VmaLike vma, i64 start, i64 end)
 cpdef flush_pmd_tlb_range(Pgtable arch, VmaLike vma, i64 start, i64 end)
-cpdef i64 tlb_get_level(GatherLike tlb)
-cpdef i64 tlb_get_unmap_size(Pgtable arch, GatherLike tlb)
+cpdef i64 tlb_get_level(GatherLike tlb) except? -1
+cpdef i64 tlb_get_unmap_size(Pgtable arch, GatherLike tlb) except? -1
 cpdef tlb_flush(Pgtable arch, GatherLike tlb)

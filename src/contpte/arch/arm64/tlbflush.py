@@ -66,6 +66,7 @@ TLBI_TTL_UNKNOWN = cython.declare(i64, (1 << 31) - 1)
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def TLBI_RANGE_PAGES(num: i64, scale: i64) -> i64:
     """Pages one range TLBI covers.  Models: ``__TLBI_RANGE_PAGES()``."""
     return (num + 1) << (5 * scale + 1)
@@ -76,6 +77,7 @@ MAX_TLBI_RANGE_PAGES = cython.declare(i64, (31 + 1) << (5 * 3 + 1))
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:
     """The NUM field for ``pages`` at ``scale``; -1 if ``scale`` is too coarse.
 
@@ -92,6 +94,7 @@ def TLB_FLUSH_VMA(mm: MmLike, flags: i64) -> VmaLike:
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _ttl(level: i64) -> i64:
     # Only levels 1-3 are hints; 0 and TLBI_TTL_UNKNOWN encode "no hint".
     return level if 1 <= level <= 3 else 0
@@ -258,6 +261,7 @@ def flush_pmd_tlb_range(arch: Pgtable, vma: VmaLike, start: i64, end: i64) -> No
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def tlb_get_level(tlb: GatherLike) -> i64:
     """The TTL level hint of a gather.  Models: arch/arm64/include/asm/tlb.h ``tlb_get_level()``."""
     if tlb.freed_tables:
@@ -272,6 +276,7 @@ def tlb_get_level(tlb: GatherLike) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def tlb_get_unmap_size(arch: Pgtable, tlb: GatherLike) -> i64:
     """The stride of a gather's flush.  Models: asm-generic/tlb.h ``tlb_get_unmap_size()``."""
     if tlb.cleared_ptes:
