@@ -24,6 +24,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.hardware import Hardware
     from ..hw.tables import PtePool
     from .pgtable import MmLike, Pgtable, VmaLike
@@ -314,7 +315,7 @@ class GenericPgtable(Pgtable):
                 if cpu not in mm.cpumask:
                     continue
                 hw.ipi(me, cpu)
-                self.counters.inc(IPI, 1)
+                count(self.counters, IPI, 1)
             if pages < 0:
                 hw.invpcid(cpu, asid)
             else:

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64, I64View, I8View
 from contpte.counters cimport Counters, PTE_READ
 from contpte.hw.tables cimport AddressSpace, PtePool

@@ -35,7 +35,7 @@ from ..errors import KernelBug, ModelUsageError
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from ..counters import PTE_READ, Counters
+    from ..counters import PTE_READ, Counters, count
     from ..hw.hardware import Hardware
     from ..hw.tables import AddressSpace, PtePool
 
@@ -155,13 +155,13 @@ class Pgtable:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
             raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
-        return int(self.folio_head[pfn])
+        return cython.cast(i64, self.folio_head[pfn])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
-        return cython.cast(i64, 1) << int(self.folio_order[head])
+        return cython.cast(i64, 1) << cython.cast(i64, self.folio_order[head])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""
@@ -411,7 +411,7 @@ class Pgtable:
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
-            self.counters.inc(PTE_READ, 1)
+            count(self.counters, PTE_READ, 1)
             return False
         self.pool.cmpxchg(ptep, old, self.pte_mkold(old))
         return True

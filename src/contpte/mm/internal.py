@@ -21,9 +21,14 @@ FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
 
 
 @cython.final
+@cython.freelist(8)
 @cython.cclass
 class BoolPtr:
-    """A ``bool *`` out-parameter (``&any_writable``)."""
+    """A ``bool *`` out-parameter (``&any_writable``).
+
+    Hot paths make one with ``BoolPtr.__new__(BoolPtr)`` (no ``__init__``
+    call; ``value`` starts False) from a free list.
+    """
 
     def __init__(self, value: cython.bint = False) -> None:
         self.value = value

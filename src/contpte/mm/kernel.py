@@ -22,7 +22,7 @@ from ..errors import KernelBug, ModelUsageError
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64
-    from ..counters import Counters
+    from ..counters import Counters, count
     from .memmap import MemMap, PG_anon, PG_reserved, folio_test_anon
     from .page_alloc import BuddyAllocator
 
@@ -246,7 +246,7 @@ class Kernel:
     def count_mthp_stat(self, order: i64, stat: i64, n: i64) -> None:
         """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 1..PMD_ORDER."""
         if 0 < order <= self.PMD_ORDER:
-            self.counters.inc(self.mthp_ids[order * _NR_MTHP_STATS + stat], n)
+            count(self.counters, self.mthp_ids[order * _NR_MTHP_STATS + stat], n)
 
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
         """``count_mthp_stat()`` by stat name (``MTHP_STATS``)."""
@@ -263,8 +263,8 @@ class Kernel:
     # -- folios -----------------------------------------------------------
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """(first pfn, nr pages) of the folio holding ``pfn`` (``page_folio``)."""
-        head = int(self.memmap.head[pfn])
-        return head, 1 << int(self.memmap.order[head])
+        head = cython.cast(i64, self.memmap.head[pfn])
+        return head, 1 << cython.cast(i64, self.memmap.order[head])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
@@ -274,18 +274,18 @@ class Kernel:
         if pfn < 0:
             return -1
         self.memmap.prep(pfn, order)
-        self.counters.inc(FOLIO_ALLOC, 1)
-        self.counters.inc(FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
+        count(self.counters, FOLIO_ALLOC, 1)
+        count(self.counters, FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
         if zero:
             self.hw.memory.fill(pfn, 1 << order, 0)
-            self.counters.inc(PAGE_ZERO, cython.cast(i64, 1) << order)
+            count(self.counters, PAGE_ZERO, cython.cast(i64, 1) << order)
         return pfn
 
     @cython.ccall
     def folio_put(self, folio: i64, nr: i64 = 1) -> None:
         """Drop ``nr`` references (``folio_put_refs``); free the folio at zero."""
         mem: MemMap = self.memmap
-        self.counters.inc(REF_OPS, 1)
+        count(self.counters, REF_OPS, 1)
         mem.refcount[folio] -= nr
         ref: i64 = mem.refcount[folio]
         if ref > 0 or mem.flags[folio] & PG_reserved:
@@ -303,7 +303,7 @@ class Kernel:
             if f is not None:
                 f.forget_folio(folio)
         mem.clear(folio, order)
-        self.counters.inc(FOLIO_FREE, 1)
+        count(self.counters, FOLIO_FREE, 1)
         self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1

@@ -122,7 +122,7 @@ class MemMap:
         """``<folio pfn=.. order=.. ref=..>`` for messages."""
         if folio < 0:
             return "<NULL folio>"
-        return f"<folio pfn={folio:#x} order={int(self.order[folio])} ref={int(self.refcount[folio])}>"
+        return f"<folio pfn={folio:#x} order={cython.cast(i64, self.order[folio])} ref={cython.cast(i64, self.refcount[folio])}>"
 
 
 @cython.ccall
@@ -130,7 +130,7 @@ class MemMap:
 @cython.inline
 def page_folio(mem: MemMap, page: i64) -> i64:
     """``page_folio(pfn_to_page(pfn))``: the head of the folio holding ``page`` (-1: none)."""
-    return int(mem.head[page])
+    return cython.cast(i64, mem.head[page])
 
 
 @cython.ccall
@@ -138,7 +138,7 @@ def page_folio(mem: MemMap, page: i64) -> i64:
 @cython.inline
 def folio_order(mem: MemMap, folio: i64) -> i64:
     """``folio_order()``."""
-    return int(mem.order[folio])
+    return cython.cast(i64, mem.order[folio])
 
 
 @cython.ccall
@@ -146,7 +146,7 @@ def folio_order(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
     """``folio_nr_pages()``."""
-    return cython.cast(i64, 1) << int(mem.order[folio])
+    return cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
 
 
 @cython.ccall
@@ -162,7 +162,7 @@ def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_ref_count(mem: MemMap, folio: i64) -> i64:
     """``folio_ref_count()``."""
-    return int(mem.refcount[folio])
+    return cython.cast(i64, mem.refcount[folio])
 
 
 @cython.ccall
@@ -223,8 +223,8 @@ def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
 def folio_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_mapcount()``: PTE mappings plus PMD mappings."""
     if mem.order[folio] > 0:
-        return int(mem.large_mapcount[folio])
-    return int(mem.mapcount[folio])
+        return cython.cast(i64, mem.large_mapcount[folio])
+    return cython.cast(i64, mem.mapcount[folio])
 
 
 @cython.ccall
@@ -232,7 +232,7 @@ def folio_mapcount(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_entire_mapcount()``."""
-    return int(mem.entire_mapcount[folio])
+    return cython.cast(i64, mem.entire_mapcount[folio])
 
 
 @cython.ccall

@@ -101,7 +101,7 @@ def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
     arch: Pgtable = k.arch
     if arch.pte_special(pte):
         return -1
-    return int(k.memmap.head[arch.pte_pfn(pte)])
+    return cython.cast(i64, k.memmap.head[arch.pte_pfn(pte)])
 
 
 @cython.ccall

@@ -18,6 +18,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import GatherLike
     from ..cdefs import I64View, i64
+    from ..counters import count
     from .kernel import Kernel
     from .mm_types import MmStruct, Vma
 
@@ -119,7 +120,7 @@ class MmuGather(GatherLike):
         """Models: ``tlb_flush_mmu_tlbonly()``: flush the gathered range."""
         if not (self.freed_tables or self.cleared_ptes or self.cleared_pmds):
             return
-        self.kernel.counters.inc(TLB_FLUSH, 1)
+        count(self.kernel.counters, TLB_FLUSH, 1)
         self.kernel.arch.tlb_flush(self)
         self._reset_range()
 

@@ -19,7 +19,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..cdefs import i64
-    from ..counters import Counters
+    from ..counters import Counters, count
 
 __all__ = ["BuddyAllocator"]
 
@@ -112,15 +112,15 @@ class BuddyAllocator:
             while cur > order:
                 cur -= 1
                 self._add(pfn + (cython.cast(i64, 1) << cur), cur)
-            self.counters.inc(ALLOC, 1)
+            count(self.counters, ALLOC, 1)
             return pfn
-        self.counters.inc(ALLOC_FAIL, 1)
+        count(self.counters, ALLOC_FAIL, 1)
         return -1
 
     @cython.ccall
     def free_pages(self, pfn: i64, order: i64) -> None:
         """Return a block, merging with free buddies (``__free_one_page``)."""
-        self.counters.inc(FREE, 1)
+        count(self.counters, FREE, 1)
         buddy: i64
         while order < self.max_order:
             buddy = pfn ^ (cython.cast(i64, 1) << order)

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.hw.tables cimport AddressSpace, PtePool

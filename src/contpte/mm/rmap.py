@@ -23,6 +23,7 @@ from ..errors import KernelBug
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace, PtePool
     from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
@@ -112,8 +113,8 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
             mem.large_mapcount[folio] = nr
         if exclusive:
             SetPageAnonExclusive(mem, folio, nr)
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
 
 
@@ -129,8 +130,8 @@ def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: 
         mem.large_mapcount[folio] += nr
     if flags & RMAP_EXCLUSIVE:
         SetPageAnonExclusive(mem, page, nr)
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
 
 
 @cython.ccall
@@ -162,8 +163,8 @@ def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -
         mem.mapcount[i] += 1
     if mem.order[folio] > 0:
         mem.large_mapcount[folio] += nr
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
     return 0
 
@@ -182,7 +183,7 @@ def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
     ClearPageAnonExclusive(mem, folio, 1)
     mem.entire_mapcount[folio] += 1
     mem.large_mapcount[folio] += 1
-    k.counters.inc(RMAP_OPS, 1)
+    count(k.counters, RMAP_OPS, 1)
     return 0
 
 
@@ -196,8 +197,8 @@ def folio_dup_file_rmap_ptes(folio: i64, page: i64, nr: i64, dst_vma: Vma) -> No
         mem.mapcount[i] += 1
     if mem.order[folio] > 0:
         mem.large_mapcount[folio] += nr
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
 
 
@@ -233,8 +234,8 @@ def folio_remove_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
                 if mem.mapcount[i] == 0:
                     deferred_split_folio(folio, k)
                     break
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
 
 
 @cython.ccall
@@ -244,7 +245,7 @@ def folio_remove_rmap_pmd(folio: i64, vma: Vma) -> None:
     mem: MemMap = k.memmap
     mem.entire_mapcount[folio] -= 1
     mem.large_mapcount[folio] -= 1
-    k.counters.inc(RMAP_OPS, 1)
+    count(k.counters, RMAP_OPS, 1)
     n: i64
     i: i64
     if folio_test_anon(mem, folio) and mem.large_mapcount[folio] > 0 and mem.entire_mapcount[folio] == 0:
@@ -270,7 +271,7 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     # order gets its per-size split_deferred stat.
     order: i64 = k.memmap.order[folio]
     if order >= k.PMD_ORDER:
-        k.counters.inc(THP_DEFERRED_SPLIT_PAGE, 1)
+        count(k.counters, THP_DEFERRED_SPLIT_PAGE, 1)
     k.count_mthp_stat(order, MTHP_SPLIT_DEFERRED, 1)
 
 
@@ -292,8 +293,8 @@ def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
     out: list[tuple[Any, int, int]] = []
     if hi <= lo:
         return out
-    head: i64 = int(mem.head[lo])
-    first: i64 = int(mem.index[head]) + (lo - head)  # the page index of lo
+    head: i64 = cython.cast(i64, mem.head[lo])
+    first: i64 = cython.cast(i64, mem.index[head]) + (lo - head)  # the page index of lo
     last: i64 = first + (hi - lo)
     shift: i64 = a.PAGE_SHIFT
     pmd_shift: i64 = a.PMD_SHIFT

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.counters cimport PTE_ATOMIC, PTE_READ
 from contpte.hw.tables cimport PtePool

@@ -27,7 +27,7 @@ from ...errors import InvariantViolation
 
 if not cython.compiled:
     from ...cdefs import i64, u64
-    from ...counters import PTE_ATOMIC, PTE_READ
+    from ...counters import PTE_ATOMIC, PTE_READ, count
     from ...hw.tables import PtePool
     from ..pgtable import MmLike, VmaLike
     from . import tlbflush
@@ -155,8 +155,8 @@ def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pt
 
     Context: PTL held; user mm.
     """
-    arch.counters.inc(CALL_CONVERT, 1)
-    arch.counters.inc(CONVERT, 1)
+    count(arch.counters, CALL_CONVERT, 1)
+    count(arch.counters, CONVERT, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     start_ptep: i64 = contpte_align_down(arch, ptep)
@@ -220,7 +220,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_TRY_FOLD, 1)
+    count(arch.counters, CALL_TRY_FOLD, 1)
     if not mm_is_user(mm):
         return
     pfn: i64 = arch.pte_pfn(pte)
@@ -250,7 +250,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
         if (sub & _NOT_RDONLY) != (expected & _NOT_RDONLY):
             return  # the C loop stops at the first mismatch
         expected += step
-    arch.counters.inc(FOLD, 1)
+    count(arch.counters, FOLD, 1)
     contpte_convert(arch, mm, addr, ptep, arch.pte_mkcont(pte))
 
 
@@ -302,10 +302,10 @@ def _contpte_try_unfold(
     Context: PTL held; ``pte`` is valid and CONT.
     """
     if traced:
-        arch.counters.inc(CALL_TRY_UNFOLD, 1)
+        count(arch.counters, CALL_TRY_UNFOLD, 1)
     if not mm_is_user(mm):
         return
-    arch.counters.inc(counter_id(UNFOLD_FAMILY + "." + caller), 1)
+    count(arch.counters, counter_id(UNFOLD_FAMILY + "." + caller), 1)
     contpte_convert(arch, mm, addr, ptep, pte & _NOT_CONT)
 
 
@@ -320,7 +320,7 @@ def contpte_try_unfold_partial(
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_UNFOLD_PARTIAL, 1)
+    count(arch.counters, CALL_UNFOLD_PARTIAL, 1)
     cp: i64 = arch.CONT_PTES
     if ptep & (cp - 1) or nr < cp:
         contpte_try_unfold(arch, mm, addr, ptep, arch._ptep_get(ptep), caller, False)
@@ -346,11 +346,11 @@ def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
 
     Context: PTL held, so the block cannot change under us.
     """
-    arch.counters.inc(CALL_PTEP_GET, 1)
+    count(arch.counters, CALL_PTEP_GET, 1)
     if arch.bug("ptep_get_no_gather"):
         return orig_pte  # bug catalog: only the addressed entry's A/D
     cp: i64 = arch.CONT_PTES
-    arch.counters.inc(PTE_READ, cp)
+    count(arch.counters, PTE_READ, cp)
     return arch._gather_young_dirty(orig_pte, contpte_align_down(arch, ptep), cp)
 
 
@@ -367,7 +367,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
 
     Context: no PTL.
     """
-    arch.counters.inc(CALL_PTEP_GET_LOCKLESS, 1)
+    count(arch.counters, CALL_PTEP_GET_LOCKLESS, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     orig_pte: u64 = arch._ptep_get(orig_ptep)
@@ -376,7 +376,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
     orig_prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
     start: i64 = contpte_align_down(arch, orig_ptep)
     pfn0: i64 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
-    arch.counters.inc(PTE_READ, cp)
+    count(arch.counters, PTE_READ, cp)
     i: i64
     v: u64
     for i in range(cp):
@@ -408,7 +408,7 @@ def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
     Context: PTL held; nr > 1; one folio; one PMD.
     """
-    arch.counters.inc(CALL_SET_PTES, 1)
+    count(arch.counters, CALL_SET_PTES, 1)
     if nr == 1:
         arch.VM_WARN_ON(True, "contpte_set_ptes with nr == 1", addr, [pte])
     if not mm_is_user(mm):
@@ -449,7 +449,7 @@ def contpte_clear_full_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_CLEAR_FULL, 1)
+    count(arch.counters, CALL_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "clear_full_ptes")
     arch._clear_full_ptes(mm, addr, ptep, nr, full)
 
@@ -465,7 +465,7 @@ def contpte_get_and_clear_full_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_GET_AND_CLEAR_FULL, 1)
+    count(arch.counters, CALL_GET_AND_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "get_and_clear_full_ptes")
     return arch._get_and_clear_full_ptes(mm, addr, ptep, nr, full)
 
@@ -486,7 +486,7 @@ def contpte_ptep_test_and_clear_young(
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_TEST_AND_CLEAR_YOUNG, 1)
+    count(arch.counters, CALL_TEST_AND_CLEAR_YOUNG, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     start: i64 = contpte_align_down(arch, ptep)
@@ -496,7 +496,7 @@ def contpte_ptep_test_and_clear_young(
     for i in range(start, start + cp):
         old = pool.load(i)
         young = young or (old & PTE_AF) != 0
-        arch.counters.inc(PTE_ATOMIC, 1)
+        count(arch.counters, PTE_ATOMIC, 1)
         pool.store(i, old & _NOT_AF)
     return young
 
@@ -512,7 +512,7 @@ def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_CLEAR_FLUSH_YOUNG, 1)
+    count(arch.counters, CALL_CLEAR_FLUSH_YOUNG, 1)
     young: cython.bint = contpte_ptep_test_and_clear_young(arch, vma, addr, ptep)
     start: i64
     if young:
@@ -536,7 +536,7 @@ def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: 
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_WRPROTECT, 1)
+    count(arch.counters, CALL_WRPROTECT, 1)
     if not arch.bug("wrprotect_partial_block_no_unfold"):
         contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "wrprotect_ptes")
     arch._wrprotect_ptes(mm, addr, ptep, nr)
@@ -554,7 +554,7 @@ def contpte_clear_young_dirty_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_CLEAR_YOUNG_DIRTY, 1)
+    count(arch.counters, CALL_CLEAR_YOUNG_DIRTY, 1)
     start: i64 = addr
     end: i64 = start + nr * arch.PAGE_SIZE
     mask: i64 = arch.CONT_PTE_SIZE - 1
@@ -583,7 +583,7 @@ def contpte_ptep_set_access_flags(
 
     Context: PTL held; ``entry`` has no PTE_CONT.
     """
-    arch.counters.inc(CALL_SET_ACCESS_FLAGS, 1)
+    count(arch.counters, CALL_SET_ACCESS_FLAGS, 1)
     orig_pte: u64 = arch.ptep_get(ptep) & _NOT_CONT
     if orig_pte == entry:
         return False

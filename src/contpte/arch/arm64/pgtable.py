@@ -28,7 +28,7 @@ import cython
 
 if not cython.compiled:
     from ...cdefs import i64, u64
-    from ...counters import PTE_ATOMIC, PTE_READ
+    from ...counters import PTE_ATOMIC, PTE_READ, count
     from ...hw.tables import AddressSpace, PtePool
     from ..pgtable import GatherLike, MmLike, VmaLike
     from . import contpte, tlbflush
@@ -271,7 +271,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         left to the caller.
         """
         pool: PtePool = self.pool
-        self.counters.inc(PTE_READ, nr)
+        count(self.counters, PTE_READ, nr)
         cp: i64 = self.CONT_PTES
         i: i64 = 0
         pte: u64
@@ -287,8 +287,8 @@ class Arm64Pgtable(Arm64PgtableBase):
                 if cont_only and pool.peek(ptep + i) != pte & _NOT_CONT:
                     # ___ptep_set_wrprotect()'s first cmpxchg fails on the
                     # repainted entry and re-reads it.
-                    self.counters.inc(PTE_ATOMIC, 1)
-                    self.counters.inc(PTE_READ, 1)
+                    count(self.counters, PTE_ATOMIC, 1)
+                    count(self.counters, PTE_READ, 1)
             i += cp - ((ptep + i) & (cp - 1))
 
     @cython.ccall
@@ -375,7 +375,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         if self.pte_same(old, entry):
             return False
         bits: u64 = (entry & _ACCESS_BITS) ^ PTE_RDONLY
-        self.counters.inc(PTE_ATOMIC, 1)
+        count(self.counters, PTE_ATOMIC, 1)
         space.pmd_store(pmd_index, ((old ^ PTE_RDONLY) | bits) ^ PTE_RDONLY)
         if dirty:
             tlbflush.flush_tlb_page(self, vma, addr)
