@@ -94,6 +94,7 @@ def test_pmd_thp_fault_copy_split_zap(arch: str) -> None:
     folio = int(k.memmap.head[k.arch.pte_pfn(k.arch.pmd_pte(mm.space.pmds[idx]))])
     assert int(k.memmap.order[folio]) == 9 and int(k.memmap.entire_mapcount[folio]) == 1
     assert k.counters.get("thp_fault_alloc") == 1 and mm.get_mm_counter(1) == 512
+    assert k.counters.get("mthp.2048kB.anon_fault_alloc") == 1
     child = new_mm(k, 2)
     assert dup_mmap(child, mm) == 0
     assert int(k.memmap.entire_mapcount[folio]) == 2 and int(k.memmap.refcount[folio]) == 2
@@ -152,3 +153,25 @@ def test_split_folio(arch: str) -> None:
     assert [k.arch.pte_pfn(pte_of(mm, a + i * PAGE)) for i in range(8)] == list(range(folio, folio + 8))
     assert k.counters.get("mthp.64kB.split") == 1
     k.folio_put(folio, 1)
+
+
+def test_first_kernel_counts_per_size_stats(arch: str) -> None:
+    """The first Kernel of a process names its mthp.<size>.* ids after its Counters
+    was made; they must still count (a fresh interpreter: ids are global)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from mmkit import fault, make_kernel, new_mm
+from contpte.mm import mmap
+k = make_kernel({arch!r}, thp="always")
+mm = new_mm(k)
+a = mmap.do_mmap(mm, None, 0, 2 << 20, 3, 0, False)
+fault(mm, a, 1)
+print(k.counters.get("mthp.2048kB.anon_fault_alloc"), k.counters.get("mthp.2048kB.nr_anon"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr[-2000:]
