@@ -44,7 +44,6 @@ COMPILED: tuple[str, ...] = (
     "contpte.arch.generic",
     "contpte.arch.arm64.pgtable_prot",
     "contpte.arch.arm64.tlbflush",
-    "contpte.arch.arm64.pgtable_base",
     "contpte.arch.arm64.contpte",
     "contpte.arch.arm64.pgtable",
     "contpte.mm.memmap",
@@ -64,6 +63,10 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.userfaultfd",
     "contpte.mm.gup",
     "contpte.mm.vmscan",
+    "contpte.check.incremental",
+    "contpte.check.isolation",
+    "contpte.check.pagemap",
+    "contpte.check.validators",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""
 

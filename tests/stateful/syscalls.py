@@ -541,8 +541,8 @@ class SyscallMachine(RuleBasedStateMachine):
             out[f"proc{k}.maps"] = p.maps()
             pres = np.nonzero(rows["present"])[0]
             pfns = rows["pfn"][pres].astype(np.int64)
-            out[f"proc{k}.mapcount"] = mem.mapcount[pfns].astype(np.int64)
-            out[f"proc{k}.refcount"] = mem.refcount[mem.head[pfns]].astype(np.int64)
+            out[f"proc{k}.mapcount"] = np.asarray(mem.mapcount)[pfns].astype(np.int64)
+            out[f"proc{k}.refcount"] = np.asarray(mem.refcount)[np.asarray(mem.head)[pfns]].astype(np.int64)
             for j, pfn in zip(pres, pfns):
                 pfn_of[(k, int(j))] = int(pfn)
         # Sharing classes: each (process, page) named by the first pair mapping the same frame.

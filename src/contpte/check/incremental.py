@@ -1,987 +1,1358 @@
-"""``run_all`` without re-reading what did not change: a proof of "no violation".
+"""The structural validators' shadow state, kept up to date from the store log.
 
-``Validators.run_all`` (the dense checks) decodes every PTE table of every
-mm and makes a dozen passes over mem_map after every syscall.  This module
-keeps, per mm, what those checks derive from its tables (``_MmState``: the
-stacked descriptors it was computed from, how many PTEs map each frame and
-each folio, the writable-private PTEs per frame, the RSS the tables
-account for) and a snapshot of the mem_map fields those quantities depend
-on (``head``; ``PG_anon`` and ``mapping``, which classify a folio for the
-RSS counters).  A run then
+Like the kernel's page_table_check (mm/page_table_check.c), the validators
+keep their own count of how each frame is mapped, derived from the page
+tables -- the ground truth the hardware walks -- and never from the
+structures they check (mem_map, the RSS counters).  ``MapShadow`` holds:
 
-- compares each mm's tables with the descriptors its state was computed
-  from (one pass) and updates the state from the entries that changed;
-- recomputes a state whose frames changed folio or class in mem_map;
-- runs the frame-wide checks (mapcount, entire mapcount, refcount >=
-  mappings, pins, writable-shared, writable-anon-exclusive) on the summed
-  per-frame counts, mostly as one comparison over mem_map.
+- per frame (``maps``, ``meta``: 2 bytes): the present, non-special PTEs
+  mapping it in every address space (u8, overflow in ``big_maps``); the
+  writable ones of private mappings (2 bits, overflow in ``big_w``); the RSS
+  class the mappings were counted under (anon / file / shmem, 2 bits); a
+  pinned bit; a queued bit;
+- per PMD-mapped pfn: its PMD maps (``pmd_maps``, a dict: PMD maps are few);
+- per mm (``MmShadow``, by ASID): the RSS its tables account for.
 
-It decides only whether the dense checks would pass: ``Incremental.run``
-returns False on any suspect, and ``run_all`` then runs the dense checks,
-which raise the violation (first in their order, with their message).  So
-the verdicts are the dense ones by construction, as long as ``run`` returns
-True only when the dense checks pass (``tests/unit/check/
-test_run_all_incremental.py`` plants violations between runs and compares).
+After a syscall ``sync`` applies the store log (``PtePool.log``: every table
+written, allocated or freed since the epoch began, with its descriptors
+from before; ``pmd_log`` for level-2 stores): one compiled pass over the
+changed entries of each logged table, removals before additions (a frame
+freed and reused within the syscall is counted under the right class), and
+queues the folio of every frame whose mappings changed.  ``check`` then
+compares the shadow with mem_map for the queued folios only (mapcount,
+entire mapcount, refcount >= mappings, PageAnonExclusive of writable
+private pages, writable pages mapped once, pinned anon pages mapped once)
+and every mm's RSS counters.  Its cost follows what the syscall touched.
 
-fork: the child's tables are usually the parent's pre-fork descriptors
-with only the Access flag cleared (``pte_mkold``).  ``young_mask`` finds the
-descriptor bits that only the young state depends on; a child table equal
-to the parent's snapshot outside those bits passes every ``fork-copy`` check
-(same presence, frame, accessibility, soft-dirty, dirty gathered over any
-block) except the uffd-wp one, checked apart, and inherits the parent's
-state instead of being decoded again.
+``check`` only decides whether something may be wrong.  ``dense`` recounts
+the shadow from every table (from scratch, trusting nothing kept) and runs
+the checks over every frame in a fixed order (per mm: its tables in
+address order, its PMDs, its RSS; then per frame in pfn order: mapcount,
+entire mapcount, refcount, pins, writable-shared): the violation it returns
+is the first in that order, with the message.  The validators run it on any
+suspect, and for ``m.check()``; so every verdict is the dense one.
+
+``fork_copy`` checks that a child's tables copy its parent's pre-fork ones
+(the parent's old descriptors come from the store log of the fork).
+``RmapHook`` is the kernel's ``RmapObserver``: refcount >= mapcount right
+after every rmap increase, and the folio queued for the next check.
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
+import cython
 import numpy as np
 
-from ..arch.pgtable import batch_positions
 from ..errors import InvariantViolation
-from ..mm.memmap import PG_anon, PG_anon_exclusive
-from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP
 
-__all__ = ["Incremental", "cow_copy", "young_mask"]
+if TYPE_CHECKING:
+    #: pid -> frames pinned (Cython sees an object)
+    Pins = dict[int, list[int]]
 
-_YOUNG: dict[tuple[type, int], int] = {}
-_COW: dict[tuple[type, int], Callable[[np.ndarray], np.ndarray] | None] = {}
+if not cython.compiled:
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import I64View, U8View, U64View, i64, u8, u32, u64
+    from ..hw.tables import LogEntry, PtePool
+    from ..mm.kernel import Kernel, RmapObserver
+    from ..mm.memmap import MemMap, PG_anon, PG_anon_exclusive, PG_reserved, folio_mapcount
+    from ..mm.mm_types import (
+        MM_ANONPAGES,
+        MM_FILEPAGES,
+        MM_SHMEMPAGES,
+        NR_MM_COUNTERS,
+        VM_SHARED,
+        VM_UFFD_WP,
+        MmStruct,
+        Vma,
+    )
 
-_FIELDS = ("valid", "present", "pfn", "write", "dirty", "cont", "special")
+__all__ = ["PteDecoder", "MmShadow", "MapShadow", "RmapHook", "fork_copy", "decoder_probe"]
 
+# Decoded PTE fields (``PteDecoder.flags``); all zero for a non-present entry.
+F_PRESENT = cython.declare(u32, 1 << 0)
+F_VALID = cython.declare(u32, 1 << 1)
+F_SPECIAL = cython.declare(u32, 1 << 2)
+F_WRITE = cython.declare(u32, 1 << 3)
+F_DIRTY = cython.declare(u32, 1 << 4)
+F_CONT = cython.declare(u32, 1 << 5)
+F_UFFD_WP = cython.declare(u32, 1 << 6)
+F_SOFT_DIRTY = cython.declare(u32, 1 << 7)
+F_YOUNG = cython.declare(u32, 1 << 8)
+F_CACHED = cython.declare(u32, 1 << 31)
+_CACHE_SIZE = cython.declare(i64, 256)
 
-_PROBES: dict[tuple[type, int], np.ndarray] = {}
+# Per-frame meta byte.
+M_CLASS = cython.declare(u8, 0x03)
+M_W = cython.declare(u8, 0x0C)
+M_PINNED = cython.declare(u8, 0x10)
+M_QUEUED = cython.declare(u8, 0x20)
+NOT_M_CLASS = cython.declare(u8, 0xFF ^ 0x03)
+NOT_M_W = cython.declare(u8, 0xFF ^ 0x0C)
+NOT_M_PINNED = cython.declare(u8, 0xFF ^ 0x10)
+NOT_M_QUEUED = cython.declare(u8, 0xFF ^ 0x20)
+# RSS classes (``MapShadow.class_now``).
+C_NONE = cython.declare(u8, 0)
+C_ANON = cython.declare(u8, 1)
+C_FILE = cython.declare(u8, 2)
+C_SHMEM = cython.declare(u8, 3)
 
-
-def _probes(arch: Any) -> np.ndarray:
-    """A broad set of descriptors to probe the arch's helpers with: the
-    arch's own PTEs for every protection and state, and random words
-    (computed once per arch class and page size; do not modify)."""
-    key = (type(arch), int(arch.PAGE_SHIFT))
-    got = _PROBES.get(key)
-    if got is None:
-        got = _PROBES[key] = _make_probes(arch)
-    return got
-
-
-def _make_probes(arch: Any) -> np.ndarray:
-    rng = random.Random(0x5EED)
-    y = int(arch.pte_mkyoung(0)) ^ int(arch.pte_mkold(0))
-    probes: list[int] = [0, (1 << 64) - 1, y]
-    for flags in range(16):
-        try:
-            prot = arch.vm_get_page_prot(flags)
-        except Exception:  # a backend without this protection: skip it
-            continue
-        for pfn in (0, 1, 0x1FF, 0x12345):
-            pte = arch.pfn_pte(pfn, prot)
-            for f in (
-                lambda x: x,
-                arch.pte_mkwrite,
-                arch.pte_wrprotect,
-                arch.pte_mkdirty,
-                arch.pte_mkclean,
-                arch.pte_mkspecial,
-                arch.pte_mkuffd_wp,
-                arch.pte_mksoft_dirty,
-                arch.pte_mkold,
-                arch.pte_mkyoung,
-                lambda x: arch.pte_mkdirty(arch.pte_mkwrite(x)),
-                lambda x: arch.pte_wrprotect(arch.pte_mkdirty(arch.pte_mkwrite(x))),
-                lambda x: arch.pte_mkcont(arch.pte_mkdirty(arch.pte_mkwrite(x))),
-                lambda x: arch.pte_mkcont(arch.pte_mkwrite(x)),
-                lambda x: arch.pte_mkcont(arch.pte_mkuffd_wp(x)),
-            ):
-                try:
-                    probes.append(int(f(pte)) & ((1 << 64) - 1))
-                except Exception:  # a helper a backend lacks
-                    continue
-    for _ in range(1024):
-        probes.append(rng.getrandbits(64))
-        probes.append(rng.getrandbits(64) & rng.getrandbits(64) & rng.getrandbits(64))
-    for b in range(64):
-        probes.append(1 << b)
-        probes.append((1 << b) | 1)
-    return np.array(probes, dtype=np.uint64)
+_U64_MAX = cython.declare(u64, (1 << 64) - 1)
+#: Fibonacci hashing of ``pte_pgprot`` values into the decoder's cache.
+_GOLDEN = cython.declare(u64, 0x9E3779B97F4A7C15)
+#: Per arch class and granule: (cacheable, protmask, addrmask, pfn shift).
+_PROBED: dict[tuple[type, int], tuple[bool, int, int, int]] = {}
 
 
-def _same_fields(arch: Any, v: np.ndarray, w: np.ndarray, fields: tuple[str, ...] = _FIELDS) -> bool:
-    """Whether every field the validators read (``fields`` of ``ptes_decode``,
-    uffd-wp, soft-dirty; vector and scalar helpers) is the same in ``v`` and ``w``."""
-    dv, dw = arch.ptes_decode(v, fields), arch.ptes_decode(w, fields)
-    for f in (*fields, "valid", "present"):
-        if f in dv and not np.array_equal(dv[f], dw[f]):
-            return False
-    if arch.BULK:
-        if not np.array_equal(arch.pte_uffd_wp_v(v), arch.pte_uffd_wp_v(w)):
-            return False
-        if not np.array_equal(arch.pte_clear_soft_dirty_v(v) != v, arch.pte_clear_soft_dirty_v(w) != w):
-            return False
-    for a, b in zip(v.tolist()[:600], w.tolist()[:600]):
-        if arch.pte_uffd_wp(a) != arch.pte_uffd_wp(b) or arch.pte_soft_dirty(a) != arch.pte_soft_dirty(b):
-            return False
-    return True
-
-
-def young_mask(arch: Any) -> int:
-    """The descriptor bits only ``young`` depends on (0 when unsure).
-
-    The bits ``pte_mkyoung`` sets and ``pte_mkold`` clears, kept only if
-    flipping them changes none of the fields the validators read (every
-    ``ptes_decode`` field but ``young``, uffd-wp, soft-dirty) on a broad
-    set of probe descriptors (``_probes``).
-    """
-    base = arch.pfn_pte(0x1234, arch.vm_get_page_prot(0x3))
-    y = int(arch.pte_mkyoung(base)) ^ int(arch.pte_mkold(base))
-    if not y or y != (int(arch.pte_mkyoung(0)) ^ int(arch.pte_mkold(0))):
+def _direct_flags(arch: Any, v: int) -> int:
+    """The decoded fields of ``v`` through the arch's helpers (no cache)."""
+    if not v or not arch.pte_present(v):
         return 0
-    v = _probes(arch)
-    if not _same_fields(arch, v, v ^ np.uint64(y)):
-        return 0
-    return y
-
-
-def cow_copy(arch: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """``pte_mkold(pte_wrprotect(x))`` (vector), what fork makes of a writable
-    PTE of a CoW mapping, if it provably keeps what the validators read
-    (None when unsure or without the vector helpers).
-
-    Probed on ``_probes`` (and on their images, twice): the fields the
-    ``fork-copy`` checks read (``_same_fields``: presence, accessibility,
-    frame, dirty, contiguous bit, special, uffd-wp, soft-dirty) are kept,
-    and the result is never writable (``ptes_decode``'s ``write``, what the
-    per-mm states count).
-    """
-    if not getattr(arch, "BULK", False):
-        return None
-
-    def f(vals: np.ndarray) -> np.ndarray:
-        out: np.ndarray = arch.pte_mkold_v(arch.pte_wrprotect_v(vals))
-        return out
-
-    try:
-        v = _probes(arch)
-        w = f(v)
-        v2 = np.concatenate([v, w])
-        w2 = f(v2)
-        if w2.dtype != np.uint64 or w2.shape != v2.shape:
-            return None
-        if not _same_fields(arch, v2, w2, tuple(x for x in _FIELDS if x != "write")):
-            return None
-        if arch.ptes_decode(w2, ("write",))["write"].any():
-            return None
-    except Exception:  # a helper a backend lacks
-        return None
+    f = int(F_PRESENT)
+    if arch.pte_valid(v):
+        f |= int(F_VALID)
+    if arch.pte_special(v):
+        f |= int(F_SPECIAL)
+    if arch.pte_write(v):
+        f |= int(F_WRITE)
+    if arch.pte_dirty(v):
+        f |= int(F_DIRTY)
+    if arch.pte_cont(v):
+        f |= int(F_CONT)
+    if arch.pte_uffd_wp(v):
+        f |= int(F_UFFD_WP)
+    if arch.pte_soft_dirty(v):
+        f |= int(F_SOFT_DIRTY)
+    if arch.pte_young(v):
+        f |= int(F_YOUNG)
     return f
 
 
-_NARROW = (np.uint8, np.uint16, np.int32, np.int64)
+def decoder_probe(arch: Any) -> tuple[bool, int, int, int]:
+    """Whether the arch's PTE format splits into an output address and the
+    rest, on which every field the validators read depends alone.
 
-
-def _narrow(counts: np.ndarray) -> np.ndarray:
-    """``counts`` (>= 0) in the narrowest dtype of ``_NARROW`` that holds them."""
-    top = int(counts.max()) if len(counts) else 0
-    for dt in _NARROW:
-        if top <= np.iinfo(dt).max:
-            return counts.astype(dt)
-    return counts
-
-
-class _MmState:
-    """What the dense checks derive from one mm's PTE tables (never mutated).
-
-    The per-frame counts are in the narrowest dtype that holds them
-    (``_narrow``), and shared between states where equal (a forked child,
-    a parent whose fork only write-protected it).
+    Probed once per arch class and granule on the arch's own PTEs (every
+    protection, every modifier) and random words: ``pte_pgprot`` is a mask
+    (``protmask``), ``pte_pfn`` is the other bits shifted, and the decoded
+    fields of a descriptor equal those of its ``pte_pgprot``.  Then the
+    decoder caches fields by ``pte_pgprot`` and reads pfns with a mask;
+    otherwise it calls the helpers for every entry.  Returns (cacheable,
+    protmask, addrmask, pfn shift).
     """
-
-    __slots__ = ("tabs", "maps", "fmaps", "wmaps", "rss", "suspect", "vsig", "shm", "_any_uw")
-
-    def __init__(self) -> None:
-        #: the tables (pmd index -> PteTable) this was computed from; their
-        #: descriptors then are their current ones unless the store log of
-        #: the space holds them (``hw/tables.py``)
-        self.tabs: dict[int, Any] = {}
-        #: per frame: present normal PTEs mapping it (None: none)
-        self.maps: np.ndarray | None = None
-        #: per folio head: present normal PTEs mapping a page of it (None: none)
-        self.fmaps: np.ndarray | None = None
-        #: per frame: writable PTEs of private mappings mapping it (None: none)
-        self.wmaps: np.ndarray | None = None
-        #: the RSS the PTEs account for ([file, anon, swap, shmem])
-        self.rss = [0, 0, 0, 0]
-        #: something the dense checks would report (a PTE maps a free or
-        #: nonexistent frame): run them
-        self.suspect = False
-        self.vsig: tuple[tuple[int, int], ...] = ()
-        self.shm: frozenset[int] = frozenset()
-        self._any_uw: bool | None = None
-
-    def derived(self, tabs: dict[int, Any]) -> "_MmState":
-        """The same state for tables ``tabs`` whose descriptors differ only in young bits."""
-        s = _MmState()
-        s.tabs, s.maps, s.fmaps, s.wmaps = tabs, self.maps, self.fmaps, self.wmaps
-        s.rss, s.suspect, s.vsig, s.shm = list(self.rss), self.suspect, self.vsig, self.shm
-        s._any_uw = self._any_uw
-        return s
-
-
-class Incremental:
-    """Per-mm states and the mem_map snapshot for ``Validators.run_all``.
-
-    Nothing descriptor-sized is kept between runs: which tables changed,
-    and their descriptors before, come from the store log of each address
-    space (``hw/tables.py``), started at the first run that sees it and
-    emptied after each sync.
-    """
-
-    #: Kept for tests (all mms go through the same path now).
-    SMALL = 1 << 13
-
-    def __init__(self, validators: Any) -> None:
-        self.v = validators
-        self.m = validators.m
-        k = self.m.kernel
-        self.arch = k.arch
-        self.per = validators.per
-        self._y: int | None = None
-        #: id(mm) -> (mm, state)
-        self.states: dict[int, tuple[Any, _MmState]] = {}
-        #: id(mm) -> (pmds copy, pfns, writable bits)
-        self._pmd_cache: dict[int, tuple[dict[int, int], np.ndarray, np.ndarray, np.ndarray]] = {}
-        #: mem_map at the last run: head (int32), PG_anon (packed bits)
-        self._snap: tuple[np.ndarray, np.ndarray] | None = None
-        #: mem_map.mapping at the last run, kept only while a state maps a file page
-        self._msnap: np.ndarray | None = None
-        #: this run skipped the mem_map compare (no state mapped a page)
-        self._stale = False
-
-    @property
-    def cow(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """``cow_copy`` of the arch (computed once per arch class and page size)."""
-        key = (type(self.arch), self.m.kernel.page_shift)
-        if key not in _COW:
-            _COW[key] = cow_copy(self.arch)
-        return _COW[key]
-
-    @property
-    def y(self) -> int:
-        """``young_mask`` of the arch (computed once per arch class and page size)."""
-        if self._y is None:
-            key = (type(self.arch), self.m.kernel.page_shift)
-            if key not in _YOUNG:
-                _YOUNG[key] = young_mask(self.arch)
-            self._y = _YOUNG[key]
-        return self._y
-
-    # -- mem_map snapshot ---------------------------------------------------------
-    def _memmap_changes(self) -> np.ndarray | None:
-        """Frames whose head, ``PG_anon`` or (while a state maps a file page)
-        mapping changed since the last call (None: no snapshot yet).
-
-        The snapshot: ``head`` as int32 (compared as int64: exact; a head
-        that does not fit differs at every call), ``PG_anon`` packed in
-        bits, ``mapping`` only while needed."""
-        mem = self.m.kernel.memmap
-        nr = mem.nr_frames
-        anon = np.packbits((mem.flags & PG_anon) != 0)
-        files = any(st.rss[MM_FILEPAGES] or st.rss[MM_SHMEMPAGES] for _, st in self.states.values())
-        ms = self._msnap
-        self._msnap = mem.mapping.copy() if files else None
-        snap = self._snap
-        if snap is None or len(snap[0]) != nr:
-            self._snap = (mem.head.astype(np.int32), anon)
-            return None
-        hs, an = snap
-        mask: np.ndarray | None = None
-        if not np.array_equal(mem.head, hs):
-            mask = mem.head != hs
-            hs[mask] = mem.head[mask]
-        if not np.array_equal(anon, an):
-            d = np.unpackbits(anon ^ an, count=nr).view(bool)
-            mask = d if mask is None else mask | d
-            self._snap = (hs, anon)
-        if files:
-            if ms is None:
-                return None
-            if not np.array_equal(mem.mapping, ms):
-                d = mem.mapping != ms
-                mask = d if mask is None else mask | d
-        return np.flatnonzero(mask) if mask is not None else np.zeros(0, dtype=np.int64)
-
-    # -- one mm's state ---------------------------------------------------------------
-    def _vsig(self, mm: Any) -> tuple[tuple[int, int], ...]:
-        return tuple((v.vm_start, v.vm_end) for v in mm.vmas if v.vm_flags & VM_SHARED)
-
-    def _shm(self) -> frozenset[int]:
-        return frozenset(fid for fid, f in self.m.kernel.files.items() if f.shmem)
-
-    def _stack(self, tabs: dict[int, Any], keys: list[int]) -> np.ndarray:
-        """The current descriptors of tables ``keys`` stacked (a copy)."""
-        if not keys:
-            return np.zeros(0, dtype=np.uint64)
-        return np.concatenate([tabs[i].entries for i in keys])
-
-    def _contrib(
-        self, mm: Any, raw: np.ndarray, vas_of: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], bool] | None:
-        """Decode ``raw``: (pfns, heads, writable-private pfns, rss) of its present
-        normal entries, and whether one maps a free or nonexistent frame.
-
-        ``vas_of(flat)``: the virtual addresses of entries ``flat`` of ``raw``.
-        None when no entry is present and normal.
-        """
-        k = self.m.kernel
-        mem = k.memmap
-        nr = mem.nr_frames
-        d = self.arch.ptes_decode(raw, ("pfn", "write", "special"))
-        pres = d["present"] & ~d["special"]
-        if pres.all():
-            pfns, wr = d["pfn"], d["write"]
-            flat = None
-        else:
-            flat = np.flatnonzero(pres)
-            if not len(flat):
-                return None
-            pfns, wr = d["pfn"][flat], d["write"][flat]
-        oor = (pfns < 0) | (pfns >= nr)
-        if oor.any():
-            z = np.zeros(0, dtype=np.int64)
-            return z, z, z, [0, 0, 0, 0], True
-        heads = mem.head[pfns]
-        if (heads < 0).any():
-            z = np.zeros(0, dtype=np.int64)
-            return z, z, z, [0, 0, 0, 0], True
-        if vsig and wr.any():
-            if flat is None:
-                flat = np.arange(len(raw), dtype=np.int64)
-            vas = vas_of(flat)
-            shared = np.zeros(len(vas), dtype=bool)
-            for s, e in vsig:
-                shared |= (vas >= s) & (vas < e)
-            wr = wr & ~shared
-        anon = (mem.flags[heads] & PG_anon) != 0
-        rss = [0, 0, 0, 0]
-        na = int(np.count_nonzero(anon))
-        rss[MM_ANONPAGES] = na
-        if na != len(anon):
-            files = heads[~anon]
-            nshm = int(np.count_nonzero(np.isin(mem.mapping[files], list(shm)))) if shm else 0
-            rss[MM_SHMEMPAGES] = nshm
-            rss[MM_FILEPAGES] = len(files) - nshm
-        return pfns, heads, pfns[wr], rss, False
-
-    def _compute(
-        self, mm: Any, vsig: tuple[tuple[int, int], ...], shm: frozenset[int], prev: _MmState | None
-    ) -> _MmState:
-        """A fresh state of ``mm`` (every table decoded); its arrays are
-        ``prev``'s where equal (shared)."""
-        s = _MmState()
-        s.tabs = dict(mm.space.tables)
-        s.vsig, s.shm = vsig, shm
-        if not s.tabs:
-            return s
-        keys = list(s.tabs)
-        raw = self._stack(s.tabs, keys)
-        karr = np.array(keys, dtype=np.int64)
-        per, shift = self.per, self.m.kernel.page_shift
-        got = self._contrib(mm, raw, lambda f: (karr[f // per] * per + f % per) << shift, vsig, shm)
-        del raw
-        if got is None:
-            return s
-        pfns, heads, wpf, rss, bad = got
-        s.rss, s.suspect = rss, bad
-        if bad:
-            return s
-        nr = self.m.kernel.memmap.nr_frames
-        s.maps = _narrow(np.bincount(pfns, minlength=nr))
-        s.fmaps = _narrow(np.bincount(heads, minlength=nr))
-        if len(wpf):
-            s.wmaps = _narrow(np.bincount(wpf, minlength=nr))
-        # share equal arrays (a child forked from a writable parent, a parent
-        # write-protected by fork): this mm's last state and a few others
-        others = [prev] if prev is not None else []
-        others += [o for key, (_, o) in self.states.items() if key != id(mm)][:8]
-        for name in ("maps", "fmaps", "wmaps"):
-            a = getattr(s, name)
-            seen: set[int] = set()
-            for o in others:
-                b = getattr(o, name)
-                if b is None or id(b) in seen:
-                    continue
-                seen.add(id(b))
-                if _same(a, b) is b:
-                    setattr(s, name, b)
-                    break
-        return s
-
-    def _update(
-        self,
-        mm: Any,
-        st: _MmState,
-        old: np.ndarray,
-        new: np.ndarray,
-        vas: np.ndarray,
-        vsig: tuple[tuple[int, int], ...],
-        shm: frozenset[int],
-    ) -> _MmState | None:
-        """``st`` moved to the current tables, given the entries that changed
-        (at ``vas``, from ``old`` to ``new``); None: recompute."""
-        s = _MmState()
-        s.tabs, s.vsig, s.shm = dict(mm.space.tables), vsig, shm
-        s._any_uw = None
-        if not len(vas):
-            s.maps, s.fmaps, s.wmaps, s.rss = st.maps, st.fmaps, st.wmaps, list(st.rss)
-            return s
-        og = self._contrib(mm, old, lambda f: vas[f], vsig, shm)
-        ng = self._contrib(mm, new, lambda f: vas[f], vsig, shm)
-        if (og is not None and og[4]) or (ng is not None and ng[4]):
-            return None
-        nr = self.m.kernel.memmap.nr_frames
-        arrays: list[np.ndarray | None] = [st.maps, st.fmaps, st.wmaps]
-        rss = list(st.rss)
-        for j in range(3):
-            parts: list[tuple[np.ndarray, int]] = []
-            for got, sign in ((og, -1), (ng, 1)):
-                if got is not None:
-                    arr = got[j]
-                    assert isinstance(arr, np.ndarray)
-                    if len(arr):
-                        parts.append((arr, sign))
-            if not parts:
-                continue
-            idx = np.concatenate([p for p, _ in parts])
-            w = np.concatenate([np.full(len(p), sg, dtype=np.int64) for p, sg in parts])
-            u, inv = np.unique(idx, return_inverse=True)
-            dlt = np.bincount(inv, weights=w, minlength=len(u)).astype(np.int64)
-            keep = dlt != 0
-            if not keep.any():
-                continue
-            u, dlt = u[keep], dlt[keep]
-            a = arrays[j]
-            cur = (a[u].astype(np.int64) if a is not None else np.zeros(len(u), dtype=np.int64)) + dlt
-            if int(cur.min()) < 0:
-                return None
-            if a is None:
-                a = np.zeros(nr, dtype=np.uint8)
-            top = int(cur.max())
-            dt = next(d for d in _NARROW if top <= np.iinfo(d).max or d is np.int64)
-            a = a.astype(np.promote_types(a.dtype, dt))  # a copy (states are never mutated)
-            a[u] = cur
-            arrays[j] = a
-        for got, sign in ((og, -1), (ng, 1)):
-            if got is not None:
-                for j in range(4):
-                    rss[j] += sign * got[3][j]
-        s.maps, s.fmaps, s.wmaps = arrays
-        if s.wmaps is not None and s.wmaps is not st.wmaps and not s.wmaps.any():
-            s.wmaps = None
-        if s.maps is not None and s.maps is not st.maps and not s.maps.any():
-            s.maps = s.fmaps = None
-        s.rss = rss
-        return s
-
-    def _logged(self, space: Any, st: _MmState) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Each table the store log names once: (level-2 index, its entries
-        when ``st`` was computed, its entries now; zeros where absent)."""
-        log = space.log
-        zeros = np.zeros(self.per, dtype=np.uint64)
-        done: set[int] = set()
-        for t in log:
-            key = t.pmd_index
-            if key in done:
-                continue
-            done.add(key)
-            pt = st.tabs.get(key)
-            if pt is None:
-                ov = zeros
-            elif pt.seen is log:
-                ov = pt.old if pt.old is not None else zeros
-            else:
-                ov = pt.entries
-            ct = space.tables.get(key)
-            yield key, ov, (ct.entries if ct is not None else zeros)
-
-    def _changes(self, mm: Any, st: _MmState) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The entries of ``mm`` that changed since ``st`` (old values, new
-        values, virtual addresses), from the store log; None: too many."""
-        space = mm.space
-        per, shift = self.per, self.m.kernel.page_shift
-        olds: list[np.ndarray] = []
-        news: list[np.ndarray] = []
-        vas: list[np.ndarray] = []
-        n = 0
-        limit = max(64, (len(st.tabs) * per) >> 3)
-        for key, ov, nv in self._logged(space, st):
-            ch = np.flatnonzero(ov != nv)
-            if not len(ch):
-                continue
-            n += len(ch)
-            if n > limit:
-                return None
-            olds.append(ov[ch])
-            news.append(nv[ch])
-            vas.append((key * per + ch) << shift)
-        if not olds:
-            z = np.zeros(0, dtype=np.uint64)
-            return z, z, np.zeros(0, dtype=np.int64)
-        return np.concatenate(olds), np.concatenate(news), np.concatenate(vas)
-
-    def _sync(
-        self,
-        mm: Any,
-        changes: np.ndarray | None,
-        vsig: tuple[tuple[int, int], ...],
-        shm: frozenset[int],
-    ) -> _MmState:
-        got = self.states.get(id(mm))
-        prev = got[1] if got is not None and got[0] is mm else None
-        space = mm.space
-        st = prev if space.log is not None else None
-        if st is not None and not st.suspect and st.vsig == vsig and st.shm == shm and changes is not None:
-            if (
-                len(changes)
-                and st.maps is not None
-                and (st.maps[changes].any() or (st.fmaps is not None and st.fmaps[changes].any()))
-            ):
-                st = None
-        else:
-            st = None
-        new: _MmState | None = None
-        if st is not None:
-            if not space.log:
-                new = st
-            else:
-                ch = self._changes(mm, st)
-                if ch is not None:
-                    new = self._update(mm, st, ch[0], ch[1], ch[2], vsig, shm)
-                else:
-                    # many changes: fork write-protecting the parent?
-                    new = self._wrprotected(mm, st, vsig, shm)
-        if new is None:
-            new = self._compute(mm, vsig, shm, prev)
-        space.new_epoch()
-        self.states[id(mm)] = (mm, new)
-        return new
-
-    # -- fork ------------------------------------------------------------------------
-    def snapshot(self, mm: Any) -> tuple[list[int], np.ndarray, _MmState | None]:
-        """The tables of ``mm`` now (keys, stacked copy) and its state if that is
-        still the state of these descriptors."""
-        got = self.states.get(id(mm))
-        st = got[1] if got is not None and got[0] is mm else None
-        tabs = mm.space.tables
-        if st is not None and (mm.space.log or mm.space.log is None or tabs.keys() != st.tabs.keys()):
-            st = None
-        keys = list(tabs)
-        return keys, self._stack(tabs, keys), st
-
-    def fork_copy_ok(
-        self, child: Any, keys: list[int], raw: np.ndarray, st: _MmState, pmds: set[int]
-    ) -> bool:
-        """Whether every ``fork-copy`` check passes because each entry of the
-        child's tables is the parent's snapshot ``raw`` but for young bits, or
-        its CoW copy (``cow_copy``: write-protected, old) but for young bits;
-        if so the child inherits ``st`` (less the writable PTEs the copies lost).
-
-        Both keep every field those checks read (``young_mask``, ``cow_copy``)
-        but uffd-wp in a VMA without VM_UFFD_WP, checked apart."""
-        tabs = child.mm.space.tables
-        if tabs.keys() != st.tabs.keys() or not pmds.isdisjoint(tabs.keys()):
-            return False
-        cur = self._stack(tabs, keys)
-        ref = raw
-        if self.y:
-            y = np.uint64(self.y)
-            np.bitwise_or(cur, y, out=cur)
-            ref = raw | y
-        same = cur == ref
-        allsame = bool(same.all())
-        if not allsame:
-            cow = self.cow
-            if cow is None or st.suspect:
-                return False
-            t = cow(raw)
-            if self.y:
-                t = t | y
-            if not (same | (cur == t)).all():
-                return False
-            del t
-        del cur, ref
-        if any(not v.vm_flags & VM_UFFD_WP for v in child.mm.vmas):
-            if st._any_uw is None:
-                uw = (
-                    self.arch.pte_uffd_wp_v(raw)
-                    if self.arch.BULK
-                    else np.array([self.arch.pte_uffd_wp(int(x)) for x in raw], dtype=bool)
-                )
-                st._any_uw = bool(uw.any()) and bool((uw & self.arch.ptes_decode(raw, ())["present"]).any())
-            if st._any_uw:
-                return False
-        if allsame:
-            new = st.derived(dict(tabs))
-        else:
-            # the copies are never writable: the child's writable PTEs are
-            # the parent's at the entries copied as they were
-            per, shift = self.per, self.m.kernel.page_shift
-            karr = np.array(keys, dtype=np.int64)
-
-            def at(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                return raw[f], (karr[f // per] * per + f % per) << shift
-
-            nlost = len(raw) - int(np.count_nonzero(same))
-            got = self._wmaps_without(
-                st, nlost, len(raw), lambda: at(np.flatnonzero(~same)), lambda: at(np.flatnonzero(same))
-            )
-            if got is False:
-                return False
-            new = st.derived(dict(tabs))
-            new.wmaps = got if isinstance(got, np.ndarray) else None
-        self.states[id(child.mm)] = (child.mm, new)
-        child.mm.space.new_epoch()
-        return True
-
-    def _wmaps_without(
-        self,
-        st: _MmState,
-        nlost: int,
-        ntotal: int,
-        lost: Callable[[], tuple[np.ndarray, np.ndarray]],
-        kept: Callable[[], tuple[np.ndarray, np.ndarray]],
-    ) -> np.ndarray | bool | None:
-        """``st.wmaps`` once ``nlost`` of the ``ntotal`` entries it was counted
-        from are no longer writable (the rest unchanged): from the descriptors
-        (and virtual addresses) of the entries that were (``lost()``) or of
-        the others (``kept()``), whichever are fewer.  False: recompute."""
-        if st.wmaps is None:
-            return None
-        nr = self.m.kernel.memmap.nr_frames
-        if 2 * nlost <= ntotal:
-            raw, vas = lost()
-            got = self._contrib(None, raw, lambda f: vas[f], st.vsig, st.shm)
-            if got is None:
-                return st.wmaps
-            if got[4]:
-                return False
-            wpf = got[2]
-            if not len(wpf):
-                return st.wmaps
-            u, c = np.unique(wpf, return_counts=True)
-            cur = st.wmaps[u].astype(np.int64) - c
-            if int(cur.min()) < 0:
-                return False
-            a = st.wmaps.copy()
-            a[u] = cur
-            return a if a.any() else None
-        raw, vas = kept()
-        got = self._contrib(None, raw, lambda f: vas[f], st.vsig, st.shm)
-        if got is None:
-            return None
-        if got[4]:
-            return False
-        wpf = got[2]
-        return _narrow(np.bincount(wpf, minlength=nr)) if len(wpf) else None
-
-    def _wrprotected(
-        self, mm: Any, st: _MmState, vsig: tuple[tuple[int, int], ...], shm: frozenset[int]
-    ) -> _MmState | None:
-        """``st`` moved to the current tables when every entry that changed is
-        the old one's CoW copy (``cow_copy``) but for young bits: what fork
-        makes of the parent's writable PTEs (then only writable PTEs are lost:
-        the frames mapped and the RSS are the same).  None: recompute."""
-        cow = self.cow
-        space = mm.space
-        log = space.log
-        if cow is None or st.suspect or log is None or space.tables.keys() != st.tabs.keys():
-            return None
-        per, shift = self.per, self.m.kernel.page_shift
-        lkeys: list[int] = []
-        ovs: list[np.ndarray] = []
-        nvs: list[np.ndarray] = []
-        for key, ov, nv in self._logged(space, st):
-            lkeys.append(key)
-            ovs.append(ov)
-            nvs.append(nv)
-        if not lkeys:
-            return None
-        seen = set(lkeys)
-        ovals, nvals = np.concatenate(ovs), np.concatenate(nvs)
-        del ovs, nvs
-        chg = ovals != nvals
-        tw = cow(ovals)
-        if self.y:
-            y = np.uint64(self.y)
-            tw = tw | y
-            nw = nvals | y
-        else:
-            nw = nvals
-        if not ((tw == nw) | ~chg).all():
-            return None
-        del tw, nw
-        ch = np.flatnonzero(chg)
-        karr = np.array(lkeys, dtype=np.int64)
-
-        def vas(f: np.ndarray) -> np.ndarray:
-            out: np.ndarray = (karr[f // per] * per + f % per) << shift
-            return out
-
-        def lost() -> tuple[np.ndarray, np.ndarray]:
-            return ovals[ch], vas(ch)
-
-        def kept() -> tuple[np.ndarray, np.ndarray]:
-            k = np.flatnonzero(~chg)
-            raws, vs = [nvals[k]], [vas(k)]
-            col = np.arange(per, dtype=np.int64)
-            for key, tab in space.tables.items():
-                if key not in seen:
-                    raws.append(tab.entries)
-                    vs.append((key * per + col) << shift)
-            return np.concatenate(raws), np.concatenate(vs)
-
-        nlost = len(ch)
-        got = self._wmaps_without(st, nlost, len(space.tables) * per, lost, kept)
-        if got is False:
-            return None
-        s = st.derived(dict(space.tables))
-        s.vsig, s.shm, s._any_uw = vsig, shm, None
-        s.wmaps = got if isinstance(got, np.ndarray) else None
-        return s
-
-    # -- the run -------------------------------------------------------------------------
-    def _pmds(self, mm: Any, zero_arr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(pfn, writable) of ``mm``'s PMD maps that are not the huge zero page, as
-        ``run_all`` decodes them; None if a pfn is out of range."""
-        arch = self.arch
-        pmds = mm.space.pmds
-        c = self._pmd_cache.get(id(mm))
-        if c is None or c[0] != pmds or not np.array_equal(c[3], zero_arr):
-            # a forked child's PMDs are its parent's: share the decode
-            for o in self._pmd_cache.values():
-                if len(o[0]) == len(pmds) and o[0] == pmds and np.array_equal(o[3], zero_arr):
-                    c = o
-                    break
-        if c is None or c[0] != pmds or not np.array_equal(c[3], zero_arr):
-            pitems = list(pmds.items())
-            d = arch.ptes_decode(
-                np.array([arch.pmd_pte(blk) for _, blk in pitems], dtype=np.uint64), ("pfn", "write")
-            )
-            use = d["present"] & ~np.isin(d["pfn"], zero_arr)
-            pos = np.flatnonzero(use)
-            c = (dict(pmds), d["pfn"][pos], d["write"][pos], zero_arr.copy())
-        self._pmd_cache[id(mm)] = c
-        pf, wr = c[1], c[2]
-        if len(pf) and (int(pf.min()) < 0 or int(pf.max()) >= self.m.kernel.memmap.nr_frames):
-            return None
-        return pf, wr
-
-    def run(self) -> bool:
-        """True when every check of the dense ``run_all`` passes (False: maybe not)."""
-        live = {id(mm) for mm in self.m.kernel.mms}
-        for key in [key for key in self.states if key not in live]:
-            del self.states[key]
-        for key in [key for key in self._pmd_cache if key not in live]:
-            del self._pmd_cache[key]
-        self._stale = False
-        ok = self._run()
-        if ok:
-            self._resnap()
-        return ok
-
-    def _resnap(self) -> None:
-        """After a run that synced every mm with mem_map as it is now: retake
-        the snapshot where it is behind, so that the next run does not see
-        every frame changed and recompute every state -- the one skipped
-        while no state mapped a page (``_run``; the first write of a
-        process), and ``mapping`` once a state maps a file page."""
-        mem = self.m.kernel.memmap
-        files = any(st.rss[MM_FILEPAGES] or st.rss[MM_SHMEMPAGES] for _, st in self.states.values())
-        if self._stale and any(st.maps is not None for _, st in self.states.values()):
-            self._snap = (mem.head.astype(np.int32), np.packbits((mem.flags & PG_anon) != 0))
-            self._msnap = mem.mapping.copy() if files else None
-        elif files and self._msnap is None and self._snap is not None:
-            self._msnap = mem.mapping.copy()
-
-    def _run(self) -> bool:
-        k = self.m.kernel
-        mem = k.memmap
-        nr = mem.nr_frames
-        arch = self.arch
-        zero = {k.zero_pfn}
-        if k.huge_zero_pfn is not None:
-            zero.add(k.huge_zero_pfn)
-        zero_arr = np.array(sorted(zero), dtype=np.int64)
-        # Only states with PTE maps depend on mem_map: without one, no
-        # compare (a later diff is then over a longer interval: still sound).
-        if any(st.maps is not None for _, st in self.states.values()) or self._snap is None:
-            changes = self._memmap_changes()
-        else:
-            changes = np.zeros(0, dtype=np.int64)
-            self._stale = True
-        shm = self._shm()
-        maps: list[np.ndarray] = []
-        fmaps: list[np.ndarray] = []
-        wmaps: list[np.ndarray] = []
-        pmd_pfs: list[np.ndarray] = []
-        for mm in k.mms:
-            st = self._sync(mm, changes, self._vsig(mm), shm)
-            if st.suspect:
-                return False
-            rss = list(st.rss)
-            if st.maps is not None:
-                maps.append(st.maps)
-                assert st.fmaps is not None
-                fmaps.append(st.fmaps)
-            if st.wmaps is not None:
-                wmaps.append(st.wmaps)
-            if mm.space.pmds:
-                got = self._pmds(mm, zero_arr)
-                if got is None:
-                    return False
-                pf, wr = got
-                if wr.any() and ((mem.flags[pf[wr]] & PG_anon_exclusive) == 0).any():
-                    return False
-                pmd_pfs.append(pf)
-                rss[MM_ANONPAGES] += arch.HPAGE_PMD_NR * len(pf)
-            if rss != list(mm.rss):
-                return False
-        head = mem.head
-        P = _total(maps)
-        FP = _total(fmaps)
-        W = _total(wmaps)
-        # The zero pages count as not mapped (``run_all`` zeroes them).
-        if P is not None:
-            assert FP is not None
-            zs = [z for z in zero if 0 <= z < nr and P[z]]
-            if zs:
-                P, FP = P.copy(), FP.copy()
-                for z in zs:
-                    FP[head[z]] -= P[z]
-                    P[z] = 0
-        pmd_pf = np.concatenate(pmd_pfs) if pmd_pfs else np.zeros(0, dtype=np.int64)
-        pmd_nz, pmd_cnt = np.unique(pmd_pf.astype(np.int64), return_counts=True)
-        pmd_cnt = pmd_cnt.astype(np.int64)
-        # Per-page mapcount.
-        if P is None:
-            cand = (
-                np.flatnonzero(mem.mapcount)
-                if np.count_nonzero(mem.mapcount)
-                else np.zeros(0, dtype=np.int64)
-            )
-        else:
-            cand = (
-                np.zeros(0, dtype=np.int64)
-                if np.array_equal(mem.mapcount, P)
-                else np.flatnonzero(mem.mapcount != P)
-            )
-        if len(cand):
-            cand = cand[head[cand] >= 0]
-            if len(cand) and not np.isin(cand, zero_arr).all():
-                return False
-        # Entire mapcounts.
-        if not self._entire_ok(pmd_nz, pmd_cnt, zero_arr):
-            return False
-        # refcount >= mappings, per folio.
-        ref = mem.refcount
-        if FP is not None:
-            if len(pmd_nz):
-                FP = FP.astype(np.int64)
-                FP[pmd_nz] += pmd_cnt
-            cand = np.flatnonzero(ref < FP)
-        else:
-            cand = np.flatnonzero(ref < 0) if len(ref) and int(ref.min()) < 0 else np.zeros(0, dtype=np.int64)
-            if len(pmd_nz):
-                cand = np.union1d(cand, pmd_nz[ref[pmd_nz] < pmd_cnt])
-        if len(cand):
-            cand = cand[head[cand] == cand]
-            if len(cand) and not np.isin(cand, zero_arr).all():
-                return False
-        # Pins, writable-shared, writable-anon-exclusive.
-        if any(self.v.pins.values()):
-            try:
-                self.v._check_pins(P if P is not None else np.zeros(nr, dtype=np.int64))
-            except InvariantViolation:
-                return False
-        if W is not None:
-            wnz = np.flatnonzero(W)
-            h = head[wnz]
-            if (h < 0).any():
-                return False
-            if ((mem.flags[h] & PG_anon) == 0).any() or ((mem.flags[wnz] & PG_anon_exclusive) == 0).any():
-                return False
-            assert P is not None
-            if len(pmd_nz):
-                total = P.astype(np.int64)
-                nrs = np.left_shift(1, mem.order[pmd_nz].astype(np.int64))
-                total[batch_positions(pmd_nz, nrs)] += np.repeat(pmd_cnt, nrs)
-            else:
-                total = P
-            bad = wnz[total[wnz] > 1]
-            if len(bad) and not np.isin(bad, zero_arr).all():
-                return False
-        return True
-
-    def _entire_ok(self, pmd_nz: np.ndarray, pmd_cnt: np.ndarray, zero_arr: np.ndarray) -> bool:
-        """The dense entire-mapcount check passes: each folio's entire mapcount
-        is its PMD maps (heads only, the zero pages left out)."""
-        mem = self.m.kernel.memmap
-        head, ent_all = mem.head, mem.entire_mapcount
-        nnz = int(np.count_nonzero(ent_all))
-        if not nnz and not len(pmd_nz):
-            return True
-        if len(pmd_nz) and not np.isin(pmd_nz, zero_arr).any():
-            # the usual case: exactly the PMD-mapped heads have one, equal to their maps
-            z_nz = sum(1 for z in zero_arr.tolist() if 0 <= z < len(ent_all) and ent_all[z])
-            if (
-                nnz == len(pmd_nz) + z_nz
-                and (head[pmd_nz] == pmd_nz).all()
-                and np.array_equal(ent_all[pmd_nz], pmd_cnt)
-            ):
-                return True
-        em = np.flatnonzero(ent_all)
-        em = em[head[em] == em]
-        cand = np.union1d(em, pmd_nz)
-        cand = cand[~np.isin(cand, zero_arr)]
-        ent = np.where(head[cand] == cand, ent_all[cand], 0)
-        want = np.zeros(len(cand), dtype=np.int64)
-        if len(pmd_nz) and len(cand):
-            i = np.minimum(np.searchsorted(pmd_nz, cand), len(pmd_nz) - 1)
-            hit = pmd_nz[i] == cand
-            want[hit] = pmd_cnt[i[hit]]
-        return not (ent != want).any()
-
-
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    """``b`` if equal to ``a`` (to share it), else ``a``."""
-    if a is not None and b is not None and a.dtype == b.dtype and np.array_equal(a, b):
-        return b
-    return a
-
-
-def _total(parts: list[np.ndarray]) -> np.ndarray | None:
-    """The sum of ``parts`` (the only one itself: do not modify the result)."""
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    ids: dict[int, list[Any]] = {}
-    for a in parts:
-        e = ids.setdefault(id(a), [a, 0])
-        e[1] += 1
-    top = sum(int(np.iinfo(a.dtype).max) * c for a, c in ids.values())
-    dt = (
-        np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
+    key = (type(arch), int(arch.PAGE_SHIFT))
+    got = _PROBED.get(key)
+    if got is not None:
+        return got
+    rng = random.Random(0x5EED)
+    protmask = int(arch.pte_pgprot(_U64_MAX)) & _U64_MAX
+    addrmask = _U64_MAX ^ protmask
+    shift = int(arch.PFN_PTE_SHIFT)
+    probes: list[int] = [_U64_MAX, 1]
+    mods = (
+        "pte_mkwrite",
+        "pte_wrprotect",
+        "pte_mkdirty",
+        "pte_mkclean",
+        "pte_mkold",
+        "pte_mkyoung",
+        "pte_mkspecial",
+        "pte_mkuffd_wp",
+        "pte_mksoft_dirty",
+        "pte_mkcont",
     )
-    out: np.ndarray | None = None
-    for a, c in ids.values():
-        if out is None:
-            out = a.astype(dt)
-            if c > 1:
-                out *= dt(c)
-        elif c == 1:
-            out += a
+    for flags in range(16):
+        try:
+            prot = int(arch.vm_get_page_prot(flags))
+        except Exception:  # a protection this backend lacks
+            continue
+        for pfn in (0, 1, 0x1FF, 0x12345):
+            pte = int(arch.pfn_pte(pfn, prot))
+            probes.append(pte)
+            for a in mods:
+                for b in (None, *mods[:6]):
+                    try:
+                        x = getattr(arch, a)(pte)
+                        if b is not None:
+                            x = getattr(arch, b)(x)
+                    except Exception:  # a helper this backend lacks
+                        continue
+                    probes.append(int(x) & _U64_MAX)
+    for _ in range(512):
+        probes.append(rng.getrandbits(64))
+        probes.append(rng.getrandbits(64) & rng.getrandbits(64))
+    ok = True
+    for v in probes:
+        if int(arch.pte_pgprot(v)) & _U64_MAX != v & protmask:
+            ok = False
+            break
+        if _direct_flags(arch, v) != _direct_flags(arch, v & protmask):
+            ok = False
+            break
+        if _direct_flags(arch, v) and int(arch.pte_pfn(v)) != (v & addrmask) >> shift:
+            ok = False
+            break
+    got = (ok, protmask, addrmask, shift)
+    _PROBED[key] = got
+    return got
+
+
+@cython.final
+@cython.cclass
+class PteDecoder:
+    """The fields of raw PTEs the validators read, through the arch's helpers.
+
+    ``flags(pte)``: ``F_*`` bits (0 unless present); ``pfn(pte)``.  When the
+    format allows (``decoder_probe``), fields are cached by ``pte_pgprot``
+    (direct-mapped, 256 entries) and the pfn is read with a mask.
+    """
+
+    def __init__(self, arch: Pgtable) -> None:
+        self.arch = arch
+        ok, pm, am, sh = decoder_probe(arch)
+        self.cacheable = ok
+        self.protmask = pm
+        self.addrmask = am
+        self.pfn_shift = sh
+        self.keys = np.zeros(_CACHE_SIZE, dtype=np.uint64)
+        self.vals = np.zeros(_CACHE_SIZE, dtype=np.uint32)
+
+    @cython.cfunc
+    def direct(self, pte: u64) -> u32:
+        a: Pgtable = self.arch
+        if pte == 0 or not a.pte_present(pte):
+            return 0
+        f: u32 = F_PRESENT
+        if a.pte_valid(pte):
+            f |= F_VALID
+        if a.pte_special(pte):
+            f |= F_SPECIAL
+        if a.pte_write(pte):
+            f |= F_WRITE
+        if a.pte_dirty(pte):
+            f |= F_DIRTY
+        if a.pte_cont(pte):
+            f |= F_CONT
+        if a.pte_uffd_wp(pte):
+            f |= F_UFFD_WP
+        if a.pte_soft_dirty(pte):
+            f |= F_SOFT_DIRTY
+        if a.pte_young(pte):
+            f |= F_YOUNG
+        return f
+
+    @cython.cfunc
+    def flags(self, pte: u64) -> u32:
+        if pte == 0:
+            return 0
+        if not self.cacheable:
+            return self.direct(pte)
+        prot: u64 = int(pte) & self.protmask
+        h: i64 = cython.cast(i64, ((prot * _GOLDEN) & _U64_MAX) >> 56)
+        v: u32 = self.vals[h]
+        if v & F_CACHED and self.keys[h] == prot:
+            return v & (F_CACHED - 1)
+        v = self.direct(prot)
+        self.keys[h] = prot
+        self.vals[h] = v | F_CACHED
+        return v
+
+    @cython.cfunc
+    def pfn(self, pte: u64) -> i64:
+        if self.cacheable:
+            return cython.cast(i64, (int(pte) & self.addrmask) >> self.pfn_shift)
+        return self.arch.pte_pfn(pte)
+
+
+@cython.final
+@cython.cclass
+class MmShadow:
+    """What one address space's tables account for: RSS ([file, anon, swap, shmem]).
+
+    ``vstart``/``vend``/``vshared``: the last VMA looked up in a sync.
+    """
+
+    def __init__(self, mm: Any, asid: i64) -> None:
+        self.mm = mm
+        self.asid = asid
+        self.owner = cython.cast(MmStruct, mm).owner if mm is not None else -1
+        self.serial = -1
+        self.vstart = 0
+        self.vend = 0
+        self.vshared = False
+        self.rss = np.zeros(NR_MM_COUNTERS, dtype=np.int64)
+
+
+@cython.cfunc
+@cython.inline
+def _either(p: i64, a: i64, b: i64) -> cython.bint:
+    """``p in (a, b)`` without a tuple."""
+    return (p == a) | (p == b)
+
+
+@cython.cfunc
+@cython.inline
+def _member(cls: u8) -> i64:
+    """The RSS counter of a class (``MM_*``)."""
+    if cls == C_ANON:
+        return MM_ANONPAGES
+    if cls == C_SHMEM:
+        return MM_SHMEMPAGES
+    return MM_FILEPAGES
+
+
+@cython.final
+@cython.cclass
+class MapShadow:
+    """The validators' count of every frame's mappings (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.mem = kernel.memmap
+        self.arch = kernel.arch
+        self.pool = kernel.arch.pool
+        self.dec = PteDecoder(kernel.arch)
+        self.nr = kernel.memmap.nr_frames
+        self.per = self.pool.ptrs_per_pte
+        self.page_shift = self.pool.page_shift
+        self.pmd_shift = self.pool.pmd_shift
+        self.hpage_nr = kernel.arch.HPAGE_PMD_NR
+        self.cont_ptes = kernel.arch.CONT_PTES
+        self.serial = 0
+        #: pfn -> PTE maps, for counts of 255 and more
+        self.big_maps: dict[int, int] = {}
+        #: pfn -> writable private PTE maps, for counts of 3 and more
+        self.big_w: dict[int, int] = {}
+        #: pfn -> PMD maps
+        self.pmd_maps: dict[int, int] = {}
+        #: pfn -> pins held (by every process)
+        self.pin_count: dict[int, int] = {}
+        #: ASID -> MmShadow
+        self.mms: dict[int, MmShadow] = {}
+        self.suspect = False
+        self.why = ""
+        self.ndense = 0
+        self.ready = False
+        self.maps = np.zeros(0, dtype=np.uint8)
+        self.meta = np.zeros(0, dtype=np.uint8)
+        self.shm = np.zeros(0, dtype=np.uint8)
+        self.nfiles = -1
+        self.queue = np.zeros(0, dtype=np.int64)
+        self.scratch = np.zeros(0, dtype=np.int64)
+        self.nqueue = 0
+        self.zero0 = -1
+        self.zero1 = -1
+
+    def __repr__(self) -> str:
+        return f"<MapShadow {self.nr} frames, {len(self.mms)} mms, {self.nqueue} queued>"
+
+    def nbytes(self) -> int:
+        """Memory kept (arrays and dict entries, approximately)."""
+        n = 2 * self.nr + 8 * (self.queue.shape[0] + self.scratch.shape[0]) + self.shm.shape[0]
+        n += 100 * (len(self.big_maps) + len(self.big_w) + len(self.pmd_maps) + len(self.pin_count))
+        return n + 200 * len(self.mms)
+
+    # -- state -----------------------------------------------------------------
+    @cython.cfunc
+    def _alloc(self) -> None:
+        """The per-frame arrays (2 bytes per frame), on first use."""
+        if not self.ready:
+            self.maps = np.zeros(self.nr, dtype=np.uint8)
+            self.meta = np.zeros(self.nr, dtype=np.uint8)
+            self.queue = np.zeros(64, dtype=np.int64)
+            self.scratch = np.zeros(self.per, dtype=np.int64)
+            self.ready = True
+
+    @cython.ccall
+    def start(self) -> None:
+        """Allocate the per-frame arrays now (the validators run after every syscall)."""
+        self._alloc()
+
+    @cython.cfunc
+    def _refresh(self) -> None:
+        """The zero pages and the shmem file ids, as they are now."""
+        self._alloc()
+        self.zero0 = self.k.zero_pfn
+        self.zero1 = self.k.huge_zero_pfn
+        files: dict[int, Any] = self.k.files
+        if len(files) != self.nfiles:
+            top = max(files) + 1 if files else 0
+            shm = np.zeros(max(top, 1), dtype=np.uint8)
+            for fid, f in files.items():
+                if fid >= 0 and f.shmem:
+                    shm[fid] = 1
+            self.shm = shm
+            self.nfiles = len(files)
+
+    @cython.cfunc
+    def _mm(self, asid: i64) -> MmShadow:
+        ms = self.mms.get(asid)
+        if ms is None:
+            mm: Any = None
+            for x in self.k.mms:
+                if cython.cast(MmStruct, x).space.asid == asid:
+                    mm = x
+                    break
+            ms = MmShadow(mm, asid)
+            self.mms[asid] = ms
+        s: MmShadow = ms
+        if s.serial != self.serial:
+            s.serial = self.serial
+            s.vstart = 0
+            s.vend = 0
+        return s
+
+    @cython.ccall
+    def retire(self, asid: i64) -> None:
+        """Forget an exited mm (after its tables' removal was synced)."""
+        self.mms.pop(asid, None)
+
+    @cython.cfunc
+    def maps_of(self, p: i64) -> i64:
+        m: i64 = self.maps[p]
+        if m < 255:
+            return m
+        return cython.cast(i64, self.big_maps[p])
+
+    @cython.cfunc
+    def w_of(self, p: i64) -> i64:
+        w: i64 = (self.meta[p] >> 2) & 3
+        if w < 3:
+            return w
+        return cython.cast(i64, self.big_w[p])
+
+    @cython.cfunc
+    def _maps_inc(self, p: i64) -> None:
+        m: i64 = self.maps[p]
+        if m < 254:
+            self.maps[p] = m + 1
+        elif m == 254:
+            self.maps[p] = 255
+            self.big_maps[p] = 255
         else:
-            out += a.astype(dt) * dt(c)
-    return out
+            self.big_maps[p] = self.big_maps[p] + 1
+
+    @cython.cfunc
+    def _maps_dec(self, p: i64) -> cython.bint:
+        m: i64 = self.maps[p]
+        if m == 0:
+            return False
+        if m < 255:
+            self.maps[p] = m - 1
+            return True
+        c: i64 = self.big_maps[p] - 1
+        if c < 255:
+            del self.big_maps[p]
+            self.maps[p] = c
+        else:
+            self.big_maps[p] = c
+        return True
+
+    @cython.cfunc
+    def _w_inc(self, p: i64) -> None:
+        w: i64 = (self.meta[p] >> 2) & 3
+        if w < 2:
+            self.meta[p] = self.meta[p] + 4
+        elif w == 2:
+            self.meta[p] = self.meta[p] | M_W
+            self.big_w[p] = 3
+        else:
+            self.big_w[p] = self.big_w[p] + 1
+
+    @cython.cfunc
+    def _w_dec(self, p: i64) -> cython.bint:
+        w: i64 = (self.meta[p] >> 2) & 3
+        if w == 0:
+            return False
+        if w < 3:
+            self.meta[p] = self.meta[p] - 4
+            return True
+        c: i64 = self.big_w[p] - 1
+        if c < 3:
+            del self.big_w[p]
+            self.meta[p] = (self.meta[p] & NOT_M_W) | cython.cast(u8, c << 2)
+        else:
+            self.big_w[p] = c
+        return True
+
+    @cython.cfunc
+    def class_now(self, head: i64) -> u8:
+        """The RSS class of the folio at ``head`` in mem_map now."""
+        mem: MemMap = self.mem
+        if mem.flags[head] & PG_anon:
+            return C_ANON
+        m: i64 = mem.mapping[head]
+        if 0 <= m < self.shm.shape[0] and self.shm[m]:
+            return C_SHMEM
+        return C_FILE
+
+    @cython.cfunc
+    def _vma_shared(self, ms: MmShadow, va: i64) -> cython.bint:
+        if ms.vstart <= va < ms.vend:
+            return ms.vshared
+        if ms.mm is None:
+            return False
+        v = cython.cast(MmStruct, ms.mm).vma_lookup(va)
+        if v is None:
+            return False
+        vma: Vma = v
+        ms.vstart = vma.vm_start
+        ms.vend = vma.vm_end
+        ms.vshared = (vma.vm_flags & VM_SHARED) != 0
+        return ms.vshared
+
+    @cython.cfunc
+    def _sus(self, why: str) -> None:
+        if not self.suspect:
+            self.suspect = True
+            self.why = why
+
+    @cython.ccall
+    def touch(self, pfn: i64) -> None:
+        """Queue the folio of ``pfn`` (or the frame, if free) for the next ``check``."""
+        if pfn < 0 or pfn >= self.nr:
+            return
+        if not self.ready:
+            self._alloc()
+        mem: MemMap = self.mem
+        key: i64 = pfn
+        h: i64 = mem.head[pfn]
+        o: i64
+        if h >= 0:
+            o = mem.order[h]
+            if h > pfn or o < 0 or o > 30 or pfn >= h + (cython.cast(i64, 1) << o):
+                self._sus("a frame outside the folio its head names")
+            else:
+                key = h
+        if self.meta[key] & M_QUEUED:
+            return
+        self.meta[key] = self.meta[key] | M_QUEUED
+        n: i64 = self.nqueue
+        if n >= self.queue.shape[0]:
+            grown = np.zeros(2 * n + 64, dtype=np.int64)
+            grown[:n] = np.asarray(self.queue)[:n]
+            self.queue = grown
+        self.queue[n] = key
+        self.nqueue = n + 1
+
+    @cython.ccall
+    def pin(self, pfn: i64, delta: i64) -> None:
+        """A pin of ``pfn`` taken (+1) or released (-1) by a process."""
+        self._alloc()
+        if pfn < 0 or pfn >= self.nr:
+            return
+        c: i64 = self.pin_count.get(pfn, 0) + delta
+        if c > 0:
+            self.pin_count[pfn] = c
+            self.meta[pfn] = self.meta[pfn] | M_PINNED
+        else:
+            self.pin_count.pop(pfn, None)
+            self.meta[pfn] = self.meta[pfn] & NOT_M_PINNED
+        self.touch(pfn)
+
+    # -- applying the store log -------------------------------------------------
+    @cython.cfunc
+    def _remove(self, ms: MmShadow, p: i64, f: u32) -> None:
+        """A present, non-special PTE mapping ``p`` with fields ``f`` went away."""
+        if p < 0 or p >= self.nr:
+            return  # never counted (it was a suspect when it appeared)
+        if not self._maps_dec(p):
+            self._sus("a mapping removed that was not counted")
+            return
+        cls: u8 = self.meta[p] & M_CLASS
+        if f & F_WRITE and cls == C_ANON:
+            if not self._w_dec(p):
+                self._sus("a writable mapping removed that was not counted")
+        if cls == C_NONE:
+            self._sus("a mapping of no class")
+        ms.rss[_member(cls)] -= 1
+        self.touch(p)
+
+    @cython.cfunc
+    def _add(self, ms: MmShadow, p: i64, f: u32, va: i64) -> None:
+        """A present, non-special PTE mapping ``p`` with fields ``f`` appeared at ``va``."""
+        if p < 0 or p >= self.nr:
+            self._sus("a PTE maps a frame that does not exist")
+            return
+        h: i64 = self.mem.head[p]
+        cls: u8
+        if h < 0:
+            self._sus("a PTE maps a free frame")
+            cls = C_FILE
+        else:
+            cls = self.class_now(h)
+        if self.maps[p] == 0:
+            self.meta[p] = (self.meta[p] & NOT_M_CLASS) | cls
+        elif (self.meta[p] & M_CLASS) != cls:
+            self._sus("a frame's class changed while mapped")
+            cls = self.meta[p] & M_CLASS
+        self._maps_inc(p)
+        if f & F_WRITE:
+            self._wgain(ms, p, va)
+        ms.rss[_member(cls)] += 1
+        self.touch(p)
+
+    @cython.cfunc
+    def _wgain(self, ms: MmShadow, p: i64, va: i64) -> None:
+        """A writable mapping of ``p`` at ``va`` (counted when private and anon)."""
+        cls: u8 = self.meta[p] & M_CLASS
+        if self._vma_shared(ms, va):
+            if cls == C_ANON:
+                self._sus("an anon page writable through a shared mapping")
+            return
+        if cls != C_ANON:
+            self._sus("writable-anon-exclusive: a private writable PTE maps a page that is not anon")
+            return
+        self._w_inc(p)
+        if not self.mem.flags[p] & PG_anon_exclusive:
+            self._sus("writable-anon-exclusive")
+
+    @cython.cfunc
+    def _wloss(self, p: i64) -> None:
+        if (self.meta[p] & M_CLASS) == C_ANON and not self._w_dec(p):
+            self._sus("a writable mapping lost that was not counted")
+
+    @cython.ccall
+    def sync(self) -> None:
+        """Apply the store log to the shadow, queue what changed, start a new epoch."""
+        pool: PtePool = self.pool
+        if pool.epoch < 0:
+            return
+        self._refresh()
+        self.serial += 1
+        dec: PteDecoder = self.dec
+        log: list[Any] = pool.log
+        per: i64 = self.per
+        e: U64View = pool.e
+        old: U64View = pool.log_old
+        nlog: i64 = len(log)
+        ent: LogEntry
+        ms: MmShadow
+        j: i64
+        i: i64
+        o: u64
+        n: u64
+        fo: u32
+        fn: u32
+        po: i64
+        pn: i64
+        ob: i64
+        nb: i64
+        na: i64
+        va0: i64
+        if nlog:
+            # pass 1: removals and changes that keep the frame; additions are
+            # kept (entry indices per log entry) for pass 2
+            if self.scratch.shape[0] < nlog * per + nlog:
+                self.scratch = np.zeros(nlog * per + nlog, dtype=np.int64)
+            adds: I64View = self.scratch
+            na = 0
+            for j in range(nlog):
+                ent = log[j]
+                ms = self._mm(ent.asid)
+                ob = ent.old_at * per if ent.old_at >= 0 else -1
+                nb = ent.slot * per if ent.alive else -1
+                va0 = ent.pmd_index << self.pmd_shift
+                cnt_at: i64 = na
+                na += 1
+                for i in range(per):
+                    o = old[ob + i] if ob >= 0 else 0
+                    n = e[nb + i] if nb >= 0 else 0
+                    if o == n:
+                        continue
+                    fo = dec.flags(o)
+                    fn = dec.flags(n)
+                    if (fn & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
+                        pn = dec.pfn(n)
+                        if (fo & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
+                            po = dec.pfn(o)
+                            if po == pn:
+                                # the same frame: at most the write permission changed
+                                if (fo ^ fn) & F_WRITE and 0 <= pn < self.nr:
+                                    if fn & F_WRITE:
+                                        self._wgain(ms, pn, va0 + (i << self.page_shift))
+                                    else:
+                                        self._wloss(pn)
+                                    self.touch(pn)
+                                continue
+                            self._remove(ms, po, fo)
+                        adds[na] = i
+                        na += 1
+                    elif (fo & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
+                        self._remove(ms, dec.pfn(o), fo)
+                adds[cnt_at] = na - cnt_at - 1
+            # pass 2: additions
+            na = 0
+            for j in range(nlog):
+                ent = log[j]
+                cnt: i64 = adds[na]
+                na += 1
+                if not cnt:
+                    continue
+                ms = self._mm(ent.asid)
+                nb = ent.slot * per
+                va0 = ent.pmd_index << self.pmd_shift
+                for i in range(na, na + cnt):
+                    n = e[nb + adds[i]]
+                    fn = dec.flags(n)
+                    self._add(ms, dec.pfn(n), fn, va0 + (adds[i] << self.page_shift))
+                na += cnt
+            if self.scratch.shape[0] > 4 * per and nlog < 4:
+                self.scratch = np.zeros(per + 1, dtype=np.int64)
+        if pool.pmd_log:
+            self._pmd_sync(pool.pmd_log)
+        pool.new_epoch()
+
+    @cython.cfunc
+    def _pmd_sync(self, log: list[Any]) -> None:
+        """Level-2 block changes: PMD maps per pfn, RSS, writable PMDs of non-exclusive folios."""
+        first: dict[tuple[int, int], tuple[Any, int]] = {}
+        for space, idx, old in log:
+            key = (space.asid, idx)
+            if key not in first:
+                first[key] = (space, old)
+        dec: PteDecoder = self.dec
+        arch: Pgtable = self.arch
+        changed = []
+        for (asid, idx), (space, old) in first.items():
+            new = space.pmd_peek(idx)
+            if new != old:
+                changed.append((asid, idx, old, new))
+        v: u64
+        f: u32
+        p: i64
+        ms: MmShadow
+        for asid, _idx, old, _new in changed:  # removals first
+            if not old:
+                continue
+            v = arch.pmd_pte(old)
+            f = dec.flags(v)
+            if not f & F_PRESENT:
+                continue
+            p = dec.pfn(v)
+            if p == self.zero0 or p == self.zero1 or p < 0 or p >= self.nr:
+                continue
+            c = self.pmd_maps.get(p, 0)
+            if c <= 0:
+                self._sus("a PMD map removed that was not counted")
+                continue
+            if c == 1:
+                del self.pmd_maps[p]
+            else:
+                self.pmd_maps[p] = c - 1
+            ms = self._mm(asid)
+            ms.rss[MM_ANONPAGES] -= self.hpage_nr
+            self.touch(p)
+        for asid, _idx, _old, new in changed:
+            if not new:
+                continue
+            v = arch.pmd_pte(new)
+            f = dec.flags(v)
+            if not f & F_PRESENT:
+                continue
+            p = dec.pfn(v)
+            if p == self.zero0 or p == self.zero1:
+                continue
+            if p < 0 or p >= self.nr:
+                self._sus("a PMD maps a frame that does not exist")
+                continue
+            self.pmd_maps[p] = self.pmd_maps.get(p, 0) + 1
+            ms = self._mm(asid)
+            ms.rss[MM_ANONPAGES] += self.hpage_nr
+            if self.mem.head[p] != p:
+                self._sus("a PMD maps a frame that is not a folio head")
+            if f & F_WRITE and not self.mem.flags[p] & PG_anon_exclusive:
+                self._sus("writable-anon-exclusive (PMD)")
+            self.touch(p)
+
+    # -- the check of what changed ------------------------------------------------
+    @cython.cfunc
+    def _folio_ok(self, h: i64) -> cython.bint:
+        """Every rule on folio ``h`` and its pages holds against the shadow."""
+        mem: MemMap = self.mem
+        o: i64 = mem.order[h]
+        if o < 0 or o > 30:
+            return False
+        n: i64 = cython.cast(i64, 1) << o
+        if h + n > self.nr:
+            return False
+        pm: i64 = 0
+        if self.pmd_maps:
+            pm = self.pmd_maps.get(h, 0)
+        cls: u8 = self.class_now(h)
+        anon: cython.bint = (mem.flags[h] & PG_anon) != 0
+        total: i64 = 0
+        q: i64
+        m: i64
+        mq: u8
+        for q in range(h, h + n):
+            if mem.head[q] != h:
+                return False
+            if q == self.zero0 or q == self.zero1:
+                continue
+            m = self.maps[q]
+            if m == 255:
+                m = self.maps_of(q)
+            if mem.mapcount[q] != m:
+                return False
+            total += m
+            mq = self.meta[q]
+            if m and (mq & M_CLASS) != cls:
+                return False
+            if mq & M_W:
+                if cls != C_ANON or not mem.flags[q] & PG_anon_exclusive:
+                    return False
+                if m + pm > 1:
+                    return False
+            if mq & M_PINNED and anon and m and (m > 1 or not mem.flags[q] & PG_anon_exclusive):
+                return False
+        if h != self.zero0 and h != self.zero1:
+            if mem.refcount[h] < total + pm:
+                return False
+            if mem.entire_mapcount[h] != pm:
+                return False
+        return True
+
+    @cython.cfunc
+    def _key_ok(self, key: i64) -> cython.bint:
+        h: i64 = self.mem.head[key]
+        if h < 0:
+            return self.maps_of(key) == 0  # a free frame must not be mapped
+        o: i64 = self.mem.order[h]
+        if h > key or o < 0 or o > 30 or key >= h + (cython.cast(i64, 1) << o):
+            return False
+        return self._folio_ok(h)
+
+    @cython.ccall
+    def check(self) -> cython.bint:
+        """Compare the queued folios and every mm's RSS with the shadow.
+
+        True: something may be wrong (run ``dense``).  Empties the queue.
+        """
+        self._refresh()
+        sus: cython.bint = self.suspect
+        j: i64
+        key: i64
+        for j in range(self.nqueue):
+            key = self.queue[j]
+            self.meta[key] = self.meta[key] & NOT_M_QUEUED
+            if not sus and not self._key_ok(key):
+                sus = True
+                self.why = f"folio of pfn {key:#x}"
+        if self.queue.shape[0] > 4096 and self.nqueue < self.queue.shape[0] >> 3:
+            self.queue = np.zeros(64, dtype=np.int64)
+        self.nqueue = 0
+        mm: MmStruct
+        ms: MmShadow
+        if not sus:
+            for x in self.k.mms:
+                mm = x
+                got = self.mms.get(mm.space.asid)
+                if got is None:
+                    if mm.rss[0] or mm.rss[1] or mm.rss[2] or mm.rss[3]:
+                        sus = True
+                        self.why = "rss"
+                        break
+                    continue
+                ms = got
+                if (
+                    mm.rss[0] != ms.rss[0]
+                    or mm.rss[1] != ms.rss[1]
+                    or mm.rss[2] != ms.rss[2]
+                    or mm.rss[3] != ms.rss[3]
+                ):
+                    sus = True
+                    self.why = "rss"
+                    break
+        self.suspect = False
+        return sus
+
+    # -- from scratch --------------------------------------------------------------
+    @cython.ccall
+    def dense(self, pins: Pins) -> Any:
+        """Recount the shadow from every table and check every frame.
+
+        Returns the first violation (an ``InvariantViolation``) in the order of
+        the module docstring, or None.  The shadow is exact afterwards either way,
+        and the store log starts a new epoch.
+        """
+        k: Kernel = self.k
+        mem: MemMap = self.mem
+        pool: PtePool = self.pool
+        dec: PteDecoder = self.dec
+        self._refresh()
+        self.ndense += 1
+        nr: i64 = self.nr
+        per: i64 = self.per
+        # reset: keep the pinned bits (the validators' own record)
+        maps: U8View = self.maps
+        meta: U8View = self.meta
+        p: i64
+        for p in range(nr):
+            maps[p] = 0
+            meta[p] = meta[p] & M_PINNED
+        self.big_maps = {}
+        self.big_w = {}
+        self.pmd_maps = {}
+        self.mms = {}
+        self.nqueue = 0
+        self.suspect = False
+        self.serial += 1
+        if pool.epoch >= 0:
+            pool.new_epoch()
+        e: U64View = pool.e
+        found: object = None
+        mm: MmStruct
+        ms: MmShadow
+        i: i64
+        v: u64
+        f: u32
+        h: i64
+        cls: u8
+        va: i64
+        for x in k.mms:
+            mm = x
+            ms = self._mm(mm.space.asid)
+            for idx in sorted(mm.space.tables):
+                base: i64 = cython.cast(i64, mm.space.tables[idx]) * per
+                bad_pfn: i64 = -1
+                bad_wae: i64 = -1
+                for i in range(per):
+                    v = e[base + i]
+                    f = dec.flags(v)
+                    if (f & (F_PRESENT | F_SPECIAL)) != F_PRESENT:
+                        continue
+                    p = dec.pfn(v)
+                    if p < 0 or p >= nr:
+                        if bad_pfn < 0:
+                            bad_pfn = i
+                        continue
+                    h = mem.head[p]
+                    if h < 0:
+                        if bad_pfn < 0:
+                            bad_pfn = i
+                        cls = C_FILE
+                    else:
+                        cls = self.class_now(h)
+                    if maps[p] == 0:
+                        meta[p] = (meta[p] & NOT_M_CLASS) | cls
+                    else:
+                        cls = meta[p] & M_CLASS
+                    self._maps_inc(p)
+                    ms.rss[_member(cls)] += 1
+                    if f & F_WRITE:
+                        va = (idx * per + i) << self.page_shift
+                        if not self._vma_shared(ms, va):
+                            if cls == C_ANON:
+                                self._w_inc(p)
+                            if h >= 0 and bad_wae < 0:
+                                if cls != C_ANON or not mem.flags[p] & PG_anon_exclusive:
+                                    bad_wae = i
+                if found is None and (bad_pfn >= 0 or bad_wae >= 0):
+                    i = bad_pfn if bad_pfn >= 0 else bad_wae
+                    v = e[base + i]
+                    va = (idx * per + i) << self.page_shift
+                    if bad_pfn >= 0:
+                        found = InvariantViolation(
+                            "mapcount",
+                            f"pid {mm.owner}: PTE maps pfn {dec.pfn(v):#x} which is not allocated",
+                            va,
+                        )
+                    else:
+                        found = InvariantViolation(
+                            "writable-anon-exclusive",
+                            f"pid {mm.owner}: writable PTE of a private mapping maps pfn {dec.pfn(v):#x} "
+                            f"which is not an exclusive anon page",
+                            va,
+                            [v],
+                        )
+            for idx in sorted(mm.space.pmds):
+                blk: u64 = mm.space.pmds[idx]
+                v = self.arch.pmd_pte(blk)
+                f = dec.flags(v)
+                if not f & F_PRESENT:
+                    continue
+                p = dec.pfn(v)
+                if p == self.zero0 or p == self.zero1:
+                    continue
+                if p < 0 or p >= nr:
+                    if found is None:
+                        found = InvariantViolation(
+                            "mapcount",
+                            f"pid {mm.owner}: PMD maps pfn {p:#x} which does not exist",
+                            idx << self.pmd_shift,
+                            [blk],
+                        )
+                    continue
+                self.pmd_maps[p] = self.pmd_maps.get(p, 0) + 1
+                ms.rss[MM_ANONPAGES] += self.hpage_nr
+                if found is None and f & F_WRITE and not mem.flags[p] & PG_anon_exclusive:
+                    found = InvariantViolation(
+                        "writable-anon-exclusive",
+                        f"pid {mm.owner}: writable PMD maps non-exclusive folio {p:#x}",
+                        idx << self.pmd_shift,
+                        [blk],
+                    )
+            if found is None and (
+                mm.rss[0] != ms.rss[0]
+                or mm.rss[1] != ms.rss[1]
+                or mm.rss[2] != ms.rss[2]
+                or mm.rss[3] != ms.rss[3]
+            ):
+                found = InvariantViolation(
+                    "rss",
+                    f"pid {mm.owner}: RSS counters file/anon/shmem = {mm.rss[0]}/{mm.rss[1]}/{mm.rss[3]} but the "
+                    f"tables map {ms.rss[0]}/{ms.rss[1]}/{ms.rss[3]}",
+                )
+        if found is not None:
+            return found
+        return self._dense_frames(pins)
+
+    def _dense_frames(self, pins: Pins) -> Any:
+        """The frame-wide checks of ``dense``, in pfn order (the shadow just recounted)."""
+        mem: MemMap = self.mem
+        nr: i64 = self.nr
+        z0: i64 = self.zero0
+        z1: i64 = self.zero1
+        p: i64
+        m: i64
+        h: i64
+        # per-page mapcount
+        for p in range(nr):
+            if mem.head[p] < 0 or _either(p, z0, z1):
+                continue
+            m = self.maps_of(p)
+            if mem.mapcount[p] != m:
+                return InvariantViolation(
+                    "mapcount", f"pfn {p:#x}: mapcount {mem.mapcount[p]} but {m} PTE(s) map it"
+                )
+        # entire mapcounts: heads with one, and PMD-mapped pfns
+        cands: list[int] = []
+        for p in range(nr):
+            if mem.entire_mapcount[p] != 0 and mem.head[p] == p:
+                cands.append(p)
+        if self.pmd_maps:
+            cands = sorted(set(cands) | set(self.pmd_maps))
+        for p in cands:
+            if _either(p, z0, z1):
+                continue
+            got: i64 = mem.entire_mapcount[p] if mem.head[p] == p else 0
+            want: i64 = self.pmd_maps.get(p, 0)
+            if got != want:
+                return InvariantViolation(
+                    "mapcount", f"folio {p:#x}: entire mapcount {got} but {want} PMD(s) map it"
+                )
+        # refcount >= mappings, per folio
+        fold_a = np.zeros(nr, dtype=np.int64)
+        fold: I64View = fold_a
+        for p in range(nr):
+            if _either(p, z0, z1):
+                continue
+            m = self.maps[p]
+            if m:
+                if m == 255:
+                    m = self.maps_of(p)
+                h = mem.head[p]
+                if h >= 0:
+                    fold[h] += m
+        for pf, c in self.pmd_maps.items():
+            fold[pf] += c
+        for p in range(nr):
+            if mem.head[p] == p and not _either(p, z0, z1) and mem.refcount[p] < fold[p]:
+                return InvariantViolation(
+                    "refcount>=mapcount", f"folio {p:#x}: refcount {mem.refcount[p]} < {fold[p]} mappings"
+                )
+        del fold_a
+        # pinned anon pages are mapped once, exclusively
+        for pid, pfns in pins.items():
+            for pf in pfns:
+                h = mem.head[pf]
+                if h < 0 or not mem.flags[h] & PG_anon:
+                    continue
+                m = self.maps_of(pf)
+                if m == 0:
+                    continue
+                excl: cython.bint = (mem.flags[pf] & PG_anon_exclusive) != 0
+                if m > 1 or not excl:
+                    return InvariantViolation(
+                        "pinned-anon-exclusive",
+                        f"pfn {pf:#x} pinned by pid {pid} is mapped {m} time(s)"
+                        f"{'' if excl else ' and is not PageAnonExclusive'}",
+                    )
+        # no page writable through a private mapping is mapped twice
+        cover_a = np.zeros(nr if self.pmd_maps else 0, dtype=np.int64)
+        cover: I64View = cover_a
+        for pf, c in self.pmd_maps.items():
+            o: i64 = mem.order[pf]
+            for p in range(pf, min(nr, pf + (1 << o) if 0 <= o <= 30 else pf + 1)):
+                cover[p] += c
+        for p in range(nr):
+            if not self.meta[p] & M_W or _either(p, z0, z1):
+                continue
+            m = self.maps_of(p) + (cover[p] if cover.shape[0] else 0)
+            if m > 1:
+                return InvariantViolation(
+                    "writable-shared",
+                    f"pfn {p:#x} is writable through a private mapping but mapped {m} times",
+                )
+        return None
+
+    # -- tests and tools -----------------------------------------------------------------
+    @cython.ccall
+    def frame_maps(self, pfn: i64) -> i64:
+        """The PTE mappings of ``pfn`` the shadow counts."""
+        return self.maps_of(pfn) if self.ready else 0
+
+    @cython.ccall
+    def frame_wmaps(self, pfn: i64) -> i64:
+        """The writable PTE mappings of ``pfn`` in private mappings the shadow counts."""
+        return self.w_of(pfn) if self.ready else 0
+
+    @cython.ccall
+    def frame_class(self, pfn: i64) -> i64:
+        """The RSS class ``pfn``'s mappings were counted under (0 none, 1 anon, 2 file, 3 shmem)."""
+        return self.meta[pfn] & M_CLASS if self.ready else 0
+
+
+@cython.final
+@cython.cclass
+class RmapHook(RmapObserver):
+    """``Kernel.rmap_observer``: refcount >= mapcount right after every rmap increase.
+
+    Another CPU (GUP-fast, a speculative ``folio_try_get``) may look at a
+    folio as soon as its mapcount changed, so the references must already
+    cover the mappings.  The folio is also queued for the next check.
+    """
+
+    def __init__(self, shadow: MapShadow) -> None:
+        self.shadow = shadow
+        self.mem = shadow.mem
+
+    @cython.ccall
+    def on_rmap_change(self, folio: i64) -> None:
+        mem: MemMap = self.mem
+        if mem.flags[folio] & PG_reserved:
+            return
+        maps: i64 = folio_mapcount(mem, folio)
+        ref: i64 = mem.refcount[folio]
+        if ref < maps:
+            raise InvariantViolation(
+                "refcount>=mapcount",
+                f"folio {folio:#x}: refcount {ref} < {maps} mappings right after an rmap update",
+            )
+        self.shadow.touch(folio)
+
+
+# -- fork: the child's tables copy the parent's ------------------------------------------
+@cython.cfunc
+def _block_dirty(dec: PteDecoder, a: U64View, base: i64, i: i64, cp: i64) -> cython.bint:
+    """Is any entry of the contiguous block holding entry ``i`` dirty (``ptep_get``'s gather)."""
+    b: i64 = base + (i - i % cp)
+    j: i64
+    for j in range(b, b + cp):  # noqa: SIM110 - a C loop
+        if dec.flags(a[j]) & F_DIRTY:
+            return True
+    return False
+
+
+@cython.cfunc
+def _fork_copy_range(
+    sh: MapShadow,
+    parent: MmStruct,
+    child: MmStruct,
+    idx: i64,
+    pa: U64View,
+    pb: i64,
+    ca: U64View,
+    cb: i64,
+    lo: i64,
+    hi: i64,
+    cv: Vma,
+) -> None:
+    """The per-entry ``fork-copy`` checks of entries ``[lo, hi)`` of table ``idx``."""
+    dec: PteDecoder = sh.dec
+    mem: MemMap = sh.mem
+    cp: i64 = sh.cont_ptes
+    needs_copy: cython.bint = cv.anon_vma is not None or (cv.vm_flags & VM_UFFD_WP) != 0
+    uffd: cython.bint = (cv.vm_flags & VM_UFFD_WP) != 0
+    private: cython.bint = (cv.vm_flags & VM_SHARED) == 0
+    i: i64
+    p: u64
+    c: u64
+    fp: u32
+    fc: u32
+    what: str
+    pdirty: cython.bint
+    cdirty: cython.bint
+    cpfn: i64
+    for i in range(lo, hi):
+        p = pa[pb + i] if pb >= 0 else 0
+        c = ca[cb + i] if cb >= 0 else 0
+        if p == 0 and c == 0:
+            continue
+        fp = dec.flags(p)
+        if p == c and (uffd or not fp & F_UFFD_WP):
+            continue  # the same descriptor: every field the same
+        fc = dec.flags(c)
+        what = ""
+        if not fp & F_PRESENT:
+            if not fc & F_PRESENT:
+                continue
+            what = "the child maps a page the parent did not map"
+        elif not fc & F_PRESENT:
+            if needs_copy:
+                what = "the parent's page is missing in the child"
+            else:
+                continue
+        elif dec.pfn(p) != dec.pfn(c):
+            cpfn = dec.pfn(c)
+            if not (0 <= cpfn < sh.nr and mem.flags[cpfn] & PG_anon_exclusive and mem.head[cpfn] >= 0):
+                what = "the child maps another frame, which is not an exclusive copy"
+            else:
+                continue
+        elif (fp ^ fc) & F_VALID:
+            what = "accessibility (PROT_NONE / NUMA hinting) differs from the parent's"
+        elif ((fc & F_UFFD_WP) != 0) != (uffd and (fp & F_UFFD_WP) != 0):
+            what = "the uffd-wp bit was not copied per PTE"
+        elif (fp ^ fc) & F_SOFT_DIRTY:
+            what = "the soft-dirty bit was not copied per PTE"
+        elif private and not fp & F_SPECIAL:
+            # A dirty bit may be gained (v6.12 arm64 pte_mkwrite() clears
+            # PTE_RDONLY, so a merged-writable clean batch turns dirty): that
+            # only costs a writeback.  It must never be lost.
+            pdirty = (fp & F_DIRTY) != 0 or (
+                (fp & F_CONT) != 0 and cp > 1 and _block_dirty(dec, pa, pb, i, cp)
+            )
+            if pdirty:
+                cdirty = (fc & F_DIRTY) != 0 or (
+                    (fc & F_CONT) != 0 and cp > 1 and _block_dirty(dec, ca, cb, i, cp)
+                )
+                if not cdirty:
+                    what = "the parent's PTE is dirty, the child's is clean: a write may be lost"
+        if what:
+            raise InvariantViolation(
+                "fork-copy",
+                f"pid {child.owner} (child of {parent.owner}): {what}",
+                (idx * sh.per + i) << sh.page_shift,
+                [p, c],
+            )
+
+
+@cython.ccall
+def fork_copy(sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object) -> None:
+    """Check that ``child``'s tables are a faithful copy of ``parent``'s before the fork.
+
+    Per PTE in the child's VMAs: the same pages present (none lost where the
+    VMA needs copying), the same frames (or an exclusive copy of a pinned
+    anon page), the same accessibility, uffd-wp (kept only with VM_UFFD_WP),
+    soft-dirty, and no dirty state lost in private mappings (gathered over a
+    contiguous block, as ``ptep_get`` reports it).  The parent's pre-fork
+    descriptors are the store log's old ones for tables the fork wrote (the
+    epoch began just before the fork), the current ones otherwise; level-2
+    indices in ``pre_pmds`` (PMD-mapped before the fork) are skipped.
+
+    Raises the first ``fork-copy`` violation in address order.
+    """
+    pool: PtePool = sh.pool
+    per: i64 = sh.per
+    pspace = parent.space
+    cspace = child.space
+    log: list[Any] = pool.log
+    log_at: dict[int, int] = pool.log_at
+    ent: LogEntry
+    gone: dict[int, int] = {}
+    for x in log:
+        ent = x
+        if ent.asid == pspace.asid and not ent.alive:
+            gone[ent.pmd_index] = ent.old_at
+    keys = set(cspace.tables)
+    keys.update(pspace.tables)
+    keys.update(gone)
+    if pre_pmds:
+        keys.difference_update(pre_pmds)  # type: ignore[arg-type]
+    e: U64View = pool.e
+    old: U64View = pool.log_old
+    vmas: list[Any] = child.vmas
+    nv: i64 = len(vmas)
+    vi: i64 = 0
+    j: i64
+    pb: i64
+    cb: i64
+    at: i64
+    t0: i64
+    t1: i64
+    cv: Vma
+    pa: U64View
+    for idx in sorted(keys):
+        t0 = idx << sh.pmd_shift
+        t1 = t0 + (per << sh.page_shift)
+        while vi < nv and cython.cast(Vma, vmas[vi]).vm_end <= t0:
+            vi += 1
+        if vi >= nv:
+            break
+        if cython.cast(Vma, vmas[vi]).vm_start >= t1:
+            continue
+        pb = -1
+        pa = e
+        s = pspace.tables.get(idx)
+        if s is not None:
+            li = log_at.get(s)
+            if li is not None:
+                ent = log[li]
+                at = ent.old_at
+                if at >= 0:
+                    pa = old
+                    pb = at * per
+            else:
+                pb = cython.cast(i64, s) * per
+        elif idx in gone:
+            at = gone[idx]
+            if at >= 0:
+                pa = old
+                pb = at * per
+        cs = cspace.tables.get(idx)
+        cb = cython.cast(i64, cs) * per if cs is not None else -1
+        if pb < 0 and cb < 0:
+            continue
+        j = vi
+        while j < nv:
+            cv = vmas[j]
+            if cv.vm_start >= t1:
+                break
+            _fork_copy_range(
+                sh,
+                parent,
+                child,
+                idx,
+                pa,
+                pb,
+                e,
+                cb,
+                (max(cv.vm_start, t0) - t0) >> sh.page_shift,
+                (min(cv.vm_end, t1) - t0) >> sh.page_shift,
+                cv,
+            )
+            j += 1
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        F_PRESENT=F_PRESENT,
+        F_VALID=F_VALID,
+        F_SPECIAL=F_SPECIAL,
+        F_WRITE=F_WRITE,
+        F_DIRTY=F_DIRTY,
+        F_CONT=F_CONT,
+        F_UFFD_WP=F_UFFD_WP,
+        F_SOFT_DIRTY=F_SOFT_DIRTY,
+        F_YOUNG=F_YOUNG,
+        C_NONE=C_NONE,
+        C_ANON=C_ANON,
+        C_FILE=C_FILE,
+        C_SHMEM=C_SHMEM,
+    )

@@ -12,15 +12,19 @@ cdef class StoreObserver:
     cpdef on_table_free(self, AddressSpace space, i64 pmd_index, i64 slot)
 
 cdef class LogEntry:
-    cdef public i64 slot, asid, pmd_index
-    cdef public object old
+    cdef public PtePool pool
+    cdef public i64 slot, asid, pmd_index, old_at
     cdef public bint alive
+
+cdef LogEntry _log_entry(PtePool pool, i64 slot, i64 asid, i64 pmd_index, i64 old_at)
 
 @cython.final
 cdef class PtePool:
     cdef public i64 page_shift, shift, ptrs_per_pte, pmd_shift, nslots, epoch, nr_tables
     cdef public Counters counters
-    cdef public U64View e
+    cdef public U64View e, log_old
+    cdef public i64 log_nold
+    cdef public list pmd_log
     cdef public I64View slot_asid, slot_pmd, slot_epoch
     cdef public list free_slots, log
     cdef public dict log_at
@@ -28,6 +32,7 @@ cdef class PtePool:
     cpdef i64 slot_alloc(self, i64 asid, i64 pmd_index) except? -1
     cpdef slot_free(self, i64 s)
     cpdef i64 va(self, i64 ptep) except? -1
+    cpdef new_epoch(self)
     cdef _log_slot(self, i64 s)
     cpdef u64 load(self, i64 ptep) except? -1
     cpdef u64 peek(self, i64 ptep) except? -1

@@ -26,7 +26,9 @@ the walker's Access flag / dirty update (not counted, observed as such);
 Store log (for the validators): after ``new_epoch()``, the first write of
 an epoch to a table (and every table allocated or freed in it) appends a
 ``LogEntry`` that keeps a copy of the table's descriptors from before the
-write; ``changes()`` gives each changed table's old and new descriptors.
+write (in one arena, ``log_old``: row ``old_at`` of the epoch); every
+level-2 store appends ``(space, pmd_index, old value)`` to ``pmd_log``;
+``changes()`` gives each changed table's old and new descriptors.
 ``new_epoch()`` forgets them; ``stop_log()`` turns logging off.
 
 Compiled (docs/core.md).  Models nothing of Linux; Arm ARM D8.2 (tables).
@@ -43,7 +45,7 @@ import numpy as np
 from ..errors import ModelUsageError
 
 if not cython.compiled:
-    from ..cdefs import i64, u64
+    from ..cdefs import U64View, i64, u64
     from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters, count
 
 __all__ = ["StoreObserver", "PtePool", "AddressSpace", "LogEntry"]
@@ -86,20 +88,46 @@ class StoreObserver:
 class LogEntry:
     """One table in the store log of an epoch.
 
-    ``old``: its descriptors before the epoch's first write (None: all
-    zero, the table was allocated in the epoch).  ``alive``: the table is
-    still hooked in (False: freed in the epoch; its descriptors are gone).
+    ``old_at``: the row of ``pool.log_old`` holding its descriptors before
+    the epoch's first write (-1: all zero, the table was allocated in the
+    epoch); ``old`` is that row as a read-only array (None for -1).
+    ``alive``: the table is still hooked in (False: freed in the epoch; its
+    descriptors are gone).
     """
 
-    def __init__(self, slot: i64, asid: i64, pmd_index: i64, old: Any) -> None:
+    def __init__(self, pool: PtePool, slot: i64, asid: i64, pmd_index: i64, old_at: i64) -> None:
+        self.pool = pool
         self.slot = slot
         self.asid = asid
         self.pmd_index = pmd_index
-        self.old = old
+        self.old_at = old_at
         self.alive = True
+
+    @property
+    def old(self) -> np.ndarray | None:
+        """The table's descriptors before the epoch's first write (None: all zero)."""
+        if self.old_at < 0:
+            return None
+        p = self.pool.ptrs_per_pte
+        v: np.ndarray = np.asarray(self.pool.log_old)[self.old_at * p : (self.old_at + 1) * p]
+        v.flags.writeable = False
+        return v
 
     def __repr__(self) -> str:
         return f"LogEntry(slot={self.slot}, asid={self.asid}, pmd={self.pmd_index:#x}, alive={self.alive})"
+
+
+@cython.cfunc
+def _log_entry(pool: PtePool, slot: i64, asid: i64, pmd_index: i64, old_at: i64) -> LogEntry:
+    """``LogEntry(...)`` without the Python call."""
+    ent: LogEntry = LogEntry.__new__(LogEntry)
+    ent.pool = pool
+    ent.slot = slot
+    ent.asid = asid
+    ent.pmd_index = pmd_index
+    ent.old_at = old_at
+    ent.alive = True
+    return ent
 
 
 @cython.final
@@ -127,6 +155,10 @@ class PtePool:
         self.epoch = -1
         self.log: list[LogEntry] = []
         self.log_at: dict[int, int] = {}
+        self.log_old = np.zeros(0, dtype=np.uint64)
+        self.log_nold = 0
+        #: (space, level-2 index, old value) of every level-2 store of the epoch
+        self.pmd_log: list[tuple[AddressSpace, int, int]] = []
         self.nr_tables = 0
         self._grow(max(nslots, 1))
 
@@ -158,7 +190,7 @@ class PtePool:
         if self.epoch >= 0:
             self.slot_epoch[s] = self.epoch
             self.log_at[s] = len(self.log)
-            self.log.append(LogEntry(s, asid, pmd_index, None))
+            self.log.append(_log_entry(self, s, asid, pmd_index, -1))
         return s
 
     @cython.ccall
@@ -194,16 +226,30 @@ class PtePool:
         return (pmd_index << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
     # -- the store log -------------------------------------------------------
+    @cython.ccall
     def new_epoch(self) -> None:
         """Start a store log, or a new epoch of it (forgets the last one)."""
         self.epoch += 1 if self.epoch >= 0 else 1 - self.epoch
-        self.log = []
-        self.log_at = {}
+        if self.log:
+            self.log = []
+            self.log_at = {}
+        if self.pmd_log:
+            self.pmd_log = []
+        # An epoch that copied many tables (a fork, an exit) leaves a big
+        # arena: give it back once epochs are small again.
+        p: i64 = self.ptrs_per_pte
+        cap: i64 = self.log_old.shape[0] // p
+        if cap > 64 and self.log_nold < cap >> 2:
+            self.log_old = np.zeros(max(64, 2 * self.log_nold) * p, dtype=np.uint64)
+        self.log_nold = 0
 
     def stop_log(self) -> None:
         self.epoch = -1
         self.log = []
         self.log_at = {}
+        self.pmd_log = []
+        self.log_old = np.zeros(0, dtype=np.uint64)
+        self.log_nold = 0
 
     @cython.cfunc
     def _log_slot(self, s: i64) -> None:
@@ -212,9 +258,17 @@ class PtePool:
             return
         self.slot_epoch[s] = self.epoch
         p: i64 = self.ptrs_per_pte
-        old = np.array(np.asarray(self.e)[s * p : (s + 1) * p])
+        at: i64 = self.log_nold
+        if (at + 1) * p > self.log_old.shape[0]:
+            grown = np.zeros(max(16, 2 * (at + 1)) * p, dtype=np.uint64)
+            grown[: at * p] = np.asarray(self.log_old)[: at * p]
+            self.log_old = grown
+        old: U64View = self.log_old
+        e: U64View = self.e
+        old[at * p : (at + 1) * p] = e[s * p : (s + 1) * p]
+        self.log_nold = at + 1
         self.log_at[s] = len(self.log)
-        self.log.append(LogEntry(s, self.slot_asid[s], self.slot_pmd[s], old))
+        self.log.append(_log_entry(self, s, self.slot_asid[s], self.slot_pmd[s], at))
 
     def changes(self) -> Iterator[tuple[LogEntry, np.ndarray, np.ndarray]]:
         """(entry, old descriptors, new descriptors) of each table in the log.
@@ -395,6 +449,8 @@ class AddressSpace:
         """Store a level-2 descriptor (``pmd.write``; the observer hears it)."""
         count(self.counters, PMD_WRITE, 1)
         old: u64 = self.pmd_peek(pmd_index)
+        if self.pool.epoch >= 0:
+            self.pool.pmd_log.append((self, pmd_index, old))
         if value:
             self.pmds[pmd_index] = value
         else:
@@ -406,6 +462,8 @@ class AddressSpace:
     def pmd_hw_store(self, pmd_index: i64, value: u64) -> None:
         """The walker's Access flag / dirty update of a level-2 block descriptor."""
         old: u64 = self.pmd_peek(pmd_index)
+        if self.pool.epoch >= 0:
+            self.pool.pmd_log.append((self, pmd_index, old))
         self.pmds[pmd_index] = value
         if self.pool.observer is not None:
             self.pool.observer.on_pmd_hw_update(self, pmd_index, old, value)

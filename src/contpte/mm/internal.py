@@ -26,8 +26,8 @@ FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
 class BoolPtr:
     """A ``bool *`` out-parameter (``&any_writable``).
 
-    Hot paths make one with ``BoolPtr.__new__(BoolPtr)`` (no ``__init__``
-    call; ``value`` starts False) from a free list.
+    Hot paths make one with ``BoolPtr.__new__(BoolPtr)`` (from a free list,
+    no ``__init__`` call) and set ``value`` themselves.
     """
 
     def __init__(self, value: cython.bint = False) -> None:
@@ -75,7 +75,7 @@ def folio_pte_batch(
     bug_uffd: cython.bint = k.bug("fork_batch_ignores_uffd_wp")
     bug_protnone: cython.bint = k.bug("fork_batch_mixes_protnone")
     first_prot: u64 = a.pte_pgprot(pte)
-    folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << k.memmap.order[folio])
+    folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << cython.cast(i64, k.memmap.order[folio]))
     nr: i64 = a.pte_batch_hint(start_ptep, pte)
     expected: u64 = _fpb_norm(a, a.pte_advance_pfn(pte, nr), flags, bug_uffd, bug_protnone, first_prot)
     ptep: i64 = start_ptep + nr

@@ -249,7 +249,7 @@ class Kernel:
     def count_mthp_stat(self, order: i64, stat: i64, n: i64) -> None:
         """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 1..PMD_ORDER."""
         if 0 < order <= self.PMD_ORDER:
-            count(self.counters, self.mthp_ids[order * _NR_MTHP_STATS + stat], n)
+            count(self.counters, cython.cast(i64, self.mthp_ids[order * _NR_MTHP_STATS + stat]), n)
 
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
         """``count_mthp_stat()`` by stat name (``MTHP_STATS``)."""
@@ -290,17 +290,17 @@ class Kernel:
         mem: MemMap = self.memmap
         count(self.counters, REF_OPS, 1)
         mem.refcount[folio] -= nr
-        ref: i64 = mem.refcount[folio]
-        if ref > 0 or mem.flags[folio] & PG_reserved:
+        ref: i64 = cython.cast(i64, mem.refcount[folio])
+        if ref > 0 or cython.cast(i64, mem.flags[folio]) & PG_reserved:
             return
         if ref < 0:
             raise KernelBug("folio-refcount", f"refcount of {mem.describe(folio)} dropped below zero", None)
-        order: i64 = mem.order[folio]
+        order: i64 = cython.cast(i64, mem.order[folio])
         if folio_test_anon(mem, folio) and order > 0:
             self.count_mthp_stat(order, MTHP_NR_ANON, -1)
         if self.deferred_split:
             self.deferred_split.discard(folio)
-        mapping: i64 = mem.mapping[folio]
+        mapping: i64 = cython.cast(i64, mem.mapping[folio])
         if mapping >= 0 and not folio_test_anon(mem, folio):
             f = self.files.get(mapping)
             if f is not None:
@@ -316,8 +316,8 @@ class Kernel:
         """``__folio_set_anon()``: PG_anon, and the per-size ``nr_anon`` stat."""
         mem: MemMap = self.memmap
         mem.flags[folio] |= PG_anon
-        if mem.order[folio] > 0:
-            self.count_mthp_stat(mem.order[folio], MTHP_NR_ANON, 1)
+        if cython.cast(i64, mem.order[folio]) > 0:
+            self.count_mthp_stat(cython.cast(i64, mem.order[folio]), MTHP_NR_ANON, 1)
 
 
 # C constants are invisible to Python importers: publish their values.

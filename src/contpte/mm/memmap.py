@@ -154,7 +154,7 @@ def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_large()``."""
-    return bool(mem.order[folio] > 0)
+    return bool(cython.cast(i64, mem.order[folio]) > 0)
 
 
 @cython.ccall
@@ -184,7 +184,7 @@ def folio_ref_sub(mem: MemMap, folio: i64, nr: i64) -> None:
 @cython.inline
 def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_anon()``."""
-    return bool((mem.flags[folio] & PG_anon) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_anon) != 0)
 
 
 @cython.ccall
@@ -192,7 +192,7 @@ def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_test_dirty(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_dirty()``."""
-    return bool((mem.flags[folio] & PG_dirty) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_dirty) != 0)
 
 
 @cython.ccall
@@ -214,7 +214,7 @@ def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
 @cython.inline
 def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
     """``PageReserved()`` of the head."""
-    return bool((mem.flags[folio] & PG_reserved) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_reserved) != 0)
 
 
 @cython.ccall
@@ -222,7 +222,7 @@ def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_mapcount()``: PTE mappings plus PMD mappings."""
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         return cython.cast(i64, mem.large_mapcount[folio])
     return cython.cast(i64, mem.mapcount[folio])
 
@@ -248,20 +248,20 @@ def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_maybe_dma_pinned()``."""
-    if mem.order[folio] > 0:
-        return bool(mem.pincount[folio] > 0)
-    return bool(mem.refcount[folio] >= GUP_PIN_COUNTING_BIAS)
+    if cython.cast(i64, mem.order[folio]) > 0:
+        return bool(cython.cast(i64, mem.pincount[folio]) > 0)
+    return bool(cython.cast(i64, mem.refcount[folio]) >= GUP_PIN_COUNTING_BIAS)
 
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
-    if mem.order[folio] == 0:
+    if cython.cast(i64, mem.order[folio]) == 0:
         return folio_mapcount(mem, folio) > 1
-    if mem.entire_mapcount[folio] > 1:
+    if cython.cast(i64, mem.entire_mapcount[folio]) > 1:
         return True
-    return bool(mem.mapcount[folio] > 1)
+    return bool(cython.cast(i64, mem.mapcount[folio]) > 1)
 
 
 @cython.ccall
@@ -269,7 +269,7 @@ def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:
     """``PageAnonExclusive(page)``."""
-    return bool((mem.flags[page] & PG_anon_exclusive) != 0)
+    return bool((cython.cast(i64, mem.flags[page]) & PG_anon_exclusive) != 0)
 
 
 @cython.ccall

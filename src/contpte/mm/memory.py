@@ -265,7 +265,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     writable: cython.bint = a.pte_write(pte) or (upgrade and can_change_pte_writable(vma, vmf.address, pte))
     folio: i64 = vm_normal_folio(vma, vmf.address, pte)
     mem: MemMap = k.memmap
-    if folio < 0 or mem.order[folio] == 0:
+    if folio < 0 or cython.cast(i64, mem.order[folio]) == 0:
         numa_rebuild_single_mapping(vmf, vma, vmf.address, ptep, writable)
         pte_unmap_unlock(mm, ptep)
         return 0
@@ -275,7 +275,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     pt_start: i64 = vmf.address & ~(a.PMD_SIZE - 1)
     start: i64 = max(addr_start, pt_start, vma.vm_start)
     end: i64 = min(
-        addr_start + ((cython.cast(i64, 1) << mem.order[folio]) << k.page_shift),
+        addr_start + ((cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) << k.page_shift),
         pt_start + a.PMD_SIZE,
         vma.vm_end,
     )
@@ -286,7 +286,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     while addr != end:
         ptent = a.ptep_get(p)
         if a.pte_present(ptent) and a.pte_protnone(ptent):
-            if mem.head[a.pte_pfn(ptent)] == folio:
+            if cython.cast(i64, mem.head[a.pte_pfn(ptent)]) == folio:
                 ptent = a.pte_modify(ptent, vma.vm_page_prot)
                 w = a.pte_write(ptent) or (upgrade and can_change_pte_writable(vma, addr, ptent))
                 numa_rebuild_single_mapping(vmf, vma, addr, p, w)
@@ -376,7 +376,7 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     if folio < 0:
         return VM_FAULT_OOM
     mem: MemMap = k.memmap
-    nr_pages: i64 = cython.cast(i64, 1) << mem.order[folio]
+    nr_pages: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     addr: i64 = vmf.address & ~((k.PAGE_SIZE * nr_pages) - 1)
     entry = arch.pfn_pte(folio, vma.vm_page_prot)
     if vma.vm_flags & VM_WRITE:
@@ -394,7 +394,7 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     folio_ref_add(mem, folio, nr_pages - 1)
     count(k.counters, REF_OPS, 1)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
-    k.count_mthp_stat(mem.order[folio], MTHP_ANON_FAULT_ALLOC, 1)
+    k.count_mthp_stat(cython.cast(i64, mem.order[folio]), MTHP_ANON_FAULT_ALLOC, 1)
     folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     arch.set_ptes(mm, addr, ptep, entry, nr_pages)
     arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
@@ -491,8 +491,10 @@ def do_fault_around(vmf: VmFault) -> i64:
             i += 1
             continue
         # Pages of this folio inside the window, mapped as runs of none PTEs.
-        first_idx = mem.index[folio]
-        end_i = min(to_pte, i + (first_idx + (cython.cast(i64, 1) << mem.order[folio]) - pgoff))
+        first_idx = cython.cast(i64, mem.index[folio])
+        end_i = min(
+            to_pte, i + (first_idx + (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) - pgoff)
+        )
         j = i
         while j < end_i:
             if pool.peek(table + j) != 0:
@@ -556,7 +558,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     nr_pages: i64 = 1
     addr: i64 = vmf.address
     f = vma.vm_file
-    fnr: i64 = cython.cast(i64, 1) << mem.order[folio]
+    fnr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     pgoff: i64
     idx: i64
     start: i64
@@ -564,7 +566,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     pmd_start: i64
     if not is_cow and f is not None and f.anon_shmem and fnr > 1:
         pgoff = vma.linear_page_index(vmf.address)
-        idx = pgoff - mem.index[folio]
+        idx = pgoff - cython.cast(i64, mem.index[folio])
         start = vmf.address - idx * k.PAGE_SIZE
         end = start + fnr * k.PAGE_SIZE
         pmd_start = vmf.address & ~(arch.PMD_SIZE - 1)
@@ -704,7 +706,7 @@ def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     if mapcount <= 1:
         return False
     # (The kernel first frees the swap cache here; the model has none.)
-    if mapcount != k.memmap.refcount[folio]:
+    if mapcount != cython.cast(i64, k.memmap.refcount[folio]):
         return False
     # folio_test_large_maybe_mapped_shared(): all mappings in this mm?
     return folio_mapcount_in_mm(folio, vma_mm(vma)) == mapcount
@@ -719,9 +721,9 @@ def wp_can_reuse_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     in v6.12); a small one is reused with refcount 1.
     """
     mem: MemMap = vma_mm(vma).kernel.memmap
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         return wp_can_reuse_large_anon_folio(folio, vma)
-    return bool(mem.refcount[folio] == 1)
+    return bool(cython.cast(i64, mem.refcount[folio]) == 1)
 
 
 @cython.ccall
@@ -943,11 +945,12 @@ def copy_present_ptes(
     flags: i64
     rmap_first: cython.bint
     any_writable: BoolPtr
-    if k.batch_fork and prealloc.value < 0 and mem.order[folio] > 0 and max_nr != 1:
+    if k.batch_fork and prealloc.value < 0 and cython.cast(i64, mem.order[folio]) > 0 and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
         if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
             flags |= FPB_IGNORE_DIRTY
-        any_writable = BoolPtr.__new__(BoolPtr)
+        any_writable = BoolPtr.__new__(BoolPtr)  # (no __init__ call: from the free list)
+        any_writable.value = False
         nr = folio_pte_batch(k, folio, addr, src_pte, pte, max_nr, flags, any_writable)
         # Raise the refcount before the mapcounts: a folio must never have
         # more mappings than references (a concurrent folio_put could free it).
@@ -1049,8 +1052,8 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
             addr += ret << k.page_shift
             ret = 0
         for i in range(4):
-            if rss.c[i]:
-                dst_mm.add_mm_counter(i, rss.c[i])
+            if cython.cast(i64, rss.c[i]):
+                dst_mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
         pte_unmap_unlock(src_mm, src_pte)
         pte_unmap_unlock(dst_mm, dst_pte)
         if ret == -EAGAIN:
@@ -1157,7 +1160,7 @@ def zap_present_ptes(
         return 1
     page: i64 = a.pte_pfn(ptent)
     nr: i64
-    if k.memmap.order[folio] > 0 and max_nr != 1:
+    if cython.cast(i64, k.memmap.order[folio]) > 0 and max_nr != 1:
         nr = folio_pte_batch(
             k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
         )
@@ -1195,8 +1198,8 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
         ptep += nr
         addr += nr << k.page_shift
     for i in range(4):
-        if rss.c[i]:
-            mm.add_mm_counter(i, rss.c[i])
+        if cython.cast(i64, rss.c[i]):
+            mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
     pte_unmap_unlock(mm, ptep)
 
 

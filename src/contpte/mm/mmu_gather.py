@@ -134,7 +134,7 @@ class MmuGather(GatherLike):
         self.nr_queued = 0
         self._queued = 0
         for i in range(n):
-            k.folio_put(self.folios[i], self.nrs[i])
+            k.folio_put(cython.cast(i64, self.folios[i]), cython.cast(i64, self.nrs[i]))
 
     @cython.ccall
     def tlb_finish_mmu(self) -> None:

@@ -218,9 +218,17 @@ class Machine:
         self.hw.current_cpu = 0
         freed = shrink_all_memory(self.kernel)
         if self.check_enabled:
-            self.validators.run_all()
+            self.validators.after_syscall(None, "reclaim")
         return freed
 
     def check(self) -> None:
-        """Run every validator now; raises ``InvariantViolation`` on the first failure."""
+        """Run every validator now; raises ``InvariantViolation`` on the first failure.
+
+        Available with ``check=False`` too: the validators then recount
+        everything from scratch (they keep no state between calls).
+        """
+        if self.validators is None:
+            from ..check.validators import Validators
+
+            self.validators = Validators(self)
         self.validators.run_all()

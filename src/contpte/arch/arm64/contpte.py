@@ -2,8 +2,9 @@
 
 Models: arch/arm64/mm/contpte.c (Linux v6.12).
 
-Each function takes the backend (``arch``: an ``Arm64PgtableBase``, which
-holds the geometry, the PTE format and the private ``__x`` helpers) first,
+Each function takes the backend (``arch``: the ``Pgtable`` of an arch with
+contiguous blocks -- the model's ``Arm64Pgtable`` -- which holds the
+geometry, the PTE format and the private ``__x`` helpers) first,
 then the kernel's arguments in the kernel's order.  The loops over a block
 are the C loops: they count the same descriptor loads, stores and atomics
 (``pte.read``/``pte.write``/``pte.atomic``).
@@ -29,9 +30,8 @@ if not cython.compiled:
     from ...cdefs import i64, u64
     from ...counters import PTE_ATOMIC, PTE_READ, count
     from ...hw.tables import PtePool
-    from ..pgtable import MmLike, VmaLike
+    from ..pgtable import MmLike, Pgtable, VmaLike
     from . import tlbflush
-    from .pgtable_base import Arm64PgtableBase
     from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
 
 __all__ = [
@@ -129,7 +129,7 @@ def mm_is_user(mm: MmLike) -> cython.bint:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
+def contpte_align_down(arch: Pgtable, ptep: i64) -> i64:
     """The first entry of ``ptep``'s block."""
     return ptep & ~(arch.CONT_PTES - 1)
 
@@ -138,7 +138,7 @@ def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
 # The repaint.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def contpte_convert(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Repaint ``ptep``'s whole block from ``pte`` (PTE_CONT set: fold; clear: unfold).
 
     Models: arch/arm64/mm/contpte.c ``contpte_convert()``.
@@ -188,7 +188,7 @@ def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pt
 # Fold.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def contpte_try_fold(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold ``ptep``'s block if ``pte`` was just written as its last entry.
 
     Models: arm64 pgtable.h ``contpte_try_fold()`` (always inline).  Core-mm
@@ -207,7 +207,7 @@ def contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
 
 @cython.ccall
-def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def _contpte_try_fold(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold the block if one folio covers it and all entries are foldable.
 
     Models: arch/arm64/mm/contpte.c ``__contpte_try_fold()``.  The folio
@@ -259,7 +259,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
 # ----------------------------------------------------------------------
 @cython.ccall
 def contpte_try_unfold(
-    arch: Arm64PgtableBase,
+    arch: Pgtable,
     mm: MmLike,
     addr: i64,
     ptep: i64,
@@ -281,7 +281,7 @@ def contpte_try_unfold(
 
 @cython.ccall
 def _contpte_try_unfold(
-    arch: Arm64PgtableBase,
+    arch: Pgtable,
     mm: MmLike,
     addr: i64,
     ptep: i64,
@@ -310,9 +310,7 @@ def _contpte_try_unfold(
 
 
 @cython.ccall
-def contpte_try_unfold_partial(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str
-) -> None:
+def contpte_try_unfold_partial(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str) -> None:
     """Unfold the blocks that ``[ptep, ptep + nr)`` covers only partly (head and tail).
 
     Models: arch/arm64/mm/contpte.c ``contpte_try_unfold_partial()``.
@@ -337,7 +335,7 @@ def contpte_try_unfold_partial(
 # ----------------------------------------------------------------------
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
+def contpte_ptep_get(arch: Pgtable, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get()`` (v6.12: reads all
@@ -356,7 +354,7 @@ def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
+def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get_lockless()``.  The
@@ -384,7 +382,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
         if (
             (v & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT)
             or arch.pte_pfn(v) != pfn0 + i
-            or ((v & _NOT_AF_DIRTY) | PTE_RDONLY) & arch.NOT_ADDR_LOW != orig_prot
+            or arch.pte_pgprot((v & _NOT_AF_DIRTY) | PTE_RDONLY) != orig_prot
         ):
             raise InvariantViolation(
                 "contig-consistency",
@@ -399,7 +397,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
 # Batch setters.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
+def contpte_set_ptes(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
     """Map ``nr`` pages, setting PTE_CONT on every whole, VA- and PA-aligned block.
 
     Models: arch/arm64/mm/contpte.c ``contpte_set_ptes()``.  The set_ptes()
@@ -441,7 +439,7 @@ def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
 @cython.ccall
 def contpte_clear_full_ptes(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+    arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> None:
     """Clear ``nr`` PTEs, unfolding only partly covered blocks; no TLBI.
 
@@ -457,7 +455,7 @@ def contpte_clear_full_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_get_and_clear_full_ptes(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+    arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> u64:
     """Like ``contpte_clear_full_ptes()``, returning the first PTE with all A/D ORed.
 
@@ -475,9 +473,7 @@ def contpte_get_and_clear_full_ptes(
 # ----------------------------------------------------------------------
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_test_and_clear_young(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64
-) -> cython.bint:
+def contpte_ptep_test_and_clear_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the whole block; True if any member was young.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_test_and_clear_young()``.
@@ -503,7 +499,7 @@ def contpte_ptep_test_and_clear_young(
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+def contpte_ptep_clear_flush_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_clear_flush_young()``.
@@ -524,7 +520,7 @@ def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i
 
 
 @cython.ccall
-def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
+def contpte_wrprotect_ptes(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
     """Write-protect ``nr`` PTEs, unfolding only partly covered blocks.
 
     Models: arch/arm64/mm/contpte.c ``contpte_wrprotect_ptes()``.  Whole
@@ -544,7 +540,7 @@ def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: 
 
 @cython.ccall
 def contpte_clear_young_dirty_ptes(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64
+    arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64
 ) -> None:
     """Clear access and/or dirty on ``nr`` PTEs, widened to whole blocks at the ends.
 
@@ -569,7 +565,7 @@ def contpte_clear_young_dirty_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
 ) -> cython.bint:
     """Fault fix-up on a folded block; True if anything changed.
 
