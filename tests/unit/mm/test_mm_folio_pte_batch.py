@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 import contpte
-from contpte.arch.pgtable import PtePtr
-from contpte.mm.memory import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, folio_pte_batch
+from contpte.mm.internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, folio_pte_batch
+from contpte.mm.memmap import folio_nr_pages, page_folio
 
 PAGE = 4096
 BASE = 0x10000000
@@ -24,22 +24,26 @@ class Env:
         p = self.m.spawn()
         p.mmap(32 * PAGE, flags="private|anonymous|fixed", addr=BASE)
         p.write(BASE, 32 * PAGE, 1)
-        self.table = p.mm.space.pte_table(BASE >> self.a.PMD_SHIFT)
-        self.i0 = (BASE >> 12) & (self.a.PTRS_PER_PTE - 1)
-        self.folio = self.m.kernel.folio(self.a.pte_pfn(self.get(0)))
-        assert self.folio.nr_pages == 16
+        # ptep of BASE in the machine's descriptor pool: ptep + i is the PTE of BASE + i pages.
+        self.ptep0 = p.mm.space.pte_ptr(BASE)
+        assert self.ptep0 >= 0
+        self.pool = p.mm.space.pool
+        self.folio = page_folio(self.m.kernel.memmap, self.a.pte_pfn(self.get(0)))
+        assert folio_nr_pages(self.m.kernel.memmap, self.folio) == 16
 
     def get(self, i: int) -> int:
-        return int(self.table.entries[self.i0 + i])
+        return int(self.pool.peek(self.ptep0 + i))
 
     def set(self, i: int, pte: int) -> None:
-        self.table.poke(self.i0 + i, pte)
+        self.pool.poke(self.ptep0 + i, pte)
 
     def batch(self, start: int = 0, max_nr: int = 32, flags: int = PRIVATE) -> tuple[int, bool]:
-        anyw = [False]
-        ptep = PtePtr(self.table, self.i0 + start)
-        nr = folio_pte_batch(self.folio, BASE + start * PAGE, ptep, self.get(start), max_nr, flags, anyw)
-        return nr, anyw[0]
+        anyw = BoolPtr(False)
+        ptep = self.ptep0 + start
+        nr = folio_pte_batch(
+            self.m.kernel, self.folio, BASE + start * PAGE, ptep, self.get(start), max_nr, flags, anyw
+        )
+        return nr, anyw.value
 
 
 @pytest.fixture(params=[("generic", {}), ("arm64", {"contpte": False})], ids=["generic", "arm64-nocont"])

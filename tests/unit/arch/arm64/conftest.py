@@ -1,9 +1,9 @@
-"""Fixtures for the arm64 backend tests (doubles in arm64_fakes.py)."""
+"""Fixtures for the arm64 backend tests (arm64kit.py: the backend on a real Hardware)."""
 
 from __future__ import annotations
 
 import pytest
-from arm64_fakes import Env
+from arm64kit import Env
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from arm64_fakes import Env, FakeFeatures
+from arm64kit import OTHER_ASID, Env, cpu_features
 
 from contpte.arch.arm64.pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_WRITE
 from contpte.arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG
@@ -104,24 +106,38 @@ def test_fold_is_break_before_make(env: Env) -> None:
     p = env.arch.pfn_pte(2048, env.prot())
     for i in range(15):
         env.arch.set_ptes(env.mm, env.addr(i), env.ptep(i), env.arch.pte_advance_pfn(p, i), 1)
+    env.plant_pages(env.addr(0), 17)
+    env.plant(env.addr(0), level=2)
+    env.plant_pages(env.addr(0), 16, asid=OTHER_ASID)
     env.clear_log()
     env.arch.set_ptes(env.mm, env.addr(15), env.ptep(15), env.arch.pte_advance_pfn(p, 15), 1)
-    k = env.hw.kinds()
-    # the write, the break (all 16 zeroed), DSB ISHST, 16 TLBIs, DSB ISH, the make
-    assert k == ["store", "store", "dsb.ishst"] + ["tlbi"] * 16 + ["dsb.ish", "store"]
-    brk = env.hw.events[1]
-    assert brk[2] == [0] * 16
-    assert all(v & PTE_CONT for v in env.hw.events[-1][2])
-    assert {e[4] for e in env.hw.tlbis()} == {3}  # TTL level 3
-    assert {e[2] for e in env.hw.tlbis()} == {7}  # the mm's ASID
+    t = env.trace()
+    # the write, the break (all 16 zeroed), DSB ISHST + 16 TLBIs + DSB ISH, the make
+    assert t[0] == ("store", 15, env.arch.pte_advance_pfn(p, 15))
+    assert t[1:17] == [("store", i, 0) for i in range(16)]
+    assert t[17] == ("instrs", {"dsb.ishst": 1, "tlbi.VALE1IS": 16, "dsb.ish": 1})
+    assert [e[:2] for e in t[18:]] == [("store", i) for i in range(16)]
+    assert all(e[2] & PTE_CONT for e in t[18:])
+    # the TLBIs: the block's pages (not the next one), the mm's ASID, TTL level 3 (a level-2 entry stays)
+    assert env.flushed_pages(env.addr(0), 17) == [env.addr(i) for i in range(16)]
+    assert env.cached(env.addr(0), level=2)
+    assert env.flushed_pages(env.addr(0), 16, asid=OTHER_ASID) == []
+
+
+def test_fold_is_break_before_make_under_the_checker() -> None:
+    """The order inside the instruction group: the rule checker rejects the make unless
+    a TLBI covering each broken entry was issued after the break and completed by a DSB."""
+    e = Env(checker=True)
+    fold_by_single_writes(e, 0, 2048)
+    assert all(conts(e, 0, 16)) and e.c.get("contpte.fold") == 1
 
 
 def test_fold_not_for_kernel_mm(env: Env) -> None:
-    env.mm.is_kernel_mm = True  # type: ignore[attr-defined]
+    env.mm.is_kernel_mm = True
     fold_by_single_writes(env, 0, 2048)
     assert not any(conts(env, 0, 16)) and env.c.get("call.__contpte_try_fold") == 1
     e = Env()
-    e.mm.is_kernel_mm = True  # type: ignore[attr-defined]
+    e.mm.is_kernel_mm = True
     e.map(0, 2048, 16)
     assert not any(conts(e, 0, 16))
 
@@ -299,7 +315,7 @@ def test_clear_flush_young_is_one_nosync_block_flush(env: Env) -> None:
     env.clear_log()
     assert not env.arch.ptep_clear_flush_young(env.vma, env.addr(3), env.ptep(3))
     assert tlbi_total(env) == 0
-    e = Env(features=FakeFeatures(tlbirange=True))
+    e = Env(features=cpu_features(tlbirange=True))
     e.map(0, 2048, 16)
     e.clear_log()
     e.arch.ptep_clear_flush_young(e.vma, e.addr(0), e.ptep(0))
@@ -393,7 +409,8 @@ def test_bbml2_noabort_skips_the_intermediate_tlbi(make_env: type[Env]) -> None:
 def test_opt_variants_agree_on_final_state(make_env: type[Env]) -> None:
     """Historical variants change cost, not the page-table contents (CONT aside)."""
     states = []
-    for opts in ({}, {"wrprotect_ptes_opt": False}, {"contpte": False}):
+    variants: list[dict[str, Any]] = [{}, {"wrprotect_ptes_opt": False}, {"contpte": False}]
+    for opts in variants:
         e = make_env(**opts)
         e.map(0, 2048, 48)
         e.poke(20, clear_bits=PTE_RDONLY)

@@ -1,9 +1,10 @@
 """The arm64 backend on the real hardware model, with the Arm ARM rule checker on.
 
-The fake in arm64_fakes.py pins down instruction sequences; here the
-hardware's TLBs, walker and RuleChecker judge the result: every fold and
-unfold must be a legal break-before-make, every contiguous set consistent
-when the PTL is dropped, and user accesses must see the right frames.
+The other arm64 tests pin down instruction counts, store sequences and what
+the TLBIs reach; here the hardware's TLBs, walker and RuleChecker judge the
+result: every fold and unfold must be a legal break-before-make, every
+contiguous set consistent when the PTL is dropped, and user accesses must
+see the right frames.
 """
 
 from __future__ import annotations
@@ -12,42 +13,29 @@ from typing import Any
 
 import numpy as np
 import pytest
-from arm64_fakes import FakeMm, FakeVma, Folios
+from arm64kit import Env, Folios, make_hw
 
-from contpte.arch.arm64 import Arm64Pgtable
+from contpte.arch.arm64.pgtable import Arm64Pgtable
 from contpte.arch.arm64.pgtable_prot import PAGE_SHARED, PTE_CONT
-from contpte.arch.pgtable import PtePtr
+from contpte.arch.pgtable import MmLike, VmaLike
 from contpte.errors import InvariantViolation
 
-hardware = pytest.importorskip("contpte.hw.hardware")
 
+class HwEnv(Env):
+    """The backend on a 2-CPU machine with the rule checker; the mm has run on both CPUs."""
 
-class HwEnv:
     def __init__(self, features: Any = "neoverse-n1", **options: Any) -> None:
-        self.hw = hardware.Hardware(1 << 14, page_shift=12, ncpus=2, features=features, checker=True)
-        self.arch = Arm64Pgtable(self.hw, **options)
-        self.folios = Folios()
-        self.arch.folio_lookup = self.folios.lookup
-        self.space = self.hw.new_space(5)
-        self.mm = FakeMm(self.space, {0, 1})
-        self.vma = FakeVma(self.mm)
-        self.table = self.space.alloc_pte_table(1)
-        self.base = self.table.va(0)
+        super().__init__(features=features, checker=True, record=False, asid=5, **options)
+        self.mm.cpumask = {0, 1}
 
-    def ptep(self, i: int) -> PtePtr:
-        return PtePtr(self.table, i)
-
-    def addr(self, i: int) -> int:
-        return self.base + (i << 12)
-
-    def map(self, idx: int, pfn: int, nr: int) -> None:
+    def map(self, idx: int, pfn: int, nr: int, folio: tuple[int, int] | None = None, **kw: Any) -> None:
         self.folios.add(pfn, nr)
         self.hw.memory.data[pfn : pfn + nr] = np.arange(pfn, pfn + nr, dtype=np.uint64)
         self.arch.set_ptes(self.mm, self.addr(idx), self.ptep(idx), self.arch.pfn_pte(pfn, PAGE_SHARED), nr)
         self.unlock()
 
     def unlock(self) -> None:
-        self.arch.ptl_release(self.mm, self.table)
+        self.arch.ptl_release(self.mm, self.ptep0)
 
     def read(self, cpu: int, idx: int, nr: int) -> list[int]:
         out = np.zeros(nr, dtype=np.uint64)
@@ -60,7 +48,7 @@ class HwEnv:
 
 
 def conts(e: HwEnv, idx: int, nr: int) -> list[bool]:
-    return [bool(int(v) & PTE_CONT) for v in e.table.entries[idx : idx + nr]]
+    return [bool(v & PTE_CONT) for v in e.raw(idx, nr)]
 
 
 def test_map_fold_unfold_wrprotect_under_the_checker() -> None:
@@ -121,21 +109,21 @@ def test_fault_style_fold_is_legal_and_translates() -> None:
 
 @pytest.mark.parametrize("shift", [14, 16])
 def test_large_granules_on_hw(shift: int) -> None:
-    hw = hardware.Hardware(1 << 16, page_shift=shift, ncpus=1, features="neoverse-v2", checker=True)
+    hw = make_hw(shift, "neoverse-v2", ncpus=1, checker=True)
     a = Arm64Pgtable(hw, page_shift=shift)
-    folios = Folios()
-    a.folio_lookup = folios.lookup
+    folios = Folios(a, hw.memory.nr_frames)
     space = hw.new_space(9)
-    mm = FakeMm(space)
-    t = space.alloc_pte_table(0)
+    mm = MmLike(space)
+    mm.cpumask = {0}
+    t = space.alloc_pte_table(0) << hw.pool.shift  # entry 0 of the table
     cp = a.CONT_PTES
     folios.add(4 * cp, 2 * cp)
-    a.set_ptes(mm, t.va(cp), PtePtr(t, cp), a.pfn_pte(4 * cp, PAGE_SHARED), 2 * cp)
-    a.ptep_set_wrprotect(mm, t.va(cp + 1), PtePtr(t, cp + 1))
-    a.flush_tlb_page(FakeVma(mm), t.va(cp + 1))
+    a.set_ptes(mm, hw.pool.va(t + cp), t + cp, a.pfn_pte(4 * cp, PAGE_SHARED), 2 * cp)
+    a.ptep_set_wrprotect(mm, hw.pool.va(t + cp + 1), t + cp + 1)
+    a.flush_tlb_page(VmaLike(mm, 0, 1 << 40, 0), hw.pool.va(t + cp + 1))
     a.ptl_release(mm, t)
-    assert not any(bool(int(v) & PTE_CONT) for v in t.entries[cp : 2 * cp])
-    assert all(bool(int(v) & PTE_CONT) for v in t.entries[2 * cp : 3 * cp])
+    assert not any(bool(int(hw.pool.peek(p)) & PTE_CONT) for p in range(t + cp, t + 2 * cp))
+    assert all(bool(int(hw.pool.peek(p)) & PTE_CONT) for p in range(t + 2 * cp, t + 3 * cp))
 
 
 def test_bbml2_elision_is_caught_without_bbml2() -> None:

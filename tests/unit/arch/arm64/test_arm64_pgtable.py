@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from arm64_fakes import Env, FakeHw
+from arm64kit import Env, make_hw
 from hypothesis import given
 from hypothesis import strategies as st
 
 from contpte.arch import make_arch
-from contpte.arch.arm64 import Arm64Pgtable
+from contpte.arch.arm64.pgtable import Arm64Pgtable
 from contpte.arch.arm64.pgtable_prot import (
     PAGE_NONE,
     PAGE_READONLY,
@@ -40,7 +40,7 @@ from contpte.errors import ModelUsageError
     [(12, 16, 512), (14, 128, 2048), (16, 32, 8192)],
 )
 def test_geometry(shift: int, cont: int, ptrs: int) -> None:
-    a = Arm64Pgtable(FakeHw(), page_shift=shift)
+    a = Arm64Pgtable(make_hw(shift), page_shift=shift)
     assert cont == a.CONT_PTES
     assert ptrs == a.PTRS_PER_PTE
     assert cont << shift == a.CONT_PTE_SIZE
@@ -49,13 +49,13 @@ def test_geometry(shift: int, cont: int, ptrs: int) -> None:
 
 def test_bad_granule_and_unknown_option() -> None:
     with pytest.raises(ModelUsageError):
-        Arm64Pgtable(FakeHw(), page_shift=13)
+        Arm64Pgtable(make_hw(), page_shift=13)
     with pytest.raises(ModelUsageError):
-        Arm64Pgtable(FakeHw(), contpte_typo=True)
+        Arm64Pgtable(make_hw(), contpte_typo=True)
 
 
 def test_make_arch_builds_arm64() -> None:
-    a = make_arch("arm64", FakeHw(), page_shift=14, teardown_opt=False)
+    a = make_arch("arm64", make_hw(14), page_shift=14, teardown_opt=False)
     assert isinstance(a, Arm64Pgtable) and not a.teardown_opt and a.CONT_PTES == 128
 
 
@@ -114,7 +114,7 @@ def test_uffd_wp() -> None:
 
 @given(st.integers(0, 31), st.integers(0, (1 << 50) - 1), st.booleans(), st.booleans())
 def test_swap_entries(type_: int, offset: int, excl: bool, wp: bool) -> None:
-    a = Arm64Pgtable(FakeHw())
+    a = Arm64Pgtable(make_hw())
     p = a.swp_entry(type_, offset)
     if excl:
         p = a.pte_swp_mkexclusive(p)
@@ -172,7 +172,7 @@ def test_cont_helpers() -> None:
 def test_ptes_decode_matches_scalar_helpers(vals: list[int]) -> None:
     from contpte.arch.pgtable import Pgtable
 
-    a = Arm64Pgtable(FakeHw())
+    a = Arm64Pgtable(make_hw())
     arr = np.array(vals, dtype=np.uint64)
     fast = a.ptes_decode(arr)
     slow = Pgtable.ptes_decode(a, arr)
