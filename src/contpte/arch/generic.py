@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 from .pgtable import MmLike, Pgtable, PteBatches, PtePtr, VmaLike
 
 __all__ = ["GenericPgtable"]
@@ -48,7 +48,7 @@ _PAGE_CHG_MASK = _PFN_MASK | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_SPECIAL | _PAG
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
 """arch/x86/mm/tlb.c: above this many pages a full flush is cheaper."""
 
-IPI = declare("ipi.tlb_shootdown", "IPIs", "TLB-shootdown IPIs sent to other CPUs (generic/x86 backend)")
+IPI = counter("ipi.tlb_shootdown")
 
 
 class GenericPgtable(Pgtable):

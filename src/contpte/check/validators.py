@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..arch.pgtable import batch_positions
-from ..counters import declare
+from ..counters import counter
 from ..errors import InvariantViolation
 from ..mm.memmap import PG_anon, PG_anon_exclusive, PG_reserved
 from ..mm.mm_types import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD_WP
@@ -49,10 +49,8 @@ from .incremental import Incremental
 
 __all__ = ["Validators"]
 
-RUNS = declare("check.runs", "runs", "full validator runs (after syscalls with check=True, or m.check())")
-READS_CHECKED = declare(
-    "check.isolation_pages", "pages", "pages whose read value the isolation check compared"
-)
+RUNS = counter("check.runs")
+READS_CHECKED = counter("check.isolation_pages")
 
 
 class _Shadow:

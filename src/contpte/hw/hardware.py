@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..counters import Counters, declare, declare_family
+from ..counters import Counters, counter
 from ..errors import InvariantViolation, ModelUsageError
 from .features import PRESETS, CpuFeatures, preset
 from .format import L2_BLOCK, L2_INVALID, WS_CLEAN, WS_DIRTY, WS_NONE, DescriptorFormat, make_format
@@ -39,24 +39,13 @@ __all__ = ["HwFault", "Hardware", "TLBI_OPS", "RANGE_TLBI_OPS", "DSB_DOMAINS", "
 
 U64 = npt.NDArray[np.uint64]
 
-C_HIT = declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry")
-C_MISS = declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry")
-C_WALK = declare("tlb.walk", "walks", "translation table walks (misses and write-clean re-walks)")
-C_CONFLICT = declare(
-    "tlb.conflict", "fills", "TLB fills overlapping an entry of another size (TLB conflict, DFSC 0b110000)"
-)
-C_AF = declare(
-    "hw.af_update", "atomic RMWs", "hardware Access flag updates (FEAT_HAFDBS), not software writes"
-)
-C_DIRTY = declare(
-    "hw.dirty_update",
-    "atomic RMWs",
-    "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
-)
-C_IPI = declare("ipi.sent", "IPIs", "inter-processor interrupts sent")
-declare_family("fault", "faults", "hardware faults taken by user accesses, by kind")
-declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
-declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
+C_HIT = counter("tlb.hit")
+C_MISS = counter("tlb.miss")
+C_WALK = counter("tlb.walk")
+C_CONFLICT = counter("tlb.conflict")
+C_AF = counter("hw.af_update")
+C_DIRTY = counter("hw.dirty_update")
+C_IPI = counter("ipi.sent")
 
 #: Non-range TLBI operations: base name -> (scope, by-ASID, last-level only).
 #: Scope "va": one address; "asid": all entries of an ASID; "all": every entry.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 
-from ..counters import declare
+from ..counters import counter
 from .memmap import GUP_PIN_COUNTING_BIAS, Folio
 from .memory import handle_mm_fault
 from .mm_types import (
@@ -27,8 +27,8 @@ from .mm_types import (
 
 __all__ = ["pin_user_pages", "unpin_user_pages"]
 
-PINS = declare("gup.pin", "pages", "pages pinned with FOLL_PIN|FOLL_LONGTERM")
-UNPINS = declare("gup.unpin", "pages", "pages unpinned")
+PINS = counter("gup.pin")
+UNPINS = counter("gup.unpin")
 
 
 def _follow_page(mm: MmStruct, addr: int) -> tuple[int, int] | None:

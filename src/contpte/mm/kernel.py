@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..counters import Counters, declare, declare_family
+from ..counters import Counters, counter, mthp_size_name
 from ..errors import ModelUsageError
 from .memmap import Folio, MemMap, PG_anon, PG_reserved
 from .page_alloc import BuddyAllocator
@@ -50,33 +50,23 @@ splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
 """
 
-PGFAULT = declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
-THP_FAULT_ALLOC = declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
-THP_FAULT_FALLBACK = declare(
-    "thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault"
-)
-THP_SPLIT_PMD = declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
-THP_DEFERRED_SPLIT_PAGE = declare(
-    "thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"
-)
-THP_SPLIT_PAGE = declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
-MTHP = declare_family(
-    "mthp",
-    "events",
-    "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
-    "anon_fault_fallback, split, split_deferred, nr_anon)",
-)
-FOLIO_ALLOC = declare("folio.alloc", "folios", "folios allocated (any order)")
-FOLIO_ALLOC_PAGES = declare("folio.alloc_pages", "pages", "pages in folios allocated")
-FOLIO_FREE = declare("folio.free", "folios", "folios freed")
-PAGE_ZERO = declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
-PAGE_COPY = declare("page.copy", "pages", "pages copied (copy_user_highpage)")
-REF_OPS = declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
+PGFAULT = counter("pgfault")
+THP_FAULT_ALLOC = counter("thp_fault_alloc")
+THP_FAULT_FALLBACK = counter("thp_fault_fallback")
+THP_SPLIT_PMD = counter("thp_split_pmd")
+THP_DEFERRED_SPLIT_PAGE = counter("thp_deferred_split_page")
+THP_SPLIT_PAGE = counter("thp_split_page")
+FOLIO_ALLOC = counter("folio.alloc")
+FOLIO_ALLOC_PAGES = counter("folio.alloc_pages")
+FOLIO_FREE = counter("folio.free")
+PAGE_ZERO = counter("page.zero")
+PAGE_COPY = counter("page.copy")
+REF_OPS = counter("ref.op")
 
 
 def size_name(page_size: int, order: int) -> str:
     """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
-    return f"{(page_size << order) // 1024}kB"
+    return mthp_size_name(page_size, order)
 
 
 class Kernel:
@@ -175,8 +165,12 @@ class Kernel:
         return pages.bit_length() - 1
 
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
-        """``count_mthp_stat()``: per-size stats for orders 1..PMD_ORDER."""
-        if 0 < order <= self.PMD_ORDER:
+        """``count_mthp_stat()``: per-size stats for orders 2..PMD_ORDER.
+
+        The kernel also counts order 1, which no ``hugepages-<size>kB``
+        directory shows; no anon or page-cache folio of the model has it.
+        """
+        if 1 < order <= self.PMD_ORDER:
             self.counters.add(f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}", n)
 
     def mm_thp_disabled(self, mm: "MmStruct") -> bool:

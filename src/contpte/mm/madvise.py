@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 
 from ..arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, PtePtr
-from ..counters import declare
+from ..counters import counter
 from .huge_memory import split_folio
 from .memmap import PG_lazyfree
 from .memory import (
@@ -35,12 +35,8 @@ ADVICE = {
     "dofork": 11,
 }
 
-LAZYFREE = declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")
-FREE_SKIPPED = declare(
-    "madvise.free_split_skipped",
-    "folios",
-    "partially covered large folios MADV_FREE left alone (shared or unsplittable)",
-)
+LAZYFREE = counter("madvise.lazyfree_pages")
+FREE_SKIPPED = counter("madvise.free_split_skipped")
 
 
 def _madvise_update_flags(vma: Vma, start: int, end: int, set_: int, clear: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..arch.pgtable import PtePtr
-from ..counters import declare
+from ..counters import counter
 from ..errors import KernelBug
 from . import rmap
 from .kernel import PAGE_COPY, PGFAULT, REF_OPS, Kernel
@@ -63,24 +63,20 @@ __all__ = [
     "FPB_IGNORE_SOFT_DIRTY",
 ]
 
-FAULT_ANON = declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
-FAULT_FILE = declare("fault.file", "faults", "file faults on a none PTE (do_fault)")
-FAULT_WP = declare("fault.wp", "faults", "write-protect faults (do_wp_page)")
-FAULT_WP_REUSE = declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
-FAULT_WP_COPY = declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
-FAULT_SPURIOUS = declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
-FAULT_AROUND_PAGES = declare(
-    "fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)"
-)
-FORK_BATCH = declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
-FORK_PTES = declare("fork.ptes", "PTEs", "present PTEs copied at fork")
-FORK_COPY_PAGE = declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
-FORK_LOCK_BREAK = declare(
-    "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
-)
-FORK_AGAIN = declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
-ZAP_BATCH = declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
-ZAP_PTES = declare("zap.ptes", "PTEs", "present PTEs zapped")
+FAULT_ANON = counter("fault.anon")
+FAULT_FILE = counter("fault.file")
+FAULT_WP = counter("fault.wp")
+FAULT_WP_REUSE = counter("fault.wp_reuse")
+FAULT_WP_COPY = counter("fault.wp_copy")
+FAULT_SPURIOUS = counter("fault.spurious")
+FAULT_AROUND_PAGES = counter("fault.around_pages")
+FORK_BATCH = counter("fork.batch")
+FORK_PTES = counter("fork.ptes")
+FORK_COPY_PAGE = counter("fork.copy_page")
+FORK_LOCK_BREAK = counter("fork.lock_break_point")
+FORK_AGAIN = counter("fork.again")
+ZAP_BATCH = counter("zap.batch")
+ZAP_PTES = counter("zap.ptes")
 
 FPB_IGNORE_DIRTY = 1 << 0
 FPB_IGNORE_SOFT_DIRTY = 1 << 1
@@ -229,7 +225,7 @@ def handle_pte_fault(vmf: VmFault) -> int:
     return 0
 
 
-FAULT_NUMA = declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
+FAULT_NUMA = counter("numa_hint_faults")
 
 
 def numa_rebuild_single_mapping(vmf: VmFault, vma: Vma, addr: int, ptep: PtePtr, writable: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..counters import declare
+from ..counters import counter
 from .memmap import Folio
 
 if TYPE_CHECKING:
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FolioRun", "MmuGather"]
 
-TLB_FLUSH = declare(
-    "mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)"
-)
+TLB_FLUSH = counter("mmu_gather.flush")
 MAX_GATHER_BATCH = 10000
 """Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 
 from ..arch.pgtable import PtePtr
-from ..counters import declare
+from ..counters import counter
 from .huge_memory import change_huge_pmd, split_huge_pmd
 from .memory import pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
 from .mm_types import (
@@ -46,9 +46,7 @@ MM_CP_PROT_NUMA = 1 << 1
 MM_CP_UFFD_WP = 1 << 2
 MM_CP_UFFD_WP_RESOLVE = 1 << 3
 
-NUMA_PTE_UPDATES = declare(
-    "numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)"
-)
+NUMA_PTE_UPDATES = counter("numa_pte_updates")
 
 
 def vma_wants_manual_pte_write_upgrade(vma: Vma) -> bool:

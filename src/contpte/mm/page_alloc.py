@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..counters import Counters, declare
+from ..counters import Counters, counter
 
 __all__ = ["BuddyAllocator"]
 
-ALLOC = declare("buddy.alloc", "allocations", "successful buddy allocations (any order)")
-ALLOC_FAIL = declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free block")
-FREE = declare("buddy.free", "frees", "blocks returned to the buddy allocator")
+ALLOC = counter("buddy.alloc")
+ALLOC_FAIL = counter("buddy.alloc_fail")
+FREE = counter("buddy.free")
 
 
 class BuddyAllocator:

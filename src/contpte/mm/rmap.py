@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 from ..errors import KernelBug
 from .kernel import THP_DEFERRED_SPLIT_PAGE
 from .memmap import Folio, PG_anon_exclusive
@@ -40,8 +40,8 @@ __all__ = [
 
 RMAP_EXCLUSIVE = 1
 
-RMAP_OPS = declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
-RMAP_PAGES = declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
+RMAP_OPS = counter("rmap.op")
+RMAP_PAGES = counter("rmap.pages")
 
 EBUSY = 16
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..arch.pgtable import PtePtr
-from ..counters import declare
+from ..counters import counter
 from . import rmap
 from .memmap import Folio, PG_anon, PG_lazyfree, PG_reserved
 from .memory import mm_counter_file, pte_unmap_unlock
@@ -37,12 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["shrink_all_memory", "try_to_unmap"]
 
-PGLAZYFREED = declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
-PGSTEAL = declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)")
-PGPAGEOUT = declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
-PGLAZYFREE_FAIL = declare(
-    "pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)"
-)
+PGLAZYFREED = counter("pglazyfreed")
+PGSTEAL = counter("pgsteal")
+PGPAGEOUT = counter("pgpgout")
+PGLAZYFREE_FAIL = counter("pglazyfree_fail")
 
 
 def try_to_unmap(k: "Kernel", folio: Folio, lazyfree: bool) -> bool:

@@ -9,12 +9,14 @@ the validators that run after every syscall.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
 from ..check.validators import Validators
-from ..counters import FAMILIES, TOTALS, Counters, describe
+from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
 from ..errors import ModelUsageError
 from ..hw.features import PRESETS
 from ..hw.hardware import Hardware
@@ -111,6 +113,7 @@ class Machine:
         self.page_size = 1 << page_shift
         self.kernel_version = KERNEL_VERSION
         self.counters = Counters()
+        self._counter_names = counter_names(page_shift)
         self.check_enabled = bool(check)
         fmt = "vmsa" if arch == "arm64" else "flat"
         self.hw = Hardware(
@@ -190,18 +193,49 @@ class Machine:
 
     # -- observation --------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Every non-zero counter (stable names; see ``contpte.counters``) plus totals."""
-        out = self.counters.snapshot()
-        out.update({k: v for k, v in self.counters.totals().items() if v})
+        """Every counter of this machine, zeros included, plus the totals; sorted by name.
+
+        Like ``/proc/vmstat``: the names are the declared ones
+        (``contpte.counters``), listed whether or not anything was counted
+        yet (the per-size mTHP stats: the sizes of this machine's page size).
+        """
+        values = self.counters.values
+        out = {name: values.get(name, 0) for name in self._counter_names}
+        out.update(self.counters.totals())
         return dict(sorted(out.items()))
+
+    def stats_delta(self, before: Mapping[str, int]) -> dict[str, int]:
+        """What was counted since ``before`` (an earlier ``stats()``): every name, zeros included."""
+        return {name: value - before.get(name, 0) for name, value in self.stats().items()}
+
+    @contextmanager
+    def measure(self) -> Iterator[dict[str, int]]:
+        """Count the operations inside a ``with`` block.
+
+        ``with m.measure() as d: p.fork()`` fills ``d`` when the block ends
+        (also when it raises) with ``stats_delta`` of the block: every
+        counter and total, zeros included.
+        """
+        before = self.stats()
+        delta: dict[str, int] = {}
+        try:
+            yield delta
+        finally:
+            delta.update(self.stats_delta(before))
 
     @staticmethod
     def describe_counter(name: str) -> tuple[str, str]:
-        """(unit, description) of a name ``stats()`` returns: a counter or a total."""
+        """(unit, description) of a name ``stats()`` returns: a counter or a total.
+
+        Works before any Machine exists: the counters are declared in
+        ``contpte.counters``, whatever was imported.
+        """
         if name in TOTALS:
             # A total sums a family: it has the family's unit.
-            family = FAMILIES.get(name)
-            return (family or describe(name)).unit, TOTALS[name][0]
+            family = FAMILIES.get(name) or FAMILIES.get(name.rsplit(".", 1)[0])
+            if family is None:
+                raise ModelUsageError(f"total {name!r} sums no declared family")
+            return family.unit, TOTALS[name][0]
         spec = describe(name)
         return spec.unit, spec.description
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...counters import declare, declare_family, declare_total
-from ...errors import InvariantViolation
+from ...counters import UNFOLD_CALLERS, counter
+from ...errors import InvariantViolation, ModelUsageError
 from ..pgtable import MmLike, PtePtr, VmaLike
 from . import tlbflush
 from .pgtable_prot import _U64, PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID
@@ -53,52 +53,28 @@ __all__ = [
     "UNFOLD_CALLERS",
 ]
 
-FOLD = declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
-UNFOLD = declare_family(
-    "contpte.unfold", "blocks", "contiguous blocks unfolded, by the public function core-mm called"
-)
-CONVERT = declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
-declare_total(
-    "contpte.unfold",
-    "all contpte unfolds",
-    lambda s: sum(v for k, v in s.items() if k.startswith(UNFOLD + ".")),
-)
+FOLD = counter("contpte.fold")
+CONVERT = counter("contpte.convert")
+UNFOLD = "contpte.unfold"
+"""The family ``contpte.unfold.<caller>`` (callers: ``UNFOLD_CALLERS``) and its total."""
+CALL_CONVERT = counter("call.contpte_convert")
+CALL_TRY_FOLD = counter("call.__contpte_try_fold")
+CALL_TRY_UNFOLD = counter("call.__contpte_try_unfold")
+CALL_UNFOLD_PARTIAL = counter("call.contpte_try_unfold_partial")
+CALL_SET_PTES = counter("call.contpte_set_ptes")
+CALL_CLEAR_FULL = counter("call.contpte_clear_full_ptes")
+CALL_GET_AND_CLEAR_FULL = counter("call.contpte_get_and_clear_full_ptes")
+CALL_WRPROTECT = counter("call.contpte_wrprotect_ptes")
+CALL_PTEP_GET = counter("call.contpte_ptep_get")
+CALL_PTEP_GET_LOCKLESS = counter("call.contpte_ptep_get_lockless")
+CALL_TEST_AND_CLEAR_YOUNG = counter("call.contpte_ptep_test_and_clear_young")
+CALL_CLEAR_FLUSH_YOUNG = counter("call.contpte_ptep_clear_flush_young")
+CALL_CLEAR_YOUNG_DIRTY = counter("call.contpte_clear_young_dirty_ptes")
+CALL_SET_ACCESS_FLAGS = counter("call.contpte_ptep_set_access_flags")
 
-
-def _call(symbol: str) -> str:
-    return declare(
-        f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)"
-    )
-
-
-CALL_CONVERT = _call("contpte_convert")
-CALL_TRY_FOLD = _call("__contpte_try_fold")
-CALL_TRY_UNFOLD = _call("__contpte_try_unfold")
-CALL_UNFOLD_PARTIAL = _call("contpte_try_unfold_partial")
-CALL_SET_PTES = _call("contpte_set_ptes")
-CALL_CLEAR_FULL = _call("contpte_clear_full_ptes")
-CALL_GET_AND_CLEAR_FULL = _call("contpte_get_and_clear_full_ptes")
-CALL_WRPROTECT = _call("contpte_wrprotect_ptes")
-CALL_PTEP_GET = _call("contpte_ptep_get")
-CALL_PTEP_GET_LOCKLESS = _call("contpte_ptep_get_lockless")
-CALL_TEST_AND_CLEAR_YOUNG = _call("contpte_ptep_test_and_clear_young")
-CALL_CLEAR_FLUSH_YOUNG = _call("contpte_ptep_clear_flush_young")
-CALL_CLEAR_YOUNG_DIRTY = _call("contpte_clear_young_dirty_ptes")
-CALL_SET_ACCESS_FLAGS = _call("contpte_ptep_set_access_flags")
-
-#: The public functions that can unfold a block (the ``caller`` names).
-UNFOLD_CALLERS = (
-    "set_ptes",
-    "pte_clear",
-    "ptep_get_and_clear",
-    "ptep_modify_prot_start",
-    "clear_full_ptes",
-    "get_and_clear_full_ptes",
-    "wrprotect_ptes",
-    "ptep_set_wrprotect",
-    "ptep_set_access_flags",
-)
-_UNFOLD_NAMES = {c: f"{UNFOLD}.{c}" for c in UNFOLD_CALLERS}
+#: The unfold counter of each public function that can unfold a block
+#: (``UNFOLD_CALLERS``, declared with the counters).
+_UNFOLD_NAMES = {c: counter(f"{UNFOLD}.{c}") for c in UNFOLD_CALLERS}
 
 _AF_DIRTY = PTE_AF | PTE_DIRTY
 _NOT_RDONLY = np.uint64(~PTE_RDONLY & _U64)
@@ -122,8 +98,7 @@ def contpte_align_down(arch: Arm64Pgtable, ptep: PtePtr) -> PtePtr:
 def _unfold_counter(caller: str) -> str:
     name = _UNFOLD_NAMES.get(caller)
     if name is None:
-        name = f"{UNFOLD}.{caller}"
-        _UNFOLD_NAMES[caller] = name
+        raise ModelUsageError(f"contpte unfold by {caller!r}: not one of UNFOLD_CALLERS")
     return name
 
 
