@@ -18,7 +18,7 @@ from ..bugs import check_bug_names
 from ..check.validators import Validators
 from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
 from ..errors import ModelUsageError
-from ..hw.features import PRESETS
+from ..hw.features import BBML2_NOABORT_CPU, PRESETS
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
@@ -64,7 +64,9 @@ class Machine:
     "always"}``); ``thp``: the top-level setting (default ``"madvise"``).
     ``check``: run every validator after every syscall.  Kernel variants
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
-    ``bbml2_noabort``) default to mainline; the newer-kernel core-mm
+    ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
+    CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
+    given); the newer-kernel core-mm
     behaviours ``cow_reuse_large`` (v6.15) and ``huge_zero_wp_thp`` (v6.13)
     default to off (v6.12, see ``MM_OPTIONS``); hardware options: ``cpu`` (a
     preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
@@ -104,6 +106,17 @@ class Machine:
             )
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
+        if arch == "arm64" and options.get("bbml2_noabort"):
+            # Linux uses BBML2 only where system_supports_bbml2_noabort():
+            # the option needs a CPU that has it, and picks one by default.
+            if cpu is None:
+                cpu = BBML2_NOABORT_CPU
+            elif not PRESETS[cpu].bbml2_noabort:
+                have = sorted(n for n, f in PRESETS.items() if f.bbml2_noabort)
+                raise ModelUsageError(
+                    f"bbml2_noabort=True needs a CPU with BBML2_NOABORT; cpu={cpu!r} has none "
+                    f"(presets that have it: {', '.join(have)})"
+                )
         bug_set = check_bug_names(bugs)
         nbytes = parse_bytes(memory, "memory")
         nr_frames = nbytes >> page_shift

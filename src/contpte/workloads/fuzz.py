@@ -50,7 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "arm64-nocontpte": {"arch": "arm64", "contpte": False},
     "arm64-nowrprotect": {"arch": "arm64", "wrprotect_ptes_opt": False},
     "arm64-noteardown": {"arch": "arm64", "teardown_opt": False},
-    "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True},
+    "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True, "cpu": "neoverse-v3"},
 }
 """Named backend + kernel-variant sets (``--variant``)."""
 

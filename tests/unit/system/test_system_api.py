@@ -137,3 +137,30 @@ def test_every_counter_a_workload_produces_is_declared() -> None:
         for name in stats:
             unit, desc = m.describe_counter(name)
             assert unit and desc
+
+
+def test_bbml2_noabort_picks_a_cpu_that_has_it() -> None:
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"}, bbml2_noabort=True)
+    assert m.hw.features.bbml2_noabort and m.hw.features.bbm_level == 2
+    p = m.spawn()
+    a = p.mmap(1 << 20)
+    p.write(a, 1 << 20, 1)
+    with m.measure() as d:
+        p.mprotect(a, PAGE, "r")  # unfolds one block: no intermediate TLBI with BBML2
+    assert d["contpte.unfold"] == 1
+    base = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"})
+    q = base.spawn()
+    b = q.mmap(1 << 20)
+    q.write(b, 1 << 20, 1)
+    with base.measure() as d0:
+        q.mprotect(b, PAGE, "r")
+    assert d["tlbi.total"] < d0["tlbi.total"]
+    m.check()
+
+
+def test_bbml2_noabort_refuses_a_cpu_without_it() -> None:
+    with pytest.raises(ModelUsageError, match=r"BBML2_NOABORT.*neoverse-v3"):
+        contpte.Machine(arch="arm64", memory="64M", cpu="neoverse-n1", bbml2_noabort=True)
+    contpte.Machine(arch="arm64", memory="64M", cpu="neoverse-v3", bbml2_noabort=True)
+    # the option of another backend has no effect there
+    contpte.Machine(arch="generic", memory="64M", bbml2_noabort=True)

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from contpte import cli
-from contpte.workloads.fuzz import FuzzConfig, fuzz, generate_episode, reproducer_text, run_episode
+from contpte.workloads.fuzz import (
+    VARIANTS,
+    FuzzConfig,
+    fuzz,
+    generate_episode,
+    reproducer_text,
+    run_episode,
+)
 from contpte.workloads.scenario import parse, run
 
 
@@ -18,6 +25,13 @@ def test_fuzz_bounded_run_is_clean(variant: str) -> None:
     r = fuzz(FuzzConfig(variants=[variant], steps=300, seed=7))
     assert r.finding is None, r.finding and reproducer_text(r.finding, 7)
     assert r.steps == 300 and r.steps_per_second > 0
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_documented_variant_runs(variant: str) -> None:
+    """Each variant the README lists fuzzes clean (arm64-bbml2 used to raise bbm at once)."""
+    r = fuzz(FuzzConfig(variants=[variant], steps=150, seed=1))
+    assert r.finding is None, r.finding and reproducer_text(r.finding, 1)
 
 
 def test_differential_agreement() -> None:
