@@ -9,6 +9,7 @@ The public API: ``Machine`` (``spawn``, ``open_file``, ``stats``,
 from __future__ import annotations
 
 from .errors import (
+    BusError,
     ContpteError,
     InvariantViolation,
     KernelBug,
@@ -30,6 +31,7 @@ __all__ = [
     "ModelUsageError",
     "ScenarioError",
     "SegmentationFault",
+    "BusError",
     "UserfaultWP",
     "InvariantViolation",
     "KernelBug",

@@ -28,6 +28,7 @@ from .mm_types import (
     VM_FAULT_FALLBACK,
     VM_FAULT_NOPAGE,
     VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
     VM_FAULT_SIGSEGV,
     VM_FAULT_UFFD_WP,
     VM_MAYSHARE,
@@ -494,15 +495,23 @@ def do_fault_around(vmf: VmFault) -> int:
     return ret
 
 
-def _do_fault_page(vmf: VmFault) -> tuple[Folio, int] | None:
-    """``__do_fault()``: the page-cache folio and page for the fault (reads it in)."""
+def _do_fault_page(vmf: VmFault) -> tuple[Folio, int] | int:
+    """``__do_fault()``: the page-cache folio and page for the fault (reads it in).
+
+    Returns the VM_FAULT_* code instead when there is none:
+    VM_FAULT_SIGBUS for a page at or beyond the end of the file
+    (``filemap_fault()``: ``index >= DIV_ROUND_UP(i_size, PAGE_SIZE)``;
+    ``shmem_fault()`` likewise), VM_FAULT_OOM when it cannot be read in.
+    """
     vma = vmf.vma
     f = vma.vm_file
     assert f is not None
     pgoff = vma.linear_page_index(vmf.address)
+    if pgoff >= f.nr_pages:
+        return VM_FAULT_SIGBUS
     folio = f.get_folio(pgoff)
     if folio is None:
-        return None
+        return VM_FAULT_OOM
     return folio, folio.pfn + (pgoff - int(folio.mem.index[folio.pfn]))
 
 
@@ -558,8 +567,8 @@ def do_read_fault(vmf: VmFault) -> int:
         if ret:
             return 0
     got = _do_fault_page(vmf)
-    if got is None:
-        return VM_FAULT_OOM
+    if isinstance(got, int):
+        return got
     folio, page = got
     folio.ref_add(1)
     k.counters.add(REF_OPS)
@@ -581,9 +590,9 @@ def do_cow_fault(vmf: VmFault) -> int:
     if new is None:
         return VM_FAULT_OOM
     got = _do_fault_page(vmf)
-    if got is None:
+    if isinstance(got, int):
         k.folio_put(new)
-        return VM_FAULT_OOM
+        return got
     _, page = got
     k.hw.memory.copy(new.pfn, page, 1)
     k.counters.add(PAGE_COPY)
@@ -600,8 +609,8 @@ def do_shared_fault(vmf: VmFault) -> int:
     """
     k = vmf.vma.vm_mm.kernel
     got = _do_fault_page(vmf)
-    if got is None:
-        return VM_FAULT_OOM
+    if isinstance(got, int):
+        return got
     folio, page = got
     folio.ref_add(1)
     k.counters.add(REF_OPS)

@@ -545,10 +545,10 @@ class _Replay:
         npages = (n + self.ps - 1) // self.ps
         if op == "write":
             r = live.call(p, "write", addr, npages, a["value"])
-            return (None, None) if r[0] == "ok" else (f"SIGSEGV:{r[1]}", None)
+            return (None, None) if r[0] == "ok" else (str(r[1]), None)
         if op == "read":
             r = live.call(p, "read", addr, npages)
-            return (None, list(r[1])) if r[0] == "ok" else (f"SIGSEGV:{r[1]}", list(r[2]))
+            return (None, list(r[1])) if r[0] == "ok" else (str(r[1]), list(r[2]))
         if op in ("mprotect", "madvise"):
             r = live.call(p, op, addr, n, a["prot"] if op == "mprotect" else a["advice"])
         elif op == "munmap":

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
-from ..errors import InvariantViolation, ModelUsageError, OutOfMemory, SegmentationFault, UserfaultWP
+from ..errors import (
+    BusError,
+    InvariantViolation,
+    ModelUsageError,
+    OutOfMemory,
+    SegmentationFault,
+    UserfaultWP,
+)
 from ..mm.fork import dup_mmap, mmput
 from ..mm.gup import pin_user_pages, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
@@ -27,6 +34,7 @@ from ..mm.mm_types import (
     VM_ACCESS_FLAGS,
     VM_EXEC,
     VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
     VM_FAULT_SIGSEGV,
     VM_FAULT_UFFD_WP,
     VM_READ,
@@ -133,6 +141,8 @@ class Process:
         if not vma.vm_flags & need:
             raise SegmentationFault(addr, "ACCERR", write, self.pid)
         ret = handle_mm_fault(vma, addr, FAULT_FLAG_WRITE if write else 0)
+        if ret & VM_FAULT_SIGBUS:
+            raise BusError(addr, "ADRERR", write, self.pid)
         if ret & VM_FAULT_OOM:
             raise OutOfMemory(f"pid {self.pid}: out of memory handling a fault at {addr:#x}")
         if ret & VM_FAULT_SIGSEGV:

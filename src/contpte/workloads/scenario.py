@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
+    BusError,
     InvariantViolation,
     ModelUsageError,
     OutOfMemory,
@@ -77,7 +78,7 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|\d+)([KMGT]?)\Z")
 _ADDR_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(.+))?\Z")
 _RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false"}
-_EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
+_EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|SIGBUS(?::ADRERR)?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Outcome:
     """What one step did.
 
     ``error`` is None (success), ``"SIGSEGV:MAPERR"``/``"SIGSEGV:ACCERR"``,
+    ``"SIGBUS:ADRERR"``,
     an errno name (``"EINVAL"``), ``"OOM"``, or ``"violation:<rule>"`` (an
     ``InvariantViolation``; ``violation`` holds it and the run stops there).
     ``failed`` says why the step's expectation was not met (None: it was).
@@ -372,7 +374,7 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             raise ScenarioError(
                 path,
                 line,
-                f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !EINVAL, !OOM or !any, got '!{expect}'",
+                f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !SIGBUS, !EINVAL, !OOM or !any, got '!{expect}'",
             )
     bind = None
     if len(toks) >= 2 and toks[1] == "=":
@@ -676,8 +678,8 @@ def _expect_met(expect: str | None, error: str | None) -> bool:
         return error is None
     if error is None:
         return False
-    if expect == "SIGSEGV":
-        return error.startswith("SIGSEGV")
+    if expect in ("SIGSEGV", "SIGBUS"):
+        return error.startswith(expect + ":")
     return expect == error
 
 
@@ -761,6 +763,8 @@ def run_step(m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = Tr
         out.values = exec_step(m, env, sc, step)
     except SegmentationFault as e:
         out.error = f"SIGSEGV:{e.code}"
+    except BusError as e:
+        out.error = f"SIGBUS:{e.code}"
     except UserfaultWP:
         out.error = "UFFD_WP"
     except OutOfMemory:

@@ -214,3 +214,20 @@ def test_parser_fuzz(lines: list[str]) -> None:
 def test_parser_fuzz_arbitrary_text(text: str) -> None:
     with contextlib.suppress(ScenarioError):
         parse(text, "any.scn")
+
+
+def test_sigbus_outcome_is_expected_and_reported() -> None:
+    text = (
+        "machine arch=generic memory=64M\n"
+        "f = file data 8K folio=4K\n"
+        "p = spawn\n"
+        "a = p mmap 16K r private file=f\n"
+        "p read a 8K\n"
+        "p read a+8K 4K !SIGBUS\n"
+        "p read a+12K 4K !SIGBUS:ADRERR\n"
+        "p read a+12K 4K\n"
+    )
+    outs = run(parse(text, "t.scn"))
+    assert [o.error for o in outs[-3:]] == ["SIGBUS:ADRERR"] * 3
+    assert [o.failed for o in outs[:-1]] == [None] * (len(outs) - 1)
+    assert outs[-1].failed == "expected success, got SIGBUS:ADRERR"
