@@ -8,7 +8,6 @@ the validators that run after every syscall.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from ..mm.shmem import File
 from ..mm.vmscan import shrink_all_memory
 from ..version import KERNEL_VERSION
 from .process import Process
+from .sizes import parse_bytes
 
 __all__ = ["Machine", "parse_bytes", "ARCH_OPTIONS"]
 
@@ -37,21 +37,6 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
 
 _ALL_ARCH_OPTIONS = {k for opts in ARCH_OPTIONS.values() for k in opts}
 _PAGE_SIZES = {"4K": 12, "16K": 14, "64K": 16}
-
-
-def parse_bytes(text: str | int, what: str = "size") -> int:
-    """``"4G"`` -> 4 GiB.  Accepts ints, and K/M/G/T suffixes (binary)."""
-    if isinstance(text, int):
-        if text <= 0:
-            raise ModelUsageError(f"{what} must be positive, not {text}")
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ModelUsageError(f"{what} {text!r}: expected a number with an optional K/M/G/T suffix")
-    n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
-    if n <= 0:
-        raise ModelUsageError(f"{what} must be positive, not {text!r}")
-    return n
 
 
 class Machine:

@@ -164,3 +164,44 @@ def test_bbml2_noabort_refuses_a_cpu_without_it() -> None:
     contpte.Machine(arch="arm64", memory="64M", cpu="neoverse-v3", bbml2_noabort=True)
     # the option of another backend has no effect there
     contpte.Machine(arch="generic", memory="64M", bbml2_noabort=True)
+
+
+def test_every_length_takes_size_strings() -> None:
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"})
+    p = m.spawn()
+    a = p.mmap("1M")
+    p.write(a, "1M", 7)
+    assert p.read(a, "64K").tolist() == [7] * 16
+    assert len(p.pagemap(a, "128K")) == 32
+    p.mprotect(a, "64K", "r")
+    p.madvise(a, "4K", "dontneed")
+    p.pin(a + (64 << 10), "64K")
+    p.unpin(a + (64 << 10), "64K")
+    p.numa_hint(a + (128 << 10), "64K")
+    p.uffd_wp(a + (256 << 10), "16K")
+    p.uffd_wp(a + (256 << 10), "16K", on=False)
+    p.munmap(a, "1M")
+    assert p.maps() == []
+    f = m.open_file("data", "1M")
+    b = p.mmap("256K", flags="private", file=f, offset="64K")
+    assert int(p.read(b, "4K")[0]) == (f.id << 40) | 16
+    m.check()
+
+
+def test_bad_lengths_are_one_clear_error() -> None:
+    m = contpte.Machine(arch="generic", memory="64M")
+    p = m.spawn()
+    a = p.mmap(PAGE)
+    for bad in ("1Q", 1.5, None, True):
+        with pytest.raises(ModelUsageError, match="mmap length"):
+            p.mmap(bad)  # type: ignore[arg-type]
+    with pytest.raises(ModelUsageError, match="write length '4 pages'"):
+        p.write(a, "4 pages", 1)
+    # integers still reach the syscall, which answers as Linux does
+    with pytest.raises(OSError) as ei:
+        p.munmap(a, 0)
+    assert ei.value.errno == errno.EINVAL
+    p.mprotect(a, 0, "r")  # a zero-length mprotect succeeds
+    with pytest.raises(OSError) as ei:
+        p.mmap("0")
+    assert ei.value.errno == errno.EINVAL
