@@ -5,7 +5,7 @@
                              [--sizes 4K,16K,64K,2M] [--arches arm64,generic]
                              [--checks off,on] [--reference] [--out DIR]
 
-Benchmarks live here, never as timed assertions in tests.  numbers.md: "a
+Benchmarks live here, never as timed assertions in tests.  docs/numbers.md: "a
 ratio in one run is the only honest comparison on shared machines", so one
 run measures the real kernel's fork of ``--size`` of touched anonymous
 memory (a real process; the mTHP size set in sysfs as root and restored)

@@ -389,7 +389,7 @@ def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
     )
     render_table(
         ui.out,
-        "fit targets (numbers.md, the only rows used) and residuals",
+        "fit targets (docs/numbers.md, the only rows used) and residuals",
         ["target", "published", "model", "residual"],
         [
             [

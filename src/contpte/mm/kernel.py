@@ -31,7 +31,7 @@ MM_OPTIONS: dict[str, Any] = {
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
 }
-"""Core-mm variants: options on one code path (see DESIGN.md).
+"""Core-mm variants: options on one code path (see docs/DESIGN.md).
 
 ``batch_fork``: copy_present_ptes() copies a large folio's PTEs in batches
 (v6.12); False copies one PTE per iteration (the pre-series kernel).
