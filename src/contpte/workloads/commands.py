@@ -7,13 +7,14 @@ below cli, so the Ui is typed here by the protocol it must offer).
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from .scenario import parse_file, run
 
-__all__ = ["UiLike", "cmd_run"]
+__all__ = ["UiLike", "cmd_run", "print_wrapped"]
 
 
 class UiLike(Protocol):
@@ -23,6 +24,26 @@ class UiLike(Protocol):
     def emit_json(self, obj: object) -> None: ...
     def warn(self, message: str) -> None: ...
     def progress(self, total: int, description: str) -> AbstractContextManager[Callable[[str], None]]: ...
+
+
+def print_wrapped(out: Any, text: str, indent: str = "", first: str | None = None) -> None:
+    """Print ``text`` wrapped to the console's width at spaces, never cut.
+
+    Continuation lines start with ``indent`` (the first with ``first``, by
+    default ``indent`` too).  Words longer than a line (a PTE in hex) are
+    kept whole, so every value stays readable and greppable.
+    """
+    width = max(40, int(getattr(out, "width", 80) or 80))
+    lines = textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    for line in lines or [indent if first is None else first]:
+        out.print(line, markup=False, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
@@ -56,9 +77,9 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
         if o.values is not None:
             shown = ", ".join(f"{v:#x}" for v in o.values[:8]) + (" ..." if len(o.values) > 8 else "")
             vals = f" = [{shown}]"
-        ui.out.print(f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", markup=False)
+        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", " " * 11)
         if o.failed:
-            ui.out.print(f"      {o.failed}", markup=False)
+            print_wrapped(ui.out, o.failed, " " * 11)
     summary = f"{args.file}: {len(outs)}/{len(sc.steps)} steps run, {len(failed)} failed"
     ui.out.print(summary, markup=False)
     return 1 if failed else 0
@@ -113,11 +134,13 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         ui.out.print("no violation, no disagreement", markup=False)
         return 0
     f = result.finding
-    ui.out.print(f"FOUND {f.kind} on {f.variant}: {f.message}", markup=False)
-    ui.out.print(
+    print_wrapped(ui.out, f"FOUND {f.kind} on {f.variant}: {f.message}", "  ", first="")
+    print_wrapped(
+        ui.out,
         f"reproducer ({len(f.scenario.steps)} steps, shrunk from {f.original_steps}) written to {out_file}; "
         f"replay with: contpte run {out_file}",
-        markup=False,
+        "  ",
+        first="",
     )
     return 1
 
@@ -147,11 +170,11 @@ def cmd_check(args: argparse.Namespace, ui: UiLike) -> int:
         verdict = "caught" if r.caught else "MISSED"
         if not r.clean_ok:
             verdict += " (scenario FAILS without the bug)"
-        ui.out.print(f"{verdict:<8} {r.name}: {r.rule or '-'} at {r.step or '-'}", markup=False)
+        print_wrapped(ui.out, f"{verdict:<8} {r.name}: {r.rule or '-'} at {r.step or '-'}", " " * 9, first="")
         if r.message:
-            ui.out.print(f"         {r.message[:200]}", markup=False)
+            print_wrapped(ui.out, r.message, " " * 9)
         if r.clean_failure:
-            ui.out.print(f"         without the bug: {r.clean_failure}", markup=False)
+            print_wrapped(ui.out, f"without the bug: {r.clean_failure}", " " * 9)
     ui.out.print(
         f"{sum(r.caught for r in results)}/{len(results)} catalogued bugs caught by the general validators",
         markup=False,
