@@ -422,7 +422,16 @@ def _register_run(sub: Subparsers) -> None:
     run = add_command(sub, "run", help="replay a scenario file (docs/SCENARIOS.md) on the model")
     run.add_argument("file", help="a .scn scenario file")
     run.add_argument("--arch", choices=("arm64", "generic"), help="override the header's arch")
-    run.add_argument("--state", action="store_true", help="with --json: the observable state after each step")
+    run.add_argument(
+        "--state",
+        action="store_true",
+        help="after each step, the PTEs of its range (present, writable, Contiguous bit; "
+        "with --json also pfn, order, dirty, young, exclusive) and, with --json, the state "
+        "every process can observe",
+    )
+    run.add_argument(
+        "--counters", action="store_true", help="every counter a step changed (default: the key ones)"
+    )
     run.set_defaults(handler=cmd_run)
 
 

@@ -46,6 +46,53 @@ def print_wrapped(out: Any, text: str, indent: str = "", first: str | None = Non
         out.print(line, markup=False, soft_wrap=True)
 
 
+#: The counters ``contpte run`` shows per step (``--counters``: every one).
+RUN_KEY_COUNTERS = (
+    "pgfault",
+    "folio.alloc",
+    "page.copy",
+    "pte.read",
+    "pte.write",
+    "contpte.fold",
+    "contpte.unfold",
+    "contpte.convert",
+    "tlbi.total",
+    "dsb.total",
+    "ipi.sent",
+)
+_PICTURE_ROW = 32
+
+
+def _step_counters(counters: dict[str, int], everything: bool) -> str:
+    """The step's non-zero counters as ``name value`` pairs (totals computed here)."""
+    from ..counters import TOTALS
+
+    values = dict(counters)
+    values.update({name: int(f(counters)) for name, (_, f) in TOTALS.items()})
+    names = sorted(values) if everything else RUN_KEY_COUNTERS
+    return ", ".join(f"{n}={values[n]}" for n in names if values.get(n) and not n.startswith("check."))
+
+
+def _picture_lines(ptes: dict[str, Any]) -> list[str]:
+    """The header, then one character per page, 32 per row in groups of 16: ``w``/``r``
+    a writable/read-only PTE, ``W``/``R`` the same with the Contiguous bit, ``.`` none."""
+    rows = ptes["rows"]
+    head = f"{ptes['process']} (pid {ptes['pid']}): {ptes['step_pages']} page(s) at {ptes['step_start']:#x}"
+    if (ptes["start"], ptes["pages"]) != (ptes["step_start"], ptes["step_pages"]):
+        head += ", in whole blocks"
+    if ptes["shown"] < ptes["pages"]:
+        head += f" (the first {ptes['shown']} of {ptes['pages']} pages)"
+    lines = [head]
+    for i in range(0, len(rows), _PICTURE_ROW):
+        chars = []
+        for r in rows[i : i + _PICTURE_ROW]:
+            c = "." if not r["present"] else ("w" if r["writable"] else "r")
+            chars.append(c.upper() if r["present"] and r["cont"] else c)
+        groups = " ".join("".join(chars[j : j + 16]) for j in range(0, len(chars), 16))
+        lines.append(f"{rows[i]['addr']:#x} {groups}")
+    return lines
+
+
 def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
     """Replay a scenario file; exit 1 if a step's expectation failed or an invariant broke."""
     sc = parse_file(args.file)
@@ -70,6 +117,13 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
             }
         )
         return 1 if failed else 0
+    if args.state:
+        print_wrapped(
+            ui.out,
+            "PTEs after each step, one character per page: w/r a writable/read-only PTE, "
+            "W/R the same with the Contiguous bit, . none",
+        )
+    pad = " " * 11
     for o in outs:
         status = "ok" if not o.failed else "FAIL"
         err = f" -> {o.error}" if o.error else ""
@@ -77,9 +131,17 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
         if o.values is not None:
             shown = ", ".join(f"{v:#x}" for v in o.values[:8]) + (" ..." if len(o.values) > 8 else "")
             vals = f" = [{shown}]"
-        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", " " * 11)
+        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", pad, first="")
         if o.failed:
-            print_wrapped(ui.out, o.failed, " " * 11)
+            print_wrapped(ui.out, o.failed, pad)
+        counted = _step_counters(o.counters, bool(getattr(args, "counters", False)))
+        if counted:
+            print_wrapped(ui.out, counted, pad)
+        if o.ptes is not None:
+            head, *rows = _picture_lines(o.ptes)
+            print_wrapped(ui.out, head, pad)
+            for line in rows:
+                ui.out.print(pad + line, markup=False, soft_wrap=True)
     summary = f"{args.file}: {len(outs)}/{len(sc.steps)} steps run, {len(failed)} failed"
     ui.out.print(summary, markup=False)
     return 1 if failed else 0

@@ -44,6 +44,9 @@ __all__ = [
     "parse_file",
     "run",
     "observe",
+    "pte_picture",
+    "label_state",
+    "PTE_PICTURE_PAGES",
     "format_scenario",
     "format_step",
     "OPS",
@@ -130,6 +133,8 @@ class Outcome:
     an errno name (``"EINVAL"``), ``"OOM"``, or ``"violation:<rule>"`` (an
     ``InvariantViolation``; ``violation`` holds it and the run stops there).
     ``failed`` says why the step's expectation was not met (None: it was).
+    ``state`` is ``observe()`` after the step and ``ptes`` the
+    ``pte_picture()`` of its range (both only when the run observes state).
     """
 
     line: int
@@ -142,6 +147,7 @@ class Outcome:
     failed: str | None = None
     violation: InvariantViolation | None = None
     state: dict[str, Any] | None = None
+    ptes: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,7 +168,9 @@ class Outcome:
         if self.violation is not None:
             out["violation"] = str(self.violation)
         if self.state is not None:
-            out["state"] = self.state
+            out["state"] = label_state(self.state)
+        if self.ptes is not None:
+            out["ptes"] = self.ptes
         return out
 
 
@@ -808,7 +816,7 @@ def run(
 
     Stops after a step that broke an invariant (the machine's state is not
     meaningful afterwards).  ``observe_state`` attaches ``observe()`` to every
-    outcome.  ``overrides`` change Machine options of the header (e.g.
+    outcome, and ``pte_picture()`` of the step's range.  ``overrides`` change Machine options of the header (e.g.
     ``arch="generic"``); they are ignored when ``machine`` is given.
     """
     m = machine if machine is not None else make_machine(sc, **overrides)
@@ -818,6 +826,7 @@ def run(
         o = run_step(m, env, sc, step, counters)
         if observe_state and o.violation is None:
             o.state = observe(m, env)
+            o.ptes = pte_picture(m, env, sc, step)
         outs.append(o)
         if o.violation is not None:
             break
@@ -856,3 +865,81 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
                 )
         out[name] = {"maps": [(s, e, perms) for s, e, perms, _ in maps], "pages": pages, "rss": p.rss()}
     return out
+
+
+def label_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``observe()``'s tuples as labelled records (the JSON form of ``Outcome.state``)."""
+    out: dict[str, Any] = {}
+    for name, st in state.items():
+        out[name] = {
+            "maps": [{"start": s, "end": e, "perms": perms} for s, e, perms in st["maps"]],
+            "pages": [
+                {"addr": va, "value": val, "order": order, "exclusive": bool(excl), "share_class": cls}
+                for va, val, order, excl, cls in st["pages"]
+            ],
+            "rss": st["rss"],
+        }
+    return out
+
+
+PTE_PICTURE_PAGES = 4096
+"""At most this many pages of a step's range are pictured (from its start)."""
+
+_PICTURE_FIELDS = ("present", "pfn", "order", "writable", "dirty", "young", "cont", "exclusive")
+
+
+def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any] | None:
+    """The PTEs around the range a step touched, page by page, after it ran.
+
+    For steps with an address range (mmap: the mapping it made; write, read,
+    mprotect, madvise, munmap, pin, unpin, numa, uffd-wp: their range) of a
+    live process, the range widened to whole contiguous blocks (16 pages
+    with 4K pages; the arm64 block size of the page size), so a fold or an
+    unfold shows whole: ``{"process", "pid", "step_start", "step_pages",
+    "start", "pages", "shown", "rows"}``, one row per page (the first
+    ``PTE_PICTURE_PAGES``) with ``addr`` and the ``pagemap`` fields
+    (present, pfn, order, writable, dirty, young, cont, exclusive).  None for
+    other steps.  Reads no counter.
+    """
+    if step.proc is None or step.op not in PROC_OPS or step.op in ("fork", "exit"):
+        return None
+    a = step.args
+    if step.op == "mmap":
+        if not step.bind or step.bind not in env.addrs:
+            return None
+        first = env.addrs[step.bind]
+    else:
+        try:
+            first = env.addr(a["addr"], sc, step)
+        except ScenarioError:
+            return None
+    p = env.procs.get(step.proc)
+    if p is None or not p.alive:
+        return None
+    ps = m.page_size
+    first &= ~(ps - 1)
+    step_pages = max(1, (int(a["length"]) + ps - 1) // ps)
+    block = int(getattr(m.arch, "CONT_PTES", 16)) * ps
+    start = first & ~(block - 1)
+    end = (first + step_pages * ps + block - 1) & ~(block - 1)
+    npages = (end - start) // ps
+    shown = min(npages, PTE_PICTURE_PAGES)
+    try:
+        rows = p.pagemap(start, shown * ps)
+    except ModelUsageError:
+        return None
+    pages = [
+        {"addr": start + i * ps}
+        | {f: (int(r[f]) if f in ("pfn", "order") else bool(r[f])) for f in _PICTURE_FIELDS}
+        for i, r in enumerate(rows)
+    ]
+    return {
+        "process": step.proc,
+        "pid": p.pid,
+        "step_start": first,
+        "step_pages": step_pages,
+        "start": start,
+        "pages": npages,
+        "shown": shown,
+        "rows": pages,
+    }
