@@ -133,7 +133,12 @@ def test_out_of_memory(arch: str) -> None:
     m = _machine(arch, memory="8M", mthp={"64K": "always"})
     p = m.spawn()
     free = m.kernel.buddy.nr_free
-    a = p.mmap((free + 64) * PAGE)
+    # More than RAM in one mmap is ENOMEM (overcommit heuristic): two mappings,
+    # each below RAM, placed top-down next to each other (one VMA).
+    half = (free + 64) // 2
+    hi = p.mmap((free + 64 - half) * PAGE)
+    a = p.mmap(half * PAGE)
+    assert a + half * PAGE == hi and len(p.maps()) == 1
     with pytest.raises(contpte.OutOfMemory):
         p.write(a, (free + 64) * PAGE, 1)
     assert m.kernel.buddy.nr_free == 0

@@ -29,6 +29,7 @@ from .mm_types import (
 from .mmu_gather import MmuGather
 
 if TYPE_CHECKING:
+    from .kernel import Kernel
     from .shmem import File
 
 __all__ = [
@@ -112,12 +113,32 @@ def vma_merge_around(mm: MmStruct, vma: Vma) -> Vma:
     return vma
 
 
+def vm_enough_memory(k: "Kernel", pages: int) -> bool:
+    """Whether ``pages`` more pages may be committed.
+
+    Models: mm/util.c ``__vm_enough_memory()`` under the default policy,
+    ``vm.overcommit_memory = 0`` (OVERCOMMIT_GUESS; its v5.8+ form): only a
+    single request larger than total RAM plus swap is refused.  The model
+    has no swap, and its RAM is every frame (``Machine(memory=)``).
+    """
+    return bool(pages <= k.hw.memory.nr_frames)
+
+
+def accountable_mapping(file: "File | None", vm_flags: int) -> bool:
+    """Models: mm/vma.h ``accountable_mapping()``: a private writable mapping is charged.
+
+    (No hugetlb files and no MAP_NORESERVE in the model.)
+    """
+    return (vm_flags & (VM_SHARED | VM_WRITE)) == VM_WRITE
+
+
 def do_mmap(
     mm: MmStruct, file: "File | None", addr: int, length: int, vm_flags: int, pgoff: int, fixed: bool
 ) -> int:
     """Create a mapping; returns its address or -errno.
 
-    Models: mm/mmap.c ``do_mmap()`` -> ``mmap_region()``.
+    Models: mm/mmap.c ``do_mmap()`` -> ``mmap_region()``; ENOMEM when the
+    overcommit heuristic refuses the charge (``vm_enough_memory``).
     """
     k = mm.kernel
     ps = k.PAGE_SIZE
@@ -132,6 +153,13 @@ def do_mmap(
     addr = get_unmapped_area(mm, addr, length, anon, fixed)
     if addr < 0:
         return addr
+    # mmap_region() charges a private writable mapping (accountable_mapping());
+    # shared anonymous memory is charged by shmem_zero_setup() -> shmem_acct_size().
+    # Checked before an overlapped MAP_FIXED range is unmapped: v6.12 puts
+    # those VMAs back when the charge fails.
+    charged = accountable_mapping(file, vm_flags) or (file is not None and file.anon_shmem)
+    if charged and not vm_enough_memory(k, length >> k.page_shift):
+        return -errno.ENOMEM
     if fixed and mm.vmas_in(addr, addr + length):
         ret = do_munmap(mm, addr, length)
         if ret:

@@ -205,3 +205,30 @@ def test_bad_lengths_are_one_clear_error() -> None:
     with pytest.raises(OSError) as ei:
         p.mmap("0")
     assert ei.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+def test_mmap_beyond_memory_plus_swap_is_enomem(arch: str) -> None:
+    """OVERCOMMIT_GUESS (__vm_enough_memory): one request larger than RAM + swap is refused."""
+    m = contpte.Machine(arch=arch, memory="64M")
+    p = m.spawn()
+    for flags in ("private|anonymous", "shared|anonymous"):
+        with pytest.raises(OSError) as ei:
+            p.mmap("65M", flags=flags)
+        assert ei.value.errno == errno.ENOMEM
+    f = m.open_file("data", "1M")
+    with pytest.raises(OSError) as ei:
+        p.mmap("65M", flags="private", file=f)  # private writable: charged
+    assert ei.value.errno == errno.ENOMEM
+    assert p.maps() == []
+    # not charged: read-only private, shared file; and a request of exactly RAM passes
+    p.mmap("65M", prot="r")
+    p.mmap("65M", flags="shared", file=f)
+    p.mmap("64M")
+    # a refused MAP_FIXED leaves what it would have replaced
+    a = p.mmap("1M")
+    p.write(a, "1M", 5)
+    with pytest.raises(OSError):
+        p.mmap("65M", flags="private|anonymous|fixed", addr=a)
+    assert p.read(a, "1M").tolist() == [5] * 256
+    m.check()
