@@ -31,7 +31,8 @@ class CpuFeatures:
     friends).  ``kpti``: the kernel unmaps itself at EL0 (every user TLBI is
     issued twice; the hardware only records it).  ``tlb_entries``: per-CPU
     unified L2 TLB capacity.  ``contig_tlb``: a Contiguous block is cached as
-    one TLB entry.
+    one TLB entry.  ``fmt``: the translation-table format the CPU walks
+    (``"vmsa"``: Arm VMSAv8-64; ``"flat"``: the x86-like format).
     """
 
     name: str
@@ -42,8 +43,11 @@ class CpuFeatures:
     kpti: bool = False
     tlb_entries: int = 1280
     contig_tlb: bool = True
+    fmt: str = "vmsa"
 
     def __post_init__(self) -> None:
+        if self.fmt not in ("vmsa", "flat"):
+            raise ModelUsageError(f"CpuFeatures.fmt must be 'vmsa' or 'flat', not {self.fmt!r}")
         if self.hafdbs not in (0, 1, 2):
             raise ModelUsageError(f"CpuFeatures.hafdbs must be 0, 1 or 2, not {self.hafdbs!r}")
         if self.bbm_level not in (0, 1, 2):
@@ -138,6 +142,7 @@ PRESETS: dict[str, CpuFeatures] = {
         kpti=False,
         tlb_entries=1536,
         contig_tlb=False,
+        fmt="flat",
     ),
 }
 

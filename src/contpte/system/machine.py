@@ -8,6 +8,8 @@ the validators that run after every syscall.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -91,6 +93,13 @@ class Machine:
             )
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
+        fmt = "vmsa" if arch == "arm64" else "flat"
+        if cpu is not None and PRESETS[cpu].fmt != fmt:
+            fitting = sorted(n for n, f in PRESETS.items() if f.fmt == fmt)
+            raise ModelUsageError(
+                f"cpu={cpu!r} does not run arch={arch!r} (it walks {PRESETS[cpu].fmt!r} tables); "
+                f"expected one of {', '.join(fitting)}"
+            )
         if arch == "arm64" and options.get("bbml2_noabort"):
             # Linux uses BBML2 only where system_supports_bbml2_noabort():
             # the option needs a CPU that has it, and picks one by default.
@@ -113,7 +122,6 @@ class Machine:
         self.counters = Counters()
         self._counter_names = counter_names(page_shift)
         self.check_enabled = bool(check)
-        fmt = "vmsa" if arch == "arm64" else "flat"
         self.hw = Hardware(
             nr_frames,
             page_shift=page_shift,
@@ -145,6 +153,7 @@ class Machine:
         self._next_asid = 1
         self._next_cpu = 0
         self._next_file = 1
+        self._file_names: set[str] = set()
         self.validators = Validators(self)
 
     def __repr__(self) -> str:
@@ -177,10 +186,18 @@ class Machine:
         """Create a file whose page cache holds large folios of ``folio_size``.
 
         The file's pages start with distinct values (``file_initial_value``).
+        A name already created raises ``FileExistsError`` (EEXIST), as
+        ``open(name, O_CREAT | O_EXCL)`` would.
         """
+        if not isinstance(name, str) or not name:
+            raise ModelUsageError(f"open_file: name must be a non-empty string, not {name!r}")
+        if name in self._file_names:
+            raise FileExistsError(errno.EEXIST, f"open_file: {os.strerror(errno.EEXIST)}", name)
         nbytes = parse_bytes(size, "file size")
         order = 0 if folio_size in ("4K", str(self.page_size)) else self.kernel.parse_size(folio_size)
-        return self._new_file(name, nbytes, order, shmem=False)
+        f = self._new_file(name, nbytes, order, shmem=False)
+        self._file_names.add(name)
+        return f
 
     def _new_file(self, name: str, nbytes: int, order: int, shmem: bool) -> File:
         fid = self._next_file

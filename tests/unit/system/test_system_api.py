@@ -207,6 +207,32 @@ def test_bad_lengths_are_one_clear_error() -> None:
     assert ei.value.errno == errno.EINVAL
 
 
+def test_open_file_with_an_existing_name_is_eexist() -> None:
+    m = contpte.Machine(arch="generic", memory="64M")
+    f = m.open_file("data", "1M")
+    with pytest.raises(FileExistsError) as ei:
+        m.open_file("data", "2M")
+    assert ei.value.errno == errno.EEXIST and ei.value.filename == "data"
+    assert m.open_file("other", "1M") is not f
+    with pytest.raises(ModelUsageError):
+        m.open_file("", "1M")
+
+
+@pytest.mark.parametrize(
+    ("arch", "cpu"), [("arm64", "x86"), ("generic", "neoverse-n1"), ("generic", "apple-m2")]
+)
+def test_a_cpu_of_another_architecture_is_refused(arch: str, cpu: str) -> None:
+    with pytest.raises(ModelUsageError, match=f"cpu='{cpu}' does not run arch='{arch}'"):
+        contpte.Machine(arch=arch, cpu=cpu, memory="64M")
+
+
+def test_every_preset_runs_its_own_architecture() -> None:
+    from contpte.hw.features import PRESETS
+
+    for name, feat in PRESETS.items():
+        contpte.Machine(arch="arm64" if feat.fmt == "vmsa" else "generic", cpu=name, memory="64M")
+
+
 @pytest.mark.parametrize("arch", ["arm64", "generic"])
 def test_mmap_beyond_memory_plus_swap_is_enomem(arch: str) -> None:
     """OVERCOMMIT_GUESS (__vm_enough_memory): one request larger than RAM + swap is refused."""
