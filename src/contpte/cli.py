@@ -117,6 +117,17 @@ def add_group(sub: Subparsers, name: str, *, help: str, dest: str) -> Subparsers
     return parser.add_subparsers(dest=dest, metavar="COMMAND", required=True)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (``--steps 0`` or ``-5`` is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _cpu_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
@@ -445,7 +456,9 @@ def _register_fuzz(sub: Subparsers) -> None:
         "fuzz",
         help="random multi-process syscall sequences with every validator on; shrinks what it finds",
     )
-    fz.add_argument("--steps", type=int, default=10_000, help="steps per variant (default: %(default)s)")
+    fz.add_argument(
+        "--steps", type=positive_int, default=10_000, help="steps per variant (default: %(default)s)"
+    )
     fz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     fz.add_argument(
         "--variant", default="arm64", help=f"comma-separated backend/variant sets: {', '.join(VARIANTS)}"
@@ -456,7 +469,9 @@ def _register_fuzz(sub: Subparsers) -> None:
         help="run every step on all variants (default set: arm64, generic, with and without batch_fork) "
         "and demand they agree on everything a process can observe",
     )
-    fz.add_argument("--episode", type=int, default=150, help="steps per fresh machine (default: %(default)s)")
+    fz.add_argument(
+        "--episode", type=positive_int, default=150, help="steps per fresh machine (default: %(default)s)"
+    )
     fz.add_argument("--memory", default="32M", help="simulated memory per machine (default: %(default)s)")
     fz.add_argument(
         "--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)"

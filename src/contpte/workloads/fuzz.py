@@ -70,6 +70,18 @@ class FuzzConfig:
     bugs: tuple[str, ...] = ()
     shrink: bool = True
 
+    def __post_init__(self) -> None:
+        from ..errors import ModelUsageError
+
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ModelUsageError(f"fuzz steps must be a positive integer, not {self.steps!r}")
+        if not isinstance(self.episode_steps, int) or self.episode_steps < 1:
+            raise ModelUsageError(
+                f"fuzz episode steps must be a positive integer, not {self.episode_steps!r}"
+            )
+        if not self.variants:
+            raise ModelUsageError("fuzz needs at least one variant")
+
 
 @dataclass
 class Finding:

@@ -134,3 +134,18 @@ def test_differential_long() -> None:
         )
     )
     assert r.finding is None, r.finding and reproducer_text(r.finding, 42)
+
+
+@pytest.mark.parametrize("bad", [{"steps": -5}, {"steps": 0}, {"episode_steps": 0}, {"variants": []}])
+def test_fuzz_config_refuses_nonsense(bad: dict[str, object]) -> None:
+    from contpte.errors import ModelUsageError
+
+    with pytest.raises(ModelUsageError):
+        FuzzConfig(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("argv", [["--steps", "-5"], ["--steps", "0"], ["--episode", "0"], ["--steps", "x"]])
+def test_fuzz_cli_refuses_nonpositive_counts(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["fuzz", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "expected a positive integer" in err or "invalid" in err
