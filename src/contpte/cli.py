@@ -2,8 +2,10 @@
 
 ``main(argv)`` is what the ``contpte`` console script and the tests call.
 Every command takes ``--json`` (machine-readable output on stdout).  Errors of
-the model (``ContpteError``) and ``OSError``s print one line on stderr and exit
-with status 2, never a traceback.  Long work shows a progress bar on stderr,
+the model (``ContpteError``), ``OSError``s and bad arguments print one line on
+stderr and exit with status 2, never a traceback; when the reader of stdout
+goes away (``contpte ... | head``) the command stops quietly with status 141,
+as a Unix tool killed by SIGPIPE.  Long work shows a progress bar on stderr,
 unless ``--json`` is given or stderr is not a terminal.
 
 Adding a command: write ``_register_<name>(sub)`` that calls ``add_command``
@@ -14,7 +16,10 @@ and sets ``handler=`` with ``set_defaults``, and decorate it with
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,12 +40,39 @@ REGISTRARS: list[Registrar] = []
 """Functions that add a command to the top-level subparsers, in help order."""
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""A reader closed our stdout (``contpte ... | head``): exit as a Unix tool killed by SIGPIPE."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: what was wrong, and where to look (exit 2)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def package_version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("contpte")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree without metadata
+        return "unknown"
 
 
 def register(fn: Registrar) -> Registrar:
     """Decorator: add ``fn`` to the commands ``main`` builds."""
     REGISTRARS.append(fn)
     return fn
+
+
+class _Console(Console):
+    """rich's Console, but a closed stdout ends the command through ``main`` (exit 141), not exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
 
 
 class Ui:
@@ -50,7 +82,7 @@ class Ui:
         self.json = json_mode
         self._stdout = stdout if stdout is not None else sys.stdout
         self._stderr = stderr if stderr is not None else sys.stderr
-        self.out = Console(file=self._stdout, highlight=False, soft_wrap=False)
+        self.out = _Console(file=self._stdout, highlight=False, soft_wrap=False)
         self.err = Console(file=self._stderr, highlight=False)
         self.show_progress = not json_mode and self._stderr.isatty()
 
@@ -103,10 +135,16 @@ def _json_default(obj: object) -> object:
 
 
 def add_command(
-    sub: Subparsers, name: str, *, help: str, description: str | None = None
+    sub: Subparsers, name: str, *, help: str, description: str | None = None, epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    """Add a command (a leaf that does work); it gets ``--json``."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help)
+    """Add a command (a leaf that does work); it gets ``--json``.  ``epilog``: kept as written."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     return parser
 
@@ -430,7 +468,15 @@ def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
 def _register_run(sub: Subparsers) -> None:
     from .workloads.commands import cmd_run
 
-    run = add_command(sub, "run", help="replay a scenario file (docs/SCENARIOS.md) on the model")
+    run = add_command(
+        sub,
+        "run",
+        help="replay a scenario file (docs/SCENARIOS.md) on the model",
+        epilog="exit status:\n"
+        "  0  every step met its expectation\n"
+        "  1  a step did not, or a kernel invariant or an Arm ARM rule broke\n"
+        "  2  bad arguments, or a missing or malformed scenario file (FILE:LINE: what was expected)",
+    )
     run.add_argument("file", help="a .scn scenario file")
     run.add_argument("--arch", choices=("arm64", "generic"), help="override the header's arch")
     run.add_argument(
@@ -455,6 +501,10 @@ def _register_fuzz(sub: Subparsers) -> None:
         sub,
         "fuzz",
         help="random multi-process syscall sequences with every validator on; shrinks what it finds",
+        epilog="exit status:\n"
+        "  0  no violation, no disagreement\n"
+        "  1  a finding: its shrunk reproducer is written (--out), replay it with contpte run\n"
+        "  2  bad arguments",
     )
     fz.add_argument(
         "--steps", type=positive_int, default=10_000, help="steps per variant (default: %(default)s)"
@@ -485,7 +535,15 @@ def _register_fuzz(sub: Subparsers) -> None:
 def _register_check(sub: Subparsers) -> None:
     from .workloads.commands import cmd_check
 
-    ck = add_command(sub, "check", help="self-checks of the model: --bugs runs the bug catalog")
+    ck = add_command(
+        sub,
+        "check",
+        help="self-checks of the model: --bugs runs the bug catalog",
+        epilog="exit status:\n"
+        "  0  every catalogued bug is caught by a general validator\n"
+        "  1  one is missed, or its scenario fails without the bug\n"
+        "  2  bad arguments",
+    )
     ck.add_argument(
         "--bugs",
         action="store_true",
@@ -508,7 +566,8 @@ def _register_oracle(sub: Subparsers) -> None:
             "Replay scenario files with real processes on the running kernel (root; THP policy set in "
             "sysfs for the run and restored) and on the model (arch=generic), and compare after each "
             "step: outcome, presence, value, folio order, exclusivity, frame sharing, VMAs, smaps RSS. "
-            "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 3: cannot run here."
+            "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 2: bad arguments or "
+            "a malformed scenario file; 3: cannot run here (one line says why)."
         ),
     )
     oracle.add_argument("scenario", nargs="*", help=".scn scenario file(s)")
@@ -682,11 +741,13 @@ def _cmd_demo(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="contpte",
         description="An executable model of Linux's transparent contiguous PTEs (arm64 contpte).",
     )
-    parser.add_argument("--version", action="version", version=f"contpte (models Linux {KERNEL_VERSION})")
+    parser.add_argument(
+        "--version", action="version", version=f"contpte {package_version()} (models Linux {KERNEL_VERSION})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for registrar in REGISTRARS:
         registrar(sub)
@@ -696,6 +757,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return " ".join(text.split())
+
+
+def _broken_pipe() -> int:
+    """stdout's reader is gone: say nothing, and keep the interpreter's final flush quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -708,7 +779,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     ui = Ui(json_mode=bool(getattr(args, "json", False)))
     try:
-        return handler(args, ui)
+        rc = handler(args, ui)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        return _broken_pipe()
     except (ContpteError, OSError) as e:
         print(f"contpte: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

@@ -40,14 +40,15 @@ class ModelUsageError(ContpteError, ValueError):
 class ScenarioError(ModelUsageError):
     """A scenario, trace or snapshot file is malformed.
 
-    The message names the file, the line and what was expected there.
+    The message names the file, the line and what was expected there
+    (``line`` 0: the file as a whole, e.g. it cannot be read; no line shown).
     """
 
     def __init__(self, path: str, line: int, message: str) -> None:
         self.path = path
         self.line = line
         self.detail = message
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line > 0 else f"{path}: {message}")
 
 
 class SegmentationFault(ContpteError):
