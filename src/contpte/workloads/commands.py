@@ -149,6 +149,9 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
 
 def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
     """``contpte fuzz``: random syscall sequences; exit 1 and write a reproducer on a finding."""
+    from ..bugs import check_bug_names
+    from ..errors import ModelUsageError
+    from ..system.sizes import parse_bytes
     from .fuzz import VARIANTS, FuzzConfig, fuzz, reproducer_text
 
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
@@ -156,9 +159,13 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         variants = ["arm64", "generic", "arm64-nobatch", "generic-nobatch"]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        from ..errors import ModelUsageError
-
         raise ModelUsageError(f"--variant {', '.join(bad)}: expected names from {', '.join(VARIANTS)}")
+    # Checked here so the message names the option, not the generated scenario.
+    parse_bytes(args.memory, "--memory")
+    try:
+        check_bug_names(args.bug or "")
+    except ModelUsageError as e:
+        raise ModelUsageError(f"--bug: {e}") from None
     cfg = FuzzConfig(
         variants=variants,
         steps=args.steps,

@@ -89,3 +89,18 @@ def test_run_json_state_fields_are_labelled(capsys: pytest.CaptureFixture[str], 
     row = ptes["rows"][0]
     assert set(row) == {"addr", "present", "pfn", "order", "writable", "dirty", "young", "cont", "exclusive"}
     assert row["cont"] is True and row["writable"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "start"),
+    [
+        (["--memory", "1Q"], "contpte: error: --memory '1Q'"),
+        (["--bug", "nope"], "contpte: error: --bug: unknown"),
+    ],
+)
+def test_fuzz_option_errors_name_the_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], start: str
+) -> None:
+    assert cli.main(["fuzz", "--steps", "10", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1
