@@ -112,6 +112,7 @@ RULES: tuple[Rule, ...] = (
         "dsb.ish", "dsb_ish", "a of §3.5: the barrier's round trip; the TLBIs it waits for add their own cost"
     ),
     Rule("dsb.ishst", "dsb_ishst", "store barrier before TLB maintenance"),
+    Rule("dvm.sync", NONE, "the wait is priced by the tlbi_bcast term of its TLBIs", priced_by="dsb.ish"),
     Rule("dsb.nsh", "dsb_nsh", "non-shareable barrier"),
     Rule("dsb.nshst", "dsb_nsh", "non-shareable store barrier"),
     Rule("dsb.osh", "dsb_ish", "outer-shareable barrier, priced as DSB ISH (one domain in the model)"),

@@ -57,6 +57,12 @@ C_IPI = declare("ipi.sent", "IPIs", "inter-processor interrupts sent")
 declare_family("fault", "faults", "hardware faults taken by user accesses, by kind")
 declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
 declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
+C_DVM_SYNC = declare(
+    "dvm.sync",
+    "syncs",
+    "DSBs (ish/osh/sy) that waited for broadcast TLB maintenance this CPU issued since its last such "
+    "DSB to complete on every CPU (a DVM Sync round trip); a DSB with none outstanding is a plain barrier",
+)
 
 #: Non-range TLBI operations: base name -> (scope, by-ASID, last-level only).
 #: Scope "va": one address; "asid": all entries of an ASID; "all": every entry.
@@ -156,6 +162,8 @@ class Hardware:
         self._retired: set[int] = set()
         #: The CPU executing kernel code now (TLBI/DSB issue here); set by system.
         self.current_cpu = 0
+        #: Per CPU: broadcast TLBIs issued and not yet completed by a DSB (``dvm.sync``).
+        self._dvm_pending = [False] * ncpus
         #: Use the table-at-a-time numpy path in ``access`` (tests turn it off).
         self.vectorised = True
         self.checker: RuleChecker | None = None
@@ -483,6 +491,8 @@ class Hardware:
         if scope == "va" and va is None:
             raise ModelUsageError(f"TLBI {op} needs a VA")
         self.counters.add("tlbi." + op)
+        if broadcast:
+            self._dvm_pending[self.current_cpu] = True
         level = self._ttl_level(ttl) if scope == "va" else None
         tag = asid if by_asid else None
         vpn = (va >> self.page_shift) if va is not None else 0
@@ -519,6 +529,8 @@ class Hardware:
             raise ModelUsageError(f"TLBI {op} needs an ASID")
         npages = tlbi_range_pages(scale, num)
         self.counters.add("tlbi." + op)
+        if broadcast:
+            self._dvm_pending[self.current_cpu] = True
         level = ttl if ttl else None
         tag = asid if by_asid else None
         vpn = va >> self.page_shift
@@ -533,11 +545,17 @@ class Hardware:
         """Execute ``DSB <domain>`` on ``current_cpu`` (Arm ARM D8.17.8 completion).
 
         ``ish``/``osh``/``sy`` complete every TLBI this CPU issued; ``nsh``
-        completes its local ones; the ``st`` forms order stores only.
+        completes its local ones; the ``st`` forms order stores only.  A
+        completing DSB that has broadcast TLBIs of this CPU outstanding must
+        wait for every CPU to finish them (a DVM Sync): counted as
+        ``dvm.sync``, the event the cost model prices as completion latency.
         """
         if domain not in DSB_DOMAINS:
             raise ModelUsageError(f"unknown DSB domain {domain!r}; expected one of {', '.join(DSB_DOMAINS)}")
         self.counters.add("dsb." + domain)
+        if domain in ("ish", "osh", "sy") and self._dvm_pending[self.current_cpu]:
+            self._dvm_pending[self.current_cpu] = False
+            self.counters.add(C_DVM_SYNC)
         if self.checker is not None:
             self.checker.on_dsb(self.current_cpu, domain)
 
