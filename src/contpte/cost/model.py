@@ -160,6 +160,9 @@ RULES: tuple[Rule, ...] = (
     Rule("folio.alloc", NONE, "each is a buddy allocation", priced_by="buddy.alloc"),
     Rule("folio.alloc_pages", NONE, "size of the allocations; zeroing is page.zero", priced_by="page.zero"),
     Rule("folio.free", NONE, "each is a buddy free", priced_by="buddy.free"),
+    Rule(
+        "folio.free_pages", NONE, "size of the frees; priced per block by buddy.free", priced_by="buddy.free"
+    ),
     Rule("page.zero", "page_zero", "one 4K page zeroed"),
     Rule("page.copy", "page_copy", "one 4K page copied"),
     Rule(

@@ -69,6 +69,9 @@ MTHP = declare_family(
 FOLIO_ALLOC = declare("folio.alloc", "folios", "folios allocated (any order)")
 FOLIO_ALLOC_PAGES = declare("folio.alloc_pages", "pages", "pages in folios allocated")
 FOLIO_FREE = declare("folio.free", "folios", "folios freed")
+FOLIO_FREE_PAGES = declare(
+    "folio.free_pages", "pages", "pages in folios freed (free_pages_prepare() visits each struct page)"
+)
 PAGE_ZERO = declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
 PAGE_COPY = declare("page.copy", "pages", "pages copied (copy_user_highpage)")
 REF_OPS = declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
@@ -231,6 +234,7 @@ class Kernel:
                 f.forget_folio(folio)
         mm.clear(folio.pfn, order)
         self.counters.add(FOLIO_FREE)
+        self.counters.add(FOLIO_FREE_PAGES, 1 << order)
         self.buddy.free_pages(folio.pfn, order)
         if folio.pfn == self.huge_zero_pfn:
             self.huge_zero_pfn = None
@@ -283,6 +287,7 @@ class Kernel:
             mm.mapcount[pos] = 0
             mm.refcount[fh] = 0
             self.counters.add(FOLIO_FREE, len(fh))
+            self.counters.add(FOLIO_FREE_PAGES, int(np.left_shift(1, orders).sum()))
             self.buddy.free_pages_many(fh, orders)
 
     def mark_anon(self, folio: Folio) -> None:
