@@ -28,13 +28,39 @@ THP_SETTINGS = ("always", "madvise", "inherit", "never")
 
 MM_OPTIONS: dict[str, Any] = {
     "batch_fork": True,
+    "batch_zap": True,
+    "batch_rmap": True,
+    "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
 }
 """Core-mm variants: options on one code path (see DESIGN.md).
 
 ``batch_fork``: copy_present_ptes() copies a large folio's PTEs in batches
-(v6.12); False copies one PTE per iteration (the pre-series kernel).
+(mm/memory.c, commit f8d937761d65 "mm/memory: optimize fork() with
+PTE-mapped THP", David Hildenbrand, v6.9); False copies one PTE per
+iteration, with one refcount and one rmap update per page (v6.8).
+
+``batch_zap``: zap_present_ptes() clears a large folio's PTEs in batches
+(commit 10ebac4f95e7 "mm/memory: optimize unmap/zap with PTE-mapped THP",
+David Hildenbrand, v6.9); False clears one PTE per iteration with
+``ptep_get_and_clear_full()`` semantics (on arm64 each cleared entry of a
+folded block unfolds it first) and one rmap update per page (v6.8).
+
+``batch_rmap``: a batch updates the rmap with one call for all its pages
+(``folio_try_dup_anon_rmap_ptes()``, ``folio_remove_rmap_ptes()``, as the
+two v6.9 commits above do).  False: one call per page inside the batch, as
+the batching of the contpte series' v4 posting did ("mm: Batch-copy PTE
+ranges during fork()", "mm: Batch-clear PTE ranges during
+zap_pte_range()", Ryan Roberts, LKML 2023-12-18, patches 2 and 3 of 16:
+``page_try_dup_anon_rmap()``/``page_remove_rmap()`` per page).
+
+``batch_extent``: how far a batch reaches.  ``"folio"``: ``folio_pte_batch()``
+over every PTE that maps the next page of the same folio (v6.9+).
+``"arch"``: only as far as the architecture's hint (``pte_batch_hint()``:
+the rest of a folded contiguous block on arm64, 1 elsewhere), the extent of
+the v4 posting's ``pte_batch_remaining()`` (patch 15 of 16), so on a
+backend without the hint nothing is batched.
 
 ``cow_reuse_large``: a write fault on a write-protected PTE of an
 exclusively mapped large anon folio reuses the page (mm/memory.c
@@ -101,6 +127,13 @@ class Kernel:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
         self.batch_fork: bool = bool(self.options["batch_fork"])
+        self.batch_zap: bool = bool(self.options["batch_zap"])
+        self.batch_rmap: bool = bool(self.options["batch_rmap"])
+        if self.options["batch_extent"] not in ("folio", "arch"):
+            raise ModelUsageError(
+                f"batch_extent={self.options['batch_extent']!r}: expected 'folio' or 'arch'"
+            )
+        self.batch_extent: str = str(self.options["batch_extent"])
         self.cow_reuse_large: bool = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp: bool = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).

@@ -59,6 +59,11 @@ def _bulk_allowed(k: Kernel) -> bool:
     return bool(k.fast_paths and k.arch.BULK and not k.bugs and not k.arch.bugs)
 
 
+def _batching_is_mainline(k: Kernel) -> bool:
+    """Historical batching variants (``MM_OPTIONS``) take the kernel-shaped code."""
+    return k.batch_rmap and k.batch_extent == "folio"
+
+
 def lock_break_points(weights: np.ndarray) -> int:
     """How many lock-break points ``copy_pte_range``'s loop passes.
 
@@ -475,6 +480,7 @@ def _copy_bulk_allowed(dst_vma: Vma, src_vma: Vma) -> bool:
     return bool(
         _bulk_allowed(k)
         and k.batch_fork
+        and _batching_is_mainline(k)
         and k.on_lock_break is None
         and not src_vma.vm_mm.has_pinned
         and vma_is_anonymous(src_vma)
@@ -964,7 +970,13 @@ def unmap_page_range_bulk(tlb: Any, vma: Vma, addr: int, end: int) -> bool:
     """
     mm = vma.vm_mm
     k = mm.kernel
-    if not (_bulk_allowed(k) and vma_is_anonymous(vma) and not vma.vm_flags & VM_SHARED):
+    if not (
+        _bulk_allowed(k)
+        and k.batch_zap
+        and _batching_is_mainline(k)
+        and vma_is_anonymous(vma)
+        and not vma.vm_flags & VM_SHARED
+    ):
         return False
     from . import huge_memory
     from .memory import zap_pte_range

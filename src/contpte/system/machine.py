@@ -62,7 +62,9 @@ class Machine:
     "always"}``); ``thp``: the top-level setting (default ``"madvise"``).
     ``check``: run every validator after every syscall.  Kernel variants
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
-    ``bbml2_noabort``) default to mainline; the newer-kernel core-mm
+    ``bbml2_noabort``) default to mainline, as do the historical batching
+    variants ``batch_zap``, ``batch_rmap`` and ``batch_extent`` (see
+    ``MM_OPTIONS``); the newer-kernel core-mm
     behaviours ``cow_reuse_large`` (v6.15) and ``huge_zero_wp_thp`` (v6.13)
     default to off (v6.12, see ``MM_OPTIONS``); hardware options: ``cpu`` (a
     preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
