@@ -28,7 +28,13 @@ from .process import Process
 __all__ = ["Machine", "parse_bytes", "ARCH_OPTIONS"]
 
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
-    "arm64": {"contpte": True, "wrprotect_ptes_opt": True, "teardown_opt": True, "bbml2_noabort": False},
+    "arm64": {
+        "contpte": True,
+        "wrprotect_ptes_opt": True,
+        "teardown_opt": True,
+        "bbml2_noabort": False,
+        "wrprotect_refold": False,
+    },
     "generic": {},
 }
 """Kernel variants understood by each backend (all default to mainline)."""
