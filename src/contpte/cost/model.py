@@ -169,6 +169,7 @@ RULES: tuple[Rule, ...] = (
         "rmap.op", "rmap_update", "one batch rmap call (fixed part: folio lock-free checks, large mapcount)"
     ),
     Rule("rmap.pages", "rmap_page", "one page whose mapcount changed (an atomic on its struct page)"),
+    Rule("rmap.remove", NONE, "a kind of rmap call, priced by rmap.op", priced_by="rmap.op"),
     Rule("ref.op", "ref_update", "one folio refcount atomic"),
     Rule("fork.batch", NONE, "an event; its work is counted by pte.*, rmap.*, ref.*", priced_by="pte.write"),
     Rule("fork.ptes", NONE, "an event; its work is counted by pte.*, rmap.*, ref.*", priced_by="pte.write"),

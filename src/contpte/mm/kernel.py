@@ -49,11 +49,13 @@ folded block unfolds it first) and one rmap update per page (v6.8).
 
 ``batch_rmap``: a batch updates the rmap with one call for all its pages
 (``folio_try_dup_anon_rmap_ptes()``, ``folio_remove_rmap_ptes()``, as the
-two v6.9 commits above do).  False: one call per page inside the batch, as
-the batching of the contpte series' v4 posting did ("mm: Batch-copy PTE
-ranges during fork()", "mm: Batch-clear PTE ranges during
-zap_pte_range()", Ryan Roberts, LKML 2023-12-18, patches 2 and 3 of 16:
-``page_try_dup_anon_rmap()``/``page_remove_rmap()`` per page).
+two v6.9 commits above do), and a zap queues the batch's page references for
+the mmu_gather as one (``__tlb_remove_folio_pages()``).  False: one call per
+page inside the batch, as the batching of the contpte series' v4 posting did
+("mm: Batch-copy PTE ranges during fork()", "mm: Batch-clear PTE ranges
+during zap_pte_range()", Ryan Roberts, LKML 2023-12-18, patches 2 and 3 of
+16: ``page_try_dup_anon_rmap()``/``page_remove_rmap()`` and
+``__tlb_remove_page()`` per page, so each reference is dropped on its own).
 
 ``batch_extent``: how far a batch reaches.  ``"folio"``: ``folio_pte_batch()``
 over every PTE that maps the next page of the same folio (v6.9+).

@@ -1187,11 +1187,14 @@ def zap_present_folio_ptes(
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
     if k.batch_rmap:
         rmap.folio_remove_rmap_ptes(folio, page, nr, vma)
+        tlb.tlb_remove_folio_pages(folio, nr)
     else:
-        # The v4 posting's batched zap: page_remove_rmap() per page.
+        # The v4 posting's batched zap: page_remove_rmap() and
+        # __tlb_remove_page() per page (each reference dropped on its own).
         for i in range(nr):
             rmap.folio_remove_rmap_ptes(folio, page + i, 1, vma)
-    tlb.tlb_remove_folio_pages(folio, nr)
+        for _ in range(nr):
+            tlb.tlb_remove_folio_pages(folio, 1)
     k.counters.add(ZAP_PTES, nr)
     if nr > 1:
         k.counters.add(ZAP_BATCH)

@@ -45,7 +45,7 @@ from ..hw.tables import PteTable
 from .kernel import REF_OPS, Kernel
 from .memmap import PG_anon, PG_anon_exclusive
 from .mm_types import MM_ANONPAGES, VM_SHARED, VM_UFFD_WP, Vma, is_cow_mapping, vma_is_anonymous
-from .rmap import RMAP_OPS, RMAP_PAGES
+from .rmap import RMAP_OPS, RMAP_PAGES, RMAP_REMOVE
 
 __all__ = ["copy_page_range_bulk", "fault_in_anon_write", "lock_break_points", "unmap_page_range_bulk"]
 
@@ -1094,6 +1094,7 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     c = k.counters
     total = bb.total
     c.add(RMAP_OPS, nb)
+    c.add(RMAP_REMOVE, nb)
     c.add(RMAP_PAGES, total)
     a.bulk_count_ptep_get(b.loop_reads + b.probe_reads, b.loop_gathers + b.probe_gathers)
     for name, v in cnt.items():

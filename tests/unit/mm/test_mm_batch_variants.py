@@ -51,6 +51,15 @@ def test_batch_zap_false_at_exit_unfolds_the_child_blocks() -> None:
     assert p.read(a, MiB).tolist() == [5] * 256
 
 
+def test_batch_rmap_false_zaps_batches_but_drops_references_page_by_page() -> None:
+    m, p, a = _touched({"64K": "always"}, batch_rmap=False)
+    d = _delta(m, lambda: p.munmap(a, MiB))
+    assert d["zap.batch"] == 16
+    assert d["rmap.op"] == d["rmap.remove"] == 256
+    assert d["ref.op"] == 256  # one folio_put per page, as __tlb_remove_page() did
+    assert d["folio.free"] == 16
+
+
 def test_batch_rmap_false_updates_the_rmap_once_per_page_inside_batches() -> None:
     m, p, _a = _touched({"64K": "always"}, batch_rmap=False)
     d = _delta(m, p.fork)
