@@ -172,6 +172,18 @@ RULES: tuple[Rule, ...] = (
     Rule("rmap.remove", NONE, "a kind of rmap call, priced by rmap.op", priced_by="rmap.op"),
     Rule("ref.op", "ref_update", "one folio refcount atomic"),
     Rule("fork.batch", NONE, "an event; its work is counted by pte.*, rmap.*, ref.*", priced_by="pte.write"),
+    Rule(
+        "fork.calls",
+        NONE,
+        "a loop iteration; its work is counted by pte.*, rmap.*, ref.*",
+        priced_by="rmap.op",
+    ),
+    Rule(
+        "zap.calls",
+        NONE,
+        "a loop iteration; its work is counted by pte.*, rmap.*, ref.*",
+        priced_by="rmap.op",
+    ),
     Rule("fork.ptes", NONE, "an event; its work is counted by pte.*, rmap.*, ref.*", priced_by="pte.write"),
     Rule("fork.copy_page", NONE, "the copy is counted by page.copy", priced_by="page.copy"),
     Rule("fork.lock_break_point", NONE, "a point in the loop, not work"),

@@ -72,6 +72,7 @@ FAULT_SPURIOUS = declare("fault.spurious", "faults", "faults on a PTE that alrea
 FAULT_AROUND_PAGES = declare(
     "fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)"
 )
+FORK_CALLS = declare("fork.calls", "calls", "copy_present_ptes calls (one per present PTE or batch copied)")
 FORK_BATCH = declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
 FORK_PTES = declare("fork.ptes", "PTEs", "present PTEs copied at fork")
 FORK_COPY_PAGE = declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
@@ -79,6 +80,7 @@ FORK_LOCK_BREAK = declare(
     "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
 )
 FORK_AGAIN = declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
+ZAP_CALLS = declare("zap.calls", "calls", "zap_present_ptes calls (one per present PTE or batch zapped)")
 ZAP_BATCH = declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
 ZAP_PTES = declare("zap.ptes", "PTEs", "present PTEs zapped")
 
@@ -966,6 +968,7 @@ def copy_present_ptes(
     src_mm = src_vma.vm_mm
     k = src_mm.kernel
     a = k.arch
+    k.counters.add(FORK_CALLS)
     folio = vm_normal_folio(src_vma, addr, pte)
     if folio is None:
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
@@ -1207,6 +1210,7 @@ def zap_present_ptes(
     mm = vma.vm_mm
     k = mm.kernel
     a = k.arch
+    k.counters.add(ZAP_CALLS)
     folio = vm_normal_folio(vma, addr, ptent)
     if folio is None:
         a.ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)

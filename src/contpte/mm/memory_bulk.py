@@ -719,8 +719,9 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     for name, v in (*c_src.items(), *c_dst.items()):
         if v:
             c.add(name, v)
-    from .memory import FORK_BATCH, FORK_LOCK_BREAK, FORK_PTES
+    from .memory import FORK_BATCH, FORK_CALLS, FORK_LOCK_BREAK, FORK_PTES
 
+    c.add(FORK_CALLS, nb)
     c.add(FORK_PTES, total)
     nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((bb.nrs > 1).sum())
     if nbatch:
@@ -1037,7 +1038,7 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     stored before it, the folios queued before it are put by it.
     """
     from .memmap import Folio
-    from .memory import ZAP_BATCH, ZAP_PTES
+    from .memory import ZAP_BATCH, ZAP_CALLS, ZAP_PTES
     from .mmu_gather import MAX_GATHER_BATCH, FolioRun
     from .rmap import deferred_split_folio
 
@@ -1100,6 +1101,7 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     for name, v in cnt.items():
         if v:
             c.add(name, v)
+    c.add(ZAP_CALLS, nb)
     c.add(ZAP_PTES, total)
     nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((nrs > 1).sum())
     if nbatch:

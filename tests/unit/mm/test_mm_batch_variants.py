@@ -41,6 +41,7 @@ def test_batch_zap_false_clears_one_pte_at_a_time_and_unfolds_every_block() -> N
     m2, p2, a2 = _touched({"64K": "always"})
     d2 = _delta(m2, lambda: p2.munmap(a2, MiB))
     assert d2["zap.batch"] == 16 and d2["rmap.op"] == 16 and "contpte.unfold" not in d2
+    assert d["zap.calls"] == 256 and d2["zap.calls"] == 16  # one zap_present_ptes() per PTE or batch
 
 
 def test_batch_zap_false_at_exit_unfolds_the_child_blocks() -> None:
@@ -69,6 +70,9 @@ def test_batch_rmap_false_updates_the_rmap_once_per_page_inside_batches() -> Non
     m2, p2, _ = _touched({"64K": "always"})
     d2 = _delta(m2, p2.fork)
     assert d2["rmap.op"] == 16 and d2["ref.op"] == 16
+    assert d["fork.calls"] == d2["fork.calls"] == 16  # one copy_present_ptes() per batch
+    m3, p3, _ = _touched({"64K": "always"}, batch_fork=False)
+    assert _delta(m3, p3.fork)["fork.calls"] == 256
 
 
 @pytest.mark.parametrize("batch_rmap", [True, False])
