@@ -45,6 +45,7 @@ __all__ = [
     "observe",
     "format_scenario",
     "format_step",
+    "parse_machine_options",
     "OPS",
     "PROTS",
     "MMAP_FLAGS",
@@ -362,6 +363,14 @@ def _parse_machine(toks: list[str], path: str, line: int) -> dict[str, Any]:
             raise ScenarioError(path, line, f"machine: {key}= given twice")
         out[key] = _machine_value(key, val, path, line)
     return out
+
+
+def parse_machine_options(pairs: list[str], path: str = "<options>", line: int = 0) -> dict[str, Any]:
+    """``["batch_fork=false", "mthp.64K=always"]`` -> Machine keyword arguments, as the header reads them.
+
+    Malformed pairs raise ``ScenarioError(path, line, ...)``.
+    """
+    return _parse_machine(pairs, path, line)
 
 
 def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
