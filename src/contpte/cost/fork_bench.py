@@ -64,17 +64,8 @@ class ForkRow:
 
     @property
     def role(self) -> str:
-        """``fit``, ``fit set, kept out``, a mix, or ``prediction``."""
-        if not self.published:
-            return "prediction"
-        roles = sorted({"fit" if self.fitted[c] else "fit set, kept out" for c in self.published})
-        return (
-            " / ".join(
-                f"{c}: {'fit' if self.fitted[c] else 'kept out'}" for c in CONFIGS if c in self.published
-            )
-            if len(roles) > 1
-            else roles[0]
-        )
+        """``fit set`` for a row with published figures (see ``fitted``), else ``prediction``."""
+        return "fit set" if self.published else "prediction"
 
     def as_dict(self) -> dict[str, object]:
         return {
