@@ -219,6 +219,12 @@ declare(
     "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
 )
 declare("ipi.sent", "IPIs", "inter-processor interrupts sent")
+declare(
+    "dvm.sync",
+    "syncs",
+    "DSBs (ish/osh/sy) that waited for broadcast TLB maintenance this CPU issued since its last such "
+    "DSB to complete on every CPU (a DVM Sync round trip); a DSB with none outstanding is a plain barrier",
+)
 
 #: The TLBI instructions the hardware executes (``Hardware.tlbi``/``tlbi_range``
 #: on the VMSA format, each local, IS or OS; INVLPG/INVPCID on the Flat format).
@@ -332,6 +338,7 @@ declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
 declare("folio.alloc", "folios", "folios allocated (any order)")
 declare("folio.alloc_pages", "pages", "pages in folios allocated")
 declare("folio.free", "folios", "folios freed")
+declare("folio.free_pages", "pages", "pages in folios freed (free_pages_prepare() visits each struct page)")
 declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
 declare("page.copy", "pages", "pages copied (copy_user_highpage)")
 declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
@@ -342,6 +349,7 @@ declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_
 declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
 declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
 declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
+declare("fork.calls", "calls", "copy_present_ptes calls (one per present PTE or batch copied)")
 declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
 declare("fork.ptes", "PTEs", "present PTEs copied at fork")
 declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
@@ -349,6 +357,7 @@ declare(
     "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
 )
 declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
+declare("zap.calls", "calls", "zap_present_ptes calls (one per present PTE or batch zapped)")
 declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
 declare("zap.ptes", "PTEs", "present PTEs zapped")
 declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
@@ -367,6 +376,12 @@ declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free
 declare("buddy.free", "frees", "blocks returned to the buddy allocator")
 declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
 declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
+declare(
+    "rmap.remove",
+    "calls",
+    "rmap removals (folio_remove_rmap_*), also counted in rmap.op: each updates the mapped-pages "
+    "statistics (lruvec/memcg) and checks for a deferred split",
+)
 declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
 declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)")
 declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")

@@ -18,8 +18,6 @@ ROOT = Path(__file__).parents[2]
 SCANNED = ("src", "tests", "benchmarks", "docs", "README.md", ".importlinter")
 SUFFIXES = {".py", ".md", ".toml", ".scn", ".txt", ".cfg", ".ini", ""}
 
-# The cost work (issue 13) rewrites these citations; remove the exemption then.
-EXEMPT = ("src/contpte/cost/",)
 
 _CITE = re.compile(r"(?<![\w/.:-])((?:\.\./)*(?:[\w.-]+/)*[\w-][\w.-]*\.md)\b")
 _OUTSIDE = re.compile(r"\.\./shared|shared/reference")
@@ -33,9 +31,7 @@ def _files() -> list[Path]:
             out.append(p)
         elif p.is_dir():
             out += [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix in SUFFIXES]
-    return [
-        f for f in out if not str(f.relative_to(ROOT)).startswith(EXEMPT) and "__pycache__" not in f.parts
-    ]
+    return [f for f in out if "__pycache__" not in f.parts]
 
 
 def dangling(path: Path, text: str) -> list[str]:

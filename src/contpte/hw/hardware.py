@@ -46,6 +46,7 @@ C_CONFLICT = counter("tlb.conflict")
 C_AF = counter("hw.af_update")
 C_DIRTY = counter("hw.dirty_update")
 C_IPI = counter("ipi.sent")
+C_DVM_SYNC = counter("dvm.sync")
 
 #: Non-range TLBI operations: base name -> (scope, by-ASID, last-level only).
 #: Scope "va": one address; "asid": all entries of an ASID; "all": every entry.
@@ -145,6 +146,8 @@ class Hardware:
         self._retired: set[int] = set()
         #: The CPU executing kernel code now (TLBI/DSB issue here); set by system.
         self.current_cpu = 0
+        #: Per CPU: broadcast TLBIs issued and not yet completed by a DSB (``dvm.sync``).
+        self._dvm_pending = [False] * ncpus
         #: Use the table-at-a-time numpy path in ``access`` (tests turn it off).
         self.vectorised = True
         self.checker: RuleChecker | None = None
@@ -472,6 +475,8 @@ class Hardware:
         if scope == "va" and va is None:
             raise ModelUsageError(f"TLBI {op} needs a VA")
         self.counters.add("tlbi." + op)
+        if broadcast:
+            self._dvm_pending[self.current_cpu] = True
         level = self._ttl_level(ttl) if scope == "va" else None
         tag = asid if by_asid else None
         vpn = (va >> self.page_shift) if va is not None else 0
@@ -508,6 +513,8 @@ class Hardware:
             raise ModelUsageError(f"TLBI {op} needs an ASID")
         npages = tlbi_range_pages(scale, num)
         self.counters.add("tlbi." + op)
+        if broadcast:
+            self._dvm_pending[self.current_cpu] = True
         level = ttl if ttl else None
         tag = asid if by_asid else None
         vpn = va >> self.page_shift
@@ -522,11 +529,17 @@ class Hardware:
         """Execute ``DSB <domain>`` on ``current_cpu`` (Arm ARM D8.17.8 completion).
 
         ``ish``/``osh``/``sy`` complete every TLBI this CPU issued; ``nsh``
-        completes its local ones; the ``st`` forms order stores only.
+        completes its local ones; the ``st`` forms order stores only.  A
+        completing DSB that has broadcast TLBIs of this CPU outstanding must
+        wait for every CPU to finish them (a DVM Sync): counted as
+        ``dvm.sync``, the event the cost model prices as completion latency.
         """
         if domain not in DSB_DOMAINS:
             raise ModelUsageError(f"unknown DSB domain {domain!r}; expected one of {', '.join(DSB_DOMAINS)}")
         self.counters.add("dsb." + domain)
+        if domain in ("ish", "osh", "sy") and self._dvm_pending[self.current_cpu]:
+            self._dvm_pending[self.current_cpu] = False
+            self.counters.add(C_DVM_SYNC)
         if self.checker is not None:
             self.checker.on_dsb(self.current_cpu, domain)
 

@@ -28,13 +28,41 @@ THP_SETTINGS = ("always", "madvise", "inherit", "never")
 
 MM_OPTIONS: dict[str, Any] = {
     "batch_fork": True,
+    "batch_zap": True,
+    "batch_rmap": True,
+    "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
 
 ``batch_fork``: copy_present_ptes() copies a large folio's PTEs in batches
-(v6.12); False copies one PTE per iteration (the pre-series kernel).
+(mm/memory.c, commit f8d937761d65 "mm/memory: optimize fork() with
+PTE-mapped THP", David Hildenbrand, v6.9); False copies one PTE per
+iteration, with one refcount and one rmap update per page (v6.8).
+
+``batch_zap``: zap_present_ptes() clears a large folio's PTEs in batches
+(commit 10ebac4f95e7 "mm/memory: optimize unmap/zap with PTE-mapped THP",
+David Hildenbrand, v6.9); False clears one PTE per iteration with
+``ptep_get_and_clear_full()`` semantics (on arm64 each cleared entry of a
+folded block unfolds it first) and one rmap update per page (v6.8).
+
+``batch_rmap``: a batch updates the rmap with one call for all its pages
+(``folio_try_dup_anon_rmap_ptes()``, ``folio_remove_rmap_ptes()``, as the
+two v6.9 commits above do), and a zap queues the batch's page references for
+the mmu_gather as one (``__tlb_remove_folio_pages()``).  False: one call per
+page inside the batch, as the batching of the contpte series' v4 posting did
+("mm: Batch-copy PTE ranges during fork()", "mm: Batch-clear PTE ranges
+during zap_pte_range()", Ryan Roberts, LKML 2023-12-18, patches 2 and 3 of
+16: ``page_try_dup_anon_rmap()``/``page_remove_rmap()`` and
+``__tlb_remove_page()`` per page, so each reference is dropped on its own).
+
+``batch_extent``: how far a batch reaches.  ``"folio"``: ``folio_pte_batch()``
+over every PTE that maps the next page of the same folio (v6.9+).
+``"arch"``: only as far as the architecture's hint (``pte_batch_hint()``:
+the rest of a folded contiguous block on arm64, 1 elsewhere), the extent of
+the v4 posting's ``pte_batch_remaining()`` (patch 15 of 16), so on a
+backend without the hint nothing is batched.
 
 ``cow_reuse_large``: a write fault on a write-protected PTE of an
 exclusively mapped large anon folio reuses the page (mm/memory.c
@@ -62,6 +90,7 @@ FOLIO_FREE = counter("folio.free")
 PAGE_ZERO = counter("page.zero")
 PAGE_COPY = counter("page.copy")
 REF_OPS = counter("ref.op")
+FOLIO_FREE_PAGES = counter("folio.free_pages")
 
 
 def size_name(page_size: int, order: int) -> str:
@@ -88,6 +117,13 @@ class Kernel:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
         self.batch_fork: bool = bool(self.options["batch_fork"])
+        self.batch_zap: bool = bool(self.options["batch_zap"])
+        self.batch_rmap: bool = bool(self.options["batch_rmap"])
+        if self.options["batch_extent"] not in ("folio", "arch"):
+            raise ModelUsageError(
+                f"batch_extent={self.options['batch_extent']!r}: expected 'folio' or 'arch'"
+            )
+        self.batch_extent: str = str(self.options["batch_extent"])
         self.cow_reuse_large: bool = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp: bool = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
@@ -225,6 +261,7 @@ class Kernel:
                 f.forget_folio(folio)
         mm.clear(folio.pfn, order)
         self.counters.add(FOLIO_FREE)
+        self.counters.add(FOLIO_FREE_PAGES, 1 << order)
         self.buddy.free_pages(folio.pfn, order)
         if folio.pfn == self.huge_zero_pfn:
             self.huge_zero_pfn = None
@@ -277,6 +314,7 @@ class Kernel:
             mm.mapcount[pos] = 0
             mm.refcount[fh] = 0
             self.counters.add(FOLIO_FREE, len(fh))
+            self.counters.add(FOLIO_FREE_PAGES, int(np.left_shift(1, orders).sum()))
             self.buddy.free_pages_many(fh, orders)
 
     def mark_anon(self, folio: Folio) -> None:

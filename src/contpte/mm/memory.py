@@ -78,6 +78,8 @@ FORK_LOCK_BREAK = counter("fork.lock_break_point")
 FORK_AGAIN = counter("fork.again")
 ZAP_BATCH = counter("zap.batch")
 ZAP_PTES = counter("zap.ptes")
+FORK_CALLS = counter("fork.calls")
+ZAP_CALLS = counter("zap.calls")
 
 FPB_IGNORE_DIRTY = 1 << 0
 FPB_IGNORE_SOFT_DIRTY = 1 << 1
@@ -921,6 +923,31 @@ def copy_present_page(
     return 0
 
 
+def _dup_anon_rmap_batch(k: Kernel, folio: Folio, page: int, nr: int, src_vma: Vma) -> int:
+    """Duplicate the anon rmap of a fork batch; return the pages done (0: none, -EBUSY).
+
+    ``batch_rmap``: one ``folio_try_dup_anon_rmap_ptes()`` for the batch
+    (all or nothing).  Otherwise one call per page as the v4 posting's
+    ``page_try_dup_anon_rmap()`` loop did: it stops at the first page that
+    may be pinned.
+    """
+    if k.batch_rmap:
+        return 0 if rmap.folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma) else nr
+    done = 0
+    while done < nr and not rmap.folio_try_dup_anon_rmap_ptes(folio, page + done, 1, src_vma):
+        done += 1
+    return done
+
+
+def _dup_file_rmap_batch(k: Kernel, folio: Folio, page: int, nr: int, dst_vma: Vma) -> None:
+    """``folio_dup_file_rmap_ptes()`` for a batch, or per page without ``batch_rmap``."""
+    if k.batch_rmap:
+        rmap.folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
+        return
+    for i in range(nr):
+        rmap.folio_dup_file_rmap_ptes(folio, page + i, 1, dst_vma)
+
+
 def copy_present_ptes(
     dst_vma: Vma,
     src_vma: Vma,
@@ -946,12 +973,16 @@ def copy_present_ptes(
     src_mm = src_vma.vm_mm
     k = src_mm.kernel
     a = k.arch
+    k.counters.add(FORK_CALLS)
     folio = vm_normal_folio(src_vma, addr, pte)
     if folio is None:
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
         k.counters.add(FORK_PTES)
         return 1
     page = a.pte_pfn(pte)
+    if k.batch_fork and k.batch_extent == "arch":
+        # The v4 posting's pte_batch_remaining(): the arch's block, or 1.
+        max_nr = min(max_nr, a.pte_batch_hint(src_pte, pte))
     if k.batch_fork and prealloc[0] is None and folio.test_large() and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
         if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
@@ -965,14 +996,22 @@ def copy_present_ptes(
             folio.ref_add(nr)
             k.counters.add(REF_OPS)
         if folio.test_anon():
-            if rmap.folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
+            done = _dup_anon_rmap_batch(k, folio, page, nr, src_vma)
+            if done == 0:
                 if not rmap_first:
                     folio.ref_sub(nr)
                     k.counters.add(REF_OPS)
                 return -EAGAIN
+            if done < nr:
+                # One rmap call per page (batch_rmap=False): a page that may be
+                # pinned ends the batch before it; the next call copies it.
+                if not rmap_first:
+                    folio.ref_sub(nr - done)
+                    k.counters.add(REF_OPS)
+                nr = done
             rss[MM_ANONPAGES] += nr
         else:
-            rmap.folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
+            _dup_file_rmap_batch(k, folio, page, nr, dst_vma)
             rss[mm_counter_file(folio, k)] += nr
         if rmap_first:
             folio.ref_add(nr)
@@ -1154,8 +1193,16 @@ def zap_present_folio_ptes(
         a.clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         rss[MM_ANONPAGES] -= nr
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
-    rmap.folio_remove_rmap_ptes(folio, page, nr, vma)
-    tlb.tlb_remove_folio_pages(folio, nr)
+    if k.batch_rmap:
+        rmap.folio_remove_rmap_ptes(folio, page, nr, vma)
+        tlb.tlb_remove_folio_pages(folio, nr)
+    else:
+        # The v4 posting's batched zap: page_remove_rmap() and
+        # __tlb_remove_page() per page (each reference dropped on its own).
+        for i in range(nr):
+            rmap.folio_remove_rmap_ptes(folio, page + i, 1, vma)
+        for _ in range(nr):
+            tlb.tlb_remove_folio_pages(folio, 1)
     k.counters.add(ZAP_PTES, nr)
     if nr > 1:
         k.counters.add(ZAP_BATCH)
@@ -1168,6 +1215,7 @@ def zap_present_ptes(
     mm = vma.vm_mm
     k = mm.kernel
     a = k.arch
+    k.counters.add(ZAP_CALLS)
     folio = vm_normal_folio(vma, addr, ptent)
     if folio is None:
         a.ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
@@ -1175,7 +1223,9 @@ def zap_present_ptes(
         k.counters.add(ZAP_PTES)
         return 1
     page = a.pte_pfn(ptent)
-    if folio.test_large() and max_nr != 1:
+    if k.batch_zap and k.batch_extent == "arch":
+        max_nr = min(max_nr, a.pte_batch_hint(ptep, ptent))
+    if k.batch_zap and folio.test_large() and max_nr != 1:
         nr = folio_pte_batch(folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None)
         zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, nr, addr, rss)
         return nr

@@ -45,7 +45,7 @@ from ..hw.tables import PteTable
 from .kernel import REF_OPS, Kernel
 from .memmap import PG_anon, PG_anon_exclusive
 from .mm_types import MM_ANONPAGES, VM_SHARED, VM_UFFD_WP, Vma, is_cow_mapping, vma_is_anonymous
-from .rmap import RMAP_OPS, RMAP_PAGES
+from .rmap import RMAP_OPS, RMAP_PAGES, RMAP_REMOVE
 
 __all__ = ["copy_page_range_bulk", "fault_in_anon_write", "lock_break_points", "unmap_page_range_bulk"]
 
@@ -57,6 +57,11 @@ _LOCK_BREAK = 32
 def _bulk_allowed(k: Kernel) -> bool:
     """The model-wide conditions of every fast path."""
     return bool(k.fast_paths and k.arch.BULK and not k.bugs and not k.arch.bugs)
+
+
+def _batching_is_mainline(k: Kernel) -> bool:
+    """Historical batching variants (``MM_OPTIONS``) take the kernel-shaped code."""
+    return k.batch_rmap and k.batch_extent == "folio"
 
 
 def lock_break_points(weights: np.ndarray) -> int:
@@ -475,6 +480,7 @@ def _copy_bulk_allowed(dst_vma: Vma, src_vma: Vma) -> bool:
     return bool(
         _bulk_allowed(k)
         and k.batch_fork
+        and _batching_is_mainline(k)
         and k.on_lock_break is None
         and not src_vma.vm_mm.has_pinned
         and vma_is_anonymous(src_vma)
@@ -713,8 +719,9 @@ def _copy_tables_bulk(dst_vma: Vma, src_vma: Vma, pieces: list[tuple[int, int, i
     for name, v in (*c_src.items(), *c_dst.items()):
         if v:
             c.add(name, v)
-    from .memory import FORK_BATCH, FORK_LOCK_BREAK, FORK_PTES
+    from .memory import FORK_BATCH, FORK_CALLS, FORK_LOCK_BREAK, FORK_PTES
 
+    c.add(FORK_CALLS, nb)
     c.add(FORK_PTES, total)
     nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((bb.nrs > 1).sum())
     if nbatch:
@@ -964,7 +971,13 @@ def unmap_page_range_bulk(tlb: Any, vma: Vma, addr: int, end: int) -> bool:
     """
     mm = vma.vm_mm
     k = mm.kernel
-    if not (_bulk_allowed(k) and vma_is_anonymous(vma) and not vma.vm_flags & VM_SHARED):
+    if not (
+        _bulk_allowed(k)
+        and k.batch_zap
+        and _batching_is_mainline(k)
+        and vma_is_anonymous(vma)
+        and not vma.vm_flags & VM_SHARED
+    ):
         return False
     from . import huge_memory
     from .memory import zap_pte_range
@@ -1025,7 +1038,7 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     stored before it, the folios queued before it are put by it.
     """
     from .memmap import Folio
-    from .memory import ZAP_BATCH, ZAP_PTES
+    from .memory import ZAP_BATCH, ZAP_CALLS, ZAP_PTES
     from .mmu_gather import MAX_GATHER_BATCH, FolioRun
     from .rmap import deferred_split_folio
 
@@ -1082,11 +1095,13 @@ def _zap_tables_bulk(tlb: Any, vma: Vma, pieces: list[tuple[int, int, int]]) -> 
     c = k.counters
     total = bb.total
     c.add(RMAP_OPS, nb)
+    c.add(RMAP_REMOVE, nb)
     c.add(RMAP_PAGES, total)
     a.bulk_count_ptep_get(b.loop_reads + b.probe_reads, b.loop_gathers + b.probe_gathers)
     for name, v in cnt.items():
         if v:
             c.add(name, v)
+    c.add(ZAP_CALLS, nb)
     c.add(ZAP_PTES, total)
     nbatch = (nb if bb.stride > 1 else 0) if bb.stride else int((nrs > 1).sum())
     if nbatch:

@@ -42,6 +42,7 @@ RMAP_EXCLUSIVE = 1
 
 RMAP_OPS = counter("rmap.op")
 RMAP_PAGES = counter("rmap.pages")
+RMAP_REMOVE = counter("rmap.remove")
 
 EBUSY = 16
 
@@ -180,6 +181,7 @@ def folio_remove_rmap_ptes(folio: Folio, page: int, nr: int, vma: Vma) -> None:
             if np.any(mem.mapcount[folio.pfn : folio.pfn + n] == 0) and folio.entire_mapcount() == 0:
                 deferred_split_folio(folio, k)
     k.counters.add(RMAP_OPS)
+    k.counters.add(RMAP_REMOVE)
     k.counters.add(RMAP_PAGES, nr)
 
 
@@ -190,6 +192,7 @@ def folio_remove_rmap_pmd(folio: Folio, vma: Vma) -> None:
     mem.large_mapcount[folio.pfn] -= 1
     k = vma.vm_mm.kernel
     k.counters.add(RMAP_OPS)
+    k.counters.add(RMAP_REMOVE)
     if folio.test_anon() and folio.mapped() and folio.entire_mapcount() == 0:
         n = folio.nr_pages
         if np.any(mem.mapcount[folio.pfn : folio.pfn + n] == 0):

@@ -32,7 +32,13 @@ from .sizes import parse_bytes
 __all__ = ["Machine", "parse_bytes", "ARCH_OPTIONS"]
 
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
-    "arm64": {"contpte": True, "wrprotect_ptes_opt": True, "teardown_opt": True, "bbml2_noabort": False},
+    "arm64": {
+        "contpte": True,
+        "wrprotect_ptes_opt": True,
+        "teardown_opt": True,
+        "bbml2_noabort": False,
+        "wrprotect_refold": False,
+    },
     "generic": {},
 }
 """Kernel variants understood by each backend (all default to mainline)."""
@@ -53,7 +59,8 @@ class Machine:
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
     ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
     CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
-    given); the newer-kernel core-mm
+    given), as do the historical batching variants ``batch_zap``,
+    ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``); the newer-kernel core-mm
     behaviours ``cow_reuse_large`` (v6.15) and ``huge_zero_wp_thp`` (v6.13)
     default to off (v6.12, see ``MM_OPTIONS``); hardware options: ``cpu`` (a
     preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the

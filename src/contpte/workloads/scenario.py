@@ -49,6 +49,7 @@ __all__ = [
     "PTE_PICTURE_PAGES",
     "format_scenario",
     "format_step",
+    "parse_machine_options",
     "OPS",
     "PROTS",
     "MMAP_FLAGS",
@@ -58,7 +59,7 @@ __all__ = [
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
-MACHINE_OPS = ("spawn", "file", "check", "reclaim")
+MACHINE_OPS = ("spawn", "file", "check", "reclaim", "measure")
 PROC_OPS = (
     "mmap",
     "write",
@@ -80,7 +81,7 @@ _BINDS = {"spawn": "proc", "fork": "proc", "file": "file", "mmap": "addr"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|\d+)([KMGT]?)\Z")
 _ADDR_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(.+))?\Z")
-_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false"}
+_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false", "repeat", "end"}
 _EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|SIGBUS(?::ADRERR)?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
 
 
@@ -374,6 +375,14 @@ def _parse_machine(toks: list[str], path: str, line: int) -> dict[str, Any]:
     return out
 
 
+def parse_machine_options(pairs: list[str], path: str = "<options>", line: int = 0) -> dict[str, Any]:
+    """``["batch_fork=false", "mthp.64K=always"]`` -> Machine keyword arguments, as the header reads them.
+
+    Malformed pairs raise ``ScenarioError(path, line, ...)``.
+    """
+    return _parse_machine(pairs, path, line)
+
+
 def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     expect = None
     if toks and toks[-1].startswith("!"):
@@ -415,6 +424,13 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     args: dict[str, Any] = {}
     if op in ("spawn", "check", "reclaim", "fork", "exit"):
         _positional(rest, 0, op, path, line)
+    elif op == "measure":
+        pos = _positional(rest, 1, "measure begin|end", path, line)
+        if pos[0] not in ("begin", "end"):
+            raise ScenarioError(
+                path, line, f"expected 'measure begin' or 'measure end', got 'measure {pos[0]}'"
+            )
+        args = {"edge": pos[0]}
     elif op == "file":
         pos = [t for t in rest if "=" not in t]
         usage = "file NAME SIZE [folio=SIZE]"
@@ -510,6 +526,43 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     return Step(line, proc, op, args, bind, expect)
 
 
+@dataclass
+class _Repeat:
+    """A ``repeat N [stride=SIZE]`` block being read; expanded at its ``end``."""
+
+    line: int
+    count: int
+    stride: int
+    steps: list[Step] = field(default_factory=list)
+
+    def expand(self) -> list[Step]:
+        """The block's steps ``count`` times, address operands moved by ``i * stride``."""
+        out: list[Step] = []
+        for i in range(self.count):
+            for st in self.steps:
+                args = {
+                    k: AddrRef(v.name, v.offset + i * self.stride) if isinstance(v, AddrRef) else v
+                    for k, v in st.args.items()
+                }
+                out.append(Step(st.line, st.proc, st.op, args, st.bind, st.expect))
+        return out
+
+
+def _parse_repeat(toks: list[str], path: str, line: int) -> _Repeat:
+    pos = [t for t in toks[1:] if "=" not in t]
+    if len(pos) != 1 or toks[1:2] != pos:
+        raise ScenarioError(path, line, f"expected 'repeat COUNT [stride=SIZE]', got {' '.join(toks)!r}")
+    try:
+        count = int(pos[0], 0)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ScenarioError(path, line, f"repeat COUNT: expected a positive integer, got {pos[0]!r}")
+    kw = _keywords(toks[2:], ("stride",), "repeat", path, line)
+    stride = _size(kw["stride"], "repeat stride=", path, line, allow_zero=True) if "stride" in kw else 0
+    return _Repeat(line, count, stride)
+
+
 def parse(text: str, path: str = "<scenario>") -> Scenario:
     """Parse a scenario file's text; raises ``ScenarioError`` saying where and what was expected."""
     machine: dict[str, Any] | None = None
@@ -518,11 +571,31 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
     mismatch: dict[str, str] = {}
     steps: list[Step] = []
     names = _Names(path)
+    repeat: _Repeat | None = None
+    measuring = 0  # line of the open 'measure begin', 0 when none is open
     for lineno, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
         word = stripped.split(None, 1)[0]
+        if machine is not None and word in ("repeat", "end"):
+            toks = _split(stripped, path, lineno)
+            if word == "repeat":
+                if repeat is not None:
+                    raise ScenarioError(
+                        path, lineno, f"expected 'end' of the repeat on line {repeat.line} first (no nesting)"
+                    )
+                repeat = _parse_repeat(toks, path, lineno)
+            else:
+                if repeat is None:
+                    raise ScenarioError(path, lineno, "'end' without a 'repeat' before it")
+                if len(toks) != 1:
+                    raise ScenarioError(path, lineno, f"expected 'end' alone, got {stripped!r}")
+                if not repeat.steps:
+                    raise ScenarioError(path, lineno, f"the repeat on line {repeat.line} has no steps")
+                steps += repeat.expand()
+                repeat = None
+            continue
         if machine is None:
             if word != "machine":
                 raise ScenarioError(
@@ -555,7 +628,31 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         toks = _split(stripped, path, lineno)
         if not toks:
             continue
-        steps.append(_parse_step(toks, names, path, lineno))
+        step = _parse_step(toks, names, path, lineno)
+        if step.op == "measure":
+            if repeat is not None:
+                raise ScenarioError(path, lineno, "expected no 'measure' inside a repeat")
+            if (step.args["edge"] == "begin") == bool(measuring):
+                raise ScenarioError(
+                    path,
+                    lineno,
+                    f"'measure begin' already open since line {measuring}"
+                    if measuring
+                    else "'measure end' without a 'measure begin' before it",
+                )
+            measuring = lineno if step.args["edge"] == "begin" else 0
+        if repeat is not None:
+            if step.bind is not None:
+                raise ScenarioError(
+                    path, lineno, f"expected no 'NAME =' inside a repeat ({step.bind!r} would be rebound)"
+                )
+            repeat.steps.append(step)
+        else:
+            steps.append(step)
+    if repeat is not None:
+        raise ScenarioError(path, repeat.line, "repeat: expected an 'end' line closing it")
+    if measuring:
+        raise ScenarioError(path, measuring, "'measure begin' never closed by 'measure end'")
     if machine is None:
         raise ScenarioError(
             path,
@@ -586,6 +683,8 @@ def format_step(step: Step) -> str:
     op = step.op
     if op in ("spawn", "check", "reclaim"):
         words = [op]
+    elif op == "measure":
+        words = [op, a["edge"]]
     elif op == "file":
         words = [op, shlex.quote(a["name"]), _fmt_size(a["size"]), f"folio={_fmt_size(a['folio'])}"]
     elif op in ("fork", "exit"):
@@ -719,6 +818,8 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     if op == "check":
         m.check()
         return None
+    if op == "measure":
+        return None  # a marker for the cost model (contpte cost): no kernel work
     if op == "reclaim":
         m.reclaim()
         return None

@@ -137,3 +137,26 @@ def test_x86_invlpg_and_invpcid_are_local(make_hw: MakeHw) -> None:
     hw.invpcid(3, 2)
     assert held(hw) == [8, 7, 8, 4]
     assert hw.counters.get("tlbi.INVLPG") == 1 and hw.counters.get("tlbi.INVPCID") == 1
+
+
+def test_dvm_sync_counts_completing_dsbs_after_broadcast_tlbis(make_hw: MakeHw) -> None:
+    """A DSB that completes this CPU's broadcast TLBIs is a DVM Sync; others are plain barriers."""
+    hw, _a, _b = setup(make_hw)
+    hw.dsb("ish")  # nothing outstanding
+    hw.tlbi("VALE1", asid=1, va=0x1000)  # local: no DVM message
+    hw.dsb("ish")
+    assert hw.counters.get("dvm.sync") == 0
+    hw.tlbi("VALE1IS", asid=1, va=0x1000)
+    hw.tlbi("VALE1IS", asid=1, va=0x2000)
+    hw.dsb("ishst")  # orders stores only
+    assert hw.counters.get("dvm.sync") == 0
+    hw.current_cpu = 1
+    hw.dsb("ish")  # another CPU's DSB does not complete CPU 0's TLBIs
+    assert hw.counters.get("dvm.sync") == 0
+    hw.current_cpu = 0
+    hw.dsb("ish")
+    hw.dsb("ish")
+    assert hw.counters.get("dvm.sync") == 1
+    hw.tlbi("ASIDE1IS", asid=2)
+    hw.dsb("sy")
+    assert hw.counters.get("dvm.sync") == 2

@@ -17,7 +17,8 @@ Layering as in the kernel:
   With ``contpte=False`` every public helper is its private form.
 
 Model-only knobs (``Machine`` passes them): ``contpte``,
-``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``; see
+``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``,
+``wrprotect_refold``; see
 ``Arm64Pgtable.OPTIONS``.
 """
 
@@ -128,6 +129,14 @@ class Arm64Pgtable(Pgtable):
         # system_supports_bbml2_noabort()).  The rule checker flags it on
         # hardware without BBML2 and no-abort.
         "bbml2_noabort": False,
+        # True: ptep_set_wrprotect() (and every nr == 1 write-protect) tries
+        # to fold the block again after write-protecting its entry, as the
+        # contpte series' v4 posting did ("arm64/mm: Wire up PTE_CONT for
+        # user mappings", LKML 2023-12-18, patch 14 of 16: unfold,
+        # __ptep_set_wrprotect(), contpte_try_fold()).  Mainline (v6.9) only
+        # folds from set_ptes().  A per-PTE write-protect of a folded block
+        # then unfolds it at its first entry and folds it at its last.
+        "wrprotect_refold": False,
     }
 
     def __init__(self, hw: Any, page_shift: int = 12, **options: Any) -> None:
@@ -145,6 +154,7 @@ class Arm64Pgtable(Pgtable):
         self.wrprotect_ptes_opt = bool(self.options["wrprotect_ptes_opt"])
         self.teardown_opt = bool(self.options["teardown_opt"])
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
+        self.wrprotect_refold = bool(self.options["wrprotect_refold"])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """Return ``(first_pfn, nr_pages)`` of the folio containing ``pfn``.
@@ -730,6 +740,11 @@ class Arm64Pgtable(Pgtable):
         elif nr == 1:
             self._wrprotect_pte(mm, addr, ptep, "wrprotect_ptes")
         elif not self.wrprotect_ptes_opt:
+            if self.wrprotect_refold:
+                # The per-PTE loop, each call unfolding and maybe refolding.
+                for i in range(nr):
+                    self._wrprotect_pte(mm, addr + i * self.PAGE_SIZE, ptep + i, "wrprotect_ptes")
+                return
             self._per_pte_unfold(mm, addr, ptep, nr, "wrprotect_ptes", cont_only=True)
             self._wrprotect_block(ptep, nr)
         else:
@@ -746,6 +761,8 @@ class Arm64Pgtable(Pgtable):
             contpte._contpte_try_unfold(self, mm, addr, ptep, pte, caller)
             pte &= ~PTE_CONT
         self._ptep_set_wrprotect_from(mm, addr, ptep, pte)
+        if self.wrprotect_refold:
+            contpte.contpte_try_fold(self, mm, addr, ptep, self._ptep_get(ptep))
 
     def ptep_set_wrprotect(self, mm: MmLike, addr: int, ptep: PtePtr) -> None:
         """Models: arm64 ``ptep_set_wrprotect()`` = ``wrprotect_ptes(nr=1)``.
@@ -1040,6 +1057,8 @@ class Arm64Pgtable(Pgtable):
         ``__wrprotect_ptes``), or the per-PTE variant without
         ``wrprotect_ptes_opt``; ``__wrprotect_ptes`` with contpte off.
         """
+        if self.wrprotect_refold and self.contpte_enabled:
+            return None  # an nr == 1 call may fold: the one-by-one calls decide
         total = b.total
         counts: dict[str, int] = {"pte.atomic": total, "pte.write": total}
         if not self.contpte_enabled:
