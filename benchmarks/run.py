@@ -132,6 +132,7 @@ SYSCALL_NAMES = {
     "mprotect": "mprotect 1 page",
 }
 MIN_SAMPLES = 5
+TURN_PAGES = 10
 
 _log_enabled = True
 
@@ -280,8 +281,7 @@ def folio_census(addr: int, present: np.ndarray, pfn: np.ndarray, order: np.ndar
 # ---------------------------------------------------------------------------
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
-    """Collect first, then keep the collector out of a timed section."""
-    gc.collect()
+    """Keep the collector out of a timed section (``run_sim`` collects between layouts)."""
     gc.disable()
     try:
         yield
@@ -736,37 +736,49 @@ def sim_fork_reference(c: SimCase) -> float | None:
     return took
 
 
+def turns(n: int, budget: float) -> Iterator[range]:
+    """Blocks of ``TURN_PAGES`` page indices out of ``n``, for cases taking turns.
+
+    Stops after ``n`` or, past ``MIN_SAMPLES`` pages, after ``budget``
+    seconds (with the checker on, a syscall may take ms).  A block is long
+    enough that a case's caches are warm again after another case's turn
+    for most of its samples, and short enough that each case's samples
+    spread over the whole loop.
+    """
+    end = time.monotonic() + budget
+    for start in range(0, n, TURN_PAGES):
+        yield range(start, min(n, start + TURN_PAGES))
+        if start + TURN_PAGES >= MIN_SAMPLES and time.monotonic() > end:
+            return
+
+
 def sim_syscalls(cases: list[SimCase], iters: int, budget: float, span: int) -> None:
     """The single-page syscalls and faults (see the module docstring) in the first ``span`` bytes, us.
 
-    The cases take turns page by page, so a ratio between them (checker on
+    The cases take turns (``turns``), so a ratio between them (checker on
     / off, big / small mapping) is not skewed by the host's load changing.
-    Each loop stops after ``iters`` pages or, past ``MIN_SAMPLES`` pages,
-    after ``budget`` seconds (with the checker on, a syscall may take ms).
     """
     pages = [probe_pages(c.lay, span // PAGE_SIZE, iters) for c in cases]
     s: list[dict[str, list[int]]] = [{k: [] for k in SYSCALLS} for _ in cases]
     n = min(len(q) for q, _ in pages)
     with paused_gc():
-        end = time.monotonic() + budget
-        for j in range(n):
+        for block in turns(n, budget):
             for c, (q, _), sc in zip(cases, pages, s):
-                p, va = c.p, c.addr + int(q[j]) * PAGE_SIZE
-                sc["read8"].append(timed_ns(p.read, va, 8))
-                sc["dontneed"].append(timed_ns(p.madvise, va, PAGE_SIZE, "dontneed"))
-                sc["fault_none"].append(timed_ns(p.write, va, PAGE_SIZE, 5))
-                sc["mprotect"].append(timed_ns(p.mprotect, va, PAGE_SIZE, "r"))
-                sc["mprotect"].append(timed_ns(p.mprotect, va, PAGE_SIZE, "rw"))
-            if j + 1 >= MIN_SAMPLES and time.monotonic() > end:
-                break
+                p = c.p
+                for j in block:
+                    va = c.addr + int(q[j]) * PAGE_SIZE
+                    sc["read8"].append(timed_ns(p.read, va, 8))
+                    sc["dontneed"].append(timed_ns(p.madvise, va, PAGE_SIZE, "dontneed"))
+                    sc["fault_none"].append(timed_ns(p.write, va, PAGE_SIZE, 5))
+                    sc["mprotect"].append(timed_ns(p.mprotect, va, PAGE_SIZE, "r"))
+                    sc["mprotect"].append(timed_ns(p.mprotect, va, PAGE_SIZE, "rw"))
     children = [c.p.fork() for c in cases]
     with paused_gc():
-        end = time.monotonic() + budget
-        for j in range(n):
+        for block in turns(n, budget):
             for c, (_, cq), sc in zip(cases, pages, s):
-                sc["fault_cow"].append(timed_ns(c.p.write, c.addr + int(cq[j]) * PAGE_SIZE, PAGE_SIZE, 6))
-            if j + 1 >= MIN_SAMPLES and time.monotonic() > end:
-                break
+                for j in block:
+                    va = c.addr + int(cq[j]) * PAGE_SIZE
+                    sc["fault_cow"].append(timed_ns(c.p.write, va, PAGE_SIZE, 6))
     for child in children:
         child.exit()
     for c, sc in zip(cases, s):
@@ -1209,7 +1221,9 @@ def markdown(doc: Result) -> str:
         "",
         f"Machine: {m['uname']}, {m['cpus']} CPUs; size {doc['size']}; forks: {doc['repeat']} per model "
         f"layout, {doc.get('real_repeat', '-')} per real one; "
-        f"up to {doc['iters']} pages per single-page syscall; run took {doc.get('seconds', 0):.0f} s. "
+        f"up to {doc['iters']} pages per single-page syscall; run took {doc.get('seconds', 0):.0f} s; "
+        f"load average (1 min) {m.get('loadavg_start', 0):.1f} at the start, "
+        f"{m.get('loadavg_end', 0):.1f} at the end (other users share the machine). "
         "Layouts and the sequence of operations: `benchmarks/run.py`'s docstring.",
         "",
     ]
@@ -1281,6 +1295,7 @@ def run_sim(doc: Result, lay: Layout, nbytes: int, args: argparse.Namespace) -> 
             err = f"{type(e).__name__}: {e}"
             rows = [{"arch": arch, "layout": lay.name, "check": c, "error": err} for c in checks]
         doc.setdefault("sim", []).extend(rows)
+        gc.collect()  # the group's machines
         log(f"sim {arch} {lay.name} ({time.monotonic() - t0:.0f} s): {json.dumps(rows)}")
 
 
@@ -1336,6 +1351,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "numpy": np.__version__,
+            "loadavg_start": os.getloadavg()[0],
         },
     }
     t0 = time.monotonic()
@@ -1350,6 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["fuzz"] = guarded(lambda: fuzz_run(args.fuzz_steps, args.arch_list))
         log(f"fuzz: {json.dumps(doc['fuzz'])}")
     doc["seconds"] = time.monotonic() - t0
+    doc["machine"]["loadavg_end"] = os.getloadavg()[0]
     analyse(doc)
     if args.out:
         out = Path(args.out)
