@@ -132,6 +132,7 @@ SYSCALL_NAMES = {
     "mprotect": "mprotect 1 page",
 }
 MIN_SAMPLES = 5
+VALUES_WRITTEN = {"one": "one value written", "distinct": "a distinct value per page"}
 TURN_PAGES = 10
 
 _log_enabled = True
@@ -976,8 +977,8 @@ def targets(doc: Result) -> list[Result]:
             (uniform_fork if r["layout"].startswith("uniform") else frag_fork).add(rr.get("fork"), where)
             for op in ("exit", "munmap", "fault_in"):
                 per_op[op].add(rr.get(op), where)
-            per_op["mprotect"].add(rr.get("mprotect_ro"), f"{where} (rw->r)")
-            per_op["mprotect"].add(rr.get("mprotect_rw"), f"{where} (r->rw)")
+            per_op["mprotect"].add(rr.get("mprotect_ro"), f"{where}, rw->r")
+            per_op["mprotect"].add(rr.get("mprotect_rw"), f"{where}, r->rw")
             for k in SYSCALLS:
                 single.add(r["syscalls_us"].get(k), f"{SYSCALL_NAMES[k]}, {where}")
         c = r.get("check_on_over_off")
@@ -998,7 +999,7 @@ def targets(doc: Result) -> list[Result]:
             t = mem_on if mrow["check"] else mem_off
             t.add(
                 mrow["after_fork_bytes_per_mapping"],
-                f"{mrow['folio']} {mrow['arch']}, {mrow['values']} value(s) per page",
+                f"{mrow['folio']} {mrow['arch']}, {VALUES_WRITTEN[mrow['values']]}",
             )
     order = [uniform_fork, frag_fork, *per_op.values(), single, check_sys, check_fork, scaling]
     return [t.row() for t in (*order, fuzz_t, mem_off, mem_on)]
@@ -1193,7 +1194,7 @@ def md_memory(doc: Result) -> list[str]:
             continue
         lines.append(
             f"| {mrow['arch']} | {mrow['folio']} | {'on' if mrow['check'] else 'off'} "
-            f"| {mrow['values']} per page "
+            f"| {VALUES_WRITTEN[mrow['values']]} "
             f"| {_f(mrow['after_fault_in_bytes_per_page'], '{:.1f}')} "
             f"| {_f(mrow['peak_fault_in_bytes_per_page'], '{:.1f}')} "
             f"| {_f(mrow['after_fork_bytes_per_mapping'], '{:.1f}')} "
