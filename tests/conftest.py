@@ -8,6 +8,7 @@ it too), which also serialises the users of the global policy machine-wide.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -36,3 +37,8 @@ def mthp_sysfs() -> Iterator[MthpSetter]:
         pytest.skip(reason)
     with thp:
         yield thp.set
+
+
+# Simulations priced by the cost model are cached on disk for users; the test
+# suite never reads or writes that cache (every test sees the model it tests).
+os.environ["CONTPTE_SIM_CACHE"] = "off"

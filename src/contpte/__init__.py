@@ -3,7 +3,7 @@
 The public API: ``Machine`` (``spawn``, ``open_file``, ``stats``,
 ``check``), ``Process`` (``mmap``, ``write``, ``read``, ``fork``,
 ``mprotect``, ``madvise``, ``munmap``, ``pin``/``unpin``, ``pagemap``,
-``exit``) and the error types.  See the README and DESIGN.md.
+``exit``) and the error types.  See the README and docs/DESIGN.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ else:
     _compiled.warn_if_interpreted()
 
 from .errors import (
+    BusError,
     ContpteError,
     InvariantViolation,
     KernelBug,
@@ -42,6 +43,7 @@ __all__ = [
     "ModelUsageError",
     "ScenarioError",
     "SegmentationFault",
+    "BusError",
     "UserfaultWP",
     "InvariantViolation",
     "KernelBug",

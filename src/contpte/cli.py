@@ -2,8 +2,10 @@
 
 ``main(argv)`` is what the ``contpte`` console script and the tests call.
 Every command takes ``--json`` (machine-readable output on stdout).  Errors of
-the model (``ContpteError``) and ``OSError``s print one line on stderr and exit
-with status 2, never a traceback.  Long work shows a progress bar on stderr,
+the model (``ContpteError``), ``OSError``s and bad arguments print one line on
+stderr and exit with status 2, never a traceback; when the reader of stdout
+goes away (``contpte ... | head``) the command stops quietly with status 141,
+as a Unix tool killed by SIGPIPE.  Long work shows a progress bar on stderr,
 unless ``--json`` is given or stderr is not a terminal.
 
 Adding a command: write ``_register_<name>(sub)`` that calls ``add_command``
@@ -14,7 +16,10 @@ and sets ``handler=`` with ``set_defaults``, and decorate it with
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,12 +40,39 @@ REGISTRARS: list[Registrar] = []
 """Functions that add a command to the top-level subparsers, in help order."""
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""A reader closed our stdout (``contpte ... | head``): exit as a Unix tool killed by SIGPIPE."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: what was wrong, and where to look (exit 2)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def package_version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("contpte")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree without metadata
+        return "unknown"
 
 
 def register(fn: Registrar) -> Registrar:
     """Decorator: add ``fn`` to the commands ``main`` builds."""
     REGISTRARS.append(fn)
     return fn
+
+
+class _Console(Console):
+    """rich's Console, but a closed stdout ends the command through ``main`` (exit 141), not exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
 
 
 class Ui:
@@ -50,7 +82,7 @@ class Ui:
         self.json = json_mode
         self._stdout = stdout if stdout is not None else sys.stdout
         self._stderr = stderr if stderr is not None else sys.stderr
-        self.out = Console(file=self._stdout, highlight=False, soft_wrap=False)
+        self.out = _Console(file=self._stdout, highlight=False, soft_wrap=False)
         self.err = Console(file=self._stderr, highlight=False)
         self.show_progress = not json_mode and self._stderr.isatty()
 
@@ -103,10 +135,16 @@ def _json_default(obj: object) -> object:
 
 
 def add_command(
-    sub: Subparsers, name: str, *, help: str, description: str | None = None
+    sub: Subparsers, name: str, *, help: str, description: str | None = None, epilog: str | None = None
 ) -> argparse.ArgumentParser:
-    """Add a command (a leaf that does work); it gets ``--json``."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help)
+    """Add a command (a leaf that does work); it gets ``--json``.  ``epilog``: kept as written."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     return parser
 
@@ -115,6 +153,17 @@ def add_group(sub: Subparsers, name: str, *, help: str, dest: str) -> Subparsers
     """Add a command group (``contpte bench ...``); returns its subparsers."""
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
     return parser.add_subparsers(dest=dest, metavar="COMMAND", required=True)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (``--steps 0`` or ``-5`` is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _cpu_list(text: str) -> tuple[int, ...]:
@@ -130,6 +179,42 @@ def _cpu_list(text: str) -> tuple[int, ...]:
 # --- bench ------------------------------------------------------------------
 
 
+def _profile_args(parser: argparse.ArgumentParser, default: str, several: bool = False) -> None:
+    """``--profile`` and ``--set FIGURE=VALUE``, as every pricing command takes them."""
+    if several:
+        parser.add_argument(
+            "--profile",
+            default=default,
+            help="comma-separated machine profiles: shipped names (altra, m2-vm, x86) or .toml paths "
+            "(default: %(default)s)",
+        )
+    else:
+        parser.add_argument(
+            "--profile",
+            default=default,
+            help="machine profile: a shipped name (altra, m2-vm, x86) or a .toml path, which may "
+            "'extends = \"altra\"' and change a few figures (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIGURE=VALUE",
+        help="override one profile figure (repeatable), e.g. --set dvm_sync=900; the figures are listed "
+        "in src/contpte/cost/profiles/*.toml with their sources",
+    )
+
+
+def _load_profiles(spec: str, sets: list[str]) -> list[Any]:
+    from .cost.profile import load_profile, parse_set
+
+    assignments = parse_set(sets)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ModelUsageError("--profile: expected at least one profile name or .toml path")
+    return [load_profile(n).with_set(assignments) if assignments else load_profile(n) for n in names]
+
+
 @register
 def _register_bench(sub: Subparsers) -> None:
     from .cost.fork_bench import TABLE_CPUS
@@ -140,24 +225,29 @@ def _register_bench(sub: Subparsers) -> None:
     fork = add_command(
         bench,
         "fork",
-        help="will-it-scale fork: N copies fork a 128 MiB process of 64K folios; change vs contpte off",
+        help="the fork table: N copies loop fork + child exit on 128 MiB of 64K folios; change vs contpte off",
+        description=(
+            "The fork scaling benchmark of the contpte series (docs/numbers.md): N copies, one per CPU, "
+            "each touches 128 MiB of 64K-folio anonymous memory once, then loops fork(); the child "
+            "exits at once; the parent waits; the score is forks per second. One steady-state "
+            "iteration (after the first fork the parent's PTEs are read-only) is simulated per kernel "
+            "(src/contpte/cost/scenarios/fitset/wis-fork.scn) and priced with N copies contending for "
+            "broadcast TLB maintenance. before = core-mm without batching at fork and zap (one PTE per "
+            "iteration, v6.8) with contpte; after = mainline (batched fork and zap) with contpte; each "
+            "against the same kernel with contpte off. Next to the altra profile the published "
+            "figures (Ampere Altra, 1 and 32 copies) are shown, each marked as fitted on or kept out "
+            "of the fit (docs/cost-model.md); every other row is a prediction. Copies beyond the "
+            "profile's core count are flagged."
+        ),
     )
-    fork.add_argument(
-        "--profile", default="altra", help="machine profile: a name (altra, m2-vm, x86) or a .toml path"
-    )
+    _profile_args(fork, "altra")
     fork.add_argument(
         "--cpus",
         type=_cpu_list,
-        default=TABLE_CPUS,
-        help="comma-separated CPU counts (default: %(default)s, the published table's shape)",
+        default=",".join(str(n) for n in TABLE_CPUS),
+        help="comma-separated copy counts, one copy per CPU (default: %(default)s, the published table's shape)",
     )
-    fork.add_argument("--plot", metavar="FILE", help="also draw both curves to FILE (.png or .svg)")
-    fork.add_argument(
-        "--fit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="calibrate the profile's free parameters first (default: when it has any)",
-    )
+    fork.add_argument("--plot", metavar="FILE", help="also draw the table to FILE (.png or .svg)")
     fork.set_defaults(handler=_cmd_bench_fork)
     from .cost.op_bench import BENCHES
 
@@ -166,76 +256,77 @@ def _register_bench(sub: Subparsers) -> None:
 
 
 def _cmd_bench_fork(args: argparse.Namespace, ui: Ui) -> int:
-    from .cost.fork_bench import CONFIGS, PUBLISHED_SOURCE, run_fork_bench, simulation_points
-    from .cost.profile import load_profile
-    from .report import fmt_pct, fmt_us, render_table
+    from .cost.fork_bench import CONFIGS, run_fork_bench, simulation_names
+    from .report import fmt_ns, fmt_pct, render_table
 
-    profile = load_profile(args.profile)
+    (profile,) = _load_profiles(args.profile, args.set)
     cpus: tuple[int, ...] = args.cpus
-    fit = bool(profile.free_parameters) if args.fit is None else bool(args.fit)
-    steps = len(simulation_points(cpus, fit))
-    with ui.progress(steps, "simulating forks") as step:
-        result = run_fork_bench(profile, cpus, fit=fit, progress=step)
+    with ui.progress(len(simulation_names()), "simulating fork + exit") as step:
+        result = run_fork_bench(profile, cpus, progress=step)
+    data = result.as_dict()
     if args.plot:
-        from .report import plot_series
+        from .report import plot_fork_table
 
-        plot_series(
-            args.plot,
-            title=f"fork (will-it-scale), 128 MiB of 64K folios per copy: profile {profile.name}",
-            xlabel="CPUs (copies)",
-            ylabel="forks/s change vs contpte off (%)",
-            lines={
-                f"{cfg} (model)": [(r.ncpus, 100 * r.change[cfg]) for r in result.rows]
-                for cfg in ("before", "after")
-            },
-            markers={
-                f"{cfg} (published, Altra)": [
-                    (r.ncpus, 100 * r.published[cfg]) for r in result.rows if cfg in r.published
-                ]
-                for cfg in ("before", "after")
-            },
-        )
+        plot_fork_table(args.plot, data)
     if result.unmapped:
         ui.warn(
             f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
         )
     if ui.json:
-        ui.emit_json(result.as_dict() | {"plot": args.plot})
+        ui.emit_json(data | {"plot": args.plot})
         return 0
-
+    published = result.has_published
+    columns = ["copies", "before"] + (["published"] if published else [])
+    columns += ["after"] + (["published"] if published else []) + ["row"]
     rows = []
     for r in result.rows:
-        rows.append(
-            [
-                str(r.ncpus),
-                fmt_pct(r.change["before"]),
-                fmt_pct(r.published.get("before")),
-                fmt_pct(r.change["after"]),
-                fmt_pct(r.published.get("after")),
-                fmt_us(r.time_ns["baseline"]),
-                r.role,
-            ]
+        cells = [str(r.ncpus) + (" *" if r.over_cores else "")]
+        for c in CONFIGS:
+            cells.append(fmt_pct(r.change[c] / 100))
+            if published:
+                p = r.published.get(c)
+                mark = "" if p is None else (" (fit)" if r.fitted[c] else " (out)")
+                cells.append("\u2014" if p is None else fmt_pct(p.value / 100) + mark)
+        cells.append("fit set" if r.published else "prediction")
+        rows.append(cells)
+    caption = [
+        "change of forks/s against the same kernel with contpte off (negative = slower);",
+        "before = no batching at fork and zap (v6.8 core-mm), after = mainline.",
+    ]
+    if published:
+        caption.append(
+            "published: Ampere Altra (docs/numbers.md); (fit): the profile's free figures were fitted on it "
+            "(contpte calibrate); (out): in the fit set, kept out of the fit (docs/cost-model.md)."
+        )
+    else:
+        caption.append(f"no published fork table for {profile.name}: every row is a prediction.")
+    if any(r.over_cores for r in result.rows):
+        caption.append(
+            f"* more copies than the profile's {profile.cores} cores: they share cores (not modelled)."
         )
     render_table(
         ui.out,
         f"fork: change of forks/s vs contpte off, profile {profile.name}",
-        ["CPUs", "before", "published", "after", "published", "baseline \u00b5s/fork", "row"],
+        columns,
         rows,
-        caption=(
-            "before = wrprotect_ptes_opt=False (fork unfolds every block); after = the default.\n"
-            f"published: {PUBLISHED_SOURCE}.\n"
-            "Only 'fit' rows were used for calibration; every 'prediction' row is held out."
-        ),
     )
-    if result.fit is not None:
-        fitted = ", ".join(f"{k} = {v:.4g}" for k, v in result.fit.params.items())
-        ui.out.print(f"calibrated: {fitted} (rms residual {100 * result.fit.rms:.2f} pp)")
+    for line in caption:
+        ui.out.print(line)
+    render_table(
+        ui.out,
+        "time per iteration (fork + child exit) of one copy",
+        ["copies", "before, contpte off", "before", "after, contpte off", "after"],
+        [
+            [str(r.ncpus)] + [fmt_ns(r.time_ns[k]) for k in ("before-base", "before", "after-base", "after")]
+            for r in result.rows
+        ],
+    )
     last = result.rows[-1]
-    per_cfg = ", ".join(f"{c} {fmt_us(last.time_ns[c])} \u00b5s" for c in CONFIGS)
     bd = last.breakdown["before"]
     ui.out.print(
-        f"at {last.ncpus} CPUs, per fork: {per_cfg}; a broadcast TLBI costs {bd.broadcast_ns:.0f} ns "
-        f"with {bd.concurrent_broadcasters:.1f} other CPUs broadcasting ('before')"
+        f"at {last.ncpus} cop{'y' if last.ncpus == 1 else 'ies'}, 'before': {bd.concurrent_broadcasters:.1f} other CPUs "
+        f"broadcast at any moment, stretching every DVM operation by {bd.stretch:.2f}x; "
+        f"{100 * bd.dvm_ns / bd.total_ns:.0f}% of its time is broadcast TLB maintenance"
     )
     if args.plot:
         ui.out.print(f"plot written to {args.plot}")
@@ -256,21 +347,19 @@ def _register_op_bench(bench: Subparsers, spec: Any) -> None:
     """``contpte bench munmap|dontneed|exit|fault`` (``cost.op_bench.BENCHES``)."""
     from .cost.op_bench import ORDERS, PROFILES
 
+    files = ", ".join(f"src/contpte/cost/scenarios/bench/{f}.scn" for f in spec.files.values())
     cmd = add_command(
         bench,
         spec.name,
         help=f"{spec.title}: time per op and change vs contpte off, per folio order and profile",
         description=(
-            f"{spec.description} One operation = {spec.op}. Each configuration (contpte=False = baseline, "
-            "the default = contpte) is simulated once per folio order on arm64; every profile prices "
-            "the same counters. Change = operations/s of contpte vs the baseline (negative = slower)."
+            f"{spec.description} One operation = {spec.op}. The workload is {files}; each configuration "
+            "(contpte=False = baseline, the default = contpte) is simulated once per folio order on "
+            "arm64 and every profile prices the same counters. Change = operations/s of contpte vs "
+            "the baseline (negative = slower)."
         ),
     )
-    cmd.add_argument(
-        "--profile",
-        default=",".join(PROFILES),
-        help="comma-separated machine profiles: names (altra, m2-vm, x86) or .toml paths (default: %(default)s)",
-    )
+    _profile_args(cmd, ",".join(PROFILES), several=True)
     cmd.add_argument(
         "--orders",
         type=_order_list,
@@ -294,27 +383,21 @@ def _register_op_bench(bench: Subparsers, spec: Any) -> None:
         default=f"{spec.nbytes >> 20}M",
         help="anonymous region per copy, a multiple of 2M with order 9 (default: %(default)s)",
     )
-    cmd.add_argument("--plot", metavar="FILE", help="also draw the change per order to FILE (.png or .svg)")
     cmd.add_argument(
-        "--fit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="calibrate profiles with free parameters (altra) on the fork rows first, as bench fork "
-        "does (default: on)",
+        "--plot", metavar="FILE", help="also draw the changes and times per order to FILE (.png or .svg)"
     )
     cmd.set_defaults(handler=_cmd_bench_op, op_bench=spec.name)
 
 
 def _cmd_bench_op(args: argparse.Namespace, ui: Ui) -> int:
-    from .cost.op_bench import fit_points, run_op_bench, simulation_points
-    from .cost.profile import load_profile
+    from .cost.op_bench import run_op_bench, simulation_points
     from .report import plot_op_bench, render_op_bench
     from .system.machine import parse_bytes
 
-    profiles = [load_profile(name.strip()) for name in args.profile.split(",") if name.strip()]
+    profiles = _load_profiles(args.profile, args.set)
     patterns = [p.strip() for p in args.pattern.split(",") if p.strip()] if hasattr(args, "pattern") else None
     nbytes = parse_bytes(args.size, "--size")
-    steps = len(simulation_points(args.op_bench, args.orders, patterns)) + len(fit_points(profiles, args.fit))
+    steps = len(simulation_points(args.op_bench, args.orders, patterns))
     with ui.progress(steps, f"simulating {args.op_bench}") as step:
         result = run_op_bench(
             args.op_bench,
@@ -323,7 +406,6 @@ def _cmd_bench_op(args: argparse.Namespace, ui: Ui) -> int:
             patterns=patterns,
             ncpus=args.cpus,
             nbytes=nbytes,
-            fit=args.fit,
             progress=step,
         )
     data = result.as_dict()
@@ -342,6 +424,99 @@ def _cmd_bench_op(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+# --- cost ---------------------------------------------------------------------
+
+
+@register
+def _register_cost(sub: Subparsers) -> None:
+    cost = add_command(
+        sub,
+        "cost",
+        help="price a scenario file per kernel variant on a machine profile",
+        description=(
+            "Simulate a scenario file (docs/SCENARIOS.md) once per kernel variant, validators off, and "
+            "price the steps between 'measure begin' and 'measure end' (every step when the file has "
+            "none) on a machine profile: per variant the time, its breakdown by cost term and the "
+            "counters, and the change of time against the first variant, the baseline (positive = "
+            "slower). Each --variant overrides Machine keys of the header (NAME: alone = the header as "
+            "is); without --variant the header is priced as is. docs/cost-model.md explains the model."
+        ),
+    )
+    cost.add_argument("file", help="a .scn scenario file")
+    _profile_args(cost, "altra")
+    cost.add_argument(
+        "--cpus",
+        type=int,
+        default=1,
+        help="copies of the workload running at once, one per CPU, contending for broadcast TLB "
+        "maintenance (default: %(default)s)",
+    )
+    cost.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="a kernel variant: Machine keys over the header's, e.g. before:batch_fork=false,batch_zap=false "
+        "(repeatable; the first is the baseline)",
+    )
+    cost.set_defaults(handler=_cmd_cost)
+
+
+def _cmd_cost(args: argparse.Namespace, ui: Ui) -> int:
+    from .cost.model import KINDS
+    from .cost.pricing import parse_variant, price_scenario
+    from .report import fmt_ns, fmt_pct, render_table
+    from .workloads.scenario import parse_file
+
+    if args.cpus < 1:
+        raise ModelUsageError(f"--cpus {args.cpus}: expected a positive number of copies")
+    (profile,) = _load_profiles(args.profile, args.set)
+    variants = [parse_variant(v) for v in args.variant]
+    sc = parse_file(args.file)
+    with ui.progress(max(1, len(variants)), "simulating variants") as step:
+        result = price_scenario(sc, profile, variants, args.cpus, progress=step)
+    if result.unmapped:
+        ui.warn(
+            f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
+        )
+    if ui.json:
+        ui.emit_json(result.as_dict())
+        return 0
+    vs = result.variants
+    names = [v.variant.name for v in vs]
+    kinds = [k for k in KINDS if any(v.breakdown.by_kind.get(k) for v in vs)]
+    rows = [[k] + [fmt_ns(v.breakdown.by_kind.get(k, 0.0)) for v in vs] for k in kinds]
+    rows.append(["total"] + [fmt_ns(v.time_ns) for v in vs])
+    rows.append(["change vs " + names[0]] + ["\u2014"] + [fmt_pct(v.change_pct / 100) for v in vs[1:]])
+    copies = f"{args.cpus} cop{'y' if args.cpus == 1 else 'ies'}"
+    what = sc.title or args.file
+    measured = "the measured steps" if any(s.op == "measure" for s in sc.steps) else "every step"
+    render_table(ui.out, f"cost of {what}: profile {profile.name}, {copies}", ["cost term", *names], rows)
+    ui.out.print(
+        f"time of {measured} per variant, by cost term (profile figures x counted events; broadcast TLB "
+        "maintenance stretched by contention); change of time, positive = slower."
+    )
+    for v in vs:
+        ui.out.print(f"  {v.variant.name}: {v.variant.spec.split(':', 1)[1] or 'the header as is'}")
+    counters = sorted({k for v in vs for k in v.measured.counters})
+    render_table(
+        ui.out,
+        f"counters of {measured}",
+        ["counter", *names],
+        [[c] + [f"{v.measured.counters.get(c, 0):,}" for v in vs] for c in counters],
+    )
+    if args.cpus > 1:
+        ui.out.print(
+            "contention: "
+            + "; ".join(
+                f"{v.variant.name} {v.breakdown.concurrent_broadcasters:.1f} others broadcasting, "
+                f"x{v.breakdown.stretch:.2f}"
+                for v in vs
+            )
+        )
+    return 0
+
+
 # --- calibrate ----------------------------------------------------------------
 
 
@@ -350,66 +525,165 @@ def _register_calibrate(sub: Subparsers) -> None:
     cal = add_command(
         sub,
         "calibrate",
-        help="fit a profile's free parameters on the published 1- and 32-CPU fork rows; print residuals",
+        help="fit each profile's free figures on its published fit-set figures; print every residual",
+        description=(
+            "Fit the figures marked fit = true in a profile (each within its physical range) on the "
+            "published figures of its machine listed in docs/numbers.md as the fit set, and nothing "
+            "else: the fork table and the v4 microbenchmarks (altra), the v4 microbenchmarks "
+            "(m2-vm), the batched-fork table (x86). Prints the fitted values with their ranges and "
+            "every fit-set figure beside the model's value with its residual: percentage points for "
+            "changes (or the factor between time ratios, for slowdowns of 2x or more), percent for "
+            "absolute times. A figure kept out of the fit is still reported, with the reason; a "
+            "parameter that ends at an edge of its range is a failure. The first run simulates the "
+            "whole fit set (minutes); simulations are cached (see CONTPTE_SIM_CACHE in "
+            "docs/cost-model.md)."
+        ),
     )
     cal.add_argument(
-        "--profile", default="altra", help="machine profile with fit = true figures (default: altra)"
+        "--profile",
+        default="altra,m2-vm,x86",
+        help="comma-separated profiles: shipped names or .toml paths extending one (default: %(default)s)",
+    )
+    cal.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIGURE=VALUE",
+        help="fix one figure before fitting (repeatable; a set figure is no longer free)",
+    )
+    cal.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="report the residuals of the profiles as they are, without fitting",
+    )
+    cal.add_argument(
+        "--plot", metavar="FILE", help="also draw published beside model for every figure (.png or .svg)"
+    )
+    cal.add_argument(
+        "--write",
+        metavar="FILE.toml",
+        help="write the fitted profile (one profile only) as a TOML that extends the original",
     )
     cal.set_defaults(handler=_cmd_calibrate)
 
 
 def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
-    from .cost.fork_bench import CONFIGS, PUBLISHED_FORK, calibrate_fork, fork_counters
-    from .cost.profile import load_profile
-    from .report import fmt_pct, render_table
+    from .cost.calibrate import calibrate, machine_of, simulations
+    from .cost.fitset import figures_for
+    from .report import render_table
 
-    profile = load_profile(args.profile)
-    if not profile.free_parameters:
-        raise ModelUsageError(
-            f"profile {profile.name!r} has no free parameters to calibrate (no fit = true figure)"
-        )
-    points = sorted({t.ncpus for t in PUBLISHED_FORK})
-    with ui.progress(len(points) * len(CONFIGS), "simulating forks") as step:
-        for n in points:
-            for config in CONFIGS:
-                fork_counters(config, n)
-                step(f"{config} @ {n} CPUs")
-    result = calibrate_fork(profile)
+    profiles = _load_profiles(args.profile, args.set)
+    if args.write and len(profiles) != 1:
+        raise ModelUsageError("--write: give exactly one --profile")
+    total = sum(len(simulations(figures_for(machine_of(p)))) for p in profiles)
+    results = []
+    with ui.progress(total, "simulating the fit set") as step:
+        for p in profiles:
+            results.append(calibrate(p, fit=not args.no_fit, progress=step))
+    if args.plot:
+        from .report import plot_fit_set
+
+        plot_fit_set(args.plot, [c.as_dict() for c in results])
+    if args.write:
+        _write_fitted(args.write, results[0])
     if ui.json:
-        ui.emit_json(result.as_dict())
+        ui.emit_json({"profiles": [c.as_dict() for c in results], "plot": args.plot, "written": args.write})
         return 0
-    render_table(
-        ui.out,
-        f"calibration of profile {profile.name}: fitted parameters",
-        ["parameter", "start", "fitted", "unit"],
-        [
-            [name, f"{result.start[name]:.4g}", f"{value:.4g}", profile.figures[name].unit]
-            for name, value in result.params.items()
-        ],
-    )
-    render_table(
-        ui.out,
-        "fit targets (numbers.md, the only rows used) and residuals",
-        ["target", "published", "model", "residual"],
-        [
-            [
-                r.target.label,
-                fmt_pct(r.target.value),
-                fmt_pct(r.model),
-                f"{100 * r.residual:+.2f} pp",
-            ]
-            for r in result.results
-        ],
-        caption=f"rms residual {100 * result.rms:.2f} pp after {result.iterations} iterations; "
-        "every other row of `contpte bench fork` is a prediction",
-    )
-    b, bk = result.params.get("tlbi_bcast_per_core"), result.params.get("tlbi_contention_per_core")
-    if b is not None and bk is not None and b > 0:
-        ui.out.print(
-            f"cost(n x TLBI_IS + DSB ISH) = a + n*cores*b*(1 + k*c) with k = bk/b = {bk / b:.3g} "
-            "per concurrent broadcaster"
+    for c in results:
+        if c.params:
+            render_table(
+                ui.out,
+                f"calibration of {c.profile.name}: fitted figures",
+                ["figure", "start", "fitted", "range", "unit", ""],
+                [
+                    [
+                        p.name,
+                        f"{p.start:.4g}",
+                        f"{p.value:.4g}",
+                        f"[{p.low:g}, {p.high:g}]",
+                        p.unit,
+                        "AT EDGE: failure" if p.at_edge else "in range",
+                    ]
+                    for p in c.params
+                ],
+            )
+        rows = []
+        for r in c.results:
+            unit = "%" if r.published.measure == "seconds" else "pp"
+            pub = (
+                f"{r.published.value:.6g} s"
+                if r.published.measure == "seconds"
+                else f"{r.published.value:+.1f}%"
+            )
+            mod = f"{r.model:.6g} s" if r.published.measure == "seconds" else f"{r.model:+.1f}%"
+            rows.append(
+                [
+                    r.published.key,
+                    pub,
+                    mod,
+                    f"{r.residual:+.2f} {unit}",
+                    f"{r.factor:.3f}",
+                    ("met" if r.met else "MISSED") + ("" if r.excluded is None else ", kept out of the fit"),
+                ]
+            )
+        render_table(
+            ui.out,
+            f"{c.machine}: every fit-set figure (docs/numbers.md) beside the model",
+            ["figure", "published", "model", "residual", "factor", "target"],
+            rows,
         )
+        ui.out.print(
+            f"rms of log time-ratio residuals over the fitted figures: {c.rms_log:.4f}"
+            + (f" after {c.iterations} simplex iterations" if c.fitted else " (no fit)")
+            + "; targets: 3 pp, a factor of 1.25 for slowdowns of 2x or more, 3% for times."
+        )
+        kept = {r.excluded for r in c.results if r.excluded}
+        for why in kept:
+            ui.out.print(f"kept out of the fit: {why}")
+        fails = c.failures
+        ui.out.print(
+            f"{c.profile.name}: "
+            + ("every target met" if not fails else f"{len(fails)} failure(s): " + "; ".join(fails))
+        )
+    if args.plot:
+        ui.out.print(f"plot written to {args.plot}")
+    if args.write:
+        ui.out.print(f"fitted profile written to {args.write}")
     return 0
+
+
+def _write_fitted(path: str, c: Any) -> None:
+    """A TOML profile that extends ``c``'s original with its fitted figures."""
+    from pathlib import Path
+
+    from .cost.profile import list_profiles, load_profile
+
+    prof = c.profile
+    shipped = prof.name in list_profiles() and Path(load_profile(prof.name).path) == Path(prof.path)
+    base = prof.name if shipped else str(Path(prof.path).resolve())
+    lines = [
+        "# Written by contpte calibrate: the fitted figures over the original profile.",
+        "[profile]",
+        f'name = "{prof.name}-fitted"',
+        f'extends = "{base}"',
+        "",
+    ]
+    for p in c.params:
+        fig = prof.figures[p.name]
+        lines += [
+            f"[figures.{p.name}]",
+            f"value = {p.value:.6g}",
+            f'unit = "{fig.unit}"',
+            "fit = true",
+            f"range = [{p.low:g}, {p.high:g}]",
+            f'source = "fitted by contpte calibrate on the fit set of {c.machine} (docs/numbers.md)"',
+            "",
+        ]
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines))
+    except OSError as e:
+        raise ModelUsageError(f"cannot write {path}: {e.strerror}") from None
 
 
 # --- run, fuzz, check (contpte.workloads) -------------------------------------
@@ -419,10 +693,27 @@ def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
 def _register_run(sub: Subparsers) -> None:
     from .workloads.commands import cmd_run
 
-    run = add_command(sub, "run", help="replay a scenario file (docs/SCENARIOS.md) on the model")
+    run = add_command(
+        sub,
+        "run",
+        help="replay a scenario file (docs/SCENARIOS.md) on the model",
+        epilog="exit status:\n"
+        "  0  every step met its expectation\n"
+        "  1  a step did not, or a kernel invariant or an Arm ARM rule broke\n"
+        "  2  bad arguments, or a missing or malformed scenario file (FILE:LINE: what was expected)",
+    )
     run.add_argument("file", help="a .scn scenario file")
     run.add_argument("--arch", choices=("arm64", "generic"), help="override the header's arch")
-    run.add_argument("--state", action="store_true", help="with --json: the observable state after each step")
+    run.add_argument(
+        "--state",
+        action="store_true",
+        help="after each step, the PTEs of its range (present, writable, Contiguous bit; "
+        "with --json also pfn, order, dirty, young, exclusive) and, with --json, the state "
+        "every process can observe",
+    )
+    run.add_argument(
+        "--counters", action="store_true", help="every counter a step changed (default: the key ones)"
+    )
     run.set_defaults(handler=cmd_run)
 
 
@@ -435,8 +726,14 @@ def _register_fuzz(sub: Subparsers) -> None:
         sub,
         "fuzz",
         help="random multi-process syscall sequences with every validator on; shrinks what it finds",
+        epilog="exit status:\n"
+        "  0  no violation, no disagreement\n"
+        "  1  a finding: its shrunk reproducer is written (--out), replay it with contpte run\n"
+        "  2  bad arguments",
     )
-    fz.add_argument("--steps", type=int, default=10_000, help="steps per variant (default: %(default)s)")
+    fz.add_argument(
+        "--steps", type=positive_int, default=10_000, help="steps per variant (default: %(default)s)"
+    )
     fz.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     fz.add_argument(
         "--variant", default="arm64", help=f"comma-separated backend/variant sets: {', '.join(VARIANTS)}"
@@ -447,7 +744,9 @@ def _register_fuzz(sub: Subparsers) -> None:
         help="run every step on all variants (default set: arm64, generic, with and without batch_fork) "
         "and demand they agree on everything a process can observe",
     )
-    fz.add_argument("--episode", type=int, default=150, help="steps per fresh machine (default: %(default)s)")
+    fz.add_argument(
+        "--episode", type=positive_int, default=150, help="steps per fresh machine (default: %(default)s)"
+    )
     fz.add_argument("--memory", default="32M", help="simulated memory per machine (default: %(default)s)")
     fz.add_argument(
         "--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)"
@@ -461,7 +760,15 @@ def _register_fuzz(sub: Subparsers) -> None:
 def _register_check(sub: Subparsers) -> None:
     from .workloads.commands import cmd_check
 
-    ck = add_command(sub, "check", help="self-checks of the model: --bugs runs the bug catalog")
+    ck = add_command(
+        sub,
+        "check",
+        help="self-checks of the model: --bugs runs the bug catalog",
+        epilog="exit status:\n"
+        "  0  every catalogued bug is caught by a general validator\n"
+        "  1  one is missed, or its scenario fails without the bug\n"
+        "  2  bad arguments",
+    )
     ck.add_argument(
         "--bugs",
         action="store_true",
@@ -484,7 +791,8 @@ def _register_oracle(sub: Subparsers) -> None:
             "Replay scenario files with real processes on the running kernel (root; THP policy set in "
             "sysfs for the run and restored) and on the model (arch=generic), and compare after each "
             "step: outcome, presence, value, folio order, exclusivity, frame sharing, VMAs, smaps RSS. "
-            "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 3: cannot run here."
+            "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 2: bad arguments or "
+            "a malformed scenario file; 3: cannot run here (one line says why)."
         ),
     )
     oracle.add_argument("scenario", nargs="*", help=".scn scenario file(s)")
@@ -658,11 +966,13 @@ def _cmd_demo(args: argparse.Namespace, ui: Ui) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="contpte",
         description="An executable model of Linux's transparent contiguous PTEs (arm64 contpte).",
     )
-    parser.add_argument("--version", action="version", version=f"contpte (models Linux {KERNEL_VERSION})")
+    parser.add_argument(
+        "--version", action="version", version=f"contpte {package_version()} (models Linux {KERNEL_VERSION})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for registrar in REGISTRARS:
         registrar(sub)
@@ -672,6 +982,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return " ".join(text.split())
+
+
+def _broken_pipe() -> int:
+    """stdout's reader is gone: say nothing, and keep the interpreter's final flush quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (tests)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -684,7 +1004,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     ui = Ui(json_mode=bool(getattr(args, "json", False)))
     try:
-        return handler(args, ui)
+        rc = handler(args, ui)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        return _broken_pipe()
     except (ContpteError, OSError) as e:
         print(f"contpte: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

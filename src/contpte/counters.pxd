@@ -12,7 +12,7 @@ cdef class Counters:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef inline void count(Counters c, i64 i, i64 n) noexcept:
-    # The compiled core's counting: one indexed add.  Every id is declared
-    # when contpte.counters is imported, before any Counters is made, so
-    # ``i`` is in range (``Counters.inc`` grows the array for the rest).
+    # The compiled core's counting: one indexed add.  The catalog declares
+    # every id when contpte.counters is imported, before any Counters is
+    # made, so ``i`` is in range.
     c.v[i] += n

@@ -1,18 +1,27 @@
 """Counters: declared once, each with a unit and a description.
 
-A counter name is either declared exactly (``pte.write``) or belongs to a
-declared family (``tlbi.*``, ``contpte.unfold.*``, ``mthp.<size>.*``).
-Every name has a small integer id, given when it is declared (family
-members: when first named), and a ``Counters`` keeps one int64 per id in
-an array, so the compiled core counts with one indexed add
-(``counters.inc(FORK_PTES, nr)``).  ``Counters.add`` takes a name or an id
-and refuses an undeclared name, so a typo cannot silently create a new
-statistic.
+Every counter the model can count is declared in this module, in the
+catalog below, before any other module is imported: the set is closed and
+does not depend on which layers were imported or in what order, so
+``contpte.Machine.describe_counter(name)`` works before any Machine exists
+and ``Machine.stats()`` can list every counter, zeros included, as
+``/proc/vmstat`` does.  A *family* (``tlbi``, ``dsb``, ``fault``,
+``contpte.unfold``, ``call``, ``mthp``) groups counters of one meaning;
+its members are enumerated here too (the TLBI instructions the hardware
+executes, the public functions that can unfold a block, the per-size mTHP
+stats of every size a page size allows, ...).
+
+Every name has a small integer id, given by the catalog, and a
+``Counters`` keeps one int64 per id in an array, so the compiled core
+counts with one indexed add (``count(counters, FORK_PTES, nr)``, inlined
+from counters.pxd).  Modules take their ids with ``counter(name)``, which
+refuses an undeclared name at import time (compiled modules keep the id in
+a C variable: ``FORK_PTES = cython.declare(i64, counter("fork.ptes"))``);
+``Counters.add`` refuses an undeclared name at run time, so a typo cannot
+silently create a new statistic.  The set being closed, every id exists
+before any ``Counters`` is made, and the arrays never grow.
 
 Totals are formulas over counters (see ``TOTALS``), never counted twice.
-
-Compiled (docs/core.md); module-level ids used by compiled code are C
-variables: ``FORK_PTES = cython.declare(i64, declare("fork.ptes", ...))``.
 """
 
 from __future__ import annotations
@@ -31,15 +40,25 @@ if not cython.compiled:
 __all__ = [
     "CounterSpec",
     "Counters",
+    "counter",
+    "counter_name",
     "declare",
     "declare_family",
     "declare_total",
-    "counter_id",
-    "counter_name",
     "DECLARED",
     "FAMILIES",
+    "FAMILY_MEMBERS",
     "TOTALS",
     "describe",
+    "counter_names",
+    "mthp_size_name",
+    "TLBI_NAMES",
+    "DSB_NAMES",
+    "HW_FAULT_KINDS",
+    "UNFOLD_CALLERS",
+    "CONTPTE_CALLS",
+    "MTHP_STATS",
+    "PAGE_SHIFTS",
 ]
 
 
@@ -53,45 +72,57 @@ class CounterSpec:
 
 
 DECLARED: dict[str, CounterSpec] = {}
+"""Every counter, by name (family members included)."""
 FAMILIES: dict[str, CounterSpec] = {}
+"""Family prefix -> the meaning its members share."""
+FAMILY_MEMBERS: dict[str, tuple[str, ...]] = {}
+"""Family prefix -> the full names of its members (a closed set)."""
 TOTALS: dict[str, tuple[str, Callable[[Mapping[str, int]], int]]] = {}
+"""Total name -> (description, formula over a counter mapping)."""
+_MTHP_PAGE_SHIFTS: dict[str, frozenset[int]] = {}
+"""Per-size mTHP counter -> the page shifts whose machines have that size."""
 _IDS: dict[str, int] = {}
+"""Counter name -> id (the index of its value in ``Counters.v``)."""
 _NAMES: list[str] = []
+"""Counter id -> name."""
 
 
-def _new_id(name: str) -> int:
-    i = _IDS.get(name)
-    if i is None:
-        i = len(_NAMES)
-        _IDS[name] = i
-        _NAMES.append(name)
-    return i
-
-
-def declare(name: str, unit: str, description: str) -> int:
-    """Declare one counter; returns its id (modules keep it as a constant)."""
+def declare(name: str, unit: str, description: str) -> str:
+    """Declare one counter; returns its name.  Used by the catalog below."""
     spec = CounterSpec(name, unit, description)
     old = DECLARED.get(name)
     if old is not None and old != spec:
         raise ModelUsageError(f"counter {name!r} declared twice with different meanings")
     DECLARED[name] = spec
-    return _new_id(name)
+    if name not in _IDS:
+        _IDS[name] = len(_NAMES)
+        _NAMES.append(name)
+    return name
 
 
-def declare_family(prefix: str, unit: str, description: str, members: Iterable[str] = ()) -> str:
-    """Declare a family: every counter named ``prefix + '.' + member``.
+def declare_family(
+    prefix: str,
+    unit: str,
+    description: str,
+    members: Iterable[str],
+    member_description: Callable[[str], str] | None = None,
+) -> tuple[str, ...]:
+    """Declare a family: one counter ``prefix + '.' + member`` per member.
 
-    ``members``: the members known in advance (they get their ids now);
-    others are accepted when first named.
+    Returns the members' full names.  Each member has the family's unit and
+    ``member_description(member)`` as description (default: the family's).
     """
     spec = CounterSpec(prefix, unit, description)
     old = FAMILIES.get(prefix)
     if old is not None and old != spec:
         raise ModelUsageError(f"counter family {prefix!r} declared twice with different meanings")
     FAMILIES[prefix] = spec
-    for m in members:
-        _new_id(f"{prefix}.{m}")
-    return prefix
+    names = tuple(
+        declare(f"{prefix}.{m}", unit, member_description(m) if member_description else description)
+        for m in members
+    )
+    FAMILY_MEMBERS[prefix] = tuple(dict.fromkeys(FAMILY_MEMBERS.get(prefix, ()) + names))
+    return names
 
 
 def declare_total(name: str, description: str, formula: Callable[[Mapping[str, int]], int]) -> None:
@@ -99,27 +130,15 @@ def declare_total(name: str, description: str, formula: Callable[[Mapping[str, i
     TOTALS[name] = (description, formula)
 
 
-def describe(name: str) -> CounterSpec:
-    """Return the spec of a counter name (exact or by family)."""
-    spec = DECLARED.get(name)
-    if spec is not None:
-        return spec
-    prefix = name
-    while "." in prefix:
-        prefix = prefix.rsplit(".", 1)[0]
-        fam = FAMILIES.get(prefix)
-        if fam is not None:
-            return fam
-    raise ModelUsageError(f"counter {name!r} is not declared (see contpte.counters)")
+def counter(name: str) -> int:
+    """The id of a declared counter; raises for any other name.
 
-
-def counter_id(name: str) -> int:
-    """The id of a counter name; a family member gets one when first named."""
+    Modules take their ids with it (``FOLD = counter("contpte.fold")``).
+    """
     i = _IDS.get(name)
-    if i is not None:
-        return i
-    describe(name)
-    return _new_id(name)
+    if i is None:
+        raise ModelUsageError(f"counter {name!r} is not declared (see the catalog in contpte.counters)")
+    return i
 
 
 def counter_name(i: int) -> str:
@@ -127,51 +146,58 @@ def counter_name(i: int) -> str:
     return _NAMES[i]
 
 
+def describe(name: str) -> CounterSpec:
+    """Return the spec of a counter name, or of a family prefix."""
+    spec = DECLARED.get(name) or FAMILIES.get(name)
+    if spec is not None:
+        return spec
+    raise ModelUsageError(f"counter {name!r} is not declared (see contpte.counters)")
+
+
+def _family_sum(prefix: str) -> Callable[[Mapping[str, int]], int]:
+    def total(snap: Mapping[str, int]) -> int:
+        return sum(snap.get(k, 0) for k in FAMILY_MEMBERS[prefix])
+
+    return total
+
+
 @cython.final
 @cython.cclass
 class Counters:
-    """A set of counter values, one int64 per counter id.
+    """A set of counter values: one int64 per declared counter, by id.
 
-    ``v`` is the array, sized for every id declared when it is made (and
-    grown, through ``inc``/``add``, when a family member is first named
-    later).  The compiled core counts with ``count(counters, ID, n)``
-    (inlined from counters.pxd); everything else uses ``add`` with a name
-    or an id.
+    ``v`` is the array.  The compiled core counts with ``count(counters,
+    ID, n)`` (inlined from counters.pxd); everything else uses ``add`` with
+    a declared name or an id.
     """
 
     def __init__(self) -> None:
-        self.v = np.zeros(max(64, 2 * len(_NAMES)), dtype=np.int64)
+        self.v = np.zeros(len(_NAMES), dtype=np.int64)
 
     @cython.ccall
     def inc(self, i: i64, n: i64) -> None:
-        """Add ``n`` to counter id ``i`` (the compiled core's hot path)."""
-        if i >= self.v.shape[0]:
-            self._grow(i)
+        """Add ``n`` to counter id ``i``."""
+        if i < 0 or i >= self.v.shape[0]:
+            raise ModelUsageError(f"counter id {i} is not declared (see contpte.counters)")
         self.v[i] += n
-
-    def _grow(self, i: int) -> None:
-        new = np.zeros(max(2 * (i + 1), len(_NAMES)), dtype=np.int64)
-        new[: self.v.shape[0]] = self.v
-        self.v = new
 
     def add(self, name: str | int, n: int = 1) -> None:
         """Add ``n`` to counter ``name`` (a declared name or an id)."""
-        self.inc(name if isinstance(name, int) else counter_id(name), n)
+        self.inc(name if isinstance(name, int) else counter(name), n)
 
-    def get(self, name: str, default: int = 0) -> int:
-        i = _IDS.get(name)
-        if i is None or i >= self.v.shape[0]:
-            return default if i is None else 0
-        return cython.cast(i64, self.v[i])
+    def get(self, name: str) -> int:
+        """The value of counter ``name`` (a declared name)."""
+        return cython.cast(i64, self.v[counter(name)])
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict of every non-zero counter."""
         vals = np.asarray(self.v)
-        return {_NAMES[i]: cython.cast(i64, vals[i]) for i in np.flatnonzero(vals).tolist()}
+        return {_NAMES[i]: int(vals[i]) for i in np.flatnonzero(vals).tolist()}
 
-    def names(self) -> list[str]:
-        """Every counter name declared so far (family members once named)."""
-        return list(_NAMES)
+    def values_of(self, names: Iterable[str]) -> dict[str, int]:
+        """The values of ``names`` (declared names), zeros included."""
+        vals = np.asarray(self.v)
+        return {name: int(vals[_IDS[name]]) for name in names}
 
     def reset(self) -> None:
         np.asarray(self.v)[:] = 0
@@ -195,33 +221,261 @@ if not cython.compiled:
         c.v[i] += n
 
 
-def _family_sum(prefix: str) -> Callable[[Mapping[str, int]], int]:
-    dotted = prefix + "."
-
-    def total(snap: Mapping[str, int]) -> int:
-        return sum(v for k, v in snap.items() if k.startswith(dotted))
-
-    return total
+def mthp_size_name(page_size: int, order: int) -> str:
+    """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
+    return f"{(page_size << order) // 1024}kB"
 
 
-# Families and totals shared by several layers.
-declare_family("tlbi", "instructions", "TLB maintenance instructions issued, by Arm (or x86) name")
-declare_family("dsb", "barriers", "DSB barriers issued, by shareability domain")
-PTE_READ = cython.declare(
-    i64, declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)")
+def counter_names(page_shift: int) -> tuple[str, ...]:
+    """Every counter a machine with this page size has, sorted by name.
+
+    All declared counters except the per-size mTHP stats of sizes another
+    page size has (``hugepages-<size>kB`` exists only for orders
+    2..PMD_ORDER of the machine's own page size).
+    """
+    return tuple(sorted(n for n in DECLARED if page_shift in _MTHP_PAGE_SHIFTS.get(n, (page_shift,))))
+
+
+# ----------------------------------------------------------------------
+# The catalog.  Grouped by the layer that counts; names follow the kernel
+# where it has them (/proc/vmstat, hugepages-<size>kB/stats/).
+# ----------------------------------------------------------------------
+
+# -- software descriptor accesses (counted by hw/tables.py and arch) -----
+declare("pte.read", "descriptor reads", "page-table descriptor loads by software (kernel)")
+declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included")
+declare("pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software")
+declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software")
+
+# -- hardware (hw/hardware.py) -------------------------------------------
+declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry")
+declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry")
+declare("tlb.walk", "walks", "translation table walks (misses and write-clean re-walks)")
+declare(
+    "tlb.conflict", "fills", "TLB fills overlapping an entry of another size (TLB conflict, DFSC 0b110000)"
 )
-PTE_WRITE = cython.declare(
-    i64,
-    declare("pte.write", "descriptor writes", "page-table descriptor stores by software, atomics included"),
+declare("hw.af_update", "atomic RMWs", "hardware Access flag updates (FEAT_HAFDBS), not software writes")
+declare(
+    "hw.dirty_update",
+    "atomic RMWs",
+    "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
 )
-PTE_ATOMIC = cython.declare(
-    i64,
-    declare(
-        "pte.atomic", "atomic RMWs", "atomic read-modify-writes of descriptors (xchg/cmpxchg) by software"
+declare("ipi.sent", "IPIs", "inter-processor interrupts sent")
+declare(
+    "dvm.sync",
+    "syncs",
+    "DSBs (ish/osh/sy) that waited for broadcast TLB maintenance this CPU issued since its last such "
+    "DSB to complete on every CPU (a DVM Sync round trip); a DSB with none outstanding is a plain barrier",
+)
+
+#: The TLBI instructions the hardware executes (``Hardware.tlbi``/``tlbi_range``
+#: on the VMSA format, each local, IS or OS; INVLPG/INVPCID on the Flat format).
+TLBI_NAMES: tuple[str, ...] = (
+    *(
+        op + sh
+        for op in (
+            "VAE1",
+            "VALE1",
+            "VAAE1",
+            "VAALE1",
+            "ASIDE1",
+            "VMALLE1",
+            "RVAE1",
+            "RVALE1",
+            "RVAAE1",
+            "RVAALE1",
+        )
+        for sh in ("", "IS", "OS")
     ),
+    "INVLPG",
+    "INVPCID",
 )
-PMD_WRITE = cython.declare(
-    i64, declare("pmd.write", "descriptor writes", "level-2 (PMD) descriptor stores by software")
+#: The DSB shareability domains (``Hardware.dsb``).
+DSB_NAMES: tuple[str, ...] = ("ish", "ishst", "nsh", "nshst", "osh", "oshst", "sy", "st")
+#: The kinds of fault a user access takes (``HwFault.kind``).
+HW_FAULT_KINDS: tuple[str, ...] = ("translation", "permission", "access_flag")
+
+declare_family(
+    "tlbi",
+    "instructions",
+    "TLB maintenance instructions issued, by Arm (or x86) name",
+    TLBI_NAMES,
+    lambda op: f"x86 {op} instructions issued" if op.startswith("INV") else f"TLBI {op} instructions issued",
+)
+declare_family(
+    "dsb",
+    "barriers",
+    "DSB barriers issued, by shareability domain",
+    DSB_NAMES,
+    lambda d: f"DSB {d.upper()} barriers issued",
+)
+declare_family(
+    "fault",
+    "faults",
+    "hardware faults taken by user accesses, by kind",
+    HW_FAULT_KINDS,
+    lambda kind: f"{kind.replace('_', ' ')} faults taken by user accesses (hardware)",
 )
 declare_total("tlbi.total", "all TLBI instructions", _family_sum("tlbi"))
 declare_total("dsb.total", "all DSB barriers", _family_sum("dsb"))
+
+# -- arch: generic backend (arch/generic.py) --------------------------------
+declare("ipi.tlb_shootdown", "IPIs", "TLB-shootdown IPIs sent to other CPUs (generic/x86 backend)")
+
+# -- arch: arm64 contpte (arch/arm64/contpte.py) ------------------------------
+#: The public functions that can unfold a block (the ``caller`` names).
+UNFOLD_CALLERS: tuple[str, ...] = (
+    "set_ptes",
+    "pte_clear",
+    "ptep_get_and_clear",
+    "ptep_modify_prot_start",
+    "clear_full_ptes",
+    "get_and_clear_full_ptes",
+    "wrprotect_ptes",
+    "ptep_set_wrprotect",
+    "ptep_set_access_flags",
+)
+#: The contpte.c functions whose entries ``call.<symbol>`` counts, as ftrace sees them.
+CONTPTE_CALLS: tuple[str, ...] = (
+    "contpte_convert",
+    "__contpte_try_fold",
+    "__contpte_try_unfold",
+    "contpte_try_unfold_partial",
+    "contpte_set_ptes",
+    "contpte_clear_full_ptes",
+    "contpte_get_and_clear_full_ptes",
+    "contpte_wrprotect_ptes",
+    "contpte_ptep_get",
+    "contpte_ptep_get_lockless",
+    "contpte_ptep_test_and_clear_young",
+    "contpte_ptep_clear_flush_young",
+    "contpte_clear_young_dirty_ptes",
+    "contpte_ptep_set_access_flags",
+)
+declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
+declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
+declare_family(
+    "contpte.unfold",
+    "blocks",
+    "contiguous blocks unfolded, by the public function core-mm called",
+    UNFOLD_CALLERS,
+    lambda fn: f"contiguous blocks unfolded when core-mm called {fn}()",
+)
+declare_family(
+    "call",
+    "calls",
+    "entries into contpte.c kernel functions (ftrace-comparable), by symbol",
+    CONTPTE_CALLS,
+    lambda sym: f"entries into the kernel function {sym}() (ftrace-comparable)",
+)
+declare_total("contpte.unfold", "all contpte unfolds", _family_sum("contpte.unfold"))
+
+# -- core-mm (mm/) ----------------------------------------------------------
+declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled")
+declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
+declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
+declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
+declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split")
+declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
+declare("folio.alloc", "folios", "folios allocated (any order)")
+declare("folio.alloc_pages", "pages", "pages in folios allocated")
+declare("folio.free", "folios", "folios freed")
+declare("folio.free_pages", "pages", "pages in folios freed (free_pages_prepare() visits each struct page)")
+declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
+declare("page.copy", "pages", "pages copied (copy_user_highpage)")
+declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
+declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
+declare("fault.file", "faults", "file faults on a none PTE (do_fault)")
+declare("fault.wp", "faults", "write-protect faults (do_wp_page)")
+declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
+declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
+declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
+declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
+declare("fork.calls", "calls", "copy_present_ptes calls (one per present PTE or batch copied)")
+declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
+declare("fork.ptes", "PTEs", "present PTEs copied at fork")
+declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
+declare(
+    "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
+)
+declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
+declare("zap.calls", "calls", "zap_present_ptes calls (one per present PTE or batch zapped)")
+declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
+declare("zap.ptes", "PTEs", "present PTEs zapped")
+declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
+declare("numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)")
+declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
+declare("gup.pin", "pages", "pages pinned with FOLL_PIN|FOLL_LONGTERM")
+declare("gup.unpin", "pages", "pages unpinned")
+declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")
+declare(
+    "madvise.free_split_skipped",
+    "folios",
+    "partially covered large folios MADV_FREE left alone (shared or unsplittable)",
+)
+declare("buddy.alloc", "allocations", "successful buddy allocations (any order)")
+declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free block")
+declare("buddy.free", "frees", "blocks returned to the buddy allocator")
+declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
+declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
+declare(
+    "rmap.remove",
+    "calls",
+    "rmap removals (folio_remove_rmap_*), also counted in rmap.op: each updates the mapped-pages "
+    "statistics (lruvec/memcg) and checks for a deferred split",
+)
+declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
+declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)")
+declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
+declare("pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)")
+
+#: Page shifts a Machine supports (4K, 16K, 64K granules).
+PAGE_SHIFTS: tuple[int, ...] = (12, 14, 16)
+#: The per-size stats of ``/sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/stats/``.
+MTHP_STATS: tuple[str, ...] = (
+    "anon_fault_alloc",
+    "anon_fault_fallback",
+    "split",
+    "split_deferred",
+    "nr_anon",
+)
+
+
+def _declare_mthp() -> None:
+    """Per-size mTHP stats for every size some page size has (orders 2..PMD_ORDER).
+
+    A size may belong to several page sizes (``64kB`` is order 4 with 4K
+    pages and order 2 with 16K pages); ``_MTHP_PAGE_SHIFTS`` records which.
+    """
+    for shift in PAGE_SHIFTS:
+        pmd_order = shift - 3  # PTRS_PER_PTE = page size / 8-byte descriptors
+        members = [
+            f"{mthp_size_name(1 << shift, order)}.{stat}"
+            for order in range(2, pmd_order + 1)
+            for stat in MTHP_STATS
+        ]
+        for name in declare_family(
+            "mthp",
+            "events",
+            "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
+            "anon_fault_fallback, split, split_deferred, nr_anon)",
+            members,
+            lambda m: "hugepages-{}/stats/{}".format(*m.split(".")),
+        ):
+            _MTHP_PAGE_SHIFTS[name] = _MTHP_PAGE_SHIFTS.get(name, frozenset()) | {shift}
+
+
+_declare_mthp()
+
+# -- validators (check/) ------------------------------------------------------
+declare("check.runs", "runs", "validator runs (after syscalls with check=True, or m.check())")
+declare("check.isolation_pages", "pages", "pages whose read value the isolation check compared")
+
+# Ids the compiled core's descriptor accessors count with (hw/tables.py, arch).
+PTE_READ = cython.declare(i64, counter("pte.read"))
+PTE_WRITE = cython.declare(i64, counter("pte.write"))
+PTE_ATOMIC = cython.declare(i64, counter("pte.atomic"))
+PMD_WRITE = cython.declare(i64, counter("pmd.write"))
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(PTE_READ=PTE_READ, PTE_WRITE=PTE_WRITE, PTE_ATOMIC=PTE_ATOMIC, PMD_WRITE=PMD_WRITE)

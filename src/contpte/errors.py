@@ -7,6 +7,9 @@ Three kinds are kept apart, so a caller can tell who is at fault:
   ``OSError`` Linux would return.
 - ``SegmentationFault``: the simulated program touched memory it may not
   (what Linux would deliver as SIGSEGV).
+- ``BusError``: the simulated program touched a mapped page that has no
+  backing (what Linux would deliver as SIGBUS, e.g. a file page beyond the
+  end of the file).
 - ``InvariantViolation``: a kernel invariant or an architectural rule was
   broken.  This is what the validators and the rule checker raise.
 """
@@ -18,6 +21,7 @@ __all__ = [
     "ModelUsageError",
     "ScenarioError",
     "SegmentationFault",
+    "BusError",
     "UserfaultWP",
     "InvariantViolation",
     "KernelBug",
@@ -36,14 +40,15 @@ class ModelUsageError(ContpteError, ValueError):
 class ScenarioError(ModelUsageError):
     """A scenario, trace or snapshot file is malformed.
 
-    The message names the file, the line and what was expected there.
+    The message names the file, the line and what was expected there
+    (``line`` 0: the file as a whole, e.g. it cannot be read; no line shown).
     """
 
     def __init__(self, path: str, line: int, message: str) -> None:
         self.path = path
         self.line = line
         self.detail = message
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line > 0 else f"{path}: {message}")
 
 
 class SegmentationFault(ContpteError):
@@ -60,6 +65,23 @@ class SegmentationFault(ContpteError):
         who = f"pid {pid}: " if pid is not None else ""
         kind = "write" if write else "read"
         super().__init__(f"{who}SIGSEGV ({'SEGV_' + code}) on {kind} at {addr:#x}")
+
+
+class BusError(ContpteError):
+    """A user access the kernel answers with SIGBUS.
+
+    ``code`` is ``"ADRERR"`` (BUS_ADRERR: the page has no backing, e.g. a
+    file mapping read or written beyond the end of the file).
+    """
+
+    def __init__(self, addr: int, code: str, write: bool, pid: int | None = None) -> None:
+        self.addr = addr
+        self.code = code
+        self.write = write
+        self.pid = pid
+        who = f"pid {pid}: " if pid is not None else ""
+        kind = "write" if write else "read"
+        super().__init__(f"{who}SIGBUS ({'BUS_' + code}) on {kind} at {addr:#x}")
 
 
 class UserfaultWP(ContpteError):

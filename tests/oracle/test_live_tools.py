@@ -87,8 +87,8 @@ def test_live_processes_write_fork_and_share(live_kernel: None) -> None:
             assert set(vals.values()) == {7}
             # A store in a PROT_NONE range is predicted, not taken (the process survives).
             assert live.call(p, "mprotect", addr - DELTA, 4096, "none") == ("ok",)
-            assert live.call(p, "write", addr - DELTA, 1, 1) == ("segv", "ACCERR", 0)
-            assert live.call(p, "read", addr - DELTA - 4096, 1)[:2] == ("segv", "MAPERR")
+            assert live.call(p, "write", addr - DELTA, 1, 1) == ("signal", "SIGSEGV:ACCERR", 0)
+            assert live.call(p, "read", addr - DELTA - 4096, 1)[:2] == ("signal", "SIGSEGV:MAPERR")
             live.exit("c")
             assert live.call(p, "ping")[0] == "ok"
 

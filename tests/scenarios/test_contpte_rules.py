@@ -9,7 +9,7 @@ machine runs with ``check=True``: the Arm ARM rule checker (Contiguous-bit
 consistency, break-before-make, stale TLB entries) and the kernel
 validators run after every syscall, and again at the end of each test.
 
-The rules (kernel.md a.3, b.1-b.5; arch/arm64/mm/contpte.c, Linux v6.12):
+The rules (docs/kernel.md a.3, b.1-b.5; arch/arm64/mm/contpte.c, Linux v6.12):
 
 - a block folds only when it is whole, VA- and PA-aligned and inside one
   folio;

@@ -142,3 +142,28 @@ def test_mprotect_rw_of_shared_file_upgrades_only_dirty_ptes(
     assert delta(m, s, "pgfault") == (0 if smeared else 1)
     assert p.read(a, 4 * PAGE).tolist()[1:3] == [5, 6]
     assert_checked(m)
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+@pytest.mark.parametrize("flags", ["private", "shared"])
+def test_access_beyond_end_of_file_is_sigbus(arch: str, flags: str) -> None:
+    """filemap_fault(): a page at or beyond DIV_ROUND_UP(i_size, PAGE_SIZE) is VM_FAULT_SIGBUS."""
+    import contpte
+
+    m = contpte.Machine(arch=arch, memory="64M")
+    f = m.open_file("data", 4 * PAGE + 100, folio_size="16K")  # 5 pages, the last one partly
+    p = m.spawn()
+    a = p.mmap(16 * PAGE, flags=flags, file=f)
+    assert np.array_equal(p.read(a, 5 * PAGE), _initial(f.id, 0, 5))
+    for write in (False, True):
+        with pytest.raises(contpte.BusError) as ei:
+            if write:
+                p.write(a + 3 * PAGE, 4 * PAGE, 1)  # two pages inside, then beyond
+            else:
+                p.read(a + 8 * PAGE, PAGE)
+        e = ei.value
+        assert e.code == "ADRERR" and e.write == write and e.pid == p.pid
+        assert e.addr == (a + 5 * PAGE if write else a + 8 * PAGE)
+        assert "SIGBUS (BUS_ADRERR)" in str(e) and isinstance(e, contpte.ContpteError)
+    assert p.read(a + 3 * PAGE, 2 * PAGE).tolist() == [1, 1]  # the pages before it were written
+    m.check()

@@ -20,7 +20,7 @@ from typing import Any
 import cython
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..cdefs import i64, u64
@@ -69,9 +69,7 @@ _NOT_PAGE_CHG_MASK = cython.declare(u64, _U64 & ~_PAGE_CHG_MASK)
 #: arch/x86/mm/tlb.c: above this many pages a full flush is cheaper.
 TLB_SINGLE_PAGE_FLUSH_CEILING = cython.declare(i64, 33)
 
-IPI = cython.declare(
-    i64, declare("ipi.tlb_shootdown", "IPIs", "TLB-shootdown IPIs sent to other CPUs (generic/x86 backend)")
-)
+IPI = cython.declare(i64, counter("ipi.tlb_shootdown"))
 
 
 @cython.final

@@ -46,7 +46,7 @@ from typing import Any
 import cython
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 from ..errors import InvariantViolation
 
 if not cython.compiled:
@@ -58,12 +58,8 @@ if not cython.compiled:
 
 __all__ = ["Validators"]
 
-RUNS = cython.declare(
-    i64, declare("check.runs", "runs", "validator runs (after syscalls with check=True, or m.check())")
-)
-READS_CHECKED = cython.declare(
-    i64, declare("check.isolation_pages", "pages", "pages whose read value the isolation check compared")
-)
+RUNS = cython.declare(i64, counter("check.runs"))
+READS_CHECKED = cython.declare(i64, counter("check.isolation_pages"))
 _U64_MAX = cython.declare(u64, (1 << 64) - 1)
 
 

@@ -1,14 +1,18 @@
-"""The cost model: machine profiles, the time model over counters, calibration.
+"""The cost model: machine profiles, the time model over counters, pricing, calibration.
 
 Counters are the source of truth; time is a formula over them
 (``model.time_breakdown``) with per-operation costs from a machine profile
-(``profile.load_profile``), each figure with its provenance.
+(``profile.load_profile``), each figure with its provenance.  ``pricing``
+prices any scenario file per kernel variant (``contpte cost``);
+``calibrate.calibrate`` fits a profile's free parameters on its fit-set figures
+(``fitset``, docs/numbers.md) and reports every residual.
 """
 
 from __future__ import annotations
 
-from .calibrate import FitResult, Target, fit_profile
-from .model import RULES, Breakdown, broadcast_cost, classify, time_breakdown, unmapped_counters
+from .calibrate import Calibration
+from .model import RULES, Breakdown, classify, time_breakdown, unmapped_counters
+from .pricing import CostResult, Variant, parse_variant, price_scenario
 from .profile import Figure, Profile, list_profiles, load_profile
 
 __all__ = [
@@ -20,9 +24,10 @@ __all__ = [
     "RULES",
     "classify",
     "unmapped_counters",
-    "broadcast_cost",
     "time_breakdown",
-    "Target",
-    "FitResult",
-    "fit_profile",
+    "Variant",
+    "parse_variant",
+    "CostResult",
+    "price_scenario",
+    "Calibration",
 ]

@@ -1,39 +1,35 @@
-"""Operation benchmarks: munmap, MADV_DONTNEED, exit and faults, simulated and priced.
+"""Operation benchmarks: munmap, MADV_DONTNEED, exit and faults, from shipped scenarios.
 
-The same machinery as the fork benchmark (``fork_bench``): each kernel
-configuration is simulated once with the public API, the counter deltas of the
-measured phase are the source of truth, and each machine profile prices them
-with its time model (``model.time_breakdown``).  Two configurations:
+Each benchmark is a scenario file in ``cost/scenarios/bench/`` priced by the
+same code as ``contpte cost`` (``pricing``).  Two kernel configurations are
+simulated per folio order of the anonymous memory:
 
 - ``baseline``: ``contpte=False`` (the kernel without contiguous PTEs);
 - ``contpte``:  the default (mainline with arm64 contpte).
 
-Each benchmark runs per folio order of the anonymous memory it works on:
-
-- 0: 4K base pages (no mTHP size enabled);
-- 2..8: that mTHP size set to ``always`` (4 = 64K, the contpte block size);
-- 9: 2M PMD-mapped THP, by ``MADV_HUGEPAGE`` on the VMA (``thp=madvise``,
-  ``hugepages-2048kB/enabled=inherit``: the default kernel's settings).
-
-The simulation is arm64 throughout; a profile only prices the counted work
-(so the x86 column says what the arm64 kernel's work would cost at x86-like
-per-operation prices, not what x86 Linux does).  Time is reported per
-operation (what one operation is depends on the benchmark) and the change is
-that of operations per second, ``baseline_time / contpte_time - 1``: negative
-means contpte is slower, as in the fork benchmark.
+Folio orders: 0 = 4K pages (no mTHP size), 2..8 = that mTHP size set to
+``always``, 9 = 2M PMD THP (the scenario's ``MADV_HUGEPAGE`` with the PMD
+size on ``inherit`` and ``thp=madvise``).  The simulation is arm64
+throughout; a profile only prices the counted work, so the x86 column says
+what the arm64 kernel's work would cost at x86's per-operation prices.  Time
+is reported per operation (one step of the benchmark's verb) and the change
+is that of operations per second, ``baseline_time / contpte_time - 1``:
+negative means contpte is slower, as in the fork table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModelUsageError
-from .calibrate import FitResult
-from .fork_bench import calibrate_fork, fork_counters
-from .fork_bench import simulation_points as fork_simulation_points
-from .model import Breakdown, time_breakdown, unmapped_counters
+from ..workloads.scenario import Scenario, parse
+from .model import Breakdown, unmapped_counters
+from .pricing import Measured, price, simulate
 from .profile import Profile
 
 __all__ = [
@@ -43,22 +39,17 @@ __all__ = [
     "PATTERNS",
     "OpBench",
     "BENCHES",
-    "SimResult",
     "folio_size",
-    "simulate_op",
-    "op_counters",
-    "clear_cache",
-    "op_time",
+    "order_overrides",
+    "bench_scenario",
     "Cell",
     "OpRow",
     "OpBenchResult",
     "run_op_bench",
+    "simulation_points",
 ]
 
-CONFIGS: dict[str, dict[str, bool]] = {
-    "baseline": {"contpte": False},
-    "contpte": {},
-}
+CONFIGS: dict[str, dict[str, bool]] = {"baseline": {"contpte": False}, "contpte": {}}
 """Machine options of each configuration (everything else at its default)."""
 
 ORDERS = (0, 4, 9)
@@ -90,23 +81,27 @@ PATTERNS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class OpBench:
-    """One benchmark: what it measures and how its table is labelled."""
+    """One benchmark: its scenario file(s), what it measures, how its table is labelled."""
 
     name: str
     title: str
     op: str
     """What one operation is (the unit of time per operation)."""
+    verb: str
+    """The scenario verb whose measured steps are the operations."""
     nbytes: int
-    """Default size of the anonymous region the benchmark works on."""
+    """The region size of the shipped scenario (``--size`` replaces it)."""
     description: str
     key_counters: tuple[tuple[str, str], ...]
     """(counter, label) columns of the counters table."""
-    syscalls_per_op: int
-    """Syscalls per operation, each priced by the profile's ``syscall`` figure."""
-    patterns: tuple[str, ...] = ("",)
-    """Touch patterns (``bench fault`` only); ``""`` = none."""
-    touch_first: bool = True
-    """Write the whole region (faulting it in) before the measured phase."""
+    files: dict[str, str] = field(default_factory=lambda: {"": ""})
+    """Touch pattern (``""``: none) -> scenario file name."""
+    per_page: bool = False
+    """The scenario repeats its operation once per 4K page (its repeat count follows --size)."""
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return tuple(self.files)
 
 
 _COMMON_COUNTERS: tuple[tuple[str, str], ...] = (
@@ -124,6 +119,7 @@ BENCHES: dict[str, OpBench] = {
             name="munmap",
             title="munmap of a touched anonymous region",
             op="one munmap() of the whole region",
+            verb="munmap",
             nbytes=16 << 20,
             description=(
                 "A process maps and touches an anonymous region, then unmaps it with one munmap(). "
@@ -132,12 +128,13 @@ BENCHES: dict[str, OpBench] = {
                 "refcount updates, freeing folios and page tables, and the mmu_gather TLB flush."
             ),
             key_counters=_COMMON_COUNTERS,
-            syscalls_per_op=1,
+            files={"": "munmap"},
         ),
         OpBench(
             name="dontneed",
             title="MADV_DONTNEED one page at a time",
             op="one madvise(4K, MADV_DONTNEED) call",
+            verb="madvise",
             nbytes=4 << 20,
             description=(
                 "The published microbenchmark pattern: a process touches an anonymous region, then "
@@ -149,27 +146,30 @@ BENCHES: dict[str, OpBench] = {
                 "(__split_huge_pmd), which maps the folio with set_ptes and so folds every block."
             ),
             key_counters=(("contpte.unfold", "unfolds"), *_COMMON_COUNTERS),
-            syscalls_per_op=1,
+            files={"": "dontneed"},
+            per_page=True,
         ),
         OpBench(
             name="exit",
             title="exit of a process with a touched anonymous region",
-            op="one exit() (address-space teardown only)",
+            op="one exit()",
+            verb="exit",
             nbytes=16 << 20,
             description=(
                 "A process maps and touches an anonymous region, then exits. The measured phase is "
                 "the teardown of its address space (exit_mmap: a fullmm zap with "
                 "get_and_clear_full_ptes over whole folios, the rmap and refcount updates, freeing "
-                "folios and page tables, one ASID flush). Task and scheduler work outside the mm "
-                "is not priced: the time is the address-space part of an exit."
+                "folios and page tables, one ASID flush) plus exit's work outside it (the profile's "
+                "task_exit figure, the same for both configurations)."
             ),
             key_counters=_COMMON_COUNTERS,
-            syscalls_per_op=0,
+            files={"": "exit"},
         ),
         OpBench(
             name="fault",
             title="faulting in anonymous memory",
             op="one 4K page touched",
+            verb="write",
             nbytes=4 << 20,
             description=(
                 "A process maps an anonymous region and touches every page once, in one of two "
@@ -185,9 +185,8 @@ BENCHES: dict[str, OpBench] = {
                 ("tlbi.total", "TLBIs"),
                 ("pte.write", "PTE writes"),
             ),
-            syscalls_per_op=0,
-            patterns=tuple(PATTERNS),
-            touch_first=False,
+            files={"page": "fault-page", "folio": "fault-folio"},
+            per_page=True,
         ),
     )
 }
@@ -210,132 +209,50 @@ def _check_order(order: int) -> None:
         )
 
 
-def _machine_settings(order: int) -> dict[str, Any]:
-    """The Machine's THP settings that make anonymous faults allocate ``order`` folios."""
+def order_overrides(order: int) -> dict[str, Any]:
+    """Machine options that make the scenario's anonymous faults allocate ``order`` folios."""
     _check_order(order)
-    if order == 0:
-        return {"mthp": {}}
     if order == PMD_ORDER:
-        return {"mthp": {"2M": "inherit"}, "thp": "madvise"}
-    return {"mthp": {folio_size(order): "always"}}
+        return {"mthp": {"2M": "inherit"}}
+    mthp = {"2M": "never"}
+    if order:
+        mthp[folio_size(order)] = "always"
+    return {"mthp": mthp}
 
 
-@dataclass(frozen=True)
-class SimResult:
-    """Counter deltas of one simulated measured phase, and the operations it did."""
-
-    counters: dict[str, int]
-    ops: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {"ops": self.ops, "counters": dict(self.counters)}
+def _size_literal(nbytes: int) -> str:
+    for suffix, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if nbytes % (1 << shift) == 0:
+            return f"{nbytes >> shift}{suffix}"
+    return str(nbytes)
 
 
-def _stats(m: Any) -> dict[str, int]:
-    return {str(k): int(v) for k, v in m.stats().items()}
+def _scenario_text(name: str) -> tuple[str, str]:
+    path = Path(str(resources.files("contpte.cost") / "scenarios" / "bench" / f"{name}.scn"))
+    return path.read_text(), f"bench/{path.name}"
 
 
-def _measure(bench: str, p: Any, addr: int, nbytes: int, pattern: str) -> int:
-    """Run the measured phase of ``bench``; return the number of operations."""
-    if bench == "munmap":
-        p.munmap(addr, nbytes)
-        return 1
-    if bench == "exit":
-        p.exit()
-        return 1
-    npages = nbytes // _PAGE_SIZE
-    if bench == "dontneed":
-        for i in range(npages):
-            p.madvise(addr + i * _PAGE_SIZE, _PAGE_SIZE, "dontneed")
-        return npages
-    if bench == "fault":
-        for i in range(npages):
-            va = addr + i * _PAGE_SIZE
-            if pattern == "page":
-                p.read(va, _PAGE_SIZE)
-            p.write(va, _PAGE_SIZE, value=i + 1)
-        return npages
-    raise ModelUsageError(f"unknown benchmark {bench!r}; expected one of {', '.join(BENCHES)}")
+def bench_scenario(bench: OpBench, pattern: str = "", nbytes: int | None = None) -> Scenario:
+    """The benchmark's shipped scenario, its region resized to ``nbytes`` if given.
 
-
-def simulate_op(
-    bench: str, config: str, order: int, pattern: str = "", nbytes: int | None = None, cpus: int = 1
-) -> SimResult:
-    """Simulate the measured phase of ``bench`` on ``order`` folios; return its counters.
-
-    A fresh arm64 Machine (validators off) per call; the region is mapped
-    (and, except for ``fault``, touched) before the counters are read.
+    Resizing replaces the region size token (``16M``) and, for a per-page
+    benchmark, the repeat count (pages of the region) of the shipped file.
     """
-    spec = BENCHES.get(bench)
-    if spec is None:
-        raise ModelUsageError(f"unknown benchmark {bench!r}; expected one of {', '.join(BENCHES)}")
-    if config not in CONFIGS:
-        raise ModelUsageError(f"unknown configuration {config!r}; expected one of {', '.join(CONFIGS)}")
-    if pattern not in spec.patterns:
-        want = ", ".join(repr(x) for x in spec.patterns)
-        raise ModelUsageError(f"bench {bench}: unknown pattern {pattern!r}; expected one of {want}")
-    size = spec.nbytes if nbytes is None else nbytes
-    align = _PAGE_SIZE << max(order, 4)
-    if size <= 0 or size % align:
-        raise ModelUsageError(
-            f"bench {bench}: size {size} must be a positive multiple of {align >> 10}K "
-            f"(whole {folio_size(order)} folios and contiguous blocks)"
-        )
-    import contpte
+    if pattern not in bench.files:
+        want = ", ".join(repr(x) for x in bench.patterns)
+        raise ModelUsageError(f"bench {bench.name}: unknown pattern {pattern!r}; expected one of {want}")
+    text, path = _scenario_text(bench.files[pattern])
+    size = bench.nbytes if nbytes is None else nbytes
+    if size != bench.nbytes:
+        text = re.sub(rf"(?<![\w+]){re.escape(_size_literal(bench.nbytes))}(?!\w)", _size_literal(size), text)
+        if bench.per_page:
+            text = text.replace(f"repeat {bench.nbytes // _PAGE_SIZE} ", f"repeat {size // _PAGE_SIZE} ")
+    return parse(text, path)
 
-    options: dict[str, Any] = {**_machine_settings(order), **CONFIGS[config]}
+
+def _memory(size: int) -> int:
     # Room for the region, its page tables, and CoW copies of the zero page.
-    memory = max(64 << 20, 4 * size)
-    m = contpte.Machine(arch="arm64", memory=memory, cpus=cpus, check=False, **options)
-    p = m.spawn()
-    addr = p.mmap(size, prot="rw", flags="private|anonymous")
-    if order == PMD_ORDER:
-        p.madvise(addr, size, "hugepage")
-    if spec.touch_first:
-        p.write(addr, size, value=1)
-        got = int(p.pagemap(addr, _PAGE_SIZE)["order"][0])
-        if got != order:
-            raise ModelUsageError(
-                f"bench {bench}: the region was faulted in with order-{got} folios, not order {order} "
-                f"({config}); the benchmark would measure something else"
-            )
-    before = _stats(m)
-    ops = _measure(bench, p, addr, size, pattern)
-    after = _stats(m)
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))}
-    return SimResult({k: v for k, v in delta.items() if v}, ops)
-
-
-SimKey = tuple[str, str, int, str, int, int]
-_CACHE: dict[SimKey, SimResult] = {}
-
-
-def op_counters(
-    bench: str, config: str, order: int, pattern: str = "", nbytes: int | None = None, cpus: int = 1
-) -> SimResult:
-    """``simulate_op`` cached for the life of the process (one run)."""
-    size = BENCHES[bench].nbytes if nbytes is None and bench in BENCHES else nbytes
-    key = (bench, config, order, pattern, int(size or 0), cpus)
-    hit = _CACHE.get(key)
-    if hit is None:
-        hit = _CACHE[key] = simulate_op(bench, config, order, pattern, nbytes, cpus)
-    return SimResult(dict(hit.counters), hit.ops)
-
-
-def clear_cache() -> None:
-    _CACHE.clear()
-
-
-SimSource = Callable[[str, str, int, str, int | None, int], SimResult]
-
-
-def op_time(bench: OpBench, sim: SimResult, profile: Profile, ncpus: int) -> Breakdown:
-    """Time of a whole measured phase while ``ncpus`` copies run it at once.
-
-    Each syscall adds the profile's ``syscall`` figure (no counter records it).
-    """
-    extra = {"syscall": float(sim.ops * bench.syscalls_per_op)} if bench.syscalls_per_op else None
-    return time_breakdown(sim.counters, profile, ncpus, extra=extra)
+    return max(64 << 20, 4 * size)
 
 
 @dataclass(frozen=True)
@@ -386,9 +303,7 @@ class OpBenchResult:
     nbytes: int
     ncpus: int
     profiles: tuple[Profile, ...]
-    """As priced (fitted where a fit ran)."""
     rows: tuple[OpRow, ...]
-    fits: dict[str, FitResult]
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     """Every counter of every simulation, by ``"order/pattern/config"``."""
     unmapped: tuple[str, ...] = ()
@@ -399,6 +314,7 @@ class OpBenchResult:
             "benchmark": b.name,
             "title": b.title,
             "op": b.op,
+            "scenarios": {p or "-": f"cost/scenarios/bench/{f}.scn" for p, f in b.files.items()},
             "workload": {
                 "bytes": self.nbytes,
                 "arch": "arm64",
@@ -408,18 +324,11 @@ class OpBenchResult:
             "configs": {k: dict(v) for k, v in CONFIGS.items()},
             "change": "operations/s of contpte vs baseline (contpte=False); negative = slower",
             "profiles": [p.name for p in self.profiles],
-            "fit": {k: f.as_dict() for k, f in self.fits.items()},
             "key_counters": dict(b.key_counters),
             "rows": [r.as_dict() for r in self.rows],
             "counters_per_run": {k: dict(v) for k, v in self.counters.items()},
             "unmapped_counters": list(self.unmapped),
         }
-
-
-def _default_source(
-    bench: str, config: str, order: int, pattern: str, nbytes: int | None, cpus: int
-) -> SimResult:
-    return op_counters(bench, config, order, pattern, nbytes, cpus)
 
 
 def simulation_points(
@@ -431,17 +340,6 @@ def simulation_points(
     return [(o, pat, config) for pat in pats for o in orders for config in CONFIGS]
 
 
-def fit_points(profiles: Sequence[Profile], fit: bool | None) -> list[tuple[str, int]]:
-    """The fork simulations a run needs to calibrate its profiles first."""
-    if not any(_wants_fit(p, fit) for p in profiles):
-        return []
-    return fork_simulation_points((), fit=True)
-
-
-def _wants_fit(profile: Profile, fit: bool | None) -> bool:
-    return bool(profile.free_parameters) and (fit is None or fit)
-
-
 def run_op_bench(
     bench: str,
     profiles: Sequence[Profile],
@@ -450,18 +348,9 @@ def run_op_bench(
     patterns: Sequence[str] | None = None,
     ncpus: int = 1,
     nbytes: int | None = None,
-    fit: bool | None = None,
-    counters: SimSource = _default_source,
-    fork_source: Callable[[str, int], Mapping[str, int]] = fork_counters,
     progress: Callable[[str], None] | None = None,
 ) -> OpBenchResult:
-    """Simulate ``bench`` per folio order (and pattern) and configuration; price it per profile.
-
-    ``fit=None`` first calibrates every profile that has free parameters on
-    the published fork rows (as ``bench fork`` does), so that e.g. ``altra``
-    prices broadcast TLBIs with its fitted figures; ``fit=False`` keeps the
-    profiles' starting values.  ``progress`` is called once per simulation.
-    """
+    """Simulate ``bench`` per folio order (and pattern) and configuration; price it per profile."""
     spec = BENCHES.get(bench)
     if spec is None:
         raise ModelUsageError(f"unknown benchmark {bench!r}; expected one of {', '.join(BENCHES)}")
@@ -481,41 +370,36 @@ def run_op_bench(
             f"bench {bench}: unknown pattern(s) {', '.join(bad) or '(none)'}; expected {want}"
         )
     size = spec.nbytes if nbytes is None else nbytes
-
-    for config, n in fit_points(profiles, fit):
-        fork_source(config, n)
-        if progress is not None:
-            progress(f"fork {config} @ {n} CPUs (calibration)")
-    sims: dict[tuple[int, str, str], SimResult] = {}
+    for o in orders:
+        align = _PAGE_SIZE << max(o, 4)
+        if size <= 0 or size % align:
+            raise ModelUsageError(
+                f"bench {bench}: size {size} must be a positive multiple of {align >> 10}K "
+                f"(whole {folio_size(o)} folios and contiguous blocks)"
+            )
+    scenarios = {p: bench_scenario(spec, p, size) for p in pats}
+    sims: dict[tuple[int, str, str], Measured] = {}
     for order, pat, config in simulation_points(bench, orders, pats):
-        sims[(order, pat, config)] = counters(bench, config, order, pat, size, ncpus)
+        overrides = {**order_overrides(order), **CONFIGS[config], "memory": _memory(size)}
+        sims[(order, pat, config)] = simulate(scenarios[pat], overrides)
         if progress is not None:
-            label = f"{folio_size(order)}{' ' + pat if pat else ''} {config}"
-            progress(label)
-
-    fits: dict[str, FitResult] = {}
-    priced: list[Profile] = []
-    for prof in profiles:
-        if _wants_fit(prof, fit):
-            result = calibrate_fork(prof, fork_source)
-            fits[prof.name] = result
-            priced.append(result.profile)
-        else:
-            priced.append(prof)
-
+            progress(f"{folio_size(order)}{' ' + pat if pat else ''} {config}")
     rows: list[OpRow] = []
     for pat in pats:
         for order in orders:
             per = {config: sims[(order, pat, config)] for config in CONFIGS}
-            ops = per["baseline"].ops
+            ops = per["baseline"].steps.get(spec.verb, 0)
             cells: dict[str, Cell] = {}
-            for prof in priced:
-                bd = {config: op_time(spec, s, prof, ncpus) for config, s in per.items()}
-                t = {config: b.total_ns / max(1, per[config].ops) for config, b in bd.items()}
+            for prof in profiles:
+                bd = {config: price(s, prof, ncpus) for config, s in per.items()}
+                t = {
+                    config: b.total_ns / max(1, per[config].steps.get(spec.verb, 0))
+                    for config, b in bd.items()
+                }
                 change = t["baseline"] / t["contpte"] - 1.0 if t["contpte"] > 0 else 0.0
                 cells[prof.name] = Cell(prof.name, t, change, bd)
             key = {
-                config: {name: s.counters.get(name, 0) for name, _ in spec.key_counters}
+                config: {name: _counter(s, name) for name, _ in spec.key_counters}
                 for config, s in per.items()
             }
             rows.append(OpRow(order, pat, ops, key, cells))
@@ -524,11 +408,19 @@ def run_op_bench(
         bench=spec,
         nbytes=size,
         ncpus=ncpus,
-        profiles=tuple(priced),
+        profiles=tuple(profiles),
         rows=tuple(rows),
-        fits=fits,
         counters={
             f"{folio_size(o)}/{pat or '-'}/{config}": dict(s.counters) for (o, pat, config), s in sims.items()
         },
         unmapped=tuple(unmapped_counters(all_names)),
     )
+
+
+def _counter(m: Measured, name: str) -> int:
+    """A counter of the measured steps, or a total (formula over the family)."""
+    from ..counters import TOTALS
+
+    if name in TOTALS:
+        return int(TOTALS[name][1](m.counters))
+    return int(m.counters.get(name, 0))

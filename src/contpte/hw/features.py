@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import ModelUsageError
 
-__all__ = ["CpuFeatures", "PRESETS", "preset"]
+__all__ = ["CpuFeatures", "PRESETS", "preset", "BBML2_NOABORT_CPU"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class CpuFeatures:
     friends).  ``kpti``: the kernel unmaps itself at EL0 (every user TLBI is
     issued twice; the hardware only records it).  ``tlb_entries``: per-CPU
     unified L2 TLB capacity.  ``contig_tlb``: a Contiguous block is cached as
-    one TLB entry.
+    one TLB entry.  ``fmt``: the translation-table format the CPU walks
+    (``"vmsa"``: Arm VMSAv8-64; ``"flat"``: the x86-like format).
     """
 
     name: str
@@ -42,8 +43,11 @@ class CpuFeatures:
     kpti: bool = False
     tlb_entries: int = 1280
     contig_tlb: bool = True
+    fmt: str = "vmsa"
 
     def __post_init__(self) -> None:
+        if self.fmt not in ("vmsa", "flat"):
+            raise ModelUsageError(f"CpuFeatures.fmt must be 'vmsa' or 'flat', not {self.fmt!r}")
         if self.hafdbs not in (0, 1, 2):
             raise ModelUsageError(f"CpuFeatures.hafdbs must be 0, 1 or 2, not {self.hafdbs!r}")
         if self.bbm_level not in (0, 1, 2):
@@ -90,6 +94,20 @@ PRESETS: dict[str, CpuFeatures] = {
         kpti=False,
         tlb_entries=2048,
     ),
+    # Arm Neoverse V3 TRM (107734): Armv9.2-A, FEAT_TLBIRANGE, HAFDBS =
+    # 0b0010, BBM level 2; on Linux's BBML2_NOABORT allow-list (r0p0..r2p15,
+    # arch/arm64/kernel/cpufeature.c cpu_has_bbml2_noabort(), v6.16: "arm64:
+    # Add BBM Level 2 cpu feature"), so the kernel may skip the intermediate
+    # TLBI of a contpte conversion.  L2 TLB 2048 entries (approximate).
+    "neoverse-v3": CpuFeatures(
+        name="neoverse-v3",
+        hafdbs=2,
+        bbm_level=2,
+        bbml2_noabort=True,
+        tlbirange=True,
+        kpti=False,
+        tlb_entries=2048,
+    ),
     # Apple M2 (Avalanche/Blizzard): no Arm TRM; figures approximate, from
     # public ID register dumps and micro-benchmarks: FEAT_TLBIRANGE present,
     # no hardware Access flag or dirty management, BBM level 0 assumed,
@@ -124,6 +142,7 @@ PRESETS: dict[str, CpuFeatures] = {
         kpti=False,
         tlb_entries=1536,
         contig_tlb=False,
+        fmt="flat",
     ),
 }
 
@@ -136,3 +155,7 @@ def preset(name: str) -> CpuFeatures:
         raise ModelUsageError(
             f"unknown CPU preset {name!r}; expected one of {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+BBML2_NOABORT_CPU = "neoverse-v3"
+"""The preset a machine gets when it runs with BBML2_NOABORT and names no CPU."""

@@ -7,11 +7,11 @@ from contpte.hw.memory cimport PhysMemory
 from contpte.hw.tables cimport AddressSpace, PtePool
 from contpte.hw.tlb cimport Tlb, ASID_LIMIT, VPN_LIMIT
 from contpte.hw.tlbi cimport (
-    SCOPE_ASID, SCOPE_VA, TLBI_INVLPG, TLBI_INVPCID,
+    DSB_ISH, DSB_OSH, DSB_SY, SCOPE_ASID, SCOPE_VA, TLBI_INVLPG, TLBI_INVPCID,
     tlbi_broadcast, tlbi_by_asid, tlbi_is_range, tlbi_scope, tlbi_valid,
 )
 
-cdef i64 C_HIT, C_MISS, C_WALK, C_CONFLICT, C_AF, C_DIRTY, C_IPI
+cdef i64 C_HIT, C_MISS, C_WALK, C_CONFLICT, C_AF, C_DIRTY, C_IPI, C_DVM_SYNC
 cdef i64 _F_TRANSLATION, _F_PERMISSION, _F_ACCESS_FLAG
 cdef i64 C_FAULT_TRANSLATION, C_FAULT_PERMISSION, C_FAULT_ACCESS_FLAG
 
@@ -28,7 +28,7 @@ cdef class Hardware:
     cdef public list tlbs
     cdef public dict spaces
     cdef public set retired
-    cdef public I64View tlbi_cid, dsb_cid
+    cdef public I64View tlbi_cid, dsb_cid, dvm_pending
     cdef U64View zero1
     cdef public i64 n_hit, n_miss, n_walk, wc_pmd, wc_slot
     cdef public u64 wc_l2

@@ -36,7 +36,7 @@ import cython
 import numpy as np
 import numpy.typing as npt
 
-from ..counters import counter_id, declare, declare_family
+from ..counters import counter
 from ..errors import InvariantViolation, ModelUsageError
 from .features import PRESETS, CpuFeatures, preset
 from .format import make_format
@@ -59,6 +59,9 @@ if not cython.compiled:
     from .tables import AddressSpace, PtePool
     from .tlb import ASID_LIMIT, VPN_LIMIT, Tlb
     from .tlbi import (
+        DSB_ISH,
+        DSB_OSH,
+        DSB_SY,
         SCOPE_ASID,
         SCOPE_VA,
         TLBI_INVLPG,
@@ -83,42 +86,32 @@ __all__ = [
 U64 = npt.NDArray[np.uint64]
 _U64_MAX_PY = (1 << 64) - 1
 
-C_HIT = cython.declare(i64, declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry"))
-C_MISS = cython.declare(i64, declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry"))
-C_WALK = cython.declare(
-    i64, declare("tlb.walk", "walks", "translation table walks (misses and write-clean re-walks)")
-)
+C_HIT = cython.declare(i64, counter("tlb.hit"))
+C_MISS = cython.declare(i64, counter("tlb.miss"))
+C_WALK = cython.declare(i64, counter("tlb.walk"))
 C_CONFLICT = cython.declare(
     i64,
-    declare(
-        "tlb.conflict",
-        "fills",
-        "TLB fills overlapping an entry of another size (TLB conflict, DFSC 0b110000)",
-    ),
+    counter("tlb.conflict"),
 )
 C_AF = cython.declare(
     i64,
-    declare("hw.af_update", "atomic RMWs", "hardware Access flag updates (FEAT_HAFDBS), not software writes"),
+    counter("hw.af_update"),
 )
 C_DIRTY = cython.declare(
     i64,
-    declare(
-        "hw.dirty_update",
-        "atomic RMWs",
-        "hardware dirty-state updates: AP[2] cleared (FEAT_HAFDBS), not software writes",
-    ),
+    counter("hw.dirty_update"),
 )
-C_IPI = cython.declare(i64, declare("ipi.sent", "IPIs", "inter-processor interrupts sent"))
-declare_family("fault", "faults", "hardware faults taken by user accesses, by kind")
+C_IPI = cython.declare(i64, counter("ipi.sent"))
+C_DVM_SYNC = cython.declare(i64, counter("dvm.sync"))
 
 #: Fault kinds (``HwFault.kind``), by code.
 FAULT_KINDS = ("translation", "permission", "access_flag")
 _F_TRANSLATION = cython.declare(i64, 0)
 _F_PERMISSION = cython.declare(i64, 1)
 _F_ACCESS_FLAG = cython.declare(i64, 2)
-C_FAULT_TRANSLATION = cython.declare(i64, counter_id("fault.translation"))
-C_FAULT_PERMISSION = cython.declare(i64, counter_id("fault.permission"))
-C_FAULT_ACCESS_FLAG = cython.declare(i64, counter_id("fault.access_flag"))
+C_FAULT_TRANSLATION = cython.declare(i64, counter("fault.translation"))
+C_FAULT_PERMISSION = cython.declare(i64, counter("fault.permission"))
+C_FAULT_ACCESS_FLAG = cython.declare(i64, counter("fault.access_flag"))
 
 
 @dataclass(frozen=True)
@@ -193,7 +186,9 @@ class Hardware:
         #: The CPU executing kernel code now (TLBI/DSB issue here); set by system.
         self.current_cpu = 0
         self.tlbi_cid = np.full(64, -1, dtype=np.int64)
-        self.dsb_cid = np.array([counter_id("dsb." + d) for d in DSB_DOMAINS], dtype=np.int64)
+        self.dsb_cid = np.array([counter("dsb." + d) for d in DSB_DOMAINS], dtype=np.int64)
+        #: Per CPU: 1 while broadcast TLBIs it issued wait for a completing DSB (``dvm.sync``).
+        self.dvm_pending = np.zeros(ncpus, dtype=np.int64)
         self.last_fault: HwFault | None = None
         self.zero1 = np.zeros(1, dtype=np.uint64)
         self.n_hit = 0
@@ -656,7 +651,7 @@ class Hardware:
     def _tlbi_counter(self, op: i64) -> i64:
         cid: i64 = self.tlbi_cid[op]
         if cid < 0:
-            cid = counter_id("tlbi." + tlbi_name(op))
+            cid = counter("tlbi." + tlbi_name(op))
             self.tlbi_cid[op] = cid
         return cid
 
@@ -682,6 +677,8 @@ class Hardware:
         tag: i64 = asid if by_asid else -1
         vpn: i64 = (va >> self.page_shift) if scope == SCOPE_VA else 0
         broadcast: cython.bint = tlbi_broadcast(op)
+        if broadcast:
+            self.dvm_pending[self.current_cpu] = 1
         cpu: i64
         t: Tlb
         if level >= 0:
@@ -723,6 +720,8 @@ class Hardware:
         tag: i64 = asid if by_asid else -1
         vpn: i64 = va >> self.page_shift
         broadcast: cython.bint = tlbi_broadcast(op)
+        if broadcast:
+            self.dvm_pending[self.current_cpu] = 1
         cpu: i64
         t: Tlb
         for cpu in range(self.ncpus):
@@ -741,11 +740,17 @@ class Hardware:
 
         ``ish``/``osh``/``sy`` complete every TLBI this CPU issued; ``nsh``
         completes its local ones; the ``st`` forms order stores only
-        (Arm ARM D8.17.8).
+        (Arm ARM D8.17.8).  A completing DSB that has broadcast TLBIs of
+        this CPU outstanding waits for every CPU to finish them (a DVM
+        Sync): counted as ``dvm.sync``, the event the cost model prices as
+        completion latency.
         """
         if not 0 <= domain < 8:
             raise ModelUsageError(f"no DSB domain code {domain}")
         self.counters.inc(self.dsb_cid[domain], 1)
+        if (domain in (DSB_ISH, DSB_OSH, DSB_SY)) and self.dvm_pending[self.current_cpu]:
+            self.dvm_pending[self.current_cpu] = 0
+            self.counters.inc(C_DVM_SYNC, 1)
         if self.checker is not None:
             self.checker.on_dsb(self.current_cpu, domain)
 

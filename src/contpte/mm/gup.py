@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -40,8 +40,8 @@ if not cython.compiled:
 
 __all__ = ["pin_user_pages", "unpin_user_pages"]
 
-PINS = cython.declare(i64, declare("gup.pin", "pages", "pages pinned with FOLL_PIN|FOLL_LONGTERM"))
-UNPINS = cython.declare(i64, declare("gup.unpin", "pages", "pages unpinned"))
+PINS = cython.declare(i64, counter("gup.pin"))
+UNPINS = cython.declare(i64, counter("gup.unpin"))
 
 EFAULT = cython.declare(i64, 14)
 ENOMEM = cython.declare(i64, 12)

@@ -9,7 +9,7 @@ from contpte.mm.page_alloc cimport BuddyAllocator
 cdef i64 MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SPLIT, MTHP_SPLIT_DEFERRED, MTHP_NR_ANON
 cdef i64 _NR_MTHP_STATS, _MAX_ORDER_STATS
 cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE
-cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, PAGE_ZERO, PAGE_COPY, REF_OPS
+cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, FOLIO_FREE_PAGES, PAGE_ZERO, PAGE_COPY, REF_OPS
 
 cdef class RmapObserver:
     cpdef on_rmap_change(self, i64 folio)
@@ -17,7 +17,8 @@ cdef class RmapObserver:
 @cython.final
 cdef class Kernel:
     cdef public dict options, mthp, files
-    cdef public bint batch_fork, cow_reuse_large, huge_zero_wp_thp, use_zero_page
+    cdef public bint batch_fork, batch_zap, batch_rmap, batch_extent_arch
+    cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer
     cdef public object hw, on_lock_break
@@ -29,7 +30,7 @@ cdef class Kernel:
     cdef public BuddyAllocator buddy
     cdef public list mms
     cdef public set deferred_split
-    cdef public str thp
+    cdef public str thp, batch_extent
     cdef public I64View mthp_ids
     cpdef bint bug(self, str name) except? -1
     cpdef count_mthp_stat(self, i64 order, i64 stat, i64 n)

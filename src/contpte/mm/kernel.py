@@ -16,7 +16,7 @@ from typing import Any
 
 import cython
 
-from ..counters import counter_id, declare, declare_family
+from ..counters import counter, mthp_size_name
 from ..errors import KernelBug, ModelUsageError
 
 if not cython.compiled:
@@ -33,13 +33,41 @@ THP_SETTINGS = ("always", "madvise", "inherit", "never")
 
 MM_OPTIONS: dict[str, Any] = {
     "batch_fork": True,
+    "batch_zap": True,
+    "batch_rmap": True,
+    "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
 }
-"""Core-mm variants: options on one code path (see DESIGN.md).
+"""Core-mm variants: options on one code path (see docs/DESIGN.md).
 
 ``batch_fork``: copy_present_ptes() copies a large folio's PTEs in batches
-(v6.12); False copies one PTE per iteration (the pre-series kernel).
+(mm/memory.c, commit f8d937761d65 "mm/memory: optimize fork() with
+PTE-mapped THP", David Hildenbrand, v6.9); False copies one PTE per
+iteration, with one refcount and one rmap update per page (v6.8).
+
+``batch_zap``: zap_present_ptes() clears a large folio's PTEs in batches
+(commit 10ebac4f95e7 "mm/memory: optimize unmap/zap with PTE-mapped THP",
+David Hildenbrand, v6.9); False clears one PTE per iteration with
+``ptep_get_and_clear_full()`` semantics (on arm64 each cleared entry of a
+folded block unfolds it first) and one rmap update per page (v6.8).
+
+``batch_rmap``: a batch updates the rmap with one call for all its pages
+(``folio_try_dup_anon_rmap_ptes()``, ``folio_remove_rmap_ptes()``, as the
+two v6.9 commits above do), and a zap queues the batch's page references for
+the mmu_gather as one (``__tlb_remove_folio_pages()``).  False: one call per
+page inside the batch, as the batching of the contpte series' v4 posting did
+("mm: Batch-copy PTE ranges during fork()", "mm: Batch-clear PTE ranges
+during zap_pte_range()", Ryan Roberts, LKML 2023-12-18, patches 2 and 3 of
+16: ``page_try_dup_anon_rmap()``/``page_remove_rmap()`` and
+``__tlb_remove_page()`` per page, so each reference is dropped on its own).
+
+``batch_extent``: how far a batch reaches.  ``"folio"``: ``folio_pte_batch()``
+over every PTE that maps the next page of the same folio (v6.9+).
+``"arch"``: only as far as the architecture's hint (``pte_batch_hint()``:
+the rest of a folded contiguous block on arm64, 1 elsewhere), the extent of
+the v4 posting's ``pte_batch_remaining()`` (patch 15 of 16), so on a
+backend without the hint nothing is batched.
 
 ``cow_reuse_large``: a write fault on a write-protected PTE of an
 exclusively mapped large anon folio reuses the page (mm/memory.c
@@ -67,40 +95,28 @@ _NR_MTHP_STATS = cython.declare(i64, 5)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
-PGFAULT = cython.declare(i64, declare("pgfault", "faults", "/proc/vmstat pgfault: page faults handled"))
-THP_FAULT_ALLOC = cython.declare(
-    i64, declare("thp_fault_alloc", "folios", "/proc/vmstat: PMD-size THP allocated at fault")
-)
-THP_FAULT_FALLBACK = cython.declare(
-    i64, declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation failed at fault")
-)
-THP_SPLIT_PMD = cython.declare(
-    i64, declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
-)
+PGFAULT = cython.declare(i64, counter("pgfault"))
+THP_FAULT_ALLOC = cython.declare(i64, counter("thp_fault_alloc"))
+THP_FAULT_FALLBACK = cython.declare(i64, counter("thp_fault_fallback"))
+THP_SPLIT_PMD = cython.declare(i64, counter("thp_split_pmd"))
 THP_DEFERRED_SPLIT_PAGE = cython.declare(
     i64,
-    declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split"),
+    counter("thp_deferred_split_page"),
 )
-THP_SPLIT_PAGE = cython.declare(i64, declare("thp_split_page", "folios", "/proc/vmstat: large folios split"))
-MTHP = declare_family(
-    "mthp",
-    "events",
-    "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
-    "anon_fault_fallback, split, split_deferred, nr_anon)",
-)
-FOLIO_ALLOC = cython.declare(i64, declare("folio.alloc", "folios", "folios allocated (any order)"))
-FOLIO_ALLOC_PAGES = cython.declare(i64, declare("folio.alloc_pages", "pages", "pages in folios allocated"))
-FOLIO_FREE = cython.declare(i64, declare("folio.free", "folios", "folios freed"))
-PAGE_ZERO = cython.declare(i64, declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)"))
-PAGE_COPY = cython.declare(i64, declare("page.copy", "pages", "pages copied (copy_user_highpage)"))
-REF_OPS = cython.declare(
-    i64, declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
-)
+THP_SPLIT_PAGE = cython.declare(i64, counter("thp_split_page"))
+MTHP = "mthp"
+FOLIO_ALLOC = cython.declare(i64, counter("folio.alloc"))
+FOLIO_ALLOC_PAGES = cython.declare(i64, counter("folio.alloc_pages"))
+FOLIO_FREE = cython.declare(i64, counter("folio.free"))
+FOLIO_FREE_PAGES = cython.declare(i64, counter("folio.free_pages"))
+PAGE_ZERO = cython.declare(i64, counter("page.zero"))
+PAGE_COPY = cython.declare(i64, counter("page.copy"))
+REF_OPS = cython.declare(i64, counter("ref.op"))
 
 
 def size_name(page_size: int, order: int) -> str:
     """The sysfs name of a folio size: ``64kB`` for order 4 with 4K pages."""
-    return f"{(page_size << order) // 1024}kB"
+    return mthp_size_name(page_size, order)
 
 
 @cython.cclass
@@ -138,6 +154,14 @@ class Kernel:
             raise ModelUsageError(f"unknown core-mm option(s): {', '.join(sorted(unknown))}")
         self.options = {**MM_OPTIONS, **options}
         self.batch_fork = bool(self.options["batch_fork"])
+        self.batch_zap = bool(self.options["batch_zap"])
+        self.batch_rmap = bool(self.options["batch_rmap"])
+        if self.options["batch_extent"] not in ("folio", "arch"):
+            raise ModelUsageError(
+                f"batch_extent={self.options['batch_extent']!r}: expected 'folio' or 'arch'"
+            )
+        self.batch_extent = str(self.options["batch_extent"])
+        self.batch_extent_arch = self.batch_extent == "arch"
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
@@ -191,14 +215,11 @@ class Kernel:
         import numpy as np
 
         self.mthp_ids = np.full(_MAX_ORDER_STATS * _NR_MTHP_STATS, -1, dtype=np.int64)
-        for order in range(1, self.PMD_ORDER + 1):
+        for order in range(2, self.PMD_ORDER + 1):
             for i, stat in enumerate(MTHP_STATS):
-                self.mthp_ids[order * _NR_MTHP_STATS + i] = counter_id(
+                self.mthp_ids[order * _NR_MTHP_STATS + i] = counter(
                     f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}"
                 )
-        # These family members may be named after ``counters`` was made, and
-        # ``count()`` does not grow the array: make room for them now.
-        counters.inc(int(np.max(self.mthp_ids)), 0)
         # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
         arch.folio_head = self.memmap.head
         arch.folio_order = self.memmap.order
@@ -247,8 +268,12 @@ class Kernel:
 
     @cython.ccall
     def count_mthp_stat(self, order: i64, stat: i64, n: i64) -> None:
-        """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 1..PMD_ORDER."""
-        if 0 < order <= self.PMD_ORDER:
+        """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 2..PMD_ORDER.
+
+        The kernel also counts order 1, which no ``hugepages-<size>kB``
+        directory shows; no anon or page-cache folio of the model has it.
+        """
+        if 1 < order <= self.PMD_ORDER:
             count(self.counters, cython.cast(i64, self.mthp_ids[order * _NR_MTHP_STATS + stat]), n)
 
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
@@ -307,6 +332,7 @@ class Kernel:
                 f.forget_folio(folio)
         mem.clear(folio, order)
         count(self.counters, FOLIO_FREE, 1)
+        count(self.counters, FOLIO_FREE_PAGES, cython.cast(i64, 1) << order)
         self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1
@@ -337,6 +363,7 @@ if cython.compiled:
         FOLIO_ALLOC=FOLIO_ALLOC,
         FOLIO_ALLOC_PAGES=FOLIO_ALLOC_PAGES,
         FOLIO_FREE=FOLIO_FREE,
+        FOLIO_FREE_PAGES=FOLIO_FREE_PAGES,
         PAGE_ZERO=PAGE_ZERO,
         PAGE_COPY=PAGE_COPY,
         REF_OPS=REF_OPS,

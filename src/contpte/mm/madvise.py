@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable
@@ -52,14 +52,10 @@ ADVICE: dict[str, int] = {
 }
 """The advice the model takes, by name, with its ``MADV_*`` value."""
 
-LAZYFREE = cython.declare(i64, declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree"))
+LAZYFREE = cython.declare(i64, counter("madvise.lazyfree_pages"))
 FREE_SKIPPED = cython.declare(
     i64,
-    declare(
-        "madvise.free_split_skipped",
-        "folios",
-        "partially covered large folios MADV_FREE left alone (shared or unsplittable)",
-    ),
+    counter("madvise.free_split_skipped"),
 )
 
 ENOMEM = cython.declare(i64, 12)

@@ -18,7 +18,7 @@ from contpte.mm.mm_h cimport (
 )
 from contpte.mm.mm_types cimport (
     FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_ACCESS_FLAGS, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE,
-    VM_FAULT_OOM, VM_FAULT_SIGSEGV, VM_FAULT_UFFD_WP, VM_MAYSHARE, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma,
+    VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_UFFD_WP, VM_MAYSHARE, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma,
     VmFault, RssVec, is_cow_mapping, vma_is_anonymous, vma_mm,
 )
 from contpte.mm.mmu_gather cimport MmuGather
@@ -28,7 +28,7 @@ from contpte.mm.rmap cimport (
 )
 
 cdef i64 FAULT_ANON, FAULT_FILE, FAULT_WP, FAULT_WP_REUSE, FAULT_WP_COPY, FAULT_SPURIOUS, FAULT_AROUND_PAGES, FAULT_NUMA
-cdef i64 FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FORK_AGAIN, ZAP_BATCH, ZAP_PTES, EAGAIN, ENOMEM
+cdef i64 FORK_CALLS, FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FORK_AGAIN, ZAP_CALLS, ZAP_BATCH, ZAP_PTES, EAGAIN, ENOMEM
 
 # -- faults
 cpdef i64 handle_mm_fault(Vma vma, i64 address, i64 flags) except? -1
@@ -51,6 +51,8 @@ cpdef i64 wp_page_copy(VmFault vmf, i64 old) except? -1
 cpdef bint wp_can_reuse_anon_folio(i64 folio, Vma vma) except? -1
 cdef bint wp_can_reuse_large_anon_folio(i64 folio, Vma vma) except? -1
 cdef i64 _do_fault_page(VmFault vmf) except? -1
+cdef i64 _dup_anon_rmap_batch(Kernel k, i64 folio, i64 page, i64 nr, Vma src_vma) except? -1
+cdef _dup_file_rmap_batch(Kernel k, i64 folio, i64 page, i64 nr, Vma dst_vma)
 cdef i64 _fault_page(VmFault vmf, i64 folio) except? -1
 # -- fork
 cpdef _copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 nr)

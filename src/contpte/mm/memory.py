@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 from ..errors import KernelBug
 
 if not cython.compiled:
@@ -66,6 +66,7 @@ if not cython.compiled:
         VM_FAULT_FALLBACK,
         VM_FAULT_NOPAGE,
         VM_FAULT_OOM,
+        VM_FAULT_SIGBUS,
         VM_FAULT_SIGSEGV,
         VM_FAULT_UFFD_WP,
         VM_MAYSHARE,
@@ -106,44 +107,26 @@ __all__ = [
     "vma_needs_copy",
 ]
 
-FAULT_ANON = cython.declare(
-    i64, declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
-)
-FAULT_FILE = cython.declare(i64, declare("fault.file", "faults", "file faults on a none PTE (do_fault)"))
-FAULT_WP = cython.declare(i64, declare("fault.wp", "faults", "write-protect faults (do_wp_page)"))
-FAULT_WP_REUSE = cython.declare(
-    i64, declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
-)
-FAULT_WP_COPY = cython.declare(
-    i64, declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
-)
-FAULT_SPURIOUS = cython.declare(
-    i64, declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
-)
-FAULT_AROUND_PAGES = cython.declare(
-    i64, declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
-)
-FAULT_NUMA = cython.declare(
-    i64, declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
-)
-FORK_BATCH = cython.declare(
-    i64, declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
-)
-FORK_PTES = cython.declare(i64, declare("fork.ptes", "PTEs", "present PTEs copied at fork"))
-FORK_COPY_PAGE = cython.declare(
-    i64, declare("fork.copy_page", "pages", "pages copied for the child at fork (pinned anon)")
-)
+FAULT_ANON = cython.declare(i64, counter("fault.anon"))
+FAULT_FILE = cython.declare(i64, counter("fault.file"))
+FAULT_WP = cython.declare(i64, counter("fault.wp"))
+FAULT_WP_REUSE = cython.declare(i64, counter("fault.wp_reuse"))
+FAULT_WP_COPY = cython.declare(i64, counter("fault.wp_copy"))
+FAULT_SPURIOUS = cython.declare(i64, counter("fault.spurious"))
+FAULT_AROUND_PAGES = cython.declare(i64, counter("fault.around_pages"))
+FAULT_NUMA = cython.declare(i64, counter("numa_hint_faults"))
+FORK_CALLS = cython.declare(i64, counter("fork.calls"))
+FORK_BATCH = cython.declare(i64, counter("fork.batch"))
+FORK_PTES = cython.declare(i64, counter("fork.ptes"))
+FORK_COPY_PAGE = cython.declare(i64, counter("fork.copy_page"))
 FORK_LOCK_BREAK = cython.declare(
     i64,
-    declare(
-        "fork.lock_break_point", "points", "points where copy_pte_range would drop its locks (progress >= 32)"
-    ),
+    counter("fork.lock_break_point"),
 )
-FORK_AGAIN = cython.declare(
-    i64, declare("fork.again", "restarts", "copy_pte_range restarts after -EAGAIN (prealloc a page)")
-)
-ZAP_BATCH = cython.declare(i64, declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1"))
-ZAP_PTES = cython.declare(i64, declare("zap.ptes", "PTEs", "present PTEs zapped"))
+FORK_AGAIN = cython.declare(i64, counter("fork.again"))
+ZAP_CALLS = cython.declare(i64, counter("zap.calls"))
+ZAP_BATCH = cython.declare(i64, counter("zap.batch"))
+ZAP_PTES = cython.declare(i64, counter("zap.ptes"))
 
 EAGAIN = cython.declare(i64, 11)
 ENOMEM = cython.declare(i64, 12)
@@ -525,12 +508,22 @@ def do_fault_around(vmf: VmFault) -> i64:
 @cython.cfunc
 @cython.exceptval(-1, check=True)
 def _do_fault_page(vmf: VmFault) -> i64:
-    """``__do_fault()``: the page-cache folio for the fault (read in), or -1.
+    """``__do_fault()``: the page-cache folio for the fault (read in).
 
     The page is ``folio + (linear_page_index(address) - folio's index)``.
+    When there is none, the VM_FAULT_* code negated: -VM_FAULT_SIGBUS for
+    a page at or beyond the end of the file (``filemap_fault()``: ``index
+    >= DIV_ROUND_UP(i_size, PAGE_SIZE)``; ``shmem_fault()`` likewise),
+    -VM_FAULT_OOM when it cannot be read in.
     """
     vma: Vma = vmf.vma
-    return cython.cast(i64, vma.vm_file.get_folio(vma.linear_page_index(vmf.address)))
+    pgoff: i64 = vma.linear_page_index(vmf.address)
+    if pgoff >= vma.vm_file.nr_pages:
+        return -VM_FAULT_SIGBUS
+    folio: i64 = vma.vm_file.get_folio(pgoff)
+    if folio < 0:
+        return -VM_FAULT_OOM
+    return folio
 
 
 @cython.cfunc
@@ -605,7 +598,7 @@ def do_read_fault(vmf: VmFault) -> i64:
             return 0
     folio: i64 = _do_fault_page(vmf)
     if folio < 0:
-        return VM_FAULT_OOM
+        return -folio
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
     count(k.counters, REF_OPS, 1)
@@ -630,7 +623,7 @@ def do_cow_fault(vmf: VmFault) -> i64:
     folio: i64 = _do_fault_page(vmf)
     if folio < 0:
         k.folio_put(new, 1)
-        return VM_FAULT_OOM
+        return -folio
     page: i64 = _fault_page(vmf, folio)
     k.hw.memory.copy(new, page, 1)
     count(k.counters, PAGE_COPY, 1)
@@ -649,7 +642,7 @@ def do_shared_fault(vmf: VmFault) -> i64:
     k: Kernel = vma_mm(vmf.vma).kernel
     folio: i64 = _do_fault_page(vmf)
     if folio < 0:
-        return VM_FAULT_OOM
+        return -folio
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
     count(k.counters, REF_OPS, 1)
@@ -908,6 +901,35 @@ def copy_present_page(
     return 0
 
 
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _dup_anon_rmap_batch(k: Kernel, folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
+    """Duplicate the anon rmap of a fork batch; return the pages done (0: none, -EBUSY).
+
+    ``batch_rmap``: one ``folio_try_dup_anon_rmap_ptes()`` for the batch
+    (all or nothing).  Otherwise one call per page as the v4 posting's
+    ``page_try_dup_anon_rmap()`` loop did: it stops at the first page that
+    may be pinned.
+    """
+    if k.batch_rmap:
+        return 0 if folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma) else nr
+    done: i64 = 0
+    while done < nr and not folio_try_dup_anon_rmap_ptes(folio, page + done, 1, src_vma):
+        done += 1
+    return done
+
+
+@cython.cfunc
+def _dup_file_rmap_batch(k: Kernel, folio: i64, page: i64, nr: i64, dst_vma: Vma) -> None:
+    """``folio_dup_file_rmap_ptes()`` for a batch, or per page without ``batch_rmap``."""
+    i: i64
+    if k.batch_rmap:
+        folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
+        return
+    for i in range(nr):
+        folio_dup_file_rmap_ptes(folio, page + i, 1, dst_vma)
+
+
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def copy_present_ptes(
@@ -935,6 +957,7 @@ def copy_present_ptes(
     k: Kernel = vma_mm(src_vma).kernel
     a: Pgtable = k.arch
     mem: MemMap = k.memmap
+    count(k.counters, FORK_CALLS, 1)
     folio: i64 = vm_normal_folio(src_vma, addr, pte)
     if folio < 0:
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
@@ -942,9 +965,13 @@ def copy_present_ptes(
         return 1
     page: i64 = a.pte_pfn(pte)
     nr: i64
+    done: i64
     flags: i64
     rmap_first: cython.bint
     any_writable: BoolPtr
+    if k.batch_fork and k.batch_extent_arch:
+        # The v4 posting's pte_batch_remaining(): the arch's block, or 1.
+        max_nr = min(max_nr, a.pte_batch_hint(src_pte, pte))
     if k.batch_fork and prealloc.value < 0 and cython.cast(i64, mem.order[folio]) > 0 and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
         if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
@@ -959,14 +986,22 @@ def copy_present_ptes(
             folio_ref_add(mem, folio, nr)
             count(k.counters, REF_OPS, 1)
         if folio_test_anon(mem, folio):
-            if folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
+            done = _dup_anon_rmap_batch(k, folio, page, nr, src_vma)
+            if done == 0:
                 if not rmap_first:
                     folio_ref_sub(mem, folio, nr)
                     count(k.counters, REF_OPS, 1)
                 return -EAGAIN
+            if done < nr:
+                # One rmap call per page (batch_rmap=False): a page that may be
+                # pinned ends the batch before it; the next call copies it.
+                if not rmap_first:
+                    folio_ref_sub(mem, folio, nr - done)
+                    count(k.counters, REF_OPS, 1)
+                nr = done
             rss.c[MM_ANONPAGES] += nr
         else:
-            folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
+            _dup_file_rmap_batch(k, folio, page, nr, dst_vma)
             rss.c[mm_counter_file(folio, k)] += nr
         if rmap_first:
             folio_ref_add(mem, folio, nr)
@@ -1136,8 +1171,18 @@ def zap_present_folio_ptes(
         a.clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         rss.c[MM_ANONPAGES] -= nr
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
-    folio_remove_rmap_ptes(folio, page, nr, vma)
-    tlb.tlb_remove_folio_pages(folio, nr)
+    i: i64
+    _i: i64
+    if k.batch_rmap:
+        folio_remove_rmap_ptes(folio, page, nr, vma)
+        tlb.tlb_remove_folio_pages(folio, nr)
+    else:
+        # The v4 posting's batched zap: page_remove_rmap() and
+        # __tlb_remove_page() per page (each reference dropped on its own).
+        for i in range(nr):
+            folio_remove_rmap_ptes(folio, page + i, 1, vma)
+        for _i in range(nr):
+            tlb.tlb_remove_folio_pages(folio, 1)
     count(k.counters, ZAP_PTES, nr)
     if nr > 1:
         count(k.counters, ZAP_BATCH, 1)
@@ -1152,6 +1197,7 @@ def zap_present_ptes(
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     a: Pgtable = k.arch
+    count(k.counters, ZAP_CALLS, 1)
     folio: i64 = vm_normal_folio(vma, addr, ptent)
     if folio < 0:
         a.ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
@@ -1160,7 +1206,10 @@ def zap_present_ptes(
         return 1
     page: i64 = a.pte_pfn(ptent)
     nr: i64
-    if cython.cast(i64, k.memmap.order[folio]) > 0 and max_nr != 1:
+    if k.batch_zap and k.batch_extent_arch:
+        # The v4 posting's pte_batch_remaining(): the arch's block, or 1.
+        max_nr = min(max_nr, a.pte_batch_hint(ptep, ptent))
+    if k.batch_zap and cython.cast(i64, k.memmap.order[folio]) > 0 and max_nr != 1:
         nr = folio_pte_batch(
             k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
         )
@@ -1256,8 +1305,10 @@ if cython.compiled:
         FAULT_FILE=FAULT_FILE,
         FAULT_WP=FAULT_WP,
         FORK_PTES=FORK_PTES,
+        FORK_CALLS=FORK_CALLS,
         FORK_BATCH=FORK_BATCH,
         FORK_LOCK_BREAK=FORK_LOCK_BREAK,
         ZAP_PTES=ZAP_PTES,
+        ZAP_CALLS=ZAP_CALLS,
         ZAP_BATCH=ZAP_BATCH,
     )

@@ -42,6 +42,7 @@ __all__ = [
     "FAULT_FLAG_UNSHARE",
     "FAULT_FLAG_REMOTE",
     "VM_FAULT_OOM",
+    "VM_FAULT_SIGBUS",
     "VM_FAULT_SIGSEGV",
     "VM_FAULT_FALLBACK",
     "VM_FAULT_RETRY",
@@ -81,6 +82,7 @@ FAULT_FLAG_REMOTE = cython.declare(i64, 1 << 7)
 FAULT_FLAG_UNSHARE = cython.declare(i64, 1 << 10)
 
 VM_FAULT_OOM = cython.declare(i64, 0x000001)
+VM_FAULT_SIGBUS = cython.declare(i64, 0x000002)
 VM_FAULT_SIGSEGV = cython.declare(i64, 0x000040)
 VM_FAULT_NOPAGE = cython.declare(i64, 0x000100)
 VM_FAULT_RETRY = cython.declare(i64, 0x000400)
@@ -294,6 +296,7 @@ if cython.compiled:
         FAULT_FLAG_REMOTE=FAULT_FLAG_REMOTE,
         FAULT_FLAG_UNSHARE=FAULT_FLAG_UNSHARE,
         VM_FAULT_OOM=VM_FAULT_OOM,
+        VM_FAULT_SIGBUS=VM_FAULT_SIGBUS,
         VM_FAULT_SIGSEGV=VM_FAULT_SIGSEGV,
         VM_FAULT_NOPAGE=VM_FAULT_NOPAGE,
         VM_FAULT_RETRY=VM_FAULT_RETRY,

@@ -35,6 +35,7 @@ if not cython.compiled:
         VM_MAYSHARE,
         VM_MAYWRITE,
         VM_SHARED,
+        VM_WRITE,
         MmStruct,
         Vma,
         vma_mm,
@@ -55,6 +56,8 @@ __all__ = [
     "free_pgtables",
     "release_anon_shmem",
     "vma_set_page_prot",
+    "vm_enough_memory",
+    "accountable_mapping",
 ]
 
 TASK_SIZE = cython.declare(i64, 1 << 47)
@@ -151,12 +154,37 @@ def vma_merge_around(mm: MmStruct, vma: Vma) -> Vma:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
+def vm_enough_memory(k: Kernel, pages: i64) -> cython.bint:
+    """Whether ``pages`` more pages may be committed.
+
+    Models: mm/util.c ``__vm_enough_memory()`` under the default policy,
+    ``vm.overcommit_memory = 0`` (OVERCOMMIT_GUESS; its v5.8+ form): only a
+    single request larger than total RAM plus swap is refused.  The model
+    has no swap, and its RAM is every frame (``Machine(memory=)``).
+    """
+    nr_frames: i64 = k.hw.memory.nr_frames
+    return pages <= nr_frames
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def accountable_mapping(file: File | None, vm_flags: i64) -> cython.bint:
+    """Models: mm/vma.h ``accountable_mapping()``: a private writable mapping is charged.
+
+    (No hugetlb files and no MAP_NORESERVE in the model.)
+    """
+    return (vm_flags & (VM_SHARED | VM_WRITE)) == VM_WRITE
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def do_mmap(
     mm: MmStruct, file: File | None, addr: i64, length: i64, vm_flags: i64, pgoff: i64, fixed: cython.bint
 ) -> i64:
     """Create a mapping; returns its address or -errno.
 
-    Models: mm/mmap.c ``do_mmap()`` -> ``mmap_region()``.
+    Models: mm/mmap.c ``do_mmap()`` -> ``mmap_region()``; ENOMEM when the
+    overcommit heuristic refuses the charge (``vm_enough_memory``).
     """
     k: Kernel = mm.kernel
     ps: i64 = k.PAGE_SIZE
@@ -171,6 +199,13 @@ def do_mmap(
     addr = get_unmapped_area(mm, addr, length, anon, fixed)
     if addr < 0:
         return addr
+    # mmap_region() charges a private writable mapping (accountable_mapping());
+    # shared anonymous memory is charged by shmem_zero_setup() -> shmem_acct_size().
+    # Checked before an overlapped MAP_FIXED range is unmapped: v6.12 puts
+    # those VMAs back when the charge fails.
+    charged: cython.bint = accountable_mapping(file, vm_flags) or (file is not None and file.anon_shmem)
+    if charged and not vm_enough_memory(k, length >> k.page_shift):
+        return -ENOMEM
     ret: i64
     if fixed and mm.vmas_in(addr, addr + length):
         ret = do_munmap(mm, addr, length)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cython
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..arch.pgtable import GatherLike
@@ -24,9 +24,7 @@ if not cython.compiled:
 
 __all__ = ["MmuGather", "MAX_GATHER_BATCH"]
 
-TLB_FLUSH = cython.declare(
-    i64, declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
-)
+TLB_FLUSH = cython.declare(i64, counter("mmu_gather.flush"))
 #: Pages queued before a forced flush (MAX_GATHER_BATCH_COUNT * batch size, approx.).
 MAX_GATHER_BATCH = cython.declare(i64, 10000)
 _NO_START = cython.declare(i64, (1 << 63) - 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -59,9 +59,7 @@ MM_CP_UFFD_WP_ALL = cython.declare(i64, (1 << 2) | (1 << 3))
 
 NUMA_PTE_UPDATES = cython.declare(
     i64,
-    declare(
-        "numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)"
-    ),
+    counter("numa_pte_updates"),
 )
 
 ENOMEM = cython.declare(i64, 12)

@@ -15,7 +15,7 @@ import heapq
 import cython
 import numpy as np
 
-from ..counters import declare
+from ..counters import counter
 
 if not cython.compiled:
     from ..cdefs import i64
@@ -23,11 +23,9 @@ if not cython.compiled:
 
 __all__ = ["BuddyAllocator"]
 
-ALLOC = cython.declare(i64, declare("buddy.alloc", "allocations", "successful buddy allocations (any order)"))
-ALLOC_FAIL = cython.declare(
-    i64, declare("buddy.alloc_fail", "allocations", "buddy allocations that found no free block")
-)
-FREE = cython.declare(i64, declare("buddy.free", "frees", "blocks returned to the buddy allocator"))
+ALLOC = cython.declare(i64, counter("buddy.alloc"))
+ALLOC_FAIL = cython.declare(i64, counter("buddy.alloc_fail"))
+FREE = cython.declare(i64, counter("buddy.free"))
 
 
 @cython.final

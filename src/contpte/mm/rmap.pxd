@@ -8,7 +8,7 @@ from contpte.mm.memmap cimport (
 )
 from contpte.mm.mm_types cimport MmStruct, Vma, vma_mm
 
-cdef i64 RMAP_EXCLUSIVE, RMAP_OPS, RMAP_PAGES, EBUSY, _NOT_PG_anon_exclusive
+cdef i64 RMAP_EXCLUSIVE, RMAP_OPS, RMAP_PAGES, RMAP_REMOVE, EBUSY, _NOT_PG_anon_exclusive
 
 cpdef rmap_changed(Kernel k, i64 folio)
 cpdef anon_vma_prepare(Vma vma)

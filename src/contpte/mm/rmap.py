@@ -17,7 +17,7 @@ from typing import Any
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 from ..errors import KernelBug
 
 if not cython.compiled:
@@ -54,12 +54,9 @@ __all__ = [
 
 RMAP_EXCLUSIVE = cython.declare(i64, 1)
 
-RMAP_OPS = cython.declare(
-    i64, declare("rmap.op", "calls", "batch rmap updates (add/dup/remove, PTE or PMD level)")
-)
-RMAP_PAGES = cython.declare(
-    i64, declare("rmap.pages", "pages", "pages whose mapcount an rmap update changed")
-)
+RMAP_OPS = cython.declare(i64, counter("rmap.op"))
+RMAP_PAGES = cython.declare(i64, counter("rmap.pages"))
+RMAP_REMOVE = cython.declare(i64, counter("rmap.remove"))
 
 EBUSY = cython.declare(i64, 16)
 
@@ -239,6 +236,7 @@ def folio_remove_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
                     deferred_split_folio(folio, k)
                     break
     count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_REMOVE, 1)
     count(k.counters, RMAP_PAGES, nr)
 
 
@@ -250,6 +248,7 @@ def folio_remove_rmap_pmd(folio: i64, vma: Vma) -> None:
     mem.entire_mapcount[folio] -= 1
     mem.large_mapcount[folio] -= 1
     count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_REMOVE, 1)
     n: i64
     i: i64
     if (
@@ -340,4 +339,6 @@ def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
 
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
-    globals().update(RMAP_EXCLUSIVE=RMAP_EXCLUSIVE, RMAP_OPS=RMAP_OPS, RMAP_PAGES=RMAP_PAGES)
+    globals().update(
+        RMAP_EXCLUSIVE=RMAP_EXCLUSIVE, RMAP_OPS=RMAP_OPS, RMAP_PAGES=RMAP_PAGES, RMAP_REMOVE=RMAP_REMOVE
+    )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import cython
 
-from ..counters import declare
+from ..counters import counter
 from .rmap import rmap_walk_ptes
 
 if not cython.compiled:
@@ -51,18 +51,12 @@ if not cython.compiled:
 
 __all__ = ["shrink_all_memory", "try_to_unmap", "pageout"]
 
-PGLAZYFREED = cython.declare(
-    i64, declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discarded by reclaim")
-)
-PGSTEAL = cython.declare(i64, declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)"))
-PGPAGEOUT = cython.declare(
-    i64, declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
-)
+PGLAZYFREED = cython.declare(i64, counter("pglazyfreed"))
+PGSTEAL = cython.declare(i64, counter("pgsteal"))
+PGPAGEOUT = cython.declare(i64, counter("pgpgout"))
 PGLAZYFREE_FAIL = cython.declare(
     i64,
-    declare(
-        "pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)"
-    ),
+    counter("pglazyfree_fail"),
 )
 
 _NOT_PG_lazyfree = cython.declare(i64, 0xFFFFFFFF ^ PG_lazyfree)

@@ -3,7 +3,9 @@
 Exit status: 0 when every scenario agrees with the live kernel (or differs
 exactly as its ``expect-mismatch`` line says), 1 on an unexpected
 difference or an unexpected agreement, 3 when a scenario could not run
-here (the reason is printed), 2 on a usage or model error (cli.py).
+here (the reason is printed; when the live oracle cannot run on this
+machine at all, e.g. without root, one line on stderr says why and nothing
+runs), 2 on a usage or model error (cli.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from rich.table import Table
 
 from ..workloads.scenario import parse_file
 from . import library
-from .run import OracleResult, run_oracle
+from .run import OracleResult, live_unavailable_reason, run_oracle
 
 __all__ = ["cmd_oracle", "render_result", "EXIT_DIFFERENT", "EXIT_SKIPPED"]
 
@@ -67,12 +69,19 @@ def cmd_oracle(args: argparse.Namespace, ui: Any) -> int:
     if not paths:
         ui.err.print("contpte oracle: give a scenario file or --library")
         return 2
+    scenarios = [parse_file(path) for path in paths]  # a malformed file is exit 2 even here
+    reason = live_unavailable_reason()
+    if reason is not None:
+        # Said once, not once per scenario.
+        if ui.json:
+            ui.emit_json({"status": "skipped", "reason": reason, "scenarios": paths})
+        print(f"contpte oracle: the live kernel oracle cannot run here: {reason}", file=ui._stderr)
+        return EXIT_SKIPPED
     results: list[OracleResult] = []
     with ui.progress(len(paths), "oracle") as step:
-        for path in paths:
-            sc = parse_file(path)
+        for sc in scenarios:
             results.append(run_oracle(sc, at=args.at, keep_going=args.keep_going))
-            step(path)
+            step(sc.path)
     if ui.json:
         ui.emit_json(
             results[0].as_dict() if len(results) == 1 and not args.library else [r.as_dict() for r in results]

@@ -19,8 +19,9 @@ the live process's own libraries and heap: nothing else is ever mapped in
 the live window, so smaps totals over it count the scenario only.
 
 A step that would raise SIGSEGV is predicted from /proc/self/maps (no VMA:
-MAPERR; VMA without the permission: ACCERR) instead of taking the signal,
-which would kill the process.
+MAPERR; VMA without the permission: ACCERR), and SIGBUS from the file's
+size (a page of a file mapping beyond the end of the file), instead of
+taking the signal, which would kill the process.
 """
 
 from __future__ import annotations
@@ -140,24 +141,38 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-def _maps_self() -> list[tuple[int, int, str]]:
+def _maps_self() -> list[tuple[int, int, str, int, str]]:
+    """(start, end, perms, file offset, path) per line of /proc/self/maps."""
     out = []
     with open("/proc/self/maps") as fh:
         for line in fh:
-            rng, perms = line.split(None, 2)[:2]
-            lo, hi = rng.split("-")
-            out.append((int(lo, 16), int(hi, 16), perms))
+            parts = line.split(None, 5)
+            lo, hi = parts[0].split("-")
+            path = parts[5].strip() if len(parts) > 5 else ""
+            out.append((int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
     return out
 
 
-def _segv(maps: list[tuple[int, int, str]], va: int, write: bool) -> str | None:
-    """The SIGSEGV code an access at ``va`` would get (None: none)."""
-    for lo, hi, perms in maps:
+def _fault(maps: list[tuple[int, int, str, int, str]], va: int, write: bool) -> str | None:
+    """The signal an access at ``va`` would get (None: none), as the model names it.
+
+    ``SIGSEGV:MAPERR`` (no VMA), ``SIGSEGV:ACCERR`` (the VMA forbids the
+    access), ``SIGBUS:ADRERR`` (a page of a regular file's mapping at or
+    beyond the end of the file).
+    """
+    for lo, hi, perms, offset, path in maps:
         if lo <= va < hi:
-            if write:
-                return None if "w" in perms else "ACCERR"
-            return None if set(perms[:3]) & set("rwx") else "ACCERR"
-    return "MAPERR"
+            if write and "w" not in perms:
+                return "SIGSEGV:ACCERR"
+            if not write and not set(perms[:3]) & set("rwx"):
+                return "SIGSEGV:ACCERR"
+            if path.startswith("/") and os.path.isfile(path):
+                page = os.sysconf("SC_PAGE_SIZE")
+                pgoff = (offset + va - lo) // page
+                if pgoff >= -(-os.stat(path).st_size // page):
+                    return "SIGBUS:ADRERR"
+            return None
+    return "SIGSEGV:MAPERR"
 
 
 class _Server:
@@ -237,9 +252,9 @@ class _Server:
         src = ctypes.create_string_buffer(value.to_bytes(8, "little"), 8)
         for i in range(npages):
             va = addr + i * self.ps
-            code = _segv(maps, va, True)
-            if code is not None:
-                return ("segv", code, i)
+            sig = _fault(maps, va, True)
+            if sig is not None:
+                return ("signal", sig, i)
             ctypes.memmove(va, src, 8)
         return ("ok", npages)
 
@@ -248,9 +263,9 @@ class _Server:
         vals: list[int] = []
         for i in range(npages):
             va = addr + i * self.ps
-            code = _segv(maps, va, False)
-            if code is not None:
-                return ("segv", code, vals)
+            sig = _fault(maps, va, False)
+            if sig is not None:
+                return ("signal", sig, vals)
             vals.append(int.from_bytes(ctypes.string_at(va, 8), "little"))
         return ("ok", vals)
 

@@ -527,7 +527,7 @@ class _Replay:
             if model_error is None:
                 self._create_file(step)
             return model_error, None
-        if op == "check":
+        if op in ("check", "measure"):
             return None, None
         assert step.proc is not None
         p = live.procs[step.proc]
@@ -545,10 +545,10 @@ class _Replay:
         npages = (n + self.ps - 1) // self.ps
         if op == "write":
             r = live.call(p, "write", addr, npages, a["value"])
-            return (None, None) if r[0] == "ok" else (f"SIGSEGV:{r[1]}", None)
+            return (None, None) if r[0] == "ok" else (str(r[1]), None)
         if op == "read":
             r = live.call(p, "read", addr, npages)
-            return (None, list(r[1])) if r[0] == "ok" else (f"SIGSEGV:{r[1]}", list(r[2]))
+            return (None, list(r[1])) if r[0] == "ok" else (str(r[1]), list(r[2]))
         if op in ("mprotect", "madvise"):
             r = live.call(p, op, addr, n, a["prot"] if op == "mprotect" else a["advice"])
         elif op == "munmap":

@@ -6,8 +6,9 @@ series of plain values (it is a sibling of ``cost``, not a user of it).
 
 from __future__ import annotations
 
+from .cost import plot_fit_set, plot_fork_table
 from .op_bench import fmt_change_count, plot_op_bench, render_op_bench
-from .plot import PLOT_FORMATS, plot_series
+from .plot import PLOT_FORMATS, Panel, plot_panels, plot_series
 from .table import fmt_ns, fmt_ns_pair, fmt_pct, fmt_us, render_table
 
 __all__ = [
@@ -18,7 +19,11 @@ __all__ = [
     "fmt_ns_pair",
     "fmt_change_count",
     "plot_series",
+    "plot_panels",
+    "Panel",
     "PLOT_FORMATS",
+    "plot_fork_table",
+    "plot_fit_set",
     "render_op_bench",
     "plot_op_bench",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .plot import plot_series
+from .plot import Panel, plot_panels
 from .table import fmt_ns_pair, fmt_pct, render_table
 
 __all__ = ["render_op_bench", "plot_op_bench", "fmt_change_count"]
@@ -51,13 +51,7 @@ def _render_section(
             cells += [fmt_ns_pair(t["baseline"], t["contpte"], _ARROW), fmt_pct(cell["change_pct"] / 100)]
         table_rows.append(cells)
     copies = workload["copies"]
-    fits = data.get("fit") or {}
-    fit_note = "".join(
-        f"\n{prof}: fitted on the published 1- and 32-CPU fork rows ("
-        + ", ".join(f"{k} = {v:.3g}" for k, v in f["params"].items())
-        + ")"
-        for prof, f in fits.items()
-    )
+    fit_note = "\nprofiles as given (the shipped ones are calibrated on their fit set: contpte calibrate)"
     text = workload["patterns"].get(pattern, "")
     pattern_note = f"\n{pattern} = {text.split(':')[0]}" if text else ""
     render_table(
@@ -90,18 +84,64 @@ def _render_section(
 
 
 def plot_op_bench(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Draw the change of ops/s against folio order, one line per profile (and pattern)."""
+    """Two panels over the folio orders (categories): the change of ops/s, and the time per op."""
     rows: Sequence[Mapping[str, Any]] = data["rows"]
-    lines: dict[str, list[tuple[float, float]]] = {}
-    for r in rows:
-        for p in data["profiles"]:
-            label = f"{p} ({r['pattern']})" if r["pattern"] else str(p)
-            lines.setdefault(label, []).append((float(r["order"]), float(r["profiles"][p]["change_pct"])))
-    return plot_series(
+    profiles: Sequence[str] = data["profiles"]
+    patterns = list(dict.fromkeys(str(r["pattern"] or "") for r in rows))
+    cats = list(dict.fromkeys(f"{r['order']}: {r['folio']}" for r in rows))
+
+    def row(cat: str, pattern: str) -> Mapping[str, Any] | None:
+        return next(
+            (r for r in rows if f"{r['order']}: {r['folio']}" == cat and (r["pattern"] or "") == pattern),
+            None,
+        )
+
+    change: dict[str, list[float | None]] = {}
+    change_labels: dict[str, list[str]] = {}
+    times: dict[str, list[float | None]] = {}
+    styles: dict[str, dict[str, Any]] = {}
+    k = 0
+    for p in profiles:
+        for pat in patterns:
+            suffix = f" ({pat})" if pat else ""
+            color = f"C{k % 10}"
+            k += 1
+            styles[f"{p}{suffix}"] = {"color": color}
+            styles[f"{p}{suffix} off"] = {"color": color, "alpha": 0.45, "hatch": "//"}
+            styles[f"{p}{suffix} on"] = {"color": color}
+            vals = []
+            for c in cats:
+                r = row(c, pat)
+                vals.append(None if r is None else float(r["profiles"][p]["change_pct"]))
+            change[f"{p}{suffix}"] = vals
+            change_labels[f"{p}{suffix}"] = [f"{v:+.1f}%" if v is not None else "" for v in vals]
+            for config, short in (("baseline", "off"), ("contpte", "on")):
+                tv = []
+                for c in cats:
+                    r = row(c, pat)
+                    tv.append(None if r is None else float(r["profiles"][p]["op_ns"][config]))
+                times[f"{p}{suffix} {short}"] = tv
+    copies = data["workload"]["copies"]
+    what = f"bench {data['benchmark']}: {data['title']} ({copies} cop{'y' if copies == 1 else 'ies'})"
+    return plot_panels(
         path,
-        title=f"bench {data['benchmark']}: {data['title']} ({data['workload']['copies']} cop"
-        f"{'y' if data['workload']['copies'] == 1 else 'ies'})",
-        xlabel="folio order (0 = 4K, 4 = 64K, 9 = 2M)",
-        ylabel="ops/s change vs contpte off (%)",
-        lines=lines,
+        [
+            Panel(
+                "change of operations/s, contpte on vs off",
+                "change (%)",
+                cats,
+                change,
+                labels=change_labels,
+                styles=styles,
+            ),
+            Panel(
+                f"time per operation ({data['op']}); hatched: contpte off",
+                "ns (log scale)",
+                cats,
+                times,
+                log=True,
+                styles=styles,
+            ),
+        ],
+        title=what,
     )

@@ -8,14 +8,17 @@ the validators that run after every syscall.
 
 from __future__ import annotations
 
-import re
+import errno
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
-from ..counters import FAMILIES, TOTALS, Counters, describe
+from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
 from ..errors import ModelUsageError
-from ..hw.features import PRESETS
+from ..hw.features import BBML2_NOABORT_CPU, PRESETS
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
@@ -23,32 +26,24 @@ from ..mm.shmem import File
 from ..mm.vmscan import shrink_all_memory
 from ..version import KERNEL_VERSION
 from .process import Process
+from .sizes import parse_bytes
 
 __all__ = ["Machine", "parse_bytes", "ARCH_OPTIONS"]
 
 ARCH_OPTIONS: dict[str, dict[str, Any]] = {
-    "arm64": {"contpte": True, "wrprotect_ptes_opt": True, "teardown_opt": True, "bbml2_noabort": False},
+    "arm64": {
+        "contpte": True,
+        "wrprotect_ptes_opt": True,
+        "teardown_opt": True,
+        "bbml2_noabort": False,
+        "wrprotect_refold": False,
+    },
     "generic": {},
 }
 """Kernel variants understood by each backend (all default to mainline)."""
 
 _ALL_ARCH_OPTIONS = {k for opts in ARCH_OPTIONS.values() for k in opts}
 _PAGE_SIZES = {"4K": 12, "16K": 14, "64K": 16}
-
-
-def parse_bytes(text: str | int, what: str = "size") -> int:
-    """``"4G"`` -> 4 GiB.  Accepts ints, and K/M/G/T suffixes (binary)."""
-    if isinstance(text, int):
-        if text <= 0:
-            raise ModelUsageError(f"{what} must be positive, not {text}")
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ModelUsageError(f"{what} {text!r}: expected a number with an optional K/M/G/T suffix")
-    n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
-    if n <= 0:
-        raise ModelUsageError(f"{what} must be positive, not {text!r}")
-    return n
 
 
 class Machine:
@@ -61,7 +56,10 @@ class Machine:
     "always"}``); ``thp``: the top-level setting (default ``"madvise"``).
     ``check``: run every validator after every syscall.  Kernel variants
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
-    ``bbml2_noabort``) default to mainline; the newer-kernel core-mm
+    ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
+    CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
+    given), as do the historical batching variants ``batch_zap``,
+    ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``); the newer-kernel core-mm
     behaviours ``cow_reuse_large`` (v6.15) and ``huge_zero_wp_thp`` (v6.13)
     default to off (v6.12, see ``MM_OPTIONS``); hardware options: ``cpu`` (a
     preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
@@ -101,6 +99,24 @@ class Machine:
             )
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
+        fmt = "vmsa" if arch == "arm64" else "flat"
+        if cpu is not None and PRESETS[cpu].fmt != fmt:
+            fitting = sorted(n for n, f in PRESETS.items() if f.fmt == fmt)
+            raise ModelUsageError(
+                f"cpu={cpu!r} does not run arch={arch!r} (it walks {PRESETS[cpu].fmt!r} tables); "
+                f"expected one of {', '.join(fitting)}"
+            )
+        if arch == "arm64" and options.get("bbml2_noabort"):
+            # Linux uses BBML2 only where system_supports_bbml2_noabort():
+            # the option needs a CPU that has it, and picks one by default.
+            if cpu is None:
+                cpu = BBML2_NOABORT_CPU
+            elif not PRESETS[cpu].bbml2_noabort:
+                have = sorted(n for n, f in PRESETS.items() if f.bbml2_noabort)
+                raise ModelUsageError(
+                    f"bbml2_noabort=True needs a CPU with BBML2_NOABORT; cpu={cpu!r} has none "
+                    f"(presets that have it: {', '.join(have)})"
+                )
         bug_set = check_bug_names(bugs)
         nbytes = parse_bytes(memory, "memory")
         nr_frames = nbytes >> page_shift
@@ -110,8 +126,8 @@ class Machine:
         self.page_size = 1 << page_shift
         self.kernel_version = KERNEL_VERSION
         self.counters = Counters()
+        self._counter_names = counter_names(page_shift)
         self.check_enabled = bool(check)
-        fmt = "vmsa" if arch == "arm64" else "flat"
         self.hw = Hardware(
             nr_frames,
             page_shift=page_shift,
@@ -143,6 +159,7 @@ class Machine:
         self._next_asid = 1
         self._next_cpu = 0
         self._next_file = 1
+        self._file_names: set[str] = set()
         self.validators: Any = None
         if self.check_enabled:
             from ..check.validators import Validators
@@ -180,10 +197,18 @@ class Machine:
         """Create a file whose page cache holds large folios of ``folio_size``.
 
         The file's pages start with distinct values (``file_initial_value``).
+        A name already created raises ``FileExistsError`` (EEXIST), as
+        ``open(name, O_CREAT | O_EXCL)`` would.
         """
+        if not isinstance(name, str) or not name:
+            raise ModelUsageError(f"open_file: name must be a non-empty string, not {name!r}")
+        if name in self._file_names:
+            raise FileExistsError(errno.EEXIST, f"open_file: {os.strerror(errno.EEXIST)}", name)
         nbytes = parse_bytes(size, "file size")
         order = 0 if folio_size in ("4K", str(self.page_size)) else self.kernel.parse_size(folio_size)
-        return self._new_file(name, nbytes, order, shmem=False)
+        f = self._new_file(name, nbytes, order, shmem=False)
+        self._file_names.add(name)
+        return f
 
     def _new_file(self, name: str, nbytes: int, order: int, shmem: bool) -> File:
         fid = self._next_file
@@ -194,18 +219,48 @@ class Machine:
 
     # -- observation --------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Every non-zero counter (stable names; see ``contpte.counters``) plus totals."""
-        out = self.counters.snapshot()
-        out.update({k: v for k, v in self.counters.totals().items() if v})
+        """Every counter of this machine, zeros included, plus the totals; sorted by name.
+
+        Like ``/proc/vmstat``: the names are the declared ones
+        (``contpte.counters``), listed whether or not anything was counted
+        yet (the per-size mTHP stats: the sizes of this machine's page size).
+        """
+        out = self.counters.values_of(self._counter_names)
+        out.update(self.counters.totals())
         return dict(sorted(out.items()))
+
+    def stats_delta(self, before: Mapping[str, int]) -> dict[str, int]:
+        """What was counted since ``before`` (an earlier ``stats()``): every name, zeros included."""
+        return {name: value - before.get(name, 0) for name, value in self.stats().items()}
+
+    @contextmanager
+    def measure(self) -> Iterator[dict[str, int]]:
+        """Count the operations inside a ``with`` block.
+
+        ``with m.measure() as d: p.fork()`` fills ``d`` when the block ends
+        (also when it raises) with ``stats_delta`` of the block: every
+        counter and total, zeros included.
+        """
+        before = self.stats()
+        delta: dict[str, int] = {}
+        try:
+            yield delta
+        finally:
+            delta.update(self.stats_delta(before))
 
     @staticmethod
     def describe_counter(name: str) -> tuple[str, str]:
-        """(unit, description) of a name ``stats()`` returns: a counter or a total."""
+        """(unit, description) of a name ``stats()`` returns: a counter or a total.
+
+        Works before any Machine exists: the counters are declared in
+        ``contpte.counters``, whatever was imported.
+        """
         if name in TOTALS:
             # A total sums a family: it has the family's unit.
-            family = FAMILIES.get(name)
-            return (family or describe(name)).unit, TOTALS[name][0]
+            family = FAMILIES.get(name) or FAMILIES.get(name.rsplit(".", 1)[0])
+            if family is None:
+                raise ModelUsageError(f"total {name!r} sums no declared family")
+            return family.unit, TOTALS[name][0]
         spec = describe(name)
         return spec.unit, spec.description
 

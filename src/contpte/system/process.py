@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
-from ..errors import InvariantViolation, ModelUsageError, OutOfMemory, SegmentationFault, UserfaultWP
+from ..errors import (
+    BusError,
+    InvariantViolation,
+    ModelUsageError,
+    OutOfMemory,
+    SegmentationFault,
+    UserfaultWP,
+)
 from ..mm.fork import dup_mmap, mmput
 from ..mm.gup import pin_user_pages, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
@@ -26,6 +33,7 @@ from ..mm.mm_types import (
     VM_ACCESS_FLAGS,
     VM_EXEC,
     VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
     VM_FAULT_SIGSEGV,
     VM_FAULT_UFFD_WP,
     VM_READ,
@@ -37,6 +45,7 @@ from ..mm.mmap import do_mmap, do_munmap
 from ..mm.mprotect import change_prot_numa, do_mprotect_pkey
 from ..mm.shmem import File
 from ..mm.userfaultfd import mwriteprotect_range, userfaultfd_register_wp
+from .sizes import parse_length
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -111,10 +120,11 @@ class Process:
         if self.machine.check_enabled:
             self.machine.validators.after_syscall(self, what)
 
-    def _pages(self, addr: int, length: int, what: str) -> int:
+    def _pages(self, addr: int, length: int | str, what: str) -> int:
         ps = self.machine.page_size
-        if not isinstance(addr, (int, np.integer)) or not isinstance(length, (int, np.integer)):
-            raise ModelUsageError(f"{what}: address and length must be integers")
+        length = parse_length(length, f"{what} length")
+        if not isinstance(addr, (int, np.integer)):
+            raise ModelUsageError(f"{what}: address must be an integer, not {addr!r}")
         if addr & (ps - 1):
             raise ModelUsageError(f"{what}: address {addr:#x} is not page aligned")
         if length <= 0:
@@ -132,6 +142,8 @@ class Process:
         if not vma.vm_flags & need:
             raise SegmentationFault(addr, "ACCERR", write, self.pid)
         ret = handle_mm_fault(vma, addr, FAULT_FLAG_WRITE if write else 0)
+        if ret & VM_FAULT_SIGBUS:
+            raise BusError(addr, "ADRERR", write, self.pid)
         if ret & VM_FAULT_OOM:
             raise OutOfMemory(f"pid {self.pid}: out of memory handling a fault at {addr:#x}")
         if ret & VM_FAULT_SIGSEGV:
@@ -177,7 +189,7 @@ class Process:
                 elif out is not None:
                     v.on_read(self, addr, out[:done])
 
-    def write(self, addr: int, length: int, value: int | np.ndarray = 0) -> None:
+    def write(self, addr: int, length: int | str, value: int | np.ndarray = 0) -> None:
         """Store ``value`` in every page of ``[addr, addr+length)`` (as user code would)."""
         npages = self._pages(addr, length, "write")
         if isinstance(value, np.ndarray):
@@ -190,7 +202,7 @@ class Process:
         self._access(addr, npages, True, value, None)
         self._leave("write")
 
-    def read(self, addr: int, length: int) -> np.ndarray:
+    def read(self, addr: int, length: int | str) -> np.ndarray:
         """Load every page of ``[addr, addr+length)``: one uint64 per page."""
         npages = self._pages(addr, length, "read")
         self._enter()
@@ -202,14 +214,19 @@ class Process:
     # -- syscalls -------------------------------------------------------------
     def mmap(
         self,
-        length: int,
+        length: int | str,
         prot: str | int = "rw",
         flags: str = "private|anonymous",
         file: File | None = None,
-        offset: int = 0,
+        offset: int | str = 0,
         addr: int = 0,
     ) -> int:
-        """Map memory; returns the address.  ``flags``: private|shared, anonymous, fixed."""
+        """Map memory; returns the address.  ``flags``: private|shared, anonymous, fixed.
+
+        ``length`` and ``offset``: integers or sizes such as ``"1M"``.
+        """
+        length = parse_length(length, "mmap length")
+        offset = parse_length(offset, "mmap offset")
         fl = parse_flags(flags)
         vm = parse_prot(prot)
         self._enter()
@@ -238,8 +255,9 @@ class Process:
             self.write(ret, length, 0) if vm & VM_WRITE else self.read(ret, length)
         return ret
 
-    def munmap(self, addr: int, length: int) -> None:
+    def munmap(self, addr: int, length: int | str) -> None:
         """Unmap a range (partial folios are fine)."""
+        length = parse_length(length, "munmap length")
         self._enter()
         ret = do_munmap(self.mm, addr, length)
         if ret:
@@ -248,8 +266,9 @@ class Process:
             self.machine.validators.on_unmap(self, addr, length)
         self._leave("munmap")
 
-    def mprotect(self, addr: int, length: int, prot: str | int) -> None:
+    def mprotect(self, addr: int, length: int | str, prot: str | int) -> None:
         """Change protection; EINVAL/ENOMEM/EACCES as Linux."""
+        length = parse_length(length, "mprotect length")
         vm = parse_prot(prot)
         self._enter()
         ret = do_mprotect_pkey(self.mm, addr, length, vm)
@@ -257,8 +276,9 @@ class Process:
             raise _oserror(ret, "mprotect")
         self._leave("mprotect")
 
-    def madvise(self, addr: int, length: int, advice: str) -> None:
+    def madvise(self, addr: int, length: int | str, advice: str) -> None:
         """``advice``: dontneed, free, hugepage, nohugepage, dontfork, dofork."""
+        length = parse_length(length, "madvise length")
         if advice not in ADVICE:
             raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")
         self._enter()
@@ -272,7 +292,7 @@ class Process:
             raise _oserror(ret, "madvise")
         self._leave("madvise")
 
-    def numa_hint(self, addr: int, length: int) -> None:
+    def numa_hint(self, addr: int, length: int | str) -> None:
         """Arm NUMA hinting faults on a range, as the scheduler's scanner does.
 
         Models ``task_numa_work()`` -> ``change_prot_numa()`` on the VMAs of
@@ -287,7 +307,7 @@ class Process:
             change_prot_numa(v, max(addr, v.vm_start), min(end, v.vm_end))
         self._leave("numa_hint")
 
-    def uffd_wp(self, addr: int, length: int, on: bool = True) -> None:
+    def uffd_wp(self, addr: int, length: int | str, on: bool = True) -> None:
         """userfaultfd write-protect (``on``) or resolve a range.
 
         Registers the range with UFFDIO_REGISTER_MODE_WP first if needed
@@ -296,6 +316,7 @@ class Process:
         ``UserfaultWP``.  Children inherit the registration and the bits
         (UFFD_FEATURE_EVENT_FORK).
         """
+        length = parse_length(length, "uffd_wp length")
         self._enter()
         if on:
             ret = userfaultfd_register_wp(self.mm, addr, length)
@@ -306,7 +327,7 @@ class Process:
             raise _oserror(ret, "userfaultfd(UFFDIO_WRITEPROTECT)")
         self._leave("uffd_wp")
 
-    def pin(self, addr: int, length: int, write: bool = True) -> None:
+    def pin(self, addr: int, length: int | str, write: bool = True) -> None:
         """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
         n = self._pages(addr, length, "pin")
         self._enter()
@@ -317,7 +338,7 @@ class Process:
             self.machine.validators.on_pin(self, addr, n, write)
         self._leave("pin")
 
-    def unpin(self, addr: int, length: int) -> None:
+    def unpin(self, addr: int, length: int | str) -> None:
         """Release pins taken by ``pin`` on this range (by the pages pinned then)."""
         n = self._pages(addr, length, "unpin")
         self._enter()
@@ -374,7 +395,7 @@ class Process:
     def _pagemap_rows(self, addr: int, npages: int) -> np.ndarray:
         return pagemap_rows(self.mm, addr, npages)
 
-    def pagemap(self, addr: int, length: int) -> np.ndarray:
+    def pagemap(self, addr: int, length: int | str) -> np.ndarray:
         """One row per page: present, pfn, order, writable, dirty, young, cont, exclusive."""
         n = self._pages(addr, length, "pagemap")
         return self._pagemap_rows(addr, n)

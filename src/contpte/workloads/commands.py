@@ -7,13 +7,14 @@ below cli, so the Ui is typed here by the protocol it must offer).
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from .scenario import parse_file, run
 
-__all__ = ["UiLike", "cmd_run"]
+__all__ = ["UiLike", "cmd_run", "print_wrapped"]
 
 
 class UiLike(Protocol):
@@ -23,6 +24,73 @@ class UiLike(Protocol):
     def emit_json(self, obj: object) -> None: ...
     def warn(self, message: str) -> None: ...
     def progress(self, total: int, description: str) -> AbstractContextManager[Callable[[str], None]]: ...
+
+
+def print_wrapped(out: Any, text: str, indent: str = "", first: str | None = None) -> None:
+    """Print ``text`` wrapped to the console's width at spaces, never cut.
+
+    Continuation lines start with ``indent`` (the first with ``first``, by
+    default ``indent`` too).  Words longer than a line (a PTE in hex) are
+    kept whole, so every value stays readable and greppable.
+    """
+    width = max(40, int(getattr(out, "width", 80) or 80))
+    lines = textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    for line in lines or [indent if first is None else first]:
+        out.print(line, markup=False, soft_wrap=True)
+
+
+#: The counters ``contpte run`` shows per step (``--counters``: every one).
+RUN_KEY_COUNTERS = (
+    "pgfault",
+    "folio.alloc",
+    "page.copy",
+    "pte.read",
+    "pte.write",
+    "contpte.fold",
+    "contpte.unfold",
+    "contpte.convert",
+    "tlbi.total",
+    "dsb.total",
+    "ipi.sent",
+)
+_PICTURE_ROW = 32
+
+
+def _step_counters(counters: dict[str, int], everything: bool) -> str:
+    """The step's non-zero counters as ``name value`` pairs (totals computed here)."""
+    from ..counters import TOTALS
+
+    values = dict(counters)
+    values.update({name: int(f(counters)) for name, (_, f) in TOTALS.items()})
+    names = sorted(values) if everything else RUN_KEY_COUNTERS
+    return ", ".join(f"{n}={values[n]}" for n in names if values.get(n) and not n.startswith("check."))
+
+
+def _picture_lines(ptes: dict[str, Any]) -> list[str]:
+    """The header, then one character per page, 32 per row in groups of 16: ``w``/``r``
+    a writable/read-only PTE, ``W``/``R`` the same with the Contiguous bit, ``.`` none."""
+    rows = ptes["rows"]
+    head = f"{ptes['process']} (pid {ptes['pid']}): {ptes['step_pages']} page(s) at {ptes['step_start']:#x}"
+    if (ptes["start"], ptes["pages"]) != (ptes["step_start"], ptes["step_pages"]):
+        head += ", in whole blocks"
+    if ptes["shown"] < ptes["pages"]:
+        head += f" (the first {ptes['shown']} of {ptes['pages']} pages)"
+    lines = [head]
+    for i in range(0, len(rows), _PICTURE_ROW):
+        chars = []
+        for r in rows[i : i + _PICTURE_ROW]:
+            c = "." if not r["present"] else ("w" if r["writable"] else "r")
+            chars.append(c.upper() if r["present"] and r["cont"] else c)
+        groups = " ".join("".join(chars[j : j + 16]) for j in range(0, len(chars), 16))
+        lines.append(f"{rows[i]['addr']:#x} {groups}")
+    return lines
 
 
 def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
@@ -49,6 +117,13 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
             }
         )
         return 1 if failed else 0
+    if args.state:
+        print_wrapped(
+            ui.out,
+            "PTEs after each step, one character per page: w/r a writable/read-only PTE, "
+            "W/R the same with the Contiguous bit, . none",
+        )
+    pad = " " * 11
     for o in outs:
         status = "ok" if not o.failed else "FAIL"
         err = f" -> {o.error}" if o.error else ""
@@ -56,9 +131,17 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
         if o.values is not None:
             shown = ", ".join(f"{v:#x}" for v in o.values[:8]) + (" ..." if len(o.values) > 8 else "")
             vals = f" = [{shown}]"
-        ui.out.print(f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", markup=False)
+        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", pad, first="")
         if o.failed:
-            ui.out.print(f"      {o.failed}", markup=False)
+            print_wrapped(ui.out, o.failed, pad)
+        counted = _step_counters(o.counters, bool(getattr(args, "counters", False)))
+        if counted:
+            print_wrapped(ui.out, counted, pad)
+        if o.ptes is not None:
+            head, *rows = _picture_lines(o.ptes)
+            print_wrapped(ui.out, head, pad)
+            for line in rows:
+                ui.out.print(pad + line, markup=False, soft_wrap=True)
     summary = f"{args.file}: {len(outs)}/{len(sc.steps)} steps run, {len(failed)} failed"
     ui.out.print(summary, markup=False)
     return 1 if failed else 0
@@ -66,6 +149,9 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
 
 def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
     """``contpte fuzz``: random syscall sequences; exit 1 and write a reproducer on a finding."""
+    from ..bugs import check_bug_names
+    from ..errors import ModelUsageError
+    from ..system.sizes import parse_bytes
     from .fuzz import VARIANTS, FuzzConfig, fuzz, reproducer_text
 
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
@@ -73,9 +159,13 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         variants = ["arm64", "generic", "arm64-nobatch", "generic-nobatch"]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        from ..errors import ModelUsageError
-
         raise ModelUsageError(f"--variant {', '.join(bad)}: expected names from {', '.join(VARIANTS)}")
+    # Checked here so the message names the option, not the generated scenario.
+    parse_bytes(args.memory, "--memory")
+    try:
+        check_bug_names(args.bug or "")
+    except ModelUsageError as e:
+        raise ModelUsageError(f"--bug: {e}") from None
     cfg = FuzzConfig(
         variants=variants,
         steps=args.steps,
@@ -113,11 +203,13 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         ui.out.print("no violation, no disagreement", markup=False)
         return 0
     f = result.finding
-    ui.out.print(f"FOUND {f.kind} on {f.variant}: {f.message}", markup=False)
-    ui.out.print(
+    print_wrapped(ui.out, f"FOUND {f.kind} on {f.variant}: {f.message}", "  ", first="")
+    print_wrapped(
+        ui.out,
         f"reproducer ({len(f.scenario.steps)} steps, shrunk from {f.original_steps}) written to {out_file}; "
         f"replay with: contpte run {out_file}",
-        markup=False,
+        "  ",
+        first="",
     )
     return 1
 
@@ -147,11 +239,11 @@ def cmd_check(args: argparse.Namespace, ui: UiLike) -> int:
         verdict = "caught" if r.caught else "MISSED"
         if not r.clean_ok:
             verdict += " (scenario FAILS without the bug)"
-        ui.out.print(f"{verdict:<8} {r.name}: {r.rule or '-'} at {r.step or '-'}", markup=False)
+        print_wrapped(ui.out, f"{verdict:<8} {r.name}: {r.rule or '-'} at {r.step or '-'}", " " * 9, first="")
         if r.message:
-            ui.out.print(f"         {r.message[:200]}", markup=False)
+            print_wrapped(ui.out, r.message, " " * 9)
         if r.clean_failure:
-            ui.out.print(f"         without the bug: {r.clean_failure}", markup=False)
+            print_wrapped(ui.out, f"without the bug: {r.clean_failure}", " " * 9)
     ui.out.print(
         f"{sum(r.caught for r in results)}/{len(results)} catalogued bugs caught by the general validators",
         markup=False,

@@ -50,7 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "arm64-nocontpte": {"arch": "arm64", "contpte": False},
     "arm64-nowrprotect": {"arch": "arm64", "wrprotect_ptes_opt": False},
     "arm64-noteardown": {"arch": "arm64", "teardown_opt": False},
-    "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True},
+    "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True, "cpu": "neoverse-v3"},
 }
 """Named backend + kernel-variant sets (``--variant``)."""
 
@@ -69,6 +69,18 @@ class FuzzConfig:
     memory: str = "32M"
     bugs: tuple[str, ...] = ()
     shrink: bool = True
+
+    def __post_init__(self) -> None:
+        from ..errors import ModelUsageError
+
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ModelUsageError(f"fuzz steps must be a positive integer, not {self.steps!r}")
+        if not isinstance(self.episode_steps, int) or self.episode_steps < 1:
+            raise ModelUsageError(
+                f"fuzz episode steps must be a positive integer, not {self.episode_steps!r}"
+            )
+        if not self.variants:
+            raise ModelUsageError("fuzz needs at least one variant")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
+    BusError,
     InvariantViolation,
     ModelUsageError,
     OutOfMemory,
@@ -43,8 +44,12 @@ __all__ = [
     "parse_file",
     "run",
     "observe",
+    "pte_picture",
+    "label_state",
+    "PTE_PICTURE_PAGES",
     "format_scenario",
     "format_step",
+    "parse_machine_options",
     "OPS",
     "PROTS",
     "MMAP_FLAGS",
@@ -54,7 +59,7 @@ __all__ = [
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
-MACHINE_OPS = ("spawn", "file", "check", "reclaim")
+MACHINE_OPS = ("spawn", "file", "check", "reclaim", "measure")
 PROC_OPS = (
     "mmap",
     "write",
@@ -76,8 +81,8 @@ _BINDS = {"spawn": "proc", "fork": "proc", "file": "file", "mmap": "addr"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|\d+)([KMGT]?)\Z")
 _ADDR_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(.+))?\Z")
-_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false"}
-_EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
+_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false", "repeat", "end"}
+_EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|SIGBUS(?::ADRERR)?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
 
 
 @dataclass(frozen=True)
@@ -125,9 +130,12 @@ class Outcome:
     """What one step did.
 
     ``error`` is None (success), ``"SIGSEGV:MAPERR"``/``"SIGSEGV:ACCERR"``,
+    ``"SIGBUS:ADRERR"``,
     an errno name (``"EINVAL"``), ``"OOM"``, or ``"violation:<rule>"`` (an
     ``InvariantViolation``; ``violation`` holds it and the run stops there).
     ``failed`` says why the step's expectation was not met (None: it was).
+    ``state`` is ``observe()`` after the step and ``ptes`` the
+    ``pte_picture()`` of its range (both only when the run observes state).
     """
 
     line: int
@@ -140,6 +148,7 @@ class Outcome:
     failed: str | None = None
     violation: InvariantViolation | None = None
     state: dict[str, Any] | None = None
+    ptes: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,7 +169,9 @@ class Outcome:
         if self.violation is not None:
             out["violation"] = str(self.violation)
         if self.state is not None:
-            out["state"] = self.state
+            out["state"] = label_state(self.state)
+        if self.ptes is not None:
+            out["ptes"] = self.ptes
         return out
 
 
@@ -364,6 +375,14 @@ def _parse_machine(toks: list[str], path: str, line: int) -> dict[str, Any]:
     return out
 
 
+def parse_machine_options(pairs: list[str], path: str = "<options>", line: int = 0) -> dict[str, Any]:
+    """``["batch_fork=false", "mthp.64K=always"]`` -> Machine keyword arguments, as the header reads them.
+
+    Malformed pairs raise ``ScenarioError(path, line, ...)``.
+    """
+    return _parse_machine(pairs, path, line)
+
+
 def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     expect = None
     if toks and toks[-1].startswith("!"):
@@ -372,7 +391,7 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             raise ScenarioError(
                 path,
                 line,
-                f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !EINVAL, !OOM or !any, got '!{expect}'",
+                f"expected an outcome like !SIGSEGV, !SIGSEGV:ACCERR, !SIGBUS, !EINVAL, !OOM or !any, got '!{expect}'",
             )
     bind = None
     if len(toks) >= 2 and toks[1] == "=":
@@ -405,6 +424,13 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     args: dict[str, Any] = {}
     if op in ("spawn", "check", "reclaim", "fork", "exit"):
         _positional(rest, 0, op, path, line)
+    elif op == "measure":
+        pos = _positional(rest, 1, "measure begin|end", path, line)
+        if pos[0] not in ("begin", "end"):
+            raise ScenarioError(
+                path, line, f"expected 'measure begin' or 'measure end', got 'measure {pos[0]}'"
+            )
+        args = {"edge": pos[0]}
     elif op == "file":
         pos = [t for t in rest if "=" not in t]
         usage = "file NAME SIZE [folio=SIZE]"
@@ -500,6 +526,43 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     return Step(line, proc, op, args, bind, expect)
 
 
+@dataclass
+class _Repeat:
+    """A ``repeat N [stride=SIZE]`` block being read; expanded at its ``end``."""
+
+    line: int
+    count: int
+    stride: int
+    steps: list[Step] = field(default_factory=list)
+
+    def expand(self) -> list[Step]:
+        """The block's steps ``count`` times, address operands moved by ``i * stride``."""
+        out: list[Step] = []
+        for i in range(self.count):
+            for st in self.steps:
+                args = {
+                    k: AddrRef(v.name, v.offset + i * self.stride) if isinstance(v, AddrRef) else v
+                    for k, v in st.args.items()
+                }
+                out.append(Step(st.line, st.proc, st.op, args, st.bind, st.expect))
+        return out
+
+
+def _parse_repeat(toks: list[str], path: str, line: int) -> _Repeat:
+    pos = [t for t in toks[1:] if "=" not in t]
+    if len(pos) != 1 or toks[1:2] != pos:
+        raise ScenarioError(path, line, f"expected 'repeat COUNT [stride=SIZE]', got {' '.join(toks)!r}")
+    try:
+        count = int(pos[0], 0)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ScenarioError(path, line, f"repeat COUNT: expected a positive integer, got {pos[0]!r}")
+    kw = _keywords(toks[2:], ("stride",), "repeat", path, line)
+    stride = _size(kw["stride"], "repeat stride=", path, line, allow_zero=True) if "stride" in kw else 0
+    return _Repeat(line, count, stride)
+
+
 def parse(text: str, path: str = "<scenario>") -> Scenario:
     """Parse a scenario file's text; raises ``ScenarioError`` saying where and what was expected."""
     machine: dict[str, Any] | None = None
@@ -508,11 +571,31 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
     mismatch: dict[str, str] = {}
     steps: list[Step] = []
     names = _Names(path)
+    repeat: _Repeat | None = None
+    measuring = 0  # line of the open 'measure begin', 0 when none is open
     for lineno, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
         word = stripped.split(None, 1)[0]
+        if machine is not None and word in ("repeat", "end"):
+            toks = _split(stripped, path, lineno)
+            if word == "repeat":
+                if repeat is not None:
+                    raise ScenarioError(
+                        path, lineno, f"expected 'end' of the repeat on line {repeat.line} first (no nesting)"
+                    )
+                repeat = _parse_repeat(toks, path, lineno)
+            else:
+                if repeat is None:
+                    raise ScenarioError(path, lineno, "'end' without a 'repeat' before it")
+                if len(toks) != 1:
+                    raise ScenarioError(path, lineno, f"expected 'end' alone, got {stripped!r}")
+                if not repeat.steps:
+                    raise ScenarioError(path, lineno, f"the repeat on line {repeat.line} has no steps")
+                steps += repeat.expand()
+                repeat = None
+            continue
         if machine is None:
             if word != "machine":
                 raise ScenarioError(
@@ -545,7 +628,31 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
         toks = _split(stripped, path, lineno)
         if not toks:
             continue
-        steps.append(_parse_step(toks, names, path, lineno))
+        step = _parse_step(toks, names, path, lineno)
+        if step.op == "measure":
+            if repeat is not None:
+                raise ScenarioError(path, lineno, "expected no 'measure' inside a repeat")
+            if (step.args["edge"] == "begin") == bool(measuring):
+                raise ScenarioError(
+                    path,
+                    lineno,
+                    f"'measure begin' already open since line {measuring}"
+                    if measuring
+                    else "'measure end' without a 'measure begin' before it",
+                )
+            measuring = lineno if step.args["edge"] == "begin" else 0
+        if repeat is not None:
+            if step.bind is not None:
+                raise ScenarioError(
+                    path, lineno, f"expected no 'NAME =' inside a repeat ({step.bind!r} would be rebound)"
+                )
+            repeat.steps.append(step)
+        else:
+            steps.append(step)
+    if repeat is not None:
+        raise ScenarioError(path, repeat.line, "repeat: expected an 'end' line closing it")
+    if measuring:
+        raise ScenarioError(path, measuring, "'measure begin' never closed by 'measure end'")
     if machine is None:
         raise ScenarioError(
             path,
@@ -576,6 +683,8 @@ def format_step(step: Step) -> str:
     op = step.op
     if op in ("spawn", "check", "reclaim"):
         words = [op]
+    elif op == "measure":
+        words = [op, a["edge"]]
     elif op == "file":
         words = [op, shlex.quote(a["name"]), _fmt_size(a["size"]), f"folio={_fmt_size(a['folio'])}"]
     elif op in ("fork", "exit"):
@@ -676,8 +785,8 @@ def _expect_met(expect: str | None, error: str | None) -> bool:
         return error is None
     if error is None:
         return False
-    if expect == "SIGSEGV":
-        return error.startswith("SIGSEGV")
+    if expect in ("SIGSEGV", "SIGBUS"):
+        return error.startswith(expect + ":")
     return expect == error
 
 
@@ -709,6 +818,8 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     if op == "check":
         m.check()
         return None
+    if op == "measure":
+        return None  # a marker for the cost model (contpte cost): no kernel work
     if op == "reclaim":
         m.reclaim()
         return None
@@ -761,6 +872,8 @@ def run_step(m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = Tr
         out.values = exec_step(m, env, sc, step)
     except SegmentationFault as e:
         out.error = f"SIGSEGV:{e.code}"
+    except BusError as e:
+        out.error = f"SIGBUS:{e.code}"
     except UserfaultWP:
         out.error = "UFFD_WP"
     except OutOfMemory:
@@ -804,7 +917,7 @@ def run(
 
     Stops after a step that broke an invariant (the machine's state is not
     meaningful afterwards).  ``observe_state`` attaches ``observe()`` to every
-    outcome.  ``overrides`` change Machine options of the header (e.g.
+    outcome, and ``pte_picture()`` of the step's range.  ``overrides`` change Machine options of the header (e.g.
     ``arch="generic"``); they are ignored when ``machine`` is given.
     """
     m = machine if machine is not None else make_machine(sc, **overrides)
@@ -814,6 +927,7 @@ def run(
         o = run_step(m, env, sc, step, counters)
         if observe_state and o.violation is None:
             o.state = observe(m, env)
+            o.ptes = pte_picture(m, env, sc, step)
         outs.append(o)
         if o.violation is not None:
             break
@@ -852,3 +966,81 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
                 )
         out[name] = {"maps": [(s, e, perms) for s, e, perms, _ in maps], "pages": pages, "rss": p.rss()}
     return out
+
+
+def label_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``observe()``'s tuples as labelled records (the JSON form of ``Outcome.state``)."""
+    out: dict[str, Any] = {}
+    for name, st in state.items():
+        out[name] = {
+            "maps": [{"start": s, "end": e, "perms": perms} for s, e, perms in st["maps"]],
+            "pages": [
+                {"addr": va, "value": val, "order": order, "exclusive": bool(excl), "share_class": cls}
+                for va, val, order, excl, cls in st["pages"]
+            ],
+            "rss": st["rss"],
+        }
+    return out
+
+
+PTE_PICTURE_PAGES = 4096
+"""At most this many pages of a step's range are pictured (from its start)."""
+
+_PICTURE_FIELDS = ("present", "pfn", "order", "writable", "dirty", "young", "cont", "exclusive")
+
+
+def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any] | None:
+    """The PTEs around the range a step touched, page by page, after it ran.
+
+    For steps with an address range (mmap: the mapping it made; write, read,
+    mprotect, madvise, munmap, pin, unpin, numa, uffd-wp: their range) of a
+    live process, the range widened to whole contiguous blocks (16 pages
+    with 4K pages; the arm64 block size of the page size), so a fold or an
+    unfold shows whole: ``{"process", "pid", "step_start", "step_pages",
+    "start", "pages", "shown", "rows"}``, one row per page (the first
+    ``PTE_PICTURE_PAGES``) with ``addr`` and the ``pagemap`` fields
+    (present, pfn, order, writable, dirty, young, cont, exclusive).  None for
+    other steps.  Reads no counter.
+    """
+    if step.proc is None or step.op not in PROC_OPS or step.op in ("fork", "exit"):
+        return None
+    a = step.args
+    if step.op == "mmap":
+        if not step.bind or step.bind not in env.addrs:
+            return None
+        first = env.addrs[step.bind]
+    else:
+        try:
+            first = env.addr(a["addr"], sc, step)
+        except ScenarioError:
+            return None
+    p = env.procs.get(step.proc)
+    if p is None or not p.alive:
+        return None
+    ps = m.page_size
+    first &= ~(ps - 1)
+    step_pages = max(1, (int(a["length"]) + ps - 1) // ps)
+    block = int(getattr(m.arch, "CONT_PTES", 16)) * ps
+    start = first & ~(block - 1)
+    end = (first + step_pages * ps + block - 1) & ~(block - 1)
+    npages = (end - start) // ps
+    shown = min(npages, PTE_PICTURE_PAGES)
+    try:
+        rows = p.pagemap(start, shown * ps)
+    except ModelUsageError:
+        return None
+    pages = [
+        {"addr": start + i * ps}
+        | {f: (int(r[f]) if f in ("pfn", "order") else bool(r[f])) for f in _PICTURE_FIELDS}
+        for i, r in enumerate(rows)
+    ]
+    return {
+        "process": step.proc,
+        "pid": p.pid,
+        "step_start": first,
+        "step_pages": step_pages,
+        "start": start,
+        "pages": npages,
+        "shown": shown,
+        "rows": pages,
+    }

@@ -1,45 +1,67 @@
-"""Synthetic per-fork counters of the three fork configurations.
+"""A stand-in for the Machine in cost tests: counters made up from the measured steps.
 
-Shaped like one fork + exit of 128 MiB of 64K folios (32768 PTEs, 2048
-folios): the test double for ``fork_bench.simulate_fork`` until (and besides)
-the Machine.  Not a prediction of the Machine's counts.
+``fake_run(sc, kw)`` replaces ``pricing._run``: it counts the measured steps
+of the scenario by verb and invents counters shaped like what the kernel
+variant would do (contpte conversions when batching is off, none when it is
+on), so pricing, benches and calibration can be tested in milliseconds.
+Not a prediction of the Machine's counts.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from contpte.cost.pricing import Measured
+from contpte.workloads.scenario import Scenario
+
 PTES = 32768
-FOLIOS = 2048
-
-BASELINE = {
-    "pte.read": 2 * PTES,
-    "pte.write": 3 * PTES,
-    "rmap.op": 2 * FOLIOS,
-    "rmap.pages": 2 * PTES,
-    "ref.op": 2 * FOLIOS,
-    "tlbi.ASIDE1IS": 2,
-    "dsb.ishst": 2,
-    "dsb.ish": 2,
-    "buddy.alloc": 64,
-    "buddy.free": 64,
-    "fork.ptes": PTES,
-}
-AFTER = BASELINE | {"pte.read": BASELINE["pte.read"] + 3 * PTES, "pte.write": BASELINE["pte.write"] + PTES}
-BEFORE = AFTER | {
-    "pte.read": AFTER["pte.read"] + 2 * PTES,
-    "pte.write": AFTER["pte.write"] + 3 * PTES,
-    "tlbi.VALE1IS": 2 * PTES,
-    "dsb.ishst": 2 + 2 * FOLIOS,
-    "dsb.ish": 2 + 2 * FOLIOS,
-    "contpte.convert": 2 * FOLIOS,
-}
-CONFIG_COUNTERS = {"baseline": BASELINE, "before": BEFORE, "after": AFTER}
 
 
-def counters_for(config: str, ncpus: int) -> dict[str, int]:
-    """Per-fork counters; the same at every CPU count (one copy's fork)."""
-    return dict(CONFIG_COUNTERS[config])
+def measured_steps(sc: Scenario) -> dict[str, int]:
+    marked = any(s.op == "measure" for s in sc.steps)
+    inside = not marked
+    steps: dict[str, int] = {}
+    for s in sc.steps:
+        if s.op == "measure":
+            inside = s.args["edge"] == "begin"
+            continue
+        if inside:
+            steps[s.op] = steps.get(s.op, 0) + 1
+    return steps
 
 
-def simulate_fork(config: str, cpus: int, nbytes: int = 128 << 20) -> dict[str, int]:
-    """Drop-in for ``fork_bench.simulate_fork``."""
-    return counters_for(config, cpus)
+def fake_run(sc: Scenario, kw: dict[str, Any]) -> Measured:
+    steps = measured_steps(sc)
+    contpte = kw.get("contpte", True) and kw.get("arch", "arm64") == "arm64"
+    batched = kw.get("batch_fork", True)
+    c: dict[str, int] = {}
+
+    def add(name: str, n: int) -> None:
+        if n:
+            c[name] = c.get(name, 0) + n
+
+    for op, n in steps.items():
+        if op in ("fork", "exit", "munmap"):
+            add("pte.read", 2 * PTES * n)
+            add("pte.write", 2 * PTES * n)
+            add("rmap.pages", PTES * n)
+            add("rmap.op", (PTES // 16 if batched else PTES) * n)
+            add("ref.op", (PTES // 16 if batched else PTES) * n)
+            add("tlbi.ASIDE1IS", n)
+            add("dsb.ish", n)
+            add("dvm.sync", n)
+            if contpte and not batched:
+                add("tlbi.VALE1IS", PTES * n)
+                add("dvm.sync", PTES // 16 * n)
+                add("contpte.convert", PTES // 16 * n)
+                add("call.contpte_convert", PTES // 16 * n)
+        elif op in ("madvise", "write", "read"):
+            add("pte.read", n)
+            add("pte.write", n)
+            add("tlbi.VALE1IS", n)
+            add("dvm.sync", n)
+            if contpte:
+                add("contpte.convert", n // 16)
+                add("tlbi.VALE1IS", n)
+                add("dvm.sync", n // 16)
+    return Measured(dict(sorted(c.items())), steps)

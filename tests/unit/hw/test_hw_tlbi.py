@@ -198,3 +198,26 @@ def test_invalidation_by_probe_and_by_scan_agree(make_hw: MakeHw) -> None:
         after = {(e.vbase, e.npages) for e in hw.tlbs[0]}
         gone = {(v, n) for v, n in before if v < 5 + npages and v + n > 5}
         assert after == before - gone, npages
+
+
+def test_dvm_sync_counts_completing_dsbs_after_broadcast_tlbis(make_hw: MakeHw) -> None:
+    """A DSB that completes this CPU's broadcast TLBIs is a DVM Sync; others are plain barriers."""
+    hw, _a, _b = setup(make_hw)
+    hw.dsb("ish")  # nothing outstanding
+    hw.tlbi("VALE1", asid=1, va=0x1000)  # local: no DVM message
+    hw.dsb("ish")
+    assert hw.counters.get("dvm.sync") == 0
+    hw.tlbi("VALE1IS", asid=1, va=0x1000)
+    hw.tlbi("VALE1IS", asid=1, va=0x2000)
+    hw.dsb("ishst")  # orders stores only
+    assert hw.counters.get("dvm.sync") == 0
+    hw.current_cpu = 1
+    hw.dsb("ish")  # another CPU's DSB does not complete CPU 0's TLBIs
+    assert hw.counters.get("dvm.sync") == 0
+    hw.current_cpu = 0
+    hw.dsb("ish")
+    hw.dsb("ish")
+    assert hw.counters.get("dvm.sync") == 1
+    hw.tlbi("ASIDE1IS", asid=2)
+    hw.dsb("sy")
+    assert hw.counters.get("dvm.sync") == 2

@@ -137,3 +137,124 @@ def test_every_counter_a_workload_produces_is_declared() -> None:
         for name in stats:
             unit, desc = m.describe_counter(name)
             assert unit and desc
+
+
+def test_bbml2_noabort_picks_a_cpu_that_has_it() -> None:
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"}, bbml2_noabort=True)
+    assert m.hw.features.bbml2_noabort and m.hw.features.bbm_level == 2
+    p = m.spawn()
+    a = p.mmap(1 << 20)
+    p.write(a, 1 << 20, 1)
+    with m.measure() as d:
+        p.mprotect(a, PAGE, "r")  # unfolds one block: no intermediate TLBI with BBML2
+    assert d["contpte.unfold"] == 1
+    base = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"})
+    q = base.spawn()
+    b = q.mmap(1 << 20)
+    q.write(b, 1 << 20, 1)
+    with base.measure() as d0:
+        q.mprotect(b, PAGE, "r")
+    assert d["tlbi.total"] < d0["tlbi.total"]
+    m.check()
+
+
+def test_bbml2_noabort_refuses_a_cpu_without_it() -> None:
+    with pytest.raises(ModelUsageError, match=r"BBML2_NOABORT.*neoverse-v3"):
+        contpte.Machine(arch="arm64", memory="64M", cpu="neoverse-n1", bbml2_noabort=True)
+    contpte.Machine(arch="arm64", memory="64M", cpu="neoverse-v3", bbml2_noabort=True)
+    # the option of another backend has no effect there
+    contpte.Machine(arch="generic", memory="64M", bbml2_noabort=True)
+
+
+def test_every_length_takes_size_strings() -> None:
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"})
+    p = m.spawn()
+    a = p.mmap("1M")
+    p.write(a, "1M", 7)
+    assert p.read(a, "64K").tolist() == [7] * 16
+    assert len(p.pagemap(a, "128K")) == 32
+    p.mprotect(a, "64K", "r")
+    p.madvise(a, "4K", "dontneed")
+    p.pin(a + (64 << 10), "64K")
+    p.unpin(a + (64 << 10), "64K")
+    p.numa_hint(a + (128 << 10), "64K")
+    p.uffd_wp(a + (256 << 10), "16K")
+    p.uffd_wp(a + (256 << 10), "16K", on=False)
+    p.munmap(a, "1M")
+    assert p.maps() == []
+    f = m.open_file("data", "1M")
+    b = p.mmap("256K", flags="private", file=f, offset="64K")
+    assert int(p.read(b, "4K")[0]) == (f.id << 40) | 16
+    m.check()
+
+
+def test_bad_lengths_are_one_clear_error() -> None:
+    m = contpte.Machine(arch="generic", memory="64M")
+    p = m.spawn()
+    a = p.mmap(PAGE)
+    for bad in ("1Q", 1.5, None, True):
+        with pytest.raises(ModelUsageError, match="mmap length"):
+            p.mmap(bad)  # type: ignore[arg-type]
+    with pytest.raises(ModelUsageError, match="write length '4 pages'"):
+        p.write(a, "4 pages", 1)
+    # integers still reach the syscall, which answers as Linux does
+    with pytest.raises(OSError) as ei:
+        p.munmap(a, 0)
+    assert ei.value.errno == errno.EINVAL
+    p.mprotect(a, 0, "r")  # a zero-length mprotect succeeds
+    with pytest.raises(OSError) as ei:
+        p.mmap("0")
+    assert ei.value.errno == errno.EINVAL
+
+
+def test_open_file_with_an_existing_name_is_eexist() -> None:
+    m = contpte.Machine(arch="generic", memory="64M")
+    f = m.open_file("data", "1M")
+    with pytest.raises(FileExistsError) as ei:
+        m.open_file("data", "2M")
+    assert ei.value.errno == errno.EEXIST and ei.value.filename == "data"
+    assert m.open_file("other", "1M") is not f
+    with pytest.raises(ModelUsageError):
+        m.open_file("", "1M")
+
+
+@pytest.mark.parametrize(
+    ("arch", "cpu"), [("arm64", "x86"), ("generic", "neoverse-n1"), ("generic", "apple-m2")]
+)
+def test_a_cpu_of_another_architecture_is_refused(arch: str, cpu: str) -> None:
+    with pytest.raises(ModelUsageError, match=f"cpu='{cpu}' does not run arch='{arch}'"):
+        contpte.Machine(arch=arch, cpu=cpu, memory="64M")
+
+
+def test_every_preset_runs_its_own_architecture() -> None:
+    from contpte.hw.features import PRESETS
+
+    for name, feat in PRESETS.items():
+        contpte.Machine(arch="arm64" if feat.fmt == "vmsa" else "generic", cpu=name, memory="64M")
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+def test_mmap_beyond_memory_plus_swap_is_enomem(arch: str) -> None:
+    """OVERCOMMIT_GUESS (__vm_enough_memory): one request larger than RAM + swap is refused."""
+    m = contpte.Machine(arch=arch, memory="64M")
+    p = m.spawn()
+    for flags in ("private|anonymous", "shared|anonymous"):
+        with pytest.raises(OSError) as ei:
+            p.mmap("65M", flags=flags)
+        assert ei.value.errno == errno.ENOMEM
+    f = m.open_file("data", "1M")
+    with pytest.raises(OSError) as ei:
+        p.mmap("65M", flags="private", file=f)  # private writable: charged
+    assert ei.value.errno == errno.ENOMEM
+    assert p.maps() == []
+    # not charged: read-only private, shared file; and a request of exactly RAM passes
+    p.mmap("65M", prot="r")
+    p.mmap("65M", flags="shared", file=f)
+    p.mmap("64M")
+    # a refused MAP_FIXED leaves what it would have replaced
+    a = p.mmap("1M")
+    p.write(a, "1M", 5)
+    with pytest.raises(OSError):
+        p.mmap("65M", flags="private|anonymous|fixed", addr=a)
+    assert p.read(a, "1M").tolist() == [5] * 256
+    m.check()

@@ -214,3 +214,82 @@ def test_parser_fuzz(lines: list[str]) -> None:
 def test_parser_fuzz_arbitrary_text(text: str) -> None:
     with contextlib.suppress(ScenarioError):
         parse(text, "any.scn")
+
+
+def test_sigbus_outcome_is_expected_and_reported() -> None:
+    text = (
+        "machine arch=generic memory=64M\n"
+        "f = file data 8K folio=4K\n"
+        "p = spawn\n"
+        "a = p mmap 16K r private file=f\n"
+        "p read a 8K\n"
+        "p read a+8K 4K !SIGBUS\n"
+        "p read a+12K 4K !SIGBUS:ADRERR\n"
+        "p read a+12K 4K\n"
+    )
+    outs = run(parse(text, "t.scn"))
+    assert [o.error for o in outs[-3:]] == ["SIGBUS:ADRERR"] * 3
+    assert [o.failed for o in outs[:-1]] == [None] * (len(outs) - 1)
+    assert outs[-1].failed == "expected success, got SIGBUS:ADRERR"
+
+
+MEASURED = """\
+machine arch=arm64 memory=64M mthp.64K=always check=false
+p = spawn
+buf = p mmap 1M rw private|anonymous
+p write buf 1M 1
+measure begin
+repeat 4 stride=64K
+  p madvise buf 4K dontneed
+  p write buf+8K 4K 2
+end
+measure end
+repeat 2
+  check
+end
+"""
+
+
+def test_measure_and_repeat() -> None:
+    sc = parse(MEASURED, "m.scn")
+    ops = [s.op for s in sc.steps]
+    assert ops == ["spawn", "mmap", "write", "measure"] + ["madvise", "write"] * 4 + [
+        "measure",
+        "check",
+        "check",
+    ]
+    dontneeds = [s.args["addr"] for s in sc.steps if s.op == "madvise"]
+    assert dontneeds == [AddrRef("buf", i << 16) for i in range(4)]
+    writes = [s.args["addr"].offset for s in sc.steps if s.op == "write"][1:]
+    assert writes == [8192 + (i << 16) for i in range(4)]
+    assert [s.args["edge"] for s in sc.steps if s.op == "measure"] == ["begin", "end"]
+    again = parse(format_scenario(sc), "again.scn")  # the writer expands the repeat
+    assert [(s.op, s.args) for s in again.steps] == [(s.op, s.args) for s in sc.steps]
+    outs = run(sc)
+    assert all(o.ok for o in outs)
+    assert outs[3].counters == {}  # a marker: no kernel work
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        ("machine\nmeasure\n", 2, "measure begin|end"),
+        ("machine\nmeasure start\n", 2, "'measure begin' or 'measure end'"),
+        ("machine\nmeasure end\n", 2, "without a 'measure begin'"),
+        ("machine\nmeasure begin\nmeasure begin\n", 3, "already open since line 2"),
+        ("machine\np = spawn\nmeasure begin\n", 3, "never closed"),
+        ("machine\nrepeat 2\np = spawn\nend\n", 3, "inside a repeat"),
+        ("machine\nrepeat 0\ncheck\nend\n", 2, "positive integer"),
+        ("machine\nrepeat 2 step=4K\ncheck\nend\n", 2, "[stride=...]"),
+        ("machine\nrepeat 2\ncheck\n", 2, "'end' line closing it"),
+        ("machine\nrepeat 2\nrepeat 3\n", 3, "no nesting"),
+        ("machine\nend\n", 2, "without a 'repeat'"),
+        ("machine\nrepeat 2\nend\n", 3, "has no steps"),
+        ("machine\nrepeat 2\nmeasure begin\nend\n", 3, "no 'measure' inside a repeat"),
+    ],
+)
+def test_measure_and_repeat_errors(text: str, line: int, expected: str) -> None:
+    with pytest.raises(ScenarioError) as ei:
+        parse(text, "bad.scn")
+    assert ei.value.line == line, str(ei.value)
+    assert expected in str(ei.value)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import cython
 
-from ...counters import counter_id, declare, declare_family, declare_total
-from ...errors import InvariantViolation
+from ...counters import UNFOLD_CALLERS, counter
+from ...errors import InvariantViolation, ModelUsageError
 
 if not cython.compiled:
     from ...cdefs import i64, u64
@@ -56,42 +56,16 @@ __all__ = [
     "UNFOLD_CALLERS",
 ]
 
-#: The public functions that can unfold a block (the ``caller`` names).
-UNFOLD_CALLERS = (
-    "set_ptes",
-    "pte_clear",
-    "ptep_get_and_clear",
-    "ptep_modify_prot_start",
-    "clear_full_ptes",
-    "get_and_clear_full_ptes",
-    "wrprotect_ptes",
-    "ptep_set_wrprotect",
-    "ptep_set_access_flags",
-)
 
-FOLD = cython.declare(
-    i64, declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
-)
-UNFOLD_FAMILY = declare_family(
-    "contpte.unfold",
-    "blocks",
-    "contiguous blocks unfolded, by the public function core-mm called",
-    UNFOLD_CALLERS,
-)
-CONVERT = cython.declare(
-    i64, declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
-)
-declare_total(
-    "contpte.unfold",
-    "all contpte unfolds",
-    lambda s: sum(v for k, v in s.items() if k.startswith(UNFOLD_FAMILY + ".")),
-)
+FOLD = cython.declare(i64, counter("contpte.fold"))
+#: The unfold counter of each public function that can unfold a block
+#: (``contpte.unfold.<caller>``; the callers are declared with the counters).
+_UNFOLD_IDS: dict[str, int] = {c: counter(f"contpte.unfold.{c}") for c in UNFOLD_CALLERS}
+CONVERT = cython.declare(i64, counter("contpte.convert"))
 
 
 def _call(symbol: str) -> int:
-    return declare(
-        f"call.{symbol}", "calls", f"entries into the kernel function {symbol}() (ftrace-comparable)"
-    )
+    return counter(f"call.{symbol}")
 
 
 CALL_CONVERT = cython.declare(i64, _call("contpte_convert"))
@@ -305,7 +279,10 @@ def _contpte_try_unfold(
         count(arch.counters, CALL_TRY_UNFOLD, 1)
     if not mm_is_user(mm):
         return
-    count(arch.counters, counter_id(UNFOLD_FAMILY + "." + caller), 1)
+    cid: i64 = _UNFOLD_IDS.get(caller, -1)
+    if cid < 0:
+        raise ModelUsageError(f"contpte unfold by {caller!r}: not one of UNFOLD_CALLERS")
+    count(arch.counters, cid, 1)
     contpte_convert(arch, mm, addr, ptep, pte & _NOT_CONT)
 
 
@@ -598,3 +575,25 @@ def contpte_ptep_set_access_flags(
         _contpte_try_unfold(arch, vma.vm_mm, addr, ptep, orig_pte, "ptep_set_access_flags", False)
         arch._ptep_set_access_flags(vma, addr, ptep, entry, dirty)
     return True
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        FOLD=FOLD,
+        CONVERT=CONVERT,
+        CALL_CONVERT=CALL_CONVERT,
+        CALL_TRY_FOLD=CALL_TRY_FOLD,
+        CALL_TRY_UNFOLD=CALL_TRY_UNFOLD,
+        CALL_UNFOLD_PARTIAL=CALL_UNFOLD_PARTIAL,
+        CALL_SET_PTES=CALL_SET_PTES,
+        CALL_CLEAR_FULL=CALL_CLEAR_FULL,
+        CALL_GET_AND_CLEAR_FULL=CALL_GET_AND_CLEAR_FULL,
+        CALL_WRPROTECT=CALL_WRPROTECT,
+        CALL_PTEP_GET=CALL_PTEP_GET,
+        CALL_PTEP_GET_LOCKLESS=CALL_PTEP_GET_LOCKLESS,
+        CALL_TEST_AND_CLEAR_YOUNG=CALL_TEST_AND_CLEAR_YOUNG,
+        CALL_CLEAR_FLUSH_YOUNG=CALL_CLEAR_FLUSH_YOUNG,
+        CALL_CLEAR_YOUNG_DIRTY=CALL_CLEAR_YOUNG_DIRTY,
+        CALL_SET_ACCESS_FLAGS=CALL_SET_ACCESS_FLAGS,
+    )

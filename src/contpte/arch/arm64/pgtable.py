@@ -22,7 +22,8 @@ Every C loop over PTEs is a loop here too, counting the same descriptor
 loads, stores and atomics (``pte.read``/``pte.write``/``pte.atomic``).
 
 Model-only knobs (``Machine`` passes them): ``contpte``,
-``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``; see
+``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``,
+``wrprotect_refold``; see
 ``Arm64Pgtable.OPTIONS``.
 
 Compiled (docs/core.md); ``Arm64Pgtable`` is a final class, so a call of
@@ -130,6 +131,14 @@ class Arm64Pgtable(Pgtable):
         # system_supports_bbml2_noabort()).  The rule checker flags it on
         # hardware without BBML2 and no-abort.
         "bbml2_noabort": False,
+        # True: ptep_set_wrprotect() (and every nr == 1 write-protect) tries
+        # to fold the block again after write-protecting its entry, as the
+        # contpte series' v4 posting did ("arm64/mm: Wire up PTE_CONT for
+        # user mappings", LKML 2023-12-18, patch 14 of 16: unfold,
+        # __ptep_set_wrprotect(), contpte_try_fold()).  Mainline (v6.9) only
+        # folds from set_ptes().  A per-PTE write-protect of a folded block
+        # then unfolds it at its first entry and folds it at its last.
+        "wrprotect_refold": False,
     }
 
     def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
@@ -147,6 +156,7 @@ class Arm64Pgtable(Pgtable):
         self.wrprotect_ptes_opt = bool(self.options["wrprotect_ptes_opt"])
         self.teardown_opt = bool(self.options["teardown_opt"])
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
+        self.wrprotect_refold = bool(self.options["wrprotect_refold"])
         self.tlbirange = bool(hw.features.tlbirange)
         self.kpti = bool(hw.features.kpti)
 
@@ -872,6 +882,11 @@ class Arm64Pgtable(Pgtable):
         elif nr == 1:
             self._wrprotect_pte(mm, addr, ptep, "wrprotect_ptes")
         elif not self.wrprotect_ptes_opt:
+            if self.wrprotect_refold:
+                # The per-PTE loop, each call unfolding and maybe refolding.
+                for i in range(nr):
+                    self._wrprotect_pte(mm, addr + i * self.PAGE_SIZE, ptep + i, "wrprotect_ptes")
+                return
             self._per_pte_unfold(mm, addr, ptep, nr, "wrprotect_ptes", True)
             # The stores of the per-PTE loop (its reads counted above).
             pool = self.pool
@@ -893,6 +908,8 @@ class Arm64Pgtable(Pgtable):
             contpte._contpte_try_unfold(self, mm, addr, ptep, pte, caller, True)
             pte &= _NOT_CONT
         self._ptep_set_wrprotect_from(mm, addr, ptep, pte)
+        if self.wrprotect_refold:
+            contpte.contpte_try_fold(self, mm, addr, ptep, self._ptep_get(ptep))
 
     @cython.ccall
     def ptep_set_wrprotect(self, mm: MmLike, addr: i64, ptep: i64) -> None:

@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,12 +180,27 @@ def _version_key(name: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-def ensure_guest_files(cache: Path | None = None, log: list[str] | None = None) -> Arm64Env:
+def _download_bytes(opts: list[str], packages: list[str]) -> int:
+    """The size of the .debs ``apt-get download`` would fetch (``--print-uris``: nothing fetched)."""
+    out = _run(["apt-get", *opts, "--print-uris", "download", *packages], "apt-get --print-uris download")
+    total = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith("'") and parts[2].isdigit():
+            total += int(parts[2])
+    return total
+
+
+def ensure_guest_files(
+    cache: Path | None = None, log: list[str] | None = None, say: Callable[[str], None] | None = None
+) -> Arm64Env:
     """The kernel Image and busybox, fetched into the cache on first use.
 
-    Raises ``Arm64EnvError`` saying what is missing when the tools or the
-    packages cannot be had.
+    ``say`` is told, before each download, what is fetched from where and
+    how much.  Raises ``Arm64EnvError`` saying what is missing when the
+    tools or the packages cannot be had.
     """
+    say = say or (lambda _text: None)
     cache = cache or cache_dir()
     have = cached_guest_files(cache)
     if have is not None:
@@ -207,6 +223,8 @@ def ensure_guest_files(cache: Path | None = None, log: list[str] | None = None) 
     )
     (apt / "status").touch()
     opts = _apt_options(apt)
+    mirror = _debian_mirror()
+    say(f"fetching the Debian {SUITE} arm64 package lists from {mirror} into {apt}")
     _run(["apt-get", *opts, "update"], f"apt-get update of the private {SUITE} arm64 lists")
     names = _run(["apt-cache", *opts, "pkgnames", "linux-image-6.12"], "apt-cache pkgnames").split()
     kernels = sorted((n for n in names if KERNEL_PACKAGE_RE.match(n)), key=_version_key)
@@ -215,6 +233,11 @@ def ensure_guest_files(cache: Path | None = None, log: list[str] | None = None) 
             f"{ORACLE_UNAVAILABLE}: no linux-image-{KERNEL_SERIES}.*-arm64-unsigned package in {SUITE} (arm64)"
         )
     kernel = kernels[-1]
+    size = _download_bytes(opts, [kernel, BUSYBOX_PACKAGE])
+    say(
+        f"downloading {kernel} and {BUSYBOX_PACKAGE} ({size / 1e6:.0f} MB of arm64 .debs, not installed; "
+        f"the kernel Image and busybox are kept in {cache})"
+    )
     with tempfile.TemporaryDirectory(dir=cache, prefix="fetch-") as tmp:
         t = Path(tmp)
         _run(["apt-get", *opts, "download", kernel, BUSYBOX_PACKAGE], f"apt-get download {kernel}", cwd=t)
@@ -262,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     notes: list[str] = []
     try:
-        env = ensure_guest_files(log=notes)
+        env = ensure_guest_files(
+            log=notes, say=lambda text: print(f"contpte arm64 oracle: {text}", flush=True)
+        )
     except Arm64EnvError as e:
         print(f"contpte arm64 oracle: {e}", file=sys.stderr)
         return 3

@@ -213,7 +213,7 @@ def prepare(sc: Scenario, name: str) -> Prepared:
                 base = os.path.basename(a["name"]) or "file"
                 gfiles.append(GuestFile(f"/tmp/{len(gfiles)}-{base}", a["size"], int(f.id)))
                 gs = GuestStep(step.line, "file", file=files[step.bind])
-        elif op == "check":
+        elif op in ("check", "measure"):
             pass
         elif op == "fork":
             assert step.bind is not None

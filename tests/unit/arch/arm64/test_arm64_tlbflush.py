@@ -26,7 +26,7 @@ def flush(env: Env, pages: int, stride_pages: int = 1, last_level: bool = True, 
 
 
 def range_ops(p: int) -> int:
-    """arm-rules §3.4 oracle: ops for p pages (stride PAGE_SIZE, p <= 2**21)."""
+    """docs/arm-rules.md §3.4 oracle: ops for p pages (stride PAGE_SIZE, p <= 2**21)."""
     if p == MAX_TLBI_RANGE_PAGES:
         return 1
     return (p & 1) + sum(1 for s in range(4) if (p >> (5 * s + 1)) & 31)
