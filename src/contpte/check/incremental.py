@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
-    from ..cdefs import I64View, U8View, U64View, i64, u8, u32, u64
+    from ..cdefs import I64View, U8View, U64View, i32, i64, u8, u32, u64
     from ..hw.tables import LogEntry, PtePool
     from ..mm.kernel import Kernel, RmapObserver
     from ..mm.memmap import MemMap, PG_anon, PG_anon_exclusive, PG_reserved, folio_mapcount
@@ -102,8 +102,6 @@ C_FILE = cython.declare(u8, 2)
 C_SHMEM = cython.declare(u8, 3)
 
 _U64_MAX = cython.declare(u64, (1 << 64) - 1)
-#: Fibonacci hashing of ``pte_pgprot`` values into the decoder's cache.
-_GOLDEN = cython.declare(u64, 0x9E3779B97F4A7C15)
 #: Per arch class and granule: (cacheable, protmask, addrmask, pfn shift).
 _PROBED: dict[tuple[type, int], tuple[bool, int, int, int]] = {}
 
@@ -170,11 +168,11 @@ def decoder_probe(arch: Any) -> tuple[bool, int, int, int]:
             prot = int(arch.vm_get_page_prot(flags))
         except Exception:  # a protection this backend lacks
             continue
-        for pfn in (0, 1, 0x1FF, 0x12345):
+        for pfn in (1, 0x12345):
             pte = int(arch.pfn_pte(pfn, prot))
             probes.append(pte)
             for a in mods:
-                for b in (None, *mods[:6]):
+                for b in (None, "pte_mkwrite", "pte_wrprotect", "pte_mkdirty"):
                     try:
                         x = getattr(arch, a)(pte)
                         if b is not None:
@@ -182,7 +180,7 @@ def decoder_probe(arch: Any) -> tuple[bool, int, int, int]:
                     except Exception:  # a helper this backend lacks
                         continue
                     probes.append(int(x) & _U64_MAX)
-    for _ in range(512):
+    for _ in range(256):
         probes.append(rng.getrandbits(64))
         probes.append(rng.getrandbits(64) & rng.getrandbits(64))
     ok = True
@@ -220,8 +218,14 @@ class PteDecoder:
         self.pfn_shift = sh
         self.keys = np.zeros(_CACHE_SIZE, dtype=np.uint64)
         self.vals = np.zeros(_CACHE_SIZE, dtype=np.uint32)
+        # the two attribute sets seen last (0: none; a zero entry never gets here)
+        self.p0 = 0
+        self.f0 = 0
+        self.p1 = 0
+        self.f1 = 0
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def direct(self, pte: u64) -> u32:
         a: Pgtable = self.arch
         if pte == 0 or not a.pte_present(pte):
@@ -246,25 +250,44 @@ class PteDecoder:
         return f
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def flags(self, pte: u64) -> u32:
         if pte == 0:
             return 0
         if not self.cacheable:
             return self.direct(pte)
-        prot: u64 = int(pte) & self.protmask
-        h: i64 = cython.cast(i64, ((prot * _GOLDEN) & _U64_MAX) >> 56)
-        v: u32 = self.vals[h]
-        if v & F_CACHED and self.keys[h] == prot:
-            return v & (F_CACHED - 1)
-        v = self.direct(prot)
-        self.keys[h] = prot
-        self.vals[h] = v | F_CACHED
+        prot: u64 = pte & self.protmask
+        # runs of entries share their attributes: the last two first
+        if prot == self.p0:
+            return self.f0
+        v: u32
+        if prot == self.p1:
+            v = self.f1
+        else:
+            # a fold of the attribute bits (no multiply: exact for numpy scalars too)
+            h: i64 = cython.cast(
+                i64, (prot ^ (prot >> 7) ^ (prot >> 19) ^ (prot >> 31) ^ (prot >> 43) ^ (prot >> 53)) & 255
+            )
+            v = self.vals[h]
+            if v & F_CACHED and self.keys[h] == prot:
+                v &= F_CACHED - 1
+            else:
+                v = self.direct(prot)
+                self.keys[h] = prot
+                self.vals[h] = v | F_CACHED
+        self.p1 = self.p0
+        self.f1 = self.f0
+        self.p0 = prot
+        self.f0 = v
         return v
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def pfn(self, pte: u64) -> i64:
         if self.cacheable:
-            return cython.cast(i64, (int(pte) & self.addrmask) >> self.pfn_shift)
+            return cython.cast(i64, (pte & self.addrmask) >> self.pfn_shift)
         return self.arch.pte_pfn(pte)
 
 
@@ -288,7 +311,40 @@ class MmShadow:
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.exceptval(-1)
+def _diffs(old: U64View, ob: i64, e: U64View, nb: i64, per: i64, out: I64View) -> i64:
+    """The indices of the ``per`` entries where row ``ob`` of ``old`` and row ``nb``
+    of ``e`` differ (-1: a row of zeros), into ``out``; how many.
+
+    The compare of every logged table's entries: bounds are checked once here,
+    not per entry.
+    """
+    if (ob >= 0 and ob + per > old.shape[0]) or (nb >= 0 and nb + per > e.shape[0]) or out.shape[0] < per:
+        raise IndexError(f"store log rows {ob}, {nb} out of range")
+    n: i64 = 0
+    i: i64
+    if ob >= 0 and nb >= 0:
+        for i in range(per):
+            if old[ob + i] != e[nb + i]:
+                out[n] = i
+                n += 1
+    elif nb >= 0:
+        for i in range(per):
+            if e[nb + i] != 0:
+                out[n] = i
+                n += 1
+    elif ob >= 0:
+        for i in range(per):
+            if old[ob + i] != 0:
+                out[n] = i
+                n += 1
+    return n
+
+
+@cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _either(p: i64, a: i64, b: i64) -> cython.bint:
     """``p in (a, b)`` without a tuple."""
     return (p == a) | (p == b)
@@ -296,6 +352,7 @@ def _either(p: i64, a: i64, b: i64) -> cython.bint:
 
 @cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _member(cls: u8) -> i64:
     """The RSS counter of a class (``MM_*``)."""
     if cls == C_ANON:
@@ -343,9 +400,15 @@ class MapShadow:
         self.nfiles = -1
         self.queue = np.zeros(0, dtype=np.int64)
         self.scratch = np.zeros(0, dtype=np.int64)
+        self.diffs = np.zeros(0, dtype=np.int64)
         self.nqueue = 0
         self.zero0 = -1
         self.zero1 = -1
+        #: the range of the folio queued last, and the folio whose class is known (in a sync)
+        self.tlo = 0
+        self.thi = 0
+        self.chead = -1
+        self.ccls = 0
 
     def __repr__(self) -> str:
         return f"<MapShadow {self.nr} frames, {len(self.mms)} mms, {self.nqueue} queued>"
@@ -412,6 +475,8 @@ class MapShadow:
         self.mms.pop(asid, None)
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def maps_of(self, p: i64) -> i64:
         m: i64 = self.maps[p]
         if m < 255:
@@ -419,6 +484,8 @@ class MapShadow:
         return cython.cast(i64, self.big_maps[p])
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def w_of(self, p: i64) -> i64:
         w: i64 = (self.meta[p] >> 2) & 3
         if w < 3:
@@ -426,7 +493,9 @@ class MapShadow:
         return cython.cast(i64, self.big_w[p])
 
     @cython.cfunc
-    def _maps_inc(self, p: i64) -> None:
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _maps_inc(self, p: i64) -> i32:
         m: i64 = self.maps[p]
         if m < 254:
             self.maps[p] = m + 1
@@ -435,8 +504,11 @@ class MapShadow:
             self.big_maps[p] = 255
         else:
             self.big_maps[p] = self.big_maps[p] + 1
+        return 0
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def _maps_dec(self, p: i64) -> cython.bint:
         m: i64 = self.maps[p]
         if m == 0:
@@ -453,7 +525,9 @@ class MapShadow:
         return True
 
     @cython.cfunc
-    def _w_inc(self, p: i64) -> None:
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _w_inc(self, p: i64) -> i32:
         w: i64 = (self.meta[p] >> 2) & 3
         if w < 2:
             self.meta[p] = self.meta[p] + 4
@@ -462,8 +536,11 @@ class MapShadow:
             self.big_w[p] = 3
         else:
             self.big_w[p] = self.big_w[p] + 1
+        return 0
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def _w_dec(self, p: i64) -> cython.bint:
         w: i64 = (self.meta[p] >> 2) & 3
         if w == 0:
@@ -480,6 +557,7 @@ class MapShadow:
         return True
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def class_now(self, head: i64) -> u8:
         """The RSS class of the folio at ``head`` in mem_map now."""
         mem: MemMap = self.mem
@@ -491,6 +569,7 @@ class MapShadow:
         return C_FILE
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _vma_shared(self, ms: MmShadow, va: i64) -> cython.bint:
         if ms.vstart <= va < ms.vend:
             return ms.vshared
@@ -528,6 +607,8 @@ class MapShadow:
                 self._sus("a frame outside the folio its head names")
             else:
                 key = h
+        self.tlo = key
+        self.thi = key + 1 if key != h else h + (cython.cast(i64, 1) << o)
         if self.meta[key] & M_QUEUED:
             return
         self.meta[key] = self.meta[key] | M_QUEUED
@@ -538,6 +619,27 @@ class MapShadow:
             self.queue = grown
         self.queue[n] = key
         self.nqueue = n + 1
+
+    @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _touch(self, pfn: i64) -> i32:
+        """``touch`` in a sync, where folios do not change: the pages of the last
+        folio queued (the usual next ones) cost one compare."""
+        if self.tlo <= pfn < self.thi:
+            return 0
+        self.touch(pfn)
+        return 0
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    @cython.inline
+    def _class(self, head: i64) -> u8:
+        """``class_now`` in a sync, remembered for the last folio."""
+        if head != self.chead:
+            self.chead = head
+            self.ccls = self.class_now(head)
+        return self.ccls
 
     @cython.ccall
     def pin(self, pfn: i64, delta: i64) -> None:
@@ -556,13 +658,14 @@ class MapShadow:
 
     # -- applying the store log -------------------------------------------------
     @cython.cfunc
-    def _remove(self, ms: MmShadow, p: i64, f: u32) -> None:
+    @cython.exceptval(-1, check=True)
+    def _remove(self, ms: MmShadow, p: i64, f: u32) -> i32:
         """A present, non-special PTE mapping ``p`` with fields ``f`` went away."""
         if p < 0 or p >= self.nr:
-            return  # never counted (it was a suspect when it appeared)
+            return 0  # never counted (it was a suspect when it appeared)
         if not self._maps_dec(p):
             self._sus("a mapping removed that was not counted")
-            return
+            return 0
         cls: u8 = self.meta[p] & M_CLASS
         if f & F_WRITE and cls == C_ANON:
             if not self._w_dec(p):
@@ -570,21 +673,23 @@ class MapShadow:
         if cls == C_NONE:
             self._sus("a mapping of no class")
         ms.rss[_member(cls)] -= 1
-        self.touch(p)
+        self._touch(p)
+        return 0
 
     @cython.cfunc
-    def _add(self, ms: MmShadow, p: i64, f: u32, va: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _add(self, ms: MmShadow, p: i64, f: u32, va: i64) -> i32:
         """A present, non-special PTE mapping ``p`` with fields ``f`` appeared at ``va``."""
         if p < 0 or p >= self.nr:
             self._sus("a PTE maps a frame that does not exist")
-            return
+            return 0
         h: i64 = self.mem.head[p]
         cls: u8
         if h < 0:
             self._sus("a PTE maps a free frame")
             cls = C_FILE
         else:
-            cls = self.class_now(h)
+            cls = self._class(h)
         if self.maps[p] == 0:
             self.meta[p] = (self.meta[p] & NOT_M_CLASS) | cls
         elif (self.meta[p] & M_CLASS) != cls:
@@ -594,27 +699,32 @@ class MapShadow:
         if f & F_WRITE:
             self._wgain(ms, p, va)
         ms.rss[_member(cls)] += 1
-        self.touch(p)
+        self._touch(p)
+        return 0
 
     @cython.cfunc
-    def _wgain(self, ms: MmShadow, p: i64, va: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _wgain(self, ms: MmShadow, p: i64, va: i64) -> i32:
         """A writable mapping of ``p`` at ``va`` (counted when private and anon)."""
         cls: u8 = self.meta[p] & M_CLASS
         if self._vma_shared(ms, va):
             if cls == C_ANON:
                 self._sus("an anon page writable through a shared mapping")
-            return
+            return 0
         if cls != C_ANON:
             self._sus("writable-anon-exclusive: a private writable PTE maps a page that is not anon")
-            return
+            return 0
         self._w_inc(p)
         if not self.mem.flags[p] & PG_anon_exclusive:
             self._sus("writable-anon-exclusive")
+        return 0
 
     @cython.cfunc
-    def _wloss(self, p: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _wloss(self, p: i64) -> i32:
         if (self.meta[p] & M_CLASS) == C_ANON and not self._w_dec(p):
             self._sus("a writable mapping lost that was not counted")
+        return 0
 
     @cython.ccall
     def sync(self) -> None:
@@ -624,6 +734,9 @@ class MapShadow:
             return
         self._refresh()
         self.serial += 1
+        self.tlo = 0
+        self.thi = 0
+        self.chead = -1
         dec: PteDecoder = self.dec
         log: list[Any] = pool.log
         per: i64 = self.per
@@ -647,9 +760,14 @@ class MapShadow:
         if nlog:
             # pass 1: removals and changes that keep the frame; additions are
             # kept (entry indices per log entry) for pass 2
-            if self.scratch.shape[0] < nlog * per + nlog:
-                self.scratch = np.zeros(nlog * per + nlog, dtype=np.int64)
+            if self.scratch.shape[0] < per + nlog:
+                self.scratch = np.zeros(per + nlog, dtype=np.int64)
             adds: I64View = self.scratch
+            if self.diffs.shape[0] < per:
+                self.diffs = np.zeros(per, dtype=np.int64)
+            diffs: I64View = self.diffs
+            nd: i64
+            t: i64
             na = 0
             for j in range(nlog):
                 ent = log[j]
@@ -659,11 +777,21 @@ class MapShadow:
                 va0 = ent.pmd_index << self.pmd_shift
                 cnt_at: i64 = na
                 na += 1
-                for i in range(per):
-                    o = old[ob + i] if ob >= 0 else 0
+                if ob < 0:
+                    # allocated in the epoch: nothing to remove; pass 2 scans it
+                    adds[cnt_at] = -1 if nb >= 0 else 0
+                    continue
+                if na + per + nlog - j > adds.shape[0]:
+                    # room for this table's additions and the other tables' counts
+                    grown = np.zeros(2 * adds.shape[0] + per, dtype=np.int64)
+                    grown[:na] = np.asarray(adds)[:na]
+                    self.scratch = grown
+                    adds = self.scratch
+                nd = _diffs(old, ob, e, nb, per, diffs)
+                for t in range(nd):
+                    i = diffs[t]
+                    o = old[ob + i]
                     n = e[nb + i] if nb >= 0 else 0
-                    if o == n:
-                        continue
                     fo = dec.flags(o)
                     fn = dec.flags(n)
                     if (fn & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
@@ -677,7 +805,7 @@ class MapShadow:
                                         self._wgain(ms, pn, va0 + (i << self.page_shift))
                                     else:
                                         self._wloss(pn)
-                                    self.touch(pn)
+                                    self._touch(pn)
                                 continue
                             self._remove(ms, po, fo)
                         adds[na] = i
@@ -696,12 +824,23 @@ class MapShadow:
                 ms = self._mm(ent.asid)
                 nb = ent.slot * per
                 va0 = ent.pmd_index << self.pmd_shift
+                if cnt < 0:
+                    # a new table: every entry is an addition
+                    nd = _diffs(old, -1, e, nb, per, diffs)
+                    for t in range(nd):
+                        i = diffs[t]
+                        n = e[nb + i]
+                        fn = dec.flags(n)
+                        if (fn & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
+                            self._add(ms, dec.pfn(n), fn, va0 + (i << self.page_shift))
+                    continue
                 for i in range(na, na + cnt):
                     n = e[nb + adds[i]]
                     fn = dec.flags(n)
                     self._add(ms, dec.pfn(n), fn, va0 + (adds[i] << self.page_shift))
                 na += cnt
-            if self.scratch.shape[0] > 4 * per and nlog < 4:
+            if self.scratch.shape[0] > 4 * (per + 1):
+                # a big epoch's scratch is not kept between syscalls
                 self.scratch = np.zeros(per + 1, dtype=np.int64)
         if pool.pmd_log:
             self._pmd_sync(pool.pmd_log)
@@ -771,6 +910,7 @@ class MapShadow:
 
     # -- the check of what changed ------------------------------------------------
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _folio_ok(self, h: i64) -> cython.bint:
         """Every rule on folio ``h`` and its pages holds against the shadow."""
         mem: MemMap = self.mem
@@ -818,6 +958,7 @@ class MapShadow:
         return True
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _key_ok(self, key: i64) -> cython.bint:
         h: i64 = self.mem.head[key]
         if h < 0:
@@ -828,6 +969,7 @@ class MapShadow:
         return self._folio_ok(h)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def check(self) -> cython.bint:
         """Compare the queued folios and every mm's RSS with the shadow.
 
@@ -843,8 +985,8 @@ class MapShadow:
             if not sus and not self._key_ok(key):
                 sus = True
                 self.why = f"folio of pfn {key:#x}"
-        if self.queue.shape[0] > 4096 and self.nqueue < self.queue.shape[0] >> 3:
-            self.queue = np.zeros(64, dtype=np.int64)
+        if self.queue.shape[0] > 4096:
+            self.queue = np.zeros(64, dtype=np.int64)  # not kept between syscalls
         self.nqueue = 0
         mm: MmStruct
         ms: MmShadow
@@ -1103,16 +1245,19 @@ class MapShadow:
 
     # -- tests and tools -----------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_maps(self, pfn: i64) -> i64:
         """The PTE mappings of ``pfn`` the shadow counts."""
         return self.maps_of(pfn) if self.ready else 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_wmaps(self, pfn: i64) -> i64:
         """The writable PTE mappings of ``pfn`` in private mappings the shadow counts."""
         return self.w_of(pfn) if self.ready else 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_class(self, pfn: i64) -> i64:
         """The RSS class ``pfn``'s mappings were counted under (0 none, 1 anon, 2 file, 3 shmem)."""
         return self.meta[pfn] & M_CLASS if self.ready else 0
@@ -1149,6 +1294,7 @@ class RmapHook(RmapObserver):
 
 # -- fork: the child's tables copy the parent's ------------------------------------------
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _block_dirty(dec: PteDecoder, a: U64View, base: i64, i: i64, cp: i64) -> cython.bint:
     """Is any entry of the contiguous block holding entry ``i`` dirty (``ptep_get``'s gather)."""
     b: i64 = base + (i - i % cp)

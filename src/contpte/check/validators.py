@@ -266,6 +266,7 @@ class Validators:
                 sh.set((addr >> self.page_shift) + i, c, val)
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _file_value(self, f: object, idx: i64) -> u64:
         """What page ``idx`` of file ``f`` holds now: written through a shared mapping, or initial."""
         fsh = self.files.get(f.id)  # type: ignore[attr-defined]

@@ -58,7 +58,9 @@ class World:
     def __init__(self, arch: str = "arm64", frames: int = 1 << 14, check: bool = True) -> None:
         self.counters = Counters()
         # the hardware without its rule checker: the tests write descriptors directly
-        hw = Hardware(frames, fmt="vmsa" if arch == "arm64" else "flat", counters=self.counters, checker=False)
+        hw = Hardware(
+            frames, fmt="vmsa" if arch == "arm64" else "flat", counters=self.counters, checker=False
+        )
         self.hw = hw
         self.pool = hw.pool
         self.memory = hw.memory
