@@ -44,7 +44,6 @@ COMPILED: tuple[str, ...] = (
     "contpte.arch.generic",
     "contpte.arch.arm64.pgtable_prot",
     "contpte.arch.arm64.tlbflush",
-    "contpte.arch.arm64.pgtable_base",
     "contpte.arch.arm64.contpte",
     "contpte.arch.arm64.pgtable",
     "contpte.mm.memmap",

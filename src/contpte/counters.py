@@ -127,12 +127,16 @@ def counter_name(i: int) -> str:
     return _NAMES[i]
 
 
+@cython.final
 @cython.cclass
 class Counters:
     """A set of counter values, one int64 per counter id.
 
-    ``v`` is the array (grown when ids beyond it appear).  The compiled
-    core calls ``inc(id, n)``; everything else may use names.
+    ``v`` is the array, sized for every id declared when it is made (and
+    grown, through ``inc``/``add``, when a family member is first named
+    later).  The compiled core counts with ``count(counters, ID, n)``
+    (inlined from counters.pxd); everything else uses ``add`` with a name
+    or an id.
     """
 
     def __init__(self) -> None:
@@ -158,12 +162,12 @@ class Counters:
         i = _IDS.get(name)
         if i is None or i >= self.v.shape[0]:
             return default if i is None else 0
-        return int(self.v[i])
+        return cython.cast(i64, self.v[i])
 
     def snapshot(self) -> dict[str, int]:
         """A plain dict of every non-zero counter."""
         vals = np.asarray(self.v)
-        return {_NAMES[i]: int(vals[i]) for i in np.flatnonzero(vals).tolist()}
+        return {_NAMES[i]: cython.cast(i64, vals[i]) for i in np.flatnonzero(vals).tolist()}
 
     def names(self) -> list[str]:
         """Every counter name declared so far (family members once named)."""
@@ -182,6 +186,13 @@ class Counters:
         keys: Iterable[str] = set(after) | set(before)
         out = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
         return {k: v for k, v in sorted(out.items()) if v}
+
+
+if not cython.compiled:
+
+    def count(c: Counters, i: int, n: int) -> None:
+        """Add ``n`` to counter id ``i`` (compiled: the inline function of counters.pxd)."""
+        c.v[i] += n
 
 
 def _family_sum(prefix: str) -> Callable[[Mapping[str, int]], int]:

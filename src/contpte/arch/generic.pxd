@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 cimport cython
 from contpte.cdefs cimport i64, u64
 from contpte.hw.tables cimport PtePool

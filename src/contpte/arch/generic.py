@@ -24,6 +24,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.hardware import Hardware
     from ..hw.tables import PtePool
     from .pgtable import MmLike, Pgtable, VmaLike
@@ -269,6 +270,58 @@ class GenericPgtable(Pgtable):
     def pmd_mkinvalid(self, pmd: u64) -> u64:
         return pmd & _NOT_PRESENT
 
+    # -- the pgtable.h fallbacks this backend uses, defined here so that a
+    # call through the base class stays a plain C call (the class is final) --
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_same(self, a: u64, b: u64) -> cython.bint:
+        return a == b
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
+        return pte + (cython.cast(u64, nr) << self.PFN_PTE_SHIFT)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
+        """Models: ``pte_batch_hint()``: 1 (no contiguous hint)."""
+        return 1
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def ptep_get(self, ptep: i64) -> u64:
+        """Models: ``ptep_get()`` = ``READ_ONCE(*ptep)``."""
+        return self.pool.load(ptep)
+
+    @cython.ccall
+    def set_ptes(self, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
+        """Models: include/linux/pgtable.h ``set_ptes()``: ``nr`` x ``set_pte()``, pfn advancing.
+
+        Context: PTL held; all ``nr`` entries none before; one folio; one PMD.
+        """
+        pool: PtePool = self.pool
+        step: u64 = cython.cast(u64, 1) << self.PFN_PTE_SHIFT
+        i: i64
+        for i in range(ptep, ptep + nr):
+            pool.store(i, pte)
+            pte += step
+
+    @cython.ccall
+    def set_pte_at(self, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+        """Models: ``set_pte_at()`` = ``set_ptes(nr=1)``."""
+        self.pool.store(ptep, pte)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def ptep_get_and_clear_full(self, mm: MmLike, addr: i64, ptep: i64, full: cython.bint) -> u64:
+        """Models: ``ptep_get_and_clear_full()`` -> ``ptep_get_and_clear()``: an xchg with 0."""
+        return self.pool.xchg(ptep, 0)
+
+    @cython.ccall
+    def update_mmu_cache_range(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> None:
+        """Models: x86 ``update_mmu_cache_range()``: nothing."""
+
     # -- batch helpers (the same stores and counters as the C loops) -------
     @cython.ccall
     def wrprotect_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
@@ -314,7 +367,7 @@ class GenericPgtable(Pgtable):
                 if cpu not in mm.cpumask:
                     continue
                 hw.ipi(me, cpu)
-                self.counters.inc(IPI, 1)
+                count(self.counters, IPI, 1)
             if pages < 0:
                 hw.invpcid(cpu, asid)
             else:

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64, I64View, I8View
 from contpte.counters cimport Counters, PTE_READ
 from contpte.hw.tables cimport AddressSpace, PtePool
@@ -26,7 +27,8 @@ cdef class Pgtable:
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE, PMD_SHIFT, PMD_SIZE
     cdef public i64 HPAGE_PMD_ORDER, HPAGE_PMD_NR, PFN_PTE_SHIFT, CONT_PTES
-    cdef public bint tlbirange, kpti
+    cdef public bint tlbirange, kpti, bbml2_noabort
+    cdef public i64 CONT_PTE_SIZE
     cdef public I64View folio_head
     cdef public I8View folio_order
     cdef public frozenset bugs
@@ -69,13 +71,22 @@ cdef class Pgtable:
     cpdef u64 pmd_pte(self, u64 pmd) except? -1
     cpdef u64 pmd_mkinvalid(self, u64 pmd) except? -1
 
-    cpdef u64 _ptep_get(self, i64 ptep) except? -1
-    cpdef _set_pte(self, i64 ptep, u64 pte)
-    cpdef _set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
-    cpdef u64 _ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep) except? -1
-    cpdef _ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
-    cpdef bint _ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
-    cpdef bint _ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
+    cdef u64 _ptep_get(self, i64 ptep) except? -1
+    cdef _set_pte(self, i64 ptep, u64 pte)
+    cdef _set_ptes(self, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
+    cdef u64 _ptep_get_and_clear(self, MmLike mm, i64 addr, i64 ptep) except? -1
+    cdef _ptep_set_wrprotect(self, MmLike mm, i64 addr, i64 ptep)
+    cdef bint _ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
+    cdef bint _ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
+
+    cdef u64 _gather_young_dirty(self, u64 pte, i64 ptep, i64 nr) except? -1
+    cdef _clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
+    cdef u64 _get_and_clear_full_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
+    cdef _wrprotect_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr)
+    cdef _clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
+    cdef _ptep_set_access_flags_block(self, VmaLike vma, i64 ptep, i64 nr, u64 entry)
+    cpdef u64 pte_mkcont(self, u64 pte) except? -1
+    cpdef bint pte_valid_cont(self, u64 pte) except? -1
 
     cpdef u64 ptep_get(self, i64 ptep) except? -1
     cpdef u64 ptep_get_lockless(self, i64 ptep) except? -1

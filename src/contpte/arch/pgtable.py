@@ -35,7 +35,7 @@ from ..errors import KernelBug, ModelUsageError
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from ..counters import PTE_READ, Counters
+    from ..counters import PTE_READ, Counters, count
     from ..hw.hardware import Hardware
     from ..hw.tables import AddressSpace, PtePool
 
@@ -126,10 +126,15 @@ class Pgtable:
         self.PFN_PTE_SHIFT = 12
         #: Entries in a contiguous block (1 where the arch has none).
         self.CONT_PTES = 1
+        #: Bytes a contiguous block maps (``CONT_PTE_SIZE``).
+        self.CONT_PTE_SIZE = self.PAGE_SIZE
         #: CPU features the arch's TLB maintenance uses (set by backends
         #: that have them): range TLBIs (FEAT_TLBIRANGE), KPTI's doubled TLBIs.
         self.tlbirange = False
         self.kpti = False
+        #: arm64 (v6.16+ kernels on BBML2_NOABORT CPUs): contpte_convert()
+        #: skips its intermediate TLBI.  Read by contpte.c.
+        self.bbml2_noabort = False
         #: core-mm's mem_map ``head`` and ``order`` arrays (the Machine sets
         #: them): what an arch that must check folio coverage (the arm64
         #: fold) reads through ``folio_range_of_pfn``.
@@ -155,13 +160,13 @@ class Pgtable:
         """The first pfn of the folio containing ``pfn`` (``page_folio(pfn_to_page())``)."""
         if self.folio_head.shape[0] == 0:
             raise ModelUsageError(f"arch {self.name}: folio lookup not installed (the Machine installs it)")
-        return int(self.folio_head[pfn])
+        return cython.cast(i64, self.folio_head[pfn])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def folio_nr_pages_of(self, head: i64) -> i64:
         """``folio_nr_pages()`` of the folio whose head is ``head``."""
-        return cython.cast(i64, 1) << int(self.folio_order[head])
+        return cython.cast(i64, 1) << cython.cast(i64, self.folio_order[head])
 
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """``(first_pfn, nr_pages)`` of the folio containing ``pfn``."""
@@ -373,18 +378,18 @@ class Pgtable:
     # ------------------------------------------------------------------
     # Private primitives (kernel: __ptep_get, __set_pte, ...).
     # ------------------------------------------------------------------
-    @cython.ccall
+    @cython.cfunc
     @cython.exceptval(-1, check=True)
     def _ptep_get(self, ptep: i64) -> u64:
         """Models: ``__ptep_get()``: one raw load."""
         return self.pool.load(ptep)
 
-    @cython.ccall
+    @cython.cfunc
     def _set_pte(self, ptep: i64, pte: u64) -> None:
         """Models: ``__set_pte()``: one raw store."""
         self.pool.store(ptep, pte)
 
-    @cython.ccall
+    @cython.cfunc
     def _set_ptes(self, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
         """Models: ``__set_ptes()``: ``nr`` raw stores of consecutive pfns."""
         pool: PtePool = self.pool
@@ -394,29 +399,29 @@ class Pgtable:
             pool.store(ptep + i, pte)
             pte += step
 
-    @cython.ccall
+    @cython.cfunc
     @cython.exceptval(-1, check=True)
     def _ptep_get_and_clear(self, mm: MmLike, addr: i64, ptep: i64) -> u64:
         """Models: ``__ptep_get_and_clear()``: atomic xchg with 0."""
         return self.pool.xchg(ptep, 0)
 
-    @cython.ccall
+    @cython.cfunc
     def _ptep_set_wrprotect(self, mm: MmLike, addr: i64, ptep: i64) -> None:
         """Models: ``__ptep_set_wrprotect()``: atomic read-modify-write."""
         old: u64 = self.pool.peek(ptep)
         self.pool.cmpxchg(ptep, old, self.pte_wrprotect(old))
 
-    @cython.ccall
+    @cython.cfunc
     @cython.exceptval(-1, check=True)
     def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         old: u64 = self.pool.peek(ptep)
         if not self.pte_young(old):
-            self.counters.inc(PTE_READ, 1)
+            count(self.counters, PTE_READ, 1)
             return False
         self.pool.cmpxchg(ptep, old, self.pte_mkold(old))
         return True
 
-    @cython.ccall
+    @cython.cfunc
     @cython.exceptval(-1, check=True)
     def _ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
@@ -428,6 +433,53 @@ class Pgtable:
             self._set_pte(ptep, entry)
             self.flush_tlb_fix_spurious_fault(vma, addr, ptep)
         return changed
+
+    # The private helpers of an arch with contiguous blocks (arm64): declared
+    # here so that arch/arm64/mm/contpte.c (``contpte.py``) can call them on
+    # any ``Pgtable``; only such an arch implements them.
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _gather_young_dirty(self, pte: u64, ptep: i64, nr: i64) -> u64:
+        """``pte`` with the access/dirty state of ``nr`` entries from ``ptep`` ORed in."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.cfunc
+    def _clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
+        """Models: arm64 ``__clear_full_ptes()``."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
+        """Models: arm64 ``__get_and_clear_full_ptes()``."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.cfunc
+    def _wrprotect_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
+        """Models: arm64 ``__wrprotect_ptes()``."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.cfunc
+    def _clear_young_dirty_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64) -> None:
+        """Models: arm64 ``__clear_young_dirty_ptes()``."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.cfunc
+    def _ptep_set_access_flags_block(self, vma: VmaLike, ptep: i64, nr: i64, entry: u64) -> None:
+        """``nr`` x ``__ptep_set_access_flags(entry, dirty=0)`` (arm64)."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkcont(self, pte: u64) -> u64:
+        """Set the contiguous hint (archs with contiguous blocks)."""
+        raise NotImplementedError(f"arch {self.name} has no contiguous blocks")
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_valid_cont(self, pte: u64) -> cython.bint:
+        """Valid and contiguous (false where the arch has no contiguous hint)."""
+        return False
 
     # ------------------------------------------------------------------
     # Public API (include/linux/pgtable.h generic fallbacks).

@@ -75,7 +75,7 @@ from ..errors import InvariantViolation
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from .format import L2_BLOCK, WS_CLEAN, WS_NONE, DescriptorFormat
+    from .format import L2_BLOCK, DescriptorFormat
     from .hashmap import I64Map
     from .memory import PhysMemory
     from .tables import AddressSpace, PtePool, StoreObserver
@@ -86,6 +86,8 @@ __all__ = ["RuleChecker", "RULES"]
 RULES = ("contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tlb", "unobserved-store")
 
 _NEVER = cython.declare(i64, -1)
+#: Record slots kept allocated when no break is pending (more are given back).
+_RECORDS_KEPT = cython.declare(i64, 128)
 #: Record keys pack (asid, block or level-2 index); asid < 2^24 (hw.tlb.ASID_LIMIT).
 _KEY_SHIFT = cython.declare(i64, 39)
 _KEY_MASK = cython.declare(i64, (1 << 39) - 1)
@@ -107,6 +109,7 @@ _SET_ATTR = cython.declare(i64, 3)
 
 @cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _mix(idx: i64, v: u64) -> u64:
     """The checksum term of descriptor ``v`` at table index ``idx`` (0 for 0)."""
     if v == 0:
@@ -177,17 +180,13 @@ class RuleChecker(StoreObserver):
         self.dirty = np.zeros(0, dtype=np.uint64)
         self._grow_slots(max(pool.nslots, 16))
         # break records (level 3)
-        self.brk = I64Map(64)
         self.n_brk = 0
+        self.brk = I64Map(64)
         self.nrec = 0
         self.rec_free = -1
         self.r_key = np.zeros(0, dtype=np.int64)
-        self.r_npend = np.zeros(0, dtype=np.int64)
+        self.r_npend = self.b_seq = self.b_cover = self.b_issued = self.b_local = self.r_key
         self.b_old = np.zeros(0, dtype=np.uint64)
-        self.b_seq = np.zeros(0, dtype=np.int64)
-        self.b_cover = np.zeros(0, dtype=np.int64)
-        self.b_issued = np.zeros(0, dtype=np.int64)
-        self.b_local = np.zeros(0, dtype=np.int64)
         self._grow_records(16)
         # level 2
         self.pmd_breaks: dict[int, PmdBreak] = {}
@@ -212,6 +211,8 @@ class RuleChecker(StoreObserver):
             del self.pmd_breaks[key]
         r: i64
         for r in range(self.nrec):
+            if self.n_brk == 0:
+                break  # (the arrays may have been reset)
             if self.r_key[r] >= 0 and (self.r_key[r] >> _KEY_SHIFT) == asid:
                 self._free_record(r)
 
@@ -247,6 +248,7 @@ class RuleChecker(StoreObserver):
         self.nrec = n
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _new_record(self, key: i64) -> i64:
         if self.rec_free < 0:
             self._grow_records(2 * self.nrec)
@@ -273,6 +275,18 @@ class RuleChecker(StoreObserver):
         self.r_npend[r] = -2 - self.rec_free
         self.rec_free = r
         self.n_brk -= 1
+        if self.n_brk == 0 and self.nrec > _RECORDS_KEPT:
+            self._reset_records()  # the last pending break of a big flush: give the memory back
+
+    def _reset_records(self) -> None:
+        """No break is pending: start again with small record arrays."""
+        self.brk = I64Map(64)
+        self.nrec = 0
+        self.rec_free = -1
+        z = np.zeros(0, dtype=np.int64)
+        self.r_key = self.r_npend = self.b_seq = self.b_cover = self.b_issued = self.b_local = z
+        self.b_old = np.zeros(0, dtype=np.uint64)
+        self._grow_records(16)
 
     def memory_bytes(self) -> int:
         """Bytes of the checker's arrays (per-table checksums and dirty bits, break records)."""
@@ -298,17 +312,20 @@ class RuleChecker(StoreObserver):
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(-1, check=True)
     def _vpn(self, ptep: i64) -> i64:
         """The page number descriptor ``ptep`` maps."""
-        return (int(self.pool.slot_pmd[ptep >> self.shift]) << self.shift) | (ptep & (self.ptrs - 1))
+        pmd_index: i64 = int(self.pool.slot_pmd[ptep >> self.shift])
+        return (pmd_index << self.shift) | (ptep & (self.ptrs - 1))
 
     # ------------------------------------------------------------------
     # BBM predicate (Arm ARM D8.17.1 RWHZWS)
     # ------------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def needs_bbm(self, old: u64, new: u64) -> cython.bint:
         """Does the valid->valid change ``old`` -> ``new`` need break-before-make?"""
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         po: i64 = fmt.pfn(old)
         pn: i64 = fmt.pfn(new)
         nf: i64 = self.memory.nr_frames
@@ -333,7 +350,7 @@ class RuleChecker(StoreObserver):
         self.dirty[s * self.dw + (b >> 6)] |= cython.cast(u64, 1) << (b & 63)
         if not self.arm or old == new:
             return
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         ov: cython.bint = (old & fmt.valid_mask) == fmt.valid_val
         nv: cython.bint = (new & fmt.valid_mask) == fmt.valid_val
         if ov and nv:
@@ -355,7 +372,8 @@ class RuleChecker(StoreObserver):
         """Entry ``ptep`` was made invalid: remember its old value until a TLBI covers it."""
         s: i64 = ptep >> self.shift
         vpn: i64 = self._vpn(ptep)
-        key: i64 = (int(self.pool.slot_asid[s]) << _KEY_SHIFT) | (vpn >> self.blk_shift)
+        asid: i64 = int(self.pool.slot_asid[s])
+        key: i64 = (asid << _KEY_SHIFT) | (vpn >> self.blk_shift)
         r: i64 = self.brk.get(key, -1)
         if r < 0:
             r = self._new_record(key)
@@ -502,7 +520,7 @@ class RuleChecker(StoreObserver):
         """A level-3 table is unhooked: its valid entries count as broken now."""
         if not self.arm:
             return
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         p: i64
         d: u64
         first: cython.bint = True
@@ -537,7 +555,7 @@ class RuleChecker(StoreObserver):
             sh.pop(pmd_index, None)
         if not self.arm:
             return
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         ob: cython.bint = old != 0 and fmt.l2_kind(old) == L2_BLOCK
         nb: cython.bint = new != 0 and fmt.l2_kind(new) == L2_BLOCK
         key: i64 = (space.asid << _KEY_SHIFT) | pmd_index
@@ -600,9 +618,10 @@ class RuleChecker(StoreObserver):
     # contiguous-set consistency (D8.7.1) and the PTL release
     # ------------------------------------------------------------------
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _set_fault(self, p0: i64) -> i64:
         """``_SET_*``: is the aligned contiguous set of descriptors from ``p0`` consistent?"""
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         cn: i64 = self.cn
         has_c: cython.bint = False
         mis: cython.bint = False
@@ -627,12 +646,18 @@ class RuleChecker(StoreObserver):
         key0: u64 = fmt.prot_key(d0, self.hd)
         oa_bad: cython.bint = b0 % cn != 0
         attr_bad: cython.bint = False
-        for q in range(first, cn):
+        # the set's first Contiguous entry's output address, as entry 0's
+        oa0: u64 = (d0 & fmt.oa_mask) - (cython.cast(u64, first) << self.page_shift)
+        step: u64 = cython.cast(u64, 1) << self.page_shift
+        dbm: u64 = fmt.dbm_bit if self.hd else 0
+        key: u64
+        for q in range(first + 1, cn):
             d = int(self.pool.e[p0 + q])
             if (d & fmt.valid_mask) == fmt.valid_val and d & fmt.cont_bit:
-                if fmt.pfn(d) - q != b0:
+                if (d & fmt.oa_mask) != (oa0 + cython.cast(u64, q) * step) & _ALL:
                     oa_bad = True
-                if fmt.prot_key(d, self.hd) != key0:
+                key = d & (fmt.key_mask_dbm if d & dbm else fmt.key_mask)
+                if key != key0:
                     attr_bad = True
         if oa_bad:
             return _SET_OA
@@ -641,11 +666,15 @@ class RuleChecker(StoreObserver):
         return _SET_OK
 
     @cython.cfunc
-    def _check_set(self, p0: i64, when: str) -> None:
-        """Raise ``contig-consistency`` if the set from ``p0`` is inconsistent."""
+    def _check_set(self, p0: i64, cpu: i64) -> None:
+        """Raise ``contig-consistency`` if the set from ``p0`` is inconsistent.
+
+        ``cpu``: the CPU of the TLB fill that looks at it, -1 for a PTL release.
+        """
         f: i64 = self._set_fault(p0)
         if f == _SET_OK:
             return
+        when = "PTL release" if cpu < 0 else f"TLB fill on CPU {cpu}"
         if f == _SET_MIS:
             why = "valid Contiguous and valid non-Contiguous entries in one set (misprogrammed, RQTRPM)"
         elif f == _SET_OA:
@@ -667,9 +696,12 @@ class RuleChecker(StoreObserver):
         p0: i64 = (s << self.shift) | i0
         x: u64 = 0
         q: i64
+        d: u64
         for q in range(cn):
-            x ^= _mix(i0 + q, int(self.pool.e[p0 + q]))
-        if x != int(self.cks[s * self.bpt + b]):
+            d = int(self.pool.e[p0 + q])
+            x ^= _mix(i0 + q, d)
+        want: u64 = int(self.cks[s * self.bpt + b])
+        if x != want:
             self._raise(
                 "unobserved-store",
                 f"a descriptor of this {cn}-entry block changed without a store the checker saw "
@@ -698,7 +730,7 @@ class RuleChecker(StoreObserver):
                 b = (w - slot * self.dw) * 64 + _ctz(bit)
                 self._verify_block(slot, b)
                 if self.arm:
-                    self._check_set((slot << self.shift) | (b << self.blk_shift), "PTL release")
+                    self._check_set((slot << self.shift) | (b << self.blk_shift), -1)
                 word ^= bit
                 self.dirty[w] = word
 
@@ -714,7 +746,7 @@ class RuleChecker(StoreObserver):
             for b in range(int(self.bpt)):
                 self._verify_block(s, b)
                 if self.arm:
-                    self._check_set((s << self.shift) | (b << self.blk_shift), "PTL release")
+                    self._check_set((s << self.shift) | (b << self.blk_shift), -1)
 
     # ------------------------------------------------------------------
     # TLB fill and use
@@ -742,7 +774,7 @@ class RuleChecker(StoreObserver):
         if not self.arm:
             return
         if level == 3 and desc & self.fmt.cont_bit:
-            self._check_set(ptep & ~(self.cn - 1), f"TLB fill on CPU {cpu}")
+            self._check_set(ptep & ~(self.cn - 1), cpu)
         if overlaps and not self.noabort:
             self._raise(
                 "tlb-conflict",
@@ -751,6 +783,70 @@ class RuleChecker(StoreObserver):
                 vbase << self.page_shift,
                 [desc, ov_desc],
             )
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def tlb_use_ok(
+        self, space: AddressSpace, vpn: i64, n: i64, ptep: i64, pfn: i64, write: cython.bint
+    ) -> i64:
+        """How many of ``n`` pages from ``vpn``, served by one TLB entry, memory still grants.
+
+        The entry was made from descriptor ``ptep`` (-1: a level-2 block)
+        and gives ``vpn`` frame ``pfn`` (``vpn + i`` frame ``pfn + i``); the
+        pages lie in one level-2 region.  The leading pages that
+        ``on_tlb_use`` would accept; the access path checks a run of hits
+        at once and calls ``on_tlb_use`` (which raises) for the first page
+        that is not.
+        """
+        fmt: DescriptorFormat = self.fmt
+        pmd_index: i64 = vpn >> self.shift
+        mask: i64 = self.ptrs - 1
+        d: u64
+        q: i64
+        s: i64 = -1
+        if space.pmds:
+            v = space.pmds.get(pmd_index)
+            if v is not None:
+                d = v
+                if fmt.l2_kind(d) == L2_BLOCK:
+                    if (fmt.pfn(d) & ~mask) + (vpn & mask) != pfn or (write and not self._grants_write(d)):
+                        return 0
+                    return n
+        if ptep >= 0:
+            s = ptep >> self.shift
+            if self.pool.slot_asid[s] != space.asid or self.pool.slot_pmd[s] != pmd_index:
+                s = -1
+        if s < 0:
+            s = space.pte_table(pmd_index)
+            if s < 0:
+                return 0
+        p: i64 = (s << self.shift) | (vpn & mask)
+        pool: PtePool = self.pool
+        vm: u64 = fmt.valid_mask
+        vv: u64 = fmt.valid_val
+        oa: u64 = fmt.oa_mask
+        want: u64 = cython.cast(u64, pfn) << self.page_shift
+        step: u64 = cython.cast(u64, 1) << self.page_shift
+        for q in range(n):
+            d = int(pool.e[p + q])
+            if (d & vm) != vv or (d & oa) != want:
+                return q
+            if write and not self._grants_write(d):
+                return q
+            want += step
+        return n
+
+    @cython.cfunc
+    @cython.inline
+    @cython.exceptval(check=False)
+    def _grants_write(self, d: u64) -> cython.bint:
+        """Descriptor ``d`` lets EL0 write (writable-clean counts with hardware dirty management)."""
+        fmt: DescriptorFormat = self.fmt
+        if not d & fmt.user_bit:
+            return False
+        if (d & fmt.dirty_mask) == fmt.dirty_val:
+            return True
+        return self.hd and (d & fmt.clean_mask) == fmt.clean_val
 
     @cython.ccall
     def on_tlb_use(
@@ -762,39 +858,25 @@ class RuleChecker(StoreObserver):
         block); ``pfn``: the frame the entry gives ``vpn``; ``desc``: the
         entry's descriptor.
         """
-        fmt = self.fmt
+        if self.tlb_use_ok(space, vpn, 1, ptep, pfn, write) == 1:
+            return
+        # What memory says (for the message).
+        fmt: DescriptorFormat = self.fmt
         pmd_index: i64 = vpn >> self.shift
         mask: i64 = self.ptrs - 1
         d: u64 = 0
         mpfn: i64 = -1
-        found: cython.bint = False
-        s: i64 = -1
-        if space.pmds:
-            v = space.pmds.get(pmd_index)
-            if v is not None:
-                d = v
-                if fmt.l2_kind(d) == L2_BLOCK:
-                    mpfn = (fmt.pfn(d) & ~mask) + (vpn & mask)
-                    found = True
-        if not found:
-            if ptep >= 0:
-                s = ptep >> self.shift
-                if self.pool.slot_asid[s] != space.asid or self.pool.slot_pmd[s] != pmd_index:
-                    s = -1
-            if s < 0:
-                s = space.pte_table(pmd_index)
-            if s < 0:
-                d = 0
-            else:
+        v = space.pmds.get(pmd_index)
+        if v is not None and fmt.l2_kind(v) == L2_BLOCK:
+            d = v
+            mpfn = (fmt.pfn(d) & ~mask) + (vpn & mask)
+        else:
+            s: i64 = space.pte_table(pmd_index)
+            if s >= 0:
                 d = int(self.pool.e[(s << self.shift) | (vpn & mask)])
                 if (d & fmt.valid_mask) == fmt.valid_val:
                     mpfn = fmt.pfn(d)
         if mpfn == pfn:
-            if not write:
-                return
-            ws: i64 = fmt.write_state(d)
-            if not (ws == WS_NONE or (ws == WS_CLEAN and not self.hd) or not fmt.user(d)):
-                return
             why = "the descriptor is now read-only"
         elif mpfn < 0:
             why = "the descriptor is now invalid"
@@ -812,7 +894,7 @@ class RuleChecker(StoreObserver):
 
     def _mappers(self, pfn: int, exclude: AddressSpace) -> list[str]:
         """Names of the other address spaces whose descriptors map frame ``pfn`` (slow scan)."""
-        fmt = self.fmt
+        fmt: DescriptorFormat = self.fmt
         ptrs = int(self.ptrs)
         e = np.asarray(self.pool.e)
         out = []
@@ -913,6 +995,8 @@ class RuleChecker(StoreObserver):
                         self._mark(r, seq, vpn, npages, field)
                 return
         for r in range(self.nrec):
+            if self.n_brk == 0:
+                break  # (the arrays may have been reset)
             key = self.r_key[r]
             if key < 0 or (asid >= 0 and (key >> _KEY_SHIFT) != asid):
                 continue
@@ -928,10 +1012,20 @@ class RuleChecker(StoreObserver):
     def _mark(self, r: i64, seq: i64, vpn: i64, npages: i64, field: i64) -> None:
         """Set ``field`` of the pages of record ``r`` in ``[vpn, vpn+npages)``; drop ``r`` once covered."""
         cn: i64 = self.cn
-        first: i64 = (int(self.r_key[r]) & _KEY_MASK) << self.blk_shift
+        key: i64 = int(self.r_key[r])
+        first: i64 = (key & _KEY_MASK) << self.blk_shift
         lo: i64 = max(vpn, first) - first
         hi: i64 = min(vpn + npages, first + cn) - first
         q: i64
+        if field == _F_COVER and lo == 0 and hi == cn:
+            # A completed TLBI of the whole block covers every break made
+            # before it was issued: if that is all of them, the record goes.
+            for q in range(r * cn, (r + 1) * cn):
+                if self.b_seq[q] > seq:
+                    break
+            else:
+                self._free_record(r)
+                return
         for q in range(r * cn + lo, r * cn + hi):
             if field == _F_COVER:
                 if self.b_cover[q] < seq:
@@ -945,6 +1039,7 @@ class RuleChecker(StoreObserver):
             self._free_record(r)
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _covered(self, r: i64) -> cython.bint:
         """Is every pending break of record ``r`` flushed (a make there needs no check)?"""
         cn: i64 = self.cn
@@ -952,11 +1047,13 @@ class RuleChecker(StoreObserver):
         q: i64
         p: i64
         seq: i64
+        old: u64
         for q in range(base, base + cn):
             seq = int(self.b_seq[q])
             if seq == _NEVER:
                 continue
-            if int(self.b_old[q]) & self.fmt.cont_bit:
+            old = int(self.b_old[q])
+            if old & self.fmt.cont_bit:
                 for p in range(base, base + cn):
                     if not self.b_cover[p] > seq:
                         return False
@@ -989,6 +1086,7 @@ class RuleChecker(StoreObserver):
 
 @cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _ctz(x: u64) -> i64:
     """Index of the lowest set bit of ``x`` (non-zero)."""
     n: i64 = 0

@@ -12,18 +12,18 @@ cdef class DescriptorFormat:
     cdef public u64 dirty_mask, dirty_val, clean_mask, clean_val
     cdef public u64 set_dirty_or, set_dirty_and
     cdef public u64 key_mask, key_mask_dbm, memtype_mask, bbm_bits
-    cpdef bint page_valid(self, u64 d)
-    cpdef i64 l2_kind(self, u64 d)
-    cpdef i64 pfn(self, u64 d)
-    cpdef bint cont(self, u64 d)
-    cpdef bint af(self, u64 d)
-    cpdef bint user(self, u64 d)
-    cpdef i64 write_state(self, u64 d)
-    cpdef bint writable(self, u64 d, bint hd)
-    cpdef u64 set_af(self, u64 d)
-    cpdef u64 set_dirty(self, u64 d)
-    cpdef u64 prot_key(self, u64 d, bint hd=*)
-    cpdef u64 memtype(self, u64 d)
+    cpdef bint page_valid(self, u64 d) noexcept
+    cpdef i64 l2_kind(self, u64 d) noexcept
+    cpdef i64 pfn(self, u64 d) noexcept
+    cpdef bint cont(self, u64 d) noexcept
+    cpdef bint af(self, u64 d) noexcept
+    cpdef bint user(self, u64 d) noexcept
+    cpdef i64 write_state(self, u64 d) noexcept
+    cpdef bint writable(self, u64 d, bint hd) noexcept
+    cpdef u64 set_af(self, u64 d) noexcept
+    cpdef u64 set_dirty(self, u64 d) noexcept
+    cpdef u64 prot_key(self, u64 d, bint hd=*) noexcept
+    cpdef u64 memtype(self, u64 d) noexcept
 
 cdef class VmsaFormat(DescriptorFormat):
     pass

@@ -109,11 +109,13 @@ class DescriptorFormat:
 
     # -- decoders ----------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(check=False)
     def page_valid(self, d: u64) -> cython.bint:
         """A valid level-3 page descriptor."""
         return (d & self.valid_mask) == self.valid_val
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def l2_kind(self, d: u64) -> i64:
         """``L2_INVALID``, ``L2_BLOCK`` or ``L2_TABLE`` for a level-2 descriptor."""
         if not d & 1:
@@ -123,26 +125,31 @@ class DescriptorFormat:
         return L2_TABLE
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def pfn(self, d: u64) -> i64:
         """Output address of the descriptor, in pages."""
         return cython.cast(i64, (d & self.oa_mask) >> self.page_shift)
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def cont(self, d: u64) -> cython.bint:
         """The Contiguous bit (always clear in a format without one)."""
         return (d & self.cont_bit) != 0
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def af(self, d: u64) -> cython.bint:
         """The Access flag."""
         return (d & self.af_bit) != 0
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def user(self, d: u64) -> cython.bint:
         """Accessible from EL0 / user mode."""
         return (d & self.user_bit) != 0
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def write_state(self, d: u64) -> i64:
         """``WS_NONE``, ``WS_CLEAN`` or ``WS_DIRTY``."""
         if (d & self.dirty_mask) == self.dirty_val:
@@ -152,6 +159,7 @@ class DescriptorFormat:
         return WS_NONE
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def writable(self, d: u64, hd: cython.bint) -> cython.bint:
         """Writable now, or writable-clean with hardware dirty management (RWHZWS)."""
         if (d & self.dirty_mask) == self.dirty_val:
@@ -159,16 +167,19 @@ class DescriptorFormat:
         return hd and (d & self.clean_mask) == self.clean_val
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def set_af(self, d: u64) -> u64:
         """The descriptor after a hardware Access flag update."""
         return d | self.af_bit
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def set_dirty(self, d: u64) -> u64:
         """The descriptor after a hardware dirty-state update (AF set in the same RMW)."""
         return (d | self.set_dirty_or) & self.set_dirty_and
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def prot_key(self, d: u64, hd: cython.bint = True) -> u64:
         """Attributes and permissions that must be identical inside a contiguous set.
 
@@ -181,6 +192,7 @@ class DescriptorFormat:
         return d & self.key_mask
 
     @cython.ccall
+    @cython.exceptval(check=False)
     def memtype(self, d: u64) -> u64:
         """Memory type and shareability fields (a change needs BBM, RWHZWS)."""
         return d & self.memtype_mask

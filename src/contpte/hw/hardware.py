@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import cython
 import numpy as np
@@ -80,6 +81,7 @@ __all__ = [
 ]
 
 U64 = npt.NDArray[np.uint64]
+_U64_MAX_PY = (1 << 64) - 1
 
 C_HIT = cython.declare(i64, declare("tlb.hit", "lookups", "user accesses (pages) served by a TLB entry"))
 C_MISS = cython.declare(i64, declare("tlb.miss", "lookups", "user accesses (pages) that found no TLB entry"))
@@ -179,6 +181,7 @@ class Hardware:
         self.ha = features.ha
         self.hd = features.hd
         self.rng = random.Random(seed)
+        self.getrandbits = self.rng.getrandbits
         #: Pages per TLB entry made from a Contiguous descriptor (1: cached per page).
         self.cont_entry_pages = self.fmt.cont_ptes if self.fmt.has_contiguous and features.contig_tlb else 1
         self.tlbs = [
@@ -192,8 +195,10 @@ class Hardware:
         self.tlbi_cid = np.full(64, -1, dtype=np.int64)
         self.dsb_cid = np.array([counter_id("dsb." + d) for d in DSB_DOMAINS], dtype=np.int64)
         self.last_fault: HwFault | None = None
+        self.zero1 = np.zeros(1, dtype=np.uint64)
         self.n_hit = 0
         self.n_miss = 0
+        self.n_walk = 0
         self.wc_space: AddressSpace | None = None
         self.wc_pmd = -1
         self.wc_slot = -1
@@ -238,12 +243,12 @@ class Hardware:
     # ------------------------------------------------------------------
     def access(
         self,
-        cpu: int,
+        cpu: i64,
         space: AddressSpace,
-        va: int,
-        npages: int,
-        write: bool,
-        value: int | U64 | None = None,
+        va: i64,
+        npages: i64,
+        write: cython.bint,
+        value: int | np.integer[Any] | U64 | None = None,
         out: U64 | None = None,
     ) -> tuple[int, HwFault | None]:
         """Load or store ``npages`` pages from ``va`` at EL0 on ``cpu``.
@@ -253,33 +258,46 @@ class Hardware:
         at the first fault: returns (pages done, ``HwFault``), or
         (``npages``, None).
         """
-        self._check_access_args(cpu, va, npages, write, value, out)
-        vals: U64View
-        outv: U64View
+        if cpu < 0 or cpu >= self.ncpus:
+            raise ModelUsageError(f"no CPU {cpu} (ncpus={self.ncpus})")
+        if va & (self.page_size - 1):
+            raise ModelUsageError(f"access address {va:#x} is not page aligned")
+        if npages < 0:
+            raise ModelUsageError(f"access of {npages} pages")
+        if va < 0 or (va >> self.page_shift) + npages > VPN_LIMIT:
+            raise ModelUsageError(f"access of {npages} pages at {va:#x} beyond the model's address range")
+        vals: U64View = self.zero1
+        outv: U64View = self.zero1
         scalar: u64 = 0
         per_page: cython.bint = False
-        tmp = None
+        has_out: cython.bint = False
+        tmp: U64 | None = None
         if write:
-            if isinstance(value, np.ndarray):
-                vals = np.ascontiguousarray(value[:npages], dtype=np.uint64)
+            if value is None:
+                raise ModelUsageError("a store needs a value")
+            if isinstance(value, int):
+                if value < 0 or value > _U64_MAX_PY:
+                    raise ModelUsageError(f"store value {value!r} is not a 64-bit unsigned integer")
+                scalar = value
+            elif isinstance(value, np.ndarray):
+                if len(value) < npages:
+                    raise ModelUsageError(f"{len(value)} values for a store of {npages} pages")
+                try:
+                    vals = value
+                except (ValueError, TypeError):  # another dtype, or not contiguous
+                    vals = np.ascontiguousarray(value[:npages], dtype=np.uint64)
                 per_page = True
             else:
-                if not 0 <= int(value) < 1 << 64:  # type: ignore[arg-type]
-                    raise ModelUsageError(f"store value {value!r} is not a 64-bit unsigned integer")
-                scalar = int(value)  # type: ignore[arg-type]
-                vals = self._dummy()
-        else:
-            vals = self._dummy()
-        has_out: cython.bint = out is not None
-        if has_out:
-            assert out is not None
-            if out.dtype == np.uint64 and out.flags.c_contiguous:
+                scalar = int(value)
+        elif out is not None:
+            if len(out) < npages:
+                raise ModelUsageError(f"out has {len(out)} slots for a load of {npages} pages")
+            try:
                 outv = out
-            else:
+            except (ValueError, TypeError):
                 tmp = np.zeros(npages, dtype=np.uint64)
                 outv = tmp
-        else:
-            outv = self._dummy()
+            has_out = True
         done: i64 = 0
         try:
             done = self._access(
@@ -290,32 +308,13 @@ class Hardware:
                 assert out is not None
                 out[:npages] = tmp
         fault = self.last_fault
+        if fault is None:
+            return done, None
         self.last_fault = None
-        return int(done), fault
-
-    def _dummy(self) -> U64:
-        return np.zeros(1, dtype=np.uint64)
-
-    def _check_access_args(
-        self, cpu: int, va: int, npages: int, write: bool, value: int | U64 | None, out: U64 | None
-    ) -> None:
-        if not 0 <= cpu < self.ncpus:
-            raise ModelUsageError(f"no CPU {cpu} (ncpus={self.ncpus})")
-        if va & (self.page_size - 1):
-            raise ModelUsageError(f"access address {va:#x} is not page aligned")
-        if npages < 0:
-            raise ModelUsageError(f"access of {npages} pages")
-        if va < 0 or (va >> self.page_shift) + npages > VPN_LIMIT:
-            raise ModelUsageError(f"access of {npages} pages at {va:#x} beyond the model's address range")
-        if write:
-            if value is None:
-                raise ModelUsageError("a store needs a value")
-            if isinstance(value, np.ndarray) and len(value) < npages:
-                raise ModelUsageError(f"{len(value)} values for a store of {npages} pages")
-        elif out is not None and len(out) < npages:
-            raise ModelUsageError(f"out has {len(out)} slots for a load of {npages} pages")
+        return done, fault
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _access(
         self,
         cpu: i64,
@@ -341,9 +340,7 @@ class Hardware:
         pfn: i64
         off: i64
         ptep: i64
-        desc: u64
-        self.n_hit = 0
-        self.n_miss = 0
+        stop: i64
         self.wc_space = None
         try:
             while i < npages:
@@ -373,11 +370,16 @@ class Hardware:
                 if off + m > nf:
                     m = nf - off
                 if chk is not None:
+                    # the pages memory still grants are served; the first
+                    # it does not is reported (on_tlb_use raises)
                     ptep = tlb.e_ptep[k]
-                    desc = tlb.e_desc[k]
+                    stop = i + chk.tlb_use_ok(space, vpn0 + i, m - i, ptep, off + i, write)
+                    if stop < m:
+                        m = stop + 1
                     while i < m:
                         self.n_hit += 1
-                        chk.on_tlb_use(cpu, space, vpn0 + i, ptep, off + i, desc, write)
+                        if i == stop:
+                            chk.on_tlb_use(cpu, space, vpn0 + i, ptep, off + i, int(tlb.e_desc[k]), write)
                         if write:
                             data[off + i] = vals[i] if per_page else scalar
                         elif has_out:
@@ -402,11 +404,18 @@ class Hardware:
                         i = m
             return npages
         finally:
-            self.counters.inc(C_HIT, self.n_hit)
-            self.counters.inc(C_MISS, self.n_miss)
-            self.n_hit = 0
-            self.n_miss = 0
-            self.wc_space = None
+            self._flush_counts()
+
+    @cython.cfunc
+    def _flush_counts(self) -> None:
+        """Add the access's page counts to the counters (the loop counts in C fields)."""
+        self.counters.inc(C_HIT, self.n_hit)
+        self.counters.inc(C_MISS, self.n_miss)
+        self.counters.inc(C_WALK, self.n_walk)
+        self.n_hit = 0
+        self.n_miss = 0
+        self.n_walk = 0
+        self.wc_space = None
 
     def _oa_range(self, pfn: int) -> None:
         raise InvariantViolation(
@@ -424,17 +433,11 @@ class Hardware:
             raise ModelUsageError(f"no CPU {cpu} (ncpus={self.ncpus})")
         tlb: Tlb = self.tlbs[cpu]
         vpn = va >> self.page_shift
-        self.n_hit = 0
-        self.n_miss = 0
         self.wc_space = None
         try:
             k = self._resolve(cpu, tlb, space, vpn, write)
         finally:
-            self.counters.inc(C_HIT, self.n_hit)
-            self.counters.inc(C_MISS, self.n_miss)
-            self.n_hit = 0
-            self.n_miss = 0
-            self.wc_space = None
+            self._flush_counts()
         if k < 0:
             fault = self.last_fault
             self.last_fault = None
@@ -443,6 +446,7 @@ class Hardware:
         return int(tlb.e_pfn[k]) + (vpn - int(tlb.e_vbase[k]))
 
     @cython.cfunc
+    @cython.exceptval(-2, check=True)
     def _resolve(self, cpu: i64, tlb: Tlb, space: AddressSpace, vpn: i64, write: cython.bint) -> i64:
         """The TLB entry serving ``vpn`` for this access, walking on a miss (Arm ARM D8.2, D8.5).
 
@@ -455,7 +459,7 @@ class Hardware:
             self.n_miss += 1
             return self._walk(cpu, space, vpn, write, True)
         self.n_hit += 1
-        desc: u64 = tlb.e_desc[k]
+        desc: u64 = int(tlb.e_desc[k])
         if not desc & fmt.user_bit:
             return self._fault(cpu, space, _F_PERMISSION, vpn, tlb.e_level[k], write)
         if write and (desc & fmt.dirty_mask) != fmt.dirty_val:
@@ -472,6 +476,7 @@ class Hardware:
         return k
 
     @cython.cfunc
+    @cython.exceptval(-2, check=True)
     def _fault(
         self, cpu: i64, space: AddressSpace, kind: i64, vpn: i64, level: i64, write: cython.bint
     ) -> i64:
@@ -490,6 +495,7 @@ class Hardware:
         return -1
 
     @cython.cfunc
+    @cython.exceptval(-2, check=True)
     def _walk(
         self, cpu: i64, space: AddressSpace, vpn: i64, write: cython.bint, after_miss: cython.bint
     ) -> i64:
@@ -500,7 +506,7 @@ class Hardware:
         one descriptor of the set, chosen with the seeded RNG: D8.5.5 IQDCMP).
         ``after_miss``: the lookup just missed (no entry contains ``vpn``).
         """
-        self.counters.inc(C_WALK, 1)
+        self.n_walk += 1
         fmt: DescriptorFormat = self.fmt
         pool: PtePool = self.pool
         pmd_index: i64 = vpn >> (self.page_shift - 3)
@@ -522,21 +528,39 @@ class Hardware:
         if slot < 0:
             return self._fault(cpu, space, _F_TRANSLATION, vpn, 2, write)
         ptep: i64 = (slot << pool.shift) | (vpn & (self.ptrs_per_pte - 1))
-        d: u64 = pool.e[ptep]
+        d: u64 = int(pool.e[ptep])
         if (d & fmt.valid_mask) != fmt.valid_val:
             return self._fault(cpu, space, _F_TRANSLATION, vpn, 3, write)
         n: i64 = self.cont_entry_pages
         cand: i64
         dc: u64
         if n > 1 and d & fmt.cont_bit:
-            cand = (ptep & ~(n - 1)) + self.rng.randrange(n)
-            dc = pool.e[cand]
+            cand = (ptep & ~(n - 1)) + self._randbelow(n)
+            dc = int(pool.e[cand])
             if (dc & fmt.valid_mask) == fmt.valid_val and dc & fmt.cont_bit:
                 ptep = cand
                 d = dc
         return self._use_descriptor(cpu, space, ptep, pmd_index, d, 3, vpn, write, after_miss)
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _randbelow(self, n: i64) -> i64:
+        """``self.rng.randrange(n)`` for ``n`` >= 1, the same draws from the same stream.
+
+        CPython's ``Random._randbelow_with_getrandbits``: k = n.bit_length()
+        bits at a time until below ``n``; called directly on ``getrandbits``
+        (a C method) instead of through ``randrange`` (Python code).
+        """
+        k: i64 = 0
+        while (cython.cast(i64, 1) << k) <= n:
+            k += 1
+        r: i64 = self.getrandbits(k)
+        while r >= n:
+            r = self.getrandbits(k)
+        return r
+
+    @cython.cfunc
+    @cython.exceptval(-2, check=True)
     def _use_descriptor(
         self,
         cpu: i64,
@@ -582,7 +606,7 @@ class Hardware:
         else:
             npages = 1
         vbase: i64 = vpn & ~(npages - 1)
-        pfn: i64 = fmt.pfn(new) & ~(npages - 1)
+        pfn: i64 = cython.cast(i64, (new & fmt.oa_mask) >> self.page_shift) & ~(npages - 1)
         tlb: Tlb = self.tlbs[cpu]
         ov: i64 = 0
         if not (after_miss and npages == 1):
@@ -601,8 +625,8 @@ class Hardware:
                 ptep,
                 level,
                 ov,
-                tlb.e_npages[j] if ov else 0,
-                tlb.e_desc[j] if ov else 0,
+                int(tlb.e_npages[j]) if ov else 0,
+                int(tlb.e_desc[j]) if ov else 0,
             )
         return tlb.insert(space.asid, vbase, npages, pfn, new, ptep, level, ov > 0)
 
@@ -610,6 +634,7 @@ class Hardware:
     # TLB maintenance (Arm ARM D8.17)
     # ------------------------------------------------------------------
     @cython.cfunc
+    @cython.exceptval(-2, check=True)
     def _ttl_level(self, ttl: i64) -> i64:
         """The level a TTL hint names: 0 for "no hint", -1 for "matches nothing".
 
@@ -627,6 +652,7 @@ class Hardware:
         return ttl & 3
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _tlbi_counter(self, op: i64) -> i64:
         cid: i64 = self.tlbi_cid[op]
         if cid < 0:

@@ -30,6 +30,7 @@ _U64_MAX = cython.declare(u64, 0xFFFFFFFFFFFFFFFF)
 
 
 @cython.cfunc
+@cython.exceptval(check=False)
 def _log2(n: i64) -> i64:
     b: i64 = 0
     while (cython.cast(i64, 1) << b) < n:
@@ -57,11 +58,13 @@ class I64Map:
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(check=False)
     def _home(self, key: i64) -> i64:
         h: u64 = (cython.cast(u64, key) * _MIX) & _U64_MAX
         return cython.cast(i64, h >> (64 - self.bits))
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def find(self, key: i64) -> i64:
         """The slot holding ``key``, or -1."""
         i: i64 = self._home(key)
@@ -75,16 +78,28 @@ class I64Map:
             i = (i + 1) & self.mask
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def get(self, key: i64, default: i64) -> i64:
         """The value of ``key``, or ``default``."""
-        i: i64 = self.find(key)
-        if i < 0:
-            return default
-        return int(self.vals[i])
+        i: i64 = self._home(key)
+        k: i64
+        while True:
+            k = self.keys[i]
+            if k == key:
+                return int(self.vals[i])
+            if k == -1:
+                return default
+            i = (i + 1) & self.mask
 
     @cython.ccall
     def set(self, key: i64, val: i64) -> None:
         """Map ``key`` to ``val`` (inserted or replaced)."""
+        self.put(key, val)
+
+    @cython.ccall
+    @cython.exceptval(-2, check=True)
+    def put(self, key: i64, val: i64) -> i64:
+        """Map ``key`` to ``val``; the value it replaced, or -1 (one probe sequence)."""
         if key < 0:
             raise ModelUsageError(f"I64Map keys must be >= 0, not {key}")
         i: i64 = self._home(key)
@@ -92,8 +107,9 @@ class I64Map:
         while True:
             k = self.keys[i]
             if k == key:
+                old: i64 = self.vals[i]
                 self.vals[i] = val
-                return
+                return old
             if k == -1:
                 break
             i = (i + 1) & self.mask
@@ -102,8 +118,10 @@ class I64Map:
         self.n += 1
         if 2 * self.n > self.mask + 1:
             self._rehash(2 * (self.mask + 1))
+        return -1
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def pop(self, key: i64, default: i64) -> i64:
         """Remove ``key``; its value, or ``default`` if absent."""
         i: i64 = self.find(key)
@@ -156,8 +174,10 @@ class I64Map:
     @cython.ccall
     def clear(self) -> None:
         """Remove every key (keeps the capacity)."""
+        i: i64
         if self.n:
-            np.asarray(self.keys)[:] = -1
+            for i in range(self.mask + 1):
+                self.keys[i] = -1
             self.n = 0
 
     def items(self) -> list[tuple[int, int]]:

@@ -46,7 +46,7 @@ from ..errors import ModelUsageError
 
 if not cython.compiled:
     from ..cdefs import U64View, i64, u64
-    from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters
+    from ..counters import PMD_WRITE, PTE_ATOMIC, PTE_READ, PTE_WRITE, Counters, count
 
 __all__ = ["StoreObserver", "PtePool", "AddressSpace", "LogEntry"]
 
@@ -130,6 +130,7 @@ def _log_entry(pool: PtePool, slot: i64, asid: i64, pmd_index: i64, old_at: i64)
     return ent
 
 
+@cython.final
 @cython.cclass
 class PtePool:
     """The descriptor memory of every level-3 table of one machine.
@@ -177,6 +178,7 @@ class PtePool:
         self.nslots = new_n
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def slot_alloc(self, asid: i64, pmd_index: i64) -> i64:
         """A zeroed slot for the table at ``pmd_index`` of ASID ``asid``."""
         if not self.free_slots:
@@ -216,10 +218,12 @@ class PtePool:
         return v
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def va(self, ptep: i64) -> i64:
         """The virtual address descriptor ``ptep`` maps."""
         s: i64 = ptep >> self.shift
-        return (int(self.slot_pmd[s]) << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
+        pmd_index: i64 = cython.cast(i64, self.slot_pmd[s])
+        return (pmd_index << self.pmd_shift) | ((ptep & (self.ptrs_per_pte - 1)) << self.page_shift)
 
     # -- the store log -------------------------------------------------------
     @cython.ccall
@@ -282,49 +286,54 @@ class PtePool:
 
     # -- software accesses: counted and observed -------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def load(self, ptep: i64) -> u64:
         """One software load (``pte.read``)."""
-        self.counters.inc(PTE_READ, 1)
-        return int(self.e[ptep])
+        count(self.counters, PTE_READ, 1)
+        return cython.cast(u64, self.e[ptep])
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def peek(self, ptep: i64) -> u64:
         """Read a descriptor without counting (model-internal: hardware, validators)."""
-        return int(self.e[ptep])
+        return cython.cast(u64, self.e[ptep])
 
     @cython.ccall
     def store(self, ptep: i64, value: u64) -> None:
         """One software store (``pte.write``), logged and observed."""
-        self.counters.inc(PTE_WRITE, 1)
+        count(self.counters, PTE_WRITE, 1)
         if self.epoch >= 0:
             self._log_slot(ptep >> self.shift)
-        old: u64 = int(self.e[ptep])
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value
         if self.observer is not None:
             self.observer.on_store(ptep, old, value)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def xchg(self, ptep: i64, value: u64) -> u64:
         """Atomically swap in ``value`` (``pte.atomic`` + ``pte.write``); the old descriptor."""
-        self.counters.inc(PTE_ATOMIC, 1)
-        old: u64 = int(self.e[ptep])
+        count(self.counters, PTE_ATOMIC, 1)
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.store(ptep, value)
         return old
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def cmpxchg(self, ptep: i64, expected: u64, value: u64) -> cython.bint:
         """Atomic compare-and-swap (sequential model: succeeds iff equal)."""
-        self.counters.inc(PTE_ATOMIC, 1)
+        count(self.counters, PTE_ATOMIC, 1)
         if self.e[ptep] != expected:
-            self.counters.inc(PTE_READ, 1)
+            count(self.counters, PTE_READ, 1)
             return False
         self.store(ptep, value)
         return True
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def none_count(self, ptep: i64, nr: i64) -> i64:
         """How many of ``nr`` descriptors from ``ptep`` are zero (``nr`` reads)."""
-        self.counters.inc(PTE_READ, nr)
+        count(self.counters, PTE_READ, nr)
         n: i64 = 0
         i: i64
         for i in range(ptep, ptep + nr):
@@ -337,7 +346,7 @@ class PtePool:
         """The walker's Access flag / dirty update: not counted, logged, observed as such."""
         if self.epoch >= 0:
             self._log_slot(ptep >> self.shift)
-        old: u64 = int(self.e[ptep])
+        old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value
         if self.observer is not None:
             self.observer.on_hw_update(ptep, old, value)
@@ -373,6 +382,7 @@ class AddressSpace:
         return f"<AddressSpace {self.name}: {len(self.tables)} tables, {len(self.pmds)} blocks>"
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def pte_table(self, pmd_index: i64) -> i64:
         """The slot of the level-3 table at ``pmd_index``, or -1."""
         s = self.tables.get(pmd_index)
@@ -381,6 +391,7 @@ class AddressSpace:
         return cython.cast(i64, s)
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def pte_ptr(self, va: i64) -> i64:
         """The descriptor address (``ptep``) for ``va``, or -1 if it has no level-3 table."""
         s: i64 = self.pte_table(va >> self.pmd_shift)
@@ -389,6 +400,7 @@ class AddressSpace:
         return (s << self.pool.shift) | ((va >> self.page_shift) & (self.ptrs_per_pte - 1))
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def alloc_pte_table(self, pmd_index: i64) -> i64:
         """The slot of the table for ``pmd_index``, allocating it (zeroed) if needed."""
         s: i64 = self.pte_table(pmd_index)
@@ -418,13 +430,15 @@ class AddressSpace:
 
     # -- level 2 ---------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_load(self, pmd_index: i64) -> u64:
         """The level-2 block descriptor at ``pmd_index`` (0 if none); one ``pte.read``."""
-        self.counters.inc(PTE_READ, 1)
+        count(self.counters, PTE_READ, 1)
         v = self.pmds.get(pmd_index)
         return 0 if v is None else cython.cast(u64, v)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmd_peek(self, pmd_index: i64) -> u64:
         """Like ``pmd_load``, uncounted (model-internal)."""
         v = self.pmds.get(pmd_index)
@@ -433,7 +447,7 @@ class AddressSpace:
     @cython.ccall
     def pmd_store(self, pmd_index: i64, value: u64) -> None:
         """Store a level-2 descriptor (``pmd.write``; the observer hears it)."""
-        self.counters.inc(PMD_WRITE, 1)
+        count(self.counters, PMD_WRITE, 1)
         old: u64 = self.pmd_peek(pmd_index)
         if self.pool.epoch >= 0:
             self.pool.pmd_log.append((self, pmd_index, old))

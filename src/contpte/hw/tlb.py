@@ -118,6 +118,7 @@ class Tlb:
         self.n = 0
         self.stamp = 0
         self.n_flagged = 0
+        self.one_asid = -1
         self.last_overlap = -1
         self.lru_head = -1
         self.lru_tail = -1
@@ -159,6 +160,7 @@ class Tlb:
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(check=False)
     def _sc(self, npages: i64) -> i64:
         if npages == 1:
             return 0
@@ -168,6 +170,7 @@ class Tlb:
 
     @cython.cfunc
     @cython.inline
+    @cython.exceptval(check=False)
     def _key(self, asid: i64, sc: i64, vbase: i64) -> i64:
         return (asid << _ASID_SHIFT) | (sc << _SC_SHIFT) | vbase
 
@@ -199,11 +202,13 @@ class Tlb:
 
     # -- lookup ------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def find(self, asid: i64, vbase: i64, npages: i64) -> i64:
         """The entry with exactly this tag, address and size, or -1."""
         return self.map.get(self._key(asid, self._sc(npages), vbase), -1)
 
     @cython.ccall
+    @cython.exceptval(-2, check=True)
     def lookup(self, asid: i64, vpn: i64) -> i64:
         """The entry used for ``vpn`` (-1: none), made most recently used.
 
@@ -241,6 +246,7 @@ class Tlb:
         return best
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def overlaps(self, asid: i64, vbase: i64, npages: i64) -> i64:
         """How many entries of ``asid`` of another size overlap ``[vbase, vbase+npages)``.
 
@@ -274,6 +280,7 @@ class Tlb:
 
     # -- fill and evict ----------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def insert(
         self,
         asid: i64,
@@ -293,12 +300,9 @@ class Tlb:
         """
         sc: i64 = self._sc(npages)
         key: i64 = self._key(asid, sc, vbase)
-        k: i64 = self.map.get(key, -1)
-        if k >= 0:
-            self.remove(k)
         if self.free_head < 0:
             self._grow(2 * self.nalloc)
-        k = self.free_head
+        k: i64 = self.free_head
         self.free_head = self.e_next[k]
         self.stamp += 1
         self.e_asid[k] = asid
@@ -311,9 +315,15 @@ class Tlb:
         self.e_stamp[k] = self.stamp
         self.e_flag[k] = 0
         self._link_tail(k)
-        self.map.set(key, k)
+        old: i64 = self.map.put(key, k)
+        if old >= 0:
+            self._drop(old, sc)  # the entry with the same tag, address and size
         self.nsize[sc] += 1
         self.n += 1
+        if self.n == 1:
+            self.one_asid = asid
+        elif self.one_asid != asid:
+            self.one_asid = -2  # several ASIDs (until the TLB is emptied)
         if flag:
             self._flag(k)
         if not self.adversarial and self.n > self.capacity:
@@ -354,6 +364,11 @@ class Tlb:
         """Drop entry ``k``."""
         sc: i64 = self._sc(self.e_npages[k])
         self.map.pop(self._key(self.e_asid[k], sc, self.e_vbase[k]), -1)
+        self._drop(k, sc)
+
+    @cython.cfunc
+    def _drop(self, k: i64, sc: i64) -> None:
+        """Free entry ``k`` of size class ``sc`` (its key already gone from the map)."""
         self._unlink(k)
         if self.e_flag[k]:
             self.n_flagged -= 1
@@ -365,6 +380,7 @@ class Tlb:
 
     # -- invalidation (TLBI) -----------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_range(self, asid: i64, vpn: i64, npages: i64, level: i64) -> i64:
         """Drop entries overlapping ``[vpn, vpn+npages)``; ``asid`` -1: any ASID.
 
@@ -382,22 +398,9 @@ class Tlb:
                 probes += ((end - 1) // size) - (vpn // size) + 1
         dropped: i64 = 0
         k: i64
-        nx: i64
         b: i64
         if asid < 0 or probes > self.n:
-            k = self.lru_head
-            while k >= 0:
-                nx = self.e_next[k]
-                if (
-                    (asid < 0 or self.e_asid[k] == asid)
-                    and self.e_vbase[k] < end
-                    and self.e_vbase[k] + self.e_npages[k] > vpn
-                    and (level == 0 or self.e_level[k] == level)
-                ):
-                    self.remove(k)
-                    dropped += 1
-                k = nx
-            return dropped
+            return self._drop_where(asid, vpn, end, level)
         for sc in range(3):
             if self.nsize[sc] == 0:
                 continue
@@ -410,30 +413,86 @@ class Tlb:
         return dropped
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_asid(self, asid: i64) -> i64:
         """Drop every entry tagged ``asid`` (TLBI ASIDE1)."""
-        dropped: i64 = 0
-        k: i64 = self.lru_head
-        nx: i64
-        while k >= 0:
-            nx = self.e_next[k]
-            if self.e_asid[k] == asid:
-                self.remove(k)
-                dropped += 1
-            k = nx
-        return dropped
+        return self._drop_where(asid, 0, VPN_LIMIT, 0)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def invalidate_all(self) -> i64:
         """Drop every entry (TLBI VMALLE1)."""
-        dropped: i64 = self.n
-        k: i64 = self.lru_head
-        nx: i64
-        while k >= 0:
-            nx = self.e_next[k]
-            self.remove(k)
-            k = nx
-        return dropped
+        return self._drop_where(-1, 0, VPN_LIMIT, 0)
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _drop_where(self, asid: i64, vpn: i64, end: i64, level: i64) -> i64:
+        """Drop, in one pass, the entries of ``asid`` (-1: any) overlapping ``[vpn, end)`` at ``level`` (0: any).
+
+        When many go, the map is rebuilt from the survivors instead of
+        deleting their keys one by one (a flush of a full TLB costs a pass
+        over it, not a hash deletion per entry).
+        """
+        doomed: i64 = self.n
+        if doomed == 0 or (asid >= 0 and self.one_asid >= 0 and self.one_asid != asid):
+            return 0
+        if (asid < 0 or self.one_asid == asid) and level == 0 and vpn == 0 and end == VPN_LIMIT:
+            self._reset()  # every entry goes
+            return doomed
+        # rows in index order (sequential memory); the order entries go in
+        # does not matter to the survivors' LRU order
+        k: i64
+        doomed = 0
+        for k in range(self.nalloc):
+            if self.e_npages[k] and self._matches(k, asid, vpn, end, level):
+                doomed += 1
+        if doomed == 0:
+            return 0
+        if doomed == self.n:
+            self._reset()
+            return doomed
+        bulk: cython.bint = 4 * doomed > self.n
+        for k in range(self.nalloc):
+            if self.e_npages[k] and self._matches(k, asid, vpn, end, level):
+                if bulk:
+                    self._drop(k, self._sc(self.e_npages[k]))
+                else:
+                    self.remove(k)
+        if bulk:
+            self.map.clear()
+            for k in range(self.nalloc):
+                if self.e_npages[k]:
+                    self.map.put(self._key(self.e_asid[k], self._sc(self.e_npages[k]), self.e_vbase[k]), k)
+        return doomed
+
+    @cython.cfunc
+    def _reset(self) -> None:
+        """Empty the TLB: every row free, in order (no entry survives)."""
+        k: i64
+        for k in range(self.nalloc):
+            self.e_npages[k] = 0
+            self.e_next[k] = k + 1
+        self.e_next[self.nalloc - 1] = -1
+        self.free_head = 0
+        self.lru_head = -1
+        self.lru_tail = -1
+        self.n = 0
+        self.n_flagged = 0
+        self.one_asid = -1
+        for k in range(3):
+            self.nsize[k] = 0
+        self.map.clear()
+
+    @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _matches(self, k: i64, asid: i64, vpn: i64, end: i64, level: i64) -> cython.bint:
+        return (
+            (asid < 0 or self.e_asid[k] == asid)
+            and self.e_vbase[k] < end
+            and self.e_vbase[k] + self.e_npages[k] > vpn
+            and (level == 0 or self.e_level[k] == level)
+        )
 
     # -- Python views (tests, messages) --------------------------------------
     def entry(self, k: int) -> TlbEntry:

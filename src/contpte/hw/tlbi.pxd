@@ -9,11 +9,11 @@ cdef i64 TLBI_NCODES
 cdef i64 SCOPE_VA, SCOPE_ASID, SCOPE_ALL
 cdef i64 DSB_ISH, DSB_ISHST, DSB_NSH, DSB_NSHST, DSB_OSH, DSB_OSHST, DSB_SY, DSB_ST
 
-cpdef bint tlbi_valid(i64 op)
-cpdef i64 tlbi_base(i64 op)
-cpdef bint tlbi_broadcast(i64 op)
-cpdef i64 tlbi_scope(i64 op)
-cpdef bint tlbi_by_asid(i64 op)
-cpdef bint tlbi_last_level(i64 op)
-cpdef bint tlbi_is_range(i64 op)
-cpdef i64 tlbi_range_pages(i64 scale, i64 num)
+cpdef bint tlbi_valid(i64 op) noexcept
+cpdef i64 tlbi_base(i64 op) noexcept
+cpdef bint tlbi_broadcast(i64 op) noexcept
+cpdef i64 tlbi_scope(i64 op) noexcept
+cpdef bint tlbi_by_asid(i64 op) noexcept
+cpdef bint tlbi_last_level(i64 op) noexcept
+cpdef bint tlbi_is_range(i64 op) noexcept
+cpdef i64 tlbi_range_pages(i64 scale, i64 num) except? -1

@@ -168,6 +168,7 @@ _CODES = {name: code for code, name in enumerate(_NAMES) if name}
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 def tlbi_valid(op: i64) -> cython.bint:
     """Is ``op`` a TLBI op code?"""
     if op < 0 or op >= TLBI_NCODES:
@@ -182,6 +183,7 @@ def tlbi_valid(op: i64) -> cython.bint:
 
 @cython.ccall
 @cython.inline
+@cython.exceptval(check=False)
 def tlbi_base(op: i64) -> i64:
     """The base operation of op code ``op``."""
     return op & 15
@@ -189,12 +191,14 @@ def tlbi_base(op: i64) -> i64:
 
 @cython.ccall
 @cython.inline
+@cython.exceptval(check=False)
 def tlbi_broadcast(op: i64) -> cython.bint:
     """``op`` has an IS or OS suffix (reaches every PE)."""
     return (op & (TLBI_IS | TLBI_OS)) != 0
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 def tlbi_scope(op: i64) -> i64:
     """``SCOPE_VA``, ``SCOPE_ASID`` or ``SCOPE_ALL`` of op code ``op``."""
     b: i64 = op & 15
@@ -206,6 +210,7 @@ def tlbi_scope(op: i64) -> i64:
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 def tlbi_by_asid(op: i64) -> cython.bint:
     """``op`` matches entries of one ASID only (not the VAA/VMALL forms)."""
     b: i64 = op & 15
@@ -213,6 +218,7 @@ def tlbi_by_asid(op: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 def tlbi_last_level(op: i64) -> cython.bint:
     """``op`` is a leaf-only (``L``) form."""
     b: i64 = op & 15
@@ -220,6 +226,7 @@ def tlbi_last_level(op: i64) -> cython.bint:
 
 
 @cython.ccall
+@cython.exceptval(check=False)
 def tlbi_is_range(op: i64) -> cython.bint:
     """``op`` is a FEAT_TLBIRANGE form."""
     b: i64 = op & 15
@@ -252,6 +259,7 @@ def dsb_code(domain: str) -> int:
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def tlbi_range_pages(scale: i64, num: i64) -> i64:
     """Pages a range TLBI covers: ``(NUM+1) * 2^(5*SCALE+1)`` (Arm ARM D8.17.5.2)."""
     if not 0 <= scale <= 3 or not 0 <= num <= 31:

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/gup.c: long-term pins (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable

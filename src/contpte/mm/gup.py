@@ -20,6 +20,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace
     from .kernel import Kernel
     from .memmap import GUP_PIN_COUNTING_BIAS, MemMap, PageAnonExclusive, folio_ref_add, folio_test_anon
@@ -100,7 +101,7 @@ def _must_fault(mm: MmStruct, addr: i64, pte: u64, pfn: i64, write: cython.bint)
         return 0 if a.pte_write(pte) else FAULT_FLAG_WRITE
     if a.pte_special(pte):
         return 0
-    folio: i64 = int(mem.head[pfn])
+    folio: i64 = cython.cast(i64, mem.head[pfn])
     # A PMD-mapped folio's exclusivity is kept at its head.
     flag_page: i64 = folio if mm.space.pmd_peek(addr >> a.PMD_SHIFT) else pfn
     if folio_test_anon(mem, folio) and not PageAnonExclusive(mem, flag_page):
@@ -111,7 +112,7 @@ def _must_fault(mm: MmStruct, addr: i64, pte: u64, pfn: i64, write: cython.bint)
 @cython.cfunc
 def _grab(mem: MemMap, folio: i64) -> None:
     """``try_grab_folio(folio, 1, FOLL_PIN)``."""
-    if int(mem.order[folio]) > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         folio_ref_add(mem, folio, 1)
         mem.pincount[folio] += 1
     else:
@@ -181,9 +182,9 @@ def pin_user_pages(mm: MmStruct, start: i64, nr_pages: i64, write: cython.bint) 
             unpin_user_pages(mm, done)
             return -EFAULT
         pfn = _follow_pfn(mm, addr, pte)
-        _grab(k.memmap, int(k.memmap.head[pfn]))
+        _grab(k.memmap, cython.cast(i64, k.memmap.head[pfn]))
         done.append(pfn)
-        k.counters.inc(PINS, 1)
+        count(k.counters, PINS, 1)
     mm.has_pinned = True
     mm.pinned.extend(done)
     return 0
@@ -198,13 +199,13 @@ def unpin_user_pages(mm: MmStruct, pfns: Sequence[int]) -> None:
     pfn: i64
     for p in pfns:
         pfn = p
-        folio = int(mem.head[pfn])
-        if int(mem.order[folio]) > 0:
+        folio = cython.cast(i64, mem.head[pfn])
+        if cython.cast(i64, mem.order[folio]) > 0:
             mem.pincount[folio] -= 1
             k.folio_put(folio, 1)
         else:
             k.folio_put(folio, GUP_PIN_COUNTING_BIAS)
-        k.counters.inc(UNPINS, 1)
+        count(k.counters, UNPINS, 1)
 
 
 # C constants are invisible to Python importers: publish their values.

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/huge_memory.c: PMD-size THP and the mTHP policy (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable

@@ -27,6 +27,7 @@ from .rmap import rmap_walk_ptes
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace
     from .kernel import (
         MTHP_ANON_FAULT_ALLOC,
@@ -193,7 +194,7 @@ def vma_alloc_anon_folio_pmd(vma: Vma) -> i64:
     k: Kernel = vma_mm(vma).kernel
     folio: i64 = k.folio_alloc(k.PMD_ORDER, True)
     if folio < 0:
-        k.counters.inc(THP_FAULT_FALLBACK, 1)
+        count(k.counters, THP_FAULT_FALLBACK, 1)
         k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_FALLBACK, 1)
     return folio
 
@@ -212,7 +213,7 @@ def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None
     folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
     arch.set_pmd_at(mm, haddr, pmd_index, arch.pte_pmd(entry))
     mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
-    k.counters.inc(THP_FAULT_ALLOC, 1)
+    count(k.counters, THP_FAULT_ALLOC, 1)
     k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_ALLOC, 1)
 
 
@@ -234,7 +235,7 @@ def create_huge_pmd(vmf: VmFault) -> i64:
     if not vmf.flags & FAULT_FLAG_WRITE and k.use_zero_page:
         zpfn = mm_get_huge_zero_folio(mm)
         if zpfn < 0:
-            k.counters.inc(THP_FAULT_FALLBACK, 1)
+            count(k.counters, THP_FAULT_FALLBACK, 1)
             return VM_FAULT_FALLBACK
         pmd = arch.pte_pmd(arch.pte_mkspecial(arch.pfn_pte(zpfn, vma.vm_page_prot)))
         arch.set_pmd_at(mm, haddr, vmf.pmd_index, pmd)
@@ -296,9 +297,11 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         split_huge_pmd(vma, vmf.pmd_index, haddr)
         return VM_FAULT_FALLBACK
-    folio: i64 = int(mem.head[pfn])
+    folio: i64 = cython.cast(i64, mem.head[pfn])
     entry: u64
-    if PageAnonExclusive(mem, folio) or (int(mem.refcount[folio]) == 1 and folio_mapcount(mem, folio) == 1):
+    if PageAnonExclusive(mem, folio) or (
+        cython.cast(i64, mem.refcount[folio]) == 1 and folio_mapcount(mem, folio) == 1
+    ):
         SetPageAnonExclusive(mem, folio, 1)
         if vmf.flags & FAULT_FLAG_UNSHARE:
             return 0
@@ -350,9 +353,9 @@ def copy_huge_pmd(
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         arch.set_pmd_at(dst_mm, addr, pmd_index, pmd)
         return 0
-    folio: i64 = int(k.memmap.head[pfn])
+    folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_ref_add(k.memmap, folio, 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     if folio_try_dup_anon_rmap_pmd(folio, src_vma):
         k.folio_put(folio, 1)
         split_huge_pmd(src_vma, pmd_index, addr & ~(arch.PMD_SIZE - 1))
@@ -379,7 +382,7 @@ def zap_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64) -> None:
     pfn: i64 = arch.pte_pfn(pte)
     if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
         return
-    folio: i64 = int(k.memmap.head[pfn])
+    folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_remove_rmap_pmd(folio, vma)
     mm.add_mm_counter(MM_ANONPAGES, -arch.HPAGE_PMD_NR)
     tlb.tlb_remove_folio_pages(folio, 1)
@@ -404,7 +407,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     space.pmd_store(pmd_index, 0)
     pte: u64 = arch.pmd_pte(old)
     pfn: i64 = arch.pte_pfn(pte)
-    k.counters.inc(THP_SPLIT_PMD, 1)
+    count(k.counters, THP_SPLIT_PMD, 1)
     ptep: i64 = space.alloc_pte_table(pmd_index) << space.pool.shift
     nr: i64 = arch.HPAGE_PMD_NR
     i: i64
@@ -416,7 +419,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
             arch.set_pte_at(mm, haddr + i * k.PAGE_SIZE, ptep + i, zp)
         arch.ptl_release(mm, ptep)
         return
-    folio: i64 = int(mem.head[pfn])
+    folio: i64 = cython.cast(i64, mem.head[pfn])
     exclusive: cython.bint = PageAnonExclusive(mem, folio)
     for i in range(folio, folio + nr):
         mem.mapcount[i] += 1
@@ -427,7 +430,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     else:
         ClearPageAnonExclusive(mem, folio, nr)
     folio_ref_add(mem, folio, nr - 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     # The PTEs are built from the VMA's protection, carrying over the PMD's
     # write, young, dirty, soft-dirty and uffd-wp state (not the PMD value
     # itself: it is a block descriptor, and pmdp_invalidate made it invalid).
@@ -444,7 +447,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
         entry = arch.pte_mkuffd_wp(entry)
     arch.set_ptes(mm, haddr, ptep, entry, nr)
     arch.ptl_release(mm, ptep)
-    if int(mem.entire_mapcount[folio]) < 0:
+    if cython.cast(i64, mem.entire_mapcount[folio]) < 0:
         raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {mem.describe(folio)}", haddr)
 
 
@@ -491,13 +494,15 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     """
     mem: MemMap = k.memmap
     a: Pgtable = k.arch
-    if not folio_test_anon(mem, folio) or int(mem.order[folio]) == 0:
+    if not folio_test_anon(mem, folio) or cython.cast(i64, mem.order[folio]) == 0:
         return -EINVAL
-    if int(mem.entire_mapcount[folio]):
+    if cython.cast(i64, mem.entire_mapcount[folio]):
         return -EBUSY  # PMD-mapped: the caller splits the PMD first
-    if int(mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(mem, folio):
+    if cython.cast(i64, mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(
+        mem, folio
+    ):
         return -EAGAIN
-    order: i64 = int(mem.order[folio])
+    order: i64 = cython.cast(i64, mem.order[folio])
     nr: i64 = cython.cast(i64, 1) << order
     head: i64 = folio
     shift: i64 = a.pool.shift
@@ -518,20 +523,20 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     # __split_huge_page(): every page becomes an order-0 folio.  Each page
     # keeps its mapcount and its own PG_anon_exclusive; the rest of the
     # flags come from the head.
-    flags: i64 = int(mem.flags[head]) & _NOT_PG_anon_exclusive
-    mapping: i64 = int(mem.mapping[head])
-    index: i64 = int(mem.index[head])
+    flags: i64 = cython.cast(i64, mem.flags[head]) & _NOT_PG_anon_exclusive
+    mapping: i64 = cython.cast(i64, mem.mapping[head])
+    index: i64 = cython.cast(i64, mem.index[head])
     k.count_mthp_stat(order, MTHP_NR_ANON, -1)
     k.count_mthp_stat(order, MTHP_SPLIT, 1)
     if order == k.PMD_ORDER:
-        k.counters.inc(THP_SPLIT_PAGE, 1)
+        count(k.counters, THP_SPLIT_PAGE, 1)
     k.deferred_split.discard(head)
     pfn: i64
     for pfn in range(head, head + nr):
         mem.head[pfn] = pfn
         mem.order[pfn] = 0
-        mem.flags[pfn] = (int(mem.flags[pfn]) & PG_anon_exclusive) | flags
-        mem.refcount[pfn] = int(mem.mapcount[pfn]) + (1 if pfn == head else 0)
+        mem.flags[pfn] = (cython.cast(i64, mem.flags[pfn]) & PG_anon_exclusive) | flags
+        mem.refcount[pfn] = cython.cast(i64, mem.mapcount[pfn]) + (1 if pfn == head else 0)
         mem.pincount[pfn] = 0
         mem.entire_mapcount[pfn] = 0
         mem.large_mapcount[pfn] = 0
@@ -544,7 +549,7 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         a.ptl_release(mm, ptep_)
     # Pages nobody maps any more are freed (the tail pages' last reference).
     for pfn in range(head + 1, head + nr):
-        if int(mem.mapcount[pfn]) == 0:
+        if cython.cast(i64, mem.mapcount[pfn]) == 0:
             mem.refcount[pfn] = 1
             k.folio_put(pfn, 1)
     return 0

@@ -21,9 +21,14 @@ FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
 
 
 @cython.final
+@cython.freelist(8)
 @cython.cclass
 class BoolPtr:
-    """A ``bool *`` out-parameter (``&any_writable``)."""
+    """A ``bool *`` out-parameter (``&any_writable``).
+
+    Hot paths make one with ``BoolPtr.__new__(BoolPtr)`` (from a free list,
+    no ``__init__`` call) and set ``value`` themselves.
+    """
 
     def __init__(self, value: cython.bint = False) -> None:
         self.value = value
@@ -70,7 +75,7 @@ def folio_pte_batch(
     bug_uffd: cython.bint = k.bug("fork_batch_ignores_uffd_wp")
     bug_protnone: cython.bint = k.bug("fork_batch_mixes_protnone")
     first_prot: u64 = a.pte_pgprot(pte)
-    folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << k.memmap.order[folio])
+    folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << cython.cast(i64, k.memmap.order[folio]))
     nr: i64 = a.pte_batch_hint(start_ptep, pte)
     expected: u64 = _fpb_norm(a, a.pte_advance_pfn(pte, nr), flags, bug_uffd, bug_protnone, first_prot)
     ptep: i64 = start_ptep + nr

@@ -22,7 +22,7 @@ from ..errors import KernelBug, ModelUsageError
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64
-    from ..counters import Counters
+    from ..counters import Counters, count
     from .memmap import MemMap, PG_anon, PG_reserved, folio_test_anon
     from .page_alloc import BuddyAllocator
 
@@ -246,7 +246,7 @@ class Kernel:
     def count_mthp_stat(self, order: i64, stat: i64, n: i64) -> None:
         """``count_mthp_stat()``: per-size stat ``stat`` (an ``MTHP_*`` index), orders 1..PMD_ORDER."""
         if 0 < order <= self.PMD_ORDER:
-            self.counters.inc(self.mthp_ids[order * _NR_MTHP_STATS + stat], n)
+            count(self.counters, cython.cast(i64, self.mthp_ids[order * _NR_MTHP_STATS + stat]), n)
 
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
         """``count_mthp_stat()`` by stat name (``MTHP_STATS``)."""
@@ -263,8 +263,8 @@ class Kernel:
     # -- folios -----------------------------------------------------------
     def folio_range_of_pfn(self, pfn: int) -> tuple[int, int]:
         """(first pfn, nr pages) of the folio holding ``pfn`` (``page_folio``)."""
-        head = int(self.memmap.head[pfn])
-        return head, 1 << int(self.memmap.order[head])
+        head = cython.cast(i64, self.memmap.head[pfn])
+        return head, 1 << cython.cast(i64, self.memmap.order[head])
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
@@ -274,36 +274,36 @@ class Kernel:
         if pfn < 0:
             return -1
         self.memmap.prep(pfn, order)
-        self.counters.inc(FOLIO_ALLOC, 1)
-        self.counters.inc(FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
+        count(self.counters, FOLIO_ALLOC, 1)
+        count(self.counters, FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
         if zero:
             self.hw.memory.fill(pfn, 1 << order, 0)
-            self.counters.inc(PAGE_ZERO, cython.cast(i64, 1) << order)
+            count(self.counters, PAGE_ZERO, cython.cast(i64, 1) << order)
         return pfn
 
     @cython.ccall
     def folio_put(self, folio: i64, nr: i64 = 1) -> None:
         """Drop ``nr`` references (``folio_put_refs``); free the folio at zero."""
         mem: MemMap = self.memmap
-        self.counters.inc(REF_OPS, 1)
+        count(self.counters, REF_OPS, 1)
         mem.refcount[folio] -= nr
-        ref: i64 = mem.refcount[folio]
-        if ref > 0 or mem.flags[folio] & PG_reserved:
+        ref: i64 = cython.cast(i64, mem.refcount[folio])
+        if ref > 0 or cython.cast(i64, mem.flags[folio]) & PG_reserved:
             return
         if ref < 0:
             raise KernelBug("folio-refcount", f"refcount of {mem.describe(folio)} dropped below zero", None)
-        order: i64 = mem.order[folio]
+        order: i64 = cython.cast(i64, mem.order[folio])
         if folio_test_anon(mem, folio) and order > 0:
             self.count_mthp_stat(order, MTHP_NR_ANON, -1)
         if self.deferred_split:
             self.deferred_split.discard(folio)
-        mapping: i64 = mem.mapping[folio]
+        mapping: i64 = cython.cast(i64, mem.mapping[folio])
         if mapping >= 0 and not folio_test_anon(mem, folio):
             f = self.files.get(mapping)
             if f is not None:
                 f.forget_folio(folio)
         mem.clear(folio, order)
-        self.counters.inc(FOLIO_FREE, 1)
+        count(self.counters, FOLIO_FREE, 1)
         self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1
@@ -313,8 +313,8 @@ class Kernel:
         """``__folio_set_anon()``: PG_anon, and the per-size ``nr_anon`` stat."""
         mem: MemMap = self.memmap
         mem.flags[folio] |= PG_anon
-        if mem.order[folio] > 0:
-            self.count_mthp_stat(mem.order[folio], MTHP_NR_ANON, 1)
+        if cython.cast(i64, mem.order[folio]) > 0:
+            self.count_mthp_stat(cython.cast(i64, mem.order[folio]), MTHP_NR_ANON, 1)
 
 
 # C constants are invisible to Python importers: publish their values.

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/madvise.c (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable

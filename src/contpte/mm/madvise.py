@@ -14,6 +14,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from .huge_memory import split_folio
     from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, folio_pte_batch
     from .kernel import Kernel
@@ -123,7 +124,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
             if a.pte_present(ptent):
                 folio = vm_normal_folio(vma, addr, ptent)
                 if folio >= 0 and folio_test_anon(mem, folio):
-                    if int(mem.order[folio]) > 0:
+                    if cython.cast(i64, mem.order[folio]) > 0:
                         nr = folio_pte_batch(
                             k,
                             folio,
@@ -134,7 +135,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                             FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY,
                             None,
                         )
-                        if nr < (cython.cast(i64, 1) << int(mem.order[folio])):
+                        if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
                             if not folio_likely_mapped_shared(mem, folio):
                                 folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
                                 pte_unmap_unlock(mm, ptep)
@@ -142,7 +143,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                                 k.folio_put(folio, 1)
                                 if not err:
                                     continue  # nr = 0: look at this PTE again
-                            k.counters.inc(FREE_SKIPPED, 1)
+                            count(k.counters, FREE_SKIPPED, 1)
                             ptep += nr
                             addr += nr << page_shift
                             continue
@@ -154,7 +155,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                         a.clear_young_dirty_ptes(vma, addr, ptep, nr, CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
                         tlb.tlb_remove_tlb_entries(ptep, nr, addr)
                         mem.flags[folio] |= PG_lazyfree
-                        k.counters.inc(LAZYFREE, nr)
+                        count(k.counters, LAZYFREE, nr)
             ptep += nr
             addr += nr << page_shift
         # ptep0, not ptep: after the loop ptep may point past the table's end.

@@ -122,7 +122,7 @@ class MemMap:
         """``<folio pfn=.. order=.. ref=..>`` for messages."""
         if folio < 0:
             return "<NULL folio>"
-        return f"<folio pfn={folio:#x} order={int(self.order[folio])} ref={int(self.refcount[folio])}>"
+        return f"<folio pfn={folio:#x} order={cython.cast(i64, self.order[folio])} ref={cython.cast(i64, self.refcount[folio])}>"
 
 
 @cython.ccall
@@ -130,7 +130,7 @@ class MemMap:
 @cython.inline
 def page_folio(mem: MemMap, page: i64) -> i64:
     """``page_folio(pfn_to_page(pfn))``: the head of the folio holding ``page`` (-1: none)."""
-    return int(mem.head[page])
+    return cython.cast(i64, mem.head[page])
 
 
 @cython.ccall
@@ -138,7 +138,7 @@ def page_folio(mem: MemMap, page: i64) -> i64:
 @cython.inline
 def folio_order(mem: MemMap, folio: i64) -> i64:
     """``folio_order()``."""
-    return int(mem.order[folio])
+    return cython.cast(i64, mem.order[folio])
 
 
 @cython.ccall
@@ -146,7 +146,7 @@ def folio_order(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
     """``folio_nr_pages()``."""
-    return cython.cast(i64, 1) << int(mem.order[folio])
+    return cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
 
 
 @cython.ccall
@@ -154,7 +154,7 @@ def folio_nr_pages(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_large()``."""
-    return bool(mem.order[folio] > 0)
+    return bool(cython.cast(i64, mem.order[folio]) > 0)
 
 
 @cython.ccall
@@ -162,7 +162,7 @@ def folio_test_large(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_ref_count(mem: MemMap, folio: i64) -> i64:
     """``folio_ref_count()``."""
-    return int(mem.refcount[folio])
+    return cython.cast(i64, mem.refcount[folio])
 
 
 @cython.ccall
@@ -184,7 +184,7 @@ def folio_ref_sub(mem: MemMap, folio: i64, nr: i64) -> None:
 @cython.inline
 def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_anon()``."""
-    return bool((mem.flags[folio] & PG_anon) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_anon) != 0)
 
 
 @cython.ccall
@@ -192,7 +192,7 @@ def folio_test_anon(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_test_dirty(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_test_dirty()``."""
-    return bool((mem.flags[folio] & PG_dirty) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_dirty) != 0)
 
 
 @cython.ccall
@@ -214,7 +214,7 @@ def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
 @cython.inline
 def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
     """``PageReserved()`` of the head."""
-    return bool((mem.flags[folio] & PG_reserved) != 0)
+    return bool((cython.cast(i64, mem.flags[folio]) & PG_reserved) != 0)
 
 
 @cython.ccall
@@ -222,9 +222,9 @@ def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_mapcount()``: PTE mappings plus PMD mappings."""
-    if mem.order[folio] > 0:
-        return int(mem.large_mapcount[folio])
-    return int(mem.mapcount[folio])
+    if cython.cast(i64, mem.order[folio]) > 0:
+        return cython.cast(i64, mem.large_mapcount[folio])
+    return cython.cast(i64, mem.mapcount[folio])
 
 
 @cython.ccall
@@ -232,7 +232,7 @@ def folio_mapcount(mem: MemMap, folio: i64) -> i64:
 @cython.inline
 def folio_entire_mapcount(mem: MemMap, folio: i64) -> i64:
     """``folio_entire_mapcount()``."""
-    return int(mem.entire_mapcount[folio])
+    return cython.cast(i64, mem.entire_mapcount[folio])
 
 
 @cython.ccall
@@ -248,20 +248,20 @@ def folio_mapped(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_maybe_dma_pinned()``."""
-    if mem.order[folio] > 0:
-        return bool(mem.pincount[folio] > 0)
-    return bool(mem.refcount[folio] >= GUP_PIN_COUNTING_BIAS)
+    if cython.cast(i64, mem.order[folio]) > 0:
+        return bool(cython.cast(i64, mem.pincount[folio]) > 0)
+    return bool(cython.cast(i64, mem.refcount[folio]) >= GUP_PIN_COUNTING_BIAS)
 
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
     """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
-    if mem.order[folio] == 0:
+    if cython.cast(i64, mem.order[folio]) == 0:
         return folio_mapcount(mem, folio) > 1
-    if mem.entire_mapcount[folio] > 1:
+    if cython.cast(i64, mem.entire_mapcount[folio]) > 1:
         return True
-    return bool(mem.mapcount[folio] > 1)
+    return bool(cython.cast(i64, mem.mapcount[folio]) > 1)
 
 
 @cython.ccall
@@ -269,7 +269,7 @@ def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
 @cython.inline
 def PageAnonExclusive(mem: MemMap, page: i64) -> cython.bint:
     """``PageAnonExclusive(page)``."""
-    return bool((mem.flags[page] & PG_anon_exclusive) != 0)
+    return bool((cython.cast(i64, mem.flags[page]) & PG_anon_exclusive) != 0)
 
 
 @cython.ccall

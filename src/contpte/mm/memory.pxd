@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/memory.c: faults, fork's page-table copy, zap.  The contract other mm
 # modules code against (docs/core.md).
 from contpte.cdefs cimport i64, u64, I64View
@@ -18,7 +19,7 @@ from contpte.mm.mm_h cimport (
 from contpte.mm.mm_types cimport (
     FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_ACCESS_FLAGS, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE,
     VM_FAULT_OOM, VM_FAULT_SIGSEGV, VM_FAULT_UFFD_WP, VM_MAYSHARE, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma,
-    VmFault, is_cow_mapping, vma_is_anonymous, vma_mm,
+    VmFault, RssVec, is_cow_mapping, vma_is_anonymous, vma_mm,
 )
 from contpte.mm.mmu_gather cimport MmuGather
 from contpte.mm.rmap cimport (
@@ -53,14 +54,14 @@ cdef i64 _do_fault_page(VmFault vmf) except? -1
 cdef i64 _fault_page(VmFault vmf, i64 folio) except? -1
 # -- fork
 cpdef _copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 nr)
-cpdef i64 copy_present_page(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, i64 addr, i64[::1] rss, FolioPtr prealloc, i64 page) except? -1
-cpdef i64 copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 max_nr, i64[::1] rss, FolioPtr prealloc) except? -1
+cpdef i64 copy_present_page(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, i64 addr, RssVec rss, FolioPtr prealloc, i64 page) except? -1
+cpdef i64 copy_present_ptes(Vma dst_vma, Vma src_vma, i64 dst_pte, i64 src_pte, u64 pte, i64 addr, i64 max_nr, RssVec rss, FolioPtr prealloc) except? -1
 cpdef i64 copy_pte_range(Vma dst_vma, Vma src_vma, i64 pmd_index, i64 addr, i64 end) except? -1
 cpdef i64 copy_page_range(Vma dst_vma, Vma src_vma) except? -1
 cpdef bint vma_needs_copy(Vma dst_vma, Vma src_vma) except? -1
 # -- zap
-cpdef zap_present_folio_ptes(MmuGather tlb, Vma vma, i64 folio, i64 page, i64 ptep, u64 ptent, i64 nr, i64 addr, i64[::1] rss)
-cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, i64[::1] rss) except? -1
+cpdef zap_present_folio_ptes(MmuGather tlb, Vma vma, i64 folio, i64 page, i64 ptep, u64 ptent, i64 nr, i64 addr, RssVec rss)
+cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, RssVec rss) except? -1
 cpdef zap_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end)
 cpdef unmap_page_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
 cpdef unmap_vmas(MmuGather tlb, object vmas, i64 start, i64 end)

@@ -19,15 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cython
-import numpy as np
 
 from ..counters import declare
 from ..errors import KernelBug
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
-    from ..cdefs import I64View, i64, u64
-    from ..counters import PTE_READ
+    from ..cdefs import i64, u64
+    from ..counters import PTE_READ, count
     from ..hw.tables import AddressSpace, PtePool
     from . import huge_memory
     from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, FolioPtr, folio_pte_batch
@@ -74,6 +73,7 @@ if not cython.compiled:
         VM_UFFD_WP,
         VM_WRITE,
         MmStruct,
+        RssVec,
         Vma,
         VmFault,
         is_cow_mapping,
@@ -164,7 +164,7 @@ def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
-    k.counters.inc(PGFAULT, 1)
+    count(k.counters, PGFAULT, 1)
     vmf: VmFault = VmFault(vma, address, flags)
     space: AddressSpace = mm.space
     pmd: u64 = space.pmd_peek(vmf.pmd_index)
@@ -219,7 +219,7 @@ def handle_pte_fault(vmf: VmFault) -> i64:
     if arch.ptep_set_access_flags(vma, vmf.address, ptep, entry, write):
         arch.update_mmu_cache_range(vma, vmf.address, ptep, 1)
     else:
-        k.counters.inc(FAULT_SPURIOUS, 1)
+        count(k.counters, FAULT_SPURIOUS, 1)
         if write:
             arch.flush_tlb_fix_spurious_fault(vma, vmf.address, ptep)
     pte_unmap_unlock(mm, ptep)
@@ -254,7 +254,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     a: Pgtable = k.arch
-    k.counters.inc(FAULT_NUMA, 1)
+    count(k.counters, FAULT_NUMA, 1)
     ptep: i64 = vmf.pte
     old_pte: u64 = a.ptep_get(ptep)
     if not a.pte_same(old_pte, vmf.orig_pte):
@@ -265,7 +265,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     writable: cython.bint = a.pte_write(pte) or (upgrade and can_change_pte_writable(vma, vmf.address, pte))
     folio: i64 = vm_normal_folio(vma, vmf.address, pte)
     mem: MemMap = k.memmap
-    if folio < 0 or mem.order[folio] == 0:
+    if folio < 0 or cython.cast(i64, mem.order[folio]) == 0:
         numa_rebuild_single_mapping(vmf, vma, vmf.address, ptep, writable)
         pte_unmap_unlock(mm, ptep)
         return 0
@@ -275,7 +275,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     pt_start: i64 = vmf.address & ~(a.PMD_SIZE - 1)
     start: i64 = max(addr_start, pt_start, vma.vm_start)
     end: i64 = min(
-        addr_start + ((cython.cast(i64, 1) << mem.order[folio]) << k.page_shift),
+        addr_start + ((cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) << k.page_shift),
         pt_start + a.PMD_SIZE,
         vma.vm_end,
     )
@@ -286,7 +286,7 @@ def do_numa_page(vmf: VmFault) -> i64:
     while addr != end:
         ptent = a.ptep_get(p)
         if a.pte_present(ptent) and a.pte_protnone(ptent):
-            if mem.head[a.pte_pfn(ptent)] == folio:
+            if cython.cast(i64, mem.head[a.pte_pfn(ptent)]) == folio:
                 ptent = a.pte_modify(ptent, vma.vm_page_prot)
                 w = a.pte_write(ptent) or (upgrade and can_change_pte_writable(vma, addr, ptent))
                 numa_rebuild_single_mapping(vmf, vma, addr, p, w)
@@ -357,7 +357,7 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     arch: Pgtable = k.arch
-    k.counters.inc(FAULT_ANON, 1)
+    count(k.counters, FAULT_ANON, 1)
     if vma.vm_flags & VM_SHARED:
         return VM_FAULT_SIGSEGV
     vmf.pte = pte_offset_map_lock(mm, vmf.address, True)
@@ -376,7 +376,7 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     if folio < 0:
         return VM_FAULT_OOM
     mem: MemMap = k.memmap
-    nr_pages: i64 = cython.cast(i64, 1) << mem.order[folio]
+    nr_pages: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     addr: i64 = vmf.address & ~((k.PAGE_SIZE * nr_pages) - 1)
     entry = arch.pfn_pte(folio, vma.vm_page_prot)
     if vma.vm_flags & VM_WRITE:
@@ -392,9 +392,9 @@ def do_anonymous_page(vmf: VmFault) -> i64:
         pte_unmap_unlock(mm, ptep)
         return 0
     folio_ref_add(mem, folio, nr_pages - 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
-    k.count_mthp_stat(mem.order[folio], MTHP_ANON_FAULT_ALLOC, 1)
+    k.count_mthp_stat(cython.cast(i64, mem.order[folio]), MTHP_ANON_FAULT_ALLOC, 1)
     folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     arch.set_ptes(mm, addr, ptep, entry, nr_pages)
     arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
@@ -433,7 +433,7 @@ def set_pte_range(vmf: VmFault, folio: i64, page: i64, nr: i64, addr: i64) -> No
 def do_fault(vmf: VmFault) -> i64:
     """Models: mm/memory.c ``do_fault()``."""
     vma: Vma = vmf.vma
-    vma_mm(vma).kernel.counters.inc(FAULT_FILE, 1)
+    count(vma_mm(vma).kernel.counters, FAULT_FILE, 1)
     if not vmf.flags & FAULT_FLAG_WRITE:
         return do_read_fault(vmf)
     if not vma.vm_flags & VM_SHARED:
@@ -491,8 +491,10 @@ def do_fault_around(vmf: VmFault) -> i64:
             i += 1
             continue
         # Pages of this folio inside the window, mapped as runs of none PTEs.
-        first_idx = mem.index[folio]
-        end_i = min(to_pte, i + (first_idx + (cython.cast(i64, 1) << mem.order[folio]) - pgoff))
+        first_idx = cython.cast(i64, mem.index[folio])
+        end_i = min(
+            to_pte, i + (first_idx + (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) - pgoff)
+        )
         j = i
         while j < end_i:
             if pool.peek(table + j) != 0:
@@ -505,17 +507,17 @@ def do_fault_around(vmf: VmFault) -> i64:
             a = pmd_base + (run_start << k.page_shift)
             page = folio + (vma.linear_page_index(a) - first_idx)
             folio_ref_add(mem, folio, nr)
-            k.counters.inc(REF_OPS, 1)
+            count(k.counters, REF_OPS, 1)
             vmf.pte = table + run_start
             sub = VmFault(vma, vmf.address, 0)
             sub.pte = vmf.pte
             set_pte_range(sub, folio, page, nr, a)
             mm.add_mm_counter(mm_counter_file(folio, k), nr)
-            k.counters.inc(FAULT_AROUND_PAGES, nr)
+            count(k.counters, FAULT_AROUND_PAGES, nr)
             if a <= vmf.address < a + nr * k.PAGE_SIZE:
                 ret = VM_FAULT_NOPAGE
         i = end_i
-    k.counters.inc(PTE_READ, to_pte - from_pte)
+    count(k.counters, PTE_READ, to_pte - from_pte)
     pte_unmap_unlock(mm, ptep0)
     return ret
 
@@ -556,7 +558,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     nr_pages: i64 = 1
     addr: i64 = vmf.address
     f = vma.vm_file
-    fnr: i64 = cython.cast(i64, 1) << mem.order[folio]
+    fnr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     pgoff: i64
     idx: i64
     start: i64
@@ -564,7 +566,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     pmd_start: i64
     if not is_cow and f is not None and f.anon_shmem and fnr > 1:
         pgoff = vma.linear_page_index(vmf.address)
-        idx = pgoff - mem.index[folio]
+        idx = pgoff - cython.cast(i64, mem.index[folio])
         start = vmf.address - idx * k.PAGE_SIZE
         end = start + fnr * k.PAGE_SIZE
         pmd_start = vmf.address & ~(arch.PMD_SIZE - 1)
@@ -585,7 +587,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
         return VM_FAULT_NOPAGE
     if nr_pages > 1:
         folio_ref_add(mem, folio, nr_pages - 1)
-        k.counters.inc(REF_OPS, 1)
+        count(k.counters, REF_OPS, 1)
     vmf.pte = ptep
     set_pte_range(vmf, folio, page, nr_pages, addr)
     mm.add_mm_counter(MM_ANONPAGES if is_cow else mm_counter_file(folio, k), nr_pages)
@@ -606,7 +608,7 @@ def do_read_fault(vmf: VmFault) -> i64:
         return VM_FAULT_OOM
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     if finish_fault(vmf, folio, page):
         k.folio_put(folio, 1)
     return 0
@@ -631,7 +633,7 @@ def do_cow_fault(vmf: VmFault) -> i64:
         return VM_FAULT_OOM
     page: i64 = _fault_page(vmf, folio)
     k.hw.memory.copy(new, page, 1)
-    k.counters.inc(PAGE_COPY, 1)
+    count(k.counters, PAGE_COPY, 1)
     if finish_fault(vmf, new, new):
         k.folio_put(new, 1)
     return 0
@@ -650,7 +652,7 @@ def do_shared_fault(vmf: VmFault) -> i64:
         return VM_FAULT_OOM
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     if finish_fault(vmf, folio, page):
         k.folio_put(folio, 1)
         return 0
@@ -672,7 +674,7 @@ def folio_mapcount_in_mm(folio: int, mm: MmStruct) -> int:
     """
     k = mm.kernel
     a = k.arch
-    lo, hi = folio, folio + (1 << int(k.memmap.order[folio]))
+    lo, hi = folio, folio + (1 << cython.cast(i64, k.memmap.order[folio]))
     n = 0
     for idx in list(mm.space.tables):
         d = a.ptes_decode(mm.space.pool.entries(mm.space.tables[idx]), ("present", "special", "pfn"))
@@ -704,7 +706,7 @@ def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     if mapcount <= 1:
         return False
     # (The kernel first frees the swap cache here; the model has none.)
-    if mapcount != k.memmap.refcount[folio]:
+    if mapcount != cython.cast(i64, k.memmap.refcount[folio]):
         return False
     # folio_test_large_maybe_mapped_shared(): all mappings in this mm?
     return folio_mapcount_in_mm(folio, vma_mm(vma)) == mapcount
@@ -719,9 +721,9 @@ def wp_can_reuse_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     in v6.12); a small one is reused with refcount 1.
     """
     mem: MemMap = vma_mm(vma).kernel.memmap
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         return wp_can_reuse_large_anon_folio(folio, vma)
-    return bool(mem.refcount[folio] == 1)
+    return bool(cython.cast(i64, mem.refcount[folio]) == 1)
 
 
 @cython.ccall
@@ -730,7 +732,7 @@ def wp_page_reuse(vmf: VmFault, folio: i64) -> None:
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
     arch: Pgtable = mm.kernel.arch
-    mm.kernel.counters.inc(FAULT_WP_REUSE, 1)
+    count(mm.kernel.counters, FAULT_WP_REUSE, 1)
     entry: u64 = arch.pte_mkyoung(vmf.orig_pte)
     entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
     if arch.ptep_set_access_flags(vma, vmf.address, vmf.pte, entry, True):
@@ -751,7 +753,7 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
     arch: Pgtable = k.arch
     mem: MemMap = k.memmap
     unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
-    k.counters.inc(FAULT_WP_COPY, 1)
+    count(k.counters, FAULT_WP_COPY, 1)
     anon_vma_prepare(vma)
     old_pfn: i64 = arch.pte_pfn(vmf.orig_pte)
     new: i64
@@ -761,7 +763,7 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
         new = k.folio_alloc(0, False)
         if new >= 0:
             k.hw.memory.copy(new, old_pfn, 1)
-            k.counters.inc(PAGE_COPY, 1)
+            count(k.counters, PAGE_COPY, 1)
     if new < 0:
         if old >= 0:
             k.folio_put(old, 1)
@@ -813,7 +815,7 @@ def do_wp_page(vmf: VmFault) -> i64:
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     mem: MemMap = k.memmap
-    k.counters.inc(FAULT_WP, 1)
+    count(k.counters, FAULT_WP, 1)
     unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
     folio: i64 = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
     page: i64 = k.arch.pte_pfn(vmf.orig_pte)
@@ -843,7 +845,7 @@ def do_wp_page(vmf: VmFault) -> i64:
         return 0
     if folio >= 0:
         folio_ref_add(mem, folio, 1)
-        k.counters.inc(REF_OPS, 1)
+        count(k.counters, REF_OPS, 1)
     return wp_page_copy(vmf, folio)
 
 
@@ -879,7 +881,7 @@ def copy_present_page(
     dst_pte: i64,
     src_pte: i64,
     addr: i64,
-    rss: I64View,
+    rss: RssVec,
     prealloc: FolioPtr,
     page: i64,
 ) -> i64:
@@ -895,11 +897,11 @@ def copy_present_page(
         return -EAGAIN
     prealloc.value = -1
     k.hw.memory.copy(new, page, 1)
-    k.counters.inc(PAGE_COPY, 1)
-    k.counters.inc(FORK_COPY_PAGE, 1)
+    count(k.counters, PAGE_COPY, 1)
+    count(k.counters, FORK_COPY_PAGE, 1)
     anon_vma_prepare(dst_vma)
     folio_add_new_anon_rmap(new, dst_vma, addr, RMAP_EXCLUSIVE, False)
-    rss[MM_ANONPAGES] += 1
+    rss.c[MM_ANONPAGES] += 1
     pte: u64 = a.pfn_pte(new, dst_vma.vm_page_prot)
     pte = maybe_mkwrite(a.pte_mkdirty(pte), dst_vma)
     a.set_pte_at(dst_vma.vm_mm, addr, dst_pte, pte)
@@ -916,7 +918,7 @@ def copy_present_ptes(
     pte: u64,
     addr: i64,
     max_nr: i64,
-    rss: I64View,
+    rss: RssVec,
     prealloc: FolioPtr,
 ) -> i64:
     """Copy one present PTE, or a batch mapping consecutive pages of a folio.
@@ -936,57 +938,58 @@ def copy_present_ptes(
     folio: i64 = vm_normal_folio(src_vma, addr, pte)
     if folio < 0:
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
-        k.counters.inc(FORK_PTES, 1)
+        count(k.counters, FORK_PTES, 1)
         return 1
     page: i64 = a.pte_pfn(pte)
     nr: i64
     flags: i64
     rmap_first: cython.bint
     any_writable: BoolPtr
-    if k.batch_fork and prealloc.value < 0 and mem.order[folio] > 0 and max_nr != 1:
+    if k.batch_fork and prealloc.value < 0 and cython.cast(i64, mem.order[folio]) > 0 and max_nr != 1:
         flags = FPB_IGNORE_SOFT_DIRTY
         if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
             flags |= FPB_IGNORE_DIRTY
-        any_writable = BoolPtr(False)
+        any_writable = BoolPtr.__new__(BoolPtr)  # (no __init__ call: from the free list)
+        any_writable.value = False
         nr = folio_pte_batch(k, folio, addr, src_pte, pte, max_nr, flags, any_writable)
         # Raise the refcount before the mapcounts: a folio must never have
         # more mappings than references (a concurrent folio_put could free it).
         rmap_first = k.bug("fork_mapcount_before_refcount")
         if not rmap_first:
             folio_ref_add(mem, folio, nr)
-            k.counters.inc(REF_OPS, 1)
+            count(k.counters, REF_OPS, 1)
         if folio_test_anon(mem, folio):
             if folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma):
                 if not rmap_first:
                     folio_ref_sub(mem, folio, nr)
-                    k.counters.inc(REF_OPS, 1)
+                    count(k.counters, REF_OPS, 1)
                 return -EAGAIN
-            rss[MM_ANONPAGES] += nr
+            rss.c[MM_ANONPAGES] += nr
         else:
             folio_dup_file_rmap_ptes(folio, page, nr, dst_vma)
-            rss[mm_counter_file(folio, k)] += nr
+            rss.c[mm_counter_file(folio, k)] += nr
         if rmap_first:
             folio_ref_add(mem, folio, nr)
-            k.counters.inc(REF_OPS, 1)
+            count(k.counters, REF_OPS, 1)
         if any_writable.value and not k.bug("fork_batch_ignores_write"):
             pte = a.pte_mkwrite(pte)
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
-        k.counters.inc(FORK_PTES, nr)
+        count(k.counters, FORK_PTES, nr)
         if nr > 1:
-            k.counters.inc(FORK_BATCH, 1)
+            count(k.counters, FORK_BATCH, 1)
         return nr
     folio_ref_add(mem, folio, 1)
-    k.counters.inc(REF_OPS, 1)
+    count(k.counters, REF_OPS, 1)
     if folio_test_anon(mem, folio):
         if folio_try_dup_anon_rmap_ptes(folio, page, 1, src_vma):
             k.folio_put(folio, 1)
             return copy_present_page(dst_vma, src_vma, dst_pte, src_pte, addr, rss, prealloc, page) or 1
-        rss[MM_ANONPAGES] += 1
+        rss.c[MM_ANONPAGES] += 1
     else:
         folio_dup_file_rmap_ptes(folio, page, 1, dst_vma)
-        rss[mm_counter_file(folio, k)] += 1
+        rss.c[mm_counter_file(folio, k)] += 1
     _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, 1)
-    k.counters.inc(FORK_PTES, 1)
+    count(k.counters, FORK_PTES, 1)
     return 1
 
 
@@ -1008,7 +1011,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     if src_mm.space.pte_table(pmd_index) < 0:
         return 0
     prealloc: FolioPtr = FolioPtr(-1)
-    rss: I64View
+    rss: RssVec
     progress: i64
     dst_pte: i64
     src_pte: i64
@@ -1016,7 +1019,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     ptent: u64
     i: i64
     while True:  # again:
-        rss = np.zeros(4, dtype=np.int64)
+        rss = RssVec()
         progress = 0
         dst_pte = pte_offset_map_lock(dst_mm, addr, True)
         src_pte = pte_offset_map_lock(src_mm, addr, False)
@@ -1024,7 +1027,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
         while addr < end:
             if progress >= 32:
                 progress = 0
-                k.counters.inc(FORK_LOCK_BREAK, 1)
+                count(k.counters, FORK_LOCK_BREAK, 1)
                 if k.on_lock_break is not None:
                     k.on_lock_break(src_mm, addr)
                 a.ptl_release(src_mm, src_pte)
@@ -1049,12 +1052,12 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
             addr += ret << k.page_shift
             ret = 0
         for i in range(4):
-            if rss[i]:
-                dst_mm.add_mm_counter(i, rss[i])
+            if cython.cast(i64, rss.c[i]):
+                dst_mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
         pte_unmap_unlock(src_mm, src_pte)
         pte_unmap_unlock(dst_mm, dst_pte)
         if ret == -EAGAIN:
-            k.counters.inc(FORK_AGAIN, 1)
+            count(k.counters, FORK_AGAIN, 1)
             prealloc.value = k.folio_alloc(0, False)
             if prealloc.value < 0:
                 return -ENOMEM
@@ -1112,7 +1115,7 @@ def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> cython.bint:
 # ---------------------------------------------------------------------------
 @cython.ccall
 def zap_present_folio_ptes(
-    tlb: MmuGather, vma: Vma, folio: i64, page: i64, ptep: i64, ptent: u64, nr: i64, addr: i64, rss: I64View
+    tlb: MmuGather, vma: Vma, folio: i64, page: i64, ptep: i64, ptent: u64, nr: i64, addr: i64, rss: RssVec
 ) -> None:
     """Unmap ``nr`` PTEs of one folio.
 
@@ -1128,22 +1131,22 @@ def zap_present_folio_ptes(
         ptent = a.get_and_clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         if a.pte_dirty(ptent):
             folio_mark_dirty(mem, folio)
-        rss[mm_counter_file(folio, k)] -= nr
+        rss.c[mm_counter_file(folio, k)] -= nr
     else:
         a.clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
-        rss[MM_ANONPAGES] -= nr
+        rss.c[MM_ANONPAGES] -= nr
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
     folio_remove_rmap_ptes(folio, page, nr, vma)
     tlb.tlb_remove_folio_pages(folio, nr)
-    k.counters.inc(ZAP_PTES, nr)
+    count(k.counters, ZAP_PTES, nr)
     if nr > 1:
-        k.counters.inc(ZAP_BATCH, 1)
+        count(k.counters, ZAP_BATCH, 1)
 
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def zap_present_ptes(
-    tlb: MmuGather, vma: Vma, ptep: i64, ptent: u64, max_nr: i64, addr: i64, rss: I64View
+    tlb: MmuGather, vma: Vma, ptep: i64, ptent: u64, max_nr: i64, addr: i64, rss: RssVec
 ) -> i64:
     """Models: mm/memory.c ``zap_present_ptes()``; returns PTEs zapped."""
     mm: MmStruct = vma_mm(vma)
@@ -1153,11 +1156,11 @@ def zap_present_ptes(
     if folio < 0:
         a.ptep_get_and_clear_full(mm, addr, ptep, tlb.fullmm)
         tlb.tlb_remove_tlb_entries(ptep, 1, addr)
-        k.counters.inc(ZAP_PTES, 1)
+        count(k.counters, ZAP_PTES, 1)
         return 1
     page: i64 = a.pte_pfn(ptent)
     nr: i64
-    if k.memmap.order[folio] > 0 and max_nr != 1:
+    if cython.cast(i64, k.memmap.order[folio]) > 0 and max_nr != 1:
         nr = folio_pte_batch(
             k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
         )
@@ -1178,7 +1181,7 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
     a: Pgtable = k.arch
     if mm.space.pte_table(pmd_index) < 0:
         return
-    rss: I64View = np.zeros(4, dtype=np.int64)
+    rss: RssVec = RssVec()
     ptep: i64 = pte_offset_map_lock(mm, addr, False)
     ptent: u64
     nr: i64
@@ -1195,8 +1198,8 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
         ptep += nr
         addr += nr << k.page_shift
     for i in range(4):
-        if rss[i]:
-            mm.add_mm_counter(i, rss[i])
+        if cython.cast(i64, rss.c[i]):
+            mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
     pte_unmap_unlock(mm, ptep)
 
 

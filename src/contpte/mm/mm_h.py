@@ -86,7 +86,7 @@ def pte_unmap_unlock(mm: MmStruct, ptep: i64) -> None:
 @cython.exceptval(-1, check=True)
 def mm_counter_file(folio: i64, k: Kernel) -> i64:
     """``mm_counter_file()``: the RSS counter of a file folio (shmem or file)."""
-    f = k.files.get(k.memmap.mapping[folio])
+    f = k.files.get(cython.cast(i64, k.memmap.mapping[folio]))
     return MM_SHMEMPAGES if f is not None and f.shmem else MM_FILEPAGES
 
 
@@ -101,7 +101,7 @@ def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
     arch: Pgtable = k.arch
     if arch.pte_special(pte):
         return -1
-    return int(k.memmap.head[arch.pte_pfn(pte)])
+    return cython.cast(i64, k.memmap.head[arch.pte_pfn(pte)])
 
 
 @cython.ccall

@@ -26,6 +26,10 @@ cdef class Vma(VmaLike):
     cpdef i64 linear_page_index(self, i64 addr) except? -1
 
 @cython.final
+cdef class RssVec:
+    cdef public I64View c
+
+@cython.final
 cdef class VmFault:
     cdef public Vma vma
     cdef public i64 address, flags, pmd_index, pte, page, cow_folio

@@ -53,6 +53,7 @@ __all__ = [
     "NR_MM_COUNTERS",
     "MmStruct",
     "Vma",
+    "RssVec",
     "VmFault",
     "vma_mm",
     "vma_is_anonymous",
@@ -123,7 +124,7 @@ class MmStruct(MmLike):
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def get_mm_counter(self, member: i64) -> i64:
-        return int(self.rss[member])
+        return cython.cast(i64, self.rss[member])
 
     @cython.ccall
     def find_vma(self, addr: i64) -> Any:
@@ -220,6 +221,15 @@ class Vma(VmaLike):
             self.vm_file,
             self.anon_vma,
         )
+
+
+@cython.final
+@cython.cclass
+class RssVec:
+    """A local ``int rss[NR_MM_COUNTERS]`` (``init_rss_vec()``): per-call RSS deltas in ``c``."""
+
+    def __init__(self) -> None:
+        self.c = np.zeros(NR_MM_COUNTERS, dtype=np.int64)
 
 
 @cython.final

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 cimport cython
 from contpte.cdefs cimport i64, I64View
 from contpte.arch.pgtable cimport GatherLike

@@ -18,6 +18,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import GatherLike
     from ..cdefs import I64View, i64
+    from ..counters import count
     from .kernel import Kernel
     from .mm_types import MmStruct, Vma
 
@@ -119,7 +120,7 @@ class MmuGather(GatherLike):
         """Models: ``tlb_flush_mmu_tlbonly()``: flush the gathered range."""
         if not (self.freed_tables or self.cleared_ptes or self.cleared_pmds):
             return
-        self.kernel.counters.inc(TLB_FLUSH, 1)
+        count(self.kernel.counters, TLB_FLUSH, 1)
         self.kernel.arch.tlb_flush(self)
         self._reset_range()
 
@@ -133,7 +134,7 @@ class MmuGather(GatherLike):
         self.nr_queued = 0
         self._queued = 0
         for i in range(n):
-            k.folio_put(self.folios[i], self.nrs[i])
+            k.folio_put(cython.cast(i64, self.folios[i]), cython.cast(i64, self.nrs[i]))
 
     @cython.ccall
     def tlb_finish_mmu(self) -> None:

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/mprotect.c: mprotect, change_protection (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable

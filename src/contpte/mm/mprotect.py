@@ -21,6 +21,7 @@ from ..counters import declare
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from ..hw.tables import AddressSpace
     from .huge_memory import change_huge_pmd, split_huge_pmd
     from .kernel import Kernel
@@ -125,7 +126,7 @@ def change_pte_range(
                 elif uffd_wp_resolve:
                     ptent = a.pte_clear_uffd_wp(ptent)
                 if prot_numa:
-                    k.counters.inc(NUMA_PTE_UPDATES, 1)
+                    count(k.counters, NUMA_PTE_UPDATES, 1)
                 # Avoid a write fault on the next access where the page may
                 # be written at once (exclusive anon, dirty shared).
                 if try_writable and not a.pte_write(ptent) and can_change_pte_writable(vma, addr, ptent):

@@ -19,7 +19,7 @@ from ..counters import declare
 
 if not cython.compiled:
     from ..cdefs import i64
-    from ..counters import Counters
+    from ..counters import Counters, count
 
 __all__ = ["BuddyAllocator"]
 
@@ -83,9 +83,9 @@ class BuddyAllocator:
         pfn: i64
         while heap:
             pfn = heapq.heappop(heap)
-            if self.free_order[pfn] == order:
+            if cython.cast(i64, self.free_order[pfn]) == order:
                 self._del(pfn, order)
-                if len(heap) > 64 and len(heap) > 4 * self.nr_blocks[order]:
+                if len(heap) > 64 and len(heap) > 4 * cython.cast(i64, self.nr_blocks[order]):
                     self._compact(order)
                 return pfn
         return -1
@@ -106,25 +106,25 @@ class BuddyAllocator:
         cur: i64
         pfn: i64
         for cur in range(order, self.max_order + 1):
-            if self.nr_blocks[cur] == 0:
+            if cython.cast(i64, self.nr_blocks[cur]) == 0:
                 continue
             pfn = self._pop_lowest(cur)
             while cur > order:
                 cur -= 1
                 self._add(pfn + (cython.cast(i64, 1) << cur), cur)
-            self.counters.inc(ALLOC, 1)
+            count(self.counters, ALLOC, 1)
             return pfn
-        self.counters.inc(ALLOC_FAIL, 1)
+        count(self.counters, ALLOC_FAIL, 1)
         return -1
 
     @cython.ccall
     def free_pages(self, pfn: i64, order: i64) -> None:
         """Return a block, merging with free buddies (``__free_one_page``)."""
-        self.counters.inc(FREE, 1)
+        count(self.counters, FREE, 1)
         buddy: i64
         while order < self.max_order:
             buddy = pfn ^ (cython.cast(i64, 1) << order)
-            if buddy >= self.nr_frames or self.free_order[buddy] != order:
+            if buddy >= self.nr_frames or cython.cast(i64, self.free_order[buddy]) != order:
                 break
             self._del(buddy, order)
             pfn = min(pfn, buddy)
@@ -133,7 +133,7 @@ class BuddyAllocator:
 
     def largest_free_order(self) -> int:
         for order in range(self.max_order, -1, -1):
-            if self.nr_blocks[order]:
+            if cython.cast(i64, self.nr_blocks[order]):
                 return order
         return -1
 

@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64
 from contpte.mm.kernel cimport MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
 from contpte.mm.memmap cimport (

@@ -22,6 +22,7 @@ from ..errors import KernelBug
 
 if not cython.compiled:
     from ..cdefs import i64
+    from ..counters import count
     from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
         ClearPageAnonExclusive,
@@ -94,7 +95,7 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
     k.mark_anon(folio)
     mem.mapping[folio] = vma.anon_vma
     mem.index[folio] = vma.linear_page_index(address)
-    nr: i64 = cython.cast(i64, 1) << mem.order[folio]
+    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     exclusive: cython.bint = (flags & RMAP_EXCLUSIVE) != 0
     i: i64
     if pmd:
@@ -110,8 +111,8 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
             mem.large_mapcount[folio] = nr
         if exclusive:
             SetPageAnonExclusive(mem, folio, nr)
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
 
 
@@ -123,12 +124,12 @@ def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: 
     i: i64
     for i in range(page, page + nr):
         mem.mapcount[i] += 1
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         mem.large_mapcount[folio] += nr
     if flags & RMAP_EXCLUSIVE:
         SetPageAnonExclusive(mem, page, nr)
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
 
 
 @cython.ccall
@@ -153,15 +154,15 @@ def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -
     i: i64
     if folio_needs_cow_for_dma(src_vma, folio) and not k.bug("fork_shares_pinned_anon"):
         for i in range(page, page + nr):
-            if mem.flags[i] & PG_anon_exclusive:
+            if cython.cast(i64, mem.flags[i]) & PG_anon_exclusive:
                 return -EBUSY
     for i in range(page, page + nr):
         mem.flags[i] &= _NOT_PG_anon_exclusive
         mem.mapcount[i] += 1
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         mem.large_mapcount[folio] += nr
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
     return 0
 
@@ -175,12 +176,12 @@ def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
     """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()``."""
     k: Kernel = vma_mm(src_vma).kernel
     mem: MemMap = k.memmap
-    if folio_needs_cow_for_dma(src_vma, folio) and mem.flags[folio] & PG_anon_exclusive:
+    if folio_needs_cow_for_dma(src_vma, folio) and cython.cast(i64, mem.flags[folio]) & PG_anon_exclusive:
         return -EBUSY
     ClearPageAnonExclusive(mem, folio, 1)
     mem.entire_mapcount[folio] += 1
     mem.large_mapcount[folio] += 1
-    k.counters.inc(RMAP_OPS, 1)
+    count(k.counters, RMAP_OPS, 1)
     return 0
 
 
@@ -192,10 +193,10 @@ def folio_dup_file_rmap_ptes(folio: i64, page: i64, nr: i64, dst_vma: Vma) -> No
     i: i64
     for i in range(page, page + nr):
         mem.mapcount[i] += 1
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         mem.large_mapcount[folio] += nr
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
 
 
@@ -218,21 +219,25 @@ def folio_remove_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
     underflow: cython.bint = False
     for i in range(page, page + nr):
         mem.mapcount[i] -= 1
-        if mem.mapcount[i] < 0:
+        if cython.cast(i64, mem.mapcount[i]) < 0:
             underflow = True
     if underflow:
         raise KernelBug("VM_BUG_ON_PAGE", f"mapcount underflow in {mem.describe(folio)}", None)
     n: i64
-    if mem.order[folio] > 0:
+    if cython.cast(i64, mem.order[folio]) > 0:
         mem.large_mapcount[folio] -= nr
-        if folio_test_anon(mem, folio) and mem.large_mapcount[folio] > 0 and mem.entire_mapcount[folio] == 0:
-            n = cython.cast(i64, 1) << mem.order[folio]
+        if (
+            folio_test_anon(mem, folio)
+            and cython.cast(i64, mem.large_mapcount[folio]) > 0
+            and cython.cast(i64, mem.entire_mapcount[folio]) == 0
+        ):
+            n = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
             for i in range(folio, folio + n):
-                if mem.mapcount[i] == 0:
+                if cython.cast(i64, mem.mapcount[i]) == 0:
                     deferred_split_folio(folio, k)
                     break
-    k.counters.inc(RMAP_OPS, 1)
-    k.counters.inc(RMAP_PAGES, nr)
+    count(k.counters, RMAP_OPS, 1)
+    count(k.counters, RMAP_PAGES, nr)
 
 
 @cython.ccall
@@ -242,13 +247,17 @@ def folio_remove_rmap_pmd(folio: i64, vma: Vma) -> None:
     mem: MemMap = k.memmap
     mem.entire_mapcount[folio] -= 1
     mem.large_mapcount[folio] -= 1
-    k.counters.inc(RMAP_OPS, 1)
+    count(k.counters, RMAP_OPS, 1)
     n: i64
     i: i64
-    if folio_test_anon(mem, folio) and mem.large_mapcount[folio] > 0 and mem.entire_mapcount[folio] == 0:
-        n = cython.cast(i64, 1) << mem.order[folio]
+    if (
+        folio_test_anon(mem, folio)
+        and cython.cast(i64, mem.large_mapcount[folio]) > 0
+        and cython.cast(i64, mem.entire_mapcount[folio]) == 0
+    ):
+        n = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
         for i in range(folio, folio + n):
-            if mem.mapcount[i] == 0:
+            if cython.cast(i64, mem.mapcount[i]) == 0:
                 deferred_split_folio(folio, k)
                 break
 
@@ -266,9 +275,9 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     k.deferred_split.add(folio)
     # v6.12 counts the vmstat event for PMD-mappable folios only; every
     # order gets its per-size split_deferred stat.
-    order: i64 = k.memmap.order[folio]
+    order: i64 = cython.cast(i64, k.memmap.order[folio])
     if order >= k.PMD_ORDER:
-        k.counters.inc(THP_DEFERRED_SPLIT_PAGE, 1)
+        count(k.counters, THP_DEFERRED_SPLIT_PAGE, 1)
     k.count_mthp_stat(order, MTHP_SPLIT_DEFERRED, 1)
 
 

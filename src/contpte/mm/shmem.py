@@ -79,7 +79,7 @@ class File:
             h = self.cache.get(start)
             if h is not None:
                 head = h
-                if start + (cython.cast(i64, 1) << int(mem.order[head])) > index:
+                if start + (cython.cast(i64, 1) << cython.cast(i64, mem.order[head])) > index:
                     return head
         return -1
 
@@ -140,7 +140,7 @@ class File:
     @cython.ccall
     def forget_folio(self, folio: i64) -> None:
         """The folio was freed: drop it from the cache index."""
-        start: i64 = int(self.kernel.memmap.index[folio])
+        start: i64 = cython.cast(i64, self.kernel.memmap.index[folio])
         h = self.cache.get(start)
         if h is not None and cython.cast(i64, h) == folio:
             del self.cache[start]

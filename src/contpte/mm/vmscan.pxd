@@ -1,3 +1,4 @@
+from contpte.counters cimport count
 # mm/vmscan.c + mm/rmap.c try_to_unmap: reclaim (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable

@@ -31,6 +31,7 @@ from .rmap import rmap_walk_ptes
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
+    from ..counters import count
     from .kernel import Kernel
     from .memmap import (
         MemMap,
@@ -79,7 +80,7 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     """
     a: Pgtable = k.arch
     mem: MemMap = k.memmap
-    nr: i64 = cython.cast(i64, 1) << int(mem.order[folio])
+    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     shift: i64 = a.pool.shift
     ptes_per: i64 = a.PTRS_PER_PTE
     mm: MmStruct
@@ -106,14 +107,16 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
         if a.pte_dirty(pteval):
             folio_mark_dirty(mem, folio)
         if lazyfree:
-            if int(mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(mem, folio):
+            if cython.cast(i64, mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(
+                mem, folio
+            ):
                 mm.add_mm_counter(MM_ANONPAGES, -1)
-                k.counters.inc(PGLAZYFREED, 1)
+                count(k.counters, PGLAZYFREED, 1)
             else:
                 # Written again since MADV_FREE (or referenced): remap, swap-backed again.
                 a.set_pte_at(mm, addr, ptep, pteval)
                 mem.flags[folio] &= _NOT_PG_lazyfree
-                k.counters.inc(PGLAZYFREE_FAIL, 1)
+                count(k.counters, PGLAZYFREE_FAIL, 1)
                 pte_unmap_unlock(mm, ptep)
                 return False
         else:
@@ -131,18 +134,18 @@ def pageout(k: Kernel, folio: i64) -> None:
     Models: mm/vmscan.c ``pageout()`` with a synchronous ``->writepage``.
     """
     mem: MemMap = k.memmap
-    f = k.files.get(int(mem.mapping[folio]))
+    f = k.files.get(cython.cast(i64, mem.mapping[folio]))
     if f is None:
         return
     file: File = f
-    first: i64 = int(mem.index[folio])
-    nr: i64 = cython.cast(i64, 1) << int(mem.order[folio])
+    first: i64 = cython.cast(i64, mem.index[folio])
+    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     data = k.hw.memory.data
     i: i64
     for i in range(nr):
-        file.disk[first + i] = int(data[folio + i])
+        file.disk[first + i] = cython.cast(u64, data[folio + i])
     folio_clear_dirty(mem, folio)
-    k.counters.inc(PGPAGEOUT, nr)
+    count(k.counters, PGPAGEOUT, nr)
 
 
 @cython.ccall
@@ -161,32 +164,32 @@ def shrink_all_memory(k: Kernel) -> i64:
     flags: i64
     file: File
     while h < nr_frames:
-        if int(mem.head[h]) != h:
+        if cython.cast(i64, mem.head[h]) != h:
             h += 1  # a tail page or a free frame
             continue
-        n = cython.cast(i64, 1) << int(mem.order[h])
-        flags = int(mem.flags[h])
-        if flags & PG_reserved or int(mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
+        n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
+        flags = cython.cast(i64, mem.flags[h])
+        if flags & PG_reserved or cython.cast(i64, mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
             h += n
             continue
         if flags & PG_anon:
             if (
                 flags & PG_lazyfree
                 and not folio_maybe_dma_pinned(mem, h)
-                and int(mem.refcount[h]) == folio_mapcount(mem, h)
+                and cython.cast(i64, mem.refcount[h]) == folio_mapcount(mem, h)
                 and try_to_unmap(k, h, True)
             ):
                 freed += n
-                k.counters.inc(PGSTEAL, n)
+                count(k.counters, PGSTEAL, n)
             h += n
             continue
-        f = k.files.get(int(mem.mapping[h]))
+        f = k.files.get(cython.cast(i64, mem.mapping[h]))
         # The page cache holds one reference; any other is a user we must not disturb.
         if (
             f is None
             or cython.cast(File, f).shmem
             or folio_maybe_dma_pinned(mem, h)
-            or int(mem.refcount[h]) != 1 + folio_mapcount(mem, h)
+            or cython.cast(i64, mem.refcount[h]) != 1 + folio_mapcount(mem, h)
         ):
             h += n
             continue
@@ -197,7 +200,7 @@ def shrink_all_memory(k: Kernel) -> i64:
         file.forget_folio(h)
         k.folio_put(h, 1)
         freed += n
-        k.counters.inc(PGSTEAL, n)
+        count(k.counters, PGSTEAL, n)
         h += n
     return freed
 

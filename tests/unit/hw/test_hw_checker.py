@@ -503,3 +503,32 @@ def test_flat_format_checks_stale_use_and_unobserved_stores_only(make_hw: MakeHw
     with pytest.raises(InvariantViolation) as ei:
         release(hw, a, 0)
     assert ei.value.rule == "unobserved-store"
+
+
+def test_break_records_memory_is_given_back(make_hw: MakeHw) -> None:
+    """A zap of many blocks, then its flush: the records' memory goes back when none is pending."""
+    for flush in ("aside", "range", "pages"):
+        hw = make_hw(nr_frames=1 << 16, features=PRESETS["neoverse-v2"])
+        c = hw.checker
+        assert c is not None
+        s = hw.new_space(1, "p")
+        small = c.memory_bytes()
+        for t in range(8):
+            map_pages(hw, s, t << 21, 512 * t, 512, cont=True)
+        for t in range(8):
+            p = ptep_of(hw, s, t << 21)
+            for i in range(512):
+                hw.pool.xchg(p + i, 0)
+        assert c.n_brk == 8 * 32 and c.memory_bytes() > 4 * small
+        hw.dsb("ishst")
+        if flush == "aside":
+            hw.tlbi("ASIDE1IS", asid=1)
+        elif flush == "range":
+            hw.tlbi_range("RVALE1IS", 1, 0, 2, 3, ttl=3)  # 4 << 11 pages: all 8 tables
+        else:
+            for i in range(8 * 512):
+                hw.tlbi("VALE1IS", asid=1, va=i << 12, ttl=3)
+        assert c.n_brk == 8 * 32
+        hw.dsb("ish")
+        assert c.n_brk == 0 and c.memory_bytes() < 2 * small, flush
+        map_pages(hw, s, 0, 4096, 16)  # makes after the flush are legal

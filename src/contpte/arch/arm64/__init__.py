@@ -1,5 +1,7 @@
-"""arm64: the VMSA PTE format and transparent contiguous PTEs (contpte).
+"""The arm64 backend: VMSA PTE format, transparent contpte, broadcast TLBI.
 
-Modules: ``pgtable_prot`` (bits), ``pgtable_base`` (format, private helpers),
-``tlbflush``, ``contpte`` (arch/arm64/mm/contpte.c), ``pgtable`` (``Arm64Pgtable``).
+Models (Linux v6.12): arch/arm64/include/asm/pgtable.h (``pgtable.py``:
+``Arm64Pgtable``), pgtable-hwdef.h + pgtable-prot.h (``pgtable_prot.py``),
+arch/arm64/mm/contpte.c (``contpte.py``), asm/tlbflush.h + asm/tlb.h
+``tlb_flush`` (``tlbflush.py``).  Import the modules themselves.
 """

@@ -1,8 +1,8 @@
+from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.counters cimport PTE_ATOMIC, PTE_READ
 from contpte.hw.tables cimport PtePool
-from contpte.arch.pgtable cimport MmLike, VmaLike
-from contpte.arch.arm64.pgtable_base cimport Arm64PgtableBase
+from contpte.arch.pgtable cimport MmLike, Pgtable, VmaLike
 from contpte.arch.arm64.pgtable_prot cimport PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
 cimport contpte.arch.arm64.tlbflush as tlbflush
 
@@ -13,20 +13,20 @@ cdef i64 CALL_TEST_AND_CLEAR_YOUNG, CALL_CLEAR_FLUSH_YOUNG, CALL_CLEAR_YOUNG_DIR
 cdef u64 _NOT_CONT, _NOT_AF, _NOT_AF_DIRTY, _NOT_RDONLY
 
 cpdef bint mm_is_user(MmLike mm) except? -1
-cpdef i64 contpte_align_down(Arm64PgtableBase arch, i64 ptep) except? -1
-cpdef contpte_convert(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
-cpdef contpte_try_fold(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
-cpdef _contpte_try_fold(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
-cpdef contpte_try_unfold(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte, str caller, bint traced=*)
-cpdef _contpte_try_unfold(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte, str caller, bint traced=*)
-cpdef contpte_try_unfold_partial(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, i64 nr, str caller)
-cpdef u64 contpte_ptep_get(Arm64PgtableBase arch, i64 ptep, u64 orig_pte) except? -1
-cpdef u64 contpte_ptep_get_lockless(Arm64PgtableBase arch, i64 orig_ptep) except? -1
-cpdef contpte_set_ptes(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
-cpdef contpte_clear_full_ptes(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
-cpdef u64 contpte_get_and_clear_full_ptes(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
-cpdef bint contpte_ptep_test_and_clear_young(Arm64PgtableBase arch, VmaLike vma, i64 addr, i64 ptep) except? -1
-cpdef bint contpte_ptep_clear_flush_young(Arm64PgtableBase arch, VmaLike vma, i64 addr, i64 ptep) except? -1
-cpdef contpte_wrprotect_ptes(Arm64PgtableBase arch, MmLike mm, i64 addr, i64 ptep, i64 nr)
-cpdef contpte_clear_young_dirty_ptes(Arm64PgtableBase arch, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
-cpdef bint contpte_ptep_set_access_flags(Arm64PgtableBase arch, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
+cpdef i64 contpte_align_down(Pgtable arch, i64 ptep) except? -1
+cpdef contpte_convert(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
+cpdef contpte_try_fold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
+cpdef _contpte_try_fold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte)
+cpdef contpte_try_unfold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, str caller, bint traced=*)
+cpdef _contpte_try_unfold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, str caller, bint traced=*)
+cpdef contpte_try_unfold_partial(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, str caller)
+cpdef u64 contpte_ptep_get(Pgtable arch, i64 ptep, u64 orig_pte) except? -1
+cpdef u64 contpte_ptep_get_lockless(Pgtable arch, i64 orig_ptep) except? -1
+cpdef contpte_set_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
+cpdef contpte_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
+cpdef u64 contpte_get_and_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
+cpdef bint contpte_ptep_test_and_clear_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
+cpdef bint contpte_ptep_clear_flush_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
+cpdef contpte_wrprotect_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr)
+cpdef contpte_clear_young_dirty_ptes(Pgtable arch, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
+cpdef bint contpte_ptep_set_access_flags(Pgtable arch, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1

@@ -2,8 +2,9 @@
 
 Models: arch/arm64/mm/contpte.c (Linux v6.12).
 
-Each function takes the backend (``arch``: an ``Arm64PgtableBase``, which
-holds the geometry, the PTE format and the private ``__x`` helpers) first,
+Each function takes the backend (``arch``: the ``Pgtable`` of an arch with
+contiguous blocks -- the model's ``Arm64Pgtable`` -- which holds the
+geometry, the PTE format and the private ``__x`` helpers) first,
 then the kernel's arguments in the kernel's order.  The loops over a block
 are the C loops: they count the same descriptor loads, stores and atomics
 (``pte.read``/``pte.write``/``pte.atomic``).
@@ -27,11 +28,10 @@ from ...errors import InvariantViolation
 
 if not cython.compiled:
     from ...cdefs import i64, u64
-    from ...counters import PTE_ATOMIC, PTE_READ
+    from ...counters import PTE_ATOMIC, PTE_READ, count
     from ...hw.tables import PtePool
-    from ..pgtable import MmLike, VmaLike
+    from ..pgtable import MmLike, Pgtable, VmaLike
     from . import tlbflush
-    from .pgtable_base import Arm64PgtableBase
     from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
 
 __all__ = [
@@ -129,7 +129,7 @@ def mm_is_user(mm: MmLike) -> cython.bint:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
+def contpte_align_down(arch: Pgtable, ptep: i64) -> i64:
     """The first entry of ``ptep``'s block."""
     return ptep & ~(arch.CONT_PTES - 1)
 
@@ -138,7 +138,7 @@ def contpte_align_down(arch: Arm64PgtableBase, ptep: i64) -> i64:
 # The repaint.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def contpte_convert(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Repaint ``ptep``'s whole block from ``pte`` (PTE_CONT set: fold; clear: unfold).
 
     Models: arch/arm64/mm/contpte.c ``contpte_convert()``.
@@ -155,8 +155,8 @@ def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pt
 
     Context: PTL held; user mm.
     """
-    arch.counters.inc(CALL_CONVERT, 1)
-    arch.counters.inc(CONVERT, 1)
+    count(arch.counters, CALL_CONVERT, 1)
+    count(arch.counters, CONVERT, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     start_ptep: i64 = contpte_align_down(arch, ptep)
@@ -188,7 +188,7 @@ def contpte_convert(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pt
 # Fold.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def contpte_try_fold(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold ``ptep``'s block if ``pte`` was just written as its last entry.
 
     Models: arm64 pgtable.h ``contpte_try_fold()`` (always inline).  Core-mm
@@ -207,7 +207,7 @@ def contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
 
 @cython.ccall
-def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+def _contpte_try_fold(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
     """Fold the block if one folio covers it and all entries are foldable.
 
     Models: arch/arm64/mm/contpte.c ``__contpte_try_fold()``.  The folio
@@ -220,7 +220,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_TRY_FOLD, 1)
+    count(arch.counters, CALL_TRY_FOLD, 1)
     if not mm_is_user(mm):
         return
     pfn: i64 = arch.pte_pfn(pte)
@@ -250,7 +250,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
         if (sub & _NOT_RDONLY) != (expected & _NOT_RDONLY):
             return  # the C loop stops at the first mismatch
         expected += step
-    arch.counters.inc(FOLD, 1)
+    count(arch.counters, FOLD, 1)
     contpte_convert(arch, mm, addr, ptep, arch.pte_mkcont(pte))
 
 
@@ -259,7 +259,7 @@ def _contpte_try_fold(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, 
 # ----------------------------------------------------------------------
 @cython.ccall
 def contpte_try_unfold(
-    arch: Arm64PgtableBase,
+    arch: Pgtable,
     mm: MmLike,
     addr: i64,
     ptep: i64,
@@ -281,7 +281,7 @@ def contpte_try_unfold(
 
 @cython.ccall
 def _contpte_try_unfold(
-    arch: Arm64PgtableBase,
+    arch: Pgtable,
     mm: MmLike,
     addr: i64,
     ptep: i64,
@@ -302,17 +302,15 @@ def _contpte_try_unfold(
     Context: PTL held; ``pte`` is valid and CONT.
     """
     if traced:
-        arch.counters.inc(CALL_TRY_UNFOLD, 1)
+        count(arch.counters, CALL_TRY_UNFOLD, 1)
     if not mm_is_user(mm):
         return
-    arch.counters.inc(counter_id(UNFOLD_FAMILY + "." + caller), 1)
+    count(arch.counters, counter_id(UNFOLD_FAMILY + "." + caller), 1)
     contpte_convert(arch, mm, addr, ptep, pte & _NOT_CONT)
 
 
 @cython.ccall
-def contpte_try_unfold_partial(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str
-) -> None:
+def contpte_try_unfold_partial(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str) -> None:
     """Unfold the blocks that ``[ptep, ptep + nr)`` covers only partly (head and tail).
 
     Models: arch/arm64/mm/contpte.c ``contpte_try_unfold_partial()``.
@@ -320,7 +318,7 @@ def contpte_try_unfold_partial(
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_UNFOLD_PARTIAL, 1)
+    count(arch.counters, CALL_UNFOLD_PARTIAL, 1)
     cp: i64 = arch.CONT_PTES
     if ptep & (cp - 1) or nr < cp:
         contpte_try_unfold(arch, mm, addr, ptep, arch._ptep_get(ptep), caller, False)
@@ -337,7 +335,7 @@ def contpte_try_unfold_partial(
 # ----------------------------------------------------------------------
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
+def contpte_ptep_get(arch: Pgtable, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get()`` (v6.12: reads all
@@ -346,17 +344,17 @@ def contpte_ptep_get(arch: Arm64PgtableBase, ptep: i64, orig_pte: u64) -> u64:
 
     Context: PTL held, so the block cannot change under us.
     """
-    arch.counters.inc(CALL_PTEP_GET, 1)
+    count(arch.counters, CALL_PTEP_GET, 1)
     if arch.bug("ptep_get_no_gather"):
         return orig_pte  # bug catalog: only the addressed entry's A/D
     cp: i64 = arch.CONT_PTES
-    arch.counters.inc(PTE_READ, cp)
+    count(arch.counters, PTE_READ, cp)
     return arch._gather_young_dirty(orig_pte, contpte_align_down(arch, ptep), cp)
 
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
+def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get_lockless()``.  The
@@ -367,7 +365,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
 
     Context: no PTL.
     """
-    arch.counters.inc(CALL_PTEP_GET_LOCKLESS, 1)
+    count(arch.counters, CALL_PTEP_GET_LOCKLESS, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     orig_pte: u64 = arch._ptep_get(orig_ptep)
@@ -376,7 +374,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
     orig_prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
     start: i64 = contpte_align_down(arch, orig_ptep)
     pfn0: i64 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
-    arch.counters.inc(PTE_READ, cp)
+    count(arch.counters, PTE_READ, cp)
     i: i64
     v: u64
     for i in range(cp):
@@ -384,7 +382,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
         if (
             (v & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT)
             or arch.pte_pfn(v) != pfn0 + i
-            or ((v & _NOT_AF_DIRTY) | PTE_RDONLY) & arch.NOT_ADDR_LOW != orig_prot
+            or arch.pte_pgprot((v & _NOT_AF_DIRTY) | PTE_RDONLY) != orig_prot
         ):
             raise InvariantViolation(
                 "contig-consistency",
@@ -399,7 +397,7 @@ def contpte_ptep_get_lockless(arch: Arm64PgtableBase, orig_ptep: i64) -> u64:
 # Batch setters.
 # ----------------------------------------------------------------------
 @cython.ccall
-def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
+def contpte_set_ptes(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64, nr: i64) -> None:
     """Map ``nr`` pages, setting PTE_CONT on every whole, VA- and PA-aligned block.
 
     Models: arch/arm64/mm/contpte.c ``contpte_set_ptes()``.  The set_ptes()
@@ -408,7 +406,7 @@ def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
     Context: PTL held; nr > 1; one folio; one PMD.
     """
-    arch.counters.inc(CALL_SET_PTES, 1)
+    count(arch.counters, CALL_SET_PTES, 1)
     if nr == 1:
         arch.VM_WARN_ON(True, "contpte_set_ptes with nr == 1", addr, [pte])
     if not mm_is_user(mm):
@@ -441,7 +439,7 @@ def contpte_set_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, p
 
 @cython.ccall
 def contpte_clear_full_ptes(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+    arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> None:
     """Clear ``nr`` PTEs, unfolding only partly covered blocks; no TLBI.
 
@@ -449,7 +447,7 @@ def contpte_clear_full_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_CLEAR_FULL, 1)
+    count(arch.counters, CALL_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "clear_full_ptes")
     arch._clear_full_ptes(mm, addr, ptep, nr, full)
 
@@ -457,7 +455,7 @@ def contpte_clear_full_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_get_and_clear_full_ptes(
-    arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+    arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
 ) -> u64:
     """Like ``contpte_clear_full_ptes()``, returning the first PTE with all A/D ORed.
 
@@ -465,7 +463,7 @@ def contpte_get_and_clear_full_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_GET_AND_CLEAR_FULL, 1)
+    count(arch.counters, CALL_GET_AND_CLEAR_FULL, 1)
     contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "get_and_clear_full_ptes")
     return arch._get_and_clear_full_ptes(mm, addr, ptep, nr, full)
 
@@ -475,9 +473,7 @@ def contpte_get_and_clear_full_ptes(
 # ----------------------------------------------------------------------
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_test_and_clear_young(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64
-) -> cython.bint:
+def contpte_ptep_test_and_clear_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the whole block; True if any member was young.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_test_and_clear_young()``.
@@ -486,7 +482,7 @@ def contpte_ptep_test_and_clear_young(
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_TEST_AND_CLEAR_YOUNG, 1)
+    count(arch.counters, CALL_TEST_AND_CLEAR_YOUNG, 1)
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
     start: i64 = contpte_align_down(arch, ptep)
@@ -496,14 +492,14 @@ def contpte_ptep_test_and_clear_young(
     for i in range(start, start + cp):
         old = pool.load(i)
         young = young or (old & PTE_AF) != 0
-        arch.counters.inc(PTE_ATOMIC, 1)
+        count(arch.counters, PTE_ATOMIC, 1)
         pool.store(i, old & _NOT_AF)
     return young
 
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+def contpte_ptep_clear_flush_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
     """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_clear_flush_young()``.
@@ -512,7 +508,7 @@ def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i
 
     Context: PTL held.
     """
-    arch.counters.inc(CALL_CLEAR_FLUSH_YOUNG, 1)
+    count(arch.counters, CALL_CLEAR_FLUSH_YOUNG, 1)
     young: cython.bint = contpte_ptep_test_and_clear_young(arch, vma, addr, ptep)
     start: i64
     if young:
@@ -524,7 +520,7 @@ def contpte_ptep_clear_flush_young(arch: Arm64PgtableBase, vma: VmaLike, addr: i
 
 
 @cython.ccall
-def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
+def contpte_wrprotect_ptes(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
     """Write-protect ``nr`` PTEs, unfolding only partly covered blocks.
 
     Models: arch/arm64/mm/contpte.c ``contpte_wrprotect_ptes()``.  Whole
@@ -536,7 +532,7 @@ def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: 
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_WRPROTECT, 1)
+    count(arch.counters, CALL_WRPROTECT, 1)
     if not arch.bug("wrprotect_partial_block_no_unfold"):
         contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "wrprotect_ptes")
     arch._wrprotect_ptes(mm, addr, ptep, nr)
@@ -544,7 +540,7 @@ def contpte_wrprotect_ptes(arch: Arm64PgtableBase, mm: MmLike, addr: i64, ptep: 
 
 @cython.ccall
 def contpte_clear_young_dirty_ptes(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64
+    arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64
 ) -> None:
     """Clear access and/or dirty on ``nr`` PTEs, widened to whole blocks at the ends.
 
@@ -554,7 +550,7 @@ def contpte_clear_young_dirty_ptes(
 
     Context: PTL held; one folio; one PMD.
     """
-    arch.counters.inc(CALL_CLEAR_YOUNG_DIRTY, 1)
+    count(arch.counters, CALL_CLEAR_YOUNG_DIRTY, 1)
     start: i64 = addr
     end: i64 = start + nr * arch.PAGE_SIZE
     mask: i64 = arch.CONT_PTE_SIZE - 1
@@ -569,7 +565,7 @@ def contpte_clear_young_dirty_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
-    arch: Arm64PgtableBase, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
 ) -> cython.bint:
     """Fault fix-up on a folded block; True if anything changed.
 
@@ -583,7 +579,7 @@ def contpte_ptep_set_access_flags(
 
     Context: PTL held; ``entry`` has no PTE_CONT.
     """
-    arch.counters.inc(CALL_SET_ACCESS_FLAGS, 1)
+    count(arch.counters, CALL_SET_ACCESS_FLAGS, 1)
     orig_pte: u64 = arch.ptep_get(ptep) & _NOT_CONT
     if orig_pte == entry:
         return False

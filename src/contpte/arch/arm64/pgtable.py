@@ -1,50 +1,684 @@
-"""The arm64 public pgtable API with transparent contpte.
+"""The arm64 PTE format and the public pgtable API with transparent contpte.
 
-Models: arch/arm64/include/asm/pgtable.h (Linux v6.12): the public
-functions core-mm calls, plus arch/arm64/mm/mmu.c
-``ptep_modify_prot_start/commit()``.  The PTE format and the private ``__x``
-helpers are in ``pgtable_base.py``.
+Models: arch/arm64/include/asm/pgtable.h, pgtable-hwdef.h, pgtable-prot.h
+(Linux v6.12), plus the out-of-line arm64 helpers core-mm reaches through
+them: arch/arm64/mm/fault.c ``__ptep_set_access_flags()``,
+arch/arm64/mm/mmu.c ``ptep_modify_prot_start/commit()`` and
+arch/arm64/mm/mmap.c ``vm_get_page_prot()``.
 
 Layering as in the kernel:
 
 - ``_x`` methods are the kernel's private ``__x`` helpers: they act on raw
   descriptors and ignore PTE_CONT (contpte.c itself uses only these).
+  They are C-only methods (``@cython.cfunc``), declared in the ``Pgtable``
+  base so that contpte.c's functions (``contpte.py``) can call them.
 - The public methods are what core-mm calls.  With ``contpte=True``
   (CONFIG_ARM64_CONTPTE=y) they fold/unfold contiguous blocks transparently:
   setters strip PTE_CONT from the caller's PTE, getters gather access/dirty
   over the block and deliberately leak PTE_CONT back (``pte_leaf_size``).
   With ``contpte=False`` every public helper is its private form.
 
+Every C loop over PTEs is a loop here too, counting the same descriptor
+loads, stores and atomics (``pte.read``/``pte.write``/``pte.atomic``).
+
 Model-only knobs (``Machine`` passes them): ``contpte``,
 ``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``; see
-``Arm64PgtableBase.OPTIONS``.
+``Arm64Pgtable.OPTIONS``.
 
-Compiled (docs/core.md).
+Compiled (docs/core.md); ``Arm64Pgtable`` is a final class, so a call of
+one of its methods through the ``Pgtable`` base costs a C virtual call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 import cython
+import numpy as np
+
+from ...errors import ModelUsageError
 
 if not cython.compiled:
     from ...cdefs import i64, u64
-    from ...counters import PTE_ATOMIC, PTE_READ
+    from ...counters import PTE_ATOMIC, PTE_READ, count
     from ...hw.tables import AddressSpace, PtePool
-    from ..pgtable import GatherLike, MmLike, VmaLike
+    from ..pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, GatherLike, MmLike, Pgtable, VmaLike
     from . import contpte, tlbflush
-    from .pgtable_base import _ACCESS_BITS, _NOT_CONT, Arm64PgtableBase
-    from .pgtable_prot import PTE_CONT, PTE_RDONLY, PTE_VALID
+    from .pgtable_prot import (
+        _SWP_OFFSET_MASK,
+        _SWP_OFFSET_SHIFT,
+        _SWP_TYPE_MASK,
+        _SWP_TYPE_SHIFT,
+        PMD_PRESENT_INVALID,
+        PTE_AF,
+        PTE_ATTRINDX_MASK,
+        PTE_CONT,
+        PTE_DEVMAP,
+        PTE_DIRTY,
+        PTE_GP,
+        PTE_PO_IDX_MASK,
+        PTE_PRESENT_INVALID,
+        PTE_PXN,
+        PTE_RDONLY,
+        PTE_SPECIAL,
+        PTE_SWP_EXCLUSIVE,
+        PTE_SWP_UFFD_WP,
+        PTE_TABLE_BIT,
+        PTE_UFFD_WP,
+        PTE_USER,
+        PTE_UXN,
+        PTE_VALID,
+        PTE_WRITE,
+        U64_MAX,
+        VM_EXEC,
+        VM_READ,
+        VM_SHARED,
+        VM_WRITE,
+    )
+
+from .pgtable_prot import CONT_PTES_BY_SHIFT, PROTECTION_MAP
 
 __all__ = ["Arm64Pgtable"]
+
+#: The bits pte_modify() replaces (v6.12: includes POE's pkey index).
+_PTE_MODIFY_MASK = cython.declare(
+    u64,
+    PTE_USER
+    | PTE_PXN
+    | PTE_UXN
+    | PTE_RDONLY
+    | PTE_PRESENT_INVALID
+    | PTE_VALID
+    | PTE_WRITE
+    | PTE_GP
+    | PTE_ATTRINDX_MASK
+    | PTE_PO_IDX_MASK,
+)
+_NOT_PTE_MODIFY_MASK = cython.declare(u64, U64_MAX & ~_PTE_MODIFY_MASK)
+_NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
+_NOT_WRITE = cython.declare(u64, U64_MAX & ~PTE_WRITE)
+_NOT_DIRTY = cython.declare(u64, U64_MAX & ~PTE_DIRTY)
+_NOT_AF = cython.declare(u64, U64_MAX & ~PTE_AF)
+_NOT_CONT = cython.declare(u64, U64_MAX & ~PTE_CONT)
+_NOT_UFFD_WP = cython.declare(u64, U64_MAX & ~PTE_UFFD_WP)
+_NOT_VALID = cython.declare(u64, U64_MAX & ~PTE_VALID)
+_NOT_TABLE_BIT = cython.declare(u64, U64_MAX & ~PTE_TABLE_BIT)
+_NOT_SWP_EXCLUSIVE = cython.declare(u64, U64_MAX & ~PTE_SWP_EXCLUSIVE)
+_NOT_SWP_UFFD_WP = cython.declare(u64, U64_MAX & ~PTE_SWP_UFFD_WP)
+_ACCESS_BITS = cython.declare(u64, PTE_RDONLY | PTE_AF | PTE_WRITE | PTE_DIRTY)
 
 
 @cython.final
 @cython.cclass
-class Arm64Pgtable(Arm64PgtableBase):
+class Arm64Pgtable(Pgtable):
     """arm64: the VMSA PTE format, transparent contpte, broadcast TLBI.
 
     Models: arch/arm64/include/asm/pgtable.h (v6.12).
     """
+
+    OPTIONS: dict[str, Any] = {
+        # CONFIG_ARM64_CONTPTE.  False: every public helper is its __ form.
+        "contpte": True,
+        # False: wrprotect_ptes() write-protects one PTE at a time (the
+        # pre-"batch fork" kernel), so every folded block unfolds at fork.
+        "wrprotect_ptes_opt": True,
+        # False: [get_and_]clear_full_ptes() clear one PTE at a time, so
+        # every folded block unfolds at munmap/exit.
+        "teardown_opt": True,
+        # True: contpte_convert() skips its intermediate TLBI (v6.16+,
+        # system_supports_bbml2_noabort()).  The rule checker flags it on
+        # hardware without BBML2 and no-abort.
+        "bbml2_noabort": False,
+    }
+
+    def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
+        if page_shift not in CONT_PTES_BY_SHIFT:
+            raise ModelUsageError(f"arm64: page_shift {page_shift} is not a granule (12, 14 or 16)")
+        super().__init__(hw, page_shift, **options)
+        self.PFN_PTE_SHIFT = page_shift
+        #: Output address bits [47:PAGE_SHIFT] (48-bit PA; LPA/LPA2 not modelled).
+        self.PTE_ADDR_LOW = ((1 << 48) - 1) & ~((1 << page_shift) - 1)
+        self.NOT_ADDR_LOW = U64_MAX & ~self.PTE_ADDR_LOW
+        self.CONT_PTES = CONT_PTES_BY_SHIFT[page_shift]
+        self.CONT_PTE_SIZE = self.CONT_PTES * self.PAGE_SIZE
+        self.CONT_PTE_MASK = U64_MAX & ~(self.CONT_PTE_SIZE - 1)
+        self.contpte_enabled = bool(self.options["contpte"])
+        self.wrprotect_ptes_opt = bool(self.options["wrprotect_ptes_opt"])
+        self.teardown_opt = bool(self.options["teardown_opt"])
+        self.bbml2_noabort = bool(self.options["bbml2_noabort"])
+        self.tlbirange = bool(hw.features.tlbirange)
+        self.kpti = bool(hw.features.kpti)
+
+    @property
+    def name(self) -> str:
+        return "arm64"
+
+    # ==================================================================
+    # PTE format (scalar helpers on pte_t values).
+    # ==================================================================
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_valid(self, pte: u64) -> cython.bint:
+        return (pte & PTE_VALID) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_present_invalid(self, pte: u64) -> cython.bint:
+        return (pte & (PTE_VALID | PTE_PRESENT_INVALID)) == PTE_PRESENT_INVALID
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_present(self, pte: u64) -> cython.bint:
+        """v6.12: valid, or present-invalid (PROT_NONE, pmd_mkinvalid)."""
+        return (pte & PTE_VALID) != 0 or (pte & (PTE_VALID | PTE_PRESENT_INVALID)) == PTE_PRESENT_INVALID
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_pfn(self, pte: u64) -> i64:
+        return cython.cast(i64, (pte & self.PTE_ADDR_LOW) >> self.PAGE_SHIFT)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pfn_pte(self, pfn: i64, prot: u64) -> u64:
+        return ((cython.cast(u64, pfn) << self.PAGE_SHIFT) & self.PTE_ADDR_LOW) | prot
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_pgprot(self, pte: u64) -> u64:
+        return pte & self.NOT_ADDR_LOW
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_advance_pfn(self, pte: u64, nr: i64) -> u64:
+        return self.pfn_pte(self.pte_pfn(pte) + nr, pte & self.NOT_ADDR_LOW)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_write(self, pte: u64) -> cython.bint:
+        return (pte & PTE_WRITE) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_rdonly(self, pte: u64) -> cython.bint:
+        return (pte & PTE_RDONLY) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_user(self, pte: u64) -> cython.bint:
+        return (pte & PTE_USER) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_user_exec(self, pte: u64) -> cython.bint:
+        return (pte & PTE_UXN) == 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_hw_dirty(self, pte: u64) -> cython.bint:
+        return (pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_sw_dirty(self, pte: u64) -> cython.bint:
+        return (pte & PTE_DIRTY) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_dirty(self, pte: u64) -> cython.bint:
+        return (pte & PTE_DIRTY) != 0 or ((pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_young(self, pte: u64) -> cython.bint:
+        return (pte & PTE_AF) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_special(self, pte: u64) -> cython.bint:
+        return (pte & PTE_SPECIAL) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkspecial(self, pte: u64) -> u64:
+        return pte | PTE_SPECIAL
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_devmap(self, pte: u64) -> cython.bint:
+        return (pte & PTE_DEVMAP) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_cont(self, pte: u64) -> cython.bint:
+        return (pte & PTE_CONT) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_valid_cont(self, pte: u64) -> cython.bint:
+        return (pte & (PTE_VALID | PTE_CONT)) == (PTE_VALID | PTE_CONT)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkcont(self, pte: u64) -> u64:
+        # v6.12 also forced PTE_TYPE_PAGE (0b11), which makes a present-invalid
+        # (PROT_NONE / NUMA-hinting) PTE valid: fork's batch copy of such a
+        # block gave the child valid, non-user PTEs that pte_protnone() no
+        # longer recognises, so its next access faulted forever.  Found by
+        # `contpte fuzz` (fork-copy rule); the model takes the upstream fix
+        # "arm64/mm: Drop setting PTE_TYPE_PAGE in pte_mkcont()" (A. Khandual,
+        # Nov 2024): only PTE_CONT is set.
+        return pte | PTE_CONT
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mknoncont(self, pte: u64) -> u64:
+        return pte & _NOT_CONT
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_leaf_size(self, pte: u64) -> i64:
+        """The size the TLB caches for ``pte`` (perf_get_pgtable_size)."""
+        return self.CONT_PTE_SIZE if pte & PTE_CONT else self.PAGE_SIZE
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkwrite(self, pte: u64) -> u64:
+        """``pte_mkwrite_novma()``, v6.12 form.
+
+        Sets WRITE and clears RDONLY unconditionally, so the result is
+        hardware-dirty.  (From ~v6.18 RDONLY is cleared only if sw-dirty.)
+        """
+        return (pte | PTE_WRITE) & _NOT_RDONLY
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_wrprotect(self, pte: u64) -> u64:
+        """Clear WRITE, set RDONLY; a hardware-dirty PTE keeps its dirtiness in PTE_DIRTY."""
+        if (pte & PTE_WRITE) != 0 and (pte & PTE_RDONLY) == 0:
+            pte |= PTE_DIRTY
+        return (pte & _NOT_WRITE) | PTE_RDONLY
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkclean(self, pte: u64) -> u64:
+        """Clear the sw dirty bit and set RDONLY (which clears hw dirtiness)."""
+        return (pte & _NOT_DIRTY) | PTE_RDONLY
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkdirty(self, pte: u64) -> u64:
+        """Set the sw dirty bit; clear RDONLY only if writable (else it stays read-only)."""
+        pte |= PTE_DIRTY
+        if pte & PTE_WRITE:
+            pte &= _NOT_RDONLY
+        return pte
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkold(self, pte: u64) -> u64:
+        return pte & _NOT_AF
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkyoung(self, pte: u64) -> u64:
+        return pte | PTE_AF
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkinvalid(self, pte: u64) -> u64:
+        return (pte | PTE_PRESENT_INVALID) & _NOT_VALID
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_same(self, a: u64, b: u64) -> cython.bint:
+        """arm64 ``pte_same()``: PTE_RDONLY is ignored on present PTEs.
+
+        RDONLY toggles with hardware dirty-bit management, so two PTEs that
+        differ only in it map the same page with the same permission.
+        """
+        if self.pte_present(a):
+            a &= _NOT_RDONLY
+        if self.pte_present(b):
+            b &= _NOT_RDONLY
+        return a == b
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_modify(self, pte: u64, newprot: u64) -> u64:
+        """Replace the permission bits, keeping pfn and A/D (hw dirty survives in PTE_DIRTY)."""
+        if self.pte_hw_dirty(pte):
+            pte |= PTE_DIRTY
+        pte = (pte & _NOT_PTE_MODIFY_MASK) | (newprot & _PTE_MODIFY_MASK)
+        # If the new prot made a sw-dirty PTE hw-clean, make it hw-dirty again.
+        if pte & PTE_DIRTY:
+            pte = self.pte_mkdirty(pte)
+        return pte
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_protnone(self, pte: u64) -> cython.bint:
+        """NUMA-hinting/PROT_NONE: present-invalid, no user access, UXN set."""
+        return self.pte_present_invalid(pte) and (pte & PTE_USER) == 0 and (pte & PTE_UXN) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_uffd_wp(self, pte: u64) -> cython.bint:
+        return (pte & PTE_UFFD_WP) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mkuffd_wp(self, pte: u64) -> u64:
+        return self.pte_wrprotect(pte | PTE_UFFD_WP)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_clear_uffd_wp(self, pte: u64) -> u64:
+        return pte & _NOT_UFFD_WP
+
+    # arm64 has no soft-dirty: the base class's no-op helpers apply.
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_access_permitted(self, pte: u64, write: cython.bint) -> cython.bint:
+        return (pte & (PTE_VALID | PTE_USER)) == (PTE_VALID | PTE_USER) and (
+            not write or (pte & PTE_WRITE) != 0
+        )
+
+    # -- swap entries (non-present PTEs) --------------------------------
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_entry(self, type_: i64, offset: i64) -> u64:
+        """The swap PTE for (type, offset).  Models: ``__swp_entry()`` + ``__swp_entry_to_pte()``."""
+        return ((cython.cast(u64, type_) & _SWP_TYPE_MASK) << _SWP_TYPE_SHIFT) | (
+            (cython.cast(u64, offset) & _SWP_OFFSET_MASK) << _SWP_OFFSET_SHIFT
+        )
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_type(self, pte: u64) -> i64:
+        """Models: ``__swp_type(__pte_to_swp_entry(pte))``."""
+        return cython.cast(i64, (pte >> _SWP_TYPE_SHIFT) & _SWP_TYPE_MASK)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_offset(self, pte: u64) -> i64:
+        """Models: ``__swp_offset(__pte_to_swp_entry(pte))``."""
+        return cython.cast(i64, (pte >> _SWP_OFFSET_SHIFT) & _SWP_OFFSET_MASK)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_exclusive(self, pte: u64) -> cython.bint:
+        return (pte & PTE_SWP_EXCLUSIVE) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkexclusive(self, pte: u64) -> u64:
+        return pte | PTE_SWP_EXCLUSIVE
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_exclusive(self, pte: u64) -> u64:
+        return pte & _NOT_SWP_EXCLUSIVE
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_uffd_wp(self, pte: u64) -> cython.bint:
+        return (pte & PTE_SWP_UFFD_WP) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkuffd_wp(self, pte: u64) -> u64:
+        return pte | PTE_SWP_UFFD_WP
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_uffd_wp(self, pte: u64) -> u64:
+        return pte & _NOT_SWP_UFFD_WP
+
+    def ptes_decode(
+        self, entries: np.ndarray, fields: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Decode raw PTEs with numpy bit operations (model-only: validators, pagemap).
+
+        Raw per-entry bits, no gathering over blocks; counts no reads.
+        ``valid`` is what the walker would translate (bit 0).  ``fields``:
+        only these keys (default all).
+        """
+        v = np.asarray(entries, dtype=np.uint64)
+        zero = np.uint64(0)
+        valid = (v & np.uint64(PTE_VALID)) != zero
+        present = valid | ((v & np.uint64(PTE_VALID | PTE_PRESENT_INVALID)) == np.uint64(PTE_PRESENT_INVALID))
+
+        def want(f: str) -> bool:
+            return fields is None or f in fields
+
+        out = {"valid": valid, "present": present}
+        if want("pfn"):
+            pfn = (v & np.uint64(self.PTE_ADDR_LOW)) >> np.uint64(self.PAGE_SHIFT)
+            out["pfn"] = np.where(present, pfn, zero).astype(np.int64)
+        if want("write"):
+            out["write"] = present & ((v & np.uint64(PTE_WRITE)) != zero)
+        if want("dirty"):
+            sw = (v & np.uint64(PTE_DIRTY)) != zero
+            hw = ((v & np.uint64(PTE_WRITE)) != zero) & ((v & np.uint64(PTE_RDONLY)) == zero)
+            out["dirty"] = present & (sw | hw)
+        if want("young"):
+            out["young"] = present & ((v & np.uint64(PTE_AF)) != zero)
+        if want("cont"):
+            out["cont"] = present & ((v & np.uint64(PTE_CONT)) != zero)
+        if want("special"):
+            out["special"] = present & ((v & np.uint64(PTE_SPECIAL)) != zero)
+        return out
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def vm_get_page_prot(self, vm_flags: i64) -> u64:
+        """The pgprot for a VMA.  Models: arch/arm64/mm/mmap.c ``vm_get_page_prot()``.
+
+        BTI (PTE_GP), MTE (Normal-Tagged) and GCS flags are not modelled.
+        """
+        return cython.cast(u64, PROTECTION_MAP[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)])
+
+    # -- PMD (level-2 block) values --------------------------------------
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_pmd(self, pte: u64) -> u64:
+        """A block PMD with ``pte``'s attributes: ``pmd_mkhuge(pte_pmd(pte))``.
+
+        The kernel's ``pte_pmd`` is the identity; core-mm always makes huge
+        PMDs through ``pmd_mkhuge``, which clears PMD_TABLE_BIT so bits[1:0]
+        read 0b01 (block) instead of 0b11 (table).
+        """
+        return pte & _NOT_TABLE_BIT
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pmd_pte(self, pmd: u64) -> u64:
+        """The PTE-format view of a PMD (identity, as in the kernel)."""
+        return pmd
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pmd_mkinvalid(self, pmd: u64) -> u64:
+        """Invalid for the walker but still present for software (THP split, migration)."""
+        return (pmd | PMD_PRESENT_INVALID) & _NOT_VALID
+
+    # ==================================================================
+    # Private primitives: the kernel's __x helpers (raw, CONT-blind).
+    # ==================================================================
+    @cython.cfunc
+    def _pte_clear(self, mm: MmLike, addr: i64, ptep: i64) -> None:
+        """Models: ``__pte_clear()``: a plain store of 0."""
+        self.pool.store(ptep, 0)
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _gather_young_dirty(self, pte: u64, ptep: i64, nr: i64) -> u64:
+        """OR the access/dirty state of the ``nr`` entries from ``ptep`` into ``pte``.
+
+        Reads them uncounted (the caller counts the loads the C loop makes).
+        """
+        pool: PtePool = self.pool
+        i: i64
+        v: u64
+        for i in range(ptep, ptep + nr):
+            v = pool.peek(i)
+            if self.pte_dirty(v):
+                pte = self.pte_mkdirty(pte)
+            if v & PTE_AF:
+                pte |= PTE_AF
+        return pte
+
+    @cython.cfunc
+    def _clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
+        """Models: ``__clear_full_ptes()``: ``nr`` xchg with 0."""
+        pool: PtePool = self.pool
+        i: i64
+        for i in range(ptep, ptep + nr):
+            pool.xchg(i, 0)
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _get_and_clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> u64:
+        """Models: ``__get_and_clear_full_ptes()``: the first PTE with A/D of all ``nr`` ORed in."""
+        pool: PtePool = self.pool
+        pte: u64 = self._gather_young_dirty(pool.peek(ptep), ptep + 1, nr - 1)
+        i: i64
+        for i in range(ptep, ptep + nr):
+            pool.xchg(i, 0)
+        return pte
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+        """Models: ``__ptep_test_and_clear_young()``: a cmpxchg clearing AF."""
+        pool: PtePool = self.pool
+        old: u64 = self._ptep_get(ptep)
+        while not pool.cmpxchg(ptep, old, old & _NOT_AF):
+            old = pool.peek(ptep)
+        return (old & PTE_AF) != 0
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _ptep_clear_flush_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
+        """Models: ``__ptep_clear_flush_young()``.
+
+        The trailing DSB is elided: at worst a CPU keeps using a young TLB
+        entry and reclaim picks a hot page; the next context switch's DSB
+        completes the invalidation.
+        """
+        young: cython.bint = self._ptep_test_and_clear_young(vma, addr, ptep)
+        if young:
+            tlbflush.flush_tlb_page_nosync(self, vma, addr)
+        return young
+
+    @cython.cfunc
+    def _ptep_set_wrprotect_from(self, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+        """Models: ``___ptep_set_wrprotect()``: cmpxchg loop from an already-read ``pte``.
+
+        The loop matters after an unfold: the caller's copy lacks the access/
+        dirty bits the conversion gathered, so the first cmpxchg fails and
+        the loop retries with the repainted value, losing nothing.
+        """
+        pool: PtePool = self.pool
+        while not pool.cmpxchg(ptep, pte, self.pte_wrprotect(pte)):
+            pte = pool.peek(ptep)
+
+    @cython.cfunc
+    def _ptep_set_wrprotect(self, mm: MmLike, addr: i64, ptep: i64) -> None:
+        """Models: ``__ptep_set_wrprotect()``: read, then move hw dirty to PTE_DIRTY and set RDONLY."""
+        self._ptep_set_wrprotect_from(mm, addr, ptep, self._ptep_get(ptep))
+
+    @cython.cfunc
+    def _wrprotect_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
+        """Models: ``__wrprotect_ptes()``: ``nr`` x ``__ptep_set_wrprotect()``."""
+        i: i64
+        for i in range(nr):
+            self._ptep_set_wrprotect(mm, addr, ptep + i)
+
+    @cython.cfunc
+    def _clear_young_dirty_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64, flags: i64) -> None:
+        """Models: ``__clear_young_dirty_ptes()`` (MADV_FREE).
+
+        Both flags: a load and a plain store per PTE; one flag: a load and a
+        cmpxchg per PTE.
+        """
+        pool: PtePool = self.pool
+        both: cython.bint = flags == (CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
+        i: i64
+        old: u64
+        new: u64
+        for i in range(ptep, ptep + nr):
+            old = pool.load(i)
+            new = old
+            if flags & CYDP_CLEAR_YOUNG:
+                new &= _NOT_AF
+            if flags & CYDP_CLEAR_DIRTY:
+                new = (new & _NOT_DIRTY) | PTE_RDONLY
+            if both:
+                pool.store(i, new)
+            else:
+                pool.cmpxchg(i, old, new)
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _ptep_set_access_flags(
+        self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
+    ) -> cython.bint:
+        """Make a PTE more permissive in place; True if it changed.
+
+        Models: arch/arm64/mm/fault.c ``__ptep_set_access_flags()`` (v6.12).
+        Only RDONLY/AF/WRITE/DIRTY are taken from ``entry``, ORed in with a
+        cmpxchg (RDONLY ends as the more permissive of the two) so that a
+        concurrent hardware A/D update is never lost.  No break-before-make:
+        the change only relaxes permissions.  With ``dirty`` a stale
+        read-only TLB entry is flushed (v6.12: broadcast ``flush_tlb_page``).
+        """
+        pool: PtePool = self.pool
+        pte: u64 = self._ptep_get(ptep)
+        if self.pte_same(pte, entry):
+            return False
+        bits: u64 = (entry & _ACCESS_BITS) ^ PTE_RDONLY
+        while not pool.cmpxchg(ptep, pte, ((pte ^ PTE_RDONLY) | bits) ^ PTE_RDONLY):
+            pte = pool.peek(ptep)
+        if dirty:
+            tlbflush.flush_tlb_page(self, vma, addr)
+        return True
+
+    @cython.cfunc
+    def _ptep_set_access_flags_block(self, vma: VmaLike, ptep: i64, nr: i64, entry: u64) -> None:
+        """``nr`` x ``__ptep_set_access_flags(entry, dirty=0)`` from ``ptep``.
+
+        Each entry is read once; those already ``pte_same`` as ``entry`` are
+        left alone (no cmpxchg), exactly like the per-PTE C loop.
+        """
+        pool: PtePool = self.pool
+        bits: u64 = (entry & _ACCESS_BITS) ^ PTE_RDONLY
+        i: i64
+        old: u64
+        for i in range(ptep, ptep + nr):
+            old = pool.load(i)
+            if not self.pte_same(old, entry):
+                pool.cmpxchg(i, old, ((old ^ PTE_RDONLY) | bits) ^ PTE_RDONLY)
+
+    # arm64 has no soft-dirty bit (!CONFIG_HAVE_ARCH_SOFT_DIRTY): the
+    # include/linux/pgtable.h no-op helpers, defined here so that a call
+    # through the base class costs no more than the kernel's inline nothing.
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_soft_dirty(self, pte: u64) -> cython.bint:
+        return False
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_mksoft_dirty(self, pte: u64) -> u64:
+        return pte
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_clear_soft_dirty(self, pte: u64) -> u64:
+        return pte
 
     # ==================================================================
     # Public API (what core-mm calls).
@@ -112,6 +746,15 @@ class Arm64Pgtable(Arm64PgtableBase):
             contpte.contpte_set_ptes(self, mm, addr, ptep, pte, nr)
 
     @cython.ccall
+    def set_pte_at(self, mm: MmLike, addr: i64, ptep: i64, pte: u64) -> None:
+        """Models: ``set_pte_at()`` = ``set_ptes(mm, addr, ptep, pte, 1)``."""
+        self.set_ptes(mm, addr, ptep, pte, 1)
+
+    @cython.ccall
+    def update_mmu_cache_range(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> None:
+        """Models: arm64 ``update_mmu_cache_range()``: nothing (no cache maintenance needed)."""
+
+    @cython.ccall
     def pte_clear(self, mm: MmLike, addr: i64, ptep: i64) -> None:
         """Models: arm64 ``pte_clear()``: unfold, then a plain store of 0.
 
@@ -133,13 +776,19 @@ class Arm64Pgtable(Arm64PgtableBase):
         """
         return self._ptep_get_and_clear_caller(mm, addr, ptep, "ptep_get_and_clear")
 
-    @cython.ccall
+    @cython.cfunc
     @cython.exceptval(-1, check=True)
     def _ptep_get_and_clear_caller(self, mm: MmLike, addr: i64, ptep: i64, caller: str) -> u64:
         """``ptep_get_and_clear()``; ``caller`` (model only) names the unfold counter."""
         if self.contpte_enabled:
             contpte.contpte_try_unfold(self, mm, addr, ptep, self._ptep_get(ptep), caller)
         return self._ptep_get_and_clear(mm, addr, ptep)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def ptep_get_and_clear_full(self, mm: MmLike, addr: i64, ptep: i64, full: cython.bint) -> u64:
+        """Models: ``ptep_get_and_clear_full()`` (the pgtable.h fallback arm64 uses)."""
+        return self._ptep_get_and_clear_caller(mm, addr, ptep, "ptep_get_and_clear")
 
     @cython.ccall
     def clear_full_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint) -> None:
@@ -232,7 +881,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         else:
             contpte.contpte_wrprotect_ptes(self, mm, addr, ptep, nr)
 
-    @cython.ccall
+    @cython.cfunc
     def _wrprotect_pte(self, mm: MmLike, addr: i64, ptep: i64, caller: str) -> None:
         """The ``nr == 1`` fast path of ``wrprotect_ptes()``.
 
@@ -256,7 +905,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         else:
             self._wrprotect_pte(mm, addr, ptep, "ptep_set_wrprotect")
 
-    @cython.ccall
+    @cython.cfunc
     def _per_pte_unfold(
         self, mm: MmLike, addr: i64, ptep: i64, nr: i64, caller: str, cont_only: cython.bint
     ) -> None:
@@ -271,7 +920,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         left to the caller.
         """
         pool: PtePool = self.pool
-        self.counters.inc(PTE_READ, nr)
+        count(self.counters, PTE_READ, nr)
         cp: i64 = self.CONT_PTES
         i: i64 = 0
         pte: u64
@@ -287,8 +936,8 @@ class Arm64Pgtable(Arm64PgtableBase):
                 if cont_only and pool.peek(ptep + i) != pte & _NOT_CONT:
                     # ___ptep_set_wrprotect()'s first cmpxchg fails on the
                     # repainted entry and re-reads it.
-                    self.counters.inc(PTE_ATOMIC, 1)
-                    self.counters.inc(PTE_READ, 1)
+                    count(self.counters, PTE_ATOMIC, 1)
+                    count(self.counters, PTE_READ, 1)
             i += cp - ((ptep + i) & (cp - 1))
 
     @cython.ccall
@@ -375,7 +1024,7 @@ class Arm64Pgtable(Arm64PgtableBase):
         if self.pte_same(old, entry):
             return False
         bits: u64 = (entry & _ACCESS_BITS) ^ PTE_RDONLY
-        self.counters.inc(PTE_ATOMIC, 1)
+        count(self.counters, PTE_ATOMIC, 1)
         space.pmd_store(pmd_index, ((old ^ PTE_RDONLY) | bits) ^ PTE_RDONLY)
         if dirty:
             tlbflush.flush_tlb_page(self, vma, addr)
