@@ -1335,11 +1335,33 @@ def _fork_copy_range(
     pdirty: cython.bint
     cdirty: cython.bint
     cpfn: i64
+    # The usual pair: the same frame, attributes seen just before (a run of a
+    # folio copied alike): the verdict of the last pair of attribute sets.
+    fast: cython.bint = dec.cacheable
+    am: u64 = dec.addrmask
+    pm: u64 = dec.protmask
+    lp: u64 = 0
+    lc: u64 = 0
+    lok: cython.bint = False
     for i in range(lo, hi):
         p = pa[pb + i] if pb >= 0 else 0
         c = ca[cb + i] if cb >= 0 else 0
         if p == 0 and c == 0:
             continue
+        if fast and p != 0 and c != 0 and ((p ^ c) & am) == 0:
+            if (p & pm) != lp or (c & pm) != lc:
+                lp = p & pm
+                lc = c & pm
+                fp = dec.flags(p)
+                fc = dec.flags(c)
+                lok = (
+                    (fp & fc & F_PRESENT) != 0
+                    and not (fp ^ fc) & (F_VALID | F_SOFT_DIRTY)
+                    and ((fc & F_UFFD_WP) != 0) == (uffd and (fp & F_UFFD_WP) != 0)
+                    and not (private and not fp & F_SPECIAL and fp & F_DIRTY and not fc & F_DIRTY)
+                )
+            if lok:
+                continue
         fp = dec.flags(p)
         if p == c and (uffd or not fp & F_UFFD_WP):
             continue  # the same descriptor: every field the same
