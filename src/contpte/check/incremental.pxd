@@ -9,7 +9,7 @@ from contpte.mm.mm_types cimport (
 )
 
 cdef u32 F_PRESENT, F_VALID, F_SPECIAL, F_WRITE, F_DIRTY, F_CONT, F_UFFD_WP, F_SOFT_DIRTY, F_YOUNG, F_CACHED
-cdef u8 M_CLASS, M_W, M_PINNED, M_QUEUED, NOT_M_CLASS, NOT_M_W, NOT_M_PINNED, NOT_M_QUEUED
+cdef u8 M_CLASS, M_W, M_PINNED, M_QUEUED, M_PAGES, NOT_M_CLASS, NOT_M_W, NOT_M_PINNED, NOT_M_QUEUED, NOT_M_QUEUED_PAGES
 cdef u8 C_NONE, C_ANON, C_FILE, C_SHMEM
 cdef i64 _CACHE_SIZE
 
@@ -45,6 +45,7 @@ cdef class MapShadow:
     cdef public U8View maps, meta, shm
     cdef public I64View queue, scratch, diffs
     cdef public dict big_maps, big_w, pmd_maps, pin_count, mms
+    cdef public set pmd_clean
     cdef public bint suspect, ready
     cdef public u8 ccls
     cdef public str why
@@ -63,6 +64,7 @@ cdef class MapShadow:
     cdef bint _vma_shared(self, MmShadow ms, i64 va) except? -1
     cdef _sus(self, str why)
     cpdef touch(self, i64 pfn)
+    cdef _queue(self, i64 pfn, bint pages)
     cdef inline i32 _touch(self, i64 pfn) except? -1
     cdef inline u8 _class(self, i64 head) except? -1
     cdef i32 _remove(self, MmShadow ms, i64 p, u32 f) except? -1
@@ -71,8 +73,8 @@ cdef class MapShadow:
     cdef i32 _wloss(self, i64 p) except? -1
     cdef _pmd_sync(self, list log)
     cpdef sync(self)
-    cdef bint _folio_ok(self, i64 h) except? -1
-    cdef bint _key_ok(self, i64 key) except? -1
+    cdef bint _folio_ok(self, i64 h, bint pages) except? -1
+    cdef bint _key_ok(self, i64 key, bint pages) except? -1
     cpdef bint check(self) except? -1
     cpdef pin(self, i64 pfn, i64 delta)
     cpdef retire(self, i64 asid)

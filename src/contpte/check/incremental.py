@@ -91,10 +91,12 @@ M_CLASS = cython.declare(u8, 0x03)
 M_W = cython.declare(u8, 0x0C)
 M_PINNED = cython.declare(u8, 0x10)
 M_QUEUED = cython.declare(u8, 0x20)
+M_PAGES = cython.declare(u8, 0x40)
 NOT_M_CLASS = cython.declare(u8, 0xFF ^ 0x03)
 NOT_M_W = cython.declare(u8, 0xFF ^ 0x0C)
 NOT_M_PINNED = cython.declare(u8, 0xFF ^ 0x10)
 NOT_M_QUEUED = cython.declare(u8, 0xFF ^ 0x20)
+NOT_M_QUEUED_PAGES = cython.declare(u8, 0xFF ^ 0x60)
 # RSS classes (``MapShadow.class_now``).
 C_NONE = cython.declare(u8, 0)
 C_ANON = cython.declare(u8, 1)
@@ -390,6 +392,8 @@ class MapShadow:
         self.pin_count: dict[int, int] = {}
         #: ASID -> MmShadow
         self.mms: dict[int, MmShadow] = {}
+        #: PMD-mapped folios with no PTE-mapped page at their last full compare
+        self.pmd_clean: set[int] = set()
         self.suspect = False
         self.why = ""
         self.ndense = 0
@@ -593,6 +597,12 @@ class MapShadow:
     @cython.ccall
     def touch(self, pfn: i64) -> None:
         """Queue the folio of ``pfn`` (or the frame, if free) for the next ``check``."""
+        self._queue(pfn, True)
+
+    @cython.cfunc
+    def _queue(self, pfn: i64, pages: cython.bint) -> None:
+        """Queue the folio of ``pfn``; ``pages``: its pages' mappings changed (not
+        only its PMD maps), so each page must be compared."""
         if pfn < 0 or pfn >= self.nr:
             return
         if not self.ready:
@@ -609,6 +619,8 @@ class MapShadow:
                 key = h
         self.tlo = key
         self.thi = key + 1 if key != h else h + (cython.cast(i64, 1) << o)
+        if pages:
+            self.meta[key] = self.meta[key] | M_PAGES
         if self.meta[key] & M_QUEUED:
             return
         self.meta[key] = self.meta[key] | M_QUEUED
@@ -885,7 +897,7 @@ class MapShadow:
                 self.pmd_maps[p] = c - 1
             ms = self._mm(asid)
             ms.rss[MM_ANONPAGES] -= self.hpage_nr
-            self.touch(p)
+            self._queue(p, False)
         for asid, _idx, _old, new in changed:
             if not new:
                 continue
@@ -906,13 +918,19 @@ class MapShadow:
                 self._sus("a PMD maps a frame that is not a folio head")
             if f & F_WRITE and not self.mem.flags[p] & PG_anon_exclusive:
                 self._sus("writable-anon-exclusive (PMD)")
-            self.touch(p)
+            self._queue(p, False)
 
     # -- the check of what changed ------------------------------------------------
     @cython.cfunc
     @cython.exceptval(-1, check=True)
-    def _folio_ok(self, h: i64) -> cython.bint:
-        """Every rule on folio ``h`` and its pages holds against the shadow."""
+    def _folio_ok(self, h: i64, pages: cython.bint) -> cython.bint:
+        """Every rule on folio ``h`` and its pages holds against the shadow.
+
+        A PMD-mapped folio none of whose pages is PTE-mapped (``pmd_clean``,
+        found so by the last full compare) whose pages did not change since
+        (not ``pages``) is compared at the folio level only: a PMD map costs
+        O(1), as in the kernel.
+        """
         mem: MemMap = self.mem
         o: i64 = mem.order[h]
         if o < 0 or o > 30:
@@ -929,6 +947,10 @@ class MapShadow:
         q: i64
         m: i64
         mq: u8
+        if not pages and pm and h in self.pmd_clean:
+            n = 0  # no page to compare
+        elif self.pmd_clean:
+            self.pmd_clean.discard(h)
         for q in range(h, h + n):
             if mem.head[q] != h:
                 return False
@@ -955,18 +977,22 @@ class MapShadow:
                 return False
             if mem.entire_mapcount[h] != pm:
                 return False
+        if pm and total == 0 and n:
+            self.pmd_clean.add(h)
         return True
 
     @cython.cfunc
     @cython.exceptval(-1, check=True)
-    def _key_ok(self, key: i64) -> cython.bint:
+    def _key_ok(self, key: i64, pages: cython.bint) -> cython.bint:
         h: i64 = self.mem.head[key]
         if h < 0:
+            if self.pmd_clean:
+                self.pmd_clean.discard(key)
             return self.maps_of(key) == 0  # a free frame must not be mapped
         o: i64 = self.mem.order[h]
         if h > key or o < 0 or o > 30 or key >= h + (cython.cast(i64, 1) << o):
             return False
-        return self._folio_ok(h)
+        return self._folio_ok(h, pages or h != key)
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
@@ -979,10 +1005,12 @@ class MapShadow:
         sus: cython.bint = self.suspect
         j: i64
         key: i64
+        pages: cython.bint
         for j in range(self.nqueue):
             key = self.queue[j]
-            self.meta[key] = self.meta[key] & NOT_M_QUEUED
-            if not sus and not self._key_ok(key):
+            pages = (self.meta[key] & M_PAGES) != 0
+            self.meta[key] = self.meta[key] & NOT_M_QUEUED_PAGES
+            if not sus and not self._key_ok(key, pages):
                 sus = True
                 self.why = f"folio of pfn {key:#x}"
         if self.queue.shape[0] > 4096:
@@ -1040,6 +1068,7 @@ class MapShadow:
         self.big_maps = {}
         self.big_w = {}
         self.pmd_maps = {}
+        self.pmd_clean = set()
         self.mms = {}
         self.nqueue = 0
         self.suspect = False
