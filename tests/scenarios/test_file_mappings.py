@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scenario_util import PAGE, Setup, assert_checked, delta, row
 
+from contpte.mm.memmap import folio_nr_pages, folio_test_dirty
 from contpte.mm.shmem import file_initial_value
 
 
@@ -60,15 +61,16 @@ def test_shared_write_visible_and_dirties_page_cache(setup: Setup, file_folio: s
     p.read(a, 4 * PAGE)
     # A read fault maps a file with writeback read-only (write-notify) ...
     assert not p.pagemap(a, 4 * PAGE)["writable"].any()
-    folio = m.kernel.folio(int(m.kernel.memmap.head[row(p, a + 2 * PAGE)["pfn"]]))
-    assert not folio.test_dirty()
+    mem = m.kernel.memmap
+    folio = int(mem.head[row(p, a + 2 * PAGE)["pfn"]])
+    assert not folio_test_dirty(mem, folio)
     s = m.stats()
     p.write(a + 2 * PAGE, PAGE, 88)
     # ... so the first write faults and dirties the page-cache folio at once.
     assert delta(m, s, "pgfault") == 1
-    assert folio.test_dirty()
+    assert folio_test_dirty(mem, folio)
     pr = row(p, a + 2 * PAGE)
-    assert pr["writable"] and pr["dirty"] and pr["pfn"] == folio.pfn + (2 % folio.nr_pages)
+    assert pr["writable"] and pr["dirty"] and pr["pfn"] == folio + (2 % folio_nr_pages(mem, folio))
     # Every mapper sees it, shared and (not yet CoWed) private alike.
     assert q.read(b + 2 * PAGE, PAGE)[0] == 88
     assert r.read(c + 2 * PAGE, PAGE)[0] == 88

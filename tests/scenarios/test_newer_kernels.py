@@ -13,6 +13,7 @@ import pytest
 from scenario_util import PAGE, PMD_SIZE, Setup, assert_checked, delta, row
 
 import contpte
+from contpte.mm.memmap import PageAnonExclusive, folio_ref_add, folio_ref_sub
 
 
 @pytest.mark.parametrize("reuse", [False, True], ids=["v6.12", "cow_reuse_large"])
@@ -39,8 +40,8 @@ def test_write_after_exit(setup: Setup, reuse: bool) -> None:
         # other pages stay write-protected and not PageAnonExclusive.
         pm = p.pagemap(a, setup.folio_bytes)
         assert pm["writable"].tolist() == [True] + [False] * (setup.folio_pages - 1)
-        folio = m.kernel.folio(int(r["pfn"]))
-        pae = [folio.page_anon_exclusive(int(r["pfn"]) + i) for i in range(setup.folio_pages)]
+        mem = m.kernel.memmap
+        pae = [PageAnonExclusive(mem, int(r["pfn"]) + i) for i in range(setup.folio_pages)]
         assert pae == [True] + [False] * (setup.folio_pages - 1)
         assert delta(m, s, "fault.wp_reuse") == 1
         s = m.stats()
@@ -79,12 +80,13 @@ def test_no_reuse_with_extra_reference(setup: Setup) -> None:
     m, p, a = setup.populated(value=1, cow_reuse_large=True)
     c = p.fork()
     c.exit()
-    folio = m.kernel.folio(int(row(p, a)["pfn"]))
-    folio.ref_add(1)  # a speculative reference (e.g. a GUP-fast lookup in flight)
+    mem = m.kernel.memmap
+    folio = int(mem.head[row(p, a)["pfn"]])
+    folio_ref_add(mem, folio, 1)  # a speculative reference (e.g. a GUP-fast lookup in flight)
     s = m.stats()
     p.write(a, PAGE, 2)
     assert delta(m, s, "page.copy") == 1
-    folio.ref_sub(1)
+    folio_ref_sub(mem, folio, 1)
     m.check()
 
 
@@ -102,7 +104,7 @@ def test_write_to_huge_zero_page(arch: str, thp_on_wp: bool) -> None:
     if thp_on_wp:
         assert delta(m, s, "thp_fault_alloc") == 1 and delta(m, s, "thp_split_pmd") == 0
         assert (pm["order"] == 9).all() and pm["writable"].all()
-        assert m.kernel.folio(int(pm["pfn"][0])).page_anon_exclusive(int(pm["pfn"][0]))
+        assert PageAnonExclusive(m.kernel.memmap, int(pm["pfn"][0]))
         assert pm["pfn"][0] != zero["pfn"][0]
     else:
         assert delta(m, s, "thp_fault_alloc") == 0 and delta(m, s, "thp_split_pmd") == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scenario_util import PAGE, Setup, assert_checked, delta, row
 
+from contpte.mm.memmap import folio_ref_count
+
 
 def test_pinned_page_is_copied_at_fork(setup: Setup) -> None:
     m, p, a = setup.populated(value=1)
@@ -74,11 +76,11 @@ def test_write_pin_of_shared_page_breaks_cow(setup: Setup) -> None:
 def test_unpin_restores_refcount_and_exit_frees_everything(setup: Setup) -> None:
     m, p, a = setup.populated(value=1)
     head = int(m.kernel.memmap.head[row(p, a)["pfn"]])
-    ref = m.kernel.folio(head).refcount
+    ref = folio_ref_count(m.kernel.memmap, head)
     p.pin(a, 2 * PAGE)
-    assert m.kernel.folio(head).refcount > ref
+    assert folio_ref_count(m.kernel.memmap, head) > ref
     p.unpin(a, 2 * PAGE)
-    assert m.kernel.folio(head).refcount == ref
+    assert folio_ref_count(m.kernel.memmap, head) == ref
     p.pin(a, PAGE)  # still pinned at exit: exit drops it
     free = m.kernel.buddy.nr_free
     p.exit()

@@ -196,6 +196,9 @@ class Kernel:
                 self.mthp_ids[order * _NR_MTHP_STATS + i] = counter_id(
                     f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}"
                 )
+        # These family members may be named after ``counters`` was made, and
+        # ``count()`` does not grow the array: make room for them now.
+        counters.inc(int(np.max(self.mthp_ids)), 0)
         # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
         arch.folio_head = self.memmap.head
         arch.folio_order = self.memmap.order

@@ -21,8 +21,10 @@ from ..counters import declare
 from ..errors import KernelBug
 
 if not cython.compiled:
-    from ..cdefs import i64
+    from ..arch.pgtable import Pgtable
+    from ..cdefs import i64, u64
     from ..counters import count
+    from ..hw.tables import AddressSpace, PtePool
     from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
         ClearPageAnonExclusive,
@@ -281,22 +283,58 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     k.count_mthp_stat(order, MTHP_SPLIT_DEFERRED, 1)
 
 
-def rmap_walk_ptes(k: Kernel, lo: int, hi: int) -> list[tuple[Any, int, int]]:
+def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
     """(mm, level-2 index, entry index) of every PTE mapping a pfn in ``[lo, hi)``.
 
     Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` for PTE
-    mappings.  The model keeps no anon_vma chains, so it scans the page
-    tables of every mm (vectorised per table); fine at the sizes where
-    splits and reclaim are exercised.
+    mappings.  ``[lo, hi)``: pages of one folio.  As ``vma_address()`` does,
+    each page is looked for only where a VMA maps its page index
+    (``folio->index`` + offset, the inverse of ``linear_page_index``): the
+    model has no mremap, so every mapping of a page is at that address.  The
+    model keeps no anon_vma chains or i_mmap trees, so every VMA of every mm
+    is a candidate, and a PTE counts only if it maps a pfn in the range.  The
+    cost follows the VMAs and the folio's size, not the address space.
+    Results: by mm (``kernel.mms`` order), then ascending address.
     """
-    a = k.arch
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
     out: list[tuple[Any, int, int]] = []
+    if hi <= lo:
+        return out
+    head: i64 = cython.cast(i64, mem.head[lo])
+    first: i64 = cython.cast(i64, mem.index[head]) + (lo - head)  # the page index of lo
+    last: i64 = first + (hi - lo)
+    shift: i64 = a.PAGE_SHIFT
+    pmd_shift: i64 = a.PMD_SHIFT
+    mask: i64 = a.PTRS_PER_PTE - 1
+    mm: MmStruct
+    v: Vma
+    space: AddressSpace
+    pool: PtePool
+    p0: i64
+    p1: i64
+    p: i64
+    addr: i64
+    ptep: i64
+    pte: u64
+    pfn: i64
     for mm in k.mms:
-        for idx in list(mm.space.tables):
-            d = a.ptes_decode(mm.space.table_entries(idx))
-            hit = d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)
-            for pos in hit.nonzero()[0]:
-                out.append((mm, idx, int(pos)))
+        space = mm.space
+        pool = space.pool
+        for v in mm.vmas:
+            p0 = max(first, v.vm_pgoff)
+            p1 = min(last, v.vm_pgoff + ((v.vm_end - v.vm_start) >> shift))
+            for p in range(p0, p1):
+                addr = v.vm_start + ((p - v.vm_pgoff) << shift)
+                ptep = space.pte_ptr(addr)
+                if ptep < 0:
+                    continue
+                pte = pool.peek(ptep)
+                if not a.pte_present(pte) or a.pte_special(pte):
+                    continue
+                pfn = a.pte_pfn(pte)
+                if lo <= pfn < hi:
+                    out.append((mm, addr >> pmd_shift, (addr >> shift) & mask))
     return out
 
 

@@ -1,1 +1,6 @@
-"""Machine, Process: syscalls, user accesses, CPUs (``contpte.system.machine``, ``.process``)."""
+"""Machine, Process: syscalls, user accesses, CPUs."""
+
+from .machine import Machine
+from .process import Process
+
+__all__ = ["Machine", "Process"]

@@ -10,7 +10,6 @@ import errno
 import pytest
 
 from contpte import Machine, UserfaultWP
-from contpte.workloads.scenario import parse, run
 
 ARCHES = ["arm64", "generic"]
 K = 1024
@@ -104,6 +103,8 @@ def test_uffd_wp(arch: str) -> None:
 def test_fork_of_numa_hinted_block_regression(arch: str) -> None:
     """Found by `contpte fuzz`: v6.12's pte_mkcont() set PTE_TYPE_PAGE, making the child's
     batch-copied PROT_NONE (NUMA hinting) PTEs valid, so the child's next access faulted forever."""
+    from contpte.workloads.scenario import parse, run  # the workloads layer (above mm)
+
     sc = parse(
         f"""machine arch={arch} memory=32M mthp.64K=always check=true
 p = spawn
@@ -128,6 +129,8 @@ c2 read buf 4K  !SIGSEGV
 def test_split_huge_pmd_maps_page_descriptors_regression(arch: str) -> None:
     """Found by `contpte fuzz` after the pte_mkcont() fix: the PMD split built its PTEs from
     the invalidated block descriptor instead of the VMA's protection (__split_huge_pmd_locked)."""
+    from contpte.workloads.scenario import parse, run  # the workloads layer (above mm)
+
     sc = parse(
         f"""machine arch={arch} memory=32M thp=always mthp.2M=always check=true
 p = spawn
