@@ -326,11 +326,35 @@ def _diffs(old: U64View, ob: i64, e: U64View, nb: i64, per: i64, out: I64View) -
         raise IndexError(f"store log rows {ob}, {nb} out of range")
     n: i64 = 0
     i: i64
+    j: i64
+    a: i64
+    b: i64
     if ob >= 0 and nb >= 0:
-        for i in range(per):
-            if old[ob + i] != e[nb + i]:
-                out[n] = i
-                n += 1
+        if per & 7:
+            for i in range(per):
+                if old[ob + i] != e[nb + i]:
+                    out[n] = i
+                    n += 1
+            return n
+        # eight entries at a time: a logged table is mostly unchanged
+        for j in range(0, per, 8):
+            a = ob + j
+            b = nb + j
+            if (
+                (old[a] ^ e[b])
+                | (old[a + 1] ^ e[b + 1])
+                | (old[a + 2] ^ e[b + 2])
+                | (old[a + 3] ^ e[b + 3])
+                | (old[a + 4] ^ e[b + 4])
+                | (old[a + 5] ^ e[b + 5])
+                | (old[a + 6] ^ e[b + 6])
+                | (old[a + 7] ^ e[b + 7])
+            ) == 0:
+                continue
+            for i in range(j, j + 8):
+                if old[ob + i] != e[nb + i]:
+                    out[n] = i
+                    n += 1
     elif nb >= 0:
         for i in range(per):
             if e[nb + i] != 0:
