@@ -41,7 +41,7 @@ cdef class MapShadow:
     cdef public PtePool pool
     cdef public Pgtable arch
     cdef public PteDecoder dec
-    cdef public i64 tlo, thi, chead, ndense, nr, per, page_shift, pmd_shift, hpage_nr, cont_ptes, serial, nqueue, nfiles, zero0, zero1
+    cdef public i64 flast, tlo, thi, chead, ndense, nr, per, page_shift, pmd_shift, hpage_nr, cont_ptes, serial, nqueue, nfiles, zero0, zero1
     cdef public U8View maps, meta, shm
     cdef public I64View queue, scratch, diffs
     cdef public dict big_maps, big_w, pmd_maps, pin_count, mms

@@ -426,6 +426,7 @@ class MapShadow:
         self.meta = np.zeros(0, dtype=np.uint8)
         self.shm = np.zeros(0, dtype=np.uint8)
         self.nfiles = -1
+        self.flast = -1
         self.queue = np.zeros(0, dtype=np.int64)
         self.scratch = np.zeros(0, dtype=np.int64)
         self.diffs = np.zeros(0, dtype=np.int64)
@@ -470,7 +471,11 @@ class MapShadow:
         self.zero0 = self.k.zero_pfn
         self.zero1 = self.k.huge_zero_pfn
         files: dict[int, Any] = self.k.files
-        if len(files) != self.nfiles:
+        # File ids only grow and files are added in id order (the last key is
+        # the newest); files go away (a shared anonymous object unmapped):
+        # recompute when the count or the newest id changed.
+        last: i64 = next(reversed(files)) if files else -1
+        if len(files) != self.nfiles or last != self.flast:
             top = max(files) + 1 if files else 0
             shm = np.zeros(max(top, 1), dtype=np.uint8)
             for fid, f in files.items():
@@ -478,6 +483,7 @@ class MapShadow:
                     shm[fid] = 1
             self.shm = shm
             self.nfiles = len(files)
+            self.flast = last
 
     @cython.cfunc
     def _mm(self, asid: i64) -> MmShadow:
