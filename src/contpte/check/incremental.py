@@ -641,6 +641,12 @@ class MapShadow:
         key: i64 = pfn
         h: i64 = mem.head[pfn]
         o: i64
+        mk: u8
+        if h == pfn:
+            # a head (an order-0 folio's page): already queued, as needed?
+            mk = self.meta[pfn]
+            if mk & M_QUEUED and (mk & M_PAGES or not pages):
+                return
         if h >= 0:
             o = mem.order[h]
             if h > pfn or o < 0 or o > 30 or pfn >= h + (cython.cast(i64, 1) << o):
@@ -971,7 +977,7 @@ class MapShadow:
         pm: i64 = 0
         if self.pmd_maps:
             pm = self.pmd_maps.get(h, 0)
-        cls: u8 = self.class_now(h)
+        cls: u8 = 0xFF  # the folio's class, read when a page needs it
         anon: cython.bint = (mem.flags[h] & PG_anon) != 0
         total: i64 = 0
         q: i64
@@ -993,6 +999,8 @@ class MapShadow:
                 return False
             total += m
             mq = self.meta[q]
+            if (m or mq & M_W) and cls == 0xFF:
+                cls = self.class_now(h)
             if m and (mq & M_CLASS) != cls:
                 return False
             if mq & M_W:
