@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
-    from ..cdefs import I64View, U8View, U64View, i64, u8, u32, u64
+    from ..cdefs import I64View, U8View, U64View, i32, i64, u8, u32, u64
     from ..hw.tables import LogEntry, PtePool
     from ..mm.kernel import Kernel, RmapObserver
     from ..mm.memmap import MemMap, PG_anon, PG_anon_exclusive, PG_reserved, folio_mapcount
@@ -91,10 +91,12 @@ M_CLASS = cython.declare(u8, 0x03)
 M_W = cython.declare(u8, 0x0C)
 M_PINNED = cython.declare(u8, 0x10)
 M_QUEUED = cython.declare(u8, 0x20)
+M_PAGES = cython.declare(u8, 0x40)
 NOT_M_CLASS = cython.declare(u8, 0xFF ^ 0x03)
 NOT_M_W = cython.declare(u8, 0xFF ^ 0x0C)
 NOT_M_PINNED = cython.declare(u8, 0xFF ^ 0x10)
 NOT_M_QUEUED = cython.declare(u8, 0xFF ^ 0x20)
+NOT_M_QUEUED_PAGES = cython.declare(u8, 0xFF ^ 0x60)
 # RSS classes (``MapShadow.class_now``).
 C_NONE = cython.declare(u8, 0)
 C_ANON = cython.declare(u8, 1)
@@ -102,8 +104,6 @@ C_FILE = cython.declare(u8, 2)
 C_SHMEM = cython.declare(u8, 3)
 
 _U64_MAX = cython.declare(u64, (1 << 64) - 1)
-#: Fibonacci hashing of ``pte_pgprot`` values into the decoder's cache.
-_GOLDEN = cython.declare(u64, 0x9E3779B97F4A7C15)
 #: Per arch class and granule: (cacheable, protmask, addrmask, pfn shift).
 _PROBED: dict[tuple[type, int], tuple[bool, int, int, int]] = {}
 
@@ -170,11 +170,11 @@ def decoder_probe(arch: Any) -> tuple[bool, int, int, int]:
             prot = int(arch.vm_get_page_prot(flags))
         except Exception:  # a protection this backend lacks
             continue
-        for pfn in (0, 1, 0x1FF, 0x12345):
+        for pfn in (1, 0x12345):
             pte = int(arch.pfn_pte(pfn, prot))
             probes.append(pte)
             for a in mods:
-                for b in (None, *mods[:6]):
+                for b in (None, "pte_mkwrite", "pte_wrprotect", "pte_mkdirty"):
                     try:
                         x = getattr(arch, a)(pte)
                         if b is not None:
@@ -182,7 +182,7 @@ def decoder_probe(arch: Any) -> tuple[bool, int, int, int]:
                     except Exception:  # a helper this backend lacks
                         continue
                     probes.append(int(x) & _U64_MAX)
-    for _ in range(512):
+    for _ in range(256):
         probes.append(rng.getrandbits(64))
         probes.append(rng.getrandbits(64) & rng.getrandbits(64))
     ok = True
@@ -220,8 +220,14 @@ class PteDecoder:
         self.pfn_shift = sh
         self.keys = np.zeros(_CACHE_SIZE, dtype=np.uint64)
         self.vals = np.zeros(_CACHE_SIZE, dtype=np.uint32)
+        # the two attribute sets seen last (0: none; a zero entry never gets here)
+        self.p0 = 0
+        self.f0 = 0
+        self.p1 = 0
+        self.f1 = 0
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def direct(self, pte: u64) -> u32:
         a: Pgtable = self.arch
         if pte == 0 or not a.pte_present(pte):
@@ -246,25 +252,44 @@ class PteDecoder:
         return f
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def flags(self, pte: u64) -> u32:
         if pte == 0:
             return 0
         if not self.cacheable:
             return self.direct(pte)
-        prot: u64 = int(pte) & self.protmask
-        h: i64 = cython.cast(i64, ((prot * _GOLDEN) & _U64_MAX) >> 56)
-        v: u32 = self.vals[h]
-        if v & F_CACHED and self.keys[h] == prot:
-            return v & (F_CACHED - 1)
-        v = self.direct(prot)
-        self.keys[h] = prot
-        self.vals[h] = v | F_CACHED
+        prot: u64 = pte & self.protmask
+        # runs of entries share their attributes: the last two first
+        if prot == self.p0:
+            return self.f0
+        v: u32
+        if prot == self.p1:
+            v = self.f1
+        else:
+            # a fold of the attribute bits (no multiply: exact for numpy scalars too)
+            h: i64 = cython.cast(
+                i64, (prot ^ (prot >> 7) ^ (prot >> 19) ^ (prot >> 31) ^ (prot >> 43) ^ (prot >> 53)) & 255
+            )
+            v = self.vals[h]
+            if v & F_CACHED and self.keys[h] == prot:
+                v &= F_CACHED - 1
+            else:
+                v = self.direct(prot)
+                self.keys[h] = prot
+                self.vals[h] = v | F_CACHED
+        self.p1 = self.p0
+        self.f1 = self.f0
+        self.p0 = prot
+        self.f0 = v
         return v
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def pfn(self, pte: u64) -> i64:
         if self.cacheable:
-            return cython.cast(i64, (int(pte) & self.addrmask) >> self.pfn_shift)
+            return cython.cast(i64, (pte & self.addrmask) >> self.pfn_shift)
         return self.arch.pte_pfn(pte)
 
 
@@ -288,7 +313,64 @@ class MmShadow:
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.exceptval(-1)
+def _diffs(old: U64View, ob: i64, e: U64View, nb: i64, per: i64, out: I64View) -> i64:
+    """The indices of the ``per`` entries where row ``ob`` of ``old`` and row ``nb``
+    of ``e`` differ (-1: a row of zeros), into ``out``; how many.
+
+    The compare of every logged table's entries: bounds are checked once here,
+    not per entry.
+    """
+    if (ob >= 0 and ob + per > old.shape[0]) or (nb >= 0 and nb + per > e.shape[0]) or out.shape[0] < per:
+        raise IndexError(f"store log rows {ob}, {nb} out of range")
+    n: i64 = 0
+    i: i64
+    j: i64
+    a: i64
+    b: i64
+    if ob >= 0 and nb >= 0:
+        if per & 7:
+            for i in range(per):
+                if old[ob + i] != e[nb + i]:
+                    out[n] = i
+                    n += 1
+            return n
+        # eight entries at a time: a logged table is mostly unchanged
+        for j in range(0, per, 8):
+            a = ob + j
+            b = nb + j
+            if (
+                (old[a] ^ e[b])
+                | (old[a + 1] ^ e[b + 1])
+                | (old[a + 2] ^ e[b + 2])
+                | (old[a + 3] ^ e[b + 3])
+                | (old[a + 4] ^ e[b + 4])
+                | (old[a + 5] ^ e[b + 5])
+                | (old[a + 6] ^ e[b + 6])
+                | (old[a + 7] ^ e[b + 7])
+            ) == 0:
+                continue
+            for i in range(j, j + 8):
+                if old[ob + i] != e[nb + i]:
+                    out[n] = i
+                    n += 1
+    elif nb >= 0:
+        for i in range(per):
+            if e[nb + i] != 0:
+                out[n] = i
+                n += 1
+    elif ob >= 0:
+        for i in range(per):
+            if old[ob + i] != 0:
+                out[n] = i
+                n += 1
+    return n
+
+
+@cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _either(p: i64, a: i64, b: i64) -> cython.bint:
     """``p in (a, b)`` without a tuple."""
     return (p == a) | (p == b)
@@ -296,6 +378,7 @@ def _either(p: i64, a: i64, b: i64) -> cython.bint:
 
 @cython.cfunc
 @cython.inline
+@cython.exceptval(check=False)
 def _member(cls: u8) -> i64:
     """The RSS counter of a class (``MM_*``)."""
     if cls == C_ANON:
@@ -333,6 +416,8 @@ class MapShadow:
         self.pin_count: dict[int, int] = {}
         #: ASID -> MmShadow
         self.mms: dict[int, MmShadow] = {}
+        #: PMD-mapped folios with no PTE-mapped page at their last full compare
+        self.pmd_clean: set[int] = set()
         self.suspect = False
         self.why = ""
         self.ndense = 0
@@ -341,11 +426,18 @@ class MapShadow:
         self.meta = np.zeros(0, dtype=np.uint8)
         self.shm = np.zeros(0, dtype=np.uint8)
         self.nfiles = -1
+        self.flast = -1
         self.queue = np.zeros(0, dtype=np.int64)
         self.scratch = np.zeros(0, dtype=np.int64)
+        self.diffs = np.zeros(0, dtype=np.int64)
         self.nqueue = 0
         self.zero0 = -1
         self.zero1 = -1
+        #: the range of the folio queued last, and the folio whose class is known (in a sync)
+        self.tlo = 0
+        self.thi = 0
+        self.chead = -1
+        self.ccls = 0
 
     def __repr__(self) -> str:
         return f"<MapShadow {self.nr} frames, {len(self.mms)} mms, {self.nqueue} queued>"
@@ -379,7 +471,11 @@ class MapShadow:
         self.zero0 = self.k.zero_pfn
         self.zero1 = self.k.huge_zero_pfn
         files: dict[int, Any] = self.k.files
-        if len(files) != self.nfiles:
+        # File ids only grow and files are added in id order (the last key is
+        # the newest); files go away (a shared anonymous object unmapped):
+        # recompute when the count or the newest id changed.
+        last: i64 = next(reversed(files)) if files else -1
+        if len(files) != self.nfiles or last != self.flast:
             top = max(files) + 1 if files else 0
             shm = np.zeros(max(top, 1), dtype=np.uint8)
             for fid, f in files.items():
@@ -387,6 +483,7 @@ class MapShadow:
                     shm[fid] = 1
             self.shm = shm
             self.nfiles = len(files)
+            self.flast = last
 
     @cython.cfunc
     def _mm(self, asid: i64) -> MmShadow:
@@ -412,6 +509,8 @@ class MapShadow:
         self.mms.pop(asid, None)
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def maps_of(self, p: i64) -> i64:
         m: i64 = self.maps[p]
         if m < 255:
@@ -419,6 +518,8 @@ class MapShadow:
         return cython.cast(i64, self.big_maps[p])
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def w_of(self, p: i64) -> i64:
         w: i64 = (self.meta[p] >> 2) & 3
         if w < 3:
@@ -426,7 +527,9 @@ class MapShadow:
         return cython.cast(i64, self.big_w[p])
 
     @cython.cfunc
-    def _maps_inc(self, p: i64) -> None:
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _maps_inc(self, p: i64) -> i32:
         m: i64 = self.maps[p]
         if m < 254:
             self.maps[p] = m + 1
@@ -435,8 +538,11 @@ class MapShadow:
             self.big_maps[p] = 255
         else:
             self.big_maps[p] = self.big_maps[p] + 1
+        return 0
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def _maps_dec(self, p: i64) -> cython.bint:
         m: i64 = self.maps[p]
         if m == 0:
@@ -453,7 +559,9 @@ class MapShadow:
         return True
 
     @cython.cfunc
-    def _w_inc(self, p: i64) -> None:
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _w_inc(self, p: i64) -> i32:
         w: i64 = (self.meta[p] >> 2) & 3
         if w < 2:
             self.meta[p] = self.meta[p] + 4
@@ -462,8 +570,11 @@ class MapShadow:
             self.big_w[p] = 3
         else:
             self.big_w[p] = self.big_w[p] + 1
+        return 0
 
     @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
     def _w_dec(self, p: i64) -> cython.bint:
         w: i64 = (self.meta[p] >> 2) & 3
         if w == 0:
@@ -480,6 +591,7 @@ class MapShadow:
         return True
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def class_now(self, head: i64) -> u8:
         """The RSS class of the folio at ``head`` in mem_map now."""
         mem: MemMap = self.mem
@@ -491,6 +603,7 @@ class MapShadow:
         return C_FILE
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _vma_shared(self, ms: MmShadow, va: i64) -> cython.bint:
         if ms.vstart <= va < ms.vend:
             return ms.vshared
@@ -514,6 +627,12 @@ class MapShadow:
     @cython.ccall
     def touch(self, pfn: i64) -> None:
         """Queue the folio of ``pfn`` (or the frame, if free) for the next ``check``."""
+        self._queue(pfn, True)
+
+    @cython.cfunc
+    def _queue(self, pfn: i64, pages: cython.bint) -> None:
+        """Queue the folio of ``pfn``; ``pages``: its pages' mappings changed (not
+        only its PMD maps), so each page must be compared."""
         if pfn < 0 or pfn >= self.nr:
             return
         if not self.ready:
@@ -522,12 +641,22 @@ class MapShadow:
         key: i64 = pfn
         h: i64 = mem.head[pfn]
         o: i64
+        mk: u8
+        if h == pfn:
+            # a head (an order-0 folio's page): already queued, as needed?
+            mk = self.meta[pfn]
+            if mk & M_QUEUED and (mk & M_PAGES or not pages):
+                return
         if h >= 0:
             o = mem.order[h]
             if h > pfn or o < 0 or o > 30 or pfn >= h + (cython.cast(i64, 1) << o):
                 self._sus("a frame outside the folio its head names")
             else:
                 key = h
+        self.tlo = key
+        self.thi = key + 1 if key != h else h + (cython.cast(i64, 1) << o)
+        if pages:
+            self.meta[key] = self.meta[key] | M_PAGES
         if self.meta[key] & M_QUEUED:
             return
         self.meta[key] = self.meta[key] | M_QUEUED
@@ -538,6 +667,27 @@ class MapShadow:
             self.queue = grown
         self.queue[n] = key
         self.nqueue = n + 1
+
+    @cython.cfunc
+    @cython.inline
+    @cython.exceptval(-1, check=True)
+    def _touch(self, pfn: i64) -> i32:
+        """``touch`` in a sync, where folios do not change: the pages of the last
+        folio queued (the usual next ones) cost one compare."""
+        if self.tlo <= pfn < self.thi:
+            return 0
+        self.touch(pfn)
+        return 0
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    @cython.inline
+    def _class(self, head: i64) -> u8:
+        """``class_now`` in a sync, remembered for the last folio."""
+        if head != self.chead:
+            self.chead = head
+            self.ccls = self.class_now(head)
+        return self.ccls
 
     @cython.ccall
     def pin(self, pfn: i64, delta: i64) -> None:
@@ -556,13 +706,14 @@ class MapShadow:
 
     # -- applying the store log -------------------------------------------------
     @cython.cfunc
-    def _remove(self, ms: MmShadow, p: i64, f: u32) -> None:
+    @cython.exceptval(-1, check=True)
+    def _remove(self, ms: MmShadow, p: i64, f: u32) -> i32:
         """A present, non-special PTE mapping ``p`` with fields ``f`` went away."""
         if p < 0 or p >= self.nr:
-            return  # never counted (it was a suspect when it appeared)
+            return 0  # never counted (it was a suspect when it appeared)
         if not self._maps_dec(p):
             self._sus("a mapping removed that was not counted")
-            return
+            return 0
         cls: u8 = self.meta[p] & M_CLASS
         if f & F_WRITE and cls == C_ANON:
             if not self._w_dec(p):
@@ -570,21 +721,23 @@ class MapShadow:
         if cls == C_NONE:
             self._sus("a mapping of no class")
         ms.rss[_member(cls)] -= 1
-        self.touch(p)
+        self._touch(p)
+        return 0
 
     @cython.cfunc
-    def _add(self, ms: MmShadow, p: i64, f: u32, va: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _add(self, ms: MmShadow, p: i64, f: u32, va: i64) -> i32:
         """A present, non-special PTE mapping ``p`` with fields ``f`` appeared at ``va``."""
         if p < 0 or p >= self.nr:
             self._sus("a PTE maps a frame that does not exist")
-            return
+            return 0
         h: i64 = self.mem.head[p]
         cls: u8
         if h < 0:
             self._sus("a PTE maps a free frame")
             cls = C_FILE
         else:
-            cls = self.class_now(h)
+            cls = self._class(h)
         if self.maps[p] == 0:
             self.meta[p] = (self.meta[p] & NOT_M_CLASS) | cls
         elif (self.meta[p] & M_CLASS) != cls:
@@ -594,27 +747,32 @@ class MapShadow:
         if f & F_WRITE:
             self._wgain(ms, p, va)
         ms.rss[_member(cls)] += 1
-        self.touch(p)
+        self._touch(p)
+        return 0
 
     @cython.cfunc
-    def _wgain(self, ms: MmShadow, p: i64, va: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _wgain(self, ms: MmShadow, p: i64, va: i64) -> i32:
         """A writable mapping of ``p`` at ``va`` (counted when private and anon)."""
         cls: u8 = self.meta[p] & M_CLASS
         if self._vma_shared(ms, va):
             if cls == C_ANON:
                 self._sus("an anon page writable through a shared mapping")
-            return
+            return 0
         if cls != C_ANON:
             self._sus("writable-anon-exclusive: a private writable PTE maps a page that is not anon")
-            return
+            return 0
         self._w_inc(p)
         if not self.mem.flags[p] & PG_anon_exclusive:
             self._sus("writable-anon-exclusive")
+        return 0
 
     @cython.cfunc
-    def _wloss(self, p: i64) -> None:
+    @cython.exceptval(-1, check=True)
+    def _wloss(self, p: i64) -> i32:
         if (self.meta[p] & M_CLASS) == C_ANON and not self._w_dec(p):
             self._sus("a writable mapping lost that was not counted")
+        return 0
 
     @cython.ccall
     def sync(self) -> None:
@@ -624,6 +782,9 @@ class MapShadow:
             return
         self._refresh()
         self.serial += 1
+        self.tlo = 0
+        self.thi = 0
+        self.chead = -1
         dec: PteDecoder = self.dec
         log: list[Any] = pool.log
         per: i64 = self.per
@@ -647,9 +808,14 @@ class MapShadow:
         if nlog:
             # pass 1: removals and changes that keep the frame; additions are
             # kept (entry indices per log entry) for pass 2
-            if self.scratch.shape[0] < nlog * per + nlog:
-                self.scratch = np.zeros(nlog * per + nlog, dtype=np.int64)
+            if self.scratch.shape[0] < per + nlog:
+                self.scratch = np.zeros(per + nlog, dtype=np.int64)
             adds: I64View = self.scratch
+            if self.diffs.shape[0] < per:
+                self.diffs = np.zeros(per, dtype=np.int64)
+            diffs: I64View = self.diffs
+            nd: i64
+            t: i64
             na = 0
             for j in range(nlog):
                 ent = log[j]
@@ -659,11 +825,21 @@ class MapShadow:
                 va0 = ent.pmd_index << self.pmd_shift
                 cnt_at: i64 = na
                 na += 1
-                for i in range(per):
-                    o = old[ob + i] if ob >= 0 else 0
+                if ob < 0:
+                    # allocated in the epoch: nothing to remove; pass 2 scans it
+                    adds[cnt_at] = -1 if nb >= 0 else 0
+                    continue
+                if na + per + nlog - j > adds.shape[0]:
+                    # room for this table's additions and the other tables' counts
+                    grown = np.zeros(2 * adds.shape[0] + per, dtype=np.int64)
+                    grown[:na] = np.asarray(adds)[:na]
+                    self.scratch = grown
+                    adds = self.scratch
+                nd = _diffs(old, ob, e, nb, per, diffs)
+                for t in range(nd):
+                    i = diffs[t]
+                    o = old[ob + i]
                     n = e[nb + i] if nb >= 0 else 0
-                    if o == n:
-                        continue
                     fo = dec.flags(o)
                     fn = dec.flags(n)
                     if (fn & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
@@ -677,7 +853,7 @@ class MapShadow:
                                         self._wgain(ms, pn, va0 + (i << self.page_shift))
                                     else:
                                         self._wloss(pn)
-                                    self.touch(pn)
+                                    self._touch(pn)
                                 continue
                             self._remove(ms, po, fo)
                         adds[na] = i
@@ -696,12 +872,23 @@ class MapShadow:
                 ms = self._mm(ent.asid)
                 nb = ent.slot * per
                 va0 = ent.pmd_index << self.pmd_shift
+                if cnt < 0:
+                    # a new table: every entry is an addition
+                    nd = _diffs(old, -1, e, nb, per, diffs)
+                    for t in range(nd):
+                        i = diffs[t]
+                        n = e[nb + i]
+                        fn = dec.flags(n)
+                        if (fn & (F_PRESENT | F_SPECIAL)) == F_PRESENT:
+                            self._add(ms, dec.pfn(n), fn, va0 + (i << self.page_shift))
+                    continue
                 for i in range(na, na + cnt):
                     n = e[nb + adds[i]]
                     fn = dec.flags(n)
                     self._add(ms, dec.pfn(n), fn, va0 + (adds[i] << self.page_shift))
                 na += cnt
-            if self.scratch.shape[0] > 4 * per and nlog < 4:
+            if self.scratch.shape[0] > 4 * (per + 1):
+                # a big epoch's scratch is not kept between syscalls
                 self.scratch = np.zeros(per + 1, dtype=np.int64)
         if pool.pmd_log:
             self._pmd_sync(pool.pmd_log)
@@ -746,7 +933,7 @@ class MapShadow:
                 self.pmd_maps[p] = c - 1
             ms = self._mm(asid)
             ms.rss[MM_ANONPAGES] -= self.hpage_nr
-            self.touch(p)
+            self._queue(p, False)
         for asid, _idx, _old, new in changed:
             if not new:
                 continue
@@ -767,12 +954,19 @@ class MapShadow:
                 self._sus("a PMD maps a frame that is not a folio head")
             if f & F_WRITE and not self.mem.flags[p] & PG_anon_exclusive:
                 self._sus("writable-anon-exclusive (PMD)")
-            self.touch(p)
+            self._queue(p, False)
 
     # -- the check of what changed ------------------------------------------------
     @cython.cfunc
-    def _folio_ok(self, h: i64) -> cython.bint:
-        """Every rule on folio ``h`` and its pages holds against the shadow."""
+    @cython.exceptval(-1, check=True)
+    def _folio_ok(self, h: i64, pages: cython.bint) -> cython.bint:
+        """Every rule on folio ``h`` and its pages holds against the shadow.
+
+        A PMD-mapped folio none of whose pages is PTE-mapped (``pmd_clean``,
+        found so by the last full compare) whose pages did not change since
+        (not ``pages``) is compared at the folio level only: a PMD map costs
+        O(1), as in the kernel.
+        """
         mem: MemMap = self.mem
         o: i64 = mem.order[h]
         if o < 0 or o > 30:
@@ -783,12 +977,16 @@ class MapShadow:
         pm: i64 = 0
         if self.pmd_maps:
             pm = self.pmd_maps.get(h, 0)
-        cls: u8 = self.class_now(h)
+        cls: u8 = 0xFF  # the folio's class, read when a page needs it
         anon: cython.bint = (mem.flags[h] & PG_anon) != 0
         total: i64 = 0
         q: i64
         m: i64
         mq: u8
+        if not pages and pm and h in self.pmd_clean:
+            n = 0  # no page to compare
+        elif self.pmd_clean:
+            self.pmd_clean.discard(h)
         for q in range(h, h + n):
             if mem.head[q] != h:
                 return False
@@ -801,6 +999,8 @@ class MapShadow:
                 return False
             total += m
             mq = self.meta[q]
+            if (m or mq & M_W) and cls == 0xFF:
+                cls = self.class_now(h)
             if m and (mq & M_CLASS) != cls:
                 return False
             if mq & M_W:
@@ -815,19 +1015,25 @@ class MapShadow:
                 return False
             if mem.entire_mapcount[h] != pm:
                 return False
+        if pm and total == 0 and n:
+            self.pmd_clean.add(h)
         return True
 
     @cython.cfunc
-    def _key_ok(self, key: i64) -> cython.bint:
+    @cython.exceptval(-1, check=True)
+    def _key_ok(self, key: i64, pages: cython.bint) -> cython.bint:
         h: i64 = self.mem.head[key]
         if h < 0:
+            if self.pmd_clean:
+                self.pmd_clean.discard(key)
             return self.maps_of(key) == 0  # a free frame must not be mapped
         o: i64 = self.mem.order[h]
         if h > key or o < 0 or o > 30 or key >= h + (cython.cast(i64, 1) << o):
             return False
-        return self._folio_ok(h)
+        return self._folio_ok(h, pages or h != key)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def check(self) -> cython.bint:
         """Compare the queued folios and every mm's RSS with the shadow.
 
@@ -837,14 +1043,16 @@ class MapShadow:
         sus: cython.bint = self.suspect
         j: i64
         key: i64
+        pages: cython.bint
         for j in range(self.nqueue):
             key = self.queue[j]
-            self.meta[key] = self.meta[key] & NOT_M_QUEUED
-            if not sus and not self._key_ok(key):
+            pages = (self.meta[key] & M_PAGES) != 0
+            self.meta[key] = self.meta[key] & NOT_M_QUEUED_PAGES
+            if not sus and not self._key_ok(key, pages):
                 sus = True
                 self.why = f"folio of pfn {key:#x}"
-        if self.queue.shape[0] > 4096 and self.nqueue < self.queue.shape[0] >> 3:
-            self.queue = np.zeros(64, dtype=np.int64)
+        if self.queue.shape[0] > 4096:
+            self.queue = np.zeros(64, dtype=np.int64)  # not kept between syscalls
         self.nqueue = 0
         mm: MmStruct
         ms: MmShadow
@@ -898,6 +1106,7 @@ class MapShadow:
         self.big_maps = {}
         self.big_w = {}
         self.pmd_maps = {}
+        self.pmd_clean = set()
         self.mms = {}
         self.nqueue = 0
         self.suspect = False
@@ -1103,16 +1312,19 @@ class MapShadow:
 
     # -- tests and tools -----------------------------------------------------------------
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_maps(self, pfn: i64) -> i64:
         """The PTE mappings of ``pfn`` the shadow counts."""
         return self.maps_of(pfn) if self.ready else 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_wmaps(self, pfn: i64) -> i64:
         """The writable PTE mappings of ``pfn`` in private mappings the shadow counts."""
         return self.w_of(pfn) if self.ready else 0
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def frame_class(self, pfn: i64) -> i64:
         """The RSS class ``pfn``'s mappings were counted under (0 none, 1 anon, 2 file, 3 shmem)."""
         return self.meta[pfn] & M_CLASS if self.ready else 0
@@ -1149,6 +1361,7 @@ class RmapHook(RmapObserver):
 
 # -- fork: the child's tables copy the parent's ------------------------------------------
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _block_dirty(dec: PteDecoder, a: U64View, base: i64, i: i64, cp: i64) -> cython.bint:
     """Is any entry of the contiguous block holding entry ``i`` dirty (``ptep_get``'s gather)."""
     b: i64 = base + (i - i % cp)
@@ -1189,11 +1402,33 @@ def _fork_copy_range(
     pdirty: cython.bint
     cdirty: cython.bint
     cpfn: i64
+    # The usual pair: the same frame, attributes seen just before (a run of a
+    # folio copied alike): the verdict of the last pair of attribute sets.
+    fast: cython.bint = dec.cacheable
+    am: u64 = dec.addrmask
+    pm: u64 = dec.protmask
+    lp: u64 = 0
+    lc: u64 = 0
+    lok: cython.bint = False
     for i in range(lo, hi):
         p = pa[pb + i] if pb >= 0 else 0
         c = ca[cb + i] if cb >= 0 else 0
         if p == 0 and c == 0:
             continue
+        if fast and p != 0 and c != 0 and ((p ^ c) & am) == 0:
+            if (p & pm) != lp or (c & pm) != lc:
+                lp = p & pm
+                lc = c & pm
+                fp = dec.flags(p)
+                fc = dec.flags(c)
+                lok = (
+                    (fp & fc & F_PRESENT) != 0
+                    and not (fp ^ fc) & (F_VALID | F_SOFT_DIRTY)
+                    and ((fc & F_UFFD_WP) != 0) == (uffd and (fp & F_UFFD_WP) != 0)
+                    and not (private and not fp & F_SPECIAL and fp & F_DIRTY and not fc & F_DIRTY)
+                )
+            if lok:
+                continue
         fp = dec.flags(p)
         if p == c and (uffd or not fp & F_UFFD_WP):
             continue  # the same descriptor: every field the same

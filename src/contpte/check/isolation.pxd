@@ -6,17 +6,17 @@ cdef class ValueTable:
     cdef public i64 refs, per, nown, nlazy
     cdef public u64 a, b
     cdef public object vals, own, lazy
-    cdef bint has(self, i64 i)
-    cdef u64 value(self, i64 i)
-    cdef bint is_lazy(self, i64 i)
-    cdef i64 _count(self, object words, i64 i0, i64 n)
+    cdef bint has(self, i64 i) except? -1
+    cdef u64 value(self, i64 i) except? -1
+    cdef bint is_lazy(self, i64 i) except? -1
+    cdef i64 _count(self, object words, i64 i0, i64 n) except? -1
     cdef _own(self, i64 i0, i64 n, bint on)
     cdef _lazy(self, i64 i0, i64 n, bint on)
-    cdef i64 _owned_in(self, i64 i0, i64 n)
+    cdef i64 _owned_in(self, i64 i0, i64 n) except? -1
     cdef _materialize(self)
     cdef store(self, i64 i0, i64 n, object src, i64 s0, u64 u)
     cdef ValueTable clone(self)
-    cdef bint contains(self, u64 v)
+    cdef bint contains(self, u64 v) except? -1
 
 @cython.final
 cdef class ValueShadow:
@@ -30,8 +30,8 @@ cdef class ValueShadow:
     cpdef set(self, i64 vpn, i64 n, object values)
     cpdef forget(self, i64 vpn, i64 n)
     cpdef mark_lazy(self, i64 vpn, i64 n, bint on)
-    cpdef i64 state(self, i64 vpn)
+    cpdef i64 state(self, i64 vpn) except? -1
     cpdef ValueShadow copy(self)
     cpdef release(self)
-    cpdef bint contains(self, u64 v)
+    cpdef bint contains(self, u64 v) except? -1
 cdef u64 _U64_MAX

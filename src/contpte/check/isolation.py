@@ -34,6 +34,17 @@ __all__ = ["ValueTable", "ValueShadow"]
 _U64_MAX = cython.declare(u64, (1 << 64) - 1)
 
 
+@cython.cfunc
+@cython.inline
+@cython.exceptval(check=False)
+def _u(x: u64) -> u64:
+    """``x`` (an array element) as an exact integer: interpreted, a numpy scalar
+    becomes a Python int, so that u64 arithmetic wraps without warnings."""
+    if not cython.compiled:
+        return int(x)
+    return x
+
+
 @cython.final
 @cython.cclass
 class ValueTable:
@@ -62,27 +73,33 @@ class ValueTable:
         return n
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def has(self, i: i64) -> cython.bint:
         if self.own is None:
             return self.nown == self.per
         w: U64View = self.own
-        return int(w[i >> 6] >> (i & 63)) & 1 != 0
+        bit: u64 = w[i >> 6] >> (i & 63)
+        return (bit & 1) != 0
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def value(self, i: i64) -> u64:
         if self.vals is None:
             return (self.a + self.b * cython.cast(u64, i)) & _U64_MAX
         v: U64View = self.vals
-        return int(v[i])
+        return _u(v[i])
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def is_lazy(self, i: i64) -> cython.bint:
         if self.lazy is None:
             return False
         w: U64View = self.lazy
-        return int(w[i >> 6] >> (i & 63)) & 1 != 0
+        bit: u64 = w[i >> 6] >> (i & 63)
+        return (bit & 1) != 0
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _count(self, words: np.ndarray, i0: i64, n: i64) -> i64:
         """Bits set in ``[i0, i0 + n)`` of a bitmap."""
         w: U64View = words
@@ -169,15 +186,15 @@ class ValueTable:
             nb = 0
             ok = True
         elif n == 1:
-            na = int(sv[s0])
+            na = _u(sv[s0])
             nb = 0
             ok = True
         else:
-            nb = (int(sv[s0 + 1]) - int(sv[s0])) & _U64_MAX
-            na = (int(sv[s0]) - nb * cython.cast(u64, i0)) & _U64_MAX
+            nb = (_u(sv[s0 + 1]) - _u(sv[s0])) & _U64_MAX
+            na = (_u(sv[s0]) - nb * cython.cast(u64, i0)) & _U64_MAX
             ok = True
             for j in range(n):
-                if int(sv[s0 + j]) != (na + nb * cython.cast(u64, i0 + j)) & _U64_MAX:
+                if _u(sv[s0 + j]) != (na + nb * cython.cast(u64, i0 + j)) & _U64_MAX:
                     ok = False
                     break
         covers: cython.bint = self.nown == 0 or self._owned_in(i0, n) == self.nown
@@ -186,7 +203,7 @@ class ValueTable:
             # the other owned pages keep a + b * i: do the new values continue it?
             fits = True
             for j in range(n):
-                if (u if src is None else int(sv[s0 + j])) != (
+                if (u if src is None else _u(sv[s0 + j])) != (
                     self.a + self.b * cython.cast(u64, i0 + j)
                 ) & _U64_MAX:
                     fits = False
@@ -206,6 +223,7 @@ class ValueTable:
         self._lazy(i0, n, False)
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _owned_in(self, i0: i64, n: i64) -> i64:
         """Owned pages in ``[i0, i0 + n)``."""
         if self.own is None:
@@ -225,6 +243,7 @@ class ValueTable:
         return t
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def contains(self, v: u64) -> cython.bint:
         """Does an owned page hold ``v``."""
         i: i64
@@ -344,6 +363,7 @@ class ValueShadow:
                 tab._lazy(lo, hi - lo, op == 1)
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def state(self, vpn: i64) -> i64:
         """Bit 0: page ``vpn`` owns a value (then in ``last``); bit 1: lazyfree."""
         t = self._tab(vpn >> self.shift)
@@ -381,6 +401,7 @@ class ValueShadow:
         self.ctab = None
 
     @cython.ccall
+    @cython.exceptval(-1, check=True)
     def contains(self, v: u64) -> cython.bint:
         """Does an owned page hold ``v`` (messages only: a scan)."""
         t: ValueTable

@@ -4,5 +4,5 @@ from contpte.hw.tables cimport AddressSpace, PtePool
 from contpte.mm.memmap cimport MemMap
 from contpte.mm.mm_types cimport MmStruct
 
-cpdef i64 page_pfn(MmStruct mm, i64 addr)
+cpdef i64 page_pfn(MmStruct mm, i64 addr) except? -1
 cpdef page_pfns(MmStruct mm, i64 addr, i64 npages)

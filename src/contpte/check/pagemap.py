@@ -51,6 +51,7 @@ _SPECIAL = cython.declare(i64, 32)
 
 
 @cython.cfunc
+@cython.exceptval(-1, check=True)
 def _bits(a: Pgtable, v: u64) -> i64:
     """The ``_*`` bits of a raw PTE (0 unless ``pte_present``)."""
     if v == 0 or not a.pte_present(v):
@@ -162,6 +163,7 @@ def _fill(mm: MmStruct, addr: i64, n: i64, flags: U8View, pfns: I64View, order: 
 
 
 @cython.ccall
+@cython.exceptval(-1, check=True)
 def page_pfn(mm: MmStruct, addr: i64) -> i64:
     """The pfn ``addr`` maps (``pte_present``, or a PMD block), -1 if none."""
     a: Pgtable = mm.kernel.arch

@@ -19,6 +19,6 @@ cdef class Validators:
     cdef public i64 per, page_shift, page_size
     cdef public bint enabled
     cdef ValueShadow _values(self, i64 pid)
-    cdef u64 _file_value(self, object f, i64 idx)
+    cdef u64 _file_value(self, object f, i64 idx) except? -1
     cdef _check_read(self, object p, ValueShadow sh, Vma v, i64 a0, U64View got, i64 g0, i64 c)
 cdef u64 _U64_MAX

@@ -51,7 +51,7 @@ from ..errors import InvariantViolation
 
 if not cython.compiled:
     from ..cdefs import U64View, i64, u64
-    from ..mm.mm_types import VM_SHARED, Vma
+    from ..mm.mm_types import VM_SHARED, MmStruct, Vma
     from .incremental import MapShadow, RmapHook, fork_copy
     from .isolation import ValueShadow
     from .pagemap import page_pfns
@@ -245,23 +245,38 @@ class Validators:
             i += c
         return out
 
-    def on_write(self, p: Any, addr: int, npages: int, value: Any) -> None:
+    def on_write(self, p: Any, addr: i64, npages: i64, value: Any) -> None:
         """The process wrote ``value`` (an int, or one per page) to ``npages`` pages."""
-        ps = self.page_size
-        sh = self._values(p.pid)
-        arr = isinstance(value, np.ndarray)
-        for v, i, c in self._segments(p, addr, npages):
+        sh: ValueShadow = self._values(p.pid)
+        mm: MmStruct = p.mm
+        arr: cython.bint = isinstance(value, np.ndarray)
+        i: i64 = 0
+        c: i64
+        a: i64
+        v: Vma
+        while i < npages:
+            a = addr + (i << self.page_shift)
+            got = mm.vma_lookup(a)
+            if got is None:
+                self._outside(p, a)
+            v = got
+            c = min(npages - i, (v.vm_end - a) >> self.page_shift)
             val = value[i : i + c] if arr else value
             if v.vm_flags & VM_SHARED:
                 f = v.vm_file
                 fsh = self.files.get(f.id)
                 if fsh is None:
                     fsh = self.files[f.id] = ValueShadow(self.per)
-                fsh.set(v.linear_page_index(addr + i * ps), c, val)
+                cython.cast(ValueShadow, fsh).set(v.linear_page_index(a), c, val)
             else:
-                sh.set((addr >> self.page_shift) + i, c, val)
+                sh.set(a >> self.page_shift, c, val)
+            i += c
+
+    def _outside(self, p: Any, a: int) -> None:
+        raise InvariantViolation("isolation", f"pid {p.pid}: access at {a:#x} succeeded outside any VMA", a)
 
     @cython.cfunc
+    @cython.exceptval(-1, check=True)
     def _file_value(self, f: object, idx: i64) -> u64:
         """What page ``idx`` of file ``f`` holds now: written through a shared mapping, or initial."""
         fsh = self.files.get(f.id)  # type: ignore[attr-defined]
@@ -275,15 +290,30 @@ class Validators:
             self.initial = file_initial_value
         return cython.cast(u64, int(self.initial(f.id, idx)) & _U64_MAX)  # type: ignore[attr-defined]
 
-    def on_read(self, p: Any, addr: int, got: np.ndarray) -> None:
+    def on_read(self, p: Any, addr: i64, got: np.ndarray) -> None:
         """The process read ``got`` (one value per page) from ``addr``."""
-        n = len(got)
+        n: i64 = len(got)
         self.counters.inc(READS_CHECKED, n)
-        sh = self._values(p.pid)
-        g = np.ascontiguousarray(got, dtype=np.uint64)
-        ps = self.page_size
-        for v, i, c in self._segments(p, addr, n):
-            self._check_read(p, sh, v, addr + i * ps, g, i, c)
+        sh: ValueShadow = self._values(p.pid)
+        mm: MmStruct = p.mm
+        g: U64View
+        try:
+            g = got
+        except (ValueError, TypeError):  # not a contiguous u64 array
+            g = np.ascontiguousarray(got, dtype=np.uint64)
+        i: i64 = 0
+        c: i64
+        a: i64
+        v: Vma
+        while i < n:
+            a = addr + (i << self.page_shift)
+            found = mm.vma_lookup(a)
+            if found is None:
+                self._outside(p, a)
+            v = found
+            c = min(n - i, (v.vm_end - a) >> self.page_shift)
+            self._check_read(p, sh, v, a, g, i, c)
+            i += c
 
     @cython.cfunc
     def _check_read(self, p: object, sh: ValueShadow, v: Vma, a0: i64, got: U64View, g0: i64, c: i64) -> None:

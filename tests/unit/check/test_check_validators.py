@@ -135,3 +135,17 @@ def test_check_false_runs_nothing() -> None:
     assert m.stats()["check.runs"] == 0
     m.check()  # still available on demand
     assert m.stats()["check.runs"] == 1
+
+
+def test_shmem_class_after_a_shared_anonymous_object_is_dropped() -> None:
+    """A shared anonymous mapping replaced by another (MAP_FIXED) in one syscall:
+    its shmem file is dropped, the new one has a new id and there are as many
+    files as before; the new object's pages still count as shmem."""
+    m = contpte.Machine(arch="arm64", memory="64M", check=True)
+    p = m.spawn()
+    s = p.mmap(64 << 10, flags="shared|anonymous")
+    p.write(s, PAGE, 1)
+    p.mmap(64 << 10, flags="shared|anonymous|fixed", addr=s)
+    p.write(s, PAGE, 2)  # raised "rss" (file vs shmem) when the validators missed the new file
+    assert p.rss()["shmem"] == 1
+    m.check()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import contpte.system.machine  # noqa: F401  (every module: its counters declared before a Counters exists)
 from contpte.arch import make_arch
 from contpte.check.validators import Validators
 from contpte.counters import Counters
