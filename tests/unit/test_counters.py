@@ -11,7 +11,6 @@ import pytest
 
 import contpte
 from contpte.counters import (
-    counter_name,
     CONTPTE_CALLS,
     DECLARED,
     DSB_NAMES,
@@ -22,6 +21,7 @@ from contpte.counters import (
     TOTALS,
     UNFOLD_CALLERS,
     counter,
+    counter_name,
     counter_names,
 )
 from contpte.errors import ModelUsageError
