@@ -4,7 +4,7 @@
     python benchmarks/run.py [NAME ...] [--size 1G] [--layouts uniform,fragmented,partial-cow]
                              [--sizes 4K,16K,64K,2M] [--arches arm64,generic] [--checks off,on]
                              [--repeat 5] [--real-repeat 15] [--iters 200] [--budget 10]
-                             [--small-size 16M] [--reference] [--fuzz-steps 1500]
+                             [--small-size 16M] [--fuzz-steps 1500]
                              [--out DIR] [--json]
 
 Benchmarks live here, never as timed assertions in tests.  docs/numbers.md: "a
@@ -17,8 +17,9 @@ same operations on both, and reports each model figure as a ratio to the
 real figure of the same layout.  Only medians and same-run ratios are
 quoted.  The model is driven through its public API only (``Machine``,
 ``spawn``, ``mmap``, ``write``, ``read``, ``fork``, ``mprotect``,
-``madvise``, ``munmap``, ``pagemap``, ``exit``); the one model-internal
-switch (``kernel.fast_paths``, ``--reference``) is used only if it exists.
+``madvise``, ``munmap``, ``pagemap``, ``exit``).  The model has one
+implementation of each kernel function, so there is no "reference" path to
+time beside it.
 
 Layouts (``--size`` bytes of private anonymous memory; ``--layouts``):
 
@@ -76,8 +77,7 @@ big/small ratios are not skewed by the host's load changing.
 Benchmarks (default: all):
 
 - ``real``: the layouts on the real kernel (alias ``host``).
-- ``sim``: the layouts in the model (``--reference``: also one fork with
-  the model-internal ``kernel.fast_paths`` off, checker off).
+- ``sim``: the layouts in the model.
 - ``memory``: simulator memory per mapped page beyond the frames' own
   metadata (tracemalloc, after fault-in and after fork).
 - ``fuzz``: random-workload steps per second per backend
@@ -719,24 +719,6 @@ def sim_fork_exit(cases: list[SimCase], repeat: int) -> None:
         c.ops["exit"] = statistics.median(e) / 1e9
 
 
-def sim_fork_reference(c: SimCase) -> float | None:
-    """One fork with the model-internal vectorised fast paths off (None: no such switch)."""
-    kernel = getattr(c.m, "kernel", None)
-    if kernel is None or not hasattr(kernel, "fast_paths"):
-        return None
-    saved = kernel.fast_paths
-    kernel.fast_paths = False
-    try:
-        with paused_gc():
-            t0 = time.perf_counter_ns()
-            child = c.p.fork()
-            took = (time.perf_counter_ns() - t0) / 1e9
-        child.exit()
-    finally:
-        kernel.fast_paths = saved
-    return took
-
-
 def turns(n: int, budget: float) -> Iterator[range]:
     """Blocks of ``TURN_PAGES`` page indices out of ``n``, for cases taking turns.
 
@@ -817,9 +799,6 @@ def sim_group(
         sim_build(c)
     census = [sim_census(c) for c in big]
     sim_fork_exit(big, args.repeat)
-    for c in big:
-        if args.reference and not c.check:
-            c.ops["fork_reference"] = sim_fork_reference(c)
     sim_syscalls([*big, *smalls], args.iters, args.budget, probe_span(nbytes, small))
     sim_whole_region(big)
     out = []
@@ -1109,10 +1088,6 @@ def md_ops(doc: Result) -> list[str]:
         ]
         pairs = (f"{h['layout']} {h['fork_baseline']:.4f} / {h.get('exit_baseline', 0):.4f} s" for h in base)
         lines.append(", ".join(pairs) + ".")
-    ref = [r for r in doc.get("sim", []) if r.get("ops", {}).get("fork_reference") is not None]
-    if ref:
-        lines += ["", "Kernel-shaped fork (model-internal fast paths off), checker off:", ""]
-        lines += [f"- {r['layout']} {r['arch']}: {r['ops']['fork_reference']:.4f} s" for r in ref]
     return [*lines, ""]
 
 
@@ -1265,9 +1240,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checks", default="off,on")
     parser.add_argument(
         "--small-size", default="16M", help="model: single-page syscalls also with this much mapped ('' = no)"
-    )
-    parser.add_argument(
-        "--reference", action="store_true", help="also time the kernel-shaped fork (checker off)"
     )
     parser.add_argument("--fuzz-steps", type=int, default=1500)
     parser.add_argument(
