@@ -13,7 +13,8 @@ files run interpreted, much slower, when:
 
 In a source checkout (``pip install -e .``) a compiled module older than
 its ``.py`` would silently run the old code: ``check_fresh`` refuses that
-with an ImportError that says how to rebuild.
+with an ImportError that says how to rebuild.  An installed copy
+(``pip install .``) is not checked: its files' times say nothing.
 
 Only the standard library is imported here (setup.py executes this file).
 """
@@ -104,10 +105,10 @@ def install_source_finder() -> None:
         sys.meta_path.insert(0, _SourceFinder())
 
 
-def _extension(name: str) -> Path | None:
+def _extension(name: str, pkg_dir: Path = _PKG_DIR) -> Path | None:
     """The compiled file of module ``name`` beside its source, if any."""
     rel = name.split(".")[1:]
-    folder = _PKG_DIR.joinpath(*rel[:-1])
+    folder = pkg_dir.joinpath(*rel[:-1])
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         p = folder / (rel[-1] + suffix)
         if p.is_file():
@@ -115,18 +116,30 @@ def _extension(name: str) -> Path | None:
     return None
 
 
-def check_fresh() -> None:
-    """Refuse to import a compiled module older than its ``.py`` (a stale build)."""
+def in_source_checkout(pkg_dir: Path = _PKG_DIR) -> bool:
+    """Whether the package runs from a source tree (``src/contpte`` beside ``setup.py``).
+
+    An installed copy (``pip install .``: site-packages) is never stale: the
+    wheel holds the modules built from the sources it holds, and unpacking
+    sets the files' times in no particular order.
+    """
+    return pkg_dir.parent.name == "src" and (pkg_dir.parent.parent / "setup.py").is_file()
+
+
+def check_fresh(pkg_dir: Path = _PKG_DIR) -> None:
+    """In a source checkout, refuse to import a compiled module older than its ``.py``."""
+    if not in_source_checkout(pkg_dir):
+        return
     stale = []
     for name in COMPILED:
-        ext = _extension(name)
+        ext = _extension(name, pkg_dir)
         if ext is None:
             continue
         src = ext.parent / (name.rsplit(".", 1)[1] + ".py")
         pxd = src.with_suffix(".pxd")
         newest = max(src.stat().st_mtime, pxd.stat().st_mtime if pxd.is_file() else 0.0)
         if newest > ext.stat().st_mtime:
-            stale.append(str(src.relative_to(_PKG_DIR.parent)))
+            stale.append(str(src.relative_to(pkg_dir.parent)))
     if stale:
         raise ImportError(
             "contpte: compiled modules are older than their sources ("
