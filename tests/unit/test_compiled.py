@@ -1,7 +1,7 @@
 """The compiled core and its interpreted sources behave the same; stale builds are refused.
 
 - A whole machine (fault, fork, CoW, mprotect, MADV_DONTNEED, munmap, exit,
-  every validator on) gives the same counters, pagemap and data when the
+  PMD-mapped THPs, every validator on) gives the same counters, pagemap and data when the
   core runs interpreted (``CONTPTE_INTERPRETED=1``) as when it runs
   compiled: the ``.py`` files are the only source of both.
 - In a source checkout, a compiled module older than its ``.py`` is
@@ -46,6 +46,15 @@ SCRIPT = textwrap.dedent(
         data = [p.read(a, "1M").tolist(), c.read(a, 130 * 4096).tolist()]
         c.exit()
         out[arch] = {"stats": m.stats(), "pagemap": pm, "data": data}
+    # PMD-mapped THPs (a fork, a CoW write that splits the PMD, a partial munmap)
+    m = contpte.Machine(arch="arm64", memory="64M", thp="always", check=True)
+    p = m.spawn()
+    a = p.mmap("4M", prot="rw", flags="private|anonymous")
+    p.write(a, "4M", value=1)
+    c = p.fork()
+    c.write(a + 4096, 4096, value=2)
+    p.munmap(a + (2 << 20), "64K")
+    out["thp"] = {"stats": m.stats(), "pagemap": p.pagemap(a, "2M").tolist(), "data": c.read(a, 8192).tolist()}
     print(json.dumps(out, default=str))
     """
 )
@@ -68,11 +77,12 @@ def test_interpreted_machine_equals_compiled() -> None:
         pytest.skip("the compiled core is not built (no C compiler at install): nothing to compare")
     interp = run(True)
     assert interp.pop("compiled") is False
-    for arch in ("arm64", "generic"):
-        assert interp[arch] == comp[arch], arch
+    for case in ("arm64", "generic", "thp"):
+        assert interp[case] == comp[case], case
     # the run did something worth comparing: folds on arm64, CoW, a zap
     stats = comp["arm64"]["stats"]  # type: ignore[index]
     assert stats["contpte.fold"] > 0 and stats["fault.wp_copy"] > 0 and stats["zap.ptes"] > 0
+    assert comp["thp"]["stats"]["thp_fault_alloc"] == 2  # type: ignore[index]
 
 
 def fake_tree(root: Path, checkout: bool, stale: bool) -> Path:

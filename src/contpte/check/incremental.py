@@ -1296,7 +1296,7 @@ class MapShadow:
         cover_a = np.zeros(nr if self.pmd_maps else 0, dtype=np.int64)
         cover: I64View = cover_a
         for pf, c in self.pmd_maps.items():
-            o: i64 = mem.order[pf]
+            o: i64 = int(mem.order[pf])
             for p in range(pf, min(nr, pf + (1 << o) if 0 <= o <= 30 else pf + 1)):
                 cover[p] += c
         for p in range(nr):
