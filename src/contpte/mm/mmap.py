@@ -255,8 +255,10 @@ def split_vma(mm: MmStruct, vma: Vma, addr: i64) -> Vma:
 def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
     """Free the PTE tables no VMA covers any more within ``[start, end)``.
 
-    Models: mm/memory.c ``free_pgtables()`` (floor/ceiling simplified to
-    "no VMA left in the table's range").
+    Models: mm/memory.c ``free_pgtables()`` -> ``free_pte_range()`` ->
+    ``pte_free_tlb()`` (floor/ceiling simplified to "no VMA left in the
+    table's range"; the PMD, PUD and P4D table pages above are not modelled,
+    so neither is the range of their ``pmd_free_tlb()``).
     """
     k: Kernel = mm.kernel
     space: AddressSpace = mm.space
@@ -274,7 +276,7 @@ def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
         if i < len(vmas) and cython.cast(Vma, vmas[i]).vm_start < base + size:
             continue
         space.free_pte_table(idx)
-        tlb.free_pgtables()
+        tlb.pte_free_tlb(base)
 
 
 @cython.ccall
