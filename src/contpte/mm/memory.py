@@ -1299,6 +1299,8 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
     # Do the actual TLB flush before dropping the PTL.
     if force_flush.value:
         count(k.counters, ZAP_FORCED_FLUSH, 1)
+        if force_break.value and k.bug("zap_free_before_flush"):
+            tlb.tlb_flush_mmu_free()
         tlb.tlb_flush_mmu_tlbonly()
         tlb.tlb_flush_rmaps(vma)
     pte_unmap_unlock(mm, ptep)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import contpte
+from contpte.errors import InvariantViolation
 from contpte.mm.mmu_gather import MMU_GATHER_BUNDLE, max_gather_batch, max_gather_batch_count
 
 MiB = 1 << 20
@@ -87,3 +88,26 @@ def test_dirty_file_folios_force_a_flush_per_table() -> None:
     with m.measure() as d:
         p.exit()
     assert d["call.tlb_flush_rmaps"] == 1
+
+
+def test_a_page_freed_before_its_tlb_flush_is_caught() -> None:
+    m = contpte.Machine(memory="32M", cpus=2, max_gather_batch_count=0, bugs=("zap_free_before_flush",))
+    p = m.spawn()
+    a = p.mmap(64 << 10, "rw", "private|anonymous")
+    p.write(a, 64 << 10, 1)
+    with pytest.raises(InvariantViolation) as e:
+        p.munmap(a, 64 << 10)
+    assert e.value.rule == "freed-frame-in-tlb"
+    assert "returned to the page allocator while a TLB still maps it" in str(e.value)
+
+
+def test_exit_frees_pages_its_own_tlb_entries_map() -> None:
+    # exit: fullmm, no TLBI before the frees; the ASID is no longer used.
+    m = contpte.Machine(memory="32M", cpus=2, max_gather_batch_count=0)
+    p = m.spawn()
+    a = p.mmap(1 * MiB, "rw", "private|anonymous")
+    p.write(a, 1 * MiB, 1)
+    c = p.fork()
+    c.read(a, 1 * MiB)
+    c.exit()
+    p.exit()
