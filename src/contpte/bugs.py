@@ -133,6 +133,16 @@ BUGS: dict[str, Bug] = {
             "accessible ones end up in one batch, and the child gets the first PTE's accessibility",
             "folio_pte_batch(): stop at pte_protnone changes (v6.9)",
         ),
+        Bug(
+            "zap_free_before_flush",
+            "mm",
+            "mm/memory.c: zap_pte_range()",
+            "when the mmu_gather fills in the middle of a zap, the gathered pages are freed "
+            "(tlb_flush_mmu_free) before the TLB flush of their range: until the flush, a CPU may "
+            "still reach a freed (and reallocated) page through a TLB entry of the unmapped range",
+            "zap_pte_range(): 'Do the actual TLB flush before dropping ptl' (tlb_flush_mmu_tlbonly), "
+            "then tlb_flush_mmu(); the ordering include/asm-generic/tlb.h documents for mmu_gather",
+        ),
     )
 }
 """The catalog, by name."""

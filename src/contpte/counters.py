@@ -57,6 +57,7 @@ __all__ = [
     "HW_FAULT_KINDS",
     "UNFOLD_CALLERS",
     "CONTPTE_CALLS",
+    "MM_CALLS",
     "MTHP_STATS",
     "PAGE_SHIFTS",
 ]
@@ -352,6 +353,9 @@ CONTPTE_CALLS: tuple[str, ...] = (
     "contpte_clear_young_dirty_ptes",
     "contpte_ptep_set_access_flags",
 )
+#: The core-mm functions whose entries ``call.<symbol>`` counts too (the arm64
+#: oracle traces them: docs/kernel.md c.3).
+MM_CALLS: tuple[str, ...] = ("tlb_flush_rmaps",)
 declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
 declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
 declare_family(
@@ -364,8 +368,8 @@ declare_family(
 declare_family(
     "call",
     "calls",
-    "entries into contpte.c kernel functions (ftrace-comparable), by symbol",
-    CONTPTE_CALLS,
+    "entries into traced kernel functions (contpte.c, mmu_gather.c; ftrace-comparable), by symbol",
+    CONTPTE_CALLS + MM_CALLS,
     lambda sym: f"entries into the kernel function {sym}() (ftrace-comparable)",
 )
 declare_total("contpte.unfold", "all contpte unfolds", _family_sum("contpte.unfold"))
@@ -405,6 +409,11 @@ declare("zap.ptes", "PTEs", "present PTEs zapped")
 declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
 declare("numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)")
 declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
+declare(
+    "mmu_gather.forced_flush",
+    "flushes",
+    "flushes zap_pte_range forced before dropping the PTL (a full gather or delayed rmaps)",
+)
 declare("gup.pin", "pages", "pages pinned with FOLL_PIN|FOLL_LONGTERM")
 declare("gup.unpin", "pages", "pages unpinned")
 declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")

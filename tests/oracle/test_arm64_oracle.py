@@ -18,7 +18,7 @@ import pytest
 from contpte.cli import main
 from contpte.oracle.arm64 import ORACLE_NAME, TRACED, library
 from contpte.oracle.arm64 import env as arm64_env
-from contpte.oracle.arm64.boot import _cpio_newc, _init_script, count_calls, parse_console
+from contpte.oracle.arm64.boot import FETCH_ADDR, _cpio_newc, _init_script, count_calls, parse_console
 from contpte.oracle.arm64.guest import generate_c
 from contpte.oracle.arm64.run import prepare, run_arm64_oracle
 from contpte.oracle.live import MODEL_WINDOW_HI, MODEL_WINDOW_LO
@@ -126,7 +126,9 @@ def test_initramfs_is_a_newc_archive_with_a_trailer() -> None:
     assert gzip.decompress(gzip.compress(data)) == data
     script = _init_script(["s000-a", "s001-b"])
     for i, sym in enumerate(TRACED):
-        assert f"p:contpte/f{i} {sym} addr=%x1" in script
+        assert f"p:contpte/f{i} {sym} addr={FETCH_ADDR.get(sym, '%x1')}" in script
+    # tlb_flush_rmaps(tlb, vma) is counted on the VMA's start (vma->vm_start).
+    assert 'tlb_flush_rmaps addr=+0(%x1):x64"' in script
     assert script.index("/scn/s000-a") < script.index("/scn/s001-b") < script.rindex("poweroff -f")
 
 

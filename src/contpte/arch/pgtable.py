@@ -669,9 +669,10 @@ class Pgtable:
     def pte_free_tlb(self, tlb: GatherLike, pgtable: i64, addr: i64) -> None:
         """Free a PTE table unhooked by ``pmd_clear``; the gather flushes the walk caches.
 
-        Models: include/asm-generic/tlb.h ``pte_free_tlb()`` (``freed_tables``)
-        -> ``__pte_free_tlb()``.  The model frees at once: nothing walks a
-        table no PMD points to.
+        Models: ``__pte_free_tlb()``, the arch half of include/asm-generic/tlb.h
+        ``pte_free_tlb()`` (whose generic half, the flush range and
+        ``freed_tables``, is ``MmuGather.pte_free_tlb``).  The model frees at
+        once: nothing walks a table no PMD points to (arm64 frees through RCU).
         """
         tlb.freed_tables = True
         self.pool.slot_free(pgtable)

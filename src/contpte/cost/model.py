@@ -194,6 +194,7 @@ RULES: tuple[Rule, ...] = (
     _none("fork.again", "a restart; the redone work is counted again by its counters"),
     _none("zap.ptes", "an event; its work is counted by pte.*, rmap.*, ref.*", "pte.write"),
     _none("mmu_gather.flush", "its TLBIs and DSBs are counted by tlbi.* and dsb.*"),
+    _none("mmu_gather.forced_flush", "one of mmu_gather.flush: its TLBIs and DSBs are counted by tlbi.*"),
     _none("gup.pin", "its page-table walk and refcount work is counted by pte.read, ref.op", "ref.op"),
     _none("gup.unpin", "its refcount work is counted by ref.op", "ref.op"),
     _none("madvise.lazyfree_pages", "its PTE updates are counted by pte.*", "pte.write"),

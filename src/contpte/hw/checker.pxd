@@ -4,6 +4,7 @@ from contpte.hw.format cimport DescriptorFormat, L2_BLOCK
 from contpte.hw.hashmap cimport I64Map
 from contpte.hw.memory cimport PhysMemory
 from contpte.hw.tables cimport AddressSpace, PtePool, StoreObserver
+from contpte.hw.tlb cimport TlbFrameIndex
 from contpte.hw.tlbi cimport DSB_NSH, SCOPE_VA
 
 cdef i64 _RECORDS_KEPT, _NEVER, _KEY_SHIFT, _KEY_MASK, _F_ISSUED, _F_COVER, _F_LOCAL
@@ -27,7 +28,8 @@ cdef class RuleChecker(StoreObserver):
     cdef public bint arm, hd, noabort
     cdef public i64 seq, violations, nslots
     cdef public dict spaces, pmd_breaks, pmd_shadow
-    cdef public list pending
+    cdef public list pending, tlbs
+    cdef public TlbFrameIndex frames
     cdef public U64View cks, dirty
     cdef public I64Map brk
     cdef public i64 n_brk, nrec, rec_free
@@ -36,6 +38,7 @@ cdef class RuleChecker(StoreObserver):
     cdef i64 _new_record(self, i64 key) except? -1
     cdef _free_record(self, i64 r)
     cdef _raise(self, str rule, str message, i64 addr, object ptes)
+    cpdef on_frames_free(self, i64 pfn, i64 npages)
     cdef i64 _vpn(self, i64 ptep) except? -1
     cpdef bint needs_bbm(self, u64 old, u64 new) except? -1
     cdef _record_break(self, i64 ptep, u64 old)

@@ -31,6 +31,13 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
+- ``freed-frame-in-tlb``: a frame went back to the page allocator while a
+  TLB entry of an ASID still in use maps it (``on_frames_free``): the
+  invalidation that should have preceded the free was missing or late, and
+  the CPU holding the entry may read or write the page after its next
+  owner got it.  Entries of an ASID no CPU will use again (a process whose
+  address space is torn down) do not count.  Incremental: the TLBs count
+  their entries per output frame (``tlb.TlbFrameIndex``).
 
 Incremental state (the cost of each hook follows what changed, never the
 size of the machine):
@@ -79,11 +86,20 @@ if not cython.compiled:
     from .hashmap import I64Map
     from .memory import PhysMemory
     from .tables import AddressSpace, PtePool, StoreObserver
+    from .tlb import TlbFrameIndex
     from .tlbi import DSB_NSH, SCOPE_VA
 
 __all__ = ["RuleChecker", "RULES"]
 
-RULES = ("contig-consistency", "bbm", "tlbi-coverage", "tlb-conflict", "stale-tlb", "unobserved-store")
+RULES = (
+    "contig-consistency",
+    "bbm",
+    "tlbi-coverage",
+    "tlb-conflict",
+    "stale-tlb",
+    "unobserved-store",
+    "freed-frame-in-tlb",
+)
 
 _NEVER = cython.declare(i64, -1)
 #: Record slots kept allocated when no break is pending (more are given back).
@@ -193,6 +209,9 @@ class RuleChecker(StoreObserver):
         self.pmd_shadow: dict[int, dict[int, int]] = {}
         # TLBIs issued and not completed, per CPU: (seq, broadcast, scope, asid, vpn, npages, level)
         self.pending: list[list[tuple[int, bool, int, int, int, int, int]]] = [[] for _ in range(ncpus)]
+        # freed frames: the TLBs (set by Hardware) and their per-frame entry counts
+        self.tlbs: list[Any] = []
+        self.frames: TlbFrameIndex | None = None
 
     # ------------------------------------------------------------------
     # bookkeeping
@@ -304,6 +323,31 @@ class RuleChecker(StoreObserver):
             np.asarray(self.brk.vals),
         ]
         return sum(int(a.nbytes) for a in arrays)
+
+    @cython.ccall
+    def on_frames_free(self, pfn: i64, npages: i64) -> None:
+        """Frames ``[pfn, pfn+npages)`` go back to the allocator: no live TLB entry may map them."""
+        if self.frames is None:
+            return
+        f: i64 = self.frames.first_mapped(pfn, npages)
+        if f < 0:
+            return
+        held: list[str] = []
+        va = 0
+        for cpu, t in enumerate(self.tlbs):
+            for e in t.entries_mapping(f):
+                if not held:
+                    va = (e.vbase + f - e.pfn_base) << self.page_shift
+                sp = self.spaces.get(e.asid)
+                who = sp.name if sp is not None and sp.name else f"ASID {e.asid}"
+                held.append(f"CPU {cpu}: {who} VA {e.vbase << self.page_shift:#x} ({e.npages} pages)")
+        self._raise(
+            "freed-frame-in-tlb",
+            f"frame {f:#x} returned to the page allocator while a TLB still maps it "
+            f"({'; '.join(held) or 'an entry'}): the TLB flush must come before the free",
+            va,
+            [],
+        )
 
     @cython.cfunc
     def _raise(self, rule: str, message: str, addr: i64, ptes: Any) -> None:

@@ -5,7 +5,7 @@ from contpte.hw.checker cimport RuleChecker
 from contpte.hw.format cimport DescriptorFormat
 from contpte.hw.memory cimport PhysMemory
 from contpte.hw.tables cimport AddressSpace, PtePool
-from contpte.hw.tlb cimport Tlb, ASID_LIMIT, VPN_LIMIT
+from contpte.hw.tlb cimport Tlb, TlbFrameIndex, ASID_LIMIT, VPN_LIMIT
 from contpte.hw.tlbi cimport (
     DSB_ISH, DSB_OSH, DSB_SY, SCOPE_ASID, SCOPE_VA, TLBI_INVLPG, TLBI_INVPCID,
     tlbi_broadcast, tlbi_by_asid, tlbi_is_range, tlbi_scope, tlbi_valid,

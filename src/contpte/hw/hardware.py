@@ -57,7 +57,7 @@ if not cython.compiled:
     from .format import DescriptorFormat
     from .memory import PhysMemory
     from .tables import AddressSpace, PtePool
-    from .tlb import ASID_LIMIT, VPN_LIMIT, Tlb
+    from .tlb import ASID_LIMIT, VPN_LIMIT, Tlb, TlbFrameIndex
     from .tlbi import (
         DSB_ISH,
         DSB_OSH,
@@ -202,6 +202,13 @@ class Hardware:
         if checker:
             self.checker = RuleChecker(self.pool, self.fmt, features, ncpus, self.memory)
             self.pool.observer = self.checker
+            # The frames the TLBs map, for the check at each free (freed-frame-in-tlb).
+            frames = TlbFrameIndex(nr_frames, self.cont_entry_pages, self.ptrs_per_pte)
+            t: Tlb
+            for t in self.tlbs:
+                t.frames = frames
+            self.checker.frames = frames
+            self.checker.tlbs = self.tlbs
 
     # ------------------------------------------------------------------
     # Address spaces
@@ -222,6 +229,19 @@ class Hardware:
             self.pool.observer = self.checker
             self.checker.add_space(space)
         return space
+
+    def release_space(self, space: AddressSpace) -> None:
+        """No CPU will use ``space``'s ASID again (its last user is gone).
+
+        Its TLB entries stay until ``retire_space`` (the ASID is not
+        reallocated before the TLBs are invalidated) but can no longer reach
+        memory: the frames they map may be freed (the rule checker stops
+        counting them).
+        """
+        t: Tlb
+        for t in self.tlbs:
+            if t.frames is not None:
+                t.unindex_asid(space.asid)
 
     def retire_space(self, space: AddressSpace) -> None:
         """The process is gone: drop its ASID's TLB entries everywhere."""

@@ -35,10 +35,10 @@ import numpy.typing as npt
 from ..errors import ModelUsageError
 
 if not cython.compiled:
-    from ..cdefs import i64, u64
+    from ..cdefs import i32, i64, u64
     from .hashmap import I64Map
 
-__all__ = ["TlbEntry", "Tlb", "ASID_LIMIT", "VPN_LIMIT"]
+__all__ = ["TlbEntry", "Tlb", "TlbFrameIndex", "ASID_LIMIT", "VPN_LIMIT"]
 
 #: Keys pack (asid, size class, vbase) in 63 bits: asid < 2^24, vbase < 2^37.
 ASID_LIMIT = cython.declare(i64, 1 << 24)
@@ -96,6 +96,55 @@ def _grown(a: npt.NDArray[np.int64], old: int, new: int) -> npt.NDArray[np.int64
 
 @cython.final
 @cython.cclass
+class TlbFrameIndex:
+    """How many entries of all TLBs map each frame (the rule checker asks at a frame's free).
+
+    Entries are counted where their output starts: a page entry in
+    ``page[pfn]``, an entry of ``cont_pages`` or ``region_pages`` pages whose
+    output is aligned to its size in ``cont[pfn // cont_pages]`` or
+    ``region[pfn // region_pages]``; an unaligned one (a misprogrammed
+    Contiguous set) per page in ``page``.  Updating costs O(1) per fill and
+    eviction, a query three reads per frame.  Entries of an ASID no CPU will
+    use again (``Tlb.unindex_asid``) are not counted.
+    """
+
+    def __init__(self, nr_frames: i64, cont_pages: i64, region_pages: i64) -> None:
+        self.nr_frames = nr_frames
+        self.cont_pages = cont_pages
+        self.region_pages = region_pages
+        self.page = np.zeros(nr_frames, dtype=np.int32)
+        self.cont = np.zeros(nr_frames // cont_pages + 1, dtype=np.int32)
+        self.region = np.zeros(nr_frames // region_pages + 1, dtype=np.int32)
+
+    @cython.cfunc
+    def add(self, pfn: i64, npages: i64, delta: i32) -> None:
+        """Count (``delta`` 1) or uncount (-1) an entry mapping ``npages`` frames from ``pfn``."""
+        i: i64
+        if pfn < 0 or pfn >= self.nr_frames:
+            return
+        if npages == 1:
+            self.page[pfn] += delta
+        elif npages == self.cont_pages and pfn % npages == 0:
+            self.cont[pfn // npages] += delta
+        elif npages == self.region_pages and pfn % npages == 0:
+            self.region[pfn // npages] += delta
+        else:
+            for i in range(pfn, min(pfn + npages, self.nr_frames)):
+                self.page[i] += delta
+
+    @cython.ccall
+    @cython.exceptval(-2, check=True)
+    def first_mapped(self, pfn: i64, npages: i64) -> i64:
+        """The first of the frames ``[pfn, pfn+npages)`` some counted TLB entry maps, or -1."""
+        i: i64
+        for i in range(pfn, min(pfn + npages, self.nr_frames)):
+            if self.page[i] or self.cont[i // self.cont_pages] or self.region[i // self.region_pages]:
+                return i
+        return -1
+
+
+@cython.final
+@cython.cclass
 class Tlb:
     """The unified TLB of one CPU.
 
@@ -128,6 +177,9 @@ class Tlb:
         self.e_asid = self.e_vbase = self.e_npages = self.e_pfn = self.e_ptep = z
         self.e_level = self.e_stamp = self.e_prev = self.e_next = self.e_flag = z
         self.e_desc = np.zeros(0, dtype=np.uint64)
+        #: The frame index the entries are counted in (the rule checker's), or None.
+        self.frames: TlbFrameIndex | None = None
+        self.e_idx = z
         self._grow(min(capacity, 4096) + 1)
 
     def __len__(self) -> int:
@@ -150,6 +202,7 @@ class Tlb:
         self.e_stamp = _grown(self.e_stamp, old, new)
         self.e_prev = _grown(self.e_prev, old, new)
         self.e_flag = _grown(self.e_flag, old, new)
+        self.e_idx = _grown(self.e_idx, old, new)
         # chain the new rows onto the free list (next), lowest first
         nxt = _grown(self.e_next, old, new)
         nxt[old : new - 1] = np.arange(old + 1, new, dtype=np.int64)
@@ -314,6 +367,10 @@ class Tlb:
         self.e_level[k] = level
         self.e_stamp[k] = self.stamp
         self.e_flag[k] = 0
+        self.e_idx[k] = 0
+        if self.frames is not None:
+            self.frames.add(pfn, npages, 1)
+            self.e_idx[k] = 1
         self._link_tail(k)
         old: i64 = self.map.put(key, k)
         if old >= 0:
@@ -369,6 +426,8 @@ class Tlb:
     @cython.cfunc
     def _drop(self, k: i64, sc: i64) -> None:
         """Free entry ``k`` of size class ``sc`` (its key already gone from the map)."""
+        if self.e_idx[k]:
+            self._unindex(k)
         self._unlink(k)
         if self.e_flag[k]:
             self.n_flagged -= 1
@@ -470,6 +529,8 @@ class Tlb:
         """Empty the TLB: every row free, in order (no entry survives)."""
         k: i64
         for k in range(self.nalloc):
+            if self.e_npages[k] and self.e_idx[k]:
+                self._unindex(k)
             self.e_npages[k] = 0
             self.e_next[k] = k + 1
         self.e_next[self.nalloc - 1] = -1
@@ -482,6 +543,25 @@ class Tlb:
         for k in range(3):
             self.nsize[k] = 0
         self.map.clear()
+
+    @cython.cfunc
+    def _unindex(self, k: i64) -> None:
+        """Stop counting entry ``k`` in the frame index."""
+        frames: TlbFrameIndex = cython.cast(TlbFrameIndex, self.frames)
+        frames.add(self.e_pfn[k], self.e_npages[k], -1)
+        self.e_idx[k] = 0
+
+    @cython.ccall
+    def unindex_asid(self, asid: i64) -> None:
+        """No CPU will use ``asid`` again: its entries stay but map no frame any more."""
+        k: i64
+        for k in range(self.nalloc):
+            if self.e_npages[k] and self.e_idx[k] and self.e_asid[k] == asid:
+                self._unindex(k)
+
+    def entries_mapping(self, pfn: int) -> list[TlbEntry]:
+        """Every entry whose output covers frame ``pfn`` (messages)."""
+        return [e for e in self if e.pfn_base <= pfn < e.pfn_base + e.npages]
 
     @cython.cfunc
     @cython.inline

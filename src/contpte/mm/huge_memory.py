@@ -384,7 +384,9 @@ def zap_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64) -> None:
     folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_remove_rmap_pmd(folio, vma)
     mm.add_mm_counter(MM_ANONPAGES, -arch.HPAGE_PMD_NR)
-    tlb.tlb_remove_folio_pages(folio, 1)
+    # tlb_remove_page_size(): one slot for the PMD's reference; flush now if that filled the gather.
+    if tlb.tlb_remove_folio_pages(folio, folio, 1, False):
+        tlb.tlb_flush_mmu()
 
 
 @cython.ccall

@@ -25,7 +25,7 @@ cdef class Kernel:
     cdef public Pgtable arch
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SIZE, PMD_ORDER, zero_pfn, huge_zero_pfn, _anon_vma_ids
-    cdef public i64 fault_around_bytes, anon_orders_always, anon_orders_madvise, anon_orders_inherit
+    cdef public i64 max_gather_batch_count, fault_around_bytes, anon_orders_always, anon_orders_madvise, anon_orders_inherit
     cdef public MemMap memmap
     cdef public BuddyAllocator buddy
     cdef public list mms

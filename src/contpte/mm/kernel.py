@@ -38,6 +38,7 @@ MM_OPTIONS: dict[str, Any] = {
     "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
+    "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
 
@@ -81,6 +82,13 @@ THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
 1ced09e0331f "mm: allocate THP on hugezeropage wp-fault", Dev Jain, v6.13),
 splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
+
+``max_gather_batch_count``: how many batch pages an mmu_gather may chain
+(include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
+(10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
+behaviour when it cannot allocate a batch page (``GFP_NOWAIT``): only the
+on-stack bundle of 8 slots, so a zap forces a TLB flush every few folios
+(the fuzzer uses it to make gathers fill in the middle of a VMA).
 """
 
 #: The per-size stats of hugepages-<size>kB/stats/ the model counts, in order
@@ -164,6 +172,11 @@ class Kernel:
         self.batch_extent_arch = self.batch_extent == "arch"
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
+        self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
+        if self.max_gather_batch_count < -1:
+            raise ModelUsageError(
+                f"max_gather_batch_count={self.max_gather_batch_count}: expected -1 (the kernel's) or >= 0"
+            )
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
         self.bugs: frozenset[str] = frozenset()
         #: Told of every rmap increase (the validators), or None.
@@ -336,6 +349,9 @@ class Kernel:
         mem.clear(folio, order)
         count(self.counters, FOLIO_FREE, 1)
         count(self.counters, FOLIO_FREE_PAGES, cython.cast(i64, 1) << order)
+        if self.hw.checker is not None:
+            # No CPU may still reach the frames through its TLB (freed-frame-in-tlb).
+            self.hw.checker.on_frames_free(folio, cython.cast(i64, 1) << order)
         self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1

@@ -28,7 +28,7 @@ from contpte.mm.rmap cimport (
 )
 
 cdef i64 FAULT_ANON, FAULT_FILE, FAULT_WP, FAULT_WP_REUSE, FAULT_WP_COPY, FAULT_SPURIOUS, FAULT_AROUND_PAGES, FAULT_NUMA
-cdef i64 FORK_CALLS, FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FORK_AGAIN, ZAP_CALLS, ZAP_BATCH, ZAP_PTES, EAGAIN, ENOMEM
+cdef i64 FORK_CALLS, FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FORK_AGAIN, ZAP_CALLS, ZAP_BATCH, ZAP_PTES, ZAP_FORCED_FLUSH, EAGAIN, ENOMEM
 
 # -- faults
 cpdef i64 handle_mm_fault(Vma vma, i64 address, i64 flags) except? -1
@@ -62,9 +62,9 @@ cpdef i64 copy_pte_range(Vma dst_vma, Vma src_vma, i64 pmd_index, i64 addr, i64 
 cpdef i64 copy_page_range(Vma dst_vma, Vma src_vma) except? -1
 cpdef bint vma_needs_copy(Vma dst_vma, Vma src_vma) except? -1
 # -- zap
-cpdef zap_present_folio_ptes(MmuGather tlb, Vma vma, i64 folio, i64 page, i64 ptep, u64 ptent, i64 nr, i64 addr, RssVec rss)
-cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, RssVec rss) except? -1
-cpdef zap_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end)
+cpdef zap_present_folio_ptes(MmuGather tlb, Vma vma, i64 folio, i64 page, i64 ptep, u64 ptent, i64 nr, i64 addr, RssVec rss, BoolPtr force_flush, BoolPtr force_break)
+cpdef i64 zap_present_ptes(MmuGather tlb, Vma vma, i64 ptep, u64 ptent, i64 max_nr, i64 addr, RssVec rss, BoolPtr force_flush, BoolPtr force_break) except? -1
+cpdef i64 zap_pte_range(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 end) except? -1
 cpdef unmap_page_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
 cpdef unmap_vmas(MmuGather tlb, object vmas, i64 start, i64 end)
 cpdef zap_page_range_single(Vma vma, i64 address, i64 size)

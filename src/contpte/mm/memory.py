@@ -126,6 +126,7 @@ FORK_LOCK_BREAK = cython.declare(
 FORK_AGAIN = cython.declare(i64, counter("fork.again"))
 ZAP_CALLS = cython.declare(i64, counter("zap.calls"))
 ZAP_BATCH = cython.declare(i64, counter("zap.batch"))
+ZAP_FORCED_FLUSH = cython.declare(i64, counter("mmu_gather.forced_flush"))
 ZAP_PTES = cython.declare(i64, counter("zap.ptes"))
 
 EAGAIN = cython.declare(i64, 11)
@@ -1151,39 +1152,63 @@ def vma_needs_copy(dst_vma: Vma, src_vma: Vma) -> cython.bint:
 # ---------------------------------------------------------------------------
 @cython.ccall
 def zap_present_folio_ptes(
-    tlb: MmuGather, vma: Vma, folio: i64, page: i64, ptep: i64, ptent: u64, nr: i64, addr: i64, rss: RssVec
+    tlb: MmuGather,
+    vma: Vma,
+    folio: i64,
+    page: i64,
+    ptep: i64,
+    ptent: u64,
+    nr: i64,
+    addr: i64,
+    rss: RssVec,
+    force_flush: BoolPtr,
+    force_break: BoolPtr,
 ) -> None:
     """Unmap ``nr`` PTEs of one folio.
 
     Models: mm/memory.c ``zap_present_folio_ptes()``: file folios gather
     dirty/young (``get_and_clear_full_ptes``) and keep their dirty state;
-    anon folios just clear (``clear_full_ptes``).
+    a dirty one keeps its rmap until the TLB is flushed (``tlb_delay_rmap``:
+    ``*force_flush``, so ``zap_pte_range`` flushes before it drops the
+    PTL); anon folios just clear (``clear_full_ptes``).  A full gather sets
+    ``*force_flush`` and ``*force_break``.  (``folio_mark_accessed`` of a
+    young file folio is not modelled: the model has no LRU ages.)
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     a: Pgtable = k.arch
     mem: MemMap = k.memmap
+    delay_rmap: cython.bint = False
     if not folio_test_anon(mem, folio):
         ptent = a.get_and_clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         if a.pte_dirty(ptent):
             folio_mark_dirty(mem, folio)
+            if tlb.tlb_delay_rmap():
+                delay_rmap = True
+                force_flush.value = True
         rss.c[mm_counter_file(folio, k)] -= nr
     else:
         a.clear_full_ptes(mm, addr, ptep, nr, tlb.fullmm)
         rss.c[MM_ANONPAGES] -= nr
     tlb.tlb_remove_tlb_entries(ptep, nr, addr)
     i: i64
-    _i: i64
+    full: cython.bint = False
     if k.batch_rmap:
-        folio_remove_rmap_ptes(folio, page, nr, vma)
-        tlb.tlb_remove_folio_pages(folio, nr)
+        if not delay_rmap:
+            folio_remove_rmap_ptes(folio, page, nr, vma)
+        full = tlb.tlb_remove_folio_pages(folio, page, nr, delay_rmap)
     else:
         # The v4 posting's batched zap: page_remove_rmap() and
         # __tlb_remove_page() per page (each reference dropped on its own).
+        if not delay_rmap:
+            for i in range(nr):
+                folio_remove_rmap_ptes(folio, page + i, 1, vma)
         for i in range(nr):
-            folio_remove_rmap_ptes(folio, page + i, 1, vma)
-        for _i in range(nr):
-            tlb.tlb_remove_folio_pages(folio, 1)
+            if tlb.tlb_remove_folio_pages(folio, page + i, 1, delay_rmap):
+                full = True
+    if full:
+        force_flush.value = True
+        force_break.value = True
     count(k.counters, ZAP_PTES, nr)
     if nr > 1:
         count(k.counters, ZAP_BATCH, 1)
@@ -1192,7 +1217,15 @@ def zap_present_folio_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def zap_present_ptes(
-    tlb: MmuGather, vma: Vma, ptep: i64, ptent: u64, max_nr: i64, addr: i64, rss: RssVec
+    tlb: MmuGather,
+    vma: Vma,
+    ptep: i64,
+    ptent: u64,
+    max_nr: i64,
+    addr: i64,
+    rss: RssVec,
+    force_flush: BoolPtr,
+    force_break: BoolPtr,
 ) -> i64:
     """Models: mm/memory.c ``zap_present_ptes()``; returns PTEs zapped."""
     mm: MmStruct = vma_mm(vma)
@@ -1214,24 +1247,34 @@ def zap_present_ptes(
         nr = folio_pte_batch(
             k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
         )
-        zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, nr, addr, rss)
+        zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, nr, addr, rss, force_flush, force_break)
         return nr
-    zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, 1, addr, rss)
+    zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, 1, addr, rss, force_flush, force_break)
     return 1
 
 
 @cython.ccall
-def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64) -> None:
-    """Unmap the PTEs of ``[addr, end)`` within one page table.
+@cython.exceptval(-1, check=True)
+def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64) -> i64:
+    """Unmap the PTEs of ``[addr, end)`` within one page table; returns where it stopped.
 
-    Models: mm/memory.c ``zap_pte_range()``.
+    Models: mm/memory.c ``zap_pte_range()``: when the gather is full it
+    stops after the batch that filled it (``force_break``); a forced flush
+    (a full gather, or dirty file folios whose rmap removal waits for the
+    flush) flushes the TLB and does the delayed rmap removals before the
+    PTL is dropped, then frees the gathered pages.  The caller comes back
+    for the rest of the table (``zap_pmd_range``).
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     a: Pgtable = k.arch
     if mm.space.pte_table(pmd_index) < 0:
-        return
+        return end
     rss: RssVec = RssVec()
+    force_flush: BoolPtr = BoolPtr.__new__(BoolPtr)
+    force_break: BoolPtr = BoolPtr.__new__(BoolPtr)
+    force_flush.value = False
+    force_break.value = False
     ptep: i64 = pte_offset_map_lock(mm, addr, False)
     ptent: u64
     nr: i64
@@ -1244,18 +1287,33 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
             continue
         if not a.pte_present(ptent):
             raise KernelBug("VM_BUG_ON", "zap of swap entries is not modelled", addr, [ptent])
-        nr = zap_present_ptes(tlb, vma, ptep, ptent, (end - addr) >> k.page_shift, addr, rss)
+        nr = zap_present_ptes(
+            tlb, vma, ptep, ptent, (end - addr) >> k.page_shift, addr, rss, force_flush, force_break
+        )
         ptep += nr
         addr += nr << k.page_shift
+        if force_break.value:
+            break
     for i in range(4):
         if cython.cast(i64, rss.c[i]):
             mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
+    # Do the actual TLB flush before dropping the PTL.
+    if force_flush.value:
+        count(k.counters, ZAP_FORCED_FLUSH, 1)
+        if force_break.value and k.bug("zap_free_before_flush"):
+            tlb.tlb_flush_mmu_free()
+        tlb.tlb_flush_mmu_tlbonly()
+        tlb.tlb_flush_rmaps(vma)
     pte_unmap_unlock(mm, ptep)
+    # Then free the gathered pages too.
+    if force_flush.value:
+        tlb.tlb_flush_mmu()
+    return addr
 
 
 @cython.ccall
 def unmap_page_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> None:
-    """Models: mm/memory.c ``unmap_page_range()`` (PMD-level walk)."""
+    """Models: mm/memory.c ``unmap_page_range()`` and ``zap_pmd_range()`` (PMD-level walk)."""
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     pmd_size: i64 = k.arch.PMD_SIZE
@@ -1272,8 +1330,9 @@ def unmap_page_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> None:
                 addr = next_
                 continue
             huge_memory.split_huge_pmd(vma, pmd_idx, addr)
-        zap_pte_range(tlb, vma, pmd_idx, addr, next_)
-        addr = next_
+        # zap_pte_range() stops early when the gather fills: come back for the rest.
+        while addr != next_:
+            addr = zap_pte_range(tlb, vma, pmd_idx, addr, next_)
 
 
 @cython.ccall

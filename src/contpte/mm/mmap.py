@@ -258,13 +258,17 @@ def free_pte_range(tlb: MmuGather, mm: MmStruct, pmd_index: i64) -> None:
     """Unhook and free the PTE table of ``pmd_index``.
 
     Models: mm/memory.c ``free_pte_range()``: ``pmd_pgtable()``,
-    ``pmd_clear()``, ``pte_free_tlb()`` (the gather's ``freed_tables``).
+    ``pmd_clear()``, ``pte_free_tlb()`` (the gather's range and
+    ``freed_tables``, then the arch's ``__pte_free_tlb()``).
 
     Context: mmap_lock held for write; no VMA covers the table's range.
     """
     arch: Pgtable = mm.kernel.arch
     pgtable: i64 = mm.space.pte_table(pmd_index)
     arch.pmd_clear(mm, pmd_index)
+    # asm-generic pte_free_tlb(): the flush covers the table's address ...
+    tlb.pte_free_tlb(pmd_index << arch.PMD_SHIFT)
+    # ... and the arch's __pte_free_tlb() frees it.
     arch.pte_free_tlb(tlb, pgtable, pmd_index << arch.PMD_SHIFT)
 
 
@@ -272,8 +276,10 @@ def free_pte_range(tlb: MmuGather, mm: MmStruct, pmd_index: i64) -> None:
 def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
     """Free the PTE tables no VMA covers any more within ``[start, end)``.
 
-    Models: mm/memory.c ``free_pgtables()`` (floor/ceiling simplified to
-    "no VMA left in the table's range").
+    Models: mm/memory.c ``free_pgtables()`` -> ``free_pte_range()`` ->
+    ``pte_free_tlb()`` (floor/ceiling simplified to "no VMA left in the
+    table's range"; the PMD, PUD and P4D table pages above are not modelled,
+    so neither is the range of their ``pmd_free_tlb()``).
     """
     k: Kernel = mm.kernel
     space: AddressSpace = mm.space

@@ -384,6 +384,8 @@ class Process:
         if self.mm.pinned:
             unpin_user_pages(self.mm, list(self.mm.pinned))
             self.mm.pinned.clear()
+        # The last thread is gone: no CPU runs this ASID again.
+        self.machine.hw.release_space(self.mm.space)
         mmput(self.mm)
         self.machine.kernel.mms.remove(self.mm)
         self.machine.hw.retire_space(self.mm.space)

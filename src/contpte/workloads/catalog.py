@@ -44,6 +44,7 @@ GENERAL_RULES = frozenset(
         "tlb-conflict",
         "stale-tlb",
         "unobserved-store",
+        "freed-frame-in-tlb",
     }
 )
 """The rules of the general validators: catching a bug means one of these fired."""

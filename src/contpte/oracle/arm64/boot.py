@@ -48,8 +48,14 @@ TRACED = (
     "contpte_clear_full_ptes",
     "contpte_get_and_clear_full_ptes",
     "contpte_try_unfold_partial",
+    "tlb_flush_rmaps",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
+
+FETCH_ADDR = {"tlb_flush_rmaps": "+0(%x1):x64"}
+"""The ``addr`` a kprobe records where it is not the second argument (``%x1``):
+``tlb_flush_rmaps(tlb, vma)`` records ``vma->vm_start`` (the first field of
+``struct vm_area_struct``), the start of the VMA whose forced flush it ends."""
 
 QEMU_ARGS = (
     "-M",
@@ -96,7 +102,8 @@ class BootResult:
 
 def _init_script(programs: list[str]) -> str:
     events = "\n".join(
-        f'echo "p:contpte/f{i} {sym} addr=%x1" >> $T/kprobe_events || fail "kprobe on {sym}"'
+        f'echo "p:contpte/f{i} {sym} addr={FETCH_ADDR.get(sym, "%x1")}" >> $T/kprobe_events '
+        f'|| fail "kprobe on {sym}"'
         for i, sym in enumerate(TRACED)
     )
     runs = "\n".join(f"/scn/{p}" for p in programs)
