@@ -192,6 +192,12 @@ def handle_pte_fault(vmf: VmFault) -> i64:
         raise KernelBug("VM_BUG_ON", "swap/migration entries are not modelled", vmf.address, [entry])
     if arch.pte_protnone(entry) and vma.vm_flags & VM_ACCESS_FLAGS:
         return do_numa_page(vmf)
+    # spin_lock(vmf->ptl): the entry read without the lock may have changed
+    # (another thread's fault, a fold or unfold); re-read it under the lock.
+    # (update_mmu_tlb() on a change is a no-op on both modelled arches.)
+    if not arch.pte_same(arch.ptep_get(ptep), entry):
+        pte_unmap_unlock(mm, ptep)
+        return 0
     write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
     if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not arch.pte_write(entry):
@@ -812,10 +818,15 @@ def do_wp_page(vmf: VmFault) -> i64:
     unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
     folio: i64 = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
     page: i64 = k.arch.pte_pfn(vmf.orig_pte)
-    if not unshare and vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(vmf.orig_pte):
-        # userfaultfd_pte_wp(): the monitor must resolve it (handle_userfault).
-        pte_unmap_unlock(mm, vmf.pte)
-        return VM_FAULT_UFFD_WP
+    cur: u64
+    if not unshare:
+        # userfaultfd_pte_wp(vma, ptep_get(vmf->pte)): the argument reads the
+        # entry again (under the PTL) whether or not the VMA has uffd-wp.
+        cur = k.arch.ptep_get(vmf.pte)
+        if vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(cur):
+            # The monitor must resolve it (handle_userfault).
+            pte_unmap_unlock(mm, vmf.pte)
+            return VM_FAULT_UFFD_WP
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if unshare:
             pte_unmap_unlock(mm, vmf.pte)
