@@ -1048,7 +1048,10 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     per none PTE, 8 per copied PTE) and, once it reaches 32, is a point
     where the kernel drops both PTLs if rescheduling is due or a lock is
     contended; every such point is recorded (``fork.lock_break_point``) and
-    the rule checker verifies the tables there.
+    the rule checker verifies the tables there.  -EAGAIN (a possibly pinned
+    page needs a copy) drops the locks, preallocates a page and restarts
+    (``fork.again``) at the same address; a preallocated page the next copy
+    did not consume is freed right after that copy.
     """
     dst_mm: MmStruct = vma_mm(dst_vma)
     src_mm: MmStruct = vma_mm(src_vma)
@@ -1092,6 +1095,14 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
             )
             if ret == -EAGAIN:
                 break
+            if prealloc.value >= 0:
+                # The page preallocated for a possibly pinned page was not
+                # used (that page's mapping changed while the locks were
+                # dropped): free it now rather than keep it for a later
+                # PTE (alloc_page_vma() follows the mempolicy at this
+                # address), so the next copies batch again.
+                k.folio_put(prealloc.value, 1)
+                prealloc.value = -1
             progress += 8 * ret
             src_pte += ret
             dst_pte += ret
