@@ -37,6 +37,7 @@ def test_library_has_the_required_scenarios() -> None:
         "fork-cow-child-exit",
         "fork-exit-no-cow",
         "fault-cow-folded-block",
+        "fault-range-none-stops",
         "mprotect-whole-blocks",
         "mprotect-single-page",
         "dontneed-partial-block",

@@ -288,8 +288,17 @@ def do_numa_page(vmf: VmFault) -> i64:
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def pte_range_none(k: Kernel, ptep: i64, nr: i64) -> cython.bint:
-    """``pte_range_none()``: all ``nr`` entries from ``ptep`` are none."""
-    return bool(k.arch.pool.none_count(ptep, nr) == nr)
+    """Are all ``nr`` entries from ``ptep`` none?
+
+    Models: mm/memory.c ``pte_range_none()``: ``ptep_get_lockless()`` of
+    each entry in turn, stopping at the first one that is not none.
+    """
+    a: Pgtable = k.arch
+    i: i64
+    for i in range(nr):  # noqa: SIM110 - a C loop
+        if not a.pte_none(a.ptep_get_lockless(ptep + i)):
+            return False
+    return True
 
 
 @cython.ccall

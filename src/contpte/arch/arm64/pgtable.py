@@ -341,17 +341,14 @@ class Arm64Pgtable(Pgtable):
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
-    def pte_same(self, a: u64, b: u64) -> cython.bint:
-        """arm64 ``pte_same()``: PTE_RDONLY is ignored on present PTEs.
+    def pte_accessible(self, mm: MmLike, pte: u64) -> cython.bint:
+        """Models: arm64 ``pte_accessible()``: a valid entry; a present one
+        (PROT_NONE included) only while ``mm_tlb_flush_pending(mm)``.
 
-        RDONLY toggles with hardware dirty-bit management, so two PTEs that
-        differ only in it map the same page with the same permission.
+        The model's deferred flushes (mmu_gather, mprotect) end before any
+        ``ptep_clear_flush()`` caller runs, so none is pending here.
         """
-        if self.pte_present(a):
-            a &= _NOT_RDONLY
-        if self.pte_present(b):
-            b &= _NOT_RDONLY
-        return a == b
+        return self.pte_valid(pte)
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
