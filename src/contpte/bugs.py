@@ -109,6 +109,16 @@ BUGS: dict[str, Bug] = {
             "wrprotect_ptes() batch API', v6.9)",
         ),
         Bug(
+            "pte_mkcont_sets_type_page",
+            "arch",
+            "arch/arm64/include/asm/pgtable.h: pte_mkcont()",
+            "pte_mkcont() also sets PTE_TYPE_PAGE (0b11), so contpte_set_ptes() makes a whole block of "
+            "present-invalid PROT_NONE / NUMA-hinting PTEs valid: fork's batch copy gives the child "
+            "valid, non-user PTEs that pte_protnone() no longer recognises",
+            "v6.12's pte_mkcont(); dropped by ced841702ee7 'arm64/mm: Drop setting PTE_TYPE_PAGE in "
+            "pte_mkcont()' (A. Khandual, merged for v6.13; no Fixes: tag, not in 6.12.y up to 6.12.107)",
+        ),
+        Bug(
             "ptep_get_no_gather",
             "arch",
             "arch/arm64/mm/contpte.c: contpte_ptep_get()",

@@ -18,7 +18,14 @@ import pytest
 from contpte.cli import main
 from contpte.oracle.arm64 import ORACLE_NAME, TRACED, library
 from contpte.oracle.arm64 import env as arm64_env
-from contpte.oracle.arm64.boot import FETCH_ADDR, _cpio_newc, _init_script, count_calls, parse_console
+from contpte.oracle.arm64.boot import (
+    FETCH_ADDR,
+    PTEP_ONLY,
+    _cpio_newc,
+    _init_script,
+    count_calls,
+    parse_console,
+)
 from contpte.oracle.arm64.guest import generate_c
 from contpte.oracle.arm64.run import prepare, run_arm64_oracle
 from contpte.oracle.live import MODEL_WINDOW_HI, MODEL_WINDOW_LO
@@ -36,6 +43,8 @@ def test_library_has_the_required_scenarios() -> None:
         "fold-on-last-pte",
         "fork-cow-child-exit",
         "fork-exit-no-cow",
+        "fault-cow-folded-block",
+        "fault-range-none-stops",
         "mprotect-whole-blocks",
         "mprotect-single-page",
         "dontneed-partial-block",
@@ -78,21 +87,43 @@ def _trace_line(cpu: int, ts: float, body: str) -> str:
 
 def test_count_calls_splits_per_step_and_filters_the_window() -> None:
     inside = MODEL_WINDOW_LO + 0x10000
+    table = 0xFFFF_0000_C123_4000  # the page-table page mapping the 2M around `inside`
+    ptep = table + ((inside >> 12) & 511) * 8
+    other = 0xFFFF_0000_C777_7000  # a table of another region (the stack's)
     trace = [
-        _trace_line(0, 1.0, f"f0: (contpte_convert+0x4/0x250) addr={inside:#x}"),  # before any marker
+        _trace_line(
+            0, 1.0, f"f0: (contpte_convert+0x4/0x250) addr={inside:#x} ptep={ptep:#x}"
+        ),  # no step yet
         _trace_line(0, 1.1, "tracing_mark_write: @@B 0"),
-        _trace_line(1, 1.2, f"f3: (contpte_set_ptes+0x4/0x140) addr={inside:#x}"),
-        _trace_line(1, 1.3, f"f3: (contpte_set_ptes+0x4/0x140) addr={inside + 0x10000:#x}"),
-        _trace_line(0, 1.4, "f1: (__contpte_try_fold+0x4/0x190) addr=0xffff8000000f"),  # not the scenario's
+        _trace_line(1, 1.2, f"f3: (contpte_set_ptes+0x4/0x140) addr={inside:#x} ptep={ptep:#x}"),
+        _trace_line(
+            1, 1.3, f"f3: (contpte_set_ptes+0x4/0x140) addr={inside + 0x10000:#x} ptep={ptep + 128:#x}"
+        ),
+        _trace_line(0, 1.4, f"f1: (__contpte_try_fold+0x4/0x190) addr=0xffff8000000f ptep={other:#x}"),
         _trace_line(0, 1.5, "tracing_mark_write: @@E 0"),
         _trace_line(0, 1.6, "tracing_mark_write: @@B 1"),
-        _trace_line(1, 1.7, f"f7: (contpte_try_unfold_partial+0x4/0xf8) addr={inside:#x}"),
-        _trace_line(0, 1.8, "tracing_mark_write: @@E 1"),
+        _trace_line(1, 1.7, f"f7: (contpte_try_unfold_partial+0x4/0xf8) addr={inside:#x} ptep={ptep:#x}"),
+        # The getters have no address: their ptep's table was named by the events above.
+        _trace_line(1, 1.8, f"f8: (contpte_ptep_get+0x4/0x80) ptep={ptep + 8:#x}"),
+        _trace_line(1, 1.9, f"f9: (contpte_ptep_get_lockless+0x4/0xc0) ptep={ptep + 136:#x}"),
+        _trace_line(1, 2.0, f"f8: (contpte_ptep_get+0x4/0x80) ptep={other + 8:#x}"),  # the stack's table
+        _trace_line(1, 2.1, "f8: (contpte_ptep_get+0x4/0x80) ptep=0xffff0000c9990000"),  # a table never named
+        # An address-only event (FETCH_ADDR: the VMA's start), which names no table.
+        _trace_line(1, 2.15, f"f10: (tlb_flush_rmaps+0x4/0x60) addr={inside:#x}"),
+        _trace_line(0, 2.2, "tracing_mark_write: @@E 1"),
     ]
     ins, out = count_calls(trace, MODEL_WINDOW_LO, MODEL_WINDOW_HI)
-    assert ins == {0: {"contpte_set_ptes": 2}, 1: {"contpte_try_unfold_partial": 1}}
-    assert out == {0: {"__contpte_try_fold": 1}}
-    assert TRACED[7] == "contpte_try_unfold_partial"
+    assert ins == {
+        0: {"contpte_set_ptes": 2},
+        1: {
+            "contpte_try_unfold_partial": 1,
+            "contpte_ptep_get": 1,
+            "contpte_ptep_get_lockless": 1,
+            "tlb_flush_rmaps": 1,
+        },
+    }
+    assert out == {0: {"__contpte_try_fold": 1}, 1: {"contpte_ptep_get": 2}}
+    assert TRACED[7] == "contpte_try_unfold_partial" and TRACED[10] == "tlb_flush_rmaps"
 
 
 def test_parse_console_reads_results_values_and_trace() -> None:
@@ -126,7 +157,11 @@ def test_initramfs_is_a_newc_archive_with_a_trailer() -> None:
     assert gzip.decompress(gzip.compress(data)) == data
     script = _init_script(["s000-a", "s001-b"])
     for i, sym in enumerate(TRACED):
-        assert f"p:contpte/f{i} {sym} addr={FETCH_ADDR.get(sym, '%x1')}" in script
+        if sym in FETCH_ADDR:
+            args = f"addr={FETCH_ADDR[sym]}"
+        else:
+            args = "ptep=%x0" if sym in PTEP_ONLY else "addr=%x1 ptep=%x2"
+        assert f"p:contpte/f{i} {sym} {args}" in script
     # tlb_flush_rmaps(tlb, vma) is counted on the VMA's start (vma->vm_start).
     assert 'tlb_flush_rmaps addr=+0(%x1):x64"' in script
     assert script.index("/scn/s000-a") < script.index("/scn/s001-b") < script.rindex("poweroff -f")

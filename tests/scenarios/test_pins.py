@@ -9,7 +9,7 @@ import pytest
 from scenario_util import PAGE, Setup, assert_checked, delta, row
 
 import contpte
-from contpte.mm.memmap import folio_ref_count
+from contpte.mm.memmap import PageAnonExclusive, folio_ref_count
 
 
 def test_pinned_page_is_copied_at_fork(setup: Setup) -> None:
@@ -117,4 +117,41 @@ def test_failed_write_pin_keeps_the_cow_copies_it_made(setup: Setup) -> None:
     assert (p.read(priv + 14 * PAGE, 2 * PAGE) == before).all()
     # An untouched page of the private mapping still shows the file.
     assert p.read(priv + 13 * PAGE, PAGE)[0] == p.read(shared + 14 * PAGE, PAGE)[0]
+def test_fork_restarts_per_page_while_a_pinned_folio_is_partly_shared() -> None:
+    """copy_pte_range() frees an unused preallocated page after each copy.
+
+    A 64K folio whose first half is already shared (a previous fork copied
+    only it: the second half was MADV_DONTFORK) and whose second half is
+    pinned.  Each batch fails (folio_try_dup_anon_rmap_ptes: an exclusive
+    page of a maybe-pinned folio), so copy_pte_range() drops its locks,
+    preallocates a page and restarts (-EAGAIN).  The retried first page is
+    shared, so the page is not used: mm/memory.c (v6.12) copy_pte_range()
+    puts it right after that copy ("pre-alloc page cannot be reused by next
+    time"), and the next batch fails and restarts again: one restart per
+    page of the folio, 16, and 8 copies for the exclusive pages.
+    """
+    m = contpte.Machine(arch="arm64", memory="64M", mthp={"64K": "always"}, check=True)
+    p = m.spawn()
+    a = p.mmap(64 << 10)
+    p.write(a, 64 << 10, 1)
+    half = 32 << 10
+    p.madvise(a + half, half, "dontfork")
+    c1 = p.fork()
+    c1.exit()
+    p.madvise(a + half, half, "dofork")
+    assert len(p.maps()) == 1
+    anon_exclusive = [
+        bool(PageAnonExclusive(m.kernel.memmap, int(pfn))) for pfn in p.pagemap(a, 64 << 10)["pfn"]
+    ]
+    assert anon_exclusive == [False] * 8 + [True] * 8
+    p.pin(a + half, PAGE)
+    s = m.stats()
+    c2 = p.fork()
+    assert delta(m, s, "fork.again") == 16
+    assert delta(m, s, "fork.copy_page") == 8
+    cm, pm = c2.pagemap(a, 64 << 10), p.pagemap(a, 64 << 10)
+    assert (cm["pfn"][:8] == pm["pfn"][:8]).all()
+    assert not np.intersect1d(cm["pfn"][8:], pm["pfn"]).size
+    assert c2.read(a, 64 << 10).tolist() == [1] * 16
+    p.unpin(a + half, PAGE)
     assert_checked(m)

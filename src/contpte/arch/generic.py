@@ -100,6 +100,14 @@ class GenericPgtable(Pgtable):
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
+    def pte_accessible(self, mm: MmLike, pte: u64) -> cython.bint:
+        """Models: x86 ``pte_accessible()``: _PAGE_PRESENT; a PROT_NONE entry
+        only while a TLB flush is pending for ``mm`` (never, at the model's
+        ``ptep_clear_flush()`` callers)."""
+        return (pte & _PAGE_PRESENT) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pte_pfn(self, pte: u64) -> i64:
         return cython.cast(i64, (pte & _PFN_MASK) >> self.PFN_PTE_SHIFT)
 

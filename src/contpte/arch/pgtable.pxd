@@ -57,6 +57,7 @@ cdef class Pgtable:
     cpdef u64 pte_mkold(self, u64 pte) except? -1
     cpdef u64 pte_mkyoung(self, u64 pte) except? -1
     cpdef bint pte_same(self, u64 a, u64 b) except? -1
+    cpdef bint pte_accessible(self, MmLike mm, u64 pte) except? -1
     cpdef u64 pte_modify(self, u64 pte, u64 newprot) except? -1
     cpdef bint pte_protnone(self, u64 pte) except? -1
     cpdef bint pte_uffd_wp(self, u64 pte) except? -1

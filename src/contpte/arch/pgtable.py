@@ -277,7 +277,22 @@ class Pgtable:
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def pte_same(self, a: u64, b: u64) -> cython.bint:
+        """Models: include/linux/pgtable.h ``pte_same()``: the raw values are equal.
+
+        Neither arm64 (v6.12 has no ``__HAVE_ARCH_PTE_SAME``) nor x86
+        overrides it.
+        """
         return a == b
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_accessible(self, mm: MmLike, pte: u64) -> cython.bint:
+        """Could a TLB hold a translation from ``pte``?
+
+        Models: include/linux/pgtable.h ``pte_accessible()``, the fallback
+        for arches without their own: always.
+        """
+        return True
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
@@ -590,9 +605,11 @@ class Pgtable:
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def ptep_clear_flush(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
-        """Models: mm/pgtable-generic.c ``ptep_clear_flush()``."""
-        pte: u64 = self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
-        if self.pte_present(pte):
+        """Models: mm/pgtable-generic.c ``ptep_clear_flush()``: the flush only
+        if a TLB may hold the entry (``pte_accessible()``)."""
+        mm: MmLike = vma.vm_mm
+        pte: u64 = self.ptep_get_and_clear(mm, addr, ptep)
+        if self.pte_accessible(mm, pte):
             self.flush_tlb_page(vma, addr)
         return pte
 

@@ -193,6 +193,12 @@ def handle_pte_fault(vmf: VmFault) -> i64:
         raise KernelBug("VM_BUG_ON", "swap/migration entries are not modelled", vmf.address, [entry])
     if arch.pte_protnone(entry) and vma.vm_flags & VM_ACCESS_FLAGS:
         return do_numa_page(vmf)
+    # spin_lock(vmf->ptl): the entry read without the lock may have changed
+    # (another thread's fault, a fold or unfold); re-read it under the lock.
+    # (update_mmu_tlb() on a change is a no-op on both modelled arches.)
+    if not arch.pte_same(arch.ptep_get(ptep), entry):
+        pte_unmap_unlock(mm, ptep)
+        return 0
     write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
     if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not arch.pte_write(entry):
@@ -283,8 +289,17 @@ def do_numa_page(vmf: VmFault) -> i64:
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def pte_range_none(k: Kernel, ptep: i64, nr: i64) -> cython.bint:
-    """``pte_range_none()``: all ``nr`` entries from ``ptep`` are none."""
-    return bool(k.arch.pool.none_count(ptep, nr) == nr)
+    """Are all ``nr`` entries from ``ptep`` none?
+
+    Models: mm/memory.c ``pte_range_none()``: ``ptep_get_lockless()`` of
+    each entry in turn, stopping at the first one that is not none.
+    """
+    a: Pgtable = k.arch
+    i: i64
+    for i in range(nr):  # noqa: SIM110 - a C loop
+        if not a.pte_none(a.ptep_get_lockless(ptep + i)):
+            return False
+    return True
 
 
 @cython.ccall
@@ -814,10 +829,15 @@ def do_wp_page(vmf: VmFault) -> i64:
     unshare: cython.bint = (vmf.flags & FAULT_FLAG_UNSHARE) != 0
     folio: i64 = vm_normal_folio(vma, vmf.address, vmf.orig_pte)
     page: i64 = k.arch.pte_pfn(vmf.orig_pte)
-    if not unshare and vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(vmf.orig_pte):
-        # userfaultfd_pte_wp(): the monitor must resolve it (handle_userfault).
-        pte_unmap_unlock(mm, vmf.pte)
-        return VM_FAULT_UFFD_WP
+    cur: u64
+    if not unshare:
+        # userfaultfd_pte_wp(vma, ptep_get(vmf->pte)): the argument reads the
+        # entry again (under the PTL) whether or not the VMA has uffd-wp.
+        cur = k.arch.ptep_get(vmf.pte)
+        if vma.vm_flags & VM_UFFD_WP and k.arch.pte_uffd_wp(cur):
+            # The monitor must resolve it (handle_userfault).
+            pte_unmap_unlock(mm, vmf.pte)
+            return VM_FAULT_UFFD_WP
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if unshare:
             pte_unmap_unlock(mm, vmf.pte)
@@ -1039,7 +1059,10 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     per none PTE, 8 per copied PTE) and, once it reaches 32, is a point
     where the kernel drops both PTLs if rescheduling is due or a lock is
     contended; every such point is recorded (``fork.lock_break_point``) and
-    the rule checker verifies the tables there.
+    the rule checker verifies the tables there.  -EAGAIN (a possibly pinned
+    page needs a copy) drops the locks, preallocates a page and restarts
+    (``fork.again``) at the same address; a preallocated page the next copy
+    did not consume is freed right after that copy.
     """
     dst_mm: MmStruct = vma_mm(dst_vma)
     src_mm: MmStruct = vma_mm(src_vma)
@@ -1083,6 +1106,14 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
             )
             if ret == -EAGAIN:
                 break
+            if prealloc.value >= 0:
+                # The page preallocated for a possibly pinned page was not
+                # used (that page's mapping changed while the locks were
+                # dropped): free it now rather than keep it for a later
+                # PTE (alloc_page_vma() follows the mempolicy at this
+                # address), so the next copies batch again.
+                k.folio_put(prealloc.value, 1)
+                prealloc.value = -1
             progress += 8 * ret
             src_pte += ret
             dst_pte += ret

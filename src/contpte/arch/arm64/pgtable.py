@@ -66,6 +66,7 @@ if not cython.compiled:
         PTE_SWP_EXCLUSIVE,
         PTE_SWP_UFFD_WP,
         PTE_TABLE_BIT,
+        PTE_TYPE_PAGE,
         PTE_UFFD_WP,
         PTE_USER,
         PTE_UXN,
@@ -271,13 +272,18 @@ class Arm64Pgtable(Pgtable):
     @cython.ccall
     @cython.exceptval(-1, check=True)
     def pte_mkcont(self, pte: u64) -> u64:
-        # v6.12 also forced PTE_TYPE_PAGE (0b11), which makes a present-invalid
-        # (PROT_NONE / NUMA-hinting) PTE valid: fork's batch copy of such a
-        # block gave the child valid, non-user PTEs that pte_protnone() no
-        # longer recognises, so its next access faulted forever.  Found by
-        # `contpte fuzz` (fork-copy rule); the model takes the upstream fix
-        # "arm64/mm: Drop setting PTE_TYPE_PAGE in pte_mkcont()" (A. Khandual,
-        # Nov 2024): only PTE_CONT is set.
+        """Models: arm64 ``pte_mkcont()``, as fixed in v6.13: set PTE_CONT.
+
+        v6.12's also forces PTE_TYPE_PAGE (0b11), which makes a present-invalid
+        (PROT_NONE / NUMA-hinting) entry valid when ``contpte_set_ptes()``
+        maps a whole block of them (fork's batch copy): the child gets
+        valid, non-user PTEs that ``pte_protnone()`` no longer recognises,
+        and a NUMA-hinting fault on them never resolves.  That is the bug
+        catalog's ``pte_mkcont_sets_type_page``; by default the model
+        follows the kernel the arm64 oracle boots (docs/kernel.md a.1).
+        """
+        if self.bug("pte_mkcont_sets_type_page"):
+            return pte | PTE_CONT | PTE_TYPE_PAGE
         return pte | PTE_CONT
 
     @cython.ccall
@@ -341,17 +347,14 @@ class Arm64Pgtable(Pgtable):
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
-    def pte_same(self, a: u64, b: u64) -> cython.bint:
-        """arm64 ``pte_same()``: PTE_RDONLY is ignored on present PTEs.
+    def pte_accessible(self, mm: MmLike, pte: u64) -> cython.bint:
+        """Models: arm64 ``pte_accessible()``: a valid entry; a present one
+        (PROT_NONE included) only while ``mm_tlb_flush_pending(mm)``.
 
-        RDONLY toggles with hardware dirty-bit management, so two PTEs that
-        differ only in it map the same page with the same permission.
+        The model's deferred flushes (mmu_gather, mprotect) end before any
+        ``ptep_clear_flush()`` caller runs, so none is pending here.
         """
-        if self.pte_present(a):
-            a &= _NOT_RDONLY
-        if self.pte_present(b):
-            b &= _NOT_RDONLY
-        return a == b
+        return self.pte_valid(pte)
 
     @cython.ccall
     @cython.exceptval(-1, check=True)

@@ -5,9 +5,15 @@ initramfs (a gzipped newc cpio written here, no ``cpio`` tool needed)
 holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
 proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
 nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
-event per traced contpte function recording its ``addr`` argument (``x1``:
-every traced function takes ``(mm, addr, ...)``), so the host can count
-only the calls on the scenario's addresses.
+event per traced contpte function recording its ``addr`` and ``ptep``
+arguments (``x1``, ``x2`` of the ``(mm, addr, ptep, ...)`` functions), or
+only ``ptep`` (``x0``) for the getters ``contpte_ptep_get(ptep, orig_pte)``
+and ``contpte_ptep_get_lockless(ptep)``, which have no address: the host
+learns which virtual 2M region each page-table page maps from the
+``(addr, ptep)`` events (a contiguous block is only ever made by
+``contpte_set_ptes`` or ``__contpte_try_fold``, both traced, so its table is
+known before any getter reads it) and counts only the calls on the
+scenario's addresses.
 
 qemu: ``-M virt -cpu max,pauth=off -smp 2 -m 2G -nographic -nic none``.
 Pointer authentication is off because TCG emulates it slowly (the kernel
@@ -29,6 +35,7 @@ from .env import ORACLE_UNAVAILABLE, Arm64Env
 
 __all__ = [
     "TRACED",
+    "PTEP_ONLY",
     "BootError",
     "BootResult",
     "GuestRun",
@@ -48,14 +55,28 @@ TRACED = (
     "contpte_clear_full_ptes",
     "contpte_get_and_clear_full_ptes",
     "contpte_try_unfold_partial",
+    "contpte_ptep_get",
+    "contpte_ptep_get_lockless",
     "tlb_flush_rmaps",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 
 FETCH_ADDR = {"tlb_flush_rmaps": "+0(%x1):x64"}
-"""The ``addr`` a kprobe records where it is not the second argument (``%x1``):
-``tlb_flush_rmaps(tlb, vma)`` records ``vma->vm_start`` (the first field of
-``struct vm_area_struct``), the start of the VMA whose forced flush it ends."""
+"""Traced functions that record only an ``addr`` that is not their second
+argument: ``tlb_flush_rmaps(tlb, vma)`` records ``vma->vm_start`` (the first
+field of ``struct vm_area_struct``), the start of the VMA whose forced flush
+it ends (no ``ptep``)."""
+
+PTEP_ONLY = frozenset({"contpte_ptep_get", "contpte_ptep_get_lockless"})
+"""Traced functions whose first argument is the ``pte_t *`` (no ``mm``, no address)."""
+
+
+def _fetch_args(sym: str) -> str:
+    """The kprobe fetch arguments recorded for ``sym``."""
+    if sym in FETCH_ADDR:
+        return f"addr={FETCH_ADDR[sym]}"
+    return "ptep=%x0" if sym in PTEP_ONLY else "addr=%x1 ptep=%x2"
+
 
 QEMU_ARGS = (
     "-M",
@@ -102,8 +123,7 @@ class BootResult:
 
 def _init_script(programs: list[str]) -> str:
     events = "\n".join(
-        f'echo "p:contpte/f{i} {sym} addr={FETCH_ADDR.get(sym, "%x1")}" >> $T/kprobe_events '
-        f'|| fail "kprobe on {sym}"'
+        f'echo "p:contpte/f{i} {sym} {_fetch_args(sym)}" >> $T/kprobe_events || fail "kprobe on {sym}"'
         for i, sym in enumerate(TRACED)
     )
     runs = "\n".join(f"/scn/{p}" for p in programs)
@@ -244,7 +264,9 @@ def boot(env: Arm64Env, programs: dict[str, Path], workdir: Path, timeout: float
 
 
 _MARK_RE = re.compile(r"tracing_mark_write: @@([BE]) (\d+)")
-_EVENT_RE = re.compile(r"\sf(\d+): \((\S+)\) addr=0x([0-9a-fA-F]+)")
+_EVENT_RE = re.compile(r"\sf(\d+): \((\S+)\)(?: addr=0x([0-9a-fA-F]+))?(?: ptep=0x([0-9a-fA-F]+))?")
+_PTE_TABLE_MASK = ~0xFFF  # a 4K page of 512 descriptors
+_PMD_MASK = ~((1 << 21) - 1)  # the 2M of address space one table maps
 
 
 def count_calls(
@@ -254,10 +276,14 @@ def count_calls(
 
     A call belongs to step ``i`` when it lies between the ``@@B i`` and
     ``@@E i`` markers (the trace clock is global, so the order across CPUs
-    is the order of events).
+    is the order of events).  A getter's address is found from its ``ptep``
+    through the latest ``(addr, ptep)`` event on the same page-table page
+    (4K pages: 512 descriptors map 2M); a getter on a table no such event
+    has named yet counts as elsewhere.
     """
     inside: dict[int, dict[str, int]] = {}
     outside: dict[int, dict[str, int]] = {}
+    tables: dict[int, int] = {}  # page-table page -> the 2M region it maps
     cur: int | None = None
     for line in trace:
         m = _MARK_RE.search(line)
@@ -265,10 +291,23 @@ def count_calls(
             cur = int(m.group(2)) if m.group(1) == "B" else None
             continue
         e = _EVENT_RE.search(line)
-        if e is None or cur is None:
+        if e is None:
             continue
         sym = TRACED[int(e.group(1))]
-        where = inside if lo <= int(e.group(3), 16) < hi else outside
+        addr: int | None
+        if e.group(4) is None:  # an address only (FETCH_ADDR)
+            addr = None if e.group(3) is None else int(e.group(3), 16)
+        elif e.group(3) is not None:
+            ptep = int(e.group(4), 16)
+            addr = int(e.group(3), 16)
+            tables[ptep & _PTE_TABLE_MASK] = addr & _PMD_MASK
+        else:
+            ptep = int(e.group(4), 16)
+            region = tables.get(ptep & _PTE_TABLE_MASK)
+            addr = None if region is None else region | ((ptep & 0xFFF) >> 3) << 12
+        if cur is None:
+            continue
+        where = inside if addr is not None and lo <= addr < hi else outside
         per = where.setdefault(cur, {})
         per[sym] = per.get(sym, 0) + 1
     return inside, outside

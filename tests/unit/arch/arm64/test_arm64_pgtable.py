@@ -81,13 +81,39 @@ def test_dirty_encoding() -> None:
     assert a.pte_young(ro) and not a.pte_young(a.pte_mkold(ro))
 
 
-def test_pte_same_ignores_rdonly_only_when_present() -> None:
+def test_pte_same_is_the_raw_compare() -> None:
+    """v6.12 arm64 has no pte_same() of its own: include/linux/pgtable.h compares the values,
+    so a hardware-dirtied entry (RDONLY cleared by DBM) differs from its clean self."""
     a = Env().arch
     p = a.pfn_pte(9, PAGE_SHARED)
-    assert a.pte_same(p, p & ~PTE_RDONLY)
+    assert a.pte_same(p, p)
+    assert not a.pte_same(p, p & ~PTE_RDONLY)
     assert not a.pte_same(p, p & ~PTE_AF)
     swp = a.swp_entry(1, 100)
     assert not a.pte_same(swp, swp | PTE_RDONLY)
+
+
+def test_pte_accessible_is_valid_not_present() -> None:
+    """arm64 pte_accessible(): a PROT_NONE entry is present but no TLB holds it (no flush pending)."""
+    env = Env()
+    a = env.arch
+    assert a.pte_accessible(env.mm, a.pfn_pte(9, PAGE_SHARED))
+    n = a.pfn_pte(9, PAGE_NONE)
+    assert a.pte_present(n) and not a.pte_accessible(env.mm, n)
+
+
+def test_ptep_clear_flush_flushes_only_an_accessible_entry() -> None:
+    """mm/pgtable-generic.c ptep_clear_flush(): flush_tlb_page() only if pte_accessible()."""
+    env = Env()
+    a = env.arch
+    env.folios.add(40, 2)
+    a.set_pte_at(env.mm, env.addr(0), env.ptep(0), a.pfn_pte(40, PAGE_SHARED))
+    a.set_pte_at(env.mm, env.addr(1), env.ptep(1), a.pfn_pte(41, PAGE_NONE))
+    env.clear_log()
+    assert a.pte_pfn(a.ptep_clear_flush(env.vma, env.addr(1), env.ptep(1))) == 41
+    assert env.raw(1) == [0] and not env.instructions()
+    assert a.pte_pfn(a.ptep_clear_flush(env.vma, env.addr(0), env.ptep(0))) == 40
+    assert env.raw(0) == [0] and env.instructions()
 
 
 def test_protnone_and_present_invalid() -> None:
