@@ -408,6 +408,7 @@ declare("zap.batch", "calls", "zap_present_folio_ptes calls with nr>1")
 declare("zap.ptes", "PTEs", "present PTEs zapped")
 declare("numa_hint_faults", "faults", "/proc/vmstat: NUMA hinting faults (do_numa_page)")
 declare("numa_pte_updates", "PTEs", "/proc/vmstat: PTEs made PROT_NONE for NUMA hinting (change_prot_numa)")
+declare("numa_huge_pte_updates", "PMDs", "/proc/vmstat: huge PMDs change_pmd_range changed (any caller)")
 declare("mmu_gather.flush", "flushes", "mmu_gather TLB flushes (tlb_flush_mmu_tlbonly with a range)")
 declare(
     "mmu_gather.forced_flush",

@@ -27,8 +27,9 @@ from contpte.oracle.arm64.boot import (
     parse_console,
 )
 from contpte.oracle.arm64.guest import generate_c
-from contpte.oracle.arm64.run import prepare, run_arm64_oracle
+from contpte.oracle.arm64.run import _guest_error, prepare, run_arm64_oracle
 from contpte.oracle.live import MODEL_WINDOW_HI, MODEL_WINDOW_LO
+from contpte.oracle.run import scenario_unsupported_reason as live_unsupported_reason
 from contpte.workloads.scenario import parse, parse_file
 
 LIBRARY = library()
@@ -79,6 +80,25 @@ def test_unsupported_steps_skip_the_scenario() -> None:
     )
     prep = prepare(sc, "pin")
     assert prep.program is None and "pin" in str(prep.reason)
+
+
+def test_fork_after_uffd_wp_skips_the_scenario() -> None:
+    # The model keeps uffd-wp across fork (UFFD_FEATURE_EVENT_FORK); the
+    # guest has no monitor to read the fork event, so it cannot.
+    text = "machine arch=arm64\np = spawn\nb = p mmap 64K rw private|anonymous\np uffd-wp b 64K on\n"
+    assert prepare(parse(text), "uffd").program is not None
+    prep = prepare(parse(text + "c = p fork\n"), "uffd-fork")
+    assert prep.program is None and "UFFD_FEATURE_EVENT_FORK" in str(prep.reason)
+    assert live_unsupported_reason(parse(text)) is None
+    assert "UFFD_FEATURE_EVENT_FORK" in str(live_unsupported_reason(parse(text + "c = p fork\n")))
+
+
+def test_guest_error_codes() -> None:
+    assert _guest_error(0) is None
+    assert _guest_error(-2) == "SIGSEGV:ACCERR"
+    assert _guest_error(-100) == "UFFD_WP"
+    assert _guest_error(-202) == "SIGBUS:ADRERR"
+    assert _guest_error(22) == "EINVAL"
 
 
 def _trace_line(cpu: int, ts: float, body: str) -> str:

@@ -201,6 +201,7 @@ RULES: tuple[Rule, ...] = (
     _none("madvise.free_split_skipped", "a decision not to act, not work"),
     _none("numa_hint_faults", "a kind of pgfault, priced there", "pgfault"),
     _none("numa_pte_updates", "its PTE updates are counted by pte.*", "pte.write"),
+    _none("numa_huge_pte_updates", "its PMD updates are counted by pmd.write", "pmd.write"),
     _none("pglazyfreed", "reclaim's PTE clears and TLBIs are counted by pte.*/tlbi.*", "pte.write"),
     _none("pglazyfree_fail", "reclaim's PTE writes are counted by pte.*", "pte.write"),
     _none("pgsteal", "the frees are counted by buddy.free", "buddy.free"),

@@ -15,12 +15,15 @@ from contpte.mm.mm_types cimport (
     VM_WRITE, MmStruct, Vma, VmFault, vma_is_anonymous, vma_mm,
 )
 from contpte.mm.mmu_gather cimport MmuGather
-from contpte.mm.mm_h cimport maybe_mkwrite
+from contpte.mm.mm_h cimport (
+    MM_CP_PROT_NUMA, MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, maybe_mkwrite,
+    userfaultfd_huge_pmd_wp, vma_wants_manual_pte_write_upgrade,
+)
 from contpte.mm.rmap cimport (
     RMAP_EXCLUSIVE, anon_vma_prepare, folio_add_new_anon_rmap, folio_remove_rmap_pmd, folio_try_dup_anon_rmap_pmd,
 )
 
-cdef i64 EAGAIN, EBUSY, EINVAL
+cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA
 
 # The functions memory.c calls.
 cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders) except? -1
@@ -30,6 +33,7 @@ cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1
 cpdef i64 create_huge_pmd(VmFault vmf) except? -1
 cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd) except? -1
 cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd) except? -1
+cpdef i64 do_huge_pmd_numa_page(VmFault vmf, u64 pmd) except? -1
 cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma) except? -1
 cpdef zap_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr)
 cpdef split_huge_pmd(Vma vma, i64 pmd_index, i64 haddr)
@@ -38,5 +42,6 @@ cpdef i64 mm_get_huge_zero_folio(MmStruct mm) except? -1
 cpdef i64 vma_alloc_anon_folio_pmd(Vma vma) except? -1
 cpdef map_anon_folio_pmd(i64 folio, Vma vma, i64 pmd_index, i64 haddr)
 cpdef i64 do_huge_zero_wp_pmd(VmFault vmf, i64 haddr) except? -1
-cpdef change_huge_pmd(Vma vma, i64 pmd_index, i64 addr, u64 newprot)
+cdef bint can_change_pmd_writable(Vma vma, i64 addr, u64 pmd) except? -1
+cpdef i64 change_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, u64 newprot, i64 cp_flags) except? -1
 cpdef i64 split_folio(Kernel k, i64 folio) except? -1

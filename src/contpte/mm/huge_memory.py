@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import cython
 
+from ..counters import counter
 from ..errors import KernelBug
 from .rmap import rmap_walk_ptes
 
@@ -53,7 +54,15 @@ if not cython.compiled:
         folio_ref_add,
         folio_test_anon,
     )
-    from .mm_h import maybe_mkwrite
+    from .mm_h import (
+        MM_CP_PROT_NUMA,
+        MM_CP_TRY_CHANGE_WRITABLE,
+        MM_CP_UFFD_WP,
+        MM_CP_UFFD_WP_RESOLVE,
+        maybe_mkwrite,
+        userfaultfd_huge_pmd_wp,
+        vma_wants_manual_pte_write_upgrade,
+    )
     from .mm_types import (
         FAULT_FLAG_UNSHARE,
         FAULT_FLAG_WRITE,
@@ -94,12 +103,14 @@ __all__ = [
     "zap_huge_pmd",
     "split_huge_pmd",
     "change_huge_pmd",
+    "do_huge_pmd_numa_page",
     "split_folio",
 ]
 
 EAGAIN = cython.declare(i64, 11)
 EBUSY = cython.declare(i64, 16)
 EINVAL = cython.declare(i64, 22)
+FAULT_NUMA = cython.declare(i64, counter("numa_hint_faults"))
 
 
 @cython.ccall
@@ -455,23 +466,107 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
         raise KernelBug("VM_BUG_ON_FOLIO", f"entire mapcount underflow in {mem.describe(folio)}", haddr)
 
 
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def can_change_pmd_writable(vma: Vma, addr: i64, pmd: u64) -> cython.bint:
+    """Models: mm/huge_memory.c ``can_change_pmd_writable()`` (v6.12)."""
+    k: Kernel = vma_mm(vma).kernel
+    arch: Pgtable = k.arch
+    pte: u64 = arch.pmd_pte(pmd)
+    pfn: i64
+    if not vma.vm_flags & VM_WRITE:
+        return False
+    if arch.pte_protnone(pte):
+        return False  # NUMA hinting: not even readable
+    if userfaultfd_huge_pmd_wp(vma, pmd):
+        return False
+    if not vma.vm_flags & VM_SHARED:
+        pfn = arch.pte_pfn(pte)
+        if arch.pte_special(pte) or pfn == k.huge_zero_pfn:
+            return False  # vm_normal_page_pmd(): no page
+        return folio_test_anon(k.memmap, cython.cast(i64, k.memmap.head[pfn])) and PageAnonExclusive(
+            k.memmap, pfn
+        )
+    return arch.pte_dirty(pte)
+
+
 @cython.ccall
-def change_huge_pmd(vma: Vma, pmd_index: i64, addr: i64, newprot: u64) -> None:
-    """Models: mm/huge_memory.c ``change_huge_pmd()`` (whole-PMD mprotect)."""
+@cython.exceptval(-1, check=True)
+def change_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, newprot: u64, cp_flags: i64) -> i64:
+    """Change the protection of a whole huge PMD; HPAGE_PMD_NR if changed, 1 if left alone.
+
+    Models: mm/huge_memory.c ``change_huge_pmd()`` (v6.12): NUMA hinting
+    leaves the huge zero page and an already-protnone PMD alone (the arm64
+    and x86 kernels support THP migration, so PMDs are hinted); the PMD is
+    invalidated and flushed (``pmdp_invalidate_ad``), rebuilt with
+    ``newprot``, the uffd-wp bit set or cleared, made writable where
+    ``can_change_pmd_writable()`` allows, and queued for the gather's
+    flush (``huge_pmd_needs_flush()`` is true on arm64).  ``cp_flags``:
+    ``MM_CP_*``.
+
+    Context: mmap_lock held; ``pmd_index`` holds a huge PMD of ``vma`` and
+    ``addr`` is its start.
+    """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     arch: Pgtable = k.arch
+    cur: u64
+    if cp_flags & MM_CP_PROT_NUMA:
+        cur = arch.pmd_pte(mm.space.pmd_peek(pmd_index))
+        if arch.pte_special(cur) or arch.pte_pfn(cur) == k.huge_zero_pfn:
+            return 1  # is_huge_zero_pmd(): reads of it are not interesting
+        if arch.pte_protnone(cur):
+            return 1
     old: u64 = arch.pmdp_invalidate(vma, addr, pmd_index)
     pte: u64 = arch.pte_modify(arch.pmd_pte(old), newprot)
-    folio_pfn: i64 = arch.pte_pfn(pte)
+    if cp_flags & MM_CP_UFFD_WP:
+        pte = arch.pte_mkuffd_wp(pte)
+    elif cp_flags & MM_CP_UFFD_WP_RESOLVE:
+        # The write bit is left to the fault handler, so CoW is handled there.
+        pte = arch.pte_clear_uffd_wp(pte)
     if (
-        vma.vm_flags & VM_WRITE
-        and not arch.pte_special(pte)
-        and folio_pfn != k.huge_zero_pfn
-        and PageAnonExclusive(k.memmap, folio_pfn)
+        cp_flags & MM_CP_TRY_CHANGE_WRITABLE
+        and not arch.pte_write(pte)
+        and can_change_pmd_writable(vma, addr, arch.pte_pmd(pte))
     ):
         pte = arch.pte_mkwrite(pte)
     arch.set_pmd_at(mm, addr, pmd_index, arch.pte_pmd(pte))
+    tlb.tlb_remove_pmd_tlb_entry(addr, arch.PMD_SIZE)
+    return arch.HPAGE_PMD_NR
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_huge_pmd_numa_page(vmf: VmFault, pmd: u64) -> i64:
+    """Resolve a NUMA hinting fault on a huge PMD: restore it (no migration modelled).
+
+    Models: mm/huge_memory.c ``do_huge_pmd_numa_page()`` (v6.12) taking the
+    ``out_map`` path: the PMD is rebuilt with the VMA's protection, young,
+    and writable where the VMA wants a manual write upgrade and
+    ``can_change_pmd_writable()`` allows.  ``pmd``: ``vmf->orig_pmd``.
+    """
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    count(k.counters, FAULT_NUMA, 1)
+    haddr: i64 = vmf.address & ~(arch.PMD_SIZE - 1)
+    old: u64 = arch.pmdp_get(mm, vmf.pmd_index)
+    if old != pmd:
+        return 0
+    pte: u64 = arch.pte_modify(arch.pmd_pte(old), vma.vm_page_prot)
+    writable: cython.bint = arch.pte_write(pte)
+    if (
+        not writable
+        and vma_wants_manual_pte_write_upgrade(vma)
+        and can_change_pmd_writable(vma, vmf.address, arch.pte_pmd(pte))
+    ):
+        writable = True
+    pte = arch.pte_mkyoung(pte)
+    if writable:
+        pte = arch.pte_mkwrite(pte)
+    arch.set_pmd_at(mm, haddr, vmf.pmd_index, arch.pte_pmd(pte))
+    return 0
 
 
 @cython.ccall

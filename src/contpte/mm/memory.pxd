@@ -16,6 +16,7 @@ from contpte.mm.mm_h cimport (
     can_change_pte_writable, maybe_mkwrite, mm_counter_file, pte_index, pte_offset_map_lock, pte_unmap_unlock,
     vm_normal_folio, vma_wants_manual_pte_write_upgrade,
 )
+from contpte.mm.mm_h cimport userfaultfd_armed, userfaultfd_huge_pmd_wp, userfaultfd_pte_wp
 from contpte.mm.mm_types cimport (
     FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_ACCESS_FLAGS, VM_FAULT_FALLBACK, VM_FAULT_NOPAGE,
     VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VM_FAULT_UFFD_WP, VM_MAYSHARE, VM_SHARED, VM_UFFD_WP, VM_WRITE, MmStruct, Vma,
@@ -32,6 +33,7 @@ cdef i64 FORK_CALLS, FORK_BATCH, FORK_PTES, FORK_COPY_PAGE, FORK_LOCK_BREAK, FOR
 
 # -- faults
 cpdef i64 handle_mm_fault(Vma vma, i64 address, i64 flags) except? -1
+cpdef i64 wp_huge_pmd(VmFault vmf, u64 pmd) except? -1
 cpdef i64 handle_pte_fault(VmFault vmf) except? -1
 cpdef i64 do_numa_page(VmFault vmf) except? -1
 cpdef numa_rebuild_single_mapping(VmFault vmf, Vma vma, i64 addr, i64 ptep, bint writable)

@@ -55,6 +55,9 @@ if not cython.compiled:
         pte_index,
         pte_offset_map_lock,
         pte_unmap_unlock,
+        userfaultfd_armed,
+        userfaultfd_huge_pmd_wp,
+        userfaultfd_pte_wp,
         vm_normal_folio,
         vma_wants_manual_pte_write_upgrade,
     )
@@ -161,14 +164,29 @@ def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
             if not ret & VM_FAULT_FALLBACK:
                 return ret
     elif pmd:
+        if k.arch.pte_protnone(k.arch.pmd_pte(pmd)) and vma.vm_flags & VM_ACCESS_FLAGS:
+            return huge_memory.do_huge_pmd_numa_page(vmf, pmd)
         if vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE) and not k.arch.pte_write(k.arch.pmd_pte(pmd)):
-            # wp_huge_pmd(): anon PMDs go to do_huge_pmd_wp_page().
-            ret = huge_memory.do_huge_pmd_wp_page(vmf, pmd)
+            ret = wp_huge_pmd(vmf, pmd)
             if not ret & VM_FAULT_FALLBACK:
                 return ret
         else:
             return huge_memory.huge_pmd_set_accessed(vmf, pmd)
     return handle_pte_fault(vmf)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def wp_huge_pmd(vmf: VmFault, pmd: u64) -> i64:
+    """A write (or unshare) fault on a write-protected huge PMD (anon VMAs only).
+
+    Models: mm/memory.c ``wp_huge_pmd()`` (v6.12): a uffd-wp PMD goes to
+    the monitor (``handle_userfault``; the model has no async mode),
+    anything else to ``do_huge_pmd_wp_page()``.  ``pmd``: ``vmf->orig_pmd``.
+    """
+    if not vmf.flags & FAULT_FLAG_UNSHARE and userfaultfd_huge_pmd_wp(vmf.vma, pmd):
+        return VM_FAULT_UFFD_WP
+    return huge_memory.do_huge_pmd_wp_page(vmf, pmd)
 
 
 @cython.ccall
@@ -310,11 +328,14 @@ def alloc_anon_folio(vmf: VmFault) -> i64:
     Models: mm/memory.c ``alloc_anon_folio()``: try the allowed orders from
     the highest; an order is skipped when its naturally aligned range leaves
     the VMA or has a PTE already; an allocation failure counts
-    ``anon_fault_fallback`` and tries the next order; order 0 last.
-    Returns the folio, or -1.
+    ``anon_fault_fallback`` and tries the next order; order 0 last, and
+    only order 0 where a userfaultfd is armed.  Returns the folio, or -1.
     """
     vma: Vma = vmf.vma
     k: Kernel = vma_mm(vma).kernel
+    # A uffd-armed VMA needs per-page fault fidelity for the uffd semantics.
+    if userfaultfd_armed(vma):
+        return k.folio_alloc(0, True)
     orders: i64 = huge_memory.thp_vma_allowable_orders(vma, (cython.cast(i64, 1) << k.PMD_ORDER) - 1)
     orders = huge_memory.thp_vma_suitable_orders(vma, vmf.address, orders)
     order: i64
@@ -919,6 +940,8 @@ def copy_present_page(
     rss.c[MM_ANONPAGES] += 1
     pte: u64 = a.pfn_pte(new, dst_vma.vm_page_prot)
     pte = maybe_mkwrite(a.pte_mkdirty(pte), dst_vma)
+    if userfaultfd_pte_wp(dst_vma, a.ptep_get(src_pte)):
+        pte = a.pte_mkuffd_wp(pte)  # the child's copy stays write-protected for the monitor
     a.set_pte_at(dst_vma.vm_mm, addr, dst_pte, pte)
     return 0
 

@@ -5,7 +5,12 @@ Models: include/linux/mm.h (Linux v6.12): ``pte_offset_map_lock`` /
 ``vma_wants_manual_pte_write_upgrade``; and three functions the header
 declares for all of mm/ whose bodies live in .c files:
 mm/memory.c ``vm_normal_folio()``, mm/mprotect.c ``can_change_pte_writable()``
-and mm/vma.c ``vma_wants_writenotify()``.  They are here rather than in the
+and mm/vma.c ``vma_wants_writenotify()``; and the ``MM_CP_*`` flags of
+``change_protection()`` (mm/mprotect.c and mm/huge_memory.c's
+``change_huge_pmd()`` both take them); and include/linux/userfaultfd_k.h's
+``userfaultfd_armed()``, ``userfaultfd_pte_wp()`` and
+``userfaultfd_huge_pmd_wp()`` (the fault paths of memory.c and
+huge_memory.c ask them); include/linux/mm_inline.h ``folio_is_file_lru()``.  They are here rather than in the
 model's memory.py/mprotect.py/mmap.py because those modules use each other
 and compiled modules may not import in a cycle (docs/core.md).
 
@@ -21,7 +26,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..hw.tables import AddressSpace
     from .kernel import Kernel
-    from .memmap import PageAnonExclusive, folio_test_anon
+    from .memmap import MemMap, PageAnonExclusive, PG_lazyfree, folio_test_anon
     from .mm_types import (
         MM_FILEPAGES,
         MM_SHMEMPAGES,
@@ -43,7 +48,27 @@ __all__ = [
     "vma_wants_writenotify",
     "vma_wants_manual_pte_write_upgrade",
     "can_change_pte_writable",
+    "folio_is_file_lru",
+    "userfaultfd_armed",
+    "userfaultfd_pte_wp",
+    "userfaultfd_huge_pmd_wp",
+    "MM_CP_TRY_CHANGE_WRITABLE",
+    "MM_CP_PROT_NUMA",
+    "MM_CP_UFFD_WP",
+    "MM_CP_UFFD_WP_RESOLVE",
+    "MM_CP_UFFD_WP_ALL",
 ]
+
+# include/linux/mm.h: the cp_flags of change_protection().
+#: Try to make PTEs writable where the write fault would (exclusive anon, dirty shared).
+MM_CP_TRY_CHANGE_WRITABLE = cython.declare(i64, 1 << 0)
+#: NUMA hinting: map PAGE_NONE so the next access faults.
+MM_CP_PROT_NUMA = cython.declare(i64, 1 << 1)
+#: userfaultfd write-protect: set the uffd-wp bit.
+MM_CP_UFFD_WP = cython.declare(i64, 1 << 2)
+#: userfaultfd write-protect resolve: clear the uffd-wp bit.
+MM_CP_UFFD_WP_RESOLVE = cython.declare(i64, 1 << 3)
+MM_CP_UFFD_WP_ALL = cython.declare(i64, (1 << 2) | (1 << 3))
 
 
 @cython.ccall
@@ -107,6 +132,24 @@ def mm_counter_file(folio: i64, k: Kernel) -> i64:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
+def folio_is_file_lru(k: Kernel, folio: i64) -> cython.bint:
+    """The folio is on the file LRU: not swap-backed.
+
+    Models: include/linux/mm_inline.h ``folio_is_file_lru()``
+    (``!folio_test_swapbacked()``).  The model keeps no PG_swapbacked; it
+    derives it as the kernel sets it: anon folios are swap-backed until
+    MADV_FREE makes them lazyfree, shmem folios always, page-cache folios
+    of regular files never.
+    """
+    mem: MemMap = k.memmap
+    if folio_test_anon(mem, folio):
+        return (cython.cast(i64, mem.flags[folio]) & PG_lazyfree) != 0
+    f = k.files.get(cython.cast(i64, mem.mapping[folio]))
+    return f is None or not f.shmem
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def vm_normal_folio(vma: Vma, addr: i64, pte: u64) -> i64:
     """The folio a present PTE maps, or -1 for special mappings (zero page).
 
@@ -154,6 +197,32 @@ def vma_wants_manual_pte_write_upgrade(vma: Vma) -> cython.bint:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
+def userfaultfd_armed(vma: Vma) -> cython.bint:
+    """A userfaultfd is registered on ``vma`` (``vm_flags & __VM_UFFD_FLAGS``).
+
+    Models: include/linux/userfaultfd_k.h ``userfaultfd_armed()``; the model
+    registers write-protect mode only (VM_UFFD_WP: no MISSING or MINOR).
+    """
+    return (vma.vm_flags & VM_UFFD_WP) != 0
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def userfaultfd_pte_wp(vma: Vma, pte: u64) -> cython.bint:
+    """Models: include/linux/userfaultfd_k.h ``userfaultfd_pte_wp()``: a uffd-wp VMA and PTE."""
+    return (vma.vm_flags & VM_UFFD_WP) != 0 and vma_mm(vma).kernel.arch.pte_uffd_wp(pte)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def userfaultfd_huge_pmd_wp(vma: Vma, pmd: u64) -> cython.bint:
+    """Models: include/linux/userfaultfd_k.h ``userfaultfd_huge_pmd_wp()``."""
+    a: Pgtable = vma_mm(vma).kernel.arch
+    return (vma.vm_flags & VM_UFFD_WP) != 0 and a.pte_uffd_wp(a.pmd_pte(pmd))
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def can_change_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
     """Models: mm/mprotect.c ``can_change_pte_writable()``."""
     k: Kernel = vma_mm(vma).kernel
@@ -163,9 +232,20 @@ def can_change_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
         return False
     if a.pte_protnone(pte):
         return False
-    if vma.vm_flags & VM_UFFD_WP and a.pte_uffd_wp(pte):
+    if userfaultfd_pte_wp(vma, pte):
         return False
     if not vma.vm_flags & VM_SHARED:
         folio = vm_normal_folio(vma, addr, pte)
         return folio >= 0 and folio_test_anon(k.memmap, folio) and PageAnonExclusive(k.memmap, a.pte_pfn(pte))
     return a.pte_dirty(pte)
+
+
+# C constants are invisible to Python importers: publish their values.
+if cython.compiled:
+    globals().update(
+        MM_CP_TRY_CHANGE_WRITABLE=MM_CP_TRY_CHANGE_WRITABLE,
+        MM_CP_PROT_NUMA=MM_CP_PROT_NUMA,
+        MM_CP_UFFD_WP=MM_CP_UFFD_WP,
+        MM_CP_UFFD_WP_RESOLVE=MM_CP_UFFD_WP_RESOLVE,
+        MM_CP_UFFD_WP_ALL=MM_CP_UFFD_WP_ALL,
+    )

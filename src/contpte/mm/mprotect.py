@@ -29,11 +29,30 @@ if not cython.compiled:
         MemMap,
         folio_likely_mapped_shared,
         folio_maybe_dma_pinned,
-        folio_test_anon,
         folio_test_dirty,
     )
-    from .mm_h import can_change_pte_writable, pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
-    from .mm_types import VM_ACCESS_FLAGS, VM_READ, VM_WRITE, MmStruct, Vma, is_cow_mapping, vma_mm
+    from .mm_h import (
+        MM_CP_PROT_NUMA,
+        MM_CP_TRY_CHANGE_WRITABLE,
+        MM_CP_UFFD_WP,
+        MM_CP_UFFD_WP_ALL,
+        MM_CP_UFFD_WP_RESOLVE,
+        can_change_pte_writable,
+        folio_is_file_lru,
+        pte_offset_map_lock,
+        pte_unmap_unlock,
+        vm_normal_folio,
+    )
+    from .mm_types import (
+        VM_ACCESS_FLAGS,
+        VM_READ,
+        VM_WRITE,
+        MmStruct,
+        Vma,
+        is_cow_mapping,
+        vma_is_anonymous,
+        vma_mm,
+    )
     from .mmap import split_vma, vma_merge_around, vma_set_page_prot
     from .mmu_gather import MmuGather
 
@@ -49,18 +68,11 @@ __all__ = [
     "MM_CP_UFFD_WP_RESOLVE",
     "MM_CP_UFFD_WP_ALL",
     "NUMA_PTE_UPDATES",
+    "NUMA_HUGE_PTE_UPDATES",
 ]
 
-MM_CP_TRY_CHANGE_WRITABLE = cython.declare(i64, 1 << 0)
-MM_CP_PROT_NUMA = cython.declare(i64, 1 << 1)
-MM_CP_UFFD_WP = cython.declare(i64, 1 << 2)
-MM_CP_UFFD_WP_RESOLVE = cython.declare(i64, 1 << 3)
-MM_CP_UFFD_WP_ALL = cython.declare(i64, (1 << 2) | (1 << 3))
-
-NUMA_PTE_UPDATES = cython.declare(
-    i64,
-    counter("numa_pte_updates"),
-)
+NUMA_PTE_UPDATES = cython.declare(i64, counter("numa_pte_updates"))
+NUMA_HUGE_PTE_UPDATES = cython.declare(i64, counter("numa_huge_pte_updates"))
 
 ENOMEM = cython.declare(i64, 12)
 EACCES = cython.declare(i64, 13)
@@ -82,7 +94,9 @@ def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
         folio_maybe_dma_pinned(mem, folio) or folio_likely_mapped_shared(mem, folio)
     ):
         return True  # shared copy-on-write pages
-    return not folio_test_anon(mem, folio) and folio_test_dirty(mem, folio)  # dirty file pages
+    # Migration cannot move every dirty page from MIGRATE_ASYNC context:
+    # dirty folios of the file LRU (page cache, lazyfree anon; not shmem).
+    return folio_is_file_lru(k, folio) and folio_test_dirty(mem, folio)
 
 
 @cython.ccall
@@ -123,8 +137,6 @@ def change_pte_range(
                     ptent = a.pte_mkuffd_wp(ptent)
                 elif uffd_wp_resolve:
                     ptent = a.pte_clear_uffd_wp(ptent)
-                if prot_numa:
-                    count(k.counters, NUMA_PTE_UPDATES, 1)
                 # Avoid a write fault on the next access where the page may
                 # be written at once (exclusive anon, dirty shared).
                 if try_writable and not a.pte_write(ptent) and can_change_pte_writable(vma, addr, ptent):
@@ -144,8 +156,12 @@ def change_pte_range(
 def change_protection(tlb: MmuGather, vma: Vma, start: i64, end: i64, cp_flags: i64) -> i64:
     """Change the protection of ``[start, end)`` of ``vma``; the pages changed.
 
-    Models: mm/mprotect.c ``change_protection()`` (the PMD-level walk of
-    ``change_pmd_range``).
+    Models: mm/mprotect.c ``change_protection()`` -> ``change_protection_range()``
+    (``tlb_start_vma``/``tlb_end_vma`` around the walk: on arm64 the gather
+    is flushed at the end of every VMA) -> ``change_pmd_range()``: a huge
+    PMD wholly inside the range goes to ``change_huge_pmd()`` (mprotect,
+    uffd-wp and NUMA hinting alike; anon VMAs never need
+    ``pgtable_split_needed()``), one partly inside is split first.
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
@@ -159,24 +175,35 @@ def change_protection(tlb: MmuGather, vma: Vma, start: i64, end: i64, cp_flags: 
     addr: i64 = start
     nxt: i64
     idx: i64
+    ret: i64
+    nr_huge_updates: i64 = 0
+    tlb.tlb_start_vma(vma)
     while addr < end:
         nxt = min((addr & ~(pmd_size - 1)) + pmd_size, end)
         idx = addr >> pmd_shift
         if space.pmds and idx in space.pmds:
-            if cp_flags & (MM_CP_PROT_NUMA | MM_CP_UFFD_WP_ALL):
-                # PMD-mapped THPs: NUMA hinting and uffd-wp of huge PMDs are not modelled.
-                addr = nxt
-                continue
-            if nxt - addr == pmd_size:
-                change_huge_pmd(vma, idx, addr, newprot)
-                tlb.tlb_remove_pmd_tlb_entry(addr, pmd_size)
-                pages += a.HPAGE_PMD_NR
+            if nxt - addr == pmd_size and not _pgtable_split_needed(vma, cp_flags):
+                ret = change_huge_pmd(tlb, vma, idx, addr, newprot, cp_flags)
+                if ret == a.HPAGE_PMD_NR:
+                    pages += ret
+                    nr_huge_updates += 1
                 addr = nxt
                 continue
             split_huge_pmd(vma, idx, addr)
         pages += change_pte_range(tlb, vma, idx, addr, nxt, newprot, cp_flags)
         addr = nxt
+    if nr_huge_updates:
+        # As change_pmd_range() counts it: for mprotect and uffd-wp too.
+        count(k.counters, NUMA_HUGE_PTE_UPDATES, nr_huge_updates)
+    tlb.tlb_end_vma(vma)
     return pages
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _pgtable_split_needed(vma: Vma, cp_flags: i64) -> cython.bint:
+    """Models: mm/mprotect.c ``pgtable_split_needed()``: uffd-wp of a file THP needs PTE markers."""
+    return (cp_flags & MM_CP_UFFD_WP) != 0 and not vma_is_anonymous(vma)
 
 
 @cython.ccall
@@ -252,7 +279,8 @@ def change_prot_numa(vma: Vma, addr: i64, end: i64) -> i64:
     MM_CP_PROT_NUMA)``, as ``task_numa_work()`` calls it on accessible VMAs
     (read-only file mappings are skipped there).  Skips what
     ``change_pte_range`` skips: already-protnone PTEs, the zero page, shared
-    or maybe-pinned CoW pages, dirty file pages.  Huge PMDs are left alone.
+    or maybe-pinned CoW pages, dirty file-LRU pages; huge PMDs go to
+    ``change_huge_pmd``.  Counts ``numa_pte_updates`` by the pages changed.
     Returns the PTEs changed.
     """
     mm: MmStruct = vma_mm(vma)
@@ -263,6 +291,8 @@ def change_prot_numa(vma: Vma, addr: i64, end: i64) -> i64:
     tlb: MmuGather = MmuGather(mm, False)
     pages: i64 = change_protection(tlb, vma, addr, end, MM_CP_PROT_NUMA)
     tlb.tlb_finish_mmu()
+    if pages > 0:
+        count(mm.kernel.counters, NUMA_PTE_UPDATES, pages)
     return pages
 
 
@@ -275,4 +305,5 @@ if cython.compiled:
         MM_CP_UFFD_WP_RESOLVE=MM_CP_UFFD_WP_RESOLVE,
         MM_CP_UFFD_WP_ALL=MM_CP_UFFD_WP_ALL,
         NUMA_PTE_UPDATES=NUMA_PTE_UPDATES,
+        NUMA_HUGE_PTE_UPDATES=NUMA_HUGE_PTE_UPDATES,
     )

@@ -3,7 +3,8 @@ from contpte.cdefs cimport i64
 from contpte.mm.mm_types cimport VM_UFFD_WP, MmStruct, Vma
 from contpte.mm.mmu_gather cimport MmuGather
 from contpte.mm.mmap cimport split_vma, vma_merge_around
-from contpte.mm.mprotect cimport MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, change_protection
+from contpte.mm.mm_h cimport MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE
+from contpte.mm.mprotect cimport change_protection
 from contpte.mm.shmem cimport File
 
 cdef i64 ENOENT, EINVAL

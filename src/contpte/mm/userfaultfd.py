@@ -5,9 +5,12 @@ UFFDIO_REGISTER_MODE_WP) and mm/userfaultfd.c (``mwriteprotect_range`` ->
 ``uffd_wp_range`` -> ``change_protection(MM_CP_UFFD_WP[_RESOLVE])``), Linux
 v6.12.  The monitor is assumed to have UFFD_FEATURE_EVENT_FORK, so a child
 keeps VM_UFFD_WP and its PTEs keep their uffd-wp bits (``copy_present_ptes``
-then copies them per PTE).  A write to a uffd-wp PTE returns
-``VM_FAULT_UFFD_WP`` from ``do_wp_page`` (``handle_userfault``); the model
-has no monitor thread, so the access fails there.
+then copies them per PTE, and ``copy_present_page`` marks the child's copy
+of a pinned page).  Huge PMDs are protected whole (``change_huge_pmd``).  A
+write to a uffd-wp PTE or PMD returns ``VM_FAULT_UFFD_WP`` from
+``do_wp_page`` or ``wp_huge_pmd`` (``handle_userfault``); the model has no
+monitor thread, so the access fails there.  A registered VMA faults
+order-0 folios only (``alloc_anon_folio``: ``userfaultfd_armed``).
 
 Anonymous memory and shmem only (``vma_can_userfault``); PTE markers for
 unpopulated or zapped shmem pages are not modelled.
@@ -21,10 +24,11 @@ import cython
 
 if not cython.compiled:
     from ..cdefs import i64
+    from .mm_h import MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE
     from .mm_types import VM_UFFD_WP, MmStruct, Vma
     from .mmap import split_vma, vma_merge_around
     from .mmu_gather import MmuGather
-    from .mprotect import MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE, change_protection
+    from .mprotect import change_protection
     from .shmem import File
 
 __all__ = ["vma_can_userfault", "userfaultfd_register_wp", "mwriteprotect_range"]

@@ -6,7 +6,10 @@ executes one command at a time sent over a Unix socket: ``mmap``,
 loads of one 64-bit value per page, as the model's ``write``/``read`` do;
 ``fork`` with ``os.fork`` (the new process gets its own socket, passed with
 SCM_RIGHTS); long-term pins through io_uring fixed buffers
-(``IORING_REGISTER_BUFFERS`` pins with FOLL_WRITE | FOLL_LONGTERM); ``exit``.
+(``IORING_REGISTER_BUFFERS`` pins with FOLL_WRITE | FOLL_LONGTERM);
+userfaultfd write-protection (``UFFDIO_REGISTER`` in WP mode, then
+``UFFDIO_WRITEPROTECT``, on one userfaultfd per process opened with
+UFFD_FEATURE_SIGBUS); ``exit``.
 
 A *zygote* forked once at start is the parent of every ``spawn``ed process,
 so a new process is a fresh fork with nothing mapped in the scenario window.
@@ -19,9 +22,13 @@ the live process's own libraries and heap: nothing else is ever mapped in
 the live window, so smaps totals over it count the scenario only.
 
 A step that would raise SIGSEGV is predicted from /proc/self/maps (no VMA:
-MAPERR; VMA without the permission: ACCERR), and SIGBUS from the file's
-size (a page of a file mapping beyond the end of the file), instead of
-taking the signal, which would kill the process.
+MAPERR; VMA without the permission: ACCERR), SIGBUS from the file's size
+(a page of a file mapping beyond the end of the file), and a uffd-wp fault
+(``UFFD_WP``) from the page's PM_UFFD_WP bit in /proc/self/pagemap (the
+kernel's own uffd-wp bit of the PTE or PMD), instead of taking the signal,
+which would kill the process.  A write the prediction lets through to a
+uffd-wp page gets SIGBUS (UFFD_FEATURE_SIGBUS), ending the process: the
+oracle then fails, it never hangs.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import pickle
+import platform
 import signal
 import socket
 import struct
@@ -67,6 +76,24 @@ SYS_io_uring_register = 427
 IORING_REGISTER_BUFFERS = 0
 IORING_UNREGISTER_BUFFERS = 1
 _IO_URING_PARAMS_SIZE = 120
+
+SYS_userfaultfd = 282 if platform.machine() == "aarch64" else 323  # x86_64
+UFFD_API = 0xAA
+UFFD_FEATURE_SIGBUS = 1 << 7
+UFFDIO_REGISTER_MODE_WP = 1 << 1
+UFFDIO_WRITEPROTECT_MODE_WP = 1 << 0
+PM_UFFD_WP = 1 << 57
+PM_PRESENT = 1 << 63
+
+
+def _uffd_iowr(nr: int, size: int) -> int:
+    """``_IOWR(UFFDIO, nr, size)`` of include/uapi/linux/userfaultfd.h."""
+    return (3 << 30) | (size << 16) | (UFFD_API << 8) | nr
+
+
+UFFDIO_API = _uffd_iowr(0x3F, 24)
+UFFDIO_REGISTER = _uffd_iowr(0x00, 32)
+UFFDIO_WRITEPROTECT = _uffd_iowr(0x06, 24)
 
 
 class LiveError(RuntimeError):
@@ -181,6 +208,7 @@ class _Server:
         self.ps = page_size
         self.libc = _Libc()
         self.rings: dict[tuple[int, int], int] = {}
+        self.uffd = -1
 
     def serve(self) -> None:
         while True:
@@ -253,10 +281,37 @@ class _Server:
         for i in range(npages):
             va = addr + i * self.ps
             sig = _fault(maps, va, True)
+            if sig is None and self.uffd >= 0 and self._uffd_wp(va):
+                sig = "UFFD_WP"
             if sig is not None:
                 return ("signal", sig, i)
             ctypes.memmove(va, src, 8)
         return ("ok", npages)
+
+    def _uffd_wp(self, va: int) -> bool:
+        """The page at ``va`` is present and uffd-wp (/proc/self/pagemap PM_UFFD_WP)."""
+        with open("/proc/self/pagemap", "rb") as fh:
+            fh.seek(va // self.ps * 8)
+            (ent,) = struct.unpack("<Q", fh.read(8))
+        return bool(ent & PM_PRESENT and ent & PM_UFFD_WP)
+
+    def op_uffd_wp(self, addr: int, length: int, on: bool, fds: list[int]) -> tuple[Any, ...]:
+        """UFFDIO_REGISTER(MODE_WP) (when ``on``), then UFFDIO_WRITEPROTECT, as ``p.uffd_wp()``."""
+        try:
+            if self.uffd < 0:
+                fd = self.libc.syscall(SYS_userfaultfd, ctypes.c_int(os.O_CLOEXEC | os.O_NONBLOCK))
+                if fd < 0:
+                    return self._err()
+                self.uffd = fd
+                fcntl.ioctl(fd, UFFDIO_API, bytearray(struct.pack("<QQQ", UFFD_API, UFFD_FEATURE_SIGBUS, 0)))
+            if on:
+                reg = bytearray(struct.pack("<QQQQ", addr, length, UFFDIO_REGISTER_MODE_WP, 0))
+                fcntl.ioctl(self.uffd, UFFDIO_REGISTER, reg)
+            mode = UFFDIO_WRITEPROTECT_MODE_WP if on else 0
+            fcntl.ioctl(self.uffd, UFFDIO_WRITEPROTECT, bytearray(struct.pack("<QQQ", addr, length, mode)))
+        except OSError as e:
+            return ("err", errno.errorcode.get(e.errno or 0, f"E{e.errno}"))
+        return ("ok",)
 
     def op_read(self, addr: int, npages: int, fds: list[int]) -> tuple[Any, ...]:
         maps = _maps_self()

@@ -67,7 +67,6 @@ ORACLE_NAME = "oracle-x86" if platform.machine() in ("x86_64", "AMD64") else f"o
 UNSUPPORTED_OPS = {
     "reclaim": "the live kernel cannot be made to reclaim a chosen page deterministically",
     "numa": "NUMA hinting faults cannot be forced from user space",
-    "uffd-wp": "userfaultfd write-protect is not driven by the live oracle",
     "clear-soft-dirty": "/proc/pid/clear_refs clears the whole mm, not a range",
 }
 
@@ -249,9 +248,17 @@ def scenario_unsupported_reason(sc: Scenario) -> str | None:
     page_size = str(sc.machine.get("page_size", "4K")).upper()
     if page_size not in ("4K", "4096"):
         return f"page_size={page_size}: the live kernel uses 4K pages"
+    uffd = None
     for step in sc.steps:
         if step.op in UNSUPPORTED_OPS:
             return f"line {step.line}: '{step.op}': {UNSUPPORTED_OPS[step.op]}"
+        if step.op == "uffd-wp" and uffd is None:
+            uffd = step.line
+        if step.op == "fork" and uffd is not None:
+            return (
+                f"line {step.line}: fork after the uffd-wp of line {uffd}: the model assumes "
+                "UFFD_FEATURE_EVENT_FORK, which needs a monitor reading the fork event; the live oracle has none"
+            )
         if step.op == "pin" and not step.args.get("write", True):
             return (
                 f"line {step.line}: a read-only long-term pin cannot be taken honestly from user space "
@@ -557,6 +564,8 @@ class _Replay:
             r = live.call(p, "pin", addr, n)
         elif op == "unpin":
             r = live.call(p, "unpin", addr, n)
+        elif op == "uffd-wp":
+            r = live.call(p, "uffd_wp", addr, n, a["on"])
         else:
             raise ScenarioError(self.sc.path, step.line, f"'{op}' is not supported by the live oracle")
         return (None, None) if r[0] == "ok" else (str(r[1]), None)

@@ -32,7 +32,7 @@ __all__ = [
 RUNTIME = Path(__file__).with_name("guest_runtime.c")
 
 OPS = (
-    "nop", "spawn", "file", "fork", "exit", "mmap", "write", "read", "mprotect", "madvise", "munmap",
+    "nop", "spawn", "file", "fork", "exit", "mmap", "write", "read", "mprotect", "madvise", "munmap", "uffd_wp",
 )  # fmt: skip
 """Guest step kinds, in the order of ``enum op`` in guest_runtime.c."""
 

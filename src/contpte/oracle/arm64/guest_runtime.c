@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -45,7 +47,7 @@
 
 
 enum op { OP_NOP, OP_SPAWN, OP_FILE, OP_FORK, OP_EXIT, OP_MMAP, OP_WRITE, OP_READ,
-	  OP_MPROTECT, OP_MADVISE, OP_MUNMAP };
+	  OP_MPROTECT, OP_MADVISE, OP_MUNMAP, OP_UFFD_WP };
 
 struct step {
 	int line;
@@ -78,15 +80,26 @@ struct ctl {
 	int pid[MAXPROCS];
 	int done;                /* futex: bumped by a worker when its step is over */
 	int step;
-	long err;                /* 0, an errno, or -SEGV_MAPERR / -SEGV_ACCERR */
+	long err;                /* 0, an errno, -SEGV_MAPERR / -SEGV_ACCERR, ERR_UFFD_WP,
+				    or ERR_SIGBUS - the SIGBUS si_code */
 	unsigned long nvals;
 	uint64_t vals[MAXVALS];
 };
 
+#define ERR_UFFD_WP (-100L)  /* a write hit a uffd-wp page: SIGBUS (UFFD_FEATURE_SIGBUS) */
+#define ERR_SIGBUS (-200L)   /* any other SIGBUS, minus its si_code */
+
 static struct ctl *ctl;
 static int me = -1;
 static sigjmp_buf segv_jmp;
-static volatile int segv_code;
+static volatile int segv_code, fault_sig;
+static volatile unsigned long fault_addr;
+
+/* This worker's userfaultfd and the ranges it registered (model addresses). */
+#define MAXUFFD 64
+static int uffd = -1;
+static unsigned long uffd_lo[MAXUFFD], uffd_hi[MAXUFFD];
+static int nuffd;
 
 static void die(const char *fmt, ...)
 {
@@ -198,9 +211,10 @@ static void no_huge_self(void)
 /* ---- the steps --------------------------------------------------------- */
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
-	(void)sig;
 	(void)uc;
 	segv_code = si->si_code;
+	fault_sig = sig;
+	fault_addr = (unsigned long)si->si_addr;
 	siglongjmp(segv_jmp, 1);
 }
 
@@ -214,8 +228,18 @@ static long do_access(const struct step *s, int write)
 	unsigned long a;
 
 	ctl->nvals = 0;
-	if (sigsetjmp(segv_jmp, 1))
-		return -(long)segv_code;
+	if (sigsetjmp(segv_jmp, 1)) {
+		int i;
+
+		if (fault_sig != SIGBUS)
+			return -(long)segv_code;
+		/* With UFFD_FEATURE_SIGBUS a uffd fault is a SIGBUS instead of a
+		 * wait for the monitor; the only uffd faults are uffd-wp ones. */
+		for (i = 0; i < nuffd; i++)
+			if (fault_addr >= uffd_lo[i] && fault_addr < uffd_hi[i])
+				return ERR_UFFD_WP;
+		return ERR_SIGBUS - segv_code;
+	}
 	for (a = first; a <= last; a += PAGE) {
 		p = (volatile uint64_t *)a;
 		if (write) {
@@ -255,6 +279,43 @@ static long do_mmap(const struct step *s)
 	return 0;
 }
 
+/* UFFDIO_REGISTER(MODE_WP) then UFFDIO_WRITEPROTECT (value 1), or resolve
+ * (value 0), as the model's p.uffd_wp() does.  No UFFD_FEATURE_EVENT_FORK:
+ * the Python side refuses scenarios that fork after a uffd-wp step. */
+static long do_uffd_wp(const struct step *s)
+{
+	struct uffdio_writeprotect wp;
+
+	if (uffd < 0) {
+		struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+
+		uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		if (uffd < 0)
+			die("userfaultfd");
+		if (ioctl(uffd, UFFDIO_API, &api))
+			die("UFFDIO_API");
+	}
+	if (s->value) {
+		struct uffdio_register reg = {
+			.range = { .start = s->addr, .len = s->len },
+			.mode = UFFDIO_REGISTER_MODE_WP,
+		};
+
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+			return errno;
+		if (nuffd == MAXUFFD)
+			die("more than %d uffd-wp registrations", MAXUFFD);
+		uffd_lo[nuffd] = s->addr;
+		uffd_hi[nuffd++] = s->addr + s->len;
+	}
+	wp.range.start = s->addr;
+	wp.range.len = s->len;
+	wp.mode = s->value ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp))
+		return errno;
+	return 0;
+}
+
 static long run_step(const struct step *s)
 {
 	long r;
@@ -275,6 +336,8 @@ static long run_step(const struct step *s)
 	case OP_MUNMAP:
 		r = munmap((void *)s->addr, s->len);
 		return r ? errno : 0;
+	case OP_UFFD_WP:
+		return do_uffd_wp(s);
 	case OP_FORK: {
 		pid_t pid = fork();
 
@@ -302,6 +365,7 @@ static void worker(int id)
 	sa.sa_sigaction = on_segv;
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
 	signal(SIGCHLD, SIG_IGN);
 	for (;;) {
 		wait_change(&ctl->seq[me], last);

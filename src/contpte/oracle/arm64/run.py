@@ -67,12 +67,16 @@ ORACLE_NAME = "oracle-arm64"
 UNSUPPORTED_OPS = {
     "reclaim": "the guest cannot be made to reclaim a chosen page deterministically",
     "numa": "NUMA hinting faults cannot be forced from user space",
-    "uffd-wp": "userfaultfd write-protect is not driven by the arm64 oracle",
     "pin": "long-term pins are not driven by the arm64 oracle",
     "unpin": "long-term pins are not driven by the arm64 oracle",
 }
 
 _SEGV = {1: "SIGSEGV:MAPERR", 2: "SIGSEGV:ACCERR"}
+_SIGBUS = {1: "SIGBUS:ADRALN", 2: "SIGBUS:ADRERR", 3: "SIGBUS:OBJERR"}
+_ERR_UFFD_WP = -100
+"""guest_runtime.c ``ERR_UFFD_WP``: a write hit a uffd-wp page (SIGBUS under UFFD_FEATURE_SIGBUS)."""
+_ERR_SIGBUS = -200
+"""guest_runtime.c ``ERR_SIGBUS``: any other SIGBUS, minus its si_code."""
 
 GETTER_STEPS = frozenset({"read", "write"})
 """The steps whose getter calls (``boot.PTEP_ONLY``) are compared: faults (see the module docstring)."""
@@ -88,9 +92,17 @@ def scenario_unsupported_reason(sc: Scenario) -> str | None:
     page_size = str(sc.machine.get("page_size", "4K")).upper()
     if page_size not in ("4K", "4096"):
         return f"page_size={page_size}: the Debian arm64 kernel uses 4K pages"
+    uffd = None
     for step in sc.steps:
         if step.op in UNSUPPORTED_OPS:
             return f"line {step.line}: '{step.op}': {UNSUPPORTED_OPS[step.op]}"
+        if step.op == "uffd-wp" and uffd is None:
+            uffd = step.line
+        if step.op == "fork" and uffd is not None:
+            return (
+                f"line {step.line}: fork after the uffd-wp of line {uffd}: the model assumes "
+                "UFFD_FEATURE_EVENT_FORK, which needs a monitor reading the fork event; the guest has none"
+            )
     return None
 
 
@@ -256,7 +268,8 @@ def prepare(sc: Scenario, name: str) -> Prepared:
                 prep.reason = f"line {step.line}: address {addr:#x} lies outside the scenario window"
                 return prep
             gs = GuestStep(
-                step.line, op, proc=proc_idx, addr=addr, length=a["length"], value=a.get("value", 0),
+                step.line, op.replace("-", "_"), proc=proc_idx, addr=addr, length=a["length"],
+                value=int(a["on"]) if op == "uffd-wp" else a.get("value", 0),
                 prot=a.get("prot", "none"), advice=a.get("advice", ""),
             )  # fmt: skip
         gsteps.append(gs)
@@ -279,6 +292,10 @@ def _guest_error(err: int) -> str | None:
 
     if err == 0:
         return None
+    if err == _ERR_UFFD_WP:
+        return "UFFD_WP"
+    if err <= _ERR_SIGBUS:
+        return _SIGBUS.get(_ERR_SIGBUS - err, f"SIGBUS:{_ERR_SIGBUS - err}")
     if err < 0:
         return _SEGV.get(-err, f"SIGSEGV:{-err}")
     return _errno.errorcode.get(err, f"E{err}")
