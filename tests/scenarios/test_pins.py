@@ -117,6 +117,8 @@ def test_failed_write_pin_keeps_the_cow_copies_it_made(setup: Setup) -> None:
     assert (p.read(priv + 14 * PAGE, 2 * PAGE) == before).all()
     # An untouched page of the private mapping still shows the file.
     assert p.read(priv + 13 * PAGE, PAGE)[0] == p.read(shared + 14 * PAGE, PAGE)[0]
+
+
 def test_fork_restarts_per_page_while_a_pinned_folio_is_partly_shared() -> None:
     """copy_pte_range() frees an unused preallocated page after each copy.
 

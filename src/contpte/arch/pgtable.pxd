@@ -113,6 +113,7 @@ cdef class Pgtable:
     cpdef pmd_populate(self, MmLike mm, i64 pmd_index, i64 pgtable)
     cpdef pmd_clear(self, MmLike mm, i64 pmd_index)
     cpdef pte_free_tlb(self, GatherLike tlb, i64 pgtable, i64 addr)
+    cpdef arch_free_page(self, i64 page, i64 order)
     cpdef clear_highpage(self, i64 page)
     cpdef copy_user_highpage(self, i64 to, i64 from_, i64 vaddr, VmaLike vma)
     cpdef memcpy_to_page(self, i64 page, u64 from_)

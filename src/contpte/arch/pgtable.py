@@ -694,6 +694,20 @@ class Pgtable:
         tlb.freed_tables = True
         self.pool.slot_free(pgtable)
 
+    # -- the page allocator's arch hook (include/linux/gfp.h) ----------------
+    @cython.ccall
+    def arch_free_page(self, page: i64, order: i64) -> None:
+        """The frames of ``page`` (``1 << order``) go back to the allocator.
+
+        Models: ``arch_free_page()``, called by ``free_pages_prepare()``
+        (a no-op on arm64 and x86).  The model's hardware checks here that
+        no CPU still reaches the frames through its TLB (the rule
+        ``freed-frame-in-tlb``: pages freed before the TLB flush that covers
+        their unmapped PTEs).
+        """
+        if self.hw.checker is not None:
+            self.hw.checker.on_frames_free(page, cython.cast(i64, 1) << order)
+
     # -- page contents (include/linux/highmem.h, asm/page.h) ----------------
     @cython.ccall
     def clear_highpage(self, page: i64) -> None:

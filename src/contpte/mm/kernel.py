@@ -349,9 +349,7 @@ class Kernel:
         mem.clear(folio, order)
         count(self.counters, FOLIO_FREE, 1)
         count(self.counters, FOLIO_FREE_PAGES, cython.cast(i64, 1) << order)
-        if self.hw.checker is not None:
-            # No CPU may still reach the frames through its TLB (freed-frame-in-tlb).
-            self.hw.checker.on_frames_free(folio, cython.cast(i64, 1) << order)
+        self.arch.arch_free_page(folio, order)  # free_pages_prepare()
         self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1
