@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import I64View, U8View, U64View, i32, i64, u8, u32, u64
-    from ..hw.tables import LogEntry, PtePool
+    from ..hw.tables import AddressSpace, LogEntry, PtePool
     from ..mm.kernel import Kernel, RmapObserver
     from ..mm.memmap import MemMap, PG_anon, PG_anon_exclusive, PG_reserved, folio_mapcount
     from ..mm.mm_types import (
@@ -897,23 +897,45 @@ class MapShadow:
     @cython.cfunc
     def _pmd_sync(self, log: list[Any]) -> None:
         """Level-2 block changes: PMD maps per pfn, RSS, writable PMDs of non-exclusive folios."""
-        first: dict[tuple[int, int], tuple[Any, int]] = {}
-        for space, idx, old in log:
-            key = (space.asid, idx)
+        # The first logged old value of each (ASID, level-2 index) is its value
+        # before the syscall: its position in the log, by an int key (a
+        # level-2 index is below 2**32), in the order of first appearance.
+        first: dict[int, int] = {}
+        space: AddressSpace
+        ent: tuple[Any, ...]
+        j: i64
+        idx: i64
+        key: i64
+        for j in range(len(log)):
+            ent = log[j]
+            space = ent[0]
+            idx = ent[1]
+            key = (space.asid << 32) | idx
             if key not in first:
-                first[key] = (space, old)
+                first[key] = j
         dec: PteDecoder = self.dec
         arch: Pgtable = self.arch
-        changed = []
-        for (asid, idx), (space, old) in first.items():
-            new = space.pmd_peek(idx)
-            if new != old:
-                changed.append((asid, idx, old, new))
+        # the blocks that changed: their first log entry and their value now
+        changed: list[int] = []
+        news: list[int] = []
+        old: u64
+        new: u64
+        for j in first.values():
+            ent = log[j]
+            space = ent[0]
+            new = space.pmd_peek(ent[1])
+            if new != cython.cast(u64, ent[2]):
+                changed.append(j)
+                news.append(new)
         v: u64
         f: u32
         p: i64
+        c: i64
+        k: i64
         ms: MmShadow
-        for asid, _idx, old, _new in changed:  # removals first
+        for k in range(len(changed)):  # removals first
+            ent = log[changed[k]]
+            old = ent[2]
             if not old:
                 continue
             v = arch.pmd_pte(old)
@@ -931,10 +953,12 @@ class MapShadow:
                 del self.pmd_maps[p]
             else:
                 self.pmd_maps[p] = c - 1
-            ms = self._mm(asid)
+            space = ent[0]
+            ms = self._mm(space.asid)
             ms.rss[MM_ANONPAGES] -= self.hpage_nr
             self._queue(p, False)
-        for asid, _idx, _old, new in changed:
+        for k in range(len(changed)):
+            new = news[k]
             if not new:
                 continue
             v = arch.pmd_pte(new)
@@ -948,7 +972,8 @@ class MapShadow:
                 self._sus("a PMD maps a frame that does not exist")
                 continue
             self.pmd_maps[p] = self.pmd_maps.get(p, 0) + 1
-            ms = self._mm(asid)
+            space = log[changed[k]][0]
+            ms = self._mm(space.asid)
             ms.rss[MM_ANONPAGES] += self.hpage_nr
             if self.mem.head[p] != p:
                 self._sus("a PMD maps a frame that is not a folio head")

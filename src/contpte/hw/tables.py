@@ -302,7 +302,8 @@ class PtePool:
     def store(self, ptep: i64, value: u64) -> None:
         """One software store (``pte.write``), logged and observed."""
         count(self.counters, PTE_WRITE, 1)
-        if self.epoch >= 0:
+        # the epoch test inline: a call per store costs more than the test
+        if self.epoch >= 0 and self.slot_epoch[ptep >> self.shift] != self.epoch:
             self._log_slot(ptep >> self.shift)
         old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value
@@ -344,7 +345,7 @@ class PtePool:
     @cython.ccall
     def hw_store(self, ptep: i64, value: u64) -> None:
         """The walker's Access flag / dirty update: not counted, logged, observed as such."""
-        if self.epoch >= 0:
+        if self.epoch >= 0 and self.slot_epoch[ptep >> self.shift] != self.epoch:
             self._log_slot(ptep >> self.shift)
         old: u64 = cython.cast(u64, self.e[ptep])
         self.e[ptep] = value

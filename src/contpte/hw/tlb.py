@@ -447,6 +447,8 @@ class Tlb:
         Returns the number dropped.  Probes the covered addresses when that
         is cheaper than a pass over every entry.
         """
+        if self.n == 0:
+            return 0
         end: i64 = vpn + npages
         probes: i64 = 0
         sc: i64
@@ -464,11 +466,13 @@ class Tlb:
             if self.nsize[sc] == 0:
                 continue
             size = self.size_of[sc]
-            for b in range(vpn & ~(size - 1), end, size):
+            b = vpn & ~(size - 1)
+            while b < end:  # not range(): a run-time step makes it a Python loop
                 k = self.map.get(self._key(asid, sc, b), -1)
                 if k >= 0 and (level == 0 or self.e_level[k] == level):
                     self.remove(k)
                     dropped += 1
+                b += size
         return dropped
 
     @cython.ccall

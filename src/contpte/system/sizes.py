@@ -48,6 +48,8 @@ def parse_length(value: str | int, what: str) -> int:
     munmap, success for a zero-length mprotect, ...).  ``what`` names the
     argument in the error (``"mmap length"``).
     """
+    if type(value) is int:  # the common case, before the slower tests below
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
         raise ModelUsageError(f"{what} {value!r}: expected an integer or a size such as '64K' or '1M'")
     if isinstance(value, str):

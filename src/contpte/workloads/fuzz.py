@@ -18,6 +18,7 @@ read, SIGSEGV, errno); only the counters (costs) may differ.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -55,6 +56,36 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Named backend + kernel-variant sets (``--variant``)."""
 
 _MTHP_SIZES = ("16K", "32K", "64K", "128K", "2M")
+
+
+def _weighted(*pairs: tuple[Any, int]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+    """(population, cumulative weights) for ``rng.choices``: the same draws as
+    ``choices(population, weights)``, without summing the weights at every call."""
+    return tuple(p for p, _ in pairs), tuple(itertools.accumulate(w for _, w in pairs))
+
+
+# The generator's choices and their weights.
+_OPS, _OPS_CUM = _weighted(
+    ("write", 30),
+    ("read", 18),
+    ("mmap", 6),
+    ("fork", 5),
+    ("exit", 3),
+    ("mprotect", 7),
+    ("madvise", 7),
+    ("munmap", 4),
+    ("pin", 3),
+    ("unpin", 3),
+    ("reclaim", 2),
+    ("numa", 2),
+    ("uffd-wp", 2),
+    ("spawn", 1),
+    ("check", 1),
+)
+_CAPS, _CAPS_CUM = _weighted((1, 30), (4, 25), (16, 30), (64, 10), (512, 5))
+_KINDS, _KINDS_CUM = _weighted(("anon", 6), ("shanon", 1), ("file", 2), ("shfile", 1))
+_PROTS, _PROTS_CUM = _weighted(("rw", 8), ("r", 1), ("none", 1))
+_POLICIES, _POLICIES_CUM = _weighted(("always", 4), ("madvise", 2), ("never", 2), ("inherit", 1))
 
 
 @dataclass
@@ -185,7 +216,7 @@ class _Gen:
         start = rng.randrange(npages)
         # Mostly short accesses (each faulting page is a full trip through
         # the model), sometimes long ones that cross folios and tables.
-        cap = rng.choices((1, 4, 16, 64, 512), (30, 25, 30, 10, 5))[0]
+        cap = rng.choices(_CAPS, cum_weights=_CAPS_CUM)[0]
         n = rng.randint(1, min(npages - start, cap))
         return r, start * PS, n * PS
 
@@ -196,24 +227,7 @@ class _Gen:
             return self.step(None, "spawn", {}, name)
         if not self.regions:
             return self._mmap()
-        w = [
-            ("write", 30),
-            ("read", 18),
-            ("mmap", 6),
-            ("fork", 5),
-            ("exit", 3),
-            ("mprotect", 7),
-            ("madvise", 7),
-            ("munmap", 4),
-            ("pin", 3),
-            ("unpin", 3),
-            ("reclaim", 2),
-            ("numa", 2),
-            ("uffd-wp", 2),
-            ("spawn", 1),
-            ("check", 1),
-        ]
-        op = rng.choices([o for o, _ in w], [x for _, x in w])[0]
+        op = rng.choices(_OPS, cum_weights=_OPS_CUM)[0]
         if op == "spawn" and len(self.procs) < self.MAX_PROCS:
             return self.step(None, "spawn", {}, self.fresh("p"))
         if op == "fork" and len(self.procs) < self.MAX_PROCS:
@@ -262,11 +276,11 @@ class _Gen:
     def _mmap(self) -> Step:
         rng = self.rng
         proc = rng.choice(self.procs)
-        kind = rng.choices(("anon", "shanon", "file", "shfile"), (6, 1, 2, 1))[0]
+        kind = rng.choices(_KINDS, cum_weights=_KINDS_CUM)[0]
         length = rng.choice((16, 16, 32, 64, 128, 256, 512, 1024)) * PS
         if rng.random() < 0.15:
             length += rng.randint(1, 15) * PS
-        prot = rng.choices(("rw", "r", "none"), (8, 1, 1))[0]
+        prot = rng.choices(_PROTS, cum_weights=_PROTS_CUM)[0]
         flags = {
             "anon": "private|anonymous",
             "shanon": "shared|anonymous",
@@ -336,7 +350,7 @@ class _Gen:
 def _episode_machine(rng: random.Random, memory: str) -> dict[str, Any]:
     mthp = {}
     for size in _MTHP_SIZES:
-        mthp[size] = rng.choices(("always", "madvise", "never", "inherit"), (4, 2, 2, 1))[0]
+        mthp[size] = rng.choices(_POLICIES, cum_weights=_POLICIES_CUM)[0]
     header: dict[str, Any] = {
         "memory": memory,
         "cpus": rng.choice((1, 2, 4)),
@@ -401,7 +415,7 @@ class _Run:
 
     def step(self, s: Step) -> Outcome:
         try:
-            return run_step(self.m, self.env, self.sc, s, counters=False)
+            return run_step(self.m, self.env, self.sc, s, counters=False, text=False)
         except ScenarioError as e:
             # A name whose binding step failed (shrinking creates these): the step is void.
             o = Outcome(s.line, s.op, "", error="void")

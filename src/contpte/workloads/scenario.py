@@ -864,9 +864,15 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     return None
 
 
-def run_step(m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = True) -> Outcome:
-    """Run one step and describe its outcome (never raises for the step's own failure)."""
-    out = Outcome(step.line, step.op, format_step(step), expect=step.expect)
+def run_step(
+    m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = True, text: bool = True
+) -> Outcome:
+    """Run one step and describe its outcome (never raises for the step's own failure).
+
+    ``text=False``: leave ``Outcome.text`` empty (the fuzzer, which runs
+    thousands of steps and formats only a reproducer's).
+    """
+    out = Outcome(step.line, step.op, format_step(step) if text else "", expect=step.expect)
     before = m.counters.snapshot() if counters else None
     try:
         out.values = exec_step(m, env, sc, step)
