@@ -6,7 +6,7 @@ holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
 proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
 nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
 event per traced contpte function recording its ``addr`` argument (``x1``:
-every traced function takes ``(mm, addr, ...)``), so the host can count
+every traced function takes ``(mm, addr, ...)``, or ``(vma, addr, ...)``), so the host can count
 only the calls on the scenario's addresses.
 
 qemu: ``-M virt -cpu max,pauth=off -smp 2 -m 2G -nographic -nic none``.
@@ -48,6 +48,7 @@ TRACED = (
     "contpte_clear_full_ptes",
     "contpte_get_and_clear_full_ptes",
     "contpte_try_unfold_partial",
+    "contpte_clear_young_dirty_ptes",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 
