@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
+import pytest
 from scenario_util import PAGE, Setup, assert_checked, delta, row
 
+import contpte
 from contpte.mm.memmap import folio_ref_count
 
 
@@ -85,4 +89,32 @@ def test_unpin_restores_refcount_and_exit_frees_everything(setup: Setup) -> None
     free = m.kernel.buddy.nr_free
     p.exit()
     assert m.kernel.buddy.nr_free == free + setup.length // PAGE
+    assert_checked(m)
+
+
+def test_failed_write_pin_keeps_the_cow_copies_it_made(setup: Setup) -> None:
+    """A write pin of a private file mapping that fails part-way (the range
+    runs past the VMA: EFAULT) pins nothing, but the CoW faults it took stay
+    (Linux does not undo faults): those pages keep the file's old content
+    after a later write to the file through a shared mapping.  Found by a
+    1M-step fuzz run (the isolation validator expected the new content)."""
+    m = contpte.Machine(arch=setup.arch, memory="32M", mthp={"64K": "always"}, check=True)
+    p = m.spawn()
+    f = m.open_file("f", "1M", folio_size="64K")
+    priv = p.mmap("64K", prot="rw", flags="private", file=f, offset=PAGE)
+    shared = p.mmap("144K", prot="rw", flags="shared", file=f)
+    with pytest.raises(OSError) as e:
+        p.pin(priv + 14 * PAGE, 3 * PAGE)  # pages 14, 15 of the VMA, then past its end
+    assert e.value.errno == errno.EFAULT
+    assert p.mm.pinned == []
+    # The two pages reached were copied (anon, the file's content of then).
+    before = p.read(priv + 14 * PAGE, 2 * PAGE).copy()
+    assert row(p, priv + 15 * PAGE)["present"]
+    c = p.fork()
+    c.write(shared + 16 * PAGE, PAGE, 0x3756)  # file page 16 = priv's page 15
+    assert p.read(shared + 16 * PAGE, PAGE)[0] == 0x3756
+    assert (c.read(priv + 14 * PAGE, 2 * PAGE) == before).all()
+    assert (p.read(priv + 14 * PAGE, 2 * PAGE) == before).all()
+    # An untouched page of the private mapping still shows the file.
+    assert p.read(priv + 13 * PAGE, PAGE)[0] == p.read(shared + 14 * PAGE, PAGE)[0]
     assert_checked(m)

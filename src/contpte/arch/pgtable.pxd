@@ -108,6 +108,15 @@ cdef class Pgtable:
     cpdef u64 ptep_modify_prot_start(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef ptep_modify_prot_commit(self, VmaLike vma, i64 addr, i64 ptep, u64 old_pte, u64 pte)
 
+    cpdef i64 pte_alloc_one(self, MmLike mm, i64 pmd_index) except? -1
+    cpdef pmd_populate(self, MmLike mm, i64 pmd_index, i64 pgtable)
+    cpdef pmd_clear(self, MmLike mm, i64 pmd_index)
+    cpdef pte_free_tlb(self, GatherLike tlb, i64 pgtable, i64 addr)
+    cpdef clear_highpage(self, i64 page)
+    cpdef copy_user_highpage(self, i64 to, i64 from_, i64 vaddr, VmaLike vma)
+    cpdef memcpy_to_page(self, i64 page, u64 from_)
+    cpdef u64 memcpy_from_page(self, i64 page) except? -1
+
     cpdef u64 pmdp_get(self, MmLike mm, i64 pmd_index) except? -1
     cpdef set_pmd_at(self, MmLike mm, i64 addr, i64 pmd_index, u64 pmd)
     cpdef u64 pmdp_huge_get_and_clear(self, MmLike mm, i64 addr, i64 pmd_index) except? -1

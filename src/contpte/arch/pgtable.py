@@ -631,6 +631,82 @@ class Pgtable:
         """Models: ``ptep_modify_prot_commit()`` = ``set_pte_at``."""
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
 
+    # -- page-table pages (asm-generic/pgalloc.h, asm/pgalloc.h, asm-generic/tlb.h)
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_alloc_one(self, mm: MmLike, pmd_index: i64) -> i64:
+        """Allocate a zeroed PTE table; its ``pgtable_t`` (the pool slot).
+
+        Models: include/asm-generic/pgalloc.h ``pte_alloc_one()``.  The
+        model's pool records which level-2 index a table is for, so the
+        index is passed here rather than at ``pmd_populate``.
+        """
+        return self.pool.slot_alloc(mm.space.asid, pmd_index)
+
+    @cython.ccall
+    def pmd_populate(self, mm: MmLike, pmd_index: i64, pgtable: i64) -> None:
+        """Point the PMD at PTE table ``pgtable``.
+
+        Models: arch/arm64/include/asm/pgalloc.h ``pmd_populate()``: the
+        table descriptor overwrites whatever the entry held (after a THP
+        split, the invalidated block descriptor).
+
+        Context: the PMD lock (``pmd_install``) or the split's PMD lock held.
+        """
+        space: AddressSpace = mm.space
+        if space.pmd_peek(pmd_index):
+            space.pmd_store(pmd_index, 0)
+        space.hook_table(pmd_index, pgtable)
+
+    @cython.ccall
+    def pmd_clear(self, mm: MmLike, pmd_index: i64) -> None:
+        """Models: ``pmd_clear()``: the PMD entry becomes none (a table or a block)."""
+        space: AddressSpace = mm.space
+        if space.unhook_table(pmd_index) < 0 and space.pmd_peek(pmd_index):
+            space.pmd_store(pmd_index, 0)
+
+    @cython.ccall
+    def pte_free_tlb(self, tlb: GatherLike, pgtable: i64, addr: i64) -> None:
+        """Free a PTE table unhooked by ``pmd_clear``; the gather flushes the walk caches.
+
+        Models: include/asm-generic/tlb.h ``pte_free_tlb()`` (``freed_tables``)
+        -> ``__pte_free_tlb()``.  The model frees at once: nothing walks a
+        table no PMD points to.
+        """
+        tlb.freed_tables = True
+        self.pool.slot_free(pgtable)
+
+    # -- page contents (include/linux/highmem.h, asm/page.h) ----------------
+    @cython.ccall
+    def clear_highpage(self, page: i64) -> None:
+        """Zero a page.  Models: include/linux/highmem.h ``clear_highpage()`` -> ``clear_page()``."""
+        self.hw.memory.fill(page, 1, 0)
+
+    @cython.ccall
+    def copy_user_highpage(self, to: i64, from_: i64, vaddr: i64, vma: VmaLike) -> None:
+        """Copy a user page (CoW).
+
+        Models: include/linux/highmem.h ``copy_user_highpage()`` (arm64:
+        arch/arm64/mm/copypage.c, ``copy_highpage()`` + ``flush_dcache_page()``).
+        ``to``, ``from_``: ``struct page *`` (pfns).
+        """
+        self.hw.memory.copy(to, from_, 1)
+
+    @cython.ccall
+    def memcpy_to_page(self, page: i64, from_: u64) -> None:
+        """Fill a page from a buffer (a file read).
+
+        Models: include/linux/highmem.h ``memcpy_to_page()`` with offset 0
+        and a whole page: a model page holds one u64, ``from_``.
+        """
+        self.hw.memory.fill(page, 1, from_)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def memcpy_from_page(self, page: i64) -> u64:
+        """Models: include/linux/highmem.h ``memcpy_from_page()`` of a whole page: its u64."""
+        return cython.cast(u64, self.hw.memory.v[page])
+
     # -- PMD-level ---------------------------------------------------------
     @cython.ccall
     @cython.exceptval(-1, check=True)

@@ -4,7 +4,8 @@ from contpte.mm.kernel cimport Kernel
 from contpte.mm.mm_types cimport MmStruct, Vma, VM_SHARED
 from contpte.check.incremental cimport MapShadow, RmapHook, fork_copy
 from contpte.check.isolation cimport ValueShadow
-from contpte.check.pagemap cimport page_pfns
+from contpte.check.pagemap cimport page_pfn, page_pfns
+from contpte.mm.memmap cimport folio_test_anon, page_folio
 
 cdef i64 RUNS, READS_CHECKED
 

@@ -51,10 +51,11 @@ from ..errors import InvariantViolation
 
 if not cython.compiled:
     from ..cdefs import U64View, i64, u64
+    from ..mm.memmap import folio_test_anon, page_folio
     from ..mm.mm_types import VM_SHARED, MmStruct, Vma
     from .incremental import MapShadow, RmapHook, fork_copy
     from .isolation import ValueShadow
-    from .pagemap import page_pfns
+    from .pagemap import page_pfn, page_pfns
 
 __all__ = ["Validators"]
 
@@ -206,18 +207,38 @@ class Validators:
         if write:
             # A write pin of a private file mapping breaks CoW (FOLL_WRITE):
             # those pages are now private snapshots of the file's content.
-            sh = self._values(p.pid)
-            ps = self.page_size
-            for v, i, c in self._segments(p, addr, npages):
-                if v.vm_file is None or v.vm_flags & VM_SHARED:
+            self._gup_broke_cow(p, addr, npages, False)
+
+    def on_pin_failed(self, p: Any, addr: int, npages: int, write: bool = True) -> None:
+        """``pin`` failed part-way (an errno): nothing stays pinned, but the
+        faults it took are not undone (as in Linux), so a write pin broke CoW
+        on the private file pages it reached before failing."""
+        if write:
+            self._gup_broke_cow(p, addr, npages, True)
+
+    def _gup_broke_cow(self, p: Any, addr: int, npages: int, faulted_only: bool) -> None:
+        """Private file pages of the range that GUP's write faults copied keep
+        the file's content of now (the copy happened in this syscall, which
+        wrote nothing).  ``faulted_only``: only the pages now mapped by an
+        anon copy that the process had not written (the others were not
+        reached)."""
+        sh = self._values(p.pid)
+        ps = self.page_size
+        mem = self.k.memmap
+        for v, i, c in self._segments(p, addr, npages, faulted_only):
+            if v.vm_file is None or v.vm_flags & VM_SHARED:
+                continue
+            a0 = addr + i * ps
+            vpn = a0 >> self.page_shift
+            first = v.linear_page_index(a0)
+            for j in range(c):
+                if sh.state(vpn + j) & 1:
                     continue
-                a0 = addr + i * ps
-                vpn = a0 >> self.page_shift
-                first = v.linear_page_index(a0)
-                snap = np.empty(c, dtype=np.uint64)
-                for j in range(c):
-                    snap[j] = sh.last if sh.state(vpn + j) & 1 else self._file_value(v.vm_file, first + j)
-                sh.set(vpn, c, snap)
+                if faulted_only:
+                    pf = page_pfn(p.mm, a0 + j * ps)
+                    if pf < 0 or not folio_test_anon(mem, page_folio(mem, pf)):
+                        continue
+                sh.set(vpn + j, 1, np.full(1, self._file_value(v.vm_file, first + j), dtype=np.uint64))
 
     def on_unpin(self, p: Any, pfns: list[int]) -> None:
         """``unpin`` released these pins."""
@@ -228,8 +249,11 @@ class Validators:
                 self.shadow.pin(pfn, -1)
 
     # -- accesses --------------------------------------------------------------------
-    def _segments(self, p: Any, addr: int, npages: int) -> list[tuple[Any, int, int]]:
-        """(vma, first page position, count) covering the accessed pages."""
+    def _segments(
+        self, p: Any, addr: int, npages: int, upto_hole: bool = False
+    ) -> list[tuple[Any, int, int]]:
+        """(vma, first page position, count) covering the accessed pages
+        (``upto_hole``: those before the first page outside any VMA)."""
         ps = self.page_size
         out = []
         i = 0
@@ -237,6 +261,8 @@ class Validators:
             a = addr + i * ps
             v = p.mm.vma_lookup(a)
             if v is None:
+                if upto_hole:
+                    break
                 raise InvariantViolation(
                     "isolation", f"pid {p.pid}: access at {a:#x} succeeded outside any VMA", a
                 )

@@ -51,7 +51,9 @@ cdef class AddressSpace:
     cpdef i64 pte_table(self, i64 pmd_index) except? -2
     cpdef i64 pte_ptr(self, i64 va) except? -2
     cpdef i64 alloc_pte_table(self, i64 pmd_index) except? -1
+    cpdef hook_table(self, i64 pmd_index, i64 slot)
     cpdef free_pte_table(self, i64 pmd_index)
+    cpdef i64 unhook_table(self, i64 pmd_index) except? -2
     cpdef u64 pmd_load(self, i64 pmd_index) except? -1
     cpdef u64 pmd_peek(self, i64 pmd_index) except? -1
     cpdef pmd_store(self, i64 pmd_index, u64 value)

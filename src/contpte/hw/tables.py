@@ -407,21 +407,39 @@ class AddressSpace:
         if s >= 0:
             return s
         s = self.pool.slot_alloc(self.asid, pmd_index)
-        self.tables[pmd_index] = s
-        if self.pool.observer is not None:
-            self.pool.observer.on_table_alloc(self, pmd_index, s)
+        self.hook_table(pmd_index, s)
         return s
+
+    @cython.ccall
+    def hook_table(self, pmd_index: i64, slot: i64) -> None:
+        """Store a table descriptor: the level-3 table in ``slot`` (zeroed) now maps ``pmd_index``."""
+        if self.pte_table(pmd_index) >= 0:
+            raise ModelUsageError(f"{self.name}: level-2 index {pmd_index:#x} already has a table")
+        self.tables[pmd_index] = slot
+        if self.pool.observer is not None:
+            self.pool.observer.on_table_alloc(self, pmd_index, slot)
 
     @cython.ccall
     def free_pte_table(self, pmd_index: i64) -> None:
         """Unhook and free the level-3 table of ``pmd_index`` (observers hear it first)."""
+        s: i64 = self.unhook_table(pmd_index)
+        if s >= 0:
+            self.pool.slot_free(s)
+
+    @cython.ccall
+    @cython.exceptval(-2, check=True)
+    def unhook_table(self, pmd_index: i64) -> i64:
+        """Clear the table descriptor of ``pmd_index`` (observers hear it first); its slot, or -1.
+
+        The slot stays allocated until ``pool.slot_free``.
+        """
         s: i64 = self.pte_table(pmd_index)
         if s < 0:
-            return
+            return -1
         if self.pool.observer is not None:
             self.pool.observer.on_table_free(self, pmd_index, s)
         del self.tables[pmd_index]
-        self.pool.slot_free(s)
+        return s
 
     def table_entries(self, pmd_index: int) -> np.ndarray | None:
         """A read-only numpy view of the level-3 table at ``pmd_index`` (None if absent)."""

@@ -2,7 +2,6 @@ from contpte.counters cimport count
 # mm/huge_memory.c: PMD-size THP and the mTHP policy (docs/core.md).
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
-from contpte.hw.tables cimport AddressSpace
 from contpte.mm.kernel cimport (
     MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, REF_OPS, THP_FAULT_ALLOC,
     THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PMD, Kernel,

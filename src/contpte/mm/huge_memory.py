@@ -28,7 +28,6 @@ if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
     from ..counters import count
-    from ..hw.tables import AddressSpace
     from .kernel import (
         MTHP_ANON_FAULT_ALLOC,
         MTHP_ANON_FAULT_FALLBACK,
@@ -402,15 +401,18 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     arch: Pgtable = k.arch
-    space: AddressSpace = mm.space
     mem: MemMap = k.memmap
     haddr &= ~(arch.PMD_SIZE - 1)
     old: u64 = arch.pmdp_invalidate(vma, haddr, pmd_index)
-    space.pmd_store(pmd_index, 0)
     pte: u64 = arch.pmd_pte(old)
     pfn: i64 = arch.pte_pfn(pte)
     count(k.counters, THP_SPLIT_PMD, 1)
-    ptep: i64 = space.alloc_pte_table(pmd_index) << space.pool.shift
+    # The kernel withdraws the table deposited when the PMD was mapped
+    # (pgtable_trans_huge_withdraw); the model allocates it now.  The table
+    # replaces the invalidated block descriptor (pmd_populate).
+    pgtable: i64 = arch.pte_alloc_one(mm, pmd_index)
+    arch.pmd_populate(mm, pmd_index, pgtable)
+    ptep: i64 = pgtable << arch.pool.shift
     nr: i64 = arch.HPAGE_PMD_NR
     i: i64
     zp: u64
@@ -522,7 +524,6 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
         vma: Vma = mm.vma_lookup(addr)
         ptep = (mm.space.pte_table(idx) << shift) | cython.cast(i64, pos)
-        k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         if a.pte_dirty(pteval):
             folio_mark_dirty(mem, head)  # try_to_migrate_one(): the dirty bit goes to the folio

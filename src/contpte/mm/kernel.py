@@ -184,7 +184,7 @@ class Kernel:
         self.zero_pfn = zp
         self.memmap.prep(zp, 0)
         self.memmap.flags[zp] |= PG_reserved
-        hw.memory.fill(zp, 1, 0)
+        arch.clear_highpage(zp)
         #: The huge zero folio's head, -1 until first used.
         self.huge_zero_pfn = -1
         self.use_zero_page = True
@@ -304,8 +304,11 @@ class Kernel:
         self.memmap.prep(pfn, order)
         count(self.counters, FOLIO_ALLOC, 1)
         count(self.counters, FOLIO_ALLOC_PAGES, cython.cast(i64, 1) << order)
+        i: i64
         if zero:
-            self.hw.memory.fill(pfn, 1 << order, 0)
+            # __GFP_ZERO: post_alloc_hook() -> kernel_init_pages() clears each page.
+            for i in range(pfn, pfn + (cython.cast(i64, 1) << order)):
+                self.arch.clear_highpage(i)
             count(self.counters, PAGE_ZERO, cython.cast(i64, 1) << order)
         return pfn
 

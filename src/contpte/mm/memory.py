@@ -625,7 +625,7 @@ def do_cow_fault(vmf: VmFault) -> i64:
         k.folio_put(new, 1)
         return -folio
     page: i64 = _fault_page(vmf, folio)
-    k.hw.memory.copy(new, page, 1)
+    k.arch.copy_user_highpage(new, page, vmf.address, vma)
     count(k.counters, PAGE_COPY, 1)
     if finish_fault(vmf, new, new):
         k.folio_put(new, 1)
@@ -755,7 +755,8 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
     else:
         new = k.folio_alloc(0, False)
         if new >= 0:
-            k.hw.memory.copy(new, old_pfn, 1)
+            # __wp_page_copy_user() -> copy_mc_user_highpage() (= copy_user_highpage()).
+            arch.copy_user_highpage(new, old_pfn, vmf.address, vma)
             count(k.counters, PAGE_COPY, 1)
     if new < 0:
         if old >= 0:
@@ -889,7 +890,7 @@ def copy_present_page(
     if new < 0:
         return -EAGAIN
     prealloc.value = -1
-    k.hw.memory.copy(new, page, 1)
+    a.copy_user_highpage(new, page, addr, src_vma)
     count(k.counters, PAGE_COPY, 1)
     count(k.counters, FORK_COPY_PAGE, 1)
     anon_vma_prepare(dst_vma)

@@ -7,6 +7,7 @@ from contpte.mm.mm_types cimport MM_FILEPAGES, MM_SHMEMPAGES, VM_SHARED, VM_UFFD
 
 cpdef i64 pte_index(Kernel k, i64 addr) except? -1
 cpdef i64 pte_offset_map_lock(MmStruct mm, i64 addr, bint alloc=*) except? -1
+cpdef i64 _pte_alloc(MmStruct mm, i64 pmd_index) except? -1
 cpdef pte_unmap_unlock(MmStruct mm, i64 ptep)
 cpdef i64 mm_counter_file(i64 folio, Kernel k) except? -1
 cpdef i64 vm_normal_folio(Vma vma, i64 addr, u64 pte) except? -1

@@ -65,14 +65,29 @@ def pte_offset_map_lock(mm: MmStruct, addr: i64, alloc: cython.bint = False) -> 
     pmd_idx: i64 = addr >> space.pmd_shift
     if space.pmds and pmd_idx in space.pmds:
         return -1
-    slot: i64
-    if alloc:
-        slot = space.alloc_pte_table(pmd_idx)
-    else:
-        slot = space.pte_table(pmd_idx)
-        if slot < 0:
+    slot: i64 = space.pte_table(pmd_idx)
+    if slot < 0:
+        if not alloc:
             return -1
+        slot = _pte_alloc(mm, pmd_idx)
     return (slot << space.pool.shift) | ((addr >> space.page_shift) & (space.ptrs_per_pte - 1))
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def _pte_alloc(mm: MmStruct, pmd_index: i64) -> i64:
+    """Give the PMD at ``pmd_index`` a new, empty PTE table; its slot.
+
+    Models: mm/memory.c ``__pte_alloc()``: ``pte_alloc_one()`` then
+    ``pmd_install()``, which hooks it in with ``pmd_populate()``.  (The
+    kernel returns 0 or -ENOMEM; the model's pool grows instead of failing.)
+
+    Context: mmap_lock held; the PMD is none.
+    """
+    arch: Pgtable = mm.kernel.arch
+    pgtable: i64 = arch.pte_alloc_one(mm, pmd_index)
+    arch.pmd_populate(mm, pmd_index, pgtable)
+    return pgtable
 
 
 @cython.ccall

@@ -1,5 +1,6 @@
 # mm/mmap.c + mm/vma.c: VMAs, mmap, munmap, exit (docs/core.md).
 from contpte.cdefs cimport i64, u64
+from contpte.arch.pgtable cimport Pgtable
 from contpte.hw.tables cimport AddressSpace
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.mm_types cimport (
@@ -22,6 +23,7 @@ cpdef bint accountable_mapping(File file, i64 vm_flags) except? -1
 cpdef i64 do_mmap(MmStruct mm, File file, i64 addr, i64 length, i64 vm_flags, i64 pgoff, bint fixed) except? -1
 cpdef vma_set_page_prot(Vma vma)
 cpdef Vma split_vma(MmStruct mm, Vma vma, i64 addr)
+cpdef free_pte_range(MmuGather tlb, MmStruct mm, i64 pmd_index)
 cpdef free_pgtables(MmuGather tlb, MmStruct mm, i64 start, i64 end)
 cpdef release_anon_shmem(MmStruct mm, gone)
 cpdef i64 do_munmap(MmStruct mm, i64 start, i64 length) except? -1

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import cython
 
 if not cython.compiled:
+    from ..arch.pgtable import Pgtable
     from ..cdefs import i64
     from ..hw.tables import AddressSpace
     from .huge_memory import split_huge_pmd
@@ -53,6 +54,7 @@ __all__ = [
     "vma_merge_around",
     "exit_mmap",
     "insert_vma",
+    "free_pte_range",
     "free_pgtables",
     "release_anon_shmem",
     "vma_set_page_prot",
@@ -252,6 +254,21 @@ def split_vma(mm: MmStruct, vma: Vma, addr: i64) -> Vma:
 
 
 @cython.ccall
+def free_pte_range(tlb: MmuGather, mm: MmStruct, pmd_index: i64) -> None:
+    """Unhook and free the PTE table of ``pmd_index``.
+
+    Models: mm/memory.c ``free_pte_range()``: ``pmd_pgtable()``,
+    ``pmd_clear()``, ``pte_free_tlb()`` (the gather's ``freed_tables``).
+
+    Context: mmap_lock held for write; no VMA covers the table's range.
+    """
+    arch: Pgtable = mm.kernel.arch
+    pgtable: i64 = mm.space.pte_table(pmd_index)
+    arch.pmd_clear(mm, pmd_index)
+    arch.pte_free_tlb(tlb, pgtable, pmd_index << arch.PMD_SHIFT)
+
+
+@cython.ccall
 def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
     """Free the PTE tables no VMA covers any more within ``[start, end)``.
 
@@ -273,8 +290,7 @@ def free_pgtables(tlb: MmuGather, mm: MmStruct, start: i64, end: i64) -> None:
         i = mm.vma_index(base)
         if i < len(vmas) and cython.cast(Vma, vmas[i]).vm_start < base + size:
             continue
-        space.free_pte_table(idx)
-        tlb.free_pgtables()
+        free_pte_range(tlb, mm, idx)
 
 
 @cython.ccall
@@ -356,7 +372,7 @@ def exit_mmap(mm: MmStruct) -> None:
     unmap_vmas(tlb, gone, 0, TASK_SIZE)
     mm.vmas.clear()
     for idx in list(space.tables):
-        space.free_pte_table(idx)
+        free_pte_range(tlb, mm, idx)
     # free_pgtables() frees the PTE tables and the PMD/PUD table pages above
     # them (also those that only held PMD-mapped THPs): freed_tables makes
     # the arch flush the whole ASID once.

@@ -1,6 +1,6 @@
 # mm/filemap.c + mm/shmem.c: files and their page cache (docs/core.md).
 cimport cython
-from contpte.cdefs cimport i64
+from contpte.cdefs cimport i64, u64
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.memmap cimport MemMap
 

@@ -16,10 +16,9 @@ Compiled (docs/core.md).
 from __future__ import annotations
 
 import cython
-import numpy as np
 
 if not cython.compiled:
-    from ..cdefs import i64
+    from ..cdefs import i64, u64
     from .kernel import Kernel
     from .memmap import MemMap
 
@@ -105,6 +104,7 @@ class File:
         start: i64
         n: i64
         i: i64
+        value: u64
         overlap: cython.bint
         for order in range(self.folio_order, -1, -1):
             n = cython.cast(i64, 1) << order
@@ -125,14 +125,15 @@ class File:
                 mem.mapping[i] = self.id
             mem.index[folio] = start
             if self.shmem:
-                k.hw.memory.fill(folio, n, 0)
+                # shmem_get_folio_gfp(): a new folio is cleared page by page.
+                for i in range(n):
+                    k.arch.clear_highpage(folio + i)
             else:
-                vals = np.arange(start, start + n, dtype=np.uint64) | np.uint64(self.id << 40)
+                # ->read_folio(): what the disk holds, else the file's initial contents.
                 for i in range(n):
                     v = self.disk.get(start + i)
-                    if v is not None:
-                        vals[i] = v
-                k.hw.memory.data[folio : folio + n] = vals
+                    value = file_initial_value(self.id, start + i) if v is None else cython.cast(u64, v)
+                    k.arch.memcpy_to_page(folio + i, value)
             self.cache[start] = folio
             return folio
         return -1

@@ -95,7 +95,6 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
             continue
         vma = v
         ptep = (slot << shift) | cython.cast(i64, pos)
-        k.hw.current_cpu = min(mm.cpumask) if mm.cpumask else 0
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         page = a.pte_pfn(pteval)
         if a.pte_dirty(pteval):
@@ -134,10 +133,9 @@ def pageout(k: Kernel, folio: i64) -> None:
     file: File = f
     first: i64 = cython.cast(i64, mem.index[folio])
     nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
-    data = k.hw.memory.data
     i: i64
     for i in range(nr):
-        file.disk[first + i] = cython.cast(u64, data[folio + i])
+        file.disk[first + i] = k.arch.memcpy_from_page(folio + i)
     folio_clear_dirty(mem, folio)
     count(k.counters, PGPAGEOUT, nr)
 

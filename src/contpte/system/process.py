@@ -333,6 +333,8 @@ class Process:
         self._enter()
         ret = pin_user_pages(self.mm, addr, n, write)
         if ret:
+            if self.machine.check_enabled:
+                self.machine.validators.on_pin_failed(self, addr, n, write)
             raise _oserror(ret, "pin")
         if self.machine.check_enabled:
             self.machine.validators.on_pin(self, addr, n, write)
