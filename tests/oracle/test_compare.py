@@ -8,8 +8,13 @@ PS = 4096
 BASE = 0x7EFF_0000_0000
 
 
-def _state(pages: dict[int, tuple[int, int, int, int]], rss: int = 0) -> ProcState:
-    return ProcState(pages, [(BASE, BASE + 16 * PS, "rw-p")], {"Rss": rss, "Anonymous": rss})
+def _state(
+    pages: dict[int, tuple[int, int, int, int]], rss: int = 0, lazy: set[int] | None = None
+) -> ProcState:
+    lazy = lazy or set()
+    return ProcState(
+        pages, [(BASE, BASE + 16 * PS, "rw-p")], {"Rss": rss, "Anonymous": rss, "LazyFree": len(lazy)}, lazy
+    )
 
 
 def _name(va: int) -> str:
@@ -49,6 +54,17 @@ def test_sharing_presence_value_exclusive_and_rss_differences() -> None:
         ("c", "exclusive"),
         ("c", "shares frame with"),
     }
+
+
+def test_lazyfree_differences_per_page_and_in_smaps() -> None:
+    pages = {BASE + i * PS: (1, 4, 1, i) for i in range(16)}
+    m = {"p": _state(pages, 16, {BASE + i * PS for i in range(16)})}
+    lv = {"p": _state(pages, 16, {BASE + i * PS for i in range(8)})}
+    diffs = compare_states(m, lv, _name, PS)
+    assert [(d.field, d.where, d.model, d.live) for d in diffs] == [
+        ("smaps LazyFree (pages)", "-", "16", "8"),
+        ("lazyfree", "buf+0x8000 (8 pages)", "yes", "no"),
+    ]
 
 
 def test_a_missing_process_is_a_difference() -> None:

@@ -8,7 +8,7 @@ from contpte.mm.kernel cimport (
 )
 from contpte.mm.memmap cimport (
     PG_anon_exclusive, PG_reserved, _NOT_PG_anon_exclusive, ClearPageAnonExclusive, MemMap, PageAnonExclusive,
-    SetPageAnonExclusive, folio_mapcount, folio_maybe_dma_pinned, folio_ref_add, folio_test_anon,
+    SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned, folio_ref_add, folio_test_anon,
 )
 from contpte.mm.mm_types cimport (
     FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_FAULT_FALLBACK, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED,

@@ -50,6 +50,7 @@ if not cython.compiled:
         SetPageAnonExclusive,
         _NOT_PG_anon_exclusive,
         folio_mapcount,
+        folio_mark_dirty,
         folio_maybe_dma_pinned,
         folio_ref_add,
         folio_test_anon,
@@ -407,7 +408,8 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     Models: mm/huge_memory.c ``__split_huge_pmd_locked()`` (v6.12):
     ``pmdp_invalidate`` then one ``set_ptes`` over the whole table, so on
     arm64 the result is contiguous at once; per-page mapcounts take over
-    from the entire mapcount and exclusivity is copied to every page.
+    from the entire mapcount and exclusivity is copied to every page; a
+    dirty PMD marks the folio dirty (PG_dirty).
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
@@ -435,6 +437,8 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
         arch.ptl_release(mm, ptep)
         return
     folio: i64 = cython.cast(i64, mem.head[pfn])
+    if arch.pte_dirty(pte):
+        folio_mark_dirty(mem, folio)  # the PMD's dirty bit must outlive the PMD
     exclusive: cython.bint = PageAnonExclusive(mem, folio)
     for i in range(folio, folio + nr):
         mem.mapcount[i] += 1
@@ -579,7 +583,8 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     reference beyond the mappings and the caller's (``can_split_folio``), so
     a pinned folio is never split; otherwise every PTE mapping it is
     unmapped (``try_to_migrate``: ``ptep_clear_flush`` one PTE at a time,
-    which on arm64 unfolds a folded block first), the metadata is split
+    which on arm64 unfolds a folded block first; a dirty PTE marks the
+    folio dirty, and the split pages inherit PG_dirty), the metadata is split
     (each page its own folio, keeping its mapcount, exclusivity and index;
     pages no one maps are freed), and the PTEs are re-established one at a
     time with ``set_pte_at`` (``remove_migration_ptes``), keeping the dirty,
@@ -617,6 +622,8 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         vma: Vma = mm.vma_lookup(addr)
         ptep = (mm.space.pte_table(idx) << shift) | cython.cast(i64, pos)
         pteval = a.ptep_clear_flush(vma, addr, ptep)
+        if a.pte_dirty(pteval):
+            folio_mark_dirty(mem, head)  # try_to_migrate_one(): the dirty bit goes to the folio
         restore.append((mm, addr, ptep, pteval))
     # __split_huge_page(): every page becomes an order-0 folio.  Each page
     # keeps its mapcount and its own PG_anon_exclusive; the rest of the

@@ -13,5 +13,5 @@ cdef class BoolPtr:
 cdef class FolioPtr:
     cdef public i64 value
 
-cpdef i64 folio_pte_batch(Kernel k, i64 folio, i64 addr, i64 start_ptep, u64 pte, i64 max_nr, i64 flags, BoolPtr any_writable) except? -1
+cpdef i64 folio_pte_batch(Kernel k, i64 folio, i64 addr, i64 start_ptep, u64 pte, i64 max_nr, i64 flags, BoolPtr any_writable, BoolPtr any_young=*, BoolPtr any_dirty=*) except? -1
 cdef u64 _fpb_norm(Pgtable a, u64 p, i64 flags, bint bug_uffd, bint bug_protnone, u64 first_prot) except? -1

@@ -54,6 +54,8 @@ def folio_pte_batch(
     max_nr: i64,
     flags: i64,
     any_writable: BoolPtr | None,
+    any_young: BoolPtr | None = None,
+    any_dirty: BoolPtr | None = None,
 ) -> i64:
     """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
 
@@ -63,9 +65,11 @@ def folio_pte_batch(
     ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
     another pfn, protnone, uffd-wp, a different dirty bit) or at the end of
     the folio.  ``any_writable.value`` is set if a PTE after the first is
-    writable.  Follows ``pte_batch_hint`` (skips the tail of a contiguous
-    block: one read per block).  ``k``: the mem_map's kernel (the model's
-    stand-in for the global ``struct page`` array).
+    writable; ``any_young.value`` / ``any_dirty.value`` (cleared first, as
+    the kernel does) if one after the first is young / dirty.  Follows
+    ``pte_batch_hint`` (skips the tail of a contiguous block: one read per
+    block).  ``k``: the mem_map's kernel (the model's stand-in for the
+    global ``struct page`` array).
 
     Context: PTL held; ``pte`` maps a page of the large ``folio``;
     ``max_nr`` stays within one VMA and one page table.
@@ -83,6 +87,12 @@ def folio_pte_batch(
     p: u64
     h: i64
     writable: cython.bint
+    young: cython.bint
+    dirty: cython.bint
+    if any_young is not None:
+        any_young.value = False
+    if any_dirty is not None:
+        any_dirty.value = False
     while ptep < end:
         p = a.ptep_get(ptep)
         if bug_none and p == 0:
@@ -91,6 +101,8 @@ def folio_pte_batch(
             ptep += 1
             continue
         writable = a.pte_write(p)
+        young = any_young is not None and a.pte_young(p)
+        dirty = any_dirty is not None and a.pte_dirty(p)
         p = _fpb_norm(a, p, flags, bug_uffd, bug_protnone, first_prot)
         if not a.pte_same(p, expected):
             break
@@ -98,6 +110,10 @@ def folio_pte_batch(
             break
         if any_writable is not None and writable:
             any_writable.value = True
+        if young and any_young is not None:
+            any_young.value = True
+        if dirty and any_dirty is not None:
+            any_dirty.value = True
         h = a.pte_batch_hint(ptep, p)
         expected = a.pte_advance_pfn(expected, h)
         ptep += h

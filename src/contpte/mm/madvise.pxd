@@ -5,13 +5,13 @@ from contpte.arch.pgtable cimport CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.memmap cimport (
     PG_lazyfree, MemMap, folio_clear_dirty, folio_likely_mapped_shared, folio_mapcount, folio_ref_add,
-    folio_test_anon,
+    folio_maybe_dma_pinned, folio_test_anon, folio_test_dirty,
 )
 from contpte.mm.mm_types cimport VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
 from contpte.mm.mm_h cimport pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
-from contpte.mm.internal cimport FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, folio_pte_batch
+from contpte.mm.internal cimport FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, folio_pte_batch
 from contpte.mm.mmu_gather cimport MmuGather
-from contpte.mm.huge_memory cimport split_folio
+from contpte.mm.huge_memory cimport split_folio, split_huge_pmd
 from contpte.mm.memory cimport zap_page_range_single
 from contpte.mm.mmap cimport split_vma, vma_merge_around
 
@@ -19,5 +19,8 @@ cdef i64 MADV_DONTNEED, MADV_FREE, MADV_DONTFORK, MADV_DOFORK, MADV_HUGEPAGE, MA
 cdef i64 LAZYFREE, FREE_SKIPPED, ENOMEM, EINVAL
 
 cpdef madvise_update_vma(Vma vma, i64 start, i64 end, i64 set_, i64 clear)
+cdef folio_mark_lazyfree(Kernel k, i64 folio)
+cpdef bint madvise_free_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr, i64 next_) except? -1
 cpdef madvise_free_pte_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
+cpdef i64 madvise_free_single_vma(Vma vma, i64 start_addr, i64 end_addr) except? -1
 cpdef i64 do_madvise(MmStruct mm, i64 start, i64 length, str advice) except? -1

@@ -15,8 +15,8 @@ if not cython.compiled:
     from ..arch.pgtable import CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable
     from ..cdefs import i64, u64
     from ..counters import count
-    from .huge_memory import split_folio
-    from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, folio_pte_batch
+    from .huge_memory import split_folio, split_huge_pmd
+    from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, folio_pte_batch
     from .kernel import Kernel
     from .memmap import (
         MemMap,
@@ -24,8 +24,10 @@ if not cython.compiled:
         folio_clear_dirty,
         folio_likely_mapped_shared,
         folio_mapcount,
+        folio_maybe_dma_pinned,
         folio_ref_add,
         folio_test_anon,
+        folio_test_dirty,
     )
     from .memory import zap_page_range_single
     from .mm_h import pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
@@ -33,7 +35,14 @@ if not cython.compiled:
     from .mmap import split_vma, vma_merge_around
     from .mmu_gather import MmuGather
 
-__all__ = ["do_madvise", "madvise_free_pte_range", "madvise_update_vma", "ADVICE"]
+__all__ = [
+    "do_madvise",
+    "madvise_free_huge_pmd",
+    "madvise_free_pte_range",
+    "madvise_free_single_vma",
+    "madvise_update_vma",
+    "ADVICE",
+]
 
 MADV_DONTNEED = cython.declare(i64, 4)
 MADV_FREE = cython.declare(i64, 8)
@@ -80,83 +89,192 @@ def madvise_update_vma(vma: Vma, start: i64, end: i64, set_: i64, clear: i64) ->
     vma_merge_around(mm, vma)
 
 
+@cython.cfunc
+def folio_mark_lazyfree(k: Kernel, folio: i64) -> None:
+    """Make an anon folio lazyfree: reclaim may discard it while it stays clean.
+
+    Models: mm/swap.c ``folio_mark_lazyfree()`` (v6.12): only a swap-backed
+    anon folio changes (the kernel clears PG_swapbacked, the model sets
+    ``PG_lazyfree``); ``PGLAZYFREE`` counts the folio's pages then.
+    """
+    mem: MemMap = k.memmap
+    if folio_test_anon(mem, folio) and not cython.cast(i64, mem.flags[folio]) & PG_lazyfree:
+        mem.flags[folio] |= PG_lazyfree
+        count(k.counters, LAZYFREE, cython.cast(i64, 1) << cython.cast(i64, mem.order[folio]))
+
+
 @cython.ccall
-def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> None:
-    """Clear young/dirty of exclusively mapped anon folios and mark them lazyfree.
+@cython.exceptval(-1, check=True)
+def madvise_free_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, next_: i64) -> cython.bint:
+    """MADV_FREE of a PMD-mapped THP; True if done, False to go on PTE by PTE.
 
-    Models: mm/madvise.c ``madvise_free_pte_range()`` (v6.12): a large folio
-    wholly inside the range is handled as one batch with
-    ``clear_young_dirty_ptes``; one only partly covered is split first
-    (``split_folio``: the PTL is dropped around it) and its pages are then
-    handled one by one; if it is likely shared or cannot be split, the
-    batch is skipped.
+    Models: mm/huge_memory.c ``madvise_free_huge_pmd()`` (v6.12): the huge
+    zero page and a folio likely mapped by another process are left alone
+    (the PMD path checks sharing always, unlike the PTE path); a range that
+    covers only part of the PMD splits the folio (the PTE path then does
+    its part); otherwise the folio is cleaned and, if the PMD is young or
+    dirty, the PMD is made old and clean (``pmdp_invalidate``, then
+    ``set_pmd_at``) and its range queued for the gather's flush.
 
-    Context: mmap_lock held for read; ``[addr, end)`` within ``vma``.
+    Context: mmap_lock held for read; ``[addr, next_)`` within one PMD of ``vma``.
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
     a: Pgtable = k.arch
     mem: MemMap = k.memmap
-    pmd_size: i64 = a.PMD_SIZE
+    orig_pmd: u64 = a.pmdp_get(mm, pmd_index)
+    pte: u64 = a.pmd_pte(orig_pmd)
+    pfn: i64 = a.pte_pfn(pte)
+    if pfn == k.huge_zero_pfn or a.pte_special(pte):
+        return False
+    folio: i64 = cython.cast(i64, mem.head[pfn])
+    if folio_likely_mapped_shared(mem, folio):
+        return False
+    if next_ - addr != a.PMD_SIZE:
+        folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
+        # split_folio(): refused while someone else holds a reference
+        # (can_split_folio(), before anything is unmapped); otherwise the
+        # PMD goes first (try_to_migrate() with TTU_SPLIT_HUGE_PMD), and
+        # the PTE path then finds order-0 folios.
+        extra: i64 = cython.cast(i64, mem.refcount[folio]) - folio_mapcount(mem, folio)
+        if extra == 1 and not folio_maybe_dma_pinned(mem, folio):
+            split_huge_pmd(vma, pmd_index, addr)
+            split_folio(k, folio)
+        k.folio_put(folio, 1)
+        return False
+    folio_clear_dirty(mem, folio)
+    if a.pte_young(pte) or a.pte_dirty(pte):
+        a.pmdp_invalidate(vma, addr, pmd_index)
+        pte = a.pte_mkclean(a.pte_mkold(pte))
+        a.set_pmd_at(mm, addr, pmd_index, a.pte_pmd(pte))
+        tlb.tlb_remove_pmd_tlb_entry(addr & ~(a.PMD_SIZE - 1), a.PMD_SIZE)
+    folio_mark_lazyfree(k, folio)
+    return True
+
+
+@cython.ccall
+def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> None:
+    """MADV_FREE of the PTEs of one PMD range: clean them and mark their anon folios lazyfree.
+
+    Models: mm/madvise.c ``madvise_free_pte_range()`` (v6.12), the
+    ``pmd_entry`` of the walk: a PMD-mapped THP goes to
+    ``madvise_free_huge_pmd``.  A large folio the range covers wholly is one
+    batch (``folio_pte_batch``, young/dirty of the batch gathered); one only
+    partly covered is split first (``split_folio``: the PTL is dropped
+    around it) and its pages are then looked at again, unless it is likely
+    shared (or cannot be split): then the batch is skipped.  Sharing is
+    checked only for a folio that is dirty (PG_dirty) or in the swap cache:
+    a clean folio another process maps is made lazyfree all the same (its
+    other mappings' dirty PTEs keep reclaim from discarding it).  PTEs are
+    cleaned (``clear_young_dirty_ptes``) and queued for the flush only if
+    young or dirty.
+
+    Context: mmap_lock held for read; ``[addr, end)`` within one PMD of ``vma``.
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
     page_shift: i64 = k.page_shift
-    nxt: i64
-    ptep0: i64
-    ptep: i64
+    pmd_index: i64 = addr >> a.PMD_SHIFT
+    if mm.space.pmds and pmd_index in mm.space.pmds:
+        if madvise_free_huge_pmd(tlb, vma, pmd_index, addr, end):
+            return
+    start_pte: i64 = pte_offset_map_lock(mm, addr, False)
+    if start_pte < 0:
+        return
+    ptep: i64 = start_pte
     ptent: u64
     nr: i64
     folio: i64
+    nr_pages: i64
     err: i64
-    shared: cython.bint
+    any_young: BoolPtr = BoolPtr(False)
+    any_dirty: BoolPtr = BoolPtr(False)
+    while addr < end:
+        nr = 1
+        ptent = a.ptep_get(ptep)
+        if a.pte_present(ptent):
+            folio = vm_normal_folio(vma, addr, ptent)
+            if folio >= 0 and folio_test_anon(mem, folio):
+                if cython.cast(i64, mem.order[folio]) > 0:
+                    nr = folio_pte_batch(
+                        k,
+                        folio,
+                        addr,
+                        ptep,
+                        ptent,
+                        (end - addr) >> page_shift,
+                        FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY,
+                        None,
+                        any_young,
+                        any_dirty,
+                    )
+                    if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
+                        if not folio_likely_mapped_shared(mem, folio):
+                            folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
+                            pte_unmap_unlock(mm, start_pte)
+                            err = split_folio(k, folio)
+                            k.folio_put(folio, 1)
+                            if not err:
+                                continue  # nr = 0: look at this PTE again
+                        count(k.counters, FREE_SKIPPED, 1)
+                        ptep += nr
+                        addr += nr << page_shift
+                        continue
+                    if any_young.value:
+                        ptent = a.pte_mkyoung(ptent)
+                    if any_dirty.value:
+                        ptent = a.pte_mkdirty(ptent)
+                # No swap cache in the model: PG_dirty alone asks for the
+                # exclusivity check (a folio wholly mapped here is exclusive
+                # iff its mapcount equals its page count).
+                if folio_test_dirty(mem, folio):
+                    nr_pages = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+                    if folio_mapcount(mem, folio) != nr_pages:
+                        ptep += nr
+                        addr += nr << page_shift
+                        continue
+                    folio_clear_dirty(mem, folio)
+                if a.pte_young(ptent) or a.pte_dirty(ptent):
+                    a.clear_young_dirty_ptes(vma, addr, ptep, nr, CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
+                    tlb.tlb_remove_tlb_entries(ptep, nr, addr)
+                folio_mark_lazyfree(k, folio)
+        ptep += nr
+        addr += nr << page_shift
+    pte_unmap_unlock(mm, start_pte)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def madvise_free_single_vma(vma: Vma, start_addr: i64, end_addr: i64) -> i64:
+    """MADV_FREE of ``[start_addr, end_addr)`` of one VMA, with a gather of its own; 0 or -EINVAL.
+
+    Models: mm/madvise.c ``madvise_free_single_vma()`` (v6.12): anonymous
+    VMAs only; ``tlb_gather_mmu``, ``tlb_start_vma``, the page walk
+    (``madvise_free_pte_range`` per PMD), ``tlb_end_vma`` (the flush of the
+    VMA's range), ``tlb_finish_mmu``.
+
+    Context: mmap_lock held for read.
+    """
+    if vma.vm_file is not None or vma.vm_flags & VM_SHARED:
+        return -EINVAL  # !vma_is_anonymous(vma)
+    mm: MmStruct = vma_mm(vma)
+    pmd_size: i64 = mm.kernel.arch.PMD_SIZE
+    addr: i64 = max(vma.vm_start, start_addr)
+    end: i64 = min(vma.vm_end, end_addr)
+    if addr >= end:
+        return -EINVAL
+    tlb: MmuGather = MmuGather(mm, False)
+    tlb.tlb_start_vma(vma)
+    nxt: i64
     while addr < end:
         nxt = min((addr & ~(pmd_size - 1)) + pmd_size, end)
-        ptep0 = pte_offset_map_lock(mm, addr, False)
-        if ptep0 < 0:
-            addr = nxt
-            continue
-        ptep = ptep0
-        while addr < nxt:
-            ptent = a.ptep_get(ptep)
-            nr = 1
-            if a.pte_present(ptent):
-                folio = vm_normal_folio(vma, addr, ptent)
-                if folio >= 0 and folio_test_anon(mem, folio):
-                    if cython.cast(i64, mem.order[folio]) > 0:
-                        nr = folio_pte_batch(
-                            k,
-                            folio,
-                            addr,
-                            ptep,
-                            ptent,
-                            (nxt - addr) >> page_shift,
-                            FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY,
-                            None,
-                        )
-                        if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
-                            if not folio_likely_mapped_shared(mem, folio):
-                                folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
-                                pte_unmap_unlock(mm, ptep)
-                                err = split_folio(k, folio)
-                                k.folio_put(folio, 1)
-                                if not err:
-                                    continue  # nr = 0: look at this PTE again
-                            count(k.counters, FREE_SKIPPED, 1)
-                            ptep += nr
-                            addr += nr << page_shift
-                            continue
-                        shared = folio_likely_mapped_shared(mem, folio)
-                    else:
-                        shared = folio_mapcount(mem, folio) != 1
-                    if not shared:
-                        folio_clear_dirty(mem, folio)
-                        a.clear_young_dirty_ptes(vma, addr, ptep, nr, CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
-                        tlb.tlb_remove_tlb_entries(ptep, nr, addr)
-                        mem.flags[folio] |= PG_lazyfree
-                        count(k.counters, LAZYFREE, nr)
-            ptep += nr
-            addr += nr << page_shift
-        # ptep0, not ptep: after the loop ptep may point past the table's end.
-        pte_unmap_unlock(mm, ptep0)
+        madvise_free_pte_range(tlb, vma, addr, nxt)
         addr = nxt
+    tlb.tlb_end_vma(vma)
+    tlb.tlb_finish_mmu()
+    return 0
 
 
 @cython.ccall
@@ -187,24 +305,22 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
         cur = v.vm_end
     if cur < end:
         unmapped = True
-    tlb: MmuGather = MmuGather(mm, False)
     s: i64
     e: i64
+    err: i64
     for v in vmas:
         s = max(start, v.vm_start)
         e = min(end, v.vm_end)
         if behavior == MADV_DONTNEED:
             zap_page_range_single(v, s, e - s)
         elif behavior == MADV_FREE:
-            if v.vm_file is not None or v.vm_flags & VM_SHARED:
-                # The VMAs advised so far had their PTEs cleaned: flush them
-                # before failing (the kernel's madvise_free_single_vma() runs
-                # its own tlb_gather_mmu()/tlb_finish_mmu() per VMA), or a
-                # stale writable-dirty TLB entry lets the next write skip the
-                # PTE's dirty bit and reclaim discards it.  Found by `contpte fuzz`.
-                tlb.tlb_finish_mmu()
-                return -EINVAL
-            madvise_free_pte_range(tlb, v, s, e)
+            # Each VMA gathers and flushes on its own, so the VMAs advised
+            # before an error keep no stale writable-dirty TLB entry (one
+            # would let the next write skip the PTE's dirty bit, and reclaim
+            # discard the data).  Found by `contpte fuzz`.
+            err = madvise_free_single_vma(v, s, e)
+            if err:
+                return err
         elif behavior == MADV_HUGEPAGE:
             madvise_update_vma(v, s, e, VM_HUGEPAGE, VM_NOHUGEPAGE)
         elif behavior == MADV_NOHUGEPAGE:
@@ -213,7 +329,6 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
             madvise_update_vma(v, s, e, VM_DONTCOPY, 0)
         elif behavior == MADV_DOFORK:
             madvise_update_vma(v, s, e, 0, VM_DONTCOPY)
-    tlb.tlb_finish_mmu()
     return -ENOMEM if unmapped else 0
 
 

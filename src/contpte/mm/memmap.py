@@ -256,10 +256,19 @@ def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def folio_likely_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
-    """``folio_likely_mapped_shared()`` (v6.12: judged by the first page)."""
-    if cython.cast(i64, mem.order[folio]) == 0:
-        return folio_mapcount(mem, folio) > 1
-    if cython.cast(i64, mem.entire_mapcount[folio]) > 1:
+    """``folio_likely_mapped_shared()`` (include/linux/mm.h, v6.12).
+
+    A large folio mapped once is exclusive; one with a PMD mapping and any
+    other mapping, or with more mappings than pages, is shared; otherwise
+    the first page decides (mapped more than once).
+    """
+    mapcount: i64 = folio_mapcount(mem, folio)
+    order: i64 = cython.cast(i64, mem.order[folio])
+    if order == 0:
+        return mapcount > 1
+    if mapcount <= 1:
+        return False
+    if cython.cast(i64, mem.entire_mapcount[folio]) or mapcount > (cython.cast(i64, 1) << order):
         return True
     return bool(cython.cast(i64, mem.mapcount[folio]) > 1)
 

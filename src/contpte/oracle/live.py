@@ -13,6 +13,10 @@ UFFD_FEATURE_SIGBUS); ``exit``.
 
 A *zygote* forked once at start is the parent of every ``spawn``ed process,
 so a new process is a fresh fork with nothing mapped in the scenario window.
+All of them run on one CPU, and each ``madvise`` step ends with an
+``lru_add_drain()`` (MADV_FREE of a never-touched scratch page), so the
+kernel's per-CPU folio batches never hold back a state the oracle reads
+(a lazyfree order-0 folio keeps PG_swapbacked until its batch is drained).
 
 Addresses: the model places mappings in ``[MODEL_WINDOW_LO, MODEL_WINDOW_HI)``
 (top-down from its ``TASK_MMAP_BASE``); a live process maps the same
@@ -209,6 +213,9 @@ class _Server:
         self.libc = _Libc()
         self.rings: dict[tuple[int, int], int] = {}
         self.uffd = -1
+        # One never-touched anonymous page outside the window, inherited at
+        # fork: MADV_FREE of it does nothing but lru_add_drain() (see op_madvise).
+        self.scratch = self.libc.mmap(None, page_size, PROT["rw"], MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
 
     def serve(self) -> None:
         while True:
@@ -270,7 +277,14 @@ class _Server:
         return ("ok",) if self.libc.mprotect(addr, length, PROT[prot]) == 0 else self._err()
 
     def op_madvise(self, addr: int, length: int, advice: str, fds: list[int]) -> tuple[Any, ...]:
-        return ("ok",) if self.libc.madvise(addr, length, MADV[advice]) == 0 else self._err()
+        if self.libc.madvise(addr, length, MADV[advice]) != 0:
+            return self._err()
+        # folio_mark_lazyfree() queues an order-0 folio in a per-CPU batch
+        # (lru_lazyfree); PG_swapbacked is cleared when the batch is drained.
+        # Drain it (every scenario process runs on one CPU, see
+        # _server_main), so /proc/kpageflags shows what the model's state is.
+        self.libc.madvise(self.scratch, self.ps, MADV["free"])
+        return ("ok",)
 
     def op_write(self, addr: int, npages: int, value: int, fds: list[int]) -> tuple[Any, ...]:
         maps = _maps_self()
@@ -395,6 +409,12 @@ def _server_main(sock: socket.socket, page_size: int) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped at once
+        # Every scenario process (the zygote's descendants) runs on one CPU:
+        # the kernel's per-CPU folio batches (new folios wait in lru_add
+        # before they reach the LRU; MADV_FREE's lazyfree batch) are then
+        # all drained by the lru_add_drain() of the next MADV_FREE, whichever
+        # process makes it, and none is left waiting on another CPU.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         srv = _Server(sock, page_size)
         srv.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         srv.serve()

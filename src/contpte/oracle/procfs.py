@@ -5,13 +5,15 @@ Interfaces (Documentation/admin-guide/mm/pagemap.rst):
 - ``/proc/<pid>/pagemap``: one u64 per virtual page; bit 63 present,
   bit 56 PM_MMAP_EXCLUSIVE (the page is mapped exactly once), bits 0-54 the
   PFN (zero unless the reader has CAP_SYS_ADMIN).
-- ``/proc/kpageflags``: one u64 per PFN; KPF_ANON (12), KPF_COMPOUND_HEAD
-  (15), KPF_COMPOUND_TAIL (16), KPF_THP (22), KPF_ZERO_PAGE (24).  A folio's
-  order is the distance from its head to the next page that is not a tail,
-  as thpmaps computes it.
+- ``/proc/kpageflags``: one u64 per PFN; KPF_ANON (12), KPF_SWAPBACKED
+  (14), KPF_COMPOUND_HEAD (15), KPF_COMPOUND_TAIL (16), KPF_THP (22),
+  KPF_ZERO_PAGE (24).  A folio's order is the distance from its head to the
+  next page that is not a tail, as thpmaps computes it.  An anon folio
+  without SWAPBACKED is lazyfree (MADV_FREE: ``folio_mark_lazyfree()``
+  clears PG_swapbacked), read at the head, where the kernel keeps the flag.
 - ``/proc/kpagecount``: one u64 per PFN; with CONFIG_PAGE_MAPCOUNT it is the
   page's precise mapcount (``folio_precise_page_mapcount``).
-- ``/proc/<pid>/smaps``: ``Rss`` and ``Anonymous`` per VMA (kB).
+- ``/proc/<pid>/smaps``: ``Rss``, ``Anonymous`` and ``LazyFree`` per VMA (kB).
 - ``/proc/<pid>/mem``: the values, read with FOLL_FORCE and without FOLL_PIN,
   so reading a present page neither faults nor unshares it.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "PM_MMAP_EXCLUSIVE",
     "PM_PFN_MASK",
     "KPF_ANON",
+    "KPF_SWAPBACKED",
     "KPF_COMPOUND_HEAD",
     "KPF_COMPOUND_TAIL",
     "KPF_THP",
@@ -50,6 +53,7 @@ PM_PRESENT = 1 << 63
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_PFN_MASK = (1 << 55) - 1
 KPF_ANON = 12
+KPF_SWAPBACKED = 14
 KPF_COMPOUND_HEAD = 15
 KPF_COMPOUND_TAIL = 16
 KPF_THP = 22
@@ -100,8 +104,8 @@ def read_maps(pid: int) -> list[Vma]:
 
 
 def smaps_totals(pid: int, lo: int, hi: int) -> dict[str, int]:
-    """Sum of ``Rss`` and ``Anonymous`` (in pages) over the VMAs inside ``[lo, hi)``."""
-    tot = {"Rss": 0, "Anonymous": 0}
+    """Sum of ``Rss``, ``Anonymous`` and ``LazyFree`` (in pages) over the VMAs inside ``[lo, hi)``."""
+    tot = {"Rss": 0, "Anonymous": 0, "LazyFree": 0}
     inside = False
     with open(f"/proc/{pid}/smaps") as fh:
         for line in fh:
@@ -204,6 +208,21 @@ class KpageflagsReader:
         base = pfn - pfn % self.block
         return int(self._blk(base)[pfn - base])
 
+    def _head(self, blk: np.ndarray, i: int) -> int:
+        """Index in ``blk`` of the head of the compound page holding entry ``i`` (``i`` if none)."""
+        h = i
+        while h > 0 and (blk[h] & _TAIL) and not (blk[h] & _HEAD):
+            h -= 1
+        return h
+
+    def lazyfree(self, pfn: int) -> bool:
+        """Whether ``pfn`` belongs to a lazyfree anon folio (KPF_ANON without KPF_SWAPBACKED at its head)."""
+        base = pfn - pfn % self.block
+        blk = self._blk(base)
+        h = self._head(blk, pfn - base)
+        f = int(blk[h])
+        return bool(f & (1 << KPF_ANON)) and not f & (1 << KPF_SWAPBACKED)
+
     def order(self, pfn: int) -> int:
         """The order of the folio holding ``pfn`` (0 for a page that is not compound).
 
@@ -215,9 +234,7 @@ class KpageflagsReader:
         i = pfn - base
         if not (blk[i] & (_HEAD | _TAIL)):
             return 0
-        h = i
-        while h > 0 and (blk[h] & _TAIL) and not (blk[h] & _HEAD):
-            h -= 1
+        h = self._head(blk, i)
         if not blk[h] & _HEAD:
             return 0  # a tail whose head lies beyond the block: larger than the block
         n = 1

@@ -15,8 +15,11 @@ process and page by page:
   the precise per-page mapcount, see ``_live_state``);
 - which pages are backed by the same frame in which processes (the sharing
   classes; PFNs themselves differ between the two);
-- per process, the VMAs of the scenario and RSS: smaps ``Rss`` and
-  ``Anonymous`` over the scenario's VMAs against the model's RSS counters.
+- whether the page's folio is lazyfree (MADV_FREE; live: an anon folio
+  without KPF_SWAPBACKED at its head in /proc/kpageflags);
+- per process, the VMAs of the scenario and RSS: smaps ``Rss``,
+  ``Anonymous`` and ``LazyFree`` over the scenario's VMAs against the
+  model's RSS counters and its count of lazyfree pages.
 
 Live values are read only for pages pagemap reports present, through
 /proc/<pid>/mem (no fault, no unshare), after pagemap was read: the
@@ -45,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScenarioError
+from ..mm.memmap import folio_test_dirty
 from ..system import Machine
 from ..workloads.scenario import Env, Scenario, Step, format_step, make_machine, observe, run_step
 from . import procfs
@@ -281,6 +285,8 @@ class ProcState:
     pages: dict[int, PageState]
     maps: list[tuple[int, int, str]]
     rss: dict[str, int]
+    #: The present pages whose folio is lazyfree.
+    lazy: set[int] = field(default_factory=set)
 
 
 def _model_state(m: Machine, env: Env) -> dict[str, ProcState]:
@@ -288,12 +294,34 @@ def _model_state(m: Machine, env: Env) -> dict[str, ProcState]:
     for name, st in observe(m, env).items():
         pages = {va: (val, order, excl, cls) for va, val, order, excl, cls in st["pages"]}
         rss = st["rss"]
+        lazy = set(st["lazyfree"])
         out[name] = ProcState(
             pages,
             [(s, e, perms) for s, e, perms in st["maps"]],
-            {"Rss": rss["file"] + rss["anon"] + rss["shmem"], "Anonymous": rss["anon"]},
+            {
+                "Rss": rss["file"] + rss["anon"] + rss["shmem"],
+                "Anonymous": rss["anon"],
+                "LazyFree": _smaps_lazyfree(m, env.procs[name], lazy),
+            },
+            lazy,
         )
     return out
+
+
+def _smaps_lazyfree(m: Machine, p: Any, lazy: set[int]) -> int:
+    """smaps ``LazyFree`` in pages: lazyfree pages whose PTE and folio are both clean.
+
+    Models: fs/proc/task_mmu.c ``smaps_account()`` (v6.12 to v6.18 at least):
+    an anon folio without PG_swapbacked counts unless the PTE or the folio
+    is dirty (written again since MADV_FREE: reclaim will keep it).
+    """
+    mem = m.kernel.memmap
+    n = 0
+    for va in lazy:
+        row = p.pagemap(va, m.page_size)[0]
+        if not row["dirty"] and not folio_test_dirty(mem, int(mem.head[int(row["pfn"])])):
+            n += 1
+    return n
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -338,18 +366,21 @@ def _live_state(live: LiveKernel, regions: list[tuple[int, int]], ps: int) -> di
             # Values last: pagemap said these are present, so reading them faults nothing in.
             values = procfs.read_values(p.pid, [va for va, _, _ in present])
             pages = {}
+            lazy = set()
             for va, pfn, excl in present:
                 cls = classes.setdefault(pfn, len(classes))
                 if precise and not kpf.flags(pfn) & (1 << procfs.KPF_ZERO_PAGE):
                     excl = int(kpf.mapcount(pfn) == 1)
                 pages[va + DELTA] = (values[va], kpf.order(pfn), excl, cls)
+                if kpf.lazyfree(pfn):
+                    lazy.add(va + DELTA)
             maps = [
                 (v.start + DELTA, v.end + DELTA, v.perms)
                 for v in procfs.read_maps(p.pid)
                 if v.start >= MODEL_WINDOW_LO - DELTA and v.end <= MODEL_WINDOW_HI - DELTA
             ]
             rss = procfs.smaps_totals(p.pid, MODEL_WINDOW_LO - DELTA, MODEL_WINDOW_HI - DELTA)
-            out[name] = ProcState(pages, maps, rss)
+            out[name] = ProcState(pages, maps, rss, lazy)
     return out
 
 
@@ -413,7 +444,7 @@ def compare_states(
             continue
         if m.maps != lv.maps:
             diffs.append(Diff(proc, "-", "maps", _fmt_maps(m.maps, name), _fmt_maps(lv.maps, name)))
-        for key in ("Rss", "Anonymous"):
+        for key in ("Rss", "Anonymous", "LazyFree"):
             if m.rss[key] != lv.rss[key]:
                 diffs.append(Diff(proc, "-", f"smaps {key} (pages)", str(m.rss[key]), str(lv.rss[key])))
         page_diffs: list[tuple[int, str, str, str]] = []
@@ -428,6 +459,10 @@ def compare_states(
                 page_diffs.append((va, "order", str(a[1]), str(b[1])))
             if a[2] != b[2]:
                 page_diffs.append((va, "exclusive", "yes" if a[2] else "no", "yes" if b[2] else "no"))
+            if (va in m.lazy) != (va in lv.lazy):
+                page_diffs.append(
+                    (va, "lazyfree", "yes" if va in m.lazy else "no", "yes" if va in lv.lazy else "no")
+                )
             me = (proc, va)
             if mm_members[me] != lv_members[me]:
                 page_diffs.append(

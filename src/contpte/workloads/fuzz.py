@@ -441,7 +441,7 @@ def _describe_state_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
         if name not in a or name not in b:
             return f"process {name} exists in one run only"
         pa, pb = a[name], b[name]
-        for key in ("maps", "rss"):
+        for key in ("maps", "rss", "lazyfree"):
             if pa[key] != pb[key]:
                 return f"process {name}: {key} differ: {pa[key]} vs {pb[key]}"
         da = {r[0]: r for r in pa["pages"]}

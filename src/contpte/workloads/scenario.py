@@ -33,6 +33,7 @@ from ..errors import (
     SegmentationFault,
     UserfaultWP,
 )
+from ..mm.memmap import PG_lazyfree
 from ..system import Machine, Process
 
 __all__ = [
@@ -947,18 +948,25 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
     read if present (from the frame the page table maps: no fault, no
     counter), presence, folio order, exclusivity, and a sharing class (pages
     backed by the same frame get the same class number, numbered in order of
-    first appearance); plus RSS and the VMA list.
+    first appearance); plus RSS, the VMA list and ``lazyfree``: the present
+    pages whose folio MADV_FREE made lazyfree (reclaim may discard them;
+    the kernel's anon folios without PG_swapbacked, as /proc/kpageflags and
+    smaps ``LazyFree`` show them).
     """
     ps = m.page_size
     classes: dict[int, int] = {}
     out: dict[str, Any] = {}
     data = m.hw.memory.data
+    mem = m.kernel.memmap
+    head = np.asarray(mem.head)
+    flags = np.asarray(mem.flags)
     for name in sorted(env.procs):
         p = env.procs[name]
         if not p.alive:
             continue
         maps = p.maps()
         pages: list[tuple[int, ...]] = []
+        lazy: list[int] = []
         for start, end, _perms, _name in maps:
             rows = p.pagemap(start, end - start)
             pres = rows["present"]
@@ -970,7 +978,14 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
                 pages.append(
                     (start + int(i) * ps, int(vals[i]), int(rows["order"][i]), int(rows["exclusive"][i]), cls)
                 )
-        out[name] = {"maps": [(s, e, perms) for s, e, perms, _ in maps], "pages": pages, "rss": p.rss()}
+                if int(flags[int(head[pfn])]) & PG_lazyfree:
+                    lazy.append(start + int(i) * ps)
+        out[name] = {
+            "maps": [(s, e, perms) for s, e, perms, _ in maps],
+            "pages": pages,
+            "rss": p.rss(),
+            "lazyfree": lazy,
+        }
     return out
 
 
@@ -985,6 +1000,7 @@ def label_state(state: dict[str, Any]) -> dict[str, Any]:
                 for va, val, order, excl, cls in st["pages"]
             ],
             "rss": st["rss"],
+            "lazyfree": st["lazyfree"],
         }
     return out
 

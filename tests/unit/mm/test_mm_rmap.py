@@ -79,10 +79,22 @@ def test_dup_clears_exclusive_and_counts_mappings(env: tuple[contpte.Machine, Vm
     assert mem.mapcount[folio] == 1
     assert folio_mapcount(mem, folio) == 20
     assert _excl(m, folio, 16).tolist() == [True] * 2 + [False] * 4 + [True] * 10
-    # v6.12 judges "likely shared" by the first page only.
-    assert not folio_likely_mapped_shared(mem, folio)
-    rmap.folio_try_dup_anon_rmap_ptes(folio, folio, 1, vma)
+    # v6.12 (include/linux/mm.h): more mappings than pages is "likely shared",
+    # though the first page is mapped once.
     assert folio_likely_mapped_shared(mem, folio)
+
+
+def test_likely_mapped_shared_guesses_by_the_first_page(env: tuple[contpte.Machine, Vma]) -> None:
+    m, vma = env
+    mem = m.kernel.memmap
+    folio = m.kernel.folio_alloc(4, zero=True)
+    assert folio != -1
+    rmap.folio_add_new_anon_rmap(folio, vma, BASE, rmap.RMAP_EXCLUSIVE)
+    rmap.folio_remove_rmap_ptes(folio, folio, 8, vma)  # pages 8..15 are mapped now
+    assert rmap.folio_try_dup_anon_rmap_ptes(folio, folio + 8, 4, vma) == 0
+    assert folio_mapcount(mem, folio) == 12
+    # No more mappings than pages, no PMD mapping: the first page decides.
+    assert not folio_likely_mapped_shared(mem, folio)
 
 
 def test_dup_of_maybe_pinned_exclusive_folio_fails_without_change(env: tuple[contpte.Machine, Vma]) -> None:

@@ -6,7 +6,8 @@ holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
 proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
 nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
 event per traced contpte function recording its ``addr`` and ``ptep``
-arguments (``x1``, ``x2`` of the ``(mm, addr, ptep, ...)`` functions), or
+arguments (``x1``, ``x2`` of the ``(mm, addr, ptep, ...)`` and ``(vma, addr,
+ptep, ...)`` functions), or
 only ``ptep`` (``x0``) for the getters ``contpte_ptep_get(ptep, orig_pte)``
 and ``contpte_ptep_get_lockless(ptep)``, which have no address: the host
 learns which virtual 2M region each page-table page maps from the
@@ -58,6 +59,7 @@ TRACED = (
     "contpte_ptep_get",
     "contpte_ptep_get_lockless",
     "tlb_flush_rmaps",
+    "contpte_clear_young_dirty_ptes",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 
