@@ -36,7 +36,7 @@ def _check_path(path: str | Path) -> tuple[Path, str]:
 
 def _save(fig: Any, out: Path, fmt: str) -> Path:
     try:
-        fig.savefig(out, format=fmt)
+        fig.savefig(out, format=fmt, bbox_inches="tight")
     except OSError as e:
         raise ModelUsageError(f"cannot write plot {str(out)!r}: {e.strerror or e}") from None
     return out
@@ -171,7 +171,8 @@ def _draw_panel(ax: Any, p: Panel) -> None:
     ax.set_title(p.title)
     ax.set_ylabel(p.ylabel)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    # Outside the axes, right of them: never over a series (and no costly "best" search).
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def plot_panels(path: str | Path, panels: Sequence[Panel], *, title: str | None = None) -> Path:
