@@ -59,6 +59,7 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..mm.memmap import folio_test_dirty
+from ..mm.mm_h import pte_offset_map_lock
 from ..system import Machine
 from ..workloads.scenario import Env, Scenario, Step, format_step, make_machine, observe, run_step
 from . import procfs
@@ -357,13 +358,19 @@ def _smaps_lazyfree(m: Machine, p: Any, lazy: set[int]) -> int:
 
     Models: fs/proc/task_mmu.c ``smaps_account()`` (v6.12 to v6.18 at least):
     an anon folio without PG_swapbacked counts unless the PTE or the folio
-    is dirty (written again since MADV_FREE: reclaim will keep it).
+    is dirty (written again since MADV_FREE: reclaim will keep it).  The PTE
+    is read as ``smaps_pte_entry()`` reads it, through the arch's
+    ``ptep_get()`` (on arm64 ``contpte_ptep_get()``, which gathers the dirty
+    bit over a contiguous block); a PMD-mapped page through its PMD.
     """
     mem = m.kernel.memmap
+    arch = m.kernel.arch
     n = 0
     for va in lazy:
         row = p.pagemap(va, m.page_size)[0]
-        if not row["dirty"] and not folio_test_dirty(mem, int(mem.head[int(row["pfn"])])):
+        ptep = pte_offset_map_lock(p.mm, va)
+        dirty = bool(arch.pte_dirty(arch.ptep_get(ptep))) if ptep >= 0 else bool(row["dirty"])
+        if not dirty and not folio_test_dirty(mem, int(mem.head[int(row["pfn"])])):
             n += 1
     return n
 
