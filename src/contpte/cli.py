@@ -789,7 +789,8 @@ def _register_oracle(sub: Subparsers) -> None:
         help="run a scenario on this machine's live Linux kernel and on the model; compare page by page",
         description=(
             "Replay scenario files with real processes on the running kernel (root; THP policy set in "
-            "sysfs for the run and restored) and on the model (arch=generic), and compare after each "
+            "sysfs for the run and restored) and on the model (once per --model-arch: generic and arm64, "
+            "4K pages), and compare after each "
             "step: outcome, presence, value, folio order, exclusivity, frame sharing, VMAs, smaps RSS. "
             "Exit 0: agreement (or the declared expect-mismatch); 1: a difference; 2: bad arguments or "
             "a malformed scenario file; 3: cannot run here (one line says why)."
@@ -807,6 +808,13 @@ def _register_oracle(sub: Subparsers) -> None:
         "--keep-going",
         action="store_true",
         help="compare after a difference too (default: stop at the first)",
+    )
+    oracle.add_argument(
+        "--model-arch",
+        default="generic,arm64",
+        metavar="ARCHS",
+        help="the model backends compared with the live kernel, comma-separated (default: generic,arm64; "
+        "each verdict is reported; what differs by architecture is listed in oracle.run.ARCH_DIFFERENCES)",
     )
     oracle.add_argument(
         "--kernel",

@@ -1,6 +1,8 @@
 """The oracle's scenario library against this machine's kernel.
 
-Every scenario must agree with the live kernel, or differ exactly where its
+Every scenario, run on the generic and on the arm64 model, must agree with
+the live kernel (the arm64 model's architecture differences aside:
+``ARCH_DIFFERENCES``), or differ exactly where its
 ``expect-mismatch oracle-x86`` line says (a known model limit, with the
 reason); a declared mismatch that no longer happens fails too.
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from contpte.oracle import library, run_oracle
+from contpte.oracle import MODEL_ARCHS, library, run_oracle
 from contpte.workloads.scenario import parse_file
 
 pytestmark = pytest.mark.live
@@ -35,10 +37,12 @@ def test_library_is_large_enough() -> None:
     assert len(SCENARIOS) >= 30
 
 
+@pytest.mark.parametrize("model_arch", MODEL_ARCHS)
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_matches_live_kernel(path: Path, live_kernel: None) -> None:
+def test_scenario_matches_live_kernel(path: Path, model_arch: str, live_kernel: None) -> None:
     sc = parse_file(str(path))
-    res = run_oracle(sc)
+    res = run_oracle(sc, model_arch=model_arch)
+    assert res.model_arch == model_arch
     if res.status == "skipped":
         pytest.skip(f"{path.name}: {res.reason}")
     assert res.ok, f"{path.name}: {res.status}\n{_table(res)}"

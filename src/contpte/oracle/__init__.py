@@ -1,8 +1,8 @@
 """Oracles: the same scenarios on a real kernel and on the model, compared.
 
-``run_oracle(scenario)`` replays a parsed scenario (``contpte.workloads.
-scenario``) on this machine's running Linux with real processes and on the
-model, and reports every observable difference (``OracleResult``).
+``run_oracle(scenario, model_arch=...)`` replays a parsed scenario
+(``contpte.workloads.scenario``) on this machine's running Linux with real
+processes and on the model (``generic`` or ``arm64`` backend), and reports every observable difference (``OracleResult``).
 ``ThpSysfs`` sets the live THP policy for a run and always restores it.
 The scenario library lives in ``scenarios/`` (``library()`` lists it).
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .run import (
+    ARCH_DIFFERENCES,
+    MODEL_ARCHS,
     ORACLE_NAME,
     Diff,
     OracleResult,
@@ -29,6 +31,8 @@ __all__ = [
     "StepReport",
     "Diff",
     "ORACLE_NAME",
+    "MODEL_ARCHS",
+    "ARCH_DIFFERENCES",
     "ThpSysfs",
     "compare_states",
     "live_unavailable_reason",

@@ -1,7 +1,9 @@
 """The live-kernel oracle: run a scenario on this machine's Linux and on the model, compare.
 
-``run_oracle(scenario)`` replays the scenario in lockstep: each step runs on
-the model (``arch="generic"``, the header's THP policy) and then on real
+``run_oracle(scenario, model_arch=...)`` replays the scenario in lockstep:
+each step runs on the model (``model_arch``: ``"generic"`` by default, or
+``"arm64"`` with its default CPU preset; 4K pages either way, whatever the
+header's ``arch=``; the header's THP policy) and then on real
 processes of the running kernel (``live.py``), with the same THP policy set
 in sysfs for the run and restored afterwards (``sysfs.py``).  After each
 step (or only at ``check`` steps, ``at="check"``) it compares, process by
@@ -20,6 +22,14 @@ process and page by page:
 - per process, the VMAs of the scenario and RSS: smaps ``Rss``,
   ``Anonymous`` and ``LazyFree`` over the scenario's VMAs against the
   model's RSS counters and its count of lazyfree pages.
+
+The model runs with the core-mm options of the live kernel's version
+(``live_mm_options``); they are mm/ changes, so they apply to either model
+arch.  What an architecture legitimately changes in the compared state is
+listed in ``ARCH_DIFFERENCES`` with the reason (the arm64 model's smaps
+LazyFree is compared one way only: contpte_ptep_get() gathers the dirty bit
+over a contiguous block); ``contpte oracle`` runs both model arches by
+default and reports each one's verdict.
 
 Live values are read only for pages pagemap reports present, through
 /proc/<pid>/mem (no fault, no unshare), after pagemap was read: the
@@ -49,6 +59,7 @@ import numpy as np
 
 from ..errors import ScenarioError
 from ..mm.memmap import folio_test_dirty
+from ..mm.mm_h import pte_offset_map_lock
 from ..system import Machine
 from ..workloads.scenario import Env, Scenario, Step, format_step, make_machine, observe, run_step
 from . import procfs
@@ -57,6 +68,8 @@ from .sysfs import ThpSysfs
 
 __all__ = [
     "ORACLE_NAME",
+    "MODEL_ARCHS",
+    "ARCH_DIFFERENCES",
     "Diff",
     "StepReport",
     "OracleResult",
@@ -73,6 +86,32 @@ UNSUPPORTED_OPS = {
     "numa": "NUMA hinting faults cannot be forced from user space",
     "clear-soft-dirty": "/proc/pid/clear_refs clears the whole mm, not a range",
 }
+
+MODEL_ARCHS = ("generic", "arm64")
+"""The model backends the live oracle can compare (4K pages; arm64 with its default CPU preset)."""
+
+LAZYFREE_AT_MOST = "smaps LazyFree (pages)"
+ARCH_DIFFERENCES: dict[str, dict[str, str]] = {
+    "arm64": {
+        LAZYFREE_AT_MOST: (
+            "compared one way only (the arm64 model may count fewer pages, never more): smaps_account() "
+            "counts a lazyfree page unless pte_dirty(ptep_get(pte)) (fs/proc/task_mmu.c "
+            "smaps_pte_entry()), and v6.12 arm64's ptep_get() of a contiguous entry is "
+            "contpte_ptep_get() (arch/arm64/mm/contpte.c), which ORs in the dirty bit of all "
+            "CONT_PTES entries of the block: one page written after MADV_FREE makes the whole block "
+            "dirty; its batched fork also gives the child dirty PTEs (pte_mkwrite() clears "
+            "PTE_RDONLY). arm64 only ever adds dirtiness, x86 has no contiguous entries"
+        ),
+    },
+}
+"""Per model arch, the compared fields that legitimately differ from the live x86 kernel (field -> why).
+
+Everything else the oracle compares is architecture-independent core-mm
+state: outcomes and values read, presence, folio orders, exclusivity,
+frame sharing, VMAs, smaps Rss/Anonymous, the per-page lazyfree state
+(PG_swapbacked).  PTE dirty/young/write bits and the Contiguous bit are
+never compared (pagemap does not show them).
+"""
 
 PageState = tuple[int, int, int, int]
 """(value, order, exclusive, sharing class) of a present page."""
@@ -143,6 +182,10 @@ class OracleResult:
     #: The core-mm options the model ran with (chosen from the live kernel's version).
     options: dict[str, Any] = field(default_factory=dict)
     steps: list[StepReport] = field(default_factory=list)
+    #: The model's architecture backend (``generic`` or ``arm64``, 4K pages).
+    model_arch: str = "generic"
+    #: Compared fields that differ by architecture and how they are treated (``ARCH_DIFFERENCES``).
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +211,8 @@ class OracleResult:
             "kernel": self.kernel,
             "settings": self.settings,
             "options": self.options,
+            "model_arch": self.model_arch,
+            "excluded": self.excluded,
             "steps": [s.as_dict() for s in self.steps],
         }
 
@@ -313,13 +358,19 @@ def _smaps_lazyfree(m: Machine, p: Any, lazy: set[int]) -> int:
 
     Models: fs/proc/task_mmu.c ``smaps_account()`` (v6.12 to v6.18 at least):
     an anon folio without PG_swapbacked counts unless the PTE or the folio
-    is dirty (written again since MADV_FREE: reclaim will keep it).
+    is dirty (written again since MADV_FREE: reclaim will keep it).  The PTE
+    is read as ``smaps_pte_entry()`` reads it, through the arch's
+    ``ptep_get()`` (on arm64 ``contpte_ptep_get()``, which gathers the dirty
+    bit over a contiguous block); a PMD-mapped page through its PMD.
     """
     mem = m.kernel.memmap
+    arch = m.kernel.arch
     n = 0
     for va in lazy:
         row = p.pagemap(va, m.page_size)[0]
-        if not row["dirty"] and not folio_test_dirty(mem, int(mem.head[int(row["pfn"])])):
+        ptep = pte_offset_map_lock(p.mm, va)
+        dirty = bool(arch.pte_dirty(arch.ptep_get(ptep))) if ptep >= 0 else bool(row["dirty"])
+        if not dirty and not folio_test_dirty(mem, int(mem.head[int(row["pfn"])])):
             n += 1
     return n
 
@@ -431,9 +482,18 @@ def _fmt_maps(maps: list[tuple[int, int, str]], name: Callable[[int], str]) -> s
 
 
 def compare_states(
-    model: dict[str, ProcState], live: dict[str, ProcState], name: Callable[[int], str], ps: int
+    model: dict[str, ProcState],
+    live: dict[str, ProcState],
+    name: Callable[[int], str],
+    ps: int,
+    model_arch: str = "generic",
 ) -> list[Diff]:
-    """Every difference between two observations, consecutive pages merged."""
+    """Every difference between two observations, consecutive pages merged.
+
+    ``model_arch``: the model's backend; its ``ARCH_DIFFERENCES`` are
+    compared as they say (smaps LazyFree of the arm64 model: at most the live count).
+    """
+    one_way = LAZYFREE_AT_MOST in ARCH_DIFFERENCES.get(model_arch, {})
     diffs: list[Diff] = []
     mm_members = _members(model)
     lv_members = _members(live)
@@ -445,6 +505,8 @@ def compare_states(
         if m.maps != lv.maps:
             diffs.append(Diff(proc, "-", "maps", _fmt_maps(m.maps, name), _fmt_maps(lv.maps, name)))
         for key in ("Rss", "Anonymous", "LazyFree"):
+            if key == "LazyFree" and one_way and m.rss[key] < lv.rss[key]:
+                continue
             if m.rss[key] != lv.rss[key]:
                 diffs.append(Diff(proc, "-", f"smaps {key} (pages)", str(m.rss[key]), str(lv.rss[key])))
         page_diffs: list[tuple[int, str, str, str]] = []
@@ -515,9 +577,17 @@ def _range_diff(
 class _Replay:
     """Runs the steps on both sides."""
 
-    def __init__(self, sc: Scenario, live: LiveKernel, tmpdir: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        sc: Scenario,
+        live: LiveKernel,
+        tmpdir: str,
+        options: dict[str, Any],
+        model_arch: str = "generic",
+    ) -> None:
         self.sc = sc
-        self.m = make_machine(sc, arch="generic", **options)
+        # cpu=None: the arm64 backend's default CPU preset (the header's cpu= is kept).
+        self.m = make_machine(sc, arch=model_arch, page_size="4K", **options)
         self.ps = self.m.page_size
         self.env = Env()
         self.live = live
@@ -636,20 +706,27 @@ def run_oracle(
     at: str = "step",
     keep_going: bool = False,
     progress: Callable[[str], None] | None = None,
+    model_arch: str = "generic",
 ) -> OracleResult:
     """Run ``sc`` on the live kernel and on the model and compare them.
 
     ``at``: ``"step"`` compares the states after every step, ``"check"`` only
     after ``check`` steps and the last step.  Without ``keep_going`` the run
     stops after the first step that differs (later differences are mostly
-    its consequences).  Never leaves the THP policy changed or a process
-    behind, also on an error or KeyboardInterrupt.
+    its consequences).  ``model_arch``: the model backend compared with
+    the live kernel (``MODEL_ARCHS``).  Never leaves the THP policy changed
+    or a process behind, also on an error or KeyboardInterrupt.
     """
     if at not in ("step", "check"):
         raise ValueError(f"at={at!r}: expected 'step' or 'check'")
+    if model_arch not in MODEL_ARCHS:
+        raise ValueError(f"model_arch={model_arch!r}: expected one of {', '.join(MODEL_ARCHS)}")
     expected = sc.expect_mismatch.get(ORACLE_NAME)
-    res = OracleResult(sc.path, sc.title, ORACLE_NAME, "skipped", expect_mismatch=expected)
+    res = OracleResult(
+        sc.path, sc.title, ORACLE_NAME, "skipped", expect_mismatch=expected, model_arch=model_arch
+    )
     res.kernel = f"Linux {platform.release()} {platform.machine()}"
+    res.excluded = dict(ARCH_DIFFERENCES.get(model_arch, {}))
     # The scenario's header wins over the options chosen for the live kernel.
     res.options = {k: v for k, v in live_mm_options().items() if k not in sc.machine}
     reason = live_unavailable_reason() or scenario_unsupported_reason(sc)
@@ -659,7 +736,7 @@ def run_oracle(
     # Unbound mmaps get a hidden name, so the model's address is known.
     steps = [replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps]
     fallbacks_before = live_fallbacks()
-    with _live_session(sc, res.options) as (replay, settings):
+    with _live_session(sc, res.options, model_arch) as (replay, settings):
         res.settings = settings
         for i, step in enumerate(steps):
             if progress is not None:
@@ -691,7 +768,7 @@ def run_oracle(
                 rep.compared = True
                 ms = _model_state(replay.m, replay.env)
                 ls = _live_state(replay.live, replay.regions, replay.ps)
-                rep.diffs += compare_states(ms, ls, replay.namer, replay.ps)
+                rep.diffs += compare_states(ms, ls, replay.namer, replay.ps, model_arch)
             if rep.diffs and not keep_going:
                 break
     found = any(s.diffs for s in res.steps)
@@ -725,7 +802,9 @@ def _read_diffs(step: Step, replay: _Replay, mv: list[int], lv: list[int]) -> li
 
 
 @contextlib.contextmanager
-def _live_session(sc: Scenario, options: dict[str, Any]) -> Iterator[tuple[_Replay, dict[str, str]]]:
+def _live_session(
+    sc: Scenario, options: dict[str, Any], model_arch: str
+) -> Iterator[tuple[_Replay, dict[str, str]]]:
     """THP policy applied, a tmpfs directory, the live processes; all undone on exit."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with ThpSysfs() as thp:
@@ -733,6 +812,6 @@ def _live_session(sc: Scenario, options: dict[str, Any]) -> Iterator[tuple[_Repl
         tmpdir = tempfile.mkdtemp(prefix="contpte-oracle-", dir=base)
         try:
             with LiveKernel(procfs.PAGE_SIZE) as live:
-                yield _Replay(sc, live, tmpdir, options), settings
+                yield _Replay(sc, live, tmpdir, options, model_arch), settings
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
