@@ -692,7 +692,12 @@ class Hardware:
             raise ModelUsageError(f"TLBI {tlbi_name(op)} needs an ASID")
         if scope == SCOPE_VA and va < 0:
             raise ModelUsageError(f"TLBI {tlbi_name(op)} needs a VA")
-        self.counters.inc(self._tlbi_counter(op), 1)
+        # the counter id _tlbi_counter caches, added in place: two calls per
+        # TLBI (the look-up, Counters.inc) cost more than the test and the add
+        cid: i64 = int(self.tlbi_cid[op])
+        if cid < 0:
+            cid = self._tlbi_counter(op)
+        self.counters.v[cid] += 1
         level: i64 = self._ttl_level(ttl) if scope == SCOPE_VA else 0
         tag: i64 = asid if by_asid else -1
         vpn: i64 = (va >> self.page_shift) if scope == SCOPE_VA else 0
@@ -736,7 +741,10 @@ class Hardware:
         if by_asid and asid < 0:
             raise ModelUsageError(f"TLBI {tlbi_name(op)} needs an ASID")
         npages: i64 = tlbi_range_pages(scale, num)
-        self.counters.inc(self._tlbi_counter(op), 1)
+        cid: i64 = int(self.tlbi_cid[op])  # as in tlbi_op
+        if cid < 0:
+            cid = self._tlbi_counter(op)
+        self.counters.v[cid] += 1
         tag: i64 = asid if by_asid else -1
         vpn: i64 = va >> self.page_shift
         broadcast: cython.bint = tlbi_broadcast(op)

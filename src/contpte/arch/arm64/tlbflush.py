@@ -90,7 +90,14 @@ def TLBI_RANGE_NUM(pages: i64, scale: i64) -> i64:
 @cython.ccall
 def TLB_FLUSH_VMA(mm: MmLike, flags: i64) -> VmaLike:
     """Models: include/asm-generic/tlb.h ``TLB_FLUSH_VMA()``: a fake vma for flushes."""
-    return VmaLike(mm, 0, 0, flags)
+    # fields set in place: VmaLike(mm, 0, 0, flags) is a Python call with
+    # argument parsing, and contpte_convert makes one per unfold and fold
+    vma: VmaLike = VmaLike.__new__(VmaLike)
+    vma.vm_mm = mm
+    vma.vm_start = 0
+    vma.vm_end = 0
+    vma.vm_flags = flags
+    return vma
 
 
 @cython.cfunc
