@@ -27,7 +27,18 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..system import Machine
-from .scenario import AddrRef, Env, Outcome, Scenario, Step, format_scenario, make_machine, observe, run_step
+from .scenario import (
+    AddrRef,
+    Env,
+    Outcome,
+    Scenario,
+    Step,
+    format_scenario,
+    make_machine,
+    observe,
+    run_step,
+    stale_tlb_at_return,
+)
 
 __all__ = [
     "FuzzConfig",
@@ -40,6 +51,7 @@ __all__ = [
     "replay",
     "reproducer_text",
     "VARIANTS",
+    "stale_tlb_at_return",
 ]
 
 PS = 4096
