@@ -153,6 +153,17 @@ BUGS: dict[str, Bug] = {
             "zap_pte_range(): 'Do the actual TLB flush before dropping ptl' (tlb_flush_mmu_tlbonly), "
             "then tlb_flush_mmu(); the ordering include/asm-generic/tlb.h documents for mmu_gather",
         ),
+        Bug(
+            "madvise_free_no_tlb_entries",
+            "mm",
+            "mm/madvise.c: madvise_free_pte_range()",
+            "MADV_FREE cleans the PTEs (clear_young_dirty_ptes) without queueing their range in the "
+            "mmu_gather (tlb_remove_tlb_entries): no TLBI follows, a CPU keeps its writable-dirty "
+            "entry, writes through it without marking the PTE dirty, and reclaim discards the "
+            "'clean' lazyfree folio with the data",
+            "madvise_free_pte_range(): tlb_remove_tlb_entries() after clear_young_dirty_ptes() "
+            "('mm: madvise: use clear_young_dirty_ptes() batch helper', v6.10)",
+        ),
     )
 }
 """The catalog, by name."""

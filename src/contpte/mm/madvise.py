@@ -238,7 +238,8 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                     folio_clear_dirty(mem, folio)
                 if a.pte_young(ptent) or a.pte_dirty(ptent):
                     a.clear_young_dirty_ptes(vma, addr, ptep, nr, CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY)
-                    tlb.tlb_remove_tlb_entries(ptep, nr, addr)
+                    if not k.bug("madvise_free_no_tlb_entries"):
+                        tlb.tlb_remove_tlb_entries(ptep, nr, addr)
                 folio_mark_lazyfree(k, folio)
         ptep += nr
         addr += nr << page_shift

@@ -43,6 +43,7 @@ GENERAL_RULES = frozenset(
         "tlbi-coverage",
         "tlb-conflict",
         "stale-tlb",
+        "stale-tlb-at-return",  # workloads/scenario.py, after every step
         "unobserved-store",
         "freed-frame-in-tlb",
     }

@@ -27,7 +27,18 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..system import Machine
-from .scenario import AddrRef, Env, Outcome, Scenario, Step, format_scenario, make_machine, observe, run_step
+from .scenario import (
+    AddrRef,
+    Env,
+    Outcome,
+    Scenario,
+    Step,
+    format_scenario,
+    make_machine,
+    observe,
+    run_step,
+    stale_tlb_at_return,
+)
 
 __all__ = [
     "FuzzConfig",
@@ -40,6 +51,7 @@ __all__ = [
     "replay",
     "reproducer_text",
     "VARIANTS",
+    "stale_tlb_at_return",
 ]
 
 PS = 4096
@@ -56,6 +68,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 """Named backend + kernel-variant sets (``--variant``)."""
 
 _MTHP_SIZES = ("16K", "32K", "64K", "128K", "2M")
+_LARGE_MTHP_SIZES = ("256K", "512K", "1M")
+#: the CPU preset without hardware Access flag or dirty management (HAFDBS = 0)
+_NO_HAFDBS_CPU = "apple-m2"
 
 
 def _weighted(*pairs: tuple[Any, int]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
@@ -181,8 +196,11 @@ class _Gen:
 
     MAX_PROCS = 4
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, xrng: random.Random) -> None:
         self.rng = rng
+        #: choices added later draw from their own stream, so ``rng``'s draws
+        #: (and the episodes of existing seeds, but for those choices) stay as they were
+        self.xrng = xrng
         self.procs: list[str] = []
         self.regions: list[_Region] = []
         self.files: list[str] = []
@@ -306,12 +324,24 @@ class _Gen:
                     self.line,
                     None,
                     "file",
-                    {"name": f"file{self.n}", "size": size, "folio": rng.choice((16, 64, 64)) * 1024},
+                    {
+                        "name": f"file{self.n}",
+                        "size": size,
+                        "folio": self._file_folio(rng.choice((16, 64, 64))),
+                    },
                     f,
                 )
             args["file"] = rng.choice(self.files)
             args["offset"] = rng.choice((0, 0, 16 * PS, PS))
+            if self.xrng.random() < 0.25:
+                args["offset"] = self.xrng.choice((48, 80, 3)) * PS  # inside a 128K+ folio
         return self.step(proc, "mmap", args, name)
+
+    def _file_folio(self, kib: int) -> int:
+        """The file's folio size: ``kib`` K, one file in three 128K or 256K (several contiguous blocks)."""
+        if self.xrng.random() < 1 / 3:
+            kib = self.xrng.choice((128, 256))
+        return kib * 1024
 
     def accept(self, step: Step, out: Outcome) -> None:
         """Update the bookkeeping with what the step did on the (first) machine."""
@@ -366,6 +396,15 @@ def _episode_machine(rng: random.Random, memory: str) -> dict[str, Any]:
     gather = (0, 1, -1)[seed % 3]
     if gather >= 0:
         header["max_gather_batch_count"] = gather
+    # Also from the seed: one arm64 episode in four on a CPU without
+    # FEAT_HAFDBS (software Access flag and dirty state: every first access
+    # and first write faults), and one in three with mTHP sizes above 128K
+    # (the layouts that span several contiguous blocks).
+    if (seed // 3) % 4 == 0:
+        header["cpu"] = _NO_HAFDBS_CPU
+    if (seed // 12) % 3 == 0:
+        for i, size in enumerate(_LARGE_MTHP_SIZES):
+            header["mthp"][size] = _POLICIES[(seed >> (4 + 2 * i)) % len(_POLICIES)]
     return header
 
 
@@ -377,7 +416,7 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
     """
     rng = random.Random(seed)
     header = _episode_machine(rng, memory)
-    g = _Gen(rng)
+    g = _Gen(rng, random.Random(seed ^ 0x5EED_F17E))
     steps: list[Step] = []
     while len(steps) < nsteps:
         s = g.next()
@@ -400,6 +439,8 @@ def _variant_kwargs(variant: str) -> dict[str, Any]:
 
 def _machine_header(base: dict[str, Any], variant: str, bugs: tuple[str, ...]) -> dict[str, Any]:
     h = {"arch": "arm64", **base, **_variant_kwargs(variant)}
+    if h["arch"] != "arm64" and h.get("cpu") == _NO_HAFDBS_CPU:
+        del h["cpu"]  # an arm64 core: the other backends keep their default CPU
     if bugs:
         h["bugs"] = tuple(bugs)
     return h

@@ -193,3 +193,23 @@ def test_differential_leaves_lazyfree_reclaim_uncompared() -> None:
     plain = [s for s in sc.steps if s.op != "madvise"]
     n, got = run_episode(header, plain, ["arm64", "generic", "arm64-nobatch"], differential=True)
     assert got is None and n == len(plain)
+
+
+def test_episodes_cover_no_hafdbs_large_mthp_and_unaligned_large_file_folios() -> None:
+    from contpte.hw.features import PRESETS
+
+    cpus, large_mthp, unaligned = set(), False, False
+    for seed in range(40):
+        header, steps = generate_episode(seed, 150)
+        cpus.add(header.get("cpu"))
+        large_mthp = large_mthp or "256K" in header["mthp"]
+        folio = {s.bind: s.args["folio"] for s in steps if s.op == "file"}
+        unaligned = unaligned or any(
+            s.op == "mmap"
+            and s.args["file"]
+            and folio[s.args["file"]] >= 128 * 1024
+            and s.args["offset"] % folio[s.args["file"]]
+            for s in steps
+        )
+    assert any(c is not None and PRESETS[c].hafdbs == 0 for c in cpus)
+    assert None in cpus and large_mthp and unaligned
