@@ -920,8 +920,8 @@ def stale_tlb_at_return(m: Machine) -> InvariantViolation | None:
                 ok = chk.tlb_use_ok(space, e.vbase, n, e.ptep, e.pfn_base, True)
                 why = "memory no longer grants write"
                 if ok == n:
-                    ds = [_memory_desc(hw, space, e.vbase + i) for i in range(n)]
-                    if not any((d & fmt.dirty_mask) == fmt.dirty_val for d in ds):
+                    mask, val = fmt.dirty_mask, fmt.dirty_val
+                    if not any((_memory_desc(hw, space, e.vbase + i) & mask) == val for i in range(n)):
                         ok = 0
                         why = "the entry is writable-dirty, memory is clean (a write would not mark it dirty)"
             if ok != n:
