@@ -108,27 +108,29 @@ _U64_MAX = cython.declare(u64, (1 << 64) - 1)
 _PROBED: dict[tuple[type, int], tuple[bool, int, int, int]] = {}
 
 
-def _direct_flags(arch: Any, v: int) -> int:
-    """The decoded fields of ``v`` through the arch's helpers (no cache)."""
-    if not v or not arch.pte_present(v):
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _direct_flags(a: Pgtable, pte: u64) -> u32:
+    """The ``F_*`` fields of ``pte`` through the arch's helpers (no cache)."""
+    if pte == 0 or not a.pte_present(pte):
         return 0
-    f = int(F_PRESENT)
-    if arch.pte_valid(v):
-        f |= int(F_VALID)
-    if arch.pte_special(v):
-        f |= int(F_SPECIAL)
-    if arch.pte_write(v):
-        f |= int(F_WRITE)
-    if arch.pte_dirty(v):
-        f |= int(F_DIRTY)
-    if arch.pte_cont(v):
-        f |= int(F_CONT)
-    if arch.pte_uffd_wp(v):
-        f |= int(F_UFFD_WP)
-    if arch.pte_soft_dirty(v):
-        f |= int(F_SOFT_DIRTY)
-    if arch.pte_young(v):
-        f |= int(F_YOUNG)
+    f: u32 = F_PRESENT
+    if a.pte_valid(pte):
+        f |= F_VALID
+    if a.pte_special(pte):
+        f |= F_SPECIAL
+    if a.pte_write(pte):
+        f |= F_WRITE
+    if a.pte_dirty(pte):
+        f |= F_DIRTY
+    if a.pte_cont(pte):
+        f |= F_CONT
+    if a.pte_uffd_wp(pte):
+        f |= F_UFFD_WP
+    if a.pte_soft_dirty(pte):
+        f |= F_SOFT_DIRTY
+    if a.pte_young(pte):
+        f |= F_YOUNG
     return f
 
 
@@ -229,27 +231,7 @@ class PteDecoder:
     @cython.cfunc
     @cython.exceptval(-1, check=True)
     def direct(self, pte: u64) -> u32:
-        a: Pgtable = self.arch
-        if pte == 0 or not a.pte_present(pte):
-            return 0
-        f: u32 = F_PRESENT
-        if a.pte_valid(pte):
-            f |= F_VALID
-        if a.pte_special(pte):
-            f |= F_SPECIAL
-        if a.pte_write(pte):
-            f |= F_WRITE
-        if a.pte_dirty(pte):
-            f |= F_DIRTY
-        if a.pte_cont(pte):
-            f |= F_CONT
-        if a.pte_uffd_wp(pte):
-            f |= F_UFFD_WP
-        if a.pte_soft_dirty(pte):
-            f |= F_SOFT_DIRTY
-        if a.pte_young(pte):
-            f |= F_YOUNG
-        return f
+        return _direct_flags(self.arch, pte)
 
     @cython.cfunc
     @cython.inline

@@ -675,23 +675,8 @@ class Arm64Pgtable(Pgtable):
             if not self.pte_same(old, entry):
                 pool.cmpxchg(i, old, ((old ^ PTE_RDONLY) | bits) ^ PTE_RDONLY)
 
-    # arm64 has no soft-dirty bit (!CONFIG_HAVE_ARCH_SOFT_DIRTY): the
-    # include/linux/pgtable.h no-op helpers, defined here so that a call
-    # through the base class costs no more than the kernel's inline nothing.
-    @cython.ccall
-    @cython.exceptval(-1, check=True)
-    def pte_soft_dirty(self, pte: u64) -> cython.bint:
-        return False
-
-    @cython.ccall
-    @cython.exceptval(-1, check=True)
-    def pte_mksoft_dirty(self, pte: u64) -> u64:
-        return pte
-
-    @cython.ccall
-    @cython.exceptval(-1, check=True)
-    def pte_clear_soft_dirty(self, pte: u64) -> u64:
-        return pte
+    # arm64 has no soft-dirty bit (!CONFIG_HAVE_ARCH_SOFT_DIRTY): the base
+    # class's include/linux/pgtable.h no-op helpers apply.
 
     # ==================================================================
     # Public API (what core-mm calls).
