@@ -149,6 +149,18 @@ def add_command(
     return parser
 
 
+def add_kernel_version(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--kernel-version`` (a ``contpte.version.KERNEL_VERSIONS`` entry) to a command."""
+    from .version import KERNEL_VERSIONS
+
+    parser.add_argument(
+        "--kernel-version",
+        choices=KERNEL_VERSIONS,
+        metavar="VERSION",
+        help=f"the kernel version the model follows, {what} ({', '.join(KERNEL_VERSIONS)})",
+    )
+
+
 def add_group(sub: Subparsers, name: str, *, help: str, dest: str) -> Subparsers:
     """Add a command group (``contpte bench ...``); returns its subparsers."""
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
@@ -459,10 +471,13 @@ def _register_cost(sub: Subparsers) -> None:
         help="a kernel variant: Machine keys over the header's, e.g. before:batch_fork=false,batch_zap=false "
         "(repeatable; the first is the baseline)",
     )
+    add_kernel_version(cost, "over the header's kernel=; a --variant's kernel= wins (default: the header's)")
     cost.set_defaults(handler=_cmd_cost)
 
 
 def _cmd_cost(args: argparse.Namespace, ui: Ui) -> int:
+    from dataclasses import replace
+
     from .cost.model import KINDS
     from .cost.pricing import parse_variant, price_scenario
     from .report import fmt_ns, fmt_pct, render_table
@@ -473,6 +488,8 @@ def _cmd_cost(args: argparse.Namespace, ui: Ui) -> int:
     (profile,) = _load_profiles(args.profile, args.set)
     variants = [parse_variant(v) for v in args.variant]
     sc = parse_file(args.file)
+    if args.kernel_version:
+        sc = replace(sc, machine={**sc.machine, "kernel": args.kernel_version})
     with ui.progress(max(1, len(variants)), "simulating variants") as step:
         result = price_scenario(sc, profile, variants, args.cpus, progress=step)
     if result.unmapped:
@@ -704,6 +721,7 @@ def _register_run(sub: Subparsers) -> None:
     )
     run.add_argument("file", help="a .scn scenario file")
     run.add_argument("--arch", choices=("arm64", "generic"), help="override the header's arch")
+    add_kernel_version(run, "over the header's kernel= (default: the header's, else 6.12)")
     run.add_argument(
         "--state",
         action="store_true",
@@ -751,6 +769,7 @@ def _register_fuzz(sub: Subparsers) -> None:
     fz.add_argument(
         "--bug", help="re-introduce bug catalog entries (comma-separated; see contpte check --bugs)"
     )
+    add_kernel_version(fz, "on every machine (default: 6.12)")
     fz.add_argument("--out", help="reproducer file (default: fuzz-SEED.scn)")
     fz.add_argument("--no-shrink", action="store_true", help="write the reproducer unshrunk")
     fz.set_defaults(handler=cmd_fuzz)
@@ -887,6 +906,7 @@ def _register_demo(sub: Subparsers) -> None:
         default=True,
         help="run every validator after every syscall (default: on)",
     )
+    add_kernel_version(demo, "(default: 6.12)")
     demo.set_defaults(handler=_cmd_demo)
 
 
@@ -909,7 +929,10 @@ def _cmd_demo(args: argparse.Namespace, ui: Ui) -> int:
         raise ModelUsageError(f"--cpus {args.cpus}: must be a positive integer")
     # Room for the parent's folios, the page tables, and a child that CoWs nothing.
     memory = max(2 * size, 64 << 20)
-    m = contpte.Machine(arch=arch, memory=memory, cpus=args.cpus, mthp={"64K": "always"}, check=args.check)
+    kernel = {"kernel": args.kernel_version} if args.kernel_version else {}
+    m = contpte.Machine(
+        arch=arch, memory=memory, cpus=args.cpus, mthp={"64K": "always"}, check=args.check, **kernel
+    )
     with ui.progress(3, "demo") as step:
         t0 = time.perf_counter()
         p = m.spawn()

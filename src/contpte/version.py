@@ -1,6 +1,112 @@
-"""The kernel version whose behaviour the model follows, in one constant."""
+"""Kernel versions: one axis that selects every modelled behaviour that changed.
+
+``Machine(kernel="6.12")`` (the default, ``KERNEL_VERSION``) up to
+``kernel="7.2"``.  Each entry of ``CHANGES`` is one kernel change that this
+project models: the Machine option that carries it, the mainline release it
+first appeared in, the kernel function and the commit.  A version turns on
+every change up to it; a Machine option given explicitly still overrides
+its one behaviour (``Machine(kernel="7.2", cow_reuse_large=False)``).
+
+The releases are mainline's; a stable or distribution kernel that
+backported a change behaves as the later version for that one behaviour
+(say so with the option).  docs/versions.md lists the changes with what
+each does to the counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ModelUsageError
+
+__all__ = [
+    "KERNEL_VERSION",
+    "KERNEL_VERSIONS",
+    "CHANGES",
+    "Change",
+    "check_kernel",
+    "kernel_options",
+    "version_key",
+    "nearest_kernel",
+]
 
 KERNEL_VERSION = "6.12"
-"""Mainline Linux release modelled unless an option selects a variant."""
+"""The default kernel version (mainline Linux release) the model follows."""
 
-__all__ = ["KERNEL_VERSION"]
+KERNEL_VERSIONS = ("6.12", "6.13", "6.14", "6.15", "6.16", "6.17", "6.18", "6.19", "7.0", "7.1", "7.2")
+"""Every version ``Machine(kernel=...)`` accepts, oldest first."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One modelled kernel change and the mainline release that has it."""
+
+    option: str
+    """The Machine option that carries the behaviour (``MM_OPTIONS`` or arm64's ``ARCH_OPTIONS``)."""
+    since: str
+    """The first mainline release with the change."""
+    where: str
+    """The kernel function(s) it changed."""
+    commit: str
+    """Commit id and subject (and author) in mainline."""
+    before: Any = False
+    """The option's value in the versions before ``since``."""
+    after: Any = True
+    """The option's value from ``since`` on."""
+    arch: str | None = None
+    """``"arm64"`` for a change of the arm64 backend (ignored by the other backends)."""
+
+
+CHANGES: tuple[Change, ...] = (
+    Change(
+        "huge_zero_wp_thp",
+        "6.13",
+        "mm/huge_memory.c do_huge_zero_wp_pmd()",
+        "1ced09e0331f 'mm: allocate THP on hugezeropage wp-fault' (Dev Jain)",
+    ),
+    Change(
+        "cow_reuse_large",
+        "6.15",
+        "mm/memory.c __wp_can_reuse_large_anon_folio()",
+        "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
+    ),
+)
+"""The modelled changes after v6.12, oldest first."""
+
+
+def version_key(version: str) -> tuple[int, int]:
+    """``"6.18"`` or ``"6.18.0-1-amd64"`` -> ``(6, 18)``; ValueError if it has no major.minor."""
+    head = version.split("-", 1)[0].split(".")
+    if len(head) < 2 or not head[0].isdigit() or not head[1].isdigit():
+        raise ValueError(f"not a kernel version: {version!r}")
+    return int(head[0]), int(head[1])
+
+
+def check_kernel(kernel: Any) -> str:
+    """``kernel`` if it is a known version; else ModelUsageError listing the known ones."""
+    if isinstance(kernel, str) and kernel in KERNEL_VERSIONS:
+        return kernel
+    raise ModelUsageError(
+        f"kernel={kernel!r}: unknown kernel version; expected one of {', '.join(KERNEL_VERSIONS)}"
+    )
+
+
+def nearest_kernel(release: str) -> str | None:
+    """The newest modelled version not newer than ``release`` (``uname -r``), None if older or unparsable."""
+    try:
+        key = version_key(release)
+    except ValueError:
+        return None
+    fit = [v for v in KERNEL_VERSIONS if version_key(v) <= key]
+    return fit[-1] if fit else None
+
+
+def kernel_options(kernel: str, arch: str) -> dict[str, Any]:
+    """The Machine options that make the model behave as ``kernel`` on ``arch``."""
+    key = version_key(check_kernel(kernel))
+    return {
+        c.option: c.after if key >= version_key(c.since) else c.before
+        for c in CHANGES
+        if c.arch is None or c.arch == arch
+    }

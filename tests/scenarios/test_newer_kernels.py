@@ -136,11 +136,13 @@ def test_huge_zero_wp_thp_falls_back_to_split(arch: str) -> None:
     m.check()
 
 
-def test_oracle_chooses_options_by_version() -> None:
-    from contpte.oracle.run import live_mm_options
+def test_oracle_chooses_the_version_of_the_live_kernel() -> None:
+    from contpte.oracle.run import live_kernel_options
 
-    assert live_mm_options("6.12.9") == {"huge_zero_wp_thp": False, "cow_reuse_large": False}
-    assert live_mm_options("6.13.0-rc1") == {"huge_zero_wp_thp": True, "cow_reuse_large": False}
-    assert live_mm_options("6.15.2-arch1") == {"huge_zero_wp_thp": True, "cow_reuse_large": True}
-    assert live_mm_options("6.18.44-fc-v769") == {"huge_zero_wp_thp": True, "cow_reuse_large": True}
-    assert live_mm_options("unknown") == {}
+    assert live_kernel_options("6.12.9") == {"kernel": "6.12"}
+    assert live_kernel_options("6.13.0-rc1") == {"kernel": "6.13"}
+    assert live_kernel_options("6.18.44-fc-v769") == {"kernel": "6.18"}
+    # Newer than the newest modelled version: the newest; older or unparsable: the default.
+    assert live_kernel_options("7.9.1") == {"kernel": "7.2"}
+    assert live_kernel_options("5.15.0") == {}
+    assert live_kernel_options("unknown") == {}

@@ -70,14 +70,14 @@ the rest of a folded contiguous block on arm64, 1 elsewhere), the extent of
 the v4 posting's ``pte_batch_remaining()`` (patch 15 of 16), so on a
 backend without the hint nothing is batched.
 
-``cow_reuse_large``: a write fault on a write-protected PTE of an
+``cow_reuse_large`` (from ``kernel="6.15"``, docs/versions.md): a write fault on a write-protected PTE of an
 exclusively mapped large anon folio reuses the page (mm/memory.c
 ``__wp_can_reuse_large_anon_folio()``, commit 1da190f4d0a6 "mm:
 Copy-on-Write (COW) reuse support for PTE-mapped THP", David Hildenbrand,
 v6.15, CONFIG_MM_ID).  False: v6.12, which never reuses a page of a large
 folio and copies it.
 
-``huge_zero_wp_thp``: a write fault on the huge zero PMD allocates a PMD
+``huge_zero_wp_thp`` (from ``kernel="6.13"``): a write fault on the huge zero PMD allocates a PMD
 THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
 1ced09e0331f "mm: allocate THP on hugezeropage wp-fault", Dev Jain, v6.13),
 splitting as before only when the allocation fails.  False: v6.12, which

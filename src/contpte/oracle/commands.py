@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..version import KERNEL_VERSION
 from ..workloads.scenario import parse_file
 from . import library
 from .run import MODEL_ARCHS, OracleResult, live_unavailable_reason, run_oracle
@@ -87,7 +88,7 @@ def render_result(console: Any, r: OracleResult) -> None:
         console.print(f"  {len(r.steps)} steps, states compared after {n}: model and {r.kernel} agree")
         return
     table = Table(title=f"differences after line {first.line}: {first.text}", title_justify="left")
-    model = f"model (6.12, {r.model_arch}" + ("" if not any(r.options.values()) else ", newer options") + ")"
+    model = f"model ({r.options.get('kernel', KERNEL_VERSION)}, {r.model_arch})"
     for col in ("step", "process", "where", "field", model, f"live ({r.kernel})"):
         table.add_column(col)
     for s in r.steps:

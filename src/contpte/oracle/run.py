@@ -23,9 +23,8 @@ process and page by page:
   ``Anonymous`` and ``LazyFree`` over the scenario's VMAs against the
   model's RSS counters and its count of lazyfree pages.
 
-The model runs with the core-mm options of the live kernel's version
-(``live_mm_options``); they are mm/ changes, so they apply to either model
-arch.  What an architecture legitimately changes in the compared state is
+The model runs at the live kernel's version (``live_kernel_options``:
+``Machine(kernel=...)``, the newest modelled version not newer than it).  What an architecture legitimately changes in the compared state is
 listed in ``ARCH_DIFFERENCES`` with the reason (the arm64 model's smaps
 LazyFree is compared one way only: contpte_ptep_get() gathers the dirty bit
 over a contiguous block); ``contpte oracle`` runs both model arches by
@@ -48,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -61,6 +59,7 @@ from ..errors import ScenarioError
 from ..mm.memmap import folio_test_dirty
 from ..mm.mm_h import pte_offset_map_lock
 from ..system import Machine
+from ..version import nearest_kernel
 from ..workloads.scenario import Env, Scenario, Step, format_step, make_machine, observe, run_step
 from . import procfs
 from .live import DELTA, MODEL_WINDOW_HI, MODEL_WINDOW_LO, LiveError, LiveKernel, io_uring_unavailable_reason
@@ -220,34 +219,17 @@ class OracleResult:
 # ---------------------------------------------------------------------------
 # The model's core-mm options for the live kernel
 # ---------------------------------------------------------------------------
-MM_OPTIONS_SINCE: dict[str, tuple[int, int]] = {
-    # mm/huge_memory.c do_huge_zero_wp_pmd(): commit 1ced09e0331f
-    # "mm: allocate THP on hugezeropage wp-fault" (Dev Jain), v6.13.
-    "huge_zero_wp_thp": (6, 13),
-    # mm/memory.c __wp_can_reuse_large_anon_folio(): commit 1da190f4d0a6
-    # "mm: Copy-on-Write (COW) reuse support for PTE-mapped THP" (David Hildenbrand), v6.15.
-    "cow_reuse_large": (6, 15),
-}
-"""The default-off core-mm options (``MM_OPTIONS``) and the mainline version that behaves so."""
+def live_kernel_options(release: str | None = None) -> dict[str, str]:
+    """The Machine options that make the model behave as the live kernel: ``{"kernel": version}``.
 
-
-def kernel_version(release: str) -> tuple[int, int] | None:
-    """``(major, minor)`` of a ``uname -r`` string (``"6.18.0-1-amd64"``), None if unparsable."""
-    m = re.match(r"(\d+)\.(\d+)", release)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def live_mm_options(release: str | None = None) -> dict[str, bool]:
-    """The model options that make it behave as the live kernel (by its version).
-
-    An unparsable release keeps the model's defaults (v6.12).  Chosen from
-    the version only, never from how a scenario turns out; a distribution
-    kernel that backported one of these changes would show as a mismatch.
+    The newest modelled version not newer than ``release`` (``uname -r``;
+    default: the running kernel's), from its version only, never from how a
+    scenario turns out; a distribution kernel that backported a change would
+    show as a mismatch.  An unparsable or older release keeps the model's
+    default (v6.12): ``{}``.
     """
-    ver = kernel_version(platform.release() if release is None else release)
-    if ver is None:
-        return {}
-    return {name: ver >= since for name, since in MM_OPTIONS_SINCE.items()}
+    version = nearest_kernel(platform.release() if release is None else release)
+    return {} if version is None else {"kernel": version}
 
 
 # ---------------------------------------------------------------------------
@@ -728,7 +710,7 @@ def run_oracle(
     res.kernel = f"Linux {platform.release()} {platform.machine()}"
     res.excluded = dict(ARCH_DIFFERENCES.get(model_arch, {}))
     # The scenario's header wins over the options chosen for the live kernel.
-    res.options = {k: v for k, v in live_mm_options().items() if k not in sc.machine}
+    res.options = {k: v for k, v in live_kernel_options().items() if k not in sc.machine}
     reason = live_unavailable_reason() or scenario_unsupported_reason(sc)
     if reason is not None:
         res.reason = reason

@@ -24,7 +24,7 @@ from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
 from ..mm.shmem import File
 from ..mm.vmscan import shrink_all_memory
-from ..version import KERNEL_VERSION
+from ..version import KERNEL_VERSION, check_kernel, kernel_options
 from .process import Process
 from .sizes import parse_bytes
 
@@ -59,9 +59,12 @@ class Machine:
     ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
     CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
     given), as do the historical batching variants ``batch_zap``,
-    ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``); the newer-kernel core-mm
-    behaviours ``cow_reuse_large`` (v6.15) and ``huge_zero_wp_thp`` (v6.13)
-    default to off (v6.12, see ``MM_OPTIONS``); hardware options: ``cpu`` (a
+    ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``).  ``kernel``:
+    the mainline version followed (``"6.12"`` ... ``"7.2"``,
+    ``contpte.version.KERNEL_VERSIONS``); it sets every option of a change
+    up to it (``contpte.version.CHANGES``: ``huge_zero_wp_thp`` from v6.13,
+    ``cow_reuse_large`` from v6.15, ...), and an option given explicitly
+    overrides its one behaviour.  Hardware options: ``cpu`` (a
     preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
     bug catalog (``contpte.bugs.BUGS``) to re-introduce (default none).  An
     unknown option is an error.
@@ -80,10 +83,12 @@ class Machine:
         adversarial_tlb: bool = False,
         seed: int = 0,
         bugs: tuple[str, ...] | list[str] | str = (),
+        kernel: str = KERNEL_VERSION,
         **options: Any,
     ) -> None:
         if arch not in ARCHES:
             raise ModelUsageError(f"arch={arch!r}: expected one of {', '.join(ARCHES)}")
+        kernel = check_kernel(kernel)
         if page_size not in _PAGE_SIZES:
             raise ModelUsageError(f"page_size={page_size!r}: expected one of {', '.join(_PAGE_SIZES)}")
         page_shift = _PAGE_SIZES[page_size]
@@ -106,6 +111,8 @@ class Machine:
                 f"cpu={cpu!r} does not run arch={arch!r} (it walks {PRESETS[cpu].fmt!r} tables); "
                 f"expected one of {', '.join(fitting)}"
             )
+        # The version's behaviours, each overridable by its own option.
+        options = {**kernel_options(kernel, arch), **options}
         if arch == "arm64" and options.get("bbml2_noabort"):
             # Linux uses BBML2 only where system_supports_bbml2_noabort():
             # the option needs a CPU that has it, and picks one by default.
@@ -124,7 +131,7 @@ class Machine:
             raise ModelUsageError(f"memory={memory!r} is too small")
         self.arch_name = arch
         self.page_size = 1 << page_shift
-        self.kernel_version = KERNEL_VERSION
+        self.kernel_version = kernel
         self.counters = Counters()
         self._counter_names = counter_names(page_shift)
         self.check_enabled = bool(check)

@@ -99,6 +99,8 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
     overrides: dict[str, Any] = {}
     if args.arch:
         overrides["arch"] = args.arch
+    if args.kernel_version:
+        overrides["kernel"] = args.kernel_version
     with ui.progress(len(sc.steps), f"running {args.file}") as step:
         outs = run(sc, observe_state=bool(args.state), **overrides)
         for o in outs:
@@ -175,6 +177,7 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         memory=args.memory,
         bugs=tuple(b for b in (args.bug or "").split(",") if b),
         shrink=not args.no_shrink,
+        kernel=args.kernel_version,
     )
     total = cfg.steps if cfg.differential else cfg.steps * len(variants)
     with ui.progress(total, "fuzzing") as step:

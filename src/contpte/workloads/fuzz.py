@@ -115,10 +115,15 @@ class FuzzConfig:
     memory: str = "32M"
     bugs: tuple[str, ...] = ()
     shrink: bool = True
+    kernel: str | None = None
+    """The kernel version of every machine (None: the default, 6.12)."""
 
     def __post_init__(self) -> None:
         from ..errors import ModelUsageError
+        from ..version import check_kernel
 
+        if self.kernel is not None:
+            check_kernel(self.kernel)
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ModelUsageError(f"fuzz steps must be a positive integer, not {self.steps!r}")
         if not isinstance(self.episode_steps, int) or self.episode_steps < 1:
@@ -657,6 +662,8 @@ def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> Fuzz
         ep_seed = master.randrange(1 << 32)
         nsteps = min(cfg.episode_steps, cfg.steps - done)
         header, steps = generate_episode(ep_seed, nsteps, cfg.memory)
+        if cfg.kernel is not None:
+            header["kernel"] = cfg.kernel
         ran = 0
         for group in groups:
             ran, got = run_episode(header, steps, group, cfg.bugs, cfg.differential)

@@ -303,7 +303,7 @@ def _positional(toks: list[str], n: int, usage: str, path: str, line: int) -> li
 
 _MACHINE_INT = {"cpus", "seed"}
 _MACHINE_BOOL = {"check", "adversarial_tlb"}
-_MACHINE_STR = {"arch", "memory", "page_size", "thp", "cpu"}
+_MACHINE_STR = {"arch", "memory", "page_size", "thp", "cpu", "kernel"}
 
 
 def _machine_keys() -> set[str]:
@@ -332,6 +332,13 @@ def _machine_value(key: str, val: str, path: str, line: int) -> Any:
             raise ScenarioError(path, line, f"machine {key}=: expected an integer, got {val!r}") from None
     if key in _MACHINE_BOOL:
         return _bool(val, f"machine {key}=", path, line)
+    if key == "kernel":
+        from ..version import check_kernel
+
+        try:
+            return check_kernel(val)
+        except ModelUsageError as e:
+            raise ScenarioError(path, line, f"machine {e}") from None
     if key in _MACHINE_STR:
         return val
     default = MM_OPTIONS.get(key, next((o[key] for o in ARCH_OPTIONS.values() if key in o), None))
