@@ -67,6 +67,7 @@ COMPILED: tuple[str, ...] = (
     "contpte.check.incremental",
     "contpte.check.isolation",
     "contpte.check.pagemap",
+    "contpte.check.stale_tlb",
     "contpte.check.validators",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""

@@ -2,38 +2,56 @@
 
 Rule ``stale-tlb-at-return``; the scenario runner (``contpte run``, the
 fuzzer, ``contpte check --bugs``) calls ``stale_tlb_at_return`` after every
-step of a checked machine.  Not compiled: it walks every TLB entry (a cost
-that grows with the TLBs, not with what the step touched; see docs/INTERNALS.md).
+step of a checked machine.  It visits every TLB entry of every CPU (a cost
+that grows with the TLBs, not with what the step touched), so it is
+compiled and reads the TLB's entry arrays in place (docs/INTERNALS.md).
+
+Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import cython
+
 from ..errors import InvariantViolation
+
+if not cython.compiled:
+    from ..cdefs import i64, u64
+    from ..hw.checker import RuleChecker
+    from ..hw.format import DescriptorFormat
+    from ..hw.hardware import Hardware
+    from ..hw.tables import AddressSpace
+    from ..hw.tlb import Tlb
 
 __all__ = ["stale_tlb_at_return"]
 
+_L2_BLOCK = cython.declare(i64, 1)
 
-def _memory_desc(hw: Any, space: Any, vpn: int) -> int:
+
+@cython.cfunc
+@cython.exceptval(0, check=True)
+def _memory_desc(hw: Hardware, space: AddressSpace, vpn: i64) -> u64:
     """The leaf descriptor memory holds for page ``vpn`` of ``space`` (0: none)."""
-    fmt = hw.fmt
-    chk = hw.checker
-    pmd_index = vpn >> chk.shift
+    shift: i64 = hw.pool.shift
+    pmd_index: i64 = vpn >> shift
     v = space.pmds.get(pmd_index) if space.pmds else None
-    if v is not None and fmt.l2_kind(v) == 1:  # L2_BLOCK
-        return int(v)
-    s = space.pte_table(pmd_index)
+    if v is not None and hw.fmt.l2_kind(v) == _L2_BLOCK:
+        return cython.cast(u64, v)
+    s: i64 = space.pte_table(pmd_index)
     if s < 0:
         return 0
-    return int(hw.pool.e[(s << chk.shift) | (vpn & (chk.ptrs - 1))])
+    d: u64 = hw.pool.e[(s << shift) | (vpn & ((cython.cast(i64, 1) << shift) - 1))]
+    return d
 
 
+@cython.ccall
 def stale_tlb_at_return(m: Any) -> InvariantViolation | None:
     """A TLB entry that memory no longer grants, left when a syscall returns (``None``: none).
 
     Run after every step of a checked machine (``run_step``): rule
-    ``stale-tlb-at-return``.
+    ``stale-tlb-at-return``; returns the ``InvariantViolation``.
 
     The hardware checker's ``stale-tlb`` rule sees a stale entry only when
     a user access happens to use it, on the CPU that holds it, before
@@ -50,37 +68,67 @@ def stale_tlb_at_return(m: Any) -> InvariantViolation | None:
     re-walks, so a writable-dirty entry over clean memory would lose the
     dirty state MADV_FREE and reclaim rely on).
     """
-    hw = m.hw
-    chk = hw.checker
+    hw: Hardware = m.hw
+    chk: RuleChecker | None = hw.checker
     if chk is None:
         return None
-    fmt = hw.fmt
-    for cpu, t in enumerate(hw.tlbs):
-        if not len(t):
+    fmt: DescriptorFormat = hw.fmt
+    spaces: dict[int, Any] = hw.spaces
+    space: AddressSpace | None
+    t: Tlb
+    cpu: i64
+    k: i64
+    n: i64
+    ok: i64
+    i: i64
+    vbase: i64
+    asid: i64
+    last_asid: i64
+    desc: u64
+    dmask: u64 = fmt.dirty_mask
+    dval: u64 = fmt.dirty_val
+    found: cython.bint
+    for cpu in range(hw.ncpus):
+        t = hw.tlbs[cpu]
+        if t.n == 0:
             continue
-        for e in t:
-            space = hw.spaces.get(e.asid)
+        last_asid = -1
+        space = None
+        k = t.lru_head
+        while k >= 0:
+            asid = t.e_asid[k]
+            if asid != last_asid:
+                last_asid = asid
+                space = spaces.get(asid)
             if space is None:
+                k = t.e_next[k]
                 continue
-            n = e.npages
-            ok = chk.tlb_use_ok(space, e.vbase, n, e.ptep, e.pfn_base, False)
+            n = t.e_npages[k]
+            vbase = t.e_vbase[k]
+            desc = t.e_desc[k]
+            ok = chk.tlb_use_ok(space, vbase, n, t.e_ptep[k], t.e_pfn[k], False)
             why = "memory no longer maps it"
-            if ok == n and e.desc & fmt.user_bit and (e.desc & fmt.dirty_mask) == fmt.dirty_val:
-                ok = chk.tlb_use_ok(space, e.vbase, n, e.ptep, e.pfn_base, True)
+            if ok == n and desc & fmt.user_bit and (desc & dmask) == dval:
+                ok = chk.tlb_use_ok(space, vbase, n, t.e_ptep[k], t.e_pfn[k], True)
                 why = "memory no longer grants write"
                 if ok == n:
-                    mask, val = fmt.dirty_mask, fmt.dirty_val
-                    if not any((_memory_desc(hw, space, e.vbase + i) & mask) == val for i in range(n)):
+                    found = False
+                    for i in range(n):
+                        if (_memory_desc(hw, space, vbase + i) & dmask) == dval:
+                            found = True
+                            break
+                    if not found:
                         ok = 0
                         why = "the entry is writable-dirty, memory is clean (a write would not mark it dirty)"
             if ok != n:
-                va = (e.vbase + ok) << hw.page_shift
-                d = _memory_desc(hw, space, e.vbase + ok)
+                va: i64 = (vbase + ok) << hw.page_shift
+                d: u64 = _memory_desc(hw, space, vbase + ok)
                 return InvariantViolation(
                     "stale-tlb-at-return",
-                    f"{space.name}: CPU {cpu} still holds {e!r} at the syscall's return; at {va:#x} "
+                    f"{space.name}: CPU {cpu} still holds {t.entry(k)!r} at the syscall's return; at {va:#x} "
                     f"{why} (descriptor {d:#018x}): an invalidation was missing or short",
                     va,
-                    [e.desc, d],
+                    [int(desc), int(d)],
                 )
+            k = t.e_next[k]
     return None
