@@ -381,6 +381,9 @@ declare("thp_fault_fallback", "faults", "/proc/vmstat: PMD-size THP allocation f
 declare("thp_split_pmd", "splits", "/proc/vmstat: PMD mappings split into PTE mappings")
 declare("thp_deferred_split_page", "folios", "/proc/vmstat: PMD-size folios queued for deferred split")
 declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
+declare(
+    "thp_split_page_failed", "folios", "/proc/vmstat: PMD-sized folios a split refused (extra references)"
+)
 declare("folio.alloc", "folios", "folios allocated (any order)")
 declare("folio.alloc_pages", "pages", "pages in folios allocated")
 declare("folio.free", "folios", "folios freed")
@@ -448,6 +451,8 @@ MTHP_STATS: tuple[str, ...] = (
     "split",
     "split_deferred",
     "nr_anon",
+    "split_failed",
+    "nr_anon_partially_mapped",
 )
 
 
@@ -468,7 +473,7 @@ def _declare_mthp() -> None:
             "mthp",
             "events",
             "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
-            "anon_fault_fallback, split, split_deferred, nr_anon)",
+            "anon_fault_fallback, split, split_deferred, nr_anon, split_failed, nr_anon_partially_mapped)",
             members,
             lambda m: "hugepages-{}/stats/{}".format(*m.split(".")),
         ):

@@ -29,6 +29,8 @@ __all__ = [
     "kernel_options",
     "version_key",
     "nearest_kernel",
+    "MTHP_STAT_FILES",
+    "mthp_stat_files",
 ]
 
 KERNEL_VERSION = "6.12"
@@ -110,3 +112,45 @@ def kernel_options(kernel: str, arch: str) -> dict[str, Any]:
         for c in CHANGES
         if c.arch is None or c.arch == arch
     }
+
+
+MTHP_STAT_FILES: tuple[tuple[str, str], ...] = (
+    ("anon_fault_alloc", "6.12"),
+    ("anon_fault_fallback", "6.12"),
+    ("anon_fault_fallback_charge", "6.12"),
+    ("swpout", "6.12"),
+    ("swpout_fallback", "6.12"),
+    ("shmem_alloc", "6.12"),
+    ("shmem_fallback", "6.12"),
+    ("shmem_fallback_charge", "6.12"),
+    ("split", "6.12"),
+    ("split_failed", "6.12"),
+    ("split_deferred", "6.12"),
+    ("nr_anon", "6.12"),
+    ("nr_anon_partially_mapped", "6.12"),
+    ("zswpout", "6.13"),
+    ("swpin", "6.13"),
+    ("swpin_fallback", "6.13"),
+    ("swpin_fallback_charge", "6.13"),
+    ("collapse_alloc", "7.2"),
+    ("collapse_alloc_failed", "7.2"),
+    ("collapse_exceed_swap_pte", "7.2"),
+    ("collapse_exceed_none_pte", "7.2"),
+    ("collapse_exceed_shared_pte", "7.2"),
+)
+"""The files of ``/sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/stats/`` and the version that has each.
+
+Read from ``mm/huge_memory.c`` (``DEFINE_MTHP_STAT_ATTR``) of Debian's
+6.12.8, 6.17.8, 6.18.15, 6.19.11, 7.1.13 and 7.2.6 sources: the 6.12 set is
+in all; ``zswpout``, ``swpin``, ``swpin_fallback`` and
+``swpin_fallback_charge`` are absent from 6.12 and present from 6.17 on,
+and dated 6.13 from the kernel's history (not checked against 6.13-6.16
+sources); the ``collapse_*`` files are absent from 7.1.13 and present in
+7.2.6.
+"""
+
+
+def mthp_stat_files(kernel: str) -> tuple[str, ...]:
+    """The per-size stat files ``kernel`` has, in ``MTHP_STAT_FILES`` order."""
+    key = version_key(check_kernel(kernel))
+    return tuple(name for name, since in MTHP_STAT_FILES if key >= version_key(since))

@@ -3,8 +3,8 @@ from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport (
-    MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, REF_OPS, THP_FAULT_ALLOC,
-    THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PMD, Kernel,
+    MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, MTHP_SPLIT_FAILED, REF_OPS,
+    THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED, THP_SPLIT_PMD, Kernel,
 )
 from contpte.mm.memmap cimport (
     PG_anon_exclusive, PG_reserved, _NOT_PG_anon_exclusive, ClearPageAnonExclusive, MemMap, PageAnonExclusive,

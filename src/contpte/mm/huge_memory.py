@@ -34,10 +34,12 @@ if not cython.compiled:
         MTHP_ANON_FAULT_FALLBACK,
         MTHP_NR_ANON,
         MTHP_SPLIT,
+        MTHP_SPLIT_FAILED,
         REF_OPS,
         THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK,
         THP_SPLIT_PAGE,
+        THP_SPLIT_PAGE_FAILED,
         THP_SPLIT_PMD,
         Kernel,
     )
@@ -602,11 +604,15 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         return -EINVAL
     if cython.cast(i64, mem.entire_mapcount[folio]):
         return -EBUSY  # PMD-mapped: the caller splits the PMD first
+    order: i64 = cython.cast(i64, mem.order[folio])
     if cython.cast(i64, mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(
         mem, folio
     ):
+        # can_split_folio() failed: the "out" path counts the failure.
+        if order == k.PMD_ORDER:
+            count(k.counters, THP_SPLIT_PAGE_FAILED, 1)
+        k.count_mthp_stat(order, MTHP_SPLIT_FAILED, 1)
         return -EAGAIN
-    order: i64 = cython.cast(i64, mem.order[folio])
     nr: i64 = cython.cast(i64, 1) << order
     head: i64 = folio
     shift: i64 = a.pool.shift
@@ -635,7 +641,7 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     k.count_mthp_stat(order, MTHP_SPLIT, 1)
     if order == k.PMD_ORDER:
         count(k.counters, THP_SPLIT_PAGE, 1)
-    k.deferred_split.discard(head)
+    k.folio_undo_large_rmappable(head)
     pfn: i64
     for pfn in range(head, head + nr):
         mem.head[pfn] = pfn

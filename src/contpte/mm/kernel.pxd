@@ -7,8 +7,9 @@ from contpte.mm.memmap cimport MemMap, PG_anon, PG_reserved, folio_test_anon
 from contpte.mm.page_alloc cimport BuddyAllocator
 
 cdef i64 MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SPLIT, MTHP_SPLIT_DEFERRED, MTHP_NR_ANON
+cdef i64 MTHP_SPLIT_FAILED, MTHP_NR_ANON_PARTIALLY_MAPPED
 cdef i64 _NR_MTHP_STATS, _MAX_ORDER_STATS
-cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE
+cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED
 cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, FOLIO_FREE_PAGES, PAGE_ZERO, PAGE_COPY, REF_OPS
 
 cdef class RmapObserver:
@@ -34,6 +35,7 @@ cdef class Kernel:
     cdef public I64View mthp_ids
     cpdef bint bug(self, str name) except? -1
     cpdef count_mthp_stat(self, i64 order, i64 stat, i64 n)
+    cpdef folio_undo_large_rmappable(self, i64 folio)
     cpdef i64 folio_alloc(self, i64 order, bint zero) except? -1
     cpdef folio_put(self, i64 folio, i64 nr=*)
     cpdef mark_anon(self, i64 folio)

@@ -16,7 +16,7 @@ from typing import Any
 
 import cython
 
-from ..counters import counter, mthp_size_name
+from ..counters import MTHP_STATS, counter, mthp_size_name
 from ..errors import KernelBug, ModelUsageError
 
 if not cython.compiled:
@@ -91,15 +91,16 @@ on-stack bundle of 8 slots, so a zap forces a TLB flush every few folios
 (the fuzzer uses it to make gathers fill in the middle of a VMA).
 """
 
-#: The per-size stats of hugepages-<size>kB/stats/ the model counts, in order
-#: (``MTHP_<NAME>`` below is the index of each).
-MTHP_STATS = ("anon_fault_alloc", "anon_fault_fallback", "split", "split_deferred", "nr_anon")
+# The per-size stats of hugepages-<size>kB/stats/ the model counts are
+# ``counters.MTHP_STATS``; ``MTHP_<NAME>`` below is the index of each.
 MTHP_ANON_FAULT_ALLOC = cython.declare(i64, 0)
 MTHP_ANON_FAULT_FALLBACK = cython.declare(i64, 1)
 MTHP_SPLIT = cython.declare(i64, 2)
 MTHP_SPLIT_DEFERRED = cython.declare(i64, 3)
 MTHP_NR_ANON = cython.declare(i64, 4)
-_NR_MTHP_STATS = cython.declare(i64, 5)
+MTHP_SPLIT_FAILED = cython.declare(i64, 5)
+MTHP_NR_ANON_PARTIALLY_MAPPED = cython.declare(i64, 6)
+_NR_MTHP_STATS = cython.declare(i64, 7)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
@@ -112,6 +113,7 @@ THP_DEFERRED_SPLIT_PAGE = cython.declare(
     counter("thp_deferred_split_page"),
 )
 THP_SPLIT_PAGE = cython.declare(i64, counter("thp_split_page"))
+THP_SPLIT_PAGE_FAILED = cython.declare(i64, counter("thp_split_page_failed"))
 MTHP = "mthp"
 FOLIO_ALLOC = cython.declare(i64, counter("folio.alloc"))
 FOLIO_ALLOC_PAGES = cython.declare(i64, counter("folio.alloc_pages"))
@@ -289,6 +291,23 @@ class Kernel:
         if 1 < order <= self.PMD_ORDER:
             count(self.counters, cython.cast(i64, self.mthp_ids[order * _NR_MTHP_STATS + stat]), n)
 
+    @cython.ccall
+    def folio_undo_large_rmappable(self, folio: i64) -> None:
+        """Take ``folio`` off the deferred split queue, if it is queued.
+
+        Models: mm/huge_memory.c ``__folio_undo_large_rmappable()`` (v6.12;
+        ``folio_unqueue_deferred_split()`` later), called when a large folio
+        is freed, and the same unqueueing in
+        ``split_huge_page_to_list_to_order()``: a partially mapped folio
+        leaves ``nr_anon_partially_mapped``.  The model queues only
+        partially mapped folios (``deferred_split_folio(folio, true)``).
+        """
+        if folio in self.deferred_split:
+            self.deferred_split.discard(folio)
+            self.count_mthp_stat(
+                cython.cast(i64, self.memmap.order[folio]), MTHP_NR_ANON_PARTIALLY_MAPPED, -1
+            )
+
     def mthp_stat(self, order: int, stat: str, n: int = 1) -> None:
         """``count_mthp_stat()`` by stat name (``MTHP_STATS``)."""
         self.count_mthp_stat(order, MTHP_STATS.index(stat), n)
@@ -340,7 +359,7 @@ class Kernel:
         if folio_test_anon(mem, folio) and order > 0:
             self.count_mthp_stat(order, MTHP_NR_ANON, -1)
         if self.deferred_split:
-            self.deferred_split.discard(folio)
+            self.folio_undo_large_rmappable(folio)
         mapping: i64 = cython.cast(i64, mem.mapping[folio])
         if mapping >= 0 and not folio_test_anon(mem, folio):
             f = self.files.get(mapping)
@@ -371,12 +390,15 @@ if cython.compiled:
         MTHP_SPLIT=MTHP_SPLIT,
         MTHP_SPLIT_DEFERRED=MTHP_SPLIT_DEFERRED,
         MTHP_NR_ANON=MTHP_NR_ANON,
+        MTHP_SPLIT_FAILED=MTHP_SPLIT_FAILED,
+        MTHP_NR_ANON_PARTIALLY_MAPPED=MTHP_NR_ANON_PARTIALLY_MAPPED,
         PGFAULT=PGFAULT,
         THP_FAULT_ALLOC=THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,
         THP_SPLIT_PMD=THP_SPLIT_PMD,
         THP_DEFERRED_SPLIT_PAGE=THP_DEFERRED_SPLIT_PAGE,
         THP_SPLIT_PAGE=THP_SPLIT_PAGE,
+        THP_SPLIT_PAGE_FAILED=THP_SPLIT_PAGE_FAILED,
         FOLIO_ALLOC=FOLIO_ALLOC,
         FOLIO_ALLOC_PAGES=FOLIO_ALLOC_PAGES,
         FOLIO_FREE=FOLIO_FREE,

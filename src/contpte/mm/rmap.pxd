@@ -2,7 +2,9 @@ from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.hw.tables cimport AddressSpace, PtePool
-from contpte.mm.kernel cimport MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver
+from contpte.mm.kernel cimport (
+    MTHP_NR_ANON_PARTIALLY_MAPPED, MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver,
+)
 from contpte.mm.memmap cimport (
     PG_anon_exclusive, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_maybe_dma_pinned, folio_test_anon,
 )

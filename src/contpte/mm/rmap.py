@@ -25,7 +25,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from ..hw.tables import AddressSpace, PtePool
-    from .kernel import MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
+    from .kernel import MTHP_NR_ANON_PARTIALLY_MAPPED, MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
         ClearPageAnonExclusive,
         MemMap,
@@ -269,7 +269,9 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
 
     Models: mm/huge_memory.c ``deferred_split_folio(folio, partially_mapped=true)``:
     ``thp_deferred_split_page`` only for PMD-mappable folios
-    (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all.
+    (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all,
+    and the folio counts in ``nr_anon_partially_mapped`` until it leaves the
+    queue (``Kernel.folio_undo_large_rmappable``).
     """
     if folio in k.deferred_split:
         return
@@ -280,6 +282,7 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     if order >= k.PMD_ORDER:
         count(k.counters, THP_DEFERRED_SPLIT_PAGE, 1)
     k.count_mthp_stat(order, MTHP_SPLIT_DEFERRED, 1)
+    k.count_mthp_stat(order, MTHP_NR_ANON_PARTIALLY_MAPPED, 1)
 
 
 def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:

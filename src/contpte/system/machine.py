@@ -16,7 +16,7 @@ from typing import Any
 
 from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
-from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
+from ..counters import FAMILIES, MTHP_STATS, TOTALS, Counters, counter_names, describe, mthp_size_name
 from ..errors import ModelUsageError
 from ..hw.features import BBML2_NOABORT_CPU, PRESETS
 from ..hw.hardware import Hardware
@@ -24,7 +24,7 @@ from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
 from ..mm.shmem import File
 from ..mm.vmscan import shrink_all_memory
-from ..version import KERNEL_VERSION, check_kernel, kernel_options
+from ..version import KERNEL_VERSION, check_kernel, kernel_options, mthp_stat_files
 from .process import Process
 from .sizes import parse_bytes
 
@@ -235,6 +235,32 @@ class Machine:
         out = self.counters.values_of(self._counter_names)
         out.update(self.counters.totals())
         return dict(sorted(out.items()))
+
+    def mthp_stats(self) -> dict[str, dict[str, int]]:
+        """The per-size mTHP statistics, as ``hugepages-<size>kB/stats/`` of this kernel version shows them.
+
+        ``{"64kB": {"anon_fault_alloc": 3, ...}, ...}``: one entry per
+        large anon size of the page size (orders 2 up to the PMD order),
+        each with exactly the files the version has
+        (``contpte.version.MTHP_STAT_FILES``: ``zswpout``/``swpin*`` from
+        6.13, the ``collapse_*`` files from 7.2).  The model counts
+        ``anon_fault_alloc``, ``anon_fault_fallback``, ``split``,
+        ``split_failed``, ``split_deferred``, ``nr_anon`` and
+        ``nr_anon_partially_mapped`` (also in ``stats()`` as
+        ``mthp.<size>.<stat>``); the others read 0 because their event does
+        not happen in the model: no swap device (``swp*``, ``zswpout``), no
+        memory cgroup (``*_fallback_charge``), files whose page cache is
+        filled at ``open_file`` with the folio size given rather than
+        through shmem's per-size policy (``shmem_*``), no khugepaged
+        (``collapse_*``).
+        """
+        files = mthp_stat_files(self.kernel_version)
+        out: dict[str, dict[str, int]] = {}
+        for order in range(2, self.kernel.PMD_ORDER + 1):
+            size = mthp_size_name(self.page_size, order)
+            counted = self.counters.values_of([f"mthp.{size}.{f}" for f in files if f in MTHP_STATS])
+            out[size] = {f: int(counted.get(f"mthp.{size}.{f}", 0)) for f in files}
+        return out
 
     def stats_delta(self, before: Mapping[str, int]) -> dict[str, int]:
         """What was counted since ``before`` (an earlier ``stats()``): every name, zeros included."""
