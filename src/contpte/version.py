@@ -68,6 +68,12 @@ CHANGES: tuple[Change, ...] = (
         "1ced09e0331f 'mm: allocate THP on hugezeropage wp-fault' (Dev Jain)",
     ),
     Change(
+        "maybe_mapped_shared",
+        "6.15",
+        "include/linux/mm.h folio_maybe_mapped_shared() in mm/madvise.c and mm/mprotect.c",
+        "'mm: MM owner tracking for large folios (!hugetlb) + CONFIG_NO_PAGE_MAPCOUNT' series (David Hildenbrand)",
+    ),
+    Change(
         "cow_reuse_large",
         "6.15",
         "mm/memory.c __wp_can_reuse_large_anon_folio()",

@@ -21,6 +21,7 @@ from contpte.mm.mm_h cimport (
 )
 from contpte.mm.rmap cimport (
     RMAP_EXCLUSIVE, anon_vma_prepare, folio_add_new_anon_rmap, folio_remove_rmap_pmd, folio_try_dup_anon_rmap_pmd,
+    folio_add_large_mapcount, folio_sub_large_mapcount,
 )
 
 cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA

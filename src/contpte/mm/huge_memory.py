@@ -85,8 +85,10 @@ if not cython.compiled:
     from .rmap import (
         RMAP_EXCLUSIVE,
         anon_vma_prepare,
+        folio_add_large_mapcount,
         folio_add_new_anon_rmap,
         folio_remove_rmap_pmd,
+        folio_sub_large_mapcount,
         folio_try_dup_anon_rmap_pmd,
     )
 
@@ -369,7 +371,7 @@ def copy_huge_pmd(
     folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_ref_add(k.memmap, folio, 1)
     count(k.counters, REF_OPS, 1)
-    if folio_try_dup_anon_rmap_pmd(folio, src_vma):
+    if folio_try_dup_anon_rmap_pmd(folio, dst_vma, src_vma):
         k.folio_put(folio, 1)
         split_huge_pmd(src_vma, pmd_index, addr & ~(arch.PMD_SIZE - 1))
         return -EAGAIN
@@ -442,9 +444,12 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     if arch.pte_dirty(pte):
         folio_mark_dirty(mem, folio)  # the PMD's dirty bit must outlive the PMD
     exclusive: cython.bint = PageAnonExclusive(mem, folio)
+    # folio_add_anon_rmap_ptes(nr) for the new PTEs, then
+    # folio_remove_rmap_pmd() for the PMD, as the kernel's two calls.
     for i in range(folio, folio + nr):
         mem.mapcount[i] += 1
-    mem.large_mapcount[folio] += nr - 1
+    folio_add_large_mapcount(mem, folio, nr, vma)
+    folio_sub_large_mapcount(mem, folio, 1, vma)
     mem.entire_mapcount[folio] -= 1
     if exclusive:
         SetPageAnonExclusive(mem, folio, nr)
@@ -651,6 +656,11 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         mem.pincount[pfn] = 0
         mem.entire_mapcount[pfn] = 0
         mem.large_mapcount[pfn] = 0
+        mem.mm_id0[pfn] = 0
+        mem.mm_id1[pfn] = 0
+        mem.mm_id_mapcount0[pfn] = 0
+        mem.mm_id_mapcount1[pfn] = 0
+        mem.mm_ids_shared[pfn] = 0
         mem.mapping[pfn] = mapping
         mem.index[pfn] = index + (pfn - head)
     # remove_migration_ptes(): map each page again, one PTE at a time.

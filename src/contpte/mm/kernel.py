@@ -37,6 +37,7 @@ MM_OPTIONS: dict[str, Any] = {
     "batch_rmap": True,
     "batch_extent": "folio",
     "cow_reuse_large": False,
+    "maybe_mapped_shared": False,
     "huge_zero_wp_thp": False,
     "max_gather_batch_count": -1,
 }
@@ -76,6 +77,15 @@ exclusively mapped large anon folio reuses the page (mm/memory.c
 Copy-on-Write (COW) reuse support for PTE-mapped THP", David Hildenbrand,
 v6.15, CONFIG_MM_ID).  False: v6.12, which never reuses a page of a large
 folio and copies it.
+
+``maybe_mapped_shared`` (from ``kernel="6.15"``): madvise (MADV_FREE,
+MADV_COLD/PAGEOUT) and mprotect's NUMA-hinting skip ask
+``folio_maybe_mapped_shared()`` whether a large folio is shared: the
+"maybe mapped shared" bit of the folio's two mm slots (CONFIG_MM_ID, which
+the rmap functions keep in every version; commit series "mm: MM owner
+tracking for large folios (!hugetlb) + CONFIG_NO_PAGE_MAPCOUNT", David
+Hildenbrand, v6.15).  False: v6.12's ``folio_likely_mapped_shared()``,
+which asks only whether the folio's first page is mapped more than once.
 
 ``huge_zero_wp_thp`` (from ``kernel="6.13"``): a write fault on the huge zero PMD allocates a PMD
 THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
@@ -174,6 +184,7 @@ class Kernel:
         self.batch_extent_arch = self.batch_extent == "arch"
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
+        self.maybe_mapped_shared = bool(self.options["maybe_mapped_shared"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

@@ -4,7 +4,8 @@ from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport CYDP_CLEAR_DIRTY, CYDP_CLEAR_YOUNG, Pgtable
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.memmap cimport (
-    PG_lazyfree, MemMap, folio_clear_dirty, folio_likely_mapped_shared, folio_mapcount, folio_ref_add,
+    PG_lazyfree, MemMap, folio_clear_dirty, folio_likely_mapped_shared, folio_maybe_mapped_shared, folio_mapcount,
+    folio_ref_add,
     folio_maybe_dma_pinned, folio_test_anon, folio_test_dirty,
 )
 from contpte.mm.mm_types cimport VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm

@@ -25,6 +25,7 @@ if not cython.compiled:
         folio_likely_mapped_shared,
         folio_mapcount,
         folio_maybe_dma_pinned,
+        folio_maybe_mapped_shared,
         folio_ref_add,
         folio_test_anon,
         folio_test_dirty,
@@ -128,7 +129,11 @@ def madvise_free_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, n
     if pfn == k.huge_zero_pfn or a.pte_special(pte):
         return False
     folio: i64 = cython.cast(i64, mem.head[pfn])
-    if folio_likely_mapped_shared(mem, folio):
+    if (
+        folio_maybe_mapped_shared(mem, folio)
+        if k.maybe_mapped_shared
+        else folio_likely_mapped_shared(mem, folio)
+    ):
         return False
     if next_ - addr != a.PMD_SIZE:
         folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
@@ -211,7 +216,12 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                         any_dirty,
                     )
                     if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
-                        if not folio_likely_mapped_shared(mem, folio):
+                        shared = (
+                            folio_maybe_mapped_shared(mem, folio)
+                            if k.maybe_mapped_shared
+                            else folio_likely_mapped_shared(mem, folio)
+                        )
+                        if not shared:
                             folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
                             pte_unmap_unlock(mm, start_pte)
                             err = split_folio(k, folio)

@@ -12,6 +12,8 @@ cdef class MemMap:
     cdef public I8View order
     cdef public U32View flags
     cdef public I32View mapcount, refcount, pincount, entire_mapcount, large_mapcount, mapping
+    cdef public I32View mm_id0, mm_id1, mm_id_mapcount0, mm_id_mapcount1
+    cdef public I8View mm_ids_shared
     cpdef prep(self, i64 folio, i64 order)
     cpdef clear(self, i64 folio, i64 order)
 
@@ -28,6 +30,7 @@ cpdef folio_mark_dirty(MemMap mem, i64 folio)
 cpdef folio_clear_dirty(MemMap mem, i64 folio)
 cpdef bint folio_test_reserved(MemMap mem, i64 folio) except? -1
 cpdef i64 folio_mapcount(MemMap mem, i64 folio) except? -1
+cpdef bint folio_maybe_mapped_shared(MemMap mem, i64 folio) except? -1
 cpdef i64 folio_entire_mapcount(MemMap mem, i64 folio) except? -1
 cpdef bint folio_mapped(MemMap mem, i64 folio) except? -1
 cpdef bint folio_maybe_dma_pinned(MemMap mem, i64 folio) except? -1

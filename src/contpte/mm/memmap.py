@@ -51,6 +51,7 @@ __all__ = [
     "folio_mapped",
     "folio_maybe_dma_pinned",
     "folio_likely_mapped_shared",
+    "folio_maybe_mapped_shared",
     "PageAnonExclusive",
     "SetPageAnonExclusive",
     "ClearPageAnonExclusive",
@@ -89,6 +90,16 @@ class MemMap:
         self.pincount = np.zeros(nr_frames, dtype=np.int32)
         self.entire_mapcount = np.zeros(nr_frames, dtype=np.int32)
         self.large_mapcount = np.zeros(nr_frames, dtype=np.int32)
+        # CONFIG_MM_ID (v6.15): the two mm slots of a large folio, the
+        # mappings each slot's mm holds (0 with MM_ID_DUMMY = 0: a free
+        # slot; the kernel stores counts minus one), and the "maybe mapped
+        # shared" bit (FOLIO_MM_IDS_SHARED_BIT).  Kept up to date by the
+        # rmap functions (mm/rmap.py) in every version; read from v6.15 on.
+        self.mm_id0 = np.zeros(nr_frames, dtype=np.int32)
+        self.mm_id1 = np.zeros(nr_frames, dtype=np.int32)
+        self.mm_id_mapcount0 = np.zeros(nr_frames, dtype=np.int32)
+        self.mm_id_mapcount1 = np.zeros(nr_frames, dtype=np.int32)
+        self.mm_ids_shared = np.zeros(nr_frames, dtype=np.int8)
         self.mapping = np.full(nr_frames, -1, dtype=np.int32)
         self.index = np.zeros(nr_frames, dtype=np.int64)
 
@@ -106,6 +117,11 @@ class MemMap:
         self.pincount[folio] = 0
         self.entire_mapcount[folio] = 0
         self.large_mapcount[folio] = 0
+        self.mm_id0[folio] = 0
+        self.mm_id1[folio] = 0
+        self.mm_id_mapcount0[folio] = 0
+        self.mm_id_mapcount1[folio] = 0
+        self.mm_ids_shared[folio] = 0
         self.index[folio] = 0
 
     @cython.ccall
@@ -251,6 +267,26 @@ def folio_maybe_dma_pinned(mem: MemMap, folio: i64) -> cython.bint:
     if cython.cast(i64, mem.order[folio]) > 0:
         return bool(cython.cast(i64, mem.pincount[folio]) > 0)
     return bool(cython.cast(i64, mem.refcount[folio]) >= GUP_PIN_COUNTING_BIAS)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def folio_maybe_mapped_shared(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_maybe_mapped_shared()`` (include/linux/mm.h, v6.15, CONFIG_MM_ID).
+
+    A small folio: mapped more than once.  A large folio mapped at most
+    once is exclusive; otherwise the "maybe mapped shared" bit of its mm
+    slots decides (``mm_ids_shared``, set once a second mm mapped it, and
+    cleared only when one slot's mm holds every mapping again: so it can
+    stay set while a single untracked mm maps the folio).  Replaces
+    v6.12's ``folio_likely_mapped_shared()`` in madvise and mprotect.
+    """
+    mapcount: i64 = folio_mapcount(mem, folio)
+    if cython.cast(i64, mem.order[folio]) == 0:
+        return mapcount > 1
+    if mapcount <= 1:
+        return False
+    return cython.cast(i64, mem.mm_ids_shared[folio]) != 0
 
 
 @cython.ccall

@@ -53,7 +53,7 @@ cpdef i64 wp_page_copy(VmFault vmf, i64 old) except? -1
 cpdef bint wp_can_reuse_anon_folio(i64 folio, Vma vma) except? -1
 cdef bint wp_can_reuse_large_anon_folio(i64 folio, Vma vma) except? -1
 cdef i64 _do_fault_page(VmFault vmf) except? -1
-cdef i64 _dup_anon_rmap_batch(Kernel k, i64 folio, i64 page, i64 nr, Vma src_vma) except? -1
+cdef i64 _dup_anon_rmap_batch(Kernel k, i64 folio, i64 page, i64 nr, Vma dst_vma, Vma src_vma) except? -1
 cdef _dup_file_rmap_batch(Kernel k, i64 folio, i64 page, i64 nr, Vma dst_vma)
 cdef i64 _fault_page(VmFault vmf, i64 folio) except? -1
 # -- fork

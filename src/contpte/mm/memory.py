@@ -691,31 +691,6 @@ def do_shared_fault(vmf: VmFault) -> i64:
 
 
 # -- write-protect faults (mm/memory.c do_wp_page) -----------------------------
-def folio_mapcount_in_mm(folio: int, mm: MmStruct) -> int:
-    """How many of ``folio``'s mappings (PTEs, and PMDs counted once) are in ``mm``.
-
-    Model-only (counts no table reads): stands in for CONFIG_MM_ID's
-    per-folio ``_mm_id``/``_mm_id_mapcount`` slots, which the kernel keeps
-    up to date in the rmap functions.  The kernel's bookkeeping is a "maybe
-    shared" bit (``folio_test_large_maybe_mapped_shared()``) that can stay
-    set, conservatively, once a third mm mapped the folio; this count is
-    exact, which is what the kernel computes in every case with at most two
-    mms involved.
-    """
-    k = mm.kernel
-    a = k.arch
-    lo, hi = folio, folio + (1 << cython.cast(i64, k.memmap.order[folio]))
-    n = 0
-    for idx in list(mm.space.tables):
-        d = a.ptes_decode(mm.space.pool.entries(mm.space.tables[idx]), ("present", "special", "pfn"))
-        n += int((d["present"] & ~d["special"] & (d["pfn"] >= lo) & (d["pfn"] < hi)).sum())
-    for pmd in mm.space.pmds.values():
-        pte = a.pmd_pte(pmd)
-        if a.pte_present(pte) and not a.pte_special(pte) and a.pte_pfn(pte) == folio:
-            n += 1
-    return n
-
-
 @cython.cfunc
 @cython.exceptval(-1, check=True)
 def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
@@ -723,23 +698,25 @@ def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
 
     Commit 1da190f4d0a6 "mm: Copy-on-Write (COW) reuse support for
     PTE-mapped THP" (David Hildenbrand): reuse when the folio is mapped
-    more than once, every mapping is in this mm, and every reference is
-    from a mapping (refcount == mapcount).  Only with the ``cow_reuse_large``
-    option; v6.12 never reuses a page of a large folio.
+    more than once, is not "maybe mapped shared" (its mm slots say one mm
+    holds every mapping: ``mm_ids_shared``, kept by the rmap functions),
+    and every reference is from a mapping (refcount == mapcount).  Only
+    with the ``cow_reuse_large`` option; v6.12 never reuses a page of a
+    large folio.
     """
     k: Kernel = vma_mm(vma).kernel
     if not k.cow_reuse_large:
         # v6.12: copy, which gives the large folio back sooner.
         return False
-    mapcount: i64 = folio_mapcount(k.memmap, folio)
+    mem: MemMap = k.memmap
+    mapcount: i64 = folio_mapcount(mem, folio)
     # Let's just free up a large folio if only a single page is mapped.
     if mapcount <= 1:
         return False
     # (The kernel first frees the swap cache here; the model has none.)
-    if mapcount != cython.cast(i64, k.memmap.refcount[folio]):
-        return False
-    # folio_test_large_maybe_mapped_shared(): all mappings in this mm?
-    return folio_mapcount_in_mm(folio, vma_mm(vma)) == mapcount
+    if cython.cast(i64, mem.mm_ids_shared[folio]):
+        return False  # folio_test_large_maybe_mapped_shared()
+    return mapcount == cython.cast(i64, mem.refcount[folio])
 
 
 @cython.ccall
@@ -948,7 +925,7 @@ def copy_present_page(
 
 @cython.cfunc
 @cython.exceptval(-1, check=True)
-def _dup_anon_rmap_batch(k: Kernel, folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
+def _dup_anon_rmap_batch(k: Kernel, folio: i64, page: i64, nr: i64, dst_vma: Vma, src_vma: Vma) -> i64:
     """Duplicate the anon rmap of a fork batch; return the pages done (0: none, -EBUSY).
 
     ``batch_rmap``: one ``folio_try_dup_anon_rmap_ptes()`` for the batch
@@ -957,9 +934,9 @@ def _dup_anon_rmap_batch(k: Kernel, folio: i64, page: i64, nr: i64, src_vma: Vma
     may be pinned.
     """
     if k.batch_rmap:
-        return 0 if folio_try_dup_anon_rmap_ptes(folio, page, nr, src_vma) else nr
+        return 0 if folio_try_dup_anon_rmap_ptes(folio, page, nr, dst_vma, src_vma) else nr
     done: i64 = 0
-    while done < nr and not folio_try_dup_anon_rmap_ptes(folio, page + done, 1, src_vma):
+    while done < nr and not folio_try_dup_anon_rmap_ptes(folio, page + done, 1, dst_vma, src_vma):
         done += 1
     return done
 
@@ -1031,7 +1008,7 @@ def copy_present_ptes(
             folio_ref_add(mem, folio, nr)
             count(k.counters, REF_OPS, 1)
         if folio_test_anon(mem, folio):
-            done = _dup_anon_rmap_batch(k, folio, page, nr, src_vma)
+            done = _dup_anon_rmap_batch(k, folio, page, nr, dst_vma, src_vma)
             if done == 0:
                 if not rmap_first:
                     folio_ref_sub(mem, folio, nr)
@@ -1061,7 +1038,7 @@ def copy_present_ptes(
     folio_ref_add(mem, folio, 1)
     count(k.counters, REF_OPS, 1)
     if folio_test_anon(mem, folio):
-        if folio_try_dup_anon_rmap_ptes(folio, page, 1, src_vma):
+        if folio_try_dup_anon_rmap_ptes(folio, page, 1, dst_vma, src_vma):
             k.folio_put(folio, 1)
             return copy_present_page(dst_vma, src_vma, dst_pte, src_pte, addr, rss, prealloc, page) or 1
         rss.c[MM_ANONPAGES] += 1

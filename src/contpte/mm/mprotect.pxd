@@ -4,7 +4,9 @@ from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.hw.tables cimport AddressSpace
 from contpte.mm.kernel cimport Kernel
-from contpte.mm.memmap cimport MemMap, folio_likely_mapped_shared, folio_maybe_dma_pinned, folio_test_dirty
+from contpte.mm.memmap cimport (
+    MemMap, folio_likely_mapped_shared, folio_maybe_dma_pinned, folio_maybe_mapped_shared, folio_test_dirty,
+)
 from contpte.mm.mm_types cimport VM_ACCESS_FLAGS, VM_READ, VM_WRITE, MmStruct, Vma, is_cow_mapping, vma_is_anonymous, vma_mm
 from contpte.mm.mm_h cimport (
     MM_CP_PROT_NUMA, MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_ALL, MM_CP_UFFD_WP_RESOLVE,

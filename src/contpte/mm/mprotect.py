@@ -29,6 +29,7 @@ if not cython.compiled:
         MemMap,
         folio_likely_mapped_shared,
         folio_maybe_dma_pinned,
+        folio_maybe_mapped_shared,
         folio_test_dirty,
     )
     from .mm_h import (
@@ -91,7 +92,12 @@ def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
     if folio < 0:
         return True  # the zero page, special mappings
     if is_cow_mapping(vma.vm_flags) and (
-        folio_maybe_dma_pinned(mem, folio) or folio_likely_mapped_shared(mem, folio)
+        folio_maybe_dma_pinned(mem, folio)
+        or (
+            folio_maybe_mapped_shared(mem, folio)
+            if k.maybe_mapped_shared
+            else folio_likely_mapped_shared(mem, folio)
+        )
     ):
         return True  # shared copy-on-write pages
     # Migration cannot move every dirty page from MIGRATE_ASYNC context:

@@ -17,8 +17,11 @@ cpdef anon_vma_prepare(Vma vma)
 cpdef folio_add_new_anon_rmap(i64 folio, Vma vma, i64 address, i64 flags, bint pmd=*)
 cpdef folio_add_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma, i64 address, i64 flags)
 cpdef bint folio_needs_cow_for_dma(Vma vma, i64 folio) except? -1
-cpdef i64 folio_try_dup_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma src_vma) except? -1
-cpdef i64 folio_try_dup_anon_rmap_pmd(i64 folio, Vma src_vma) except? -1
+cpdef i64 folio_try_dup_anon_rmap_ptes(i64 folio, i64 page, i64 nr, Vma dst_vma, Vma src_vma) except? -1
+cpdef i64 folio_try_dup_anon_rmap_pmd(i64 folio, Vma dst_vma, Vma src_vma) except? -1
+cpdef folio_set_large_mapcount(MemMap mem, i64 folio, i64 mapcount, Vma vma)
+cpdef folio_add_large_mapcount(MemMap mem, i64 folio, i64 diff, Vma vma)
+cpdef folio_sub_large_mapcount(MemMap mem, i64 folio, i64 diff, Vma vma)
 cpdef folio_dup_file_rmap_ptes(i64 folio, i64 page, i64 nr, Vma dst_vma)
 cpdef folio_add_file_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma)
 cpdef folio_remove_rmap_ptes(i64 folio, i64 page, i64 nr, Vma vma)

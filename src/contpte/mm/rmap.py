@@ -48,6 +48,9 @@ __all__ = [
     "folio_remove_rmap_ptes",
     "folio_remove_rmap_pmd",
     "folio_needs_cow_for_dma",
+    "folio_set_large_mapcount",
+    "folio_add_large_mapcount",
+    "folio_sub_large_mapcount",
     "deferred_split_folio",
     "rmap_walk_ptes",
 ]
@@ -80,6 +83,83 @@ def anon_vma_prepare(vma: Vma) -> None:
         vma.anon_vma = vma_mm(vma).kernel.new_anon_vma()
 
 
+# -- CONFIG_MM_ID: which mms map a large folio (include/linux/rmap.h, v6.15) ---
+@cython.ccall
+def folio_set_large_mapcount(mem: MemMap, folio: i64, mapcount: i64, vma: Vma) -> None:
+    """The first ``mapcount`` mappings of a new large folio, all in ``vma``'s mm.
+
+    Models: include/linux/rmap.h ``folio_set_large_mapcount()`` (CONFIG_MM_ID):
+    slot 0 takes the mm (the model's mm_id is the owner's pid; 0 is
+    MM_ID_DUMMY) with every mapping; the folio is exclusive.
+    """
+    mem.large_mapcount[folio] = mapcount
+    mem.mm_id0[folio] = vma_mm(vma).owner
+    mem.mm_id_mapcount0[folio] = mapcount
+    mem.mm_id1[folio] = 0
+    mem.mm_id_mapcount1[folio] = 0
+    mem.mm_ids_shared[folio] = 0
+
+
+@cython.ccall
+def folio_add_large_mapcount(mem: MemMap, folio: i64, diff: i64, vma: Vma) -> None:
+    """``diff`` more mappings of large ``folio`` in ``vma``'s mm.
+
+    Models: include/linux/rmap.h ``folio_add_return_large_mapcount()``
+    (CONFIG_MM_ID, 64-bit): the mm's slot counts them; an mm without a slot
+    takes a free one, and the folio is "maybe mapped shared" once two mms
+    (or one new mm beside older mappings) map it; an mm that finds both
+    slots taken is not tracked (the bit is already set).
+    """
+    mm_id: i64 = vma_mm(vma).owner
+    new: i64 = cython.cast(i64, mem.large_mapcount[folio]) + diff
+    mem.large_mapcount[folio] = new
+    if cython.cast(i64, mem.mm_id0[folio]) == mm_id:
+        mem.mm_id_mapcount0[folio] += diff
+    elif cython.cast(i64, mem.mm_id1[folio]) == mm_id:
+        mem.mm_id_mapcount1[folio] += diff
+    elif cython.cast(i64, mem.mm_id0[folio]) == 0:
+        mem.mm_id0[folio] = mm_id
+        mem.mm_id_mapcount0[folio] = diff
+        if new != diff:
+            mem.mm_ids_shared[folio] = 1  # other mappings already
+    elif cython.cast(i64, mem.mm_id1[folio]) == 0:
+        mem.mm_id1[folio] = mm_id
+        mem.mm_id_mapcount1[folio] = diff
+        mem.mm_ids_shared[folio] = 1  # slot 0 has mappings too
+
+
+@cython.ccall
+def folio_sub_large_mapcount(mem: MemMap, folio: i64, diff: i64, vma: Vma) -> None:
+    """``diff`` fewer mappings of large ``folio`` in ``vma``'s mm.
+
+    Models: include/linux/rmap.h ``folio_sub_return_large_mapcount()``
+    (CONFIG_MM_ID): the mm's slot is freed when its count runs out; then,
+    or when the mm had no slot, the folio is exclusive again if one slot
+    holds every mapping (or none is left).  While the mm keeps mappings in
+    its slot nothing else changes.
+    """
+    mm_id: i64 = vma_mm(vma).owner
+    new: i64 = cython.cast(i64, mem.large_mapcount[folio]) - diff
+    mem.large_mapcount[folio] = new
+    if cython.cast(i64, mem.mm_id0[folio]) == mm_id:
+        mem.mm_id_mapcount0[folio] -= diff
+        if cython.cast(i64, mem.mm_id_mapcount0[folio]) > 0:
+            return
+        mem.mm_id_mapcount0[folio] = 0
+        mem.mm_id0[folio] = 0
+    elif cython.cast(i64, mem.mm_id1[folio]) == mm_id:
+        mem.mm_id_mapcount1[folio] -= diff
+        if cython.cast(i64, mem.mm_id_mapcount1[folio]) > 0:
+            return
+        mem.mm_id_mapcount1[folio] = 0
+        mem.mm_id1[folio] = 0
+    if (
+        cython.cast(i64, mem.mm_id_mapcount0[folio]) == new
+        or cython.cast(i64, mem.mm_id_mapcount1[folio]) == new
+    ):
+        mem.mm_ids_shared[folio] = 0
+
+
 @cython.ccall
 def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd: cython.bint = False) -> None:
     """Add the first mapping of a new anon folio.
@@ -99,7 +179,7 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
     i: i64
     if pmd:
         mem.entire_mapcount[folio] = 1
-        mem.large_mapcount[folio] = 1
+        folio_set_large_mapcount(mem, folio, 1, vma)
         if exclusive:
             # The head's flag stands for the whole PMD-mapped folio.
             SetPageAnonExclusive(mem, folio, 1)
@@ -107,7 +187,7 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
         for i in range(folio, folio + nr):
             mem.mapcount[i] = 1
         if nr > 1:
-            mem.large_mapcount[folio] = nr
+            folio_set_large_mapcount(mem, folio, nr, vma)
         if exclusive:
             SetPageAnonExclusive(mem, folio, nr)
     count(k.counters, RMAP_OPS, 1)
@@ -124,7 +204,7 @@ def folio_add_anon_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma, address: 
     for i in range(page, page + nr):
         mem.mapcount[i] += 1
     if cython.cast(i64, mem.order[folio]) > 0:
-        mem.large_mapcount[folio] += nr
+        folio_add_large_mapcount(mem, folio, nr, vma)
     if flags & RMAP_EXCLUSIVE:
         SetPageAnonExclusive(mem, page, nr)
     count(k.counters, RMAP_OPS, 1)
@@ -141,12 +221,13 @@ def folio_needs_cow_for_dma(vma: Vma, folio: i64) -> cython.bint:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -> i64:
+def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, dst_vma: Vma, src_vma: Vma) -> i64:
     """Duplicate the anon mappings of ``nr`` pages for a child at fork.
 
-    Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_ptes()``.
-    Returns 0, or -EBUSY if a page is exclusive and the folio may be
-    DMA-pinned: the caller must then copy instead of sharing.
+    Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_ptes()``, with
+    the ``dst_vma`` argument v6.15 added for CONFIG_MM_ID (the new mappings
+    are the child's).  Returns 0, or -EBUSY if a page is exclusive and the
+    folio may be DMA-pinned: the caller must then copy instead of sharing.
     """
     k: Kernel = vma_mm(src_vma).kernel
     mem: MemMap = k.memmap
@@ -159,7 +240,7 @@ def folio_try_dup_anon_rmap_ptes(folio: i64, page: i64, nr: i64, src_vma: Vma) -
         mem.flags[i] &= _NOT_PG_anon_exclusive
         mem.mapcount[i] += 1
     if cython.cast(i64, mem.order[folio]) > 0:
-        mem.large_mapcount[folio] += nr
+        folio_add_large_mapcount(mem, folio, nr, dst_vma)
     count(k.counters, RMAP_OPS, 1)
     count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
@@ -171,15 +252,15 @@ _NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def folio_try_dup_anon_rmap_pmd(folio: i64, src_vma: Vma) -> i64:
-    """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()``."""
+def folio_try_dup_anon_rmap_pmd(folio: i64, dst_vma: Vma, src_vma: Vma) -> i64:
+    """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()`` (``dst_vma``: v6.15)."""
     k: Kernel = vma_mm(src_vma).kernel
     mem: MemMap = k.memmap
     if folio_needs_cow_for_dma(src_vma, folio) and cython.cast(i64, mem.flags[folio]) & PG_anon_exclusive:
         return -EBUSY
     ClearPageAnonExclusive(mem, folio, 1)
     mem.entire_mapcount[folio] += 1
-    mem.large_mapcount[folio] += 1
+    folio_add_large_mapcount(mem, folio, 1, dst_vma)
     count(k.counters, RMAP_OPS, 1)
     return 0
 
@@ -193,7 +274,7 @@ def folio_dup_file_rmap_ptes(folio: i64, page: i64, nr: i64, dst_vma: Vma) -> No
     for i in range(page, page + nr):
         mem.mapcount[i] += 1
     if cython.cast(i64, mem.order[folio]) > 0:
-        mem.large_mapcount[folio] += nr
+        folio_add_large_mapcount(mem, folio, nr, dst_vma)
     count(k.counters, RMAP_OPS, 1)
     count(k.counters, RMAP_PAGES, nr)
     rmap_changed(k, folio)
@@ -224,7 +305,7 @@ def folio_remove_rmap_ptes(folio: i64, page: i64, nr: i64, vma: Vma) -> None:
         raise KernelBug("VM_BUG_ON_PAGE", f"mapcount underflow in {mem.describe(folio)}", None)
     n: i64
     if cython.cast(i64, mem.order[folio]) > 0:
-        mem.large_mapcount[folio] -= nr
+        folio_sub_large_mapcount(mem, folio, nr, vma)
         if (
             folio_test_anon(mem, folio)
             and cython.cast(i64, mem.large_mapcount[folio]) > 0
@@ -246,7 +327,7 @@ def folio_remove_rmap_pmd(folio: i64, vma: Vma) -> None:
     k: Kernel = vma_mm(vma).kernel
     mem: MemMap = k.memmap
     mem.entire_mapcount[folio] -= 1
-    mem.large_mapcount[folio] -= 1
+    folio_sub_large_mapcount(mem, folio, 1, vma)
     count(k.counters, RMAP_OPS, 1)
     count(k.counters, RMAP_REMOVE, 1)
     n: i64

@@ -139,7 +139,7 @@ class World:
                 pfn = a.pte_pfn(pte)
                 head = int(mem.head[pfn])
                 mem.refcount[head] += 1
-                if folio_try_dup_anon_rmap_ptes(head, pfn, 1, v) != 0:
+                if folio_try_dup_anon_rmap_ptes(head, pfn, 1, cv, v) != 0:
                     mem.refcount[head] -= 1
                     new = self.k.folio_alloc(0, False)
                     folio_add_new_anon_rmap(new, cv, va, RMAP_EXCLUSIVE)

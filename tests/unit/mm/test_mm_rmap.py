@@ -74,7 +74,7 @@ def test_dup_clears_exclusive_and_counts_mappings(env: tuple[contpte.Machine, Vm
     folio = m.kernel.folio_alloc(4, zero=True)
     assert folio != -1
     rmap.folio_add_new_anon_rmap(folio, vma, BASE, rmap.RMAP_EXCLUSIVE)
-    assert rmap.folio_try_dup_anon_rmap_ptes(folio, folio + 2, 4, vma) == 0
+    assert rmap.folio_try_dup_anon_rmap_ptes(folio, folio + 2, 4, vma, vma) == 0
     assert _mapcount(m)[folio + 2 : folio + 6].tolist() == [2] * 4
     assert mem.mapcount[folio] == 1
     assert folio_mapcount(mem, folio) == 20
@@ -91,7 +91,7 @@ def test_likely_mapped_shared_guesses_by_the_first_page(env: tuple[contpte.Machi
     assert folio != -1
     rmap.folio_add_new_anon_rmap(folio, vma, BASE, rmap.RMAP_EXCLUSIVE)
     rmap.folio_remove_rmap_ptes(folio, folio, 8, vma)  # pages 8..15 are mapped now
-    assert rmap.folio_try_dup_anon_rmap_ptes(folio, folio + 8, 4, vma) == 0
+    assert rmap.folio_try_dup_anon_rmap_ptes(folio, folio + 8, 4, vma, vma) == 0
     assert folio_mapcount(mem, folio) == 12
     # No more mappings than pages, no PMD mapping: the first page decides.
     assert not folio_likely_mapped_shared(mem, folio)
@@ -112,13 +112,13 @@ def test_dup_of_maybe_pinned_exclusive_folio_fails_without_change(env: tuple[con
     # Without MMF_HAS_PINNED the mm never pinned: no copy needed.
     vma_mm(vma).has_pinned = True
     before = _mapcount(m).copy()
-    assert rmap.folio_try_dup_anon_rmap_ptes(large, large, 16, vma) == -16
-    assert rmap.folio_try_dup_anon_rmap_ptes(small, small, 1, vma) == -16
+    assert rmap.folio_try_dup_anon_rmap_ptes(large, large, 16, vma, vma) == -16
+    assert rmap.folio_try_dup_anon_rmap_ptes(small, small, 1, vma, vma) == -16
     assert np.array_equal(_mapcount(m), before)
     assert _excl(m, large, 16).all() and _excl(m, small, 1).all()
     # A non-exclusive page of a pinned folio can be shared: only exclusivity forces a copy.
     ClearPageAnonExclusive(mem, large + 3)
-    assert rmap.folio_try_dup_anon_rmap_ptes(large, large + 3, 1, vma) == 0
+    assert rmap.folio_try_dup_anon_rmap_ptes(large, large + 3, 1, vma, vma) == 0
 
 
 def test_partial_unmap_queues_deferred_split_once(env: tuple[contpte.Machine, Vma]) -> None:
