@@ -330,6 +330,7 @@ UNFOLD_CALLERS: tuple[str, ...] = (
     "pte_clear",
     "ptep_get_and_clear",
     "ptep_modify_prot_start",
+    "modify_prot_start_ptes",
     "clear_full_ptes",
     "get_and_clear_full_ptes",
     "wrprotect_ptes",

@@ -79,6 +79,31 @@ CHANGES: tuple[Change, ...] = (
         "mm/memory.c __wp_can_reuse_large_anon_folio()",
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
+    Change(
+        "fpb_cap_at_folio_end",
+        "6.15",
+        "mm/internal.h folio_pte_batch()",
+        "7b08b74f3d99 'mm: fix folio_pte_batch() on XEN PV' (Petr Vaněk, David Hildenbrand; 6.12.y: 6.12.29)",
+    ),
+    Change(
+        "prot_numa_batch_skip",
+        "6.17",
+        "mm/mprotect.c change_pte_range() (MM_CP_PROT_NUMA)",
+        "'mm: optimize mprotect() for MM_CP_PROT_NUMA by batch-skipping PTEs' (Dev Jain)",
+    ),
+    Change(
+        "mprotect_batch",
+        "6.17",
+        "mm/mprotect.c change_pte_range(), change_present_ptes(), commit_anon_folio_batch()",
+        "cac1db8c3aad 'mm: optimize mprotect() by PTE batching' (Dev Jain)",
+    ),
+    Change(
+        "modify_prot_ptes_opt",
+        "6.17",
+        "arch/arm64/mm/mmu.c modify_prot_start_ptes(), modify_prot_commit_ptes()",
+        "7efa1cd5f89b 'arm64: add batched versions of ptep_modify_prot_start/commit' (Dev Jain)",
+        arch="arm64",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

@@ -106,8 +106,11 @@ cdef class Pgtable:
     cpdef u64 ptep_clear_flush(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
     cpdef i64 pte_batch_hint(self, i64 ptep, u64 pte) except? -1
+    cpdef u64 get_and_clear_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr) except? -1
     cpdef u64 ptep_modify_prot_start(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef ptep_modify_prot_commit(self, VmaLike vma, i64 addr, i64 ptep, u64 old_pte, u64 pte)
+    cpdef u64 modify_prot_start_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr) except? -1
+    cpdef modify_prot_commit_ptes(self, VmaLike vma, i64 addr, i64 ptep, u64 old_pte, u64 pte, i64 nr)
 
     cpdef i64 pte_alloc_one(self, MmLike mm, i64 pmd_index) except? -1
     cpdef pmd_populate(self, MmLike mm, i64 pmd_index, i64 pgtable)

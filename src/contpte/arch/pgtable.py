@@ -639,6 +639,12 @@ class Pgtable:
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
+    def get_and_clear_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> u64:
+        """Models: include/linux/pgtable.h ``get_and_clear_ptes()`` (v6.17) = ``get_and_clear_full_ptes(full=0)``."""
+        return self.get_and_clear_full_ptes(mm, addr, ptep, nr, False)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_modify_prot_start(self, vma: VmaLike, addr: i64, ptep: i64) -> u64:
         """Models: ``ptep_modify_prot_start()`` (mprotect, per PTE in v6.12)."""
         return self.ptep_get_and_clear(vma.vm_mm, addr, ptep)
@@ -647,6 +653,46 @@ class Pgtable:
     def ptep_modify_prot_commit(self, vma: VmaLike, addr: i64, ptep: i64, old_pte: u64, pte: u64) -> None:
         """Models: ``ptep_modify_prot_commit()`` = ``set_pte_at``."""
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def modify_prot_start_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> u64:
+        """Start a protection change of ``nr`` PTEs of one folio; the first, with A/D of all ORed in.
+
+        Models: include/linux/pgtable.h ``modify_prot_start_ptes()`` (v6.17,
+        the fallback): a loop of ``ptep_modify_prot_start()``.
+
+        Context: PTL held; consecutive pages of one folio, equal bits but
+        young/dirty; one PMD.
+        """
+        pte: u64 = self.ptep_modify_prot_start(vma, addr, ptep)
+        tmp: u64
+        i: i64
+        for i in range(1, nr):
+            tmp = self.ptep_modify_prot_start(vma, addr + i * self.PAGE_SIZE, ptep + i)
+            if self.pte_dirty(tmp):
+                pte = self.pte_mkdirty(pte)
+            if self.pte_young(tmp):
+                pte = self.pte_mkyoung(pte)
+        return pte
+
+    @cython.ccall
+    def modify_prot_commit_ptes(
+        self, vma: VmaLike, addr: i64, ptep: i64, old_pte: u64, pte: u64, nr: i64
+    ) -> None:
+        """Commit ``pte`` (pfn advancing) to ``nr`` PTEs started by ``modify_prot_start_ptes()``.
+
+        Models: include/linux/pgtable.h ``modify_prot_commit_ptes()`` (v6.17,
+        the fallback): a loop of ``ptep_modify_prot_commit()``.
+
+        Context: PTL held; one folio; one PMD.
+        """
+        i: i64
+        for i in range(nr):
+            self.ptep_modify_prot_commit(vma, addr + i * self.PAGE_SIZE, ptep + i, old_pte, pte)
+            # Advance the pfn only, the same prot.
+            old_pte = self.pte_next_pfn(old_pte)
+            pte = self.pte_next_pfn(pte)
 
     # -- page-table pages (asm-generic/pgalloc.h, asm/pgalloc.h, asm-generic/tlb.h)
     @cython.ccall

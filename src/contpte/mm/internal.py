@@ -1,6 +1,18 @@
 """Core-mm internal helpers: PTE batching.
 
-Models: mm/internal.h (Linux v6.12) ``folio_pte_batch()`` and its flags.
+Models: mm/internal.h ``folio_pte_batch_flags()`` and its ``FPB_*`` flags
+and mm/util.c ``folio_pte_batch()``, in the shape of Linux v6.17+ (the
+"mm: folio_pte_batch() improvements" series, David Hildenbrand, v6.17:
+``FPB_IGNORE_*`` became ``FPB_RESPECT_*``, the ``bool *any_*`` out
+parameters became ``FPB_MERGE_*`` flags that update a copy of the first
+PTE, and the flag-less callers got ``folio_pte_batch()``).  v6.12's
+``folio_pte_batch(folio, addr, ptep, pte, max_nr, flags, &any_writable,
+&any_young, &any_dirty)`` computes the same batches: its callers here pass
+the equivalent flags (``FPB_IGNORE_DIRTY`` is the absence of
+``FPB_RESPECT_DIRTY``, ``&any_writable`` + ``pte_mkwrite()`` is
+``FPB_MERGE_WRITE``, ...).  The one version difference inside the
+function is where a batch stops at the folio's end
+(``Kernel.fpb_cap_at_folio_end``, v6.15).
 
 Compiled (docs/core.md).
 """
@@ -10,27 +22,59 @@ from __future__ import annotations
 import cython
 
 if not cython.compiled:
-    from ..arch.pgtable import Pgtable
+    from ..arch.pgtable import Pgtable, VmaLike
     from ..cdefs import i64, u64
     from .kernel import Kernel
 
-__all__ = ["BoolPtr", "FolioPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
+__all__ = [
+    "BoolPtr",
+    "FolioPtr",
+    "PtePtr",
+    "folio_pte_batch",
+    "folio_pte_batch_flags",
+    "FPB_RESPECT_DIRTY",
+    "FPB_RESPECT_SOFT_DIRTY",
+    "FPB_RESPECT_WRITE",
+    "FPB_MERGE_WRITE",
+    "FPB_MERGE_YOUNG_DIRTY",
+]
 
-FPB_IGNORE_DIRTY = cython.declare(i64, 1 << 0)
-FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
+#: Compare PTEs respecting the dirty bit (v6.12: without ``FPB_IGNORE_DIRTY``).
+FPB_RESPECT_DIRTY = cython.declare(i64, 1 << 0)
+#: Compare PTEs respecting the soft-dirty bit (v6.12: without ``FPB_IGNORE_SOFT_DIRTY``).
+FPB_RESPECT_SOFT_DIRTY = cython.declare(i64, 1 << 1)
+#: Compare PTEs respecting the write bit (v6.17, mprotect and mremap; v6.12 always ignored it).
+FPB_RESPECT_WRITE = cython.declare(i64, 1 << 2)
+#: Make ``*ptentp`` writable if any PTE of the batch is (v6.12: ``*any_writable``).
+FPB_MERGE_WRITE = cython.declare(i64, 1 << 3)
+#: Make ``*ptentp`` young / dirty if any PTE of the batch is (v6.12: ``*any_young``, ``*any_dirty``).
+FPB_MERGE_YOUNG_DIRTY = cython.declare(i64, 1 << 4)
 
 
 @cython.final
 @cython.freelist(8)
 @cython.cclass
 class BoolPtr:
-    """A ``bool *`` out-parameter (``&any_writable``).
+    """A ``bool *`` out-parameter (``&force_flush``).
 
     Hot paths make one with ``BoolPtr.__new__(BoolPtr)`` (from a free list,
     no ``__init__`` call) and set ``value`` themselves.
     """
 
     def __init__(self, value: cython.bint = False) -> None:
+        self.value = value
+
+
+@cython.final
+@cython.freelist(8)
+@cython.cclass
+class PtePtr:
+    """A ``pte_t *`` to a *copy* of a PTE (``&ptent``), updated by ``FPB_MERGE_*``.
+
+    Hot paths make one with ``PtePtr.__new__(PtePtr)`` and set ``value``.
+    """
+
+    def __init__(self, value: u64 = 0) -> None:
         self.value = value
 
 
@@ -45,79 +89,95 @@ class FolioPtr:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def folio_pte_batch(
-    k: Kernel,
-    folio: i64,
-    addr: i64,
-    start_ptep: i64,
-    pte: u64,
-    max_nr: i64,
-    flags: i64,
-    any_writable: BoolPtr | None,
-    any_young: BoolPtr | None = None,
-    any_dirty: BoolPtr | None = None,
+def folio_pte_batch_flags(
+    k: Kernel, folio: i64, vma: VmaLike | None, ptep: i64, ptentp: PtePtr, max_nr: i64, flags: i64
 ) -> i64:
-    """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
+    """Count the PTEs from ``ptep`` that map consecutive pages of ``folio``.
 
-    Models: mm/internal.h ``folio_pte_batch()`` (v6.12): compare each PTE
-    with the expected one after ``pte_wrprotect`` + ``pte_mkold`` (write and
-    young are always ignored) and, per ``flags``, ``pte_mkclean`` and
-    ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
-    another pfn, protnone, uffd-wp, a different dirty bit) or at the end of
-    the folio.  ``any_writable.value`` is set if a PTE after the first is
-    writable; ``any_young.value`` / ``any_dirty.value`` (cleared first, as
-    the kernel does) if one after the first is young / dirty.  Follows
-    ``pte_batch_hint`` (skips the tail of a contiguous block: one read per
-    block).  ``k``: the mem_map's kernel (the model's stand-in for the
-    global ``struct page`` array).
+    Models: mm/internal.h ``folio_pte_batch_flags()`` (v6.17+; v6.12's
+    ``folio_pte_batch()``).  Each PTE is compared with the expected next one
+    after ``__pte_batch_clear_ignored()``: access bit always cleared, dirty,
+    soft-dirty and write bits cleared unless ``FPB_RESPECT_*`` says to keep
+    them; the batch stops at the first mismatch (none, swap, another pfn,
+    protnone, uffd-wp, a respected bit that differs).  ``FPB_MERGE_WRITE``
+    makes ``ptentp.value`` writable (``pte_mkwrite(pte, vma)``) if a PTE
+    after the first is writable, ``FPB_MERGE_YOUNG_DIRTY`` young / dirty
+    likewise.  Follows ``pte_batch_hint()`` (the rest of a folded block is
+    one step, its entries never read).
 
-    Context: PTL held; ``pte`` maps a page of the large ``folio``;
-    ``max_nr`` stays within one VMA and one page table.
+    Where it stops at the end of the folio: from v6.15
+    (``k.fpb_cap_at_folio_end``, commit 7b08b74f3d99 "mm: fix
+    folio_pte_batch() on XEN PV") ``max_nr`` is first capped to the folio's
+    remaining pages, so the entry after the folio is never read; before
+    (v6.12) the loop reads it and stops on its pfn (``folio_end_pfn``).
+
+    ``k``: the mem_map's kernel (the model's stand-in for the global
+    ``struct page`` array); ``ptentp``: ``pte_t *``, a copy of the first
+    PTE (``ptep_get()``), mapping a page of the large ``folio``.
+
+    Context: PTL held; ``max_nr`` >= 1 stays within one VMA and one page table.
     """
     a: Pgtable = k.arch
     bug_none: cython.bint = k.bug("fork_batch_across_pte_none")
     bug_uffd: cython.bint = k.bug("fork_batch_ignores_uffd_wp")
     bug_protnone: cython.bint = k.bug("fork_batch_mixes_protnone")
+    pte: u64 = ptentp.value
     first_prot: u64 = a.pte_pgprot(pte)
     folio_end_pfn: i64 = folio + (cython.cast(i64, 1) << cython.cast(i64, k.memmap.order[folio]))
-    nr: i64 = a.pte_batch_hint(start_ptep, pte)
+    capped: cython.bint = k.fpb_cap_at_folio_end
+    if capped:
+        max_nr = min(max_nr, folio_end_pfn - a.pte_pfn(pte))
+    any_writable: cython.bint = False
+    any_young: cython.bint = False
+    any_dirty: cython.bint = False
+    nr: i64 = a.pte_batch_hint(ptep, pte)
     expected: u64 = _fpb_norm(a, a.pte_advance_pfn(pte, nr), flags, bug_uffd, bug_protnone, first_prot)
-    ptep: i64 = start_ptep + nr
-    end: i64 = start_ptep + max_nr
+    ptep += nr
     p: u64
-    h: i64
-    writable: cython.bint
-    young: cython.bint
-    dirty: cython.bint
-    if any_young is not None:
-        any_young.value = False
-    if any_dirty is not None:
-        any_dirty.value = False
-    while ptep < end:
-        p = a.ptep_get(ptep)
-        if bug_none and p == 0:
+    raw: u64
+    cur_nr: i64
+    while nr < max_nr:
+        raw = a.ptep_get(ptep)
+        if bug_none and raw == 0:
             # Bug catalog: a hole is taken as the expected next PTE.
             expected = a.pte_advance_pfn(expected, 1)
             ptep += 1
+            nr += 1
             continue
-        writable = a.pte_write(p)
-        young = any_young is not None and a.pte_young(p)
-        dirty = any_dirty is not None and a.pte_dirty(p)
-        p = _fpb_norm(a, p, flags, bug_uffd, bug_protnone, first_prot)
+        p = _fpb_norm(a, raw, flags, bug_uffd, bug_protnone, first_prot)
         if not a.pte_same(p, expected):
             break
-        if a.pte_pfn(p) >= folio_end_pfn:
-            break
-        if any_writable is not None and writable:
-            any_writable.value = True
-        if young and any_young is not None:
-            any_young.value = True
-        if dirty and any_dirty is not None:
-            any_dirty.value = True
-        h = a.pte_batch_hint(ptep, p)
-        expected = a.pte_advance_pfn(expected, h)
-        ptep += h
-    return min(ptep - start_ptep, max_nr)
+        if not capped and a.pte_pfn(p) >= folio_end_pfn:
+            break  # v6.12: the next folio's first page, physically adjacent
+        if flags & FPB_MERGE_WRITE:
+            any_writable |= a.pte_write(raw)
+        if flags & FPB_MERGE_YOUNG_DIRTY:
+            any_young |= a.pte_young(raw)
+            any_dirty |= a.pte_dirty(raw)
+        cur_nr = a.pte_batch_hint(ptep, p)
+        expected = a.pte_advance_pfn(expected, cur_nr)
+        ptep += cur_nr
+        nr += cur_nr
+    if any_writable:
+        ptentp.value = a.pte_mkwrite(ptentp.value)
+    if any_young:
+        ptentp.value = a.pte_mkyoung(ptentp.value)
+    if any_dirty:
+        ptentp.value = a.pte_mkdirty(ptentp.value)
+    return min(nr, max_nr)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def folio_pte_batch(k: Kernel, folio: i64, ptep: i64, pte: u64, max_nr: i64) -> i64:
+    """``folio_pte_batch_flags()`` with no flags: dirty, soft-dirty and write ignored, nothing merged.
+
+    Models: mm/util.c ``folio_pte_batch()`` (v6.17+; zap's v6.12 call with
+    ``FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY`` and no out-parameters).
+    """
+    ptentp: PtePtr = PtePtr.__new__(PtePtr)
+    ptentp.value = pte
+    return folio_pte_batch_flags(k, folio, None, ptep, ptentp, max_nr, 0)
 
 
 @cython.cfunc
@@ -126,18 +186,26 @@ def folio_pte_batch(
 def _fpb_norm(
     a: Pgtable, p: u64, flags: i64, bug_uffd: cython.bint, bug_protnone: cython.bint, first_prot: u64
 ) -> u64:
-    """``__pte_batch_clear_ignored()`` + ``pte_wrprotect(pte_mkold())``."""
-    if flags & FPB_IGNORE_DIRTY:
+    """Models: mm/internal.h ``__pte_batch_clear_ignored()``."""
+    if not flags & FPB_RESPECT_DIRTY:
         p = a.pte_mkclean(p)
-    if flags & FPB_IGNORE_SOFT_DIRTY:
+    if not flags & FPB_RESPECT_SOFT_DIRTY:
         p = a.pte_clear_soft_dirty(p)
     if bug_uffd:  # bug catalog: the uffd-wp bit is ignored
         p = a.pte_clear_uffd_wp(p)
     if bug_protnone and a.pte_present(p):  # bug catalog: protection ignored
         p = a.pte_modify(p, first_prot)
-    return a.pte_wrprotect(a.pte_mkold(p))
+    if not flags & FPB_RESPECT_WRITE:
+        p = a.pte_wrprotect(p)
+    return a.pte_mkold(p)
 
 
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
-    globals().update(FPB_IGNORE_DIRTY=FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY=FPB_IGNORE_SOFT_DIRTY)
+    globals().update(
+        FPB_RESPECT_DIRTY=FPB_RESPECT_DIRTY,
+        FPB_RESPECT_SOFT_DIRTY=FPB_RESPECT_SOFT_DIRTY,
+        FPB_RESPECT_WRITE=FPB_RESPECT_WRITE,
+        FPB_MERGE_WRITE=FPB_MERGE_WRITE,
+        FPB_MERGE_YOUNG_DIRTY=FPB_MERGE_YOUNG_DIRTY,
+    )

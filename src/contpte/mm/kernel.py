@@ -39,6 +39,9 @@ MM_OPTIONS: dict[str, Any] = {
     "cow_reuse_large": False,
     "maybe_mapped_shared": False,
     "huge_zero_wp_thp": False,
+    "fpb_cap_at_folio_end": False,
+    "prot_numa_batch_skip": False,
+    "mprotect_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -92,6 +95,32 @@ THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
 1ced09e0331f "mm: allocate THP on hugezeropage wp-fault", Dev Jain, v6.13),
 splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
+
+``fpb_cap_at_folio_end`` (from ``kernel="6.15"``): ``folio_pte_batch_flags()``
+caps ``max_nr`` to the pages left in the folio before it scans (mm/internal.h,
+commit 7b08b74f3d99 "mm: fix folio_pte_batch() on XEN PV", Petr Vaněk and
+David Hildenbrand, v6.15; in 6.12.y from 6.12.29), so a batch that reaches
+the folio's end never reads the next PTE.  False: v6.12, which reads it (on
+arm64 through ``ptep_get()``, a whole block's worth when it is folded) and
+stops on its pfn.  Same batches, fewer reads: fork, zap and MADV_FREE.
+
+``prot_numa_batch_skip`` (from ``kernel="6.17"``): NUMA hinting
+(``change_pte_range(MM_CP_PROT_NUMA)``) skips a folio it may not touch
+(``folio_can_map_prot_numa()`` false: zero page, shared CoW, dirty file)
+one ``folio_pte_batch()`` at a time (commit "mm: optimize mprotect() for
+MM_CP_PROT_NUMA by batch-skipping PTEs", Dev Jain, v6.17).  False: v6.12,
+one PTE per iteration, each looked at again.
+
+``mprotect_batch`` (from ``kernel="6.17"``): ``change_pte_range()`` changes
+the PTEs of a large folio in batches (``folio_pte_batch_flags()`` with
+``FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE``), one
+``modify_prot_start_ptes()`` / ``modify_prot_commit_ptes()`` per batch, the
+write upgrade decided per run of equally ``PageAnonExclusive`` pages
+(``commit_anon_folio_batch()``) (commit cac1db8c3aad "mm: optimize
+mprotect() by PTE batching", Dev Jain, v6.17).  False: v6.12, one
+``ptep_modify_prot_start()``/``commit()`` per PTE.  What a batch costs is the
+arch's: the generic functions loop per PTE; arm64's keep whole contiguous
+blocks folded (its option ``modify_prot_ptes_opt``).
 
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
@@ -185,6 +214,9 @@ class Kernel:
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
         self.maybe_mapped_shared = bool(self.options["maybe_mapped_shared"])
+        self.fpb_cap_at_folio_end = bool(self.options["fpb_cap_at_folio_end"])
+        self.prot_numa_batch_skip = bool(self.options["prot_numa_batch_skip"])
+        self.mprotect_batch = bool(self.options["mprotect_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

@@ -10,7 +10,7 @@ from contpte.mm.memmap cimport (
 )
 from contpte.mm.mm_types cimport VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
 from contpte.mm.mm_h cimport pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
-from contpte.mm.internal cimport FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, folio_pte_batch
+from contpte.mm.internal cimport FPB_MERGE_YOUNG_DIRTY, PtePtr, folio_pte_batch_flags
 from contpte.mm.mmu_gather cimport MmuGather
 from contpte.mm.huge_memory cimport split_folio, split_huge_pmd
 from contpte.mm.memory cimport zap_page_range_single

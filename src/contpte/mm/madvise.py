@@ -16,7 +16,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from .huge_memory import split_folio, split_huge_pmd
-    from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, folio_pte_batch
+    from .internal import FPB_MERGE_YOUNG_DIRTY, PtePtr, folio_pte_batch_flags
     from .kernel import Kernel
     from .memmap import (
         MemMap,
@@ -164,7 +164,9 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
     Models: mm/madvise.c ``madvise_free_pte_range()`` (v6.12), the
     ``pmd_entry`` of the walk: a PMD-mapped THP goes to
     ``madvise_free_huge_pmd``.  A large folio the range covers wholly is one
-    batch (``folio_pte_batch``, young/dirty of the batch gathered); one only
+    batch (``folio_pte_batch_flags(FPB_MERGE_YOUNG_DIRTY)``: young/dirty of the
+    batch merged into the first PTE; v6.12 gathered them through
+    ``&any_young``/``&any_dirty``, the same); one only
     partly covered is split first (``split_folio``: the PTL is dropped
     around it) and its pages are then looked at again, unless it is likely
     shared (or cannot be split): then the batch is skipped.  Sharing is
@@ -194,8 +196,7 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
     folio: i64
     nr_pages: i64
     err: i64
-    any_young: BoolPtr = BoolPtr(False)
-    any_dirty: BoolPtr = BoolPtr(False)
+    ptentp: PtePtr = PtePtr(0)
     while addr < end:
         nr = 1
         ptent = a.ptep_get(ptep)
@@ -203,18 +204,13 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
             folio = vm_normal_folio(vma, addr, ptent)
             if folio >= 0 and folio_test_anon(mem, folio):
                 if cython.cast(i64, mem.order[folio]) > 0:
-                    nr = folio_pte_batch(
-                        k,
-                        folio,
-                        addr,
-                        ptep,
-                        ptent,
-                        (end - addr) >> page_shift,
-                        FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY,
-                        None,
-                        any_young,
-                        any_dirty,
+                    # madvise_folio_pte_batch(): young and dirty of the batch
+                    # merged into ptent.
+                    ptentp.value = ptent
+                    nr = folio_pte_batch_flags(
+                        k, folio, None, ptep, ptentp, (end - addr) >> page_shift, FPB_MERGE_YOUNG_DIRTY
                     )
+                    ptent = ptentp.value
                     if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
                         shared = (
                             folio_maybe_mapped_shared(mem, folio)
@@ -232,10 +228,6 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                         ptep += nr
                         addr += nr << page_shift
                         continue
-                    if any_young.value:
-                        ptent = a.pte_mkyoung(ptent)
-                    if any_dirty.value:
-                        ptent = a.pte_mkdirty(ptent)
                 # No swap cache in the model: PG_dirty alone asks for the
                 # exclusivity check (a folio wholly mapped here is exclusive
                 # iff its mapcount equals its page count).

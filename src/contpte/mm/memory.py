@@ -29,7 +29,15 @@ if not cython.compiled:
     from ..counters import PTE_READ, count
     from ..hw.tables import AddressSpace, PtePool
     from . import huge_memory
-    from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, BoolPtr, FolioPtr, folio_pte_batch
+    from .internal import (
+        FPB_MERGE_WRITE,
+        FPB_RESPECT_DIRTY,
+        BoolPtr,
+        FolioPtr,
+        PtePtr,
+        folio_pte_batch,
+        folio_pte_batch_flags,
+    )
     from .kernel import (
         MTHP_ANON_FAULT_ALLOC,
         MTHP_ANON_FAULT_FALLBACK,
@@ -967,8 +975,10 @@ def copy_present_ptes(
 ) -> i64:
     """Copy one present PTE, or a batch mapping consecutive pages of a folio.
 
-    Models: mm/memory.c ``copy_present_ptes()`` (v6.12): for a large folio
-    (and no preallocated page), ``folio_pte_batch`` finds the run; the
+    Models: mm/memory.c ``copy_present_ptes()`` (v6.12; v6.17 spells the
+    same batch ``folio_pte_batch_flags(FPB_MERGE_WRITE [| FPB_RESPECT_DIRTY
+    for a private mapping])``): for a large folio (and no preallocated
+    page), ``folio_pte_batch_flags`` finds the run; the
     refcount is raised for the whole batch *before* the mapcounts
     (``folio_try_dup_anon_rmap_ptes``); a possibly pinned exclusive anon
     page makes the batch fail with -EAGAIN and be copied page by page.
@@ -990,17 +1000,20 @@ def copy_present_ptes(
     done: i64
     flags: i64
     rmap_first: cython.bint
-    any_writable: BoolPtr
+    ptentp: PtePtr
     if k.batch_fork and k.batch_extent_arch:
         # The v4 posting's pte_batch_remaining(): the arch's block, or 1.
         max_nr = min(max_nr, a.pte_batch_hint(src_pte, pte))
     if k.batch_fork and prealloc.value < 0 and cython.cast(i64, mem.order[folio]) > 0 and max_nr != 1:
-        flags = FPB_IGNORE_SOFT_DIRTY
-        if src_vma.vm_flags & VM_SHARED or k.bug("fork_batch_drops_any_dirty"):
-            flags |= FPB_IGNORE_DIRTY
-        any_writable = BoolPtr.__new__(BoolPtr)  # (no __init__ call: from the free list)
-        any_writable.value = False
-        nr = folio_pte_batch(k, folio, addr, src_pte, pte, max_nr, flags, any_writable)
+        # The soft-dirty bit is respected only where soft-dirty tracking is
+        # on (vma_soft_dirty_enabled(): never in the model).
+        flags = 0 if k.bug("fork_batch_ignores_write") else FPB_MERGE_WRITE
+        if not src_vma.vm_flags & VM_SHARED and not k.bug("fork_batch_drops_any_dirty"):
+            flags |= FPB_RESPECT_DIRTY
+        ptentp = PtePtr.__new__(PtePtr)  # (no __init__ call: from the free list)
+        ptentp.value = pte
+        nr = folio_pte_batch_flags(k, folio, src_vma, src_pte, ptentp, max_nr, flags)
+        pte = ptentp.value  # writable if any PTE of the batch was
         # Raise the refcount before the mapcounts: a folio must never have
         # more mappings than references (a concurrent folio_put could free it).
         rmap_first = k.bug("fork_mapcount_before_refcount")
@@ -1028,8 +1041,6 @@ def copy_present_ptes(
         if rmap_first:
             folio_ref_add(mem, folio, nr)
             count(k.counters, REF_OPS, 1)
-        if any_writable.value and not k.bug("fork_batch_ignores_write"):
-            pte = a.pte_mkwrite(pte)
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
         count(k.counters, FORK_PTES, nr)
         if nr > 1:
@@ -1275,9 +1286,7 @@ def zap_present_ptes(
         # The v4 posting's pte_batch_remaining(): the arch's block, or 1.
         max_nr = min(max_nr, a.pte_batch_hint(ptep, ptent))
     if k.batch_zap and cython.cast(i64, k.memmap.order[folio]) > 0 and max_nr != 1:
-        nr = folio_pte_batch(
-            k, folio, addr, ptep, ptent, max_nr, FPB_IGNORE_DIRTY | FPB_IGNORE_SOFT_DIRTY, None
-        )
+        nr = folio_pte_batch(k, folio, ptep, ptent, max_nr)
         zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, nr, addr, rss, force_flush, force_break)
         return nr
     zap_present_folio_ptes(tlb, vma, folio, page, ptep, ptent, 1, addr, rss, force_flush, force_break)

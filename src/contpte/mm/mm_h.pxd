@@ -20,4 +20,7 @@ cpdef bint vma_wants_manual_pte_write_upgrade(Vma vma) except? -1
 cpdef bint userfaultfd_armed(Vma vma) except? -1
 cpdef bint userfaultfd_pte_wp(Vma vma, u64 pte) except? -1
 cpdef bint userfaultfd_huge_pmd_wp(Vma vma, u64 pmd) except? -1
+cpdef bint maybe_change_pte_writable(Vma vma, u64 pte) except? -1
+cpdef bint can_change_private_pte_writable(Vma vma, i64 addr, u64 pte) except? -1
+cpdef bint can_change_shared_pte_writable(Vma vma, u64 pte) except? -1
 cpdef bint can_change_pte_writable(Vma vma, i64 addr, u64 pte) except? -1

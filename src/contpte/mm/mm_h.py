@@ -47,6 +47,9 @@ __all__ = [
     "maybe_mkwrite",
     "vma_wants_writenotify",
     "vma_wants_manual_pte_write_upgrade",
+    "maybe_change_pte_writable",
+    "can_change_private_pte_writable",
+    "can_change_shared_pte_writable",
     "can_change_pte_writable",
     "folio_is_file_lru",
     "userfaultfd_armed",
@@ -223,21 +226,52 @@ def userfaultfd_huge_pmd_wp(vma: Vma, pmd: u64) -> cython.bint:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def can_change_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
-    """Models: mm/mprotect.c ``can_change_pte_writable()``."""
+def maybe_change_pte_writable(vma: Vma, pte: u64) -> cython.bint:
+    """May mprotect make ``pte`` writable without a write fault, as far as the VMA and PTE tell?
+
+    Models: mm/mprotect.c ``maybe_change_pte_writable()`` (v6.17's split of
+    v6.12's ``can_change_pte_writable()``, the same tests): not for a
+    PROT_NONE / NUMA-hinting PTE, nor one uffd-wp tracks (soft-dirty
+    tracking is not modelled).
+    """
     k: Kernel = vma_mm(vma).kernel
-    a: Pgtable = k.arch
-    folio: i64
     if not vma.vm_flags & VM_WRITE:
         return False
-    if a.pte_protnone(pte):
+    if k.arch.pte_protnone(pte):
         return False
-    if userfaultfd_pte_wp(vma, pte):
+    return not userfaultfd_pte_wp(vma, pte)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def can_change_private_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
+    """Models: mm/mprotect.c ``can_change_private_pte_writable()``: an exclusive anon page."""
+    k: Kernel = vma_mm(vma).kernel
+    folio: i64
+    if not maybe_change_pte_writable(vma, pte):
         return False
+    folio = vm_normal_folio(vma, addr, pte)
+    return (
+        folio >= 0 and folio_test_anon(k.memmap, folio) and PageAnonExclusive(k.memmap, k.arch.pte_pfn(pte))
+    )
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def can_change_shared_pte_writable(vma: Vma, pte: u64) -> cython.bint:
+    """Models: mm/mprotect.c ``can_change_shared_pte_writable()``: a dirty PTE (the FS was told)."""
+    if not maybe_change_pte_writable(vma, pte):
+        return False
+    return vma_mm(vma).kernel.arch.pte_dirty(pte)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def can_change_pte_writable(vma: Vma, addr: i64, pte: u64) -> cython.bint:
+    """Models: mm/mprotect.c ``can_change_pte_writable()``."""
     if not vma.vm_flags & VM_SHARED:
-        folio = vm_normal_folio(vma, addr, pte)
-        return folio >= 0 and folio_test_anon(k.memmap, folio) and PageAnonExclusive(k.memmap, a.pte_pfn(pte))
-    return a.pte_dirty(pte)
+        return can_change_private_pte_writable(vma, addr, pte)
+    return can_change_shared_pte_writable(vma, pte)
 
 
 # C constants are invisible to Python importers: publish their values.

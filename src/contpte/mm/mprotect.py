@@ -1,13 +1,19 @@
 """mprotect: change the protection of a range.
 
-Models: mm/mprotect.c (Linux v6.12): ``do_mprotect_pkey`` ->
-``mprotect_fixup`` -> ``change_protection`` -> ``change_pte_range``, one
-PTE at a time through ``ptep_modify_prot_start``/``commit`` (the batched
-form came after v6.12), with ``can_change_pte_writable`` upgrading
-exclusive anon pages (and dirty shared pages) straight to writable.
-``can_change_pte_writable()`` and ``vma_wants_manual_pte_write_upgrade()``
-are in ``mm_h`` (mm/memory.c's NUMA fault uses them too; compiled modules
-may not import in a cycle).  Also mm/mempolicy.c ``change_prot_numa()``.
+Models: mm/mprotect.c (Linux v6.12, with the v6.17 batching as options):
+``do_mprotect_pkey`` -> ``mprotect_fixup`` -> ``change_protection`` ->
+``change_pte_range``, with ``can_change_pte_writable`` upgrading exclusive
+anon pages (and dirty shared pages) straight to writable.  v6.12 changes
+one PTE per iteration through ``ptep_modify_prot_start``/``commit``; from
+v6.17 (``Kernel.mprotect_batch``, "mm: optimize mprotect() by PTE
+batching") a large folio's PTEs go in batches (``change_present_ptes()``:
+``modify_prot_start_ptes``/``modify_prot_commit_ptes``, the write upgrade
+per run of equally exclusive pages), and NUMA hinting skips a folio it
+leaves alone in one step (``Kernel.prot_numa_batch_skip``).  The v6.12
+path is the same code with batches of one.  ``can_change_pte_writable()``
+and ``vma_wants_manual_pte_write_upgrade()`` are in ``mm_h`` (mm/memory.c's
+NUMA fault uses them too; compiled modules may not import in a cycle).
+Also mm/mempolicy.c ``change_prot_numa()``.
 
 Compiled (docs/core.md).
 """
@@ -24,12 +30,15 @@ if not cython.compiled:
     from ..counters import count
     from ..hw.tables import AddressSpace
     from .huge_memory import change_huge_pmd, split_huge_pmd
+    from .internal import FPB_RESPECT_SOFT_DIRTY, FPB_RESPECT_WRITE, PtePtr, folio_pte_batch_flags
     from .kernel import Kernel
     from .memmap import (
         MemMap,
+        PageAnonExclusive,
         folio_likely_mapped_shared,
         folio_maybe_dma_pinned,
         folio_maybe_mapped_shared,
+        folio_test_anon,
         folio_test_dirty,
     )
     from .mm_h import (
@@ -38,8 +47,9 @@ if not cython.compiled:
         MM_CP_UFFD_WP,
         MM_CP_UFFD_WP_ALL,
         MM_CP_UFFD_WP_RESOLVE,
-        can_change_pte_writable,
+        can_change_shared_pte_writable,
         folio_is_file_lru,
+        maybe_change_pte_writable,
         pte_offset_map_lock,
         pte_unmap_unlock,
         vm_normal_folio,
@@ -47,6 +57,7 @@ if not cython.compiled:
     from .mm_types import (
         VM_ACCESS_FLAGS,
         VM_READ,
+        VM_SHARED,
         VM_WRITE,
         MmStruct,
         Vma,
@@ -82,15 +93,20 @@ EINVAL = cython.declare(i64, 22)
 
 @cython.cfunc
 @cython.exceptval(-1, check=True)
-def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
-    """The pages ``change_pte_range(MM_CP_PROT_NUMA)`` leaves alone (v6.12)."""
-    a: Pgtable = k.arch
+def folio_can_map_prot_numa(k: Kernel, folio: i64, vma: Vma) -> cython.bint:
+    """May NUMA hinting make the PTEs of ``folio`` PROT_NONE?  (``folio`` -1: no normal page.)
+
+    Models: the tests of v6.12's ``change_pte_range(MM_CP_PROT_NUMA)``
+    (v6.17: ``prot_numa_skip()``; v7.x: mm/mempolicy.c
+    ``folio_can_map_prot_numa()``): not the zero page or a special mapping,
+    not a shared or maybe-pinned page of a CoW mapping, not a dirty folio
+    of the file LRU (page cache, lazyfree anon; not shmem), which migration
+    cannot move from MIGRATE_ASYNC context.  The model has one NUMA node
+    and does not apply the single-threaded "already on this node" test.
+    """
     mem: MemMap = k.memmap
-    if a.pte_protnone(pte):
-        return True  # already a hinting fault pending
-    folio: i64 = vm_normal_folio(vma, addr, pte)
     if folio < 0:
-        return True  # the zero page, special mappings
+        return False
     if is_cow_mapping(vma.vm_flags) and (
         folio_maybe_dma_pinned(mem, folio)
         or (
@@ -99,10 +115,158 @@ def _prot_numa_skip(k: Kernel, vma: Vma, addr: i64, pte: u64) -> cython.bint:
             else folio_likely_mapped_shared(mem, folio)
         )
     ):
-        return True  # shared copy-on-write pages
-    # Migration cannot move every dirty page from MIGRATE_ASYNC context:
-    # dirty folios of the file LRU (page cache, lazyfree anon; not shmem).
-    return folio_is_file_lru(k, folio) and folio_test_dirty(mem, folio)
+        return False
+    return not (folio_is_file_lru(k, folio) and folio_test_dirty(mem, folio))
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def mprotect_folio_pte_batch(k: Kernel, folio: i64, ptep: i64, pte: u64, max_nr_ptes: i64, flags: i64) -> i64:
+    """Models: mm/mprotect.c ``mprotect_folio_pte_batch()`` (v6.17): 1 unless a large folio."""
+    if folio < 0 or k.memmap.order[folio] == 0:
+        return 1
+    ptentp: PtePtr = PtePtr.__new__(PtePtr)
+    ptentp.value = pte
+    return folio_pte_batch_flags(k, folio, None, ptep, ptentp, max_nr_ptes, flags)
+
+
+@cython.cfunc
+def prot_commit_flush_ptes(
+    tlb: MmuGather,
+    vma: Vma,
+    addr: i64,
+    ptep: i64,
+    oldpte: u64,
+    ptent: u64,
+    nr_ptes: i64,
+    idx: i64,
+    set_write: cython.bint,
+) -> None:
+    """Commit ``nr_ptes`` PTEs from entry ``idx`` of a started batch; queue their flush.
+
+    Models: mm/mprotect.c ``prot_commit_flush_ptes()`` (v6.17; v6.12's
+    per-PTE ``ptep_modify_prot_commit()`` + ``tlb_flush_pte_range()``).
+    ``pte_needs_flush()`` is the generic one (always).
+    """
+    a: Pgtable = vma_mm(vma).kernel.arch
+    addr += idx * a.PAGE_SIZE
+    ptep += idx
+    oldpte = a.pte_advance_pfn(oldpte, idx)
+    ptent = a.pte_advance_pfn(ptent, idx)
+    if set_write:
+        ptent = a.pte_mkwrite(ptent)
+    a.modify_prot_commit_ptes(vma, addr, ptep, oldpte, ptent, nr_ptes)
+    tlb.tlb_remove_tlb_entries(ptep, nr_ptes, addr)
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def page_anon_exclusive_sub_batch(
+    mem: MemMap, start_idx: i64, max_len: i64, first_page: i64, expected_anon_exclusive: cython.bint
+) -> i64:
+    """Models: mm/mprotect.c ``page_anon_exclusive_sub_batch()``: the run from ``start_idx`` of pages
+    whose PageAnonExclusive is ``expected_anon_exclusive``."""
+    idx: i64 = start_idx + 1
+    while idx < start_idx + max_len:
+        if expected_anon_exclusive != PageAnonExclusive(mem, first_page + idx):
+            break
+        idx += 1
+    return idx - start_idx
+
+
+@cython.cfunc
+def commit_anon_folio_batch(
+    tlb: MmuGather,
+    vma: Vma,
+    folio: i64,
+    first_page: i64,
+    addr: i64,
+    ptep: i64,
+    oldpte: u64,
+    ptent: u64,
+    nr_ptes: i64,
+) -> None:
+    """Commit a batch of an anon folio, writable where the page is exclusive, run by run.
+
+    Models: mm/mprotect.c ``commit_anon_folio_batch()`` (v6.17): the first
+    page's PageAnonExclusive says nothing of the others, so each run of
+    equally exclusive pages is one ``prot_commit_flush_ptes()``.
+    """
+    mem: MemMap = vma_mm(vma).kernel.memmap
+    sub_batch_idx: i64 = 0
+    length: i64
+    expected: cython.bint
+    while nr_ptes:
+        expected = PageAnonExclusive(mem, first_page + sub_batch_idx)
+        length = page_anon_exclusive_sub_batch(mem, sub_batch_idx, nr_ptes, first_page, expected)
+        prot_commit_flush_ptes(tlb, vma, addr, ptep, oldpte, ptent, length, sub_batch_idx, expected)
+        sub_batch_idx += length
+        nr_ptes -= length
+
+
+@cython.cfunc
+def set_write_prot_commit_flush_ptes(
+    tlb: MmuGather,
+    vma: Vma,
+    folio: i64,
+    page: i64,
+    addr: i64,
+    ptep: i64,
+    oldpte: u64,
+    ptent: u64,
+    nr_ptes: i64,
+) -> None:
+    """Commit a batch, upgrading to writable what a write fault would (``MM_CP_TRY_CHANGE_WRITABLE``).
+
+    Models: mm/mprotect.c ``set_write_prot_commit_flush_ptes()`` (v6.17;
+    v6.12: ``can_change_pte_writable()`` per PTE): shared mappings by the
+    dirty bit, private ones by each page's PageAnonExclusive.
+    """
+    k: Kernel = vma_mm(vma).kernel
+    set_write: cython.bint
+    if vma.vm_flags & VM_SHARED:
+        set_write = can_change_shared_pte_writable(vma, ptent)
+        prot_commit_flush_ptes(tlb, vma, addr, ptep, oldpte, ptent, nr_ptes, 0, set_write)
+        return
+    set_write = maybe_change_pte_writable(vma, ptent) and folio >= 0 and folio_test_anon(k.memmap, folio)
+    if not set_write:
+        prot_commit_flush_ptes(tlb, vma, addr, ptep, oldpte, ptent, nr_ptes, 0, False)
+        return
+    commit_anon_folio_batch(tlb, vma, folio, page, addr, ptep, oldpte, ptent, nr_ptes)
+
+
+@cython.cfunc
+def change_present_ptes(
+    tlb: MmuGather,
+    vma: Vma,
+    addr: i64,
+    ptep: i64,
+    nr_ptes: i64,
+    newprot: u64,
+    folio: i64,
+    page: i64,
+    cp_flags: i64,
+) -> None:
+    """Change ``nr_ptes`` present PTEs mapping consecutive pages of ``folio`` to ``newprot``.
+
+    Models: mm/mprotect.c ``change_present_ptes()`` (v6.17; v6.12 did the
+    same inline for one PTE): ``modify_prot_start_ptes()`` clears the batch
+    and returns its first PTE with every young/dirty bit ORed in, so the
+    committed PTEs all carry the batch's young/dirty state.
+    """
+    a: Pgtable = vma_mm(vma).kernel.arch
+    oldpte: u64 = a.modify_prot_start_ptes(vma, addr, ptep, nr_ptes)
+    ptent: u64 = a.pte_modify(oldpte, newprot)
+    if cp_flags & MM_CP_UFFD_WP:
+        ptent = a.pte_mkuffd_wp(ptent)
+    elif cp_flags & MM_CP_UFFD_WP_RESOLVE:
+        ptent = a.pte_clear_uffd_wp(ptent)
+    # Avoid a write fault on the next access where the page may be written
+    # at once (exclusive anon, dirty shared).
+    if cp_flags & MM_CP_TRY_CHANGE_WRITABLE and not a.pte_write(ptent):
+        set_write_prot_commit_flush_ptes(tlb, vma, folio, page, addr, ptep, oldpte, ptent, nr_ptes)
+    else:
+        prot_commit_flush_ptes(tlb, vma, addr, ptep, oldpte, ptent, nr_ptes, 0, False)
 
 
 @cython.ccall
@@ -112,8 +276,13 @@ def change_pte_range(
 ) -> i64:
     """Change the protection of the present PTEs of ``[addr, end)``; the PTEs changed.
 
-    Models: mm/mprotect.c ``change_pte_range()`` (v6.12, per PTE).
-    ``newprot``: the ``pgprot_t``; ``cp_flags``: ``MM_CP_*``.
+    Models: mm/mprotect.c ``change_pte_range()``.  ``newprot``: the
+    ``pgprot_t``; ``cp_flags``: ``MM_CP_*``.  v6.12: one PTE per iteration.
+    ``k.mprotect_batch`` (v6.17): a large folio's PTEs that agree in all
+    but young/dirty (``FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE``) are one
+    ``change_present_ptes()``.  ``k.prot_numa_batch_skip`` (v6.17): NUMA
+    hinting skips a folio it leaves alone one ``folio_pte_batch()`` at a
+    time (flags 0: dirty and write ignored).
 
     Context: mmap_lock held for write; ``[addr, end)`` within the VMA and
     the page table at ``pmd_index``, which no huge PMD maps.
@@ -125,33 +294,34 @@ def change_pte_range(
     if ptep0 < 0:
         return 0
     prot_numa: cython.bint = (cp_flags & MM_CP_PROT_NUMA) != 0
-    uffd_wp: cython.bint = (cp_flags & MM_CP_UFFD_WP) != 0
-    uffd_wp_resolve: cython.bint = (cp_flags & MM_CP_UFFD_WP_RESOLVE) != 0
-    try_writable: cython.bint = (cp_flags & MM_CP_TRY_CHANGE_WRITABLE) != 0
-    page_size: i64 = k.PAGE_SIZE
+    page_shift: i64 = k.page_shift
     ptep: i64 = ptep0
     pages: i64 = 0
+    nr_ptes: i64
+    max_nr_ptes: i64
+    folio: i64
     oldpte: u64
-    ptent: u64
     while addr < end:
+        nr_ptes = 1
         oldpte = a.ptep_get(ptep)
-        if a.pte_present(oldpte):
-            if not (prot_numa and _prot_numa_skip(k, vma, addr, oldpte)):
-                oldpte = a.ptep_modify_prot_start(vma, addr, ptep)
-                ptent = a.pte_modify(oldpte, newprot)
-                if uffd_wp:
-                    ptent = a.pte_mkuffd_wp(ptent)
-                elif uffd_wp_resolve:
-                    ptent = a.pte_clear_uffd_wp(ptent)
-                # Avoid a write fault on the next access where the page may
-                # be written at once (exclusive anon, dirty shared).
-                if try_writable and not a.pte_write(ptent) and can_change_pte_writable(vma, addr, ptent):
-                    ptent = a.pte_mkwrite(ptent)
-                a.ptep_modify_prot_commit(vma, addr, ptep, oldpte, ptent)
-                tlb.tlb_remove_tlb_entries(ptep, 1, addr)
-                pages += 1
-        ptep += 1
-        addr += page_size
+        if a.pte_present(oldpte) and not (prot_numa and a.pte_protnone(oldpte)):
+            # (A PROT_NONE PTE is already in the state NUMA hinting wants.)
+            max_nr_ptes = (end - addr) >> page_shift
+            folio = vm_normal_folio(vma, addr, oldpte)
+            if prot_numa and not folio_can_map_prot_numa(k, folio, vma):
+                if k.prot_numa_batch_skip:
+                    nr_ptes = mprotect_folio_pte_batch(k, folio, ptep, oldpte, max_nr_ptes, 0)
+            else:
+                if k.mprotect_batch:
+                    nr_ptes = mprotect_folio_pte_batch(
+                        k, folio, ptep, oldpte, max_nr_ptes, FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
+                    )
+                change_present_ptes(
+                    tlb, vma, addr, ptep, nr_ptes, newprot, folio, a.pte_pfn(oldpte), cp_flags
+                )
+                pages += nr_ptes
+        ptep += nr_ptes
+        addr += nr_ptes << page_shift
     # ptep0, not ptep: after the loop ptep may point past the table's end.
     pte_unmap_unlock(mm, ptep0)
     return pages

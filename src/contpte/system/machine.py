@@ -37,6 +37,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "teardown_opt": True,
         "bbml2_noabort": False,
         "wrprotect_refold": False,
+        "modify_prot_ptes_opt": False,
     },
     "generic": {},
 }

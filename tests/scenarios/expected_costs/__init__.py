@@ -66,6 +66,11 @@ def _mprotect_half_block(m: contpte.Machine) -> Callable[[], Any]:
     return lambda: p.mprotect(a + BLOCK, BLOCK // 2, "r")
 
 
+def _mprotect_all(m: contpte.Machine) -> Callable[[], Any]:
+    p, a = _populated(m)
+    return lambda: p.mprotect(a, MIB, "r")
+
+
 def _dontneed_one_page(m: contpte.Machine) -> Callable[[], Any]:
     p, a = _populated(m)
     return lambda: p.madvise(a + BLOCK + 3 * PAGE, PAGE, "dontneed")
@@ -113,6 +118,33 @@ OPERATIONS: dict[str, Operation] = {
             "mprotect_half_block",
             "mprotect(PROT_READ) of the first half (32K) of the second 64K block of 1 MiB of 64K folios",
             _mprotect_half_block,
+        ),
+        Operation(
+            "mprotect_half_block_v7_2",
+            "the same mprotect on kernel 7.2 (batched: modify_prot_start_ptes of the 8 PTEs unfolds the "
+            "partly covered block, as 6.12's first ptep_modify_prot_start does)",
+            _mprotect_half_block,
+            {"kernel": "7.2"},
+        ),
+        Operation(
+            "mprotect_1M_64K",
+            "mprotect(PROT_READ) of all of 1 MiB of 64K folios (16 folded blocks on arm64: each unfolded "
+            "and folded again, PTE by PTE)",
+            _mprotect_all,
+        ),
+        Operation(
+            "mprotect_1M_64K_v7_2",
+            "the same mprotect on kernel 7.2 (one batch per folio; arm64: each block cleared and set "
+            "again folded, no unfold)",
+            _mprotect_all,
+            {"kernel": "7.2"},
+        ),
+        Operation(
+            "fork_1M_64K_v7_2",
+            "fork() of 1 MiB of 64K folios on kernel 7.2 (folio_pte_batch no longer reads the PTE after "
+            "each folio)",
+            _fork,
+            {"kernel": "7.2"},
         ),
         Operation(
             "dontneed_one_page",

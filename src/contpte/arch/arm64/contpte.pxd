@@ -24,7 +24,7 @@ cpdef u64 contpte_ptep_get(Pgtable arch, i64 ptep, u64 orig_pte) except? -1
 cpdef u64 contpte_ptep_get_lockless(Pgtable arch, i64 orig_ptep) except? -1
 cpdef contpte_set_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
 cpdef contpte_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
-cpdef u64 contpte_get_and_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full) except? -1
+cpdef u64 contpte_get_and_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full, str caller=*) except? -1
 cpdef bint contpte_ptep_test_and_clear_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
 cpdef bint contpte_ptep_clear_flush_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
 cpdef contpte_wrprotect_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr)

@@ -432,16 +432,24 @@ def contpte_clear_full_ptes(
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_get_and_clear_full_ptes(
-    arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, nr: i64, full: cython.bint
+    arch: Pgtable,
+    mm: MmLike,
+    addr: i64,
+    ptep: i64,
+    nr: i64,
+    full: cython.bint,
+    caller: str = "get_and_clear_full_ptes",
 ) -> u64:
     """Like ``contpte_clear_full_ptes()``, returning the first PTE with all A/D ORed.
 
     Models: arch/arm64/mm/contpte.c ``contpte_get_and_clear_full_ptes()``.
+    ``caller`` (model only) names the unfold counter: v6.17's
+    ``modify_prot_start_ptes()`` comes here too.
 
     Context: PTL held; one folio; one PMD.
     """
     count(arch.counters, CALL_GET_AND_CLEAR_FULL, 1)
-    contpte_try_unfold_partial(arch, mm, addr, ptep, nr, "get_and_clear_full_ptes")
+    contpte_try_unfold_partial(arch, mm, addr, ptep, nr, caller)
     return arch._get_and_clear_full_ptes(mm, addr, ptep, nr, full)
 
 

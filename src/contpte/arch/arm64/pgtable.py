@@ -140,6 +140,13 @@ class Arm64Pgtable(Pgtable):
         # folds from set_ptes().  A per-PTE write-protect of a folded block
         # then unfolds it at its first entry and folds it at its last.
         "wrprotect_refold": False,
+        # True (v6.17, commit 7efa1cd5f89b "arm64: add batched versions of
+        # ptep_modify_prot_start/commit", Dev Jain): modify_prot_start_ptes()
+        # is get_and_clear_ptes() and modify_prot_commit_ptes() is
+        # set_ptes(), so a batched mprotect (core-mm's mprotect_batch) of
+        # whole contiguous blocks neither unfolds nor refolds them.  False:
+        # the generic per-PTE loops (v6.12 has no batched mprotect).
+        "modify_prot_ptes_opt": False,
     }
 
     def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
@@ -158,6 +165,7 @@ class Arm64Pgtable(Pgtable):
         self.teardown_opt = bool(self.options["teardown_opt"])
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
         self.wrprotect_refold = bool(self.options["wrprotect_refold"])
+        self.modify_prot_ptes_opt = bool(self.options["modify_prot_ptes_opt"])
         self.tlbirange = bool(hw.features.tlbirange)
         self.kpti = bool(hw.features.kpti)
 
@@ -1010,6 +1018,55 @@ class Arm64Pgtable(Pgtable):
         Context: PTL held.
         """
         self.set_pte_at(vma.vm_mm, addr, ptep, pte)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def modify_prot_start_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> u64:
+        """Start a protection change of ``nr`` PTEs of one folio (batched mprotect).
+
+        Models: arch/arm64/mm/mmu.c ``modify_prot_start_ptes()`` (v6.17,
+        ``modify_prot_ptes_opt``): ``get_and_clear_ptes()``, so only blocks
+        the batch covers partly unfold; whole blocks are cleared folded, with
+        no TLBI (mprotect's mmu_gather flushes the range).  ``nr == 1`` is
+        ``ptep_modify_prot_start()``.  Without the option: the generic loop
+        of ``ptep_modify_prot_start()``, which unfolds every block.
+
+        Context: PTL held; one folio; one PMD.
+        """
+        if not self.modify_prot_ptes_opt:
+            return Pgtable.modify_prot_start_ptes(self, vma, addr, ptep, nr)
+        mm: MmLike = vma.vm_mm
+        if nr == 1:
+            return self.ptep_modify_prot_start(vma, addr, ptep)
+        # get_and_clear_ptes() -> get_and_clear_full_ptes(full=0), its unfolds
+        # counted as modify_prot_start_ptes'.
+        if not self.contpte_enabled:
+            return self._get_and_clear_full_ptes(mm, addr, ptep, nr, False)
+        if not self.teardown_opt:
+            self._per_pte_unfold(mm, addr, ptep, nr, "modify_prot_start_ptes", False)
+            return self._get_and_clear_full_ptes(mm, addr, ptep, nr, False)
+        return contpte.contpte_get_and_clear_full_ptes(
+            self, mm, addr, ptep, nr, False, "modify_prot_start_ptes"
+        )
+
+    @cython.ccall
+    def modify_prot_commit_ptes(
+        self, vma: VmaLike, addr: i64, ptep: i64, old_pte: u64, pte: u64, nr: i64
+    ) -> None:
+        """Commit ``pte`` to ``nr`` PTEs of one folio (batched mprotect).
+
+        Models: arch/arm64/mm/mmu.c ``modify_prot_commit_ptes()`` (v6.17,
+        ``modify_prot_ptes_opt``): ``set_ptes()``, which sets PTE_CONT
+        directly on every whole aligned block.  Without the option: the
+        generic loop of ``ptep_modify_prot_commit()`` (the last entry of a
+        block refolds it).
+
+        Context: PTL held; the ``nr`` entries none (started); one folio; one PMD.
+        """
+        if not self.modify_prot_ptes_opt:
+            Pgtable.modify_prot_commit_ptes(self, vma, addr, ptep, old_pte, pte, nr)
+            return
+        self.set_ptes(vma.vm_mm, addr, ptep, pte, nr)
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
