@@ -71,6 +71,12 @@ CHANGES: tuple[Change, ...] = (
         "mm/memory.c __wp_can_reuse_large_anon_folio()",
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
+    Change(
+        "mremap_pte_batch",
+        "6.17",
+        "mm/mremap.c move_ptes(), mremap_folio_pte_batch()",
+        "'mm: Optimize mremap() by PTE batching' (Dev Jain; commit id not verified here)",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

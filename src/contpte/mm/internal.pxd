@@ -3,7 +3,7 @@ from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport Kernel
 
-cdef i64 FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY
+cdef i64 FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, FPB_RESPECT_WRITE
 
 @cython.final
 cdef class BoolPtr:

@@ -14,10 +14,20 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from .kernel import Kernel
 
-__all__ = ["BoolPtr", "FolioPtr", "folio_pte_batch", "FPB_IGNORE_DIRTY", "FPB_IGNORE_SOFT_DIRTY"]
+__all__ = [
+    "BoolPtr",
+    "FolioPtr",
+    "folio_pte_batch",
+    "FPB_IGNORE_DIRTY",
+    "FPB_IGNORE_SOFT_DIRTY",
+    "FPB_RESPECT_WRITE",
+]
 
 FPB_IGNORE_DIRTY = cython.declare(i64, 1 << 0)
 FPB_IGNORE_SOFT_DIRTY = cython.declare(i64, 1 << 1)
+#: Compare the write bit too (v6.17's ``FPB_RESPECT_WRITE``, BIT(2) as there:
+#: mremap's batch must not mix writable and read-only PTEs).
+FPB_RESPECT_WRITE = cython.declare(i64, 1 << 2)
 
 
 @cython.final
@@ -60,9 +70,9 @@ def folio_pte_batch(
     """Count the PTEs from ``start_ptep`` that map consecutive pages of ``folio``.
 
     Models: mm/internal.h ``folio_pte_batch()`` (v6.12): compare each PTE
-    with the expected one after ``pte_wrprotect`` + ``pte_mkold`` (write and
-    young are always ignored) and, per ``flags``, ``pte_mkclean`` and
-    ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
+    with the expected one after ``pte_wrprotect`` + ``pte_mkold`` (young is
+    always ignored, write unless ``FPB_RESPECT_WRITE``, v6.17's flag for
+    mremap) and, per ``flags``, ``pte_mkclean`` and ``pte_clear_soft_dirty``; stop at the first mismatch (none, swap,
     another pfn, protnone, uffd-wp, a different dirty bit) or at the end of
     the folio.  ``any_writable.value`` is set if a PTE after the first is
     writable; ``any_young.value`` / ``any_dirty.value`` (cleared first, as
@@ -135,9 +145,15 @@ def _fpb_norm(
         p = a.pte_clear_uffd_wp(p)
     if bug_protnone and a.pte_present(p):  # bug catalog: protection ignored
         p = a.pte_modify(p, first_prot)
+    if flags & FPB_RESPECT_WRITE:
+        return a.pte_mkold(p)
     return a.pte_wrprotect(a.pte_mkold(p))
 
 
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
-    globals().update(FPB_IGNORE_DIRTY=FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY=FPB_IGNORE_SOFT_DIRTY)
+    globals().update(
+        FPB_IGNORE_DIRTY=FPB_IGNORE_DIRTY,
+        FPB_IGNORE_SOFT_DIRTY=FPB_IGNORE_SOFT_DIRTY,
+        FPB_RESPECT_WRITE=FPB_RESPECT_WRITE,
+    )

@@ -18,7 +18,7 @@ cdef class RmapObserver:
 cdef class Kernel:
     cdef public dict options, mthp, files
     cdef public bint batch_fork, batch_zap, batch_rmap, batch_extent_arch
-    cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page
+    cdef public bint cow_reuse_large, huge_zero_wp_thp, mremap_pte_batch, use_zero_page
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer
     cdef public object hw, on_lock_break

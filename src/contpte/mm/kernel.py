@@ -38,6 +38,7 @@ MM_OPTIONS: dict[str, Any] = {
     "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
+    "mremap_pte_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -82,6 +83,18 @@ THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
 1ced09e0331f "mm: allocate THP on hugezeropage wp-fault", Dev Jain, v6.13),
 splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
+
+``mremap_pte_batch`` (from ``kernel="6.17"``): mremap's ``move_ptes()``
+(mm/mremap.c) moves a run of present PTEs that map consecutive pages of one
+large folio at once: ``mremap_folio_pte_batch()`` (only where
+``pte_batch_hint()`` says more than 1, i.e. from a folded contiguous block
+on arm64), ``get_and_clear_ptes()`` and ``set_ptes()`` over the batch (Dev
+Jain, "mm: Optimize mremap() by PTE batching", v6.17).  On arm64 a folded
+block moved whole is neither unfolded at the source nor folded again at
+the destination (``contpte_set_ptes()`` writes it contiguous).  False:
+v6.12, one ``ptep_get_and_clear()`` + ``set_pte_at()`` per PTE (the first
+clear of a folded block unfolds it; the last set of an aligned destination
+block may fold it again).
 
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
@@ -172,6 +185,7 @@ class Kernel:
         self.batch_extent_arch = self.batch_extent == "arch"
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
+        self.mremap_pte_batch = bool(self.options["mremap_pte_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(
