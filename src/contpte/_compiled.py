@@ -59,6 +59,7 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.huge_memory",
     "contpte.mm.memory",
     "contpte.mm.mmap",
+    "contpte.mm.mremap",
     "contpte.mm.mprotect",
     "contpte.mm.madvise",
     "contpte.mm.userfaultfd",

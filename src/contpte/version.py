@@ -104,6 +104,12 @@ CHANGES: tuple[Change, ...] = (
         "7efa1cd5f89b 'arm64: add batched versions of ptep_modify_prot_start/commit' (Dev Jain)",
         arch="arm64",
     ),
+    Change(
+        "mremap_pte_batch",
+        "6.17",
+        "mm/mremap.c move_ptes(), mremap_folio_pte_batch()",
+        "'mm: Optimize mremap() by PTE batching' (Dev Jain; commit id not verified here)",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

@@ -21,7 +21,11 @@ def test_fuzz_finds_madvise_free_without_invalidation() -> None:
     r = fuzz(FuzzConfig(steps=1500, seed=1, episode_steps=150, bugs=(BUG,)))
     assert r.finding is not None, f"not found in {r.steps} steps"
     assert r.finding.kind == "violation:stale-tlb-at-return"
-    assert "writable-dirty, memory is clean" in r.finding.message
+    # The stale entry is writable where MADV_FREE made the PTE clean: with
+    # FEAT_HAFDBS a writable-clean descriptor, without it (the fuzzer's
+    # apple-m2 episodes) a read-only one.
+    msg = r.finding.message
+    assert "writable-dirty, memory is clean" in msg or "memory no longer grants write" in msg
     assert len(r.finding.scenario.steps) <= 10  # shrunk
 
 

@@ -197,6 +197,43 @@ class Validators:
         ps = self.page_size
         self._values(p.pid).forget(addr >> self.page_shift, (length + ps - 1) // ps)
 
+    def mremap_begin(self, p: Any, addr: int, npages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Before an mremap: what the old range's pages should read (values, owned, lazyfree)."""
+        sh = self._values(p.pid)
+        vpn = addr >> self.page_shift
+        vals, own = sh.get(vpn, npages)
+        return vals, own, sh.get_lazy(vpn, npages)
+
+    def on_mremap_move(
+        self, p: Any, saved: tuple[np.ndarray, np.ndarray, np.ndarray] | None, old: int, new: int, npages: int
+    ) -> None:
+        """mremap moved the first ``npages`` pages of ``old`` to ``new`` (their PTEs went along).
+
+        The old range reads what an unfaulted page reads from now on (it is
+        unmapped, or kept empty by MREMAP_DONTUNMAP); the new range reads
+        what the old one did, MADV_FREE state included.  Shared mappings
+        are followed by file index already.
+        """
+        sh = self._values(p.pid)
+        ov = old >> self.page_shift
+        nv = new >> self.page_shift
+        sh.forget(ov, npages)
+        if saved is None:
+            return
+        vals, own, lazy = saved
+        i = 0
+        while i < npages:
+            if not own[i]:
+                i += 1
+                continue
+            j = i
+            while j < npages and own[j]:
+                j += 1
+            sh.set(nv + i, j - i, np.ascontiguousarray(vals[i:j]))
+            i = j
+        for k in np.nonzero(lazy[:npages])[0]:
+            sh.mark_lazy(nv + int(k), 1, True)
+
     # -- pins ----------------------------------------------------------------------
     def on_pin(self, p: Any, addr: int, npages: int, write: bool = True) -> None:
         """``pin`` took long-term pins on the present pages of the range."""

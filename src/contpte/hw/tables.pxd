@@ -10,6 +10,7 @@ cdef class StoreObserver:
     cpdef on_pmd_hw_update(self, AddressSpace space, i64 pmd_index, u64 old, u64 new)
     cpdef on_table_alloc(self, AddressSpace space, i64 pmd_index, i64 slot)
     cpdef on_table_free(self, AddressSpace space, i64 pmd_index, i64 slot)
+    cpdef on_table_move(self, AddressSpace space, i64 old_index, i64 pmd_index, i64 slot)
 
 cdef class LogEntry:
     cdef public PtePool pool

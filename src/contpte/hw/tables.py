@@ -83,6 +83,14 @@ class StoreObserver:
     def on_table_free(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
         """The level-3 table at ``pmd_index`` is about to be unhooked (still readable)."""
 
+    @cython.ccall
+    def on_table_move(self, space: AddressSpace, old_index: i64, pmd_index: i64, slot: i64) -> None:
+        """A populated level-3 table unhooked from ``old_index`` was hooked in at ``pmd_index``.
+
+        Its descriptors are unchanged (mremap's ``move_normal_pmd()``); the
+        unhook was told by ``on_table_free`` first.
+        """
+
 
 @cython.cclass
 class LogEntry:
@@ -413,12 +421,28 @@ class AddressSpace:
 
     @cython.ccall
     def hook_table(self, pmd_index: i64, slot: i64) -> None:
-        """Store a table descriptor: the level-3 table in ``slot`` (zeroed) now maps ``pmd_index``."""
+        """Store a table descriptor: the level-3 table in ``slot`` now maps ``pmd_index``.
+
+        A slot allocated for ``pmd_index`` is zeroed (``on_table_alloc``); a
+        slot allocated for another index and unhooked from it keeps its
+        descriptors and moves here (mremap's ``move_normal_pmd()``:
+        ``on_table_move``; the store log's entry follows it).
+        """
         if self.pte_table(pmd_index) >= 0:
             raise ModelUsageError(f"{self.name}: level-2 index {pmd_index:#x} already has a table")
+        pool: PtePool = self.pool
+        old_index: i64 = cython.cast(i64, pool.slot_pmd[slot])
         self.tables[pmd_index] = slot
-        if self.pool.observer is not None:
-            self.pool.observer.on_table_alloc(self, pmd_index, slot)
+        if old_index == pmd_index:
+            if pool.observer is not None:
+                pool.observer.on_table_alloc(self, pmd_index, slot)
+            return
+        pool.slot_pmd[slot] = pmd_index
+        at = pool.log_at.get(slot)
+        if at is not None:
+            cython.cast(LogEntry, pool.log[at]).pmd_index = pmd_index
+        if pool.observer is not None:
+            pool.observer.on_table_move(self, old_index, pmd_index, slot)
 
     @cython.ccall
     def free_pte_table(self, pmd_index: i64) -> None:

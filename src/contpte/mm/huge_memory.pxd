@@ -12,7 +12,7 @@ from contpte.mm.memmap cimport (
 )
 from contpte.mm.mm_types cimport (
     FAULT_FLAG_UNSHARE, FAULT_FLAG_WRITE, MM_ANONPAGES, VM_FAULT_FALLBACK, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED,
-    VM_WRITE, MmStruct, Vma, VmFault, vma_is_anonymous, vma_mm,
+    VM_UFFD_WP, VM_WRITE, MmStruct, Vma, VmFault, vma_is_anonymous, vma_mm,
 )
 from contpte.mm.mmu_gather cimport MmuGather
 from contpte.mm.mm_h cimport (
@@ -38,6 +38,7 @@ cpdef i64 do_huge_pmd_numa_page(VmFault vmf, u64 pmd) except? -1
 cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma) except? -1
 cpdef zap_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr)
 cpdef split_huge_pmd(Vma vma, i64 pmd_index, i64 haddr)
+cpdef bint move_huge_pmd(Vma vma, i64 old_addr, i64 new_addr, i64 old_pmd, i64 new_pmd) except? -1
 # The rest of the file.
 cpdef i64 mm_get_huge_zero_folio(MmStruct mm) except? -1
 cpdef i64 vma_alloc_anon_folio_pmd(Vma vma) except? -1

@@ -74,6 +74,7 @@ if not cython.compiled:
         VM_HUGEPAGE,
         VM_NOHUGEPAGE,
         VM_SHARED,
+        VM_UFFD_WP,
         VM_WRITE,
         MmStruct,
         Vma,
@@ -106,6 +107,7 @@ __all__ = [
     "huge_pmd_set_accessed",
     "copy_huge_pmd",
     "zap_huge_pmd",
+    "move_huge_pmd",
     "split_huge_pmd",
     "change_huge_pmd",
     "do_huge_pmd_numa_page",
@@ -403,6 +405,40 @@ def zap_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64) -> None:
     # tlb_remove_page_size(): one slot for the PMD's reference; flush now if that filled the gather.
     if tlb.tlb_remove_folio_pages(folio, folio, 1, False):
         tlb.tlb_flush_mmu()
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def move_huge_pmd(vma: Vma, old_addr: i64, new_addr: i64, old_pmd: i64, new_pmd: i64) -> cython.bint:
+    """Move a huge PMD to another PMD of the same mm (mremap); False if it cannot.
+
+    Models: mm/huge_memory.c ``move_huge_pmd()`` (v6.12 to v7.2): the
+    destination must be none (no table, no block), then
+    ``pmdp_huge_get_and_clear()`` of the old entry, ``move_soft_dirty_pmd()``,
+    the uffd-wp bit cleared when the VMA is registered without
+    UFFD_FEATURE_EVENT_REMAP (the model's uffd contexts never have it),
+    ``set_pmd_at()`` at the new index and ``flush_pmd_tlb_range()`` of the
+    old range.  The model deposits no page table with a PMD mapping
+    (``split_huge_pmd`` allocates one), so there is nothing to withdraw.
+    No rmap change: the folio keeps its entire mapping, its index and
+    anon_vma (the new VMA's pgoff follows the move).
+
+    Context: mmap_lock held for write; ``old_pmd`` maps a huge PMD of ``vma``.
+    """
+    mm: MmStruct = vma_mm(vma)
+    arch: Pgtable = mm.kernel.arch
+    if mm.space.pte_table(new_pmd) >= 0 or mm.space.pmd_peek(new_pmd) != 0:
+        return False
+    pmd: u64 = arch.pmdp_huge_get_and_clear(mm, old_addr, old_pmd)
+    force_flush: cython.bint = pmd != 0
+    pte: u64 = arch.pmd_pte(pmd)
+    pte = arch.pte_mksoft_dirty(pte)  # move_soft_dirty_pmd() (a no-op on arm64)
+    if vma.vm_flags & VM_UFFD_WP:  # vma_has_uffd_without_event_remap()
+        pte = arch.pte_clear_uffd_wp(pte)
+    arch.set_pmd_at(mm, new_addr, new_pmd, arch.pte_pmd(pte))
+    if force_flush:
+        arch.flush_pmd_tlb_range(vma, old_addr, old_addr + arch.PMD_SIZE)
+    return True
 
 
 @cython.ccall

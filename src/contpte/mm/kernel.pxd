@@ -19,7 +19,7 @@ cdef class RmapObserver:
 cdef class Kernel:
     cdef public dict options, mthp, files
     cdef public bint batch_fork, batch_zap, batch_rmap, batch_extent_arch
-    cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page, maybe_mapped_shared
+    cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page, maybe_mapped_shared, mremap_pte_batch
     cdef public bint fpb_cap_at_folio_end, prot_numa_batch_skip, mprotect_batch
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer

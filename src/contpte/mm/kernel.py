@@ -42,6 +42,7 @@ MM_OPTIONS: dict[str, Any] = {
     "fpb_cap_at_folio_end": False,
     "prot_numa_batch_skip": False,
     "mprotect_batch": False,
+    "mremap_pte_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -121,6 +122,18 @@ mprotect() by PTE batching", Dev Jain, v6.17).  False: v6.12, one
 ``ptep_modify_prot_start()``/``commit()`` per PTE.  What a batch costs is the
 arch's: the generic functions loop per PTE; arm64's keep whole contiguous
 blocks folded (its option ``modify_prot_ptes_opt``).
+
+``mremap_pte_batch`` (from ``kernel="6.17"``): mremap's ``move_ptes()``
+(mm/mremap.c) moves a run of present PTEs that map consecutive pages of one
+large folio at once: ``mremap_folio_pte_batch()`` (only where
+``pte_batch_hint()`` says more than 1, i.e. from a folded contiguous block
+on arm64), ``get_and_clear_ptes()`` and ``set_ptes()`` over the batch (Dev
+Jain, "mm: Optimize mremap() by PTE batching", v6.17).  On arm64 a folded
+block moved whole is neither unfolded at the source nor folded again at
+the destination (``contpte_set_ptes()`` writes it contiguous).  False:
+v6.12, one ``ptep_get_and_clear()`` + ``set_pte_at()`` per PTE (the first
+clear of a folded block unfolds it; the last set of an aligned destination
+block may fold it again).
 
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
@@ -217,6 +230,7 @@ class Kernel:
         self.fpb_cap_at_folio_end = bool(self.options["fpb_cap_at_folio_end"])
         self.prot_numa_batch_skip = bool(self.options["prot_numa_batch_skip"])
         self.mprotect_batch = bool(self.options["mprotect_batch"])
+        self.mremap_pte_batch = bool(self.options["mremap_pte_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

@@ -4,7 +4,7 @@ from contpte.arch.pgtable cimport Pgtable
 from contpte.hw.tables cimport AddressSpace
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.mm_types cimport (
-    VM_ACCESS_FLAGS, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_SHARED, VM_WRITE, MmStruct, Vma, vma_mm,
+    VM_ACCESS_FLAGS, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_SHARED, VM_WRITE, MmStruct, Vma, vma_is_anonymous, vma_mm,
 )
 from contpte.mm.mm_h cimport vma_wants_writenotify
 from contpte.mm.mmu_gather cimport MmuGather
@@ -18,6 +18,8 @@ cpdef insert_vma(MmStruct mm, Vma vma)
 cpdef i64 get_unmapped_area(MmStruct mm, i64 addr, i64 length, bint anon, bint fixed) except? -1
 cdef bint _mergeable(Vma a, Vma b) except? -1
 cpdef Vma vma_merge_around(MmStruct mm, Vma vma)
+cpdef Vma copy_vma(Vma vma, i64 addr, i64 length, i64 pgoff)
+cpdef Vma vma_merge_extend(MmStruct mm, Vma vma, i64 delta)
 cpdef bint vm_enough_memory(Kernel k, i64 pages) except? -1
 cpdef bint accountable_mapping(File file, i64 vm_flags) except? -1
 cpdef i64 do_mmap(MmStruct mm, File file, i64 addr, i64 length, i64 vm_flags, i64 pgoff, bint fixed) except? -1

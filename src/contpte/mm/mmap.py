@@ -4,7 +4,8 @@ Models: mm/mmap.c and mm/vma.c (Linux v6.12): ``get_unmapped_area``
 (top-down, with the THP alignment of PMD-multiple anonymous mappings),
 ``do_mmap``/``mmap_region`` (merging with compatible neighbours),
 ``do_vmi_munmap`` (split at the edges, unmap, free page tables),
-``split_vma``, ``vma_merge`` of neighbours after a change, and
+``split_vma``, ``vma_merge`` of neighbours after a change, ``copy_vma``
+and ``vma_merge_extend`` (mremap), and
 ``exit_mmap`` (a fullmm gather).  ``vma_wants_writenotify()`` of mm/vma.c
 is in ``mm_h`` (mm/memory.c uses it too; compiled modules may not import
 in a cycle).
@@ -39,6 +40,7 @@ if not cython.compiled:
         VM_WRITE,
         MmStruct,
         Vma,
+        vma_is_anonymous,
         vma_mm,
     )
     from .mmu_gather import MmuGather
@@ -52,6 +54,8 @@ __all__ = [
     "do_munmap",
     "split_vma",
     "vma_merge_around",
+    "copy_vma",
+    "vma_merge_extend",
     "exit_mmap",
     "insert_vma",
     "free_pte_range",
@@ -152,6 +156,47 @@ def vma_merge_around(mm: MmStruct, vma: Vma) -> Vma:
             prev.anon_vma = vma.anon_vma
         return prev
     return vma
+
+
+@cython.ccall
+def copy_vma(vma: Vma, addr: i64, length: i64, pgoff: i64) -> Vma:
+    """A VMA like ``vma`` for ``[addr, addr + length)`` at page offset ``pgoff``.
+
+    Models: mm/vma.c ``copy_vma()`` (v6.12): an anonymous VMA never
+    faulted (no anon_vma) takes the pgoff of its new address, so it may
+    merge there; the new range merges with a compatible neighbour
+    (``vma_merge_new_range()``) or becomes a new VMA sharing the anon_vma
+    (``anon_vma_clone()``).  The merged VMA may be the source itself (only
+    an unfaulted one: its pgoff was just made linear with the new range);
+    the caller re-looks the source up by address, as the kernel's
+    ``*vmap = new_vma`` does.  The model's ``need_rmap_locks`` is not
+    returned: it has no concurrent rmap walk to order against.
+
+    Context: mmap_lock held for write; nothing is mapped in the new range.
+    """
+    mm: MmStruct = vma_mm(vma)
+    if vma_is_anonymous(vma) and not vma.vm_flags & VM_SHARED and vma.anon_vma is None:
+        pgoff = addr >> mm.kernel.page_shift
+    new: Vma = vma.copy(mm)
+    new.vm_start = addr
+    new.vm_end = addr + length
+    new.vm_pgoff = pgoff
+    insert_vma(mm, new)
+    return vma_merge_around(mm, new)
+
+
+@cython.ccall
+def vma_merge_extend(mm: MmStruct, vma: Vma, delta: i64) -> Vma:
+    """Grow ``vma`` by ``delta`` bytes at its end, merging with the next VMA if it now touches.
+
+    Models: mm/vma.c ``vma_merge_extend()`` (v6.12): ``vma_merge_new_range()``
+    of ``[vm_end, vm_end + delta)`` with ``vma`` as the previous VMA (always
+    compatible with itself) and the next one.
+
+    Context: mmap_lock held for write; ``[vm_end, vm_end + delta)`` is free.
+    """
+    vma.vm_end += delta
+    return vma_merge_around(mm, vma)
 
 
 @cython.ccall

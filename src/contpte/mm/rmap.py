@@ -372,8 +372,9 @@ def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
     Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` for PTE
     mappings.  ``[lo, hi)``: pages of one folio.  As ``vma_address()`` does,
     each page is looked for only where a VMA maps its page index
-    (``folio->index`` + offset, the inverse of ``linear_page_index``): the
-    model has no mremap, so every mapping of a page is at that address.  The
+    (``folio->index`` + offset, the inverse of ``linear_page_index``): a
+    page mremap moved is at that address of its new VMA, whose pgoff
+    followed the move (``move_vma()``).  The
     model keeps no anon_vma chains or i_mmap trees, so every VMA of every mm
     is a candidate, and a PTE counts only if it maps a pfn in the range.  The
     cost follows the VMAs and the folio's size, not the address space.

@@ -2,7 +2,7 @@
 
 Every scenario process is a real forked Python process (a *server*) that
 executes one command at a time sent over a Unix socket: ``mmap``,
-``mprotect``, ``madvise``, ``munmap`` through ctypes on libc; stores and
+``mprotect``, ``madvise``, ``munmap``, ``mremap`` through ctypes on libc; stores and
 loads of one 64-bit value per page, as the model's ``write``/``read`` do;
 ``fork`` with ``os.fork`` (the new process gets its own socket, passed with
 SCM_RIGHTS); long-term pins through io_uring fixed buffers
@@ -73,6 +73,7 @@ MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MADV = {"dontneed": 4, "free": 8, "dontfork": 10, "dofork": 11, "hugepage": 14, "nohugepage": 15}
+MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
 PR_SET_PDEATHSIG = 1
 
 SYS_io_uring_setup = 425
@@ -162,6 +163,15 @@ class _Libc:
         for fn in (self.mprotect, self.madvise):
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.mremap = lib.mremap
+        self.mremap.restype = ctypes.c_void_p
+        self.mremap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        ]
         self.syscall = lib.syscall
         self.syscall.restype = ctypes.c_long
         self.prctl = lib.prctl
@@ -272,6 +282,19 @@ class _Server:
 
     def op_munmap(self, addr: int, length: int, fds: list[int]) -> tuple[Any, ...]:
         return ("ok",) if self.libc.munmap(addr, length) == 0 else self._err()
+
+    def op_mremap(
+        self, addr: int, old_len: int, new_len: int, flags: str, new_addr: int, fds: list[int]
+    ) -> tuple[Any, ...]:
+        """mremap(2) with ``flags`` by name (``"maymove|fixed"``); ("ok", address) or ("err", errno)."""
+        fl = 0
+        for f in flags.split("|"):
+            if f:
+                fl |= MREMAP[f]
+        got = self.libc.mremap(addr, old_len, new_len, fl, new_addr)
+        if got is None or got == ctypes.c_void_p(-1).value:
+            return self._err()
+        return ("ok", got)
 
     def op_mprotect(self, addr: int, length: int, prot: str, fds: list[int]) -> tuple[Any, ...]:
         return ("ok",) if self.libc.mprotect(addr, length, PROT[prot]) == 0 else self._err()

@@ -634,6 +634,8 @@ class _Replay:
             return None, None
         if op == "mmap":
             return self._live_mmap(step, p, model_error), None
+        if op == "mremap":
+            return self._live_mremap(step, p, model_error), None
         addr = self._live_addr(self.env.addr(a["addr"], self.sc, step), step)
         n = a["length"]
         npages = (n + self.ps - 1) // self.ps
@@ -681,6 +683,39 @@ class _Replay:
             return None
         return str(r[1])
 
+    def _live_mremap(self, step: Step, p: Any, model_error: str | None) -> str | None:
+        """mremap on the live side, at the model's addresses minus ``DELTA``.
+
+        The same flags, except that a mapping the model moved without
+        MREMAP_FIXED goes to the model's new address with MREMAP_FIXED
+        added (the live process would choose another place; everything the
+        oracle compares is at the model's addresses).  The live result must
+        then be that address: a different one is an outcome mismatch.
+        """
+        a = step.args
+        addr = self._live_addr(self.env.addr(a["addr"], self.sc, step), step)
+        flags = a["flags"]
+        target = 0
+        if a.get("new_addr") is not None:
+            target = self._live_addr(self.env.addr(a["new_addr"], self.sc, step), step)
+        want: int | None = None
+        if model_error is None:
+            assert step.bind is not None
+            got = self.env.addrs[step.bind]
+            want = self._live_addr(got, step)
+            self.regions.append((got, got + a["new_length"]))
+            if not step.bind.startswith("_"):
+                self.namer.add(step.bind, got, a["new_length"])
+            if want != addr and "fixed" not in flags and "maymove" in flags:
+                flags = "|".join(f for f in ("maymove", "fixed", "dontunmap") if f in flags or f == "fixed")
+                target = want
+        r = self.live.call(p, "mremap", addr, a["length"], a["new_length"], flags, target)
+        if r[0] != "ok":
+            return str(r[1])
+        if want is not None and r[1] != want:
+            return f"moved to {r[1] + DELTA:#x}, not {want + DELTA:#x}"
+        return None
+
 
 def run_oracle(
     sc: Scenario,
@@ -716,7 +751,10 @@ def run_oracle(
         res.reason = reason
         return res
     # Unbound mmaps get a hidden name, so the model's address is known.
-    steps = [replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps]
+    steps = [
+        replace(s, bind=f"_{s.op}{s.line}") if s.op in ("mmap", "mremap") and s.bind is None else s
+        for s in sc.steps
+    ]
     fallbacks_before = live_fallbacks()
     with _live_session(sc, res.options, model_arch) as (replay, settings):
         res.settings = settings

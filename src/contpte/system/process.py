@@ -43,6 +43,7 @@ from ..mm.mm_types import (
 )
 from ..mm.mmap import do_mmap, do_munmap
 from ..mm.mprotect import change_prot_numa, do_mprotect_pkey
+from ..mm.mremap import MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap
 from ..mm.shmem import File
 from ..mm.userfaultfd import mwriteprotect_range, userfaultfd_register_wp
 from .sizes import parse_length
@@ -50,7 +51,7 @@ from .sizes import parse_length
 if TYPE_CHECKING:
     from .machine import Machine
 
-__all__ = ["Process", "PAGEMAP_DTYPE", "parse_prot", "parse_flags"]
+__all__ = ["Process", "PAGEMAP_DTYPE", "parse_prot", "parse_flags", "parse_mremap_flags", "MREMAP_FLAGS"]
 
 
 _PROT = {"r": VM_READ, "w": VM_WRITE, "x": VM_EXEC}
@@ -86,6 +87,31 @@ def parse_flags(flags: str) -> set[str]:
             f"mmap flags {flags!r}: unknown {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}"
         )
     return parts
+
+
+MREMAP_FLAGS = {"maymove": MREMAP_MAYMOVE, "fixed": MREMAP_FIXED, "dontunmap": MREMAP_DONTUNMAP}
+"""The MREMAP_* flags by name (include/uapi/linux/mman.h)."""
+
+
+def parse_mremap_flags(flags: str | int) -> int:
+    """``"maymove|fixed"`` -> MREMAP_MAYMOVE|MREMAP_FIXED; ``""``/``"none"`` -> 0; ints pass through.
+
+    An unknown name is a ModelUsageError; unknown bits of an int are the
+    kernel's to refuse (EINVAL).
+    """
+    if isinstance(flags, (int, np.integer)):
+        return int(flags)
+    out = 0
+    for part in flags.replace(",", "|").split("|"):
+        name = part.strip().lower()
+        if name in ("", "none", "0"):
+            continue
+        if name not in MREMAP_FLAGS:
+            raise ModelUsageError(
+                f"mremap flags {flags!r}: unknown {name!r}; known: {', '.join(MREMAP_FLAGS)}"
+            )
+        out |= MREMAP_FLAGS[name]
+    return out
 
 
 def _oserror(ret: int, call: str) -> OSError:
@@ -265,6 +291,63 @@ class Process:
         if self.machine.check_enabled:
             self.machine.validators.on_unmap(self, addr, length)
         self._leave("munmap")
+
+    def mremap(
+        self,
+        old_addr: int,
+        old_len: int | str,
+        new_len: int | str,
+        flags: str | int = 0,
+        new_addr: int | None = None,
+    ) -> int:
+        """Resize and/or move a mapping; returns its (new) address.
+
+        ``flags``: ``"maymove"``, ``"fixed"``, ``"dontunmap"`` joined with
+        ``|`` (or the MREMAP_* bits as an int); ``new_addr``: the target of
+        MREMAP_FIXED (a hint with MREMAP_DONTUNMAP alone).  Errors as
+        Linux: EINVAL (bad flags, alignment, lengths, overlapping ranges),
+        EFAULT (no mapping at ``old_addr``, or the old range leaves it),
+        ENOMEM (cannot grow in place without MREMAP_MAYMOVE).  Models
+        mm/mremap.c (``contpte.mm.mremap``).
+        """
+        old_n = parse_length(old_len, "mremap old length")
+        new_n = parse_length(new_len, "mremap new length")
+        if old_n < 0 or new_n < 0:
+            raise ModelUsageError(f"mremap: lengths must not be negative, not {old_n} and {new_n}")
+        fl = parse_mremap_flags(flags)
+        if not isinstance(old_addr, (int, np.integer)) or old_addr < 0:
+            raise ModelUsageError(f"mremap: old address must be a non-negative integer, not {old_addr!r}")
+        if new_addr is not None and (not isinstance(new_addr, (int, np.integer)) or new_addr < 0):
+            raise ModelUsageError(f"mremap: new address must be a non-negative integer, not {new_addr!r}")
+        target = int(new_addr or 0)
+        self._enter()
+        check = self.machine.check_enabled
+        ps = self.machine.page_size
+        old_a = int(old_addr)
+        old_pages = (old_n + ps - 1) // ps
+        new_pages = (new_n + ps - 1) // ps
+        # What the validators need to follow the move (values by virtual page).
+        saved = self.machine.validators.mremap_begin(self, old_a, old_pages) if check else None
+        had_dst = bool(self.mm.vmas_in(target, target + new_pages * ps)) if fl & MREMAP_FIXED else False
+        had_tail = bool(self.mm.vmas_in(old_a + new_pages * ps, old_a + old_pages * ps))
+        ret = do_mremap(self.mm, old_a, old_n, new_n, fl, target)
+        if check:
+            v = self.machine.validators
+            # The unmaps mremap does before it moves anything: of the
+            # MREMAP_FIXED target, of the tail a shrink gives up.  On an
+            # error they may have happened already (they stay done): then
+            # the range is empty now.
+            tail = (old_a + new_pages * ps, max(0, old_pages - new_pages) * ps)
+            if had_dst and (ret >= 0 or not self.mm.vmas_in(target, target + new_pages * ps)):
+                v.on_unmap(self, target, new_pages * ps)
+            if had_tail and (ret >= 0 or not self.mm.vmas_in(tail[0], tail[0] + tail[1])):
+                v.on_unmap(self, tail[0], tail[1])
+            if ret >= 0 and (ret != old_a or fl & (MREMAP_FIXED | MREMAP_DONTUNMAP)):
+                v.on_mremap_move(self, saved, old_a, ret, min(old_pages, new_pages))
+        if ret < 0:
+            raise _oserror(ret, "mremap")
+        self._leave("mremap")
+        return ret
 
     def mprotect(self, addr: int, length: int | str, prot: str | int) -> None:
         """Change protection; EINVAL/ENOMEM/EACCES as Linux."""

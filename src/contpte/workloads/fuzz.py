@@ -4,8 +4,8 @@
 kernel-invariant validators after every syscall and the Arm ARM rule
 checker on every descriptor store) and a random sequence of steps from the
 scenario vocabulary (spawn, fork, exit, mmap of every kind, write, read,
-mprotect, munmap, madvise, pin, unpin, file mappings, memory pressure,
-NUMA hinting, uffd-wp).  It stops at the first violation, shrinks the
+mprotect, munmap, mremap, madvise, pin, unpin, file mappings, memory
+pressure, NUMA hinting, uffd-wp).  It stops at the first violation, shrinks the
 episode to a minimal sequence that still shows it (delta debugging over
 steps) and returns it as a ``Scenario`` that ``contpte run`` replays.
 
@@ -201,11 +201,19 @@ class _Gen:
 
     MAX_PROCS = 4
 
-    def __init__(self, rng: random.Random, xrng: random.Random) -> None:
+    #: the chance that a step is followed by an mremap
+    MREMAP_RATE = 0.04
+    MAX_REGIONS = 12
+
+    def __init__(self, rng: random.Random, xrng: random.Random, mrng: random.Random | None = None) -> None:
         self.rng = rng
         #: choices added later draw from their own stream, so ``rng``'s draws
         #: (and the episodes of existing seeds, but for those choices) stay as they were
         self.xrng = xrng
+        #: mremap's own stream: its steps come after a step ``rng`` chose, as an extra one
+        self.mrng = mrng if mrng is not None else random.Random(0)
+        #: an mremap step to emit after the step just generated
+        self.after: Step | None = None
         self.procs: list[str] = []
         self.regions: list[_Region] = []
         self.files: list[str] = []
@@ -296,6 +304,60 @@ class _Gen:
             return self.step(proc, "uffd-wp", {"addr": addr, "length": length, "on": rng.random() < 0.7})
         return self.step(proc, "read", {"addr": addr, "length": length, "expect": None})
 
+    def maybe_mremap(self) -> None:
+        """With probability ``MREMAP_RATE`` (from ``mrng`` only), queue an mremap in ``after``."""
+        x = self.mrng
+        if not self.procs or not self.regions or x.random() >= self.MREMAP_RATE:
+            return
+        if len(self.regions) >= self.MAX_REGIONS:
+            return
+        self.after = self._mremap()
+
+    def _mremap(self) -> Step:
+        """An mremap of a region: whole, whole 64K blocks or any pages; grown, shrunk or moved."""
+        x = self.mrng
+        proc = x.choice(self.procs)
+        r = x.choice(self.regions)
+        npages = r.length // PS
+        roll = x.random()
+        if roll < 0.4:
+            off, old = 0, npages
+        elif roll < 0.7 and npages >= 16:
+            blk = x.randrange(npages // 16)
+            off, old = blk * 16, 16 * x.randint(1, max(1, min(4, npages // 16 - blk)))
+        else:
+            off = x.randrange(npages)
+            old = x.randint(1, npages - off)
+        flags = x.choice(
+            (
+                "",
+                "maymove",
+                "maymove",
+                "maymove",
+                "maymove|fixed",
+                "maymove|fixed",
+                "maymove|dontunmap",
+                "fixed",
+            )
+        )
+        if "dontunmap" in flags:
+            new = old
+        else:
+            new = x.choice((old, old, 2 * old, max(1, old // 2), old + x.randint(1, 16), 512))
+        args: dict[str, Any] = {
+            "addr": AddrRef(r.name, off * PS),
+            "length": old * PS,
+            "new_length": new * PS,
+            "flags": flags,
+            "new_addr": None,
+        }
+        if "fixed" in flags:
+            t = x.choice(self.regions)
+            tpages = t.length // PS
+            toff = x.choice((0, 0, 16 * x.randrange(max(1, tpages // 16)), x.randrange(tpages)))
+            args["new_addr"] = AddrRef(t.name, toff * PS)
+        return self.step(proc, "mremap", args, self.fresh("r"))
+
     def _mmap(self) -> Step:
         rng = self.rng
         proc = rng.choice(self.procs)
@@ -373,6 +435,12 @@ class _Gen:
                     "w" in a["prot"],
                 )
             )
+        elif step.op == "mremap" and step.bind:
+            src = next((r for r in self.regions if r.name == step.args["addr"].name), None)
+            if src is not None:
+                self.regions.append(
+                    _Region(step.bind, step.args["new_length"], src.anon, src.shared, src.writable)
+                )
         elif step.op == "pin":
             assert step.proc is not None
             ref = step.args["addr"]
@@ -421,7 +489,7 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
     """
     rng = random.Random(seed)
     header = _episode_machine(rng, memory)
-    g = _Gen(rng, random.Random(seed ^ 0x5EED_F17E))
+    g = _Gen(rng, random.Random(seed ^ 0x5EED_F17E), random.Random(seed ^ 0x3E3A_9000))
     steps: list[Step] = []
     while len(steps) < nsteps:
         s = g.next()
@@ -430,6 +498,11 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
             g.pending = None
         steps.append(s)
         g.accept(s, Outcome(s.line, s.op, ""))
+        g.maybe_mremap()
+        if g.after is not None and len(steps) < nsteps:
+            steps.append(g.after)
+            g.accept(g.after, Outcome(g.after.line, g.after.op, ""))
+        g.after = None
     return header, steps
 
 

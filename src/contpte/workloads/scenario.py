@@ -57,11 +57,14 @@ __all__ = [
     "PROTS",
     "MMAP_FLAGS",
     "ADVICES",
+    "MREMAP_FLAG_NAMES",
 ]
 
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+MREMAP_FLAG_NAMES = ("maymove", "fixed", "dontunmap")
+"""The names ``mremap flags=`` takes, in the order ``format_step`` writes them."""
 MACHINE_OPS = ("spawn", "file", "check", "reclaim", "measure")
 PROC_OPS = (
     "mmap",
@@ -70,6 +73,7 @@ PROC_OPS = (
     "mprotect",
     "madvise",
     "munmap",
+    "mremap",
     "pin",
     "unpin",
     "fork",
@@ -80,7 +84,7 @@ PROC_OPS = (
 OPS = MACHINE_OPS + PROC_OPS
 """Every step verb."""
 
-_BINDS = {"spawn": "proc", "fork": "proc", "file": "file", "mmap": "addr"}
+_BINDS = {"spawn": "proc", "fork": "proc", "file": "file", "mmap": "addr", "mremap": "addr"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|\d+)([KMGT]?)\Z")
 _ADDR_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(.+))?\Z")
@@ -393,6 +397,20 @@ def parse_machine_options(pairs: list[str], path: str = "<options>", line: int =
     return _parse_machine(pairs, path, line)
 
 
+def _mremap_flags(text: str, path: str, line: int) -> str:
+    """``flags=`` of mremap, checked and in canonical order (``""``: none)."""
+    got = [t for t in text.split("|") if t and t != "none"]
+    bad = [t for t in got if t not in MREMAP_FLAG_NAMES]
+    if bad or len(set(got)) != len(got):
+        raise ScenarioError(
+            path,
+            line,
+            f"mremap flags=: expected names from {', '.join(MREMAP_FLAG_NAMES)} joined by '|' (each once), "
+            f"got {text!r}",
+        )
+    return "|".join(f for f in MREMAP_FLAG_NAMES if f in got)
+
+
 def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     expect = None
     if toks and toks[-1].startswith("!"):
@@ -484,6 +502,22 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             "file": fname,
             "offset": _size(kw["offset"], "offset=", path, line, allow_zero=True) if "offset" in kw else 0,
             "addr": _addr(kw["addr"], names, path, line) if "addr" in kw else None,
+        }
+    elif op == "mremap":
+        usage = "mremap ADDR OLD_LEN NEW_LEN [flags=maymove|fixed|dontunmap] [new=ADDR]"
+        pos = [t for t in rest if "=" not in t]
+        if len(pos) != 3 or rest[:3] != pos:
+            raise ScenarioError(
+                path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb"
+            )
+        kw = _keywords(rest[3:], ("flags", "new"), "mremap", path, line)
+        flags = _mremap_flags(kw.get("flags", ""), path, line)
+        args = {
+            "addr": _addr(pos[0], names, path, line),
+            "length": _size(pos[1], "mremap OLD_LEN", path, line, allow_zero=True),
+            "new_length": _size(pos[2], "mremap NEW_LEN", path, line, allow_zero=True),
+            "flags": flags,
+            "new_addr": _addr(kw["new"], names, path, line) if "new" in kw else None,
         }
     else:
         extra: tuple[str, ...] = ()
@@ -707,6 +741,12 @@ def format_step(step: Step) -> str:
             words.append(f"offset={_fmt_size(a['offset'])}")
         if a.get("addr") is not None:
             words.append(f"addr={a['addr']}")
+    elif op == "mremap":
+        words = [str(step.proc), op, str(a["addr"]), _fmt_size(a["length"]), _fmt_size(a["new_length"])]
+        if a.get("flags"):
+            words.append(f"flags={a['flags']}")
+        if a.get("new_addr") is not None:
+            words.append(f"new={a['new_addr']}")
     else:
         words = [str(step.proc), op, str(a["addr"]), _fmt_size(a["length"])]
         if op == "write":
@@ -851,6 +891,12 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         return None
     addr = env.addr(a["addr"], sc, step)
     n = a["length"]
+    if op == "mremap":
+        target = env.addr(a["new_addr"], sc, step) if a.get("new_addr") is not None else None
+        got = p.mremap(addr, n, a["new_length"], a["flags"], target)
+        if step.bind:
+            env.addrs[step.bind] = got
+        return None
     if op == "write":
         p.write(addr, n, a["value"])
     elif op == "read":
@@ -1029,7 +1075,8 @@ def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any
     """The PTEs around the range a step touched, page by page, after it ran.
 
     For steps with an address range (mmap: the mapping it made; write, read,
-    mprotect, madvise, munmap, pin, unpin, numa, uffd-wp: their range) of a
+    mprotect, madvise, munmap, pin, unpin, numa, uffd-wp: their range; mremap:
+    the mapping's new range when it binds a name, else the old one) of a
     live process, the range widened to whole contiguous blocks (16 pages
     with 4K pages; the arm64 block size of the page size), so a fold or an
     unfold shows whole: ``{"process", "pid", "step_start", "step_pages",
@@ -1041,10 +1088,14 @@ def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any
     if step.proc is None or step.op not in PROC_OPS or step.op in ("fork", "exit"):
         return None
     a = step.args
+    length = int(a["length"])
     if step.op == "mmap":
         if not step.bind or step.bind not in env.addrs:
             return None
         first = env.addrs[step.bind]
+    elif step.op == "mremap" and step.bind and step.bind in env.addrs:
+        first = env.addrs[step.bind]  # the mapping where it is now
+        length = int(a["new_length"])
     else:
         try:
             first = env.addr(a["addr"], sc, step)
@@ -1055,7 +1106,7 @@ def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any
         return None
     ps = m.page_size
     first &= ~(ps - 1)
-    step_pages = max(1, (int(a["length"]) + ps - 1) // ps)
+    step_pages = max(1, (length + ps - 1) // ps)
     block = int(getattr(m.arch, "CONT_PTES", 16)) * ps
     start = first & ~(block - 1)
     end = (first + step_pages * ps + block - 1) & ~(block - 1)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contpte.errors import ScenarioError
-from contpte.workloads.scenario import AddrRef, format_scenario, parse, run
+from contpte.workloads.scenario import AddrRef, format_scenario, format_step, parse, run
 
 GOOD = """\
 # CoW after fork
@@ -293,3 +293,42 @@ def test_measure_and_repeat_errors(text: str, line: int, expected: str) -> None:
         parse(text, "bad.scn")
     assert ei.value.line == line, str(ei.value)
     assert expected in str(ei.value)
+
+
+def test_mremap_step_round_trips_and_binds_the_new_address() -> None:
+    text = (
+        "machine arch=arm64 memory=32M mthp.64K=always\n"
+        "p = spawn\n"
+        "a = p mmap 256K rw private|anonymous\n"
+        "t = p mmap 256K rw private|anonymous\n"
+        "p write a 64K 3\n"
+        "b = p mremap a 64K 64K flags=fixed|maymove new=t+64K\n"
+        "p mremap b 64K 32K\n"
+        "p mremap a+64K 0 64K flags=maymove  !EINVAL\n"
+        "p read b 32K expect=3\n"
+    )
+    sc = parse(text, "t.scn")
+    st = sc.steps[4]
+    assert st.op == "mremap" and st.bind == "b"
+    assert st.args["flags"] == "maymove|fixed" and st.args["length"] == st.args["new_length"] == 64 << 10
+    assert format_step(st) == "b = p mremap a 64K 64K flags=maymove|fixed new=t+64K"
+    assert format_step(sc.steps[5]) == "p mremap b 64K 32K"
+    for s in sc.steps[1:]:
+        again = parse(
+            "machine arch=arm64\np = spawn\na = p mmap 4K rw private|anonymous\n"
+            "t = p mmap 4K rw private|anonymous\nb = p mmap 4K rw private|anonymous\n"
+            + format_step(s)
+            + "\n",
+            "r.scn",
+        ).steps[-1]
+        assert format_step(again) == format_step(s)
+    outs = run(sc)
+    assert [o.failed for o in outs] == [None] * len(outs)
+
+
+def test_mremap_step_rejects_unknown_flags() -> None:
+    with pytest.raises(ScenarioError, match="mremap flags="):
+        parse(
+            "machine arch=arm64\np = spawn\na = p mmap 4K rw private|anonymous\np mremap a 4K 4K flags=move\n",
+            "x",
+        )

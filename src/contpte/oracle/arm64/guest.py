@@ -38,6 +38,8 @@ OPS = (
 
 _PROT = {"none": "0", "r": "PROT_READ", "rw": "PROT_READ|PROT_WRITE", "rwx": "PROT_READ|PROT_WRITE|PROT_EXEC"}
 _MAP = {"private": "MAP_PRIVATE", "shared": "MAP_SHARED", "anonymous": "MAP_ANONYMOUS", "fixed": "MAP_FIXED"}
+#: mremap's flags (an mremap step's ``flags``; its new length is ``value``, its new address ``offset``)
+_MREMAP = {"maymove": "MREMAP_MAYMOVE", "fixed": "MREMAP_FIXED", "dontunmap": "MREMAP_DONTUNMAP"}
 _MADV = {
     "dontneed": "MADV_DONTNEED",
     "free": "MADV_FREE",
@@ -98,7 +100,8 @@ def _c_str(s: str) -> str:
 
 
 def _flags(step: GuestStep) -> str:
-    words = [_MAP[w] for w in step.flags.split("|") if w]
+    names = _MREMAP if step.op == "mremap" else _MAP
+    words = [names[w] for w in step.flags.split("|") if w]
     if step.noreplace:
         words.append("MAP_FIXED_NOREPLACE")
     return "|".join(words) or "0"

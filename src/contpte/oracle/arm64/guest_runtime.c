@@ -44,10 +44,13 @@
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 
 
 enum op { OP_NOP, OP_SPAWN, OP_FILE, OP_FORK, OP_EXIT, OP_MMAP, OP_WRITE, OP_READ,
-	  OP_MPROTECT, OP_MADVISE, OP_MUNMAP, OP_UFFD_WP };
+	  OP_MPROTECT, OP_MADVISE, OP_MUNMAP, OP_UFFD_WP, OP_MREMAP };
 
 struct step {
 	int line;
@@ -55,11 +58,11 @@ struct step {
 	int proc;                /* the worker that runs it (-1: the controller) */
 	int child;               /* spawn, fork: the new worker's index */
 	unsigned long addr, len; /* model addresses */
-	uint64_t value;
-	int prot, flags, advice;
+	uint64_t value;          /* write: the value; mremap: the new length */
+	int prot, flags, advice; /* mremap: flags are MREMAP_* */
 	int file;                /* index into files[], -1: none */
-	unsigned long offset;
-	int expect_fail;         /* mmap: the model refused it */
+	unsigned long offset;    /* mremap: the new address (MREMAP_FIXED) */
+	int expect_fail;         /* mmap, mremap: the model refused it */
 };
 
 struct filedesc {
@@ -279,6 +282,21 @@ static long do_mmap(const struct step *s)
 	return 0;
 }
 
+/* mremap at the model's addresses: when the model moved the mapping, the
+ * Python side added MREMAP_FIXED at the model's new address, so the result
+ * is that address (or, unmoved, the old one). */
+static long do_mremap(const struct step *s)
+{
+	void *got = mremap((void *)s->addr, s->len, s->value, s->flags, (void *)s->offset);
+	unsigned long want = (s->flags & MREMAP_FIXED) ? s->offset : s->addr;
+
+	if (got == MAP_FAILED)
+		return errno;
+	if (!s->expect_fail && (unsigned long)got != want)
+		die("line %d: mremap of %#lx returned %p, the model's address is %#lx", s->line, s->addr, got, want);
+	return 0;
+}
+
 /* UFFDIO_REGISTER(MODE_WP) then UFFDIO_WRITEPROTECT (value 1), or resolve
  * (value 0), as the model's p.uffd_wp() does.  No UFFD_FEATURE_EVENT_FORK:
  * the Python side refuses scenarios that fork after a uffd-wp step. */
@@ -338,6 +356,8 @@ static long run_step(const struct step *s)
 		return r ? errno : 0;
 	case OP_UFFD_WP:
 		return do_uffd_wp(s);
+	case OP_MREMAP:
+		return do_mremap(s);
 	case OP_FORK: {
 		pid_t pid = fork();
 

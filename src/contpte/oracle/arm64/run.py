@@ -195,7 +195,10 @@ def prepare(sc: Scenario, name: str) -> Prepared:
     files: dict[str, int] = {}
     gfiles: list[GuestFile] = []
     gsteps: list[GuestStep] = []
-    steps = [replace(s, bind=f"_mmap{s.line}") if s.op == "mmap" and s.bind is None else s for s in sc.steps]
+    steps = [
+        replace(s, bind=f"_{s.op}{s.line}") if s.op in ("mmap", "mremap") and s.bind is None else s
+        for s in sc.steps
+    ]
     for step in steps:
         a = step.args
         gs = GuestStep(step.line, "nop")
@@ -204,6 +207,7 @@ def prepare(sc: Scenario, name: str) -> Prepared:
         if "addr" in a and a["addr"] is not None and step.op != "mmap":
             addr = env.addr(a["addr"], sc, step)
         hint = env.addr(a["addr"], sc, step) if step.op == "mmap" and a.get("addr") is not None else None
+        target = env.addr(a["new_addr"], sc, step) if a.get("new_addr") is not None else 0
         proc_idx = procs.get(step.proc, -1) if step.proc else -1
         out = run_step(m, env, sc, step, counters=True)
         calls = {sym: out.counters.get(f"call.{sym}", 0) for sym in TRACED}
@@ -262,6 +266,26 @@ def prepare(sc: Scenario, name: str) -> Prepared:
             if gs.addr and not _in_window(gs.addr, gs.length):
                 prep.reason = f"line {step.line}: address {gs.addr:#x} lies outside the scenario window"
                 return prep
+        elif op == "mremap":
+            assert addr is not None
+            flags = a["flags"]
+            if out.error is None:
+                assert step.bind is not None
+                got = env.addrs[step.bind]
+                if got != addr and "fixed" not in flags and "maymove" in flags:
+                    # The guest would choose another place: make it the model's.
+                    flags = "|".join(
+                        f for f in ("maymove", "fixed", "dontunmap") if f in flags or f == "fixed"
+                    )
+                    target = got
+            gs = GuestStep(
+                step.line, "mremap", proc=proc_idx, addr=addr, length=a["length"], value=a["new_length"],
+                flags=flags, offset=target, expect_fail=out.error is not None,
+            )  # fmt: skip
+            for lo, n in ((addr, a["length"]), (target, a["new_length"])):
+                if lo and not _in_window(lo, n):
+                    prep.reason = f"line {step.line}: address {lo:#x} lies outside the scenario window"
+                    return prep
         else:
             assert addr is not None
             if not _in_window(addr, a["length"]):
