@@ -297,3 +297,32 @@ def test_16k_library_at_72_16k(report_72_16k: Arm64Report) -> None:
         for k in s.kernel_calls
     }
     assert {"contpte_set_ptes", "contpte_wrprotect_ptes", "contpte_clear_full_ptes"} <= calls <= set(TRACED)
+
+
+def test_functions_the_kernel_cannot_trace_are_left_out_and_named() -> None:
+    from contpte.oracle.arm64.boot import BootResult, GuestRun
+    from contpte.oracle.arm64.run import MODEL_UNCOUNTED, compare
+
+    assert not MODEL_UNCOUNTED  # the model counts every traced function
+    sc = parse_file(str(next(p for p in library() if p.stem == "mprotect-whole-blocks")))
+    prep = prepare(sc, "m", "6.12")
+    assert any(ms.calls.get("contpte_convert") for ms in prep.model)
+    # A kernel run that agrees on everything but never reports contpte_convert (as if inlined).
+    run = GuestRun("m", complete=True)
+    run.results = [(i, ms.line, 0, ms.values) for i, ms in enumerate(prep.model)]
+    base = 0x7E00_0000_0000
+    for i, ms in enumerate(prep.model):
+        run.trace.append(f"g-1 [000] d..1. 1.0: tracing_mark_write: @@B {i}")
+        for sym, n in ms.calls.items():
+            idx = TRACED.index(sym)
+            for _ in range(n if sym != "contpte_convert" else 0):
+                run.trace.append(
+                    f"g-1 [000] d..1. 1.1: f{idx}: ({sym}+0x4/0x10) addr={base:#x} ptep=0xffff000012345000"
+                )
+        run.trace.append(f"g-1 [000] d..1. 1.2: tracing_mark_write: @@E {i}")
+    why = "not in kallsyms (inlined or renamed)"
+    seen = compare(prep, BootResult("", {"m": run}, 1.0, "6.12.117+deb13-arm64", {"contpte_convert": why}))
+    assert seen.status == "agree", [(s.line, d.field) for s, d in seen.diffs]
+    assert seen.excluded == {"calls contpte_convert": f"not traced on Linux 6.12.117+deb13-arm64: {why}"}
+    traced_all = compare(prep, BootResult("", {"m": run}, 1.0, "6.12.117+deb13-arm64"))
+    assert {d.field for _s, d in traced_all.diffs} == {"calls contpte_convert"}

@@ -66,6 +66,7 @@ TRACED = (
     "contpte_ptep_get_lockless",
     "tlb_flush_rmaps",
     "contpte_clear_young_dirty_ptes",
+    "contpte_ptep_set_access_flags",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 

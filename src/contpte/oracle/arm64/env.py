@@ -79,8 +79,6 @@ TEST_KERNELS: tuple[tuple[str, str], ...] = (("6.12", "4K"), ("7.2", "4K"), ("7.
 """The (series, page size) the tests boot; ``python -m contpte.oracle.arm64`` fetches them."""
 
 SUITES = ("trixie", "trixie-backports")
-SUITE_OF = {"6.12": "trixie"}
-"""The suite of a series (the rest: trixie-backports)."""
 
 DEBIAN_KERNEL_RE = re.compile(
     r"^linux-(?P<kind>image|binary|binary-unsigned)-(?P<series>\d+\.\d+)\.(?P<point>\d+)"

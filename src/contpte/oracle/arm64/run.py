@@ -1,22 +1,36 @@
 """The arm64 oracle: a scenario on the real arm64 kernel (qemu) and on the model, compared.
 
-``run_arm64_oracle(scenarios)`` first replays each scenario on the model
-(``arch="arm64"``, the header's THP policy), recording per step the
-outcome, the values read and the ``call.<symbol>`` counter deltas, and the
-address every ``mmap`` got.  From that it generates one guest C program per
-scenario (``guest.py``), boots the Debian 6.12 arm64 kernel once under qemu
-for all of them (``boot.py``), and compares per step:
+``run_arm64_oracle(scenarios, kernel=, page_size=)`` first replays each
+scenario on the model (``arch="arm64"``, ``Machine(kernel=<the booted
+series>, page_size=<its page size>)``, the header's THP policy), recording
+per step the outcome, the values read and the ``call.<symbol>`` counter
+deltas, and the address every ``mmap`` got.  From that it generates one
+guest C program per scenario (``guest.py``), boots the Debian arm64 kernel
+of that series and page size once under qemu for all of them (``env.py``
+picks the package, ``boot.py``), and compares per step:
 
 - the number of entries into each function of ``boot.TRACED`` on the
   scenario's addresses (kprobe events, split per step by trace markers)
-  with the model's ``call.<symbol>`` deltas; the getters
-  (``contpte_ptep_get``, ``contpte_ptep_get_lockless``: ``boot.PTEP_ONLY``)
-  only on ``read``/``write`` steps, the faults: Debian's 6.12.y has the
-  stable backport of "mm: fix folio_pte_batch() on XEN PV" (mainline 2025,
-  in Debian's changelog by 6.12.111), which caps a batch at the folio's end, so its fork, zap and madvise batches do
-  not read the next folio's first entry, which v6.12's (and the model's)
-  ``folio_pte_batch`` reads through ``ptep_get``;
+  with the model's ``call.<symbol>`` deltas, for the functions both sides
+  can count: a function the booted kernel has no symbol or kprobe for
+  (inlined, renamed: ``BootResult.untraced``) or the model has no counter
+  for (``MODEL_UNCOUNTED``) is left out and named in ``excluded`` and the
+  report's notes.  The getters (``contpte_ptep_get``,
+  ``contpte_ptep_get_lockless``: ``boot.PTEP_ONLY``) are compared only on
+  ``read``/``write`` steps, the faults: Debian's 6.12.y has the stable
+  backport of "mm: fix folio_pte_batch() on XEN PV" (mainline 2025, in
+  Debian's changelog by 6.12.111), which caps a batch at the folio's end,
+  so its fork, zap and madvise batches do not read the next folio's first
+  entry, which v6.12's (and the model's) ``folio_pte_batch`` reads through
+  ``ptep_get``;
 - the step's outcome (success, errno, SIGSEGV code) and the values read.
+
+The booted kernel decides the model's version and page size: a scenario
+whose header names another ``kernel=`` or ``page_size=`` is skipped with
+the reason (``scenario_unsupported_reason``), never run at a version the
+guest does not have; single options in the header (``cow_reuse_large=``)
+still apply.  Without ``kernel``/``page_size`` the scenarios' common header
+values are booted, else 6.12 with 4K pages (``choose_guest_kernel``).
 
 The guest maps everything at the model's addresses (MAP_FIXED_NOREPLACE),
 so every alignment and with it every mTHP decision is the same.
@@ -24,11 +38,12 @@ so every alignment and with it every mTHP decision is the same.
 What the real kernel decides from physical addresses cannot agree with
 the model in general: ``contpte_try_fold()`` (inline, on every single-PTE
 ``set_ptes``) calls ``__contpte_try_fold`` when the PTE is the last of its
-64K block *and its pfn is the last of a 64K-aligned physical block*.  For
-an order-0 folio that is one time in 16, by chance of the allocator; so
-scenarios keep order-0 pages (zero-page CoW, CoW copies, small file
-folios) off the last PTE of a block, and 16K/32K folios off PTE-by-PTE
-rewrites (mprotect) of a block's last PTE.
+block (16 PTEs with 4K pages, 128 with 16K) *and its pfn is the last of an
+aligned physical block*.  For an order-0 folio that is one time in 16 (in
+128), by chance of the allocator; so scenarios keep order-0 pages
+(zero-page CoW, CoW copies, small file folios) off the last PTE of a
+block, and folios smaller than a block off PTE-by-PTE rewrites (mprotect)
+of a block's last PTE.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ...counters import CONTPTE_CALLS, MM_CALLS
 from ...errors import ScenarioError
 from ...workloads.scenario import Env, Scenario, format_step, make_machine, run_step
 from ..live import MODEL_WINDOW_HI, MODEL_WINDOW_LO
@@ -84,6 +100,9 @@ _ERR_UFFD_WP = -100
 """guest_runtime.c ``ERR_UFFD_WP``: a write hit a uffd-wp page (SIGBUS under UFFD_FEATURE_SIGBUS)."""
 _ERR_SIGBUS = -200
 """guest_runtime.c ``ERR_SIGBUS``: any other SIGBUS, minus its si_code."""
+
+MODEL_UNCOUNTED = frozenset(TRACED) - frozenset(CONTPTE_CALLS + MM_CALLS)
+"""Traced functions the model has no ``call.<symbol>`` counter for (left out of the comparison)."""
 
 GETTER_STEPS = frozenset({"read", "write"})
 """The steps whose getter calls (``boot.PTEP_ONLY``) are compared: faults (see the module docstring)."""
@@ -380,6 +399,9 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
             f"calls {sym}": f"not traced on Linux {boot_result.kernel}: {why}"
             for sym, why in boot_result.untraced.items()
         }
+    res.excluded |= {
+        f"calls {sym}": "the model has no call.<symbol> counter for it" for sym in MODEL_UNCOUNTED
+    }
     if prep.reason is not None:
         res.reason = prep.reason
         return res
@@ -394,7 +416,7 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
         return res
     page_shift = prep.program.page_size.bit_length() - 1
     inside, _outside = count_calls(run.trace, MODEL_WINDOW_LO, MODEL_WINDOW_HI, page_shift)
-    traced = [sym for sym in TRACED if sym not in boot_result.untraced]
+    traced = [sym for sym in TRACED if sym not in boot_result.untraced and sym not in MODEL_UNCOUNTED]
     results = {r[0]: r for r in run.results}
     for i, ms in enumerate(prep.model):
         rep = Arm64StepReport(ms.line, ms.text, ms.error, None)
