@@ -3,8 +3,10 @@
 One boot runs any number of scenario programs, one after the other.  The
 initramfs (a gzipped newc cpio written here, no ``cpio`` tool needed)
 holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
-proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
-nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
+proc, sysfs, tracefs and a tmpfs, pins the knobs that would make a run
+nondeterministic (shmem mTHP off, khugepaged idle, no proactive
+compaction or watermark boosting, whose migrations would fault a
+scenario's pages anew), and creates one kprobe
 event per traced contpte function that the booted kernel has as a symbol
 of its own (``/proc/kallsyms``; a function the compiler inlined, renamed or
 only cloned as ``.isra``/``.constprop``, whose arguments then sit in other
@@ -170,6 +172,9 @@ echo 0 > $M/khugepaged/max_ptes_none
 echo 0 > $M/khugepaged/max_ptes_shared
 echo 3600000 > $M/khugepaged/scan_sleep_millisecs
 echo 3600000 > $M/khugepaged/alloc_sleep_millisecs
+# No background compaction: kcompactd migrating a scenario's folio would fault it anew.
+echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
+echo 0 > /proc/sys/vm/watermark_boost_factor 2>/dev/null
 echo "@@KERNEL $(uname -r)"
 echo "@@READY"
 {runs}
