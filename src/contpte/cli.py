@@ -839,13 +839,29 @@ def _register_oracle(sub: Subparsers) -> None:
         "--kernel",
         choices=("live", "arm64"),
         default="live",
-        help="live: this machine's running kernel (default); arm64: Debian's Linux 6.12 arm64 kernel "
-        "booted under qemu (fetched on first use), comparing contpte call counts per step",
+        help="live: this machine's running kernel (default); arm64: a Debian arm64 kernel "
+        "booted under qemu (fetched on first use; --kernel-version, --page-size), comparing contpte call "
+        "counts per step",
+    )
+    add_kernel_version(
+        oracle,
+        "with --kernel arm64: the Debian arm64 kernel booted, and the model's version (default: the "
+        "scenarios' kernel=, else 6.12; Debian has no 6.13 to 6.15)",
+    )
+    oracle.add_argument(
+        "--page-size",
+        type=str.upper,
+        choices=("4K", "16K"),
+        help="with --kernel arm64: the kernel's page size, Debian's arm64 or arm64-16k flavour (default: the "
+        "scenarios' page_size=, else 4K; with --library: the library of that page size)",
     )
     oracle.set_defaults(handler=_cmd_oracle)
 
 
 def _cmd_oracle(args: argparse.Namespace, ui: Ui) -> int:
+    if args.kernel != "arm64" and (args.kernel_version or args.page_size):
+        ui.err.print("contpte oracle: --kernel-version and --page-size go with --kernel arm64")
+        return 2
     if args.kernel == "arm64":
         from .oracle.arm64.commands import cmd_oracle_arm64
 

@@ -1,4 +1,4 @@
-"""The arm64 oracle: scenarios on Debian's Linux 6.12 arm64 kernel under qemu.
+"""The arm64 oracle: scenarios on a Debian arm64 kernel (6.12 by default, up to 7.2; 4K or 16K pages) under qemu.
 
 ``run_arm64_oracle(scenarios)`` replays scenarios on the model (arm64
 backend) and, in one qemu boot, on the real arm64 kernel, and compares per
@@ -33,9 +33,11 @@ __all__ = [
 ]
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-"""The arm64 oracle's scenario library (``*.scn``)."""
+"""The arm64 oracle's scenario library (``*.scn``: 4K pages; ``16K/*.scn``: 16K pages)."""
 
 
-def library() -> list[Path]:
-    """Every scenario of the arm64 library, sorted by name."""
-    return sorted(SCENARIO_DIR.glob("*.scn"))
+def library(page_size: str = "4K") -> list[Path]:
+    """Every scenario of the arm64 library for ``page_size`` (``"4K"``, ``"16K"``), sorted by name."""
+    if page_size.upper() == "4K":
+        return sorted(SCENARIO_DIR.glob("*.scn"))
+    return sorted((SCENARIO_DIR / page_size.upper()).glob("*.scn"))

@@ -3,14 +3,21 @@
 One boot runs any number of scenario programs, one after the other.  The
 initramfs (a gzipped newc cpio written here, no ``cpio`` tool needed)
 holds busybox, an ``/init`` script and the programs.  ``/init`` mounts
-proc, sysfs, tracefs and a tmpfs, pins the THP knobs that would make a run
-nondeterministic (shmem mTHP off, khugepaged idle), and creates one kprobe
-event per traced contpte function recording its ``addr`` and ``ptep``
+proc, sysfs, tracefs and a tmpfs, pins the knobs that would make a run
+nondeterministic (shmem mTHP off, khugepaged idle, no proactive
+compaction or watermark boosting, whose migrations would fault a
+scenario's pages anew), and creates one kprobe
+event per traced contpte function that the booted kernel has as a symbol
+of its own (``/proc/kallsyms``; a function the compiler inlined, renamed or
+only cloned as ``.isra``/``.constprop``, whose arguments then sit in other
+registers, or a kprobe the kernel refuses, is reported by an
+``@@NOTRACE`` line, ``BootResult.untraced``, and left out of the
+comparison), recording its ``addr`` and ``ptep``
 arguments (``x1``, ``x2`` of the ``(mm, addr, ptep, ...)`` and ``(vma, addr,
 ptep, ...)`` functions), or
 only ``ptep`` (``x0``) for the getters ``contpte_ptep_get(ptep, orig_pte)``
 and ``contpte_ptep_get_lockless(ptep)``, which have no address: the host
-learns which virtual 2M region each page-table page maps from the
+learns which virtual region (2M with 4K pages, 32M with 16K) each page-table page maps from the
 ``(addr, ptep)`` events (a contiguous block is only ever made by
 ``contpte_set_ptes`` or ``__contpte_try_fold``, both traced, so its table is
 known before any getter reads it) and counts only the calls on the
@@ -44,6 +51,7 @@ __all__ = [
     "boot",
     "parse_console",
     "count_calls",
+    "parse_untraced",
     "QEMU_ARGS",
 ]
 
@@ -60,6 +68,7 @@ TRACED = (
     "contpte_ptep_get_lockless",
     "tlb_flush_rmaps",
     "contpte_clear_young_dirty_ptes",
+    "contpte_ptep_set_access_flags",
 )
 """The kernel functions whose entries are counted (kprobe event ``fN`` is ``TRACED[N]``)."""
 
@@ -121,17 +130,30 @@ class BootResult:
     runs: dict[str, GuestRun]
     seconds: float
     kernel: str = ""
+    untraced: dict[str, str] = field(default_factory=dict)
+    """The ``TRACED`` functions the booted kernel could not trace: symbol -> why (``@@NOTRACE``)."""
 
 
 def _init_script(programs: list[str]) -> str:
-    events = "\n".join(
-        f'echo "p:contpte/f{i} {sym} {_fetch_args(sym)}" >> $T/kprobe_events || fail "kprobe on {sym}"'
-        for i, sym in enumerate(TRACED)
-    )
+    probes = "\n".join(f"probe {i} {sym} '{_fetch_args(sym)}'" for i, sym in enumerate(TRACED))
     runs = "\n".join(f"/scn/{p}" for p in programs)
     return f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 fail() {{ echo "@@BOOT-FATAL $*"; poweroff -f; }}
+# probe N SYMBOL FETCHARGS...: kprobe event fN on SYMBOL, or say why not (@@NOTRACE).
+probe() {{
+	n=$1; s=$2; shift 2
+	if ! grep -q " [tT] $s\\$" /proc/kallsyms; then
+		c=$(grep -E " [tT] $s\\.[a-z_]+\\.[0-9]+" /proc/kallsyms | awk '{{print $3}}' | tr '\\n' ' ')
+		echo "@@NOTRACE $s not in kallsyms (inlined or renamed)${{c:+; only the clones $c}}"
+		return
+	fi
+	if echo "p:contpte/f$n $s $*" >> $T/kprobe_events 2>/dev/null; then
+		echo "@@TRACED $s"
+	else
+		echo "@@NOTRACE $s the kprobe was refused"
+	fi
+}}
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tracefs tracefs /sys/kernel/tracing || fail "no tracefs"
@@ -142,7 +164,7 @@ M=/sys/kernel/mm/transparent_hugepage
 echo 0 > $T/tracing_on
 echo global > $T/trace_clock
 echo 8192 > $T/buffer_size_kb
-{events}
+{probes}
 echo 1 > $T/events/contpte/enable || fail "cannot enable the kprobe events"
 echo never > $M/shmem_enabled
 for f in $M/hugepages-*kB/shmem_enabled; do echo never > $f; done
@@ -150,6 +172,9 @@ echo 0 > $M/khugepaged/max_ptes_none
 echo 0 > $M/khugepaged/max_ptes_shared
 echo 3600000 > $M/khugepaged/scan_sleep_millisecs
 echo 3600000 > $M/khugepaged/alloc_sleep_millisecs
+# No background compaction: kcompactd migrating a scenario's folio would fault it anew.
+echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
+echo 0 > /proc/sys/vm/watermark_boost_factor 2>/dev/null
 echo "@@KERNEL $(uname -r)"
 echo "@@READY"
 {runs}
@@ -262,17 +287,23 @@ def boot(env: Arm64Env, programs: dict[str, Path], workdir: Path, timeout: float
     m = re.search(r"@@KERNEL (\S+)", console)
     if m:
         kernel = m.group(1)
-    return BootResult(console, parse_console(console), seconds, kernel)
+    return BootResult(console, parse_console(console), seconds, kernel, parse_untraced(console))
+
+
+_NOTRACE_RE = re.compile(r"^@@NOTRACE (\S+) (.*?)\s*$", re.M)
+
+
+def parse_untraced(console: str) -> dict[str, str]:
+    """The ``@@NOTRACE symbol why`` lines of the console: symbol -> why."""
+    return {m.group(1): m.group(2) for m in _NOTRACE_RE.finditer(console.replace("\r", ""))}
 
 
 _MARK_RE = re.compile(r"tracing_mark_write: @@([BE]) (\d+)")
 _EVENT_RE = re.compile(r"\sf(\d+): \((\S+)\)(?: addr=0x([0-9a-fA-F]+))?(?: ptep=0x([0-9a-fA-F]+))?")
-_PTE_TABLE_MASK = ~0xFFF  # a 4K page of 512 descriptors
-_PMD_MASK = ~((1 << 21) - 1)  # the 2M of address space one table maps
 
 
 def count_calls(
-    trace: list[str], lo: int, hi: int
+    trace: list[str], lo: int, hi: int, page_shift: int = 12
 ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
     """Per step index: calls of each traced function on ``[lo, hi)``, and those elsewhere.
 
@@ -280,12 +311,15 @@ def count_calls(
     ``@@E i`` markers (the trace clock is global, so the order across CPUs
     is the order of events).  A getter's address is found from its ``ptep``
     through the latest ``(addr, ptep)`` event on the same page-table page
-    (4K pages: 512 descriptors map 2M); a getter on a table no such event
-    has named yet counts as elsewhere.
+    (a table is one page of 8-byte descriptors: with 4K pages 512 of them
+    map 2M, with 16K pages 2048 map 32M; ``page_shift`` is the kernel's);
+    a getter on a table no such event has named yet counts as elsewhere.
     """
+    table_mask = ~((1 << page_shift) - 1)
+    region_mask = ~((1 << (2 * page_shift - 3)) - 1)
     inside: dict[int, dict[str, int]] = {}
     outside: dict[int, dict[str, int]] = {}
-    tables: dict[int, int] = {}  # page-table page -> the 2M region it maps
+    tables: dict[int, int] = {}  # page-table page -> the region it maps
     cur: int | None = None
     for line in trace:
         m = _MARK_RE.search(line)
@@ -302,11 +336,11 @@ def count_calls(
         elif e.group(3) is not None:
             ptep = int(e.group(4), 16)
             addr = int(e.group(3), 16)
-            tables[ptep & _PTE_TABLE_MASK] = addr & _PMD_MASK
+            tables[ptep & table_mask] = addr & region_mask
         else:
             ptep = int(e.group(4), 16)
-            region = tables.get(ptep & _PTE_TABLE_MASK)
-            addr = None if region is None else region | ((ptep & 0xFFF) >> 3) << 12
+            region = tables.get(ptep & table_mask)
+            addr = None if region is None else region | ((ptep & ~table_mask) >> 3) << page_shift
         if cur is None:
             continue
         where = inside if addr is not None and lo <= addr < hi else outside

@@ -67,14 +67,19 @@ def render_arm64_result(console: Any, r: OracleResult) -> None:
 
 def cmd_oracle_arm64(args: argparse.Namespace, ui: Any) -> int:
     """Handler of ``contpte oracle --kernel arm64``."""
-    paths = [str(p) for p in library()] if args.library else list(args.scenario)
+    kernel = getattr(args, "kernel_version", None)
+    page_size = getattr(args, "page_size", None)
+    paths = [str(p) for p in library(page_size or "4K")] if args.library else list(args.scenario)
     if not paths:
         ui.err.print("contpte oracle: give a scenario file or --library")
         return 2
     scenarios = [parse_file(p) for p in paths]
     with ui.progress(len(scenarios) + 1, "arm64 oracle") as step:
         try:
-            report = run_arm64_oracle(scenarios, progress=step)
+            report = run_arm64_oracle(scenarios, kernel=kernel, page_size=page_size, progress=step)
+        except ValueError as e:
+            print(f"contpte oracle: {e}", file=ui._stderr)
+            return 2
         except (Arm64EnvError, BootError) as e:
             print(f"contpte oracle: {e}", file=ui._stderr)
             return EXIT_SKIPPED
@@ -90,7 +95,10 @@ def cmd_oracle_arm64(args: argparse.Namespace, ui: Any) -> int:
         for r in results:
             counts[r.status] = counts.get(r.status, 0) + 1
         summary = "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        ui.out.print(f"{summary}  (Linux {report.kernel} under qemu, boot {report.boot_seconds:.0f} s)")
+        ui.out.print(
+            f"{summary}  (Linux {report.kernel} under qemu, {report.page_size} pages, {report.package}; "
+            f"model at kernel={report.series}; boot {report.boot_seconds:.0f} s)"
+        )
     if any(not r.ok for r in results):
         return EXIT_DIFFERENT
     if any(r.status == "skipped" for r in results):

@@ -93,6 +93,8 @@ class GuestProgram:
     nprocs: int
     thp: str
     mthp_kb: dict[int, str]
+    page_size: int = 4096
+    """The guest kernel's page size in bytes (4K or 16K)."""
 
 
 def _c_str(s: str) -> str:
@@ -119,6 +121,9 @@ def generate_c(prog: GuestProgram) -> str:
         f"#define NSTEPS {len(prog.steps)}",
         f"#define NSIZES {len(prog.mthp_kb)}",
         f"#define THP_TOP {_c_str(prog.thp)}",
+        f"#define PAGE {prog.page_size}UL",
+        # A PMD maps one table of page_size / 8 entries.
+        f"#define PMD_KB {(prog.page_size // 8) * prog.page_size >> 10}",
     ]
     sizes = sorted(prog.mthp_kb)
     tables = [

@@ -73,7 +73,7 @@ struct filedesc {
 
 /* @TABLES@ */
 
-#define PAGE 4096UL
+/* PAGE (the kernel's page size) and PMD_KB (its PMD size in kB) come with the tables. */
 #define MAXVALS (1UL << 20) /* values one read step may return */
 #define THP "/sys/kernel/mm/transparent_hugepage/"
 #define TRACING "/sys/kernel/tracing/"
@@ -163,7 +163,9 @@ static void marker(const char *what, int i)
 }
 
 /* ---- THP policy ------------------------------------------------------- */
-static const int all_sizes_kb[] = { 8, 16, 32, 64, 128, 256, 512, 1024, 2048 };
+/* Every mTHP size of 4K and 16K pages (a size the kernel lacks is skipped);
+ * the PMD size inherits, as after boot. */
+static const int all_sizes_kb[] = { 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768 };
 
 static void thp_policy(const char *top, int reset)
 {
@@ -171,7 +173,7 @@ static void thp_policy(const char *top, int reset)
 	unsigned i, j;
 
 	for (i = 0; i < sizeof(all_sizes_kb) / sizeof(all_sizes_kb[0]); i++) {
-		const char *v = all_sizes_kb[i] == 2048 ? "inherit" : "never";
+		const char *v = all_sizes_kb[i] == PMD_KB ? "inherit" : "never";
 
 		for (j = 0; !reset && j < NSIZES; j++)
 			if (mthp_kb[j] == all_sizes_kb[i])

@@ -1,22 +1,36 @@
 """The arm64 oracle: a scenario on the real arm64 kernel (qemu) and on the model, compared.
 
-``run_arm64_oracle(scenarios)`` first replays each scenario on the model
-(``arch="arm64"``, the header's THP policy), recording per step the
-outcome, the values read and the ``call.<symbol>`` counter deltas, and the
-address every ``mmap`` got.  From that it generates one guest C program per
-scenario (``guest.py``), boots the Debian 6.12 arm64 kernel once under qemu
-for all of them (``boot.py``), and compares per step:
+``run_arm64_oracle(scenarios, kernel=, page_size=)`` first replays each
+scenario on the model (``arch="arm64"``, ``Machine(kernel=<the booted
+series>, page_size=<its page size>)``, the header's THP policy), recording
+per step the outcome, the values read and the ``call.<symbol>`` counter
+deltas, and the address every ``mmap`` got.  From that it generates one
+guest C program per scenario (``guest.py``), boots the Debian arm64 kernel
+of that series and page size once under qemu for all of them (``env.py``
+picks the package, ``boot.py``), and compares per step:
 
 - the number of entries into each function of ``boot.TRACED`` on the
   scenario's addresses (kprobe events, split per step by trace markers)
-  with the model's ``call.<symbol>`` deltas; the getters
-  (``contpte_ptep_get``, ``contpte_ptep_get_lockless``: ``boot.PTEP_ONLY``)
-  only on ``read``/``write`` steps, the faults: Debian's 6.12.y has the
-  stable backport of "mm: fix folio_pte_batch() on XEN PV" (mainline 2025,
-  in Debian's changelog by 6.12.111), which caps a batch at the folio's end, so its fork, zap and madvise batches do
-  not read the next folio's first entry, which v6.12's (and the model's)
-  ``folio_pte_batch`` reads through ``ptep_get``;
+  with the model's ``call.<symbol>`` deltas, for the functions both sides
+  can count: a function the booted kernel has no symbol or kprobe for
+  (inlined, renamed: ``BootResult.untraced``) or the model has no counter
+  for (``MODEL_UNCOUNTED``) is left out and named in ``excluded`` and the
+  report's notes.  The getters (``contpte_ptep_get``,
+  ``contpte_ptep_get_lockless``: ``boot.PTEP_ONLY``) are compared only on
+  ``read``/``write`` steps, the faults: Debian's 6.12.y has the stable
+  backport of "mm: fix folio_pte_batch() on XEN PV" (mainline 2025, in
+  Debian's changelog by 6.12.111), which caps a batch at the folio's end,
+  so its fork, zap and madvise batches do not read the next folio's first
+  entry, which v6.12's (and the model's) ``folio_pte_batch`` reads through
+  ``ptep_get``;
 - the step's outcome (success, errno, SIGSEGV code) and the values read.
+
+The booted kernel decides the model's version and page size: a scenario
+whose header names another ``kernel=`` or ``page_size=`` is skipped with
+the reason (``scenario_unsupported_reason``), never run at a version the
+guest does not have; single options in the header (``cow_reuse_large=``)
+still apply.  Without ``kernel``/``page_size`` the scenarios' common header
+values are booted, else 6.12 with 4K pages (``choose_guest_kernel``).
 
 The guest maps everything at the model's addresses (MAP_FIXED_NOREPLACE),
 so every alignment and with it every mTHP decision is the same.
@@ -24,11 +38,12 @@ so every alignment and with it every mTHP decision is the same.
 What the real kernel decides from physical addresses cannot agree with
 the model in general: ``contpte_try_fold()`` (inline, on every single-PTE
 ``set_ptes``) calls ``__contpte_try_fold`` when the PTE is the last of its
-64K block *and its pfn is the last of a 64K-aligned physical block*.  For
-an order-0 folio that is one time in 16, by chance of the allocator; so
-scenarios keep order-0 pages (zero-page CoW, CoW copies, small file
-folios) off the last PTE of a block, and 16K/32K folios off PTE-by-PTE
-rewrites (mprotect) of a block's last PTE.
+block (16 PTEs with 4K pages, 128 with 16K) *and its pfn is the last of an
+aligned physical block*.  For an order-0 folio that is one time in 16 (in
+128), by chance of the allocator; so scenarios keep order-0 pages
+(zero-page CoW, CoW copies, small file folios) off the last PTE of a
+block, and folios smaller than a block off PTE-by-PTE rewrites (mprotect)
+of a block's last PTE.
 """
 
 from __future__ import annotations
@@ -40,12 +55,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ...counters import CONTPTE_CALLS, MM_CALLS
 from ...errors import ScenarioError
 from ...workloads.scenario import Env, Scenario, format_step, make_machine, run_step
 from ..live import MODEL_WINDOW_HI, MODEL_WINDOW_LO
 from ..run import Diff, OracleResult, StepReport
 from .boot import PTEP_ONLY, TRACED, BootError, BootResult, boot, count_calls
-from .env import Arm64EnvError, ensure_guest_files, tools_unavailable_reason
+from .env import (
+    KERNEL_SERIES,
+    Arm64EnvError,
+    check_guest_kernel,
+    ensure_guest_files,
+    tools_unavailable_reason,
+)
 from .guest import CompileError, GuestFile, GuestProgram, GuestStep, compile_programs, generate_c
 
 __all__ = [
@@ -59,6 +81,7 @@ __all__ = [
     "prepare",
     "Prepared",
     "GETTER_STEPS",
+    "choose_guest_kernel",
 ]
 
 ORACLE_NAME = "oracle-arm64"
@@ -78,6 +101,9 @@ _ERR_UFFD_WP = -100
 _ERR_SIGBUS = -200
 """guest_runtime.c ``ERR_SIGBUS``: any other SIGBUS, minus its si_code."""
 
+MODEL_UNCOUNTED = frozenset(TRACED) - frozenset(CONTPTE_CALLS + MM_CALLS)
+"""Traced functions the model has no ``call.<symbol>`` counter for (left out of the comparison)."""
+
 GETTER_STEPS = frozenset({"read", "write"})
 """The steps whose getter calls (``boot.PTEP_ONLY``) are compared: faults (see the module docstring)."""
 
@@ -87,11 +113,48 @@ def unavailable_reason() -> str | None:
     return tools_unavailable_reason()
 
 
-def scenario_unsupported_reason(sc: Scenario) -> str | None:
-    """Why the guest cannot replay this scenario (None: it can)."""
-    page_size = str(sc.machine.get("page_size", "4K")).upper()
-    if page_size not in ("4K", "4096"):
-        return f"page_size={page_size}: the Debian arm64 kernel uses 4K pages"
+def _header_page_size(sc: Scenario) -> str:
+    size = str(sc.machine.get("page_size", "4K")).upper()
+    return {"4096": "4K", "16384": "16K", "65536": "64K"}.get(size, size)
+
+
+def choose_guest_kernel(
+    scenarios: list[Scenario], kernel: str | None = None, page_size: str | None = None
+) -> tuple[str, str]:
+    """The (series, page size) to boot: the ones asked for, else the scenarios' headers', else 6.12, 4K.
+
+    A header value counts when every scenario that names one names the same.
+    """
+    if kernel is None:
+        named = {str(sc.machine["kernel"]) for sc in scenarios if "kernel" in sc.machine}
+        kernel = named.pop() if len(named) == 1 else KERNEL_SERIES
+    if page_size is None:
+        sizes = {_header_page_size(sc) for sc in scenarios if "page_size" in sc.machine}
+        page_size = sizes.pop() if len(sizes) == 1 else "4K"
+    return kernel, page_size.upper()
+
+
+def scenario_unsupported_reason(
+    sc: Scenario, kernel: str = KERNEL_SERIES, page_size: str = "4K"
+) -> str | None:
+    """Why the guest, booted with Linux ``kernel`` and ``page_size`` pages, cannot replay this scenario.
+
+    The booted kernel decides the model's version and page size: a header
+    that names another ``kernel=`` or ``page_size=`` is skipped, never run
+    at a version or page size the guest does not have.  None: it can.
+    """
+    header_ps = _header_page_size(sc)
+    if header_ps != page_size:
+        return (
+            f"page_size={header_ps} in the header, but the guest kernel uses {page_size} pages "
+            f"(--page-size {header_ps} boots that flavour)"
+        )
+    header_kernel = sc.machine.get("kernel")
+    if header_kernel is not None and str(header_kernel) != kernel:
+        return (
+            f"kernel={header_kernel} in the header, but the guest boots Linux {kernel} "
+            f"(--kernel-version {header_kernel} boots that one)"
+        )
     uffd = None
     for step in sc.steps:
         if step.op in UNSUPPORTED_OPS:
@@ -136,6 +199,9 @@ class Prepared:
 
     sc: Scenario
     name: str
+    kernel: str = KERNEL_SERIES
+    """The version the model ran at (the booted kernel's series)."""
+    page_size: str = "4K"
     program: GuestProgram | None = None
     model: list[ModelStep] = field(default_factory=list)
     reason: str | None = None
@@ -147,13 +213,25 @@ class Arm64Report:
 
     results: list[OracleResult]
     kernel: str = ""
+    """``uname -r`` of the booted kernel."""
     boot_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    series: str = KERNEL_SERIES
+    """The kernel series booted, and the version the model ran at."""
+    page_size: str = "4K"
+    package: str = ""
+    """The Debian package the kernel came from."""
+    untraced: dict[str, str] = field(default_factory=dict)
+    """The traced functions the booted kernel could not trace (symbol -> why), left out of the comparison."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "kernel": self.kernel,
+            "series": self.series,
+            "page_size": self.page_size,
+            "package": self.package,
             "boot_seconds": round(self.boot_seconds, 1),
+            "untraced": self.untraced,
             "notes": self.notes,
             "results": [r.as_dict() for r in self.results],
         }
@@ -183,13 +261,13 @@ def _fill_page_cache(m: Any, f: Any, size: int) -> None:
     helper.exit()
 
 
-def prepare(sc: Scenario, name: str) -> Prepared:
-    """Run ``sc`` on the model and build its guest program."""
-    prep = Prepared(sc, name)
-    prep.reason = scenario_unsupported_reason(sc)
+def prepare(sc: Scenario, name: str, kernel: str = KERNEL_SERIES, page_size: str = "4K") -> Prepared:
+    """Run ``sc`` on the model at Linux ``kernel`` with ``page_size`` pages; build its guest program."""
+    prep = Prepared(sc, name, kernel, page_size)
+    prep.reason = scenario_unsupported_reason(sc, kernel, page_size)
     if prep.reason is not None:
         return prep
-    m = make_machine(sc, arch="arm64")
+    m = make_machine(sc, arch="arm64", kernel=kernel, page_size=page_size)
     env = Env()
     procs: dict[str, int] = {}
     files: dict[str, int] = {}
@@ -304,6 +382,7 @@ def prepare(sc: Scenario, name: str) -> Prepared:
         max(1, len(procs)),
         str(sc.machine.get("thp", "madvise")),
         _mthp_kb(sc.machine.get("mthp")),
+        m.page_size,
     )
     return prep
 
@@ -337,8 +416,16 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
     res.settings = {"thp": str(sc.machine.get("thp", "madvise"))} | {
         f"mthp.{k}": v for k, v in (sc.machine.get("mthp") or {}).items()
     }
+    res.options = {"kernel": prep.kernel, "page_size": prep.page_size}
     if boot_result is not None:
         res.kernel = f"Linux {boot_result.kernel} arm64 (qemu)"
+        res.excluded = {
+            f"calls {sym}": f"not traced on Linux {boot_result.kernel}: {why}"
+            for sym, why in boot_result.untraced.items()
+        }
+    res.excluded |= {
+        f"calls {sym}": "the model has no call.<symbol> counter for it" for sym in MODEL_UNCOUNTED
+    }
     if prep.reason is not None:
         res.reason = prep.reason
         return res
@@ -351,7 +438,9 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
         res.reason = "the guest program did not run (see console.log)"
         res.status = "mismatch"
         return res
-    inside, _outside = count_calls(run.trace, MODEL_WINDOW_LO, MODEL_WINDOW_HI)
+    page_shift = prep.program.page_size.bit_length() - 1
+    inside, _outside = count_calls(run.trace, MODEL_WINDOW_LO, MODEL_WINDOW_HI, page_shift)
+    traced = [sym for sym in TRACED if sym not in boot_result.untraced and sym not in MODEL_UNCOUNTED]
     results = {r[0]: r for r in run.results}
     for i, ms in enumerate(prep.model):
         rep = Arm64StepReport(ms.line, ms.text, ms.error, None)
@@ -366,9 +455,9 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
             break
         rep.compared = True
         rep.live_error = _guest_error(r[2])
-        rep.model_calls = {k: v for k, v in ms.calls.items() if v}
+        rep.model_calls = {k: v for k, v in ms.calls.items() if v and k in traced}
         kcalls = inside.get(i, {})
-        rep.kernel_calls = {sym: kcalls[sym] for sym in TRACED if kcalls.get(sym)}
+        rep.kernel_calls = {sym: kcalls[sym] for sym in traced if kcalls.get(sym)}
         if (ms.error or None) != (rep.live_error or None):
             rep.diffs.append(Diff(ms.proc, "-", "outcome", ms.error or "ok", rep.live_error or "ok"))
         if ms.values is not None and r[3] is not None and ms.values != r[3]:
@@ -378,7 +467,7 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
             rep.diffs.append(
                 Diff(ms.proc, f"page {first}", "value read", _val(ms.values, first), _val(r[3], first))
             )
-        for sym in TRACED:
+        for sym in traced:
             if sym in PTEP_ONLY and sc.steps[i].op not in GETTER_STEPS:
                 continue
             mv, kv = ms.calls.get(sym, 0), kcalls.get(sym, 0)
@@ -402,23 +491,32 @@ def _val(vals: list[int], i: int) -> str:
 def run_arm64_oracle(
     scenarios: list[Scenario],
     *,
+    kernel: str | None = None,
+    page_size: str | None = None,
     progress: Callable[[str], None] | None = None,
     workdir: Path | None = None,
 ) -> Arm64Report:
     """Run ``scenarios`` on the model and, in one boot, on the real arm64 kernel; compare.
 
-    Raises ``Arm64EnvError`` (with the reason) when the host tools or the
-    Debian packages cannot be had, ``BootError`` when the guest fails.
+    ``kernel`` (a ``contpte.version.KERNEL_VERSIONS`` series) and
+    ``page_size`` (``"4K"``, ``"16K"``) choose the Debian kernel booted
+    (``choose_guest_kernel``: default the scenarios' headers', else 6.12
+    with 4K pages); the model runs at that version and page size.  Raises
+    ``ValueError`` for a version or page size there is no Debian kernel
+    flavour for, ``Arm64EnvError`` (with the reason) when the host tools or
+    the Debian packages cannot be had, ``BootError`` when the guest fails.
     """
+    kernel, page_size = choose_guest_kernel(scenarios, kernel, page_size)
+    check_guest_kernel(kernel, page_size)
     reason = unavailable_reason()
     if reason is not None:
         raise Arm64EnvError(reason)
     notes: list[str] = []
-    guest_env = ensure_guest_files(log=notes)
+    guest_env = ensure_guest_files(log=notes, kernel=kernel, page_size=page_size)
     preps = []
     for i, sc in enumerate(scenarios):
         stem = Path(sc.path).stem or "scenario"
-        preps.append(prepare(sc, f"s{i:03d}-{stem}"[:60]))
+        preps.append(prepare(sc, f"s{i:03d}-{stem}"[:60], kernel, page_size))
         if progress is not None:
             progress(f"model: {stem}")
     runnable = [p for p in preps if p.program is not None and p.reason is None]
@@ -438,10 +536,18 @@ def run_arm64_oracle(
             if progress is not None:
                 progress(f"booting {guest_env.kernel_package} ({len(runnable)} scenarios)")
             boot_result = boot(guest_env, {p.name: b for p, b in zip(runnable, binaries)}, wd, timeout)
+        for sym, why in boot_result.untraced.items():
+            notes.append(
+                f"not traced on Linux {boot_result.kernel}, left out of the comparison: {sym} ({why})"
+            )
     results = [compare(p, boot_result) for p in preps]
     return Arm64Report(
         results,
-        kernel=boot_result.kernel if boot_result else "",
+        kernel=boot_result.kernel if boot_result else guest_env.release,
         boot_seconds=boot_result.seconds if boot_result else 0.0,
         notes=notes,
+        series=kernel,
+        page_size=page_size,
+        package=guest_env.kernel_package,
+        untraced=dict(boot_result.untraced) if boot_result else {},
     )
