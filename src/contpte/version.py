@@ -71,6 +71,23 @@ CHANGES: tuple[Change, ...] = (
         "mm/memory.c __wp_can_reuse_large_anon_folio()",
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
+    Change(
+        "bbml2_noabort",
+        "6.17",
+        "arch/arm64/mm/contpte.c contpte_convert(); arch/arm64/kernel/cpufeature.c has_bbml2_noabort()",
+        "83bbd6be7d17 'arm64/mm: Elide tlbi in contpte_convert() under BBML2' (Mikolaj Lenczewski), "
+        "with 'arm64: Add BBM Level 2 cpu feature'",
+        before=False,
+        after="cpu",
+        arch="arm64",
+    ),
+    Change(
+        "ptep_get_early_exit",
+        "6.17",
+        "arch/arm64/mm/contpte.c contpte_ptep_get(), contpte_ptep_get_lockless()",
+        "'arm64/mm: Optimize loop to reduce redundant operations of contpte_ptep_get' (Xavier Xia; id not checked)",
+        arch="arm64",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from ..counters import counter
 from ..errors import InvariantViolation, ModelUsageError
-from .features import PRESETS, CpuFeatures, preset
+from .features import DEFAULT_CPU, PRESETS, CpuFeatures, preset
 from .format import make_format
 from .tlbi import (
     DSB_DOMAINS,
@@ -156,7 +156,7 @@ class Hardware:
         if ncpus < 1:
             raise ModelUsageError(f"ncpus must be >= 1, not {ncpus}")
         if features is None:
-            features = PRESETS["x86"] if fmt == "flat" else PRESETS["neoverse-n1"]
+            features = PRESETS[DEFAULT_CPU["flat" if fmt == "flat" else "vmsa"]]
         elif isinstance(features, str):
             features = preset(features)
         self.features = features

@@ -18,7 +18,7 @@ from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
 from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
 from ..errors import ModelUsageError
-from ..hw.features import BBML2_NOABORT_CPU, PRESETS
+from ..hw.features import BBML2_NOABORT_CPU, DEFAULT_CPU, PRESETS
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
@@ -37,6 +37,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "teardown_opt": True,
         "bbml2_noabort": False,
         "wrprotect_refold": False,
+        "ptep_get_early_exit": False,
     },
     "generic": {},
 }
@@ -58,7 +59,8 @@ class Machine:
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
     ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
     CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
-    given), as do the historical batching variants ``batch_zap``,
+    given; ``"cpu"``, the default from v6.17, follows the CPU preset as
+    ``system_supports_bbml2_noabort()`` does), as do the historical batching variants ``batch_zap``,
     ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``).  ``kernel``:
     the mainline version followed (``"6.12"`` ... ``"7.2"``,
     ``contpte.version.KERNEL_VERSIONS``); it sets every option of a change
@@ -113,7 +115,17 @@ class Machine:
             )
         # The version's behaviours, each overridable by its own option.
         options = {**kernel_options(kernel, arch), **options}
-        if arch == "arm64" and options.get("bbml2_noabort"):
+        bbml2_opt = options.get("bbml2_noabort", False)
+        if bbml2_opt == "cpu":
+            # v6.17+: contpte_convert() elides its TLBI where
+            # system_supports_bbml2_noabort(): the CPU is on the kernel's
+            # MIDR allow-list (the preset's ``bbml2_noabort``).
+            bbml2 = arch == "arm64" and PRESETS[cpu or DEFAULT_CPU[fmt]].bbml2_noabort
+        elif bbml2_opt in (True, False):
+            bbml2 = bool(bbml2_opt)
+        else:
+            raise ModelUsageError(f"bbml2_noabort={bbml2_opt!r}: expected True, False or 'cpu'")
+        if arch == "arm64" and bbml2_opt != "cpu" and bbml2:
             # Linux uses BBML2 only where system_supports_bbml2_noabort():
             # the option needs a CPU that has it, and picks one by default.
             if cpu is None:
@@ -153,6 +165,8 @@ class Machine:
         # Options of another backend are accepted and have no effect there
         # (running one variant set on both backends must be possible).
         arch_opts = {k: v for k, v in arch_opts.items() if k in ARCH_OPTIONS[arch]}
+        if "bbml2_noabort" in arch_opts:
+            arch_opts["bbml2_noabort"] = bbml2
         self.arch = make_arch(arch, self.hw, page_shift=page_shift, **arch_opts)
         mm_opts = {k: v for k, v in options.items() if k in MM_OPTIONS}
         self.kernel = Kernel(self.hw, self.arch, self.counters, thp=thp, mthp=mthp, **mm_opts)

@@ -21,6 +21,8 @@ cpdef contpte_try_unfold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, s
 cpdef _contpte_try_unfold(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, str caller, bint traced=*)
 cpdef contpte_try_unfold_partial(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, str caller)
 cpdef u64 contpte_ptep_get(Pgtable arch, i64 ptep, u64 orig_pte) except? -1
+cdef bint _contpte_consistent(Pgtable arch, u64 pte, i64 pfn, u64 orig_prot) except? -1
+cdef _lockless_retry(Pgtable arch, i64 start)
 cpdef u64 contpte_ptep_get_lockless(Pgtable arch, i64 orig_ptep) except? -1
 cpdef contpte_set_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
 cpdef contpte_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
