@@ -88,6 +88,14 @@ CHANGES: tuple[Change, ...] = (
         "'arm64/mm: Optimize loop to reduce redundant operations of contpte_ptep_get' (Xavier Xia; id not checked)",
         arch="arm64",
     ),
+    Change(
+        "access_flags_subptes",
+        "7.0",
+        "arch/arm64/mm/contpte.c contpte_ptep_set_access_flags()",
+        "97c5550b7631 'arm64: contpte: fix set_access_flags() no-op check for SMMU/ATS faults' "
+        "(2026-03-05, in the 7.0 rc cycle: 6.19.6 lacks it, 7.1.3 has it; 7.0 not checked)",
+        arch="arm64",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

@@ -117,3 +117,104 @@ def test_bbml2_option_values() -> None:
         contpte.Machine(memory="64M", kernel="7.2", cpu="apple-m2", bbml2_noabort=True)
     with pytest.raises(contpte.ModelUsageError, match="expected True, False or 'cpu'"):
         contpte.Machine(memory="64M", bbml2_noabort="yes")
+
+
+def raw_dirty(m: contpte.Machine, p: contpte.Process, a: int) -> list[bool]:
+    """Per member of the block at ``a``: is its own descriptor dirty (not the gathered view)?"""
+    base = ptep_of(m, p, a)
+    return [m.arch.pte_dirty(int(m.hw.pool.peek(base + i))) for i in range(16)]
+
+
+def member(m: contpte.Machine, p: contpte.Process, a: int) -> int:
+    """The one member whose descriptor is dirty."""
+    return raw_dirty(m, p, a).index(True)
+
+
+def big_little(kernel: str, seed: int, **kw: object) -> tuple[contpte.Machine, contpte.Process, int]:
+    """A Cortex-A76 + Cortex-A55 machine (the A55 has no hardware dirty
+    management: erratum 1024718).  A folded 64K block made clean by
+    MADV_FREE, then written once on the A76: its walker dirtied the one
+    member it took (D8.5.5: any member of the set)."""
+    m = contpte.Machine(
+        memory="64M",
+        cpus=2,
+        cpu=["cortex-a76", "cortex-a55"],
+        mthp={"64K": "always"},
+        kernel=kernel,
+        seed=seed,
+        **kw,  # type: ignore[arg-type]
+    )
+    p = m.spawn()
+    assert p.cpu == 0
+    a = p.mmap(2 * K64)
+    a = (a + K64 - 1) & ~(K64 - 1)
+    p.write(a, K64, 7)
+    p.madvise(a, K64, "free")
+    p.write(a, PAGE, 8)
+    assert p.pagemap(a, K64)["cont"].all() and raw_dirty(m, p, a) == [i == member(m, p, a) for i in range(16)]
+    p.cpu = 1  # the process migrates to the A55
+    return m, p, a
+
+
+def test_heterogeneous_cpus_differ_in_hardware_dirty_management() -> None:
+    m = contpte.Machine(memory="64M", cpus=2, cpu=["cortex-a76", "cortex-a55"], check=False)
+    assert m.hw.features.name == "cortex-a76+cortex-a55" and m.hw.features.hafdbs == 2
+    assert list(m.hw.hd_of) == [1, 0] and list(m.hw.ha_of) == [1, 1]
+    with pytest.raises(contpte.ModelUsageError, match="differ in bbm_level"):
+        contpte.Machine(memory="64M", cpus=2, cpu=["cortex-a76", "neoverse-v2"])
+    with pytest.raises(contpte.ModelUsageError, match="1 presets for cpus=2"):
+        contpte.Machine(memory="64M", cpus=2, cpu=["cortex-a76"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4])
+def test_set_access_flags_on_a_gathered_view_livelocks_before_7_0(seed: int) -> None:
+    """v6.12: the A55's write faults on a clean member; the gathered view is
+    already dirty, so contpte_ptep_set_access_flags() changes nothing and the
+    fault repeats forever.  (With these seeds the A55's walker takes a clean
+    member; with one dirty member of 16, a random pick escapes 1 time in 16.)"""
+    _, p, a = big_little("6.12", seed)
+    with pytest.raises(contpte.InvariantViolation, match="repeats forever") as ei:
+        p.write(a + 5 * PAGE, PAGE, 9)
+    assert ei.value.rule == "fault-loop"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4])
+@pytest.mark.parametrize("kernel", ["7.0", "7.2"])
+def test_set_access_flags_checks_every_member_from_7_0(kernel: str, seed: int) -> None:
+    """v7.0: a member lacks the entry's access bits, so every member is made
+    young and dirty and the block flushed once: 1 permission fault, 16
+    VALE1IS (no FEAT_TLBIRANGE on these cores), the block stays folded."""
+    m, p, a = big_little(kernel, seed)
+    with m.measure() as d:
+        p.write(a + 5 * PAGE, PAGE, 9)
+    assert d["fault.permission"] == 1 and d["fault.spurious"] == 0
+    assert d["tlbi.VALE1IS"] == 16 and d["tlbi.total"] == 16
+    assert p.pagemap(a, K64)["cont"].all() and all(raw_dirty(m, p, a))
+    assert p.read(a, 6 * PAGE).tolist() == [8, 7, 7, 7, 7, 9]
+    m.check()
+
+
+def test_the_fix_alone_and_its_absence_alone() -> None:
+    """The option overrides the version either way."""
+    m, p, a = big_little("6.12", 0, access_flags_subptes=True)
+    p.write(a + 5 * PAGE, PAGE, 9)
+    m.check()
+    m, p, a = big_little("7.2", 0, access_flags_subptes=False)
+    with pytest.raises(contpte.InvariantViolation, match="fault-loop"):
+        p.write(a + 5 * PAGE, PAGE, 9)
+
+
+def test_no_livelock_without_a_walker_that_updates_a_member() -> None:
+    """On CPUs that all lack hardware dirty management no member is ever
+    dirtied alone, so v6.12's gathered no-op test is harmless there."""
+    for cpu in ("apple-m2", "cortex-a55"):
+        m = contpte.Machine(memory="64M", cpu=cpu, mthp={"64K": "always"}, kernel="6.12")
+        p = m.spawn()
+        a = p.mmap(2 * K64)
+        a = (a + K64 - 1) & ~(K64 - 1)
+        p.write(a, K64, 7)
+        p.madvise(a, K64, "free")
+        p.read(a, K64)
+        p.write(a + 5 * PAGE, PAGE, 9)
+        assert all(raw_dirty(m, p, a))
+        m.check()

@@ -13,11 +13,11 @@ does not require it, Arm ARM D8.7.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ModelUsageError
 
-__all__ = ["CpuFeatures", "PRESETS", "preset", "BBML2_NOABORT_CPU", "DEFAULT_CPU"]
+__all__ = ["CpuFeatures", "PRESETS", "preset", "system_features", "BBML2_NOABORT_CPU", "DEFAULT_CPU"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,23 @@ PRESETS: dict[str, CpuFeatures] = {
         kpti=False,
         tlb_entries=1280,
     ),
+    # Arm Cortex-A55 TRM (100442): Armv8.2-A, implements HAFDBS = 0b0010,
+    # but Linux never enables hardware dirty management on it: erratum
+    # 1024718 (arch/arm64/kernel/cpufeature.c cpu_has_broken_dbm(), all
+    # revisions) leaves TCR_EL1.HD clear while TCR_EL1.HA stays set, so the
+    # hafdbs in effect is 1.  DBM is a per-CPU feature in Linux: a big.LITTLE
+    # machine of Cortex-A76 and Cortex-A55 cores (``cpu=["cortex-a76",
+    # "cortex-a55"]``) has walkers with and without hardware dirty updates.
+    # No FEAT_TLBIRANGE, BBM level 0, L2 TLB 1024 entries.  Not affected by
+    # Meltdown.
+    "cortex-a55": CpuFeatures(
+        name="cortex-a55",
+        hafdbs=1,
+        bbm_level=0,
+        tlbirange=False,
+        kpti=False,
+        tlb_entries=1024,
+    ),
     # An x86-64 core for the Flat format: hardware always sets Accessed and
     # Dirty; no contiguous hint; no broadcast invalidation (INVLPG is local).
     # STLB about 1536 entries (Intel Skylake / AMD Zen 2 class; approximate).
@@ -194,3 +211,30 @@ BBML2_NOABORT_CPU = "neoverse-v3"
 
 DEFAULT_CPU: dict[str, str] = {"vmsa": "neoverse-n1", "flat": "x86"}
 """The preset a machine gets when it names no CPU, per translation-table format."""
+
+
+#: The fields every CPU of one machine must share (the model's hardware-wide
+#: features); hafdbs and tlb_entries may differ per CPU.
+SHARED_FIELDS = ("fmt", "bbm_level", "bbml2_noabort", "tlbirange", "kpti", "contig_tlb")
+
+
+def system_features(cpus: list[CpuFeatures]) -> CpuFeatures:
+    """The system-wide features of a heterogeneous machine (one ``CpuFeatures`` per CPU).
+
+    Like Linux, which enables hardware Access flag and dirty management per
+    CPU (DBM is a "weak local" CPU feature), the CPUs may differ in
+    ``hafdbs`` (and TLB size); everything else must agree.  The result
+    carries the highest ``hafdbs``: a DBM descriptor counts as writable if
+    any walker may set its dirty state.
+    """
+    first = cpus[0]
+    for f in cpus[1:]:
+        for field in SHARED_FIELDS:
+            if getattr(f, field) != getattr(first, field):
+                raise ModelUsageError(
+                    f"CPUs {first.name} and {f.name} differ in {field} "
+                    f"({getattr(first, field)!r} vs {getattr(f, field)!r}); the CPUs of one machine "
+                    "may differ only in hafdbs and tlb_entries"
+                )
+    names = "+".join(dict.fromkeys(f.name for f in cpus))
+    return replace(first, name=names, hafdbs=max(f.hafdbs for f in cpus))

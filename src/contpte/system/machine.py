@@ -18,7 +18,7 @@ from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
 from ..counters import FAMILIES, TOTALS, Counters, counter_names, describe
 from ..errors import ModelUsageError
-from ..hw.features import BBML2_NOABORT_CPU, DEFAULT_CPU, PRESETS
+from ..hw.features import BBML2_NOABORT_CPU, DEFAULT_CPU, PRESETS, system_features
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
@@ -38,6 +38,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "bbml2_noabort": False,
         "wrprotect_refold": False,
         "ptep_get_early_exit": False,
+        "access_flags_subptes": False,
     },
     "generic": {},
 }
@@ -67,7 +68,9 @@ class Machine:
     up to it (``contpte.version.CHANGES``: ``huge_zero_wp_thp`` from v6.13,
     ``cow_reuse_large`` from v6.15, ...), and an option given explicitly
     overrides its one behaviour.  Hardware options: ``cpu`` (a
-    preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
+    preset name, or a list of one per CPU for a big.LITTLE machine whose
+    cores differ in hardware A/D management, e.g. ``["cortex-a76",
+    "cortex-a55"]``), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
     bug catalog (``contpte.bugs.BUGS``) to re-introduce (default none).  An
     unknown option is an error.
     """
@@ -81,7 +84,7 @@ class Machine:
         mthp: dict[str, str] | None = None,
         thp: str = "madvise",
         check: bool = True,
-        cpu: str | None = None,
+        cpu: str | list[str] | tuple[str, ...] | None = None,
         adversarial_tlb: bool = False,
         seed: int = 0,
         bugs: tuple[str, ...] | list[str] | str = (),
@@ -104,6 +107,17 @@ class Machine:
             raise ModelUsageError(
                 f"unknown Machine option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
             )
+        cpu_list: list[str] | None = None
+        if isinstance(cpu, (list, tuple)):
+            # A heterogeneous machine: one preset per CPU (system_features()).
+            if len(cpu) != cpus:
+                raise ModelUsageError(f"cpu={list(cpu)!r}: {len(cpu)} presets for cpus={cpus}")
+            for c in cpu:
+                if c not in PRESETS:
+                    raise ModelUsageError(f"cpu={c!r}: expected one of {', '.join(sorted(PRESETS))}")
+            cpu_list = list(cpu)
+            system_features([PRESETS[c] for c in cpu_list])  # raises if they cannot share a machine
+            cpu = cpu_list[0]  # the hardware-wide features are the first CPU's
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
         fmt = "vmsa" if arch == "arm64" else "flat"
@@ -151,7 +165,7 @@ class Machine:
             nr_frames,
             page_shift=page_shift,
             ncpus=cpus,
-            features=cpu,
+            features=tuple(cpu_list) if cpu_list is not None else cpu,
             fmt=fmt,
             counters=self.counters,
             checker=bool(check),

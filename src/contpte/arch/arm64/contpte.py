@@ -32,7 +32,7 @@ if not cython.compiled:
     from ...hw.tables import PtePool
     from ..pgtable import MmLike, Pgtable, VmaLike
     from . import tlbflush
-    from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
+    from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, PTE_WRITE, U64_MAX
 
 __all__ = [
     "mm_is_user",
@@ -87,6 +87,8 @@ _NOT_CONT = cython.declare(u64, U64_MAX & ~PTE_CONT)
 _NOT_AF = cython.declare(u64, U64_MAX & ~PTE_AF)
 _NOT_AF_DIRTY = cython.declare(u64, U64_MAX & ~(PTE_AF | PTE_DIRTY))
 _NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
+#: The bits ``__ptep_set_access_flags()`` consumes from its entry.
+_ACCESS_CMP = cython.declare(u64, PTE_RDONLY | PTE_AF | PTE_WRITE | PTE_DIRTY)
 
 
 @cython.ccall
@@ -614,6 +616,25 @@ def contpte_clear_young_dirty_ptes(
     arch._clear_young_dirty_ptes(vma, start, ptep, (end - start) // arch.PAGE_SIZE, flags)
 
 
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _contpte_all_subptes_match_access_flags(arch: Pgtable, ptep: i64, entry: u64) -> cython.bint:
+    """Does every member already have ``entry``'s RDONLY/AF/WRITE/DIRTY bits?
+
+    Models: arch/arm64/mm/contpte.c ``contpte_all_subptes_match_access_flags()``
+    (v7.0): raw loads, up to the first mismatch.
+    """
+    pool: PtePool = arch.pool
+    start: i64 = contpte_align_down(arch, ptep)
+    want: u64 = entry & _ACCESS_CMP
+    i: i64 = start
+    while i < start + arch.CONT_PTES:
+        if (pool.load(i) & _ACCESS_CMP) != want:
+            return False
+        i += 1
+    return True
+
+
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
@@ -621,20 +642,32 @@ def contpte_ptep_set_access_flags(
 ) -> cython.bint:
     """Fault fix-up on a folded block; True if anything changed.
 
-    Models: arch/arm64/mm/contpte.c ``contpte_ptep_set_access_flags()``
-    (v6.12 form).  The no-op test compares ``entry`` with the *gathered*
-    block PTE.  If the write bit is unchanged, the access flags are set on
-    every member (software A/D management would otherwise fault on each
-    sibling) and, if ``dirty``, the block is flushed once.  If the write bit
-    changes (e.g. reuse after CoW), the block unfolds first.  Nothing
-    refolds here.
+    Models: arch/arm64/mm/contpte.c ``contpte_ptep_set_access_flags()``.
+    v6.12: the no-op test compares ``entry`` with the *gathered* block PTE
+    (``ptep_get()``), so an access/dirty bit that the hardware set on a
+    sibling makes the fault look already fixed; a walker that evaluates
+    each descriptor on its own (a CPU without hardware dirty management,
+    an SMMU without HTTU) then faults on the unchanged member forever.
+    With ``access_flags_subptes`` (v7.0, commit 97c5550b7631) it is a
+    no-op only if every member already has ``entry``'s RDONLY/AF/WRITE/
+    DIRTY bits, and the write-bit test uses the raw target PTE.  Otherwise,
+    if the write bit is unchanged, the access flags are set on every member
+    (software A/D management would otherwise fault on each sibling) and,
+    if ``dirty``, the block is flushed once.  If the write bit changes
+    (e.g. reuse after CoW), the block unfolds first.  Nothing refolds here.
 
     Context: PTL held; ``entry`` has no PTE_CONT.
     """
     count(arch.counters, CALL_SET_ACCESS_FLAGS, 1)
-    orig_pte: u64 = arch.ptep_get(ptep) & _NOT_CONT
-    if orig_pte == entry:
-        return False
+    orig_pte: u64
+    if arch.access_flags_subptes:
+        if _contpte_all_subptes_match_access_flags(arch, ptep, entry):
+            return False
+        orig_pte = arch._ptep_get(ptep) & _NOT_CONT
+    else:
+        orig_pte = arch.ptep_get(ptep) & _NOT_CONT
+        if orig_pte == entry:
+            return False
     start_ptep: i64
     start_addr: i64
     if arch.pte_write(orig_pte) == arch.pte_write(entry):

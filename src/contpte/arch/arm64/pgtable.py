@@ -136,6 +136,9 @@ class Arm64Pgtable(Pgtable):
         # True (v6.17+): contpte_ptep_get() and contpte_ptep_get_lockless()
         # stop reading the block once they have seen young and dirty.
         "ptep_get_early_exit": False,
+        # True (v7.0+, the fix 97c5550b7631): contpte_ptep_set_access_flags()
+        # is a no-op only if every member has the entry's access bits.
+        "access_flags_subptes": False,
         # True: ptep_set_wrprotect() (and every nr == 1 write-protect) tries
         # to fold the block again after write-protecting its entry, as the
         # contpte series' v4 posting did ("arm64/mm: Wire up PTE_CONT for
@@ -163,6 +166,7 @@ class Arm64Pgtable(Pgtable):
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
         self.wrprotect_refold = bool(self.options["wrprotect_refold"])
         self.ptep_get_early_exit = bool(self.options["ptep_get_early_exit"])
+        self.access_flags_subptes = bool(self.options["access_flags_subptes"])
         self.tlbirange = bool(hw.features.tlbirange)
         self.kpti = bool(hw.features.kpti)
 
