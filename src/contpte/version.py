@@ -110,6 +110,31 @@ CHANGES: tuple[Change, ...] = (
         "mm/mremap.c move_ptes(), mremap_folio_pte_batch()",
         "'mm: Optimize mremap() by PTE batching' (Dev Jain; commit id not verified here)",
     ),
+    Change(
+        "bbml2_noabort",
+        "6.17",
+        "arch/arm64/mm/contpte.c contpte_convert(); arch/arm64/kernel/cpufeature.c has_bbml2_noabort()",
+        "83bbd6be7d17 'arm64/mm: Elide tlbi in contpte_convert() under BBML2' (Mikolaj Lenczewski), "
+        "with 'arm64: Add BBM Level 2 cpu feature'",
+        before=False,
+        after="cpu",
+        arch="arm64",
+    ),
+    Change(
+        "ptep_get_early_exit",
+        "6.17",
+        "arch/arm64/mm/contpte.c contpte_ptep_get(), contpte_ptep_get_lockless()",
+        "'arm64/mm: Optimize loop to reduce redundant operations of contpte_ptep_get' (Xavier Xia; id not checked)",
+        arch="arm64",
+    ),
+    Change(
+        "access_flags_subptes",
+        "7.0",
+        "arch/arm64/mm/contpte.c contpte_ptep_set_access_flags()",
+        "97c5550b7631 'arm64: contpte: fix set_access_flags() no-op check for SMMU/ATS faults' "
+        "(2026-03-05, in the 7.0 rc cycle: 6.19.6 lacks it, 7.1.3 has it; 7.0 not checked)",
+        arch="arm64",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

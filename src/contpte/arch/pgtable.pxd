@@ -27,7 +27,7 @@ cdef class Pgtable:
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE, PMD_SHIFT, PMD_SIZE
     cdef public i64 HPAGE_PMD_ORDER, HPAGE_PMD_NR, PFN_PTE_SHIFT, CONT_PTES
-    cdef public bint tlbirange, kpti, bbml2_noabort
+    cdef public bint tlbirange, kpti, bbml2_noabort, ptep_get_early_exit, access_flags_subptes
     cdef public i64 CONT_PTE_SIZE
     cdef public I64View folio_head
     cdef public I8View folio_order

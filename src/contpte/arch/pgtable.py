@@ -132,9 +132,14 @@ class Pgtable:
         #: that have them): range TLBIs (FEAT_TLBIRANGE), KPTI's doubled TLBIs.
         self.tlbirange = False
         self.kpti = False
-        #: arm64 (v6.16+ kernels on BBML2_NOABORT CPUs): contpte_convert()
+        #: arm64 (v6.17+ kernels on BBML2_NOABORT CPUs): contpte_convert()
         #: skips its intermediate TLBI.  Read by contpte.c.
         self.bbml2_noabort = False
+        #: arm64 (v6.17+): contpte_ptep_get() stops once young and dirty are seen.
+        self.ptep_get_early_exit = False
+        #: arm64 (v7.0+): contpte_ptep_set_access_flags() is a no-op only if
+        #: every member already has the access flags (not the gathered view).
+        self.access_flags_subptes = False
         #: core-mm's mem_map ``head`` and ``order`` arrays (the Machine sets
         #: them): what an arch that must check folio coverage (the arm64
         #: fold) reads through ``folio_range_of_pfn``.

@@ -13,11 +13,11 @@ does not require it, Arm ARM D8.7.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ModelUsageError
 
-__all__ = ["CpuFeatures", "PRESETS", "preset", "BBML2_NOABORT_CPU"]
+__all__ = ["CpuFeatures", "PRESETS", "preset", "system_features", "BBML2_NOABORT_CPU", "DEFAULT_CPU"]
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,42 @@ PRESETS: dict[str, CpuFeatures] = {
     ),
     # Arm Neoverse V3 TRM (107734): Armv9.2-A, FEAT_TLBIRANGE, HAFDBS =
     # 0b0010, BBM level 2; on Linux's BBML2_NOABORT allow-list (r0p0..r2p15,
-    # arch/arm64/kernel/cpufeature.c cpu_has_bbml2_noabort(), v6.16: "arm64:
-    # Add BBM Level 2 cpu feature"), so the kernel may skip the intermediate
-    # TLBI of a contpte conversion.  L2 TLB 2048 entries (approximate).
+    # arch/arm64/kernel/cpufeature.c has_bbml2_noabort(), from v6.17: "arm64:
+    # Add BBM Level 2 cpu feature"; the list is a MIDR allow-list and the
+    # kernel ignores ID_AA64MMFR2_EL1.BBM), so the kernel skips the
+    # intermediate TLBI of a contpte conversion.  L2 TLB 2048 entries
+    # (approximate).  Neoverse-V3AE is on the list too (same core for the
+    # model).
     "neoverse-v3": CpuFeatures(
         name="neoverse-v3",
+        hafdbs=2,
+        bbm_level=2,
+        bbml2_noabort=True,
+        tlbirange=True,
+        kpti=False,
+        tlb_entries=2048,
+    ),
+    # Arm Cortex-X4 TRM (102484): Armv9.2-A, FEAT_TLBIRANGE, HAFDBS =
+    # 0b0010, BBM level 2; on the BBML2_NOABORT allow-list from the start
+    # (r0p0..r3p15).  L2 TLB 2048 entries (approximate).
+    "cortex-x4": CpuFeatures(
+        name="cortex-x4",
+        hafdbs=2,
+        bbm_level=2,
+        bbml2_noabort=True,
+        tlbirange=True,
+        kpti=False,
+        tlb_entries=2048,
+    ),
+    # Ampere AmpereOne (MIDR_AMPERE1) and AmpereOne A (MIDR_AMPERE1A):
+    # Armv8.6+ server cores.  On the BBML2_NOABORT allow-list (all
+    # revisions) only from a later release: 6.17.8 lacks them, 6.18.15 and
+    # 6.19.6 list them (mainline 6.18 or a stable backport: not checked), so
+    # the model's 6.17 treats them as listed too.  BBM level 2 as the vendor
+    # attests; FEAT_TLBIRANGE and HAFDBS = 0b0010 assumed (approximate: no
+    # public TRM); L2 TLB 2048 entries (approximate).
+    "ampereone": CpuFeatures(
+        name="ampereone",
         hafdbs=2,
         bbm_level=2,
         bbml2_noabort=True,
@@ -112,7 +143,8 @@ PRESETS: dict[str, CpuFeatures] = {
     # public ID register dumps and micro-benchmarks: FEAT_TLBIRANGE present,
     # no hardware Access flag or dirty management, BBM level 0 assumed,
     # L2 TLB about 3072 entries.  (Apple runs 16K pages; the granule is the
-    # Hardware's page_shift, not a CPU feature.)
+    # Hardware's page_shift, not a CPU feature.)  Not on Linux's
+    # BBML2_NOABORT allow-list (v6.17 to v7.2).
     "apple-m2": CpuFeatures(
         name="apple-m2",
         hafdbs=0,
@@ -130,6 +162,23 @@ PRESETS: dict[str, CpuFeatures] = {
         tlbirange=False,
         kpti=False,
         tlb_entries=1280,
+    ),
+    # Arm Cortex-A55 TRM (100442): Armv8.2-A, implements HAFDBS = 0b0010,
+    # but Linux never enables hardware dirty management on it: erratum
+    # 1024718 (arch/arm64/kernel/cpufeature.c cpu_has_broken_dbm(), all
+    # revisions) leaves TCR_EL1.HD clear while TCR_EL1.HA stays set, so the
+    # hafdbs in effect is 1.  DBM is a per-CPU feature in Linux: a big.LITTLE
+    # machine of Cortex-A76 and Cortex-A55 cores (``cpu=["cortex-a76",
+    # "cortex-a55"]``) has walkers with and without hardware dirty updates.
+    # No FEAT_TLBIRANGE, BBM level 0, L2 TLB 1024 entries.  Not affected by
+    # Meltdown.
+    "cortex-a55": CpuFeatures(
+        name="cortex-a55",
+        hafdbs=1,
+        bbm_level=0,
+        tlbirange=False,
+        kpti=False,
+        tlb_entries=1024,
     ),
     # An x86-64 core for the Flat format: hardware always sets Accessed and
     # Dirty; no contiguous hint; no broadcast invalidation (INVLPG is local).
@@ -159,3 +208,33 @@ def preset(name: str) -> CpuFeatures:
 
 BBML2_NOABORT_CPU = "neoverse-v3"
 """The preset a machine gets when it runs with BBML2_NOABORT and names no CPU."""
+
+DEFAULT_CPU: dict[str, str] = {"vmsa": "neoverse-n1", "flat": "x86"}
+"""The preset a machine gets when it names no CPU, per translation-table format."""
+
+
+#: The fields every CPU of one machine must share (the model's hardware-wide
+#: features); hafdbs and tlb_entries may differ per CPU.
+SHARED_FIELDS = ("fmt", "bbm_level", "bbml2_noabort", "tlbirange", "kpti", "contig_tlb")
+
+
+def system_features(cpus: list[CpuFeatures]) -> CpuFeatures:
+    """The system-wide features of a heterogeneous machine (one ``CpuFeatures`` per CPU).
+
+    Like Linux, which enables hardware Access flag and dirty management per
+    CPU (DBM is a "weak local" CPU feature), the CPUs may differ in
+    ``hafdbs`` (and TLB size); everything else must agree.  The result
+    carries the highest ``hafdbs``: a DBM descriptor counts as writable if
+    any walker may set its dirty state.
+    """
+    first = cpus[0]
+    for f in cpus[1:]:
+        for field in SHARED_FIELDS:
+            if getattr(f, field) != getattr(first, field):
+                raise ModelUsageError(
+                    f"CPUs {first.name} and {f.name} differ in {field} "
+                    f"({getattr(first, field)!r} vs {getattr(f, field)!r}); the CPUs of one machine "
+                    "may differ only in hafdbs and tlb_entries"
+                )
+    names = "+".join(dict.fromkeys(f.name for f in cpus))
+    return replace(first, name=names, hafdbs=max(f.hafdbs for f in cpus))

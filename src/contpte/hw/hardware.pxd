@@ -28,7 +28,10 @@ cdef class Hardware:
     cdef public list tlbs
     cdef public dict spaces
     cdef public set retired
-    cdef public I64View tlbi_cid, dsb_cid, dvm_pending
+    cdef public I64View tlbi_cid, dsb_cid, dvm_pending, ha_of, hd_of
+    cdef public list cpu_features
+    cdef public i64 fault_ptep
+    cdef public u64 fault_desc
     cdef U64View zero1
     cdef public i64 n_hit, n_miss, n_walk, wc_pmd, wc_slot
     cdef public u64 wc_l2

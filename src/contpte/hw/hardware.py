@@ -29,7 +29,7 @@ Compiled (docs/core.md).  Nothing here knows Linux.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cython
@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from ..counters import counter
 from ..errors import InvariantViolation, ModelUsageError
-from .features import PRESETS, CpuFeatures, preset
+from .features import DEFAULT_CPU, PRESETS, CpuFeatures, preset, system_features
 from .format import make_format
 from .tlbi import (
     DSB_DOMAINS,
@@ -120,12 +120,18 @@ class HwFault:
 
     ``kind``: ``"translation"``, ``"permission"`` or ``"access_flag"``.
     ``va``: faulting address; ``level``: lookup level; ``write``: a store.
+    ``ptep``: the level-3 descriptor the walk evaluated and faulted on (for
+    a Contiguous block, the member it chose), -1 for a fault from a TLB
+    entry, a translation fault or a level-2 descriptor; ``desc``: its value
+    (neither takes part in comparisons).
     """
 
     kind: str
     va: int
     level: int
     write: bool
+    ptep: int = field(default=-1, compare=False)
+    desc: int = field(default=0, compare=False)
 
 
 @cython.final
@@ -135,7 +141,10 @@ class Hardware:
 
     ``nr_frames``: physical pages.  ``page_shift``: translation granule.
     ``features``: a ``CpuFeatures`` or a preset name (default: Neoverse N1 for
-    ``fmt="vmsa"``, the x86 preset for ``fmt="flat"``).  ``checker``: run the
+    ``fmt="vmsa"``, the x86 preset for ``fmt="flat"``), or one per CPU (a
+    list of ``ncpus``, a heterogeneous machine: the CPUs may differ only in
+    their hardware Access flag / dirty management and TLB size; ``features``
+    then holds the system-wide set, with the highest ``hafdbs``).  ``checker``: run the
     Arm ARM ``RuleChecker``.  ``adversarial_tlb``: TLBs never evict.
     ``seed``: seeds the choices the architecture leaves open (which
     descriptor of a Contiguous block a walk takes).
@@ -146,7 +155,7 @@ class Hardware:
         nr_frames: i64,
         page_shift: i64 = 12,
         ncpus: i64 = 4,
-        features: CpuFeatures | str | None = None,
+        features: CpuFeatures | str | list[CpuFeatures | str] | tuple[CpuFeatures | str, ...] | None = None,
         fmt: str = "vmsa",
         counters: Counters | None = None,
         checker: cython.bint = True,
@@ -155,11 +164,25 @@ class Hardware:
     ) -> None:
         if ncpus < 1:
             raise ModelUsageError(f"ncpus must be >= 1, not {ncpus}")
+        per_cpu: list[CpuFeatures]
         if features is None:
-            features = PRESETS["x86"] if fmt == "flat" else PRESETS["neoverse-n1"]
-        elif isinstance(features, str):
-            features = preset(features)
+            features = PRESETS[DEFAULT_CPU["flat" if fmt == "flat" else "vmsa"]]
+        if isinstance(features, (list, tuple)):
+            per_cpu = [preset(f) if isinstance(f, str) else f for f in features]
+            if len(per_cpu) != ncpus:
+                raise ModelUsageError(f"{len(per_cpu)} CPU feature sets for ncpus={ncpus}")
+            features = system_features(per_cpu)
+        else:
+            if isinstance(features, str):
+                features = preset(features)
+            per_cpu = [features] * ncpus
         self.features = features
+        self.cpu_features = per_cpu
+        #: Per CPU: TCR_EL1.HA / TCR_EL1.HD in effect (1/0).
+        self.ha_of = np.array([int(f.ha) for f in per_cpu], dtype=np.int64)
+        self.hd_of = np.array([int(f.hd) for f in per_cpu], dtype=np.int64)
+        self.fault_ptep = -1
+        self.fault_desc = 0
         self.fmt = make_format(fmt, page_shift)
         self.flat = not self.fmt.has_contiguous
         self.page_shift = page_shift
@@ -178,8 +201,7 @@ class Hardware:
         #: Pages per TLB entry made from a Contiguous descriptor (1: cached per page).
         self.cont_entry_pages = self.fmt.cont_ptes if self.fmt.has_contiguous and features.contig_tlb else 1
         self.tlbs = [
-            Tlb(features.tlb_entries, adversarial_tlb, self.cont_entry_pages, self.ptrs_per_pte)
-            for _ in range(ncpus)
+            Tlb(f.tlb_entries, adversarial_tlb, self.cont_entry_pages, self.ptrs_per_pte) for f in per_cpu
         ]
         self.spaces: dict[int, AddressSpace] = {}
         self.retired: set[int] = set()
@@ -478,7 +500,7 @@ class Hardware:
         if not desc & fmt.user_bit:
             return self._fault(cpu, space, _F_PERMISSION, vpn, tlb.e_level[k], write)
         if write and (desc & fmt.dirty_mask) != fmt.dirty_val:
-            if self.hd and (desc & fmt.clean_mask) == fmt.clean_val:
+            if self.hd_of[cpu] and (desc & fmt.clean_mask) == fmt.clean_val:
                 # RSGJBL: before a dirty update the PE re-reads the
                 # descriptor from memory and uses that (it may now fault).
                 tlb.remove(k)
@@ -506,7 +528,15 @@ class Hardware:
             # x86: a page fault invalidates the faulting address's TLB entries.
             t = self.tlbs[cpu]
             t.invalidate_range(space.asid, vpn, 1, 0)
-        self.last_fault = HwFault(FAULT_KINDS[kind], vpn << self.page_shift, level, write)
+        self.last_fault = HwFault(
+            FAULT_KINDS[kind],
+            vpn << self.page_shift,
+            level,
+            write,
+            self.fault_ptep,
+            self.fault_desc if self.fault_ptep >= 0 else 0,
+        )
+        self.fault_ptep = -1
         return -1
 
     @cython.cfunc
@@ -591,14 +621,18 @@ class Hardware:
         """Check AF and permissions of the walked descriptor, update it, fill the TLB."""
         fmt: DescriptorFormat = self.fmt
         af: cython.bint = (d & fmt.af_bit) != 0
-        if not af and not self.ha:
+        if level == 3:
+            self.fault_ptep = ptep  # what a fault below reports (HwFault.ptep)
+            self.fault_desc = d
+        if not af and not self.ha_of[cpu]:
             return self._fault(cpu, space, _F_ACCESS_FLAG, vpn, level, write)
         if not d & fmt.user_bit:
             return self._fault(cpu, space, _F_PERMISSION, vpn, level, write)
         dirty: cython.bint = (d & fmt.dirty_mask) == fmt.dirty_val
         clean: cython.bint = not dirty and (d & fmt.clean_mask) == fmt.clean_val
-        if write and not dirty and not (clean and self.hd):
+        if write and not dirty and not (clean and self.hd_of[cpu]):
             return self._fault(cpu, space, _F_PERMISSION, vpn, level, write)
+        self.fault_ptep = -1
         new: u64 = d
         if not af:
             new |= fmt.af_bit

@@ -18,7 +18,7 @@ from ..arch import ARCHES, make_arch
 from ..bugs import check_bug_names
 from ..counters import FAMILIES, MTHP_STATS, TOTALS, Counters, counter_names, describe, mthp_size_name
 from ..errors import ModelUsageError
-from ..hw.features import BBML2_NOABORT_CPU, PRESETS
+from ..hw.features import BBML2_NOABORT_CPU, DEFAULT_CPU, PRESETS, system_features
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.mm_types import MmStruct
@@ -38,6 +38,8 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "bbml2_noabort": False,
         "wrprotect_refold": False,
         "modify_prot_ptes_opt": False,
+        "ptep_get_early_exit": False,
+        "access_flags_subptes": False,
     },
     "generic": {},
 }
@@ -59,14 +61,17 @@ class Machine:
     (``batch_fork``, ``contpte``, ``wrprotect_ptes_opt``, ``teardown_opt``,
     ``bbml2_noabort``) default to mainline (``bbml2_noabort=True`` needs a
     CPU with BBML2_NOABORT and picks ``neoverse-v3`` when ``cpu`` is not
-    given), as do the historical batching variants ``batch_zap``,
+    given; ``"cpu"``, the default from v6.17, follows the CPU preset as
+    ``system_supports_bbml2_noabort()`` does), as do the historical batching variants ``batch_zap``,
     ``batch_rmap`` and ``batch_extent`` (see ``MM_OPTIONS``).  ``kernel``:
     the mainline version followed (``"6.12"`` ... ``"7.2"``,
     ``contpte.version.KERNEL_VERSIONS``); it sets every option of a change
     up to it (``contpte.version.CHANGES``: ``huge_zero_wp_thp`` from v6.13,
     ``cow_reuse_large`` from v6.15, ...), and an option given explicitly
     overrides its one behaviour.  Hardware options: ``cpu`` (a
-    preset name), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
+    preset name, or a list of one per CPU for a big.LITTLE machine whose
+    cores differ in hardware A/D management, e.g. ``["cortex-a76",
+    "cortex-a55"]``), ``adversarial_tlb``, ``seed``.  ``bugs``: names from the
     bug catalog (``contpte.bugs.BUGS``) to re-introduce (default none).  An
     unknown option is an error.
     """
@@ -80,7 +85,7 @@ class Machine:
         mthp: dict[str, str] | None = None,
         thp: str = "madvise",
         check: bool = True,
-        cpu: str | None = None,
+        cpu: str | list[str] | tuple[str, ...] | None = None,
         adversarial_tlb: bool = False,
         seed: int = 0,
         bugs: tuple[str, ...] | list[str] | str = (),
@@ -103,6 +108,17 @@ class Machine:
             raise ModelUsageError(
                 f"unknown Machine option(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
             )
+        cpu_list: list[str] | None = None
+        if isinstance(cpu, (list, tuple)):
+            # A heterogeneous machine: one preset per CPU (system_features()).
+            if len(cpu) != cpus:
+                raise ModelUsageError(f"cpu={list(cpu)!r}: {len(cpu)} presets for cpus={cpus}")
+            for c in cpu:
+                if c not in PRESETS:
+                    raise ModelUsageError(f"cpu={c!r}: expected one of {', '.join(sorted(PRESETS))}")
+            cpu_list = list(cpu)
+            system_features([PRESETS[c] for c in cpu_list])  # raises if they cannot share a machine
+            cpu = cpu_list[0]  # the hardware-wide features are the first CPU's
         if cpu is not None and cpu not in PRESETS:
             raise ModelUsageError(f"cpu={cpu!r}: expected one of {', '.join(sorted(PRESETS))}")
         fmt = "vmsa" if arch == "arm64" else "flat"
@@ -114,7 +130,17 @@ class Machine:
             )
         # The version's behaviours, each overridable by its own option.
         options = {**kernel_options(kernel, arch), **options}
-        if arch == "arm64" and options.get("bbml2_noabort"):
+        bbml2_opt = options.get("bbml2_noabort", False)
+        if bbml2_opt == "cpu":
+            # v6.17+: contpte_convert() elides its TLBI where
+            # system_supports_bbml2_noabort(): the CPU is on the kernel's
+            # MIDR allow-list (the preset's ``bbml2_noabort``).
+            bbml2 = arch == "arm64" and PRESETS[cpu or DEFAULT_CPU[fmt]].bbml2_noabort
+        elif bbml2_opt in (True, False):
+            bbml2 = bool(bbml2_opt)
+        else:
+            raise ModelUsageError(f"bbml2_noabort={bbml2_opt!r}: expected True, False or 'cpu'")
+        if arch == "arm64" and bbml2_opt != "cpu" and bbml2:
             # Linux uses BBML2 only where system_supports_bbml2_noabort():
             # the option needs a CPU that has it, and picks one by default.
             if cpu is None:
@@ -140,7 +166,7 @@ class Machine:
             nr_frames,
             page_shift=page_shift,
             ncpus=cpus,
-            features=cpu,
+            features=tuple(cpu_list) if cpu_list is not None else cpu,
             fmt=fmt,
             counters=self.counters,
             checker=bool(check),
@@ -154,6 +180,8 @@ class Machine:
         # Options of another backend are accepted and have no effect there
         # (running one variant set on both backends must be possible).
         arch_opts = {k: v for k, v in arch_opts.items() if k in ARCH_OPTIONS[arch]}
+        if "bbml2_noabort" in arch_opts:
+            arch_opts["bbml2_noabort"] = bbml2
         self.arch = make_arch(arch, self.hw, page_shift=page_shift, **arch_opts)
         mm_opts = {k: v for k, v in options.items() if k in MM_OPTIONS}
         self.kernel = Kernel(self.hw, self.arch, self.counters, thp=thp, mthp=mthp, **mm_opts)

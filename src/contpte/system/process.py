@@ -207,6 +207,18 @@ class Process:
                     last_fault, repeats = va, 0
                 hw.current_cpu = self.cpu
                 self._fault(va, write)
+                if fault.ptep >= 0 and int(hw.pool.peek(fault.ptep)) == fault.desc:
+                    # Nothing a retry depends on changed: a walker that
+                    # evaluates this descriptor takes the same fault forever
+                    # (the architecture lets it pick any member of a
+                    # Contiguous block; the model's random pick may escape).
+                    raise InvariantViolation(
+                        "fault-loop",
+                        f"pid {self.pid}: the {fault.kind} fault at {va:#x} (cpu {self.cpu}) left the "
+                        f"descriptor it was taken on unchanged ({fault.desc:#x}); the same fault repeats forever",
+                        va,
+                        [fault.desc],
+                    )
         finally:
             if done and self.machine.check_enabled:
                 v = self.machine.validators

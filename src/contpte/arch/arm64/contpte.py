@@ -32,7 +32,7 @@ if not cython.compiled:
     from ...hw.tables import PtePool
     from ..pgtable import MmLike, Pgtable, VmaLike
     from . import tlbflush
-    from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, U64_MAX
+    from .pgtable_prot import PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, PTE_WRITE, U64_MAX
 
 __all__ = [
     "mm_is_user",
@@ -87,6 +87,8 @@ _NOT_CONT = cython.declare(u64, U64_MAX & ~PTE_CONT)
 _NOT_AF = cython.declare(u64, U64_MAX & ~PTE_AF)
 _NOT_AF_DIRTY = cython.declare(u64, U64_MAX & ~(PTE_AF | PTE_DIRTY))
 _NOT_RDONLY = cython.declare(u64, U64_MAX & ~PTE_RDONLY)
+#: The bits ``__ptep_set_access_flags()`` consumes from its entry.
+_ACCESS_CMP = cython.declare(u64, PTE_RDONLY | PTE_AF | PTE_WRITE | PTE_DIRTY)
 
 
 @cython.ccall
@@ -122,7 +124,7 @@ def contpte_convert(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, pte: u64) -
     state ORed into the new PTE; the block is invalidated from every TLB
     (``__flush_tlb_range``, leaf only, level 3); then all entries are
     written with consecutive pfns.  Every member ends with the block's
-    ORed access/dirty state.  With ``bbml2_noabort`` (v6.16+) the
+    ORed access/dirty state.  With ``bbml2_noabort`` (v6.17+) the
     intermediate TLBI is skipped: BBML2 hardware returns one of the cached
     translations, never an amalgam, and the caller's later TLBI of the
     changed page cleans up.
@@ -315,9 +317,13 @@ def contpte_try_unfold_partial(arch: Pgtable, mm: MmLike, addr: i64, ptep: i64, 
 def contpte_ptep_get(arch: Pgtable, ptep: i64, orig_pte: u64) -> u64:
     """``orig_pte`` with the access/dirty state of its whole block ORed in.
 
-    Models: arch/arm64/mm/contpte.c ``contpte_ptep_get()`` (v6.12: reads all
-    CONT_PTES entries; the early exit came later).  Hardware may have set
-    AF or dirty on any member, so the block's state is the OR.
+    Models: arch/arm64/mm/contpte.c ``contpte_ptep_get()``.  Hardware may
+    have set AF or dirty on any member, so the block's state is the OR.
+    v6.12 reads all CONT_PTES entries; with ``ptep_get_early_exit`` (v6.17)
+    the loop stops as soon as it has seen both a dirty and a young entry:
+    at the first dirty entry it looks (from that same entry, read again)
+    only for a young one, at the first young one (from the next) only for
+    a dirty one.  The loads counted (``pte.read``) are the C loop's.
 
     Context: PTL held, so the block cannot change under us.
     """
@@ -325,8 +331,56 @@ def contpte_ptep_get(arch: Pgtable, ptep: i64, orig_pte: u64) -> u64:
     if arch.bug("ptep_get_no_gather"):
         return orig_pte  # bug catalog: only the addressed entry's A/D
     cp: i64 = arch.CONT_PTES
-    count(arch.counters, PTE_READ, cp)
-    return arch._gather_young_dirty(orig_pte, contpte_align_down(arch, ptep), cp)
+    start: i64 = contpte_align_down(arch, ptep)
+    if not arch.ptep_get_early_exit:
+        count(arch.counters, PTE_READ, cp)
+        return arch._gather_young_dirty(orig_pte, start, cp)
+    pool: PtePool = arch.pool
+    i: i64 = 0
+    pte: u64
+    while i < cp:
+        pte = pool.load(start + i)
+        if arch.pte_dirty(pte):
+            orig_pte = arch.pte_mkdirty(orig_pte)
+            while i < cp:
+                if pool.load(start + i) & PTE_AF:
+                    orig_pte |= PTE_AF
+                    break
+                i += 1
+            break
+        if pte & PTE_AF:
+            orig_pte |= PTE_AF
+            i += 1
+            while i < cp:
+                if arch.pte_dirty(pool.load(start + i)):
+                    orig_pte = arch.pte_mkdirty(orig_pte)
+                    break
+                i += 1
+            break
+        i += 1
+    return orig_pte
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _contpte_consistent(arch: Pgtable, pte: u64, pfn: i64, orig_prot: u64) -> cython.bint:
+    """Models: ``contpte_is_consistent()``: valid+CONT, the expected pfn, the block's prot."""
+    return (
+        (pte & (PTE_VALID | PTE_CONT)) == (PTE_VALID | PTE_CONT)
+        and arch.pte_pfn(pte) == pfn
+        and arch.pte_pgprot((pte & _NOT_AF_DIRTY) | PTE_RDONLY) == orig_prot
+    )
+
+
+@cython.cfunc
+def _lockless_retry(arch: Pgtable, start: i64) -> None:
+    pool: PtePool = arch.pool
+    raise InvariantViolation(
+        "contig-consistency",
+        "contpte_ptep_get_lockless: inconsistent contiguous block (would retry forever)",
+        pool.va(start),
+        [pool.peek(j) for j in range(start, start + arch.CONT_PTES)],
+    )
 
 
 @cython.ccall
@@ -335,10 +389,12 @@ def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
     """Like ``contpte_ptep_get()`` but for readers without the PTL.
 
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get_lockless()``.  The
-    kernel restarts while any member is not valid+CONT, has the wrong pfn
-    or a different prot (ignoring A/D): a fold or unfold is in flight.  The
-    model is sequential, so an inconsistent block can only be a persistent
-    misprogramming, on which the kernel would spin forever: raise instead.
+    kernel restarts while any member it reads is not valid+CONT, has the
+    wrong pfn or a different prot (ignoring A/D): a fold or unfold is in
+    flight.  The model is sequential, so an inconsistent block can only be
+    a persistent misprogramming, on which the kernel would spin forever:
+    raise instead.  ``ptep_get_early_exit`` (v6.17) stops reading as
+    ``contpte_ptep_get()`` does (members after that are not checked).
 
     Context: no PTL.
     """
@@ -351,23 +407,44 @@ def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
     orig_prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
     start: i64 = contpte_align_down(arch, orig_ptep)
     pfn0: i64 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
-    count(arch.counters, PTE_READ, cp)
     i: i64
     v: u64
-    for i in range(cp):
-        v = pool.peek(start + i)
-        if (
-            (v & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT)
-            or arch.pte_pfn(v) != pfn0 + i
-            or arch.pte_pgprot((v & _NOT_AF_DIRTY) | PTE_RDONLY) != orig_prot
-        ):
-            raise InvariantViolation(
-                "contig-consistency",
-                "contpte_ptep_get_lockless: inconsistent contiguous block (would retry forever)",
-                pool.va(start),
-                [pool.peek(j) for j in range(start, start + cp)],
-            )
-    return arch._gather_young_dirty(orig_pte, start, cp)
+    if not arch.ptep_get_early_exit:
+        count(arch.counters, PTE_READ, cp)
+        for i in range(cp):
+            if not _contpte_consistent(arch, pool.peek(start + i), pfn0 + i, orig_prot):
+                _lockless_retry(arch, start)
+        return arch._gather_young_dirty(orig_pte, start, cp)
+    i = 0
+    while i < cp:
+        v = pool.load(start + i)
+        if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
+            _lockless_retry(arch, start)
+        if arch.pte_dirty(v):
+            orig_pte = arch.pte_mkdirty(orig_pte)
+            while i < cp:
+                v = pool.load(start + i)
+                if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
+                    _lockless_retry(arch, start)
+                if v & PTE_AF:
+                    orig_pte |= PTE_AF
+                    break
+                i += 1
+            break
+        if v & PTE_AF:
+            orig_pte |= PTE_AF
+            i += 1
+            while i < cp:
+                v = pool.load(start + i)
+                if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
+                    _lockless_retry(arch, start)
+                if arch.pte_dirty(v):
+                    orig_pte = arch.pte_mkdirty(orig_pte)
+                    break
+                i += 1
+            break
+        i += 1
+    return orig_pte
 
 
 # ----------------------------------------------------------------------
@@ -547,6 +624,25 @@ def contpte_clear_young_dirty_ptes(
     arch._clear_young_dirty_ptes(vma, start, ptep, (end - start) // arch.PAGE_SIZE, flags)
 
 
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _contpte_all_subptes_match_access_flags(arch: Pgtable, ptep: i64, entry: u64) -> cython.bint:
+    """Does every member already have ``entry``'s RDONLY/AF/WRITE/DIRTY bits?
+
+    Models: arch/arm64/mm/contpte.c ``contpte_all_subptes_match_access_flags()``
+    (v7.0): raw loads, up to the first mismatch.
+    """
+    pool: PtePool = arch.pool
+    start: i64 = contpte_align_down(arch, ptep)
+    want: u64 = entry & _ACCESS_CMP
+    i: i64 = start
+    while i < start + arch.CONT_PTES:
+        if (pool.load(i) & _ACCESS_CMP) != want:
+            return False
+        i += 1
+    return True
+
+
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def contpte_ptep_set_access_flags(
@@ -554,20 +650,32 @@ def contpte_ptep_set_access_flags(
 ) -> cython.bint:
     """Fault fix-up on a folded block; True if anything changed.
 
-    Models: arch/arm64/mm/contpte.c ``contpte_ptep_set_access_flags()``
-    (v6.12 form).  The no-op test compares ``entry`` with the *gathered*
-    block PTE.  If the write bit is unchanged, the access flags are set on
-    every member (software A/D management would otherwise fault on each
-    sibling) and, if ``dirty``, the block is flushed once.  If the write bit
-    changes (e.g. reuse after CoW), the block unfolds first.  Nothing
-    refolds here.
+    Models: arch/arm64/mm/contpte.c ``contpte_ptep_set_access_flags()``.
+    v6.12: the no-op test compares ``entry`` with the *gathered* block PTE
+    (``ptep_get()``), so an access/dirty bit that the hardware set on a
+    sibling makes the fault look already fixed; a walker that evaluates
+    each descriptor on its own (a CPU without hardware dirty management,
+    an SMMU without HTTU) then faults on the unchanged member forever.
+    With ``access_flags_subptes`` (v7.0, commit 97c5550b7631) it is a
+    no-op only if every member already has ``entry``'s RDONLY/AF/WRITE/
+    DIRTY bits, and the write-bit test uses the raw target PTE.  Otherwise,
+    if the write bit is unchanged, the access flags are set on every member
+    (software A/D management would otherwise fault on each sibling) and,
+    if ``dirty``, the block is flushed once.  If the write bit changes
+    (e.g. reuse after CoW), the block unfolds first.  Nothing refolds here.
 
     Context: PTL held; ``entry`` has no PTE_CONT.
     """
     count(arch.counters, CALL_SET_ACCESS_FLAGS, 1)
-    orig_pte: u64 = arch.ptep_get(ptep) & _NOT_CONT
-    if orig_pte == entry:
-        return False
+    orig_pte: u64
+    if arch.access_flags_subptes:
+        if _contpte_all_subptes_match_access_flags(arch, ptep, entry):
+            return False
+        orig_pte = arch._ptep_get(ptep) & _NOT_CONT
+    else:
+        orig_pte = arch.ptep_get(ptep) & _NOT_CONT
+        if orig_pte == entry:
+            return False
     start_ptep: i64
     start_addr: i64
     if arch.pte_write(orig_pte) == arch.pte_write(entry):

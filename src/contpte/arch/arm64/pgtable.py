@@ -128,10 +128,17 @@ class Arm64Pgtable(Pgtable):
         # False: [get_and_]clear_full_ptes() clear one PTE at a time, so
         # every folded block unfolds at munmap/exit.
         "teardown_opt": True,
-        # True: contpte_convert() skips its intermediate TLBI (v6.16+,
-        # system_supports_bbml2_noabort()).  The rule checker flags it on
+        # True: contpte_convert() skips its intermediate TLBI (v6.17+,
+        # system_supports_bbml2_noabort(); the Machine resolves its "cpu"
+        # value from the CPU preset).  The rule checker flags it on
         # hardware without BBML2 and no-abort.
         "bbml2_noabort": False,
+        # True (v6.17+): contpte_ptep_get() and contpte_ptep_get_lockless()
+        # stop reading the block once they have seen young and dirty.
+        "ptep_get_early_exit": False,
+        # True (v7.0+, the fix 97c5550b7631): contpte_ptep_set_access_flags()
+        # is a no-op only if every member has the entry's access bits.
+        "access_flags_subptes": False,
         # True: ptep_set_wrprotect() (and every nr == 1 write-protect) tries
         # to fold the block again after write-protecting its entry, as the
         # contpte series' v4 posting did ("arm64/mm: Wire up PTE_CONT for
@@ -166,6 +173,8 @@ class Arm64Pgtable(Pgtable):
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
         self.wrprotect_refold = bool(self.options["wrprotect_refold"])
         self.modify_prot_ptes_opt = bool(self.options["modify_prot_ptes_opt"])
+        self.ptep_get_early_exit = bool(self.options["ptep_get_early_exit"])
+        self.access_flags_subptes = bool(self.options["access_flags_subptes"])
         self.tlbirange = bool(hw.features.tlbirange)
         self.kpti = bool(hw.features.kpti)
 
