@@ -73,6 +73,33 @@ CHANGES: tuple[Change, ...] = (
         "mm/memory.c __wp_can_reuse_large_anon_folio()",
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
+    Change(
+        "khugepaged_batch_copy",
+        "6.17",
+        "mm/khugepaged.c __collapse_huge_page_copy_succeeded()",
+        "'khugepaged: optimize __collapse_huge_page_copy_succeeded() by PTE batching' (Dev Jain); "
+        "commit id not identified: absent in 6.12.8, present in 6.17.8 (6.13-6.16 not checked)",
+    ),
+    Change(
+        "khugepaged_ro_collapse",
+        "6.18",
+        "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",
+        "SCAN_PAGE_RO removed; commit id not identified: present in 6.17.8, absent in 6.18.15",
+    ),
+    Change(
+        "khugepaged_lazyfree_skip",
+        "7.1",
+        "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",
+        "SCAN_PAGE_LAZYFREE added; commit id not identified: absent in 6.19.11, present in 7.1.13 "
+        "(7.0 not checked)",
+    ),
+    Change(
+        "khugepaged_mthp",
+        "7.2",
+        "mm/khugepaged.c collapse_scan_pmd(), mthp_collapse(), collapse_huge_page(), collapse_max_ptes_*()",
+        "Nico Pache's series 'khugepaged: mTHP support'; commit ids not identified: absent in 7.1.13, "
+        "present in 7.2.6",
+    ),
 )
 """The modelled changes after v6.12, oldest first."""
 

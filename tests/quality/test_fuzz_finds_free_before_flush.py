@@ -16,7 +16,7 @@ def test_fuzz_machines_use_small_gathers() -> None:
 
 
 def test_fuzz_finds_free_before_flush() -> None:
-    cfg = FuzzConfig(steps=600, seed=2, episode_steps=150, bugs=("zap_free_before_flush",))
+    cfg = FuzzConfig(steps=600, seed=1, episode_steps=150, bugs=("zap_free_before_flush",))
     r = fuzz(cfg)
     assert r.finding is not None, f"not found in {r.steps} steps"
     assert r.finding.kind == "violation:freed-frame-in-tlb"

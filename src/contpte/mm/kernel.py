@@ -38,6 +38,10 @@ MM_OPTIONS: dict[str, Any] = {
     "batch_extent": "folio",
     "cow_reuse_large": False,
     "huge_zero_wp_thp": False,
+    "khugepaged_batch_copy": False,
+    "khugepaged_ro_collapse": False,
+    "khugepaged_lazyfree_skip": False,
+    "khugepaged_mthp": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -83,6 +87,30 @@ THP in its place (mm/huge_memory.c ``do_huge_zero_wp_pmd()``, commit
 splitting as before only when the allocation fails.  False: v6.12, which
 splits the PMD and faults in one order-0 page.
 
+``khugepaged_batch_copy`` (from ``kernel="6.17"``): khugepaged's
+``__collapse_huge_page_copy_succeeded()`` clears the old PTEs of a large
+folio in batches (``folio_pte_batch()``, ``clear_ptes()``,
+``folio_remove_rmap_ptes()``, ``folio_put_refs()``), so a large source
+folio is never seen partially mapped; False: v6.12, one PTE, one rmap
+removal and one reference at a time (``ptep_clear()``,
+``folio_remove_rmap_pte()``, ``free_page_and_swap_cache()``).
+
+``khugepaged_ro_collapse`` (from ``kernel="6.18"``): khugepaged collapses
+ranges whose PTEs are all read-only; False: v6.12, which refuses them
+(``SCAN_PAGE_RO``: no writable PTE in ``hpage_collapse_scan_pmd()`` or
+``__collapse_huge_page_isolate()``).
+
+``khugepaged_lazyfree_skip`` (from ``kernel="7.1"``): khugepaged leaves a
+range alone when it maps a clean page of a lazyfree (MADV_FREE) folio
+(``SCAN_PAGE_LAZYFREE``), so reclaim can still discard it; False: v6.12,
+which collapses it into a swap-backed THP.
+
+``khugepaged_mthp`` (from ``kernel="7.2"``): khugepaged collapses anonymous
+memory into every enabled mTHP order, not only the PMD order
+(``mthp_collapse()`` over a bitmap of the occupied PTEs,
+``collapse_max_ptes_none()`` scaled per order, the per-size
+``collapse_*`` stats); False: v6.12, PMD order only.
+
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
 (10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
@@ -100,7 +128,12 @@ MTHP_SPLIT_DEFERRED = cython.declare(i64, 3)
 MTHP_NR_ANON = cython.declare(i64, 4)
 MTHP_SPLIT_FAILED = cython.declare(i64, 5)
 MTHP_NR_ANON_PARTIALLY_MAPPED = cython.declare(i64, 6)
-_NR_MTHP_STATS = cython.declare(i64, 7)
+MTHP_COLLAPSE_ALLOC = cython.declare(i64, 7)
+MTHP_COLLAPSE_ALLOC_FAILED = cython.declare(i64, 8)
+MTHP_COLLAPSE_EXCEED_SWAP = cython.declare(i64, 9)
+MTHP_COLLAPSE_EXCEED_NONE = cython.declare(i64, 10)
+MTHP_COLLAPSE_EXCEED_SHARED = cython.declare(i64, 11)
+_NR_MTHP_STATS = cython.declare(i64, 12)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
@@ -174,6 +207,10 @@ class Kernel:
         self.batch_extent_arch = self.batch_extent == "arch"
         self.cow_reuse_large = bool(self.options["cow_reuse_large"])
         self.huge_zero_wp_thp = bool(self.options["huge_zero_wp_thp"])
+        self.khugepaged_batch_copy = bool(self.options["khugepaged_batch_copy"])
+        self.khugepaged_ro_collapse = bool(self.options["khugepaged_ro_collapse"])
+        self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])
+        self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(
@@ -235,6 +272,22 @@ class Kernel:
                 self.mthp_ids[order * _NR_MTHP_STATS + i] = counter(
                     f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}"
                 )
+        # khugepaged (mm/khugepaged.c): the sysfs tunables of
+        # /sys/kernel/mm/transparent_hugepage/khugepaged/ at their defaults
+        # (khugepaged_init()), its statistics and its scan cursor.
+        #: max_ptes_none: KHUGEPAGED_MAX_PTES_LIMIT = HPAGE_PMD_NR - 1.
+        self.khugepaged_max_ptes_none = arch.PTRS_PER_PTE - 1
+        #: max_ptes_swap: HPAGE_PMD_NR / 8 (no swap in the model: never reached).
+        self.khugepaged_max_ptes_swap = arch.PTRS_PER_PTE // 8
+        #: max_ptes_shared: HPAGE_PMD_NR / 2.
+        self.khugepaged_max_ptes_shared = arch.PTRS_PER_PTE // 2
+        #: pages_to_scan: HPAGE_PMD_NR * 8.
+        self.khugepaged_pages_to_scan = arch.PTRS_PER_PTE * 8
+        self.khugepaged_pages_collapsed = 0
+        self.khugepaged_full_scans = 0
+        #: khugepaged_scan.mm_slot (the mm being scanned, None at the list head) and .address.
+        self.khugepaged_scan_mm: Any = None
+        self.khugepaged_scan_address = 0
         # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
         arch.folio_head = self.memmap.head
         arch.folio_order = self.memmap.order
@@ -392,6 +445,11 @@ if cython.compiled:
         MTHP_NR_ANON=MTHP_NR_ANON,
         MTHP_SPLIT_FAILED=MTHP_SPLIT_FAILED,
         MTHP_NR_ANON_PARTIALLY_MAPPED=MTHP_NR_ANON_PARTIALLY_MAPPED,
+        MTHP_COLLAPSE_ALLOC=MTHP_COLLAPSE_ALLOC,
+        MTHP_COLLAPSE_ALLOC_FAILED=MTHP_COLLAPSE_ALLOC_FAILED,
+        MTHP_COLLAPSE_EXCEED_SWAP=MTHP_COLLAPSE_EXCEED_SWAP,
+        MTHP_COLLAPSE_EXCEED_NONE=MTHP_COLLAPSE_EXCEED_NONE,
+        MTHP_COLLAPSE_EXCEED_SHARED=MTHP_COLLAPSE_EXCEED_SHARED,
         PGFAULT=PGFAULT,
         THP_FAULT_ALLOC=THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,

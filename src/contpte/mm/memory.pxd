@@ -40,6 +40,7 @@ cpdef numa_rebuild_single_mapping(VmFault vmf, Vma vma, i64 addr, i64 ptep, bint
 cpdef bint pte_range_none(Kernel k, i64 ptep, i64 nr) except? -1
 cpdef i64 alloc_anon_folio(VmFault vmf) except? -1
 cpdef i64 do_anonymous_page(VmFault vmf) except? -1
+cpdef map_anon_folio_pte_nopf(i64 folio, i64 ptep, Vma vma, i64 addr, bint uffd_wp)
 cpdef set_pte_range(VmFault vmf, i64 folio, i64 page, i64 nr, i64 addr)
 cpdef i64 do_fault(VmFault vmf) except? -1
 cpdef i64 do_fault_around(VmFault vmf) except? -1

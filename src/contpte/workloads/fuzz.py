@@ -92,6 +92,7 @@ _OPS, _OPS_CUM = _weighted(
     ("pin", 3),
     ("unpin", 3),
     ("reclaim", 2),
+    ("khugepaged", 2),
     ("numa", 2),
     ("uffd-wp", 2),
     ("spawn", 1),
@@ -262,6 +263,10 @@ class _Gen:
             return self._mmap()
         if op in ("reclaim", "check"):
             return self.step(None, op, {})
+        if op == "khugepaged":
+            # A full pass, or pages_to_scan-like budgets that leave the cursor mid-way.
+            budget = rng.choice((0, 0, 512, 2048))
+            return self.step(None, op, {"pages": budget} if budget else {})
         proc = rng.choice(self.procs)
         r, off, length = self._range()
         addr = AddrRef(r.name, off)

@@ -62,7 +62,7 @@ __all__ = [
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
-MACHINE_OPS = ("spawn", "file", "check", "reclaim", "measure")
+MACHINE_OPS = ("spawn", "file", "check", "reclaim", "khugepaged", "measure")
 PROC_OPS = (
     "mmap",
     "write",
@@ -434,6 +434,18 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     args: dict[str, Any] = {}
     if op in ("spawn", "check", "reclaim", "fork", "exit"):
         _positional(rest, 0, op, path, line)
+    elif op == "khugepaged":
+        kw = _keywords(rest, ("pages",), "khugepaged", path, line)
+        if "pages" in kw:
+            try:
+                pages = int(kw["pages"], 0)
+            except ValueError:
+                pages = 0
+            if pages < 1:
+                raise ScenarioError(
+                    path, line, f"khugepaged: pages= expects a positive integer, got {kw['pages']!r}"
+                )
+            args = {"pages": pages}
     elif op == "measure":
         pos = _positional(rest, 1, "measure begin|end", path, line)
         if pos[0] not in ("begin", "end"):
@@ -693,6 +705,8 @@ def format_step(step: Step) -> str:
     op = step.op
     if op in ("spawn", "check", "reclaim"):
         words = [op]
+    elif op == "khugepaged":
+        words = [op] + ([f"pages={a['pages']}"] if a.get("pages") else [])
     elif op == "measure":
         words = [op, a["edge"]]
     elif op == "file":
@@ -832,6 +846,9 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         return None  # a marker for the cost model (contpte cost): no kernel work
     if op == "reclaim":
         m.reclaim()
+        return None
+    if op == "khugepaged":
+        m.khugepaged_scan(a.get("pages"))
         return None
     p = env.proc(step, sc)
     if op == "fork":

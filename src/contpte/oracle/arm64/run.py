@@ -67,6 +67,7 @@ ORACLE_NAME = "oracle-arm64"
 UNSUPPORTED_OPS = {
     "reclaim": "the guest cannot be made to reclaim a chosen page deterministically",
     "numa": "NUMA hinting faults cannot be forced from user space",
+    "khugepaged": "khugepaged runs on its own schedule; user space cannot make it scan now",
     "pin": "long-term pins are not driven by the arm64 oracle",
     "unpin": "long-term pins are not driven by the arm64 oracle",
 }
