@@ -322,3 +322,63 @@ def test_scenario_verb() -> None:
     assert len(outs) == len(sc.steps)
     assert all(o.error is None and o.failed is None for o in outs), [o.text for o in outs if o.error]
     assert outs[-1].values == [7] * 1024
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "7.2"])
+@pytest.mark.parametrize("arch", ARCHES)
+def test_madvise_collapse(arch: str, kernel: str) -> None:
+    """MADV_COLLAPSE (madvise_collapse): synchronous, PMD order only, sysfs settings ignored."""
+    m = _machine(arch, kernel, thp="never", mthp={"64K": "always"})
+    p = m.spawn()
+    a = p.mmap(2 * PMD, prot="rw", flags="private|anonymous")
+    assert a % PMD == 0
+    p.write(a, 100 * PAGE, value=np.arange(100, dtype=np.uint64) + 1000)  # 64K folios at fault
+    p.write(a + PMD, PMD, value=np.arange(NR, dtype=np.uint64) + 1000)
+    with m.measure() as d:
+        p.madvise(a, 2 * PMD, "collapse")
+    # No limit on none PTEs for MADV_COLLAPSE (collapse_max_ptes_none: HPAGE_PMD_NR); no mTHP target.
+    assert d["thp_collapse_alloc"] == 2 and d["mthp.64kB.collapse_alloc"] == 0
+    # The first range holds seven 64K folios (112 pages, 100 written): 112 copied, 400 zeroed.
+    assert d["page.copy"] == 112 + NR and d["page.zero"] == NR - 112
+    pm = p.pagemap(a, 2 * PMD)
+    assert set(pm["order"].tolist()) == {9}
+    assert p.read(a, PMD).tolist() == _expected(100)
+    assert p.read(a + PMD, PMD).tolist() == _expected(NR)
+    m.check()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_madvise_collapse_errors(arch: str) -> None:
+    m = _machine(arch, "6.18", thp="always")
+    p, base = _region(m, huge_later=False)  # still MADV_NOHUGEPAGE
+    with pytest.raises(OSError) as e:
+        p.madvise(base, PMD, "collapse")
+    assert e.value.errno == 22  # EINVAL: thp_vma_allowable_order() refuses VM_NOHUGEPAGE
+    p.madvise(base, PMD, "hugepage")
+    p.pin(base, PAGE)
+    with pytest.raises(OSError) as e:
+        p.madvise(base, PMD, "collapse")
+    assert e.value.errno == 11  # EAGAIN: SCAN_PAGE_COUNT
+    assert set(p.pagemap(base, PMD)["order"].tolist()) == {0}
+    p.unpin(base, PAGE)
+    p.madvise(base, PMD, "collapse")
+    assert set(p.pagemap(base, PMD)["order"].tolist()) == {9}
+    p.madvise(base, PMD, "collapse")  # already a PMD: SCAN_PMD_MAPPED counts as done
+    m.check()
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_madvise_collapse_read_only(arch: str) -> None:
+    """v6.12 needs a writable PTE even for MADV_COLLAPSE (SCAN_PAGE_RO: EINVAL); 6.18 does not."""
+    for kernel, ok in (("6.12", False), ("6.18", True)):
+        m = _machine(arch, kernel, thp="always")
+        p, base = _region(m)
+        p.mprotect(base, PMD, "r")
+        if ok:
+            p.madvise(base, PMD, "collapse")
+        else:
+            with pytest.raises(OSError) as e:
+                p.madvise(base, PMD, "collapse")
+            assert e.value.errno == 22
+        assert set(p.pagemap(base, PMD)["order"].tolist()) == ({9} if ok else {0})
+        m.check()

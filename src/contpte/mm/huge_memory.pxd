@@ -23,10 +23,10 @@ from contpte.mm.rmap cimport (
     RMAP_EXCLUSIVE, anon_vma_prepare, folio_add_new_anon_rmap, folio_remove_rmap_pmd, folio_try_dup_anon_rmap_pmd,
 )
 
-cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA
+cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA, TVA_PAGEFAULT, TVA_KHUGEPAGED, TVA_FORCED_COLLAPSE
 
 # The functions memory.c calls.
-cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders, bint in_pf=*) except? -1
+cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders, i64 tva_type=*) except? -1
 cpdef bint thp_vma_allowable_order(Vma vma, i64 order) except? -1
 cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order) except? -1
 cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1

@@ -111,6 +111,10 @@ __all__ = [
     "split_folio",
 ]
 
+#: enum tva_type (include/linux/huge_mm.h, v6.18): who asks thp_vma_allowable_orders().
+TVA_PAGEFAULT = cython.declare(i64, 1)
+TVA_KHUGEPAGED = cython.declare(i64, 2)
+TVA_FORCED_COLLAPSE = cython.declare(i64, 3)
 EAGAIN = cython.declare(i64, 11)
 EBUSY = cython.declare(i64, 16)
 EINVAL = cython.declare(i64, 22)
@@ -119,17 +123,20 @@ FAULT_NUMA = cython.declare(i64, counter("numa_hint_faults"))
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def thp_vma_allowable_orders(vma: Vma, orders: i64, in_pf: cython.bint = True) -> i64:
-    """The subset of ``orders`` (a bitmask) the sysfs policy allows here.
+def thp_vma_allowable_orders(vma: Vma, orders: i64, tva_type: i64 = 1) -> i64:
+    """The subset of ``orders`` (a bitmask) the THP policy allows here.
 
-    Models: mm/huge_memory.c ``__thp_vma_allowable_orders()`` with
-    TVA_ENFORCE_SYSFS, anonymous VMAs: per size, ``always`` allows,
-    ``madvise`` allows in VM_HUGEPAGE VMAs, ``inherit`` follows the
-    top-level setting, ``never`` forbids; VM_NOHUGEPAGE forbids all.  Anon
-    mTHP starts at order 2.  ``in_pf``: the page fault path (TVA_IN_PF);
-    otherwise (khugepaged) the orders above the largest one whose aligned
-    block fits at the end of the VMA are dropped, as the kernel's
-    ``!in_pf`` size check does.
+    Models: mm/huge_memory.c ``__thp_vma_allowable_orders()`` and
+    include/linux/huge_mm.h ``thp_vma_allowable_orders()``, anonymous
+    VMAs: VM_NOHUGEPAGE forbids all; the sysfs policy applies per size
+    (``always`` allows, ``madvise`` allows in VM_HUGEPAGE VMAs, ``inherit``
+    follows the top-level setting, ``never`` forbids) except for a forced
+    collapse (MADV_COLLAPSE).  Anon mTHP starts at order 2.  ``tva_type``
+    (v6.18's ``enum tva_type``; v6.12's TVA_IN_PF / TVA_ENFORCE_SYSFS
+    flags): ``TVA_PAGEFAULT`` (1, the default), ``TVA_KHUGEPAGED`` (2) or
+    ``TVA_FORCED_COLLAPSE`` (3).  Outside a fault the orders above the
+    largest one whose aligned block fits at the end of the VMA are dropped,
+    as the kernel's ``!in_pf`` size check does.
     """
     flags: i64 = vma.vm_flags
     if flags & VM_NOHUGEPAGE or not vma_is_anonymous(vma) or flags & VM_SHARED:
@@ -145,9 +152,10 @@ def thp_vma_allowable_orders(vma: Vma, orders: i64, in_pf: cython.bint = True) -
         mask |= k.anon_orders_madvise
     if k.thp == "always" or (huge and k.thp == "madvise"):
         mask |= k.anon_orders_inherit
-    orders &= mask
+    if tva_type != TVA_FORCED_COLLAPSE:
+        orders &= mask
     order: i64
-    if not in_pf:
+    if tva_type != TVA_PAGEFAULT:
         # Keep the orders up to the highest one that fits at the VMA's end.
         order = k.PMD_ORDER
         while order >= 0 and orders:
@@ -699,4 +707,11 @@ def split_folio(k: Kernel, folio: i64) -> i64:
 
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
-    globals().update(EAGAIN=EAGAIN, EBUSY=EBUSY, EINVAL=EINVAL)
+    globals().update(
+        EAGAIN=EAGAIN,
+        EBUSY=EBUSY,
+        EINVAL=EINVAL,
+        TVA_PAGEFAULT=TVA_PAGEFAULT,
+        TVA_KHUGEPAGED=TVA_KHUGEPAGED,
+        TVA_FORCED_COLLAPSE=TVA_FORCED_COLLAPSE,
+    )

@@ -16,11 +16,14 @@ Versions (``Kernel`` options, ``contpte.version.CHANGES``):
 into every enabled anon mTHP order, ``mthp_collapse()``, the per-size
 ``collapse_*`` stats, ``collapse_max_ptes_none()`` scaled per order).
 
+MADV_COLLAPSE is ``madvise_collapse`` (the synchronous form, with
+``is_khugepaged`` false: no limit on none or shared PTEs, no young PTE
+needed, the sysfs policy ignored; reached from ``do_madvise``).
+
 Left out: file and shmem collapse (``collapse_file``,
-``hpage_collapse_scan_file``, ``collapse_pte_mapped_thp``): khugepaged
-only scans anonymous VMAs here; swap-in (the model has no swap, so
-``max_ptes_swap`` is never reached); MADV_COLLAPSE; NUMA node choice;
-memory cgroups.  The model keeps no LRU lists, page locks or folio
+``hpage_collapse_scan_file``, ``collapse_pte_mapped_thp``): both work on
+anonymous VMAs only here; swap-in (the model has no swap, so
+``max_ptes_swap`` is never reached); NUMA node choice; memory cgroups.  The model keeps no LRU lists, page locks or folio
 young/referenced flags: isolation always succeeds and a page counts as
 referenced only through its PTE's young bit.  The copy cannot hit memory
 poison (``__collapse_huge_page_copy_failed`` never runs).  The mm list is
@@ -45,7 +48,13 @@ from dataclasses import dataclass, field
 
 from ..arch.pgtable import Pgtable
 from ..counters import counter
-from .huge_memory import map_anon_folio_pmd_nopf, thp_vma_allowable_orders, thp_vma_suitable_order
+from .huge_memory import (
+    TVA_FORCED_COLLAPSE,
+    TVA_KHUGEPAGED,
+    map_anon_folio_pmd_nopf,
+    thp_vma_allowable_orders,
+    thp_vma_suitable_order,
+)
 from .internal import FPB_IGNORE_DIRTY, FPB_IGNORE_SOFT_DIRTY, folio_pte_batch
 from .kernel import (
     MTHP_COLLAPSE_ALLOC,
@@ -70,6 +79,7 @@ __all__ = [
     "hpage_collapse_scan_pmd",
     "mthp_collapse",
     "collapse_huge_page",
+    "madvise_collapse",
     "SCAN_RESULTS",
 ]
 
@@ -96,6 +106,11 @@ SCAN_VMA_NULL = 18
 SCAN_VMA_CHECK = 19
 SCAN_ADDRESS_RANGE = 20
 SCAN_ALLOC_HUGE_PAGE_FAIL = 21
+
+EAGAIN = 11
+ENOMEM = 12
+EBUSY = 16
+EINVAL = 22
 
 SCAN_RESULTS = {
     v: k.lower()[5:] for k, v in globals().items() if k.startswith("SCAN_") and isinstance(v, int)
@@ -172,21 +187,25 @@ def collapse_max_ptes_swap(k: Kernel, cc: CollapseControl, order: int) -> int:
     return int(k.khugepaged_max_ptes_swap)
 
 
-def collapse_possible_orders(vma: Vma) -> int:
-    """The orders khugepaged may collapse ``vma``'s memory into (a bitmask).
+def _tva_type(cc: CollapseControl) -> int:
+    return int(TVA_KHUGEPAGED if cc.is_khugepaged else TVA_FORCED_COLLAPSE)
 
-    Models: mm/khugepaged.c ``collapse_possible_orders()`` (v7.2): every
-    anon mTHP order for an anonymous VMA with ``khugepaged_mthp``, else
-    the PMD order alone (v6.12's ``thp_vma_allowable_order(..., PMD_ORDER)``),
-    filtered by the sysfs policy (``thp_vma_allowable_orders`` with
-    TVA_ENFORCE_SYSFS, not in a fault).
+
+def collapse_possible_orders(vma: Vma, cc: CollapseControl) -> int:
+    """The orders ``vma``'s memory may be collapsed into (a bitmask).
+
+    Models: mm/khugepaged.c ``collapse_possible_orders()`` (v7.2): for
+    khugepaged, every anon mTHP order of an anonymous VMA with
+    ``khugepaged_mthp``, else the PMD order alone (v6.12's
+    ``thp_vma_allowable_order(..., PMD_ORDER)``), filtered by the sysfs
+    policy; MADV_COLLAPSE: the PMD order, whatever sysfs says.
     """
     k: Kernel = vma_mm(vma).kernel
-    if k.khugepaged_mthp and vma_is_anonymous(vma):
+    if cc.is_khugepaged and k.khugepaged_mthp and vma_is_anonymous(vma):
         orders = ((1 << (k.PMD_ORDER + 1)) - 1) & ~((1 << KHUGEPAGED_MIN_MTHP_ORDER) - 1)
     else:
         orders = 1 << k.PMD_ORDER
-    return int(thp_vma_allowable_orders(vma, orders, False))
+    return int(thp_vma_allowable_orders(vma, orders, _tva_type(cc)))
 
 
 def hpage_collapse_test_exit_or_disable(mm: MmStruct) -> bool:
@@ -211,7 +230,7 @@ def hugepage_vma_revalidate(
     k: Kernel = mm.kernel
     if not thp_vma_suitable_order(vma, address, k.PMD_ORDER):
         return SCAN_ADDRESS_RANGE, vma
-    if not thp_vma_allowable_orders(vma, 1 << order, False):
+    if not thp_vma_allowable_orders(vma, 1 << order, _tva_type(cc)):
         return SCAN_VMA_CHECK, vma
     if expect_anon and (vma.anon_vma is None or not vma_is_anonymous(vma)):
         return SCAN_PAGE_ANON, vma
@@ -549,7 +568,7 @@ def hpage_collapse_scan_pmd(mm: MmStruct, vma: Vma, address: int, cc: CollapseCo
     result = find_pmd_or_thp_or_none(mm, address)
     if result != SCAN_SUCCEED:
         return result, True
-    enabled_orders = collapse_possible_orders(vma) if k.khugepaged_mthp else 1 << k.PMD_ORDER
+    enabled_orders = collapse_possible_orders(vma, cc) if k.khugepaged_mthp else 1 << k.PMD_ORDER
     max_ptes_shared = collapse_max_ptes_shared(k, cc, k.PMD_ORDER)
     max_ptes_swap = collapse_max_ptes_swap(k, cc, k.PMD_ORDER)
     max_ptes_none = collapse_max_ptes_none(k, cc, vma, k.PMD_ORDER)
@@ -666,7 +685,7 @@ def khugepaged_scan_mm_slot(k: Kernel, pages: int, cc: CollapseControl) -> tuple
         for vma in list(mm.vmas):
             if vma.vm_end <= k.khugepaged_scan_address:
                 continue  # vma_iter_init(): from the cursor on
-            if not collapse_possible_orders(vma):
+            if not collapse_possible_orders(vma, cc):
                 progress += 1
                 continue
             hstart = (vma.vm_start + arch.PMD_SIZE - 1) & ~(arch.PMD_SIZE - 1)
@@ -724,3 +743,71 @@ def khugepaged_do_scan(k: Kernel, pages: int) -> int:
                 break
             wait = False
     return progress
+
+
+def madvise_collapse_errno(r: int) -> int:
+    """Models: mm/khugepaged.c ``madvise_collapse_errno()``: the errno MADV_COLLAPSE returns for a result."""
+    if r == SCAN_ALLOC_HUGE_PAGE_FAIL:
+        return -ENOMEM
+    if r == SCAN_EXCEED_NONE_PTE:
+        return -EBUSY
+    if r == SCAN_PAGE_COUNT:
+        return -EAGAIN
+    return -EINVAL
+
+
+#: madvise_collapse(): the results after which it goes on with the next PMD range (v6.12;
+#: SCAN_PAGE_RO is gone with it in v6.18).  Others end the call.
+_COLLAPSE_GO_ON = (
+    SCAN_PMD_NULL,
+    SCAN_PTE_NON_PRESENT,
+    SCAN_PTE_UFFD_WP,
+    SCAN_PAGE_RO,
+    SCAN_LACK_REFERENCED_PAGE,
+    SCAN_PAGE_NULL,
+    SCAN_PAGE_COUNT,
+)
+
+
+def madvise_collapse(vma: Vma, start: int, end: int) -> int:
+    """MADV_COLLAPSE of ``[start, end)`` in ``vma``: collapse every whole PMD range now; 0 or -errno.
+
+    Models: mm/khugepaged.c ``madvise_collapse()``: -EINVAL unless a PMD
+    THP is allowed in the VMA whatever the sysfs settings say (not
+    VM_NOHUGEPAGE); each PMD-aligned range inside ``[start, end)`` is
+    scanned and collapsed with ``hpage_collapse_scan_pmd()`` as a
+    non-khugepaged caller (no limit on none or shared PTEs, no young PTE
+    needed; v6.12 still needs a writable one); a range already mapped by a
+    PMD counts as done; 0 if every range is, else the errno of the last
+    failure (``madvise_collapse_errno``: -ENOMEM for an allocation failure,
+    -EBUSY, -EAGAIN for extra references, -EINVAL otherwise).  The PMD
+    order only, also in v7.2.  The ranges of an unpopulated PMD (no PTE
+    table) end the call with -EINVAL, as the kernel's ``SCAN_PMD_NONE``
+    does.
+
+    Context: mmap_lock held for read (the model has no locks).
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    if not thp_vma_allowable_orders(vma, 1 << k.PMD_ORDER, TVA_FORCED_COLLAPSE):
+        return -EINVAL
+    cc = CollapseControl(is_khugepaged=False)
+    hstart = (start + arch.PMD_SIZE - 1) & ~(arch.PMD_SIZE - 1)
+    hend = end & ~(arch.PMD_SIZE - 1)
+    thps = 0
+    last_fail = SCAN_FAIL
+    addr = hstart
+    while addr < hend:
+        result, _ = hpage_collapse_scan_pmd(mm, vma, addr, cc)
+        if result in (SCAN_SUCCEED, SCAN_PMD_MAPPED):
+            thps += 1
+        elif result in _COLLAPSE_GO_ON:
+            last_fail = result
+        else:
+            last_fail = result
+            break
+        addr += arch.PMD_SIZE
+    if thps == (hend - hstart) >> arch.PMD_SHIFT:
+        return 0
+    return madvise_collapse_errno(last_fail)

@@ -282,7 +282,17 @@ class _Gen:
             )
         if op == "madvise":
             adv = rng.choice(
-                ("dontneed", "dontneed", "free", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+                (
+                    "dontneed",
+                    "dontneed",
+                    "free",
+                    "free",
+                    "hugepage",
+                    "nohugepage",
+                    "dontfork",
+                    "dofork",
+                    "collapse",
+                )
             )
             return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
         if op == "munmap":

@@ -61,7 +61,7 @@ __all__ = [
 
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
-ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork", "collapse")
 MACHINE_OPS = ("spawn", "file", "check", "reclaim", "khugepaged", "measure")
 PROC_OPS = (
     "mmap",
