@@ -164,6 +164,17 @@ BUGS: dict[str, Bug] = {
             "madvise_free_pte_range(): tlb_remove_tlb_entries() after clear_young_dirty_ptes() "
             "('mm: madvise: use clear_young_dirty_ptes() batch helper', v6.10)",
         ),
+        Bug(
+            "khugepaged_collapse_no_flush",
+            "arch",
+            "mm/pgtable-generic.c: pmdp_collapse_flush()",
+            "khugepaged takes the PTE table out of the PMD without flushing the PMD's range: a CPU "
+            "keeps its TLB entries for the old pages, which the collapse copies and frees, and "
+            "reads or writes them after the new THP has replaced them",
+            "pmdp_collapse_flush(): flush_tlb_range() over the whole PMD after pmdp_huge_get_and_clear() "
+            "('collapse entails shooting down ptes not pmd'); collapse_huge_page() calls it before "
+            "isolating and copying the pages",
+        ),
     )
 }
 """The catalog, by name."""

@@ -385,6 +385,25 @@ declare("thp_split_page", "folios", "/proc/vmstat: large folios split")
 declare(
     "thp_split_page_failed", "folios", "/proc/vmstat: PMD-sized folios a split refused (extra references)"
 )
+declare("thp_collapse_alloc", "folios", "/proc/vmstat: PMD-size THPs khugepaged allocated to collapse into")
+declare(
+    "thp_collapse_alloc_failed", "folios", "/proc/vmstat: PMD-size THP allocations for a collapse that failed"
+)
+declare(
+    "thp_scan_exceed_none_pte",
+    "scans",
+    "/proc/vmstat: PMD collapses refused for more than max_ptes_none none PTEs",
+)
+declare(
+    "thp_scan_exceed_swap_pte",
+    "scans",
+    "/proc/vmstat: PMD collapses refused for more than max_ptes_swap swap PTEs",
+)
+declare(
+    "thp_scan_exceed_share_pte",
+    "scans",
+    "/proc/vmstat: PMD collapses refused for more than max_ptes_shared shared PTEs",
+)
 declare("folio.alloc", "folios", "folios allocated (any order)")
 declare("folio.alloc_pages", "pages", "pages in folios allocated")
 declare("folio.free", "folios", "folios freed")
@@ -454,6 +473,11 @@ MTHP_STATS: tuple[str, ...] = (
     "nr_anon",
     "split_failed",
     "nr_anon_partially_mapped",
+    "collapse_alloc",
+    "collapse_alloc_failed",
+    "collapse_exceed_swap_pte",
+    "collapse_exceed_none_pte",
+    "collapse_exceed_shared_pte",
 )
 
 
@@ -474,7 +498,8 @@ def _declare_mthp() -> None:
             "mthp",
             "events",
             "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
-            "anon_fault_fallback, split, split_deferred, nr_anon, split_failed, nr_anon_partially_mapped)",
+            "anon_fault_fallback, split, split_deferred, nr_anon, split_failed, nr_anon_partially_mapped, "
+            "collapse_alloc, collapse_alloc_failed, collapse_exceed_{swap,none,shared}_pte)",
             members,
             lambda m: "hugepages-{}/stats/{}".format(*m.split(".")),
         ):

@@ -86,6 +86,13 @@ CHANGES: tuple[Change, ...] = (
         "7b08b74f3d99 'mm: fix folio_pte_batch() on XEN PV' (Petr Vaněk, David Hildenbrand; 6.12.y: 6.12.29)",
     ),
     Change(
+        "fault_map_dirty",
+        "6.16",
+        "mm/memory.c set_pte_range()",
+        "commit not identified: absent in 6.12.8, present in 6.17.8 and in Debian's 6.16.12 (the arm64 "
+        "oracle sees it); the version is an upper bound",
+    ),
+    Change(
         "prot_numa_batch_skip",
         "6.17",
         "mm/mprotect.c change_pte_range() (MM_CP_PROT_NUMA)",
@@ -128,12 +135,39 @@ CHANGES: tuple[Change, ...] = (
         arch="arm64",
     ),
     Change(
+        "khugepaged_batch_copy",
+        "6.17",
+        "mm/khugepaged.c __collapse_huge_page_copy_succeeded()",
+        "'khugepaged: optimize __collapse_huge_page_copy_succeeded() by PTE batching' (Dev Jain); "
+        "commit id not identified: absent in 6.12.8, present in 6.17.8 (6.13-6.16 not checked)",
+    ),
+    Change(
+        "khugepaged_ro_collapse",
+        "6.18",
+        "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",
+        "SCAN_PAGE_RO removed; commit id not identified: present in 6.17.8, absent in 6.18.15",
+    ),
+    Change(
         "access_flags_subptes",
         "7.0",
         "arch/arm64/mm/contpte.c contpte_ptep_set_access_flags()",
         "97c5550b7631 'arm64: contpte: fix set_access_flags() no-op check for SMMU/ATS faults' "
         "(2026-03-05, in the 7.0 rc cycle: 6.19.6 lacks it, 7.1.3 has it; 7.0 not checked)",
         arch="arm64",
+    ),
+    Change(
+        "khugepaged_lazyfree_skip",
+        "7.1",
+        "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",
+        "SCAN_PAGE_LAZYFREE added; commit id not identified: absent in 6.19.11, present in 7.1.13 "
+        "(7.0 not checked)",
+    ),
+    Change(
+        "khugepaged_mthp",
+        "7.2",
+        "mm/khugepaged.c collapse_scan_pmd(), mthp_collapse(), collapse_huge_page(), collapse_max_ptes_*()",
+        "Nico Pache's series 'khugepaged: mTHP support'; commit ids not identified: absent in 7.1.13, "
+        "present in 7.2.6",
     ),
 )
 """The modelled changes after v6.12, oldest first."""

@@ -6,7 +6,9 @@ TLB holds an entry memory no longer grants (``stale_tlb_at_return``).
 Bug ``madvise_free_no_tlb_entries`` (MADV_FREE cleans PTEs without
 queueing their TLB invalidation) loses data only if the page is written
 through the stale entry and then reclaimed, which seed 1's first 3000
-steps never do: before the check the fuzzer ran them clean.
+steps never did (before ``mremap`` and ``khugepaged`` joined the generator's
+verbs, which changed every seed's draws): before the check the fuzzer ran
+them clean.  With today's generator seeds 2, 5, 10 and 14 find it in 1500 steps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ BUG = "madvise_free_no_tlb_entries"
 
 
 def test_fuzz_finds_madvise_free_without_invalidation() -> None:
-    r = fuzz(FuzzConfig(steps=1500, seed=1, episode_steps=150, bugs=(BUG,)))
+    r = fuzz(FuzzConfig(steps=1500, seed=2, episode_steps=150, bugs=(BUG,)))
     assert r.finding is not None, f"not found in {r.steps} steps"
     assert r.finding.kind == "violation:stale-tlb-at-return"
     # The stale entry is writable where MADV_FREE made the PTE clean: with

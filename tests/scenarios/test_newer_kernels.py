@@ -146,3 +146,29 @@ def test_oracle_chooses_the_version_of_the_live_kernel() -> None:
     assert live_kernel_options("7.9.1") == {"kernel": "7.2"}
     assert live_kernel_options("5.15.0") == {}
     assert live_kernel_options("unknown") == {}
+
+
+def test_read_fault_maps_a_dirty_shmem_folio_dirty_from_6_16() -> None:
+    """set_pte_range(): a read fault of a dirty shmem page through a shared writable mapping.
+
+    Shared anonymous memory is shmem: no write-notify, so the fault maps the
+    page writable, and from 6.16 dirty too (``pte_write(entry) &&
+    folio_test_dirty``).  The child's exit then zaps a dirty file PTE:
+    ``tlb_delay_rmap`` forces the flush before the PTL is dropped and
+    ``tlb_flush_rmaps`` runs once (the arm64 oracle's Debian 6.16 and 7.2
+    kernels count it for a tmpfs file; 6.12 does not).
+    """
+    got = {}
+    for kernel in ("6.15", "6.16"):
+        m = contpte.Machine(arch="generic", memory="64M", kernel=kernel)
+        p = m.spawn()
+        b = p.mmap(64 << 10, prot="rw", flags="shared|anonymous")
+        p.write(b, PAGE, 2)
+        c = p.fork()
+        assert c.read(b, PAGE)[0] == 2
+        row_ = c.pagemap(b, PAGE)[0]
+        s = m.stats()
+        c.exit()
+        got[kernel] = (bool(row_["writable"]), bool(row_["dirty"]), m.stats_delta(s)["call.tlb_flush_rmaps"])
+        m.check()
+    assert got == {"6.15": (True, False, 0), "6.16": (True, True, 1)}

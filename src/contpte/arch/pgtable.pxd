@@ -116,6 +116,7 @@ cdef class Pgtable:
     cpdef pmd_populate(self, MmLike mm, i64 pmd_index, i64 pgtable)
     cpdef pmd_clear(self, MmLike mm, i64 pmd_index)
     cpdef pte_free_tlb(self, GatherLike tlb, i64 pgtable, i64 addr)
+    cpdef pte_free(self, MmLike mm, i64 pgtable)
     cpdef arch_free_page(self, i64 page, i64 order)
     cpdef clear_highpage(self, i64 page)
     cpdef copy_user_highpage(self, i64 to, i64 from_, i64 vaddr, VmaLike vma)
@@ -127,6 +128,7 @@ cdef class Pgtable:
     cpdef u64 pmdp_huge_get_and_clear(self, MmLike mm, i64 addr, i64 pmd_index) except? -1
     cpdef pmdp_set_wrprotect(self, MmLike mm, i64 addr, i64 pmd_index)
     cpdef u64 pmdp_invalidate(self, VmaLike vma, i64 addr, i64 pmd_index) except? -1
+    cpdef i64 pmdp_collapse_flush(self, VmaLike vma, i64 address, i64 pmd_index) except? -1
     cpdef bint pmdp_set_access_flags(self, VmaLike vma, i64 addr, i64 pmd_index, u64 entry, bint dirty) except? -1
 
     cpdef flush_tlb_mm(self, MmLike mm)

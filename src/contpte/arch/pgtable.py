@@ -745,6 +745,18 @@ class Pgtable:
         tlb.freed_tables = True
         self.pool.slot_free(pgtable)
 
+    @cython.ccall
+    def pte_free(self, mm: MmLike, pgtable: i64) -> None:
+        """Free a PTE table no PMD points to any more, at once (no gather).
+
+        Models: include/asm-generic/pgalloc.h ``pte_free()``.  khugepaged's
+        PMD collapse takes the table out with ``pmdp_collapse_flush()``; the
+        kernel deposits it for a later split of the new PMD
+        (``pgtable_trans_huge_deposit``), the model frees it (its split
+        allocates a table).
+        """
+        self.pool.slot_free(pgtable)
+
     # -- the page allocator's arch hook (include/linux/gfp.h) ----------------
     @cython.ccall
     def arch_free_page(self, page: i64, order: i64) -> None:
@@ -824,6 +836,27 @@ class Pgtable:
         start: i64 = pmd_index << self.PMD_SHIFT
         self.flush_pmd_tlb_range(vma, start, start + self.PMD_SIZE)
         return old
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pmdp_collapse_flush(self, vma: VmaLike, address: i64, pmd_index: i64) -> i64:
+        """Take the PTE table out of the PMD and flush the PMD's range; the table (``pgtable_t``).
+
+        Models: mm/pgtable-generic.c ``pmdp_collapse_flush()`` (arm64 and
+        x86 use the generic one): ``pmdp_huge_get_and_clear()`` of a PMD
+        pointing to a table, then ``flush_tlb_range()`` over the whole PMD,
+        so no CPU keeps a translation from the table's PTEs before the
+        collapsed mapping replaces them.  The table keeps its entries (the
+        caller reads and clears them) and can be hooked back with
+        ``pmd_populate()``.  -1 if the PMD holds no table.
+
+        Context: mmap_lock held for write; the PMD lock held.
+        """
+        space: AddressSpace = vma.vm_mm.space
+        pgtable: i64 = space.unhook_table(pmd_index)
+        if not self.bug("khugepaged_collapse_no_flush"):
+            self.flush_tlb_range(vma, address, address + self.PMD_SIZE)
+        return pgtable
 
     @cython.ccall
     @cython.exceptval(-1, check=True)

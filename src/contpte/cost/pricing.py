@@ -73,8 +73,8 @@ STEP_EXTRA: dict[str, dict[str, float]] = {
     "uffd-wp": {"syscall": 1},
 }
 """Events no counter records, per measured step, by verb.  User accesses
-(``read``/``write``) cost what their faults count; ``numa`` is the kernel's
-own scan (its work is counted); ``file``, ``check``, ``reclaim`` and
+(``read``/``write``) cost what their faults count; ``numa`` and
+``khugepaged`` are the kernel's own scans (their work is counted); ``file``, ``check``, ``reclaim`` and
 ``measure`` are the model's own steps."""
 
 

@@ -1,5 +1,5 @@
 cimport cython
-from contpte.cdefs cimport i64, u64, U64View, I64View
+from contpte.cdefs cimport i64, u64, U64View, I64View, U8View
 from contpte.hw.format cimport DescriptorFormat, L2_BLOCK
 from contpte.hw.hashmap cimport I64Map
 from contpte.hw.memory cimport PhysMemory
@@ -31,6 +31,7 @@ cdef class RuleChecker(StoreObserver):
     cdef public list pending, tlbs
     cdef public TlbFrameIndex frames
     cdef public U64View cks, dirty
+    cdef public U8View detached
     cdef public I64Map brk
     cdef public i64 n_brk, nrec, rec_free
     cdef public I64View r_key, r_npend, b_seq, b_cover, b_issued, b_local

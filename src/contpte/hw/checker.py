@@ -63,6 +63,12 @@ size of the machine):
   blocks.
 - Level-2 descriptors: a shadow per (ASID, level-2 index) of the non-zero
   ones (one per 2 MiB block), checked at each level-2 store.
+- Per slot, whether the table is *detached*: unhooked from its level-2
+  entry and not yet freed (khugepaged's ``pmdp_collapse_flush`` takes a
+  table out, reads and clears its entries, and may hook it in again).  Its
+  entries counted as broken at the unhook; its later stores break and make
+  nothing, since no walk reaches them; hooked in again, its valid entries
+  are makes.
 
 What memory says is read from the pool: the checksums guarantee it is what
 the checker saw stored.
@@ -194,6 +200,7 @@ class RuleChecker(StoreObserver):
         self.nslots = 0
         self.cks = np.zeros(0, dtype=np.uint64)
         self.dirty = np.zeros(0, dtype=np.uint64)
+        self.detached = np.zeros(0, dtype=np.uint8)
         self._grow_slots(max(pool.nslots, 16))
         # break records (level 3)
         self.n_brk = 0
@@ -241,8 +248,11 @@ class RuleChecker(StoreObserver):
         cks[: self.nslots * self.bpt] = np.asarray(self.cks)
         dirty = np.zeros(n * self.dw, dtype=np.uint64)
         dirty[: self.nslots * self.dw] = np.asarray(self.dirty)
+        detached = np.zeros(n, dtype=np.uint8)
+        detached[: self.nslots] = np.asarray(self.detached)
         self.cks = cks
         self.dirty = dirty
+        self.detached = detached
         self.nslots = n
 
     def _grow_records(self, want: int) -> None:
@@ -392,7 +402,10 @@ class RuleChecker(StoreObserver):
         b: i64 = idx >> self.blk_shift
         self.cks[s * self.bpt + b] ^= _mix(idx, old) ^ _mix(idx, new)
         self.dirty[s * self.dw + (b >> 6)] |= cython.cast(u64, 1) << (b & 63)
-        if not self.arm or old == new:
+        if not self.arm or old == new or self.detached[s]:
+            # A table no level-2 entry points to is out of the walker's
+            # reach: its stores break and make nothing (its entries counted
+            # as broken when it was unhooked).
             return
         fmt: DescriptorFormat = self.fmt
         ov: cython.bint = (old & fmt.valid_mask) == fmt.valid_val
@@ -550,18 +563,55 @@ class RuleChecker(StoreObserver):
 
     @cython.ccall
     def on_table_alloc(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
-        """A zeroed level-3 table was hooked in: its checksums start at zero."""
+        """A level-3 table was hooked in: a new one (zeroed: its checksums start
+        at zero), or one unhooked earlier and hooked back with its entries
+        (khugepaged's ``pmd_populate`` of the table it took out).
+
+        A table hooked back has the checksums of what the checker saw stored
+        in it while detached (recomputed from memory, since a detached slot
+        may also have been freed and zeroed meanwhile); its valid entries
+        become reachable again, so each is a *make* of its translation
+        (checked against pending breaks), and every block is checked at the
+        next PTL release.
+        """
         if slot >= self.nslots:
             self._grow_slots(slot + 1)
         i: i64
-        for i in range(slot * self.bpt, (slot + 1) * self.bpt):
-            self.cks[i] = 0
-        for i in range(slot * self.dw, (slot + 1) * self.dw):
-            self.dirty[i] = 0
+        b: i64
+        q: i64
+        d: u64
+        x: u64
+        p0: i64
+        if not self.detached[slot]:
+            for i in range(slot * self.bpt, (slot + 1) * self.bpt):
+                self.cks[i] = 0
+            for i in range(slot * self.dw, (slot + 1) * self.dw):
+                self.dirty[i] = 0
+            return
+        self.detached[slot] = 0
+        fmt: DescriptorFormat = self.fmt
+        for b in range(self.bpt):
+            p0 = (slot << self.shift) | (b << self.blk_shift)
+            x = 0
+            for q in range(self.cn):
+                d = int(self.pool.e[p0 + q])
+                x ^= _mix((b << self.blk_shift) + q, d)
+                if self.arm and (d & fmt.valid_mask) == fmt.valid_val and (self.n_brk or self.pmd_breaks):
+                    self._check_make(p0 + q, d)
+            self.cks[slot * self.bpt + b] = x
+            if x:
+                self.dirty[slot * self.dw + (b >> 6)] |= cython.cast(u64, 1) << (b & 63)
 
     @cython.ccall
     def on_table_free(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
-        """A level-3 table is unhooked: its valid entries count as broken now."""
+        """A level-3 table is unhooked: its valid entries count as broken now.
+
+        Until it is hooked in again (or freed and reused), its stores are
+        out of the walker's reach (``detached``).
+        """
+        if slot >= self.nslots:
+            self._grow_slots(slot + 1)
+        self.detached[slot] = 1
         if not self.arm:
             return
         fmt: DescriptorFormat = self.fmt

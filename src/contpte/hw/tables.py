@@ -77,11 +77,13 @@ class StoreObserver:
 
     @cython.ccall
     def on_table_alloc(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
-        """A level-3 table (all zero) was hooked in at ``pmd_index`` of ``space``."""
+        """A level-3 table was hooked in at ``pmd_index`` of ``space``: a new one (all zero), or
+        one unhooked earlier that comes back with its entries (khugepaged's ``pmd_populate``)."""
 
     @cython.ccall
     def on_table_free(self, space: AddressSpace, pmd_index: i64, slot: i64) -> None:
-        """The level-3 table at ``pmd_index`` is about to be unhooked (still readable)."""
+        """The level-3 table at ``pmd_index`` is about to be unhooked (still readable; it may be
+        freed, or written while out of the walker's reach and hooked in again)."""
 
     @cython.ccall
     def on_table_move(self, space: AddressSpace, old_index: i64, pmd_index: i64, slot: i64) -> None:

@@ -24,10 +24,10 @@ from contpte.mm.rmap cimport (
     folio_add_large_mapcount, folio_sub_large_mapcount,
 )
 
-cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA
+cdef i64 EAGAIN, EBUSY, EINVAL, FAULT_NUMA, TVA_PAGEFAULT, TVA_KHUGEPAGED, TVA_FORCED_COLLAPSE
 
 # The functions memory.c calls.
-cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders) except? -1
+cpdef i64 thp_vma_allowable_orders(Vma vma, i64 orders, i64 tva_type=*) except? -1
 cpdef bint thp_vma_allowable_order(Vma vma, i64 order) except? -1
 cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order) except? -1
 cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1
@@ -42,6 +42,7 @@ cpdef bint move_huge_pmd(Vma vma, i64 old_addr, i64 new_addr, i64 old_pmd, i64 n
 # The rest of the file.
 cpdef i64 mm_get_huge_zero_folio(MmStruct mm) except? -1
 cpdef i64 vma_alloc_anon_folio_pmd(Vma vma) except? -1
+cpdef map_anon_folio_pmd_nopf(i64 folio, Vma vma, i64 pmd_index, i64 haddr)
 cpdef map_anon_folio_pmd(i64 folio, Vma vma, i64 pmd_index, i64 haddr)
 cpdef i64 do_huge_zero_wp_pmd(VmFault vmf, i64 haddr) except? -1
 cdef bint can_change_pmd_writable(Vma vma, i64 addr, u64 pmd) except? -1

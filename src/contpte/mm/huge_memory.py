@@ -100,6 +100,7 @@ __all__ = [
     "thp_vma_suitable_orders",
     "mm_get_huge_zero_folio",
     "vma_alloc_anon_folio_pmd",
+    "map_anon_folio_pmd_nopf",
     "map_anon_folio_pmd",
     "create_huge_pmd",
     "do_huge_zero_wp_pmd",
@@ -114,6 +115,10 @@ __all__ = [
     "split_folio",
 ]
 
+#: enum tva_type (include/linux/huge_mm.h, v6.18): who asks thp_vma_allowable_orders().
+TVA_PAGEFAULT = cython.declare(i64, 1)
+TVA_KHUGEPAGED = cython.declare(i64, 2)
+TVA_FORCED_COLLAPSE = cython.declare(i64, 3)
 EAGAIN = cython.declare(i64, 11)
 EBUSY = cython.declare(i64, 16)
 EINVAL = cython.declare(i64, 22)
@@ -122,14 +127,20 @@ FAULT_NUMA = cython.declare(i64, counter("numa_hint_faults"))
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def thp_vma_allowable_orders(vma: Vma, orders: i64) -> i64:
-    """The subset of ``orders`` (a bitmask) the sysfs policy allows here.
+def thp_vma_allowable_orders(vma: Vma, orders: i64, tva_type: i64 = 1) -> i64:
+    """The subset of ``orders`` (a bitmask) the THP policy allows here.
 
-    Models: mm/huge_memory.c ``__thp_vma_allowable_orders()`` for the page
-    fault path (TVA_IN_PF | TVA_ENFORCE_SYSFS), anonymous VMAs: per size,
-    ``always`` allows, ``madvise`` allows in VM_HUGEPAGE VMAs, ``inherit``
-    follows the top-level setting, ``never`` forbids; VM_NOHUGEPAGE
-    forbids all.  Anon mTHP starts at order 2.
+    Models: mm/huge_memory.c ``__thp_vma_allowable_orders()`` and
+    include/linux/huge_mm.h ``thp_vma_allowable_orders()``, anonymous
+    VMAs: VM_NOHUGEPAGE forbids all; the sysfs policy applies per size
+    (``always`` allows, ``madvise`` allows in VM_HUGEPAGE VMAs, ``inherit``
+    follows the top-level setting, ``never`` forbids) except for a forced
+    collapse (MADV_COLLAPSE).  Anon mTHP starts at order 2.  ``tva_type``
+    (v6.18's ``enum tva_type``; v6.12's TVA_IN_PF / TVA_ENFORCE_SYSFS
+    flags): ``TVA_PAGEFAULT`` (1, the default), ``TVA_KHUGEPAGED`` (2) or
+    ``TVA_FORCED_COLLAPSE`` (3).  Outside a fault the orders above the
+    largest one whose aligned block fits at the end of the VMA are dropped,
+    as the kernel's ``!in_pf`` size check does.
     """
     flags: i64 = vma.vm_flags
     if flags & VM_NOHUGEPAGE or not vma_is_anonymous(vma) or flags & VM_SHARED:
@@ -145,7 +156,19 @@ def thp_vma_allowable_orders(vma: Vma, orders: i64) -> i64:
         mask |= k.anon_orders_madvise
     if k.thp == "always" or (huge and k.thp == "madvise"):
         mask |= k.anon_orders_inherit
-    return orders & mask
+    if tva_type != TVA_FORCED_COLLAPSE:
+        orders &= mask
+    order: i64
+    if tva_type != TVA_PAGEFAULT:
+        # Keep the orders up to the highest one that fits at the VMA's end.
+        order = k.PMD_ORDER
+        while order >= 0 and orders:
+            if (orders >> order) & 1:
+                if thp_vma_suitable_order(vma, vma.vm_end - (k.PAGE_SIZE << order), order):
+                    break
+                orders &= ~(cython.cast(i64, 1) << order)
+            order -= 1
+    return orders
 
 
 @cython.ccall
@@ -217,18 +240,34 @@ def vma_alloc_anon_folio_pmd(vma: Vma) -> i64:
 
 
 @cython.ccall
-def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None:
-    """Map a new PMD-size anon folio writable (per the VMA) and dirty.
+def map_anon_folio_pmd_nopf(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None:
+    """Map a new PMD-size anon folio writable (per the VMA) and dirty, counting nothing.
 
-    Models: mm/huge_memory.c ``map_anon_folio_pmd()`` (v6.13).
+    Models: mm/huge_memory.c ``map_anon_folio_pmd_nopf()`` (v7.2; the same
+    steps are open-coded in v6.12's ``__do_huge_pmd_anonymous_page()`` and
+    khugepaged's ``collapse_huge_page()``).
+
+    Context: the PMD lock held; the PMD is none.
     """
     mm: MmStruct = vma_mm(vma)
-    k: Kernel = mm.kernel
-    arch: Pgtable = k.arch
+    arch: Pgtable = mm.kernel.arch
     entry: u64 = arch.pfn_pte(folio, vma.vm_page_prot)
     entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
     folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
     arch.set_pmd_at(mm, haddr, pmd_index, arch.pte_pmd(entry))
+
+
+@cython.ccall
+def map_anon_folio_pmd(folio: i64, vma: Vma, pmd_index: i64, haddr: i64) -> None:
+    """Map a new PMD-size anon folio at a fault: map it, count RSS and the fault stats.
+
+    Models: mm/huge_memory.c ``map_anon_folio_pmd()`` (v6.13;
+    ``map_anon_folio_pmd_pf()`` in v7.2).
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    map_anon_folio_pmd_nopf(folio, vma, pmd_index, haddr)
     mm.add_mm_counter(MM_ANONPAGES, arch.HPAGE_PMD_NR)
     count(k.counters, THP_FAULT_ALLOC, 1)
     k.count_mthp_stat(k.PMD_ORDER, MTHP_ANON_FAULT_ALLOC, 1)
@@ -714,4 +753,11 @@ def split_folio(k: Kernel, folio: i64) -> i64:
 
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
-    globals().update(EAGAIN=EAGAIN, EBUSY=EBUSY, EINVAL=EINVAL)
+    globals().update(
+        EAGAIN=EAGAIN,
+        EBUSY=EBUSY,
+        EINVAL=EINVAL,
+        TVA_PAGEFAULT=TVA_PAGEFAULT,
+        TVA_KHUGEPAGED=TVA_KHUGEPAGED,
+        TVA_FORCED_COLLAPSE=TVA_FORCED_COLLAPSE,
+    )

@@ -8,6 +8,7 @@ from contpte.mm.page_alloc cimport BuddyAllocator
 
 cdef i64 MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SPLIT, MTHP_SPLIT_DEFERRED, MTHP_NR_ANON
 cdef i64 MTHP_SPLIT_FAILED, MTHP_NR_ANON_PARTIALLY_MAPPED
+cdef i64 MTHP_COLLAPSE_ALLOC, MTHP_COLLAPSE_ALLOC_FAILED, MTHP_COLLAPSE_EXCEED_SWAP, MTHP_COLLAPSE_EXCEED_NONE, MTHP_COLLAPSE_EXCEED_SHARED
 cdef i64 _NR_MTHP_STATS, _MAX_ORDER_STATS
 cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED
 cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, FOLIO_FREE_PAGES, PAGE_ZERO, PAGE_COPY, REF_OPS
@@ -20,7 +21,12 @@ cdef class Kernel:
     cdef public dict options, mthp, files
     cdef public bint batch_fork, batch_zap, batch_rmap, batch_extent_arch
     cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page, maybe_mapped_shared, mremap_pte_batch
+    cdef public bint fault_map_dirty
     cdef public bint fpb_cap_at_folio_end, prot_numa_batch_skip, mprotect_batch
+    cdef public bint khugepaged_batch_copy, khugepaged_ro_collapse, khugepaged_lazyfree_skip, khugepaged_mthp
+    cdef public i64 khugepaged_max_ptes_none, khugepaged_max_ptes_swap, khugepaged_max_ptes_shared
+    cdef public i64 khugepaged_pages_to_scan, khugepaged_pages_collapsed, khugepaged_full_scans, khugepaged_scan_address
+    cdef public object khugepaged_scan_mm
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer
     cdef public object hw, on_lock_break

@@ -43,6 +43,11 @@ MM_OPTIONS: dict[str, Any] = {
     "prot_numa_batch_skip": False,
     "mprotect_batch": False,
     "mremap_pte_batch": False,
+    "fault_map_dirty": False,
+    "khugepaged_batch_copy": False,
+    "khugepaged_ro_collapse": False,
+    "khugepaged_lazyfree_skip": False,
+    "khugepaged_mthp": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -123,6 +128,15 @@ mprotect() by PTE batching", Dev Jain, v6.17).  False: v6.12, one
 arch's: the generic functions loop per PTE; arm64's keep whole contiguous
 blocks folded (its option ``modify_prot_ptes_opt``).
 
+``fault_map_dirty`` (from ``kernel="6.16"``): ``set_pte_range()`` maps a
+writable PTE of a dirty folio dirty on a read fault (fault-around
+included), so a shared tmpfs mapping whose page another process dirtied is
+mapped dirty and its zap marks the folio dirty and delays the rmap removal
+(``tlb_delay_rmap``).  The mainline commit was not identified: absent in
+6.12.8, present in 6.17.8 and in the Debian 6.16.12 kernel the arm64
+oracle boots (its ``tlb_flush_rmaps`` count at a child's exit).  False:
+v6.12, clean.
+
 ``mremap_pte_batch`` (from ``kernel="6.17"``): mremap's ``move_ptes()``
 (mm/mremap.c) moves a run of present PTEs that map consecutive pages of one
 large folio at once: ``mremap_folio_pte_batch()`` (only where
@@ -134,6 +148,30 @@ the destination (``contpte_set_ptes()`` writes it contiguous).  False:
 v6.12, one ``ptep_get_and_clear()`` + ``set_pte_at()`` per PTE (the first
 clear of a folded block unfolds it; the last set of an aligned destination
 block may fold it again).
+
+``khugepaged_batch_copy`` (from ``kernel="6.17"``): khugepaged's
+``__collapse_huge_page_copy_succeeded()`` clears the old PTEs of a large
+folio in batches (``folio_pte_batch()``, ``clear_ptes()``,
+``folio_remove_rmap_ptes()``, ``folio_put_refs()``), so a large source
+folio is never seen partially mapped; False: v6.12, one PTE, one rmap
+removal and one reference at a time (``ptep_clear()``,
+``folio_remove_rmap_pte()``, ``free_page_and_swap_cache()``).
+
+``khugepaged_ro_collapse`` (from ``kernel="6.18"``): khugepaged collapses
+ranges whose PTEs are all read-only; False: v6.12, which refuses them
+(``SCAN_PAGE_RO``: no writable PTE in ``hpage_collapse_scan_pmd()`` or
+``__collapse_huge_page_isolate()``).
+
+``khugepaged_lazyfree_skip`` (from ``kernel="7.1"``): khugepaged leaves a
+range alone when it maps a clean page of a lazyfree (MADV_FREE) folio
+(``SCAN_PAGE_LAZYFREE``), so reclaim can still discard it; False: v6.12,
+which collapses it into a swap-backed THP.
+
+``khugepaged_mthp`` (from ``kernel="7.2"``): khugepaged collapses anonymous
+memory into every enabled mTHP order, not only the PMD order
+(``mthp_collapse()`` over a bitmap of the occupied PTEs,
+``collapse_max_ptes_none()`` scaled per order, the per-size
+``collapse_*`` stats); False: v6.12, PMD order only.
 
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
@@ -152,7 +190,12 @@ MTHP_SPLIT_DEFERRED = cython.declare(i64, 3)
 MTHP_NR_ANON = cython.declare(i64, 4)
 MTHP_SPLIT_FAILED = cython.declare(i64, 5)
 MTHP_NR_ANON_PARTIALLY_MAPPED = cython.declare(i64, 6)
-_NR_MTHP_STATS = cython.declare(i64, 7)
+MTHP_COLLAPSE_ALLOC = cython.declare(i64, 7)
+MTHP_COLLAPSE_ALLOC_FAILED = cython.declare(i64, 8)
+MTHP_COLLAPSE_EXCEED_SWAP = cython.declare(i64, 9)
+MTHP_COLLAPSE_EXCEED_NONE = cython.declare(i64, 10)
+MTHP_COLLAPSE_EXCEED_SHARED = cython.declare(i64, 11)
+_NR_MTHP_STATS = cython.declare(i64, 12)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
@@ -231,6 +274,11 @@ class Kernel:
         self.prot_numa_batch_skip = bool(self.options["prot_numa_batch_skip"])
         self.mprotect_batch = bool(self.options["mprotect_batch"])
         self.mremap_pte_batch = bool(self.options["mremap_pte_batch"])
+        self.fault_map_dirty = bool(self.options["fault_map_dirty"])
+        self.khugepaged_batch_copy = bool(self.options["khugepaged_batch_copy"])
+        self.khugepaged_ro_collapse = bool(self.options["khugepaged_ro_collapse"])
+        self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])
+        self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(
@@ -292,6 +340,22 @@ class Kernel:
                 self.mthp_ids[order * _NR_MTHP_STATS + i] = counter(
                     f"mthp.{size_name(self.PAGE_SIZE, order)}.{stat}"
                 )
+        # khugepaged (mm/khugepaged.c): the sysfs tunables of
+        # /sys/kernel/mm/transparent_hugepage/khugepaged/ at their defaults
+        # (khugepaged_init()), its statistics and its scan cursor.
+        #: max_ptes_none: KHUGEPAGED_MAX_PTES_LIMIT = HPAGE_PMD_NR - 1.
+        self.khugepaged_max_ptes_none = arch.PTRS_PER_PTE - 1
+        #: max_ptes_swap: HPAGE_PMD_NR / 8 (no swap in the model: never reached).
+        self.khugepaged_max_ptes_swap = arch.PTRS_PER_PTE // 8
+        #: max_ptes_shared: HPAGE_PMD_NR / 2.
+        self.khugepaged_max_ptes_shared = arch.PTRS_PER_PTE // 2
+        #: pages_to_scan: HPAGE_PMD_NR * 8.
+        self.khugepaged_pages_to_scan = arch.PTRS_PER_PTE * 8
+        self.khugepaged_pages_collapsed = 0
+        self.khugepaged_full_scans = 0
+        #: khugepaged_scan.mm_slot (the mm being scanned, None at the list head) and .address.
+        self.khugepaged_scan_mm: Any = None
+        self.khugepaged_scan_address = 0
         # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
         arch.folio_head = self.memmap.head
         arch.folio_order = self.memmap.order
@@ -449,6 +513,11 @@ if cython.compiled:
         MTHP_NR_ANON=MTHP_NR_ANON,
         MTHP_SPLIT_FAILED=MTHP_SPLIT_FAILED,
         MTHP_NR_ANON_PARTIALLY_MAPPED=MTHP_NR_ANON_PARTIALLY_MAPPED,
+        MTHP_COLLAPSE_ALLOC=MTHP_COLLAPSE_ALLOC,
+        MTHP_COLLAPSE_ALLOC_FAILED=MTHP_COLLAPSE_ALLOC_FAILED,
+        MTHP_COLLAPSE_EXCEED_SWAP=MTHP_COLLAPSE_EXCEED_SWAP,
+        MTHP_COLLAPSE_EXCEED_NONE=MTHP_COLLAPSE_EXCEED_NONE,
+        MTHP_COLLAPSE_EXCEED_SHARED=MTHP_COLLAPSE_EXCEED_SHARED,
         PGFAULT=PGFAULT,
         THP_FAULT_ALLOC=THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,

@@ -16,7 +16,7 @@ from contpte.mm.huge_memory cimport split_folio, split_huge_pmd
 from contpte.mm.memory cimport zap_page_range_single
 from contpte.mm.mmap cimport split_vma, vma_merge_around
 
-cdef i64 MADV_DONTNEED, MADV_FREE, MADV_DONTFORK, MADV_DOFORK, MADV_HUGEPAGE, MADV_NOHUGEPAGE
+cdef i64 MADV_DONTNEED, MADV_FREE, MADV_DONTFORK, MADV_DOFORK, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_COLLAPSE
 cdef i64 LAZYFREE, FREE_SKIPPED, ENOMEM, EINVAL
 
 cpdef madvise_update_vma(Vma vma, i64 start, i64 end, i64 set_, i64 clear)

@@ -51,6 +51,7 @@ MADV_DONTFORK = cython.declare(i64, 10)
 MADV_DOFORK = cython.declare(i64, 11)
 MADV_HUGEPAGE = cython.declare(i64, 14)
 MADV_NOHUGEPAGE = cython.declare(i64, 15)
+MADV_COLLAPSE = cython.declare(i64, 25)
 
 ADVICE: dict[str, int] = {
     "dontneed": 4,
@@ -59,6 +60,7 @@ ADVICE: dict[str, int] = {
     "nohugepage": 15,
     "dontfork": 10,
     "dofork": 11,
+    "collapse": 25,
 }
 """The advice the model takes, by name, with its ``MADV_*`` value."""
 
@@ -332,6 +334,15 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
             madvise_update_vma(v, s, e, VM_DONTCOPY, 0)
         elif behavior == MADV_DOFORK:
             madvise_update_vma(v, s, e, 0, VM_DONTCOPY)
+        elif behavior == MADV_COLLAPSE:
+            # madvise_vma_behavior() -> madvise_collapse() (mm/khugepaged.c,
+            # modelled in the uncompiled mm/khugepaged.py); the walk stops at
+            # the first VMA that fails (madvise_walk_vmas()).
+            from .khugepaged import madvise_collapse
+
+            err = madvise_collapse(v, s, e)
+            if err:
+                return err
     return -ENOMEM if unmapped else 0
 
 

@@ -10,7 +10,7 @@ from contpte.mm.internal cimport FPB_MERGE_WRITE, FPB_RESPECT_DIRTY, BoolPtr, Fo
 from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, PAGE_COPY, PGFAULT, REF_OPS, Kernel
 from contpte.mm.memmap cimport (
     MemMap, PageAnonExclusive, SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_ref_add, folio_ref_sub,
-    folio_test_anon,
+    folio_test_anon, folio_test_dirty,
 )
 from contpte.mm.mm_h cimport (
     can_change_pte_writable, maybe_mkwrite, mm_counter_file, pte_index, pte_offset_map_lock, pte_unmap_unlock,
@@ -40,6 +40,7 @@ cpdef numa_rebuild_single_mapping(VmFault vmf, Vma vma, i64 addr, i64 ptep, bint
 cpdef bint pte_range_none(Kernel k, i64 ptep, i64 nr) except? -1
 cpdef i64 alloc_anon_folio(VmFault vmf) except? -1
 cpdef i64 do_anonymous_page(VmFault vmf) except? -1
+cpdef map_anon_folio_pte_nopf(i64 folio, i64 ptep, Vma vma, i64 addr, bint uffd_wp)
 cpdef set_pte_range(VmFault vmf, i64 folio, i64 page, i64 nr, i64 addr)
 cpdef i64 do_fault(VmFault vmf) except? -1
 cpdef i64 do_fault_around(VmFault vmf) except? -1

@@ -55,6 +55,7 @@ if not cython.compiled:
         folio_ref_add,
         folio_ref_sub,
         folio_test_anon,
+        folio_test_dirty,
     )
     from .mm_h import (
         can_change_pte_writable,
@@ -104,6 +105,7 @@ if not cython.compiled:
     )
 
 __all__ = [
+    "map_anon_folio_pte_nopf",
     "handle_mm_fault",
     "do_anonymous_page",
     "alloc_anon_folio",
@@ -430,22 +432,56 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     return 0
 
 
+@cython.ccall
+def map_anon_folio_pte_nopf(folio: i64, ptep: i64, vma: Vma, addr: i64, uffd_wp: cython.bint) -> None:
+    """Map all of a new anon folio with one ``set_ptes``, counting nothing.
+
+    Models: mm/memory.c ``map_anon_folio_pte_nopf()`` (v7.2, where
+    ``do_anonymous_page()`` and khugepaged's mTHP collapse share it; v6.12's
+    ``do_anonymous_page()`` above open-codes the same steps): young,
+    writable and dirty where the VMA is writable, one reference per page,
+    an exclusive anon rmap; on arm64 ``set_ptes`` folds every whole
+    aligned contiguous block.
+
+    Context: the PTL held; ``ptep`` is the entry for ``addr``.
+    """
+    k: Kernel = vma_mm(vma).kernel
+    arch: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    nr_pages: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    entry: u64 = arch.pte_mkyoung(arch.pfn_pte(folio, vma.vm_page_prot))
+    if vma.vm_flags & VM_WRITE:
+        entry = arch.pte_mkwrite(arch.pte_mkdirty(entry))
+    if uffd_wp:
+        entry = arch.pte_mkuffd_wp(entry)
+    folio_ref_add(mem, folio, nr_pages - 1)
+    count(k.counters, REF_OPS, 1)
+    folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
+    arch.set_ptes(vma_mm(vma), addr, ptep, entry, nr_pages)
+    arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
+
+
 # -- file faults (mm/memory.c do_fault and friends) ---------------------------
 @cython.ccall
 def set_pte_range(vmf: VmFault, folio: i64, page: i64, nr: i64, addr: i64) -> None:
     """Map ``nr`` pages of ``folio`` from ``page`` at ``addr``.
 
-    Models: mm/memory.c ``set_pte_range()``.
+    Models: mm/memory.c ``set_pte_range()``.  With ``fault_map_dirty``
+    (6.16) a read fault that maps a dirty folio writable (a shared mapping
+    without write-notify, e.g. tmpfs) maps it dirty.
 
     Context: PTL held; ``vmf.pte`` points at the entry for ``addr``.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
-    arch: Pgtable = mm.kernel.arch
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
     write: cython.bint = (vmf.flags & FAULT_FLAG_WRITE) != 0
     entry: u64 = arch.pfn_pte(page, vma.vm_page_prot)
     if write:
         entry = maybe_mkwrite(arch.pte_mkdirty(entry), vma)
+    elif k.fault_map_dirty and arch.pte_write(entry) and folio_test_dirty(k.memmap, folio):
+        entry = arch.pte_mkdirty(entry)
     if write and not vma.vm_flags & VM_SHARED:
         if nr != 1:
             raise KernelBug("VM_BUG_ON_FOLIO", "CoW folio mapped with nr != 1", addr)

@@ -72,7 +72,15 @@ MAP_PRIVATE = 0x02
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
 MAP_FIXED_NOREPLACE = 0x100000
-MADV = {"dontneed": 4, "free": 8, "dontfork": 10, "dofork": 11, "hugepage": 14, "nohugepage": 15}
+MADV = {
+    "dontneed": 4,
+    "free": 8,
+    "dontfork": 10,
+    "dofork": 11,
+    "hugepage": 14,
+    "nohugepage": 15,
+    "collapse": 25,
+}
 MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
 PR_SET_PDEATHSIG = 1
 

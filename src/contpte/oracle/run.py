@@ -83,6 +83,7 @@ ORACLE_NAME = "oracle-x86" if platform.machine() in ("x86_64", "AMD64") else f"o
 UNSUPPORTED_OPS = {
     "reclaim": "the live kernel cannot be made to reclaim a chosen page deterministically",
     "numa": "NUMA hinting faults cannot be forced from user space",
+    "khugepaged": "khugepaged runs on its own schedule; user space cannot make it scan now",
     "clear-soft-dirty": "/proc/pid/clear_refs clears the whole mm, not a range",
 }
 

@@ -21,6 +21,7 @@ from ..errors import ModelUsageError
 from ..hw.features import BBML2_NOABORT_CPU, DEFAULT_CPU, PRESETS, system_features
 from ..hw.hardware import Hardware
 from ..mm.kernel import MM_OPTIONS, Kernel
+from ..mm.khugepaged import khugepaged_do_scan
 from ..mm.mm_types import MmStruct
 from ..mm.shmem import File
 from ..mm.vmscan import shrink_all_memory
@@ -274,14 +275,15 @@ class Machine:
         (``contpte.version.MTHP_STAT_FILES``: ``zswpout``/``swpin*`` from
         6.13, the ``collapse_*`` files from 7.2).  The model counts
         ``anon_fault_alloc``, ``anon_fault_fallback``, ``split``,
-        ``split_failed``, ``split_deferred``, ``nr_anon`` and
-        ``nr_anon_partially_mapped`` (also in ``stats()`` as
+        ``split_failed``, ``split_deferred``, ``nr_anon``,
+        ``nr_anon_partially_mapped`` and the ``collapse_*`` files (also in ``stats()`` as
         ``mthp.<size>.<stat>``); the others read 0 because their event does
         not happen in the model: no swap device (``swp*``, ``zswpout``), no
         memory cgroup (``*_fallback_charge``), files whose page cache is
         filled at ``open_file`` with the folio size given rather than
-        through shmem's per-size policy (``shmem_*``), no khugepaged
-        (``collapse_*``).
+        through shmem's per-size policy (``shmem_*``).  The ``collapse_*``
+        files (7.2) count khugepaged's collapses (``khugepaged_scan``);
+        ``collapse_exceed_swap_pte`` stays 0 (no swap).
         """
         files = mthp_stat_files(self.kernel_version)
         out: dict[str, dict[str, int]] = {}
@@ -337,6 +339,48 @@ class Machine:
         if self.check_enabled:
             self.validators.after_syscall(None, "reclaim")
         return freed
+
+    def khugepaged_scan(self, pages: int | None = None) -> dict[str, int]:
+        """Run khugepaged now: collapse PTE-mapped anonymous memory into huge folios.
+
+        Models one wake-up of the kernel thread, ``khugepaged_do_scan()``
+        (``mm/khugepaged.py``).  ``pages=None``: scan until the list of mms
+        has been passed twice at its head, i.e. the rest of the current pass
+        and one full pass over every mm (from a fresh cursor: exactly one
+        full pass).  ``pages=N``: stop after N units of progress, as
+        ``/sys/kernel/mm/transparent_hugepage/khugepaged/pages_to_scan`` (the
+        kernel's default is ``HPAGE_PMD_NR * 8``; a PMD range counts
+        ``HPAGE_PMD_NR``, a skipped VMA or mm 1); the cursor (mm and
+        address) persists between calls, as the kernel's does.  Every
+        anonymous VMA the THP settings allow a PMD THP in (``thp="always"``,
+        or ``"madvise"`` with ``MADV_HUGEPAGE``) is scanned; from
+        ``kernel="7.2"`` every enabled anon mTHP size is a collapse target
+        too (``khugepaged_mthp``).  Counted: ``thp_collapse_alloc``
+        (``_failed``), ``thp_scan_exceed_*``, and from 7.2 the per-size
+        ``collapse_*`` stats of ``mthp_stats()``.
+
+        Returns ``{"progress": ..., "pages_collapsed": ..., "full_scans": ...}``:
+        the progress made, and the deltas of khugepaged's
+        ``pages_collapsed`` (PMD ranges where a collapse succeeded) and
+        ``full_scans`` sysfs counters.
+        """
+        if pages is None:
+            budget = 1 << 62
+        elif isinstance(pages, int) and not isinstance(pages, bool) and pages > 0:
+            budget = pages
+        else:
+            raise ModelUsageError(f"khugepaged_scan: pages must be a positive integer or None, not {pages!r}")
+        k = self.kernel
+        collapsed, full = k.khugepaged_pages_collapsed, k.khugepaged_full_scans
+        self.hw.current_cpu = 0
+        progress = khugepaged_do_scan(k, budget)
+        if self.check_enabled:
+            self.validators.after_syscall(None, "khugepaged")
+        return {
+            "progress": progress,
+            "pages_collapsed": int(k.khugepaged_pages_collapsed - collapsed),
+            "full_scans": int(k.khugepaged_full_scans - full),
+        }
 
     def check(self) -> None:
         """Run every validator now; raises ``InvariantViolation`` on the first failure.

@@ -372,7 +372,13 @@ class Process:
         self._leave("mprotect")
 
     def madvise(self, addr: int, length: int | str, advice: str) -> None:
-        """``advice``: dontneed, free, hugepage, nohugepage, dontfork, dofork."""
+        """``advice``: dontneed, free, hugepage, nohugepage, dontfork, dofork, collapse.
+
+        ``collapse`` is MADV_COLLAPSE: collapse every whole PMD range of the
+        anonymous memory in the range into a PMD THP now, whatever the THP
+        settings (``madvise_collapse`` in ``mm/khugepaged.py``); it fails
+        with EAGAIN (a pinned page), EBUSY, ENOMEM or EINVAL as Linux does.
+        """
         length = parse_length(length, "madvise length")
         if advice not in ADVICE:
             raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")

@@ -92,6 +92,7 @@ _OPS, _OPS_CUM = _weighted(
     ("pin", 3),
     ("unpin", 3),
     ("reclaim", 2),
+    ("khugepaged", 2),
     ("numa", 2),
     ("uffd-wp", 2),
     ("spawn", 1),
@@ -270,6 +271,10 @@ class _Gen:
             return self._mmap()
         if op in ("reclaim", "check"):
             return self.step(None, op, {})
+        if op == "khugepaged":
+            # A full pass, or pages_to_scan-like budgets that leave the cursor mid-way.
+            budget = rng.choice((0, 0, 512, 2048))
+            return self.step(None, op, {"pages": budget} if budget else {})
         proc = rng.choice(self.procs)
         r, off, length = self._range()
         addr = AddrRef(r.name, off)
@@ -285,7 +290,17 @@ class _Gen:
             )
         if op == "madvise":
             adv = rng.choice(
-                ("dontneed", "dontneed", "free", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+                (
+                    "dontneed",
+                    "dontneed",
+                    "free",
+                    "free",
+                    "hugepage",
+                    "nohugepage",
+                    "dontfork",
+                    "dofork",
+                    "collapse",
+                )
             )
             return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
         if op == "munmap":

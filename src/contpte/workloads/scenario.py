@@ -62,10 +62,10 @@ __all__ = [
 
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
-ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork")
+ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork", "collapse")
 MREMAP_FLAG_NAMES = ("maymove", "fixed", "dontunmap")
 """The names ``mremap flags=`` takes, in the order ``format_step`` writes them."""
-MACHINE_OPS = ("spawn", "file", "check", "reclaim", "measure")
+MACHINE_OPS = ("spawn", "file", "check", "reclaim", "khugepaged", "measure")
 PROC_OPS = (
     "mmap",
     "write",
@@ -452,6 +452,18 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     args: dict[str, Any] = {}
     if op in ("spawn", "check", "reclaim", "fork", "exit"):
         _positional(rest, 0, op, path, line)
+    elif op == "khugepaged":
+        kw = _keywords(rest, ("pages",), "khugepaged", path, line)
+        if "pages" in kw:
+            try:
+                pages = int(kw["pages"], 0)
+            except ValueError:
+                pages = 0
+            if pages < 1:
+                raise ScenarioError(
+                    path, line, f"khugepaged: pages= expects a positive integer, got {kw['pages']!r}"
+                )
+            args = {"pages": pages}
     elif op == "measure":
         pos = _positional(rest, 1, "measure begin|end", path, line)
         if pos[0] not in ("begin", "end"):
@@ -727,6 +739,8 @@ def format_step(step: Step) -> str:
     op = step.op
     if op in ("spawn", "check", "reclaim"):
         words = [op]
+    elif op == "khugepaged":
+        words = [op] + ([f"pages={a['pages']}"] if a.get("pages") else [])
     elif op == "measure":
         words = [op, a["edge"]]
     elif op == "file":
@@ -872,6 +886,9 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         return None  # a marker for the cost model (contpte cost): no kernel work
     if op == "reclaim":
         m.reclaim()
+        return None
+    if op == "khugepaged":
+        m.khugepaged_scan(a.get("pages"))
         return None
     p = env.proc(step, sc)
     if op == "fork":

@@ -47,6 +47,7 @@ _MADV = {
     "nohugepage": "MADV_NOHUGEPAGE",
     "dontfork": "MADV_DONTFORK",
     "dofork": "MADV_DOFORK",
+    "collapse": "25",  # MADV_COLLAPSE (v6.1)
 }
 
 

@@ -90,6 +90,7 @@ ORACLE_NAME = "oracle-arm64"
 UNSUPPORTED_OPS = {
     "reclaim": "the guest cannot be made to reclaim a chosen page deterministically",
     "numa": "NUMA hinting faults cannot be forced from user space",
+    "khugepaged": "khugepaged runs on its own schedule; user space cannot make it scan now",
     "pin": "long-term pins are not driven by the arm64 oracle",
     "unpin": "long-term pins are not driven by the arm64 oracle",
 }
@@ -481,6 +482,12 @@ def compare(prep: Prepared, boot_result: BootResult | None, error: str | None = 
     return res
 
 
+def _calls_only(res: OracleResult) -> bool:
+    """Every difference of ``res`` is a call count (none of an outcome, a value or the model)."""
+    diffs = [d for s in res.steps for d in s.diffs]
+    return bool(diffs) and all(d.field.startswith("calls ") for d in diffs) and not res.reason
+
+
 def _val(vals: list[int], i: int) -> str:
     return f"{vals[i]:#x}" if i < len(vals) else "-"
 
@@ -528,19 +535,49 @@ def run_arm64_oracle(
             binaries = compile_programs(sources, guest_env.cache)
         except CompileError as e:
             raise BootError(str(e)) from None
-        nsteps = sum(len(p.model) for p in runnable)
-        timeout = 120 + 2.0 * nsteps + 10 * len(runnable)
-        with tempfile.TemporaryDirectory(prefix="contpte-arm64-") as tmp:
-            wd = workdir or Path(tmp)
-            wd.mkdir(parents=True, exist_ok=True)
-            if progress is not None:
-                progress(f"booting {guest_env.kernel_package} ({len(runnable)} scenarios)")
-            boot_result = boot(guest_env, {p.name: b for p, b in zip(runnable, binaries)}, wd, timeout)
+        binary = {p.name: b for p, b in zip(runnable, binaries)}
+
+        def boot_some(some: list[Prepared], what: str) -> BootResult:
+            nsteps = sum(len(p.model) for p in some)
+            timeout = 120 + 2.0 * nsteps + 10 * len(some)
+            with tempfile.TemporaryDirectory(prefix="contpte-arm64-") as tmp:
+                wd = workdir or Path(tmp)
+                wd.mkdir(parents=True, exist_ok=True)
+                if progress is not None:
+                    progress(f"booting {guest_env.kernel_package} ({len(some)} scenarios{what})")
+                return boot(guest_env, {p.name: binary[p.name] for p in some}, wd, timeout)
+
+        boot_result = boot_some(runnable, "")
         for sym, why in boot_result.untraced.items():
             notes.append(
                 f"not traced on Linux {boot_result.kernel}, left out of the comparison: {sym} ({why})"
             )
     results = [compare(p, boot_result) for p in preps]
+    # The guest kernel now and then takes a fault no step causes (seen on the
+    # 16K kernels: one more contpte_ptep_get_lockless and two contpte_ptep_get
+    # on a random step, a different one each boot).  A scenario that differs
+    # in call counts only is run once more in a fresh boot; it counts as
+    # agreeing only if that second run agrees in everything, and the note
+    # says what the first run counted.  Outcomes and values are never retried.
+    retry = [i for i, r in enumerate(results) if r.status == "mismatch" and _calls_only(r)]
+    if retry and boot_result is not None:
+        second = boot_some(
+            [preps[i] for i in retry], ", run again: their first run differed in call counts only"
+        )
+        for i in retry:
+            again = compare(preps[i], second)
+            first = results[i].first_difference
+            what = (
+                "; ".join(f"{d.field} model {d.model} kernel {d.live}" for d in first.diffs) if first else ""
+            )
+            if again.status == "agree":
+                notes.append(
+                    f"{Path(preps[i].sc.path).name}: the first boot counted other calls at line "
+                    f"{first.line if first else '?'} ({what}); a second boot agreed in everything"
+                )
+                results[i] = again
+            else:
+                notes.append(f"{Path(preps[i].sc.path).name}: differed in call counts on two boots")
     return Arm64Report(
         results,
         kernel=boot_result.kernel if boot_result else guest_env.release,
