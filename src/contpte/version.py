@@ -142,6 +142,13 @@ CHANGES: tuple[Change, ...] = (
         "commit id not identified: absent in 6.12.8, present in 6.17.8 (6.13-6.16 not checked)",
     ),
     Change(
+        "finish_fault_whole_folio",
+        "6.18",
+        "mm/memory.c finish_fault()",
+        "commit not identified: a disk file's large folio is mapped whole in 6.18.15, not in 6.17.8 "
+        "(where only shmem/tmpfs folios are)",
+    ),
+    Change(
         "khugepaged_ro_collapse",
         "6.18",
         "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",

@@ -618,10 +618,14 @@ def _fault_page(vmf: VmFault, folio: i64) -> i64:
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
-    """Map the page (or, for anon shmem, the whole folio) a fault produced.
+    """Map the page (or the whole large folio) a fault produced.
 
-    Models: mm/memory.c ``finish_fault()`` (v6.12: whole-folio mapping for
-    anonymous shmem only; one page otherwise).
+    Models: mm/memory.c ``finish_fault()``.  v6.12 maps a whole large folio
+    for anonymous shmem only, one page otherwise.  With
+    ``finish_fault_whole_folio`` (6.18) every file folio is mapped whole,
+    unless a non-shmem file's folio reaches past the end of the file
+    (``needs_fallback``: SIGBUS beyond i_size) or a userfaultfd is armed.
+    Either way the folio must lie inside the VMA and the page table.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
@@ -638,7 +642,17 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     start: i64
     end: i64
     pmd_start: i64
-    if not is_cow and f is not None and f.anon_shmem and fnr > 1:
+    whole: cython.bint = False
+    if not is_cow and f is not None and fnr > 1:
+        if k.finish_fault_whole_folio:
+            # needs_fallback: a disk file's folio must not be mapped past i_size.
+            whole = not userfaultfd_armed(vma) and (
+                f.shmem
+                or (f.size + k.PAGE_SIZE - 1) // k.PAGE_SIZE >= cython.cast(i64, mem.index[folio]) + fnr
+            )
+        else:
+            whole = f.anon_shmem
+    if whole:
         pgoff = vma.linear_page_index(vmf.address)
         idx = pgoff - cython.cast(i64, mem.index[folio])
         start = vmf.address - idx * k.PAGE_SIZE
