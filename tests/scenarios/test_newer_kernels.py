@@ -172,3 +172,33 @@ def test_read_fault_maps_a_dirty_shmem_folio_dirty_from_6_16() -> None:
         got[kernel] = (bool(row_["writable"]), bool(row_["dirty"]), m.stats_delta(s)["call.tlb_flush_rmaps"])
         m.check()
     assert got == {"6.15": (True, False, 0), "6.16": (True, True, 1)}
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+def test_a_shared_write_fault_maps_the_whole_file_folio_from_6_18(arch: str) -> None:
+    """finish_fault(): the first write to a shared mapping of a 64K page-cache folio.
+
+    v6.17 maps the faulting page only (a disk file's folio; do_shared_fault
+    has no fault-around); from v6.18 the whole folio with one set_ptes(),
+    which on arm64 writes an aligned block folded.  When part of the folio
+    is mapped already, both map the one page.
+    """
+    got = {}
+    for kernel in ("6.17", "6.18"):
+        m = contpte.Machine(arch=arch, memory="64M", kernel=kernel)
+        f = m.open_file("data", "128K", folio_size="64K")
+        p = m.spawn()
+        b = p.mmap(128 << 10, prot="rw", flags="shared", file=f)
+        p.write(b + 3 * PAGE, PAGE, 7)
+        pm = p.pagemap(b, 64 << 10)
+        p.write(b + (64 << 10) + 5 * PAGE, PAGE, 8)  # the second folio
+        p.write(b + (64 << 10) + 6 * PAGE, PAGE, 9)  # ... whose range is partly mapped at 6.17
+        got[kernel] = (
+            int(pm["present"].sum()),
+            int(pm["cont"].sum()),
+            int(p.pagemap(b + (64 << 10), 64 << 10)["present"].sum()),
+        )
+        assert p.read(b + 3 * PAGE, PAGE)[0] == 7
+        m.check()
+    cont = 16 if arch == "arm64" else 0
+    assert got == {"6.17": (1, 0, 2), "6.18": (16, cont, 16)}

@@ -1393,7 +1393,14 @@ def _fork_copy_range(
     hi: i64,
     cv: Vma,
 ) -> None:
-    """The per-entry ``fork-copy`` checks of entries ``[lo, hi)`` of table ``idx``."""
+    """The per-entry ``fork-copy`` checks of entries ``[lo, hi)`` of table ``idx``.
+
+    The soft-dirty bit is not compared: soft-dirty tracking is never on in
+    the model (``vma_soft_dirty_enabled()``), so fork's batches ignore it and
+    ``set_ptes()`` gives every child PTE of a batch the first one's, as the
+    kernel does (a folio's PTEs can differ in it after mremap, which marks
+    moved PTEs soft-dirty).
+    """
     dec: PteDecoder = sh.dec
     mem: MemMap = sh.mem
     cp: i64 = sh.cont_ptes
@@ -1430,7 +1437,7 @@ def _fork_copy_range(
                 fc = dec.flags(c)
                 lok = (
                     (fp & fc & F_PRESENT) != 0
-                    and not (fp ^ fc) & (F_VALID | F_SOFT_DIRTY)
+                    and not (fp ^ fc) & F_VALID
                     and ((fc & F_UFFD_WP) != 0) == (uffd and (fp & F_UFFD_WP) != 0)
                     and not (private and not fp & F_SPECIAL and fp & F_DIRTY and not fc & F_DIRTY)
                 )
@@ -1460,8 +1467,6 @@ def _fork_copy_range(
             what = "accessibility (PROT_NONE / NUMA hinting) differs from the parent's"
         elif ((fc & F_UFFD_WP) != 0) != (uffd and (fp & F_UFFD_WP) != 0):
             what = "the uffd-wp bit was not copied per PTE"
-        elif (fp ^ fc) & F_SOFT_DIRTY:
-            what = "the soft-dirty bit was not copied per PTE"
         elif private and not fp & F_SPECIAL:
             # A dirty bit may be gained (v6.12 arm64 pte_mkwrite() clears
             # PTE_RDONLY, so a merged-writable clean batch turns dirty): that

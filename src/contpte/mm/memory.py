@@ -624,8 +624,10 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
     for anonymous shmem only, one page otherwise.  With
     ``finish_fault_whole_folio`` (6.18) every file folio is mapped whole,
     unless a non-shmem file's folio reaches past the end of the file
-    (``needs_fallback``: SIGBUS beyond i_size) or a userfaultfd is armed.
-    Either way the folio must lie inside the VMA and the page table.
+    (``needs_fallback``: SIGBUS beyond i_size) or a userfaultfd is armed,
+    and falls back to the one page when part of the range is mapped
+    already (v6.12 returns VM_FAULT_NOPAGE there).  Either way the folio
+    must lie inside the VMA and the page table.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
@@ -668,6 +670,13 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
             addr = start
             page = folio
     ptep: i64 = pte_offset_map_lock(mm, addr, True)
+    if nr_pages > 1 and k.finish_fault_whole_folio and not pte_range_none(k, ptep, nr_pages):
+        # needs_fallback: part of the range is mapped; map the one page.
+        pte_unmap_unlock(mm, ptep)
+        nr_pages = 1
+        addr = vmf.address
+        page = folio + (vma.linear_page_index(vmf.address) - cython.cast(i64, mem.index[folio]))
+        ptep = pte_offset_map_lock(mm, addr, True)
     if (nr_pages == 1 and arch.ptep_get(ptep) != 0) or (
         nr_pages > 1 and not pte_range_none(k, ptep, nr_pages)
     ):
