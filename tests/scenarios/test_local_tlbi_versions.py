@@ -178,6 +178,40 @@ def test_dirtying_a_clean_folded_block_without_hardware_dbm_flushes_it_locally()
     }
 
 
+def test_local_block_flush_is_one_range_tlbi_with_feat_tlbirange() -> None:
+    """apple-m2: FEAT_TLBIRANGE and no hardware A/D management at all."""
+    got = {}
+    for kernel in ("6.18", "6.19"):
+        m = machine(kernel, cpu="apple-m2", mthp={"64K": "always"})
+        p = m.spawn()
+        a = p.mmap(BLOCK, flags="private|anonymous|fixed", addr=ARENA)
+        p.write(a, BLOCK, 1)
+        p.madvise(a, BLOCK, "free")  # old: the write takes an Access flag fault
+        with m.measure() as d:
+            p.write(a, PAGE, 2)
+        m.check()
+        got[kernel] = {
+            n: d[n] for n in ("fault.access_flag", "tlbi.RVALE1IS", "tlbi.RVALE1", "tlbi.total", "dvm.sync")
+        }
+    # __flush_tlb_range_op() over 16 pages with range ops: SCALE 3..1 cover
+    # nothing (NUM would be -1), SCALE 0 takes NUM = 16/2 - 1 = 7: one range
+    # op of 16 pages; 6.18 the broadcast RVALE1IS, 6.19 the local RVALE1.
+    assert got["6.18"] == {
+        "fault.access_flag": 1,
+        "tlbi.RVALE1IS": 1,
+        "tlbi.RVALE1": 0,
+        "tlbi.total": 1,
+        "dvm.sync": 1,
+    }
+    assert got["6.19"] == {
+        "fault.access_flag": 1,
+        "tlbi.RVALE1IS": 0,
+        "tlbi.RVALE1": 1,
+        "tlbi.total": 1,
+        "dvm.sync": 0,
+    }
+
+
 @pytest.mark.parametrize("case", ["mprotect-same-pte", "uffd-wp-readonly", "mprotect-write-removed"])
 def test_protection_changes_flush_only_hardware_bits_from_6_19(case: str) -> None:
     got = {}
