@@ -155,6 +155,31 @@ CHANGES: tuple[Change, ...] = (
         "SCAN_PAGE_RO removed; commit id not identified: present in 6.17.8, absent in 6.18.15",
     ),
     Change(
+        "tlbi_nobroadcast",
+        "6.19",
+        "arch/arm64/include/asm/pgtable.h flush_tlb_fix_spurious_fault[_pmd](), arch/arm64/mm/fault.c "
+        "__ptep_set_access_flags(), arch/arm64/mm/contpte.c contpte_ptep_set_access_flags(), "
+        "asm/tlbflush.h local_flush_tlb_page[_nonotify](), local_flush_tlb_contpte()",
+        "'arm64, tlbflush: don't TLBI broadcast if page reused in write fault' (Huang Ying; commit id "
+        "not identified): absent in 6.18.15, present in 6.19.11 (7.2: __flush_tlb_range(..., TLBF_NOBROADCAST))",
+        arch="arm64",
+    ),
+    Change(
+        "spurious_fault_pmd",
+        "6.19",
+        "mm/memory.c fix_spurious_fault(), __handle_mm_fault(); mm/huge_memory.c huge_pmd_set_accessed()",
+        "'mm: add spurious fault fixing support for huge pmd' (Huang Ying; commit id not identified): "
+        "absent in 6.18.15, present in 6.19.11",
+    ),
+    Change(
+        "pte_flags_need_flush",
+        "6.19",
+        "arch/arm64/include/asm/tlbflush.h pte_needs_flush(), huge_pmd_needs_flush() in mm/mprotect.c "
+        "prot_commit_flush_ptes() and mm/huge_memory.c change_huge_pmd()",
+        "commit not identified: absent in 6.18.15, present in 6.19.11",
+        arch="arm64",
+    ),
+    Change(
         "access_flags_subptes",
         "7.0",
         "arch/arm64/mm/contpte.c contpte_ptep_set_access_flags()",

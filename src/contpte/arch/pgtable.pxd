@@ -28,6 +28,7 @@ cdef class Pgtable:
     cdef public i64 page_shift, PAGE_SHIFT, PAGE_SIZE, PTRS_PER_PTE, PMD_SHIFT, PMD_SIZE
     cdef public i64 HPAGE_PMD_ORDER, HPAGE_PMD_NR, PFN_PTE_SHIFT, CONT_PTES
     cdef public bint tlbirange, kpti, bbml2_noabort, ptep_get_early_exit, access_flags_subptes
+    cdef public bint tlbi_nobroadcast, pte_flags_need_flush
     cdef public i64 CONT_PTE_SIZE
     cdef public I64View folio_head
     cdef public I8View folio_order
@@ -136,6 +137,9 @@ cdef class Pgtable:
     cpdef flush_tlb_page(self, VmaLike vma, i64 addr)
     cpdef flush_pmd_tlb_range(self, VmaLike vma, i64 start, i64 end)
     cpdef flush_tlb_fix_spurious_fault(self, VmaLike vma, i64 addr, i64 ptep)
+    cpdef flush_tlb_fix_spurious_fault_pmd(self, VmaLike vma, i64 addr, i64 pmd_index)
+    cpdef bint pte_needs_flush(self, u64 oldpte, u64 newpte) except? -1
+    cpdef bint huge_pmd_needs_flush(self, u64 oldpmd, u64 newpmd) except? -1
     cpdef tlb_flush(self, GatherLike tlb)
     cpdef update_mmu_cache_range(self, VmaLike vma, i64 addr, i64 ptep, i64 nr)
     cpdef ptl_release(self, MmLike mm, i64 ptep)

@@ -140,6 +140,12 @@ class Pgtable:
         #: arm64 (v7.0+): contpte_ptep_set_access_flags() is a no-op only if
         #: every member already has the access flags (not the gathered view).
         self.access_flags_subptes = False
+        #: arm64 (v6.19+): a fault that only relaxed permissions or set the
+        #: Access flag flushes this CPU's TLB only (VALE1, DSB NSH).
+        self.tlbi_nobroadcast = False
+        #: arm64 (v6.19+): ``pte_needs_flush()`` / ``huge_pmd_needs_flush()``
+        #: say no flush for a change of software bits only.
+        self.pte_flags_need_flush = False
         #: core-mm's mem_map ``head`` and ``order`` arrays (the Machine sets
         #: them): what an arch that must check folio coverage (the arm64
         #: fold) reads through ``folio_range_of_pfn``.
@@ -893,8 +899,24 @@ class Pgtable:
 
     @cython.ccall
     def flush_tlb_fix_spurious_fault(self, vma: VmaLike, addr: i64, ptep: i64) -> None:
-        """``ptep`` is -1 for a PMD."""
+        """Models: include/linux/pgtable.h ``flush_tlb_fix_spurious_fault()``: ``flush_tlb_page()``."""
         self.flush_tlb_page(vma, addr)
+
+    @cython.ccall
+    def flush_tlb_fix_spurious_fault_pmd(self, vma: VmaLike, addr: i64, pmd_index: i64) -> None:
+        """Models: include/linux/pgtable.h ``flush_tlb_fix_spurious_fault_pmd()`` (v6.19): nothing."""
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_needs_flush(self, oldpte: u64, newpte: u64) -> cython.bint:
+        """Models: include/asm-generic/tlb.h ``pte_needs_flush()``: always."""
+        return True
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def huge_pmd_needs_flush(self, oldpmd: u64, newpmd: u64) -> cython.bint:
+        """Models: include/asm-generic/tlb.h ``huge_pmd_needs_flush()``: always."""
+        return True
 
     @cython.ccall
     def tlb_flush(self, tlb: GatherLike) -> None:

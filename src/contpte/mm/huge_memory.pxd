@@ -33,7 +33,7 @@ cpdef bint thp_vma_suitable_order(Vma vma, i64 addr, i64 order) except? -1
 cpdef i64 thp_vma_suitable_orders(Vma vma, i64 addr, i64 orders) except? -1
 cpdef i64 create_huge_pmd(VmFault vmf) except? -1
 cpdef i64 do_huge_pmd_wp_page(VmFault vmf, u64 pmd) except? -1
-cpdef i64 huge_pmd_set_accessed(VmFault vmf, u64 pmd) except? -1
+cpdef bint huge_pmd_set_accessed(VmFault vmf, u64 pmd) except? -1
 cpdef i64 do_huge_pmd_numa_page(VmFault vmf, u64 pmd) except? -1
 cpdef i64 copy_huge_pmd(MmStruct dst_mm, MmStruct src_mm, i64 pmd_index, i64 addr, Vma dst_vma, Vma src_vma) except? -1
 cpdef zap_huge_pmd(MmuGather tlb, Vma vma, i64 pmd_index, i64 addr)

@@ -372,10 +372,12 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: u64) -> i64:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> i64:
-    """Set young (and dirty on a write) on a PMD mapping; 0.
+def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> cython.bint:
+    """Set young (and dirty on a write) on a PMD mapping; True if the PMD changed.
 
-    Models: mm/huge_memory.c ``huge_pmd_set_accessed()``.
+    Models: mm/huge_memory.c ``huge_pmd_set_accessed()`` and ``touch_pmd()``
+    (v6.19 returns whether ``pmdp_set_access_flags()`` changed the PMD, for
+    the PMD-level spurious-fault fix; v6.12 returned nothing).
     """
     vma: Vma = vmf.vma
     arch: Pgtable = vma_mm(vma).kernel.arch
@@ -384,8 +386,7 @@ def huge_pmd_set_accessed(vmf: VmFault, pmd: u64) -> i64:
     if write:
         entry = arch.pte_mkdirty(entry)
     haddr: i64 = vmf.address & ~(arch.PMD_SIZE - 1)
-    arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), write)
-    return 0
+    return arch.pmdp_set_access_flags(vma, haddr, vmf.pmd_index, arch.pte_pmd(entry), write)
 
 
 @cython.ccall
@@ -587,7 +588,8 @@ def change_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, newprot
     invalidated and flushed (``pmdp_invalidate_ad``), rebuilt with
     ``newprot``, the uffd-wp bit set or cleared, made writable where
     ``can_change_pmd_writable()`` allows, and queued for the gather's
-    flush (``huge_pmd_needs_flush()`` is true on arm64).  ``cp_flags``:
+    flush where ``huge_pmd_needs_flush()`` (always before v6.19; arm64's
+    ``pte_flags_need_flush``: not for software bits only).  ``cp_flags``:
     ``MM_CP_*``.
 
     Context: mmap_lock held; ``pmd_index`` holds a huge PMD of ``vma`` and
@@ -617,7 +619,8 @@ def change_huge_pmd(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, newprot
     ):
         pte = arch.pte_mkwrite(pte)
     arch.set_pmd_at(mm, addr, pmd_index, arch.pte_pmd(pte))
-    tlb.tlb_remove_pmd_tlb_entry(addr, arch.PMD_SIZE)
+    if arch.huge_pmd_needs_flush(old, arch.pte_pmd(pte)):
+        tlb.tlb_remove_pmd_tlb_entry(addr, arch.PMD_SIZE)
     return arch.HPAGE_PMD_NR
 
 

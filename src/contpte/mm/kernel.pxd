@@ -21,7 +21,7 @@ cdef class Kernel:
     cdef public dict options, mthp, files
     cdef public bint batch_fork, batch_zap, batch_rmap, batch_extent_arch
     cdef public bint cow_reuse_large, huge_zero_wp_thp, use_zero_page, maybe_mapped_shared, mremap_pte_batch
-    cdef public bint fault_map_dirty, finish_fault_whole_folio
+    cdef public bint fault_map_dirty, finish_fault_whole_folio, spurious_fault_pmd
     cdef public bint fpb_cap_at_folio_end, prot_numa_batch_skip, mprotect_batch
     cdef public bint khugepaged_batch_copy, khugepaged_ro_collapse, khugepaged_lazyfree_skip, khugepaged_mthp
     cdef public i64 khugepaged_max_ptes_none, khugepaged_max_ptes_swap, khugepaged_max_ptes_shared

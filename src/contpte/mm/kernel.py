@@ -49,6 +49,7 @@ MM_OPTIONS: dict[str, Any] = {
     "khugepaged_ro_collapse": False,
     "khugepaged_lazyfree_skip": False,
     "khugepaged_mthp": False,
+    "spurious_fault_pmd": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -145,6 +146,15 @@ only for anonymous shmem as v6.12 does: any shmem/tmpfs file (from 6.14
 or so: present in 6.17.8) and, from 6.18, any file whose folio ends within
 i_size (absent in 6.17.8, present in 6.18.15; commit not identified).  The
 model's ``open_file`` files are disk files, so the option is dated 6.18.
+
+``spurious_fault_pmd`` (from ``kernel="6.19"``): a write fault on a huge
+PMD that ``huge_pmd_set_accessed()`` finds already young/dirty (another
+CPU fixed it) runs ``fix_spurious_fault(vmf, PGTABLE_LEVEL_PMD)``, i.e.
+``flush_tlb_fix_spurious_fault_pmd()`` (mm/memory.c; Huang Ying, "mm: add
+spurious fault fixing support for huge pmd"): a nop but on arm64 with
+``tlbi_nobroadcast``, a local flush of the stale entry.  The PTE-level fix
+skips a retried fault (``FAULT_FLAG_TRIED``) in both versions.  False: v6.12,
+no fix at PMD level.
 
 ``mremap_pte_batch`` (from ``kernel="6.17"``): mremap's ``move_ptes()``
 (mm/mremap.c) moves a run of present PTEs that map consecutive pages of one
@@ -285,6 +295,7 @@ class Kernel:
         self.mremap_pte_batch = bool(self.options["mremap_pte_batch"])
         self.fault_map_dirty = bool(self.options["fault_map_dirty"])
         self.finish_fault_whole_folio = bool(self.options["finish_fault_whole_folio"])
+        self.spurious_fault_pmd = bool(self.options["spurious_fault_pmd"])
         self.khugepaged_batch_copy = bool(self.options["khugepaged_batch_copy"])
         self.khugepaged_ro_collapse = bool(self.options["khugepaged_ro_collapse"])
         self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])

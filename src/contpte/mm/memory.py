@@ -181,7 +181,11 @@ def handle_mm_fault(vma: Vma, address: i64, flags: i64) -> i64:
             if not ret & VM_FAULT_FALLBACK:
                 return ret
         else:
-            return huge_memory.huge_pmd_set_accessed(vmf, pmd)
+            if not huge_memory.huge_pmd_set_accessed(vmf, pmd) and k.spurious_fault_pmd:
+                # v6.19: fix_spurious_fault(vmf, PGTABLE_LEVEL_PMD)
+                if vmf.flags & FAULT_FLAG_WRITE:
+                    k.arch.flush_tlb_fix_spurious_fault_pmd(vma, vmf.address, vmf.pmd_index)
+            return 0
     return handle_pte_fault(vmf)
 
 

@@ -146,7 +146,8 @@ def prot_commit_flush_ptes(
 
     Models: mm/mprotect.c ``prot_commit_flush_ptes()`` (v6.17; v6.12's
     per-PTE ``ptep_modify_prot_commit()`` + ``tlb_flush_pte_range()``).
-    ``pte_needs_flush()`` is the generic one (always).
+    The flush is queued only where the arch's ``pte_needs_flush()`` says so
+    (generic: always; arm64 v6.19: not for a change of software bits only).
     """
     a: Pgtable = vma_mm(vma).kernel.arch
     addr += idx * a.PAGE_SIZE
@@ -156,7 +157,8 @@ def prot_commit_flush_ptes(
     if set_write:
         ptent = a.pte_mkwrite(ptent)
     a.modify_prot_commit_ptes(vma, addr, ptep, oldpte, ptent, nr_ptes)
-    tlb.tlb_remove_tlb_entries(ptep, nr_ptes, addr)
+    if a.pte_needs_flush(oldpte, ptent):
+        tlb.tlb_remove_tlb_entries(ptep, nr_ptes, addr)
 
 
 @cython.cfunc

@@ -41,6 +41,8 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "modify_prot_ptes_opt": False,
         "ptep_get_early_exit": False,
         "access_flags_subptes": False,
+        "tlbi_nobroadcast": False,
+        "pte_flags_need_flush": False,
     },
     "generic": {},
 }

@@ -661,7 +661,8 @@ def contpte_ptep_set_access_flags(
     DIRTY bits, and the write-bit test uses the raw target PTE.  Otherwise,
     if the write bit is unchanged, the access flags are set on every member
     (software A/D management would otherwise fault on each sibling) and,
-    if ``dirty``, the block is flushed once.  If the write bit changes
+    if ``dirty``, the block is flushed once (``tlbi_nobroadcast``, v6.19:
+    ``local_flush_tlb_contpte()``, this CPU only).  If the write bit changes
     (e.g. reuse after CoW), the block unfolds first.  Nothing refolds here.
 
     Context: PTL held; ``entry`` has no PTE_CONT.
@@ -684,9 +685,12 @@ def contpte_ptep_set_access_flags(
         # ``entry`` is not advanced per member: only its access bits are used.
         arch._ptep_set_access_flags_block(vma, start_ptep, arch.CONT_PTES, entry)
         if dirty:
-            tlbflush._flush_tlb_range(
-                arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
-            )
+            if arch.tlbi_nobroadcast:
+                tlbflush.local_flush_tlb_contpte(arch, vma, start_addr)
+            else:
+                tlbflush._flush_tlb_range(
+                    arch, vma, start_addr, start_addr + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
+                )
     else:
         _contpte_try_unfold(arch, vma.vm_mm, addr, ptep, orig_pte, "ptep_set_access_flags", False)
         arch._ptep_set_access_flags(vma, addr, ptep, entry, dirty)

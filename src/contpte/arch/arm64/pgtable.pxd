@@ -14,7 +14,7 @@ cimport contpte.arch.arm64.contpte as contpte
 cimport contpte.arch.arm64.tlbflush as tlbflush
 
 cdef u64 _PTE_MODIFY_MASK, _NOT_PTE_MODIFY_MASK, _NOT_RDONLY, _NOT_WRITE, _NOT_DIRTY, _NOT_AF, _NOT_CONT
-cdef u64 _NOT_UFFD_WP, _NOT_VALID, _NOT_TABLE_BIT, _NOT_SWP_EXCLUSIVE, _NOT_SWP_UFFD_WP, _ACCESS_BITS
+cdef u64 _NOT_UFFD_WP, _NOT_VALID, _NOT_TABLE_BIT, _NOT_SWP_EXCLUSIVE, _NOT_SWP_UFFD_WP, _ACCESS_BITS, _PTE_SWBITS_MASK
 
 @cython.final
 cdef class Arm64Pgtable(Pgtable):

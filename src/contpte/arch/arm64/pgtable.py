@@ -109,6 +109,8 @@ _NOT_TABLE_BIT = cython.declare(u64, U64_MAX & ~PTE_TABLE_BIT)
 _NOT_SWP_EXCLUSIVE = cython.declare(u64, U64_MAX & ~PTE_SWP_EXCLUSIVE)
 _NOT_SWP_UFFD_WP = cython.declare(u64, U64_MAX & ~PTE_SWP_UFFD_WP)
 _ACCESS_BITS = cython.declare(u64, PTE_RDONLY | PTE_AF | PTE_WRITE | PTE_DIRTY)
+#: ``PTE_SWBITS_MASK`` (v6.19 pgtable-hwdef.h): bit 63 and bits [58:55], ignored by the walker.
+_PTE_SWBITS_MASK = cython.declare(u64, (cython.cast(u64, 1) << 63) | (cython.cast(u64, 0xF) << 55))
 
 
 @cython.final
@@ -154,6 +156,19 @@ class Arm64Pgtable(Pgtable):
         # whole contiguous blocks neither unfolds nor refolds them.  False:
         # the generic per-PTE loops (v6.12 has no batched mprotect).
         "modify_prot_ptes_opt": False,
+        # True (v6.19, Huang Ying's "arm64, tlbflush: don't TLBI broadcast if
+        # page reused in write fault"): a fault that only relaxed permissions
+        # or set the Access flag flushes this CPU's TLB only:
+        # __ptep_set_access_flags() with local_flush_tlb_page(),
+        # contpte_ptep_set_access_flags() with local_flush_tlb_contpte(), and
+        # flush_tlb_fix_spurious_fault() (a nop before) and its PMD form with
+        # local_flush_tlb_page_nonotify().  Other CPUs' stale, less
+        # permissive entries fault spuriously and are flushed there.
+        "tlbi_nobroadcast": False,
+        # True (v6.19): arm64's pte_needs_flush()/huge_pmd_needs_flush():
+        # mprotect queues no flush for a valid PTE/PMD whose change is in
+        # software bits only (PTE_SWBITS_MASK); before, the generic "always".
+        "pte_flags_need_flush": False,
     }
 
     def __init__(self, hw: Any, page_shift: i64 = 12, **options: Any) -> None:
@@ -175,6 +190,8 @@ class Arm64Pgtable(Pgtable):
         self.modify_prot_ptes_opt = bool(self.options["modify_prot_ptes_opt"])
         self.ptep_get_early_exit = bool(self.options["ptep_get_early_exit"])
         self.access_flags_subptes = bool(self.options["access_flags_subptes"])
+        self.tlbi_nobroadcast = bool(self.options["tlbi_nobroadcast"])
+        self.pte_flags_need_flush = bool(self.options["pte_flags_need_flush"])
         self.tlbirange = bool(hw.features.tlbirange)
         self.kpti = bool(hw.features.kpti)
 
@@ -663,7 +680,8 @@ class Arm64Pgtable(Pgtable):
         cmpxchg (RDONLY ends as the more permissive of the two) so that a
         concurrent hardware A/D update is never lost.  No break-before-make:
         the change only relaxes permissions.  With ``dirty`` a stale
-        read-only TLB entry is flushed (v6.12: broadcast ``flush_tlb_page``).
+        read-only TLB entry is flushed (v6.12: broadcast ``flush_tlb_page``;
+        ``tlbi_nobroadcast``, v6.19: ``local_flush_tlb_page``, this CPU only).
         """
         pool: PtePool = self.pool
         pte: u64 = self._ptep_get(ptep)
@@ -673,7 +691,10 @@ class Arm64Pgtable(Pgtable):
         while not pool.cmpxchg(ptep, pte, ((pte ^ PTE_RDONLY) | bits) ^ PTE_RDONLY):
             pte = pool.peek(ptep)
         if dirty:
-            tlbflush.flush_tlb_page(self, vma, addr)
+            if self.tlbi_nobroadcast:
+                tlbflush.local_flush_tlb_page(self, vma, addr)
+            else:
+                tlbflush.flush_tlb_page(self, vma, addr)
         return True
 
     @cython.cfunc
@@ -1086,7 +1107,8 @@ class Arm64Pgtable(Pgtable):
 
         Models: arm64 ``pmdp_set_access_flags()`` = ``__ptep_set_access_flags()``
         on the PMD: access bits merged (no break-before-make), and a
-        ``flush_tlb_page()`` of ``addr`` if ``dirty``.
+        ``flush_tlb_page()`` of ``addr`` if ``dirty`` (``tlbi_nobroadcast``,
+        v6.19: ``local_flush_tlb_page()``).
 
         Context: PMD lock held.
         """
@@ -1098,7 +1120,10 @@ class Arm64Pgtable(Pgtable):
         count(self.counters, PTE_ATOMIC, 1)
         space.pmd_store(pmd_index, ((old ^ PTE_RDONLY) | bits) ^ PTE_RDONLY)
         if dirty:
-            tlbflush.flush_tlb_page(self, vma, addr)
+            if self.tlbi_nobroadcast:
+                tlbflush.local_flush_tlb_page(self, vma, addr)
+            else:
+                tlbflush.flush_tlb_page(self, vma, addr)
         return True
 
     # ==================================================================
@@ -1126,11 +1151,46 @@ class Arm64Pgtable(Pgtable):
 
     @cython.ccall
     def flush_tlb_fix_spurious_fault(self, vma: VmaLike, addr: i64, ptep: i64) -> None:
-        """Models: arm64 ``flush_tlb_fix_spurious_fault()``: nothing.
+        """Models: arm64 ``flush_tlb_fix_spurious_fault()``.
 
-        arm64 invalidates with broadcast TLBIs, so a spurious fault that
-        another CPU already fixed needs no local invalidation.
+        v6.12: nothing: arm64 invalidated with broadcast TLBIs, so a
+        spurious fault that another CPU already fixed needs no local
+        invalidation.  ``tlbi_nobroadcast`` (v6.19): the relaxing CPU
+        flushed only its own TLB, so this CPU may hold the stale entry:
+        ``local_flush_tlb_page_nonotify()``.
         """
+        if self.tlbi_nobroadcast:
+            tlbflush.local_flush_tlb_page_nonotify(self, vma, addr)
+
+    @cython.ccall
+    def flush_tlb_fix_spurious_fault_pmd(self, vma: VmaLike, addr: i64, pmd_index: i64) -> None:
+        """Models: arm64 ``flush_tlb_fix_spurious_fault_pmd()`` (v6.19): ``local_flush_tlb_page_nonotify()``.
+
+        Without ``tlbi_nobroadcast`` the generic nop.
+        """
+        if self.tlbi_nobroadcast:
+            tlbflush.local_flush_tlb_page_nonotify(self, vma, addr)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_needs_flush(self, oldpte: u64, newpte: u64) -> cython.bint:
+        """Models: arm64 ``pte_needs_flush()`` = ``__pte_flags_need_flush()`` (v6.19).
+
+        With ``pte_flags_need_flush``: no flush for an invalid old PTE (the
+        walker caches nothing of it) or a change of software bits only
+        (``PTE_SWBITS_MASK``).  Without: the generic "always".
+        """
+        if not self.pte_flags_need_flush:
+            return True
+        if not oldpte & PTE_VALID:
+            return False
+        return ((oldpte ^ newpte) & ~_PTE_SWBITS_MASK) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def huge_pmd_needs_flush(self, oldpmd: u64, newpmd: u64) -> cython.bint:
+        """Models: arm64 ``huge_pmd_needs_flush()`` (v6.19): ``pte_needs_flush()`` on the PMD."""
+        return self.pte_needs_flush(oldpmd, newpmd)
 
     @cython.ccall
     def tlb_flush(self, tlb: GatherLike) -> None:

@@ -7,6 +7,11 @@ vocabulary meets the hardware's: each ``__tlbi()`` becomes ``hw.tlbi_op()``
 ``contpte.hw.tlbi``) and each
 ``dsb()`` becomes ``hw.dsb_op()``.
 
+v6.19 adds local (non-broadcast) forms for a change that only relaxed
+permissions or set the Access flag: DSB NSHST, VALE1 (no ``IS``: this CPU
+only), DSB NSH.  Other CPUs keep their stale, less permissive entries and
+fix them on their own spurious fault.
+
 Template (as in the kernel): DSB ISHST so the walkers see the page-table
 stores, the TLBIs (inner-shareable: broadcast to every CPU), then DSB ISH to
 wait for their completion everywhere.  The ``_nosync`` forms leave the DSB
@@ -34,10 +39,14 @@ if not cython.compiled:
     from ...hw.tlbi import (
         DSB_ISH,
         DSB_ISHST,
+        DSB_NSH,
+        DSB_NSHST,
         TLBI_ASIDE1IS,
         TLBI_RVAE1IS,
+        TLBI_RVALE1,
         TLBI_RVALE1IS,
         TLBI_VAE1IS,
+        TLBI_VALE1,
         TLBI_VALE1IS,
     )
     from ..pgtable import GatherLike, MmLike, Pgtable, VmaLike
@@ -51,6 +60,9 @@ __all__ = [
     "flush_tlb_mm",
     "flush_tlb_page_nosync",
     "flush_tlb_page",
+    "local_flush_tlb_page_nonotify",
+    "local_flush_tlb_page",
+    "local_flush_tlb_contpte",
     "_flush_tlb_range_op",
     "_flush_tlb_range_nosync",
     "_flush_tlb_range",
@@ -163,6 +175,46 @@ def flush_tlb_page(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
     arch.hw.dsb_op(DSB_ISH)
 
 
+@cython.cfunc
+def _local_flush_tlb_page_nonotify_nosync(arch: Pgtable, mm: MmLike, uaddr: i64) -> None:
+    """Models: arm64 ``__local_flush_tlb_page_nonotify_nosync()`` (v6.19): DSB NSHST + VALE1."""
+    arch.hw.dsb_op(DSB_NSHST)
+    _tlbi(arch, TLBI_VALE1, mm.space.asid, uaddr & ~(arch.PAGE_SIZE - 1), 0)
+
+
+@cython.ccall
+def local_flush_tlb_page_nonotify(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
+    """Invalidate one page of ``vma``'s mm in this CPU's TLB only: VALE1 + DSB NSH.
+
+    Models: arm64 ``local_flush_tlb_page_nonotify()`` (v6.19).  Stale
+    entries may remain on other CPUs.
+    """
+    _local_flush_tlb_page_nonotify_nosync(arch, vma.vm_mm, uaddr)
+    arch.hw.dsb_op(DSB_NSH)
+
+
+@cython.ccall
+def local_flush_tlb_page(arch: Pgtable, vma: VmaLike, uaddr: i64) -> None:
+    """Models: arm64 ``local_flush_tlb_page()`` (v6.19): the nonotify form (no MMU notifiers here)."""
+    _local_flush_tlb_page_nonotify_nosync(arch, vma.vm_mm, uaddr)
+    arch.hw.dsb_op(DSB_NSH)
+
+
+@cython.ccall
+def local_flush_tlb_contpte(arch: Pgtable, vma: VmaLike, addr: i64) -> None:
+    """Invalidate the contiguous block holding ``addr`` in this CPU's TLB only.
+
+    Models: arm64 ``local_flush_tlb_contpte()`` (v6.19; v7.2 spells it
+    ``__flush_tlb_range(..., TLBF_NOWALKCACHE | TLBF_NOBROADCAST)``): DSB
+    NSHST, ``__flush_tlb_range_op(vale1, ...)`` over CONT_PTES pages (one
+    RVALE1 with FEAT_TLBIRANGE, else a VALE1 per page), DSB NSH.
+    """
+    addr = addr & ~(arch.CONT_PTE_SIZE - 1)
+    arch.hw.dsb_op(DSB_NSHST)
+    _flush_tlb_range_op(arch, TLBI_VALE1, addr, arch.CONT_PTES, arch.PAGE_SIZE, vma.vm_mm.space.asid, 3, True)
+    arch.hw.dsb_op(DSB_NSH)
+
+
 @cython.ccall
 def _flush_tlb_range_op(
     arch: Pgtable,
@@ -180,9 +232,10 @@ def _flush_tlb_range_op(
     FEAT_TLBIRANGE: one op per ``stride``.  With it: a lone page gets a
     single op; otherwise one range op per SCALE from 3 down to 0, each
     covering as much as that scale can (at most 4 range ops + 1 single).
-    ``op``: ``TLBI_VALE1IS`` or ``TLBI_VAE1IS`` (the range forms follow).
+    ``op``: ``TLBI_VALE1IS``, ``TLBI_VAE1IS`` or the local ``TLBI_VALE1``
+    (the range forms follow).
     """
-    rop: i64 = TLBI_RVALE1IS if op == TLBI_VALE1IS else TLBI_RVAE1IS
+    rop: i64 = TLBI_RVALE1IS if op == TLBI_VALE1IS else (TLBI_RVALE1 if op == TLBI_VALE1 else TLBI_RVAE1IS)
     page_shift: i64 = arch.PAGE_SHIFT
     ttl: i64 = _ttl(tlb_level)
     scale: i64 = 3
