@@ -349,8 +349,8 @@ CONTPTE_CALLS: tuple[str, ...] = (
     "contpte_wrprotect_ptes",
     "contpte_ptep_get",
     "contpte_ptep_get_lockless",
-    "contpte_ptep_test_and_clear_young",
-    "contpte_ptep_clear_flush_young",
+    "contpte_test_and_clear_young_ptes",
+    "contpte_clear_flush_young_ptes",
     "contpte_clear_young_dirty_ptes",
     "contpte_ptep_set_access_flags",
 )

@@ -188,6 +188,13 @@ CHANGES: tuple[Change, ...] = (
         arch="arm64",
     ),
     Change(
+        "young_ptes_batch",
+        "7.0",
+        "mm/rmap.c folio_referenced_one(); include/linux/pgtable.h clear_flush_young_ptes(); "
+        "arch/arm64/mm/contpte.c contpte_clear_flush_young_ptes(), contpte_test_and_clear_young_ptes()",
+        "commit id not identified: absent in 6.19.11, present in 7.1.13 (7.0 not checked)",
+    ),
+    Change(
         "khugepaged_lazyfree_skip",
         "7.1",
         "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",

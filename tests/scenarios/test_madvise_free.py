@@ -84,13 +84,15 @@ def test_free_in_parent_and_child_then_reclaim_discards_both(setup: Setup) -> No
 def test_dirty_shared_folio_is_not_made_lazyfree(arch: str) -> None:
     # PG_dirty (here from reclaim, which met the parent's dirty PTE first and
     # kept the folio) asks for the exclusivity check: a folio the child also
-    # maps stays swap-backed.
+    # maps stays swap-backed.  The first pass only finds the parent's young
+    # PTEs (folio_check_references: kept, PG_referenced); the second unmaps.
     m = contpte.Machine(arch=arch, memory="64M", mthp={"64K": "always"}, check=True)
     p = m.spawn()
     a = p.mmap("64K")
     p.write(a, "64K", 1)
     c = p.fork()
     c.madvise(a, "64K", "free")
+    assert m.reclaim() == 0 and m.stats()["pglazyfree_fail"] == 0
     m.reclaim()
     assert p.pagemap(a, "64K")["present"].all() and c.pagemap(a, "64K")["present"].all()
     head = int(m.kernel.memmap.head[int(c.pagemap(a, PAGE)["pfn"][0])])

@@ -103,6 +103,7 @@ cdef class Pgtable:
     cpdef wrprotect_ptes(self, MmLike mm, i64 addr, i64 ptep, i64 nr)
     cpdef bint ptep_test_and_clear_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef bint ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
+    cpdef bint clear_flush_young_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr) except? -1
     cpdef bint ptep_set_access_flags(self, VmaLike vma, i64 addr, i64 ptep, u64 entry, bint dirty) except? -1
     cpdef u64 ptep_clear_flush(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cpdef clear_young_dirty_ptes(self, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)

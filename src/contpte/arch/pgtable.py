@@ -607,6 +607,24 @@ class Pgtable:
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
+    def clear_flush_young_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> cython.bint:
+        """Make ``nr`` PTEs of one folio old, flushing each that was young; True if any was.
+
+        Models: include/linux/pgtable.h ``clear_flush_young_ptes()`` (v7.0+):
+        a loop over ``ptep_clear_flush_young()``.  Called by
+        ``folio_referenced_one()`` with ``young_ptes_batch``.
+
+        Context: PTL held; consecutive pages of one folio, one PMD.
+        """
+        young: cython.bint = False
+        i: i64
+        for i in range(nr):
+            if self.ptep_clear_flush_young(vma, addr + i * self.PAGE_SIZE, ptep + i):
+                young = True
+        return young
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
     def ptep_set_access_flags(
         self, vma: VmaLike, addr: i64, ptep: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:

@@ -50,6 +50,7 @@ MM_OPTIONS: dict[str, Any] = {
     "khugepaged_lazyfree_skip": False,
     "khugepaged_mthp": False,
     "spurious_fault_pmd": False,
+    "young_ptes_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -192,6 +193,14 @@ memory into every enabled mTHP order, not only the PMD order
 ``collapse_max_ptes_none()`` scaled per order, the per-size
 ``collapse_*`` stats); False: v6.12, PMD order only.
 
+``young_ptes_batch`` (from ``kernel="7.0"``): reclaim's
+``folio_referenced_one()`` makes a large folio's PTEs old one
+``folio_pte_batch()`` at a time (``clear_flush_young_ptes()``: on arm64 one
+``contpte_clear_flush_young_ptes()`` and at most one flush per batch) and
+stops once it has seen all the folio's pages; False: v6.12, one
+``ptep_clear_flush_young()`` per PTE (on arm64 a whole-block clear and a
+block flush for each PTE of a folded block that is still young).
+
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
 (10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
@@ -300,6 +309,7 @@ class Kernel:
         self.khugepaged_ro_collapse = bool(self.options["khugepaged_ro_collapse"])
         self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])
         self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
+        self.young_ptes_batch = bool(self.options["young_ptes_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

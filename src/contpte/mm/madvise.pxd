@@ -6,7 +6,7 @@ from contpte.mm.kernel cimport Kernel
 from contpte.mm.memmap cimport (
     PG_lazyfree, MemMap, folio_clear_dirty, folio_likely_mapped_shared, folio_maybe_mapped_shared, folio_mapcount,
     folio_ref_add,
-    folio_maybe_dma_pinned, folio_test_anon, folio_test_dirty,
+    folio_maybe_dma_pinned, folio_test_anon, folio_test_clear_referenced, folio_test_dirty,
 )
 from contpte.mm.mm_types cimport VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
 from contpte.mm.mm_h cimport pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio

@@ -28,6 +28,7 @@ if not cython.compiled:
         folio_maybe_mapped_shared,
         folio_ref_add,
         folio_test_anon,
+        folio_test_clear_referenced,
         folio_test_dirty,
     )
     from .memory import zap_page_range_single
@@ -98,11 +99,13 @@ def folio_mark_lazyfree(k: Kernel, folio: i64) -> None:
 
     Models: mm/swap.c ``folio_mark_lazyfree()`` (v6.12): only a swap-backed
     anon folio changes (the kernel clears PG_swapbacked, the model sets
-    ``PG_lazyfree``); ``PGLAZYFREE`` counts the folio's pages then.
+    ``PG_lazyfree``) and loses PG_referenced; ``PGLAZYFREE`` counts the
+    folio's pages then.
     """
     mem: MemMap = k.memmap
     if folio_test_anon(mem, folio) and not cython.cast(i64, mem.flags[folio]) & PG_lazyfree:
         mem.flags[folio] |= PG_lazyfree
+        folio_test_clear_referenced(mem, folio)  # lru_lazyfree(): folio_clear_referenced()
         count(k.counters, LAZYFREE, cython.cast(i64, 1) << cython.cast(i64, mem.order[folio]))
 
 

@@ -1,8 +1,8 @@
 cimport cython
 from contpte.cdefs cimport i64, I64View, I32View, U32View, I8View
 
-cdef i64 PG_anon, PG_dirty, PG_swapbacked, PG_reserved, PG_lazyfree, PG_anon_exclusive
-cdef i64 _NOT_PG_dirty, _NOT_PG_anon_exclusive, GUP_PIN_COUNTING_BIAS
+cdef i64 PG_anon, PG_dirty, PG_swapbacked, PG_reserved, PG_lazyfree, PG_referenced, PG_anon_exclusive
+cdef i64 _NOT_PG_dirty, _NOT_PG_referenced, _NOT_PG_anon_exclusive, GUP_PIN_COUNTING_BIAS
 
 @cython.final
 cdef class MemMap:
@@ -28,6 +28,8 @@ cpdef bint folio_test_anon(MemMap mem, i64 folio) except? -1
 cpdef bint folio_test_dirty(MemMap mem, i64 folio) except? -1
 cpdef folio_mark_dirty(MemMap mem, i64 folio)
 cpdef folio_clear_dirty(MemMap mem, i64 folio)
+cpdef folio_set_referenced(MemMap mem, i64 folio)
+cpdef bint folio_test_clear_referenced(MemMap mem, i64 folio) except? -1
 cpdef bint folio_test_reserved(MemMap mem, i64 folio) except? -1
 cpdef i64 folio_mapcount(MemMap mem, i64 folio) except? -1
 cpdef bint folio_maybe_mapped_shared(MemMap mem, i64 folio) except? -1

@@ -33,6 +33,7 @@ __all__ = [
     "PG_reserved",
     "PG_anon_exclusive",
     "PG_lazyfree",
+    "PG_referenced",
     "GUP_PIN_COUNTING_BIAS",
     "page_folio",
     "folio_order",
@@ -45,6 +46,8 @@ __all__ = [
     "folio_test_dirty",
     "folio_mark_dirty",
     "folio_clear_dirty",
+    "folio_set_referenced",
+    "folio_test_clear_referenced",
     "folio_test_reserved",
     "folio_mapcount",
     "folio_entire_mapcount",
@@ -64,9 +67,14 @@ PG_swapbacked = cython.declare(i64, 1 << 2)
 PG_reserved = cython.declare(i64, 1 << 3)
 #: Model: an anon folio made lazyfree by MADV_FREE (!PG_swapbacked in the kernel).
 PG_lazyfree = cython.declare(i64, 1 << 4)
+#: ``PG_referenced``: set by reclaim's ``folio_check_references()`` for a
+#: folio whose PTEs were young (the model's only ``folio_mark_accessed()``-like
+#: source), cleared by MADV_FREE (``lru_lazyfree()``) and by the next check.
+PG_referenced = cython.declare(i64, 1 << 5)
 # Per-page flags.
 PG_anon_exclusive = cython.declare(i64, 1 << 8)
 _NOT_PG_dirty = cython.declare(i64, 0xFFFFFFFF & ~(1 << 1))
+_NOT_PG_referenced = cython.declare(i64, 0xFFFFFFFF & ~(1 << 5))
 _NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 
 #: include/linux/mm.h: an order-0 folio's pins are counted in its refcount.
@@ -226,6 +234,23 @@ def folio_clear_dirty(mem: MemMap, folio: i64) -> None:
 
 
 @cython.ccall
+@cython.inline
+def folio_set_referenced(mem: MemMap, folio: i64) -> None:
+    """``folio_set_referenced()``."""
+    mem.flags[folio] |= PG_referenced
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+@cython.inline
+def folio_test_clear_referenced(mem: MemMap, folio: i64) -> cython.bint:
+    """``folio_test_clear_referenced()``: was PG_referenced set? Clears it."""
+    was: cython.bint = (cython.cast(i64, mem.flags[folio]) & PG_referenced) != 0
+    mem.flags[folio] &= _NOT_PG_referenced
+    return was
+
+
+@cython.ccall
 @cython.exceptval(-1, check=True)
 @cython.inline
 def folio_test_reserved(mem: MemMap, folio: i64) -> cython.bint:
@@ -341,6 +366,7 @@ if cython.compiled:
         PG_swapbacked=PG_swapbacked,
         PG_reserved=PG_reserved,
         PG_lazyfree=PG_lazyfree,
+        PG_referenced=PG_referenced,
         PG_anon_exclusive=PG_anon_exclusive,
         GUP_PIN_COUNTING_BIAS=GUP_PIN_COUNTING_BIAS,
     )

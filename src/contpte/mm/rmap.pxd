@@ -6,8 +6,11 @@ from contpte.mm.kernel cimport (
     MTHP_NR_ANON_PARTIALLY_MAPPED, MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver,
 )
 from contpte.mm.memmap cimport (
-    PG_anon_exclusive, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_maybe_dma_pinned, folio_test_anon,
+    PG_anon_exclusive, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_mapcount, folio_maybe_dma_pinned,
+    folio_test_anon,
 )
+from contpte.mm.internal cimport folio_pte_batch
+from contpte.mm.mm_h cimport pte_unmap_unlock
 from contpte.mm.mm_types cimport MmStruct, Vma, vma_mm
 
 cdef i64 RMAP_EXCLUSIVE, RMAP_OPS, RMAP_PAGES, RMAP_REMOVE, EBUSY, _NOT_PG_anon_exclusive

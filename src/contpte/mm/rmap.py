@@ -25,15 +25,18 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from ..hw.tables import AddressSpace, PtePool
+    from .internal import folio_pte_batch
     from .kernel import MTHP_NR_ANON_PARTIALLY_MAPPED, MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel
     from .memmap import (
         ClearPageAnonExclusive,
         MemMap,
         PG_anon_exclusive,
         SetPageAnonExclusive,
+        folio_mapcount,
         folio_maybe_dma_pinned,
         folio_test_anon,
     )
+    from .mm_h import pte_unmap_unlock
     from .mm_types import MmStruct, Vma, vma_mm
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "folio_sub_large_mapcount",
     "deferred_split_folio",
     "rmap_walk_ptes",
+    "folio_referenced",
 ]
 
 RMAP_EXCLUSIVE = cython.declare(i64, 1)
@@ -420,6 +424,106 @@ def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
                 if lo <= pfn < hi:
                     out.append((mm, addr >> pmd_shift, (addr >> shift) & mask))
     return out
+
+
+def folio_referenced_one(
+    k: Kernel, folio: i64, vma: Vma, ptes: list[tuple[int, int]], pra: list[int]
+) -> bool:
+    """Make the PTEs ``vma`` maps ``folio`` with old; False to end the walk.
+
+    Models: mm/rmap.c ``folio_referenced_one()`` for PTE mappings, with the
+    classic LRU (no MGLRU look-around), no mlock and no exiting mm (the model
+    has neither).  ``ptes``: (address, ``pte_t *``) of the folio's PTEs in
+    ``vma``, ascending; ``pra``: ``[referenced, vm_flags, mapcount]``
+    (``struct folio_referenced_arg``).  v6.12: one
+    ``ptep_clear_flush_young_notify()`` per PTE.  From v7.0
+    (``k.young_ptes_batch``) a large folio's PTEs go one
+    ``folio_pte_batch()`` at a time (bounded by the PMD and the VMA) to
+    ``clear_flush_young_ptes()``, and the walk stops once it has covered
+    the folio's pages.  ``referenced`` counts the VMAs with a young PTE.
+
+    Context: the folio is locked; each PTE batch under its PTL.
+    """
+    a: Pgtable = k.arch
+    mm: MmStruct = vma_mm(vma)
+    mem: MemMap = k.memmap
+    order: i64 = cython.cast(i64, mem.order[folio])
+    nr_pages: i64 = cython.cast(i64, 1) << order
+    page_size: i64 = a.PAGE_SIZE
+    pmd_size: i64 = a.PMD_SIZE
+    referenced: i64 = 0
+    done: i64 = 0
+    j: i64 = 0
+    n: i64 = len(ptes)
+    addr: i64
+    ptep: i64
+    nr: i64
+    end_addr: i64
+    young: cython.bint
+    while j < n:
+        addr = ptes[j][0]
+        ptep = ptes[j][1]
+        nr = 1
+        if k.young_ptes_batch:
+            if order > 0:
+                end_addr = min((addr & ~(pmd_size - 1)) + pmd_size, vma.vm_end)
+                nr = folio_pte_batch(k, folio, ptep, a.ptep_get(ptep), (end_addr - addr) // page_size)
+            young = a.clear_flush_young_ptes(vma, addr, ptep, nr)
+        else:
+            young = a.ptep_clear_flush_young(vma, addr, ptep)
+        pte_unmap_unlock(mm, ptep)
+        if young:
+            referenced += 1
+        done += nr
+        pra[2] -= nr
+        if k.young_ptes_batch and done == nr_pages:
+            break
+        j += 1
+        while j < n and ptes[j][0] < addr + nr * page_size:
+            j += 1  # the batched PTEs
+    if referenced:
+        pra[0] += 1
+        pra[1] |= vma.vm_flags  # the model has no VM_LOCKED
+    return pra[2] > 0
+
+
+def folio_referenced(k: Kernel, folio: i64) -> tuple[int, int]:
+    """How many VMAs map ``folio`` with a young PTE (making them old), and their flags ORed.
+
+    Models: mm/rmap.c ``folio_referenced()`` (is_locked, no memcg): the
+    rmap walk (``rmap_walk_ptes()``) calls ``folio_referenced_one()`` per
+    VMA until the folio's mapcount is used up.  0 for an unmapped folio.
+    PMD mappings are not looked at (reclaim skips PMD-mapped folios).
+    Returns ``(referenced, vm_flags)``.
+    """
+    mem: MemMap = k.memmap
+    mapcount: i64 = folio_mapcount(mem, folio)
+    if not mapcount:
+        return (0, 0)
+    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    a: Pgtable = k.arch
+    shift: i64 = a.pool.shift
+    ptes_per: i64 = a.PTRS_PER_PTE
+    pra: list[int] = [0, 0, mapcount]
+    group: list[tuple[int, int]] = []
+    cur: Vma | None = None
+    mm: MmStruct
+    addr: i64
+    for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
+        mm = mm_
+        addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
+        v = mm.vma_lookup(addr)
+        if v is None:
+            continue
+        if v is not cur:
+            if cur is not None and not folio_referenced_one(k, folio, cur, group, pra):
+                return (pra[0], pra[1])
+            cur = v
+            group = []
+        group.append((addr, (mm.space.pte_table(idx) << shift) | cython.cast(i64, pos)))
+    if cur is not None:
+        folio_referenced_one(k, folio, cur, group, pra)
+    return (pra[0], pra[1])
 
 
 # C constants are invisible to Python importers: publish their values.

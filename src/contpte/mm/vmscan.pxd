@@ -5,15 +5,17 @@ from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.memmap cimport (
     PG_anon, PG_lazyfree, PG_reserved, MemMap, folio_clear_dirty, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned,
-    folio_test_dirty,
+    folio_set_referenced, folio_test_clear_referenced, folio_test_dirty,
 )
-from contpte.mm.mm_types cimport MM_ANONPAGES, MmStruct, Vma
+from contpte.mm.mm_types cimport MM_ANONPAGES, VM_EXEC, MmStruct, Vma
 from contpte.mm.mm_h cimport mm_counter_file, pte_unmap_unlock
 from contpte.mm.rmap cimport folio_remove_rmap_ptes
 from contpte.mm.shmem cimport File
 
 cdef i64 PGLAZYFREED, PGSTEAL, PGPAGEOUT, PGLAZYFREE_FAIL, _NOT_PG_lazyfree
+cdef i64 FOLIOREF_RECLAIM, FOLIOREF_RECLAIM_CLEAN, FOLIOREF_KEEP, FOLIOREF_ACTIVATE
 
+cpdef i64 folio_check_references(Kernel k, i64 folio) except? -1
 cpdef bint try_to_unmap(Kernel k, i64 folio, bint lazyfree) except? -1
 cpdef pageout(Kernel k, i64 folio)
 cpdef i64 shrink_all_memory(Kernel k) except? -1

@@ -2,7 +2,11 @@
 
 Models: mm/vmscan.c ``shrink_folio_list()`` with mm/rmap.c
 ``try_to_unmap_one()`` (Linux v6.12), for what the model can reclaim
-without swap:
+without swap.  Each candidate first goes through
+``folio_check_references()``: a folio with a young PTE (the PTEs are made
+old, ``folio_referenced()``) is kept, and marked PG_referenced; the next
+pass reclaims it unless it was used again (activation is modelled as a
+keep: the model has no LRU lists).  Then:
 
 - a lazyfree (MADV_FREE) anon folio is unmapped PTE by PTE; each cleared
   PTE's dirty bit goes to the folio (``folio_mark_dirty``); while the folio
@@ -26,7 +30,7 @@ from __future__ import annotations
 import cython
 
 from ..counters import counter
-from .rmap import rmap_walk_ptes
+from .rmap import folio_referenced, rmap_walk_ptes
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -42,14 +46,31 @@ if not cython.compiled:
         folio_mapcount,
         folio_mark_dirty,
         folio_maybe_dma_pinned,
+        folio_set_referenced,
+        folio_test_clear_referenced,
         folio_test_dirty,
     )
     from .mm_h import mm_counter_file, pte_unmap_unlock
-    from .mm_types import MM_ANONPAGES, MmStruct, Vma
+    from .mm_types import MM_ANONPAGES, VM_EXEC, MmStruct, Vma
     from .rmap import folio_remove_rmap_ptes
     from .shmem import File
 
-__all__ = ["shrink_all_memory", "try_to_unmap", "pageout"]
+__all__ = [
+    "shrink_all_memory",
+    "try_to_unmap",
+    "pageout",
+    "folio_check_references",
+    "FOLIOREF_RECLAIM",
+    "FOLIOREF_RECLAIM_CLEAN",
+    "FOLIOREF_KEEP",
+    "FOLIOREF_ACTIVATE",
+]
+
+# mm/vmscan.c enum folio_references.
+FOLIOREF_RECLAIM = cython.declare(i64, 0)
+FOLIOREF_RECLAIM_CLEAN = cython.declare(i64, 1)
+FOLIOREF_KEEP = cython.declare(i64, 2)
+FOLIOREF_ACTIVATE = cython.declare(i64, 3)
 
 PGLAZYFREED = cython.declare(i64, counter("pglazyfreed"))
 PGSTEAL = cython.declare(i64, counter("pgsteal"))
@@ -60,6 +81,40 @@ PGLAZYFREE_FAIL = cython.declare(
 )
 
 _NOT_PG_lazyfree = cython.declare(i64, 0xFFFFFFFF ^ PG_lazyfree)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def folio_check_references(k: Kernel, folio: i64) -> i64:
+    """Should reclaim take ``folio``? One of the ``FOLIOREF_*`` values.
+
+    Models: mm/vmscan.c ``folio_check_references()`` (v6.12, no VM_LOCKED,
+    no rmap lock contention in the model): a folio with young PTEs
+    (``folio_referenced()``, which makes them old) gets PG_referenced and is
+    kept, or activated if it was already PG_referenced, is mapped young in
+    more than one VMA, or is an executable file folio; one without is
+    reclaimed, "clean" if it was PG_referenced and on the file LRU (a page-cache
+    or lazyfree folio, ``folio_is_file_lru()``).
+    """
+    mem: MemMap = k.memmap
+    referenced_ptes: i64
+    vm_flags: i64
+    referenced_ptes, vm_flags = folio_referenced(k, folio)
+    referenced_folio: cython.bint = folio_test_clear_referenced(mem, folio)
+    # folio_is_file_lru(): !PG_swapbacked, i.e. page cache (not shmem) or lazyfree anon.
+    file_lru: cython.bint = (cython.cast(i64, mem.flags[folio]) & PG_lazyfree) != 0 or not (
+        cython.cast(i64, mem.flags[folio]) & PG_anon
+    )
+    if referenced_ptes:
+        folio_set_referenced(mem, folio)
+        if referenced_folio or referenced_ptes > 1:
+            return FOLIOREF_ACTIVATE
+        if vm_flags & VM_EXEC and file_lru:
+            return FOLIOREF_ACTIVATE
+        return FOLIOREF_KEEP
+    if referenced_folio and file_lru:
+        return FOLIOREF_RECLAIM_CLEAN
+    return FOLIOREF_RECLAIM
 
 
 @cython.ccall
@@ -167,6 +222,7 @@ def shrink_all_memory(k: Kernel) -> i64:
         if flags & PG_anon:
             if (
                 flags & PG_lazyfree
+                and folio_check_references(k, h) <= FOLIOREF_RECLAIM_CLEAN
                 and not folio_maybe_dma_pinned(mem, h)
                 and cython.cast(i64, mem.refcount[h]) == folio_mapcount(mem, h)
                 and try_to_unmap(k, h, True)
@@ -180,6 +236,7 @@ def shrink_all_memory(k: Kernel) -> i64:
         if (
             f is None
             or cython.cast(File, f).shmem
+            or folio_check_references(k, h) > FOLIOREF_RECLAIM_CLEAN
             or folio_maybe_dma_pinned(mem, h)
             or cython.cast(i64, mem.refcount[h]) != 1 + folio_mapcount(mem, h)
         ):
@@ -200,5 +257,12 @@ def shrink_all_memory(k: Kernel) -> i64:
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
     globals().update(
-        PGLAZYFREED=PGLAZYFREED, PGSTEAL=PGSTEAL, PGPAGEOUT=PGPAGEOUT, PGLAZYFREE_FAIL=PGLAZYFREE_FAIL
+        PGLAZYFREED=PGLAZYFREED,
+        PGSTEAL=PGSTEAL,
+        PGPAGEOUT=PGPAGEOUT,
+        PGLAZYFREE_FAIL=PGLAZYFREE_FAIL,
+        FOLIOREF_RECLAIM=FOLIOREF_RECLAIM,
+        FOLIOREF_RECLAIM_CLEAN=FOLIOREF_RECLAIM_CLEAN,
+        FOLIOREF_KEEP=FOLIOREF_KEEP,
+        FOLIOREF_ACTIVATE=FOLIOREF_ACTIVATE,
     )

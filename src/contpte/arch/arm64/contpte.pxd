@@ -27,8 +27,9 @@ cpdef u64 contpte_ptep_get_lockless(Pgtable arch, i64 orig_ptep) except? -1
 cpdef contpte_set_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
 cpdef contpte_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)
 cpdef u64 contpte_get_and_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full, str caller=*) except? -1
-cpdef bint contpte_ptep_test_and_clear_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
-cpdef bint contpte_ptep_clear_flush_young(Pgtable arch, VmaLike vma, i64 addr, i64 ptep) except? -1
+cpdef (i64, i64, i64) contpte_align_addr_ptep(Pgtable arch, i64 start, i64 end, i64 ptep, i64 nr)
+cpdef bint contpte_test_and_clear_young_ptes(Pgtable arch, VmaLike vma, i64 addr, i64 ptep, i64 nr) except? -1
+cpdef bint contpte_clear_flush_young_ptes(Pgtable arch, VmaLike vma, i64 addr, i64 ptep, i64 nr) except? -1
 cpdef contpte_wrprotect_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr)
 cpdef contpte_clear_young_dirty_ptes(Pgtable arch, VmaLike vma, i64 addr, i64 ptep, i64 nr, i64 flags)
 cdef bint _contpte_all_subptes_match_access_flags(Pgtable arch, i64 ptep, u64 entry) except? -1

@@ -48,8 +48,9 @@ __all__ = [
     "contpte_set_ptes",
     "contpte_clear_full_ptes",
     "contpte_get_and_clear_full_ptes",
-    "contpte_ptep_test_and_clear_young",
-    "contpte_ptep_clear_flush_young",
+    "contpte_align_addr_ptep",
+    "contpte_test_and_clear_young_ptes",
+    "contpte_clear_flush_young_ptes",
     "contpte_wrprotect_ptes",
     "contpte_clear_young_dirty_ptes",
     "contpte_ptep_set_access_flags",
@@ -78,8 +79,8 @@ CALL_GET_AND_CLEAR_FULL = cython.declare(i64, _call("contpte_get_and_clear_full_
 CALL_WRPROTECT = cython.declare(i64, _call("contpte_wrprotect_ptes"))
 CALL_PTEP_GET = cython.declare(i64, _call("contpte_ptep_get"))
 CALL_PTEP_GET_LOCKLESS = cython.declare(i64, _call("contpte_ptep_get_lockless"))
-CALL_TEST_AND_CLEAR_YOUNG = cython.declare(i64, _call("contpte_ptep_test_and_clear_young"))
-CALL_CLEAR_FLUSH_YOUNG = cython.declare(i64, _call("contpte_ptep_clear_flush_young"))
+CALL_TEST_AND_CLEAR_YOUNG = cython.declare(i64, _call("contpte_test_and_clear_young_ptes"))
+CALL_CLEAR_FLUSH_YOUNG = cython.declare(i64, _call("contpte_clear_flush_young_ptes"))
 CALL_CLEAR_YOUNG_DIRTY = cython.declare(i64, _call("contpte_clear_young_dirty_ptes"))
 CALL_SET_ACCESS_FLAGS = cython.declare(i64, _call("contpte_ptep_set_access_flags"))
 
@@ -534,24 +535,53 @@ def contpte_get_and_clear_full_ptes(
 # Access/dirty and write-protect: in place, no unfold.
 # ----------------------------------------------------------------------
 @cython.ccall
+def contpte_align_addr_ptep(arch: Pgtable, start: i64, end: i64, ptep: i64, nr: i64) -> tuple[i64, i64, i64]:
+    """Widen ``[start, end)`` of ``nr`` PTEs to whole blocks at a folded end.
+
+    Models: arch/arm64/mm/contpte.c ``contpte_align_addr_ptep()`` (v7.0+;
+    the same widening ``contpte_clear_young_dirty_ptes()`` does in place):
+    the end is rounded up if the last PTE is folded, the start (and
+    ``ptep``) down if the first is.  Returns ``(start, end, ptep)``.
+
+    Context: the ``nr`` PTEs map consecutive pages of one large folio in
+    one VMA and one page table.
+    """
+    mask: i64 = arch.CONT_PTE_SIZE - 1
+    if arch._ptep_get(ptep + (nr - 1)) & PTE_CONT:
+        end = (end + mask) & ~mask
+    if arch._ptep_get(ptep) & PTE_CONT:
+        start &= ~mask
+        ptep = contpte_align_down(arch, ptep)
+    return (start, end, ptep)
+
+
+@cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_test_and_clear_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
-    """Clear AF on the whole block; True if any member was young.
+def contpte_test_and_clear_young_ptes(
+    arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, nr: i64
+) -> cython.bint:
+    """Clear AF on ``nr`` PTEs widened to whole blocks; True if any was young.
 
-    Models: arch/arm64/mm/contpte.c ``contpte_ptep_test_and_clear_young()``.
-    Core-mm tracks access per folio and a block lies in one folio, so
-    clearing the whole block is allowed and avoids an unfold.
+    Models: arch/arm64/mm/contpte.c ``contpte_test_and_clear_young_ptes()``
+    (v7.0+), v6.12's ``contpte_ptep_test_and_clear_young()`` being the
+    ``nr == 1`` case (one PTE of a folded block: the whole block).  Core-mm
+    tracks access per folio and a block lies in one folio, so clearing the
+    whole block is allowed and avoids an unfold.  ``nr`` > 1 only from
+    ``clear_flush_young_ptes()`` (``young_ptes_batch``, v7.0).
 
-    Context: PTL held.
+    Context: PTL held; the ``nr`` PTEs map consecutive pages of one large
+    folio in one VMA and one page table.
     """
     count(arch.counters, CALL_TEST_AND_CLEAR_YOUNG, 1)
     pool: PtePool = arch.pool
-    cp: i64 = arch.CONT_PTES
-    start: i64 = contpte_align_down(arch, ptep)
+    start: i64
+    end: i64
+    first: i64
+    start, end, first = contpte_align_addr_ptep(arch, addr, addr + nr * arch.PAGE_SIZE, ptep, nr)
     young: cython.bint = False
     i: i64
     old: u64
-    for i in range(start, start + cp):
+    for i in range(first, first + (end - start) // arch.PAGE_SIZE):
         old = pool.load(i)
         young = young or (old & PTE_AF) != 0
         count(arch.counters, PTE_ATOMIC, 1)
@@ -561,23 +591,24 @@ def contpte_ptep_test_and_clear_young(arch: Pgtable, vma: VmaLike, addr: i64, pt
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def contpte_ptep_clear_flush_young(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
-    """Clear AF on the block and, if it was young, invalidate it without a trailing DSB.
+def contpte_clear_flush_young_ptes(arch: Pgtable, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> cython.bint:
+    """Clear AF on ``nr`` PTEs (whole blocks) and, if any was young, one nosync flush of them.
 
-    Models: arch/arm64/mm/contpte.c ``contpte_ptep_clear_flush_young()``.
-    No DSB for the same reason as ``__ptep_clear_flush_young()``: at worst a
-    hot page gets aged, until the next context switch's DSB.
+    Models: arch/arm64/mm/contpte.c ``contpte_clear_flush_young_ptes()``
+    (v7.0+), v6.12's ``contpte_ptep_clear_flush_young()`` being the
+    ``nr == 1`` case (a flush of the block).  No DSB for the same reason as
+    ``__ptep_clear_flush_young()``: at worst a hot page gets aged, until the
+    next context switch's DSB.
 
-    Context: PTL held.
+    Context: PTL held; as ``contpte_test_and_clear_young_ptes()``.
     """
     count(arch.counters, CALL_CLEAR_FLUSH_YOUNG, 1)
-    young: cython.bint = contpte_ptep_test_and_clear_young(arch, vma, addr, ptep)
+    young: cython.bint = contpte_test_and_clear_young_ptes(arch, vma, addr, ptep, nr)
     start: i64
+    end: i64
     if young:
-        start = addr & ~(arch.CONT_PTE_SIZE - 1)
-        tlbflush._flush_tlb_range_nosync(
-            arch, vma, start, start + arch.CONT_PTE_SIZE, arch.PAGE_SIZE, True, 3
-        )
+        start, end, _ = contpte_align_addr_ptep(arch, addr, addr + nr * arch.PAGE_SIZE, ptep, nr)
+        tlbflush._flush_tlb_range_nosync(arch, vma, start, end, arch.PAGE_SIZE, True, 3)
     return young
 
 

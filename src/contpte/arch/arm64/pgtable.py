@@ -870,12 +870,15 @@ class Arm64Pgtable(Pgtable):
     def ptep_test_and_clear_young(self, vma: VmaLike, addr: i64, ptep: i64) -> cython.bint:
         """Models: arm64 ``ptep_test_and_clear_young()``: whole block, no unfold.
 
+        v7.0+ goes through ``test_and_clear_young_ptes(..., 1)``, the same
+        ``contpte_test_and_clear_young_ptes()`` for one PTE of a block.
+
         Context: PTL held.
         """
         pte: u64 = self._ptep_get(ptep)
         if not self.contpte_enabled or not self.pte_valid_cont(pte):
             return self._ptep_test_and_clear_young(vma, addr, ptep)
-        return contpte.contpte_ptep_test_and_clear_young(self, vma, addr, ptep)
+        return contpte.contpte_test_and_clear_young_ptes(self, vma, addr, ptep, 1)
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
@@ -887,7 +890,25 @@ class Arm64Pgtable(Pgtable):
         pte: u64 = self._ptep_get(ptep)
         if not self.contpte_enabled or not self.pte_valid_cont(pte):
             return self._ptep_clear_flush_young(vma, addr, ptep)
-        return contpte.contpte_ptep_clear_flush_young(self, vma, addr, ptep)
+        return contpte.contpte_clear_flush_young_ptes(self, vma, addr, ptep, 1)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def clear_flush_young_ptes(self, vma: VmaLike, addr: i64, ptep: i64, nr: i64) -> cython.bint:
+        """Models: arm64 ``clear_flush_young_ptes()`` (v7.0+): one young test and one flush for the batch.
+
+        A single unfolded PTE takes ``__ptep_clear_flush_young()``; anything
+        else ``contpte_clear_flush_young_ptes()`` over the batch widened to
+        whole blocks (one nosync range flush if any was young).  Called by
+        ``folio_referenced_one()`` with ``young_ptes_batch``.
+
+        Context: PTL held; consecutive pages of one folio, one PMD.
+        """
+        if not self.contpte_enabled or (nr == 1 and not self.pte_cont(self._ptep_get(ptep))):
+            if nr == 1:
+                return self._ptep_clear_flush_young(vma, addr, ptep)
+            return Pgtable.clear_flush_young_ptes(self, vma, addr, ptep, nr)
+        return contpte.contpte_clear_flush_young_ptes(self, vma, addr, ptep, nr)
 
     @cython.ccall
     def wrprotect_ptes(self, mm: MmLike, addr: i64, ptep: i64, nr: i64) -> None:
