@@ -222,13 +222,12 @@ def report_72_16k() -> Arm64Report:
     return _report("7.2", "16K")
 
 
-AGREE_72_4K = frozenset({p.stem for p in library("4K")}) - {"file-private-shared"}
-"""The 4K library's scenarios that agree with Debian's 7.2 in call counts too.
+AGREE_72_4K = frozenset({p.stem for p in library("4K")})
+"""The 4K library's scenarios agree with Debian's 7.2 in call counts too.
 
-``file-private-shared`` differs at the child's exit from 6.16 on (one
-``tlb_flush_rmaps``): the guest's file is on tmpfs, where a read fault maps
-a dirty page dirty (``fault_map_dirty``), while the model's ``open_file`` is a
-disk file whose shared mappings start read-only (write-notify).
+(``file-private-shared`` needs its file to be a tmpfs file, as the guest's
+is: from 6.16 a read fault maps a dirty tmpfs page dirty, ``fault_map_dirty``,
+and the child's exit then counts one ``tlb_flush_rmaps``.)
 """
 AGREE_72_16K = frozenset({p.stem for p in LIBRARY_16K})
 """The 16K library's scenarios agree with Debian's 7.2 16K kernel, as with 6.12 16K."""

@@ -202,3 +202,32 @@ def test_a_shared_write_fault_maps_the_whole_file_folio_from_6_18(arch: str) -> 
         m.check()
     cont = 16 if arch == "arm64" else 0
     assert got == {"6.17": (1, 0, 2), "6.18": (16, cont, 16)}
+
+
+def test_a_tmpfs_file_is_written_dirty_and_maps_writable() -> None:
+    """``open_file(fs="tmpfs")``: what the oracles create (a tmpfs file written whole).
+
+    Its page cache holds the initial values dirty, a shared writable mapping
+    has no write-notify (a read fault maps the PTE writable), and from 6.16
+    that PTE is dirty too; a disk file's shared PTE starts read-only and clean.
+    """
+    got = {}
+    for fs in ("disk", "tmpfs"):
+        for kernel in ("6.15", "6.16"):
+            m = contpte.Machine(arch="generic", memory="64M", kernel=kernel)
+            f = m.open_file("data", "64K", folio_size="4K", fs=fs)
+            p = m.spawn()
+            b = p.mmap(64 << 10, prot="rw", flags="shared", file=f)
+            value = int(p.read(b, PAGE)[0])
+            r = p.pagemap(b, PAGE)[0]
+            got[fs, kernel] = (bool(r["writable"]), bool(r["dirty"]))
+            m.check()
+        assert value == int(contpte.mm.shmem.file_initial_value(f.id, 0))
+    assert got == {
+        ("disk", "6.15"): (False, False),
+        ("disk", "6.16"): (False, False),
+        ("tmpfs", "6.15"): (True, False),
+        ("tmpfs", "6.16"): (True, True),
+    }
+    with pytest.raises(contpte.ModelUsageError):
+        contpte.Machine(memory="64M").open_file("x", "64K", fs="ext4")

@@ -345,8 +345,8 @@ class Validators:
         fsh = self.files.get(f.id)  # type: ignore[attr-defined]
         if fsh is not None and cython.cast(ValueShadow, fsh).state(idx) & 1:
             return cython.cast(ValueShadow, fsh).last
-        if f.shmem:  # type: ignore[attr-defined]
-            return 0
+        if f.shmem and not f.written:  # type: ignore[attr-defined]
+            return 0  # shmem starts zeroed; a tmpfs file written whole holds the initial values
         if self.initial is None:
             from ..mm.shmem import file_initial_value
 

@@ -20,7 +20,7 @@ import cython
 if not cython.compiled:
     from ..cdefs import i64, u64
     from .kernel import Kernel
-    from .memmap import MemMap
+    from .memmap import MemMap, folio_mark_dirty
 
 __all__ = ["File", "file_initial_value"]
 
@@ -54,6 +54,9 @@ class File:
         self.shmem = shmem
         #: Shared anonymous memory (vma_is_anon_shmem in finish_fault).
         self.anon_shmem = False
+        #: A tmpfs file its creator wrote whole (``open_file(fs="tmpfs")``):
+        #: its folios hold the initial contents and are dirty.
+        self.written = False
         self.cache: dict[int, int] = {}
         self.disk: dict[int, int] = {}
 
@@ -124,7 +127,13 @@ class File:
             for i in range(folio, folio + n):
                 mem.mapping[i] = self.id
             mem.index[folio] = start
-            if self.shmem:
+            if self.written:
+                # A tmpfs file written whole when it was created: what was
+                # written is in the page cache, dirty (no backing store).
+                for i in range(n):
+                    k.arch.memcpy_to_page(folio + i, file_initial_value(self.id, start + i))
+                folio_mark_dirty(mem, folio)
+            elif self.shmem:
                 # shmem_get_folio_gfp(): a new folio is cleared page by page.
                 for i in range(n):
                     k.arch.clear_highpage(folio + i)

@@ -232,10 +232,17 @@ class Machine:
             self.validators.on_spawn(p)
         return p
 
-    def open_file(self, name: str, size: str | int, folio_size: str = "64K") -> File:
+    def open_file(self, name: str, size: str | int, folio_size: str = "64K", fs: str = "disk") -> File:
         """Create a file whose page cache holds large folios of ``folio_size``.
 
         The file's pages start with distinct values (``file_initial_value``).
+        ``fs``: ``"disk"`` (the default), a file of a disk filesystem whose
+        page cache reads the values in clean, and whose shared writable
+        mappings start read-only (write-notify); ``"tmpfs"``, a tmpfs
+        (shmem) file its creator wrote whole: the page cache holds the
+        values dirty, with no backing store (reclaim cannot drop them), and
+        shared writable mappings are writable at once.  The oracles' files
+        are tmpfs files.
         A name already created raises ``FileExistsError`` (EEXIST), as
         ``open(name, O_CREAT | O_EXCL)`` would.
         """
@@ -243,9 +250,12 @@ class Machine:
             raise ModelUsageError(f"open_file: name must be a non-empty string, not {name!r}")
         if name in self._file_names:
             raise FileExistsError(errno.EEXIST, f"open_file: {os.strerror(errno.EEXIST)}", name)
+        if fs not in ("disk", "tmpfs"):
+            raise ModelUsageError(f"open_file: fs={fs!r}: expected 'disk' or 'tmpfs'")
         nbytes = parse_bytes(size, "file size")
         order = 0 if folio_size in ("4K", str(self.page_size)) else self.kernel.parse_size(folio_size)
-        f = self._new_file(name, nbytes, order, shmem=False)
+        f = self._new_file(name, nbytes, order, shmem=fs == "tmpfs")
+        f.written = fs == "tmpfs"
         self._file_names.add(name)
         return f
 

@@ -473,16 +473,20 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
         args = {"edge": pos[0]}
     elif op == "file":
         pos = [t for t in rest if "=" not in t]
-        usage = "file NAME SIZE [folio=SIZE]"
+        usage = "file NAME SIZE [folio=SIZE] [fs=disk|tmpfs]"
         if len(pos) != 2 or rest[:2] != pos:
             raise ScenarioError(
                 path, line, f"expected '{usage}', got {' '.join(rest) or 'nothing'!r} after the verb"
             )
-        kw = _keywords(rest[2:], ("folio",), "file", path, line)
+        kw = _keywords(rest[2:], ("folio", "fs"), "file", path, line)
         args = {"name": pos[0], "size": _size(pos[1], "file size", path, line)}
         args["folio"] = _size(kw["folio"], "folio=", path, line) if "folio" in kw else 64 << 10
         if args["folio"] & (args["folio"] - 1):
             raise ScenarioError(path, line, f"folio=: expected a power of two, got {kw['folio']!r}")
+        if kw.get("fs", "disk") not in ("disk", "tmpfs"):
+            raise ScenarioError(path, line, f"fs=: expected disk or tmpfs, got {kw['fs']!r}")
+        if "fs" in kw:
+            args["fs"] = kw["fs"]
     elif op == "mmap":
         usage = "mmap LEN PROT FLAGS [file=F] [offset=OFF] [addr=ADDR]"
         pos = [t for t in rest if "=" not in t]
@@ -745,6 +749,8 @@ def format_step(step: Step) -> str:
         words = [op, a["edge"]]
     elif op == "file":
         words = [op, shlex.quote(a["name"]), _fmt_size(a["size"]), f"folio={_fmt_size(a['folio'])}"]
+        if a.get("fs"):
+            words.append(f"fs={a['fs']}")
     elif op in ("fork", "exit"):
         words = [str(step.proc), op]
     elif op == "mmap":
@@ -876,7 +882,7 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         assert step.bind is not None
         folio = a["folio"]
         env.files[step.bind] = m.open_file(
-            a["name"], a["size"], f"{folio >> 10}K" if folio >= 1024 else str(folio)
+            a["name"], a["size"], f"{folio >> 10}K" if folio >= 1024 else str(folio), fs=a.get("fs", "disk")
         )
         return None
     if op == "check":
