@@ -11,7 +11,7 @@ from contpte.mm.memmap cimport (
 from contpte.mm.internal cimport FPB_RESPECT_SOFT_DIRTY, FPB_RESPECT_WRITE, PtePtr, folio_pte_batch_flags
 from contpte.mm.mm_types cimport VM_ACCESS_FLAGS, VM_READ, VM_SHARED, VM_WRITE, MmStruct, Vma, is_cow_mapping, vma_is_anonymous, vma_mm
 from contpte.mm.mm_h cimport (
-    MM_CP_PROT_NUMA, MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_ALL, MM_CP_UFFD_WP_RESOLVE,
+    MM_CP_PROT_NUMA, MM_CP_TRY_CHANGE_WRITABLE, MM_CP_UFFD_WP, MM_CP_UFFD_WP_RESOLVE,
     can_change_shared_pte_writable, folio_is_file_lru, maybe_change_pte_writable, pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio,
 )
 from contpte.mm.mmu_gather cimport MmuGather

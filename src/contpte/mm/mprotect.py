@@ -45,7 +45,6 @@ if not cython.compiled:
         MM_CP_PROT_NUMA,
         MM_CP_TRY_CHANGE_WRITABLE,
         MM_CP_UFFD_WP,
-        MM_CP_UFFD_WP_ALL,
         MM_CP_UFFD_WP_RESOLVE,
         can_change_shared_pte_writable,
         folio_is_file_lru,
@@ -74,11 +73,6 @@ __all__ = [
     "change_protection",
     "change_pte_range",
     "change_prot_numa",
-    "MM_CP_TRY_CHANGE_WRITABLE",
-    "MM_CP_PROT_NUMA",
-    "MM_CP_UFFD_WP",
-    "MM_CP_UFFD_WP_RESOLVE",
-    "MM_CP_UFFD_WP_ALL",
     "NUMA_PTE_UPDATES",
     "NUMA_HUGE_PTE_UPDATES",
 ]
@@ -477,11 +471,6 @@ def change_prot_numa(vma: Vma, addr: i64, end: i64) -> i64:
 # C constants are invisible to Python importers: publish their values.
 if cython.compiled:
     globals().update(
-        MM_CP_TRY_CHANGE_WRITABLE=MM_CP_TRY_CHANGE_WRITABLE,
-        MM_CP_PROT_NUMA=MM_CP_PROT_NUMA,
-        MM_CP_UFFD_WP=MM_CP_UFFD_WP,
-        MM_CP_UFFD_WP_RESOLVE=MM_CP_UFFD_WP_RESOLVE,
-        MM_CP_UFFD_WP_ALL=MM_CP_UFFD_WP_ALL,
         NUMA_PTE_UPDATES=NUMA_PTE_UPDATES,
         NUMA_HUGE_PTE_UPDATES=NUMA_HUGE_PTE_UPDATES,
     )
