@@ -772,6 +772,18 @@ def _register_fuzz(sub: Subparsers) -> None:
     add_kernel_version(fz, "on every machine (default: 6.12)")
     fz.add_argument("--out", help="reproducer file (default: fuzz-SEED.scn)")
     fz.add_argument("--no-shrink", action="store_true", help="write the reproducer unshrunk")
+    costs = fz.add_mutually_exclusive_group()
+    costs.add_argument(
+        "--record-costs",
+        metavar="FILE",
+        help="counter oracle: write every step's counter deltas to FILE (gzip'd JSON)",
+    )
+    costs.add_argument(
+        "--check-costs",
+        metavar="FILE",
+        help="counter oracle: the same seed's steps must have the counter deltas recorded in FILE "
+        "(another tree, kernel version or --bug); the first that differs is a finding",
+    )
     fz.set_defaults(handler=cmd_fuzz)
 
 

@@ -154,7 +154,7 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
     from ..bugs import check_bug_names
     from ..errors import ModelUsageError
     from ..system.sizes import parse_bytes
-    from .fuzz import VARIANTS, FuzzConfig, fuzz, reproducer_text
+    from .fuzz import VARIANTS, CostBook, FuzzConfig, fuzz, reproducer_text
 
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
     if args.differential and len(variants) < 2:
@@ -179,6 +179,12 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         shrink=not args.no_shrink,
         kernel=args.kernel_version,
     )
+    record_path = getattr(args, "record_costs", None)
+    check_path = getattr(args, "check_costs", None)
+    if record_path or check_path:
+        book = CostBook.new(cfg, record_path) if record_path else CostBook.load(str(check_path))
+        cfg.costs = book
+        cfg.__post_init__()  # checks the record against this run's settings
     total = cfg.steps if cfg.differential else cfg.steps * len(variants)
     with ui.progress(total, "fuzzing") as step:
 
@@ -188,12 +194,19 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
 
         result = fuzz(cfg, progress=advance)
     out_file = None
+    recorded = None
+    if record_path and cfg.costs is not None:
+        if result.finding is None:
+            cfg.costs.save(record_path)
+            recorded = record_path
+        else:
+            ui.warn(f"{record_path}: not written: the run stopped at a finding")
     if result.finding is not None:
         out_file = args.out or f"fuzz-{cfg.seed}.scn"
         with open(out_file, "w", encoding="utf-8") as fh:
             fh.write(reproducer_text(result.finding, cfg.seed))
     if ui.json:
-        ui.emit_json(result.as_dict() | {"seed": cfg.seed, "reproducer": out_file})
+        ui.emit_json(result.as_dict() | {"seed": cfg.seed, "reproducer": out_file, "cost_record": recorded})
         return 1 if result.finding else 0
     ui.out.print(
         f"{result.steps} steps x {len(variants)} variant(s) ({', '.join(variants)}"
@@ -204,12 +217,18 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
     )
     if result.finding is None:
         ui.out.print("no violation, no disagreement", markup=False)
+        if recorded:
+            ui.out.print(f"counter deltas of every step written to {recorded}", markup=False)
+        elif check_path:
+            ui.out.print(f"every step's counters as recorded in {check_path}", markup=False)
         return 0
     f = result.finding
     print_wrapped(ui.out, f"FOUND {f.kind} on {f.variant}: {f.message}", "  ", first="")
     print_wrapped(
         ui.out,
-        f"reproducer ({len(f.scenario.steps)} steps, shrunk from {f.original_steps}) written to {out_file}; "
+        f"reproducer ({len(f.scenario.steps)} steps"
+        f"{', not shrunk' if f.kind.startswith('cost:') else f', shrunk from {f.original_steps}'}) "
+        f"written to {out_file}; "
         f"replay with: contpte run {out_file}",
         "  ",
         first="",

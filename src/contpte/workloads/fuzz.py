@@ -51,6 +51,7 @@ __all__ = [
     "replay",
     "reproducer_text",
     "VARIANTS",
+    "CostBook",
     "stale_tlb_at_return",
 ]
 
@@ -118,6 +119,8 @@ class FuzzConfig:
     shrink: bool = True
     kernel: str | None = None
     """The kernel version of every machine (None: the default, 6.12)."""
+    costs: "CostBook | None" = None
+    """Record (``costs.recording``) or compare every step's counter deltas (see ``CostBook``)."""
 
     def __post_init__(self) -> None:
         from ..errors import ModelUsageError
@@ -133,6 +136,12 @@ class FuzzConfig:
             )
         if not self.variants:
             raise ModelUsageError("fuzz needs at least one variant")
+        if self.costs is not None:
+            if self.differential:
+                raise ModelUsageError(
+                    "fuzz: a cost record is per variant; it does not go with --differential"
+                )
+            self.costs.check_config(self)
 
 
 @dataclass
@@ -737,10 +746,12 @@ class _Run:
         self.sc = sc
         self.m: Machine = make_machine(sc)
         self.env = Env()
+        #: each outcome carries the step's counter deltas
+        self.counters = False
 
     def step(self, s: Step) -> Outcome:
         try:
-            return run_step(self.m, self.env, self.sc, s, counters=False, text=False)
+            return run_step(self.m, self.env, self.sc, s, counters=self.counters, text=False)
         except ScenarioError as e:
             # A name whose binding step failed (shrinking creates these): the step is void.
             o = Outcome(s.line, s.op, "", error="void")
@@ -785,9 +796,18 @@ def run_episode(
     bugs: tuple[str, ...] = (),
     differential: bool = False,
     on_step: Callable[[], None] | None = None,
+    record: list[dict[str, int]] | None = None,
+    expected: list[dict[str, int]] | None = None,
 ) -> tuple[int, tuple[str, str, str] | None]:
-    """Run ``steps`` on each variant; return (steps run, (kind, message, variant) or None)."""
+    """Run ``steps`` on each variant; return (steps run, (kind, message, variant) or None).
+
+    ``record``: append each step's counter deltas (first variant).
+    ``expected``: each step's counter deltas must be these (first variant):
+    the first step whose deltas differ is a ``cost:<counter>`` finding.
+    """
     runs = [(v, _Run(Scenario("<fuzz>", _machine_header(header, v, bugs), steps))) for v in variants]
+    if record is not None or expected is not None:
+        runs[0][1].counters = True
     compare = differential and len(runs) > 1
     lazy = False  # some variant holds lazyfree pages (as of the last comparison)
     for i, s in enumerate(steps):
@@ -807,6 +827,13 @@ def run_episode(
             if p is not None:
                 return i + 1, (p[0], p[1], v)
             outs.append((v, o))
+        if record is not None:
+            record.append(outs[0][1].counters)
+        if expected is not None:
+            want = expected[i] if i < len(expected) else {}
+            got_c = outs[0][1].counters
+            if got_c != want:
+                return i + 1, (*_cost_difference(s, want, got_c), outs[0][0])
         if compare:
             v0, o0 = outs[0]
             for v, o in outs[1:]:
@@ -827,6 +854,135 @@ def run_episode(
         if on_step is not None:
             on_step()
     return len(steps), None
+
+
+def _cost_difference(s: Step, want: dict[str, int], got: dict[str, int]) -> tuple[str, str]:
+    """(kind, message) for a step whose counter deltas differ from the recorded ones."""
+    names = sorted(n for n in set(want) | set(got) if want.get(n, 0) != got.get(n, 0))
+    shown = ", ".join(f"{n} {want.get(n, 0)} -> {got.get(n, 0)}" for n in names[:6])
+    more = f" (+{len(names) - 6} more)" if len(names) > 6 else ""
+    return (
+        f"cost:{names[0]}",
+        f"step '{s.op}' on line {s.line}: its counters differ from the recorded run: {shown}{more}",
+    )
+
+
+COSTS_FORMAT = "contpte-fuzz-costs"
+COSTS_VERSION = 1
+#: what must match between the recorded run and the compared one (the
+#: kernel version and the bug options may differ: they are the change)
+_COSTS_KEYS = ("seed", "steps", "episode_steps", "memory", "variants")
+
+
+class CostBook:
+    """Every step's counter deltas of a fuzz run, per variant and episode: a counter oracle.
+
+    The validators see state; a change that alters only costs (a lock break
+    moved, a TLBI range threshold, a fold that no longer happens, or a
+    policy a kernel developer is trying) passes them.  Record a run on one
+    tree or kernel version (``contpte fuzz --record-costs FILE``), then run
+    the same seed on another (``--check-costs FILE``): the episodes are the
+    same, so the first step whose counter deltas differ is a finding
+    (``cost:<counter>``), written as a reproducer of the steps up to it
+    with the differing counters.  It is not shrunk: the recorded tree is
+    not at hand to run shorter sequences on.  The file is gzip'd JSON
+    (format ``contpte-fuzz-costs``, version 1).
+    """
+
+    def __init__(self, config: dict[str, Any], recording: bool, path: str = "<costs>") -> None:
+        self.config = config
+        self.recording = recording
+        self.path = path
+        self.runs: dict[str, list[list[dict[str, int]]]] = {}
+
+    @staticmethod
+    def config_of(cfg: FuzzConfig) -> dict[str, Any]:
+        return {
+            "seed": cfg.seed,
+            "steps": cfg.steps,
+            "episode_steps": cfg.episode_steps,
+            "memory": cfg.memory,
+            "variants": list(cfg.variants),
+            "kernel": cfg.kernel,
+            "bugs": list(cfg.bugs),
+        }
+
+    @classmethod
+    def new(cls, cfg: FuzzConfig, path: str) -> "CostBook":
+        """An empty record of ``cfg``'s run, to be saved to ``path``."""
+        return cls(cls.config_of(cfg), True, path)
+
+    def check_config(self, cfg: FuzzConfig) -> None:
+        from ..errors import ModelUsageError
+
+        if self.recording:
+            self.config = self.config_of(cfg)
+            return
+        now = self.config_of(cfg)
+        for key in _COSTS_KEYS:
+            if self.config.get(key) != now[key]:
+                raise ModelUsageError(
+                    f"{self.path}: recorded with {key}={self.config.get(key)!r}, this run has "
+                    f"{key}={now[key]!r}; a cost comparison needs the same episodes"
+                )
+
+    def episode(self, variant: str, index: int) -> list[dict[str, int]]:
+        """The recorded deltas of episode ``index`` on ``variant`` (the list to fill when recording)."""
+        eps = self.runs.setdefault(variant, [])
+        if self.recording:
+            while len(eps) <= index:
+                eps.append([])
+            return eps[index]
+        if index >= len(eps):
+            return []
+        return eps[index]
+
+    def save(self, path: str | None = None) -> None:
+        """Write the record (atomically: a temporary file renamed over ``path``)."""
+        import gzip
+        import json
+        import os
+
+        path = path or self.path
+        tmp = f"{path}.tmp{os.getpid()}"
+        doc = {"format": COSTS_FORMAT, "version": COSTS_VERSION, "config": self.config, "runs": self.runs}
+        with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+            json.dump(doc, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "CostBook":
+        """Read a record; a missing, corrupt or foreign file is a ``ModelUsageError`` naming it."""
+        import gzip
+        import json
+
+        from ..errors import ModelUsageError
+
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except FileNotFoundError:
+            raise ModelUsageError(f"{path}: no such cost record") from None
+        except (OSError, EOFError, ValueError, UnicodeDecodeError) as e:
+            raise ModelUsageError(f"{path}: not a readable cost record ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != COSTS_FORMAT:
+            raise ModelUsageError(f"{path}: not a contpte fuzz cost record (format {COSTS_FORMAT!r})")
+        if doc.get("version") != COSTS_VERSION:
+            raise ModelUsageError(
+                f"{path}: cost record version {doc.get('version')!r}; this contpte reads {COSTS_VERSION}"
+            )
+        runs = doc.get("runs")
+        config = doc.get("config")
+        if not isinstance(runs, dict) or not isinstance(config, dict):
+            raise ModelUsageError(f"{path}: cost record without its config or runs")
+        book = cls(config, False, path)
+        for v, eps in runs.items():
+            if not isinstance(eps, list) or not all(
+                isinstance(ep, list) and all(isinstance(d, dict) for d in ep) for ep in eps
+            ):
+                raise ModelUsageError(f"{path}: the runs of variant {v!r} are malformed")
+            book.runs[str(v)] = eps
+        return book
 
 
 def _close_names(steps: list[Step]) -> list[Step]:
@@ -945,13 +1101,23 @@ def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> Fuzz
             header["kernel"] = cfg.kernel
         ran = 0
         for group in groups:
-            ran, got = run_episode(header, steps, group, cfg.bugs, cfg.differential)
+            record = expected = None
+            if cfg.costs is not None:
+                book = cfg.costs.episode(group[0], episodes)
+                record, expected = (book, None) if cfg.costs.recording else (None, book)
+            ran, got = run_episode(
+                header, steps, group, cfg.bugs, cfg.differential, record=record, expected=expected
+            )
             for v in group:
                 per_variant[v] += ran
             if got is not None:
                 kind, msg, who = got
                 cut = steps[:ran]
                 orig = len(cut)
+                if kind.startswith("cost:"):
+                    sc = replay(header, cut, group[0], cfg.bugs)  # each step with the outcome it had
+                    finding = Finding(kind, msg, who, episodes, sc, orig)
+                    break
                 if cfg.shrink:
                     cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
                 variant = group[0]
@@ -975,10 +1141,20 @@ def reproducer_text(f: Finding, seed: int) -> str:
     """The reproducer file: comments saying what it shows, then the scenario."""
     comments = [
         f"contpte fuzz reproducer (seed {seed}, episode {f.episode}): {f.kind}",
-        f"found on {f.variant}; shrunk from {f.original_steps} to {len(f.scenario.steps)} steps",
+        f"found on {f.variant}; "
+        + (
+            f"not shrunk ({f.original_steps} steps)"
+            if f.kind.startswith("cost:")
+            else f"shrunk from {f.original_steps} to {len(f.scenario.steps)} steps"
+        ),
         *(f"  {line}" for line in f.message.splitlines()[:6]),
     ]
     if f.kind.startswith("mismatch"):
         comments.append("differential: replay with `contpte run --arch arm64|generic FILE` and compare")
+    if f.kind.startswith("cost:"):
+        comments.append(
+            "counter oracle: the last step's counters differ from the recorded run; "
+            "replay with `contpte run --counters FILE` on both trees and compare"
+        )
     f.scenario.title = f.scenario.title or f"fuzz finding: {f.kind}"
     return format_scenario(f.scenario, comments)
