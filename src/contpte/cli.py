@@ -871,6 +871,134 @@ def _cmd_oracle(args: argparse.Namespace, ui: Ui) -> int:
     return cmd_oracle(args, ui)
 
 
+# --- snapshot, replay (contpte.snapshot) ---------------------------------------------
+
+
+@register
+def _register_snapshot(sub: Subparsers) -> None:
+    snap = add_command(
+        sub,
+        "snapshot",
+        help="capture live processes (VMAs, pages, folios, THP settings) into a file, or report "
+        "tools/mm/thpmaps' categories",
+        description=(
+            "Capture live processes (root: PFNs and /proc/kpageflags need CAP_SYS_ADMIN) into one "
+            "versioned snapshot file: VMAs and smaps, per present page the pagemap entry, kpageflags, "
+            "kpagecount, folio order and index, the THP sysfs settings and the kernel version "
+            "(docs/snapshots.md). With --report, print the per-VMA categories of tools/mm/thpmaps "
+            "(in kB, its layout) of live PIDs or of a snapshot file instead."
+        ),
+        epilog="exit status:\n"
+        "  0  captured (or reported)\n"
+        "  2  bad arguments, a process that does not exist or exits during the capture, an unreadable\n"
+        "     or corrupt snapshot file; nothing is written then",
+    )
+    snap.add_argument(
+        "targets",
+        nargs="*",
+        metavar="PID|FILE",
+        help="process IDs to capture; with --report also a snapshot file",
+    )
+    snap.add_argument("-o", "--output", metavar="FILE", help="the snapshot file to write (atomically)")
+    snap.add_argument("--self", action="store_true", help="capture this contpte process too (for tests)")
+    snap.add_argument(
+        "--children", action="store_true", help="capture every descendant of each PID too (a forked family)"
+    )
+    snap.add_argument(
+        "--report", action="store_true", help="print thpmaps' categories of the PIDs or the FILE"
+    )
+    snap.add_argument(
+        "--cont",
+        action="append",
+        default=[],
+        metavar="SIZE",
+        help="with --report: also count contiguous blocks of SIZE (e.g. 64K), as thpmaps --cont",
+    )
+    snap.add_argument("--rollup", action="store_true", help="with --report: one sum over every VMA")
+    snap.add_argument("--inc-empty", action="store_true", help="with --report: show zero values too")
+    snap.set_defaults(handler=_cmd_snapshot)
+
+
+def _cmd_snapshot(args: argparse.Namespace, ui: Ui) -> int:
+    from pathlib import Path
+
+    from .snapshot import format as snapfmt
+    from .snapshot import thpmaps
+
+    texts: list[str] = list(args.targets)
+    is_pid = [t.isdigit() or t == "self" for t in texts]
+    files = [t for t, p in zip(texts, is_pid) if not p]
+    if files and not args.report:
+        raise ModelUsageError(f"snapshot: {files[0]!r} is not a PID (a snapshot file goes with --report)")
+    if files and (len(files) > 1 or any(is_pid) or args.self or args.children):
+        raise ModelUsageError(f"snapshot --report {files[0]}: give one snapshot file, or PIDs, not both")
+    if not args.report and not args.output:
+        raise ModelUsageError("snapshot: give -o FILE (or --report)")
+    if args.report and args.output:
+        raise ModelUsageError("snapshot: --report prints; it takes no -o FILE")
+    if not args.report and (args.cont or args.rollup or args.inc_empty):
+        raise ModelUsageError("snapshot: --cont, --rollup and --inc-empty go with --report")
+    if files:
+        snap = snapfmt.load(files[0])
+    else:
+        from .snapshot.capture import capture, parse_pids
+
+        pids = parse_pids(texts)
+        if args.self:
+            pids.append(os.getpid())
+        if not pids:
+            raise ModelUsageError("snapshot: give at least one PID (or --self)")
+        snap = capture(pids, children=args.children)
+    if args.report:
+        try:
+            conts = [thpmaps.cont_order(c, snap.page_size, snap.pmd_order) for c in args.cont]
+        except ValueError as e:
+            raise ModelUsageError(str(e)) from None
+        rows = thpmaps.report(snap, conts)
+        if ui.json:
+            ui.emit_json(
+                {
+                    "page_size": snap.page_size,
+                    "kernel": snap.kernel,
+                    "vmas": [
+                        {
+                            "pid": r["pid"],
+                            "start": r["vma"].start,
+                            "end": r["vma"].end,
+                            "perms": r["vma"].perms,
+                            "name": r["vma"].name,
+                            "anon_kb": r["anon_kb"],
+                            "file_kb": r["file_kb"],
+                            "kb": {k: s["value"] for k, s in r["stats"].items()},
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+            return 0
+        sys.stdout.write(thpmaps.format_report(rows, rollup=args.rollup, inc_empty=args.inc_empty))
+        return 0
+    out = Path(args.output)
+    try:
+        snapfmt.save(snap, out)
+    except OSError as e:
+        raise ModelUsageError(f"snapshot: cannot write {out}: {e.strerror}") from None
+    summary = {
+        "file": str(out),
+        "kernel": snap.kernel,
+        "page_size": snap.page_size,
+        "processes": [
+            {"pid": p.pid, "vmas": len(p.vmas), "present_pages": len(p.vfn)} for p in snap.processes
+        ],
+    }
+    if ui.json:
+        ui.emit_json(summary)
+        return 0
+    procs = ", ".join(f"pid {p.pid} ({len(p.vmas)} VMAs, {len(p.vfn)} pages)" for p in snap.processes)
+    ui.out.print(f"snapshot of {procs} written to {out} (Linux {snap.kernel}, {snap.page_size >> 10}K pages)")
+    return 0
+
+
 # --- demo -------------------------------------------------------------------------
 
 DEMO_ROWS: tuple[tuple[str, str], ...] = (
