@@ -999,6 +999,143 @@ def _cmd_snapshot(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+@register
+def _register_replay(sub: Subparsers) -> None:
+    rp = add_command(
+        sub,
+        "replay",
+        help="rebuild a snapshot's address spaces on the arm64 model: Contiguous bit coverage, fidelity, "
+        "and the cost of fork, exit and munmap per variant and profile",
+        description=(
+            "Rebuild every process of a snapshot file (contpte snapshot) on the arm64 model through its "
+            "syscalls and faults: the same VMAs, folio sizes and alignments (mTHP faults, mremap to "
+            "unaligned places, MADV_DONTNEED for partial folios) and the same sharing between the "
+            "captured processes (fork). Report how faithful the rebuild is, the Contiguous bit coverage "
+            "of the model's page tables beside what thpmaps infers from the snapshot, and price fork of "
+            "every process, exit of every process and munmap of every VMA, each on a fresh rebuild, per "
+            "--variant and --profile (as contpte cost does). docs/snapshots.md says what cannot be "
+            "reproduced."
+        ),
+        epilog="exit status:\n"
+        "  0  replayed\n"
+        "  2  bad arguments, an unreadable or corrupt snapshot, or one of another page size than --granule",
+    )
+    rp.add_argument("file", help="a snapshot file")
+    add_kernel_version(rp, "(default: 6.12)")
+    rp.add_argument(
+        "--granule",
+        type=str.upper,
+        choices=("4K", "16K", "64K"),
+        help="the arm64 page size; must be the snapshot's (default: the snapshot's)",
+    )
+    rp.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="a kernel variant: Machine keys, e.g. before:batch_fork=false (repeatable; the first is the "
+        "baseline; default: contpte: and nocontpte:contpte=false)",
+    )
+    _profile_args(rp, "altra", several=True)
+    rp.add_argument(
+        "--check",
+        action="store_true",
+        help="also rebuild once with every validator on (kernel invariants, Arm ARM rules); the fidelity "
+        "is that rebuild's",
+    )
+    rp.set_defaults(handler=_cmd_replay)
+
+
+def _cmd_replay(args: argparse.Namespace, ui: Ui) -> int:
+    from .cost.pricing import parse_variant
+    from .report import fmt_ns, fmt_pct, render_table
+    from .snapshot import load
+    from .snapshot.replay import check_granule, replay
+
+    snap = load(args.file)
+    granule = check_granule(snap, args.file, args.granule)
+    profiles = _load_profiles(args.profile, args.set)
+    variants = [parse_variant(v) for v in args.variant]
+    total = max(1, len(variants) or 2) * len({(p.cpu if p.arch == "arm64" else None) for p in profiles})
+    with ui.progress(total, "rebuilding and measuring") as step:
+        result = replay(snap, profiles, variants, args.kernel_version, progress=step, check=args.check)
+    if result.unmapped:
+        ui.warn(
+            f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
+        )
+    if ui.json:
+        ui.emit_json(
+            {"file": args.file, "granule": granule, "captured_kernel": snap.kernel} | result.as_dict()
+        )
+        return 0
+    f = result.fidelity
+    names = [v.name for v in result.variants]
+
+    def pct(n: int, of: int) -> str:
+        return f"{n:,} ({100 * n / of:.1f}%)" if of else "0"
+
+    ui.out.print(
+        f"replay of {args.file}: {len(snap.processes)} process(es) captured on Linux {snap.kernel}, "
+        f"rebuilt on the arm64 model, Linux {result.kernel}, {granule} granule"
+    )
+    render_table(
+        ui.out,
+        "fidelity: captured anonymous pages and folios against the rebuild",
+        ["what", "captured", "reproduced"],
+        [
+            ["pages present", f"{f.pages:,}", pct(f.present, f.pages)],
+            ["... in a folio of the captured order", "", pct(f.order, f.pages)],
+            ["... at the captured index in it (alignment)", "", pct(f.aligned, f.pages)],
+            ["... sharing frames as captured", "", pct(f.frames, f.pages)],
+            ["... sharing folios as captured", "", pct(f.same_folio, f.pages)],
+            ["folios, every page right", f"{f.folios:,}", pct(f.folios_matched, f.folios)],
+            ["zero-page mappings", f"{f.zero_pages:,}", pct(f.zero_present, f.zero_pages)],
+            [
+                "VMAs (model count; same bounds)",
+                f"{f.vmas:,}",
+                f"{f.vmas_model:,}; {pct(f.vmas_exact, f.vmas)}",
+            ],
+        ],
+        caption=(
+            f"not rebuilt: {f.skipped_file_pages:,} page-cache pages, {f.skipped_shared_pages:,} pages of shared "
+            "mappings (docs/snapshots.md)"
+        ),
+    )
+    cov0 = result.coverage[names[0]]
+    render_table(
+        ui.out,
+        "Contiguous bit coverage (kB): the model's page tables, and what thpmaps infers from the snapshot",
+        ["pid", "mapped", *(f"cont, {n}" for n in names), "thpmaps --cont"],
+        [
+            [
+                str(c.pid),
+                f"{c.anon_kb:,}",
+                *(f"{result.coverage[n][i].cont_kb:,}" for n in names),
+                f"{c.inferred_kb:,}",
+            ]
+            for i, c in enumerate(cov0)
+        ],
+    )
+    for prof in dict.fromkeys(c.profile for c in result.costs):
+        rows = []
+        for op in ("fork", "exit", "munmap"):
+            cs = [c for c in result.costs if c.profile == prof and c.op == op]
+            rows.append(
+                [op, *(fmt_ns(c.time_ns) for c in cs), *(fmt_pct(c.change_pct / 100) for c in cs[1:])]
+            )
+        render_table(
+            ui.out,
+            f"cost of the whole rebuilt space, profile {prof}",
+            ["operation", *names, *(f"{n} vs {names[0]}" for n in names[1:])],
+            rows,
+        )
+    ui.out.print(
+        "fork: every process forks once; exit: every process exits; munmap: every VMA is unmapped; "
+        "each on a fresh rebuild. Change of time, positive = slower."
+    )
+    return 0
+
+
 # --- demo -------------------------------------------------------------------------
 
 DEMO_ROWS: tuple[tuple[str, str], ...] = (

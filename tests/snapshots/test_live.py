@@ -159,3 +159,26 @@ def test_family_report_equals_thpmaps(family: Family, capsys: pytest.CaptureFixt
         assert ours.splitlines() == real.splitlines(), pid
     real, ours = compare_with_thpmaps(family.pids, capsys, "--rollup")
     assert ours.splitlines() == real.splitlines()
+
+
+@pytest.mark.parametrize("family", [2], indirect=True)
+def test_replay_of_a_live_family(family: Family, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from contpte.snapshot.replay import fidelity, rebuild
+
+    f = tmp_path / "fam.npz"
+    cli(capsys, "snapshot", str(family.pids[0]), "--children", "-o", str(f))
+    snap = load(f)
+    rb = rebuild(snap)
+    fid = fidelity(snap, rb)
+    assert fid.present == fid.order == fid.aligned == fid.pages
+    ps = snap.page_size
+    for proc, p in zip(snap.processes, rb.processes):
+        rows = {r["vma"].start: r for r in report(snap, [4]) if r["pid"] == proc.pid}
+        for name in ("aligned", "moved", "partial", "pmd"):
+            start = family.bases[name]
+            v = rows[start]["vma"]
+            cont_kb = int(p.pagemap(start, v.end - start)["cont"].sum()) * ps >> 10
+            inferred = rows[start]["stats"]["anon-cont-pte-aligned-64kB"]["value"]
+            assert cont_kb == inferred, (proc.pid, name)
+    out = cli(capsys, "replay", str(f))
+    assert "Contiguous bit coverage" in out and "munmap" in out
