@@ -1095,23 +1095,37 @@ def _cmd_replay(args: argparse.Namespace, ui: Ui) -> int:
                 f"{f.vmas:,}",
                 f"{f.vmas_model:,}; {pct(f.vmas_exact, f.vmas)}",
             ],
+            [
+                "page-cache pages of private file mappings",
+                f"{f.file_pages:,}",
+                pct(f.file_present, f.file_pages),
+            ],
         ],
         caption=(
-            f"not rebuilt: {f.skipped_file_pages:,} page-cache pages, {f.skipped_shared_pages:,} pages of shared "
-            "mappings (docs/snapshots.md)"
+            f"not rebuilt: {f.skipped_shared_pages:,} pages of shared mappings; page-cache folios take "
+            "one size per file (docs/snapshots.md)"
         ),
     )
     cov0 = result.coverage[names[0]]
     render_table(
         ui.out,
         "Contiguous bit coverage (kB): the model's page tables, and what thpmaps infers from the snapshot",
-        ["pid", "mapped", *(f"cont, {n}" for n in names), "thpmaps --cont"],
+        [
+            "pid",
+            "mapped",
+            *(f"anon, {n}" for n in names),
+            "anon, thpmaps",
+            f"file, {names[0]}",
+            "file, thpmaps",
+        ],
         [
             [
                 str(c.pid),
-                f"{c.anon_kb:,}",
+                f"{c.mapped_kb:,}",
                 *(f"{result.coverage[n][i].cont_kb:,}" for n in names),
                 f"{c.inferred_kb:,}",
+                f"{c.file_cont_kb:,}",
+                f"{c.file_inferred_kb:,}",
             ]
             for i, c in enumerate(cov0)
         ],

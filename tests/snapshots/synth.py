@@ -49,7 +49,7 @@ def vma(start: int, end: int, perms: str = "rw-p", name: str = "", **stats: int)
     return VmaRecord(start, end, perms, "00000000", "00:00", "0", name, "rd wr mr mw me ac", dict(stats))
 
 
-def proc_record(p: Proc) -> ProcRecord:
+def proc_record(p: Proc, page: int = PAGE) -> ProcRecord:
     rows: dict[int, tuple[int, int, int, int, int, int]] = {}
     for f in p.folios:
         nr = 1 << f.order
@@ -59,15 +59,15 @@ def proc_record(p: Proc) -> ProcRecord:
                 flags = KPF_ZERO_PAGE
             if f.order:
                 flags |= KPF_THP | (KPF_COMPOUND_HEAD if i == 0 else KPF_COMPOUND_TAIL)
-            vfn = f.va // PAGE + i
+            vfn = f.va // page + i
             rows[vfn] = (vfn, PM_PRESENT | (f.pfn + i), flags, 1, f.order, i if f.order else 0)
     arr = np.array([rows[k] for k in sorted(rows)], dtype=np.uint64).reshape(-1, 6)
     # Rss and Anonymous of each VMA, as smaps would say (unless given).
     for v in p.vmas:
-        inside = (arr[:, 0] >= v.start // PAGE) & (arr[:, 0] < v.end // PAGE)
+        inside = (arr[:, 0] >= v.start // page) & (arr[:, 0] < v.end // page)
         anon = inside & ((arr[:, 2] & np.uint64(KPF_ANON)) != 0)
-        v.stats.setdefault("Rss", int(inside.sum()) * 4)
-        v.stats.setdefault("Anonymous", int(anon.sum()) * 4)
+        v.stats.setdefault("Rss", int(inside.sum()) * page // 1024)
+        v.stats.setdefault("Anonymous", int(anon.sum()) * page // 1024)
         for k in ("AnonHugePages", "ShmemPmdMapped", "FilePmdMapped"):
             v.stats.setdefault(k, 0)
     return ProcRecord(
@@ -89,7 +89,7 @@ def snapshot(*procs: Proc, page_size: int = PAGE) -> Snapshot:
         page_size,
         2 << 20 if page_size == PAGE else (page_size // 8) * page_size,
         "6.18.0-synthetic",
-        [proc_record(p) for p in procs],
+        [proc_record(p, page_size) for p in procs],
         machine="x86_64",
         thp={"enabled": "madvise", "hugepages-64kB/enabled": "always"},
     )

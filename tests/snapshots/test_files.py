@@ -182,3 +182,13 @@ def test_interrupted_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(KeyboardInterrupt):
         save(snapshot(small()), tmp_path / "s.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.npz"
+    save(snapshot(small()), f)
+    rc, out, _ = run_cli(capsys, "snapshot", "--report", str(f), "--cont", "64K", "--json")
+    assert rc == 0
+    (v,) = json.loads(out)["vmas"]
+    assert (v["pid"], v["start"], v["anon_kb"]) == (7, 0x10000000, 68)
+    assert v["kb"]["anon-thp-pte-aligned-64kB"] == 64 and v["kb"]["anon-cont-pte-aligned-64kB"] == 64

@@ -72,7 +72,7 @@ def test_rebuild_reproduces_orders_alignment_and_sharing() -> None:
     assert (cov[100].cont_kb, cov[100].inferred_kb) == (1024 + 128, 1024 + 128)
     # Child: A less the CoW'd block, C, and D's 31 remaining 64K blocks after the PMD split.
     assert (cov[101].cont_kb, cov[101].inferred_kb) == (960 + 128 + 1984, 960 + 128 + 1984)
-    assert cov[100].anon_kb == 4 * (888 + 1) and cov[101].anon_kb == 4 * (872 + 1)
+    assert cov[100].mapped_kb == 4 * (888 + 1) and cov[101].mapped_kb == 4 * (872 + 1)
 
 
 def test_unaligned_folios_of_two_phases() -> None:
@@ -143,13 +143,85 @@ def test_replay_bad_input(
     assert err.count("\n") == 1 and message in err, err
 
 
+def sixteen_k():
+    # 16K pages: a contiguous block is 128 PTEs (2M), the PMD 32M.  A 2M folio aligned, one moved
+    # 16K past a 2M boundary, and a 64K folio (4 pages: mTHP, never contiguous).
+    base = 0x40000000
+    return snapshot(
+        Proc(
+            9,
+            [vma(base, base + 4 * M), vma(0x50004000, 0x50004000 + 2 * M), vma(0x60000000, 0x60010000)],
+            [Folio(base, 0x4000, 7), Folio(0x50004000, 0x8000, 7), Folio(0x60000000, 0x9000, 2)],
+        ),
+        page_size=16384,
+    )
+
+
+def test_replay_at_16k() -> None:
+    snap = sixteen_k()
+    rb = rebuild(snap, check=True)
+    f = fidelity(snap, rb)
+    assert f.pages == f.present == f.order == f.aligned == f.same_folio == 128 + 128 + 4
+    (c,) = coverage(snap, rb)
+    assert c.cont_kb == c.inferred_kb == 2048
+
+
 def test_replay_of_a_16k_snapshot_needs_16k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    p = Proc(9, [vma(0x40000000, 0x40000000 + 2 * M)], [Folio(0x40000000, 0x4000, 0)])
-    snap = snapshot(p)
-    snap.page_size = 16384
-    snap.pmd_size = 32 << 20
+    snap = sixteen_k()
     f = tmp_path / "16k.npz"
     save(snap, f)
     rc = main(["replay", str(f), "--granule", "4K"])
     _, err = capsys.readouterr()
     assert rc == 2 and str(f) in err and "captured with 16K pages" in err
+
+
+def test_replay_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    f = tmp_path / "fam.npz"
+    save(family_snapshot(), f)
+    assert (
+        main(["replay", str(f), "--json", "--variant", "base:", "--variant", "before:batch_fork=false"]) == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["granule"] == "4K" and data["kernel"] == "6.12"
+    assert [v["name"] for v in data["variants"]] == ["base", "before"]
+    assert data["fidelity"]["pages"] == data["fidelity"]["frames"] == 888 + 872
+    assert [c["cont_kb"] for c in data["coverage"]["base"]] == [1152, 3072]
+    fork = {c["variant"]: c for c in data["costs"] if c["op"] == "fork"}
+    # Without batching at fork every PTE is copied by itself: more work, never less.
+    assert fork["before"]["time_ns"] > fork["base"]["time_ns"] and fork["before"]["change_pct"] > 0
+
+
+def test_private_file_mappings() -> None:
+    # A library's text (two 64K page-cache folios) and its data (one CoW'd page, one page-cache page)
+    # beside an anonymous VMA of the same protection, which must not merge with them.
+    lib = 0x7F0000000000
+    text = vma(lib, lib + 128 * K, "r-xp", "/lib/x.so")
+    data = vma(lib + 128 * K, lib + 136 * K, "rw-p", "/lib/x.so")
+    data.offset = "00020000"
+    for v in (text, data):
+        v.dev, v.inode = "fe:00", "1234"
+    bss = vma(lib + 136 * K, lib + 140 * K)
+    p = Proc(
+        5,
+        [text, data, bss],
+        [
+            Folio(lib, 0x5000, 4, anon=False),
+            Folio(lib + 64 * K, 0x5010, 4, anon=False),
+            Folio(lib + 128 * K, 0x6000, 0),
+            Folio(lib + 132 * K, 0x7000, 0, anon=False),
+            Folio(lib + 136 * K, 0x8000, 0),
+        ],
+    )
+    snap = snapshot(p)
+    rb = rebuild(snap, check=True)
+    rb.machine.check()
+    f = fidelity(snap, rb)
+    assert (f.pages, f.present, f.order) == (2, 2, 2)
+    assert f.file_pages == f.file_present == 33
+    assert f.vmas == f.vmas_model == f.vmas_exact == 3
+    (c,) = coverage(snap, rb)
+    assert c.file_cont_kb == c.file_inferred_kb == 128 and c.cont_kb == c.inferred_kb == 0
+    assert c.mapped_kb == 4 * 35
+    assert rb.processes[0].maps()[0][3] == "fe:00:1234 /lib/x.so"

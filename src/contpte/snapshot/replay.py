@@ -4,10 +4,13 @@ Models nothing itself: it drives the model (``contpte.Machine``) through its
 syscalls and faults, the kernel-shaped paths a real process takes, to
 rebuild each captured process (docs/snapshots.md):
 
-- every private VMA below ``TASK_SIZE`` is mapped anonymous and private
-  (``mmap(MAP_FIXED)``) with its protection (``mprotect``) and its
+- every private VMA below ``TASK_SIZE`` is mapped (``mmap(MAP_FIXED)``, over
+  a PROT_NONE placeholder) as private anonymous memory, or for a private
+  file mapping as a private mapping of a model file (one per device and
+  inode) at its offset, and gets its protection (``mprotect``) and its
   ``VmFlags`` advice (``dc``: MADV_DONTFORK, ``hg``/``nh``:
-  MADV_HUGEPAGE/NOHUGEPAGE) set once its pages are in;
+  MADV_HUGEPAGE/NOHUGEPAGE) once its pages are in; in a file mapping the
+  CoW'd pages are written and the page-cache pages read-faulted;
 - each anonymous folio is faulted in by a write with only its size enabled
   in the mTHP sysfs policy (``alloc_anon_folio()`` then allocates exactly
   that order at the naturally aligned address; the PMD size goes through
@@ -25,14 +28,14 @@ rebuild each captured process (docs/snapshots.md):
   rebuilt as the child's own folios, VMAs only one of them has are unmapped
   or built.
 
-What cannot be reproduced: page-cache folios (file pages are not rebuilt;
-their private VMAs are mapped as anonymous), shared mappings (skipped),
-KSM, swap entries, the physical addresses themselves (only which pages
-share a frame), PTE bits (dirty, young, soft-dirty, writable after CoW),
-folio sharing not created by fork (e.g. between siblings after the parent
-CoW'd), and VMA boundaries the model merges (adjacent VMAs of equal
-protection).  ``Fidelity`` reports how many captured pages and folios came
-out with the captured order, alignment (index in the folio) and sharing.
+What cannot be reproduced: page-cache folio sizes (one per file in the
+model), shared mappings (skipped), KSM, swap entries, the physical addresses
+themselves (only which pages share a frame or a folio), PTE bits (dirty,
+young, soft-dirty, writable after CoW), folio sharing not created by fork
+(e.g. between siblings after the parent CoW'd), and VMA boundaries the model
+merges (adjacent anonymous VMAs of equal protection).  ``Fidelity`` reports
+how many captured pages and folios came out with the captured order,
+alignment (index in the folio) and sharing.
 
 Pricing reuses the cost model (``contpte.cost.pricing``): per kernel
 variant, the address space is rebuilt (validators off) and fork of every
@@ -116,6 +119,18 @@ def _is_replayed(v: VmaRecord) -> bool:
     return v.private and v.end <= TASK_SIZE
 
 
+def _is_file(v: VmaRecord) -> bool:
+    """A private mapping of a file (not anonymous memory, not /dev/zero)."""
+    return (v.dev != "00:00" or v.inode != "0") and not v.name.startswith("/dev/zero")
+
+
+def _clip(v: VmaRecord, lo: int, hi: int) -> VmaRecord:
+    """The part of ``v`` inside ``[lo, hi)`` (file offset moved along)."""
+    start, end = max(v.start, lo), min(v.end, hi)
+    off = int(v.offset, 16) + (start - v.start)
+    return VmaRecord(start, end, v.perms, f"{off:08x}", v.dev, v.inode, v.name, v.vmflags, v.stats)
+
+
 def _replayed_mask(proc: ProcRecord, page_size: int) -> np.ndarray:
     inside = np.zeros(len(proc.vfn), dtype=bool)
     for v in proc.vmas:
@@ -195,6 +210,53 @@ class _Builder:
         self.pmd_order = m.kernel.PMD_ORDER
         self.pmd_size = self.ps << self.pmd_order
         self._policy: int | None = -2
+        self.files: dict[tuple[str, str], Any] = {}
+        self.file_spec = self._file_spec()
+        # A read fault maps the page it faults on (the debugfs knob
+        # fault_around_bytes at PAGE_SIZE: no fault-around), so the page
+        # cache pages mapped are the captured ones.
+        self._fault_around = m.kernel.fault_around_bytes
+        m.kernel.fault_around_bytes = self.ps
+
+    def _file_spec(self) -> dict[tuple[str, str], tuple[int, str, int]]:
+        """Per file (device, inode): its size (the farthest byte mapped), name and folio order.
+
+        The model's page cache has one folio size per file: the order most
+        of the file's captured page-cache pages have.
+        """
+        sizes: dict[tuple[str, str], int] = {}
+        names: dict[tuple[str, str], str] = {}
+        orders: dict[tuple[str, str], dict[int, int]] = {}
+        for proc in self.snap.processes:
+            anon_or_zero = (proc.kpageflags & np.uint64(KPF_ANON | KPF_ZERO_PAGE)) != 0
+            for v in proc.vmas:
+                if not (_is_replayed(v) and _is_file(v)):
+                    continue
+                key = (v.dev, v.inode)
+                sizes[key] = max(sizes.get(key, 0), int(v.offset, 16) + v.end - v.start)
+                names[key] = v.name or f"{v.dev}:{v.inode}"
+                sl = proc.pages_in(v.start // self.ps, v.end // self.ps)
+                for o in proc.order[sl][~anon_or_zero[sl]].tolist():
+                    o = o if 2 <= o <= self.pmd_order else 0
+                    orders.setdefault(key, {})[o] = orders.setdefault(key, {}).get(o, 0) + 1
+        out = {}
+        for key, size in sizes.items():
+            counts = orders.get(key, {0: 1})
+            order = max(counts, key=lambda o: (counts[o], -o))
+            folio = self.ps << order
+            out[key] = ((size + folio - 1) // folio * folio, names[key], order)
+        return out
+
+    def file_for(self, v: VmaRecord) -> Any:
+        """The model file standing for ``v``'s file (one per device and inode, shared by every process)."""
+        key = (v.dev, v.inode)
+        f = self.files.get(key)
+        if f is None:
+            size, name, order = self.file_spec[key]
+            folio = str(self.ps) if order == 0 else f"{(self.ps << order) >> 10}K"
+            f = self.m.open_file(f"{v.dev}:{v.inode} {name}", size, folio)
+            self.files[key] = f
+        return f
 
     # -- the THP policy -------------------------------------------------------------
     def enable_only(self, order: int) -> None:
@@ -342,18 +404,69 @@ class _Builder:
 
     # -- whole processes ------------------------------------------------------------------
     def build_fresh(self, p: Process, proc: ProcRecord) -> None:
-        ps = self.ps
         vmas = [v for v in proc.vmas if _is_replayed(v)]
-        anon, zero = self.kinds(proc)
         regions = _intervals(vmas)
         self.reserve_targets(p, regions)
         for lo, hi in regions:
-            sl = proc.pages_in(lo // ps, hi // ps)
+            self.build_span(p, proc, lo, hi)
+        self.finish_vmas(p, vmas)
+
+    def build_span(self, p: Process, proc: ProcRecord, lo: int, hi: int) -> None:
+        """Build the replayed VMAs of ``proc`` inside ``[lo, hi)`` (a placeholder mapping now).
+
+        Runs of anonymous VMAs are built by ``build_region``; a private file
+        mapping is mapped from its model file, and its anonymous (CoW'd)
+        pages written.
+        """
+        ps = self.ps
+        anon, zero = self.kinds(proc)
+        parts = [_clip(v, lo, hi) for v in proc.vmas if _is_replayed(v) and v.start < hi and v.end > lo]
+        runs: list[list[VmaRecord]] = []
+        for v in parts:
+            if not _is_file(v) and runs and not _is_file(runs[-1][-1]) and runs[-1][-1].end == v.start:
+                runs[-1].append(v)
+            else:
+                runs.append([v])
+        for run in runs:
+            rlo, rhi = run[0].start, run[-1].end
+            sl = proc.pages_in(rlo // ps, rhi // ps)
+            if _is_file(run[0]):
+                v = run[0]
+                p.mmap(
+                    rhi - rlo,
+                    "rw",
+                    "private|fixed",
+                    file=self.file_for(v),
+                    offset=int(v.offset, 16),
+                    addr=rlo,
+                )
+                self.write_order0(p, proc.vfn[sl][anon[sl]].tolist())
+                continue
             sel = np.zeros(len(proc.vfn), dtype=bool)
             sel[sl] = anon[sl]
             zsel = proc.vfn[sl][zero[sl]].tolist()
-            self.build_region(p, lo, hi, _pieces(proc, sel, self.pmd_order), zsel, placeholder=True)
-        self.finish_vmas(p, vmas)
+            self.build_region(p, rlo, rhi, _pieces(proc, sel, self.pmd_order), zsel, placeholder=True)
+
+    def sync_file_pages(self, p: Process, proc: ProcRecord) -> None:
+        """Map the captured page-cache pages of private file mappings; drop what the snapshot does not map."""
+        ps = self.ps
+        anon, zero = self.kinds(proc)
+        for v in proc.vmas:
+            if not (_is_replayed(v) and _is_file(v)):
+                continue
+            first = v.start // ps
+            sl = proc.pages_in(first, v.end // ps)
+            vfns = proc.vfn[sl]
+            cache = vfns[~anon[sl] & ~zero[sl]]
+            present = p.pagemap(v.start, v.end - v.start)["present"]
+            missing = [x for x in cache.tolist() if not present[x - first]]
+            for a, n in _runs(missing):
+                p.read(a * ps, n * ps)
+            present = p.pagemap(v.start, v.end - v.start)["present"]
+            captured = set(vfns.tolist())
+            extra = [first + i for i in np.flatnonzero(present).tolist() if first + i not in captured]
+            for a, n in _runs(extra):
+                p.madvise(a * ps, n * ps, "dontneed")
 
     def reserve_targets(self, p: Process, regions: Sequence[tuple[int, int]]) -> None:
         """Map every target range PROT_NONE first, so no staging mapping is placed on one."""
@@ -389,12 +502,7 @@ class _Builder:
         new_iv = _subtract(c_iv, p_iv)
         self.reserve_targets(c, new_iv)
         for lo, hi in new_iv:
-            sl = child.pages_in(lo // ps, hi // ps)
-            sel = np.zeros(len(child.vfn), dtype=bool)
-            sel[sl] = c_anon[sl]
-            self.build_region(
-                c, lo, hi, _pieces(child, sel, self.pmd_order), child.vfn[sl][c_zero[sl]].tolist()
-            )
+            self.build_span(c, child, lo, hi)
         in_common = np.array([_inside(int(v) * ps, common) for v in child.vfn], dtype=bool)
         pieces = _pieces(child, c_anon & own & in_common, self.pmd_order)
         for pc in sorted((x for x in pieces if x.order), key=lambda x: (-x.order, x.base)):
@@ -445,6 +553,9 @@ class _Builder:
                     self.place_piece(p, pc)
                 self.write_order0(p, (pc.base for pc in pieces if not pc.order))
                 self.read_zero(p, proc.vfn[zero & want].tolist())
+        for p, proc in zip(out, procs):
+            self.sync_file_pages(p, proc)
+        self.m.kernel.fault_around_bytes = self._fault_around
         self.enable_only(0)
         return out
 
@@ -528,7 +639,9 @@ class Fidelity:
     vmas: int = 0
     vmas_model: int = 0
     vmas_exact: int = 0
-    skipped_file_pages: int = 0
+    file_pages: int = 0
+    """Page-cache pages of private file mappings (their folio sizes are the file's, see ``_file_spec``)."""
+    file_present: int = 0
     skipped_shared_pages: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -540,11 +653,15 @@ class Coverage:
     """Contiguous bit coverage of one process: the model's page tables beside thpmaps' inference."""
 
     pid: int
-    anon_kb: int
+    mapped_kb: int
+    """kB the model maps in the replayed VMAs."""
     cont_kb: int
-    """kB of replayed VMAs whose PTE has the Contiguous bit in the model."""
+    """kB of the captured anonymous pages whose PTE has the Contiguous bit in the model."""
     inferred_kb: int
-    """thpmaps' ``anon-cont-pte-aligned-<CONT_PTE_SIZE>`` of the snapshot (what it infers)."""
+    """thpmaps' ``anon-cont-pte-aligned-<contpte block>`` of the snapshot (what it infers)."""
+    file_cont_kb: int
+    """The same for page-cache pages (the model's file folio sizes are one per file)."""
+    file_inferred_kb: int
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -606,7 +723,6 @@ def fidelity(snap: Snapshot, rb: Rebuilt) -> Fidelity:
         zero = ((flags & np.uint64(KPF_ZERO_PAGE)) != 0) & inside
         anon = ((flags & np.uint64(KPF_ANON)) != 0) & ~zero & inside
         fid.skipped_shared_pages += int((~inside).sum())
-        fid.skipped_file_pages += int((inside & ~anon & ~zero).sum())
         replayed = [v for v in proc.vmas if _is_replayed(v)]
         fid.vmas += len(replayed)
         maps = {(lo, hi) for lo, hi, _, _ in p.maps()} if p.alive else set()
@@ -614,6 +730,9 @@ def fidelity(snap: Snapshot, rb: Rebuilt) -> Fidelity:
         fid.vmas_exact += sum((v.start, v.end) in maps for v in replayed)
         rows = _model_rows(p, proc.vfn, ps)
         fid.zero_pages += int(zero.sum())
+        cache = inside & ~anon & ~zero
+        fid.file_pages += int(cache.sum())
+        fid.file_present += int(rows["present"][cache].sum())
         zpfn = rb.machine.kernel.zero_pfn
         fid.zero_present += int((rows["present"][zero] & (rows["pfn"][zero] == zpfn)).sum())
         for j in np.flatnonzero(anon).tolist():
@@ -667,24 +786,39 @@ def _model_rows(p: Process, vfns: np.ndarray, ps: int) -> np.ndarray:
 
 
 def coverage(snap: Snapshot, rb: Rebuilt) -> list[Coverage]:
-    """Per process: anonymous kB, kB with the Contiguous bit in the model, and thpmaps' inferred kB."""
+    """Per process: kB mapped, kB with the Contiguous bit in the model, and thpmaps' inferred kB."""
     ps = snap.page_size
     cont_order = int(rb.machine.arch.CONT_PTES).bit_length() - 1
-    label = f"anon-cont-pte-aligned-{(ps << cont_order) >> 10}kB"
+    block = f"cont-pte-aligned-{(ps << cont_order) >> 10}kB"
     out = []
     for proc, p in zip(snap.processes, rb.processes):
-        anon_kb = cont_kb = inferred = 0
+        inside = _replayed_mask(proc, ps)
+        flags = proc.kpageflags
+        zero = (flags & np.uint64(KPF_ZERO_PAGE)) != 0
+        anon = ((flags & np.uint64(KPF_ANON)) != 0) & ~zero & inside
+        cache = inside & ~anon & ~zero
+        rows = _model_rows(p, proc.vfn, ps)
+        cont = rows["cont"] & rows["present"]
+        mapped = inferred = file_inferred = 0
         for v in proc.vmas:
             if not _is_replayed(v):
                 continue
-            rows = p.pagemap(v.start, v.end - v.start) if p.mm.vmas_in(v.start, v.end) else None
-            if rows is not None:
-                cont_kb += int(rows["cont"].sum()) * ps >> 10
-                anon_kb += int(rows["present"].sum()) * ps >> 10
+            if p.mm.vmas_in(v.start, v.end):
+                mapped += int(p.pagemap(v.start, v.end - v.start)["present"].sum()) * ps >> 10
             if v.stats.get("Rss", 0) > 0 and any(c in v.perms[:3] for c in "rwx"):
                 stats, _, _ = vma_categories(snap, proc, v, [cont_order])
-                inferred += int(stats[label]["value"])
-        out.append(Coverage(proc.pid, anon_kb, cont_kb, inferred))
+                inferred += int(stats[f"anon-{block}"]["value"])
+                file_inferred += int(stats[f"file-{block}"]["value"])
+        out.append(
+            Coverage(
+                proc.pid,
+                mapped,
+                int(cont[anon].sum()) * ps >> 10,
+                inferred,
+                int(cont[cache].sum()) * ps >> 10,
+                file_inferred,
+            )
+        )
     return out
 
 
