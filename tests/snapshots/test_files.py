@@ -192,3 +192,17 @@ def test_report_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     (v,) = json.loads(out)["vmas"]
     assert (v["pid"], v["start"], v["anon_kb"]) == (7, 0x10000000, 68)
     assert v["kb"]["anon-thp-pte-aligned-64kB"] == 64 and v["kb"]["anon-cont-pte-aligned-64kB"] == 64
+
+
+def test_pid_reused_mid_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not os.access("/proc/kpageflags", os.R_OK):
+        pytest.skip("capturing needs /proc/kpageflags (root)")
+    from contpte.snapshot import capture
+
+    times = iter([100, 200])  # the start time read before and after the pages differ
+    monkeypatch.setattr(capture, "_start_time", lambda pid: next(times))
+    rc, _, err = run_cli(capsys, "snapshot", "--self", "-o", str(tmp_path / "s.npz"))
+    assert rc == 2 and "PID was reused" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

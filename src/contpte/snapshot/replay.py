@@ -348,6 +348,10 @@ class _Builder:
         (``reserve_targets``), replaced here.
         """
         ps = self.ps
+        if not pieces and not zero:
+            # Nothing to fault: no staging (a large PROT_NONE reservation costs nothing).
+            p.mmap(hi - lo, "rw", "private|anonymous|fixed", addr=lo)
+            return
         large = [pc for pc in pieces if pc.order]
         pmd_nr = 1 << self.pmd_order
         # The shift (mod the PMD) that aligns the most pages of large folios.
@@ -654,7 +658,7 @@ class Coverage:
 
     pid: int
     mapped_kb: int
-    """kB the model maps in the replayed VMAs."""
+    """The model's RSS (anonymous, file and shmem pages mapped; the zero page is not counted), kB."""
     cont_kb: int
     """kB of the captured anonymous pages whose PTE has the Contiguous bit in the model."""
     inferred_kb: int
@@ -799,12 +803,12 @@ def coverage(snap: Snapshot, rb: Rebuilt) -> list[Coverage]:
         cache = inside & ~anon & ~zero
         rows = _model_rows(p, proc.vfn, ps)
         cont = rows["cont"] & rows["present"]
-        mapped = inferred = file_inferred = 0
+        rss = p.rss()
+        mapped = (rss["anon"] + rss["file"] + rss["shmem"]) * ps >> 10
+        inferred = file_inferred = 0
         for v in proc.vmas:
             if not _is_replayed(v):
                 continue
-            if p.mm.vmas_in(v.start, v.end):
-                mapped += int(p.pagemap(v.start, v.end - v.start)["present"].sum()) * ps >> 10
             if v.stats.get("Rss", 0) > 0 and any(c in v.perms[:3] for c in "rwx"):
                 stats, _, _ = vma_categories(snap, proc, v, [cont_order])
                 inferred += int(stats[f"anon-{block}"]["value"])
