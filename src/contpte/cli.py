@@ -1112,7 +1112,7 @@ def _cmd_replay(args: argparse.Namespace, ui: Ui) -> int:
         "Contiguous bit coverage (kB): the model's page tables, and what thpmaps infers from the snapshot",
         [
             "pid",
-            "mapped",
+            "RSS",
             *(f"anon, {n}" for n in names),
             "anon, thpmaps",
             f"file, {names[0]}",
