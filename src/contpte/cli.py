@@ -883,6 +883,285 @@ def _cmd_oracle(args: argparse.Namespace, ui: Ui) -> int:
     return cmd_oracle(args, ui)
 
 
+# --- snapshot, replay (contpte.snapshot) ---------------------------------------------
+
+
+@register
+def _register_snapshot(sub: Subparsers) -> None:
+    snap = add_command(
+        sub,
+        "snapshot",
+        help="capture live processes (VMAs, pages, folios, THP settings) into a file, or report "
+        "tools/mm/thpmaps' categories",
+        description=(
+            "Capture live processes (root: PFNs and /proc/kpageflags need CAP_SYS_ADMIN) into one "
+            "versioned snapshot file: VMAs and smaps, per present page the pagemap entry, kpageflags, "
+            "kpagecount, folio order and index, the THP sysfs settings and the kernel version "
+            "(docs/snapshots.md). With --report, print the per-VMA categories of tools/mm/thpmaps "
+            "(in kB, its layout) of live PIDs or of a snapshot file instead."
+        ),
+        epilog="exit status:\n"
+        "  0  captured (or reported)\n"
+        "  2  bad arguments, a process that does not exist or exits during the capture, an unreadable\n"
+        "     or corrupt snapshot file; nothing is written then",
+    )
+    snap.add_argument(
+        "targets",
+        nargs="*",
+        metavar="PID|FILE",
+        help="process IDs to capture; with --report also a snapshot file",
+    )
+    snap.add_argument("-o", "--output", metavar="FILE", help="the snapshot file to write (atomically)")
+    snap.add_argument("--self", action="store_true", help="capture this contpte process too (for tests)")
+    snap.add_argument(
+        "--children", action="store_true", help="capture every descendant of each PID too (a forked family)"
+    )
+    snap.add_argument(
+        "--report", action="store_true", help="print thpmaps' categories of the PIDs or the FILE"
+    )
+    snap.add_argument(
+        "--cont",
+        action="append",
+        default=[],
+        metavar="SIZE",
+        help="with --report: also count contiguous blocks of SIZE (e.g. 64K), as thpmaps --cont",
+    )
+    snap.add_argument("--rollup", action="store_true", help="with --report: one sum over every VMA")
+    snap.add_argument("--inc-empty", action="store_true", help="with --report: show zero values too")
+    snap.set_defaults(handler=_cmd_snapshot)
+
+
+def _cmd_snapshot(args: argparse.Namespace, ui: Ui) -> int:
+    from pathlib import Path
+
+    from .snapshot import format as snapfmt
+    from .snapshot import thpmaps
+
+    texts: list[str] = list(args.targets)
+    is_pid = [t.isdigit() or t == "self" for t in texts]
+    files = [t for t, p in zip(texts, is_pid) if not p]
+    if files and not args.report:
+        raise ModelUsageError(f"snapshot: {files[0]!r} is not a PID (a snapshot file goes with --report)")
+    if files and (len(files) > 1 or any(is_pid) or args.self or args.children):
+        raise ModelUsageError(f"snapshot --report {files[0]}: give one snapshot file, or PIDs, not both")
+    if not args.report and not args.output:
+        raise ModelUsageError("snapshot: give -o FILE (or --report)")
+    if args.report and args.output:
+        raise ModelUsageError("snapshot: --report prints; it takes no -o FILE")
+    if not args.report and (args.cont or args.rollup or args.inc_empty):
+        raise ModelUsageError("snapshot: --cont, --rollup and --inc-empty go with --report")
+    if files:
+        snap = snapfmt.load(files[0])
+    else:
+        from .snapshot.capture import capture, parse_pids
+
+        pids = parse_pids(texts)
+        if args.self:
+            pids.append(os.getpid())
+        if not pids:
+            raise ModelUsageError("snapshot: give at least one PID (or --self)")
+        snap = capture(pids, children=args.children)
+    if args.report:
+        try:
+            conts = [thpmaps.cont_order(c, snap.page_size, snap.pmd_order) for c in args.cont]
+        except ValueError as e:
+            raise ModelUsageError(str(e)) from None
+        rows = thpmaps.report(snap, conts)
+        if ui.json:
+            ui.emit_json(
+                {
+                    "page_size": snap.page_size,
+                    "kernel": snap.kernel,
+                    "vmas": [
+                        {
+                            "pid": r["pid"],
+                            "start": r["vma"].start,
+                            "end": r["vma"].end,
+                            "perms": r["vma"].perms,
+                            "name": r["vma"].name,
+                            "anon_kb": r["anon_kb"],
+                            "file_kb": r["file_kb"],
+                            "kb": {k: s["value"] for k, s in r["stats"].items()},
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+            return 0
+        sys.stdout.write(thpmaps.format_report(rows, rollup=args.rollup, inc_empty=args.inc_empty))
+        return 0
+    out = Path(args.output)
+    try:
+        snapfmt.save(snap, out)
+    except OSError as e:
+        raise ModelUsageError(f"snapshot: cannot write {out}: {e.strerror}") from None
+    summary = {
+        "file": str(out),
+        "kernel": snap.kernel,
+        "page_size": snap.page_size,
+        "processes": [
+            {"pid": p.pid, "vmas": len(p.vmas), "present_pages": len(p.vfn)} for p in snap.processes
+        ],
+    }
+    if ui.json:
+        ui.emit_json(summary)
+        return 0
+    procs = ", ".join(f"pid {p.pid} ({len(p.vmas)} VMAs, {len(p.vfn)} pages)" for p in snap.processes)
+    ui.out.print(f"snapshot of {procs} written to {out} (Linux {snap.kernel}, {snap.page_size >> 10}K pages)")
+    return 0
+
+
+@register
+def _register_replay(sub: Subparsers) -> None:
+    rp = add_command(
+        sub,
+        "replay",
+        help="rebuild a snapshot's address spaces on the arm64 model: Contiguous bit coverage, fidelity, "
+        "and the cost of fork, exit and munmap per variant and profile",
+        description=(
+            "Rebuild every process of a snapshot file (contpte snapshot) on the arm64 model through its "
+            "syscalls and faults: the same VMAs, folio sizes and alignments (mTHP faults, mremap to "
+            "unaligned places, MADV_DONTNEED for partial folios) and the same sharing between the "
+            "captured processes (fork). Report how faithful the rebuild is, the Contiguous bit coverage "
+            "of the model's page tables beside what thpmaps infers from the snapshot, and price fork of "
+            "every process, exit of every process and munmap of every VMA, each on a fresh rebuild, per "
+            "--variant and --profile (as contpte cost does). docs/snapshots.md says what cannot be "
+            "reproduced."
+        ),
+        epilog="exit status:\n"
+        "  0  replayed\n"
+        "  2  bad arguments, an unreadable or corrupt snapshot, or one of another page size than --granule",
+    )
+    rp.add_argument("file", help="a snapshot file")
+    add_kernel_version(rp, "(default: 6.12)")
+    rp.add_argument(
+        "--granule",
+        type=str.upper,
+        choices=("4K", "16K", "64K"),
+        help="the arm64 page size; must be the snapshot's (default: the snapshot's)",
+    )
+    rp.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="a kernel variant: Machine keys, e.g. before:batch_fork=false (repeatable; the first is the "
+        "baseline; default: contpte: and nocontpte:contpte=false)",
+    )
+    _profile_args(rp, "altra", several=True)
+    rp.add_argument(
+        "--check",
+        action="store_true",
+        help="also rebuild once with every validator on (kernel invariants, Arm ARM rules); the fidelity "
+        "is that rebuild's",
+    )
+    rp.set_defaults(handler=_cmd_replay)
+
+
+def _cmd_replay(args: argparse.Namespace, ui: Ui) -> int:
+    from .cost.pricing import parse_variant
+    from .report import fmt_ns, fmt_pct, render_table
+    from .snapshot import load
+    from .snapshot.replay import check_granule, replay
+
+    snap = load(args.file)
+    granule = check_granule(snap, args.file, args.granule)
+    profiles = _load_profiles(args.profile, args.set)
+    variants = [parse_variant(v) for v in args.variant]
+    total = max(1, len(variants) or 2) * len({(p.cpu if p.arch == "arm64" else None) for p in profiles})
+    with ui.progress(total, "rebuilding and measuring") as step:
+        result = replay(snap, profiles, variants, args.kernel_version, progress=step, check=args.check)
+    if result.unmapped:
+        ui.warn(
+            f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
+        )
+    if ui.json:
+        ui.emit_json(
+            {"file": args.file, "granule": granule, "captured_kernel": snap.kernel} | result.as_dict()
+        )
+        return 0
+    f = result.fidelity
+    names = [v.name for v in result.variants]
+
+    def pct(n: int, of: int) -> str:
+        return f"{n:,} ({100 * n / of:.1f}%)" if of else "0"
+
+    ui.out.print(
+        f"replay of {args.file}: {len(snap.processes)} process(es) captured on Linux {snap.kernel}, "
+        f"rebuilt on the arm64 model, Linux {result.kernel}, {granule} granule"
+    )
+    render_table(
+        ui.out,
+        "fidelity: captured anonymous pages and folios against the rebuild",
+        ["what", "captured", "reproduced"],
+        [
+            ["pages present", f"{f.pages:,}", pct(f.present, f.pages)],
+            ["... in a folio of the captured order", "", pct(f.order, f.pages)],
+            ["... at the captured index in it (alignment)", "", pct(f.aligned, f.pages)],
+            ["... sharing frames as captured", "", pct(f.frames, f.pages)],
+            ["... sharing folios as captured", "", pct(f.same_folio, f.pages)],
+            ["folios, every page right", f"{f.folios:,}", pct(f.folios_matched, f.folios)],
+            ["zero-page mappings", f"{f.zero_pages:,}", pct(f.zero_present, f.zero_pages)],
+            [
+                "VMAs (model count; same bounds)",
+                f"{f.vmas:,}",
+                f"{f.vmas_model:,}; {pct(f.vmas_exact, f.vmas)}",
+            ],
+            [
+                "page-cache pages of private file mappings",
+                f"{f.file_pages:,}",
+                pct(f.file_present, f.file_pages),
+            ],
+        ],
+        caption=(
+            f"not rebuilt: {f.skipped_shared_pages:,} pages of shared mappings; page-cache folios take "
+            "one size per file (docs/snapshots.md)"
+        ),
+    )
+    cov0 = result.coverage[names[0]]
+    render_table(
+        ui.out,
+        "Contiguous bit coverage (kB): the model's page tables, and what thpmaps infers from the snapshot",
+        [
+            "pid",
+            "RSS",
+            *(f"anon, {n}" for n in names),
+            "anon, thpmaps",
+            f"file, {names[0]}",
+            "file, thpmaps",
+        ],
+        [
+            [
+                str(c.pid),
+                f"{c.mapped_kb:,}",
+                *(f"{result.coverage[n][i].cont_kb:,}" for n in names),
+                f"{c.inferred_kb:,}",
+                f"{c.file_cont_kb:,}",
+                f"{c.file_inferred_kb:,}",
+            ]
+            for i, c in enumerate(cov0)
+        ],
+    )
+    for prof in dict.fromkeys(c.profile for c in result.costs):
+        rows = []
+        for op in ("fork", "exit", "munmap"):
+            cs = [c for c in result.costs if c.profile == prof and c.op == op]
+            rows.append(
+                [op, *(fmt_ns(c.time_ns) for c in cs), *(fmt_pct(c.change_pct / 100) for c in cs[1:])]
+            )
+        render_table(
+            ui.out,
+            f"cost of the whole rebuilt space, profile {prof}",
+            ["operation", *names, *(f"{n} vs {names[0]}" for n in names[1:])],
+            rows,
+        )
+    ui.out.print(
+        "fork: every process forks once; exit: every process exits; munmap: every VMA is unmapped; "
+        "each on a fresh rebuild. Change of time, positive = slower."
+    )
+    return 0
+
+
 # --- demo -------------------------------------------------------------------------
 
 DEMO_ROWS: tuple[tuple[str, str], ...] = (
