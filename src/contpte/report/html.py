@@ -91,6 +91,55 @@ def _baseline_times(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], 
     return {k: v[1] for k, v in best.items()}
 
 
+def _overview(
+    rows: Sequence[Mapping[str, Any]],
+    base: Mapping[tuple[Any, ...], float],
+    workloads: Sequence[str],
+    variants: Sequence[str],
+    most: int,
+) -> str:
+    """Per profile, each variant's time against the baseline's at the most CPUs, per workload."""
+    panels = []
+    for pr in _order([r["profile"] for r in rows]):
+        series: dict[str, list[float | None]] = {}
+        labels: dict[str, list[str]] = {}
+        for k in _order([r["kernel"] for r in rows]):
+            for v in variants[1:]:
+                vals: list[float | None] = []
+                texts: list[str] = []
+                for w in workloads:
+                    r = next(
+                        (
+                            r
+                            for r in rows
+                            if (r["workload"], r["profile"], r["kernel"], r["variant"], r["cpus"])
+                            == (w, pr, k, v, most)
+                        ),
+                        None,
+                    )
+                    b = base.get((w, repr(r["params"]), pr, k, most)) if r else None
+                    vals.append(r["time_ns"] / b if r and b else None)
+                    texts.append(fmt_pct(r["time_ns"] / b - 1.0) if r and b else "")
+                if any(x is not None for x in vals):
+                    series[f"{v} @ {k}"] = vals
+                    labels[f"{v} @ {k}"] = texts
+        if series:
+            panels.append(
+                Panel(
+                    f"{pr}: {most} copies at once",
+                    f"time / baseline ({variants[0]}), log scale",
+                    list(workloads),
+                    series,
+                    log=True,
+                    labels=labels,
+                    zero_line=False,
+                )
+            )
+    if not panels:
+        return "<p>One variant only: no change to show.</p>"
+    return _png(panels, f"each variant's time against {variants[0]}'s, {most} copies at once (1 = the same)")
+
+
 def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, source: str = "") -> Path:
     """Write the report of ``rows`` (one per run) to ``path``; returns it."""
     out = Path(path)
@@ -118,36 +167,35 @@ def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, so
         "(docs/cost-model.md). Change: against the sweep's first variant on the same kernel, profile and "
         "CPU count (positive = slower).</p>",
     ]
+    variants = kinds["variants"]
+    most = max(kinds["CPU counts"])
+    parts.append("<h2>Overview</h2>")
+    parts.append(_overview(rows, base, workloads, variants, most))
     summary = []
     for w in workloads:
         wr = [r for r in rows if r["workload"] == w]
         for pr in _order([r["profile"] for r in wr]):
             for k in _order([r["kernel"] for r in wr]):
-                for v in _order([r["variant"] for r in sorted(wr, key=lambda r: r["variant_index"])]):
+                cells = [w, pr, k]
+                for v in variants:
                     sel = [r for r in wr if (r["profile"], r["kernel"], r["variant"]) == (pr, k, v)]
                     if not sel:
+                        cells.append("")
                         continue
                     hi = max(sel, key=lambda r: r["cpus"])
                     b = base.get((w, repr(hi["params"]), pr, k, hi["cpus"]))
-                    summary.append(
-                        [
-                            w,
-                            pr,
-                            k,
-                            v,
-                            fmt_ns(min(sel, key=lambda r: r["cpus"])["time_ns"]),
-                            f"{fmt_ns(hi['time_ns'])} (x{hi['cpus']})",
-                            "\u2014"
-                            if hi["variant_index"] == 0 or not b
-                            else fmt_pct(hi["time_ns"] / b - 1.0),
-                        ]
-                    )
-    parts.append("<h2>Summary</h2>")
+                    text = fmt_ns(hi["time_ns"]) + ("" if hi["cpus"] == most else f" (x{hi['cpus']})")
+                    if hi["variant_index"] > 0 and b:
+                        text += f" ({fmt_pct(hi['time_ns'] / b - 1.0)})"
+                    cells.append(text)
+                summary.append(cells)
+    parts.append(f"<h2>Summary: time of one copy with {most} copies at once</h2>")
     parts.append(
         _table(
-            ["workload", "profile", "kernel", "variant", "time, fewest CPUs", "time, most CPUs", "change"],
+            ["workload", "profile", "kernel"]
+            + [f"{v} (baseline)" if i == 0 else v for i, v in enumerate(variants)],
             summary,
-            4,
+            3,
         )
     )
     for w in workloads:
@@ -181,7 +229,17 @@ def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, so
                             b = base.get((w, repr(r["params"]), pr, k, r["cpus"])) if r else None
                             vals.append(100.0 * (r["time_ns"] / b - 1.0) if r and b else None)
                         changes[label] = vals
-            time_panels.append(Panel(f"{pr}: time of one copy", "\u00b5s", cats, series))
+            shown = [x for xs in series.values() for x in xs if x is not None and x > 0]
+            log = bool(shown) and max(shown) / min(shown) > 20
+            time_panels.append(
+                Panel(
+                    f"{pr}: time of one copy",
+                    "\u00b5s" + (" (log scale)" if log else ""),
+                    cats,
+                    series,
+                    log=log,
+                )
+            )
             if changes:
                 change_panels.append(
                     Panel(f"{pr}: change vs the baseline variant", "change of time (%)", cats, changes)

@@ -117,8 +117,8 @@ def test_cli_sweep_and_report(spec_file: Path, tmp_path: Path, capsys: pytest.Ca
     html = tmp_path / "report.html"
     assert cli.main(["report", str(db), "-o", str(html)]) == 0
     text = html.read_text()
-    # One figure per workload, embedded; the summary and one table per workload.
-    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', text)) == 2
+    # The overview and one figure per workload, embedded; the summary and one table per workload.
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', text)) == 3
     assert text.count("<table>") == 3
     assert "allocator-holes" in text and "contpte-off" in text
     assert cli.main(["report", str(tmp_path / "none.duckdb"), "-o", str(html)]) == 2
@@ -165,3 +165,20 @@ def test_bad_spec_is_one_line_exit_2_and_no_database(
     assert err.count("\n") == 1, err
     assert err.startswith(f"contpte: error: {spec}") and message in err, err
     assert not db.exists()
+
+
+def test_the_example_spec_is_valid() -> None:
+    spec = load_spec(str(Path(__file__).parents[3] / "examples" / "sweep.toml"))
+    assert spec.size == 5 * 2 * 3 * 2 * 2 == 120
+    assert spec.variants[2].overrides == {"batch_fork": False, "batch_zap": False}
+
+
+def test_report_of_one_variant_has_no_changes(tmp_path: Path) -> None:
+    from contpte.report.html import write_html_report
+
+    spec = tmp_path / "one.toml"
+    spec.write_text(SPEC.replace('"mainline", "contpte-off"', '"mainline"').replace(', "7.2"', ""))
+    db = str(tmp_path / "one.duckdb")
+    run_sweep(load_spec(str(spec)), db, jobs=1)
+    text = write_html_report(tmp_path / "one.html", read_runs(db), source=db).read_text()
+    assert "One variant only" in text and text.count("data:image/png;base64,") == 2
