@@ -55,6 +55,8 @@ class Task:
     profile: Profile
     cpus: tuple[int, ...]
     ids: tuple[str, ...]
+    model: str
+    """The digest of the driver's model source: a worker running another model refuses the task."""
 
     @property
     def label(self) -> str:
@@ -107,6 +109,7 @@ def plan(spec: Spec, done: set[str]) -> tuple[list[Task], int]:
                                 pr,
                                 tuple(c for c, _ in todo),
                                 tuple(r for _, r in todo),
+                                _model_digest()[:16],
                             )
                         )
     return tasks, skipped
@@ -115,6 +118,11 @@ def plan(spec: Spec, done: set[str]) -> tuple[list[Task], int]:
 def run_task(task: Task) -> list[dict[str, Any]]:
     """Simulate the task's workload once and price it for each of its CPU counts: one row per run."""
     t0 = time.perf_counter()
+    if _model_digest()[:16] != task.model:
+        raise ModelUsageError(
+            f"{socket.gethostname()}: this worker's contpte model ({_model_digest()[:16]}) is not the "
+            f"driver's ({task.model}): install the same contpte on every node of the cluster"
+        )
     sc = parse(task.text, task.path)
     measured = simulate(sc, {**task.overrides, "kernel": task.kernel}, task.profile)
     counters = dict(measured.counters)
@@ -140,7 +148,7 @@ def run_task(task: Task) -> list[dict[str, Any]]:
                 "steps": {k: int(v) for k, v in sorted(measured.steps.items())},
                 "broadcasters": float(bd.concurrent_broadcasters),
                 "stretch": float(bd.stretch),
-                "model": _model_digest()[:16],
+                "model": task.model,
                 "version": _version(),
             }
         )

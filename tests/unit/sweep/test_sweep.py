@@ -182,3 +182,35 @@ def test_report_of_one_variant_has_no_changes(tmp_path: Path) -> None:
     run_sweep(load_spec(str(spec)), db, jobs=1)
     text = write_html_report(tmp_path / "one.html", read_runs(db), source=db).read_text()
     assert "One variant only" in text and text.count("data:image/png;base64,") == 2
+
+
+def test_a_scenario_file_is_a_workload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cow.scn").write_text(
+        "machine arch=arm64 memory=64M mthp.64K=always\n"
+        "p = spawn\nbuf = p mmap 256K rw private|anonymous\np write buf 256K 1\n"
+        "measure begin\nc = p fork\nc write buf 4K 2\nmeasure end\n"
+    )
+    spec = tmp_path / "scn.toml"
+    spec.write_text(
+        'workloads = ["cow.scn"]\nkernels = ["6.12"]\nvariants = ["mainline"]\nprofiles = ["x86"]\ncpus = [2]\n'
+    )
+    db = str(tmp_path / "scn.duckdb")
+    assert run_sweep(load_spec(str(spec)), db, jobs=1).ran == 1
+    (row,) = read_runs(db)
+    assert (row["workload"], row["profile"], row["steps"]) == ("cow", "x86", {"fork": 1, "write": 1})
+    assert row["counters"]["page.copy"] == 1
+    (tmp_path / "cow.scn").write_text("machine arch=arm64\np = spawn\np frobnicate\n")
+    assert cli.main(["sweep", str(spec), "--db", str(tmp_path / "bad.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: workloads: {tmp_path / 'cow.scn'}:3:" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad.duckdb").exists()
+
+
+def test_a_worker_with_another_model_refuses_the_task(spec_file: Path) -> None:
+    from dataclasses import replace
+
+    from contpte.errors import ModelUsageError
+
+    tasks, _ = plan(load_spec(str(spec_file)), set())
+    with pytest.raises(ModelUsageError, match="is not the driver's"):
+        run_task(replace(tasks[0], model="0" * 16))
