@@ -215,6 +215,7 @@ def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, so
             pw = [r for r in wr if r["profile"] == pr]
             series: dict[str, list[float | None]] = {}
             changes: dict[str, list[float | None]] = {}
+            change_labels: dict[str, list[str]] = {}
             for k in _order([r["kernel"] for r in pw]):
                 for v in _order([r["variant"] for r in sorted(pw, key=lambda r: r["variant_index"])]):
                     by_cpu = {str(r["cpus"]): r for r in pw if (r["kernel"], r["variant"]) == (k, v)}
@@ -224,11 +225,14 @@ def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, so
                     series[label] = [by_cpu[c]["time_ns"] / 1e3 if c in by_cpu else None for c in cats]
                     if any(r["variant_index"] > 0 for r in by_cpu.values()):
                         vals: list[float | None] = []
+                        texts: list[str] = []
                         for c in cats:
                             r = by_cpu.get(c)
                             b = base.get((w, repr(r["params"]), pr, k, r["cpus"])) if r else None
-                            vals.append(100.0 * (r["time_ns"] / b - 1.0) if r and b else None)
+                            vals.append(r["time_ns"] / b if r and b else None)
+                            texts.append(fmt_pct(r["time_ns"] / b - 1.0) if r and b else "")
                         changes[label] = vals
+                        change_labels[label] = texts
             shown = [x for xs in series.values() for x in xs if x is not None and x > 0]
             log = bool(shown) and max(shown) / min(shown) > 20
             time_panels.append(
@@ -242,7 +246,15 @@ def write_html_report(path: str | Path, rows: Sequence[Mapping[str, Any]], *, so
             )
             if changes:
                 change_panels.append(
-                    Panel(f"{pr}: change vs the baseline variant", "change of time (%)", cats, changes)
+                    Panel(
+                        f"{pr}: against the baseline variant",
+                        "time / baseline, log scale",
+                        cats,
+                        changes,
+                        log=True,
+                        labels=change_labels,
+                        zero_line=False,
+                    )
                 )
         parts.append(_png(time_panels + change_panels, f"{w}: time per CPU count (copies at once)"))
         counters = [c for c in REPORT_COUNTERS if any(r["counters"].get(c) for r in wr)]
