@@ -809,6 +809,48 @@ def _register_check(sub: Subparsers) -> None:
     ck.set_defaults(handler=cmd_check)
 
 
+@register
+def _register_workload(sub: Subparsers) -> None:
+    from .workloads.commands import cmd_workload
+
+    wl = add_command(
+        sub,
+        "workload",
+        help="the workload library: list it, or run or print one workload (docs/WORKLOADS.md)",
+        description=(
+            "Without NAME: list the workload library (src/contpte/workloads/library.py), scenario "
+            "generators named after the real workloads they stand for (docs/WORKLOADS.md gives each "
+            "one's source and what it leaves out). With NAME: generate its scenario with the given "
+            "parameters and run it on the model (validators on unless --no-check), or print the "
+            "scenario file (--scenario) for contpte run, contpte cost or an oracle."
+        ),
+        epilog="exit status:\n"
+        "  0  every step succeeded\n"
+        "  1  a step failed or a kernel invariant broke\n"
+        "  2  bad arguments (an unknown workload or parameter)",
+    )
+    wl.add_argument("name", nargs="?", help="a workload of the library (none: list them)")
+    wl.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a workload parameter (repeatable), e.g. --param heap=64M; the list shows each one's default",
+    )
+    wl.add_argument(
+        "--scenario", action="store_true", help="print the generated scenario file, do not run it"
+    )
+    wl.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run every validator after every step (default: on)",
+    )
+    add_kernel_version(wl, "(default: 6.12)")
+    wl.set_defaults(handler=cmd_workload)
+
+
 # --- oracle (contpte.oracle) ----------------------------------------------------
 
 
@@ -1160,6 +1202,60 @@ def _cmd_replay(args: argparse.Namespace, ui: Ui) -> int:
         "each on a fresh rebuild. Change of time, positive = slower."
     )
     return 0
+
+
+# --- sweep, report (contpte.sweep) ---------------------------------------------------
+
+
+@register
+def _register_sweep(sub: Subparsers) -> None:
+    from .sweep.commands import cmd_sweep
+
+    sw = add_command(
+        sub,
+        "sweep",
+        help="run a grid of workloads x kernels x variants x profiles x CPU counts into a DuckDB database",
+        description=(
+            "Run every run of the grid a SPEC.toml describes (src/contpte/sweep/spec.py, README): "
+            "workloads (the library's or .scn files) x kernel versions x variants x machine profiles x "
+            "CPU counts, on a local process pool (default) or a Ray cluster (--ray). Each run's row "
+            "(time, breakdown, every counter) is written to the database in one transaction when it "
+            "completes; runs already there are skipped, so an interrupted sweep resumes."
+        ),
+        epilog="exit status:\n"
+        "  0  every run of the grid is in the database\n"
+        "  2  a malformed spec (FILE:LINE: key: what is wrong), an unknown workload, kernel, variant or\n"
+        "     profile, a Ray address that does not answer, a database that cannot be opened\n"
+        "130  interrupted: the runs completed so far are kept",
+    )
+    sw.add_argument("spec", help="the sweep's SPEC.toml")
+    sw.add_argument("--db", help="the DuckDB database (default: SPEC.duckdb beside the spec)")
+    sw.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        help="worker processes, or Ray CPUs with --ray local (default: CPUs here)",
+    )
+    sw.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: 'local' (started and stopped by this command), HOST:PORT or ray://HOST:PORT",
+    )
+    sw.set_defaults(handler=cmd_sweep)
+
+
+@register
+def _register_report(sub: Subparsers) -> None:
+    from .sweep.commands import cmd_report
+
+    rp = add_command(
+        sub,
+        "report",
+        help="write a static HTML report (plots and tables) of a sweep database",
+    )
+    rp.add_argument("db", help="a database written by contpte sweep")
+    rp.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
+    rp.set_defaults(handler=cmd_report)
 
 
 # --- demo -------------------------------------------------------------------------

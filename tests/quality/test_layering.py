@@ -410,3 +410,13 @@ def test_checker_allows_reads_and_arch_calls() -> None:
         """
     )
     assert check_source(clean) == []
+
+
+def test_every_package_has_a_layer() -> None:
+    """A new subpackage (``contpte.sweep``, ...) is placed in the layers contract, not left outside it."""
+    text = (SRC.parents[1] / ".importlinter").read_text()
+    layers = text.split("layers =", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"contpte\.(\w+)", layers))
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").exists()}
+    assert packages <= named, f"not in .importlinter's layers: {sorted(packages - named)}"
+    assert "sweep" in named

@@ -195,7 +195,7 @@ def _model_digest() -> str:
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if rel.startswith(("cost/", "report/", "oracle/")) or rel == "cli.py":
+        if rel.startswith(("cost/", "report/", "oracle/", "sweep/")) or rel == "cli.py":
             continue
         h.update(rel.encode())
         h.update(path.read_bytes())

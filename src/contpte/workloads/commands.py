@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .scenario import parse_file, run
 
-__all__ = ["UiLike", "cmd_run", "print_wrapped"]
+__all__ = ["UiLike", "cmd_run", "cmd_workload", "print_wrapped"]
 
 
 class UiLike(Protocol):
@@ -271,3 +271,104 @@ def cmd_check(args: argparse.Namespace, ui: UiLike) -> int:
         markup=False,
     )
     return 0 if ok else 1
+
+
+def _param_pairs(items: list[str]) -> dict[str, str]:
+    from ..errors import ModelUsageError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ModelUsageError(f"--param {item!r}: expected KEY=VALUE, e.g. --param heap=64M")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_workload(args: argparse.Namespace, ui: UiLike) -> int:
+    """``contpte workload [NAME]``: list the workload library, or print or run one workload."""
+    from ..counters import TOTALS
+    from ..version import KERNEL_VERSION
+    from .library import WORKLOADS, workload_params, workload_scenario, workload_text
+
+    if not args.name:
+        if ui.json:
+            ui.emit_json(
+                [
+                    {
+                        "name": w.name,
+                        "title": w.title,
+                        "source": w.source,
+                        "params": {k: {"default": p.default, "help": p.help} for k, p in w.params.items()},
+                    }
+                    for w in WORKLOADS.values()
+                ]
+            )
+            return 0
+        for w in WORKLOADS.values():
+            print_wrapped(ui.out, f"{w.name}: {w.title}", "    ", first="")
+            shown = ", ".join(f"{k}={_show(p.default, p.size)}" for k, p in w.params.items())
+            print_wrapped(ui.out, f"parameters: {shown}", "    ")
+        ui.out.print(
+            "contpte workload NAME [--param KEY=VALUE ...] runs one; --scenario prints its scenario file; "
+            "docs/WORKLOADS.md gives each one's source",
+            markup=False,
+        )
+        return 0
+    given = _param_pairs(args.param)
+    params = workload_params(args.name, given, "--param")
+    if args.scenario:
+        text = workload_text(args.name, params)
+        if ui.json:
+            ui.emit_json({"name": args.name, "params": params, "scenario": text})
+        else:
+            ui.out.print(text, markup=False, end="", soft_wrap=True)
+        return 0
+    sc = workload_scenario(args.name, params)
+    overrides: dict[str, Any] = {"check": bool(args.check)}
+    if args.kernel_version:
+        overrides["kernel"] = args.kernel_version
+    with ui.progress(1, f"running workload {args.name}") as step:
+        outs = run(sc, **overrides)
+        step(args.name)
+    failed = [o for o in outs if o.failed]
+    totals: dict[str, int] = {}
+    for o in outs:
+        for k, v in o.counters.items():
+            totals[k] = totals.get(k, 0) + v
+    totals.update({name: int(f(totals)) for name, (_, f) in TOTALS.items()})
+    if ui.json:
+        ui.emit_json(
+            {
+                "name": args.name,
+                "params": params,
+                "machine": sc.machine | overrides,
+                "steps": len(sc.steps),
+                "ran": len(outs),
+                "passed": not failed,
+                "failures": [o.as_dict() for o in failed],
+                "counters": dict(sorted(totals.items())),
+            }
+        )
+        return 1 if failed else 0
+    w = WORKLOADS[args.name]
+    print_wrapped(ui.out, f"{w.name}: {w.title}", "  ", first="")
+    for o in failed:
+        print_wrapped(ui.out, f"{o.line:>4}  FAIL {o.text}: {o.failed}", " " * 11, first="")
+    key = ", ".join(f"{n}={totals.get(n, 0):,}" for n in RUN_KEY_COUNTERS if totals.get(n))
+    print_wrapped(ui.out, f"whole run: {key}", "  ", first="")
+    checked = " with every validator after every step" if args.check else ""
+    ui.out.print(
+        f"{len(outs)}/{len(sc.steps)} steps run{checked}, {len(failed)} failed "
+        f"(Linux {overrides.get('kernel') or sc.machine.get('kernel') or KERNEL_VERSION})",
+        markup=False,
+    )
+    return 1 if failed else 0
+
+
+def _show(value: int, size: bool) -> str:
+    if size and value % (1 << 20) == 0:
+        return f"{value >> 20}M"
+    if size and value % (1 << 10) == 0:
+        return f"{value >> 10}K"
+    return str(value)
