@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -263,8 +264,7 @@ def _ray_session(jobs: int, address: str) -> Iterator[Any]:
     try:
         with _quiet_stderr():
             if address == "local":
-                # address="local": always a new cluster of this process's own, never one
-                # another run left behind (ray.init() alone would join that one).
+                # address="local": always a new instance, never a cluster already running here.
                 ray.init(
                     address="local",
                     num_cpus=jobs,
@@ -275,11 +275,26 @@ def _ray_session(jobs: int, address: str) -> Iterator[Any]:
             else:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as e:  # ray raises ConnectionError, RuntimeError, ValueError, ...
-        raise ModelUsageError(f"--ray {address}: cannot connect: {' '.join(str(e).split())}") from None
+        raise ModelUsageError(f"--ray {address}: cannot connect: {_why(e)}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _why(e: BaseException) -> str:
+    """One line: Ray's error and, if it has one, the root cause (an authentication failure, ...)."""
+    top = " ".join(str(e).split()) or type(e).__name__
+    root = e
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    if root is e:
+        return top
+    # Ray embeds the innermost traceback as text: its last "module.Error: message" line says why.
+    found = [m.group(1) for m in re.finditer(r"^[\w.]+(?:Error|Exception): (.+)$", str(root), re.M)]
+    detail = found[-1] if found else str(root).strip().splitlines()[0] if str(root).strip() else ""
+    detail = " ".join(" ".join(re.split(r"(?<=\.) ", detail)[:2]).split())
+    return f"{top} ({detail[:300]})" if detail else top
 
 
 def _ray_results(ray: Any, tasks: list[Task]) -> Iterator[list[dict[str, Any]]]:

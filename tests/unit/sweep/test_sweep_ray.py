@@ -71,3 +71,26 @@ def test_a_ray_address_that_does_not_answer_is_one_line_exit_2(
     assert cli.main(["sweep", str(spec_file), "--db", str(db), "--ray", "nowhere"]) == 2
     assert "expected 'local', HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_a_refused_connection_says_why_in_one_line() -> None:
+    from contpte.sweep.engine import _why
+
+    inner = (
+        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+        '  File "node.py", line 996, in _init_gcs_client\n'
+        "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is "
+        "missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token'). Ensure that ..."
+    )
+    try:
+        try:
+            raise RuntimeError(inner)
+        except RuntimeError as e:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from e
+    except ConnectionError as e:
+        why = _why(e)
+    assert why == (
+        "Failed to connect to Ray cluster at 10.0.0.1:6379 (RPC error: InvalidAuthToken: Authentication "
+        "token is missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token').)"
+    )
+    assert "\n" not in why and _why(ValueError("no cause")) == "no cause"
