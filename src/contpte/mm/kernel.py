@@ -223,7 +223,11 @@ MTHP_COLLAPSE_ALLOC_FAILED = cython.declare(i64, 8)
 MTHP_COLLAPSE_EXCEED_SWAP = cython.declare(i64, 9)
 MTHP_COLLAPSE_EXCEED_NONE = cython.declare(i64, 10)
 MTHP_COLLAPSE_EXCEED_SHARED = cython.declare(i64, 11)
-_NR_MTHP_STATS = cython.declare(i64, 12)
+MTHP_SWPOUT = cython.declare(i64, 12)
+MTHP_SWPOUT_FALLBACK = cython.declare(i64, 13)
+MTHP_SWPIN = cython.declare(i64, 14)
+MTHP_SWPIN_FALLBACK = cython.declare(i64, 15)
+_NR_MTHP_STATS = cython.declare(i64, 16)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
@@ -315,6 +319,8 @@ class Kernel:
             raise ModelUsageError(
                 f"max_gather_batch_count={self.max_gather_batch_count}: expected -1 (the kernel's) or >= 0"
             )
+        #: The swap device (``mm/swapfile.py`` ``SwapInfo``), None without swap (set by Machine).
+        self.swap: Any = None
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
         self.bugs: frozenset[str] = frozenset()
         #: Told of every rmap increase (the validators), or None.
@@ -549,6 +555,10 @@ if cython.compiled:
         MTHP_COLLAPSE_EXCEED_SWAP=MTHP_COLLAPSE_EXCEED_SWAP,
         MTHP_COLLAPSE_EXCEED_NONE=MTHP_COLLAPSE_EXCEED_NONE,
         MTHP_COLLAPSE_EXCEED_SHARED=MTHP_COLLAPSE_EXCEED_SHARED,
+        MTHP_SWPOUT=MTHP_SWPOUT,
+        MTHP_SWPOUT_FALLBACK=MTHP_SWPOUT_FALLBACK,
+        MTHP_SWPIN=MTHP_SWPIN,
+        MTHP_SWPIN_FALLBACK=MTHP_SWPIN_FALLBACK,
         PGFAULT=PGFAULT,
         THP_FAULT_ALLOC=THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,
