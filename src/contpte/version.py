@@ -202,6 +202,12 @@ CHANGES: tuple[Change, ...] = (
         "(7.0 not checked)",
     ),
     Change(
+        "swapin_via_swapcache",
+        "7.1",
+        "mm/memory.c do_swap_page(), should_try_to_free_swap(); mm/swap_state.c swapin_folio()",
+        "'mm, swap' swap-table series (Kairui Song); commit not identified: absent in 6.19.11, present in 7.1.13",
+    ),
+    Change(
         "khugepaged_mthp",
         "7.2",
         "mm/khugepaged.c collapse_scan_pmd(), mthp_collapse(), collapse_huge_page(), collapse_max_ptes_*()",

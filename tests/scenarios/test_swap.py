@@ -314,3 +314,35 @@ def test_swap_size_errors() -> None:
         contpte.Machine(memory="64M", swap="1M")  # less than two clusters
     with pytest.raises(contpte.ModelUsageError):
         contpte.Machine(memory="64M", swap="lots")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_shared_swapin_by_version(arch: str) -> None:
+    # 6.12 to 6.19: a shared entry (swap count 2 after fork) comes back one
+    # page at a time through swapin_readahead().  7.1 (swapin_via_swapcache):
+    # alloc_swap_folio() + swapin_folio() whatever the count: the whole 64K
+    # folio, read-only, kept in the swap cache while the child's swap PTEs
+    # refer to it; the child finds it there and the cache then lets it go.
+    for kernel, order, pswpin in (("6.12", 0, 1), ("7.2", 4, 16)):
+        m, p, a = _swapped_64k(arch, kernel)
+        c = p.fork()
+        with m.measure() as d:
+            assert p.read(a, 4 * K).tolist() == [7]
+        assert d["pswpin"] == pswpin and d["mthp.64kB.swpin"] == (1 if order else 0)
+        pm = p.pagemap(a, 64 * K)
+        assert pm["order"][0] == order and not pm["writable"][0]
+        assert pm["present"].all() == bool(order)
+        assert m.swap.inuse_pages == 16
+        with m.measure() as d:
+            assert c.read(a, 64 * K).tolist() == [7] * 16
+        if order:
+            assert d["swap.cache_hit"] == 1 and d["pswpin"] == 0
+            assert (c.pagemap(a, 64 * K)["order"] == 4).all()
+        else:
+            assert d["swap.cache_hit"] == 1 and d["pswpin"] == 15
+        assert p.read(a, 64 * K).tolist() == [7] * 16
+        m.check()
+        c.exit()
+        p.exit()
+        assert m.swap.inuse_pages == 0
+        m.check()

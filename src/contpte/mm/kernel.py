@@ -51,6 +51,7 @@ MM_OPTIONS: dict[str, Any] = {
     "khugepaged_mthp": False,
     "spurious_fault_pmd": False,
     "young_ptes_batch": False,
+    "swapin_via_swapcache": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -201,6 +202,19 @@ stops once it has seen all the folio's pages; False: v6.12, one
 ``ptep_clear_flush_young()`` per PTE (on arm64 a whole-block clear and a
 block flush for each PTE of a folded block that is still young).
 
+``swapin_via_swapcache`` (from ``kernel="7.1"``): ``do_swap_page()`` on a
+``SWP_SYNCHRONOUS_IO`` device always allocates with ``alloc_swap_folio()``
+and reads through the swap cache (``swapin_folio()``), whatever the swap
+count: a range shared after fork comes back as one large folio (mapped
+read-only, left in the swap cache while the other process's swap PTEs
+refer to it; the other process finds it there); the swap counts are
+dropped after the PTEs are set (``folio_put_swap()``) and the swap cache
+is always let go of for such a device (``should_try_to_free_swap()``).
+From the swap-table rework (Kairui Song); absent in 6.19.11, present in
+7.1.13 (no 7.0 source was at hand: it may be 7.0).  False: v6.12, which
+bypasses the swap cache only for a swap count of 1 and reads a shared
+entry one page at a time (``swapin_readahead()``).
+
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
 (10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
@@ -314,6 +328,7 @@ class Kernel:
         self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])
         self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
         self.young_ptes_batch = bool(self.options["young_ptes_batch"])
+        self.swapin_via_swapcache = bool(self.options["swapin_via_swapcache"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

@@ -31,7 +31,7 @@ from contpte.mm.rmap cimport (
 from contpte.mm.swapfile cimport (
     SWP_SYNCHRONOUS_IO, SwapInfo, _swap_count, folio_free_swap, free_swap_and_cache_nr, non_swapcache_batch,
     swap_cache_get_folio, swap_duplicate, swap_free_nr, swap_read_folio, swap_zeromap_batch, swapcache_clear,
-    swapcache_prepare, swapin_readahead, vm_swap_full,
+    swapcache_prepare, swapin_folio, swapin_readahead, vm_swap_full,
 )
 
 cdef i64 FAULT_ANON, FAULT_FILE, FAULT_WP, FAULT_WP_REUSE, FAULT_WP_COPY, FAULT_SPURIOUS, FAULT_AROUND_PAGES, FAULT_NUMA
@@ -60,7 +60,7 @@ cdef i64 _highest_order(i64 orders) except? -1
 cpdef i64 thp_swap_suitable_orders(Kernel k, i64 swp_offset, i64 addr, i64 orders) except? -1
 cpdef bint can_swapin_thp(VmFault vmf, i64 ptep, i64 nr_pages) except? -1
 cpdef i64 alloc_swap_folio(VmFault vmf) except? -1
-cpdef bint should_try_to_free_swap(Kernel k, i64 folio, Vma vma, i64 fault_flags) except? -1
+cpdef bint should_try_to_free_swap(Kernel k, i64 folio, Vma vma, i64 fault_flags, i64 extra_refs) except? -1
 cpdef i64 do_swap_page(VmFault vmf) except? -1
 cpdef wp_page_reuse(VmFault vmf, i64 folio)
 cpdef i64 wp_page_copy(VmFault vmf, i64 old) except? -1

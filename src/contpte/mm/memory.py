@@ -124,6 +124,7 @@ if not cython.compiled:
         swap_zeromap_batch,
         swapcache_clear,
         swapcache_prepare,
+        swapin_folio,
         swapin_readahead,
         vm_swap_full,
     )
@@ -602,16 +603,24 @@ def alloc_swap_folio(vmf: VmFault) -> i64:
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def should_try_to_free_swap(k: Kernel, folio: i64, vma: Vma, fault_flags: i64) -> cython.bint:
+def should_try_to_free_swap(
+    k: Kernel, folio: i64, vma: Vma, fault_flags: i64, extra_refs: i64
+) -> cython.bint:
     """Models: mm/memory.c ``should_try_to_free_swap()`` (no mlock, no memcg limits):
     a swap-cache folio when swap is more than half full, or for a write
-    fault when the swap cache and the fault hold the only references."""
+    fault when the swap cache and ``extra_refs`` (v6.12: the fault's one;
+    v7.1: the new mappings') hold the only references.  With
+    ``swapin_via_swapcache`` (v7.1) always on a ``SWP_SYNCHRONOUS_IO``
+    device."""
     mem: MemMap = k.memmap
+    si: SwapInfo = k.swap
     if not cython.cast(i64, mem.flags[folio]) & PG_swapcache:
         return False
-    if vm_swap_full(cython.cast(SwapInfo, k.swap)):
+    if k.swapin_via_swapcache and si.flags & SWP_SYNCHRONOUS_IO:
         return True
-    return (fault_flags & FAULT_FLAG_WRITE) != 0 and cython.cast(i64, mem.refcount[folio]) == 1 + (
+    if vm_swap_full(si):
+        return True
+    return (fault_flags & FAULT_FLAG_WRITE) != 0 and cython.cast(i64, mem.refcount[folio]) == extra_refs + (
         cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     )
 
@@ -631,7 +640,11 @@ def do_swap_page(vmf: VmFault) -> i64:
       claimed with ``swapcache_prepare()`` while the folio is read and
       released (``swapcache_clear()``) once it is mapped;
     - otherwise ``swapin_readahead()`` reads one order-0 folio into the
-      swap cache.
+      swap cache;
+    - with ``swapin_via_swapcache`` (v7.1) a synchronous device always
+      allocates with ``alloc_swap_folio()`` and reads through the swap
+      cache (``swapin_folio()``); the swap counts are dropped after the
+      PTEs are set and the cache is let go of where no swap PTE needs it.
 
     The folio's slots are released (``swap_free_nr``), the swap cache let
     go of where ``should_try_to_free_swap()``; a folio certainly exclusive
@@ -659,6 +672,7 @@ def do_swap_page(vmf: VmFault) -> i64:
     ret: i64 = 0
     need_clear_cache: cython.bint = False
     nr_pages: i64 = 1
+    nr: i64
     page: i64 = -1
     folio: i64 = swap_cache_get_folio(k, si, offset)
     swapcache: i64 = folio
@@ -666,7 +680,13 @@ def do_swap_page(vmf: VmFault) -> i64:
         page = cython.cast(i64, si.cache[offset])
         count(k.counters, SWAP_CACHE_HIT, 1)
     else:
-        if si.flags & SWP_SYNCHRONOUS_IO and _swap_count(si, offset) == 1:
+        if si.flags & SWP_SYNCHRONOUS_IO and k.swapin_via_swapcache:
+            # v7.1: always alloc_swap_folio() and through the swap cache.
+            folio = alloc_swap_folio(vmf)
+            if folio >= 0:
+                nr = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+                swapcache = swapin_folio(k, si, folio, offset & ~(nr - 1))
+        elif si.flags & SWP_SYNCHRONOUS_IO and _swap_count(si, offset) == 1:
             # skip swapcache
             folio = alloc_swap_folio(vmf)
             if folio >= 0:
@@ -703,7 +723,7 @@ def do_swap_page(vmf: VmFault) -> i64:
     page_idx: i64 = 0
     address: i64 = vmf.address
     folio_ptep: i64 = ptep
-    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    nr = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
     idx: i64
     folio_start: i64
     entry_off: i64 = a.swp_offset(vmf.orig_pte)
@@ -749,9 +769,10 @@ def do_swap_page(vmf: VmFault) -> i64:
     exclusive: cython.bint = a.pte_swp_exclusive(vmf.orig_pte)
     if swapcache < 0:
         exclusive = True  # a fresh folio never exposed to the swap cache
-    swap_free_nr(si, entry_off, nr_pages)
-    if should_try_to_free_swap(k, folio, vma, vmf.flags):
-        folio_free_swap(k, si, folio)
+    if not k.swapin_via_swapcache:
+        swap_free_nr(si, entry_off, nr_pages)
+        if should_try_to_free_swap(k, folio, vma, vmf.flags, 1):
+            folio_free_swap(k, si, folio)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
     mm.add_mm_counter(MM_SWAPENTS, -nr_pages)
     pte: u64 = a.pfn_pte(page, vma.vm_page_prot)
@@ -774,6 +795,11 @@ def do_swap_page(vmf: VmFault) -> i64:
     else:
         folio_add_anon_rmap_ptes(folio, page, nr_pages, vma, address, rmap_flags)
     a.set_ptes(mm, address, folio_ptep, pte, nr_pages)
+    if k.swapin_via_swapcache:
+        # v7.1: folio_put_swap() after the PTEs are set, then the cache goes if it can.
+        swap_free_nr(si, entry_off, nr_pages)
+        if should_try_to_free_swap(k, folio, vma, vmf.flags, nr_pages):
+            folio_free_swap(k, si, folio)
     if vmf.flags & FAULT_FLAG_WRITE:
         ret = do_wp_page(vmf)
         if need_clear_cache:

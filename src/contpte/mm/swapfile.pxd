@@ -56,3 +56,4 @@ cpdef i64 swap_zeromap_batch(SwapInfo si, i64 offset, i64 nr) except? -1
 cpdef i64 non_swapcache_batch(SwapInfo si, i64 offset, i64 nr) except? -1
 cpdef i64 swap_read_folio(Kernel k, SwapInfo si, i64 folio, i64 offset) except? -1
 cpdef i64 swapin_readahead(Kernel k, SwapInfo si, i64 offset) except? -2
+cpdef i64 swapin_folio(Kernel k, SwapInfo si, i64 folio, i64 offset) except? -2

@@ -92,6 +92,7 @@ __all__ = [
     "swap_writepage",
     "swap_read_folio",
     "swapin_readahead",
+    "swapin_folio",
     "swap_zeromap_batch",
     "non_swapcache_batch",
 ]
@@ -787,6 +788,29 @@ def swap_read_folio(k: Kernel, si: SwapInfo, folio: i64, offset: i64) -> i64:
     count(k.counters, PSWPIN, nr)
     k.count_mthp_stat(order, MTHP_SWPIN, 1)
     return 0
+
+
+@cython.ccall
+@cython.exceptval(-2, check=True)
+def swapin_folio(k: Kernel, si: SwapInfo, folio: i64, offset: i64) -> i64:
+    """Put a new folio in the swap cache for its slots and read it; the folio.
+
+    Models: mm/swap_state.c ``swapin_folio()`` (v7.1): the slots from
+    ``offset`` (aligned to the folio) are claimed for the cache, the folio
+    joins it (one reference per page) and is read.
+    """
+    nr: i64 = cython.cast(i64, 1) << cython.cast(i64, k.memmap.order[folio])
+    if swapcache_prepare(si, offset, nr):
+        raise KernelBug("swapin_folio", f"slots {offset:#x}+{nr} already in the swap cache", None)
+    i: i64
+    for i in range(nr):
+        si.cache[offset + i] = folio + i
+    folio_ref_add(k.memmap, folio, nr)
+    k.memmap.flags[folio] |= PG_swapcache | PG_swapbacked
+    si.folio_swap[folio] = offset
+    si.gen += 1
+    swap_read_folio(k, si, folio, offset)
+    return folio
 
 
 @cython.ccall
