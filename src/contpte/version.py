@@ -80,6 +80,13 @@ CHANGES: tuple[Change, ...] = (
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
     Change(
+        "lazyfree_unmap_batch",
+        "6.15",
+        "mm/rmap.c try_to_unmap_one(), folio_unmap_pte_batch()",
+        "'mm: support batched unmap for lazyfree large folios during reclamation' (Barry Song); "
+        "commit id not checked: absent in 6.12.8, present in 6.17.8",
+    ),
+    Change(
         "fpb_cap_at_folio_end",
         "6.15",
         "mm/internal.h folio_pte_batch()",

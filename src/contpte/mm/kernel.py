@@ -52,6 +52,7 @@ MM_OPTIONS: dict[str, Any] = {
     "spurious_fault_pmd": False,
     "young_ptes_batch": False,
     "swapin_via_swapcache": False,
+    "lazyfree_unmap_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -202,6 +203,16 @@ stops once it has seen all the folio's pages; False: v6.12, one
 ``ptep_clear_flush_young()`` per PTE (on arm64 a whole-block clear and a
 block flush for each PTE of a folded block that is still young).
 
+``lazyfree_unmap_batch`` (from ``kernel="6.15"``): reclaim's
+``try_to_unmap_one()`` unmaps a lazyfree (MADV_FREE) large folio one
+``folio_pte_batch()`` at a time (``folio_unmap_pte_batch()``,
+``get_and_clear_ptes()``, ``flush_tlb_range()``, ``folio_remove_rmap_ptes()``):
+on arm64 a folded block is discarded without an unfold (Barry Song,
+"mm: support batched unmap for lazyfree large folios during reclamation";
+absent in 6.12.8, present in 6.17.8; 6.15 from the kernel's history, the
+commit id not checked).  Swap-backed anon folios are never batched (up to
+7.2).  False: v6.12, one ``ptep_clear_flush()`` per PTE.
+
 ``swapin_via_swapcache`` (from ``kernel="7.1"``): ``do_swap_page()`` on a
 ``SWP_SYNCHRONOUS_IO`` device always allocates with ``alloc_swap_folio()``
 and reads through the swap cache (``swapin_folio()``), whatever the swap
@@ -329,6 +340,7 @@ class Kernel:
         self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
         self.young_ptes_batch = bool(self.options["young_ptes_batch"])
         self.swapin_via_swapcache = bool(self.options["swapin_via_swapcache"])
+        self.lazyfree_unmap_batch = bool(self.options["lazyfree_unmap_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(

@@ -52,6 +52,7 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from .huge_memory import split_folio
+    from .internal import folio_pte_batch
     from .kernel import MTHP_SWPOUT_FALLBACK, Kernel
     from .memmap import (
         MemMap,
@@ -148,7 +149,10 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
 
     Models: mm/rmap.c ``try_to_unmap()`` -> ``try_to_unmap_one()``, one
     PTE at a time (``ptep_clear_flush``: on arm64 the first PTE of a folded
-    block unfolds it).  A swap-cache anon folio's PTEs become swap PTEs
+    block unfolds it); with ``lazyfree_unmap_batch`` (v6.15) a lazyfree
+    large folio's PTEs one ``folio_pte_batch()`` at a time
+    (``get_and_clear_ptes()`` + ``flush_tlb_range()``: on arm64 a whole
+    folded block is cleared without an unfold).  A swap-cache anon folio's PTEs become swap PTEs
     (``swap_duplicate`` each, exclusive where the page was
     PageAnonExclusive, which the page loses; ``MM_ANONPAGES`` ->
     ``MM_SWAPENTS``).  ``k``: the mem_map's kernel; ``folio``: the head pfn.
@@ -173,17 +177,56 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     ptep: i64
     pteval: u64
     page: i64
+    batch: i64
+    skip_mm: object = None
+    skip_end: i64 = 0
     for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
         mm = mm_
         slot = mm.space.pte_table(idx)
         if slot < 0:
             continue
         addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
+        if mm is skip_mm and addr < skip_end:
+            continue  # unmapped with the batch before
         v = mm.vma_lookup(addr)
         if v is None:
             continue
         vma = v
         ptep = (slot << shift) | cython.cast(i64, pos)
+        batch = 1
+        if lazyfree and k.lazyfree_unmap_batch and nr > 1:
+            # folio_unmap_pte_batch() (v6.15): a lazyfree folio's run of PTEs
+            # within the VMA and the page table, cleared at once.
+            batch = folio_pte_batch(
+                k,
+                folio,
+                ptep,
+                a.ptep_get(ptep),
+                (min((addr & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, vma.vm_end) - addr) >> k.page_shift,
+            )
+        if batch > 1:
+            pteval = a.get_and_clear_ptes(mm, addr, ptep, batch)
+            a.flush_tlb_range(vma, addr, addr + (batch << k.page_shift))
+            page = a.pte_pfn(pteval)
+            if a.pte_dirty(pteval):
+                folio_mark_dirty(mem, folio)
+            if cython.cast(i64, mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(
+                mem, folio
+            ):
+                mm.add_mm_counter(MM_ANONPAGES, -batch)
+                count(k.counters, PGLAZYFREED, batch)
+                folio_remove_rmap_ptes(folio, page, batch, vma)
+                pte_unmap_unlock(mm, ptep)
+                k.folio_put(folio, batch)
+                skip_mm = mm
+                skip_end = addr + (batch << k.page_shift)
+                continue
+            # Written again since MADV_FREE (or referenced): restore, swap-backed again.
+            a.set_ptes(mm, addr, ptep, pteval, batch)
+            mem.flags[folio] &= _NOT_PG_lazyfree
+            count(k.counters, PGLAZYFREE_FAIL, 1)
+            pte_unmap_unlock(mm, ptep)
+            return False
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         page = a.pte_pfn(pteval)
         if a.pte_dirty(pteval):
