@@ -53,6 +53,7 @@ COMPILED: tuple[str, ...] = (
     "contpte.mm.mm_types",
     "contpte.mm.shmem",
     "contpte.mm.rmap",
+    "contpte.mm.swapfile",
     "contpte.mm.mmu_gather",
     "contpte.mm.mm_h",
     "contpte.mm.internal",

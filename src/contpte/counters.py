@@ -461,6 +461,21 @@ declare("pglazyfreed", "pages", "/proc/vmstat: lazyfree (MADV_FREE) pages discar
 declare("pgsteal", "pages", "/proc/vmstat: pages reclaimed (freed)")
 declare("pgpgout", "pages", "/proc/vmstat-like: dirty file pages written back by reclaim")
 declare("pglazyfree_fail", "folios", "lazyfree folios found written again (made swap-backed, not discarded)")
+declare("pswpin", "pages", "/proc/vmstat: pages read in from swap")
+declare("pswpout", "pages", "/proc/vmstat: pages written out to swap")
+declare("swpin_zero", "pages", "/proc/vmstat: swapped-in pages of the zeromap (read as zeros, no I/O)")
+declare("swpout_zero", "pages", "/proc/vmstat: all-zero pages swapped out to the zeromap (no I/O)")
+declare("pgmajfault", "faults", "/proc/vmstat: faults that read a page in from swap")
+declare("thp_swpout", "folios", "/proc/vmstat: PMD-size folios swapped out whole")
+declare(
+    "thp_swpout_fallback", "folios", "/proc/vmstat: PMD-size folios split for swap-out (no contiguous slots)"
+)
+declare(
+    "swap.alloc_fail", "allocations", "model: swap slot allocations that found no free slots of the order"
+)
+declare("swap.cache_hit", "faults", "model: swap-in faults that found the folio in the swap cache")
+declare("swap.ptes_copied", "ptes", "model: swap PTEs fork copied (copy_nonpresent_pte)")
+declare("swap.ptes_zapped", "ptes", "model: swap PTEs zap freed (free_swap_and_cache_nr)")
 
 #: Page shifts a Machine supports (4K, 16K, 64K granules).
 PAGE_SHIFTS: tuple[int, ...] = (12, 14, 16)
@@ -478,6 +493,10 @@ MTHP_STATS: tuple[str, ...] = (
     "collapse_exceed_swap_pte",
     "collapse_exceed_none_pte",
     "collapse_exceed_shared_pte",
+    "swpout",
+    "swpout_fallback",
+    "swpin",
+    "swpin_fallback",
 )
 
 
@@ -499,7 +518,8 @@ def _declare_mthp() -> None:
             "events",
             "per-size mTHP stats, mthp.<size>kB.<stat> (hugepages-<size>kB/stats/: anon_fault_alloc, "
             "anon_fault_fallback, split, split_deferred, nr_anon, split_failed, nr_anon_partially_mapped, "
-            "collapse_alloc, collapse_alloc_failed, collapse_exceed_{swap,none,shared}_pte)",
+            "collapse_alloc, collapse_alloc_failed, collapse_exceed_{swap,none,shared}_pte, swpout, "
+            "swpout_fallback, swpin, swpin_fallback)",
             members,
             lambda m: "hugepages-{}/stats/{}".format(*m.split(".")),
         ):

@@ -80,6 +80,13 @@ CHANGES: tuple[Change, ...] = (
         "1da190f4d0a6 'mm: Copy-on-Write (COW) reuse support for PTE-mapped THP' (David Hildenbrand)",
     ),
     Change(
+        "lazyfree_unmap_batch",
+        "6.15",
+        "mm/rmap.c try_to_unmap_one(), folio_unmap_pte_batch()",
+        "'mm: support batched unmap for lazyfree large folios during reclamation' (Barry Song); "
+        "commit id not checked: absent in 6.12.8, present in 6.17.8",
+    ),
+    Change(
         "fpb_cap_at_folio_end",
         "6.15",
         "mm/internal.h folio_pte_batch()",
@@ -200,6 +207,12 @@ CHANGES: tuple[Change, ...] = (
         "mm/khugepaged.c hpage_collapse_scan_pmd(), __collapse_huge_page_isolate()",
         "SCAN_PAGE_LAZYFREE added; commit id not identified: absent in 6.19.11, present in 7.1.13 "
         "(7.0 not checked)",
+    ),
+    Change(
+        "swapin_via_swapcache",
+        "7.1",
+        "mm/memory.c do_swap_page(), should_try_to_free_swap(); mm/swap_state.c swapin_folio()",
+        "'mm, swap' swap-table series (Kairui Song); commit not identified: absent in 6.19.11, present in 7.1.13",
     ),
     Change(
         "khugepaged_mthp",

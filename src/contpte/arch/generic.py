@@ -54,6 +54,14 @@ _NOT_UFFD_WP = cython.declare(u64, _U64 & ~(1 << 10))
 _NOT_SOFT_DIRTY = cython.declare(u64, _U64 & ~(1 << 11))
 _NOT_PRESENT = cython.declare(u64, _U64 & ~(1 << 0))
 _NOT_PSE = cython.declare(u64, _U64 & ~(1 << 7))
+# Swap entries (x86-64 layout, arch/x86/include/asm/pgtable_64.h): type in the
+# top 5 bits, offset from bit 9 (above _PAGE_PROTNONE, so never present);
+# _PAGE_SWP_EXCLUSIVE is _PAGE_PSE, _PAGE_SWP_UFFD_WP is _PAGE_USER.  (x86
+# stores the offset inverted against L1TF; the model stores it plain.)
+_SWP_TYPE_SHIFT = cython.declare(u64, 59)
+_SWP_OFFSET_FIRST_BIT = cython.declare(u64, 9)
+_SWP_OFFSET_MASK = cython.declare(u64, (1 << 50) - 1)
+_NOT_USER = cython.declare(u64, _U64 & ~(1 << 2))
 
 _VM_READ = cython.declare(i64, 1)
 _VM_WRITE = cython.declare(i64, 2)
@@ -215,6 +223,55 @@ class GenericPgtable(Pgtable):
     @cython.exceptval(-1, check=True)
     def pte_clear_soft_dirty(self, pte: u64) -> u64:
         return pte & _NOT_SOFT_DIRTY
+
+    # -- swap entries ------------------------------------------------------
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_entry(self, type_: i64, offset: i64) -> u64:
+        """Models: x86 ``__swp_entry()`` (offset not inverted, see above)."""
+        return (cython.cast(u64, type_) << _SWP_TYPE_SHIFT) | (
+            (cython.cast(u64, offset) & _SWP_OFFSET_MASK) << _SWP_OFFSET_FIRST_BIT
+        )
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_type(self, pte: u64) -> i64:
+        return cython.cast(i64, pte >> _SWP_TYPE_SHIFT)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_offset(self, pte: u64) -> i64:
+        return cython.cast(i64, (pte >> _SWP_OFFSET_FIRST_BIT) & _SWP_OFFSET_MASK)
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_exclusive(self, pte: u64) -> cython.bint:
+        return (pte & _PAGE_PSE) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkexclusive(self, pte: u64) -> u64:
+        return pte | _PAGE_PSE
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_exclusive(self, pte: u64) -> u64:
+        return pte & _NOT_PSE
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_uffd_wp(self, pte: u64) -> cython.bint:
+        return (pte & _PAGE_USER) != 0
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkuffd_wp(self, pte: u64) -> u64:
+        return pte | _PAGE_USER
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_uffd_wp(self, pte: u64) -> u64:
+        return pte & _NOT_USER
 
     def ptes_decode(
         self, entries: np.ndarray, fields: Collection[str] | None = None

@@ -68,6 +68,16 @@ cdef class Pgtable:
     cpdef u64 pte_mksoft_dirty(self, u64 pte) except? -1
     cpdef u64 pte_clear_soft_dirty(self, u64 pte) except? -1
     cpdef bint pte_cont(self, u64 pte) except? -1
+    cpdef u64 swp_entry(self, i64 type_, i64 offset) except? -1
+    cpdef i64 swp_type(self, u64 pte) except? -1
+    cpdef i64 swp_offset(self, u64 pte) except? -1
+    cpdef bint pte_swp_exclusive(self, u64 pte) except? -1
+    cpdef u64 pte_swp_mkexclusive(self, u64 pte) except? -1
+    cpdef u64 pte_swp_clear_exclusive(self, u64 pte) except? -1
+    cpdef bint pte_swp_uffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_swp_mkuffd_wp(self, u64 pte) except? -1
+    cpdef u64 pte_swp_clear_uffd_wp(self, u64 pte) except? -1
+    cpdef bint is_swap_pte(self, u64 pte) except? -1
     cpdef u64 vm_get_page_prot(self, i64 vm_flags) except? -1
     cpdef u64 pte_pmd(self, u64 pte) except? -1
     cpdef u64 pmd_pte(self, u64 pmd) except? -1

@@ -352,6 +352,61 @@ class Pgtable:
         """Model-only: does the raw descriptor carry a contiguous hint (pagemap)."""
         return False
 
+    # -- swap entries (non-present PTEs: include/linux/swapops.h) ---------
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_entry(self, type_: i64, offset: i64) -> u64:
+        """The swap PTE for (type, offset).  Models: ``__swp_entry()`` + ``__swp_entry_to_pte()``."""
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_type(self, pte: u64) -> i64:
+        """Models: ``__swp_type(__pte_to_swp_entry(pte))``."""
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def swp_offset(self, pte: u64) -> i64:
+        """Models: ``__swp_offset(__pte_to_swp_entry(pte))``."""
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_exclusive(self, pte: u64) -> cython.bint:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkexclusive(self, pte: u64) -> u64:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_exclusive(self, pte: u64) -> u64:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_uffd_wp(self, pte: u64) -> cython.bint:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_mkuffd_wp(self, pte: u64) -> u64:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def pte_swp_clear_uffd_wp(self, pte: u64) -> u64:
+        raise NotImplementedError
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def is_swap_pte(self, pte: u64) -> cython.bint:
+        """Models: include/linux/swapops.h ``is_swap_pte()``: not none and not present."""
+        return pte != 0 and not self.pte_present(pte)
+
     def ptes_decode(
         self, entries: np.ndarray, fields: Collection[str] | None = None
     ) -> dict[str, np.ndarray]:

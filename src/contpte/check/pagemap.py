@@ -38,9 +38,16 @@ PAGEMAP_DTYPE = np.dtype(
         ("young", np.bool_),
         ("cont", np.bool_),
         ("exclusive", np.bool_),
+        ("swap", np.bool_),
+        ("swap_offset", np.int64),
     ]
 )
-"""One row per page of ``Process.pagemap``."""
+"""One row per page of ``Process.pagemap``.
+
+``swap`` is PM_SWAP: the PTE holds a swap entry (the page is swapped out,
+``present`` is False); ``swap_offset`` its slot on the swap device (the
+offset of pagemap's swap-entry bits), -1 for any other row.
+"""
 
 _PRESENT = cython.declare(i64, 1)
 _WRITE = cython.declare(i64, 2)
@@ -82,7 +89,8 @@ def pagemap_rows(mm: MmStruct, addr: int, npages: int) -> np.ndarray:
     pfns = np.zeros(n, dtype=np.int64)
     order = np.zeros(n, dtype=np.int8)
     excl = np.zeros(n, dtype=np.uint8)
-    _fill(mm, addr, n, flags, pfns, order, excl)
+    swp = np.full(n, -1, dtype=np.int64)
+    _fill(mm, addr, n, flags, pfns, order, excl, swp)
     out = np.zeros(n, dtype=PAGEMAP_DTYPE)
     out["present"] = (flags & _PRESENT) != 0
     out["pfn"] = pfns
@@ -92,6 +100,8 @@ def pagemap_rows(mm: MmStruct, addr: int, npages: int) -> np.ndarray:
     out["young"] = (flags & _YOUNG) != 0
     out["cont"] = (flags & _CONT) != 0
     out["exclusive"] = excl != 0
+    out["swap"] = swp >= 0
+    out["swap_offset"] = swp
     return out
 
 
@@ -109,7 +119,9 @@ def _meta(mem: MemMap, pfn: i64, order: I8View, excl: U8View, j: i64, special: c
 
 
 @cython.cfunc
-def _fill(mm: MmStruct, addr: i64, n: i64, flags: U8View, pfns: I64View, order: I8View, excl: U8View) -> None:
+def _fill(
+    mm: MmStruct, addr: i64, n: i64, flags: U8View, pfns: I64View, order: I8View, excl: U8View, swp: I64View
+) -> None:
     a: Pgtable = mm.kernel.arch
     mem: MemMap = mm.kernel.memmap
     space: AddressSpace = mm.space
@@ -150,6 +162,8 @@ def _fill(mm: MmStruct, addr: i64, n: i64, flags: U8View, pfns: I64View, order: 
                     k = off + j
                     b = _bits(a, e[base + k])
                     if not b & _PRESENT:
+                        if e[base + k] != 0:
+                            swp[i + j] = a.swp_offset(e[base + k])  # PM_SWAP
                         continue
                     if cp > 1 and b & _CONT:
                         # ptep_get() gathers access/dirty over the block

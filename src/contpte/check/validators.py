@@ -27,6 +27,9 @@ Rules (``InvariantViolation.rule``):
   MADV_FREE a page not written since may also read zero (reclaim may have
   discarded it); a write pin of a private file page snapshots the file's
   content.
+- ``swap-count``, ``swap-cache``, ``swap-rss``, ``swap-leak``: on a
+  machine with swap, the swap device's counts and cache against the swap
+  PTEs of every table (``check/swap.py``).
 - ``fork-copy``: the child's page tables are a faithful copy of the parent's
   before the fork (``incremental.fork_copy``).
 
@@ -92,6 +95,12 @@ class Validators:
         self.initial: Any = None
         self.hook: RmapHook | None = None
         self.enabled = bool(machine.check_enabled)
+        #: The swap validator (check/swap.py), on machines with swap.
+        self.swap: Any = None
+        if getattr(machine, "swap", None) is not None:
+            from .swap import SwapCheck
+
+            self.swap = SwapCheck(machine)
         if self.enabled:
             self.shadow.start()
             self.hook = RmapHook(self.shadow)
@@ -123,12 +132,16 @@ class Validators:
             self.retired = []
         if sh.check():
             self._dense()
+        if self.swap is not None:
+            self.swap.after_syscall(what == "exit")
 
     def run_all(self) -> None:
         """Run every structural validator from scratch (``m.check()``)."""
         self.counters.inc(RUNS, 1)
         self.retired = []
         self._dense()
+        if self.swap is not None:
+            self.swap.after_syscall(True)
 
     def _dense(self) -> None:
         got = self.shadow.dense(self.pins)

@@ -37,6 +37,9 @@ __all__ = [
     "FPB_RESPECT_WRITE",
     "FPB_MERGE_WRITE",
     "FPB_MERGE_YOUNG_DIRTY",
+    "pte_move_swp_offset",
+    "pte_next_swp_offset",
+    "swap_pte_batch",
 ]
 
 #: Compare PTEs respecting the dirty bit (v6.12: without ``FPB_IGNORE_DIRTY``).
@@ -198,6 +201,50 @@ def _fpb_norm(
     if not flags & FPB_RESPECT_WRITE:
         p = a.pte_wrprotect(p)
     return a.pte_mkold(p)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def pte_move_swp_offset(a: Pgtable, pte: u64, delta: i64) -> u64:
+    """The swap PTE ``delta`` slots on, with the same swp bits.
+
+    Models: mm/internal.h ``pte_move_swp_offset()``: type and offset
+    re-encoded, soft-dirty, exclusive and uffd-wp kept.
+    """
+    new: u64 = a.swp_entry(a.swp_type(pte), a.swp_offset(pte) + delta)
+    if a.pte_swp_exclusive(pte):
+        new = a.pte_swp_mkexclusive(new)
+    if a.pte_swp_uffd_wp(pte):
+        new = a.pte_swp_mkuffd_wp(new)
+    return new
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def pte_next_swp_offset(a: Pgtable, pte: u64) -> u64:
+    """Models: mm/internal.h ``pte_next_swp_offset()``."""
+    return pte_move_swp_offset(a, pte, 1)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def swap_pte_batch(a: Pgtable, start_ptep: i64, max_nr: i64, pte: u64) -> i64:
+    """How many PTEs from ``start_ptep`` hold consecutive swap entries with the same bits.
+
+    Models: mm/internal.h ``swap_pte_batch()`` (v6.10+): each next entry
+    must equal the previous one moved by one slot (``pte_same`` with
+    ``pte_next_swp_offset``: same type, exclusive and uffd-wp bits; no
+    memory cgroups in the model).  ``max_nr`` stays within one table.
+    """
+    expected: u64 = pte_next_swp_offset(a, pte)
+    ptep: i64 = start_ptep + 1
+    end: i64 = start_ptep + max_nr
+    while ptep < end:
+        if a.ptep_get(ptep) != expected:
+            break
+        expected = pte_next_swp_offset(a, expected)
+        ptep += 1
+    return ptep - start_ptep
 
 
 # C constants are invisible to Python importers: publish their values.

@@ -9,6 +9,7 @@ from contpte.mm.page_alloc cimport BuddyAllocator
 cdef i64 MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SPLIT, MTHP_SPLIT_DEFERRED, MTHP_NR_ANON
 cdef i64 MTHP_SPLIT_FAILED, MTHP_NR_ANON_PARTIALLY_MAPPED
 cdef i64 MTHP_COLLAPSE_ALLOC, MTHP_COLLAPSE_ALLOC_FAILED, MTHP_COLLAPSE_EXCEED_SWAP, MTHP_COLLAPSE_EXCEED_NONE, MTHP_COLLAPSE_EXCEED_SHARED
+cdef i64 MTHP_SWPOUT, MTHP_SWPOUT_FALLBACK, MTHP_SWPIN, MTHP_SWPIN_FALLBACK
 cdef i64 _NR_MTHP_STATS, _MAX_ORDER_STATS
 cdef i64 PGFAULT, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD, THP_DEFERRED_SPLIT_PAGE, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED
 cdef i64 FOLIO_ALLOC, FOLIO_ALLOC_PAGES, FOLIO_FREE, FOLIO_FREE_PAGES, PAGE_ZERO, PAGE_COPY, REF_OPS
@@ -24,13 +25,13 @@ cdef class Kernel:
     cdef public bint fault_map_dirty, finish_fault_whole_folio, spurious_fault_pmd
     cdef public bint fpb_cap_at_folio_end, prot_numa_batch_skip, mprotect_batch
     cdef public bint khugepaged_batch_copy, khugepaged_ro_collapse, khugepaged_lazyfree_skip, khugepaged_mthp
-    cdef public bint young_ptes_batch
+    cdef public bint young_ptes_batch, swapin_via_swapcache, lazyfree_unmap_batch
     cdef public i64 khugepaged_max_ptes_none, khugepaged_max_ptes_swap, khugepaged_max_ptes_shared
     cdef public i64 khugepaged_pages_to_scan, khugepaged_pages_collapsed, khugepaged_full_scans, khugepaged_scan_address
     cdef public object khugepaged_scan_mm
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer
-    cdef public object hw, on_lock_break
+    cdef public object hw, on_lock_break, swap
     cdef public Pgtable arch
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SIZE, PMD_ORDER, zero_pfn, huge_zero_pfn, _anon_vma_ids

@@ -51,6 +51,8 @@ MM_OPTIONS: dict[str, Any] = {
     "khugepaged_mthp": False,
     "spurious_fault_pmd": False,
     "young_ptes_batch": False,
+    "swapin_via_swapcache": False,
+    "lazyfree_unmap_batch": False,
     "max_gather_batch_count": -1,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
@@ -201,6 +203,29 @@ stops once it has seen all the folio's pages; False: v6.12, one
 ``ptep_clear_flush_young()`` per PTE (on arm64 a whole-block clear and a
 block flush for each PTE of a folded block that is still young).
 
+``lazyfree_unmap_batch`` (from ``kernel="6.15"``): reclaim's
+``try_to_unmap_one()`` unmaps a lazyfree (MADV_FREE) large folio one
+``folio_pte_batch()`` at a time (``folio_unmap_pte_batch()``,
+``get_and_clear_ptes()``, ``flush_tlb_range()``, ``folio_remove_rmap_ptes()``):
+on arm64 a folded block is discarded without an unfold (Barry Song,
+"mm: support batched unmap for lazyfree large folios during reclamation";
+absent in 6.12.8, present in 6.17.8; 6.15 from the kernel's history, the
+commit id not checked).  Swap-backed anon folios are never batched (up to
+7.2).  False: v6.12, one ``ptep_clear_flush()`` per PTE.
+
+``swapin_via_swapcache`` (from ``kernel="7.1"``): ``do_swap_page()`` on a
+``SWP_SYNCHRONOUS_IO`` device always allocates with ``alloc_swap_folio()``
+and reads through the swap cache (``swapin_folio()``), whatever the swap
+count: a range shared after fork comes back as one large folio (mapped
+read-only, left in the swap cache while the other process's swap PTEs
+refer to it; the other process finds it there); the swap counts are
+dropped after the PTEs are set (``folio_put_swap()``) and the swap cache
+is always let go of for such a device (``should_try_to_free_swap()``).
+From the swap-table rework (Kairui Song); absent in 6.19.11, present in
+7.1.13 (no 7.0 source was at hand: it may be 7.0).  False: v6.12, which
+bypasses the swap cache only for a swap count of 1 and reads a shared
+entry one page at a time (``swapin_readahead()``).
+
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
 (10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
@@ -223,7 +248,11 @@ MTHP_COLLAPSE_ALLOC_FAILED = cython.declare(i64, 8)
 MTHP_COLLAPSE_EXCEED_SWAP = cython.declare(i64, 9)
 MTHP_COLLAPSE_EXCEED_NONE = cython.declare(i64, 10)
 MTHP_COLLAPSE_EXCEED_SHARED = cython.declare(i64, 11)
-_NR_MTHP_STATS = cython.declare(i64, 12)
+MTHP_SWPOUT = cython.declare(i64, 12)
+MTHP_SWPOUT_FALLBACK = cython.declare(i64, 13)
+MTHP_SWPIN = cython.declare(i64, 14)
+MTHP_SWPIN_FALLBACK = cython.declare(i64, 15)
+_NR_MTHP_STATS = cython.declare(i64, 16)
 #: The largest PMD order of any granule (64K pages: 13); per-size stats exist below it.
 _MAX_ORDER_STATS = cython.declare(i64, 14)
 
@@ -310,11 +339,15 @@ class Kernel:
         self.khugepaged_lazyfree_skip = bool(self.options["khugepaged_lazyfree_skip"])
         self.khugepaged_mthp = bool(self.options["khugepaged_mthp"])
         self.young_ptes_batch = bool(self.options["young_ptes_batch"])
+        self.swapin_via_swapcache = bool(self.options["swapin_via_swapcache"])
+        self.lazyfree_unmap_batch = bool(self.options["lazyfree_unmap_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(
                 f"max_gather_batch_count={self.max_gather_batch_count}: expected -1 (the kernel's) or >= 0"
             )
+        #: The swap device (``mm/swapfile.py`` ``SwapInfo``), None without swap (set by Machine).
+        self.swap: Any = None
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
         self.bugs: frozenset[str] = frozenset()
         #: Told of every rmap increase (the validators), or None.
@@ -549,6 +582,10 @@ if cython.compiled:
         MTHP_COLLAPSE_EXCEED_SWAP=MTHP_COLLAPSE_EXCEED_SWAP,
         MTHP_COLLAPSE_EXCEED_NONE=MTHP_COLLAPSE_EXCEED_NONE,
         MTHP_COLLAPSE_EXCEED_SHARED=MTHP_COLLAPSE_EXCEED_SHARED,
+        MTHP_SWPOUT=MTHP_SWPOUT,
+        MTHP_SWPOUT_FALLBACK=MTHP_SWPOUT_FALLBACK,
+        MTHP_SWPIN=MTHP_SWPIN,
+        MTHP_SWPIN_FALLBACK=MTHP_SWPIN_FALLBACK,
         PGFAULT=PGFAULT,
         THP_FAULT_ALLOC=THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK=THP_FAULT_FALLBACK,

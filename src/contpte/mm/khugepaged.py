@@ -22,8 +22,8 @@ needed, the sysfs policy ignored; reached from ``do_madvise``).
 
 Left out: file and shmem collapse (``collapse_file``,
 ``hpage_collapse_scan_file``, ``collapse_pte_mapped_thp``): both work on
-anonymous VMAs only here; swap-in (the model has no swap, so
-``max_ptes_swap`` is never reached); NUMA node choice; memory cgroups.  The model keeps no LRU lists, page locks or folio
+anonymous VMAs only here; NUMA node choice; memory cgroups.  (Swap PTEs,
+up to ``max_ptes_swap``, are swapped in first: ``__collapse_huge_page_swapin``.)  The model keeps no LRU lists, page locks or folio
 young/referenced flags: isolation always succeeds and a page counts as
 referenced only through its PTE's young bit.  The copy cannot hit memory
 poison (``__collapse_huge_page_copy_failed`` never runs).  The mm list is
@@ -66,11 +66,19 @@ from .kernel import (
     PAGE_ZERO,
     Kernel,
 )
-from .memmap import MemMap, PG_lazyfree, folio_likely_mapped_shared, folio_mapcount, folio_test_anon
-from .memory import map_anon_folio_pte_nopf
+from .memmap import (
+    MemMap,
+    PG_lazyfree,
+    PG_swapcache,
+    folio_likely_mapped_shared,
+    folio_mapcount,
+    folio_test_anon,
+)
+from .memory import do_swap_page, map_anon_folio_pte_nopf
 from .mm_h import pte_index, pte_unmap_unlock, userfaultfd_armed, vm_normal_folio
-from .mm_types import MM_ANONPAGES, MmStruct, Vma, vma_is_anonymous, vma_mm
+from .mm_types import MM_ANONPAGES, VM_FAULT_OOM, MmStruct, Vma, VmFault, vma_is_anonymous, vma_mm
 from .rmap import folio_remove_rmap_ptes
+from .swapfile import free_swap_cache
 
 __all__ = [
     "CollapseControl",
@@ -251,10 +259,13 @@ def is_refcount_suitable(mem: MemMap, folio: int) -> bool:
     """No reference beyond the mappings (a GUP pin refuses the collapse).
 
     Models: mm/khugepaged.c ``is_refcount_suitable()`` (v6.12;
-    ``folio_expected_ref_count()`` from v6.16, the same for anon folios
-    outside the swap cache).
+    ``folio_expected_ref_count()`` from v6.16, the same for anon folios):
+    one reference per mapping, and one per page for the swap cache.
     """
-    return int(mem.refcount[folio]) == folio_mapcount(mem, folio)
+    expected = folio_mapcount(mem, folio)
+    if int(mem.flags[folio]) & PG_swapcache:
+        expected += 1 << int(mem.order[folio])
+    return int(mem.refcount[folio]) == expected
 
 
 def _folio_test_lazyfree(mem: MemMap, folio: int) -> bool:
@@ -391,6 +402,7 @@ def _collapse_huge_page_copy_succeeded(ptep: int, vma: Vma, address: int, order:
         else:
             arch.ptep_get_and_clear(mm, addr, ptep + i)  # ptep_clear()
         folio_remove_rmap_ptes(src, page, nr_ptes, vma)
+        free_swap_cache(k, src)
         k.folio_put(src, nr_ptes)  # free_page_and_swap_cache() / folio_put_refs()
         i += nr_ptes
     pte_unmap_unlock(mm, ptep)
@@ -416,6 +428,31 @@ def _collapse_huge_page_copy(ptep: int, folio: int, vma: Vma, address: int, orde
         arch.copy_user_highpage(folio + i, arch.pte_pfn(pteval), src_addr, vma)
         k.counters.inc(PAGE_COPY, 1)
     _collapse_huge_page_copy_succeeded(ptep, vma, address, order)
+    return SCAN_SUCCEED
+
+
+def _collapse_huge_page_swapin(mm: MmStruct, vma: Vma, address: int, order: int) -> int:
+    """Swap in every swap PTE of the range before the collapse; a ``SCAN_*`` result.
+
+    Models: mm/khugepaged.c ``__collapse_huge_page_swapin()``: one
+    ``do_swap_page()`` (a read fault) per swap entry, in address order;
+    an error fails the collapse (``SCAN_FAIL``).
+    """
+    k: Kernel = mm.kernel
+    arch: Pgtable = k.arch
+    for i in range(1 << order):
+        addr = address + i * k.PAGE_SIZE
+        ptep = int(mm.space.pte_ptr(addr))
+        if ptep < 0:
+            continue
+        entry = int(arch.ptep_get_lockless(ptep))
+        if entry == 0 or arch.pte_present(entry):
+            continue
+        vmf = VmFault(vma, addr, 0)
+        vmf.pte = ptep
+        vmf.orig_pte = entry
+        if int(do_swap_page(vmf)) & VM_FAULT_OOM:
+            return SCAN_FAIL
     return SCAN_SUCCEED
 
 
@@ -447,6 +484,12 @@ def collapse_huge_page(
     if result != SCAN_SUCCEED or vma is None:
         k.folio_put(folio, 1)
         return result
+    if unmapped:
+        # Swapped-out pages (at most max_ptes_swap) are brought back first.
+        result = _collapse_huge_page_swapin(mm, vma, address, order)
+        if result != SCAN_SUCCEED:
+            k.folio_put(folio, 1)
+            return result
     # The kernel takes the mmap_lock for write and revalidates again here
     # (nothing can have changed in the sequential model).
     pgtable = int(arch.pmdp_collapse_flush(vma, pmd_addr, pmd_index))
@@ -587,7 +630,7 @@ def hpage_collapse_scan_pmd(mm: MmStruct, vma: Vma, address: int, cc: CollapseCo
                 break
             continue
         if not arch.pte_present(pteval):
-            # A swap entry: the model has none (max_ptes_swap is never reached).
+            # A swap entry: swapped in before the collapse, up to max_ptes_swap.
             unmapped += 1
             if unmapped > max_ptes_swap:
                 k.counters.inc(THP_SCAN_EXCEED_SWAP_PTE, 1)

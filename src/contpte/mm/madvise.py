@@ -1,4 +1,4 @@
-"""madvise: DONTNEED, FREE, HUGEPAGE/NOHUGEPAGE, DONTFORK/DOFORK.
+"""madvise: DONTNEED, FREE, COLD, PAGEOUT, HUGEPAGE/NOHUGEPAGE, DONTFORK/DOFORK.
 
 Models: mm/madvise.c (Linux v6.12).
 
@@ -6,6 +6,8 @@ Compiled (docs/core.md).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cython
 
@@ -16,11 +18,12 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from .huge_memory import split_folio, split_huge_pmd
-    from .internal import FPB_MERGE_YOUNG_DIRTY, PtePtr, folio_pte_batch_flags
+    from .internal import FPB_MERGE_YOUNG_DIRTY, PtePtr, folio_pte_batch_flags, swap_pte_batch
     from .kernel import Kernel
     from .memmap import (
         MemMap,
         PG_lazyfree,
+        PG_swapcache,
         folio_clear_dirty,
         folio_likely_mapped_shared,
         folio_mapcount,
@@ -33,9 +36,20 @@ if not cython.compiled:
     )
     from .memory import zap_page_range_single
     from .mm_h import pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
-    from .mm_types import VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
+    from .mm_types import (
+        MM_SWAPENTS,
+        VM_DONTCOPY,
+        VM_HUGEPAGE,
+        VM_NOHUGEPAGE,
+        VM_SHARED,
+        MmStruct,
+        Vma,
+        vma_mm,
+    )
     from .mmap import split_vma, vma_merge_around
     from .mmu_gather import MmuGather
+    from .swapfile import folio_free_swap, free_swap_and_cache_nr
+    from .vmscan import shrink_folio_list
 
 __all__ = [
     "do_madvise",
@@ -43,6 +57,7 @@ __all__ = [
     "madvise_free_pte_range",
     "madvise_free_single_vma",
     "madvise_update_vma",
+    "madvise_cold_or_pageout_pte_range",
     "ADVICE",
 ]
 
@@ -52,6 +67,8 @@ MADV_DONTFORK = cython.declare(i64, 10)
 MADV_DOFORK = cython.declare(i64, 11)
 MADV_HUGEPAGE = cython.declare(i64, 14)
 MADV_NOHUGEPAGE = cython.declare(i64, 15)
+MADV_COLD = cython.declare(i64, 20)
+MADV_PAGEOUT = cython.declare(i64, 21)
 MADV_COLLAPSE = cython.declare(i64, 25)
 
 ADVICE: dict[str, int] = {
@@ -61,6 +78,8 @@ ADVICE: dict[str, int] = {
     "nohugepage": 15,
     "dontfork": 10,
     "dofork": 11,
+    "cold": 20,
+    "pageout": 21,
     "collapse": 25,
 }
 """The advice the model takes, by name, with its ``MADV_*`` value."""
@@ -201,11 +220,20 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
     folio: i64
     nr_pages: i64
     err: i64
+    i: i64
+    swapcache: cython.bint
     ptentp: PtePtr = PtePtr(0)
     while addr < end:
         nr = 1
         ptent = a.ptep_get(ptep)
-        if a.pte_present(ptent):
+        if ptent != 0 and not a.pte_present(ptent):
+            # A swap entry: the page's content is dropped (free_swap_and_cache_nr()).
+            nr = swap_pte_batch(a, ptep, (end - addr) >> page_shift, ptent)
+            mm.add_mm_counter(MM_SWAPENTS, -nr)
+            free_swap_and_cache_nr(k, a.swp_offset(ptent), nr)
+            for i in range(nr):  # clear_not_present_full_ptes()
+                a.pte_clear(mm, addr + (i << page_shift), ptep + i)
+        elif a.pte_present(ptent):
             folio = vm_normal_folio(vma, addr, ptent)
             if folio >= 0 and folio_test_anon(mem, folio):
                 if cython.cast(i64, mem.order[folio]) > 0:
@@ -233,12 +261,15 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                         ptep += nr
                         addr += nr << page_shift
                         continue
-                # No swap cache in the model: PG_dirty alone asks for the
-                # exclusivity check (a folio wholly mapped here is exclusive
-                # iff its mapcount equals its page count).
-                if folio_test_dirty(mem, folio):
+                # A dirty or swap-cache folio must be exclusive (a folio
+                # wholly mapped here is iff its mapcount equals its page
+                # count), and leaves the swap cache.
+                swapcache = (cython.cast(i64, mem.flags[folio]) & PG_swapcache) != 0
+                if swapcache or folio_test_dirty(mem, folio):
                     nr_pages = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
-                    if folio_mapcount(mem, folio) != nr_pages:
+                    if folio_mapcount(mem, folio) != nr_pages or (
+                        swapcache and not folio_free_swap(k, k.swap, folio)
+                    ):
                         ptep += nr
                         addr += nr << page_shift
                         continue
@@ -283,6 +314,99 @@ def madvise_free_single_vma(vma: Vma, start_addr: i64, end_addr: i64) -> i64:
     tlb.tlb_end_vma(vma)
     tlb.tlb_finish_mmu()
     return 0
+
+
+@cython.ccall
+def madvise_cold_or_pageout_pte_range(vma: Vma, addr: i64, end: i64, pageout: cython.bint) -> None:
+    """MADV_COLD / MADV_PAGEOUT of the PTEs of one PMD range.
+
+    Models: mm/madvise.c ``madvise_cold_or_pageout_pte_range()`` (v6.12),
+    PTE-mapped folios (a PMD-mapped THP is left alone in the model): a
+    large folio the range covers wholly is one batch
+    (``madvise_folio_pte_batch``), one only partly covered is split first
+    unless it is likely shared; a folio mapped elsewhere too
+    (mapcount != pages) is skipped.  COLD makes the PTEs old
+    (``clear_young_dirty_ptes(CYDP_CLEAR_YOUNG)``, flushed with the
+    gather) and clears PG_referenced; PAGEOUT clears PG_referenced and
+    gives the folios to reclaim at the end of the range
+    (``reclaim_pages()`` -> ``shrink_folio_list(ignore_references)``).
+
+    Context: mmap_lock held for read; ``[addr, end)`` within one PMD of ``vma``.
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    page_shift: i64 = k.page_shift
+    pmd_index: i64 = addr >> a.PMD_SHIFT
+    if mm.space.pmds and pmd_index in mm.space.pmds:
+        return
+    start_pte: i64 = pte_offset_map_lock(mm, addr, False)
+    if start_pte < 0:
+        return
+    tlb: MmuGather = MmuGather(mm, False)
+    folio_list: Any = []
+    ptep: i64 = start_pte
+    ptent: u64
+    nr: i64
+    folio: i64
+    err: i64
+    ptentp: PtePtr = PtePtr(0)
+    while addr < end:
+        nr = 1
+        ptent = a.ptep_get(ptep)
+        if ptent == 0 or not a.pte_present(ptent):
+            ptep += 1
+            addr += k.PAGE_SIZE
+            continue
+        folio = vm_normal_folio(vma, addr, ptent)
+        if folio < 0:
+            ptep += 1
+            addr += k.PAGE_SIZE
+            continue
+        if cython.cast(i64, mem.order[folio]) > 0:
+            ptentp.value = ptent
+            nr = folio_pte_batch_flags(
+                k, folio, None, ptep, ptentp, (end - addr) >> page_shift, FPB_MERGE_YOUNG_DIRTY
+            )
+            ptent = ptentp.value
+            if nr < (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])):
+                shared = (
+                    folio_maybe_mapped_shared(mem, folio)
+                    if k.maybe_mapped_shared
+                    else folio_likely_mapped_shared(mem, folio)
+                )
+                if shared:
+                    ptep += nr
+                    addr += nr << page_shift
+                    continue
+                folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
+                pte_unmap_unlock(mm, start_pte)
+                err = split_folio(k, folio)
+                k.folio_put(folio, 1)
+                if not err:
+                    continue  # nr = 0: look at this PTE again
+                ptep += nr
+                addr += nr << page_shift
+                continue
+        if folio_mapcount(mem, folio) != (cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) or (
+            folio in folio_list
+        ):
+            ptep += nr
+            addr += nr << page_shift
+            continue
+        if not pageout and a.pte_young(ptent):
+            a.clear_young_dirty_ptes(vma, addr, ptep, nr, CYDP_CLEAR_YOUNG)
+            tlb.tlb_remove_tlb_entries(ptep, nr, addr)
+        folio_test_clear_referenced(mem, folio)  # folio_clear_referenced()
+        if pageout:
+            folio_list.append(folio)  # folio_isolate_lru()
+        ptep += nr
+        addr += nr << page_shift
+    pte_unmap_unlock(mm, start_pte)
+    tlb.tlb_finish_mmu()
+    if folio_list:
+        shrink_folio_list(k, folio_list, True, 0)  # reclaim_pages()
 
 
 @cython.ccall
@@ -337,6 +461,13 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
             madvise_update_vma(v, s, e, VM_DONTCOPY, 0)
         elif behavior == MADV_DOFORK:
             madvise_update_vma(v, s, e, 0, VM_DONTCOPY)
+        elif behavior in (MADV_COLD, MADV_PAGEOUT):
+            # madvise_cold() / madvise_pageout(): one walk per PMD range.
+            while s < e:
+                madvise_cold_or_pageout_pte_range(
+                    v, s, min((s | (k.arch.PMD_SIZE - 1)) + 1, e), behavior == MADV_PAGEOUT
+                )
+                s = min((s | (k.arch.PMD_SIZE - 1)) + 1, e)
         elif behavior == MADV_COLLAPSE:
             # madvise_vma_behavior() -> madvise_collapse() (mm/khugepaged.c,
             # modelled in the uncompiled mm/khugepaged.py); the walk stops at

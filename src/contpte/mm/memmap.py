@@ -34,6 +34,7 @@ __all__ = [
     "PG_anon_exclusive",
     "PG_lazyfree",
     "PG_referenced",
+    "PG_swapcache",
     "GUP_PIN_COUNTING_BIAS",
     "page_folio",
     "folio_order",
@@ -71,6 +72,9 @@ PG_lazyfree = cython.declare(i64, 1 << 4)
 #: folio whose PTEs were young (the model's only ``folio_mark_accessed()``-like
 #: source), cleared by MADV_FREE (``lru_lazyfree()``) and by the next check.
 PG_referenced = cython.declare(i64, 1 << 5)
+#: ``PG_swapcache``: the folio is in the swap cache (``folio->swap`` is kept
+#: by the swap device, ``mm/swapfile.py``).
+PG_swapcache = cython.declare(i64, 1 << 6)
 # Per-page flags.
 PG_anon_exclusive = cython.declare(i64, 1 << 8)
 _NOT_PG_dirty = cython.declare(i64, 0xFFFFFFFF & ~(1 << 1))
@@ -368,5 +372,6 @@ if cython.compiled:
         PG_lazyfree=PG_lazyfree,
         PG_referenced=PG_referenced,
         PG_anon_exclusive=PG_anon_exclusive,
+        PG_swapcache=PG_swapcache,
         GUP_PIN_COUNTING_BIAS=GUP_PIN_COUNTING_BIAS,
     )

@@ -37,10 +37,13 @@ if not cython.compiled:
         PtePtr,
         folio_pte_batch,
         folio_pte_batch_flags,
+        pte_move_swp_offset,
+        swap_pte_batch,
     )
     from .kernel import (
         MTHP_ANON_FAULT_ALLOC,
         MTHP_ANON_FAULT_FALLBACK,
+        MTHP_SWPIN_FALLBACK,
         PAGE_COPY,
         PGFAULT,
         REF_OPS,
@@ -49,6 +52,8 @@ if not cython.compiled:
     from .memmap import (
         MemMap,
         PageAnonExclusive,
+        PG_swapbacked,
+        PG_swapcache,
         SetPageAnonExclusive,
         folio_mapcount,
         folio_mark_dirty,
@@ -74,6 +79,7 @@ if not cython.compiled:
         FAULT_FLAG_UNSHARE,
         FAULT_FLAG_WRITE,
         MM_ANONPAGES,
+        MM_SWAPENTS,
         VM_ACCESS_FLAGS,
         VM_FAULT_FALLBACK,
         VM_FAULT_NOPAGE,
@@ -97,11 +103,30 @@ if not cython.compiled:
     from .rmap import (
         RMAP_EXCLUSIVE,
         anon_vma_prepare,
+        folio_add_anon_rmap_ptes,
         folio_add_file_rmap_ptes,
         folio_add_new_anon_rmap,
         folio_dup_file_rmap_ptes,
         folio_remove_rmap_ptes,
         folio_try_dup_anon_rmap_ptes,
+    )
+    from .swapfile import (
+        SWP_SYNCHRONOUS_IO,
+        SwapInfo,
+        _swap_count,
+        folio_free_swap,
+        free_swap_and_cache_nr,
+        non_swapcache_batch,
+        swap_cache_get_folio,
+        swap_duplicate,
+        swap_free_nr,
+        swap_read_folio,
+        swap_zeromap_batch,
+        swapcache_clear,
+        swapcache_prepare,
+        swapin_folio,
+        swapin_readahead,
+        vm_swap_full,
     )
 
 __all__ = [
@@ -113,6 +138,9 @@ __all__ = [
     "copy_page_range",
     "copy_pte_range",
     "copy_present_ptes",
+    "copy_nonpresent_pte",
+    "do_swap_page",
+    "alloc_swap_folio",
     "zap_page_range_single",
     "unmap_vmas",
     "unmap_page_range",
@@ -141,6 +169,10 @@ ZAP_CALLS = cython.declare(i64, counter("zap.calls"))
 ZAP_BATCH = cython.declare(i64, counter("zap.batch"))
 ZAP_FORCED_FLUSH = cython.declare(i64, counter("mmu_gather.forced_flush"))
 ZAP_PTES = cython.declare(i64, counter("zap.ptes"))
+PGMAJFAULT = cython.declare(i64, counter("pgmajfault"))
+SWAP_CACHE_HIT = cython.declare(i64, counter("swap.cache_hit"))
+SWAP_PTES_COPIED = cython.declare(i64, counter("swap.ptes_copied"))
+SWAP_PTES_ZAPPED = cython.declare(i64, counter("swap.ptes_zapped"))
 
 EAGAIN = cython.declare(i64, 11)
 ENOMEM = cython.declare(i64, 12)
@@ -222,7 +254,7 @@ def handle_pte_fault(vmf: VmFault) -> i64:
             return do_anonymous_page(vmf)
         return do_fault(vmf)
     if not arch.pte_present(entry):
-        raise KernelBug("VM_BUG_ON", "swap/migration entries are not modelled", vmf.address, [entry])
+        return do_swap_page(vmf)
     if arch.pte_protnone(entry) and vma.vm_flags & VM_ACCESS_FLAGS:
         return do_numa_page(vmf)
     # spin_lock(vmf->ptl): the entry read without the lock may have changed
@@ -463,6 +495,321 @@ def map_anon_folio_pte_nopf(folio: i64, ptep: i64, vma: Vma, addr: i64, uffd_wp:
     folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     arch.set_ptes(vma_mm(vma), addr, ptep, entry, nr_pages)
     arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
+
+
+# -- swap-in (mm/memory.c do_swap_page and friends) ---------------------------
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _highest_order(orders: i64) -> i64:
+    """include/linux/huge_mm.h ``highest_order()``: the top set bit, -1 for none."""
+    order: i64 = -1
+    while orders:
+        orders >>= 1
+        order += 1
+    return order
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def thp_swap_suitable_orders(k: Kernel, swp_offset: i64, addr: i64, orders: i64) -> i64:
+    """Drop the orders (from the top) whose block does not line up with the swap offset.
+
+    Models: mm/memory.c ``thp_swap_suitable_orders()``: a large folio is
+    swapped in only where its first slot is as aligned as its address
+    (``(addr >> PAGE_SHIFT) % nr == offset % nr``), as it was swapped out.
+    """
+    order: i64 = _highest_order(orders)
+    nr: i64
+    while orders:
+        nr = cython.cast(i64, 1) << order
+        if (addr >> k.page_shift) % nr == swp_offset % nr:
+            break
+        orders &= ~(cython.cast(i64, 1) << order)  # next_order()
+        order = _highest_order(orders)
+    return orders
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def can_swapin_thp(vmf: VmFault, ptep: i64, nr_pages: i64) -> cython.bint:
+    """Are the ``nr_pages`` PTEs from ``ptep`` contiguous swap entries of one state?
+
+    Models: mm/memory.c ``can_swapin_thp()`` (v6.12): the first is the
+    fault's entry moved back to the block's start, the rest follow it
+    (``swap_pte_batch``), all in or all out of the zeromap, none in the
+    swap cache (``non_swapcache_batch``).
+    """
+    k: Kernel = vma_mm(vmf.vma).kernel
+    a: Pgtable = k.arch
+    si: SwapInfo = k.swap
+    addr: i64 = vmf.address & ~((nr_pages << k.page_shift) - 1)
+    idx: i64 = (vmf.address - addr) >> k.page_shift
+    pte: u64 = a.ptep_get(ptep)
+    if pte != pte_move_swp_offset(a, vmf.orig_pte, -idx):
+        return False
+    if swap_pte_batch(a, ptep, nr_pages, pte) != nr_pages:
+        return False
+    offset: i64 = a.swp_offset(pte)
+    if swap_zeromap_batch(si, offset, nr_pages) != nr_pages:
+        return False
+    return non_swapcache_batch(si, offset, nr_pages) == nr_pages
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def alloc_swap_folio(vmf: VmFault) -> i64:
+    """The folio a swap-in that bypasses the swap cache reads into: large where it can.
+
+    Models: mm/memory.c ``alloc_swap_folio()`` (v6.12, CONFIG_THP_SWAP,
+    zswap never enabled): the enabled anon orders suitable for the VMA
+    and for the swap offset's alignment, from the highest, the first whose
+    aligned range is all swap entries ``can_swapin_thp()`` accepts; a
+    failed allocation counts ``swpin_fallback`` (v6.13's stat) and tries
+    the next; order 0 last (``__alloc_swap_folio``), and only order 0
+    where a userfaultfd is armed.  Returns the folio (not zeroed), or -1.
+    """
+    vma: Vma = vmf.vma
+    k: Kernel = vma_mm(vma).kernel
+    a: Pgtable = k.arch
+    if userfaultfd_armed(vma):
+        return k.folio_alloc(0, False)
+    orders: i64 = huge_memory.thp_vma_allowable_orders(vma, (cython.cast(i64, 1) << k.PMD_ORDER) - 1)
+    orders = huge_memory.thp_vma_suitable_orders(vma, vmf.address, orders)
+    orders = thp_swap_suitable_orders(k, a.swp_offset(vmf.orig_pte), vmf.address, orders)
+    order: i64
+    addr: i64
+    base: i64
+    folio: i64
+    if orders:
+        base = pte_offset_map_lock(vma_mm(vma), vmf.address & ~(a.PMD_SIZE - 1), False)
+        if base >= 0:
+            order = _highest_order(orders)
+            while orders:
+                addr = vmf.address & ~((k.PAGE_SIZE << order) - 1)
+                if can_swapin_thp(vmf, base + pte_index(k, addr), cython.cast(i64, 1) << order):
+                    break
+                orders &= ~(cython.cast(i64, 1) << order)
+                order = _highest_order(orders)
+            pte_unmap_unlock(vma_mm(vma), base)
+            while orders:
+                folio = k.folio_alloc(order, False)
+                if folio >= 0:
+                    return folio
+                k.count_mthp_stat(order, MTHP_SWPIN_FALLBACK, 1)
+                orders &= ~(cython.cast(i64, 1) << order)
+                order = _highest_order(orders)
+    return k.folio_alloc(0, False)
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def should_try_to_free_swap(
+    k: Kernel, folio: i64, vma: Vma, fault_flags: i64, extra_refs: i64
+) -> cython.bint:
+    """Models: mm/memory.c ``should_try_to_free_swap()`` (no mlock, no memcg limits):
+    a swap-cache folio when swap is more than half full, or for a write
+    fault when the swap cache and ``extra_refs`` (v6.12: the fault's one;
+    v7.1: the new mappings') hold the only references.  With
+    ``swapin_via_swapcache`` (v7.1) always on a ``SWP_SYNCHRONOUS_IO``
+    device."""
+    mem: MemMap = k.memmap
+    si: SwapInfo = k.swap
+    if not cython.cast(i64, mem.flags[folio]) & PG_swapcache:
+        return False
+    if k.swapin_via_swapcache and si.flags & SWP_SYNCHRONOUS_IO:
+        return True
+    if vm_swap_full(si):
+        return True
+    return (fault_flags & FAULT_FLAG_WRITE) != 0 and cython.cast(i64, mem.refcount[folio]) == extra_refs + (
+        cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    )
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def do_swap_page(vmf: VmFault) -> i64:
+    """Fault in a swapped-out page: map the folio with ``nr`` PTEs at once.
+
+    Models: mm/memory.c ``do_swap_page()`` (v6.12), genuine swap entries
+    only (no migration, device or marker entries in the model):
+
+    - a folio the swap cache holds is used as it is (``swap.cache_hit``);
+    - on a ``SWP_SYNCHRONOUS_IO`` device with a swap count of 1 the swap
+      cache is bypassed: ``alloc_swap_folio()`` (large where the mTHP size
+      is enabled and the range is contiguous swap entries), the slots
+      claimed with ``swapcache_prepare()`` while the folio is read and
+      released (``swapcache_clear()``) once it is mapped;
+    - otherwise ``swapin_readahead()`` reads one order-0 folio into the
+      swap cache;
+    - with ``swapin_via_swapcache`` (v7.1) a synchronous device always
+      allocates with ``alloc_swap_folio()`` and reads through the swap
+      cache (``swapin_folio()``); the swap counts are dropped after the
+      PTEs are set and the cache is let go of where no swap PTE needs it.
+
+    The folio's slots are released (``swap_free_nr``), the swap cache let
+    go of where ``should_try_to_free_swap()``; a folio certainly exclusive
+    (fresh, an exclusive swap PTE, or only one reference) is mapped
+    writable where the VMA is, dirty on a write fault, with
+    ``RMAP_EXCLUSIVE``; the ``nr`` PTEs are written with one ``set_ptes``
+    (which folds a whole aligned block on arm64).  A write fault still
+    pending goes on to ``do_wp_page()``.
+    """
+    vma: Vma = vmf.vma
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    ptep: i64 = vmf.pte
+    # pte_unmap_same(): the entry read without the lock must still be there.
+    if not a.pte_same(a.ptep_get(ptep), vmf.orig_pte):
+        pte_unmap_unlock(mm, ptep)
+        return 0
+    pte_unmap_unlock(mm, ptep)
+    if k.swap is None or a.swp_type(vmf.orig_pte) != 0:
+        raise KernelBug("print_bad_pte", "swap entry of no swap device", vmf.address, [vmf.orig_pte])
+    si: SwapInfo = k.swap
+    offset: i64 = a.swp_offset(vmf.orig_pte)
+    ret: i64 = 0
+    need_clear_cache: cython.bint = False
+    nr_pages: i64 = 1
+    nr: i64
+    page: i64 = -1
+    folio: i64 = swap_cache_get_folio(k, si, offset)
+    swapcache: i64 = folio
+    if folio >= 0:
+        page = cython.cast(i64, si.cache[offset])
+        count(k.counters, SWAP_CACHE_HIT, 1)
+    else:
+        if si.flags & SWP_SYNCHRONOUS_IO and k.swapin_via_swapcache:
+            # v7.1: always alloc_swap_folio() and through the swap cache.
+            folio = alloc_swap_folio(vmf)
+            if folio >= 0:
+                nr = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+                swapcache = swapin_folio(k, si, folio, offset & ~(nr - 1))
+        elif si.flags & SWP_SYNCHRONOUS_IO and _swap_count(si, offset) == 1:
+            # skip swapcache
+            folio = alloc_swap_folio(vmf)
+            if folio >= 0:
+                mem.flags[folio] |= PG_swapbacked
+                nr_pages = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+                if nr_pages > 1:
+                    offset = offset & ~(nr_pages - 1)
+                if swapcache_prepare(si, offset, nr_pages):
+                    raise KernelBug(
+                        "swapcache_prepare", "a sequential swap-in found its slots claimed", vmf.address
+                    )
+                need_clear_cache = True
+                swap_read_folio(k, si, folio, offset)
+        else:
+            folio = swapin_readahead(k, si, offset)
+            swapcache = folio
+        if folio < 0:
+            return VM_FAULT_OOM
+        count(k.counters, PGMAJFAULT, 1)  # VM_FAULT_MAJOR
+        # folio_file_page(folio, swp_offset(entry)) of the fault's entry.
+        page = folio + (
+            a.swp_offset(vmf.orig_pte) & ((cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])) - 1)
+        )
+    ptep = pte_offset_map_lock(mm, vmf.address, False)
+    vmf.pte = ptep
+    if ptep < 0 or not a.pte_same(a.ptep_get(ptep), vmf.orig_pte):
+        # out_nomap: somebody else faulted it in.
+        if ptep >= 0:
+            pte_unmap_unlock(mm, ptep)
+        k.folio_put(folio, 1)
+        if need_clear_cache:
+            swapcache_clear(si, offset, nr_pages)
+        return ret
+    page_idx: i64 = 0
+    address: i64 = vmf.address
+    folio_ptep: i64 = ptep
+    nr = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    idx: i64
+    folio_start: i64
+    entry_off: i64 = a.swp_offset(vmf.orig_pte)
+    if nr > 1 and swapcache < 0:
+        # Allocated large folios for SWP_SYNCHRONOUS_IO.
+        folio_start = vmf.address & ~((nr << k.page_shift) - 1)
+        idx = (vmf.address - folio_start) >> k.page_shift
+        folio_ptep = ptep - idx
+        if (
+            a.ptep_get(folio_ptep) != pte_move_swp_offset(a, vmf.orig_pte, -idx)
+            or swap_pte_batch(a, folio_ptep, nr, a.ptep_get(folio_ptep)) != nr
+        ):
+            pte_unmap_unlock(mm, ptep)
+            k.folio_put(folio, 1)
+            swapcache_clear(si, offset, nr_pages)
+            return ret
+        page_idx = idx
+        address = folio_start
+        entry_off = offset
+        page = folio  # folio_file_page() of the aligned-down entry
+    elif nr > 1:
+        # A large folio in the swap cache: map all of it if its PTEs are all there.
+        idx = page - folio
+        folio_start = address - (idx << k.page_shift)
+        if (
+            folio_start >= max(address & ~(a.PMD_SIZE - 1), vma.vm_start)
+            and folio_start + (nr << k.page_shift)
+            <= min((address & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, vma.vm_end)
+            and a.ptep_get(ptep - idx) == pte_move_swp_offset(a, vmf.orig_pte, -idx)
+            and swap_pte_batch(a, ptep - idx, nr, a.ptep_get(ptep - idx)) == nr
+        ):
+            page_idx = idx
+            address = folio_start
+            folio_ptep = ptep - idx
+            nr_pages = nr
+            entry_off = cython.cast(i64, si.folio_swap[folio])
+            page = folio
+    # check_folio:
+    if folio_test_anon(mem, folio) and PageAnonExclusive(mem, page):
+        raise KernelBug(
+            "BUG_ON", "a swap PTE points at a PageAnonExclusive page", vmf.address, [vmf.orig_pte]
+        )
+    exclusive: cython.bint = a.pte_swp_exclusive(vmf.orig_pte)
+    if swapcache < 0:
+        exclusive = True  # a fresh folio never exposed to the swap cache
+    if not k.swapin_via_swapcache:
+        swap_free_nr(si, entry_off, nr_pages)
+        if should_try_to_free_swap(k, folio, vma, vmf.flags, 1):
+            folio_free_swap(k, si, folio)
+    mm.add_mm_counter(MM_ANONPAGES, nr_pages)
+    mm.add_mm_counter(MM_SWAPENTS, -nr_pages)
+    pte: u64 = a.pfn_pte(page, vma.vm_page_prot)
+    if a.pte_swp_uffd_wp(vmf.orig_pte):
+        pte = a.pte_mkuffd_wp(pte)
+    rmap_flags: i64 = 0
+    if exclusive or cython.cast(i64, mem.refcount[folio]) == 1:
+        if vma.vm_flags & VM_WRITE and not userfaultfd_pte_wp(vma, pte):
+            pte = a.pte_mkwrite(pte)
+            if vmf.flags & FAULT_FLAG_WRITE:
+                pte = a.pte_mkdirty(pte)
+                vmf.flags &= ~FAULT_FLAG_WRITE
+        rmap_flags = RMAP_EXCLUSIVE
+    folio_ref_add(mem, folio, nr_pages - 1)
+    count(k.counters, REF_OPS, 1)
+    vmf.orig_pte = a.pte_advance_pfn(pte, page_idx)
+    if not folio_test_anon(mem, folio):
+        anon_vma_prepare(vma)
+        folio_add_new_anon_rmap(folio, vma, address, rmap_flags, False)
+    else:
+        folio_add_anon_rmap_ptes(folio, page, nr_pages, vma, address, rmap_flags)
+    a.set_ptes(mm, address, folio_ptep, pte, nr_pages)
+    if k.swapin_via_swapcache:
+        # v7.1: folio_put_swap() after the PTEs are set, then the cache goes if it can.
+        swap_free_nr(si, entry_off, nr_pages)
+        if should_try_to_free_swap(k, folio, vma, vmf.flags, nr_pages):
+            folio_free_swap(k, si, folio)
+    if vmf.flags & FAULT_FLAG_WRITE:
+        ret = do_wp_page(vmf)
+        if need_clear_cache:
+            swapcache_clear(si, offset, nr_pages)
+        return ret
+    a.update_mmu_cache_range(vma, address, folio_ptep, nr_pages)
+    pte_unmap_unlock(mm, ptep)
+    if need_clear_cache:
+        swapcache_clear(si, offset, nr_pages)
+    return ret
 
 
 # -- file faults (mm/memory.c do_fault and friends) ---------------------------
@@ -784,9 +1131,11 @@ def wp_can_reuse_large_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     # Let's just free up a large folio if only a single page is mapped.
     if mapcount <= 1:
         return False
-    # (The kernel first frees the swap cache here; the model has none.)
     if cython.cast(i64, mem.mm_ids_shared[folio]):
         return False  # folio_test_large_maybe_mapped_shared()
+    if cython.cast(i64, mem.flags[folio]) & PG_swapcache:
+        # Freeing the swap cache fails while some PTEs are still swap entries.
+        folio_free_swap(k, cython.cast(SwapInfo, k.swap), folio)
     return mapcount == cython.cast(i64, mem.refcount[folio])
 
 
@@ -796,11 +1145,19 @@ def wp_can_reuse_anon_folio(folio: i64, vma: Vma) -> cython.bint:
     """Models: mm/memory.c ``wp_can_reuse_anon_folio()``.
 
     A large folio goes to ``wp_can_reuse_large_anon_folio`` (which says no
-    in v6.12); a small one is reused with refcount 1.
+    in v6.12); a small one is reused when its only other reference is the
+    swap cache's, which is let go of first if no swap PTE needs it
+    (``folio_free_swap``), leaving refcount 1.
     """
-    mem: MemMap = vma_mm(vma).kernel.memmap
+    k: Kernel = vma_mm(vma).kernel
+    mem: MemMap = k.memmap
     if cython.cast(i64, mem.order[folio]) > 0:
         return wp_can_reuse_large_anon_folio(folio, vma)
+    swapcache: cython.bint = (cython.cast(i64, mem.flags[folio]) & PG_swapcache) != 0
+    if cython.cast(i64, mem.refcount[folio]) > 1 + swapcache:
+        return False
+    if swapcache:
+        folio_free_swap(k, cython.cast(SwapInfo, k.swap), folio)
     return bool(cython.cast(i64, mem.refcount[folio]) == 1)
 
 
@@ -1126,6 +1483,43 @@ def copy_present_ptes(
 
 @cython.ccall
 @cython.exceptval(-1, check=True)
+def copy_nonpresent_pte(
+    dst_mm: MmStruct,
+    src_mm: MmStruct,
+    dst_pte: i64,
+    src_pte: i64,
+    dst_vma: Vma,
+    src_vma: Vma,
+    addr: i64,
+    rss: RssVec,
+) -> i64:
+    """Copy one swap PTE to the child: one more swap count, shared from now on.
+
+    Models: mm/memory.c ``copy_nonpresent_pte()`` for a genuine swap entry
+    (the only non-present entry the model makes): ``swap_duplicate()``,
+    the parent's entry loses its exclusive bit, the child's copy its
+    uffd-wp bit unless the child's VMA has uffd-wp; ``rss[MM_SWAPENTS]``.
+    Returns 0, or -EIO if the count could not be raised.
+    """
+    k: Kernel = src_mm.kernel
+    a: Pgtable = k.arch
+    orig_pte: u64 = a.ptep_get(src_pte)
+    pte: u64 = orig_pte
+    if k.swap is None or swap_duplicate(cython.cast(SwapInfo, k.swap), a.swp_offset(orig_pte)) < 0:
+        return -5  # -EIO
+    if a.pte_swp_exclusive(orig_pte):
+        pte = a.pte_swp_clear_exclusive(orig_pte)
+        a.set_pte_at(src_mm, addr, src_pte, pte)
+    rss.c[MM_SWAPENTS] += 1
+    if not dst_vma.vm_flags & VM_UFFD_WP:
+        pte = a.pte_swp_clear_uffd_wp(pte)
+    a.set_pte_at(dst_mm, addr, dst_pte, pte)
+    count(k.counters, SWAP_PTES_COPIED, 1)
+    return 0
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
 def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i64) -> i64:
     """Copy the PTEs of ``[addr, end)`` (within one page table) to the child.
 
@@ -1174,7 +1568,14 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
                 addr += k.PAGE_SIZE
                 continue
             if not a.pte_present(ptent):
-                raise KernelBug("VM_BUG_ON", "copy of swap entries is not modelled", addr, [ptent])
+                ret = copy_nonpresent_pte(dst_mm, src_mm, dst_pte, src_pte, dst_vma, src_vma, addr, rss)
+                if ret:
+                    break  # -EIO: the swap entry could not be duplicated
+                progress += 8
+                src_pte += 1
+                dst_pte += 1
+                addr += k.PAGE_SIZE
+                continue
             ret = copy_present_ptes(
                 dst_vma, src_vma, dst_pte, src_pte, ptent, addr, (end - addr) >> k.page_shift, rss, prealloc
             )
@@ -1389,7 +1790,16 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
             addr += k.PAGE_SIZE
             continue
         if not a.pte_present(ptent):
-            raise KernelBug("VM_BUG_ON", "zap of swap entries is not modelled", addr, [ptent])
+            # Genuine swap entries, hence private anon pages (zap_nonpresent_ptes()).
+            nr = swap_pte_batch(a, ptep, (end - addr) >> k.page_shift, ptent)
+            rss.c[MM_SWAPENTS] -= nr
+            free_swap_and_cache_nr(k, a.swp_offset(ptent), nr)
+            count(k.counters, SWAP_PTES_ZAPPED, nr)
+            for i in range(nr):  # clear_not_present_full_ptes()
+                a.pte_clear(mm, addr + (i << k.page_shift), ptep + i)
+            ptep += nr
+            addr += nr << k.page_shift
+            continue
         nr = zap_present_ptes(
             tlb, vma, ptep, ptent, (end - addr) >> k.page_shift, addr, rss, force_flush, force_break
         )

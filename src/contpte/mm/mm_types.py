@@ -50,6 +50,7 @@ __all__ = [
     "VM_FAULT_UFFD_WP",
     "MM_FILEPAGES",
     "MM_ANONPAGES",
+    "MM_SWAPENTS",
     "MM_SHMEMPAGES",
     "NR_MM_COUNTERS",
     "MmStruct",
@@ -93,6 +94,7 @@ VM_FAULT_UFFD_WP = cython.declare(i64, 0x100000)
 
 MM_FILEPAGES = cython.declare(i64, 0)
 MM_ANONPAGES = cython.declare(i64, 1)
+MM_SWAPENTS = cython.declare(i64, 2)
 MM_SHMEMPAGES = cython.declare(i64, 3)
 NR_MM_COUNTERS = cython.declare(i64, 4)
 
@@ -304,6 +306,7 @@ if cython.compiled:
         VM_FAULT_UFFD_WP=VM_FAULT_UFFD_WP,
         MM_FILEPAGES=MM_FILEPAGES,
         MM_ANONPAGES=MM_ANONPAGES,
+        MM_SWAPENTS=MM_SWAPENTS,
         MM_SHMEMPAGES=MM_SHMEMPAGES,
         NR_MM_COUNTERS=NR_MM_COUNTERS,
     )

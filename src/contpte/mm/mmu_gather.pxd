@@ -5,6 +5,7 @@ from contpte.arch.pgtable cimport GatherLike
 from contpte.mm.kernel cimport Kernel
 from contpte.mm.mm_types cimport MmStruct, Vma
 from contpte.mm.rmap cimport folio_remove_rmap_ptes
+from contpte.mm.swapfile cimport free_swap_cache
 
 cdef i64 TLB_FLUSH, TLB_FLUSH_RMAPS, MMU_GATHER_BUNDLE, _BATCH_HEADER, _GATHER_PAGES_LIMIT, _NO_START
 cdef I64View _NO_FOLIOS

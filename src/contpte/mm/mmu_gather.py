@@ -34,6 +34,7 @@ if not cython.compiled:
     from .kernel import Kernel
     from .mm_types import MmStruct, Vma
     from .rmap import folio_remove_rmap_ptes
+    from .swapfile import free_swap_cache
 
 __all__ = ["MmuGather", "MMU_GATHER_BUNDLE", "max_gather_batch", "max_gather_batch_count"]
 
@@ -249,7 +250,12 @@ class MmuGather(GatherLike):
 
     @cython.ccall
     def tlb_flush_mmu_free(self) -> None:
-        """Free the queued pages.  Models: ``tlb_flush_mmu_free()`` -> ``tlb_batch_pages_flush()``."""
+        """Free the queued pages.
+
+        Models: ``tlb_flush_mmu_free()`` -> ``tlb_batch_pages_flush()`` ->
+        ``free_pages_and_swap_cache()``: an unmapped swap-cache folio leaves
+        the swap cache (``free_swap_cache``) before its references go.
+        """
         k: Kernel = self.kernel
         i: i64
         n: i64 = self.nr_queued
@@ -257,6 +263,8 @@ class MmuGather(GatherLike):
         self.active = 0
         self.active_nr = 0
         for i in range(n):
+            if k.swap is not None:
+                free_swap_cache(k, cython.cast(i64, self.folios[i]))
             k.folio_put(cython.cast(i64, self.folios[i]), cython.cast(i64, self.nrs[i]))
 
     @cython.ccall

@@ -1,4 +1,4 @@
-"""Memory pressure: reclaim lazyfree anon folios and page-cache folios.
+"""Memory pressure: reclaim lazyfree anon folios, page-cache folios and, with swap, anon folios.
 
 Models: mm/vmscan.c ``shrink_folio_list()`` with mm/rmap.c
 ``try_to_unmap_one()`` (Linux v6.12), for what the model can reclaim
@@ -18,45 +18,68 @@ keep: the model has no LRU lists).  Then:
   dirty bits), written back if dirty (``pageout``: its values go to the
   file's backing store) and dropped from the page cache.
 
-Swap-backed anon memory and shmem are not reclaimed (no swap is modelled);
-folios mapped by a PMD, pinned or otherwise referenced are skipped.  One
-call is one full pass over memory (``shrink_all_memory``).
+- with a swap device (``Machine(swap=...)``, ``mm/swapfile.py``) a
+  swap-backed anon folio is given slots for its whole order and put in
+  the swap cache (``add_to_swap``; v6.10+ large folios are swapped out
+  whole); when no contiguous slots are free a large folio is split and its
+  pages go one by one (``swpout_fallback``); a partially mapped one is
+  split first.  ``try_to_unmap`` replaces each PTE by a swap PTE (one at a
+  time in every version: the unmap batching of v6.15+ is for lazyfree
+  and file folios only), ``swap_writepage`` writes it and the folio leaves
+  the swap cache and is freed (``__remove_mapping``).
+
+Without swap, swap-backed anon memory is not reclaimed; shmem never is.
+Folios mapped by a PMD, pinned or otherwise referenced are skipped.  One
+call is one full pass over memory (``shrink_all_memory``), or stops once
+``target`` pages are freed; MADV_PAGEOUT gives its folios to
+``shrink_folio_list`` with ``ignore_references`` (``reclaim_pages``).
 
 Compiled (docs/core.md).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import cython
 
 from ..counters import counter
+from ..errors import KernelBug
 from .rmap import folio_referenced, rmap_walk_ptes
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
     from ..counters import count
-    from .kernel import Kernel
+    from .huge_memory import split_folio
+    from .internal import folio_pte_batch
+    from .kernel import MTHP_SWPOUT_FALLBACK, Kernel
     from .memmap import (
         MemMap,
         PG_anon,
+        PG_anon_exclusive,
         PG_lazyfree,
         PG_reserved,
+        PG_swapcache,
         folio_clear_dirty,
         folio_mapcount,
+        folio_mapped,
         folio_mark_dirty,
         folio_maybe_dma_pinned,
+        folio_ref_add,
         folio_set_referenced,
         folio_test_clear_referenced,
         folio_test_dirty,
     )
     from .mm_h import mm_counter_file, pte_unmap_unlock
-    from .mm_types import MM_ANONPAGES, VM_EXEC, MmStruct, Vma
+    from .mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_EXEC, MmStruct, Vma
     from .rmap import folio_remove_rmap_ptes
     from .shmem import File
+    from .swapfile import SwapInfo, add_to_swap, delete_from_swap_cache, swap_duplicate, swap_writepage
 
 __all__ = [
     "shrink_all_memory",
+    "shrink_folio_list",
     "try_to_unmap",
     "pageout",
     "folio_check_references",
@@ -81,6 +104,8 @@ PGLAZYFREE_FAIL = cython.declare(
 )
 
 _NOT_PG_lazyfree = cython.declare(i64, 0xFFFFFFFF ^ PG_lazyfree)
+_NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF ^ (1 << 8))
+THP_SWPOUT_FALLBACK = cython.declare(i64, counter("thp_swpout_fallback"))
 
 
 @cython.ccall
@@ -122,14 +147,27 @@ def folio_check_references(k: Kernel, folio: i64) -> i64:
 def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     """Unmap every PTE of ``folio``; False if a lazyfree folio turned out dirty (kept).
 
-    Models: mm/rmap.c ``try_to_unmap()`` -> ``try_to_unmap_one()``.
-    ``k``: the mem_map's kernel; ``folio``: the head pfn.
+    Models: mm/rmap.c ``try_to_unmap()`` -> ``try_to_unmap_one()``, one
+    PTE at a time (``ptep_clear_flush``: on arm64 the first PTE of a folded
+    block unfolds it); with ``lazyfree_unmap_batch`` (v6.15) a lazyfree
+    large folio's PTEs one ``folio_pte_batch()`` at a time
+    (``get_and_clear_ptes()`` + ``flush_tlb_range()``: on arm64 a whole
+    folded block is cleared without an unfold).  A swap-cache anon folio's PTEs become swap PTEs
+    (``swap_duplicate`` each, exclusive where the page was
+    PageAnonExclusive, which the page loses; ``MM_ANONPAGES`` ->
+    ``MM_SWAPENTS``).  ``k``: the mem_map's kernel; ``folio``: the head pfn.
 
     Context: the caller holds no PTL; reclaim's folio lock.
     """
     a: Pgtable = k.arch
     mem: MemMap = k.memmap
     nr: i64 = cython.cast(i64, 1) << cython.cast(i64, mem.order[folio])
+    # An anon folio in the swap cache (not lazyfree) is unmapped to swap PTEs.
+    swapped: cython.bint = not lazyfree and (cython.cast(i64, mem.flags[folio]) & PG_swapcache) != 0
+    si: SwapInfo = k.swap  # None without swap: used only when swapped
+    entry: i64
+    anon_exclusive: cython.bint
+    swp_pte: u64
     shift: i64 = a.pool.shift
     ptes_per: i64 = a.PTRS_PER_PTE
     mm: MmStruct
@@ -139,22 +177,80 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     ptep: i64
     pteval: u64
     page: i64
+    batch: i64
+    skip_mm: object = None
+    skip_end: i64 = 0
     for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
         mm = mm_
         slot = mm.space.pte_table(idx)
         if slot < 0:
             continue
         addr = ((cython.cast(i64, idx) * ptes_per) + cython.cast(i64, pos)) << k.page_shift
+        if mm is skip_mm and addr < skip_end:
+            continue  # unmapped with the batch before
         v = mm.vma_lookup(addr)
         if v is None:
             continue
         vma = v
         ptep = (slot << shift) | cython.cast(i64, pos)
+        batch = 1
+        if lazyfree and k.lazyfree_unmap_batch and nr > 1:
+            # folio_unmap_pte_batch() (v6.15): a lazyfree folio's run of PTEs
+            # within the VMA and the page table, cleared at once.
+            batch = folio_pte_batch(
+                k,
+                folio,
+                ptep,
+                a.ptep_get(ptep),
+                (min((addr & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, vma.vm_end) - addr) >> k.page_shift,
+            )
+        if batch > 1:
+            pteval = a.get_and_clear_ptes(mm, addr, ptep, batch)
+            a.flush_tlb_range(vma, addr, addr + (batch << k.page_shift))
+            page = a.pte_pfn(pteval)
+            if a.pte_dirty(pteval):
+                folio_mark_dirty(mem, folio)
+            if cython.cast(i64, mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(
+                mem, folio
+            ):
+                mm.add_mm_counter(MM_ANONPAGES, -batch)
+                count(k.counters, PGLAZYFREED, batch)
+                folio_remove_rmap_ptes(folio, page, batch, vma)
+                pte_unmap_unlock(mm, ptep)
+                k.folio_put(folio, batch)
+                skip_mm = mm
+                skip_end = addr + (batch << k.page_shift)
+                continue
+            # Written again since MADV_FREE (or referenced): restore, swap-backed again.
+            a.set_ptes(mm, addr, ptep, pteval, batch)
+            mem.flags[folio] &= _NOT_PG_lazyfree
+            count(k.counters, PGLAZYFREE_FAIL, 1)
+            pte_unmap_unlock(mm, ptep)
+            return False
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         page = a.pte_pfn(pteval)
         if a.pte_dirty(pteval):
             folio_mark_dirty(mem, folio)
-        if lazyfree:
+        if swapped:
+            # Store the swap location in the PTE (try_to_unmap_one(), anon).
+            entry = cython.cast(i64, si.folio_swap[folio]) + (page - folio)
+            if swap_duplicate(si, entry) < 0:
+                raise KernelBug(
+                    "swap_duplicate", f"slot {entry:#x} of a swap-cache folio has no cache flag", addr
+                )
+            anon_exclusive = (cython.cast(i64, mem.flags[page]) & PG_anon_exclusive) != 0
+            if anon_exclusive:
+                # folio_try_share_anon_rmap_pte(): the caller excluded pinned folios.
+                mem.flags[page] &= _NOT_PG_anon_exclusive
+            mm.add_mm_counter(MM_ANONPAGES, -1)
+            mm.add_mm_counter(MM_SWAPENTS, 1)
+            swp_pte = a.swp_entry(si.type, entry)
+            if anon_exclusive:
+                swp_pte = a.pte_swp_mkexclusive(swp_pte)
+            if a.pte_uffd_wp(pteval):
+                swp_pte = a.pte_swp_mkuffd_wp(swp_pte)
+            a.set_pte_at(mm, addr, ptep, swp_pte)
+        elif lazyfree:
             if cython.cast(i64, mem.refcount[folio]) == folio_mapcount(mem, folio) and not folio_test_dirty(
                 mem, folio
             ):
@@ -195,52 +291,114 @@ def pageout(k: Kernel, folio: i64) -> None:
     count(k.counters, PGPAGEOUT, nr)
 
 
+@cython.cfunc
+def _list_add_tails(k: Kernel, head: i64, nr: i64, folio_list: Any) -> None:
+    """``split_folio_to_list()``: the pages a split left mapped join the list."""
+    mem: MemMap = k.memmap
+    p: i64
+    for p in range(head + 1, head + nr):
+        if cython.cast(i64, mem.head[p]) == p:
+            folio_list.append(p)
+
+
 @cython.ccall
 @cython.exceptval(-1, check=True)
-def shrink_all_memory(k: Kernel) -> i64:
-    """One reclaim pass over every folio; returns the pages freed.
+def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint, target: i64) -> i64:
+    """Reclaim the folios of ``folio_list`` (head pfns); returns the pages freed.
 
-    Models: mm/vmscan.c ``shrink_folio_list()`` for lazyfree anon and
-    regular page-cache folios (see the module docstring), folios in pfn order.
+    Models: mm/vmscan.c ``shrink_folio_list()`` (v6.12) for the folios
+    the model reclaims (see the module docstring).  ``ignore_references``:
+    MADV_PAGEOUT's ``reclaim_pages()`` skips ``folio_check_references()``.
+    Pages of a folio split here are appended to the list.  Stops once
+    ``target`` pages are freed (``target`` <= 0: no limit).
     """
     mem: MemMap = k.memmap
-    nr_frames: i64 = mem.nr_frames
     freed: i64 = 0
-    h: i64 = 0
+    i: i64 = 0
+    h: i64
     n: i64
+    order: i64
     flags: i64
+    refs: i64
     file: File
-    while h < nr_frames:
-        if cython.cast(i64, mem.head[h]) != h:
-            h += 1  # a tail page or a free frame
-            continue
+    si: SwapInfo
+    while i < len(folio_list) and (target <= 0 or freed < target):
+        h = folio_list[i]
+        i += 1
         n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
         flags = cython.cast(i64, mem.flags[h])
-        if flags & PG_reserved or cython.cast(i64, mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
-            h += n
-            continue
         if flags & PG_anon:
-            if (
-                flags & PG_lazyfree
-                and folio_check_references(k, h) <= FOLIOREF_RECLAIM_CLEAN
-                and not folio_maybe_dma_pinned(mem, h)
-                and cython.cast(i64, mem.refcount[h]) == folio_mapcount(mem, h)
-                and try_to_unmap(k, h, True)
-            ):
-                freed += n
-                count(k.counters, PGSTEAL, n)
-            h += n
+            if flags & PG_lazyfree:
+                if (
+                    (ignore_references or folio_check_references(k, h) <= FOLIOREF_RECLAIM_CLEAN)
+                    and not folio_maybe_dma_pinned(mem, h)
+                    and cython.cast(i64, mem.refcount[h]) == folio_mapcount(mem, h)
+                    and try_to_unmap(k, h, True)
+                ):
+                    freed += n
+                    count(k.counters, PGSTEAL, n)
+                continue
+            if k.swap is None:
+                continue  # no swap: anon memory stays
+            si = k.swap
+            refs = FOLIOREF_RECLAIM if ignore_references else folio_check_references(k, h)
+            if refs > FOLIOREF_RECLAIM_CLEAN or folio_maybe_dma_pinned(mem, h):
+                continue
+            folio_ref_add(mem, h, 1)  # folio_isolate_lru(): the isolation reference
+            if not flags & PG_swapcache:
+                order = cython.cast(i64, mem.order[h])
+                if n > 1 and h in k.deferred_split:
+                    # Split partially mapped folios right away.
+                    if split_folio(k, h):
+                        k.folio_put(h, 1)
+                        continue
+                    _list_add_tails(k, h, n, folio_list)
+                    n = 1
+                if not add_to_swap(k, si, h):
+                    if n == 1:
+                        k.folio_put(h, 1)
+                        continue
+                    # Fall back to swapping out the pages one by one.
+                    if split_folio(k, h):
+                        k.folio_put(h, 1)
+                        continue
+                    if order == k.PMD_ORDER:
+                        count(k.counters, THP_SWPOUT_FALLBACK, 1)
+                    k.count_mthp_stat(order, MTHP_SWPOUT_FALLBACK, 1)
+                    _list_add_tails(k, h, n, folio_list)
+                    n = 1
+                    if not add_to_swap(k, si, h):
+                        k.folio_put(h, 1)
+                        continue
+            if folio_mapped(mem, h):
+                try_to_unmap(k, h, False)
+                if folio_mapped(mem, h):
+                    k.folio_put(h, 1)
+                    continue
+            if folio_test_dirty(mem, h):
+                swap_writepage(k, si, h)  # pageout() -> swap_writepage()
+            if cython.cast(i64, mem.flags[h]) & PG_swapcache:
+                # __remove_mapping(): only the isolation and the swap cache hold it.
+                if cython.cast(i64, mem.refcount[h]) != 1 + n:
+                    k.folio_put(h, 1)
+                    continue
+                delete_from_swap_cache(k, si, h)
+            elif cython.cast(i64, mem.refcount[h]) != 1:
+                k.folio_put(h, 1)
+                continue
+            k.folio_put(h, 1)
+            freed += n
+            count(k.counters, PGSTEAL, n)
             continue
         f = k.files.get(cython.cast(i64, mem.mapping[h]))
         # The page cache holds one reference; any other is a user we must not disturb.
         if (
             f is None
             or cython.cast(File, f).shmem
-            or folio_check_references(k, h) > FOLIOREF_RECLAIM_CLEAN
+            or (not ignore_references and folio_check_references(k, h) > FOLIOREF_RECLAIM_CLEAN)
             or folio_maybe_dma_pinned(mem, h)
             or cython.cast(i64, mem.refcount[h]) != 1 + folio_mapcount(mem, h)
         ):
-            h += n
             continue
         file = f
         try_to_unmap(k, h, False)
@@ -250,6 +408,38 @@ def shrink_all_memory(k: Kernel) -> i64:
         k.folio_put(h, 1)
         freed += n
         count(k.counters, PGSTEAL, n)
+    return freed
+
+
+@cython.ccall
+@cython.exceptval(-1, check=True)
+def shrink_all_memory(k: Kernel, target: i64 = 0) -> i64:
+    """One reclaim pass over every folio; returns the pages freed.
+
+    Models: mm/vmscan.c ``shrink_all_memory()`` as one pass of
+    ``shrink_folio_list()`` over the folios in pfn order (no LRU lists):
+    lazyfree anon, regular page-cache and (with swap) swap-backed anon
+    folios (see the module docstring).  ``target`` > 0: stop once that
+    many pages are freed.
+    """
+    mem: MemMap = k.memmap
+    nr_frames: i64 = mem.nr_frames
+    freed: i64 = 0
+    h: i64 = 0
+    n: i64
+    flags: i64
+    one: Any
+    while h < nr_frames and (target <= 0 or freed < target):
+        if cython.cast(i64, mem.head[h]) != h:
+            h += 1  # a tail page or a free frame
+            continue
+        n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
+        flags = cython.cast(i64, mem.flags[h])
+        if flags & PG_reserved or cython.cast(i64, mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
+            h += n
+            continue
+        one = [h]
+        freed += shrink_folio_list(k, one, False, target - freed if target > 0 else 0)
         h += n
     return freed
 
@@ -265,4 +455,5 @@ if cython.compiled:
         FOLIOREF_RECLAIM_CLEAN=FOLIOREF_RECLAIM_CLEAN,
         FOLIOREF_KEEP=FOLIOREF_KEEP,
         FOLIOREF_ACTIVATE=FOLIOREF_ACTIVATE,
+        THP_SWPOUT_FALLBACK=THP_SWPOUT_FALLBACK,
     )

@@ -79,6 +79,8 @@ MADV = {
     "dofork": 11,
     "hugepage": 14,
     "nohugepage": 15,
+    "cold": 20,
+    "pageout": 21,
     "collapse": 25,
 }
 MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
@@ -96,6 +98,7 @@ UFFD_FEATURE_SIGBUS = 1 << 7
 UFFDIO_REGISTER_MODE_WP = 1 << 1
 UFFDIO_WRITEPROTECT_MODE_WP = 1 << 0
 PM_UFFD_WP = 1 << 57
+PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
 
 
@@ -308,6 +311,10 @@ class _Server:
         return ("ok",) if self.libc.mprotect(addr, length, PROT[prot]) == 0 else self._err()
 
     def op_madvise(self, addr: int, length: int, advice: str, fds: list[int]) -> tuple[Any, ...]:
+        if advice in ("cold", "pageout"):
+            # MADV_COLD/PAGEOUT skip a folio not on the LRU yet (still in this
+            # CPU's lru_add batch): drain first, as the model's folios always are.
+            self.libc.madvise(self.scratch, self.ps, MADV["free"])
         if self.libc.madvise(addr, length, MADV[advice]) != 0:
             return self._err()
         # folio_mark_lazyfree() queues an order-0 folio in a per-CPU batch

@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "PM_PRESENT",
+    "PM_SWAP",
     "PM_MMAP_EXCLUSIVE",
     "PM_PFN_MASK",
     "KPF_ANON",
@@ -50,6 +51,7 @@ __all__ = [
 
 PAGE_SIZE = resource.getpagesize()
 PM_PRESENT = 1 << 63
+PM_SWAP = 1 << 62
 PM_MMAP_EXCLUSIVE = 1 << 56
 PM_PFN_MASK = (1 << 55) - 1
 KPF_ANON = 12

@@ -59,10 +59,12 @@ from ..errors import ScenarioError
 from ..mm.memmap import folio_test_dirty
 from ..mm.mm_h import pte_offset_map_lock
 from ..system import Machine
+from ..system.sizes import parse_bytes
 from ..version import nearest_kernel
 from ..workloads.scenario import Env, Scenario, Step, format_step, make_machine, observe, run_step
 from . import procfs
 from .live import DELTA, MODEL_WINDOW_HI, MODEL_WINDOW_LO, LiveError, LiveKernel, io_uring_unavailable_reason
+from .swap import ZramSwap, mthp_swap_stats, swap_unavailable_reason, vmstat_swap
 from .sysfs import ThpSysfs
 
 __all__ = [
@@ -280,6 +282,10 @@ def scenario_unsupported_reason(sc: Scenario) -> str | None:
     page_size = str(sc.machine.get("page_size", "4K")).upper()
     if page_size not in ("4K", "4096"):
         return f"page_size={page_size}: the live kernel uses 4K pages"
+    if "swap" in sc.machine:
+        reason = swap_unavailable_reason()
+        if reason is not None:
+            return f"swap={sc.machine['swap']}: {reason}"
     uffd = None
     for step in sc.steps:
         if step.op in UNSUPPORTED_OPS:
@@ -315,9 +321,20 @@ class ProcState:
     rss: dict[str, int]
     #: The present pages whose folio is lazyfree.
     lazy: set[int] = field(default_factory=set)
+    #: The pages whose PTE holds a swap entry (pagemap PM_SWAP).
+    swapped: set[int] = field(default_factory=set)
 
 
-def _model_state(m: Machine, env: Env) -> dict[str, ProcState]:
+def _model_swapped(p: Any, regions: list[tuple[int, int]], ps: int) -> set[int]:
+    out: set[int] = set()
+    for lo, hi in _merge_ranges(regions):
+        rows = p.pagemap(lo, hi - lo)
+        for i in np.nonzero(rows["swap"])[0]:
+            out.add(lo + int(i) * ps)
+    return out
+
+
+def _model_state(m: Machine, env: Env, regions: list[tuple[int, int]] | None = None) -> dict[str, ProcState]:
     out = {}
     for name, st in observe(m, env).items():
         pages = {va: (val, order, excl, cls) for va, val, order, excl, cls in st["pages"]}
@@ -332,6 +349,9 @@ def _model_state(m: Machine, env: Env) -> dict[str, ProcState]:
                 "LazyFree": _smaps_lazyfree(m, env.procs[name], lazy),
             },
             lazy,
+            _model_swapped(env.procs[name], regions, m.page_size)
+            if regions and m.swap is not None
+            else set(),
         )
     return out
 
@@ -385,9 +405,12 @@ def _live_state(live: LiveKernel, regions: list[tuple[int, int]], ps: int) -> di
             if not p.alive:
                 continue
             present: list[tuple[int, int, int]] = []  # (live va, pfn, exclusive)
+            swapped: set[int] = set()
             for lo, hi in _merge_ranges(regions):
                 n = (hi - lo) // ps
                 ents = procfs.read_pagemap(p.pid, lo - DELTA, n)
+                for i in np.nonzero(ents & np.uint64(procfs.PM_SWAP))[0]:
+                    swapped.add(lo + int(i) * ps)
                 for i in np.nonzero(ents & np.uint64(procfs.PM_PRESENT))[0]:
                     e = int(ents[i])
                     present.append(
@@ -414,7 +437,7 @@ def _live_state(live: LiveKernel, regions: list[tuple[int, int]], ps: int) -> di
                 if v.start >= MODEL_WINDOW_LO - DELTA and v.end <= MODEL_WINDOW_HI - DELTA
             ]
             rss = procfs.smaps_totals(p.pid, MODEL_WINDOW_LO - DELTA, MODEL_WINDOW_HI - DELTA)
-            out[name] = ProcState(pages, maps, rss, lazy)
+            out[name] = ProcState(pages, maps, rss, lazy, swapped)
     return out
 
 
@@ -493,6 +516,10 @@ def compare_states(
             if m.rss[key] != lv.rss[key]:
                 diffs.append(Diff(proc, "-", f"smaps {key} (pages)", str(m.rss[key]), str(lv.rss[key])))
         page_diffs: list[tuple[int, str, str, str]] = []
+        for va in sorted(m.swapped ^ lv.swapped):
+            page_diffs.append(
+                (va, "swapped", "yes" if va in m.swapped else "no", "yes" if va in lv.swapped else "no")
+            )
         for va in sorted(set(m.pages) | set(lv.pages)):
             a, b = m.pages.get(va), lv.pages.get(va)
             if a is None or b is None:
@@ -759,9 +786,12 @@ def run_oracle(
     fallbacks_before = live_fallbacks()
     with _live_session(sc, res.options, model_arch) as (replay, settings):
         res.settings = settings
+        swap = "swap" in sc.machine
         for i, step in enumerate(steps):
             if progress is not None:
                 progress(format_step(step))
+            if swap:
+                before = (replay.m.stats(), vmstat_swap(), mthp_swap_stats())
             mo = run_step(replay.m, replay.env, sc, step, counters=False)
             try:
                 live_error, live_values = replay.live_step(step, mo.error, mo.values)
@@ -778,6 +808,8 @@ def run_oracle(
                 and mo.values != live_values
             ):
                 rep.diffs += _read_diffs(step, replay, mo.values, live_values)
+            if swap:
+                rep.diffs += _swap_stat_diffs(step, replay.m, before)
             if mo.failed is not None and mo.violation is None:
                 # The scenario's own expectation (!ERR, expect=) failed on the model.
                 rep.diffs.append(Diff(step.proc or "-", "-", "expectation", mo.failed, live_error or "ok"))
@@ -787,7 +819,7 @@ def run_oracle(
             last = i == len(steps) - 1
             if at == "step" or step.op == "check" or last:
                 rep.compared = True
-                ms = _model_state(replay.m, replay.env)
+                ms = _model_state(replay.m, replay.env, replay.regions)
                 ls = _live_state(replay.live, replay.regions, replay.ps)
                 rep.diffs += compare_states(ms, ls, replay.namer, replay.ps, model_arch)
             if rep.diffs and not keep_going:
@@ -811,6 +843,33 @@ def run_oracle(
     return res
 
 
+def _swap_stat_diffs(
+    step: Step, m: Machine, before: tuple[dict[str, int], dict[str, int], dict[str, int]]
+) -> list[Diff]:
+    """The swap counters a step changed, model against live: ``/proc/vmstat``
+    ``pswpin``/``pswpout``/``swp*_zero`` and the per-size ``swpout``,
+    ``swpout_fallback``, ``swpin``, ``swpin_fallback`` files the live kernel has."""
+    mb, vb, sb = before
+    ma = m.stats()
+    va, sa = vmstat_swap(), mthp_swap_stats()
+    out = []
+    for key in vmstat_swap():
+        md = ma.get(key, 0) - mb.get(key, 0)
+        ld = va[key] - vb[key]
+        if md != ld:
+            out.append(Diff(step.proc or "-", "-", f"vmstat {key} (delta)", str(md), str(ld)))
+    for key in sorted(sa):
+        size, stat = key.split(".")
+        name = f"mthp.{size}.{stat}"
+        md = ma.get(name, 0) - mb.get(name, 0)
+        ld = sa[key] - sb.get(key, 0)
+        if md != ld:
+            out.append(
+                Diff(step.proc or "-", "-", f"hugepages-{size}/stats/{stat} (delta)", str(md), str(ld))
+            )
+    return out
+
+
 def _read_diffs(step: Step, replay: _Replay, mv: list[int], lv: list[int]) -> list[Diff]:
     base = replay.env.addr(step.args["addr"], replay.sc, step)
     items = []
@@ -828,11 +887,37 @@ def _live_session(
 ) -> Iterator[tuple[_Replay, dict[str, str]]]:
     """THP policy applied, a tmpfs directory, the live processes; all undone on exit."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with ThpSysfs() as thp:
+    with ThpSysfs() as thp, contextlib.ExitStack() as stack:
         settings = thp.apply(str(sc.machine.get("thp", "madvise")), sc.machine.get("mthp"))
+        if "swap" in sc.machine:
+            # A zram swap device for the run (oracle/swap.py); swapped off and
+            # removed on exit, also on an error or an interrupt (SIGTERM too).
+            stack.enter_context(_sigterm_raises())
+            stack.enter_context(ZramSwap(parse_bytes(sc.machine["swap"], "swap")))
+            settings["swap"] = f"zram {sc.machine['swap']}, vm.page-cluster=0"
         tmpdir = tempfile.mkdtemp(prefix="contpte-oracle-", dir=base)
         try:
             with LiveKernel(procfs.PAGE_SIZE) as live:
                 yield _Replay(sc, live, tmpdir, options, model_arch), settings
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises SystemExit inside the block (so its cleanups run), in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -24,6 +24,7 @@ from ..mm.kernel import MM_OPTIONS, Kernel
 from ..mm.khugepaged import khugepaged_do_scan
 from ..mm.mm_types import MmStruct
 from ..mm.shmem import File
+from ..mm.swapfile import SwapInfo
 from ..mm.vmscan import shrink_all_memory
 from ..version import KERNEL_VERSION, check_kernel, kernel_options, mthp_stat_files
 from .process import Process
@@ -93,6 +94,7 @@ class Machine:
         seed: int = 0,
         bugs: tuple[str, ...] | list[str] | str = (),
         kernel: str = KERNEL_VERSION,
+        swap: str | int | None = None,
         **options: Any,
     ) -> None:
         if arch not in ARCHES:
@@ -188,6 +190,14 @@ class Machine:
         self.arch = make_arch(arch, self.hw, page_shift=page_shift, **arch_opts)
         mm_opts = {k: v for k, v in options.items() if k in MM_OPTIONS}
         self.kernel = Kernel(self.hw, self.arch, self.counters, thp=thp, mthp=mthp, **mm_opts)
+        #: The swap device (``swap="1G"``: a zRAM-like synchronous device), or None.
+        self.swap: SwapInfo | None = None
+        if swap is not None:
+            swap_bytes = parse_bytes(swap, "swap")
+            self.swap = SwapInfo(
+                swap_bytes >> page_shift, self.arch.PTRS_PER_PTE, self.kernel.PMD_ORDER, True
+            )
+            self.kernel.swap = self.swap
         # The bug catalog (contpte.bugs): consulted where each bug lived.
         self.bugs = bug_set
         self.arch.bugs = bug_set
@@ -290,7 +300,9 @@ class Machine:
         ``split_failed``, ``split_deferred``, ``nr_anon``,
         ``nr_anon_partially_mapped`` and the ``collapse_*`` files (also in ``stats()`` as
         ``mthp.<size>.<stat>``); the others read 0 because their event does
-        not happen in the model: no swap device (``swp*``, ``zswpout``), no
+        not happen in the model: ``swpout``, ``swpout_fallback``, ``swpin``
+        and ``swpin_fallback`` count only with a swap device
+        (``Machine(swap=...)``); no zswap (``zswpout``), no
         memory cgroup (``*_fallback_charge``), files whose page cache is
         filled at ``open_file`` with the folio size given rather than
         through shmem's per-size policy (``shmem_*``).  The ``collapse_*``
@@ -340,14 +352,23 @@ class Machine:
         spec = describe(name)
         return spec.unit, spec.description
 
-    def reclaim(self) -> int:
+    def reclaim(self, target: int | str | None = None) -> int:
         """Memory pressure: one reclaim pass (``mm/vmscan.py``); returns the pages freed.
 
         Discards clean lazyfree (MADV_FREE) anon folios, writes back dirty
-        page-cache folios of regular files and drops clean ones.
+        page-cache folios of regular files and drops clean ones; with a swap
+        device (``Machine(swap=...)``) swaps out anon folios whose PTEs were
+        not young (a young folio is kept once and its PTEs made old, as
+        ``folio_check_references()`` does).  ``target``: stop once that many
+        bytes (an int or a size string) are freed; None: the whole pass.
         """
+        pages = 0
+        if target is not None:
+            pages = -(-parse_bytes(target, "reclaim target") // self.page_size)
+            if pages <= 0:
+                raise ModelUsageError(f"reclaim target={target!r}: expected a positive size")
         self.hw.current_cpu = 0
-        freed = shrink_all_memory(self.kernel)
+        freed = shrink_all_memory(self.kernel, pages)
         if self.check_enabled:
             self.validators.after_syscall(None, "reclaim")
         return freed

@@ -372,7 +372,11 @@ class Process:
         self._leave("mprotect")
 
     def madvise(self, addr: int, length: int | str, advice: str) -> None:
-        """``advice``: dontneed, free, hugepage, nohugepage, dontfork, dofork, collapse.
+        """``advice``: dontneed, free, cold, pageout, hugepage, nohugepage, dontfork, dofork, collapse.
+
+        ``pageout`` (MADV_PAGEOUT) reclaims the range's exclusively mapped
+        folios now (with swap, ``Machine(swap=...)``, anon folios are swapped
+        out); ``cold`` makes their PTEs old for the next reclaim.
 
         ``collapse`` is MADV_COLLAPSE: collapse every whole PMD range of the
         anonymous memory in the range into a PMD THP now, whatever the THP

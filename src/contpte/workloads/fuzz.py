@@ -102,6 +102,8 @@ _OPS, _OPS_CUM = _weighted(
 _CAPS, _CAPS_CUM = _weighted((1, 30), (4, 25), (16, 30), (64, 10), (512, 5))
 _KINDS, _KINDS_CUM = _weighted(("anon", 6), ("shanon", 1), ("file", 2), ("shfile", 1))
 _PROTS, _PROTS_CUM = _weighted(("rw", 8), ("r", 1), ("none", 1))
+#: The swap device of the episodes that have one (4 clusters of 512 slots with 4K pages).
+_SWAP_SIZE = "8M"
 _POLICIES, _POLICIES_CUM = _weighted(("always", 4), ("madvise", 2), ("never", 2), ("inherit", 1))
 
 
@@ -259,6 +261,10 @@ class _Gen:
         self.maps: dict[str, set[str]] = {}
         #: a ``file`` step the next mmap needs, emitted before it
         self.pending: Step | None = None
+        #: the episode's machine has swap: some madvise steps become pageout
+        #: or cold, drawn from their own stream (``srng``)
+        self.swap = False
+        self.srng = random.Random(0)
 
     def fresh(self, prefix: str) -> str:
         self.n += 1
@@ -397,6 +403,8 @@ class _Gen:
                     "collapse",
                 )
             )
+            if self.swap and self.srng.random() < 0.4:
+                adv = self.srng.choice(("pageout", "pageout", "cold"))
             proc, addr, length = self._ranged(f"madvise-{adv}")
             return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
         if op == "uffd-wp":
@@ -683,6 +691,10 @@ def _episode_machine(rng: random.Random, memory: str) -> dict[str, Any]:
     if (seed // 12) % 3 == 0:
         for i, size in enumerate(_LARGE_MTHP_SIZES):
             header["mthp"][size] = _POLICIES[(seed >> (4 + 2 * i)) % len(_POLICIES)]
+    # One episode in two has a swap device: reclaim and MADV_PAGEOUT swap
+    # anon memory out, later accesses swap it in (mm/swapfile.py).
+    if (seed // 36) % 2 == 0:
+        header["swap"] = _SWAP_SIZE
     return header
 
 
@@ -700,6 +712,8 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
         random.Random(seed ^ 0x3E3A_9000),
         random.Random(seed ^ 0x0B1C_3D5A),
     )
+    g.swap = "swap" in header
+    g.srng = random.Random(seed ^ 0x5A4D_0E17)
     steps: list[Step] = []
     while len(steps) < nsteps:
         s = g.next()
@@ -811,14 +825,16 @@ def run_episode(
     compare = differential and len(runs) > 1
     lazy = False  # some variant holds lazyfree pages (as of the last comparison)
     for i, s in enumerate(steps):
-        if compare and s.op == "reclaim" and lazy:
+        if compare and s.op == "reclaim" and (lazy or "swap" in header):
             # Reclaim discards a lazyfree folio only if no PTE mapping it is
             # dirty, and PTE dirtiness legitimately differs between variants:
             # v6.12 arm64's batched fork gives the child dirty PTEs for clean
             # writable ones (copy_present_ptes: pte_mkwrite() of a batch with
             # any_writable clears PTE_RDONLY, so pte_wrprotect() sets
             # PTE_DIRTY), per-PTE copies and x86 do not.  From here on the
-            # variants run on with their validators, uncompared.
+            # variants run on with their validators, uncompared.  With swap,
+            # which anon folios reclaim takes depends on young bits the same
+            # way (folio_check_references), so the comparison stops there too.
             compare = False
         outs = []
         for v, r in runs:

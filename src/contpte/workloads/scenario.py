@@ -62,7 +62,7 @@ __all__ = [
 
 PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
-ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork", "collapse")
+ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork", "collapse", "cold", "pageout")
 MREMAP_FLAG_NAMES = ("maymove", "fixed", "dontunmap")
 """The names ``mremap flags=`` takes, in the order ``format_step`` writes them."""
 MACHINE_OPS = ("spawn", "file", "check", "reclaim", "khugepaged", "measure")
@@ -307,7 +307,7 @@ def _positional(toks: list[str], n: int, usage: str, path: str, line: int) -> li
 
 _MACHINE_INT = {"cpus", "seed"}
 _MACHINE_BOOL = {"check", "adversarial_tlb"}
-_MACHINE_STR = {"arch", "memory", "page_size", "thp", "cpu", "kernel"}
+_MACHINE_STR = {"arch", "memory", "page_size", "thp", "cpu", "kernel", "swap"}
 
 
 def _machine_keys() -> set[str]:
@@ -450,8 +450,16 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             path, line, f"expected 'NAME = {'PROC ' if proc else ''}{op} ...': {op} binds a name"
         )
     args: dict[str, Any] = {}
-    if op in ("spawn", "check", "reclaim", "fork", "exit"):
+    if op in ("spawn", "check", "fork", "exit"):
         _positional(rest, 0, op, path, line)
+    elif op == "reclaim":
+        kw = _keywords(rest, ("target",), "reclaim", path, line)
+        if "target" in kw:
+            args = {"target": _size(kw["target"], "reclaim target=", path, line, allow_zero=True)}
+            if args["target"] < 1:
+                raise ScenarioError(
+                    path, line, f"reclaim: target= expects a positive size, got {kw['target']!r}"
+                )
     elif op == "khugepaged":
         kw = _keywords(rest, ("pages",), "khugepaged", path, line)
         if "pages" in kw:
@@ -741,8 +749,10 @@ def format_step(step: Step) -> str:
     """The text of one step (parses back to an equal ``Step``, line aside)."""
     a = step.args
     op = step.op
-    if op in ("spawn", "check", "reclaim"):
+    if op in ("spawn", "check"):
         words = [op]
+    elif op == "reclaim":
+        words = [op] + ([f"target={_fmt_size(a['target'])}"] if a.get("target") else [])
     elif op == "khugepaged":
         words = [op] + ([f"pages={a['pages']}"] if a.get("pages") else [])
     elif op == "measure":
@@ -891,7 +901,7 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     if op == "measure":
         return None  # a marker for the cost model (contpte cost): no kernel work
     if op == "reclaim":
-        m.reclaim()
+        m.reclaim(a.get("target"))
         return None
     if op == "khugepaged":
         m.khugepaged_scan(a.get("pages"))

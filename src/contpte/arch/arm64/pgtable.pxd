@@ -31,15 +31,6 @@ cdef class Arm64Pgtable(Pgtable):
     cpdef i64 pte_leaf_size(self, u64 pte) except? -1
     cpdef u64 pte_mkinvalid(self, u64 pte) except? -1
     cpdef bint pte_access_permitted(self, u64 pte, bint write) except? -1
-    cpdef u64 swp_entry(self, i64 type_, i64 offset) except? -1
-    cpdef i64 swp_type(self, u64 pte) except? -1
-    cpdef i64 swp_offset(self, u64 pte) except? -1
-    cpdef bint pte_swp_exclusive(self, u64 pte) except? -1
-    cpdef u64 pte_swp_mkexclusive(self, u64 pte) except? -1
-    cpdef u64 pte_swp_clear_exclusive(self, u64 pte) except? -1
-    cpdef bint pte_swp_uffd_wp(self, u64 pte) except? -1
-    cpdef u64 pte_swp_mkuffd_wp(self, u64 pte) except? -1
-    cpdef u64 pte_swp_clear_uffd_wp(self, u64 pte) except? -1
     cdef _pte_clear(self, MmLike mm, i64 addr, i64 ptep)
     cdef bint _ptep_clear_flush_young(self, VmaLike vma, i64 addr, i64 ptep) except? -1
     cdef _ptep_set_wrprotect_from(self, MmLike mm, i64 addr, i64 ptep, u64 pte)
