@@ -25,7 +25,7 @@ cdef class RuleChecker(StoreObserver):
     cdef public DescriptorFormat fmt
     cdef public PhysMemory memory
     cdef public i64 ncpus, bbm_level, page_shift, shift, ptrs, pmd_shift, cn, blk_shift, bpt, dw
-    cdef public bint arm, hd, noabort
+    cdef public bint arm, hd, noabort, concurrent
     cdef public i64 seq, violations, nslots
     cdef public dict spaces, pmd_breaks, pmd_shadow
     cdef public list pending, tlbs

@@ -27,7 +27,11 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
 - ``stale-tlb``: a user access used a TLB entry that memory no longer
   grants: a write through a writable entry whose descriptor is now
   read-only, invalid or maps another frame; a read through one whose
-  descriptor is invalid or maps another frame.  The message names the
+  descriptor is invalid or maps another frame.  While ``concurrent`` is
+  set (another thread's access at a preemption point of a kernel
+  operation), a write through an entry made read-only by that operation
+  is allowed: its flush is still pending, as fork's is until the end of
+  dup_mmap.  The message names the
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
@@ -184,6 +188,13 @@ class RuleChecker(StoreObserver):
         self.hd = bool(features.hd)
         self.bbm_level = int(features.bbm_level)
         self.noabort = bool(features.bbml2_noabort)
+        #: Set while another thread's access runs in the middle of a kernel
+        #: operation (a scheduler's preemption point): an entry whose
+        #: descriptor was made read-only and whose flush is still pending
+        #: may be used for a write then (fork flushes the parent at the end
+        #: of dup_mmap, under the mmap_lock); ``stale-tlb-at-return`` checks
+        #: the flush happened by the end of the operation.
+        self.concurrent = False
         self.page_shift = pool.page_shift
         self.shift = pool.shift
         self.ptrs = pool.ptrs_per_pte
@@ -971,6 +982,8 @@ class RuleChecker(StoreObserver):
                 if (d & fmt.valid_mask) == fmt.valid_val:
                     mpfn = fmt.pfn(d)
         if mpfn == pfn:
+            if self.concurrent:
+                return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
         elif mpfn < 0:
             why = "the descriptor is now invalid"
