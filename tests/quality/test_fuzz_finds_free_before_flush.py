@@ -16,9 +16,10 @@ def test_fuzz_machines_use_small_gathers() -> None:
 
 
 def test_fuzz_finds_free_before_flush() -> None:
-    # Seed 3: the first seed that finds it in 600 steps since mremap and khugepaged
-    # joined the generator (14, 19 and 25 find it too, 14 and 25 as a mapcount violation).
-    cfg = FuzzConfig(steps=600, seed=3, episode_steps=150, bugs=("zap_free_before_flush",))
+    # Seed 1: the first seed that finds it in 600 steps since the mixed-state
+    # moves and range locality joined the generator (2, 4 and 8 find it too;
+    # 10 and 11 as a mapcount violation).
+    cfg = FuzzConfig(steps=600, seed=1, episode_steps=150, bugs=("zap_free_before_flush",))
     r = fuzz(cfg)
     assert r.finding is not None, f"not found in {r.steps} steps"
     assert r.finding.kind == "violation:freed-frame-in-tlb"

@@ -234,3 +234,23 @@ def test_another_threads_cow_fault_during_the_lockless_read() -> None:
     assert w.counters["contpte.lockless_retry"] == 1
     assert w.counters["fault.wp_copy"] == 2
     assert _by_text(outs, "p read buf 64K").values == [2] + [1] * 7 + [3] + [1] * 7
+
+
+def test_cli_run_explore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from contpte import cli
+
+    f = tmp_path / "free.scn"
+    f.write_text(_FREE)
+    assert cli.main(["run", str(f), "--explore", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["schedules"], out["complete"], out["passed"]) == (2, True, True)
+    f.write_text(_FREE.replace("check=true", "check=true bugs=fork_no_vma_write_lock"))
+    assert cli.main(["run", str(f), "--explore", "1"]) == 1
+    text = capsys.readouterr().out
+    assert "the failing interleaving, as a scenario that replays it:" in text
+    assert "at fork.lock_break:1 t2 write buf+64K 64K 7" in text
+    assert cli.main(["run", str(f), "--random", "3", "--runs", "20", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["replay"]
+    assert cli.main(["run", str(HERE / "thread-own-tlb.scn"), "--explore", "1"]) == 2

@@ -10,3 +10,4 @@ cdef i64 _L2_BLOCK
 
 cdef u64 _memory_desc(Hardware hw, AddressSpace space, i64 vpn) except? 0
 cpdef object stale_tlb_at_return(object m)
+cdef object _stale_entry(Hardware hw, RuleChecker chk)

@@ -67,11 +67,40 @@ def stale_tlb_at_return(m: Any) -> InvariantViolation | None:
     contiguous block gathers its dirty state; writable-clean under FEAT_HAFDBS
     re-walks, so a writable-dirty entry over clean memory would lose the
     dirty state MADV_FREE and reclaim rely on).
+
+    The same promise, independent of what the TLBs happen to hold (rule
+    ``unflushed-at-return``, kept by the hardware checker): a CPU may cache
+    any valid translation at any time, so every translation that a store
+    removed or reduced during the step must have been reached by a TLBI
+    before it returns, also where no access ever used it.
     """
     hw: Hardware = m.hw
     chk: RuleChecker | None = hw.checker
     if chk is None:
         return None
+    owed = chk.take_unflushed()
+    stale = _stale_entry(hw, chk)
+    if stale is not None or owed is None:
+        return stale
+    va, old, level, owner = owed
+    space = hw.spaces.get(owner)
+    name = space.name if space is not None else f"asid {owner}"
+    what = "level-3 translation" if level == 3 else "level-2 entry"
+    return InvariantViolation(
+        "unflushed-at-return",
+        f"{name}: the {what} at {va:#x} (was {old:#018x}) was removed or reduced during the syscall and no "
+        f"TLBI reached it before the syscall returned: any CPU that ran the ASID may still hold it",
+        va,
+        [
+            int(old),
+            int(_memory_desc(hw, space, va >> hw.page_shift)) if space is not None and level == 3 else 0,
+        ],
+    )
+
+
+@cython.cfunc
+def _stale_entry(hw: Hardware, chk: RuleChecker) -> InvariantViolation | None:
+    """The first TLB entry of a live ASID that memory no longer grants (``stale-tlb-at-return``)."""
     fmt: DescriptorFormat = hw.fmt
     spaces: dict[int, Any] = hw.spaces
     space: AddressSpace | None

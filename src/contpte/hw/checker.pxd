@@ -1,6 +1,6 @@
 cimport cython
 from contpte.cdefs cimport i64, u64, U64View, I64View, U8View
-from contpte.hw.format cimport DescriptorFormat, L2_BLOCK
+from contpte.hw.format cimport DescriptorFormat, L2_BLOCK, L2_INVALID, L2_TABLE, WS_CLEAN, WS_DIRTY, WS_NONE
 from contpte.hw.hashmap cimport I64Map
 from contpte.hw.memory cimport PhysMemory
 from contpte.hw.tables cimport AddressSpace, PtePool, StoreObserver
@@ -27,7 +27,8 @@ cdef class RuleChecker(StoreObserver):
     cdef public i64 ncpus, bbm_level, page_shift, shift, ptrs, pmd_shift, cn, blk_shift, bpt, dw
     cdef public bint arm, hd, noabort, concurrent
     cdef public i64 seq, violations, nslots
-    cdef public dict spaces, pmd_breaks, pmd_shadow
+    cdef public dict spaces, pmd_breaks, pmd_shadow, unflushed, unflushed_pmd, asid_cpus
+    cdef public dict unflushed_cov, unflushed_pmd_cov
     cdef public list pending, tlbs
     cdef public TlbFrameIndex frames
     cdef public U64View cks, dirty
@@ -40,6 +41,12 @@ cdef class RuleChecker(StoreObserver):
     cdef _free_record(self, i64 r)
     cdef _raise(self, str rule, str message, i64 addr, object ptes)
     cpdef on_frames_free(self, i64 pfn, i64 npages)
+    cpdef bint reduces(self, u64 old, u64 new) except? -1
+    cdef bint _grants_less(self, u64 old, u64 new) except? -1
+    cpdef note_walk(self, i64 asid, i64 cpu)
+    cpdef object take_unflushed(self)
+    cdef _drop_unflushed(self, i64 cpu, bint broadcast, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
+    cdef _cover_local(self, i64 cpu, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
     cdef i64 _vpn(self, i64 ptep) except? -1
     cpdef bint needs_bbm(self, u64 old, u64 new) except? -1
     cdef _record_break(self, i64 ptep, u64 old)

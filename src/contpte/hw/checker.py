@@ -35,6 +35,17 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
+- ``unflushed-at-return``: when a syscall returns (``take_unflushed``,
+  called by the check layer's return check), a translation that memory
+  granted and a store removed or reduced during it (made invalid, another
+  output address, the write permission or the dirty state taken away) was
+  not reached by any TLBI since.  Independent of what the TLBs happen to
+  hold: a CPU may cache any valid translation at any time (speculative
+  walks, D8.16), so an invalidation is owed for every such store, even of a
+  page no access used.  The ASID's own CPUs decide whether a local TLBI is
+  enough (those that filled an entry of it): a translation is owed until a
+  broadcast TLBI, or a local one on each of those CPUs (x86's shootdown),
+  reached it.
 - ``freed-frame-in-tlb``: a frame went back to the page allocator while a
   TLB entry of an ASID still in use maps it (``on_frames_free``): the
   invalidation that should have preceded the free was missing or late, and
@@ -92,7 +103,7 @@ from ..errors import InvariantViolation
 
 if not cython.compiled:
     from ..cdefs import i64, u64
-    from .format import L2_BLOCK, DescriptorFormat
+    from .format import L2_BLOCK, L2_INVALID, L2_TABLE, WS_CLEAN, WS_DIRTY, WS_NONE, DescriptorFormat
     from .hashmap import I64Map
     from .memory import PhysMemory
     from .tables import AddressSpace, PtePool, StoreObserver
@@ -108,6 +119,7 @@ RULES = (
     "tlb-conflict",
     "stale-tlb",
     "unobserved-store",
+    "unflushed-at-return",
     "freed-frame-in-tlb",
 )
 
@@ -227,6 +239,16 @@ class RuleChecker(StoreObserver):
         self.pmd_shadow: dict[int, dict[int, int]] = {}
         # TLBIs issued and not completed, per CPU: (seq, broadcast, scope, asid, vpn, npages, level)
         self.pending: list[list[tuple[int, bool, int, int, int, int, int]]] = [[] for _ in range(ncpus)]
+        # translations removed or reduced and not yet reached by a TLBI:
+        # (asid << _KEY_SHIFT | vpn) -> old descriptor; level-2 ones by pmd index
+        self.unflushed: dict[int, int] = {}
+        self.unflushed_pmd: dict[int, int] = {}
+        # per ASID, the CPUs that filled a TLB entry of it (bit mask)
+        self.asid_cpus: dict[int, int] = {}
+        # owed translations some CPUs of their ASID invalidated locally
+        # (x86's shootdown: INVLPG on each CPU of mm_cpumask): key -> CPU mask
+        self.unflushed_cov: dict[int, int] = {}
+        self.unflushed_pmd_cov: dict[int, int] = {}
         # freed frames: the TLBs (set by Hardware) and their per-frame entry counts
         self.tlbs: list[Any] = []
         self.frames: TlbFrameIndex | None = None
@@ -244,6 +266,10 @@ class RuleChecker(StoreObserver):
         asid = space.asid
         self.spaces.pop(asid, None)
         self.pmd_shadow.pop(asid, None)
+        self.asid_cpus.pop(asid, None)
+        for d in (self.unflushed, self.unflushed_pmd, self.unflushed_cov, self.unflushed_pmd_cov):
+            for k in [k for k in d if k >> _KEY_SHIFT == asid]:
+                del d[k]
         for key in [k for k in self.pmd_breaks if k >> _KEY_SHIFT == asid]:
             del self.pmd_breaks[key]
         r: i64
@@ -402,6 +428,168 @@ class RuleChecker(StoreObserver):
             return True
         return self.bbm_level == 0 and ((old ^ new) & fmt.cont_bit) != 0
 
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def reduces(self, old: u64, new: u64) -> cython.bint:
+        """Does ``new`` grant less than the valid ``old`` (a TLB entry of ``old`` would be stale)?
+
+        Made invalid, another output address, or a write that needed no
+        walk under ``old`` (writable-dirty; writable-clean too with hardware
+        dirty management) needs one or faults under ``new``.  Changes of the
+        Access flag, the Contiguous bit and software bits grant nothing less.
+        """
+        fmt: DescriptorFormat = self.fmt
+        if not fmt.page_valid(old):
+            return False
+        if not fmt.page_valid(new):
+            return True
+        return self._grants_less(old, new)
+
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _grants_less(self, old: u64, new: u64) -> cython.bint:
+        """``reduces`` for two valid descriptors of the same kind (pages, or level-2 blocks)."""
+        fmt: DescriptorFormat = self.fmt
+        if fmt.pfn(old) != fmt.pfn(new):
+            return True
+        wo: i64 = fmt.write_state(old)
+        if wo == WS_DIRTY:
+            return fmt.write_state(new) != WS_DIRTY
+        return self.hd and wo == WS_CLEAN and fmt.write_state(new) == WS_NONE
+
+    @cython.ccall
+    def note_walk(self, asid: i64, cpu: i64) -> None:
+        """``cpu`` walked (and may cache) translations of ``asid``: a local TLBI elsewhere misses it."""
+        bit: i64 = 1 << cpu
+        m: i64 = self.asid_cpus.get(asid, 0)
+        if not m & bit:
+            self.asid_cpus[asid] = m | bit
+
+    @cython.ccall
+    def take_unflushed(self) -> Any:
+        """At a syscall's return: the first translation owed an invalidation, or None; forget them all.
+
+        A translation is owed one if memory now grants less than it did when
+        the step first removed or reduced it (a change undone within the
+        step, e.g. a Contiguous-bit conversion under BBML2 that clears and
+        rewrites the same entries without a TLBI, owes nothing).  Returns
+        ``(va, old descriptor, level, asid)``.
+        """
+        if not self.unflushed and not self.unflushed_pmd:
+            return None
+        fmt: DescriptorFormat = self.fmt
+        got = None
+        key: i64
+        cur: u64
+        for key in sorted(self.unflushed):
+            space = self.spaces.get(key >> _KEY_SHIFT)
+            if space is None:
+                continue
+            vpn: i64 = key & _KEY_MASK
+            sl: i64 = space.pte_table(vpn >> self.shift)
+            cur = self.pool.e[(sl << self.shift) | (vpn & (self.ptrs - 1))] if sl >= 0 else 0
+            old: u64 = self.unflushed[key]
+            if self.reduces(old, cur):
+                got = (vpn << self.page_shift, old, 3, key >> _KEY_SHIFT)
+                break
+        if got is None:
+            for key in sorted(self.unflushed_pmd):
+                sh = self.pmd_shadow.get(key >> _KEY_SHIFT)
+                old2: u64 = self.unflushed_pmd[key]
+                cur = sh.get(key & _KEY_MASK, 0) if sh is not None else 0
+                k2: i64 = fmt.l2_kind(old2)
+                if fmt.l2_kind(cur) == k2 and (
+                    (k2 == L2_TABLE and fmt.pfn(cur) == fmt.pfn(old2))
+                    or (k2 == L2_BLOCK and not self._grants_less(old2, cur))
+                ):
+                    continue
+                got = ((key & _KEY_MASK) << self.pmd_shift, old2, 2, key >> _KEY_SHIFT)
+                break
+        self.unflushed.clear()
+        self.unflushed_pmd.clear()
+        self.unflushed_cov.clear()
+        self.unflushed_pmd_cov.clear()
+        return got
+
+    @cython.cfunc
+    def _drop_unflushed(
+        self, cpu: i64, broadcast: cython.bint, scope: i64, asid: i64, vpn: i64, npages: i64, level: i64
+    ) -> None:
+        """A TLBI reached these translations: they are owed nothing more."""
+        if not broadcast and asid >= 0 and (self.asid_cpus.get(asid, 0) & ~(1 << cpu)):
+            # A local TLBI, and another CPU may hold entries of the ASID: owed
+            # until a local TLBI reached each of them (or a broadcast one).
+            self._cover_local(cpu, scope, asid, vpn, npages, level)
+            return
+        if self.unflushed and (level == 0 or level == 3):
+            d = self.unflushed
+            if scope == SCOPE_VA and asid >= 0 and npages <= len(d):
+                base: i64 = asid << _KEY_SHIFT
+                p: i64
+                for p in range(vpn, vpn + npages):
+                    d.pop(base | p, None)
+            else:
+                for k in list(d):
+                    if asid >= 0 and (k >> _KEY_SHIFT) != asid:
+                        continue
+                    if scope == SCOPE_VA and not vpn <= (k & _KEY_MASK) < vpn + npages:
+                        continue
+                    if not broadcast and asid < 0 and (self.asid_cpus.get(k >> _KEY_SHIFT, 0) & ~(1 << cpu)):
+                        continue
+                    del d[k]
+        if self.unflushed_pmd and level != 3:
+            first: i64 = vpn >> self.shift
+            last: i64 = (vpn + npages - 1) >> self.shift
+            for k in list(self.unflushed_pmd):
+                if asid >= 0 and (k >> _KEY_SHIFT) != asid:
+                    continue
+                if scope == SCOPE_VA and not first <= (k & _KEY_MASK) <= last:
+                    continue
+                if not broadcast and asid < 0 and (self.asid_cpus.get(k >> _KEY_SHIFT, 0) & ~(1 << cpu)):
+                    continue
+                del self.unflushed_pmd[k]
+
+    @cython.cfunc
+    def _cover_local(self, cpu: i64, scope: i64, asid: i64, vpn: i64, npages: i64, level: i64) -> None:
+        """A local TLBI on ``cpu``: the owed translations it covers are owed no more once every CPU of the ASID had one."""
+        bit: i64 = 1 << cpu
+        need: i64 = self.asid_cpus.get(asid, 0)
+        cov: i64
+        k: i64
+        if self.unflushed and (level == 0 or level == 3):
+            d = self.unflushed
+            base: i64 = asid << _KEY_SHIFT
+            if scope == SCOPE_VA and npages <= len(d):
+                keys = [base | p for p in range(vpn, vpn + npages) if (base | p) in d]
+            else:
+                keys = [
+                    k
+                    for k in d
+                    if (k >> _KEY_SHIFT) == asid
+                    and (scope != SCOPE_VA or vpn <= (k & _KEY_MASK) < vpn + npages)
+                ]
+            for k in keys:
+                cov = self.unflushed_cov.get(k, 0) | bit
+                if need & ~cov:
+                    self.unflushed_cov[k] = cov
+                else:
+                    del d[k]
+                    self.unflushed_cov.pop(k, None)
+        if self.unflushed_pmd and level != 3:
+            first: i64 = vpn >> self.shift
+            last: i64 = (vpn + npages - 1) >> self.shift
+            for k in list(self.unflushed_pmd):
+                if (k >> _KEY_SHIFT) != asid:
+                    continue
+                if scope == SCOPE_VA and not first <= (k & _KEY_MASK) <= last:
+                    continue
+                cov = self.unflushed_pmd_cov.get(k, 0) | bit
+                if need & ~cov:
+                    self.unflushed_pmd_cov[k] = cov
+                else:
+                    del self.unflushed_pmd[k]
+                    self.unflushed_pmd_cov.pop(k, None)
+
     # ------------------------------------------------------------------
     # descriptor stores (StoreObserver)
     # ------------------------------------------------------------------
@@ -413,6 +601,12 @@ class RuleChecker(StoreObserver):
         b: i64 = idx >> self.blk_shift
         self.cks[s * self.bpt + b] ^= _mix(idx, old) ^ _mix(idx, new)
         self.dirty[s * self.dw + (b >> 6)] |= cython.cast(u64, 1) << (b & 63)
+        if old != new and not self.detached[s] and self.reduces(old, new):
+            key: i64 = (cython.cast(i64, self.pool.slot_asid[s]) << _KEY_SHIFT) | self._vpn(ptep)
+            if key not in self.unflushed:
+                self.unflushed[key] = old
+                if self.unflushed_cov:
+                    self.unflushed_cov.pop(key, None)
         if not self.arm or old == new or self.detached[s]:
             # A table no level-2 entry points to is out of the walker's
             # reach: its stores break and make nothing (its entries counted
@@ -658,9 +852,24 @@ class RuleChecker(StoreObserver):
             sh[pmd_index] = new
         else:
             sh.pop(pmd_index, None)
+        fmt: DescriptorFormat = self.fmt
+        ok2: i64 = fmt.l2_kind(old)
+        if ok2 != L2_INVALID and old != new:
+            # A block removed or reduced, or a table unhooked (its entries
+            # leave the walker's reach at once): invalidation owed.
+            nk2: i64 = fmt.l2_kind(new)
+            if (
+                ok2 != nk2
+                or (ok2 == L2_TABLE and fmt.pfn(old) != fmt.pfn(new))
+                or (ok2 == L2_BLOCK and self._grants_less(old, new))
+            ):
+                key2: i64 = (space.asid << _KEY_SHIFT) | pmd_index
+                if key2 not in self.unflushed_pmd:
+                    self.unflushed_pmd[key2] = old
+                    if self.unflushed_pmd_cov:
+                        self.unflushed_pmd_cov.pop(key2, None)
         if not self.arm:
             return
-        fmt: DescriptorFormat = self.fmt
         ob: cython.bint = old != 0 and fmt.l2_kind(old) == L2_BLOCK
         nb: cython.bint = new != 0 and fmt.l2_kind(new) == L2_BLOCK
         key: i64 = (space.asid << _KEY_SHIFT) | pmd_index
@@ -1053,6 +1262,8 @@ class RuleChecker(StoreObserver):
         break never covers it), so without any nothing is kept.
         """
         self.seq += 1
+        if self.unflushed or self.unflushed_pmd:
+            self._drop_unflushed(cpu, broadcast, scope, asid, vpn, npages, level)
         if not self.n_brk and not self.pmd_breaks:
             return
         t = (self.seq, broadcast, scope, asid, vpn, npages, level)

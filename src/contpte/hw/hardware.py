@@ -668,6 +668,8 @@ class Hardware:
         if ov:
             self.counters.inc(C_CONFLICT, 1)
         j: i64
+        if self.checker is not None:
+            self.checker.note_walk(space.asid, cpu)
         if self.checker is not None and (ov or (level == 3 and new & fmt.cont_bit)):
             j = tlb.last_overlap
             self.checker.on_fill(

@@ -44,6 +44,7 @@ GENERAL_RULES = frozenset(
         "tlb-conflict",
         "stale-tlb",
         "stale-tlb-at-return",  # workloads/scenario.py, after every step
+        "unflushed-at-return",  # the same return check, from the stores and TLBIs
         "unobserved-store",
         "freed-frame-in-tlb",
     }

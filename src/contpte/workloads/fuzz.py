@@ -208,7 +208,22 @@ class _Gen:
 
     #: the chance that a step is followed by an mremap
     MREMAP_RATE = 0.04
+    #: the chance that a step is followed by a mixed-state move (``maybe_mix``)
+    MIX_RATE = 0.03
     MAX_REGIONS = 12
+    #: the chance that a range is taken at or inside one of the ``RECENT`` last ones
+    LOCALITY = 0.3
+    RECENT = 6
+    #: a step kind -> the kind whose recent ranges it mostly (``FOLLOW``) works on
+    FOLLOWS = {
+        "uffd-wp-off": "uffd-wp-on",
+        "madvise-dofork": "madvise-dontfork",
+        "mprotect-rw": "mprotect-r",
+        "write": "madvise-free",
+    }
+    FOLLOW = 0.6
+    #: the chance that a step on a region another process mapped moves to a process that maps it
+    OWNER = 0.85
 
     #: the chance that a step is followed by a thread step (``trng``'s own stream)
     THREAD_RATE = 0.05
@@ -219,6 +234,7 @@ class _Gen:
         rng: random.Random,
         xrng: random.Random,
         mrng: random.Random | None = None,
+        krng: random.Random | None = None,
         trng: random.Random | None = None,
     ) -> None:
         self.rng = rng
@@ -231,6 +247,8 @@ class _Gen:
         self.xrng = xrng
         #: mremap's own stream: its steps come after a step ``rng`` chose, as an extra one
         self.mrng = mrng if mrng is not None else random.Random(0)
+        #: the mixed-state moves' own stream
+        self.krng = krng if krng is not None else random.Random(1)
         #: an mremap step to emit after the step just generated
         self.after: Step | None = None
         self.procs: list[str] = []
@@ -239,6 +257,10 @@ class _Gen:
         self.pins: dict[str, list[tuple[str, int, int]]] = {}
         self.n = 0
         self.line = 1
+        self.recent: list[tuple[str, _Region, int, int]] = []
+        self.recent_by_kind: dict[str, list[tuple[str, _Region, int, int]]] = {}
+        #: process -> the regions it mapped or inherited (a guess: steps may fail)
+        self.maps: dict[str, set[str]] = {}
         #: a ``file`` step the next mmap needs, emitted before it
         self.pending: Step | None = None
 
@@ -270,6 +292,69 @@ class _Gen:
         n = rng.randint(1, min(npages - start, cap))
         return r, start * PS, n * PS
 
+    def _near_recent(self, kind: str) -> tuple[str | None, _Region, int, int] | None:
+        """A range at or inside a recent step's range, or None (then a random one).
+
+        Most kernel bugs need several steps on the same folio: a state that
+        only some of its PTEs have (written again after MADV_FREE, uffd-wp
+        resolved on some pages, a VMA split inside a block and merged again)
+        and then the step that trips on it.  Independent random ranges rarely
+        line up, so a step that undoes another (``FOLLOWS``) mostly works on
+        part of a recent range of that other step, in the same process, and
+        any step sometimes (``LOCALITY``) on part of any recent range.  From
+        ``xrng`` only, so ``rng`` draws as it would without it.
+        """
+        x = self.xrng
+        pool = None
+        after = self.FOLLOWS.get(kind)
+        if after is not None and self.recent_by_kind.get(after) and x.random() < self.FOLLOW:
+            pool = self.recent_by_kind[after]
+        elif self.recent and x.random() < self.LOCALITY:
+            pool = self.recent
+        if pool is None:
+            return None
+        p, r, off, length = x.choice(pool)
+        proc = p if p in self.procs else None
+        npages = length // PS
+        roll = x.random()
+        if roll < 0.35 or npages < 2:
+            return proc, r, off, length  # the same range
+        if roll < 0.75:  # a piece of it: one page, or an aligned half or quarter of a block
+            piece = x.choice((1, 1, 4, 8))
+            if piece >= npages:
+                piece = 1
+            start = x.randrange(npages // piece) * piece
+            return proc, r, off + start * PS, piece * PS
+        # the 64K block(s) around it
+        first = off // (16 * PS) * 16 * PS
+        last = min(r.length, -(-(off + length) // (16 * PS)) * 16 * PS)
+        return proc, r, first, max(PS, last - first)
+
+    def _ranged(self, kind: str) -> tuple[str, AddrRef, int]:
+        """(process, address, length) for a step of ``kind``; remembers the range."""
+        proc = self.rng.choice(self.procs)
+        near = self._near_recent(kind)
+        if near is not None:
+            p, r, off, length = near
+            if p is not None:
+                proc = p
+        else:
+            r, off, length = self._range()
+        if r.name not in self.maps.get(proc, ()) and self.xrng.random() < self.OWNER:
+            owners = [q for q in self.procs if r.name in self.maps.get(q, ())]
+            if owners:
+                proc = self.xrng.choice(owners)
+        if off + length <= r.length:
+            entry = (proc, r, off, length)
+            self.recent.append(entry)
+            if len(self.recent) > self.RECENT:
+                del self.recent[0]
+            mine = self.recent_by_kind.setdefault(kind, [])
+            mine.append(entry)
+            if len(mine) > 4:
+                del mine[0]
+        return proc, AddrRef(r.name, off), length
+
     def next(self) -> Step:
         rng = self.rng
         if not self.procs:
@@ -293,19 +378,15 @@ class _Gen:
             # A full pass, or pages_to_scan-like budgets that leave the cursor mid-way.
             budget = rng.choice((0, 0, 512, 2048))
             return self.step(None, op, {"pages": budget} if budget else {})
-        proc = rng.choice(self.procs)
-        r, off, length = self._range()
-        addr = AddrRef(r.name, off)
         if op == "write":
+            proc, addr, length = self._ranged("write")
             return self.step(
                 proc, "write", {"addr": addr, "length": length, "value": rng.randrange(1, 1 << 16)}
             )
         if op == "mprotect":
-            return self.step(
-                proc,
-                "mprotect",
-                {"addr": addr, "length": length, "prot": rng.choice(("r", "rw", "rw", "none"))},
-            )
+            prot = rng.choice(("r", "rw", "rw", "none"))
+            proc, addr, length = self._ranged(f"mprotect-{prot}")
+            return self.step(proc, "mprotect", {"addr": addr, "length": length, "prot": prot})
         if op == "madvise":
             adv = rng.choice(
                 (
@@ -320,7 +401,13 @@ class _Gen:
                     "collapse",
                 )
             )
+            proc, addr, length = self._ranged(f"madvise-{adv}")
             return self.step(proc, "madvise", {"addr": addr, "length": length, "advice": adv})
+        if op == "uffd-wp":
+            on = rng.random() < 0.7
+            proc, addr, length = self._ranged(f"uffd-wp-{'on' if on else 'off'}")
+            return self.step(proc, "uffd-wp", {"addr": addr, "length": length, "on": on})
+        proc, addr, length = self._ranged(op)
         if op == "munmap":
             return self.step(proc, "munmap", {"addr": addr, "length": length})
         if op == "pin":
@@ -333,8 +420,6 @@ class _Gen:
                 return self.step(proc, "unpin", {"addr": AddrRef(name, off), "length": n})
         if op == "numa":
             return self.step(proc, "numa", {"addr": addr, "length": length})
-        if op == "uffd-wp":
-            return self.step(proc, "uffd-wp", {"addr": addr, "length": length, "on": rng.random() < 0.7})
         return self.step(proc, "read", {"addr": addr, "length": length, "expect": None})
 
     def thread_steps(self, s: Step) -> tuple[list[Step], Step]:
@@ -355,11 +440,11 @@ class _Gen:
         mine = self.threads.get(s.proc or "", [])
         if s.op == "fork" and mine and self.regions and x.random() < 0.5:
             for _ in range(x.choice((1, 1, 2))):
-                st = self._thread_access(x.choice(mine), x)
+                st = self._thread_access(x.choice(mine), s.proc or "", x)
                 st.at = f"fork.lock_break:{x.randint(1, 4)}"
                 before.append(st)
         elif s.op == "write" and mine and self.regions and x.random() < 0.1:
-            st = self._thread_access(x.choice(mine), x, dontneed=x.random() < 0.5)
+            st = self._thread_access(x.choice(mine), s.proc or "", x, dontneed=x.random() < 0.5)
             st.at = "contpte_ptep_get_lockless"
             before.append(st)
         elif x.random() < self.THREAD_RATE:
@@ -375,9 +460,10 @@ class _Gen:
             s.proc = x.choice(mine)
         return before, s
 
-    def _thread_access(self, t: str, x: random.Random, dontneed: bool = False) -> Step:
-        """A short access (or MADV_DONTNEED) of thread ``t`` to a known region, drawn from ``x``."""
-        r = x.choice(self.regions)
+    def _thread_access(self, t: str, owner: str, x: random.Random, dontneed: bool = False) -> Step:
+        """A short access (or MADV_DONTNEED) of thread ``t`` of ``owner`` to a region it maps, drawn from ``x``."""
+        mapped = self.maps.get(owner, set())
+        r = x.choice([q for q in self.regions if q.name in mapped] or self.regions)
         npages = r.length // PS
         off = x.randrange(npages)
         n = x.randint(1, min(npages - off, 16))
@@ -396,6 +482,92 @@ class _Gen:
         if len(self.regions) >= self.MAX_REGIONS:
             return
         self.after = self._mremap()
+
+    def maybe_mix(self) -> list[Step]:
+        """With probability ``MIX_RATE`` (from ``krng`` only), a *mixed-state move*.
+
+        Batched PTE code (fork's ``folio_pte_batch``, ``wrprotect_ptes``,
+        MADV_FREE, reclaim) goes wrong where the PTEs of one large folio in
+        one VMA differ: some uffd-wp protected, some write-protected by an
+        earlier fork, some dirty again after MADV_FREE, some pinned, a VMA
+        split inside a block and merged again.  Random steps rarely build
+        such a folio and then use it, so a move does, on a 64K-aligned
+        range of a private anonymous region the process maps: write it
+        (large folios), mix its PTEs one way, then fork and use the result
+        (the child writes or reads it, the parent exits, reclaim runs).
+        The moves' steps are ordinary steps; shrinking drops what is not
+        needed.
+        """
+        x = self.krng
+        if not self.procs or x.random() >= self.MIX_RATE:
+            return []
+        cands = [
+            (q, r)
+            for q in self.procs
+            for r in self.regions
+            if r.name in self.maps.get(q, ())
+            and r.anon
+            and not r.shared
+            and r.writable
+            and r.length >= 16 * PS
+        ]
+        if not cands:
+            return []
+        proc, r = x.choice(cands)
+        nblk = r.length // (16 * PS)
+        blocks = min(nblk, x.choice((1, 1, 2)))
+        start = x.randrange(nblk - blocks + 1) * 16 * PS
+        length = blocks * 16 * PS
+        sub_pages = x.choice((1, 1, 4, 8))
+        sub = start + x.randrange(16 // sub_pages) * sub_pages * PS
+        sub_len = sub_pages * PS
+        whole, part = AddrRef(r.name, start), AddrRef(r.name, sub)
+        out = [self.step(proc, "write", {"addr": whole, "length": length, "value": x.randrange(1, 1 << 16)})]
+        kind = x.choice(("uffd-wp", "dontfork", "free", "mprotect", "pin"))
+        child = None
+
+        def fork() -> str | None:
+            if len(self.procs) + (child is not None) >= self.MAX_PROCS:
+                return None
+            c = self.fresh("c")
+            out.append(self.step(proc, "fork", {}, c))
+            return c
+
+        if kind == "uffd-wp":
+            out.append(self.step(proc, "uffd-wp", {"addr": whole, "length": length, "on": True}))
+            out.append(self.step(proc, "uffd-wp", {"addr": part, "length": sub_len, "on": False}))
+        elif kind == "dontfork":
+            out.append(self.step(proc, "madvise", {"addr": part, "length": sub_len, "advice": "dontfork"}))
+            c = fork()
+            if c is not None:
+                out.append(self.step(c, "exit", {}))
+            out.append(self.step(proc, "madvise", {"addr": part, "length": sub_len, "advice": "dofork"}))
+        elif kind == "free":
+            out.append(self.step(proc, "madvise", {"addr": whole, "length": length, "advice": "free"}))
+            out.append(
+                self.step(proc, "write", {"addr": part, "length": sub_len, "value": x.randrange(1, 1 << 16)})
+            )
+        elif kind == "mprotect":
+            out.append(self.step(proc, "mprotect", {"addr": part, "length": sub_len, "prot": "r"}))
+            out.append(self.step(proc, "mprotect", {"addr": part, "length": sub_len, "prot": "rw"}))
+        else:
+            out.append(self.step(proc, "pin", {"addr": part, "length": sub_len, "write": True}))
+        child = fork()
+        if child is not None:
+            value = x.randrange(1, 1 << 16)
+            use = x.choice(("child-write", "parent-write", "parent-exit"))
+            if use == "child-write":
+                out.append(self.step(child, "write", {"addr": part, "length": sub_len, "value": value}))
+            elif use == "parent-write":
+                out.append(self.step(proc, "write", {"addr": whole, "length": length, "value": value}))
+            elif len(self.pins.get(proc, ())) == 0 and kind != "pin":
+                out.append(self.step(proc, "exit", {}))
+                out.append(self.step(None, "reclaim", {}))
+            out.append(self.step(child, "read", {"addr": whole, "length": length, "expect": None}))
+        for q, ref, n in ((proc, whole, length), (proc, part, sub_len)):
+            self.recent.append((q, r, ref.offset, n))
+        del self.recent[: -self.RECENT]
+        return out
 
     def _mremap(self) -> Step:
         """An mremap of a region: whole, whole 64K blocks or any pages; grown, shrunk or moved."""
@@ -513,15 +685,19 @@ class _Gen:
             return
         if step.op in ("spawn", "fork") and step.bind:
             self.procs.append(step.bind)
+            inherited = self.maps.get(step.proc or "", set()) if step.op == "fork" else set()
+            self.maps[step.bind] = set(inherited)
             if step.op == "fork" and step.proc in self.pins:
                 pass  # pins are not inherited
         elif step.op == "exit":
             assert step.proc is not None
             self.procs.remove(step.proc)
             self.pins.pop(step.proc, None)
+            self.maps.pop(step.proc, None)
             self.threads.pop(step.proc, None)  # exit_group: its threads go too
         elif step.op == "mmap" and step.bind:
             a = step.args
+            self.maps.setdefault(step.proc or "", set()).add(step.bind)
             self.regions.append(
                 _Region(
                     step.bind,
@@ -534,6 +710,7 @@ class _Gen:
         elif step.op == "mremap" and step.bind:
             src = next((r for r in self.regions if r.name == step.args["addr"].name), None)
             if src is not None:
+                self.maps.setdefault(step.proc or "", set()).add(step.bind)
                 self.regions.append(
                     _Region(step.bind, step.args["new_length"], src.anon, src.shared, src.writable)
                 )
@@ -589,6 +766,7 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
         rng,
         random.Random(seed ^ 0x5EED_F17E),
         random.Random(seed ^ 0x3E3A_9000),
+        random.Random(seed ^ 0x0B1C_3D5A),
         random.Random(seed ^ 0x7E4D),
     )
     steps: list[Step] = []
@@ -609,6 +787,11 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
             steps.append(g.after)
             g.accept(g.after, Outcome(g.after.line, g.after.op, ""))
         g.after = None
+        for m in g.maybe_mix():
+            if len(steps) >= nsteps:
+                break
+            steps.append(m)
+            g.accept(m, Outcome(m.line, m.op, ""))
     return header, steps
 
 
