@@ -187,7 +187,10 @@ def _cmd_explore(args: argparse.Namespace, ui: UiLike, sc: Any, overrides: dict[
             }
         )
         return 0 if res.ok else 1
-    done = "all of them" if res.complete else "stopped at --max-schedules"
+    if args.random is not None:
+        done = "a seeded random sample"
+    else:
+        done = "all of them" if res.complete else "stopped at --max-schedules"
     ui.out.print(
         f"{args.file}: {mode}: {res.schedules} schedule(s), {res.decisions} decision(s) ({done})",
         markup=False,
