@@ -33,11 +33,12 @@ from .version import KERNEL_VERSION
 
 if TYPE_CHECKING:
     from .system.machine import Machine
-    from .system.process import PAGEMAP_DTYPE, Process
+    from .system.process import PAGEMAP_DTYPE, Process, Thread
 
 __all__ = [
     "Machine",
     "Process",
+    "Thread",
     "PAGEMAP_DTYPE",
     "ContpteError",
     "ModelUsageError",
@@ -59,7 +60,7 @@ def __getattr__(name: str) -> Any:
         from .system.machine import Machine
 
         return Machine
-    if name in ("Process", "PAGEMAP_DTYPE"):
+    if name in ("Process", "Thread", "PAGEMAP_DTYPE"):
         from .system import process
 
         return getattr(process, name)

@@ -91,6 +91,19 @@ BUGS: dict[str, Bug] = {
             "dup_mmap(): flush_tlb_mm(oldmm), which wrprotect_ptes relies on to leave blocks folded",
         ),
         Bug(
+            "fork_no_vma_write_lock",
+            "mm",
+            "kernel/fork.c: dup_mmap()",
+            "dup_mmap() does not write-lock the VMAs it copies (vma_start_write): at a lock break of "
+            "copy_pte_range another thread's page fault takes the per-VMA lock and maps the rest of a "
+            "half-copied contiguous block (a 64K folio, folded) in between: the child gets the pages "
+            "after the break and none before, a state the parent never had (it reads zeros where the "
+            "parent's thread wrote before the fork returned)",
+            "fb49c455323f 'fork: lock VMAs of the parent process when forking' (v6.5, 6.4.3; per-VMA "
+            "locks came in v6.4 and were disabled in 6.4.y until it); v6.12 kernel/fork.c dup_mmap() "
+            "vma_start_write(mpnt)",
+        ),
+        Bug(
             "contpte_fold_without_bbm",
             "arch",
             "arch/arm64/mm/contpte.c: contpte_convert()",

@@ -732,6 +732,27 @@ def _register_run(sub: Subparsers) -> None:
     run.add_argument(
         "--counters", action="store_true", help="every counter a step changed (default: the key ones)"
     )
+    run.add_argument(
+        "--explore",
+        type=int,
+        metavar="N",
+        help="explore the interleavings of the file's 'at' steps systematically: every schedule "
+        "with at most N preemptions ('at *' and bare 'at POINT' steps fire at any occurrence of "
+        "their point, or after); prints a failing one as a scenario that replays it",
+    )
+    run.add_argument(
+        "--random",
+        type=int,
+        metavar="SEED",
+        help="explore interleavings at random instead: --runs schedules drawn from seeds SEED, SEED+1, ...",
+    )
+    run.add_argument("--runs", type=int, default=100, help="schedules for --random (default 100)")
+    run.add_argument(
+        "--max-schedules",
+        type=int,
+        default=10000,
+        help="stop --explore after this many schedules (default 10000; the report says if it was complete)",
+    )
     run.set_defaults(handler=cmd_run)
 
 

@@ -359,6 +359,12 @@ CONTPTE_CALLS: tuple[str, ...] = (
 MM_CALLS: tuple[str, ...] = ("tlb_flush_rmaps",)
 declare("contpte.fold", "blocks", "contiguous blocks folded (PTE_CONT set by a conversion)")
 declare("contpte.convert", "blocks", "contpte_convert() repaints (break-before-make of a block)")
+declare(
+    "contpte.lockless_retry",
+    "restarts",
+    "contpte_ptep_get_lockless() restarts: a block it read changed under it (another thread ran meanwhile)",
+)
+declare("sched.preempt", "steps", "steps of other threads a scheduler ran at a kernel preemption point")
 declare_family(
     "contpte.unfold",
     "blocks",

@@ -88,5 +88,5 @@ cdef class RmapHook(RmapObserver):
     cdef public MapShadow shadow
     cdef public MemMap mem
 
-cpdef fork_copy(MapShadow sh, MmStruct parent, MmStruct child, object pre_pmds)
+cpdef fork_copy(MapShadow sh, MmStruct parent, MmStruct child, object pre_pmds, object base=*)
 cdef u64 _U64_MAX

@@ -1481,7 +1481,9 @@ def _fork_copy_range(
 
 
 @cython.ccall
-def fork_copy(sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object) -> None:
+def fork_copy(
+    sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object, base: object = None
+) -> None:
     """Check that ``child``'s tables are a faithful copy of ``parent``'s before the fork.
 
     Per PTE in the child's VMAs: the same pages present (none lost where the
@@ -1492,6 +1494,8 @@ def fork_copy(sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object
     descriptors are the store log's old ones for tables the fork wrote (the
     epoch began just before the fork), the current ones otherwise; level-2
     indices in ``pre_pmds`` (PMD-mapped before the fork) are skipped.
+    ``base`` (level-2 index -> one table's descriptors) replaces them where
+    other threads ran at fork's lock breaks (``Validators.fork_rebase``).
 
     Raises the first ``fork-copy`` violation in address order.
     """
@@ -1552,6 +1556,9 @@ def fork_copy(sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object
             if at >= 0:
                 pa = old
                 pb = at * per
+        if base is not None and idx in base:  # type: ignore[operator]
+            pa = base[idx]  # type: ignore[index]
+            pb = 0
         cs = cspace.tables.get(idx)
         cb = cython.cast(i64, cs) * per if cs is not None else -1
         if pb < 0 and cb < 0:

@@ -10,7 +10,7 @@ from contpte.mm.memmap cimport folio_test_anon, page_folio
 cdef i64 RUNS, READS_CHECKED
 
 cdef class Validators:
-    cdef public object m, pre_pmds, initial
+    cdef public object m, pre_pmds, initial, fork_base, fork_racy
     cdef public Kernel k
     cdef public Counters counters
     cdef public MapShadow shadow

@@ -91,6 +91,12 @@ class Validators:
         self.retired: list[int] = []
         #: the parent's level-2 block indices just before a fork
         self.pre_pmds: set[int] | None = None
+        #: While a fork runs with other threads' steps at its lock breaks
+        #: (``fork_rebase``): per level-2 index of the parent, the
+        #: descriptors each entry had when fork copied it (numpy, one table).
+        self.fork_base: dict[int, Any] | None = None
+        #: Writes other threads made during a fork (at its lock breaks): (pid, addr, pages).
+        self.fork_racy: list[tuple[int, int, int]] = []
         #: ``mm.shmem.file_initial_value`` (imported on first use)
         self.initial: Any = None
         self.hook: RmapHook | None = None
@@ -167,6 +173,46 @@ class Validators:
             return
         self.shadow.sync()
         self.pre_pmds = set(parent.mm.space.pmds)
+        self.fork_base = None
+        self.fork_racy = []
+
+    def fork_rebase(self, mm: Any, addr: int) -> None:
+        """Other threads ran at a lock break of fork at ``addr``: what fork copies from here is the parent's now.
+
+        ``fork-copy`` compares the child with the parent as fork read it:
+        before ``addr`` (copied already) the state before the fork, from
+        ``addr`` on the current one (a page fault of another thread on a
+        VMA fork has not reached yet, a hardware access/dirty update).  The
+        store log itself is left alone: the mapcount shadow needs it.
+        """
+        if not self.enabled or self.pre_pmds is None:
+            return
+        pool = self.m.hw.pool
+        space = mm.space
+        per = self.per
+        pmd_shift = self.page_shift + (per.bit_length() - 1)
+        base = self.fork_base if self.fork_base is not None else {}
+        e = np.asarray(pool.e)
+        for ent in pool.log:
+            if ent.asid != space.asid:
+                continue
+            idx = ent.pmd_index
+            t0 = idx << pmd_shift
+            if t0 + (per << self.page_shift) <= addr:
+                continue
+            cur = base.get(idx)
+            if cur is None:
+                cur = np.zeros(per, dtype=np.uint64)
+                if ent.old_at >= 0:
+                    cur[:] = np.asarray(pool.log_old)[ent.old_at * per : (ent.old_at + 1) * per]
+            first = max(0, (addr - t0) >> self.page_shift)
+            s = space.pte_table(idx)
+            if s >= 0:
+                cur[first:] = e[s * per + first : (s + 1) * per]
+            else:
+                cur[first:] = 0
+            base[idx] = cur
+        self.fork_base = base
 
     def on_fork(self, parent: Any, child: Any) -> None:
         """After ``dup_mmap``: the child inherits what the parent would read; ``fork-copy``."""
@@ -180,10 +226,39 @@ class Validators:
             ):
                 sh.forget(v.vm_start >> ps, (v.vm_end - v.vm_start) >> ps)
         self.values[child.pid] = sh
+        if self.fork_racy:
+            self._fork_racy_copies(parent, child, sh)
         pre = self.pre_pmds
         self.pre_pmds = None
+        base = self.fork_base
+        self.fork_base = None
         if pre is not None and self.enabled:
-            fork_copy(self.shadow, parent.mm, child.mm, pre)
+            fork_copy(self.shadow, parent.mm, child.mm, pre, base)
+
+    def _fork_racy_copies(self, parent: Any, child: Any, sh: ValueShadow) -> None:
+        """Pages another thread wrote during the fork that the child got as a copy: it holds what was copied.
+
+        fork copies a maybe-pinned anon page at once (``copy_present_page``);
+        a write racing with the fork lands in the parent's page before or
+        after that copy, and the child legitimately has either value.  A page
+        the child shares with the parent, or does not map, keeps the
+        parent's value (a write that raced with its copy went to the shared
+        frame, or fork copied the page after it).
+        """
+        data = self.m.hw.memory.data
+        ps = self.page_shift
+        for pid, addr, n in self.fork_racy:
+            if pid != parent.pid:
+                continue
+            for i in range(n):
+                va = addr + (i << ps)
+                v = child.mm.vma_lookup(va)
+                if v is None or v.vm_flags & VM_SHARED:
+                    continue
+                cpfn = page_pfn(child.mm, va)
+                if cpfn >= 0 and cpfn != page_pfn(parent.mm, va):
+                    sh.set(va >> ps, 1, int(data[cpfn]))
+        self.fork_racy = []
 
     def on_exit(self, p: Any) -> None:
         """The process exited (its tables are freed; ``after_syscall`` follows)."""
@@ -324,6 +399,8 @@ class Validators:
     def on_write(self, p: Any, addr: i64, npages: i64, value: Any) -> None:
         """The process wrote ``value`` (an int, or one per page) to ``npages`` pages."""
         sh: ValueShadow = self._values(p.pid)
+        if self.pre_pmds is not None and self.m.sched is not None and self.m.sched.stack:
+            self.fork_racy.append((p.pid, addr, npages))  # another thread, during a fork
         mm: MmStruct = p.mm
         arr: cython.bint = isinstance(value, np.ndarray)
         i: i64 = 0

@@ -192,6 +192,8 @@ RULES: tuple[Rule, ...] = (
     _none("fork.copy_page", "the copy is counted by page.copy", "page.copy"),
     _none("fork.lock_break_point", "a point in the loop, not work"),
     _none("fork.again", "a restart; the redone work is counted again by its counters"),
+    _none("contpte.lockless_retry", "a restart; the re-reads are counted by pte.read", "pte.read"),
+    _none("sched.preempt", "a scheduling event of the model; the steps' work is counted by their counters"),
     _none("zap.ptes", "an event; its work is counted by pte.*, rmap.*, ref.*", "pte.write"),
     _none("mmu_gather.flush", "its TLBIs and DSBs are counted by tlbi.* and dsb.*"),
     _none("mmu_gather.forced_flush", "one of mmu_gather.flush: its TLBIs and DSBs are counted by tlbi.*"),

@@ -25,9 +25,10 @@ cdef class RuleChecker(StoreObserver):
     cdef public DescriptorFormat fmt
     cdef public PhysMemory memory
     cdef public i64 ncpus, bbm_level, page_shift, shift, ptrs, pmd_shift, cn, blk_shift, bpt, dw
-    cdef public bint arm, hd, noabort
+    cdef public bint arm, hd, noabort, concurrent
     cdef public i64 seq, violations, nslots
     cdef public dict spaces, pmd_breaks, pmd_shadow, unflushed, unflushed_pmd, asid_cpus
+    cdef public dict unflushed_cov, unflushed_pmd_cov
     cdef public list pending, tlbs
     cdef public TlbFrameIndex frames
     cdef public U64View cks, dirty
@@ -45,6 +46,7 @@ cdef class RuleChecker(StoreObserver):
     cpdef note_walk(self, i64 asid, i64 cpu)
     cpdef object take_unflushed(self)
     cdef _drop_unflushed(self, i64 cpu, bint broadcast, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
+    cdef _cover_local(self, i64 cpu, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
     cdef i64 _vpn(self, i64 ptep) except? -1
     cpdef bint needs_bbm(self, u64 old, u64 new) except? -1
     cdef _record_break(self, i64 ptep, u64 old)

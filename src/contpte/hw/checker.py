@@ -27,7 +27,11 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
 - ``stale-tlb``: a user access used a TLB entry that memory no longer
   grants: a write through a writable entry whose descriptor is now
   read-only, invalid or maps another frame; a read through one whose
-  descriptor is invalid or maps another frame.  The message names the
+  descriptor is invalid or maps another frame.  While ``concurrent`` is
+  set (another thread's access at a preemption point of a kernel
+  operation), a write through an entry made read-only by that operation
+  is allowed: its flush is still pending, as fork's is until the end of
+  dup_mmap.  The message names the
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
@@ -39,7 +43,9 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   hold: a CPU may cache any valid translation at any time (speculative
   walks, D8.16), so an invalidation is owed for every such store, even of a
   page no access used.  The ASID's own CPUs decide whether a local TLBI is
-  enough (those that filled an entry of it).
+  enough (those that filled an entry of it): a translation is owed until a
+  broadcast TLBI, or a local one on each of those CPUs (x86's shootdown),
+  reached it.
 - ``freed-frame-in-tlb``: a frame went back to the page allocator while a
   TLB entry of an ASID still in use maps it (``on_frames_free``): the
   invalidation that should have preceded the free was missing or late, and
@@ -194,6 +200,13 @@ class RuleChecker(StoreObserver):
         self.hd = bool(features.hd)
         self.bbm_level = int(features.bbm_level)
         self.noabort = bool(features.bbml2_noabort)
+        #: Set while another thread's access runs in the middle of a kernel
+        #: operation (a scheduler's preemption point): an entry whose
+        #: descriptor was made read-only and whose flush is still pending
+        #: may be used for a write then (fork flushes the parent at the end
+        #: of dup_mmap, under the mmap_lock); ``stale-tlb-at-return`` checks
+        #: the flush happened by the end of the operation.
+        self.concurrent = False
         self.page_shift = pool.page_shift
         self.shift = pool.shift
         self.ptrs = pool.ptrs_per_pte
@@ -232,6 +245,10 @@ class RuleChecker(StoreObserver):
         self.unflushed_pmd: dict[int, int] = {}
         # per ASID, the CPUs that filled a TLB entry of it (bit mask)
         self.asid_cpus: dict[int, int] = {}
+        # owed translations some CPUs of their ASID invalidated locally
+        # (x86's shootdown: INVLPG on each CPU of mm_cpumask): key -> CPU mask
+        self.unflushed_cov: dict[int, int] = {}
+        self.unflushed_pmd_cov: dict[int, int] = {}
         # freed frames: the TLBs (set by Hardware) and their per-frame entry counts
         self.tlbs: list[Any] = []
         self.frames: TlbFrameIndex | None = None
@@ -250,7 +267,7 @@ class RuleChecker(StoreObserver):
         self.spaces.pop(asid, None)
         self.pmd_shadow.pop(asid, None)
         self.asid_cpus.pop(asid, None)
-        for d in (self.unflushed, self.unflushed_pmd):
+        for d in (self.unflushed, self.unflushed_pmd, self.unflushed_cov, self.unflushed_pmd_cov):
             for k in [k for k in d if k >> _KEY_SHIFT == asid]:
                 del d[k]
         for key in [k for k in self.pmd_breaks if k >> _KEY_SHIFT == asid]:
@@ -490,6 +507,8 @@ class RuleChecker(StoreObserver):
                 break
         self.unflushed.clear()
         self.unflushed_pmd.clear()
+        self.unflushed_cov.clear()
+        self.unflushed_pmd_cov.clear()
         return got
 
     @cython.cfunc
@@ -498,7 +517,10 @@ class RuleChecker(StoreObserver):
     ) -> None:
         """A TLBI reached these translations: they are owed nothing more."""
         if not broadcast and asid >= 0 and (self.asid_cpus.get(asid, 0) & ~(1 << cpu)):
-            return  # a local TLBI, and another CPU may hold entries of the ASID
+            # A local TLBI, and another CPU may hold entries of the ASID: owed
+            # until a local TLBI reached each of them (or a broadcast one).
+            self._cover_local(cpu, scope, asid, vpn, npages, level)
+            return
         if self.unflushed and (level == 0 or level == 3):
             d = self.unflushed
             if scope == SCOPE_VA and asid >= 0 and npages <= len(d):
@@ -527,6 +549,47 @@ class RuleChecker(StoreObserver):
                     continue
                 del self.unflushed_pmd[k]
 
+    @cython.cfunc
+    def _cover_local(self, cpu: i64, scope: i64, asid: i64, vpn: i64, npages: i64, level: i64) -> None:
+        """A local TLBI on ``cpu``: the owed translations it covers are owed no more once every CPU of the ASID had one."""
+        bit: i64 = 1 << cpu
+        need: i64 = self.asid_cpus.get(asid, 0)
+        cov: i64
+        k: i64
+        if self.unflushed and (level == 0 or level == 3):
+            d = self.unflushed
+            base: i64 = asid << _KEY_SHIFT
+            if scope == SCOPE_VA and npages <= len(d):
+                keys = [base | p for p in range(vpn, vpn + npages) if (base | p) in d]
+            else:
+                keys = [
+                    k
+                    for k in d
+                    if (k >> _KEY_SHIFT) == asid
+                    and (scope != SCOPE_VA or vpn <= (k & _KEY_MASK) < vpn + npages)
+                ]
+            for k in keys:
+                cov = self.unflushed_cov.get(k, 0) | bit
+                if need & ~cov:
+                    self.unflushed_cov[k] = cov
+                else:
+                    del d[k]
+                    self.unflushed_cov.pop(k, None)
+        if self.unflushed_pmd and level != 3:
+            first: i64 = vpn >> self.shift
+            last: i64 = (vpn + npages - 1) >> self.shift
+            for k in list(self.unflushed_pmd):
+                if (k >> _KEY_SHIFT) != asid:
+                    continue
+                if scope == SCOPE_VA and not first <= (k & _KEY_MASK) <= last:
+                    continue
+                cov = self.unflushed_pmd_cov.get(k, 0) | bit
+                if need & ~cov:
+                    self.unflushed_pmd_cov[k] = cov
+                else:
+                    del self.unflushed_pmd[k]
+                    self.unflushed_pmd_cov.pop(k, None)
+
     # ------------------------------------------------------------------
     # descriptor stores (StoreObserver)
     # ------------------------------------------------------------------
@@ -542,6 +605,8 @@ class RuleChecker(StoreObserver):
             key: i64 = (cython.cast(i64, self.pool.slot_asid[s]) << _KEY_SHIFT) | self._vpn(ptep)
             if key not in self.unflushed:
                 self.unflushed[key] = old
+                if self.unflushed_cov:
+                    self.unflushed_cov.pop(key, None)
         if not self.arm or old == new or self.detached[s]:
             # A table no level-2 entry points to is out of the walker's
             # reach: its stores break and make nothing (its entries counted
@@ -801,6 +866,8 @@ class RuleChecker(StoreObserver):
                 key2: i64 = (space.asid << _KEY_SHIFT) | pmd_index
                 if key2 not in self.unflushed_pmd:
                     self.unflushed_pmd[key2] = old
+                    if self.unflushed_pmd_cov:
+                        self.unflushed_pmd_cov.pop(key2, None)
         if not self.arm:
             return
         ob: cython.bint = old != 0 and fmt.l2_kind(old) == L2_BLOCK
@@ -1124,6 +1191,8 @@ class RuleChecker(StoreObserver):
                 if (d & fmt.valid_mask) == fmt.valid_val:
                     mpfn = fmt.pfn(d)
         if mpfn == pfn:
+            if self.concurrent:
+                return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
         elif mpfn < 0:
             why = "the descriptor is now invalid"

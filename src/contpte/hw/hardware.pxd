@@ -17,7 +17,7 @@ cdef i64 C_FAULT_TRANSLATION, C_FAULT_PERMISSION, C_FAULT_ACCESS_FLAG
 
 @cython.final
 cdef class Hardware:
-    cdef public object features, rng, getrandbits, last_fault, wc_space
+    cdef public object features, rng, getrandbits, last_fault, wc_space, yield_hook
     cdef public DescriptorFormat fmt
     cdef public bint flat, adversarial_tlb, ha, hd
     cdef public i64 page_shift, page_size, ptrs_per_pte, pmd_shift, ncpus, current_cpu, cont_entry_pages

@@ -212,6 +212,11 @@ class Hardware:
         #: Per CPU: 1 while broadcast TLBIs it issued wait for a completing DSB (``dvm.sync``).
         self.dvm_pending = np.zeros(ncpus, dtype=np.int64)
         self.last_fault: HwFault | None = None
+        #: A scheduler's preemption hook, None when none is installed: the
+        #: arch layer calls ``yield_hook(point, space, va)`` where a kernel
+        #: reader without a lock may be overtaken by another CPU (the
+        #: hardware is not involved; it only carries the hook to both layers).
+        self.yield_hook: Any = None
         self.zero1 = np.zeros(1, dtype=np.uint64)
         self.n_hit = 0
         self.n_miss = 0

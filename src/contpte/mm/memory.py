@@ -1527,7 +1527,9 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     per none PTE, 8 per copied PTE) and, once it reaches 32, is a point
     where the kernel drops both PTLs if rescheduling is due or a lock is
     contended; every such point is recorded (``fork.lock_break_point``) and
-    the rule checker verifies the tables there.  -EAGAIN (a possibly pinned
+    the rule checker verifies the tables there; then ``k.on_lock_break(src_mm,
+    addr)`` (a scheduler, ``system/sched.py``) may run other threads' steps
+    that need neither PTL nor the mmap_lock.  -EAGAIN (a possibly pinned
     page needs a copy) drops the locks, preallocates a page and restarts
     (``fork.again``) at the same address; a preallocated page the next copy
     did not consume is freed right after that copy.
@@ -1556,10 +1558,12 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
             if progress >= 32:
                 progress = 0
                 count(k.counters, FORK_LOCK_BREAK, 1)
-                if k.on_lock_break is not None:
-                    k.on_lock_break(src_mm, addr)
                 a.ptl_release(src_mm, src_pte)
                 a.ptl_release(dst_mm, dst_pte)
+                if k.on_lock_break is not None:
+                    # Both PTLs dropped, the mmap_lock still held for write:
+                    # a scheduler may run here what needs neither.
+                    k.on_lock_break(src_mm, addr)
             ptent = a.ptep_get(src_pte)
             if ptent == 0:
                 progress += 1

@@ -8,7 +8,8 @@ cdef i64 VM_NONE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE
 
 cdef class MmStruct(MmLike):
     cdef public Kernel kernel
-    cdef public i64 owner, mmap_base
+    cdef public i64 owner, mmap_base, mm_lock_seq
+    cdef public bint mmap_write_locked
     cdef public list vmas, pinned
     cdef public I64View rss
     cdef public bint has_pinned, dead
@@ -21,7 +22,7 @@ cdef class MmStruct(MmLike):
 @cython.final
 cdef class Vma(VmaLike):
     cdef public u64 vm_page_prot
-    cdef public i64 vm_pgoff
+    cdef public i64 vm_pgoff, vm_lock_seq
     cdef public object vm_file, anon_vma
     cpdef i64 linear_page_index(self, i64 addr) except? -1
 

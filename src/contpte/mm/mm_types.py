@@ -116,6 +116,13 @@ class MmStruct(MmLike):
         #: PFNs pinned through this mm and not yet unpinned (the model's GUP owner list).
         self.pinned: list[int] = []
         self.dead = False
+        #: ``mm->mm_lock_seq``: bumped when the mmap_lock is released for
+        #: write; a VMA whose ``vm_lock_seq`` equals it is write-locked
+        #: (include/linux/mmap_lock.h, mm.h; the helpers are in mm/fork.py).
+        self.mm_lock_seq = 0
+        #: The mmap_lock is held for write (only dup_mmap() records it: the
+        #: other syscalls run to completion, see system/sched.py).
+        self.mmap_write_locked = False
 
     def __repr__(self) -> str:
         return f"<mm of pid {self.owner}>"
@@ -199,6 +206,8 @@ class Vma(VmaLike):
         self.vm_file = file
         #: anon_vma identity (an int naming the anon_vma tree), None until first anon fault.
         self.anon_vma = anon_vma
+        #: ``vm_lock_seq``: equal to ``mm.mm_lock_seq`` while write-locked (``vma_start_write``).
+        self.vm_lock_seq = -1
 
     def __repr__(self) -> str:
         return f"<vma {self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x}>"

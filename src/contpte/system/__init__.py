@@ -1,6 +1,7 @@
 """Machine, Process: syscalls, user accesses, CPUs."""
 
 from .machine import Machine
-from .process import Process
+from .process import Process, Thread
+from .sched import Scheduler
 
-__all__ = ["Machine", "Process"]
+__all__ = ["Machine", "Process", "Thread", "Scheduler"]

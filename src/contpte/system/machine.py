@@ -28,6 +28,7 @@ from ..mm.swapfile import SwapInfo
 from ..mm.vmscan import shrink_all_memory
 from ..version import KERNEL_VERSION, check_kernel, kernel_options, mthp_stat_files
 from .process import Process
+from .sched import Scheduler
 from .sizes import parse_bytes
 
 __all__ = ["Machine", "parse_bytes", "ARCH_OPTIONS"]
@@ -210,6 +211,8 @@ class Machine:
         self._next_file = 1
         self._file_names: set[str] = set()
         self.validators: Any = None
+        #: The scheduler of ``scheduler()``, None until one is installed.
+        self.sched: Scheduler | None = None
         if self.check_enabled:
             from ..check.validators import Validators
 
@@ -234,6 +237,19 @@ class Machine:
         p = Process(self, pid, self._new_mm(pid), cpu, parent)
         self.processes[pid] = p
         return p
+
+    def scheduler(self, decide: Any = None) -> Scheduler:
+        """Install (once) and return the scheduler that runs other threads' steps at preemption points.
+
+        ``decide(point, occurrence, candidates) -> index | -1`` chooses where
+        free actions fire (``contpte.system.sched``; the explorer's hook).
+        Without a scheduler the preemption hooks are None and cost one test.
+        """
+        if self.sched is None:
+            self.sched = Scheduler(self, decide)
+        elif decide is not None:
+            self.sched.decide = decide
+        return self.sched
 
     def spawn(self) -> Process:
         """Start a new process with an empty address space and one thread."""

@@ -51,7 +51,15 @@ from .sizes import parse_length
 if TYPE_CHECKING:
     from .machine import Machine
 
-__all__ = ["Process", "PAGEMAP_DTYPE", "parse_prot", "parse_flags", "parse_mremap_flags", "MREMAP_FLAGS"]
+__all__ = [
+    "Process",
+    "Thread",
+    "PAGEMAP_DTYPE",
+    "parse_prot",
+    "parse_flags",
+    "parse_mremap_flags",
+    "MREMAP_FLAGS",
+]
 
 
 _PROT = {"r": VM_READ, "w": VM_WRITE, "x": VM_EXEC}
@@ -120,7 +128,11 @@ def _oserror(ret: int, call: str) -> OSError:
 
 
 class Process:
-    """A simulated process with one thread, running on one CPU."""
+    """A simulated process, running on one CPU; its main thread.
+
+    ``clone_thread()`` adds threads (``Thread``) that share the address
+    space, each on a CPU of its own.
+    """
 
     def __init__(
         self, machine: "Machine", pid: int, mm: MmStruct, cpu: int, parent: "Process | None"
@@ -131,20 +143,56 @@ class Process:
         self.cpu = cpu
         self.parent = parent
         self.alive = True
+        #: The thread id (the pid for the main thread).
+        self.tid = pid
+        #: The other threads (``clone_thread``), alive ones.
+        self.threads: list[Thread] = []
 
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} cpu={self.cpu}{'' if self.alive else ' dead'}>"
 
     # -- plumbing -----------------------------------------------------------
-    def _enter(self) -> None:
+    def _enter(self, syscall: str = "") -> None:
         if not self.alive:
-            raise ModelUsageError(f"pid {self.pid} has exited")
+            raise ModelUsageError(f"pid {self.pid} tid {self.tid} has exited")
+        sched = self.machine.sched
+        if syscall and sched is not None and sched.stack:
+            sched.may_syscall(self, syscall)
         self.machine.hw.current_cpu = self.cpu
+        # The mm's cpumask: every CPU a thread of it ran on (TLBIs and ASID
+        # flushes must reach them).
         self.mm.cpumask.add(self.cpu)
 
     def _leave(self, what: str) -> None:
         if self.machine.check_enabled:
+            sched = self.machine.sched
+            if sched is not None and sched.nested:
+                return  # checked when the interrupted step returns (system/sched.py)
             self.machine.validators.after_syscall(self, what)
+
+    def clone_thread(self) -> "Thread":
+        """clone(CLONE_VM | CLONE_THREAD): a new thread of this process, on the next CPU.
+
+        The thread shares the address space (and so the ASID); it has its
+        own CPU, so its accesses go through that CPU's TLB.  It has the
+        access and syscall methods of a Process (``write``, ``read``,
+        ``mmap``, ``munmap``, ``mprotect``, ``madvise``, ``fork``, ...);
+        ``exit()`` ends the thread only.
+        """
+        owner = self.process
+        owner._enter()
+        m = self.machine
+        cpu = m._next_cpu
+        m._next_cpu = (m._next_cpu + 1) % m.hw.ncpus
+        t = Thread(owner, m._next_pid, cpu)
+        m._next_pid += 1
+        owner.threads.append(t)
+        return t
+
+    @property
+    def process(self) -> "Process":
+        """The thread group leader (the process itself for its main thread)."""
+        return self
 
     def _pages(self, addr: int, length: int | str, what: str) -> int:
         ps = self.machine.page_size
@@ -167,6 +215,9 @@ class Process:
         need = VM_WRITE if write else (VM_READ | VM_WRITE | VM_EXEC)
         if not vma.vm_flags & need:
             raise SegmentationFault(addr, "ACCERR", write, self.pid)
+        sched = self.machine.sched
+        if sched is not None and sched.stack:
+            sched.may_fault(self, vma, addr)
         ret = handle_mm_fault(vma, addr, FAULT_FLAG_WRITE if write else 0)
         if ret & VM_FAULT_SIGBUS:
             raise BusError(addr, "ADRERR", write, self.pid)
@@ -182,8 +233,10 @@ class Process:
         space = self.mm.space
         ps = self.machine.page_size
         done = 0
+        reported = 0
         last_fault = -1
         repeats = 0
+        sched = self.machine.sched
         try:
             while done < npages:
                 sub_out = out[done:] if out is not None else None
@@ -205,6 +258,11 @@ class Process:
                         )
                 else:
                     last_fault, repeats = va, 0
+                if sched is not None and done > reported and self.machine.check_enabled:
+                    # Other threads may run in the fault (a preemption
+                    # point): what this access did so far happened before.
+                    self._report(addr, reported, done, write, value, out)
+                    reported = done
                 hw.current_cpu = self.cpu
                 self._fault(va, write)
                 if fault.ptep >= 0 and int(hw.pool.peek(fault.ptep)) == fault.desc:
@@ -220,12 +278,19 @@ class Process:
                         [fault.desc],
                     )
         finally:
-            if done and self.machine.check_enabled:
-                v = self.machine.validators
-                if write:
-                    v.on_write(self, addr, done, value)
-                elif out is not None:
-                    v.on_read(self, addr, out[:done])
+            if done > reported and self.machine.check_enabled:
+                self._report(addr, reported, done, write, value, out)
+
+    def _report(
+        self, addr: int, first: int, done: int, write: bool, value: Any, out: np.ndarray | None
+    ) -> None:
+        """Tell the validators about pages ``first`` to ``done`` of an access from ``addr``."""
+        v = self.machine.validators
+        a = addr + first * self.machine.page_size
+        if write:
+            v.on_write(self, a, done - first, value[first:done] if isinstance(value, np.ndarray) else value)
+        elif out is not None:
+            v.on_read(self, a, out[first:done])
 
     def write(self, addr: int, length: int | str, value: int | np.ndarray = 0) -> None:
         """Store ``value`` in every page of ``[addr, addr+length)`` (as user code would)."""
@@ -267,7 +332,7 @@ class Process:
         offset = parse_length(offset, "mmap offset")
         fl = parse_flags(flags)
         vm = parse_prot(prot)
-        self._enter()
+        self._enter("mmap")
         ps = self.machine.page_size
         if ("private" in fl) == ("shared" in fl):
             raise OSError(errno.EINVAL, "mmap: exactly one of private and shared is required")
@@ -296,7 +361,7 @@ class Process:
     def munmap(self, addr: int, length: int | str) -> None:
         """Unmap a range (partial folios are fine)."""
         length = parse_length(length, "munmap length")
-        self._enter()
+        self._enter("munmap")
         ret = do_munmap(self.mm, addr, length)
         if ret:
             raise _oserror(ret, "munmap")
@@ -332,7 +397,7 @@ class Process:
         if new_addr is not None and (not isinstance(new_addr, (int, np.integer)) or new_addr < 0):
             raise ModelUsageError(f"mremap: new address must be a non-negative integer, not {new_addr!r}")
         target = int(new_addr or 0)
-        self._enter()
+        self._enter("mremap")
         check = self.machine.check_enabled
         ps = self.machine.page_size
         old_a = int(old_addr)
@@ -365,7 +430,7 @@ class Process:
         """Change protection; EINVAL/ENOMEM/EACCES as Linux."""
         length = parse_length(length, "mprotect length")
         vm = parse_prot(prot)
-        self._enter()
+        self._enter("mprotect")
         ret = do_mprotect_pkey(self.mm, addr, length, vm)
         if ret:
             raise _oserror(ret, "mprotect")
@@ -386,7 +451,7 @@ class Process:
         length = parse_length(length, "madvise length")
         if advice not in ADVICE:
             raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")
-        self._enter()
+        self._enter("madvise")
         ret = do_madvise(self.mm, addr, length, advice)
         if advice == "dontneed" and self.machine.check_enabled and ret in (0, -errno.ENOMEM):
             self.machine.validators.on_unmap(self, addr, length, dontneed=True)
@@ -406,7 +471,7 @@ class Process:
         restores them (no migration is modelled).
         """
         n = self._pages(addr, length, "numa_hint")
-        self._enter()
+        self._enter("numa_hint")
         end = addr + n * self.machine.page_size
         for v in list(self.mm.vmas_in(addr, end)):
             change_prot_numa(v, max(addr, v.vm_start), min(end, v.vm_end))
@@ -422,7 +487,7 @@ class Process:
         (UFFD_FEATURE_EVENT_FORK).
         """
         length = parse_length(length, "uffd_wp length")
-        self._enter()
+        self._enter("uffd_wp")
         if on:
             ret = userfaultfd_register_wp(self.mm, addr, length)
             if ret:
@@ -435,7 +500,7 @@ class Process:
     def pin(self, addr: int, length: int | str, write: bool = True) -> None:
         """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
         n = self._pages(addr, length, "pin")
-        self._enter()
+        self._enter("pin")
         ret = pin_user_pages(self.mm, addr, n, write)
         if ret:
             if self.machine.check_enabled:
@@ -448,7 +513,7 @@ class Process:
     def unpin(self, addr: int, length: int | str) -> None:
         """Release pins taken by ``pin`` on this range (by the pages pinned then)."""
         n = self._pages(addr, length, "unpin")
-        self._enter()
+        self._enter("unpin")
         # Check every page before releasing any pin: a failed unpin keeps them all.
         remaining = list(self.mm.pinned)
         targets = []
@@ -470,7 +535,7 @@ class Process:
 
     def fork(self) -> "Process":
         """fork(): a child with a copy-on-write copy of the address space."""
-        self._enter()
+        self._enter("fork")
         child = self.machine._new_process(self)
         if self.machine.check_enabled:
             self.machine.validators.before_fork(self)
@@ -485,7 +550,10 @@ class Process:
 
     def exit(self) -> None:
         """Exit: tear down the address space (a fullmm zap), drop the pins."""
-        self._enter()
+        self._enter("exit")
+        for t in self.threads:  # exit_group(): every thread goes
+            t.alive = False
+        self.threads.clear()
         if self.mm.pinned:
             unpin_user_pages(self.mm, list(self.mm.pinned))
             self.mm.pinned.clear()
@@ -524,3 +592,29 @@ class Process:
         """RSS counters in pages: file, anon, shmem."""
         r = self.mm.rss
         return {"file": r[0], "anon": r[1], "shmem": r[3]}
+
+
+class Thread(Process):
+    """Another thread of a process (``Process.clone_thread``): same mm and pid, its own CPU."""
+
+    def __init__(self, owner: Process, tid: int, cpu: int) -> None:
+        super().__init__(owner.machine, owner.pid, owner.mm, cpu, owner.parent)
+        self.owner = owner
+        self.tid = tid
+
+    def __repr__(self) -> str:
+        return f"<Thread pid={self.pid} tid={self.tid} cpu={self.cpu}{'' if self.alive else ' dead'}>"
+
+    @property
+    def process(self) -> Process:
+        return self.owner
+
+    def clone_thread(self) -> "Thread":
+        return self.owner.clone_thread()
+
+    def exit(self) -> None:
+        """This thread exits (``exit()``, not ``exit_group()``): the address space stays."""
+        self._enter("exit")
+        self.alive = False
+        if self in self.owner.threads:
+            self.owner.threads.remove(self)

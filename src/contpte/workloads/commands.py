@@ -101,6 +101,8 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
         overrides["arch"] = args.arch
     if args.kernel_version:
         overrides["kernel"] = args.kernel_version
+    if getattr(args, "explore", None) is not None or getattr(args, "random", None) is not None:
+        return _cmd_explore(args, ui, sc, overrides)
     with ui.progress(len(sc.steps), f"running {args.file}") as step:
         outs = run(sc, observe_state=bool(args.state), **overrides)
         for o in outs:
@@ -133,7 +135,8 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
         if o.values is not None:
             shown = ", ".join(f"{v:#x}" for v in o.values[:8]) + (" ..." if len(o.values) > 8 else "")
             vals = f" = [{shown}]"
-        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}", pad, first="")
+        ran = f" (ran {o.ran})" if o.ran else ""
+        print_wrapped(ui.out, f"{o.line:>4}  {status:<4} {o.text}{err}{vals}{ran}", pad, first="")
         if o.failed:
             print_wrapped(ui.out, o.failed, pad)
         counted = _step_counters(o.counters, bool(getattr(args, "counters", False)))
@@ -147,6 +150,62 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
     summary = f"{args.file}: {len(outs)}/{len(sc.steps)} steps run, {len(failed)} failed"
     ui.out.print(summary, markup=False)
     return 1 if failed else 0
+
+
+def _cmd_explore(args: argparse.Namespace, ui: UiLike, sc: Any, overrides: dict[str, Any]) -> int:
+    """``contpte run FILE --explore N`` / ``--random SEED``: interleavings of the file's ``at`` steps."""
+    from ..errors import ModelUsageError
+    from .explore import explore, explore_random
+
+    if not any(s.at for s in sc.steps):
+        raise ModelUsageError(f"{args.file}: no 'at' steps, nothing to interleave (docs/SCENARIOS.md)")
+    if args.explore is not None and args.random is not None:
+        raise ModelUsageError("--explore and --random: choose one")
+    if args.random is not None:
+        if args.runs < 1:
+            raise ModelUsageError(f"--runs {args.runs}: expected a positive integer")
+        res = explore_random(sc, seed=args.random, runs=args.runs, **overrides)
+        mode = f"random (seeds {args.random}..{args.random + args.runs - 1})"
+    else:
+        if args.explore < 0 or args.max_schedules < 1:
+            raise ModelUsageError("--explore N: N >= 0; --max-schedules: a positive integer")
+        res = explore(sc, bound=args.explore, max_schedules=args.max_schedules, **overrides)
+        mode = f"systematic, up to {args.explore} preemption(s)"
+    failed = [o for o in res.failure or [] if o.failed]
+    if ui.json:
+        ui.emit_json(
+            {
+                "file": args.file,
+                "mode": mode,
+                "schedules": res.schedules,
+                "decisions": res.decisions,
+                "complete": res.complete,
+                "passed": res.ok,
+                "choices": res.choices,
+                "failure": [o.as_dict() for o in res.failure or []],
+                "replay": res.replay_text(),
+            }
+        )
+        return 0 if res.ok else 1
+    if args.random is not None:
+        done = "a seeded random sample"
+    else:
+        done = "all of them" if res.complete else "stopped at --max-schedules"
+    ui.out.print(
+        f"{args.file}: {mode}: {res.schedules} schedule(s), {res.decisions} decision(s) ({done})",
+        markup=False,
+    )
+    if res.ok:
+        ui.out.print("every schedule met every expectation, with every validator on", markup=False)
+        return 0
+    for o in failed:
+        print_wrapped(
+            ui.out, f"{o.line:>4}  FAIL {o.text}" + (f" (ran {o.ran})" if o.ran else ""), " " * 11, first=""
+        )
+        print_wrapped(ui.out, str(o.failed), " " * 11)
+    ui.out.print("the failing interleaving, as a scenario that replays it:", markup=False)
+    ui.out.print(res.replay_text(), markup=False, soft_wrap=True)
+    return 1
 
 
 def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:

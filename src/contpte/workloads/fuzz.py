@@ -5,7 +5,10 @@ kernel-invariant validators after every syscall and the Arm ARM rule
 checker on every descriptor store) and a random sequence of steps from the
 scenario vocabulary (spawn, fork, exit, mmap of every kind, write, read,
 mprotect, munmap, mremap, madvise, pin, unpin, file mappings, memory
-pressure, NUMA hinting, uffd-wp).  It stops at the first violation, shrinks the
+pressure, NUMA hinting, uffd-wp, threads: ``t = p thread``, accesses of a
+thread on its own CPU, and ``at`` steps that run a thread's access at one
+of fork's lock breaks or at the lockless block read of a fault, see
+``contpte.system.sched``).  It stops at the first violation, shrinks the
 episode to a minimal sequence that still shows it (delta debugging over
 steps) and returns it as a ``Scenario`` that ``contpte run`` replays.
 
@@ -38,6 +41,7 @@ from .scenario import (
     observe,
     run_step,
     stale_tlb_at_return,
+    thread_action,
 )
 
 __all__ = [
@@ -232,14 +236,23 @@ class _Gen:
     #: the chance that a step on a region another process mapped moves to a process that maps it
     OWNER = 0.85
 
+    #: the chance that a step is followed by a thread step (``trng``'s own stream)
+    THREAD_RATE = 0.05
+    MAX_THREADS = 2
+
     def __init__(
         self,
         rng: random.Random,
         xrng: random.Random,
         mrng: random.Random | None = None,
         krng: random.Random | None = None,
+        trng: random.Random | None = None,
     ) -> None:
         self.rng = rng
+        #: the thread steps' own stream (threads came later: the other draws stay as they were)
+        self.trng = trng if trng is not None else random.Random(0)
+        #: the threads of each process (by the process's name)
+        self.threads: dict[str, list[str]] = {}
         #: choices added later draw from their own stream, so ``rng``'s draws
         #: (and the episodes of existing seeds, but for those choices) stay as they were
         self.xrng = xrng
@@ -425,6 +438,58 @@ class _Gen:
         if op == "numa":
             return self.step(proc, "numa", {"addr": addr, "length": length})
         return self.step(proc, "read", {"addr": addr, "length": length, "expect": None})
+
+    def thread_steps(self, s: Step) -> tuple[list[Step], Step]:
+        """Thread steps around ``s`` (from ``trng`` only): (steps before it, ``s`` or its thread form).
+
+        Sometimes a process gets a thread (``t = p thread``, on the next
+        CPU) or a thread exits; an access of a process with threads is
+        sometimes done by one of them (through that CPU's TLB); before a
+        fork of such a process, often a thread's access at one of fork's
+        lock breaks (``at fork.lock_break:K``); before a write, sometimes a
+        thread's access or MADV_DONTNEED at the lockless read of the write's
+        fault (``at contpte_ptep_get_lockless``).
+        """
+        x = self.trng
+        before: list[Step] = []
+        if not self.procs:
+            return before, s
+        mine = self.threads.get(s.proc or "", [])
+        if s.op == "fork" and mine and self.regions and x.random() < 0.5:
+            for _ in range(x.choice((1, 1, 2))):
+                st = self._thread_access(x.choice(mine), s.proc or "", x)
+                st.at = f"fork.lock_break:{x.randint(1, 4)}"
+                before.append(st)
+        elif s.op == "write" and mine and self.regions and x.random() < 0.1:
+            st = self._thread_access(x.choice(mine), s.proc or "", x, dontneed=x.random() < 0.5)
+            st.at = "contpte_ptep_get_lockless"
+            before.append(st)
+        elif x.random() < self.THREAD_RATE:
+            if x.random() < 0.8:
+                owner = x.choice(self.procs)
+                if len(self.threads.get(owner, ())) < self.MAX_THREADS:
+                    before.append(self.step(owner, "thread", {}, self.fresh("t")))
+            else:
+                ts = [t for ts in self.threads.values() for t in ts]
+                if ts:
+                    before.append(self.step(x.choice(ts), "exit", {}))
+        elif s.op in ("write", "read") and mine and x.random() < 0.3:
+            s.proc = x.choice(mine)
+        return before, s
+
+    def _thread_access(self, t: str, owner: str, x: random.Random, dontneed: bool = False) -> Step:
+        """A short access (or MADV_DONTNEED) of thread ``t`` of ``owner`` to a region it maps, drawn from ``x``."""
+        mapped = self.maps.get(owner, set())
+        r = x.choice([q for q in self.regions if q.name in mapped] or self.regions)
+        npages = r.length // PS
+        off = x.randrange(npages)
+        n = x.randint(1, min(npages - off, 16))
+        args: dict[str, Any] = {"addr": AddrRef(r.name, off * PS), "length": n * PS}
+        if dontneed:
+            return self.step(t, "madvise", {**args, "advice": "dontneed"})
+        if x.random() < 0.7:
+            return self.step(t, "write", {**args, "value": x.randrange(1, 1 << 16)})
+        return self.step(t, "read", {**args, "expect": None})
 
     def maybe_mremap(self) -> None:
         """With probability ``MREMAP_RATE`` (from ``mrng`` only), queue an mremap in ``after``."""
@@ -624,6 +689,17 @@ class _Gen:
             if step.op == "mmap" and step.bind:
                 pass
             return
+        if step.op == "thread" and step.bind:
+            assert step.proc is not None
+            self.threads.setdefault(step.proc, []).append(step.bind)
+            return
+        if step.op == "exit" and step.proc not in self.procs:
+            for ts in self.threads.values():  # a thread exits
+                if step.proc in ts:
+                    ts.remove(step.proc)
+            return
+        if step.at:
+            return
         if step.op in ("spawn", "fork") and step.bind:
             self.procs.append(step.bind)
             inherited = self.maps.get(step.proc or "", set()) if step.op == "fork" else set()
@@ -635,6 +711,7 @@ class _Gen:
             self.procs.remove(step.proc)
             self.pins.pop(step.proc, None)
             self.maps.pop(step.proc, None)
+            self.threads.pop(step.proc, None)  # exit_group: its threads go too
         elif step.op == "mmap" and step.bind:
             a = step.args
             self.maps.setdefault(step.proc or "", set()).add(step.bind)
@@ -711,6 +788,7 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
         random.Random(seed ^ 0x5EED_F17E),
         random.Random(seed ^ 0x3E3A_9000),
         random.Random(seed ^ 0x0B1C_3D5A),
+        random.Random(seed ^ 0x7E4D),
     )
     g.swap = "swap" in header
     g.srng = random.Random(seed ^ 0x5A4D_0E17)
@@ -720,6 +798,11 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
         if g.pending is not None:
             steps.append(g.pending)
             g.pending = None
+        before, s = g.thread_steps(s)
+        for b in before:
+            if len(steps) < nsteps - 1:
+                steps.append(b)
+                g.accept(b, Outcome(b.line, b.op, ""))
         steps.append(s)
         g.accept(s, Outcome(s.line, s.op, ""))
         g.maybe_mremap()
@@ -762,10 +845,32 @@ class _Run:
         self.env = Env()
         #: each outcome carries the step's counter deltas
         self.counters = False
+        #: the outcomes of the ``at`` steps armed for the next step
+        self.armed: list[Outcome] = []
 
     def step(self, s: Step) -> Outcome:
         try:
-            return run_step(self.m, self.env, self.sc, s, counters=self.counters, text=False)
+            if s.at:
+                o = Outcome(s.line, s.op, "")
+                self.m.scheduler().arm(thread_action(self.m, self.env, self.sc, s, o))
+                self.armed.append(o)
+                return o
+            sched = self.m.sched
+            if sched is None or not sched.armed:
+                return run_step(self.m, self.env, self.sc, s, counters=self.counters, text=False)
+            thread = self.env.procs.get(s.proc) if s.proc else None
+            o = sched.step(
+                thread, lambda: run_step(self.m, self.env, self.sc, s, counters=self.counters, text=False)
+            )
+            armed, self.armed = self.armed, []
+            if o.violation is None:
+                for a in armed:
+                    if a.violation is not None:
+                        return a
+                stale = stale_tlb_at_return(self.m)
+                if stale is not None:
+                    o.error, o.violation = f"violation:{stale.rule}", stale
+            return o
         except ScenarioError as e:
             # A name whose binding step failed (shrinking creates these): the step is void.
             o = Outcome(s.line, s.op, "", error="void")
@@ -825,6 +930,13 @@ def run_episode(
     compare = differential and len(runs) > 1
     lazy = False  # some variant holds lazyfree pages (as of the last comparison)
     for i, s in enumerate(steps):
+        if compare and s.at:
+            # Where a thread's step lands at fork's lock breaks depends on
+            # the variant (per-PTE or batched progress, the TLBs' contents):
+            # a TLB hit runs it during the fork, a fault blocks it until
+            # after.  Both are Linux; from here on the variants run on with
+            # their validators, uncompared.
+            compare = False
         if compare and s.op == "reclaim" and (lazy or "swap" in header):
             # Reclaim discards a lazyfree folio only if no PTE mapping it is
             # dirty, and PTE dirtiness legitimately differs between variants:
@@ -1065,7 +1177,7 @@ def shrink(
             for new in (PS, ln // 2):
                 cand = [
                     *cur[:i],
-                    Step(s.line, s.proc, s.op, {**s.args, "length": new}, s.bind),
+                    Step(s.line, s.proc, s.op, {**s.args, "length": new}, s.bind, at=s.at),
                     *cur[i + 1 :],
                 ]
                 if time.monotonic() < deadline and still(cand):
@@ -1075,7 +1187,9 @@ def shrink(
 
 
 def _renumber(steps: list[Step], first_line: int) -> list[Step]:
-    return [Step(first_line + i, s.proc, s.op, dict(s.args), s.bind, s.expect) for i, s in enumerate(steps)]
+    return [
+        Step(first_line + i, s.proc, s.op, dict(s.args), s.bind, s.expect, s.at) for i, s in enumerate(steps)
+    ]
 
 
 def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[str, ...] = ()) -> Scenario:
@@ -1090,7 +1204,7 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
         expect = None
         if o.error is not None and not o.error.startswith(("violation:", "crash:")):
             expect = o.error
-        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect))
+        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, s.at))
         if _problem(o) is not None:
             break
     sc.steps = _renumber(out, 3)

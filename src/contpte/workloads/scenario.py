@@ -36,6 +36,8 @@ from ..errors import (
 )
 from ..mm.memmap import PG_lazyfree
 from ..system import Machine, Process
+from ..system.process import Thread
+from ..system.sched import ANY_POINT, POINTS, Action, Blocked
 
 __all__ = [
     "stale_tlb_at_return",
@@ -80,15 +82,16 @@ PROC_OPS = (
     "exit",
     "numa",
     "uffd-wp",
+    "thread",
 )
 OPS = MACHINE_OPS + PROC_OPS
 """Every step verb."""
 
-_BINDS = {"spawn": "proc", "fork": "proc", "file": "file", "mmap": "addr", "mremap": "addr"}
+_BINDS = {"spawn": "proc", "fork": "proc", "thread": "proc", "file": "file", "mmap": "addr", "mremap": "addr"}
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SIZE_RE = re.compile(r"(0[xX][0-9a-fA-F]+|\d+)([KMGT]?)\Z")
 _ADDR_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:([+-])(.+))?\Z")
-_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false", "repeat", "end"}
+_RESERVED = set(OPS) | {"machine", "title", "expect-mismatch", "true", "false", "repeat", "end", "at"}
 _EXPECT_RE = re.compile(r"(SIGSEGV(?::(MAPERR|ACCERR))?|SIGBUS(?::ADRERR)?|E[A-Z0-9]+|OOM|UFFD_WP|any)\Z")
 
 
@@ -118,6 +121,9 @@ class Step:
     args: dict[str, Any] = field(default_factory=dict)
     bind: str | None = None
     expect: str | None = None
+    #: ``at POINT[:N]`` / ``at *``: the step runs at a preemption point of the next step
+    #: (``contpte.system.sched``), None for an ordinary step.
+    at: str | None = None
 
 
 @dataclass
@@ -156,6 +162,9 @@ class Outcome:
     violation: InvariantViolation | None = None
     state: dict[str, Any] | None = None
     ptes: dict[str, Any] | None = None
+    #: For an ``at`` step: where it ran (``"fork.lock_break:2"``, ``"after"``,
+    #: ``"blocked at fork.lock_break:1, resumed after"``).
+    ran: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -179,6 +188,8 @@ class Outcome:
             out["state"] = label_state(self.state)
         if self.ptes is not None:
             out["ptes"] = self.ptes
+        if self.ran is not None:
+            out["ran"] = self.ran
         return out
 
 
@@ -411,7 +422,32 @@ def _mremap_flags(text: str, path: str, line: int) -> str:
     return "|".join(f for f in MREMAP_FLAG_NAMES if f in got)
 
 
+def _parse_at(toks: list[str], names: _Names, path: str, line: int) -> Step:
+    """``at POINT[:N] PROC VERB ...``: a step of another thread at a preemption point of the next step."""
+    if len(toks) < 4:
+        raise ScenarioError(
+            path, line, "expected 'at POINT[:N] PROC VERB ...' (POINT: * or one of the points)"
+        )
+    spec = toks[1]
+    name, _, occ = spec.partition(":")
+    if (name != ANY_POINT and name not in POINTS) or (occ and (not occ.isdigit() or int(occ) < 1)):
+        raise ScenarioError(
+            path,
+            line,
+            f"at: expected *, POINT or POINT:N with POINT one of {', '.join(POINTS)}; got {spec!r}",
+        )
+    if name == ANY_POINT and occ:
+        raise ScenarioError(path, line, "at: '*' takes no ':N'")
+    step = _parse_step(toks[2:], names, path, line)
+    if step.proc is None or step.bind is not None or step.op in ("thread",):
+        raise ScenarioError(path, line, "at: expected 'PROC VERB ...' that binds no name")
+    step.at = spec
+    return step
+
+
 def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
+    if toks and toks[0] == "at":
+        return _parse_at(toks, names, path, line)
     expect = None
     if toks and toks[-1].startswith("!"):
         expect = toks.pop()[1:]
@@ -445,12 +481,12 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
     want_bind = _BINDS.get(op)
     if bind is not None and want_bind is None:
         raise ScenarioError(path, line, f"'{op}' binds no name; expected no 'NAME =' before it")
-    if bind is None and op in ("spawn", "file", "fork"):
+    if bind is None and op in ("spawn", "file", "fork", "thread"):
         raise ScenarioError(
             path, line, f"expected 'NAME = {'PROC ' if proc else ''}{op} ...': {op} binds a name"
         )
     args: dict[str, Any] = {}
-    if op in ("spawn", "check", "fork", "exit"):
+    if op in ("spawn", "check", "fork", "exit", "thread"):
         _positional(rest, 0, op, path, line)
     elif op == "reclaim":
         kw = _keywords(rest, ("target",), "reclaim", path, line)
@@ -612,7 +648,7 @@ class _Repeat:
                     k: AddrRef(v.name, v.offset + i * self.stride) if isinstance(v, AddrRef) else v
                     for k, v in st.args.items()
                 }
-                out.append(Step(st.line, st.proc, st.op, args, st.bind, st.expect))
+                out.append(Step(st.line, st.proc, st.op, args, st.bind, st.expect, st.at))
         return out
 
 
@@ -761,7 +797,7 @@ def format_step(step: Step) -> str:
         words = [op, shlex.quote(a["name"]), _fmt_size(a["size"]), f"folio={_fmt_size(a['folio'])}"]
         if a.get("fs"):
             words.append(f"fs={a['fs']}")
-    elif op in ("fork", "exit"):
+    elif op in ("fork", "exit", "thread"):
         words = [str(step.proc), op]
     elif op == "mmap":
         words = [str(step.proc), op, _fmt_size(a["length"]), a["prot"], a["flags"]]
@@ -794,6 +830,8 @@ def format_step(step: Step) -> str:
     text = " ".join(words)
     if step.bind:
         text = f"{step.bind} = {text}"
+    if step.at:
+        text = f"at {step.at} {text}"
     if step.expect:
         text += f"  !{step.expect}"
     return text
@@ -907,6 +945,10 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         m.khugepaged_scan(a.get("pages"))
         return None
     p = env.proc(step, sc)
+    if op == "thread":
+        assert step.bind is not None
+        env.procs[step.bind] = p.clone_thread()
+        return None
     if op == "fork":
         c = p.fork()
         assert step.bind is not None
@@ -953,43 +995,29 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
     return None
 
 
-def run_step(
-    m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = True, text: bool = True
-) -> Outcome:
-    """Run one step and describe its outcome (never raises for the step's own failure).
-
-    ``text=False``: leave ``Outcome.text`` empty (the fuzzer, which runs
-    thousands of steps and formats only a reproducer's).
-    """
-    out = Outcome(step.line, step.op, format_step(step) if text else "", expect=step.expect)
-    before = m.counters.snapshot() if counters else None
-    try:
-        out.values = exec_step(m, env, sc, step)
-    except SegmentationFault as e:
-        out.error = f"SIGSEGV:{e.code}"
-    except BusError as e:
-        out.error = f"SIGBUS:{e.code}"
-    except UserfaultWP:
-        out.error = "UFFD_WP"
-    except OutOfMemory:
-        out.error = "OOM"
-    except InvariantViolation as e:
-        out.error = f"violation:{e.rule}"
-        out.violation = e
-    except ScenarioError:
-        raise
-    except ModelUsageError as e:
+def _describe_error(e: BaseException, sc: Scenario, step: Step) -> tuple[str, InvariantViolation | None]:
+    """The outcome name of what a step raised (ScenarioError for misuse)."""
+    if isinstance(e, SegmentationFault):
+        return f"SIGSEGV:{e.code}", None
+    if isinstance(e, BusError):
+        return f"SIGBUS:{e.code}", None
+    if isinstance(e, UserfaultWP):
+        return "UFFD_WP", None
+    if isinstance(e, OutOfMemory):
+        return "OOM", None
+    if isinstance(e, InvariantViolation):
+        return f"violation:{e.rule}", e
+    if isinstance(e, ScenarioError):
+        raise e
+    if isinstance(e, ModelUsageError):
         raise ScenarioError(sc.path, step.line, str(e)) from None
-    except OSError as e:
-        out.error = _errname(e)
-    if out.violation is None:
-        stale = stale_tlb_at_return(m)
-        if stale is not None:
-            out.error = f"violation:{stale.rule}"
-            out.violation = stale
-    if before is not None:
-        after = m.counters.snapshot()
-        out.counters = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    if isinstance(e, OSError):
+        return _errname(e), None
+    raise e
+
+
+def _judge(step: Step, out: Outcome) -> None:
+    """Set ``out.failed`` when the step's expectation (or ``read expect=``) is not met."""
     if out.violation is not None:
         out.failed = str(out.violation)
     elif not _expect_met(step.expect, out.error):
@@ -1003,7 +1031,83 @@ def run_step(
                 f"read {out.values[bad[0]]:#x} at page {bad[0]}, expected {want_v:#x} "
                 f"({len(bad)} page(s) differ)"
             )
+
+
+def run_step(
+    m: Machine, env: Env, sc: Scenario, step: Step, counters: bool = True, text: bool = True
+) -> Outcome:
+    """Run one step and describe its outcome (never raises for the step's own failure).
+
+    ``text=False``: leave ``Outcome.text`` empty (the fuzzer, which runs
+    thousands of steps and formats only a reproducer's).
+    """
+    out = Outcome(step.line, step.op, format_step(step) if text else "", expect=step.expect)
+    before = m.counters.snapshot() if counters else None
+    try:
+        out.values = exec_step(m, env, sc, step)
+    except Exception as e:
+        out.error, out.violation = _describe_error(e, sc, step)
+    if out.violation is None:
+        stale = stale_tlb_at_return(m)
+        if stale is not None:
+            out.error = f"violation:{stale.rule}"
+            out.violation = stale
+    if before is not None:
+        after = m.counters.snapshot()
+        out.counters = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    _judge(step, out)
     return out
+
+
+def thread_action(
+    m: Machine, env: Env, sc: Scenario, step: Step, out: Outcome, explore: bool = False
+) -> Action:
+    """The scheduler action of an ``at`` step; it fills ``out`` when it has run.
+
+    A read or write runs page by page, so that a page fault the interrupted
+    code's locks forbid blocks the thread at that page (``Blocked``) and the
+    rest runs when the lock is free.
+    """
+    p = env.proc(step, sc)
+    op = step.op
+    values: list[int] = []
+    # Names are resolved now: a ScenarioError must not unwind through the
+    # kernel code the action interrupts.
+    addr = env.addr(step.args["addr"], sc, step) if isinstance(step.args.get("addr"), AddrRef) else 0
+
+    def perform(resume: int | None) -> Any:
+        if op not in ("write", "read"):
+            return exec_step(m, env, sc, step)
+        ps = m.page_size
+        n = (step.args["length"] + ps - 1) // ps
+        first = 0 if resume is None else (resume - addr) // ps
+        for i in range(first, n):
+            va = addr + i * ps
+            try:
+                if op == "write":
+                    p.write(va, ps, step.args["value"])
+                else:
+                    values.append(int(p.read(va, ps)[0]))
+            except Blocked:
+                raise Blocked(va) from None
+        return values if op == "read" else None
+
+    def done(act: Action) -> None:
+        out.ran = act.ran
+        if act.error is not None:
+            try:
+                out.error, out.violation = _describe_error(act.error, sc, step)
+            except Exception as e:  # misuse (the thread exited...): the step fails
+                out.error, out.failed = "error", str(e)
+                return
+            out.values = list(values) if op == "read" and values else None
+        else:
+            out.values = act.result
+        _judge(step, out)
+
+    spec = step.at or ANY_POINT
+    free = spec == ANY_POINT or (explore and ":" not in spec)
+    return Action(p, op, perform, point=spec, free=free, label=format_step(step), on_done=done)
 
 
 def run(
@@ -1011,6 +1115,7 @@ def run(
     machine: Machine | None = None,
     observe_state: bool = False,
     counters: bool = True,
+    decide: Any = None,
     **overrides: Any,
 ) -> list[Outcome]:
     """Replay ``sc``; one ``Outcome`` per step run.
@@ -1019,17 +1124,45 @@ def run(
     meaningful afterwards).  ``observe_state`` attaches ``observe()`` to every
     outcome, and ``pte_picture()`` of the step's range.  ``overrides`` change Machine options of the header (e.g.
     ``arch="generic"``); they are ignored when ``machine`` is given.
+    ``at`` steps arm a scheduler action for the next ordinary step
+    (``contpte.system.sched``); ``decide`` is the scheduler's choice of
+    where free actions (``at *``, and with an explorer every ``at POINT``
+    without ``:N``) fire.
     """
     m = machine if machine is not None else make_machine(sc, **overrides)
     env = Env()
     outs: list[Outcome] = []
+    sched = m.scheduler(decide) if any(s.at for s in sc.steps) else None
+    armed_outs: list[Outcome] = []
     for step in sc.steps:
-        o = run_step(m, env, sc, step, counters)
+        if step.at:
+            assert sched is not None
+            o = Outcome(step.line, step.op, format_step(step), expect=step.expect)
+            try:
+                act = thread_action(m, env, sc, step, o, explore=decide is not None)
+            except ScenarioError:
+                raise
+            sched.arm(act)
+            outs.append(o)
+            armed_outs.append(o)
+            continue
+        if sched is not None and sched.armed:
+            thread = env.procs.get(step.proc) if step.proc else None
+            o = sched.step(thread, lambda step=step: run_step(m, env, sc, step, counters))  # type: ignore[misc]
+            if o.violation is None and sched.violation is None:
+                stale = stale_tlb_at_return(m)
+                if stale is not None:
+                    o.error, o.violation = f"violation:{stale.rule}", stale
+                    o.failed = str(stale)
+        else:
+            o = run_step(m, env, sc, step, counters)
         if observe_state and o.violation is None:
             o.state = observe(m, env)
             o.ptes = pte_picture(m, env, sc, step)
         outs.append(o)
-        if o.violation is not None:
+        broken = o.violation is not None or any(a.violation is not None for a in armed_outs)
+        armed_outs = []
+        if broken:
             break
     return outs
 
@@ -1055,8 +1188,8 @@ def observe(m: Machine, env: Env) -> dict[str, Any]:
     flags = np.asarray(mem.flags)
     for name in sorted(env.procs):
         p = env.procs[name]
-        if not p.alive:
-            continue
+        if not p.alive or isinstance(p, Thread):
+            continue  # a thread sees what its process sees
         maps = p.maps()
         pages: list[tuple[int, ...]] = []
         lazy: list[int] = []

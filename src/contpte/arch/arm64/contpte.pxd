@@ -6,7 +6,7 @@ from contpte.arch.pgtable cimport MmLike, Pgtable, VmaLike
 from contpte.arch.arm64.pgtable_prot cimport PTE_AF, PTE_CONT, PTE_DIRTY, PTE_RDONLY, PTE_VALID, PTE_WRITE, U64_MAX
 cimport contpte.arch.arm64.tlbflush as tlbflush
 
-cdef i64 FOLD, CONVERT
+cdef i64 FOLD, CONVERT, LOCKLESS_RETRY
 cdef i64 CALL_CONVERT, CALL_TRY_FOLD, CALL_TRY_UNFOLD, CALL_UNFOLD_PARTIAL, CALL_SET_PTES, CALL_CLEAR_FULL
 cdef i64 CALL_GET_AND_CLEAR_FULL, CALL_WRPROTECT, CALL_PTEP_GET, CALL_PTEP_GET_LOCKLESS
 cdef i64 CALL_TEST_AND_CLEAR_YOUNG, CALL_CLEAR_FLUSH_YOUNG, CALL_CLEAR_YOUNG_DIRTY, CALL_SET_ACCESS_FLAGS
@@ -23,6 +23,7 @@ cpdef contpte_try_unfold_partial(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i6
 cpdef u64 contpte_ptep_get(Pgtable arch, i64 ptep, u64 orig_pte) except? -1
 cdef bint _contpte_consistent(Pgtable arch, u64 pte, i64 pfn, u64 orig_prot) except? -1
 cdef _lockless_retry(Pgtable arch, i64 start)
+cdef u64 _lockless_gather(Pgtable arch, u64 orig_pte, i64 start, i64 pfn0, u64 orig_prot) except? -1
 cpdef u64 contpte_ptep_get_lockless(Pgtable arch, i64 orig_ptep) except? -1
 cpdef contpte_set_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, u64 pte, i64 nr)
 cpdef contpte_clear_full_ptes(Pgtable arch, MmLike mm, i64 addr, i64 ptep, i64 nr, bint full)

@@ -63,6 +63,7 @@ FOLD = cython.declare(i64, counter("contpte.fold"))
 #: (``contpte.unfold.<caller>``; the callers are declared with the counters).
 _UNFOLD_IDS: dict[str, int] = {c: counter(f"contpte.unfold.{c}") for c in UNFOLD_CALLERS}
 CONVERT = cython.declare(i64, counter("contpte.convert"))
+LOCKLESS_RETRY = cython.declare(i64, counter("contpte.lockless_retry"))
 
 
 def _call(symbol: str) -> int:
@@ -392,41 +393,68 @@ def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
     Models: arch/arm64/mm/contpte.c ``contpte_ptep_get_lockless()``.  The
     kernel restarts while any member it reads is not valid+CONT, has the
     wrong pfn or a different prot (ignoring A/D): a fold or unfold is in
-    flight.  The model is sequential, so an inconsistent block can only be
-    a persistent misprogramming, on which the kernel would spin forever:
-    raise instead.  ``ptep_get_early_exit`` (v6.17) stops reading as
-    ``contpte_ptep_get()`` does (members after that are not checked).
+    flight.  Between its read of ``*orig_ptep`` and its reads of the block
+    another CPU may run (``hw.yield_hook``, a scheduler: another thread's
+    fault or MADV_DONTNEED unfolding the block); a block found inconsistent
+    after that is re-read (``goto retry``, counted in
+    ``contpte.lockless_retry``).  Found inconsistent with nobody having run
+    in between, it is a persistent misprogramming on which the kernel would
+    spin forever: raise instead.  ``ptep_get_early_exit`` (v6.17) stops
+    reading as ``contpte_ptep_get()`` does (members after that are not
+    checked).
 
     Context: no PTL.
     """
     count(arch.counters, CALL_PTEP_GET_LOCKLESS, 1)
+    orig_pte: u64
+    orig_prot: u64
+    start: i64
+    pfn0: i64
+    got: u64
+    preempted: cython.bint
+    while True:  # retry:
+        orig_pte = arch._ptep_get(orig_ptep)
+        if (orig_pte & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT):
+            return orig_pte
+        orig_prot = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
+        start = contpte_align_down(arch, orig_ptep)
+        pfn0 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
+        preempted = False
+        if arch.hw.yield_hook is not None:
+            preempted = bool(arch.hw.yield_hook("contpte_ptep_get_lockless", arch.pool.va(orig_ptep)))
+        got = _lockless_gather(arch, orig_pte, start, pfn0, orig_prot)
+        if got != 0:
+            return got
+        if not preempted:
+            _lockless_retry(arch, start)
+        count(arch.counters, LOCKLESS_RETRY, 1)
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _lockless_gather(arch: Pgtable, orig_pte: u64, start: i64, pfn0: i64, orig_prot: u64) -> u64:
+    """The block reads of ``contpte_ptep_get_lockless()``: the gathered entry, or 0 (inconsistent: retry)."""
     pool: PtePool = arch.pool
     cp: i64 = arch.CONT_PTES
-    orig_pte: u64 = arch._ptep_get(orig_ptep)
-    if (orig_pte & (PTE_VALID | PTE_CONT)) != (PTE_VALID | PTE_CONT):
-        return orig_pte
-    orig_prot: u64 = arch.pte_pgprot(arch.pte_mkold(arch.pte_mkclean(orig_pte)))
-    start: i64 = contpte_align_down(arch, orig_ptep)
-    pfn0: i64 = arch.pte_pfn(orig_pte) - (orig_ptep - start)
     i: i64
     v: u64
     if not arch.ptep_get_early_exit:
         count(arch.counters, PTE_READ, cp)
         for i in range(cp):
             if not _contpte_consistent(arch, pool.peek(start + i), pfn0 + i, orig_prot):
-                _lockless_retry(arch, start)
+                return 0
         return arch._gather_young_dirty(orig_pte, start, cp)
     i = 0
     while i < cp:
         v = pool.load(start + i)
         if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
-            _lockless_retry(arch, start)
+            return 0
         if arch.pte_dirty(v):
             orig_pte = arch.pte_mkdirty(orig_pte)
             while i < cp:
                 v = pool.load(start + i)
                 if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
-                    _lockless_retry(arch, start)
+                    return 0
                 if v & PTE_AF:
                     orig_pte |= PTE_AF
                     break
@@ -438,7 +466,7 @@ def contpte_ptep_get_lockless(arch: Pgtable, orig_ptep: i64) -> u64:
             while i < cp:
                 v = pool.load(start + i)
                 if not _contpte_consistent(arch, v, pfn0 + i, orig_prot):
-                    _lockless_retry(arch, start)
+                    return 0
                 if arch.pte_dirty(v):
                     orig_pte = arch.pte_mkdirty(orig_pte)
                     break

@@ -1,0 +1,347 @@
+"""A deterministic scheduler: other threads' steps at the kernel's preemption points.
+
+The model's syscalls and accesses run to completion, one at a time.  Where
+the kernel may be overtaken by another CPU in the middle of one, the
+kernel-shaped code calls a hook, and the scheduler installed on the
+Machine may run whole steps of other threads there, nested, before the
+interrupted code goes on.  The points (``POINTS``):
+
+- ``fork.lock_break``: ``copy_pte_range()`` has dropped both PTLs at a lock
+  break (mm/memory.c).  dup_mmap() still holds the parent's mmap_lock for
+  write and has write-locked every VMA up to the one being copied
+  (v6.12 kernel/fork.c ``mmap_write_lock_killable(oldmm)``,
+  ``vma_start_write(mpnt)``; ``mm/fork.py``).  So another thread of the
+  parent can run there only what takes no lock of that mm: user accesses
+  that hit in its CPU's TLB or that the hardware completes (a walk, the
+  FEAT_HAFDBS access and dirty updates on any entry of a block), and page
+  faults through the per-VMA lock on a VMA not write-locked
+  (``lock_vma_under_rcu()``: not on the VMA being copied nor before it).
+  A fault on a write-locked VMA, and every syscall of that mm, would sleep
+  on the mmap_lock: that thread *blocks* and its step goes on after the
+  interrupted step returns.  Other processes run anything.  The issue's
+  premise that "a fault in another thread refolds the block" is therefore
+  impossible in v6.12; it was possible in v6.4 (per-VMA locks without the
+  VMA write-lock in dup_mmap), bug catalog ``fork_no_vma_write_lock``.
+- ``contpte_ptep_get_lockless``: between the read of the entry and the
+  reads of its contiguous block (arch/arm64/mm/contpte.c).  Its callers are
+  page faults (``handle_pte_fault``, ``pte_range_none`` of
+  ``alloc_anon_folio``) holding the per-VMA lock (or the mmap_lock) for
+  read: another thread of the mm may access, fault, and run MADV_DONTNEED,
+  MADV_FREE and pins (mmap_lock for read) there; syscalls that need the
+  mmap_lock for write block.
+
+A step that an interleaving runs is an *action*: armed for the next step
+(``at POINT[:N] THREAD STEP`` in a scenario, ``Scheduler.arm``), it fires at
+the N-th occurrence of POINT during that step (bare POINT: the first; ``*``
+or a bare POINT under exploration: wherever the explorer decides), or, not
+fired, right after the step.  Validators: a nested step's own end-of-syscall
+checks are deferred to the end of the step it interrupted (the state in the
+middle of a fork is not quiescent: the child's RSS is added at the end of a
+table); the Arm ARM rule checker runs throughout.
+
+``explore`` enumerates the interleavings of a scenario systematically, every
+one with up to ``bound`` preemptions (an action fired at a preemption point
+counts one), like CHESS or loom; ``explore_random`` draws them with a seeded
+RNG.  A failing interleaving comes back as a scenario that replays it
+(explicit ``at POINT:N`` lines).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import ContpteError, InvariantViolation
+from ..mm.fork import vma_is_write_locked
+from ..mm.mm_types import Vma, vma_is_anonymous
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .process import Process
+
+__all__ = ["Scheduler", "Action", "Blocked", "POINTS", "ANY_POINT"]
+
+_T = TypeVar("_T")
+
+POINTS: tuple[str, ...] = ("fork.lock_break", "contpte_ptep_get_lockless")
+"""The preemption points the kernel-shaped code reports."""
+ANY_POINT = "*"
+
+#: What a thread of the interrupted mm may run at each point: the syscalls
+#: that take no lock the interrupted code holds exclusively (accesses and
+#: their faults are decided fault by fault: ``may_fault``).
+_SAME_MM_SYSCALLS: dict[str, frozenset[str]] = {
+    "fork.lock_break": frozenset(),
+    "contpte_ptep_get_lockless": frozenset({"madvise", "pin", "unpin"}),
+}
+
+
+class Blocked(ContpteError):
+    """A nested step must sleep on a lock the interrupted code holds (internal to the scheduler)."""
+
+    def __init__(self, va: int | None) -> None:
+        super().__init__("blocked on the mmap_lock" if va is None else f"fault at {va:#x} blocked on a lock")
+        self.va = va
+
+
+@dataclass
+class Action:
+    """One armed step of another thread.
+
+    ``run(resume_va)`` performs it (``resume_va``: None the first time; after
+    ``Blocked``, the address its access stopped at).  ``point``: a POINT,
+    ``POINT:N``, or ``*``.  ``free``: the explorer decides where it fires.
+    ``ran``: where it ran, once it did (``"fork.lock_break:2"``, ``"after"``,
+    ``"blocked at fork.lock_break:1"``).
+    """
+
+    thread: "Process"
+    kind: str
+    run: Callable[[int | None], Any]
+    point: str = ANY_POINT
+    free: bool = False
+    label: str = ""
+    ran: str | None = None
+    result: Any = None
+    error: BaseException | None = None
+    resume_va: int | None = None
+    done: bool = False
+    on_done: Callable[["Action"], None] | None = None
+
+    def want(self) -> tuple[str, int]:
+        """(point name, occurrence) for an explicit action; occurrence 0: none given."""
+        name, _, n = self.point.partition(":")
+        return name, int(n) if n else 0
+
+
+@dataclass
+class _Frame:
+    point: str
+    thread: "Process | None"
+
+
+@dataclass
+class Scheduler:
+    """The scheduler installed on a Machine (``Machine.scheduler()``).
+
+    ``decide(point, occurrence, candidates) -> index or -1`` chooses, at a
+    point where free actions are armed, which one fires (-1: none); the
+    default fires none.  ``trace`` records ``(point, occurrence, n_options,
+    choice)`` for every such decision (the explorer's search tree).
+    """
+
+    machine: "Machine"
+    decide: Callable[[str, int, list[Action]], int] | None = None
+    armed: list[Action] = field(default_factory=list)
+    deferred: list[Action] = field(default_factory=list)
+    trace: list[tuple[str, int, int, int]] = field(default_factory=list)
+    current: "Process | None" = None
+    stack: list[_Frame] = field(default_factory=list)
+    occurrences: dict[str, int] = field(default_factory=dict)
+    nested_actors: list["Process"] = field(default_factory=list)
+    violation: InvariantViolation | None = None
+
+    def __post_init__(self) -> None:
+        m = self.machine
+        m.kernel.on_lock_break = self._on_lock_break
+        m.hw.yield_hook = self._yield
+
+    # -- the hooks ---------------------------------------------------------
+    def _on_lock_break(self, mm: Any, addr: int) -> None:
+        if self._yield("fork.lock_break", addr) and self.machine.check_enabled:
+            # fork-copy: from addr on, fork copies what the parent holds now.
+            self.machine.validators.fork_rebase(mm, addr)
+
+    def _yield(self, point: str, va: int) -> bool:
+        """A preemption point: run the actions due here; True if any ran."""
+        if not self.armed:
+            return False
+        n = self.occurrences.get(point, 0) + 1
+        self.occurrences[point] = n
+        due: list[Action] = []
+        free: list[Action] = []
+        for act in self.armed:
+            if act.thread is self.current:
+                continue
+            if act.free:
+                name, _ = act.want()
+                if name in (ANY_POINT, point):
+                    free.append(act)
+                continue
+            name, occ = act.want()
+            if name == point and occ in (0, n):
+                due.append(act)
+        if free and self.decide is not None:
+            choice = self.decide(point, n, free)
+            self.trace.append((point, n, len(free) + 1, choice + 1))
+            if choice >= 0:
+                act = free[choice]
+                act.point = f"{point}:{n}"
+                due.append(act)
+        ran = False
+        for act in due:
+            self.armed.remove(act)
+            ran = self._run_nested(act, f"{point}:{n}") or ran
+        return ran
+
+    # -- running actions ---------------------------------------------------
+    def _run_nested(self, act: Action, where: str) -> bool:
+        m = self.machine
+        interrupted = self.current
+        cpu = m.hw.current_cpu
+        self.stack.append(_Frame(where.partition(":")[0], interrupted))
+        self.current = act.thread
+        m.counters.add("sched.preempt", 1)
+        chk = m.hw.checker
+        concurrent = chk.concurrent if chk is not None else False
+        if chk is not None:
+            chk.concurrent = True
+        try:
+            self._perform(act, where)
+        finally:
+            self.stack.pop()
+            self.current = interrupted
+            m.hw.current_cpu = cpu
+            if chk is not None:
+                chk.concurrent = concurrent
+        if act.thread not in self.nested_actors:
+            self.nested_actors.append(act.thread)
+        return True
+
+    def _perform(self, act: Action, where: str) -> None:
+        try:
+            act.result = act.run(act.resume_va)
+        except Blocked as b:
+            act.resume_va = b.va
+            act.ran = f"blocked at {where}"
+            self.deferred.append(act)
+            return
+        except Exception as e:
+            act.error = e
+            act.ran = where
+            act.done = True
+            if act.on_done is not None:
+                act.on_done(act)
+            if isinstance(e, InvariantViolation):
+                raise
+            return
+        act.ran = where if act.ran is None else f"{act.ran}, resumed {where}"
+        act.done = True
+        if act.on_done is not None:
+            act.on_done(act)
+
+    def arm(self, act: Action) -> None:
+        """Arm ``act`` for the next step run with ``step()``."""
+        self.armed.append(act)
+
+    def step(self, thread: "Process | None", fn: Callable[[], _T]) -> _T:
+        """Run one step of ``thread`` with the armed actions, then the ones not run or blocked.
+
+        Returns what ``fn`` returns (an exception of ``fn`` propagates after
+        the remaining actions ran).  A violation in a remaining action is in
+        its ``error`` and in ``violation`` (the actions after it do not run).
+        """
+        self.current = thread
+        self.occurrences = {}
+        self.nested_actors = []
+        self.violation = None
+        try:
+            return fn()
+        finally:
+            self.current = None
+            self._finish()
+
+    def _finish(self) -> None:
+        m = self.machine
+        if m.check_enabled:
+            # The nested steps' own end-of-syscall checks, now that the state is quiescent.
+            for t in self.nested_actors:
+                if t.alive:
+                    m.validators.after_syscall(t, "nested")
+        pending = self.deferred + self.armed
+        self.deferred, self.armed = [], []
+        for act in pending:
+            if self.violation is not None:
+                act.ran = "not run (an invariant broke before)"
+                act.done = True
+                if act.on_done is not None:
+                    act.on_done(act)
+                continue
+            self.current = act.thread
+            try:
+                self._perform_after(act)
+            finally:
+                self.current = None
+
+    def _perform_after(self, act: Action) -> None:
+        prior = act.ran
+        try:
+            act.result = act.run(act.resume_va)
+        except Exception as e:
+            act.error = e
+            if isinstance(e, InvariantViolation):
+                self.violation = e
+        act.ran = "after" if prior is None else f"{prior}, resumed after"
+        act.done = True
+        if act.on_done is not None:
+            act.on_done(act)
+
+    # -- what may run where -------------------------------------------------
+    @property
+    def nested(self) -> bool:
+        """True while a nested action runs (its end-of-syscall checks wait)."""
+        return bool(self.stack)
+
+    def _frame_for(self, thread: "Process") -> _Frame | None:
+        """The innermost interrupted frame of ``thread``'s mm, if any."""
+        for fr in reversed(self.stack):
+            if fr.thread is not None and fr.thread.mm is thread.mm:
+                return fr
+        return None
+
+    def may_syscall(self, thread: "Process", name: str) -> None:
+        """Raise ``Blocked`` if ``thread``'s syscall ``name`` needs a lock an interrupted step holds."""
+        fr = self._frame_for(thread)
+        if fr is not None and name not in _SAME_MM_SYSCALLS.get(fr.point, frozenset()):
+            raise Blocked(None)
+
+    def may_fault(self, thread: "Process", vma: Vma, va: int) -> None:
+        """Raise ``Blocked`` if ``thread`` cannot take the page fault at ``va`` now.
+
+        The fault handler's ``lock_vma_under_rcu()`` fails on a write-locked
+        VMA (and on an anonymous VMA without an anon_vma); it then sleeps
+        in ``mmap_read_lock()`` behind the interrupted writer.
+        """
+        fr = self._frame_for(thread)
+        if fr is None:
+            return
+        mm = thread.mm
+        if not mm.mmap_write_locked:
+            return  # the interrupted code holds read locks only
+        if vma_is_write_locked(vma) or (vma_is_anonymous(vma) and vma.anon_vma is None):
+            raise Blocked(va)
+
+
+def seeded_decider(seed: int, p: float = 0.25) -> Callable[[str, int, list[Action]], int]:
+    """A ``decide`` that fires each armed free action with probability ``p`` (seeded)."""
+    rng = random.Random(seed)
+
+    def decide(point: str, occurrence: int, candidates: list[Action]) -> int:
+        if rng.random() < p:
+            return rng.randrange(len(candidates))
+        return -1
+
+    return decide
+
+
+def prefix_decider(prefix: list[int]) -> Callable[[str, int, list[Action]], int]:
+    """A ``decide`` that follows ``prefix`` (choice+1 per decision; 0 none), then fires nothing."""
+    it = iter(prefix)
+
+    def decide(point: str, occurrence: int, candidates: list[Action]) -> int:
+        c = next(it, 0)
+        return c - 1
+
+    return decide

@@ -1,0 +1,268 @@
+"""Threads and interleavings: clone_thread, the scheduler's preemption points, the explorer.
+
+The scenario files in ``threads/`` assert their outcomes themselves (``read
+... expect=``, ``!SIGSEGV``); here they are run and the exact place where
+each ``at`` step ran is checked, with the counters that show the race.
+The lock rules follow v6.12 kernel/fork.c ``dup_mmap()``
+(``mmap_write_lock_killable(oldmm)``, ``vma_start_write(mpnt)``) and the
+lockless reader of arch/arm64/mm/contpte.c (``contpte_ptep_get_lockless``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from scenario_util import PAGE, assert_checked
+
+import contpte
+from contpte.errors import ScenarioError
+from contpte.system import Thread
+from contpte.workloads.explore import explore, explore_random, replay_scenario
+from contpte.workloads.scenario import format_scenario, parse, parse_file, run
+
+HERE = Path(__file__).parent / "threads"
+BLOCK = 64 << 10
+
+
+def _run(name: str, **kw: object) -> list:  # type: ignore[type-arg]
+    outs = run(parse_file(str(HERE / name)), **kw)
+    failed = [o for o in outs if o.failed]
+    assert not failed, failed[0].failed
+    return outs
+
+
+def _by_text(outs: list, text: str):  # type: ignore[no-untyped-def,type-arg]
+    return next(o for o in outs if o.text == text)
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+def test_clone_thread_shares_the_mm_on_another_cpu(arch: str) -> None:
+    m = contpte.Machine(arch=arch, memory="32M", cpus=4, check=True)
+    p = m.spawn()
+    t = p.clone_thread()
+    assert isinstance(t, Thread) and isinstance(t, contpte.Process)
+    assert (t.pid, t.mm, t.process) == (p.pid, p.mm, p)
+    assert t.cpu != p.cpu and t.tid != p.tid
+    a = p.mmap(BLOCK)
+    t.write(a, BLOCK, 3)
+    assert p.read(a, BLOCK).tolist() == [3] * 16
+    # The mm's cpumask holds every CPU a thread of it ran on.
+    assert p.mm.cpumask == {p.cpu, t.cpu}
+    t.exit()
+    assert not t.alive and p.alive and p.threads == []
+    with pytest.raises(contpte.ModelUsageError, match="has exited"):
+        t.read(a, PAGE)
+    assert_checked(m)
+
+
+def test_exit_of_the_process_ends_its_threads() -> None:
+    m = contpte.Machine(arch="arm64", memory="32M", cpus=2, check=True)
+    p = m.spawn()
+    t = p.clone_thread()
+    p.exit()
+    assert not t.alive
+
+
+@pytest.mark.parametrize("arch", ["arm64", "generic"])
+def test_another_threads_mprotect_reaches_this_cpus_tlb(arch: str) -> None:
+    outs = _run("thread-own-tlb.scn", arch=arch)
+    assert _by_text(outs, "t2 write buf 4K 6  !SIGSEGV:ACCERR").error == "SIGSEGV:ACCERR"
+
+
+def test_fork_lock_break_runs_tlb_hits_and_blocks_faults() -> None:
+    outs = _run("fork-lock-break-tlb-hit.scn")
+    ran = [o.ran for o in outs if o.ran]
+    assert ran == ["fork.lock_break:1", "fork.lock_break:1", "blocked at fork.lock_break:1, resumed after"]
+    fork = _by_text(outs, "c = p fork")
+    # Three nested steps; lock breaks after the first and second blocks.
+    assert fork.counters["sched.preempt"] == 3
+    assert fork.counters["fork.lock_break_point"] == 2
+    # The child saw the write through the stale writable entry (9), the
+    # walk of the block not copied yet (8), not the blocked fault (0).
+    assert _by_text(outs, "c read buf 12K").values == [9, 5, 5]
+
+
+def test_lockless_reader_restarts_when_another_thread_unfolds_the_block() -> None:
+    outs = _run("lockless-torn-block.scn")
+    w = _by_text(outs, "p write buf 4K 2")
+    assert _by_text(outs, "at contpte_ptep_get_lockless t2 madvise buf+60K 4K dontneed").ran == (
+        "contpte_ptep_get_lockless:1"
+    )
+    assert w.counters["contpte.lockless_retry"] == 1
+    assert w.counters["call.contpte_ptep_get_lockless"] == 1
+    assert w.counters["contpte.unfold.clear_full_ptes"] == 1
+    assert _by_text(outs, "p read buf 64K").values == [2] + [1] * 14 + [0]
+
+
+def test_lockless_reader_without_preemption_reads_once() -> None:
+    sc = parse_file(str(HERE / "lockless-torn-block.scn"))
+    sc.steps = [s for s in sc.steps if not s.at]
+    outs = run(sc)
+    w = _by_text(outs, "p write buf 4K 2")
+    assert "contpte.lockless_retry" not in w.counters and not any(o.failed for o in outs)
+
+
+def test_on_the_generic_backend_the_lockless_point_does_not_exist() -> None:
+    outs = _run("lockless-torn-block.scn", arch="generic")
+    assert _by_text(outs, "at contpte_ptep_get_lockless t2 madvise buf+60K 4K dontneed").ran == "after"
+
+
+def test_fork_no_vma_write_lock_is_caught_by_isolation() -> None:
+    sc = parse_file("src/contpte/workloads/bugs/fork_no_vma_write_lock.scn")
+    clean = run(sc)
+    assert not any(o.failed for o in clean)
+    assert [o.ran for o in clean if o.ran] == ["blocked at fork.lock_break:1, resumed after"]
+    bad = run(sc, bugs=("fork_no_vma_write_lock",))
+    assert [o.ran for o in bad if o.ran] == ["fork.lock_break:1"]
+    fork = _by_text(bad, "c = p fork")
+    # The fault folded the block in between; fork write-protects pages
+    # 25-31 of it, a part of the block: unfold.
+    assert fork.counters["contpte.unfold.wrprotect_ptes"] == 1 and fork.counters["sched.preempt"] == 1
+    # The child maps pages 25-31 of the new folio and not 16-24: it reads 0
+    # at page 16 where the parent's thread had written 7 before the copy.
+    last = bad[-1]
+    assert last.text == "c read buf+64K 64K expect=0x0" and last.error == "violation:isolation"
+    assert "read 0x0 at 0x7effffff0000, expected 0x7" in str(last.violation)
+    assert last.line == 18 and len(bad) == len(clean) - 1
+
+
+_SYSCALLS = """\
+machine arch=arm64 memory=32M cpus=4 mthp.64K=always check=true
+p = spawn
+t2 = p thread
+q = spawn
+buf = p mmap 128K rw private|anonymous
+qb = q mmap 64K rw private|anonymous
+p write buf 128K 1
+at fork.lock_break:1 t2 munmap buf+64K 64K
+at fork.lock_break:1 q write qb 64K 4
+c = p fork
+c read buf+64K 4K expect=1
+q read qb 4K expect=4
+p read buf+64K 4K  !SIGSEGV:MAPERR
+"""
+
+
+def test_syscalls_of_the_forking_mm_block_other_processes_run() -> None:
+    outs = run(parse(_SYSCALLS, "syscalls.scn"))
+    assert not any(o.failed for o in outs), [o.failed for o in outs if o.failed]
+    assert [o.ran for o in outs if o.ran] == [
+        "blocked at fork.lock_break:1, resumed after",
+        "fork.lock_break:1",
+    ]
+
+
+_FREE = """\
+machine arch=arm64 memory=32M cpus=2 mthp.64K=always check=true
+p = spawn
+t2 = p thread
+buf = p mmap 128K rw private|anonymous
+p write buf 4K 1
+p madvise buf+4K 60K dontneed
+at * t2 write buf+64K 64K 7
+c = p fork
+c read buf+64K 64K expect=0
+p read buf+64K 64K expect=7
+"""
+
+
+def test_explore_visits_every_schedule_and_finds_the_historical_race() -> None:
+    sc = parse(_FREE, "free.scn")
+    # One lock break (page 25): fire there, or after the fork.
+    res = explore(sc, bound=2)
+    assert res.ok and res.complete and res.schedules == 2 and res.decisions == 2
+    bad = explore(sc, bound=2, bugs=("fork_no_vma_write_lock",))
+    assert not bad.ok and bad.choices == [1] and bad.schedules == 2
+    assert bad.replay is not None
+    text = bad.replay_text()
+    assert "at fork.lock_break:1 t2 write buf+64K 64K 7" in text
+    replayed = run(parse(text, "replay.scn"), bugs=("fork_no_vma_write_lock",))
+    assert replayed[-1].error == "violation:isolation"
+    # Zero preemptions: only the schedule that runs t2's write after the fork.
+    assert explore(sc, bound=0, bugs=("fork_no_vma_write_lock",)).schedules == 1
+
+
+def test_explore_random_is_seeded() -> None:
+    sc = parse(_FREE, "free.scn")
+    a = explore_random(sc, seed=3, runs=20, bugs=("fork_no_vma_write_lock",))
+    b = explore_random(sc, seed=3, runs=20, bugs=("fork_no_vma_write_lock",))
+    assert not a.ok and (a.schedules, a.choices) == (b.schedules, b.choices)
+    assert explore_random(sc, seed=3, runs=20).ok
+
+
+def test_replay_moves_unfired_steps_after_their_step() -> None:
+    sc = parse(_FREE, "free.scn")
+    outs = run(sc)
+    rp = replay_scenario(sc, outs)
+    assert [s.op for s in rp.steps][5:8] == ["fork", "write", "read"]
+    assert all(s.at is None for s in rp.steps)
+
+
+def test_at_syntax_round_trips_and_is_checked() -> None:
+    sc = parse(_FREE, "free.scn")
+    assert parse(format_scenario(sc), "again.scn").steps == sc.steps
+    with pytest.raises(ScenarioError, match=r"free\.scn:7: at: expected"):
+        parse(_FREE.replace("at *", "at nowhere"), "free.scn")
+    with pytest.raises(ScenarioError, match="binds no name"):
+        parse(_FREE.replace("at * t2 write buf+64K 64K 7", "at * x = t2 fork"), "free.scn")
+
+
+_LOCKLESS_FAULT = """\
+machine arch=arm64 memory=32M cpus=2 mthp.64K=always check=true
+p = spawn
+t2 = p thread
+buf = p mmap 64K rw private|anonymous
+p write buf 64K 1
+c = p fork
+at contpte_ptep_get_lockless t2 write buf+32K 4K 3
+p write buf 4K 2
+p read buf 64K
+c read buf 64K expect=1
+"""
+
+
+def test_another_threads_cow_fault_during_the_lockless_read() -> None:
+    # t2's write fault takes the per-VMA lock for read too: it runs in p's
+    # fault, copies page 8 (wp_page_copy), which unfolds the block under
+    # p's reader; p starts again and copies page 0.
+    outs = run(parse(_LOCKLESS_FAULT, "lockless-fault.scn"))
+    assert not any(o.failed for o in outs), [o.failed for o in outs if o.failed]
+    at = _by_text(outs, "at contpte_ptep_get_lockless t2 write buf+32K 4K 3")
+    assert at.ran == "contpte_ptep_get_lockless:1"
+    w = _by_text(outs, "p write buf 4K 2")
+    assert w.counters["contpte.lockless_retry"] == 1
+    assert w.counters["fault.wp_copy"] == 2
+    assert _by_text(outs, "p read buf 64K").values == [2] + [1] * 7 + [3] + [1] * 7
+
+
+def test_cli_run_explore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from contpte import cli
+
+    f = tmp_path / "free.scn"
+    f.write_text(_FREE)
+    assert cli.main(["run", str(f), "--explore", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["schedules"], out["complete"], out["passed"]) == (2, True, True)
+    f.write_text(_FREE.replace("check=true", "check=true bugs=fork_no_vma_write_lock"))
+    assert cli.main(["run", str(f), "--explore", "1"]) == 1
+    text = capsys.readouterr().out
+    assert "the failing interleaving, as a scenario that replays it:" in text
+    assert "at fork.lock_break:1 t2 write buf+64K 64K 7" in text
+    assert cli.main(["run", str(f), "--random", "3", "--runs", "20", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["replay"]
+    assert cli.main(["run", str(HERE / "thread-own-tlb.scn"), "--explore", "1"]) == 2
+
+
+def test_explore_the_lock_break_scenario_with_every_step_free() -> None:
+    # The three thread writes of fork-lock-break-tlb-hit.scn, each free to
+    # fire at either of fork's two lock breaks or after it: with at most
+    # two preemptions every schedule keeps every validator quiet (the
+    # file's value expectations are dropped: they hold for one schedule).
+    text = (HERE / "fork-lock-break-tlb-hit.scn").read_text().replace("at fork.lock_break:1", "at *")
+    text = "\n".join(ln for ln in text.splitlines() if "expect=" not in ln) + "\n"
+    res = explore(parse(text, "free-lock-break.scn"), bound=2)
+    assert res.ok and res.complete
+    assert (res.schedules, res.decisions) == (13, 26)
