@@ -7,7 +7,7 @@ from contpte.hw.tables cimport AddressSpace, PtePool
 from contpte.arch.pgtable cimport Pgtable
 cimport contpte.mm.huge_memory as huge_memory
 from contpte.mm.internal cimport FPB_MERGE_WRITE, FPB_RESPECT_DIRTY, BoolPtr, FolioPtr, PtePtr, folio_pte_batch, folio_pte_batch_flags
-from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, PAGE_COPY, PGFAULT, REF_OPS, Kernel
+from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, PAGE_COPY, PGFAULT, REF_GETS, Kernel
 from contpte.mm.memmap cimport (
     MemMap, PageAnonExclusive, SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_ref_add, folio_ref_sub,
     folio_test_anon, folio_test_dirty,
