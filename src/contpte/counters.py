@@ -416,7 +416,16 @@ declare("folio.free", "folios", "folios freed")
 declare("folio.free_pages", "pages", "pages in folios freed (free_pages_prepare() visits each struct page)")
 declare("page.zero", "pages", "pages zeroed (folio_zero_user, clear_page)")
 declare("page.copy", "pages", "pages copied (copy_user_highpage)")
-declare("ref.op", "atomic ops", "folio refcount updates (folio_get/folio_ref_add/folio_put...)")
+declare(
+    "ref.op",
+    "atomic ops",
+    "folio refcount drops that test the result (folio_put/folio_put_refs: atomic_sub_and_test)",
+)
+declare(
+    "ref.get",
+    "atomic ops",
+    "folio refcount adds without a result (folio_get/folio_ref_add/folio_ref_sub: atomic_add/atomic_sub)",
+)
 declare("fault.anon", "faults", "anonymous faults on a none PTE (do_anonymous_page)")
 declare("fault.file", "faults", "file faults on a none PTE (do_fault)")
 declare("fault.wp", "faults", "write-protect faults (do_wp_page)")

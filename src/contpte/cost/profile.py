@@ -76,7 +76,8 @@ FIGURES: dict[str, tuple[str, str]] = {
     "rmap_update": ("ns", "one rmap call (add/dup/remove), fixed part"),
     "rmap_page": ("ns", "one page whose mapcount changes (an atomic on its struct page)"),
     "rmap_remove": ("ns", "what a removal adds to an rmap call (mapped-pages statistics, deferred split)"),
-    "ref_update": ("ns", "one folio refcount atomic"),
+    "ref_update": ("ns", "one folio refcount drop that tests the result (folio_put: atomic_sub_and_test)"),
+    "ref_get": ("ns", "one folio refcount add without a result (folio_get, folio_ref_add: atomic_add)"),
     "pte_call": (
         "ns",
         "fixed work of one copy_present_ptes()/zap_present_ptes() call (a present PTE or batch)",

@@ -3,7 +3,7 @@ from contpte.counters cimport count
 from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport (
-    MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, MTHP_SPLIT_FAILED, REF_OPS,
+    MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_NR_ANON, MTHP_SPLIT, MTHP_SPLIT_FAILED, REF_GETS,
     THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED, THP_SPLIT_PMD, Kernel,
 )
 from contpte.mm.memmap cimport (

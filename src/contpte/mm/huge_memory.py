@@ -35,7 +35,7 @@ if not cython.compiled:
         MTHP_NR_ANON,
         MTHP_SPLIT,
         MTHP_SPLIT_FAILED,
-        REF_OPS,
+        REF_GETS,
         THP_FAULT_ALLOC,
         THP_FAULT_FALLBACK,
         THP_SPLIT_PAGE,
@@ -412,7 +412,7 @@ def copy_huge_pmd(
         return 0
     folio: i64 = cython.cast(i64, k.memmap.head[pfn])
     folio_ref_add(k.memmap, folio, 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     if folio_try_dup_anon_rmap_pmd(folio, dst_vma, src_vma):
         k.folio_put(folio, 1)
         split_huge_pmd(src_vma, pmd_index, addr & ~(arch.PMD_SIZE - 1))
@@ -532,7 +532,7 @@ def split_huge_pmd(vma: Vma, pmd_index: i64, haddr: i64) -> None:
     else:
         ClearPageAnonExclusive(mem, folio, nr)
     folio_ref_add(mem, folio, nr - 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     # The PTEs are built from the VMA's protection, carrying over the PMD's
     # write, young, dirty, soft-dirty and uffd-wp state (not the PMD value
     # itself: it is a block descriptor, and pmdp_invalidate made it invalid).

@@ -274,6 +274,9 @@ FOLIO_FREE_PAGES = cython.declare(i64, counter("folio.free_pages"))
 PAGE_ZERO = cython.declare(i64, counter("page.zero"))
 PAGE_COPY = cython.declare(i64, counter("page.copy"))
 REF_OPS = cython.declare(i64, counter("ref.op"))
+"""``folio_put()``: a drop that tests the result (arm64 LSE: LDADDAL, waited for)."""
+REF_GETS = cython.declare(i64, counter("ref.get"))
+"""``folio_get()``/``folio_ref_add()``/``folio_ref_sub()``: no result (arm64 LSE: STADD, posted)."""
 
 
 def size_name(page_size: int, order: int) -> str:
@@ -600,4 +603,5 @@ if cython.compiled:
         PAGE_ZERO=PAGE_ZERO,
         PAGE_COPY=PAGE_COPY,
         REF_OPS=REF_OPS,
+        REF_GETS=REF_GETS,
     )

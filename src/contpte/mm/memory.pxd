@@ -8,7 +8,7 @@ from contpte.arch.pgtable cimport Pgtable
 cimport contpte.mm.huge_memory as huge_memory
 from contpte.mm.internal cimport FPB_MERGE_WRITE, FPB_RESPECT_DIRTY, BoolPtr, FolioPtr, PtePtr, folio_pte_batch, folio_pte_batch_flags
 from contpte.mm.internal cimport pte_move_swp_offset, swap_pte_batch
-from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SWPIN_FALLBACK, PAGE_COPY, PGFAULT, REF_OPS, Kernel
+from contpte.mm.kernel cimport MTHP_ANON_FAULT_ALLOC, MTHP_ANON_FAULT_FALLBACK, MTHP_SWPIN_FALLBACK, PAGE_COPY, PGFAULT, REF_GETS, Kernel
 from contpte.mm.memmap cimport (
     PG_swapbacked, PG_swapcache, MemMap, PageAnonExclusive, SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_ref_add, folio_ref_sub,
     folio_test_anon, folio_test_dirty,

@@ -46,7 +46,7 @@ if not cython.compiled:
         MTHP_SWPIN_FALLBACK,
         PAGE_COPY,
         PGFAULT,
-        REF_OPS,
+        REF_GETS,
         Kernel,
     )
     from .memmap import (
@@ -458,7 +458,7 @@ def do_anonymous_page(vmf: VmFault) -> i64:
         pte_unmap_unlock(mm, ptep)
         return 0
     folio_ref_add(mem, folio, nr_pages - 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
     k.count_mthp_stat(cython.cast(i64, mem.order[folio]), MTHP_ANON_FAULT_ALLOC, 1)
     folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
@@ -491,7 +491,7 @@ def map_anon_folio_pte_nopf(folio: i64, ptep: i64, vma: Vma, addr: i64, uffd_wp:
     if uffd_wp:
         entry = arch.pte_mkuffd_wp(entry)
     folio_ref_add(mem, folio, nr_pages - 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE, False)
     arch.set_ptes(vma_mm(vma), addr, ptep, entry, nr_pages)
     arch.update_mmu_cache_range(vma, addr, ptep, nr_pages)
@@ -787,7 +787,7 @@ def do_swap_page(vmf: VmFault) -> i64:
                 vmf.flags &= ~FAULT_FLAG_WRITE
         rmap_flags = RMAP_EXCLUSIVE
     folio_ref_add(mem, folio, nr_pages - 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     vmf.orig_pte = a.pte_advance_pfn(pte, page_idx)
     if not folio_test_anon(mem, folio):
         anon_vma_prepare(vma)
@@ -922,7 +922,7 @@ def do_fault_around(vmf: VmFault) -> i64:
             a = pmd_base + (run_start << k.page_shift)
             page = folio + (vma.linear_page_index(a) - first_idx)
             folio_ref_add(mem, folio, nr)
-            count(k.counters, REF_OPS, 1)
+            count(k.counters, REF_GETS, 1)
             vmf.pte = table + run_start
             sub = VmFault(vma, vmf.address, 0)
             sub.pte = vmf.pte
@@ -1035,7 +1035,7 @@ def finish_fault(vmf: VmFault, folio: i64, page: i64) -> i64:
         return VM_FAULT_NOPAGE
     if nr_pages > 1:
         folio_ref_add(mem, folio, nr_pages - 1)
-        count(k.counters, REF_OPS, 1)
+        count(k.counters, REF_GETS, 1)
     vmf.pte = ptep
     set_pte_range(vmf, folio, page, nr_pages, addr)
     mm.add_mm_counter(MM_ANONPAGES if is_cow else mm_counter_file(folio, k), nr_pages)
@@ -1056,7 +1056,7 @@ def do_read_fault(vmf: VmFault) -> i64:
         return -folio
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     if finish_fault(vmf, folio, page):
         k.folio_put(folio, 1)
     return 0
@@ -1100,7 +1100,7 @@ def do_shared_fault(vmf: VmFault) -> i64:
         return -folio
     page: i64 = _fault_page(vmf, folio)
     folio_ref_add(k.memmap, folio, 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     if finish_fault(vmf, folio, page):
         k.folio_put(folio, 1)
         return 0
@@ -1286,7 +1286,7 @@ def do_wp_page(vmf: VmFault) -> i64:
         return 0
     if folio >= 0:
         folio_ref_add(mem, folio, 1)
-        count(k.counters, REF_OPS, 1)
+        count(k.counters, REF_GETS, 1)
     return wp_page_copy(vmf, folio)
 
 
@@ -1439,20 +1439,20 @@ def copy_present_ptes(
         rmap_first = k.bug("fork_mapcount_before_refcount")
         if not rmap_first:
             folio_ref_add(mem, folio, nr)
-            count(k.counters, REF_OPS, 1)
+            count(k.counters, REF_GETS, 1)
         if folio_test_anon(mem, folio):
             done = _dup_anon_rmap_batch(k, folio, page, nr, dst_vma, src_vma)
             if done == 0:
                 if not rmap_first:
                     folio_ref_sub(mem, folio, nr)
-                    count(k.counters, REF_OPS, 1)
+                    count(k.counters, REF_GETS, 1)
                 return -EAGAIN
             if done < nr:
                 # One rmap call per page (batch_rmap=False): a page that may be
                 # pinned ends the batch before it; the next call copies it.
                 if not rmap_first:
                     folio_ref_sub(mem, folio, nr - done)
-                    count(k.counters, REF_OPS, 1)
+                    count(k.counters, REF_GETS, 1)
                 nr = done
             rss.c[MM_ANONPAGES] += nr
         else:
@@ -1460,14 +1460,14 @@ def copy_present_ptes(
             rss.c[mm_counter_file(folio, k)] += nr
         if rmap_first:
             folio_ref_add(mem, folio, nr)
-            count(k.counters, REF_OPS, 1)
+            count(k.counters, REF_GETS, 1)
         _copy_present_ptes(dst_vma, src_vma, dst_pte, src_pte, pte, addr, nr)
         count(k.counters, FORK_PTES, nr)
         if nr > 1:
             count(k.counters, FORK_BATCH, 1)
         return nr
     folio_ref_add(mem, folio, 1)
-    count(k.counters, REF_OPS, 1)
+    count(k.counters, REF_GETS, 1)
     if folio_test_anon(mem, folio):
         if folio_try_dup_anon_rmap_ptes(folio, page, 1, dst_vma, src_vma):
             k.folio_put(folio, 1)

@@ -52,10 +52,11 @@ def test_free_parameters_are_the_physical_unknowns() -> None:
         "tlbi_va_bcast",
         "dvm_sync",
     }
+    # m2-vm's TLBI is an estimate: its fit set pairs every DVM operation with
+    # one sync, so only their sum is determined (docs/cost-model.md).
     assert set(load_profile("m2-vm").free_parameters) == {
         "rmap_remove",
         "pte_call",
-        "tlbi_range_bcast",
         "dvm_sync",
     }
     assert set(load_profile("x86").free_parameters) == {"rmap_update", "rmap_page", "pte_batch"}
