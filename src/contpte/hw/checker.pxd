@@ -46,7 +46,7 @@ cdef class RuleChecker(StoreObserver):
     cpdef note_walk(self, i64 asid, i64 cpu)
     cpdef object take_unflushed(self)
     cdef _drop_unflushed(self, i64 cpu, bint broadcast, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
-    cdef _cover_local(self, i64 cpu, i64 scope, i64 asid, i64 vpn, i64 npages, i64 level)
+    cdef object _reached(self, object owed, bint pmd, i64 cpu, bint broadcast, i64 scope, i64 asid, i64 vpn, i64 npages)
     cdef i64 _vpn(self, i64 ptep) except? -1
     cpdef bint needs_bbm(self, u64 old, u64 new) except? -1
     cdef _record_break(self, i64 ptep, u64 old)

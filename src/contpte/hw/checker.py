@@ -515,80 +515,71 @@ class RuleChecker(StoreObserver):
     def _drop_unflushed(
         self, cpu: i64, broadcast: cython.bint, scope: i64, asid: i64, vpn: i64, npages: i64, level: i64
     ) -> None:
-        """A TLBI reached these translations: they are owed nothing more."""
-        if not broadcast and asid >= 0 and (self.asid_cpus.get(asid, 0) & ~(1 << cpu)):
-            # A local TLBI, and another CPU may hold entries of the ASID: owed
-            # until a local TLBI reached each of them (or a broadcast one).
-            self._cover_local(cpu, scope, asid, vpn, npages, level)
-            return
-        if self.unflushed and (level == 0 or level == 3):
-            d = self.unflushed
-            if scope == SCOPE_VA and asid >= 0 and npages <= len(d):
-                base: i64 = asid << _KEY_SHIFT
-                p: i64
-                for p in range(vpn, vpn + npages):
-                    d.pop(base | p, None)
-            else:
-                for k in list(d):
-                    if asid >= 0 and (k >> _KEY_SHIFT) != asid:
-                        continue
-                    if scope == SCOPE_VA and not vpn <= (k & _KEY_MASK) < vpn + npages:
-                        continue
-                    if not broadcast and asid < 0 and (self.asid_cpus.get(k >> _KEY_SHIFT, 0) & ~(1 << cpu)):
-                        continue
-                    del d[k]
-        if self.unflushed_pmd and level != 3:
-            first: i64 = vpn >> self.shift
-            last: i64 = (vpn + npages - 1) >> self.shift
-            for k in list(self.unflushed_pmd):
-                if asid >= 0 and (k >> _KEY_SHIFT) != asid:
-                    continue
-                if scope == SCOPE_VA and not first <= (k & _KEY_MASK) <= last:
-                    continue
-                if not broadcast and asid < 0 and (self.asid_cpus.get(k >> _KEY_SHIFT, 0) & ~(1 << cpu)):
-                    continue
-                del self.unflushed_pmd[k]
+        """A TLBI reached these translations: they are owed nothing more.
 
-    @cython.cfunc
-    def _cover_local(self, cpu: i64, scope: i64, asid: i64, vpn: i64, npages: i64, level: i64) -> None:
-        """A local TLBI on ``cpu``: the owed translations it covers are owed no more once every CPU of the ASID had one."""
+        A local TLBI for an ASID that another CPU walked settles an entry
+        only once a local TLBI (or a broadcast one) reached it on every CPU
+        of the ASID (the x86-style shootdown): until then the CPUs it
+        reached are kept in the entry's coverage mask.
+        """
         bit: i64 = 1 << cpu
-        need: i64 = self.asid_cpus.get(asid, 0)
-        cov: i64
+        need: i64 = self.asid_cpus.get(asid, 0) if asid >= 0 else 0
+        local: cython.bint = not broadcast and (need & ~bit) != 0
+        c: i64
         k: i64
         if self.unflushed and (level == 0 or level == 3):
-            d = self.unflushed
-            base: i64 = asid << _KEY_SHIFT
-            if scope == SCOPE_VA and npages <= len(d):
-                keys = [base | p for p in range(vpn, vpn + npages) if (base | p) in d]
-            else:
-                keys = [
-                    k
-                    for k in d
-                    if (k >> _KEY_SHIFT) == asid
-                    and (scope != SCOPE_VA or vpn <= (k & _KEY_MASK) < vpn + npages)
-                ]
-            for k in keys:
-                cov = self.unflushed_cov.get(k, 0) | bit
-                if need & ~cov:
-                    self.unflushed_cov[k] = cov
-                else:
-                    del d[k]
-                    self.unflushed_cov.pop(k, None)
+            for k in self._reached(self.unflushed, False, cpu, broadcast, scope, asid, vpn, npages):
+                if local:
+                    c = self.unflushed_cov.get(k, 0) | bit
+                    if need & ~c:
+                        self.unflushed_cov[k] = c
+                        continue
+                del self.unflushed[k]
+                self.unflushed_cov.pop(k, None)
         if self.unflushed_pmd and level != 3:
-            first: i64 = vpn >> self.shift
-            last: i64 = (vpn + npages - 1) >> self.shift
-            for k in list(self.unflushed_pmd):
-                if (k >> _KEY_SHIFT) != asid:
-                    continue
-                if scope == SCOPE_VA and not first <= (k & _KEY_MASK) <= last:
-                    continue
-                cov = self.unflushed_pmd_cov.get(k, 0) | bit
-                if need & ~cov:
-                    self.unflushed_pmd_cov[k] = cov
-                else:
-                    del self.unflushed_pmd[k]
-                    self.unflushed_pmd_cov.pop(k, None)
+            for k in self._reached(self.unflushed_pmd, True, cpu, broadcast, scope, asid, vpn, npages):
+                if local:
+                    c = self.unflushed_pmd_cov.get(k, 0) | bit
+                    if need & ~c:
+                        self.unflushed_pmd_cov[k] = c
+                        continue
+                del self.unflushed_pmd[k]
+                self.unflushed_pmd_cov.pop(k, None)
+
+    @cython.cfunc
+    def _reached(
+        self,
+        owed: Any,
+        pmd: cython.bint,
+        cpu: i64,
+        broadcast: cython.bint,
+        scope: i64,
+        asid: i64,
+        vpn: i64,
+        npages: i64,
+    ) -> Any:
+        """The keys of dict ``owed`` (pages, or level-2 entries with ``pmd``) a TLBI's scope reaches, as a list.
+
+        A local TLBI for every ASID (``asid`` -1) reaches only the ASIDs no
+        other CPU walked.
+        """
+        k: i64
+        base: i64
+        if scope == SCOPE_VA and asid >= 0 and not pmd and npages <= len(owed):
+            base = asid << _KEY_SHIFT
+            return [base | p for p in range(vpn, vpn + npages) if (base | p) in owed]
+        lo: i64 = vpn >> self.shift if pmd else vpn
+        hi: i64 = (vpn + npages - 1) >> self.shift if pmd else vpn + npages - 1
+        out: list[int] = []
+        for k in owed:
+            if asid >= 0 and (k >> _KEY_SHIFT) != asid:
+                continue
+            if scope == SCOPE_VA and not lo <= (k & _KEY_MASK) <= hi:
+                continue
+            if not broadcast and asid < 0 and (self.asid_cpus.get(k >> _KEY_SHIFT, 0) & ~(1 << cpu)):
+                continue
+            out.append(k)
+        return out
 
     # ------------------------------------------------------------------
     # descriptor stores (StoreObserver)
