@@ -541,14 +541,14 @@ class _Gen:
         whole, part = AddrRef(r.name, start), AddrRef(r.name, sub)
         out = [self.step(proc, "write", {"addr": whole, "length": length, "value": x.randrange(1, 1 << 16)})]
         kind = x.choice(("uffd-wp", "dontfork", "free", "mprotect", "pin"))
-        child = None
+        forked: list[str] = []  # children of this move (not in self.procs until accepted)
 
         def fork() -> str | None:
-            if len(self.procs) + (child is not None) >= self.MAX_PROCS:
+            if len(self.procs) + len(forked) >= self.MAX_PROCS:
                 return None
-            c = self.fresh("c")
-            out.append(self.step(proc, "fork", {}, c))
-            return c
+            forked.append(self.fresh("c"))
+            out.append(self.step(proc, "fork", {}, forked[-1]))
+            return forked[-1]
 
         if kind == "uffd-wp":
             out.append(self.step(proc, "uffd-wp", {"addr": whole, "length": length, "on": True}))
@@ -558,6 +558,7 @@ class _Gen:
             c = fork()
             if c is not None:
                 out.append(self.step(c, "exit", {}))
+                forked.remove(c)
             out.append(self.step(proc, "madvise", {"addr": part, "length": sub_len, "advice": "dofork"}))
         elif kind == "free":
             out.append(self.step(proc, "madvise", {"addr": whole, "length": length, "advice": "free"}))
