@@ -492,6 +492,49 @@ declare("swap.cache_hit", "faults", "model: swap-in faults that found the folio 
 declare("swap.ptes_copied", "ptes", "model: swap PTEs fork copied (copy_nonpresent_pte)")
 declare("swap.ptes_zapped", "ptes", "model: swap PTEs zap freed (free_swap_and_cache_nr)")
 
+# -- the OnePlus "dynamic hugepage" pool (mm/chp_pool.py; docs/oneplus-pool.md) --
+# The event names of /proc/cont_pte_hugepage/stat (vm_chp_event_text[] of
+# OnePlus mm/cont_pte_hugepage.c), the pool counts and usage it prints, and
+# its perf_stat watermark and reclaim counts.
+declare(
+    "chp.page_alloc_slow_path", "allocations", "OnePlus: hugepage allocations that tried the buddy slow path"
+)
+declare(
+    "chp.page_alloc_failed", "allocations", "OnePlus: hugepage allocations that found no 64K block at all"
+)
+declare("chp.refill_kworker_wake_up", "runs", "OnePlus: runs of the pool's refill worker (khpage_poold)")
+declare(
+    "chp.refill_kworker_alloc_success",
+    "runs",
+    "OnePlus: refill worker runs that added more than half the blocks they wanted",
+)
+declare("chp.alloc_from_pool_buddy", "blocks", "OnePlus: blocks taken from the pool's buddy list")
+declare("chp.alloc_from_pool_cma", "blocks", "model: blocks taken from the pool's CMA list")
+declare(
+    "chp.alloc_from_buddy_slow_path", "blocks", "model: blocks the slow path took from the buddy allocator"
+)
+declare(
+    "chp.refill_blocks", "blocks", "model: blocks the refill worker (and boot) took from the buddy allocator"
+)
+declare("chp.free_to_pool", "blocks", "model: CMA blocks freed back to the pool (__free_cont_pte_hugepages)")
+declare("chp.free_to_buddy", "blocks", "model: buddy-born blocks freed to the buddy allocator, 16 pages each")
+declare("chp.wmark_low", "allocations", "OnePlus: allocations below the pool's low watermark (kswapd woken)")
+declare(
+    "chp.wmark_min", "allocations", "OnePlus: allocations below the pool's min watermark (direct reclaim)"
+)
+declare("chp.direct_reclaim_enter", "reclaims", "OnePlus: pool direct reclaims that ran the reclaim")
+declare("chp.direct_reclaim_success", "reclaims", "OnePlus: pool direct reclaims followed by a pool block")
+declare("chp.direct_reclaim_fail", "reclaims", "OnePlus: pool direct reclaims that got no pool block")
+declare("chp.direct_reclaimed", "pages", "model: pages the pool's direct reclaim freed")
+declare(
+    "chp.kswapd_runs", "runs", "model: kswapd runs for the pool (balance_pgdat with PGDAT_POOL_USER_ALLOC)"
+)
+declare("chp.kswapd_reclaimed", "pages", "model: pages kswapd freed for the pool")
+declare("chp.pool_cma", "blocks", "OnePlus pool_cma_count: 64K blocks in the pool's CMA list (a level)")
+declare("chp.pool_buddy", "blocks", "OnePlus pool_buddy_count: 64K blocks in the pool's buddy list (a level)")
+declare("chp.usage_cma", "blocks", "OnePlus usage_cma: blocks of the CMA area in use (a level)")
+declare("chp.usage_buddy", "blocks", "OnePlus usage_buddy: blocks from the buddy allocator in use (a level)")
+
 #: Page shifts a Machine supports (4K, 16K, 64K granules).
 PAGE_SHIFTS: tuple[int, ...] = (12, 14, 16)
 #: The per-size stats of ``/sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/stats/``.

@@ -30,6 +30,9 @@ Rules (``InvariantViolation.rule``):
 - ``swap-count``, ``swap-cache``, ``swap-rss``, ``swap-leak``: on a
   machine with swap, the swap device's counts and cache against the swap
   PTEs of every table (``check/swap.py``).
+- ``chp-frame``, ``chp-block``, ``chp-cma-leak``, ``chp-count``: on a
+  machine with the OnePlus hugepage pool, every frame is in exactly one
+  place and the pool's counts add up (``check/chp_pool.py``).
 - ``fork-copy``: the child's page tables are a faithful copy of the parent's
   before the fork (``incremental.fork_copy``).
 
@@ -107,6 +110,12 @@ class Validators:
             from .swap import SwapCheck
 
             self.swap = SwapCheck(machine)
+        #: The hugepage-pool validator (check/chp_pool.py), on machines with the OnePlus pool.
+        self.chp: Any = None
+        if self.k.chp_pool is not None:
+            from .chp_pool import ChpPoolCheck
+
+            self.chp = ChpPoolCheck(machine)
         if self.enabled:
             self.shadow.start()
             self.hook = RmapHook(self.shadow)
@@ -140,6 +149,8 @@ class Validators:
             self._dense()
         if self.swap is not None:
             self.swap.after_syscall(what == "exit")
+        if self.chp is not None:
+            self.chp.after_syscall(False)
 
     def run_all(self) -> None:
         """Run every structural validator from scratch (``m.check()``)."""
@@ -148,6 +159,8 @@ class Validators:
         self._dense()
         if self.swap is not None:
             self.swap.after_syscall(True)
+        if self.chp is not None:
+            self.chp.after_syscall(True)
 
     def _dense(self) -> None:
         got = self.shadow.dense(self.pins)

@@ -219,6 +219,11 @@ RULES: tuple[Rule, ...] = (
     _none("swap.cache_hit", "an event of a fault, priced as pgfault", "pgfault"),
     _none("swap.ptes_copied", "its PTE writes are counted by pte.*", "pte.write"),
     _none("swap.ptes_zapped", "its PTE writes are counted by pte.*", "pte.write"),
+    _none(
+        "chp.*",
+        "the OnePlus pool's statistics and levels; its buddy allocations, frees and page clearing "
+        "are counted by buddy.*, page.zero (a pool list operation is not priced)",
+    ),
     _none("thp_*", "/proc/vmstat statistics; the work is counted elsewhere"),
     _none("mthp.*", "kernel statistics (hugepages-<size>kB/stats); the work is counted elsewhere"),
 )

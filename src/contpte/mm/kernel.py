@@ -18,6 +18,7 @@ import cython
 
 from ..counters import MTHP_STATS, counter, mthp_size_name
 from ..errors import KernelBug, ModelUsageError
+from .chp_pool import free_cont_pte_hugepages, huge_page_pool_init
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -54,6 +55,12 @@ MM_OPTIONS: dict[str, Any] = {
     "swapin_via_swapcache": False,
     "lazyfree_unmap_batch": False,
     "max_gather_batch_count": -1,
+    "chp_cma": None,
+    "chp_pool_high": None,
+    "chp_min_buddy": None,
+    "chp_max_buddy": None,
+    "chp_stable_max_buddy": None,
+    "chp_direct_reclaim": False,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
 
@@ -232,6 +239,15 @@ entry one page at a time (``swapin_readahead()``).
 behaviour when it cannot allocate a batch page (``GFP_NOWAIT``): only the
 on-stack bundle of 8 slots, so a zap forces a TLB flush every few folios
 (the fuzzer uses it to make gathers fill in the middle of a VMA).
+
+``chp_cma``, ``chp_pool_high``, ``chp_min_buddy``, ``chp_max_buddy``,
+``chp_stable_max_buddy`` (bytes; ``Machine`` takes size strings) and
+``chp_direct_reclaim``: the OnePlus hugepage pool (``mm/chp_pool.py``,
+docs/oneplus-pool.md), not a mainline behaviour.  A machine has the pool
+when ``chp_cma`` is given or the policy is ``"oneplus"``; None for a size
+is the design's ratio to the machine's memory (``chp_defaults``).
+``chp_direct_reclaim`` is the design's ``CONFIG_POOL_DIRECT_RECLAIM`` (0 in
+the OnePlus build: False).
 """
 
 # The per-size stats of hugepages-<size>kB/stats/ the model counts are
@@ -349,6 +365,8 @@ class Kernel:
             raise ModelUsageError(
                 f"max_gather_batch_count={self.max_gather_batch_count}: expected -1 (the kernel's) or >= 0"
             )
+        #: The OnePlus hugepage pool (``mm/chp_pool.py`` ``HugePagePool``), or None; made last.
+        self.chp_pool: Any = None
         #: The swap device (``mm/swapfile.py`` ``SwapInfo``), None without swap (set by Machine).
         self.swap: Any = None
         #: Bug catalog entries turned on (contpte.bugs; set by Machine).
@@ -426,6 +444,9 @@ class Kernel:
         # contpte_try_fold's folio lookup (page_folio, folio_nr_pages).
         arch.folio_head = self.memmap.head
         arch.folio_order = self.memmap.order
+        # The OnePlus hugepage pool reserves its CMA area at boot (mm/chp_pool.py).
+        if self.options["chp_cma"] is not None or self.options.get("policy") == "oneplus":
+            huge_page_pool_init(self, self.options)
 
     def thp_settings_changed(self) -> None:
         """Recompute the ``huge_anon_orders_*`` bitmaps from ``thp``/``mthp``.
@@ -557,7 +578,11 @@ class Kernel:
         count(self.counters, FOLIO_FREE, 1)
         count(self.counters, FOLIO_FREE_PAGES, cython.cast(i64, 1) << order)
         self.arch.arch_free_page(folio, order)  # free_pages_prepare()
-        self.buddy.free_pages(folio, order)
+        if self.chp_pool is not None and folio in self.chp_pool.in_use:
+            # A block of the OnePlus hugepage pool: __free_cont_pte_hugepages().
+            free_cont_pte_hugepages(self, folio)
+        else:
+            self.buddy.free_pages(folio, order)
         if folio == self.huge_zero_pfn:
             self.huge_zero_pfn = -1
 

@@ -17,3 +17,5 @@ cdef class BuddyAllocator:
     cdef i64 _pop_lowest(self, i64 order) except? -1
     cpdef i64 alloc_pages(self, i64 order) except? -1
     cpdef free_pages(self, i64 pfn, i64 order)
+    cpdef bint alloc_contig_range(self, i64 start, i64 end) except? -1
+    cdef _give_back_outside(self, i64 pfn, i64 order, i64 start, i64 end)

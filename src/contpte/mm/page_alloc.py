@@ -129,6 +129,54 @@ class BuddyAllocator:
             order += 1
         self._add(pfn, order)
 
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
+    def alloc_contig_range(self, start: i64, end: i64) -> cython.bint:
+        """Take the free frames ``[start, end)`` out of the free lists; False (nothing taken) if one is not free.
+
+        Models: mm/page_alloc.c ``alloc_contig_range()`` as ``cma_alloc()``
+        uses it on a CMA area nothing else allocated from yet: each free
+        block that overlaps the range is taken off its list and the parts
+        of it outside the range go back, split in halves (``expand()``).
+        The model has no migration: a frame in use fails the call.
+        """
+        pfn: i64 = start
+        order: i64
+        head: i64
+        while pfn < end:
+            head = -1
+            for order in range(self.max_order + 1):
+                head = pfn & ~((cython.cast(i64, 1) << order) - 1)
+                if cython.cast(i64, self.free_order[head]) == order:
+                    break
+                head = -1
+            if head < 0:
+                return False
+            pfn = head + (cython.cast(i64, 1) << order)
+        pfn = start
+        while pfn < end:
+            for order in range(self.max_order + 1):
+                head = pfn & ~((cython.cast(i64, 1) << order) - 1)
+                if cython.cast(i64, self.free_order[head]) == order:
+                    break
+            self._del(head, order)
+            self._give_back_outside(head, order, start, end)
+            pfn = head + (cython.cast(i64, 1) << order)
+        return True
+
+    @cython.cfunc
+    def _give_back_outside(self, pfn: i64, order: i64, start: i64, end: i64) -> None:
+        """Free the parts of block ``pfn``/``order`` that lie outside ``[start, end)``."""
+        size: i64 = cython.cast(i64, 1) << order
+        if pfn >= end or pfn + size <= start:
+            self._add(pfn, order)
+            return
+        if pfn >= start and pfn + size <= end:
+            return
+        half: i64 = size >> 1
+        self._give_back_outside(pfn, order - 1, start, end)
+        self._give_back_outside(pfn + half, order - 1, start, end)
+
     def largest_free_order(self) -> int:
         for order in range(self.max_order, -1, -1):
             if cython.cast(i64, self.nr_blocks[order]):

@@ -51,6 +51,7 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
 """Kernel variants understood by each backend (all default to mainline)."""
 
 _ALL_ARCH_OPTIONS = {k for opts in ARCH_OPTIONS.values() for k in opts}
+_CHP_SIZE_OPTIONS = ("chp_cma", "chp_pool_high", "chp_min_buddy", "chp_max_buddy", "chp_stable_max_buddy")
 _PAGE_SIZES = {"4K": 12, "16K": 14, "64K": 16}
 
 
@@ -190,6 +191,13 @@ class Machine:
             arch_opts["bbml2_noabort"] = bbml2
         self.arch = make_arch(arch, self.hw, page_shift=page_shift, **arch_opts)
         mm_opts = {k: v for k, v in options.items() if k in MM_OPTIONS}
+        for key in _CHP_SIZE_OPTIONS:
+            # The hugepage pool's sizes (mm/chp_pool.py) take size strings like memory=.
+            value = mm_opts.get(key)
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value == 0
+            ):
+                mm_opts[key] = parse_bytes(value, key)
         self.kernel = Kernel(self.hw, self.arch, self.counters, thp=thp, mthp=mthp, **mm_opts)
         #: The swap device (``swap="1G"``: a zRAM-like synchronous device), or None.
         self.swap: SwapInfo | None = None
@@ -332,6 +340,21 @@ class Machine:
             counted = self.counters.values_of([f"mthp.{size}.{f}" for f in files if f in MTHP_STATS])
             out[size] = {f: int(counted.get(f"mthp.{size}.{f}", 0)) for f in files}
         return out
+
+    def chp_pool_stats(self) -> dict[str, int]:
+        """The OnePlus hugepage pool, as ``/proc/cont_pte_hugepage/stat`` shows it; ``{}`` without a pool.
+
+        Sizes in pages (``pool_cma_count``, ``pool_buddy_count``,
+        ``pool_pages``: blocks held in the pool; ``usage_cma``,
+        ``usage_buddy``: blocks in use; ``pool_high``, ``pool_low``,
+        ``peak_usage_buddy``), watermarks and budgets in 64K blocks
+        (``wmark_min``, ``wmark_low``, ``wmark_high``, ``min_buddy``,
+        ``max_buddy``), ``cont_pte_cma_size`` in bytes (docs/oneplus-pool.md).
+        The same levels, in blocks, are the ``chp.pool_*`` and
+        ``chp.usage_*`` counters of ``stats()``.
+        """
+        pool = self.kernel.chp_pool
+        return {} if pool is None else pool.stats()
 
     def stats_delta(self, before: Mapping[str, int]) -> dict[str, int]:
         """What was counted since ``before`` (an earlier ``stats()``): every name, zeros included."""
