@@ -107,6 +107,12 @@ class Validators:
             from .swap import SwapCheck
 
             self.swap = SwapCheck(machine)
+        #: The OnePlus block validator (check/cont_pte.py), under policy="oneplus".
+        self.cont_pte: Any = None
+        if self.k.oneplus:
+            from .cont_pte import ContPteCheck
+
+            self.cont_pte = ContPteCheck(machine)
         if self.enabled:
             self.shadow.start()
             self.hook = RmapHook(self.shadow)
@@ -140,6 +146,8 @@ class Validators:
             self._dense()
         if self.swap is not None:
             self.swap.after_syscall(what == "exit")
+        if self.cont_pte is not None:
+            self.cont_pte.after_syscall()
 
     def run_all(self) -> None:
         """Run every structural validator from scratch (``m.check()``)."""
@@ -148,6 +156,8 @@ class Validators:
         self._dense()
         if self.swap is not None:
             self.swap.after_syscall(True)
+        if self.cont_pte is not None:
+            self.cont_pte.after_syscall()
 
     def _dense(self) -> None:
         got = self.shadow.dense(self.pins)
