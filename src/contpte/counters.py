@@ -586,6 +586,47 @@ def _declare_mthp() -> None:
 
 _declare_mthp()
 
+# -- the OnePlus "dynamic hugepage" policy (Machine(policy="oneplus"), docs/oneplus.md) --
+#: /proc/cont_pte_hugepage/stat names (``vm_chp_event_text`` and the atomic
+#: counters printed beside it in mm/cont_pte_hugepage.c, OnePlus sm8550).
+CHP_EVENTS: tuple[tuple[str, str, str], ...] = (
+    (
+        "thp_do_anon_pages",
+        "faults",
+        "anon faults that mapped a whole 64K block (do_huge_cont_pte_anonymous_page)",
+    ),
+    (
+        "thp_do_anon_pages_fallback",
+        "faults",
+        "block anon faults whose allocation failed and fell back to a base page",
+    ),
+    ("thp_cow", "faults", "write faults that copied a whole block into a new block (wp_page_copy)"),
+    ("thp_cow_fallback", "faults", "block CoW faults that copied into 16 base pages (no block free)"),
+    ("madv_dont_need_unaligned", "calls", "MADV_DONTNEED ranges not aligned to a 64K block"),
+    ("cp_cont_pte_split_count", "splits", "blocks fork split instead of copying whole (copy_pte_range)"),
+    ("double_map", "folios", "blocks split in one mm while another still maps them whole (PageDoubleMap)"),
+    ("split", "splits", "blocks split into 16 PTE mappings (__split_huge_cont_pte_locked)"),
+    (
+        "wp_reuse",
+        "faults",
+        "write faults that made a whole exclusive block writable (wp_cont_pte_hugepage_reuse)",
+    ),
+    ("copy_block", "blocks", "blocks fork copied whole (copy_present_cont_pte)"),
+    ("zap_block", "blocks", "blocks a zap cleared whole"),
+    ("thp_swpin_no_swapcache_entry", "faults", "swap-ins that tried to read a whole block (not modelled: 0)"),
+)
+for _n, _u, _d in CHP_EVENTS:
+    declare(f"chp.{_n}", _u, _d)
+#: ``cont_pte_trans_huge(ptep, reason)``'s call sites (CORRUPT_CONT_PTE_REASON_*):
+#: where a block whose 16 PTEs disagree on the Contiguous bit was found.
+CHP_CORRUPT_REASONS = ("cp_pte_range", "zap_pte_range", "split", "wp_page")
+declare_family(
+    "chp.corrupt_cont_pte",
+    "blocks",
+    "blocks found with some but not all 16 PTEs Contiguous, by where (cont_pte_trans_huge)",
+    CHP_CORRUPT_REASONS,
+)
+
 # -- validators (check/) ------------------------------------------------------
 declare("check.runs", "runs", "validator runs (after syscalls with check=True, or m.check())")
 declare("check.isolation_pages", "pages", "pages whose read value the isolation check compared")

@@ -984,6 +984,13 @@ class MapShadow:
         pm: i64 = 0
         if self.pmd_maps:
             pm = self.pmd_maps.get(h, 0)
+        # A OnePlus 64K block (policy="oneplus") counts each whole-block
+        # mapping once, in the entire mapcount, for all its pages; the
+        # entire mapcount is checked against the tables by check/cont_pte.py.
+        ent: i64 = 0
+        nall: i64 = n
+        if n < self.hpage_nr:
+            ent = mem.entire_mapcount[h]
         cls: u8 = 0xFF  # the folio's class, read when a page needs it
         anon: cython.bint = (mem.flags[h] & PG_anon) != 0
         total: i64 = 0
@@ -1002,7 +1009,7 @@ class MapShadow:
             m = self.maps[q]
             if m == 255:
                 m = self.maps_of(q)
-            if mem.mapcount[q] != m:
+            if mem.mapcount[q] + ent != m:
                 return False
             total += m
             mq = self.meta[q]
@@ -1018,9 +1025,9 @@ class MapShadow:
             if mq & M_PINNED and anon and m and (m > 1 or not mem.flags[q] & PG_anon_exclusive):
                 return False
         if h != self.zero0 and h != self.zero1:
-            if mem.refcount[h] < total + pm:
+            if mem.refcount[h] < total + pm - ent * (nall - 1):
                 return False
-            if mem.entire_mapcount[h] != pm:
+            if nall >= self.hpage_nr and mem.entire_mapcount[h] != pm:
                 return False
         if pm and total == 0 and n:
             self.pmd_clean.add(h)
@@ -1228,19 +1235,32 @@ class MapShadow:
         p: i64
         m: i64
         h: i64
-        # per-page mapcount
+        # per-page mapcount (a OnePlus block's whole mappings: its entire mapcount)
+        ent: i64
         for p in range(nr):
             if mem.head[p] < 0 or _either(p, z0, z1):
                 continue
             m = self.maps_of(p)
-            if mem.mapcount[p] != m:
+            h = mem.head[p]
+            ent = (
+                mem.entire_mapcount[h]
+                if (cython.cast(i64, 1) << cython.cast(i64, mem.order[h])) < self.hpage_nr
+                else 0
+            )
+            if mem.mapcount[p] + ent != m:
                 return InvariantViolation(
-                    "mapcount", f"pfn {p:#x}: mapcount {mem.mapcount[p]} but {m} PTE(s) map it"
+                    "mapcount",
+                    f"pfn {p:#x}: mapcount {mem.mapcount[p]}{f' (+{ent} whole-block)' if ent else ''} "
+                    f"but {m} PTE(s) map it",
                 )
         # entire mapcounts: heads with one, and PMD-mapped pfns
         cands: list[int] = []
         for p in range(nr):
-            if mem.entire_mapcount[p] != 0 and mem.head[p] == p:
+            if (
+                mem.entire_mapcount[p] != 0
+                and mem.head[p] == p
+                and (cython.cast(i64, 1) << cython.cast(i64, mem.order[p])) >= self.hpage_nr
+            ):
                 cands.append(p)
         if self.pmd_maps:
             cands = sorted(set(cands) | set(self.pmd_maps))
@@ -1268,6 +1288,16 @@ class MapShadow:
                     fold[h] += m
         for pf, c in self.pmd_maps.items():
             fold[pf] += c
+        for p in range(nr):
+            # a whole-block mapping holds one reference for its 16 PTEs
+            if (
+                mem.head[p] == p
+                and mem.entire_mapcount[p]
+                and (cython.cast(i64, 1) << cython.cast(i64, mem.order[p])) < self.hpage_nr
+            ):
+                fold[p] -= mem.entire_mapcount[p] * (
+                    (cython.cast(i64, 1) << cython.cast(i64, mem.order[p])) - 1
+                )
         for p in range(nr):
             if mem.head[p] == p and not _either(p, z0, z1) and mem.refcount[p] < fold[p]:
                 return InvariantViolation(

@@ -14,7 +14,7 @@ cdef class Validators:
     cdef public Kernel k
     cdef public Counters counters
     cdef public MapShadow shadow
-    cdef public object hook, swap, chp
+    cdef public object hook, swap, chp, cont_pte
     cdef public dict values, files, pins
     cdef public list retired
     cdef public i64 per, page_shift, page_size

@@ -116,6 +116,12 @@ class Validators:
             from .chp_pool import ChpPoolCheck
 
             self.chp = ChpPoolCheck(machine)
+        #: The OnePlus block validator (check/cont_pte.py), under policy="oneplus".
+        self.cont_pte: Any = None
+        if self.k.oneplus:
+            from .cont_pte import ContPteCheck
+
+            self.cont_pte = ContPteCheck(machine)
         if self.enabled:
             self.shadow.start()
             self.hook = RmapHook(self.shadow)
@@ -151,6 +157,8 @@ class Validators:
             self.swap.after_syscall(what == "exit")
         if self.chp is not None:
             self.chp.after_syscall(False)
+        if self.cont_pte is not None:
+            self.cont_pte.after_syscall()
 
     def run_all(self) -> None:
         """Run every structural validator from scratch (``m.check()``)."""
@@ -161,6 +169,8 @@ class Validators:
             self.swap.after_syscall(True)
         if self.chp is not None:
             self.chp.after_syscall(True)
+        if self.cont_pte is not None:
+            self.cont_pte.after_syscall()
 
     def _dense(self) -> None:
         got = self.shadow.dense(self.pins)

@@ -226,6 +226,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _none("thp_*", "/proc/vmstat statistics; the work is counted elsewhere"),
     _none("mthp.*", "kernel statistics (hugepages-<size>kB/stats); the work is counted elsewhere"),
+    _none("chp.*", "OnePlus /proc/cont_pte_hugepage/stat statistics; the work is counted elsewhere"),
 )
 """First matching rule wins; order specific patterns before general ones."""
 

@@ -7,7 +7,7 @@ from contpte.mm.kernel cimport (
     THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PAGE, THP_SPLIT_PAGE_FAILED, THP_SPLIT_PMD, Kernel,
 )
 from contpte.mm.memmap cimport (
-    PG_anon_exclusive, PG_reserved, _NOT_PG_anon_exclusive, ClearPageAnonExclusive, MemMap, PageAnonExclusive,
+    PG_anon_exclusive, PG_cont, PG_reserved, _NOT_PG_anon_exclusive, ClearPageAnonExclusive, MemMap, PageAnonExclusive,
     SetPageAnonExclusive, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned, folio_ref_add, folio_test_anon,
 )
 from contpte.mm.mm_types cimport (

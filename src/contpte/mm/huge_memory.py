@@ -48,6 +48,7 @@ if not cython.compiled:
         MemMap,
         PageAnonExclusive,
         PG_anon_exclusive,
+        PG_cont,
         PG_reserved,
         SetPageAnonExclusive,
         _NOT_PG_anon_exclusive,
@@ -687,6 +688,12 @@ def split_folio(k: Kernel, folio: i64) -> i64:
         return -EINVAL
     if cython.cast(i64, mem.entire_mapcount[folio]):
         return -EBUSY  # PMD-mapped: the caller splits the PMD first
+    if cython.cast(i64, mem.flags[folio]) & PG_cont:
+        # A OnePlus block (policy="oneplus") stays one compound page from the
+        # hugepage pool until it is freed whole back to the pool
+        # (__free_cont_pte_hugepages); the design splits its mappings
+        # (__split_huge_cont_pte_locked), not the page.  See docs/oneplus.md.
+        return -EBUSY
     order: i64 = cython.cast(i64, mem.order[folio])
     if cython.cast(i64, mem.refcount[folio]) != folio_mapcount(mem, folio) + 1 or folio_maybe_dma_pinned(
         mem, folio

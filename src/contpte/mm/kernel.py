@@ -61,6 +61,8 @@ MM_OPTIONS: dict[str, Any] = {
     "chp_max_buddy": None,
     "chp_stable_max_buddy": None,
     "chp_direct_reclaim": False,
+    "policy": "mainline",
+    "cont_pte_hugepage_on_qemu": False,
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
 
@@ -233,6 +235,33 @@ From the swap-table rework (Kairui Song); absent in 6.19.11, present in
 bypasses the swap cache only for a swap count of 1 and reads a shared
 entry one page at a time (``swapin_readahead()``).
 
+``policy``: which design manages 64K contiguous blocks of anonymous memory
+(not a kernel version: docs/oneplus.md).  ``"mainline"``: core-mm maps
+large folios with per-page mapcounts and never sees the Contiguous bit; the
+arm64 backend folds and unfolds blocks transparently (contpte).
+``"oneplus"``: the out-of-tree "dynamic hugepage" design shipped on OnePlus
+phones from 5.15 (mm/cont_pte_hugepage.c and its hooks in mm/memory.c of
+OnePlusOSS/android_kernel_oneplus_sm8550): in a VMA named by prctl
+(``prctl_set_vma_name``: "libc_malloc" or "dalvik-main space (region
+space)", 2 MB or more) an anonymous write fault allocates a whole 64K block
+from the cont-pte hugepage pool (``mm/chp_pool.py``) and core-mm writes its
+16 PTEs with the Contiguous bit itself, break-before-make
+(``cont_pte_set_huge_pte_at()``); the block is accounted with one entire
+mapcount and one reference per mapping (``accounting="entire"``, like a PMD
+THP), copied whole at fork (``copy_present_cont_pte()``: one reference and
+one entire-mapcount dup per block; fork's lock break can only fall between
+blocks), CoW-copied whole (``thp_cow``, else 16 base pages:
+``thp_cow_fallback``) and zapped whole; anything that touches part of a
+block first splits it into 16 PTE mappings with per-page mapcounts
+(``__split_huge_cont_pte_locked()``).  arm64 only; the backend's transparent
+fold/unfold is off (``contpte=False``).  Counters ``chp.*``.
+
+``cont_pte_hugepage_on_qemu`` (with ``policy="oneplus"``): the design's
+CONFIG_CONT_PTE_HUGEPAGE_ON_QEMU, under which every private anonymous VMA
+is eligible for blocks, named or not (``transhuge_cont_pte_vma_suitable()``
+skips ``vma_is_chp_anonymous()``); the fuzzer's ``arm64-oneplus`` variant
+uses it.
+
 ``max_gather_batch_count``: how many batch pages an mmu_gather may chain
 (include/asm-generic/tlb.h ``MAX_GATHER_BATCH_COUNT``); -1: the kernel's
 (10000 / ``MAX_GATHER_BATCH``: 19 with 4K pages).  0 is the kernel's
@@ -361,6 +390,13 @@ class Kernel:
         self.swapin_via_swapcache = bool(self.options["swapin_via_swapcache"])
         self.lazyfree_unmap_batch = bool(self.options["lazyfree_unmap_batch"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
+        if self.options["policy"] not in ("mainline", "oneplus"):
+            raise ModelUsageError(f"policy={self.options['policy']!r}: expected 'mainline' or 'oneplus'")
+        self.policy = str(self.options["policy"])
+        #: The OnePlus dynamic-hugepage design (mm/cont_pte_hugepage.py).
+        self.oneplus = self.policy == "oneplus"
+        if self.options["cont_pte_hugepage_on_qemu"] and not self.oneplus:
+            raise ModelUsageError("cont_pte_hugepage_on_qemu=True needs policy='oneplus'")
         if self.max_gather_batch_count < -1:
             raise ModelUsageError(
                 f"max_gather_batch_count={self.max_gather_batch_count}: expected -1 (the kernel's) or >= 0"

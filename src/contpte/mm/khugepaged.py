@@ -606,6 +606,11 @@ def hpage_collapse_scan_pmd(mm: MmStruct, vma: Vma, address: int, cc: CollapseCo
     result = find_pmd_or_thp_or_none(mm, address)
     if result != SCAN_SUCCEED:
         return result, True
+    if k.oneplus:
+        # OnePlus blocks are PTE-mapped folios to khugepaged once split.
+        from .cont_pte_hugepage import split_cont_pte_range
+
+        split_cont_pte_range(vma, address, address + int(arch.PMD_SIZE))
     enabled_orders = collapse_possible_orders(vma, cc) if k.khugepaged_mthp else 1 << k.PMD_ORDER
     max_ptes_shared = collapse_max_ptes_shared(k, cc, k.PMD_ORDER)
     max_ptes_swap = collapse_max_ptes_swap(k, cc, k.PMD_ORDER)

@@ -304,6 +304,10 @@ def madvise_free_single_vma(vma: Vma, start_addr: i64, end_addr: i64) -> i64:
     end: i64 = min(vma.vm_end, end_addr)
     if addr >= end:
         return -EINVAL
+    if mm.kernel.oneplus:
+        from .cont_pte_hugepage import split_cont_pte_range
+
+        split_cont_pte_range(vma, addr, end)
     tlb: MmuGather = MmuGather(mm, False)
     tlb.tlb_start_vma(vma)
     nxt: i64
@@ -420,6 +424,7 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
     """
     k: Kernel = mm.kernel
     ps: i64 = k.PAGE_SIZE
+    VM_CONT_PTE: i64 = cython.cast(i64, 1) << 40  # cont_pte_hugepage.VM_CONT_PTE
     behavior: i64 = ADVICE.get(advice, -1)
     if behavior < 0 or start & (ps - 1):
         return -EINVAL
@@ -444,6 +449,11 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
         s = max(start, v.vm_start)
         e = min(end, v.vm_end)
         if behavior == MADV_DONTNEED:
+            if k.oneplus and (s | e) & ((k.PAGE_SIZE << 4) - 1) and v.vm_flags & VM_CONT_PTE:
+                # OnePlus: a range that cuts a 64K block (zap splits it).
+                from .cont_pte_hugepage import count_chp
+
+                count_chp(k, "madv_dont_need_unaligned")
             zap_page_range_single(v, s, e - s)
         elif behavior == MADV_FREE:
             # Each VMA gathers and flushes on its own, so the VMAs advised
@@ -462,6 +472,10 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
         elif behavior == MADV_DOFORK:
             madvise_update_vma(v, s, e, 0, VM_DONTCOPY)
         elif behavior in (MADV_COLD, MADV_PAGEOUT):
+            if k.oneplus:
+                from .cont_pte_hugepage import split_cont_pte_range
+
+                split_cont_pte_range(v, s, e)
             # madvise_cold() / madvise_pageout(): one walk per PMD range.
             while s < e:
                 madvise_cold_or_pageout_pte_range(

@@ -2,6 +2,7 @@ cimport cython
 from contpte.cdefs cimport i64, I64View, I32View, U32View, I8View
 
 cdef i64 PG_anon, PG_dirty, PG_swapbacked, PG_reserved, PG_lazyfree, PG_referenced, PG_anon_exclusive, PG_swapcache
+cdef i64 PG_cont, PG_double_map
 cdef i64 _NOT_PG_dirty, _NOT_PG_referenced, _NOT_PG_anon_exclusive, GUP_PIN_COUNTING_BIAS
 
 @cython.final

@@ -35,6 +35,8 @@ __all__ = [
     "PG_lazyfree",
     "PG_referenced",
     "PG_swapcache",
+    "PG_cont",
+    "PG_double_map",
     "GUP_PIN_COUNTING_BIAS",
     "page_folio",
     "folio_order",
@@ -75,6 +77,12 @@ PG_referenced = cython.declare(i64, 1 << 5)
 #: ``PG_swapcache``: the folio is in the swap cache (``folio->swap`` is kept
 #: by the swap device, ``mm/swapfile.py``).
 PG_swapcache = cython.declare(i64, 1 << 6)
+#: ``PG_cont`` (OnePlus dynamic hugepage, ``SetPageCont()``): a 64K block of
+#: the cont-pte hugepage pool (``mm/chp_pool.py``), given back there when freed.
+PG_cont = cython.declare(i64, 1 << 7)
+#: ``PageDoubleMap`` of a block (OnePlus ``__split_huge_cont_pte_locked()``):
+#: split into PTE mappings in one mm while other mms still map it whole.
+PG_double_map = cython.declare(i64, 1 << 9)
 # Per-page flags.
 PG_anon_exclusive = cython.declare(i64, 1 << 8)
 _NOT_PG_dirty = cython.declare(i64, 0xFFFFFFFF & ~(1 << 1))
@@ -373,5 +381,7 @@ if cython.compiled:
         PG_referenced=PG_referenced,
         PG_anon_exclusive=PG_anon_exclusive,
         PG_swapcache=PG_swapcache,
+        PG_cont=PG_cont,
+        PG_double_map=PG_double_map,
         GUP_PIN_COUNTING_BIAS=GUP_PIN_COUNTING_BIAS,
     )

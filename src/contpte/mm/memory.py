@@ -22,6 +22,7 @@ import cython
 
 from ..counters import counter
 from ..errors import KernelBug
+from . import cont_pte_hugepage as chp
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -426,6 +427,13 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     count(k.counters, FAULT_ANON, 1)
     if vma.vm_flags & VM_SHARED:
         return VM_FAULT_SIGSEGV
+    ret: i64
+    if k.oneplus:
+        # OnePlus: "Try cont pte first" (create_huge_cont_pte()); on
+        # VM_FAULT_FALLBACK a base page as below.
+        ret = chp.do_huge_cont_pte_anonymous_page(vmf)
+        if not ret & VM_FAULT_FALLBACK:
+            return ret
     vmf.pte = pte_offset_map_lock(mm, vmf.address, True)
     entry: u64
     if not vmf.flags & FAULT_FLAG_WRITE:
@@ -1264,6 +1272,9 @@ def do_wp_page(vmf: VmFault) -> i64:
             # The monitor must resolve it (handle_userfault).
             pte_unmap_unlock(mm, vmf.pte)
             return VM_FAULT_UFFD_WP
+    if k.oneplus and folio >= 0 and k.arch.pte_cont(vmf.orig_pte) and folio_test_anon(mem, folio):
+        # OnePlus: a whole block is reused or copied as one (ContPteHugePage).
+        return chp.do_wp_cont_pte_page(vmf, folio)
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if unshare:
             pte_unmap_unlock(mm, vmf.pte)
@@ -1580,6 +1591,34 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
                 dst_pte += 1
                 addr += k.PAGE_SIZE
                 continue
+            if k.oneplus and a.pte_cont(ptent):
+                # OnePlus: a block is copied whole (one unit of progress, so
+                # the lock break only falls between blocks); one that does
+                # not fit in [addr, end), or may be pinned, is split first.
+                if (
+                    min((addr | (chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE - 1)) + 1, end) - addr
+                    == chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE
+                ):
+                    chp.cont_pte_trans_huge(k, src_pte, "cp_pte_range")
+                    ret = chp.copy_present_cont_pte(dst_vma, src_vma, dst_pte, src_pte, addr, rss)
+                else:
+                    ret = -EAGAIN
+                if ret == 0:
+                    count(k.counters, FORK_CALLS, 1)
+                    count(k.counters, FORK_PTES, chp.HPAGE_CONT_PTE_NR)
+                    progress += 8
+                    src_pte += chp.HPAGE_CONT_PTE_NR
+                    dst_pte += chp.HPAGE_CONT_PTE_NR
+                    addr += chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE
+                    continue
+                ret = 0
+                chp.count_chp(k, "cp_cont_pte_split_count")
+                chp._split_huge_cont_pte_locked(
+                    src_vma,
+                    src_pte & ~(chp.HPAGE_CONT_PTE_NR - 1),
+                    addr & ~(chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE - 1),
+                )
+                ptent = a.ptep_get(src_pte)
             ret = copy_present_ptes(
                 dst_vma, src_vma, dst_pte, src_pte, ptent, addr, (end - addr) >> k.page_shift, rss, prealloc
             )
@@ -1761,6 +1800,51 @@ def zap_present_ptes(
     return 1
 
 
+def zap_cont_pte(
+    tlb: MmuGather,
+    vma: Vma,
+    ptep: i64,
+    ptent: u64,
+    addr: i64,
+    end: i64,
+    rss: RssVec,
+    force_flush: BoolPtr,
+    force_break: BoolPtr,
+) -> bool:
+    """Zap the block at ``ptep`` whole (True), or split it when ``[addr, end)`` covers part (False).
+
+    Models: the OnePlus branch of mm/memory.c ``zap_pte_range()``: a block
+    the range covers entirely is cleared with
+    ``cont_pte_huge_ptep_get_and_clear()`` (the mmu_gather flushes), RSS - 16,
+    its entire mapping removed (``page_remove_rmap(page, true)``) and its one
+    reference queued (``tlb_remove_page_size()``); otherwise
+    ``__split_huge_cont_pte()`` and the caller zaps the PTEs again.
+    Context: PTL held; ``addr`` at the block's first entry when it is whole.
+    """
+    mm: MmStruct = vma_mm(vma)
+    k: Kernel = mm.kernel
+    size: i64 = chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE
+    haddr: i64 = addr & ~(size - 1)
+    if haddr != addr or min(addr + size, end) - addr != size:
+        chp._split_huge_cont_pte_locked(vma, ptep - ((addr - haddr) >> k.page_shift), haddr)
+        return False
+    chp.cont_pte_trans_huge(k, ptep, "zap_pte_range")
+    folio: i64 = vm_normal_folio(vma, addr, ptent)
+    chp.cont_pte_huge_ptep_get_and_clear(vma, addr, ptep)
+    tlb.tlb_remove_tlb_entries(ptep, chp.HPAGE_CONT_PTE_NR, addr)
+    count(k.counters, ZAP_CALLS, 1)
+    count(k.counters, ZAP_PTES, chp.HPAGE_CONT_PTE_NR)
+    chp.count_chp(k, "zap_block")
+    if folio < 0:
+        return True
+    rss.c[MM_ANONPAGES] -= chp.HPAGE_CONT_PTE_NR
+    chp.page_remove_anon_compound_rmap(folio, vma)
+    if tlb.tlb_remove_folio_pages(folio, folio, 1, False):
+        force_flush.value = True
+        force_break.value = True
+    return True
+
+
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64) -> i64:
@@ -1804,6 +1888,13 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
             ptep += nr
             addr += nr << k.page_shift
             continue
+        if k.oneplus and a.pte_cont(ptent):
+            if zap_cont_pte(tlb, vma, ptep, ptent, addr, end, rss, force_flush, force_break):
+                ptep += chp.HPAGE_CONT_PTE_NR
+                addr += chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE
+                if force_break.value:
+                    break
+            continue  # a split block: its entries again, one by one
         nr = zap_present_ptes(
             tlb, vma, ptep, ptent, (end - addr) >> k.page_shift, addr, rss, force_flush, force_break
         )

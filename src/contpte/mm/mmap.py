@@ -290,6 +290,11 @@ def split_vma(mm: MmStruct, vma: Vma, addr: i64) -> Vma:
         pmd_idx = addr >> k.arch.PMD_SHIFT
         if space.pmds and pmd_idx in space.pmds:
             split_huge_pmd(vma, pmd_idx, addr)
+    if k.oneplus:
+        # OnePlus: a 64K block across the new boundary is split first too.
+        from .cont_pte_hugepage import split_vma_cont_pte
+
+        split_vma_cont_pte(vma, addr)
     new: Vma = vma.copy(mm)
     new.vm_start = addr
     new.vm_pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> k.page_shift)

@@ -343,6 +343,12 @@ def change_protection(tlb: MmuGather, vma: Vma, start: i64, end: i64, cp_flags: 
     pmd_shift: i64 = a.PMD_SHIFT
     # NUMA hinting maps PAGE_NONE: present but inaccessible (pte_protnone).
     newprot: u64 = a.vm_get_page_prot(0) if cp_flags & MM_CP_PROT_NUMA else vma.vm_page_prot
+    if k.oneplus:
+        # OnePlus blocks in the range are split (the design's whole-block
+        # change_huge_cont_pte() is not modelled: docs/oneplus.md).
+        from .cont_pte_hugepage import split_cont_pte_range
+
+        split_cont_pte_range(vma, start, end)
     pages: i64 = 0
     addr: i64 = start
     nxt: i64

@@ -185,8 +185,11 @@ def folio_add_new_anon_rmap(folio: i64, vma: Vma, address: i64, flags: i64, pmd:
         mem.entire_mapcount[folio] = 1
         folio_set_large_mapcount(mem, folio, 1, vma)
         if exclusive:
-            # The head's flag stands for the whole PMD-mapped folio.
-            SetPageAnonExclusive(mem, folio, 1)
+            # The head's flag stands for the whole PMD-mapped folio; a
+            # OnePlus 64K block (policy="oneplus", mapped whole by 16 PTEs,
+            # ``page_add_new_anon_rmap(page, vma, haddr, true)``) marks every
+            # page, as its PTEs are split one by one later.
+            SetPageAnonExclusive(mem, folio, 1 if cython.cast(i64, mem.order[folio]) >= k.PMD_ORDER else nr)
     else:
         for i in range(folio, folio + nr):
             mem.mapcount[i] = 1
@@ -257,12 +260,24 @@ _NOT_PG_anon_exclusive = cython.declare(i64, 0xFFFFFFFF & ~(1 << 8))
 @cython.ccall
 @cython.exceptval(-1, check=True)
 def folio_try_dup_anon_rmap_pmd(folio: i64, dst_vma: Vma, src_vma: Vma) -> i64:
-    """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()`` (``dst_vma``: v6.15)."""
+    """Models: include/linux/rmap.h ``folio_try_dup_anon_rmap_pmd()`` (``dst_vma``: v6.15).
+
+    Also the entire-mapcount dup of a OnePlus 64K block (``page_dup_rmap(page,
+    true)``; policy="oneplus").
+    """
     k: Kernel = vma_mm(src_vma).kernel
     mem: MemMap = k.memmap
     if folio_needs_cow_for_dma(src_vma, folio) and cython.cast(i64, mem.flags[folio]) & PG_anon_exclusive:
         return -EBUSY
-    ClearPageAnonExclusive(mem, folio, 1)
+    # A OnePlus 64K block (``page_dup_rmap(page, true)`` in
+    # copy_present_cont_pte()) clears every page's flag.
+    ClearPageAnonExclusive(
+        mem,
+        folio,
+        1
+        if cython.cast(i64, mem.order[folio]) >= k.PMD_ORDER
+        else cython.cast(i64, 1) << cython.cast(i64, mem.order[folio]),
+    )
     mem.entire_mapcount[folio] += 1
     folio_add_large_mapcount(mem, folio, 1, dst_vma)
     count(k.counters, RMAP_OPS, 1)

@@ -54,6 +54,11 @@ def userfaultfd_register_wp(mm: MmStruct, start: i64, length: i64) -> i64:
         return -EINVAL
     end: i64 = start + length
     vmas: list[Vma] = mm.vmas_in(start, end)
+    if mm.kernel.oneplus:
+        from .cont_pte_hugepage import split_cont_pte_range
+
+        for w in vmas:
+            split_cont_pte_range(w, start, end)
     cur: i64 = start
     v: Vma
     for v in vmas:

@@ -58,6 +58,7 @@ if not cython.compiled:
         MemMap,
         PG_anon,
         PG_anon_exclusive,
+        PG_cont,
         PG_lazyfree,
         PG_reserved,
         PG_swapcache,
@@ -325,6 +326,12 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
     while i < len(folio_list) and (target <= 0 or freed < target):
         h = folio_list[i]
         i += 1
+        if k.oneplus and cython.cast(i64, mem.flags[h]) & PG_cont:
+            # OnePlus: a block's whole mappings are split before the rmap
+            # walks (its whole-block reclaim and swap are not modelled).
+            from .cont_pte_hugepage import split_folio_cont_ptes
+
+            split_folio_cont_ptes(k, h)
         n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
         flags = cython.cast(i64, mem.flags[h])
         if flags & PG_anon:

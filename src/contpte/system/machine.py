@@ -158,6 +158,27 @@ class Machine:
                     f"bbml2_noabort=True needs a CPU with BBML2_NOABORT; cpu={cpu!r} has none "
                     f"(presets that have it: {', '.join(have)})"
                 )
+        policy = options.get("policy", "mainline")
+        if policy not in ("mainline", "oneplus"):
+            raise ModelUsageError(f"policy={policy!r}: expected 'mainline' or 'oneplus'")
+        if policy == "oneplus":
+            # The OnePlus design writes the Contiguous bit from core-mm
+            # (docs/oneplus.md): arm64 with 4K pages, without contpte's
+            # transparent fold/unfold.
+            if arch != "arm64":
+                raise ModelUsageError(
+                    f"policy='oneplus' needs arch='arm64' (the design sets arm64's Contiguous bit); got arch={arch!r}"
+                )
+            if page_shift != 12:
+                raise ModelUsageError(
+                    f"policy='oneplus' needs page_size='4K' (64K blocks); got {page_size!r}"
+                )
+            if options.get("contpte", False):
+                raise ModelUsageError(
+                    "policy='oneplus' manages the Contiguous bit in core-mm: contpte=True (the arm64 "
+                    "backend's transparent fold/unfold) does not combine with it"
+                )
+            options["contpte"] = False
         bug_set = check_bug_names(bugs)
         nbytes = parse_bytes(memory, "memory")
         nr_frames = nbytes >> page_shift

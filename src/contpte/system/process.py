@@ -462,6 +462,29 @@ class Process:
             raise _oserror(ret, "madvise")
         self._leave("madvise")
 
+    def prctl_set_vma_name(self, addr: int, length: int | str, name: str | None) -> int:
+        """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, length, name); returns 0.
+
+        EINVAL for an unaligned ``addr``, a wrapping range or a bad name
+        (80 characters or more, non-printable, or one of ``\\`$[]``), EBADF
+        for a file mapping, ENOMEM if part of the range is unmapped (the
+        mapped parts are still named), as Linux.  Under
+        ``Machine(policy="oneplus")`` the name "libc_malloc" or "dalvik-main
+        space (region space)" on 2 MB or more makes the VMAs eligible for
+        64K blocks (``mm/cont_pte_hugepage.py``); another name, or None,
+        makes them ineligible.  Elsewhere the name changes nothing the model
+        keeps.
+        """
+        from ..mm.cont_pte_hugepage import prctl_set_vma_name
+
+        length = parse_length(length, "prctl length")
+        self._enter("prctl")
+        ret = prctl_set_vma_name(self.mm, addr, length, name)
+        if ret:
+            raise _oserror(ret, "prctl(PR_SET_VMA_ANON_NAME)")
+        self._leave("prctl")
+        return 0
+
     def numa_hint(self, addr: int, length: int | str) -> None:
         """Arm NUMA hinting faults on a range, as the scheduler's scanner does.
 

@@ -69,6 +69,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "arm64-nowrprotect": {"arch": "arm64", "wrprotect_ptes_opt": False},
     "arm64-noteardown": {"arch": "arm64", "teardown_opt": False},
     "arm64-bbml2": {"arch": "arm64", "bbml2_noabort": True, "cpu": "neoverse-v3"},
+    # The OnePlus dynamic-hugepage design, every private anon VMA eligible
+    # (CONFIG_CONT_PTE_HUGEPAGE_ON_QEMU): docs/oneplus.md.
+    "arm64-oneplus": {"arch": "arm64", "policy": "oneplus", "cont_pte_hugepage_on_qemu": True},
 }
 """Named backend + kernel-variant sets (``--variant``)."""
 

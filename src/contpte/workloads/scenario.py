@@ -66,6 +66,8 @@ PROTS = ("r", "rw", "rwx", "none")
 MMAP_FLAGS = ("private|anonymous", "shared|anonymous", "private", "shared")
 ADVICES = ("dontneed", "free", "hugepage", "nohugepage", "dontfork", "dofork", "collapse", "cold", "pageout")
 MREMAP_FLAG_NAMES = ("maymove", "fixed", "dontunmap")
+VMA_NAME_ALIASES = {"dalvik": "dalvik-main space (region space)"}
+"""``vma-name ADDR LEN NAME``: one-word NAMEs standing for names with spaces."""
 """The names ``mremap flags=`` takes, in the order ``format_step`` writes them."""
 MACHINE_OPS = ("spawn", "file", "check", "reclaim", "khugepaged", "measure")
 PROC_OPS = (
@@ -82,6 +84,7 @@ PROC_OPS = (
     "exit",
     "numa",
     "uffd-wp",
+    "vma-name",
     "thread",
 )
 OPS = MACHINE_OPS + PROC_OPS
@@ -595,6 +598,8 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             usage, extra = "pin ADDR LEN [write=true|false]", ("write",)
         elif op == "uffd-wp":
             usage, npos = "uffd-wp ADDR LEN on|off", 3
+        elif op == "vma-name":
+            usage, npos = "vma-name ADDR LEN NAME", 3
         pos = [t for t in rest if "=" not in t]
         if len(pos) != npos or rest[:npos] != pos:
             raise ScenarioError(
@@ -624,6 +629,8 @@ def _parse_step(toks: list[str], names: _Names, path: str, line: int) -> Step:
             if pos[2] not in ("on", "off"):
                 raise ScenarioError(path, line, f"uffd-wp: expected on or off, got {pos[2]!r}")
             args["on"] = pos[2] == "on"
+        elif op == "vma-name":
+            args["name"] = VMA_NAME_ALIASES.get(pos[2], pos[2])
     if bind is not None:
         assert want_bind is not None
         names.bind(bind, want_bind, line)
@@ -827,6 +834,8 @@ def format_step(step: Step) -> str:
             words.append("write=false")
         elif op == "uffd-wp":
             words.append("on" if a["on"] else "off")
+        elif op == "vma-name":
+            words.append({v: k for k, v in VMA_NAME_ALIASES.items()}.get(a["name"], a["name"]))
     text = " ".join(words)
     if step.bind:
         text = f"{step.bind} = {text}"
@@ -990,6 +999,8 @@ def exec_step(m: Machine, env: Env, sc: Scenario, step: Step) -> list[int] | Non
         p.numa_hint(addr, n)
     elif op == "uffd-wp":
         p.uffd_wp(addr, n, a["on"])
+    elif op == "vma-name":
+        p.prctl_set_vma_name(addr, n, a["name"])
     else:  # pragma: no cover - the parser admits only known verbs
         raise ScenarioError(sc.path, step.line, f"unknown verb {op!r}")
     return None

@@ -1,0 +1,639 @@
+"""The OnePlus "dynamic hugepage" design: 64K blocks managed by core-mm.
+
+Models: mm/cont_pte_hugepage.c and its hooks in mm/memory.c of
+OnePlusOSS/android_kernel_oneplus_sm8550 (5.15; the files read are at
+commits 40ddc543cdcf and c56550493ad7, see docs/oneplus.md), the design
+Barry Song (OPPO) described in the review of the contpte series.  Selected
+by ``Machine(policy="oneplus")`` (``Kernel.oneplus``); arm64 only.
+
+Core-mm, not the arch backend, decides where the Contiguous bit goes: an
+anonymous write fault in an eligible VMA (named by prctl, 2 MB or more)
+allocates a whole 64K block from the cont-pte hugepage pool and writes its
+16 PTEs with the bit set, break-before-make (``cont_pte_set_huge_pte_at``:
+clear the 16 entries, flush the range, write them).  The block is one
+mapping for the rmap (the entire mapcount, as for a PMD-mapped THP) and
+holds one reference per mapping.  Whatever touches part of a block splits
+it first (``_split_huge_cont_pte_locked``): the 16 entries are rewritten
+without the bit, each page gets its own mapcount and reference, and from
+then on the folio is an ordinary PTE-mapped large folio.
+
+A ``pte_t *`` is an int (the descriptor's index in the machine's pool), a
+``struct page *`` of a block its first pfn.  Not compiled (called from the
+compiled ``memory.py``, which imports it; it must not import ``memory``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..counters import counter
+from ..errors import KernelBug
+from .chp_pool import HPAGE_CONT_PTE_ORDER, alloc_cont_pte_hugepage
+from .kernel import PAGE_ZERO, REF_GETS, THP_FAULT_ALLOC, THP_FAULT_FALLBACK, THP_SPLIT_PMD
+from .memmap import PG_cont, PG_double_map, folio_ref_add
+from .mm_h import pte_offset_map_lock, pte_unmap_unlock, userfaultfd_armed, vm_normal_folio
+from .mm_types import (
+    FAULT_FLAG_WRITE,
+    MM_ANONPAGES,
+    VM_FAULT_FALLBACK,
+    VM_SHARED,
+    VM_WRITE,
+    is_cow_mapping,
+    vma_is_anonymous,
+    vma_mm,
+)
+from .rmap import (
+    RMAP_EXCLUSIVE,
+    anon_vma_prepare,
+    folio_add_large_mapcount,
+    folio_add_new_anon_rmap,
+    folio_needs_cow_for_dma,
+    folio_sub_large_mapcount,
+    folio_try_dup_anon_rmap_pmd,
+    rmap_changed,
+)
+
+__all__ = [
+    "HPAGE_CONT_PTE_NR",
+    "VM_CONT_PTE",
+    "CHP_VMA_NAMES",
+    "prctl_set_vma_name",
+    "transhuge_cont_pte_vma_suitable",
+    "cont_pte_none",
+    "cont_pte_trans_huge",
+    "cont_pte_set_huge_pte_at",
+    "cont_pte_set_huge_pte_wrprotect",
+    "cont_pte_huge_ptep_get_and_clear",
+    "cont_pte_huge_ptep_get_and_clear_flush",
+    "split_huge_cont_pte_address",
+    "split_cont_pte_range",
+    "do_huge_cont_pte_anonymous_page",
+    "copy_present_cont_pte",
+]
+
+#: HPAGE_CONT_PTE_NR: the PTEs (and pages) of a block with 4K pages.
+HPAGE_CONT_PTE_NR = 1 << HPAGE_CONT_PTE_ORDER
+#: Model: a VMA named for hugepages (the design's ``vma_is_chp_anonymous()``).
+#: Above every flag Linux defines on 64-bit that the model uses.
+VM_CONT_PTE = 1 << 40
+#: The two anon VMA names the design maps with blocks (``NATIVE_HEAP``,
+#: ``DALVIK_MAIN_HEAP`` in mm/cont_pte_hugepage.c).
+CHP_VMA_NAMES = ("libc_malloc", "dalvik-main space (region space)")
+#: ``handle_chp_prctl_user_addrs()``: a named range shorter than this is not eligible.
+CHP_MIN_LEN = 2 << 20
+#: include/uapi/linux/prctl.h and mm/madvise.c: ANON_VMA_NAME_MAX_LEN (with the NUL).
+ANON_VMA_NAME_MAX_LEN = 80
+
+EINVAL = 22
+ENOMEM = 12
+EBADF = 9
+EAGAIN = 11
+
+_C: dict[str, int] = {}
+
+
+def _count(k: Any, name: str, n: int = 1) -> None:
+    """``count_vm_chp_event()`` and the design's atomic counters (``chp.<name>``)."""
+    cid = _C.get(name)
+    if cid is None:
+        cid = _C[name] = counter("chp." + name)
+    k.counters.inc(cid, n)
+
+
+def _haddr(k: Any, addr: int) -> int:
+    return int(addr) & ~((int(k.PAGE_SIZE) << HPAGE_CONT_PTE_ORDER) - 1)
+
+
+# -- eligibility ----------------------------------------------------------------
+def prctl_set_vma_name(mm: Any, start: int, length: int, name: str | None) -> int:
+    """Name ``[start, start+length)`` like prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME); 0 or -errno.
+
+    Models: kernel/sys.c ``prctl_set_vma()`` -> mm/madvise.c
+    ``madvise_set_anon_name()`` (EINVAL for an unaligned start, a range
+    that wraps, a name of ``ANON_VMA_NAME_MAX_LEN`` characters or more or
+    with a character outside printable ASCII or one of ``\\`$[]``; EBADF
+    for a file mapping; ENOMEM if part of the range is unmapped, the mapped
+    parts still named), plus the design's hook
+    (``handle_chp_prctl_user_addrs()``): the name "libc_malloc" or
+    "dalvik-main space (region space)" on a range of 2 MB or more makes the
+    VMAs eligible for 64K blocks (``VM_CONT_PTE``); any other name (or
+    none) makes them ineligible.  The hook's UID blacklist, the libc.so
+    owner check and the 32-bit exclusion are not modelled.  The name itself
+    is not kept (the model has no /proc/PID/maps names).
+    """
+    from .madvise import madvise_update_vma
+
+    k = mm.kernel
+    ps = k.PAGE_SIZE
+    if name is not None:
+        if len(name) >= ANON_VMA_NAME_MAX_LEN:
+            return -EINVAL
+        for ch in name:
+            if not (0x20 <= ord(ch) < 0x7F) or ch in "\\`$[]":
+                return -EINVAL
+    if start & (ps - 1) or length < 0:
+        return -EINVAL
+    length = (length + ps - 1) & ~(ps - 1)
+    end = start + length
+    if end < start:
+        return -EINVAL
+    if end == start:
+        return 0
+    eligible = name in CHP_VMA_NAMES and length >= CHP_MIN_LEN
+    unmapped = False
+    cur = start
+    vmas = mm.vmas_in(start, end)
+    for v in vmas:
+        if v.vm_start > cur:
+            unmapped = True
+        cur = v.vm_end
+        if not vma_is_anonymous(v):
+            return -EBADF
+    if cur < end:
+        unmapped = True
+    for v in vmas:
+        s = max(start, v.vm_start)
+        e = min(end, v.vm_end)
+        if eligible:
+            madvise_update_vma(v, s, e, VM_CONT_PTE, 0)
+        else:
+            madvise_update_vma(v, s, e, 0, VM_CONT_PTE)
+    return -ENOMEM if unmapped else 0
+
+
+def transhuge_cont_pte_vma_suitable(vma: Any, haddr: int) -> bool:
+    """May the block at ``haddr`` of ``vma`` be mapped whole?
+
+    Models: mm/cont_pte_hugepage.c ``transhuge_cont_pte_vma_suitable()``
+    for anonymous memory: the VMA is named for hugepages, is private, and
+    holds the whole aligned block.  (brk and stack VMAs, which the design
+    refuses, do not exist in the model; file blocks are not modelled.)
+    With ``cont_pte_hugepage_on_qemu`` every private anonymous VMA is named
+    (CONFIG_CONT_PTE_HUGEPAGE_ON_QEMU).
+    """
+    k = vma_mm(vma).kernel
+    if not vma_is_anonymous(vma) or vma.vm_flags & VM_SHARED:
+        return False
+    if not vma.vm_flags & VM_CONT_PTE and not k.options["cont_pte_hugepage_on_qemu"]:
+        return False
+    return bool(vma.vm_start <= haddr and haddr + (k.PAGE_SIZE << HPAGE_CONT_PTE_ORDER) <= vma.vm_end)
+
+
+def cont_pte_none(k: Any, ptep: int) -> bool:
+    """Models: ``cont_pte_none()``: all 16 entries of the block at ``ptep`` are none."""
+    a = k.arch
+    return all(a.pte_none(a.ptep_get(ptep + i)) for i in range(HPAGE_CONT_PTE_NR))
+
+
+def cont_pte_trans_huge(k: Any, ptep: int, reason: str) -> bool:
+    """Is the block holding ``ptep`` a whole Contiguous block?  A partial one is a bug.
+
+    Models: mm/cont_pte_hugepage.c ``cont_pte_trans_huge(ptep, reason)``
+    (CONFIG_CHP_ABMORMAL_PTES_DEBUG): counts the entries with the Contiguous
+    bit; some but not all 16 is a corrupt block, recorded by ``reason`` (the
+    call site: ``chp.corrupt_cont_pte.<reason>``) and ``CHP_BUG_ON``.
+    """
+    a = k.arch
+    base = ptep & ~(HPAGE_CONT_PTE_NR - 1)
+    vals = [a.ptep_get(base + i) for i in range(HPAGE_CONT_PTE_NR)]
+    nr = sum(1 for v in vals if a.pte_cont(v))
+    if 0 < nr < HPAGE_CONT_PTE_NR:
+        _count(k, "corrupt_cont_pte." + reason)
+        raise KernelBug("CHP_BUG_ON", f"corrupted cont_pte ({reason}): {nr} of 16 entries Contiguous", None)
+    return nr == HPAGE_CONT_PTE_NR
+
+
+# -- the design's own PTE helpers (copied there from arm64 hugetlbpage.c) ---------
+def _get_clear_flush(vma: Any, addr: int, ptep: int, flush: bool) -> int:
+    """Clear the 16 entries, gathering dirty and young into the first; flush if asked.
+
+    Models: mm/cont_pte_hugepage.c ``get_clear_flush()``.
+    """
+    mm = vma_mm(vma)
+    a = mm.kernel.arch
+    ps = mm.kernel.PAGE_SIZE
+    orig = a.ptep_get(ptep)
+    valid = a.pte_valid(orig)
+    for i in range(HPAGE_CONT_PTE_NR):
+        pte = a.ptep_get_and_clear(mm, addr + i * ps, ptep + i)
+        if a.pte_dirty(pte):
+            orig = a.pte_mkdirty(orig)
+        if a.pte_young(pte):
+            orig = a.pte_mkyoung(orig)
+    if valid and flush:
+        a.flush_tlb_range(vma, addr, addr + HPAGE_CONT_PTE_NR * ps)
+    return int(orig)
+
+
+def cont_pte_huge_ptep_get_and_clear(vma: Any, addr: int, ptep: int) -> int:
+    """Clear a whole block without a flush (the caller's mmu_gather flushes).
+
+    Models: ``cont_pte_huge_ptep_get_and_clear()``.  Context: PTL held; ``addr``
+    and ``ptep`` at the block's first entry.
+    """
+    return _get_clear_flush(vma, addr, ptep, False)
+
+
+def cont_pte_huge_ptep_get_and_clear_flush(vma: Any, addr: int, ptep: int) -> int:
+    """Models: ``cont_pte_huge_ptep_get_and_clear_flush()``: clear a whole block and flush it."""
+    return _get_clear_flush(vma, addr, ptep, True)
+
+
+def _clear_flush(vma: Any, addr: int, ptep: int) -> None:
+    """Models: ``clear_flush()``: clear the 16 entries, then flush the range."""
+    mm = vma_mm(vma)
+    a = mm.kernel.arch
+    ps = mm.kernel.PAGE_SIZE
+    for i in range(HPAGE_CONT_PTE_NR):
+        a.pte_clear(mm, addr + i * ps, ptep + i)
+    a.flush_tlb_range(vma, addr, addr + HPAGE_CONT_PTE_NR * ps)
+
+
+def cont_pte_set_huge_pte_at(vma: Any, addr: int, ptep: int, pte: int) -> None:
+    """Write a whole block: break (clear and flush) then make the 16 Contiguous entries.
+
+    Models: mm/cont_pte_hugepage.c ``cont_pte_set_huge_pte_at()``: each
+    entry maps the next page, with ``pte``'s attributes and the Contiguous
+    bit.  ``pte``: the first entry.  Context: PTL held; aligned block.
+    """
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a = k.arch
+    pfn = a.pte_pfn(pte)
+    if pfn & (HPAGE_CONT_PTE_NR - 1) or _haddr(k, addr) != addr:
+        raise KernelBug("CHP_BUG_ON", f"unaligned block pfn {pfn:#x} at {addr:#x}", addr)
+    prot = a.pte_pgprot(a.pte_mkcont(pte))
+    _clear_flush(vma, addr, ptep)
+    for i in range(HPAGE_CONT_PTE_NR):
+        a.set_pte_at(mm, addr + i * k.PAGE_SIZE, ptep + i, a.pfn_pte(pfn + i, prot))
+
+
+def cont_pte_set_huge_pte_wrprotect(vma: Any, addr: int, ptep: int) -> None:
+    """Write-protect a whole block: clear and flush it, then write it read-only.
+
+    Models: ``cont_pte_set_huge_pte_wrprotect()``.
+    """
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a = k.arch
+    pte = a.pte_wrprotect(_get_clear_flush(vma, addr, ptep, True))
+    prot = a.pte_pgprot(pte)
+    pfn = a.pte_pfn(pte)
+    for i in range(HPAGE_CONT_PTE_NR):
+        a.set_pte_at(mm, addr + i * k.PAGE_SIZE, ptep + i, a.pfn_pte(pfn + i, prot))
+
+
+# -- split ------------------------------------------------------------------------
+def _split_huge_cont_pte_locked(vma: Any, ptep: int, haddr: int) -> None:
+    """Turn a block mapping into 16 PTE mappings with per-page mapcounts.
+
+    Models: mm/cont_pte_hugepage.c ``__split_huge_cont_pte_locked()`` for
+    anonymous memory, without ``freeze`` (migration entries are not
+    modelled): the entries are read, the block is cleared and flushed, each
+    entry is written again without the Contiguous bit (its own young and
+    dirty kept), and the block's one reference and entire mapcount become
+    16 references and per-page mapcounts (``page_ref_add(head, 15)``, then
+    ``_mapcount`` of each page).  If other mms still map the block whole
+    (entire mapcount > 1) the folio becomes "double mapped"
+    (``PageDoubleMap``, ``chp.double_map``); 5.15's extra per-page
+    ``_mapcount`` that comes with it is an encoding ``page_mapcount()``
+    subtracts again, so the model keeps the logical counts only.  Counts
+    ``thp_split_pmd`` as the design does (``THP_SPLIT_CONT_PTE``) and
+    ``chp.split``.  Context: PTL held; ``ptep``/``haddr`` at the block's
+    first entry.
+    """
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a: Any = k.arch  # arm64 (pte_mknoncont)
+    mem = k.memmap
+    ps = k.PAGE_SIZE
+    first = a.ptep_get(ptep)
+    if not a.pte_cont(first) or _haddr(k, haddr) != haddr:
+        raise KernelBug("CHP_BUG_ON", f"split of a non-block at {haddr:#x}", haddr, [first])
+    if haddr < vma.vm_start or haddr + HPAGE_CONT_PTE_NR * ps > vma.vm_end:
+        raise KernelBug("VM_BUG_ON_VMA", f"block at {haddr:#x} leaves the VMA", haddr)
+    k.counters.inc(THP_SPLIT_PMD, 1)
+    _count(k, "split")
+    folio = vm_normal_folio(vma, haddr, first)
+    old = [a.ptep_get(ptep + i) for i in range(HPAGE_CONT_PTE_NR)]
+    if folio >= 0:
+        # The new PTE mappings' references come before their mapcounts.
+        folio_ref_add(mem, folio, HPAGE_CONT_PTE_NR - 1)
+        k.counters.inc(REF_GETS, 1)
+    cont_pte_huge_ptep_get_and_clear_flush(vma, haddr, ptep)
+    for i in range(HPAGE_CONT_PTE_NR):
+        a.set_pte_at(mm, haddr + i * ps, ptep + i, a.pte_mknoncont(old[i]))
+    if folio < 0:
+        return
+    for i in range(HPAGE_CONT_PTE_NR):
+        mem.mapcount[folio + i] += 1
+    folio_add_large_mapcount(mem, folio, HPAGE_CONT_PTE_NR, vma)
+    if int(mem.entire_mapcount[folio]) > 1 and not int(mem.flags[folio]) & PG_double_map:
+        mem.flags[folio] |= PG_double_map
+        _count(k, "double_map")
+    mem.entire_mapcount[folio] -= 1
+    folio_sub_large_mapcount(mem, folio, 1, vma)
+    if int(mem.entire_mapcount[folio]) == 0:
+        mem.flags[folio] &= 0xFFFFFFFF & ~PG_double_map
+    rmap_changed(k, folio)
+
+
+def split_huge_cont_pte_address(vma: Any, address: int) -> None:
+    """Split the block holding ``address``, if it is one.
+
+    Models: mm/cont_pte_hugepage.c ``split_huge_cont_pte_address()`` (takes
+    and drops the PTL).
+    """
+    mm = vma_mm(vma)
+    k = mm.kernel
+    haddr = _haddr(k, address)
+    ptep = pte_offset_map_lock(mm, haddr, False)
+    if ptep < 0:
+        return
+    pte = k.arch.ptep_get(ptep)
+    if k.arch.pte_present(pte) and k.arch.pte_cont(pte):
+        cont_pte_trans_huge(k, ptep, "split")
+        _split_huge_cont_pte_locked(vma, ptep, haddr)
+    pte_unmap_unlock(mm, ptep)
+
+
+def split_cont_pte_range(vma: Any, start: int, end: int) -> None:
+    """Split every block of ``vma`` that overlaps ``[start, end)``.
+
+    Model helper (like ``split_huge_pmd_address()`` over a range): the
+    walks the model does not teach about blocks (mprotect, MADV_FREE,
+    MADV_COLD/PAGEOUT, mremap, khugepaged, uffd-wp, NUMA hinting, reclaim's
+    rmap walk) call it first, and then see an ordinary PTE-mapped large
+    folio.  Nothing to do outside ``policy="oneplus"``.
+    """
+    k = vma_mm(vma).kernel
+    if not k.oneplus:
+        return
+    size = k.PAGE_SIZE << HPAGE_CONT_PTE_ORDER
+    addr = _haddr(k, max(start, vma.vm_start))
+    end = min(end, vma.vm_end)
+    while addr < end:
+        if addr >= vma.vm_start and addr + size <= vma.vm_end:
+            split_huge_cont_pte_address(vma, addr)
+        addr += size
+
+
+# -- mm/memory.c hooks ------------------------------------------------------------
+def do_huge_cont_pte_anonymous_page(vmf: Any) -> int:
+    """Map a whole 64K block on an anonymous write fault; 0 or VM_FAULT_FALLBACK.
+
+    Models: mm/memory.c (OnePlus) ``do_huge_cont_pte_anonymous_page()`` and
+    ``__do_huge_cont_pte_anonymous_page()``: a suitable VMA, a block from
+    the pool (``alloc_cont_pte_hugepage()``, zeroed), all 16 entries none;
+    the 16 PTEs are written writable, dirty, young and Contiguous
+    (``cont_pte_set_huge_pte_at``), one entire mapping is added and the RSS
+    grows by 16.  An allocation failure counts ``thp_fault_fallback`` and
+    ``chp.thp_do_anon_pages_fallback``; the caller then maps a base page.
+    A read fault falls back too: the design maps the huge zero page's first
+    64K there, which the model does not (docs/oneplus.md).
+    """
+    vma = vmf.vma
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a = k.arch
+    haddr = _haddr(k, vmf.address)
+    if not transhuge_cont_pte_vma_suitable(vma, haddr):
+        return VM_FAULT_FALLBACK
+    if not vmf.flags & FAULT_FLAG_WRITE or userfaultfd_armed(vma):
+        return VM_FAULT_FALLBACK
+    anon_vma_prepare(vma)
+    pfn = alloc_cont_pte_folio(k, True)
+    if pfn < 0:
+        k.counters.inc(THP_FAULT_FALLBACK, 1)
+        _count(k, "thp_do_anon_pages_fallback")
+        return VM_FAULT_FALLBACK
+    _count(k, "thp_do_anon_pages")
+    ptep = pte_offset_map_lock(mm, haddr, True)
+    fault_ptep = ptep + ((vmf.address - haddr) >> k.page_shift)
+    if not a.pte_none(a.ptep_get(fault_ptep)):
+        pte_unmap_unlock(mm, ptep)
+        k.folio_put(pfn, 1)
+        return 0
+    if not cont_pte_none(k, ptep):
+        pte_unmap_unlock(mm, ptep)
+        k.folio_put(pfn, 1)
+        return VM_FAULT_FALLBACK
+    entry = a.pfn_pte(pfn, vma.vm_page_prot)
+    if vma.vm_flags & VM_WRITE:
+        entry = a.pte_mkwrite(a.pte_mkdirty(entry))
+    entry = a.pte_mkyoung(entry)
+    cont_pte_set_huge_pte_at(vma, haddr, ptep, entry)
+    folio_add_new_anon_rmap(pfn, vma, haddr, RMAP_EXCLUSIVE, True)
+    mm.add_mm_counter(MM_ANONPAGES, HPAGE_CONT_PTE_NR)
+    k.counters.inc(THP_FAULT_ALLOC, 1)
+    pte_unmap_unlock(mm, ptep)
+    return 0
+
+
+def _prep_cont_pte_folio(k: Any, pfn: int, zero: bool) -> None:
+    """``SetPageCont()`` + ``prep_compound_page(page, HPAGE_CONT_PTE_ORDER)``: a block as a folio."""
+    mem = k.memmap
+    mem.prep(pfn, HPAGE_CONT_PTE_ORDER)
+    mem.flags[pfn] |= PG_cont
+    k.counters.add("folio.alloc", 1)
+    k.counters.add("folio.alloc_pages", HPAGE_CONT_PTE_NR)
+    if zero:
+        for i in range(HPAGE_CONT_PTE_NR):
+            k.arch.clear_highpage(pfn + i)
+        k.counters.inc(PAGE_ZERO, HPAGE_CONT_PTE_NR)
+
+
+def alloc_cont_pte_folio(k: Any, zero: bool) -> int:
+    """A block from the pool prepared as an order-4 folio, or -1 (``alloc_cont_pte_hugepage()``)."""
+    pfn = alloc_cont_pte_hugepage(k, 0)
+    if pfn < 0:
+        return -1  # counted by the pool (page_alloc_failed)
+    _prep_cont_pte_folio(k, pfn, zero)
+    return pfn
+
+
+def copy_present_cont_pte(dst_vma: Any, src_vma: Any, dst_pte: int, src_pte: int, addr: int, rss: Any) -> int:
+    """Copy a whole block to the child at fork; 0, or -EAGAIN to split it instead.
+
+    Models: mm/memory.c (OnePlus) ``copy_present_cont_pte()``: one
+    reference (``get_page``) and one entire-mapcount dup (``page_dup_rmap(page,
+    true)``) for the block, RSS + 16; a CoW mapping's block is
+    write-protected in the parent as a whole
+    (``cont_pte_set_huge_pte_wrprotect``: clear, flush, rewrite) and the
+    child's block written old (and clean in a shared mapping) with
+    ``cont_pte_set_huge_pte_at``.  The design has no pinned-page check
+    (5.15 has no PageAnonExclusive); the model returns -EAGAIN for a block
+    that may be pinned, and the caller splits it and copies page by page
+    as mainline does (docs/oneplus.md).  Context: both PTLs held; aligned.
+    """
+    k = vma_mm(src_vma).kernel
+    a = k.arch
+    mem = k.memmap
+    pte = a.ptep_get(src_pte)
+    folio = vm_normal_folio(src_vma, addr, pte)
+    if folio >= 0:
+        if folio_needs_cow_for_dma(src_vma, folio):
+            return -EAGAIN
+        folio_ref_add(mem, folio, 1)
+        k.counters.inc(REF_GETS, 1)
+        if folio_try_dup_anon_rmap_pmd(folio, dst_vma, src_vma):
+            raise KernelBug("CHP_BUG_ON", f"block {folio:#x} could not be shared at fork", addr)
+        rmap_changed(k, folio)
+        rss.c[MM_ANONPAGES] += HPAGE_CONT_PTE_NR
+    if is_cow_mapping(src_vma.vm_flags) and a.pte_write(pte):
+        cont_pte_set_huge_pte_wrprotect(src_vma, addr, src_pte)
+        pte = a.pte_wrprotect(pte)
+    if src_vma.vm_flags & VM_SHARED:
+        pte = a.pte_mkclean(pte)
+    pte = a.pte_mkold(pte)
+    cont_pte_set_huge_pte_at(dst_vma, addr, dst_pte, pte)
+    _count(k, "copy_block")
+    return 0
+
+
+def count_chp(k: Any, name: str, n: int = 1) -> None:
+    """Count ``chp.<name>`` (for the compiled callers)."""
+    _count(k, name, n)
+
+
+def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
+    """A write (or unshare) fault on a write-protected block: reuse it whole or copy it whole.
+
+    Models: mm/memory.c (OnePlus) ``do_wp_page()``'s block branch:
+    ``wp_cont_pte_hugepage_reuse()`` makes the 16 entries writable again
+    (cleared, then ``cont_pte_set_huge_pte_at``) when the block is this
+    mapping's alone (the model asks PageAnonExclusive first, as mainline
+    does, then the design's test: one mapping, one reference: ``chp.wp_reuse``);
+    otherwise ``wp_page_copy()`` copies it into a new block from the pool
+    (``thp_cow``) or, when none is free, into 16 base pages
+    (``thp_cow_fallback``), and drops the old block's entire mapping and
+    reference.  The design's fallback clears and rewrites the 16 entries
+    one at a time while the others still carry the Contiguous bit (an
+    inconsistent contiguous set); the model clears the block whole first.
+    Context: PTL held (``vmf.pte``); released on return.
+    """
+    from .memmap import PageAnonExclusive, SetPageAnonExclusive
+    from .mm_h import maybe_mkwrite
+    from .mm_types import FAULT_FLAG_UNSHARE, VM_FAULT_OOM
+
+    vma = vmf.vma
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a = k.arch
+    mem = k.memmap
+    ps = k.PAGE_SIZE
+    haddr = _haddr(k, vmf.address)
+    ptep = vmf.pte - ((vmf.address - haddr) >> k.page_shift)
+    cont_pte_trans_huge(k, ptep, "wp_page")
+    unshare = bool(vmf.flags & FAULT_FLAG_UNSHARE)
+    nr = HPAGE_CONT_PTE_NR
+    exclusive = PageAnonExclusive(mem, a.pte_pfn(vmf.orig_pte))
+    if exclusive or (
+        int(mem.entire_mapcount[folio]) == 1
+        and int(mem.large_mapcount[folio]) == 1
+        and int(mem.refcount[folio]) == 1
+    ):
+        SetPageAnonExclusive(mem, folio, nr)
+        if not unshare:
+            entry = a.pte_mkyoung(a.ptep_get(ptep))
+            entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
+            cont_pte_huge_ptep_get_and_clear(vma, haddr, ptep)
+            cont_pte_set_huge_pte_at(vma, haddr, ptep, entry)
+            _count(k, "wp_reuse")
+            k.counters.add("fault.wp_reuse", 1)
+        pte_unmap_unlock(mm, vmf.pte)
+        return 0
+    k.counters.add("fault.wp_copy", 1)
+    anon_vma_prepare(vma)
+    new = alloc_cont_pte_folio(k, False)
+    base: list[int] = []
+    if new < 0:
+        for _ in range(nr):
+            p = k.folio_alloc(0, False)
+            if p < 0:
+                for q in base:
+                    k.folio_put(q, 1)
+                pte_unmap_unlock(mm, vmf.pte)
+                return VM_FAULT_OOM
+            base.append(p)
+    prot = a.pte_pgprot(a.pfn_pte(0, vma.vm_page_prot))
+    if new >= 0:
+        for i in range(nr):
+            a.copy_user_highpage(new + i, folio + i, haddr + i * ps, vma)
+        k.counters.add("page.copy", nr)
+        entry = a.pte_mkyoung(a.pfn_pte(new, prot))
+        if not unshare:
+            entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
+        cont_pte_set_huge_pte_at(vma, haddr, ptep, entry)
+        folio_add_new_anon_rmap(new, vma, haddr, RMAP_EXCLUSIVE, True)
+        _count(k, "thp_cow")
+    else:
+        for i in range(nr):
+            a.copy_user_highpage(base[i], folio + i, haddr + i * ps, vma)
+        k.counters.add("page.copy", nr)
+        cont_pte_huge_ptep_get_and_clear_flush(vma, haddr, ptep)
+        for i in range(nr):
+            entry = a.pte_mkyoung(a.pfn_pte(base[i], prot))
+            if not unshare:
+                entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
+            folio_add_new_anon_rmap(base[i], vma, haddr + i * ps, RMAP_EXCLUSIVE, False)
+            a.set_pte_at(mm, haddr + i * ps, ptep + i, entry)
+        _count(k, "thp_cow_fallback")
+    page_remove_anon_compound_rmap(folio, vma)
+    k.folio_put(folio, 1)  # the block mapping's reference
+    pte_unmap_unlock(mm, vmf.pte)
+    return 0
+
+
+def split_folio_cont_ptes(k: Any, folio: int) -> None:
+    """Split every block mapping of ``folio`` (reclaim, before its rmap walk).
+
+    Model helper, like ``try_to_unmap()``'s ``TTU_SPLIT_HUGE_PMD``: the
+    walk (``rmap_walk_ptes``) finds each mm mapping the block; the design's
+    whole-block reclaim and swap-out are not modelled (docs/oneplus.md).
+    """
+    from .rmap import rmap_walk_ptes
+
+    mem = k.memmap
+    if not int(mem.flags[folio]) & PG_cont or int(mem.entire_mapcount[folio]) == 0:
+        return
+    a = k.arch
+    seen: set[tuple[int, int]] = set()
+    for mm, pmd_idx, idx in rmap_walk_ptes(k, folio, folio + HPAGE_CONT_PTE_NR):
+        addr = (pmd_idx << a.PMD_SHIFT) | (idx << a.PAGE_SHIFT)
+        key = (id(mm), _haddr(k, addr))
+        if key in seen:
+            continue
+        seen.add(key)
+        vma = mm.find_vma(addr)
+        if vma is not None:
+            split_huge_cont_pte_address(vma, addr)
+
+
+def split_vma_cont_pte(vma: Any, addr: int) -> None:
+    """A VMA is about to be split at ``addr``: split the block across it.
+
+    Model helper, the block analogue of ``vma_adjust_trans_huge()``
+    (mm/huge_memory.c), so that no block ever spans two VMAs.
+    """
+    k = vma_mm(vma).kernel
+    if k.oneplus and _haddr(k, addr) != addr and vma.vm_start <= _haddr(k, addr):
+        if _haddr(k, addr) + (k.PAGE_SIZE << HPAGE_CONT_PTE_ORDER) <= vma.vm_end:
+            split_huge_cont_pte_address(vma, addr)
+
+
+def page_remove_anon_compound_rmap(folio: int, vma: Any) -> None:
+    """Remove one whole-block mapping of ``folio``.
+
+    Models: 5.15 mm/rmap.c ``page_remove_rmap(page, true)`` ->
+    ``page_remove_anon_compound_rmap()`` for a block: the entire mapcount
+    drops; when the last whole mapping goes, ``PageDoubleMap`` is cleared
+    (``TestClearPageDoubleMap``).  The model's ``folio_remove_rmap_pmd``
+    does the counting.
+    """
+    from .rmap import folio_remove_rmap_pmd
+
+    mem = vma_mm(vma).kernel.memmap
+    folio_remove_rmap_pmd(folio, vma)
+    if int(mem.entire_mapcount[folio]) == 0:
+        mem.flags[folio] &= 0xFFFFFFFF & ~PG_double_map

@@ -1,0 +1,368 @@
+"""The OnePlus "dynamic hugepage" policy (Machine(policy="oneplus"), docs/oneplus.md).
+
+Counts derived from mm/cont_pte_hugepage.c and mm/memory.c of
+OnePlusOSS/android_kernel_oneplus_sm8550: a block is allocated whole at a
+write fault, copied whole at fork (one reference, one entire-mapcount dup),
+CoW-copied whole, zapped whole, and split into 16 PTE mappings by anything
+that touches part of it.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import contpte
+from contpte.errors import InvariantViolation, ModelUsageError
+from contpte.mm import cont_pte_hugepage as chp
+from contpte.workloads.scenario import parse, run
+
+PAGE = 4096
+BLOCK = 64 << 10
+HERE = Path(__file__).parent
+
+
+def machine(**kw: object) -> contpte.Machine:
+    return contpte.Machine(policy="oneplus", memory="64M", cpus=2, **kw)  # type: ignore[arg-type]
+
+
+def heap(
+    m: contpte.Machine, size: int = 4 << 20, name: str | None = "libc_malloc"
+) -> tuple[contpte.Process, int]:
+    p = m.spawn()
+    a = p.mmap(size, prot="rw", flags="private|anonymous")
+    if name is not None:
+        assert p.prctl_set_vma_name(a, size, name) == 0
+    return p, a
+
+
+def delta(m: contpte.Machine, before: dict[str, int], name: str) -> int:
+    return m.stats()[name] - before[name]
+
+
+def test_policy_is_checked() -> None:
+    with pytest.raises(ModelUsageError, match="policy='bogus'"):
+        contpte.Machine(policy="bogus")
+    with pytest.raises(ModelUsageError, match="needs arch='arm64'"):
+        contpte.Machine(policy="oneplus", arch="generic")
+    with pytest.raises(ModelUsageError, match="page_size='4K'"):
+        contpte.Machine(policy="oneplus", page_size="16K")
+    with pytest.raises(ModelUsageError, match="contpte=True"):
+        contpte.Machine(policy="oneplus", contpte=True)
+    with pytest.raises(ModelUsageError, match="needs policy='oneplus'"):
+        contpte.Machine(cont_pte_hugepage_on_qemu=True)
+    assert contpte.Machine(memory="16M").kernel.policy == "mainline"
+
+
+def test_prctl_errors_and_eligibility() -> None:
+    m = machine()
+    p, a = heap(m, name=None)
+    with pytest.raises(OSError) as e:
+        p.prctl_set_vma_name(a + 1, PAGE, "libc_malloc")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        p.prctl_set_vma_name(a, PAGE, "bad$name")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        p.prctl_set_vma_name(a, PAGE, "x" * 80)
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        p.prctl_set_vma_name(a + (4 << 20) - PAGE, 2 * PAGE, "libc_malloc")
+    assert e.value.errno == errno.ENOMEM
+    f = m.open_file("f", 1 << 20)
+    fa = p.mmap(1 << 20, prot="r", flags="private", file=f)
+    with pytest.raises(OSError) as e:
+        p.prctl_set_vma_name(fa, 1 << 20, "libc_malloc")
+    assert e.value.errno == errno.EBADF
+    # The design's names on less than 2 MB: not eligible.
+    p.prctl_set_vma_name(a, 1 << 20, "libc_malloc")
+    s = m.stats()
+    p.write(a, BLOCK, 1)
+    assert delta(m, s, "chp.thp_do_anon_pages") == 0
+    assert not p.pagemap(a, BLOCK)["cont"].any()
+    # 2 MB of "dalvik-main space (region space)": eligible.
+    b = a + (2 << 20)
+    p.prctl_set_vma_name(b, 2 << 20, "dalvik-main space (region space)")
+    s = m.stats()
+    p.write(b, BLOCK, 2)
+    assert delta(m, s, "chp.thp_do_anon_pages") == 1
+    pm = p.pagemap(b, BLOCK)
+    assert pm["cont"].all() and (pm["order"] == 4).all() and pm["writable"].all()
+    assert pm["pfn"][0] % 16 == 0 and np.array_equal(pm["pfn"], pm["pfn"][0] + np.arange(16))
+    # Another name makes it ineligible again.
+    p.prctl_set_vma_name(b, 2 << 20, "other")
+    s = m.stats()
+    p.write(b + BLOCK, BLOCK, 3)
+    assert delta(m, s, "chp.thp_do_anon_pages") == 0
+    m.check()
+
+
+@pytest.mark.parametrize("nblocks", [1, 5])
+def test_fault_maps_whole_blocks(nblocks: int) -> None:
+    m = machine()
+    p, a = heap(m)
+    s = m.stats()
+    p.write(a, nblocks * BLOCK, 7)
+    assert delta(m, s, "chp.thp_do_anon_pages") == nblocks
+    assert delta(m, s, "thp_fault_alloc") == nblocks
+    assert delta(m, s, "fault.anon") == nblocks
+    assert delta(m, s, "page.zero") == 16 * nblocks
+    assert p.rss()["anon"] == 16 * nblocks
+    mem = m.kernel.memmap
+    for i in range(nblocks):
+        h = int(p.pagemap(a + i * BLOCK, PAGE)["pfn"][0])
+        assert (int(mem.entire_mapcount[h]), int(mem.refcount[h])) == (1, 1)
+        assert not np.asarray(mem.mapcount[h : h + 16]).any()
+    assert (p.read(a, nblocks * BLOCK) == 7).all()
+    m.check()
+
+
+def test_fault_falls_back_to_a_base_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = machine()
+    p, a = heap(m)
+    monkeypatch.setattr(chp, "alloc_cont_pte_hugepage", lambda k, gfp: -1)
+    s = m.stats()
+    p.write(a, 2 * PAGE, 1)
+    # The first write falls back (a base page); the second page is another fault.
+    assert delta(m, s, "chp.thp_do_anon_pages_fallback") == 2
+    assert delta(m, s, "thp_fault_fallback") == 2
+    assert delta(m, s, "chp.thp_do_anon_pages") == 0
+    pm = p.pagemap(a, 2 * PAGE)
+    assert (pm["order"] == 0).all() and not pm["cont"].any()
+    m.check()
+
+
+def folios(p: contpte.Process, a: int, n: int) -> list[int]:
+    return [int(p.pagemap(a + i * BLOCK, PAGE)["pfn"][0]) for i in range(n)]
+
+
+@pytest.mark.parametrize("nblocks", [1, 4, 9])
+def test_fork_copies_blocks_whole(nblocks: int) -> None:
+    # oneplus: one get_page and one entire-mapcount dup per block.
+    m = machine()
+    p, a = heap(m)
+    p.write(a, nblocks * BLOCK, 1)
+    s = m.stats()
+    c = p.fork()
+    assert delta(m, s, "chp.copy_block") == nblocks
+    assert delta(m, s, "ref.get") == nblocks
+    assert delta(m, s, "rmap.op") == nblocks
+    assert delta(m, s, "rmap.pages") == 0
+    assert delta(m, s, "fork.ptes") == 16 * nblocks
+    mem = m.kernel.memmap
+    for h in folios(p, a, nblocks):
+        assert (int(mem.entire_mapcount[h]), int(mem.refcount[h])) == (2, 2)
+    # Both write-protected whole, still Contiguous, same pages.
+    pp, pc = p.pagemap(a, nblocks * BLOCK), c.pagemap(a, nblocks * BLOCK)
+    assert pp["cont"].all() and pc["cont"].all()
+    assert not pp["writable"].any() and not pc["writable"].any()
+    assert np.array_equal(pp["pfn"], pc["pfn"])
+    m.check()
+
+
+@pytest.mark.parametrize("nblocks", [1, 4])
+def test_mainline_fork_dups_every_page(nblocks: int) -> None:
+    # mainline with 64K mTHP: one batch per folio, 16 rmap pages and 16 references.
+    m = contpte.Machine(memory="64M", cpus=2, mthp={"64K": "always"})
+    p = m.spawn()
+    a = p.mmap(4 << 20, prot="rw", flags="private|anonymous")
+    p.write(a, nblocks * BLOCK, 1)
+    s = m.stats()
+    p.fork()
+    assert delta(m, s, "rmap.pages") == 16 * nblocks
+    assert delta(m, s, "rmap.op") == nblocks
+    mem = m.kernel.memmap
+    for h in folios(p, a, nblocks):
+        assert (int(mem.entire_mapcount[h]), int(mem.refcount[h])) == (0, 32)
+        assert (np.asarray(mem.mapcount[h : h + 16]) == 2).all()
+    m.check()
+
+
+def test_partial_munmap_splits_the_block_once() -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, 2 * BLOCK, 1)
+    h = folios(p, a, 1)[0]
+    s = m.stats()
+    p.munmap(a + PAGE, PAGE)
+    assert delta(m, s, "chp.split") == 1
+    assert delta(m, s, "thp_split_pmd") == 1  # the design counts THP_SPLIT_PMD
+    assert delta(m, s, "chp.double_map") == 0
+    mem = m.kernel.memmap
+    pm = p.pagemap(a, BLOCK)
+    assert not pm["cont"].any() and not pm["present"][1] and pm["present"][[0, 2]].all()
+    # 15 PTE mappings with a reference each; the other block untouched.
+    assert (int(mem.entire_mapcount[h]), int(mem.refcount[h])) == (0, 15)
+    assert p.pagemap(a + BLOCK, BLOCK)["cont"].all()
+    m.check()
+
+
+@pytest.mark.parametrize("how", ["dontneed", "mprotect"])
+def test_split_in_one_mm_double_maps(how: str) -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 1)
+    c = p.fork()
+    h = folios(p, a, 1)[0]
+    s = m.stats()
+    if how == "dontneed":
+        c.madvise(a + 2 * PAGE, PAGE, "dontneed")
+        assert delta(m, s, "chp.madv_dont_need_unaligned") == 1
+    else:
+        c.mprotect(a, PAGE, "r")
+    assert delta(m, s, "chp.split") == 1
+    assert delta(m, s, "chp.double_map") == 1
+    mem = m.kernel.memmap
+    assert int(mem.entire_mapcount[h]) == 1  # the parent's block
+    assert p.pagemap(a, BLOCK)["cont"].all() and not c.pagemap(a, BLOCK)["cont"].any()
+    assert int(mem.flags[h]) & contpte.mm.memmap.PG_double_map
+    m.check()
+    p.exit()  # the last whole mapping goes: no longer double mapped
+    assert not int(mem.flags[h]) & contpte.mm.memmap.PG_double_map
+    m.check()
+
+
+def test_cow_copies_the_block_whole_then_reuses() -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 1)
+    c = p.fork()
+    old = folios(p, a, 1)[0]
+    s = m.stats()
+    c.write(a + 5 * PAGE, PAGE, 2)
+    assert delta(m, s, "chp.thp_cow") == 1
+    assert delta(m, s, "page.copy") == 16
+    assert delta(m, s, "chp.split") == 0
+    pc = c.pagemap(a, BLOCK)
+    assert pc["cont"].all() and pc["writable"].all() and pc["pfn"][0] != old
+    assert (c.read(a, BLOCK) == np.where(np.arange(16) == 5, 2, 1)).all()
+    assert (p.read(a, BLOCK) == 1).all()
+    mem = m.kernel.memmap
+    assert (int(mem.entire_mapcount[old]), int(mem.refcount[old])) == (1, 1)
+    # The parent's block is its own now: reused whole, no copy.
+    s = m.stats()
+    p.write(a, PAGE, 3)
+    assert delta(m, s, "chp.wp_reuse") == 1
+    assert delta(m, s, "page.copy") == 0
+    assert p.pagemap(a, BLOCK)["writable"].all()
+    m.check()
+
+
+def test_cow_falls_back_to_base_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 1)
+    c = p.fork()
+    monkeypatch.setattr(chp, "alloc_cont_pte_hugepage", lambda k, gfp: -1)
+    s = m.stats()
+    c.write(a, PAGE, 2)
+    assert delta(m, s, "chp.thp_cow_fallback") == 1
+    assert delta(m, s, "page.copy") == 16
+    pc = c.pagemap(a, BLOCK)
+    assert not pc["cont"].any() and (pc["order"] == 0).all() and pc["writable"].all()
+    assert (c.read(a, BLOCK)[1:] == 1).all() and c.read(a, PAGE)[0] == 2
+    m.check()
+
+
+def test_exit_zaps_blocks_whole() -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, 3 * BLOCK, 1)
+    pool0 = m.chp_pool_stats()
+    assert pool0["usage_cma"] + pool0["usage_buddy"] == 3 * 16
+    s = m.stats()
+    p.munmap(a, 4 << 20)
+    assert delta(m, s, "chp.zap_block") == 3
+    assert delta(m, s, "chp.split") == 0
+    # The three blocks came from the pool's CMA list and go back to it
+    # (__free_cont_pte_hugepages), not to the buddy allocator.
+    pool1 = m.chp_pool_stats()
+    assert pool1["usage_cma"] + pool1["usage_buddy"] == 0
+    assert pool1["pool_cma_count"] - pool0["pool_cma_count"] == pool0["usage_cma"]
+    m.check()
+
+
+def test_lock_breaks_fall_between_blocks() -> None:
+    # oneplus: a block is one unit of progress (8), so copy_pte_range's
+    # lock break (progress >= 32) falls every 4 blocks, on a block boundary.
+    got: dict[str, list[int]] = {}
+    for policy in ("oneplus", "mainline"):
+        kw: dict[str, object] = (
+            {"batch_fork": False, "mthp": {"64K": "always"}} if policy == "mainline" else {}
+        )
+        m = contpte.Machine(policy=policy, memory="64M", cpus=2, **kw)  # type: ignore[arg-type]
+        p, a = heap(m, name="libc_malloc")
+        p.write(a, 8 * BLOCK, 1)
+        seen: list[int] = []
+        m.kernel.on_lock_break = lambda mm, addr, seen=seen, a=a: (
+            seen.append(addr - a) if addr < a + 8 * BLOCK else None
+        )
+        p.fork()
+        got[policy] = seen
+        m.check()
+    assert got["oneplus"] == [4 * BLOCK]
+    assert all(x % BLOCK == 0 for x in got["oneplus"])
+    # v6.8-style per-PTE copy: progress 8 per PTE, a break every 4 PTEs, inside blocks.
+    assert got["mainline"][:3] == [4 * PAGE, 8 * PAGE, 12 * PAGE]
+
+
+def test_fork_lock_break_race_replayed_on_both_policies() -> None:
+    # fork-lock-break-tlb-hit.scn: under mainline the parent's block is
+    # write-protected in place without a TLBI, so t2's stale writable entry
+    # lets its write at the lock break reach the page the child shares (9).
+    # oneplus write-protects each block break-before-make (a flush): t2's
+    # write faults and waits for fork; the child reads the fork-time 5.
+    text = (HERE / "threads" / "fork-lock-break-tlb-hit.scn").read_text()
+    text = "\n".join(ln for ln in text.splitlines() if "expect=" not in ln) + "\n"
+    op = text.replace("mthp.64K=always", "policy=oneplus cont_pte_hugepage_on_qemu=true")
+    for src, want in ((text, 9), (op, 5)):
+        outs = run(parse(src, "lock-break.scn"))
+        assert all(o.violation is None for o in outs), [o.violation for o in outs if o.violation]
+        (r,) = [o for o in outs if o.text == "c read buf 12K"]
+        assert r.values[0] == want
+
+
+def test_scenario_header_and_verb() -> None:
+    sc = parse(
+        "machine arch=arm64 memory=32M policy=oneplus\n"
+        "p = spawn\n"
+        "buf = p mmap 4M rw private|anonymous\n"
+        "p vma-name buf 4M dalvik\n"
+        "p write buf 128K 1\n"
+        "c = p fork\n"
+        "c write buf 4K 2\n"
+        "c read buf 8K\n",
+        "oneplus.scn",
+    )
+    outs = run(sc)
+    assert all(o.error is None and o.violation is None for o in outs), outs
+    w = next(o for o in outs if o.text == "p write buf 128K 1")
+    assert w.counters["chp.thp_do_anon_pages"] == 2
+    assert next(o for o in outs if o.text == "c write buf 4K 2").counters["chp.thp_cow"] == 1
+    assert next(o for o in outs if o.text == "c read buf 8K").values == [2, 1]
+
+
+def test_validators_catch_a_corrupt_block() -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 1)
+    pool = m.hw.pool
+    ptep = m.kernel.mms[0].space.pte_ptr(a + 3 * PAGE)
+    pool.poke(ptep, int(pool.peek(ptep)) & ~(1 << 52))  # one entry loses PTE_CONT
+    with pytest.raises(InvariantViolation) as e:
+        m.validators.cont_pte.after_syscall()
+    assert e.value.rule == "cont-pte-corrupt"
+
+
+def test_validators_catch_a_wrong_entire_mapcount() -> None:
+    m = machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 1)
+    h = folios(p, a, 1)[0]
+    m.kernel.memmap.entire_mapcount[h] = 2
+    with pytest.raises(InvariantViolation) as e:
+        m.check()
+    assert e.value.rule == "mapcount"
