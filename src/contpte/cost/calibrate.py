@@ -14,7 +14,10 @@ Every figure is reported with its residual: percentage points for changes
 (and the factor between the modelled and published time ratios, the measure
 for large slowdowns), percent for absolute times.  Targets: within 3 pp, or
 a factor of 1.25 where the published figure is at least a doubling of time;
-3% for absolute times.
+3% for absolute times.  Where the source publishes the runs' standard
+deviations, a change is also met within its published noise: two standard
+errors of the difference of the two means (``Published.noise_pp``), when
+that is wider than 3 pp.
 """
 
 from __future__ import annotations
@@ -90,10 +93,15 @@ class FigureResult:
         return self.published.measure != "seconds" and self.published.time_ratio >= 2.0
 
     @property
+    def tolerance_pp(self) -> float:
+        """The pp a change is met within: 3, or the published noise where that is wider."""
+        return max(PP_TARGET, self.published.noise_pp)
+
+    @property
     def met(self) -> bool:
         if self.published.measure == "seconds":
             return abs(self.residual) <= SECONDS_TARGET
-        if abs(self.residual) <= PP_TARGET:
+        if abs(self.residual) <= self.tolerance_pp:
             return True
         return self.large and 1.0 / FACTOR_TARGET <= self.factor <= FACTOR_TARGET
 
@@ -103,6 +111,7 @@ class FigureResult:
             "residual": self.residual,
             "residual_unit": "%" if self.published.measure == "seconds" else "pp",
             "factor": self.factor,
+            "tolerance_pp": None if self.published.measure == "seconds" else self.tolerance_pp,
             "met": self.met,
             "in_fit": self.excluded is None,
             "excluded_because": self.excluded,

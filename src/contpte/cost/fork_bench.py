@@ -8,10 +8,12 @@ steady-state iteration (fork + child exit) is simulated per kernel variant
 broadcast TLB maintenance; the score is forks per second, reported as the
 change against the same kernel with contpte off:
 
-- before: core-mm without the v6.9 batching of fork and zap (one PTE per
-  iteration), with contpte; its baseline is that kernel without contpte;
-- after: mainline (batched fork and zap, whole-block write-protect and
-  teardown), with contpte; its baseline is mainline without contpte.
+- before: the contpte series' v6 patches 1-12 on v6.9's batched core-mm
+  (write-protect and clear one PTE at a time, so the child's exit unfolds
+  every block; no automatic fold, no pte_batch_hint()); its baseline is
+  that kernel without contpte;
+- after: the series as merged in v6.9 (whole-block write-protect and
+  teardown), with contpte; its baseline is the same without contpte.
 
 The published figures (Ampere Altra, 1 and 32 copies) are shown beside the
 ``altra`` profile only, each marked as fitted on, or kept out of the fit

@@ -40,6 +40,8 @@ ARCH_OPTIONS: dict[str, dict[str, Any]] = {
         "teardown_opt": True,
         "bbml2_noabort": False,
         "wrprotect_refold": False,
+        "set_ptes_fold": True,
+        "batch_hint": True,
         "modify_prot_ptes_opt": False,
         "ptep_get_early_exit": False,
         "access_flags_subptes": False,

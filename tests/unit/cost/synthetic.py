@@ -2,8 +2,8 @@
 
 ``fake_run(sc, kw)`` replaces ``pricing._run``: it counts the measured steps
 of the scenario by verb and invents counters shaped like what the kernel
-variant would do (contpte conversions when batching is off, none when it is
-on), so pricing, benches and calibration can be tested in milliseconds.
+variant would do (contpte conversions when batching or the batched teardown
+is off, none when both are on), so pricing, benches and calibration can be tested in milliseconds.
 Not a prediction of the Machine's counts.
 """
 
@@ -34,6 +34,7 @@ def fake_run(sc: Scenario, kw: dict[str, Any]) -> Measured:
     steps = measured_steps(sc)
     contpte = kw.get("contpte", True) and kw.get("arch", "arm64") == "arm64"
     batched = kw.get("batch_fork", True)
+    converts = contpte and (not batched or not kw.get("teardown_opt", True))
     c: dict[str, int] = {}
 
     def add(name: str, n: int) -> None:
@@ -50,7 +51,7 @@ def fake_run(sc: Scenario, kw: dict[str, Any]) -> Measured:
             add("tlbi.ASIDE1IS", n)
             add("dsb.ish", n)
             add("dvm.sync", n)
-            if contpte and not batched:
+            if converts:
                 add("tlbi.VALE1IS", PTES * n)
                 add("dvm.sync", PTES // 16 * n)
                 add("contpte.convert", PTES // 16 * n)

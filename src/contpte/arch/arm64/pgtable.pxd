@@ -20,6 +20,7 @@ cdef u64 _NOT_UFFD_WP, _NOT_VALID, _NOT_TABLE_BIT, _NOT_SWP_EXCLUSIVE, _NOT_SWP_
 cdef class Arm64Pgtable(Pgtable):
     cdef public u64 PTE_ADDR_LOW, NOT_ADDR_LOW, CONT_PTE_MASK
     cdef public bint contpte_enabled, wrprotect_ptes_opt, teardown_opt, wrprotect_refold, modify_prot_ptes_opt
+    cdef public bint set_ptes_fold, batch_hint
     cpdef bint pte_present_invalid(self, u64 pte) except? -1
     cpdef bint pte_rdonly(self, u64 pte) except? -1
     cpdef bint pte_user(self, u64 pte) except? -1

@@ -23,7 +23,7 @@ loads, stores and atomics (``pte.read``/``pte.write``/``pte.atomic``).
 
 Model-only knobs (``Machine`` passes them): ``contpte``,
 ``wrprotect_ptes_opt``, ``teardown_opt``, ``bbml2_noabort``,
-``wrprotect_refold``; see
+``wrprotect_refold``, ``set_ptes_fold``, ``batch_hint``; see
 ``Arm64Pgtable.OPTIONS``.
 
 Compiled (docs/core.md); ``Arm64Pgtable`` is a final class, so a call of
@@ -141,6 +141,23 @@ class Arm64Pgtable(Pgtable):
         # True (v7.0+, the fix 97c5550b7631): contpte_ptep_set_access_flags()
         # is a no-op only if every member has the entry's access bits.
         "access_flags_subptes": False,
+        # True (v6.9, f0c2264958e1 "arm64/mm: automatically fold contpte
+        # mappings", the contpte series' last patch, v6 18/18): set_ptes()
+        # with nr == 1 tries to fold the block after writing its last entry
+        # (contpte_try_fold()).  False: the series up to v6 patch 17, whose
+        # "Wire up PTE_CONT for user mappings" (4602e5757bcc) folds only
+        # what one set_ptes() call writes as whole aligned blocks and
+        # otherwise never folds ("folding is not performed in this initial
+        # implementation").
+        "set_ptes_fold": True,
+        # True (v6.9, c6ec76a2ebc5 "mm: add pte_batch_hint() to reduce
+        # scanning in folio_pte_batch()" with fb5451e5f72b "arm64/mm:
+        # implement pte_batch_hint()", v6 patches 15 and 16):
+        # pte_batch_hint() is the rest of a folded block, so
+        # folio_pte_batch() reads a folded block once.  False: the generic
+        # hint of 1, every entry read through ptep_get() (a folded entry
+        # gathering its whole block).
+        "batch_hint": True,
         # True: ptep_set_wrprotect() (and every nr == 1 write-protect) tries
         # to fold the block again after write-protecting its entry, as the
         # contpte series' v4 posting did ("arm64/mm: Wire up PTE_CONT for
@@ -187,6 +204,8 @@ class Arm64Pgtable(Pgtable):
         self.teardown_opt = bool(self.options["teardown_opt"])
         self.bbml2_noabort = bool(self.options["bbml2_noabort"])
         self.wrprotect_refold = bool(self.options["wrprotect_refold"])
+        self.set_ptes_fold = bool(self.options["set_ptes_fold"])
+        self.batch_hint = bool(self.options["batch_hint"])
         self.modify_prot_ptes_opt = bool(self.options["modify_prot_ptes_opt"])
         self.ptep_get_early_exit = bool(self.options["ptep_get_early_exit"])
         self.access_flags_subptes = bool(self.options["access_flags_subptes"])
@@ -765,7 +784,8 @@ class Arm64Pgtable(Pgtable):
 
         Models: arm64 ``set_ptes()``.  ``nr == 1``: unfold the block the
         entry is in, write it, then try to fold its block if this was the
-        last entry.  ``nr > 1``: ``contpte_set_ptes()`` sets PTE_CONT
+        last entry (``set_ptes_fold``; the series before its last patch
+        never folds here).  ``nr > 1``: ``contpte_set_ptes()`` sets PTE_CONT
         directly on whole aligned blocks.
 
         Context: PTL held; nr > 1: all entries none before, one folio, one PMD.
@@ -777,7 +797,8 @@ class Arm64Pgtable(Pgtable):
         if nr == 1:
             contpte.contpte_try_unfold(self, mm, addr, ptep, self._ptep_get(ptep), "set_ptes")
             self._set_ptes(mm, addr, ptep, pte, 1)
-            contpte.contpte_try_fold(self, mm, addr, ptep, pte)
+            if self.set_ptes_fold:
+                contpte.contpte_try_fold(self, mm, addr, ptep, pte)
         else:
             contpte.contpte_set_ptes(self, mm, addr, ptep, pte, nr)
 
@@ -1041,9 +1062,11 @@ class Arm64Pgtable(Pgtable):
     def pte_batch_hint(self, ptep: i64, pte: u64) -> i64:
         """How many PTEs from ``ptep`` map contiguous memory with the same prot.
 
-        Models: arm64 ``pte_batch_hint()``: the rest of a folded block.
+        Models: arm64 ``pte_batch_hint()``: the rest of a folded block;
+        with ``batch_hint=False`` the generic fallback of 1 (before v6.9's
+        c6ec76a2ebc5 and fb5451e5f72b).
         """
-        if not self.contpte_enabled or not self.pte_valid_cont(pte):
+        if not self.contpte_enabled or not self.batch_hint or not self.pte_valid_cont(pte):
             return 1
         return self.CONT_PTES - (ptep & (self.CONT_PTES - 1))
 
