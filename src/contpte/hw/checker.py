@@ -31,7 +31,9 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   set (another thread's access at a preemption point of a kernel
   operation), a write through an entry made read-only by that operation
   is allowed: its flush is still pending, as fork's is until the end of
-  dup_mmap.  The message names the
+  dup_mmap.  Likewise a descriptor that operation invalidated may be made
+  valid again by the other thread (a fault racing with MADV_DONTNEED's
+  deferred flush) without the ``bbm`` step-3 TLBI.  The message names the
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
@@ -723,6 +725,14 @@ class RuleChecker(StoreObserver):
             )
         if nany:
             self._raise("tlbi-coverage", f"the TLBIs after the break did not cover {what} (D8.7.1)", va, ptes)
+        if self.concurrent:
+            # Another thread's step at a preemption point maps the entry that
+            # the interrupted operation cleared and has not flushed yet (a
+            # fault during MADV_DONTNEED's zap): Linux lets it, the gather
+            # keeps the old page until the flush; a CPU may use the old or
+            # the new translation until then (and caching both sizes at once
+            # is the tlb-conflict rule's).
+            return
         self._raise(
             "bbm",
             "descriptor invalidated and rewritten with no TLBI in between (D8.17.1 RDDMVT step 3)",

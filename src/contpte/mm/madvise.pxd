@@ -31,3 +31,4 @@ cpdef madvise_free_pte_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
 cpdef i64 madvise_free_single_vma(Vma vma, i64 start_addr, i64 end_addr) except? -1
 cpdef madvise_cold_or_pageout_pte_range(Vma vma, i64 addr, i64 end, bint pageout)
 cpdef i64 do_madvise(MmStruct mm, i64 start, i64 length, str advice) except? -1
+cdef i64 _madvise_walk_vmas(MmStruct mm, object vmas, i64 start, i64 end, i64 behavior, bint unmapped) except? -1

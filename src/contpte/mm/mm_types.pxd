@@ -8,7 +8,7 @@ cdef i64 VM_NONE, VM_READ, VM_WRITE, VM_EXEC, VM_SHARED, VM_MAYREAD, VM_MAYWRITE
 
 cdef class MmStruct(MmLike):
     cdef public Kernel kernel
-    cdef public i64 owner, mmap_base, mm_lock_seq
+    cdef public i64 owner, mmap_base, mm_lock_seq, mmap_read_locked, write_protect_seq
     cdef public bint mmap_write_locked
     cdef public list vmas, pinned
     cdef public I64View rss

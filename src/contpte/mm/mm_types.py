@@ -123,6 +123,13 @@ class MmStruct(MmLike):
         #: The mmap_lock is held for write (only dup_mmap() records it: the
         #: other syscalls run to completion, see system/sched.py).
         self.mmap_write_locked = False
+        #: Readers of the mmap_lock in the interrupted steps (do_madvise of a
+        #: read-locked advice counts itself here: system/sched.py lets a
+        #: zap's lock drop be a preemption point only then).
+        self.mmap_read_locked = 0
+        #: ``mm->write_protect_seq``: odd while fork write-protects a COW
+        #: VMA's page tables (copy_page_range); GUP-fast checks it (mm/gup.py).
+        self.write_protect_seq = 0
 
     def __repr__(self) -> str:
         return f"<mm of pid {self.owner}>"

@@ -25,7 +25,7 @@ from ..errors import (
     UserfaultWP,
 )
 from ..mm.fork import dup_mmap, mmput
-from ..mm.gup import pin_user_pages, unpin_user_pages
+from ..mm.gup import pin_user_pages_fast, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
 from ..mm.memory import handle_mm_fault
 from ..mm.mm_types import (
@@ -451,10 +451,21 @@ class Process:
         length = parse_length(length, "madvise length")
         if advice not in ADVICE:
             raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")
-        self._enter("madvise")
-        ret = do_madvise(self.mm, addr, length, advice)
-        if advice == "dontneed" and self.machine.check_enabled and ret in (0, -errno.ENOMEM):
-            self.machine.validators.on_unmap(self, addr, length, dontneed=True)
+        # madvise_need_mmap_write(): the name the scheduler's lock rules use.
+        if advice in ("dontneed", "free", "cold", "pageout"):
+            self._enter("madvise")
+        else:
+            self._enter("madvise.collapse" if advice == "collapse" else "madvise.write")
+        check = self.machine.check_enabled
+        if advice == "dontneed" and check:
+            self.machine.validators.dontneed_begin(self, addr, length)
+        try:
+            ret = do_madvise(self.mm, addr, length, advice)
+        finally:
+            done = self.machine.validators.dontneed_end(self) if advice == "dontneed" and check else addr
+        if advice == "dontneed" and check and ret in (0, -errno.ENOMEM):
+            # The part not reported at a preemption point (zap_progress).
+            self.machine.validators.on_unmap(self, done, addr + length - done, dontneed=True)
         if advice == "free" and self.machine.check_enabled and not addr & (self.machine.page_size - 1):
             # Even a failing MADV_FREE advised the VMAs before the one it failed on.
             self.machine.validators.on_madvise_free(self, addr, length)
@@ -498,16 +509,21 @@ class Process:
         self._leave("uffd_wp")
 
     def pin(self, addr: int, length: int | str, write: bool = True) -> None:
-        """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
+        """Long-term pin (``pin_user_pages_fast(FOLL_LONGTERM)``, as io_uring's fixed buffers).
+
+        GUP-fast first, the slow path (faults) for the rest; a read pin
+        unshares first.
+        """
         n = self._pages(addr, length, "pin")
         self._enter("pin")
-        ret = pin_user_pages(self.mm, addr, n, write)
+        pages: list[int] = []
+        ret = pin_user_pages_fast(self.mm, addr, n, write, pages)
         if ret:
             if self.machine.check_enabled:
                 self.machine.validators.on_pin_failed(self, addr, n, write)
             raise _oserror(ret, "pin")
         if self.machine.check_enabled:
-            self.machine.validators.on_pin(self, addr, n, write)
+            self.machine.validators.on_pin(self, addr, n, write, pages)
         self._leave("pin")
 
     def unpin(self, addr: int, length: int | str) -> None:
