@@ -31,7 +31,8 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   set (another thread's access at a preemption point of a kernel
   operation), a write through an entry made read-only by that operation
   is allowed: its flush is still pending, as fork's is until the end of
-  dup_mmap.  Likewise a descriptor that operation invalidated may be made
+  dup_mmap; so is one through an entry it made invalid, if no other address
+  space maps the frame (the zap's gather holds it until the flush).  Likewise a descriptor that operation invalidated may be made
   valid again by the other thread (a fault racing with MADV_DONTNEED's
   deferred flush) without the ``bbm`` step-3 TLBI.  The message names the
   address space that used it and every other one that maps the frame.
@@ -1196,6 +1197,11 @@ class RuleChecker(StoreObserver):
                 return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
         elif mpfn < 0:
+            if self.concurrent and not self._mappers(pfn, space):
+                # A zap cleared it and its flush is pending (MADV_DONTNEED at
+                # zap_pte_range): the write lands in the page the gather still
+                # holds, nobody else maps, and is lost with it.
+                return
             why = "the descriptor is now invalid"
         else:
             why = f"the descriptor now maps pfn {mpfn:#x}"

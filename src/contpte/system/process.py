@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
+from ..check.pagemap import PAGEMAP_DTYPE, page_pfn, pagemap_rows
 from ..errors import (
     BusError,
     InvariantViolation,
@@ -46,6 +46,7 @@ from ..mm.mprotect import change_prot_numa, do_mprotect_pkey
 from ..mm.mremap import MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap
 from ..mm.shmem import File
 from ..mm.userfaultfd import mwriteprotect_range, userfaultfd_register_wp
+from .sched import Blocked
 from .sizes import parse_length
 
 if TYPE_CHECKING:
@@ -250,6 +251,11 @@ class Process:
                 va = addr + done * ps
                 if va == last_fault:
                     repeats += 1
+                    if repeats > _MAX_FAULTS_PER_PAGE and sched is not None and sched.stack:
+                        # A nested step spinning on a stale TLB entry that the
+                        # interrupted step (a zap) has not flushed yet: in Linux it
+                        # faults again until that flush; here it waits for it.
+                        raise Blocked(va)
                     if repeats > _MAX_FAULTS_PER_PAGE:
                         raise InvariantViolation(
                             "fault-loop",
@@ -265,7 +271,11 @@ class Process:
                     reported = done
                 hw.current_cpu = self.cpu
                 self._fault(va, write)
-                if fault.ptep >= 0 and int(hw.pool.peek(fault.ptep)) == fault.desc:
+                if (
+                    fault.ptep >= 0
+                    and int(hw.pool.peek(fault.ptep)) == fault.desc
+                    and not (sched is not None and sched.stack)
+                ):
                     # Nothing a retry depends on changed: a walker that
                     # evaluates this descriptor takes the same fault forever
                     # (the architecture lets it pick any member of a
@@ -287,6 +297,16 @@ class Process:
         """Tell the validators about pages ``first`` to ``done`` of an access from ``addr``."""
         v = self.machine.validators
         a = addr + first * self.machine.page_size
+        sched = self.machine.sched
+        if write and sched is not None and sched.stack:
+            # Nested in a zap whose flush is pending, a write may go through a
+            # stale TLB entry to a page no longer mapped: it is lost with it.
+            ps = self.machine.page_size
+            for i in range(first, done):
+                if page_pfn(self.mm, addr + i * ps) >= 0:
+                    val = value[i : i + 1] if isinstance(value, np.ndarray) else value
+                    v.on_write(self, addr + i * ps, 1, val)
+            return
         if write:
             v.on_write(self, a, done - first, value[first:done] if isinstance(value, np.ndarray) else value)
         elif out is not None:
