@@ -188,6 +188,39 @@ BUGS: dict[str, Bug] = {
             "('collapse entails shooting down ptes not pmd'); collapse_huge_page() calls it before "
             "isolating and copying the pages",
         ),
+        Bug(
+            "fault_no_pte_recheck",
+            "mm",
+            "mm/memory.c: do_anonymous_page(), wp_page_copy()",
+            "after allocating with the PTL dropped the fault maps its folio without re-checking the "
+            "PTE under the PTL (vmf_pte_changed / pte_range_none / pte_same): another thread's fault "
+            "that mapped the page meanwhile is overwritten, its page left with a mapcount no PTE "
+            "accounts for and its write lost",
+            "do_anonymous_page(): 'if (nr_pages == 1 && vmf_pte_changed(vmf)) ... else if (nr_pages > 1 "
+            "&& !pte_range_none(vmf->pte, nr_pages))' then update_mmu_tlb and release; wp_page_copy(): "
+            "'if (likely(vmf->pte && pte_same(ptep_get(vmf->pte), vmf->orig_pte)))' (v6.12)",
+        ),
+        Bug(
+            "gup_fast_no_pte_recheck",
+            "mm",
+            "mm/gup.c: gup_fast_pte_range()",
+            "GUP-fast keeps the folio it grabbed without reading the PTE again: a page unmapped (and "
+            "reallocated) between its lockless read and the grab stays pinned for an address that no "
+            "longer maps it",
+            "gup_fast_pte_range(): 'if (unlikely(pmd_val(pmd) != pmd_val(*pmdp)) || "
+            "unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))' -> gup_put_folio (v6.12)",
+        ),
+        Bug(
+            "gup_fast_no_write_protect_seq",
+            "mm",
+            "mm/gup.c: gup_fast()",
+            "GUP-fast ignores mm->write_protect_seq: between fork's pin check of a batch and its "
+            "write-protect it pins a page still mapped writable, which fork then shares with the "
+            "child: the pin and the parent's page part at the next CoW",
+            "57efa1fe5957 'mm/gup: prevent gup_fast from racing with COW during fork' (v5.11); v6.12 "
+            "gup_fast() raw_read_seqcount / read_seqcount_retry, copy_page_range() "
+            "raw_write_seqcount_begin",
+        ),
     )
 }
 """The catalog, by name."""

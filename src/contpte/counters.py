@@ -432,6 +432,12 @@ declare("fault.wp", "faults", "write-protect faults (do_wp_page)")
 declare("fault.wp_reuse", "faults", "write faults that reused the page (wp_page_reuse)")
 declare("fault.wp_copy", "faults", "write faults that copied the page (wp_page_copy)")
 declare("fault.spurious", "faults", "faults on a PTE that already allowed the access")
+declare(
+    "fault.pte_changed",
+    "faults",
+    "faults that found their PTE(s) changed when they retook the PTL after allocating (do_anonymous_page: "
+    "vmf_pte_changed / !pte_range_none; wp_page_copy: !pte_same) and backed out (update_mmu_tlb)",
+)
 declare("fault.around_pages", "pages", "pages mapped by fault-around (filemap_map_pages)")
 declare("fork.calls", "calls", "copy_present_ptes calls (one per present PTE or batch copied)")
 declare("fork.batch", "calls", "copy_present_ptes calls that copied a batch (nr>1)")
@@ -455,6 +461,15 @@ declare(
 )
 declare("gup.pin", "pages", "pages pinned with FOLL_PIN|FOLL_LONGTERM")
 declare("gup.unpin", "pages", "pages unpinned")
+declare(
+    "gup.fast", "pages", "pages GUP-fast pinned and kept (gup_fast_pte_range; the rest take the slow path)"
+)
+declare(
+    "gup.fast_backout",
+    "pages",
+    "pins GUP-fast dropped again: the PTE changed after it was read (pte_val re-check) or fork "
+    "write-protected meanwhile (mm->write_protect_seq)",
+)
 declare("madvise.lazyfree_pages", "pages", "pages MADV_FREE marked lazyfree")
 declare(
     "madvise.free_split_skipped",

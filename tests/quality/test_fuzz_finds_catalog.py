@@ -27,6 +27,12 @@ BUDGET = {
     # that faults on the VMA fork is copying, then a read of that page in the
     # child: found at 5,700 steps once swap episodes joined
     "fork_no_vma_write_lock": 35_000,
+    # a thread's fault at do_anonymous_page / wp_page_copy of a write's
+    # fault on the same page (found at 13,650 steps)
+    "fault_no_pte_recheck": 20_000,
+    # a thread's GUP-fast write pin at copy_present_ptes of a fork, on a
+    # page of a batch not write-protected yet (found at 55,500 steps)
+    "gup_fast_no_write_protect_seq": 60_000,
 }
 
 

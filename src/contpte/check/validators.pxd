@@ -16,7 +16,7 @@ cdef class Validators:
     cdef public MapShadow shadow
     cdef public object hook, swap, chp, cont_pte
     cdef public dict values, files, pins
-    cdef public list retired
+    cdef public list retired, zapping
     cdef public i64 per, page_shift, page_size
     cdef public bint enabled
     cdef ValueShadow _values(self, i64 pid)

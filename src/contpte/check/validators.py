@@ -22,6 +22,9 @@ Rules (``InvariantViolation.rule``):
 - ``pinned-anon-exclusive``: an anon page pinned with ``pin`` (its frame
   recorded at pin time) that is still mapped is mapped once, and
   PageAnonExclusive: pinned pages are never shared with a child.
+- ``pin-mapped``: a page GUP pins is the page its address maps when the
+  pin is taken (``pin_page``, through ``Kernel.on_pin_page``): GUP-fast
+  must re-read the PTE after grabbing the folio.
 - ``isolation``: a process reads exactly what it last wrote there or
   inherited at fork (or the file's current content, or zero); after
   MADV_FREE a page not written since may also read zero (reclaim may have
@@ -90,6 +93,8 @@ class Validators:
         self.values: dict[int, ValueShadow] = {}
         self.files: dict[int, ValueShadow] = {}
         self.pins: dict[int, list[int]] = {}
+        #: MADV_DONTNEEDs in progress: [process, start, end, zapped up to].
+        self.zapping: list[list[Any]] = []
         #: ASIDs of mms that exited since the last sync
         self.retired: list[int] = []
         #: the parent's level-2 block indices just before a fork
@@ -126,6 +131,7 @@ class Validators:
             self.shadow.start()
             self.hook = RmapHook(self.shadow)
             self.k.rmap_observer = self.hook
+            self.k.on_pin_page = self.pin_page
             self.k.arch.pool.new_epoch()  # start the store log
 
     def nbytes(self) -> int:
@@ -308,6 +314,32 @@ class Validators:
         ps = self.page_size
         self._values(p.pid).forget(addr >> self.page_shift, (length + ps - 1) // ps)
 
+    def dontneed_begin(self, p: Any, addr: int, length: int) -> None:
+        """MADV_DONTNEED of ``[addr, addr+length)`` starts (``zap_progress`` follows it)."""
+        self.zapping.append([p, addr, addr + length, addr])
+
+    def zap_progress(self, mm: Any, upto: int) -> None:
+        """MADV_DONTNEED's zap is at ``upto`` (a preemption point): the pages before it are gone.
+
+        Other threads may run there: what they write to those pages (a
+        fault maps a new page) comes after the zap, what they write to the
+        pages after ``upto`` before it.
+        """
+        for z in reversed(self.zapping):
+            if z[0].mm is mm:
+                hi = min(upto, z[2])
+                if hi > z[3]:
+                    self.on_unmap(z[0], z[3], hi - z[3], dontneed=True)
+                    z[3] = hi
+                return
+
+    def dontneed_end(self, p: Any) -> int:
+        """MADV_DONTNEED returns; where its zap was last reported (``dontneed_begin``'s addr if never)."""
+        for i in range(len(self.zapping) - 1, -1, -1):
+            if self.zapping[i][0] is p:
+                return int(self.zapping.pop(i)[3])
+        return -1
+
     def mremap_begin(self, p: Any, addr: int, npages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Before an mremap: what the old range's pages should read (values, owned, lazyfree)."""
         sh = self._values(p.pid)
@@ -346,9 +378,31 @@ class Validators:
             sh.mark_lazy(nv + int(k), 1, True)
 
     # -- pins ----------------------------------------------------------------------
-    def on_pin(self, p: Any, addr: int, npages: int, write: bool = True) -> None:
-        """``pin`` took long-term pins on the present pages of the range."""
-        pfns = page_pfns(p.mm, addr, npages)
+    def pin_page(self, mm: Any, addr: int, pfn: int) -> None:
+        """GUP pinned ``pfn`` for ``addr`` (``Kernel.on_pin_page``): it must be the page mapped there now.
+
+        GUP-fast reads the PTE without a lock and grabs the folio after: it
+        re-reads the PTE so that a pin it keeps is of the page still mapped
+        (the slow path holds the PTL).  A pin of a page the address no longer
+        maps (unmapped, replaced, reallocated elsewhere) is ``pin-mapped``.
+        """
+        got = page_pfn(mm, addr)
+        if got != pfn:
+            raise InvariantViolation(
+                "pin-mapped",
+                f"GUP pinned pfn {pfn:#x} for {addr:#x}, which maps "
+                + ("nothing" if got < 0 else f"pfn {got:#x}")
+                + " now: the pin is not of the page mapped there",
+                addr,
+            )
+
+    def on_pin(
+        self, p: Any, addr: int, npages: int, write: bool = True, pfns: list[int] | None = None
+    ) -> None:
+        """``pin`` took long-term pins: ``pfns``, the pages GUP returned (each
+        checked by ``pin_page`` when taken), or the present pages of the range."""
+        if pfns is None:
+            pfns = page_pfns(p.mm, addr, npages)
         self.pins.setdefault(p.pid, []).extend(pfns)
         for pfn in pfns:
             self.shadow.pin(pfn, 1)

@@ -201,6 +201,13 @@ RULES: tuple[Rule, ...] = (
     _none("mmu_gather.forced_flush", "one of mmu_gather.flush: its TLBIs and DSBs are counted by tlbi.*"),
     _none("gup.pin", "its page-table walk and refcount work is counted by pte.read, ref.op", "ref.op"),
     _none("gup.unpin", "its refcount work is counted by ref.op", "ref.op"),
+    _none("gup.fast", "one of gup.pin, taken locklessly: counted by pte.read, ref.op", "ref.op"),
+    _none("gup.fast_backout", "a pin dropped again: its refcount work is counted by ref.op", "ref.op"),
+    _none(
+        "fault.pte_changed",
+        "a back-out; the allocation and release are counted by folio.*, buddy.*",
+        "pgfault",
+    ),
     _none("madvise.lazyfree_pages", "its PTE updates are counted by pte.*", "pte.write"),
     _none("madvise.free_split_skipped", "a decision not to act, not work"),
     _none("numa_hint_faults", "a kind of pgfault, priced there", "pgfault"),

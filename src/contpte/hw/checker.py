@@ -31,7 +31,10 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   set (another thread's access at a preemption point of a kernel
   operation), a write through an entry made read-only by that operation
   is allowed: its flush is still pending, as fork's is until the end of
-  dup_mmap.  The message names the
+  dup_mmap; so is one through an entry it made invalid, if no other address
+  space maps the frame (the zap's gather holds it until the flush).  Likewise a descriptor that operation invalidated may be made
+  valid again by the other thread (a fault racing with MADV_DONTNEED's
+  deferred flush) without the ``bbm`` step-3 TLBI.  The message names the
   address space that used it and every other one that maps the frame.
 - ``unobserved-store``: a descriptor changed behind the observers' back (a
   model bug: every store must go through the ``PtePool``).
@@ -723,6 +726,14 @@ class RuleChecker(StoreObserver):
             )
         if nany:
             self._raise("tlbi-coverage", f"the TLBIs after the break did not cover {what} (D8.7.1)", va, ptes)
+        if self.concurrent:
+            # Another thread's step at a preemption point maps the entry that
+            # the interrupted operation cleared and has not flushed yet (a
+            # fault during MADV_DONTNEED's zap): Linux lets it, the gather
+            # keeps the old page until the flush; a CPU may use the old or
+            # the new translation until then (and caching both sizes at once
+            # is the tlb-conflict rule's).
+            return
         self._raise(
             "bbm",
             "descriptor invalidated and rewritten with no TLBI in between (D8.17.1 RDDMVT step 3)",
@@ -1186,6 +1197,11 @@ class RuleChecker(StoreObserver):
                 return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
         elif mpfn < 0:
+            if self.concurrent and not self._mappers(pfn, space):
+                # A zap cleared it and its flush is pending (MADV_DONTNEED at
+                # zap_pte_range): the write lands in the page the gather still
+                # holds, nobody else maps, and is lost with it.
+                return
             why = "the descriptor is now invalid"
         else:
             why = f"the descriptor now maps pfn {mpfn:#x}"

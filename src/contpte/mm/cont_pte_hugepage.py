@@ -35,6 +35,7 @@ from .mm_h import pte_offset_map_lock, pte_unmap_unlock, userfaultfd_armed, vm_n
 from .mm_types import (
     FAULT_FLAG_WRITE,
     MM_ANONPAGES,
+    VM_CONT_PTE,
     VM_FAULT_FALLBACK,
     VM_SHARED,
     VM_WRITE,
@@ -73,9 +74,6 @@ __all__ = [
 
 #: HPAGE_CONT_PTE_NR: the PTEs (and pages) of a block with 4K pages.
 HPAGE_CONT_PTE_NR = 1 << HPAGE_CONT_PTE_ORDER
-#: Model: a VMA named for hugepages (the design's ``vma_is_chp_anonymous()``).
-#: Above every flag Linux defines on 64-bit that the model uses.
-VM_CONT_PTE = 1 << 40
 #: The two anon VMA names the design maps with blocks (``NATIVE_HEAP``,
 #: ``DALVIK_MAIN_HEAP`` in mm/cont_pte_hugepage.c).
 CHP_VMA_NAMES = ("libc_malloc", "dalvik-main space (region space)")

@@ -31,7 +31,7 @@ cdef class Kernel:
     cdef public object khugepaged_scan_mm
     cdef public frozenset bugs
     cdef public RmapObserver rmap_observer
-    cdef public object hw, on_lock_break, swap, chp_pool
+    cdef public object hw, on_lock_break, swap, chp_pool, yield_hook, on_mmap_read_lock, on_pin_page
     cdef public Pgtable arch
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SIZE, PMD_ORDER, zero_pfn, huge_zero_pfn, _anon_vma_ids

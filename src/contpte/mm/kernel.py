@@ -437,6 +437,16 @@ class Kernel:
         self.fault_around_bytes = 64 << 10
         #: Called at each lock-break point (tests inject concurrent work here).
         self.on_lock_break: Callable[[Any, int], None] | None = None
+        #: ``yield_hook(point, mm, addr) -> ran``: a preemption point of
+        #: core-mm other than fork's lock break (a scheduler, system/sched.py:
+        #: ``do_anonymous_page``, ``wp_page_copy``, ``zap_pte_range``, ...).
+        self.yield_hook: Callable[[str, Any, int], bool] | None = None
+        #: ``on_mmap_read_lock(mm)``: GUP's slow path takes the mmap_lock for
+        #: read (a scheduler raises when an interrupted step holds it for write).
+        self.on_mmap_read_lock: Callable[[Any], None] | None = None
+        #: ``on_pin_page(mm, addr, pfn)``: GUP pinned the page ``pfn`` for
+        #: ``addr`` (the validators check it is the page mapped there now).
+        self.on_pin_page: Callable[[Any, int, int], None] | None = None
         # THP settings (sysfs).
         if thp not in ("always", "madvise", "never"):
             raise ModelUsageError(f"thp={thp!r}: expected always, madvise or never")

@@ -8,7 +8,7 @@ from contpte.mm.memmap cimport (
     folio_ref_add,
     folio_maybe_dma_pinned, folio_test_anon, folio_test_clear_referenced, folio_test_dirty,
 )
-from contpte.mm.mm_types cimport VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
+from contpte.mm.mm_types cimport VM_CONT_PTE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, MmStruct, Vma, vma_mm
 from contpte.mm.mm_h cimport pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
 from contpte.mm.internal cimport FPB_MERGE_YOUNG_DIRTY, PtePtr, folio_pte_batch_flags
 from contpte.mm.mmu_gather cimport MmuGather
@@ -31,3 +31,4 @@ cpdef madvise_free_pte_range(MmuGather tlb, Vma vma, i64 addr, i64 end)
 cpdef i64 madvise_free_single_vma(Vma vma, i64 start_addr, i64 end_addr) except? -1
 cpdef madvise_cold_or_pageout_pte_range(Vma vma, i64 addr, i64 end, bint pageout)
 cpdef i64 do_madvise(MmStruct mm, i64 start, i64 length, str advice) except? -1
+cdef i64 _madvise_walk_vmas(MmStruct mm, object vmas, i64 start, i64 end, i64 behavior, bint unmapped) except? -1

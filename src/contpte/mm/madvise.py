@@ -38,6 +38,7 @@ if not cython.compiled:
     from .mm_h import pte_offset_map_lock, pte_unmap_unlock, vm_normal_folio
     from .mm_types import (
         MM_SWAPENTS,
+        VM_CONT_PTE,
         VM_DONTCOPY,
         VM_HUGEPAGE,
         VM_NOHUGEPAGE,
@@ -255,6 +256,13 @@ def madvise_free_pte_range(tlb: MmuGather, vma: Vma, addr: i64, end: i64) -> Non
                             pte_unmap_unlock(mm, start_pte)
                             err = split_folio(k, folio)
                             k.folio_put(folio, 1)
+                            if k.yield_hook is not None:
+                                k.yield_hook("madvise_free_pte_range", mm, addr)
+                            # pte_offset_map_lock() again: the table may be gone.
+                            start_pte = pte_offset_map_lock(mm, addr, False)
+                            if start_pte < 0:
+                                return
+                            ptep = start_pte
                             if not err:
                                 continue  # nr = 0: look at this PTE again
                         count(k.counters, FREE_SKIPPED, 1)
@@ -388,6 +396,12 @@ def madvise_cold_or_pageout_pte_range(vma: Vma, addr: i64, end: i64, pageout: cy
                 pte_unmap_unlock(mm, start_pte)
                 err = split_folio(k, folio)
                 k.folio_put(folio, 1)
+                if k.yield_hook is not None:
+                    k.yield_hook("madvise_cold_or_pageout_pte_range", mm, addr)
+                start_pte = pte_offset_map_lock(mm, addr, False)
+                if start_pte < 0:
+                    break
+                ptep = start_pte
                 if not err:
                     continue  # nr = 0: look at this PTE again
                 ptep += nr
@@ -424,7 +438,6 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
     """
     k: Kernel = mm.kernel
     ps: i64 = k.PAGE_SIZE
-    VM_CONT_PTE: i64 = cython.cast(i64, 1) << 40  # cont_pte_hugepage.VM_CONT_PTE
     behavior: i64 = ADVICE.get(advice, -1)
     if behavior < 0 or start & (ps - 1):
         return -EINVAL
@@ -442,9 +455,29 @@ def do_madvise(mm: MmStruct, start: i64, length: i64, advice: str) -> i64:
         cur = v.vm_end
     if cur < end:
         unmapped = True
+    # madvise_need_mmap_write(): these take the mmap_lock for read only, so
+    # other threads of the mm may run at their preemption points.
+    readers: cython.bint = behavior in (MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT)
+    if readers:
+        mm.mmap_read_locked += 1
+    try:
+        return _madvise_walk_vmas(mm, vmas, start, end, behavior, unmapped)
+    finally:
+        if readers:
+            mm.mmap_read_locked -= 1
+
+
+@cython.cfunc
+@cython.exceptval(-1, check=True)
+def _madvise_walk_vmas(
+    mm: MmStruct, vmas: Any, start: i64, end: i64, behavior: i64, unmapped: cython.bint
+) -> i64:
+    """The VMA walk of ``do_madvise`` (mm/madvise.c ``madvise_walk_vmas()``)."""
+    k: Kernel = mm.kernel
     s: i64
     e: i64
     err: i64
+    v: Vma
     for v in vmas:
         s = max(start, v.vm_start)
         e = min(end, v.vm_end)

@@ -155,6 +155,7 @@ FAULT_WP = cython.declare(i64, counter("fault.wp"))
 FAULT_WP_REUSE = cython.declare(i64, counter("fault.wp_reuse"))
 FAULT_WP_COPY = cython.declare(i64, counter("fault.wp_copy"))
 FAULT_SPURIOUS = cython.declare(i64, counter("fault.spurious"))
+FAULT_PTE_CHANGED = cython.declare(i64, counter("fault.pte_changed"))
 FAULT_AROUND_PAGES = cython.declare(i64, counter("fault.around_pages"))
 FAULT_NUMA = cython.declare(i64, counter("numa_hint_faults"))
 FORK_CALLS = cython.declare(i64, counter("fork.calls"))
@@ -418,7 +419,18 @@ def do_anonymous_page(vmf: VmFault) -> i64:
 
     Models: mm/memory.c ``do_anonymous_page()``: a read maps the shared zero
     page; a write allocates a folio (``alloc_anon_folio``) and maps all of it
-    with one ``set_ptes``.
+    with one ``set_ptes``.  The allocation runs without the PTL and may
+    sleep: a preemption point (``k.yield_hook("do_anonymous_page")``, where
+    another thread of the mm may fault on the same range: the fault holds
+    only the per-VMA lock or the mmap_lock for read).  Then the PTL is
+    taken again (``pte_offset_map_lock``: no table any more is a back-out
+    too) and the range re-checked: ``vmf_pte_changed()`` for one page,
+    ``pte_range_none()`` for a large folio; if another fault mapped it
+    meanwhile the folio is released (``update_mmu_tlb``, a no-op on the
+    modelled arches; counted in ``fault.pte_changed``) and the access
+    retried.  Bug catalog ``fault_no_pte_recheck``: no re-check.
+
+    Context: per-VMA lock or mmap_lock held for read.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
@@ -455,16 +467,28 @@ def do_anonymous_page(vmf: VmFault) -> i64:
     entry = arch.pfn_pte(folio, vma.vm_page_prot)
     if vma.vm_flags & VM_WRITE:
         entry = arch.pte_mkwrite(arch.pte_mkdirty(entry))
-    ptep: i64 = (vmf.pte & ~(arch.PTRS_PER_PTE - 1)) + pte_index(k, addr)
-    if nr_pages == 1:
-        if arch.ptep_get(ptep) != 0:
+    pte_unmap_unlock(mm, vmf.pte)
+    if k.yield_hook is not None:
+        # The allocation may sleep with only the VMA (or mmap) read lock held.
+        k.yield_hook("do_anonymous_page", mm, addr)
+    ptep: i64 = pte_offset_map_lock(mm, addr, False)
+    vmf.pte = ptep
+    if ptep < 0:
+        count(k.counters, FAULT_PTE_CHANGED, 1)
+        k.folio_put(folio, 1)
+        return 0
+    if not k.bug("fault_no_pte_recheck"):
+        if nr_pages == 1:
+            if arch.ptep_get(ptep) != 0:  # vmf_pte_changed()
+                count(k.counters, FAULT_PTE_CHANGED, 1)
+                k.folio_put(folio, 1)
+                pte_unmap_unlock(mm, ptep)
+                return 0
+        elif not pte_range_none(k, ptep, nr_pages):
+            count(k.counters, FAULT_PTE_CHANGED, 1)
             k.folio_put(folio, 1)
             pte_unmap_unlock(mm, ptep)
             return 0
-    elif not pte_range_none(k, ptep, nr_pages):
-        k.folio_put(folio, 1)
-        pte_unmap_unlock(mm, ptep)
-        return 0
     folio_ref_add(mem, folio, nr_pages - 1)
     count(k.counters, REF_GETS, 1)
     mm.add_mm_counter(MM_ANONPAGES, nr_pages)
@@ -1188,7 +1212,15 @@ def wp_page_reuse(vmf: VmFault, folio: i64) -> None:
 def wp_page_copy(vmf: VmFault, old: i64) -> i64:
     """Break CoW: copy the page into a new order-0 anon folio and map it.
 
-    Models: mm/memory.c ``wp_page_copy()``.
+    Models: mm/memory.c ``wp_page_copy()``: ``do_wp_page`` dropped the PTL
+    (holding a reference on ``old``); the allocation and the copy may sleep
+    (a preemption point, ``k.yield_hook("wp_page_copy")``: another thread
+    may fault on the page meanwhile), then ``pte_offset_map_lock`` again and
+    the PTE must still be ``vmf->orig_pte`` (``pte_same``), else the new
+    folio is released (``update_mmu_tlb``; ``fault.pte_changed``) and the
+    access retried.  Bug catalog ``fault_no_pte_recheck``: no ``pte_same``.
+
+    Context: per-VMA lock or mmap_lock held for read; PTL not held.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
@@ -1212,9 +1244,12 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
         if old >= 0:
             k.folio_put(old, 1)
         return VM_FAULT_OOM
-    ptep: i64 = vmf.pte
+    if k.yield_hook is not None:
+        k.yield_hook("wp_page_copy", mm, vmf.address)
+    ptep: i64 = pte_offset_map_lock(mm, vmf.address, False)
+    vmf.pte = ptep
     entry: u64
-    if arch.pte_same(arch.ptep_get(ptep), vmf.orig_pte):
+    if ptep >= 0 and (k.bug("fault_no_pte_recheck") or arch.pte_same(arch.ptep_get(ptep), vmf.orig_pte)):
         if old >= 0:
             if not folio_test_anon(mem, old):
                 mm.add_mm_counter(mm_counter_file(old, k), -1)
@@ -1239,6 +1274,7 @@ def wp_page_copy(vmf: VmFault, old: i64) -> i64:
             k.folio_put(old, 1)  # the mapping's reference
         pte_unmap_unlock(mm, ptep)
     else:
+        count(k.counters, FAULT_PTE_CHANGED, 1)
         k.folio_put(new, 1)
         pte_unmap_unlock(mm, ptep)
     if old >= 0:
@@ -1298,6 +1334,7 @@ def do_wp_page(vmf: VmFault) -> i64:
     if folio >= 0:
         folio_ref_add(mem, folio, 1)
         count(k.counters, REF_GETS, 1)
+    pte_unmap_unlock(mm, vmf.pte)
     return wp_page_copy(vmf, folio)
 
 
@@ -1413,6 +1450,10 @@ def copy_present_ptes(
     refcount is raised for the whole batch *before* the mapcounts
     (``folio_try_dup_anon_rmap_ptes``); a possibly pinned exclusive anon
     page makes the batch fail with -EAGAIN and be copied page by page.
+    Between the anon rmap duplication (the pin check) and the write-protect
+    another CPU's GUP-fast may read the PTEs, still writable
+    (``k.yield_hook("copy_present_ptes")``; what keeps it from pinning a
+    page fork now shares is ``write_protect_seq``, ``copy_page_range``).
     Returns the number of PTEs copied or a negative errno.
 
     Context: both PTLs held; ``max_nr`` within one VMA and one table.
@@ -1466,6 +1507,10 @@ def copy_present_ptes(
                     count(k.counters, REF_GETS, 1)
                 nr = done
             rss.c[MM_ANONPAGES] += nr
+            if k.yield_hook is not None:
+                # Pins checked, PTEs not yet write-protected: GUP-fast on
+                # another CPU may read them writable here.
+                k.yield_hook("copy_present_ptes", vma_mm(src_vma), addr)
         else:
             _dup_file_rmap_batch(k, folio, page, nr, dst_vma)
             rss.c[mm_counter_file(folio, k)] += nr
@@ -1484,6 +1529,8 @@ def copy_present_ptes(
             k.folio_put(folio, 1)
             return copy_present_page(dst_vma, src_vma, dst_pte, src_pte, addr, rss, prealloc, page) or 1
         rss.c[MM_ANONPAGES] += 1
+        if k.yield_hook is not None:
+            k.yield_hook("copy_present_ptes", vma_mm(src_vma), addr)
     else:
         folio_dup_file_rmap_ptes(folio, page, 1, dst_vma)
         rss.c[mm_counter_file(folio, k)] += 1
@@ -1659,7 +1706,9 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
     """Copy the page tables of one VMA at fork.
 
     Models: mm/memory.c ``copy_page_range()`` (with ``vma_needs_copy``:
-    VMAs without anon pages are not copied; the child faults them in).
+    VMAs without anon pages are not copied; the child faults them in).  A
+    COW mapping's copy is a write section of ``src_mm->write_protect_seq``
+    (v5.11, 57efa1fe5957): GUP-fast drops pins taken across it.
     """
     if not vma_needs_copy(dst_vma, src_vma):
         return 0
@@ -1673,6 +1722,11 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
     pmd_idx: i64
     ret: i64
     pmds: dict[int, int] = src_mm.space.pmds
+    is_cow: cython.bint = is_cow_mapping(src_vma.vm_flags)
+    if is_cow:
+        # raw_write_seqcount_begin(): GUP-fast pins nothing meanwhile (mm/gup.py).
+        src_mm.write_protect_seq += 1
+    ret = 0
     while addr < end:
         next_ = min((addr & ~(pmd_size - 1)) + pmd_size, end)
         pmd_idx = addr >> pmd_shift
@@ -1682,9 +1736,11 @@ def copy_page_range(dst_vma: Vma, src_vma: Vma) -> i64:
                 continue
         ret = copy_pte_range(dst_vma, src_vma, pmd_idx, addr, next_)
         if ret:
-            return ret
+            break
         addr = next_
-    return 0
+    if is_cow:
+        src_mm.write_protect_seq += 1  # raw_write_seqcount_end()
+    return ret
 
 
 @cython.ccall
@@ -1855,7 +1911,12 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
     (a full gather, or dirty file folios whose rmap removal waits for the
     flush) flushes the TLB and does the delayed rmap removals before the
     PTL is dropped, then frees the gathered pages.  The caller comes back
-    for the rest of the table (``zap_pmd_range``).
+    for the rest of the table (``zap_pmd_range``).  Under MADV_DONTNEED
+    (mmap_lock held for read) the return, PTL dropped, is a preemption point
+    (``k.yield_hook("zap_pte_range")``): other threads of the mm may fault
+    and run read-locked madvise there while the gather still holds the
+    pages and the TLB flush of what this call cleared (munmap and exit hold
+    the mmap_lock for write or tear the mm down: not a point in the model).
     """
     mm: MmStruct = vma_mm(vma)
     k: Kernel = mm.kernel
@@ -1916,6 +1977,10 @@ def zap_pte_range(tlb: MmuGather, vma: Vma, pmd_index: i64, addr: i64, end: i64)
     # Then free the gathered pages too.
     if force_flush.value:
         tlb.tlb_flush_mmu()
+    if k.yield_hook is not None and mm.mmap_read_locked > 0 and not tlb.fullmm:
+        # PTL dropped (and zap_pmd_range's cond_resched()) with the mmap_lock
+        # held for read (MADV_DONTNEED): the unflushed rest waits in the gather.
+        k.yield_hook("zap_pte_range", mm, addr)
     return addr
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "VM_MAYSHARE",
     "VM_DONTCOPY",
     "VM_HUGEPAGE",
+    "VM_CONT_PTE",
     "VM_NOHUGEPAGE",
     "VM_UFFD_WP",
     "VM_SOFTDIRTY",
@@ -76,6 +77,10 @@ VM_DONTCOPY = cython.declare(i64, 0x20000)
 VM_SOFTDIRTY = cython.declare(i64, 0x8000000)
 VM_HUGEPAGE = cython.declare(i64, 0x20000000)
 VM_NOHUGEPAGE = cython.declare(i64, 0x40000000)
+#: Model, OnePlus policy: a VMA named for 64K blocks (the design's
+#: ``vma_is_chp_anonymous()``, mm/cont_pte_hugepage.py); above every flag
+#: Linux defines on 64-bit that the model uses.
+VM_CONT_PTE = cython.declare(i64, 1 << 40)
 VM_ACCESS_FLAGS = cython.declare(i64, VM_READ | VM_WRITE | VM_EXEC)
 
 FAULT_FLAG_WRITE = cython.declare(i64, 1 << 0)
@@ -123,6 +128,13 @@ class MmStruct(MmLike):
         #: The mmap_lock is held for write (only dup_mmap() records it: the
         #: other syscalls run to completion, see system/sched.py).
         self.mmap_write_locked = False
+        #: Readers of the mmap_lock in the interrupted steps (do_madvise of a
+        #: read-locked advice counts itself here: system/sched.py lets a
+        #: zap's lock drop be a preemption point only then).
+        self.mmap_read_locked = 0
+        #: ``mm->write_protect_seq``: odd while fork write-protects a COW
+        #: VMA's page tables (copy_page_range); GUP-fast checks it (mm/gup.py).
+        self.write_protect_seq = 0
 
     def __repr__(self) -> str:
         return f"<mm of pid {self.owner}>"
@@ -302,6 +314,7 @@ if cython.compiled:
         VM_SOFTDIRTY=VM_SOFTDIRTY,
         VM_HUGEPAGE=VM_HUGEPAGE,
         VM_NOHUGEPAGE=VM_NOHUGEPAGE,
+        VM_CONT_PTE=VM_CONT_PTE,
         VM_ACCESS_FLAGS=VM_ACCESS_FLAGS,
         FAULT_FLAG_WRITE=FAULT_FLAG_WRITE,
         FAULT_FLAG_REMOTE=FAULT_FLAG_REMOTE,

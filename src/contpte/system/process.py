@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..check.pagemap import PAGEMAP_DTYPE, pagemap_rows
+from ..check.pagemap import PAGEMAP_DTYPE, page_pfn, pagemap_rows
 from ..errors import (
     BusError,
     InvariantViolation,
@@ -25,7 +25,7 @@ from ..errors import (
     UserfaultWP,
 )
 from ..mm.fork import dup_mmap, mmput
-from ..mm.gup import pin_user_pages, unpin_user_pages
+from ..mm.gup import pin_user_pages_fast, unpin_user_pages
 from ..mm.madvise import ADVICE, do_madvise
 from ..mm.memory import handle_mm_fault
 from ..mm.mm_types import (
@@ -46,6 +46,7 @@ from ..mm.mprotect import change_prot_numa, do_mprotect_pkey
 from ..mm.mremap import MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap
 from ..mm.shmem import File
 from ..mm.userfaultfd import mwriteprotect_range, userfaultfd_register_wp
+from .sched import Blocked
 from .sizes import parse_length
 
 if TYPE_CHECKING:
@@ -250,6 +251,11 @@ class Process:
                 va = addr + done * ps
                 if va == last_fault:
                     repeats += 1
+                    if repeats > _MAX_FAULTS_PER_PAGE and sched is not None and sched.stack:
+                        # A nested step spinning on a stale TLB entry that the
+                        # interrupted step (a zap) has not flushed yet: in Linux it
+                        # faults again until that flush; here it waits for it.
+                        raise Blocked(va)
                     if repeats > _MAX_FAULTS_PER_PAGE:
                         raise InvariantViolation(
                             "fault-loop",
@@ -265,7 +271,11 @@ class Process:
                     reported = done
                 hw.current_cpu = self.cpu
                 self._fault(va, write)
-                if fault.ptep >= 0 and int(hw.pool.peek(fault.ptep)) == fault.desc:
+                if (
+                    fault.ptep >= 0
+                    and int(hw.pool.peek(fault.ptep)) == fault.desc
+                    and not (sched is not None and sched.stack)
+                ):
                     # Nothing a retry depends on changed: a walker that
                     # evaluates this descriptor takes the same fault forever
                     # (the architecture lets it pick any member of a
@@ -287,6 +297,16 @@ class Process:
         """Tell the validators about pages ``first`` to ``done`` of an access from ``addr``."""
         v = self.machine.validators
         a = addr + first * self.machine.page_size
+        sched = self.machine.sched
+        if write and sched is not None and sched.stack:
+            # Nested in a zap whose flush is pending, a write may go through a
+            # stale TLB entry to a page no longer mapped: it is lost with it.
+            ps = self.machine.page_size
+            for i in range(first, done):
+                if page_pfn(self.mm, addr + i * ps) >= 0:
+                    val = value[i : i + 1] if isinstance(value, np.ndarray) else value
+                    v.on_write(self, addr + i * ps, 1, val)
+            return
         if write:
             v.on_write(self, a, done - first, value[first:done] if isinstance(value, np.ndarray) else value)
         elif out is not None:
@@ -451,10 +471,21 @@ class Process:
         length = parse_length(length, "madvise length")
         if advice not in ADVICE:
             raise OSError(errno.EINVAL, f"madvise: unknown advice {advice!r} (known: {', '.join(ADVICE)})")
-        self._enter("madvise")
-        ret = do_madvise(self.mm, addr, length, advice)
-        if advice == "dontneed" and self.machine.check_enabled and ret in (0, -errno.ENOMEM):
-            self.machine.validators.on_unmap(self, addr, length, dontneed=True)
+        # madvise_need_mmap_write(): the name the scheduler's lock rules use.
+        if advice in ("dontneed", "free", "cold", "pageout"):
+            self._enter("madvise")
+        else:
+            self._enter("madvise.collapse" if advice == "collapse" else "madvise.write")
+        check = self.machine.check_enabled
+        if advice == "dontneed" and check:
+            self.machine.validators.dontneed_begin(self, addr, length)
+        try:
+            ret = do_madvise(self.mm, addr, length, advice)
+        finally:
+            done = self.machine.validators.dontneed_end(self) if advice == "dontneed" and check else addr
+        if advice == "dontneed" and check and ret in (0, -errno.ENOMEM):
+            # The part not reported at a preemption point (zap_progress).
+            self.machine.validators.on_unmap(self, done, addr + length - done, dontneed=True)
         if advice == "free" and self.machine.check_enabled and not addr & (self.machine.page_size - 1):
             # Even a failing MADV_FREE advised the VMAs before the one it failed on.
             self.machine.validators.on_madvise_free(self, addr, length)
@@ -521,16 +552,21 @@ class Process:
         self._leave("uffd_wp")
 
     def pin(self, addr: int, length: int | str, write: bool = True) -> None:
-        """Long-term pin (``pin_user_pages(FOLL_LONGTERM)``); a read pin unshares first."""
+        """Long-term pin (``pin_user_pages_fast(FOLL_LONGTERM)``, as io_uring's fixed buffers).
+
+        GUP-fast first, the slow path (faults) for the rest; a read pin
+        unshares first.
+        """
         n = self._pages(addr, length, "pin")
         self._enter("pin")
-        ret = pin_user_pages(self.mm, addr, n, write)
+        pages: list[int] = []
+        ret = pin_user_pages_fast(self.mm, addr, n, write, pages)
         if ret:
             if self.machine.check_enabled:
                 self.machine.validators.on_pin_failed(self, addr, n, write)
             raise _oserror(ret, "pin")
         if self.machine.check_enabled:
-            self.machine.validators.on_pin(self, addr, n, write)
+            self.machine.validators.on_pin(self, addr, n, write, pages)
         self._leave("pin")
 
     def unpin(self, addr: int, length: int | str) -> None:

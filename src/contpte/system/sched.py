@@ -29,6 +29,31 @@ interrupted code goes on.  The points (``POINTS``):
   read: another thread of the mm may access, fault, and run MADV_DONTNEED,
   MADV_FREE and pins (mmap_lock for read) there; syscalls that need the
   mmap_lock for write block.
+- ``copy_present_ptes``: fork's window between the pin check of a batch
+  (``folio_try_dup_anon_rmap_ptes``) and its write-protect, both PTLs held
+  (mm/memory.c).  Only what takes no lock runs: TLB hits and GUP-fast,
+  which must not keep a pin of a page fork is about to share
+  (``mm->write_protect_seq``, mm/gup.py).  Locks as at ``fork.lock_break``.
+- The mmap_lock (or per-VMA lock) read sections that sleep or drop the PTL
+  (v6.12 mm/memory.c, mm/madvise.c): ``do_anonymous_page`` (the folio
+  allocation, before ``pte_offset_map_lock`` and the re-check),
+  ``wp_page_copy`` (allocation and copy, before the ``pte_same``
+  re-check), ``zap_pte_range`` (its PTL drop under MADV_DONTNEED, the TLB
+  flush and the freeing of the gathered pages still to come),
+  ``madvise_free_pte_range`` and ``madvise_cold_or_pageout_pte_range``
+  (the split of a partly covered large folio, PTL dropped).  The faulting
+  thread holds the per-VMA lock for read (``lock_vma_under_rcu``, arm64
+  ``do_page_fault``), madvise the mmap_lock for read: other threads of the
+  mm may fault, run MADV_DONTNEED/FREE/COLD/PAGEOUT and pins there;
+  syscalls that need the mmap_lock for write block (the model blocks them
+  all, also munmap of another VMA, which a per-VMA-locked fault would let
+  run).
+- ``gup_fast_pte_range``: GUP-fast between its lockless read of a PTE and
+  the grab of the folio (mm/gup.c); it holds no lock, IRQs off: anything
+  of the mm may run there, but what frees page tables (munmap, mremap,
+  exit, MADV_COLLAPSE), which the disabled IRQs hold off: those block.
+  GUP-fast's slow path takes the mmap_lock for read
+  (``Kernel.on_mmap_read_lock``): it blocks under a writer.
 
 A step that an interleaving runs is an *action*: armed for the next step
 (``at POINT[:N] THREAD STEP`` in a scenario, ``Scheduler.arm``), it fires at
@@ -65,16 +90,44 @@ __all__ = ["Scheduler", "Action", "Blocked", "POINTS", "ANY_POINT"]
 
 _T = TypeVar("_T")
 
-POINTS: tuple[str, ...] = ("fork.lock_break", "contpte_ptep_get_lockless")
+POINTS: tuple[str, ...] = (
+    "fork.lock_break",
+    "copy_present_ptes",
+    "contpte_ptep_get_lockless",
+    "do_anonymous_page",
+    "wp_page_copy",
+    "zap_pte_range",
+    "madvise_free_pte_range",
+    "madvise_cold_or_pageout_pte_range",
+    "gup_fast_pte_range",
+)
 """The preemption points the kernel-shaped code reports."""
 ANY_POINT = "*"
+#: The points inside fork (the parent's mmap_lock held for write).
+FORK_POINTS = frozenset({"fork.lock_break", "copy_present_ptes"})
+
+#: Syscalls that take the mmap_lock for read (``madvise``: the read-locked
+#: advice, DONTNEED/FREE/COLD/PAGEOUT; ``madvise.write`` the others) or no
+#: mmap lock (``pin``: GUP-fast, its slow path asks ``on_mmap_read_lock``;
+#: ``unpin``).
+_READERS = frozenset({"madvise", "pin", "unpin"})
+#: Syscalls that free page tables (GUP-fast's disabled IRQs hold them off).
+_FREE_TABLES = frozenset({"munmap", "mremap", "exit", "madvise.collapse"})
 
 #: What a thread of the interrupted mm may run at each point: the syscalls
 #: that take no lock the interrupted code holds exclusively (accesses and
-#: their faults are decided fault by fault: ``may_fault``).
-_SAME_MM_SYSCALLS: dict[str, frozenset[str]] = {
-    "fork.lock_break": frozenset(),
-    "contpte_ptep_get_lockless": frozenset({"madvise", "pin", "unpin"}),
+#: their faults are decided fault by fault: ``may_fault``).  None: all
+#: but ``_FREE_TABLES``.
+_SAME_MM_SYSCALLS: dict[str, frozenset[str] | None] = {
+    "fork.lock_break": frozenset({"pin", "unpin"}),
+    "copy_present_ptes": frozenset({"pin", "unpin"}),
+    "contpte_ptep_get_lockless": _READERS,
+    "do_anonymous_page": _READERS,
+    "wp_page_copy": _READERS,
+    "zap_pte_range": _READERS,
+    "madvise_free_pte_range": _READERS,
+    "madvise_cold_or_pageout_pte_range": _READERS,
+    "gup_fast_pte_range": None,
 }
 
 
@@ -146,13 +199,30 @@ class Scheduler:
     def __post_init__(self) -> None:
         m = self.machine
         m.kernel.on_lock_break = self._on_lock_break
+        m.kernel.yield_hook = self._on_yield
+        m.kernel.on_mmap_read_lock = self._on_mmap_read_lock
         m.hw.yield_hook = self._yield
 
     # -- the hooks ---------------------------------------------------------
     def _on_lock_break(self, mm: Any, addr: int) -> None:
-        if self._yield("fork.lock_break", addr) and self.machine.check_enabled:
+        self._on_yield("fork.lock_break", mm, addr)
+
+    def _on_yield(self, point: str, mm: Any, addr: int) -> bool:
+        if point == "zap_pte_range" and self.armed and self.machine.check_enabled:
+            # MADV_DONTNEED's pages before addr are gone: the validators learn it now.
+            self.machine.validators.zap_progress(mm, addr)
+        ran = self._yield(point, addr)
+        if ran and point in FORK_POINTS and self.machine.check_enabled:
             # fork-copy: from addr on, fork copies what the parent holds now.
             self.machine.validators.fork_rebase(mm, addr)
+        return ran
+
+    def _on_mmap_read_lock(self, mm: Any) -> None:
+        """``mmap_read_lock(mm)`` of a nested step: it sleeps if an interrupted step holds it for write."""
+        if mm.mmap_write_locked and any(
+            fr.thread is not None and fr.thread.mm is mm and fr.point in FORK_POINTS for fr in self.stack
+        ):
+            raise Blocked(None)
 
     def _yield(self, point: str, va: int) -> bool:
         """A preemption point: run the actions due here; True if any ran."""
@@ -259,7 +329,12 @@ class Scheduler:
             # The nested steps' own end-of-syscall checks, now that the state is quiescent.
             for t in self.nested_actors:
                 if t.alive:
-                    m.validators.after_syscall(t, "nested")
+                    try:
+                        m.validators.after_syscall(t, "nested")
+                    except InvariantViolation as e:
+                        # Reported with the step (``violation``); what is still armed does not run.
+                        self.violation = e
+                        break
         pending = self.deferred + self.armed
         self.deferred, self.armed = [], []
         for act in pending:
@@ -302,10 +377,17 @@ class Scheduler:
         return None
 
     def may_syscall(self, thread: "Process", name: str) -> None:
-        """Raise ``Blocked`` if ``thread``'s syscall ``name`` needs a lock an interrupted step holds."""
-        fr = self._frame_for(thread)
-        if fr is not None and name not in _SAME_MM_SYSCALLS.get(fr.point, frozenset()):
-            raise Blocked(None)
+        """Raise ``Blocked`` if ``thread``'s syscall ``name`` needs a lock an interrupted step holds.
+
+        Every interrupted step of the mm counts (a GUP-fast inside a fork
+        holds nothing, the fork still holds the mmap_lock for write).
+        """
+        for fr in self.stack:
+            if fr.thread is None or fr.thread.mm is not thread.mm:
+                continue
+            allowed = _SAME_MM_SYSCALLS.get(fr.point, frozenset())
+            if (name in _FREE_TABLES) if allowed is None else (name not in allowed):
+                raise Blocked(None)
 
     def may_fault(self, thread: "Process", vma: Vma, va: int) -> None:
         """Raise ``Blocked`` if ``thread`` cannot take the page fault at ``va`` now.

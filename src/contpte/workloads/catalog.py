@@ -30,6 +30,7 @@ GENERAL_RULES = frozenset(
         "isolation",
         "fork-copy",
         "pinned-anon-exclusive",
+        "pin-mapped",
         "fault-loop",
         # modelled VM_BUG_ON / VM_WARN_ON
         "VM_BUG_ON",

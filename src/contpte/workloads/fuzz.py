@@ -451,7 +451,12 @@ class _Gen:
         fork of such a process, often a thread's access at one of fork's
         lock breaks (``at fork.lock_break:K``); before a write, sometimes a
         thread's access or MADV_DONTNEED at the lockless read of the write's
-        fault (``at contpte_ptep_get_lockless``).
+        fault (``at contpte_ptep_get_lockless``) or where it allocates
+        (``do_anonymous_page``, ``wp_page_copy``); before a fork, sometimes a
+        thread's write pin (GUP-fast) at ``copy_present_ptes``; before
+        MADV_DONTNEED/FREE/COLD/PAGEOUT, a thread's access at the point where
+        it drops the PTL; before a pin, a thread's MADV_DONTNEED and access
+        at ``gup_fast_pte_range``.
         """
         x = self.trng
         before: list[Step] = []
@@ -463,9 +468,36 @@ class _Gen:
                 st = self._thread_access(x.choice(mine), s.proc or "", x)
                 st.at = f"fork.lock_break:{x.randint(1, 4)}"
                 before.append(st)
+            if x.random() < 0.6:
+                # GUP-fast between fork's pin check of a batch and its write-protect.
+                st = self._thread_access(x.choice(mine), s.proc or "", x, pin=True)
+                st.at = f"copy_present_ptes:{x.randint(1, 2)}"
+                before.append(st)
         elif s.op == "write" and mine and self.regions and x.random() < 0.1:
             st = self._thread_access(x.choice(mine), s.proc or "", x, dontneed=x.random() < 0.5)
-            st.at = "contpte_ptep_get_lockless"
+            st.at = x.choice(("contpte_ptep_get_lockless", "do_anonymous_page", "wp_page_copy"))
+            before.append(st)
+        elif s.op == "madvise" and mine and self.regions and x.random() < 0.2:
+            advice = s.args.get("advice")
+            point = {
+                "dontneed": "zap_pte_range",
+                "free": "madvise_free_pte_range",
+                "cold": "madvise_cold_or_pageout_pte_range",
+                "pageout": "madvise_cold_or_pageout_pte_range",
+            }.get(str(advice))
+            if point is not None:
+                st = self._thread_access(x.choice(mine), s.proc or "", x, dontneed=x.random() < 0.3)
+                st.at = point
+                before.append(st)
+        elif s.op == "pin" and mine and self.regions and x.random() < 0.3:
+            # GUP-fast between its read and its grab: another thread unmaps
+            # the page and faults (the frame may come back elsewhere).
+            t = x.choice(mine)
+            st = self._thread_access(t, s.proc or "", x, dontneed=True)
+            st.at = "gup_fast_pte_range"
+            before.append(st)
+            st = self._thread_access(t, s.proc or "", x)
+            st.at = "gup_fast_pte_range"
             before.append(st)
         elif x.random() < self.THREAD_RATE:
             if x.random() < 0.8:
@@ -480,8 +512,10 @@ class _Gen:
             s.proc = x.choice(mine)
         return before, s
 
-    def _thread_access(self, t: str, owner: str, x: random.Random, dontneed: bool = False) -> Step:
-        """A short access (or MADV_DONTNEED) of thread ``t`` of ``owner`` to a region it maps, drawn from ``x``."""
+    def _thread_access(
+        self, t: str, owner: str, x: random.Random, dontneed: bool = False, pin: bool = False
+    ) -> Step:
+        """A short access (or MADV_DONTNEED, or a write pin) of thread ``t`` of ``owner`` to a region it maps, drawn from ``x``."""
         mapped = self.maps.get(owner, set())
         r = x.choice([q for q in self.regions if q.name in mapped] or self.regions)
         npages = r.length // PS
@@ -490,6 +524,8 @@ class _Gen:
         args: dict[str, Any] = {"addr": AddrRef(r.name, off * PS), "length": n * PS}
         if dontneed:
             return self.step(t, "madvise", {**args, "advice": "dontneed"})
+        if pin:
+            return self.step(t, "pin", {**args, "length": min(n, 4) * PS, "write": True})
         if x.random() < 0.7:
             return self.step(t, "write", {**args, "value": x.randrange(1, 1 << 16)})
         return self.step(t, "read", {**args, "expect": None})
@@ -871,6 +907,9 @@ class _Run:
                 for a in armed:
                     if a.violation is not None:
                         return a
+                if sched.violation is not None:
+                    o.error, o.violation = f"violation:{sched.violation.rule}", sched.violation
+                    return o
                 stale = stale_tlb_at_return(self.m)
                 if stale is not None:
                     o.error, o.violation = f"violation:{stale.rule}", stale
@@ -1201,6 +1240,8 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
     sc = Scenario("<reproducer>", _machine_header(header, variant, bugs), _renumber(steps, 3))
     r = _Run(sc)
     out = []
+    #: ``at`` steps armed, not run yet: (index in out, their outcome)
+    armed: list[tuple[int, Outcome]] = []
     for s in sc.steps:
         o = r.step(s)
         if o.error == "void":
@@ -1209,6 +1250,14 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
         if o.error is not None and not o.error.startswith(("violation:", "crash:")):
             expect = o.error
         out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, s.at))
+        if s.at:
+            armed.append((len(out) - 1, o))
+            continue
+        for i, ao in armed:  # they ran during (or after) this step
+            if ao.error is not None and not ao.error.startswith(("violation:", "crash:")):
+                a = out[i]
+                out[i] = Step(a.line, a.proc, a.op, a.args, a.bind, ao.error, a.at)
+        armed = []
         if _problem(o) is not None:
             break
     sc.steps = _renumber(out, 3)

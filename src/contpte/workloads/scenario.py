@@ -1160,6 +1160,14 @@ def run(
         if sched is not None and sched.armed:
             thread = env.procs.get(step.proc) if step.proc else None
             o = sched.step(thread, lambda step=step: run_step(m, env, sc, step, counters))  # type: ignore[misc]
+            if (
+                o.violation is None
+                and sched.violation is not None
+                and not any(a.violation is sched.violation for a in armed_outs)
+            ):
+                # The nested steps' own end-of-syscall checks (deferred to the step's end).
+                o.error, o.violation = f"violation:{sched.violation.rule}", sched.violation
+                o.failed = str(sched.violation)
             if o.violation is None and sched.violation is None:
                 stale = stale_tlb_at_return(m)
                 if stale is not None:
