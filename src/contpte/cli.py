@@ -534,6 +534,191 @@ def _cmd_cost(args: argparse.Namespace, ui: Ui) -> int:
     return 0
 
 
+# --- compare-policy -------------------------------------------------------------
+
+
+@register
+def _register_compare_policy(sub: Subparsers) -> None:
+    cp = add_command(
+        sub,
+        "compare-policy",
+        help="run workloads of the library under policy mainline and oneplus; price and compare them",
+        description=(
+            "Run each workload of the library (docs/WORKLOADS.md; none named: all of them) once under "
+            "policy mainline (contpte) and once under policy oneplus (the OnePlus dynamic hugepage "
+            "design, docs/oneplus.md) on the same machine, with the validators off, and print one table "
+            "per workload: the priced time of its measured steps by phase (fork, exit, munmap, faults, "
+            "...), rmap and reference operations, TLBIs by kind, Contiguous-block rewrites (mainline's "
+            "folds and unfolds beside the design's break-before-make block writes), page faults, the "
+            "pool when the measured steps end (chp_pool_stats) and the fallbacks of both designs; the "
+            "change is oneplus - mainline. Under oneplus the workload's regions carry the VMA names "
+            "the real program's memory has on a phone (docs/WORKLOADS.md); docs/oneplus-compare.md "
+            "reads the default run."
+        ),
+    )
+    cp.add_argument(
+        "workloads", nargs="*", metavar="WORKLOAD", help="workloads of the library (default: all)"
+    )
+    _profile_args(cp, "altra")
+    add_kernel_version(cp, "for both policies (default: 6.12)")
+    cp.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="WORKLOAD:KEY=VALUE",
+        help="a parameter of one workload (repeatable), e.g. --param zygote-fork:heap=8M",
+    )
+    cp.add_argument(
+        "--plot", metavar="FILE", help="also draw grouped bars per workload to FILE (.png or .svg)"
+    )
+    cp.set_defaults(handler=_cmd_compare_policy)
+
+
+def _compare_params(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, colon, pair = item.partition(":")
+        key, eq, value = pair.partition("=")
+        if not colon or not eq or not name.strip() or not key.strip() or not value.strip():
+            raise ModelUsageError(f"--param {item!r}: expected WORKLOAD:KEY=VALUE, e.g. zygote-fork:heap=8M")
+        out.setdefault(name.strip(), {})[key.strip()] = value.strip()
+    return out
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a plot file that cannot be written before anything is computed."""
+    from pathlib import Path
+
+    from .report import PLOT_FORMATS
+
+    out = Path(path)
+    if out.suffix.lower().lstrip(".") not in PLOT_FORMATS:
+        raise ModelUsageError(f"--plot {path!r}: format must be one of {', '.join(PLOT_FORMATS)}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ModelUsageError(f"--plot {path!r}: cannot write there (no such directory, or not writable)")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ModelUsageError(f"--plot {path!r}: the file is not writable")
+
+
+def _cmd_compare_policy(args: argparse.Namespace, ui: Ui) -> int:
+    from .cost.policy_compare import METRICS, POOL_KEYS, compare_policies
+    from .report import fmt_ns, fmt_pct, render_table
+    from .workloads.commands import print_wrapped
+    from .workloads.library import WORKLOADS
+
+    names = list(args.workloads) or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ModelUsageError(
+            f"unknown workload {', '.join(map(repr, unknown))}; expected one of {', '.join(WORKLOADS)}"
+        )
+    (profile,) = _load_profiles(args.profile, args.set)
+    if args.plot:
+        _check_plot_path(args.plot)
+    params = _compare_params(args.param)
+    with ui.progress(len(names), "mainline vs oneplus") as step:
+        result = compare_policies(names, profile, params, args.kernel_version, progress=step)
+    data = result.as_dict()
+    if result.unmapped:
+        ui.warn(
+            f"no cost rule for counters {', '.join(result.unmapped)}: left out of the time (see cost/model.py)"
+        )
+    if ui.json:
+        ui.emit_json(data | {"plot": args.plot})
+    else:
+        kernel = args.kernel_version or KERNEL_VERSION
+        for w in result.workloads:
+            a, b = w.runs["mainline"], w.runs["oneplus"]
+            ma, mb = a.metrics, b.metrics
+            rows: list[list[str]] = []
+
+            def t(label: str, x: float, y: float) -> list[str]:
+                pct = fmt_pct(y / x - 1) if x > 0 else "\u2014"
+                return [label, fmt_ns(x), fmt_ns(y), pct]
+
+            def n(label: str, x: int, y: int) -> list[str]:
+                return [label, f"{x:,}", f"{y:,}", f"{y - x:+,}"]
+
+            for ph in w.phases:
+                rows.append(t(f"time: {ph}", a.phase_ns.get(ph, 0.0), b.phase_ns.get(ph, 0.0)))
+            rows.append(t("time: total", a.total_ns, b.total_ns))
+            rows.append(t("  of which broadcast TLB maintenance", a.dvm_ns, b.dvm_ns))
+            for key, label, _f in METRICS:
+                if key == "tlbi.total":
+                    rows.append(n(label, ma[key], mb[key]))
+                    for kind in w.tlbi_kinds:
+                        rows.append(n(f"  {kind}", ma.get(kind, 0), mb.get(kind, 0)))
+                elif ma.get(key, 0) or mb.get(key, 0) or key in ("bbm_blocks", "pgfault"):
+                    rows.append(n(label, ma.get(key, 0), mb.get(key, 0)))
+            if b.pool:
+                for key in POOL_KEYS:
+                    rows.append(["pool: " + key + " (pages)", "\u2014", f"{b.pool.get(key, 0):,}", ""])
+                rows.append(["pool: CMA area reserved", "\u2014", f"{b.cma_bytes >> 20} MiB", ""])
+            shown = ", ".join(
+                f"{k}={_size_text(v) if WORKLOADS[w.name].params[k].size else v}" for k, v in w.params.items()
+            )
+            render_table(
+                ui.out,
+                f"{w.name} ({shown}): profile {profile.name}, Linux {kernel}, one copy",
+                ["measured steps", "mainline", "oneplus", "change"],
+                rows,
+            )
+            print_wrapped(
+                ui.out, f"oneplus eligibility: {w.eligibility['mode']}: {w.eligibility['why']}", "  "
+            )
+        ui.out.print(
+            "time: the measured steps priced on the profile, by phase (a step's verb); change: oneplus - "
+            "mainline (time: percent). Block rewrites: mainline's contpte_convert (fold, unfold) beside the "
+            "design's break-before-make writes of live blocks (fork write-protect, split, CoW, reuse); "
+            "pool: chp_pool_stats() when the measured steps end (docs/oneplus-compare.md).",
+            markup=False,
+        )
+    if args.plot:
+        _plot_compare(args.plot, data)
+    return 0
+
+
+def _size_text(n: int) -> str:
+    for shift, unit in ((30, "G"), (20, "M"), (10, "K")):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def _plot_compare(path: str, data: dict[str, Any]) -> None:
+    from .report import Panel, plot_panels
+
+    ws = data["workloads"]
+    cats = [w["name"] for w in ws]
+
+    def series(get: Callable[[dict[str, Any]], float]) -> dict[str, list[float | None]]:
+        return {pol: [get(w["policies"][pol]) for w in ws] for pol in data["policies"]}
+
+    panels = [
+        Panel("priced time of the measured steps", "ms", cats, series(lambda r: r["time_ns"]["total"] / 1e6)),
+        Panel("TLBIs", "instructions", cats, series(lambda r: float(r["metrics"]["tlbi.total"]))),
+        Panel(
+            "rmap pages (mapcount updates)",
+            "pages",
+            cats,
+            series(lambda r: float(r["metrics"]["rmap.pages"])),
+        ),
+        Panel(
+            "block rewrites (break-before-make of live entries)",
+            "blocks",
+            cats,
+            series(lambda r: float(r["metrics"]["bbm_blocks"])),
+        ),
+    ]
+    plot_panels(
+        path,
+        panels,
+        title=f"mainline (contpte) vs oneplus (dynamic hugepage), profile {data['profile']}",
+    )
+
+
 # --- calibrate ----------------------------------------------------------------
 
 
