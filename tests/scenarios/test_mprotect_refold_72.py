@@ -42,9 +42,11 @@ def test_per_pte_mprotect_keeps_break_before_make(kernel: str) -> None:
     _sequence(kernel, "neoverse-n1")
 
 
-def test_batched_mprotect_refolds_without_break_before_make_at_7_2() -> None:
+@pytest.mark.parametrize("kernel", ["6.17", "7.1", "7.2"])
+def test_batched_mprotect_refolds_without_break_before_make(kernel: str) -> None:
+    # From 6.17 (mprotect_batch, modify_prot_ptes_opt) on every version modelled.
     with pytest.raises(contpte.InvariantViolation) as e:
-        _sequence("7.2", "neoverse-n1")
+        _sequence(kernel, "neoverse-n1")
     assert e.value.rule == "bbm"
 
 

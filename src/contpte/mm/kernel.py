@@ -18,7 +18,7 @@ import cython
 
 from ..counters import MTHP_STATS, counter, mthp_size_name
 from ..errors import KernelBug, ModelUsageError
-from .chp_pool import free_cont_pte_hugepages, huge_page_pool_init
+from .chp_pool import CHP_OPTIONS, free_cont_pte_hugepages, huge_page_pool_init
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -55,12 +55,7 @@ MM_OPTIONS: dict[str, Any] = {
     "swapin_via_swapcache": False,
     "lazyfree_unmap_batch": False,
     "max_gather_batch_count": -1,
-    "chp_cma": None,
-    "chp_pool_high": None,
-    "chp_min_buddy": None,
-    "chp_max_buddy": None,
-    "chp_stable_max_buddy": None,
-    "chp_direct_reclaim": False,
+    **CHP_OPTIONS,
     "policy": "mainline",
     "cont_pte_hugepage_on_qemu": False,
 }
