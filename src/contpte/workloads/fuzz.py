@@ -79,6 +79,8 @@ _MTHP_SIZES = ("16K", "32K", "64K", "128K", "2M")
 _LARGE_MTHP_SIZES = ("256K", "512K", "1M")
 #: the CPU preset without hardware Access flag or dirty management (HAFDBS = 0)
 _NO_HAFDBS_CPU = "apple-m2"
+#: what the ``arm64-oneplus`` variant runs instead: hardware Access flag, software dirty state
+_ONEPLUS_SOFT_DIRTY_CPU = "cortex-a55"
 
 
 def _weighted(*pairs: tuple[Any, int]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
@@ -835,6 +837,13 @@ def _machine_header(base: dict[str, Any], variant: str, bugs: tuple[str, ...]) -
     h = {"arch": "arm64", **base, **_variant_kwargs(variant)}
     if h["arch"] != "arm64" and h.get("cpu") == _NO_HAFDBS_CPU:
         del h["cpu"]  # an arm64 core: the other backends keep their default CPU
+    if h.get("policy") == "oneplus" and h.get("cpu") == _NO_HAFDBS_CPU:
+        # The OnePlus design sets the Access flag of one entry of a block
+        # (stock ptep_set_access_flags): on a CPU without hardware Access
+        # flag management its blocks can fault forever (docs/oneplus.md).
+        # It ships on cores with hardware AF; the software-dirty case stays
+        # covered by a core with HA but no HD (Cortex-A510, like the A55).
+        h["cpu"] = _ONEPLUS_SOFT_DIRTY_CPU
     if bugs:
         h["bugs"] = tuple(bugs)
     return h
