@@ -393,3 +393,27 @@ def test_access_flag_fault_on_an_old_block_updates_one_entry() -> None:
         outs = run(parse(src.format(cpu=cpu), "af.scn"))
         assert all(o.violation is None and o.error is None for o in outs)
         assert outs[-1].values == [0x18D2]
+
+
+def test_whole_block_fault_rechecks_the_block_under_the_ptl() -> None:
+    # threads/chp-fault-recheck.scn: at chp.alloc (block allocated, PTL not
+    # yet taken) t2 maps a base page in the block's range (the one-block pool
+    # is empty for it).  p's fault then finds its own entry none but not the
+    # block (cont_pte_none) and falls back: its block goes back (folio.alloc
+    # 3: p's block, t2's base page, p's base page).  Without the re-check
+    # (bug catalog) the block overwrites t2's page: caught by rss.
+    from contpte.workloads.explore import explore
+
+    sc = parse((HERE / "threads" / "chp-fault-recheck.scn").read_text(), "chp-fault-recheck.scn")
+    outs = run(sc)
+    assert all(o.violation is None and o.error is None for o in outs)
+    w = next(o for o in outs if o.text == "p write buf 4K 1")
+    assert w.counters["folio.alloc"] == 3
+    assert w.counters["chp.thp_do_anon_pages"] == 1
+    assert w.counters["chp.thp_do_anon_pages_fallback"] == 1
+    res = explore(sc, bound=1)
+    assert res.failure is None and res.schedules == 2
+    bad = explore(sc, bound=1, bugs=("chp_fault_no_cont_pte_none_recheck",))
+    assert bad.failure is not None
+    (v,) = [o.violation for o in bad.failure if o.violation is not None]
+    assert v.rule == "rss"

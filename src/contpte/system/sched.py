@@ -29,6 +29,10 @@ interrupted code goes on.  The points (``POINTS``):
   read: another thread of the mm may access, fault, and run MADV_DONTNEED,
   MADV_FREE and pins (mmap_lock for read) there; syscalls that need the
   mmap_lock for write block.
+- ``chp.alloc`` (policy oneplus): a whole-block write fault has its block
+  from the pool and has not yet taken the PTL
+  (``do_huge_cont_pte_anonymous_page``); the same locks are held as at
+  ``contpte_ptep_get_lockless``, so the same steps may run there.
 
 A step that an interleaving runs is an *action*: armed for the next step
 (``at POINT[:N] THREAD STEP`` in a scenario, ``Scheduler.arm``), it fires at
@@ -65,7 +69,7 @@ __all__ = ["Scheduler", "Action", "Blocked", "POINTS", "ANY_POINT"]
 
 _T = TypeVar("_T")
 
-POINTS: tuple[str, ...] = ("fork.lock_break", "contpte_ptep_get_lockless")
+POINTS: tuple[str, ...] = ("fork.lock_break", "contpte_ptep_get_lockless", "chp.alloc")
 """The preemption points the kernel-shaped code reports."""
 ANY_POINT = "*"
 
@@ -75,6 +79,7 @@ ANY_POINT = "*"
 _SAME_MM_SYSCALLS: dict[str, frozenset[str]] = {
     "fork.lock_break": frozenset(),
     "contpte_ptep_get_lockless": frozenset({"madvise", "pin", "unpin"}),
+    "chp.alloc": frozenset({"madvise", "pin", "unpin"}),
 }
 
 
@@ -142,6 +147,8 @@ class Scheduler:
     occurrences: dict[str, int] = field(default_factory=dict)
     nested_actors: list["Process"] = field(default_factory=list)
     violation: InvariantViolation | None = None
+    nested_violation: InvariantViolation | None = None
+    """A violation of the nested steps' deferred end-of-syscall checks (``step``)."""
 
     def __post_init__(self) -> None:
         m = self.machine
@@ -247,6 +254,7 @@ class Scheduler:
         self.occurrences = {}
         self.nested_actors = []
         self.violation = None
+        self.nested_violation = None
         try:
             return fn()
         finally:
@@ -257,9 +265,14 @@ class Scheduler:
         m = self.machine
         if m.check_enabled:
             # The nested steps' own end-of-syscall checks, now that the state is quiescent.
+            # A violation there belongs to the interrupted step (``nested_violation``).
             for t in self.nested_actors:
                 if t.alive:
-                    m.validators.after_syscall(t, "nested")
+                    try:
+                        m.validators.after_syscall(t, "nested")
+                    except InvariantViolation as e:
+                        self.violation = self.nested_violation = e
+                        break
         pending = self.deferred + self.armed
         self.deferred, self.armed = [], []
         for act in pending:

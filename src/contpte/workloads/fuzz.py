@@ -864,6 +864,7 @@ class _Run:
     def step(self, s: Step) -> Outcome:
         try:
             if s.at:
+                s = _policy_step(self.sc.machine, s)
                 o = Outcome(s.line, s.op, "")
                 self.m.scheduler().arm(thread_action(self.m, self.env, self.sc, s, o))
                 self.armed.append(o)
@@ -1217,11 +1218,25 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
         expect = None
         if o.error is not None and not o.error.startswith(("violation:", "crash:")):
             expect = o.error
-        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, s.at))
+        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, _policy_step(sc.machine, s).at))
         if _problem(o) is not None:
             break
     sc.steps = _renumber(out, 3)
     return sc
+
+
+def _policy_step(header: dict[str, Any], s: Step) -> Step:
+    """``s`` with its preemption point as the machine's policy has it.
+
+    The generator arms a thread's step at a write fault's lockless window
+    (``contpte_ptep_get_lockless``).  Under ``policy="oneplus"`` that point
+    is never reached (the arch's contpte is off); the whole-block fault's
+    window before its PTL (``chp.alloc``) takes its place.
+    """
+    point, sep, occ = (s.at or "").partition(":")
+    if header.get("policy") != "oneplus" or point != "contpte_ptep_get_lockless":
+        return s
+    return Step(s.line, s.proc, s.op, s.args, s.bind, s.expect, "chp.alloc" + sep + occ)
 
 
 def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> FuzzResult:

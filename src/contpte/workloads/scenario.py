@@ -1160,6 +1160,10 @@ def run(
         if sched is not None and sched.armed:
             thread = env.procs.get(step.proc) if step.proc else None
             o = sched.step(thread, lambda step=step: run_step(m, env, sc, step, counters))  # type: ignore[misc]
+            nv = sched.nested_violation
+            if o.violation is None and nv is not None:
+                o.error, o.violation = f"violation:{nv.rule}", nv
+                o.failed = str(nv)
             if o.violation is None and sched.violation is None:
                 stale = stale_tlb_at_return(m)
                 if stale is not None:
