@@ -221,6 +221,19 @@ BUGS: dict[str, Bug] = {
             "gup_fast() raw_read_seqcount / read_seqcount_retry, copy_page_range() "
             "raw_write_seqcount_begin",
         ),
+        Bug(
+            "chp_fault_no_cont_pte_none_recheck",
+            "mm",
+            "mm/memory.c (OnePlus): __do_huge_cont_pte_anonymous_page()",
+            "policy oneplus: the whole-block fault, having allocated its block without the PTL, checks "
+            "only the faulting entry under the PTL, not all 16 (cont_pte_none): pages another thread "
+            "mapped in the block's range meanwhile (here: a block of its own, split by MADV_DONTNEED, "
+            "whose pages left it as base pages) are overwritten by the new block and stay counted as "
+            "mapped with no PTE left to them; a fault into the hole MADV_DONTNEED left in a split "
+            "block does the same without a second thread (the fuzzer's shortest find)",
+            "the design's __do_huge_cont_pte_anonymous_page(): if (!cont_pte_none(vmf->pte)) fall back "
+            "under the PTL (OnePlusOSS/android_kernel_oneplus_sm8550 mm/memory.c)",
+        ),
     )
 }
 """The catalog, by name."""

@@ -36,9 +36,14 @@ BUDGET = {
 }
 
 
+#: the variant a bug lives in (default arm64)
+VARIANT = {"chp_fault_no_cont_pte_none_recheck": "arm64-oneplus"}
+
+
 @pytest.mark.parametrize("name", list(BUGS))
 def test_fuzz_finds_catalogued_bug(name: str) -> None:
     steps = BUDGET.get(name, 3_000)
-    r = fuzz(FuzzConfig(variants=["arm64"], steps=steps, seed=1, bugs=(name,), shrink=False))
+    variant = VARIANT.get(name, "arm64")
+    r = fuzz(FuzzConfig(variants=[variant], steps=steps, seed=1, bugs=(name,), shrink=False))
     assert r.finding is not None, f"{name}: not found in {r.steps} steps"
     assert r.finding.kind.startswith("violation:"), r.finding.message

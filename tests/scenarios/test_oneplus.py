@@ -366,3 +366,54 @@ def test_validators_catch_a_wrong_entire_mapcount() -> None:
     with pytest.raises(InvariantViolation) as e:
         m.check()
     assert e.value.rule == "mapcount"
+
+
+def test_access_flag_fault_on_an_old_block_updates_one_entry() -> None:
+    # The design's handle_pte_fault() calls the stock arm64
+    # ptep_set_access_flags() on a block: only the faulting entry gets AF.
+    # A child's block is copied old (copy_present_cont_pte: pte_mkold); on a
+    # CPU without hardware Access flag management the walker may take the
+    # fault on another member, which the handler never updates: the fuzzer's
+    # finding (seed 1, episode 13), a real behaviour of the design on such a
+    # CPU.  With hardware AF (the design's phones) no such fault is taken.
+    src = (
+        "machine arch=arm64 memory=32M cpus=2 seed=17534 cpu={cpu} policy=oneplus cont_pte_hugepage_on_qemu=true\n"
+        "p1 = spawn\n"
+        "m2 = p1 mmap 1M rw private|anonymous\n"
+        "c3 = p1 fork\n"
+        "c11 = c3 fork\n"
+        "c11 write m2+192K 4K 0x18d2\n"
+        "c14 = c11 fork\n"
+        "c14 read m2+192K 4K\n"
+    )
+    outs = run(parse(src.format(cpu="apple-m2"), "af.scn"))
+    bad = [o.violation for o in outs if o.violation is not None]
+    assert len(bad) == 1 and bad[0].rule == "fault-loop"
+    for cpu in ("cortex-a55", "cortex-a76"):
+        outs = run(parse(src.format(cpu=cpu), "af.scn"))
+        assert all(o.violation is None and o.error is None for o in outs)
+        assert outs[-1].values == [0x18D2]
+
+
+def test_whole_block_fault_rechecks_the_block_under_the_ptl() -> None:
+    # threads/chp-fault-recheck.scn: at chp.alloc (block allocated, PTL not
+    # yet taken) t2 maps a base page in the block's range (the one-block pool
+    # is empty for it).  p's fault then finds its own entry none but not the
+    # block (cont_pte_none) and falls back: its block goes back (folio.alloc
+    # 3: p's block, t2's base page, p's base page).  Without the re-check
+    # (bug catalog) the block overwrites t2's page: caught by rss.
+    from contpte.workloads.explore import explore
+
+    sc = parse((HERE / "threads" / "chp-fault-recheck.scn").read_text(), "chp-fault-recheck.scn")
+    outs = run(sc)
+    assert all(o.violation is None and o.error is None for o in outs)
+    w = next(o for o in outs if o.text == "p write buf 4K 1")
+    assert w.counters["folio.alloc"] == 3
+    assert w.counters["chp.thp_do_anon_pages"] == 1
+    assert w.counters["chp.thp_do_anon_pages_fallback"] == 1
+    res = explore(sc, bound=1)
+    assert res.failure is None and res.schedules == 2
+    bad = explore(sc, bound=1, bugs=("chp_fault_no_cont_pte_none_recheck",))
+    assert bad.failure is not None
+    (v,) = [o.violation for o in bad.failure if o.violation is not None]
+    assert v.rule == "rss"

@@ -382,7 +382,10 @@ def do_huge_cont_pte_anonymous_page(vmf: Any) -> int:
 
     Models: mm/memory.c (OnePlus) ``do_huge_cont_pte_anonymous_page()`` and
     ``__do_huge_cont_pte_anonymous_page()``: a suitable VMA, a block from
-    the pool (``alloc_cont_pte_hugepage()``, zeroed), all 16 entries none;
+    the pool (``alloc_cont_pte_hugepage()``, zeroed), then, under the PTL,
+    all 16 entries none (``cont_pte_none``: another thread may have mapped
+    a page in the range since; the scheduler's ``chp.alloc`` point is that
+    window, bug catalog ``chp_fault_no_cont_pte_none_recheck``);
     the 16 PTEs are written writable, dirty, young and Contiguous
     (``cont_pte_set_huge_pte_at``), one entire mapping is added and the RSS
     grows by 16.  An allocation failure counts ``thp_fault_fallback`` and
@@ -406,13 +409,19 @@ def do_huge_cont_pte_anonymous_page(vmf: Any) -> int:
         _count(k, "thp_do_anon_pages_fallback")
         return VM_FAULT_FALLBACK
     _count(k, "thp_do_anon_pages")
+    hook = k.hw.yield_hook
+    if hook is not None:
+        # The block is allocated before the PTL is taken (the pool may wake
+        # kswapd): other threads of the mm (read locks only are held) may
+        # fault and madvise in the block's range meanwhile.
+        hook("chp.alloc", haddr)
     ptep = pte_offset_map_lock(mm, haddr, True)
     fault_ptep = ptep + ((vmf.address - haddr) >> k.page_shift)
     if not a.pte_none(a.ptep_get(fault_ptep)):
         pte_unmap_unlock(mm, ptep)
         k.folio_put(pfn, 1)
         return 0
-    if not cont_pte_none(k, ptep):
+    if not k.bug("chp_fault_no_cont_pte_none_recheck") and not cont_pte_none(k, ptep):
         pte_unmap_unlock(mm, ptep)
         k.folio_put(pfn, 1)
         return VM_FAULT_FALLBACK

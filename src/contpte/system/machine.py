@@ -217,7 +217,10 @@ class Machine:
         for key in _CHP_SIZE_OPTIONS:
             # The hugepage pool's sizes (mm/chp_pool.py) take size strings like memory=.
             value = mm_opts.get(key)
-            if value is not None and not (
+            # 0 (or "0" from a scenario header) is a valid size: no CMA area, no buddy blocks.
+            if value == "0":
+                mm_opts[key] = 0
+            elif value is not None and not (
                 isinstance(value, int) and not isinstance(value, bool) and value == 0
             ):
                 mm_opts[key] = parse_bytes(value, key)

@@ -54,6 +54,10 @@ interrupted code goes on.  The points (``POINTS``):
   exit, MADV_COLLAPSE), which the disabled IRQs hold off: those block.
   GUP-fast's slow path takes the mmap_lock for read
   (``Kernel.on_mmap_read_lock``): it blocks under a writer.
+- ``chp.alloc`` (policy oneplus): a whole-block write fault has its block
+  from the pool and has not yet taken the PTL
+  (``do_huge_cont_pte_anonymous_page``); the same locks are held as at
+  ``contpte_ptep_get_lockless``, so the same steps may run there.
 
 A step that an interleaving runs is an *action*: armed for the next step
 (``at POINT[:N] THREAD STEP`` in a scenario, ``Scheduler.arm``), it fires at
@@ -100,6 +104,7 @@ POINTS: tuple[str, ...] = (
     "madvise_free_pte_range",
     "madvise_cold_or_pageout_pte_range",
     "gup_fast_pte_range",
+    "chp.alloc",
 )
 """The preemption points the kernel-shaped code reports."""
 ANY_POINT = "*"
@@ -128,6 +133,7 @@ _SAME_MM_SYSCALLS: dict[str, frozenset[str] | None] = {
     "madvise_free_pte_range": _READERS,
     "madvise_cold_or_pageout_pte_range": _READERS,
     "gup_fast_pte_range": None,
+    "chp.alloc": _READERS,
 }
 
 

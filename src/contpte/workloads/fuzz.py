@@ -79,6 +79,8 @@ _MTHP_SIZES = ("16K", "32K", "64K", "128K", "2M")
 _LARGE_MTHP_SIZES = ("256K", "512K", "1M")
 #: the CPU preset without hardware Access flag or dirty management (HAFDBS = 0)
 _NO_HAFDBS_CPU = "apple-m2"
+#: what the ``arm64-oneplus`` variant runs instead: hardware Access flag, software dirty state
+_ONEPLUS_SOFT_DIRTY_CPU = "cortex-a55"
 
 
 def _weighted(*pairs: tuple[Any, int]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
@@ -871,6 +873,13 @@ def _machine_header(base: dict[str, Any], variant: str, bugs: tuple[str, ...]) -
     h = {"arch": "arm64", **base, **_variant_kwargs(variant)}
     if h["arch"] != "arm64" and h.get("cpu") == _NO_HAFDBS_CPU:
         del h["cpu"]  # an arm64 core: the other backends keep their default CPU
+    if h.get("policy") == "oneplus" and h.get("cpu") == _NO_HAFDBS_CPU:
+        # The OnePlus design sets the Access flag of one entry of a block
+        # (stock ptep_set_access_flags): on a CPU without hardware Access
+        # flag management its blocks can fault forever (docs/oneplus.md).
+        # It ships on cores with hardware AF; the software-dirty case stays
+        # covered by a core with HA but no HD (Cortex-A510, like the A55).
+        h["cpu"] = _ONEPLUS_SOFT_DIRTY_CPU
     if bugs:
         h["bugs"] = tuple(bugs)
     return h
@@ -891,6 +900,7 @@ class _Run:
     def step(self, s: Step) -> Outcome:
         try:
             if s.at:
+                s = _policy_step(self.sc.machine, s)
                 o = Outcome(s.line, s.op, "")
                 self.m.scheduler().arm(thread_action(self.m, self.env, self.sc, s, o))
                 self.armed.append(o)
@@ -1249,8 +1259,9 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
         expect = None
         if o.error is not None and not o.error.startswith(("violation:", "crash:")):
             expect = o.error
-        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, s.at))
-        if s.at:
+        at = _policy_step(sc.machine, s).at
+        out.append(Step(s.line, s.proc, s.op, s.args, s.bind, expect, at))
+        if at:
             armed.append((len(out) - 1, o))
             continue
         for i, ao in armed:  # they ran during (or after) this step
@@ -1262,6 +1273,20 @@ def replay(header: dict[str, Any], steps: list[Step], variant: str, bugs: tuple[
             break
     sc.steps = _renumber(out, 3)
     return sc
+
+
+def _policy_step(header: dict[str, Any], s: Step) -> Step:
+    """``s`` with its preemption point as the machine's policy has it.
+
+    The generator arms a thread's step at a write fault's lockless window
+    (``contpte_ptep_get_lockless``).  Under ``policy="oneplus"`` that point
+    is never reached (the arch's contpte is off); the whole-block fault's
+    window before its PTL (``chp.alloc``) takes its place.
+    """
+    point, sep, occ = (s.at or "").partition(":")
+    if header.get("policy") != "oneplus" or point != "contpte_ptep_get_lockless":
+        return s
+    return Step(s.line, s.proc, s.op, s.args, s.bind, s.expect, "chp.alloc" + sep + occ)
 
 
 def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> FuzzResult:

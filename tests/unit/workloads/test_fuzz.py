@@ -213,3 +213,16 @@ def test_episodes_cover_no_hafdbs_large_mthp_and_unaligned_large_file_folios() -
         )
     assert any(c is not None and PRESETS[c].hafdbs == 0 for c in cpus)
     assert None in cpus and large_mthp and unaligned
+
+
+def test_oneplus_variant_runs_hardware_af_cores() -> None:
+    # The OnePlus design updates one entry of a block on an Access flag fault
+    # (docs/oneplus.md): its variant swaps the no-HAFDBS core for one with
+    # hardware AF and software dirty state; the other arm64 variants keep it.
+    from contpte.hw.features import PRESETS
+    from contpte.workloads.fuzz import _machine_header
+
+    base = {"memory": "32M", "cpu": "apple-m2"}
+    assert _machine_header(base, "arm64", ())["cpu"] == "apple-m2"
+    cpu = _machine_header(base, "arm64-oneplus", ())["cpu"]
+    assert PRESETS[cpu].hafdbs == 1
