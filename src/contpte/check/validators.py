@@ -319,25 +319,53 @@ class Validators:
         self.zapping.append([p, addr, addr + length, addr])
 
     def zap_progress(self, mm: Any, upto: int) -> None:
-        """MADV_DONTNEED's zap is at ``upto`` (a preemption point): the pages before it are gone.
+        """MADV_DONTNEED's zap is at ``upto`` (a preemption point): the PTEs before it are clear.
 
         Other threads may run there: what they write to those pages (a
         fault maps a new page) comes after the zap, what they write to the
-        pages after ``upto`` before it.
+        pages after ``upto`` before it.  The zap has not flushed the TLBs
+        yet and frees the pages only after it does (``tlb_finish_mmu``), so
+        until madvise returns a read of a cleared page may still see its
+        old value through a cached translation, or zero through a new
+        fault: both are Linux's behaviour for a program that races with its
+        own MADV_DONTNEED.  Those pages are marked may-read-zero (lazy)
+        here and forgotten at ``dontneed_end`` unless written again.
         """
         for z in reversed(self.zapping):
             if z[0].mm is mm:
                 hi = min(upto, z[2])
                 if hi > z[3]:
-                    self.on_unmap(z[0], z[3], hi - z[3], dontneed=True)
+                    ps = self.page_size
+                    self._values(z[0].pid).mark_lazy(z[3] // ps, (hi - z[3]) // ps, True)
                     z[3] = hi
                 return
 
     def dontneed_end(self, p: Any) -> int:
-        """MADV_DONTNEED returns; where its zap was last reported (``dontneed_begin``'s addr if never)."""
+        """MADV_DONTNEED returns; where its zap was last reported (``dontneed_begin``'s addr if never).
+
+        The TLBs are flushed now: the pages ``zap_progress`` passed that no
+        thread wrote again read zero from here on.
+        """
         for i in range(len(self.zapping) - 1, -1, -1):
             if self.zapping[i][0] is p:
-                return int(self.zapping.pop(i)[3])
+                z = self.zapping.pop(i)
+                ps = self.page_size
+                sh = self._values(p.pid)
+                vpn = z[1] // ps
+                n = (int(z[3]) - z[1]) // ps
+                if n > 0:
+                    lazy = sh.get_lazy(vpn, n)
+                    j = 0
+                    while j < n:
+                        if lazy[j]:
+                            k = j
+                            while k < n and lazy[k]:
+                                k += 1
+                            self.on_unmap(p, (vpn + j) * ps, (k - j) * ps, dontneed=True)
+                            j = k
+                        else:
+                            j += 1
+                return int(z[3])
         return -1
 
     def mremap_begin(self, p: Any, addr: int, npages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
