@@ -232,9 +232,8 @@ class Scheduler:
         ran = self._yield(point, addr)
         if ran and point in FORK_POINTS and self.machine.check_enabled:
             # fork-copy: from addr on, fork copies what the parent holds now;
-            # after reclaim, whose rmap walk unmapped pages fork had copied
-            # already (in the parent and the child alike), from the start.
-            self.machine.validators.fork_rebase(mm, 0 if self.nested_machine else addr)
+            # reclaim's rmap walk also changed pages fork had copied already.
+            self.machine.validators.fork_rebase(mm, addr, self.nested_machine)
         self.nested_machine = self.nested_machine or reclaimed
         return ran
 
