@@ -201,6 +201,16 @@ BUGS: dict[str, Bug] = {
             "'if (likely(vmf->pte && pte_same(ptep_get(vmf->pte), vmf->orig_pte)))' (v6.12)",
         ),
         Bug(
+            "fork_stale_pte_after_lock_break",
+            "mm",
+            "mm/memory.c: copy_pte_range()",
+            "after a lock break the copy goes on with the source PTE it read before dropping the "
+            "PTLs: reclaim running meanwhile (its rmap walk needs no mmap_lock) has swapped that "
+            "page out and freed it, and the child maps the freed frame",
+            "copy_pte_range(): the break leaves the loop, 'if (addr != end) goto again', which maps "
+            "and locks the tables again and reads each PTE under the PTL (v6.12)",
+        ),
+        Bug(
             "gup_fast_no_pte_recheck",
             "mm",
             "mm/gup.c: gup_fast_pte_range()",

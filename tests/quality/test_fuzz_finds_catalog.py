@@ -33,6 +33,12 @@ BUDGET = {
     # a thread's GUP-fast write pin at copy_present_ptes of a fork, on a
     # page of a batch not write-protected yet (found at 55,500 steps)
     "gup_fast_no_write_protect_seq": 60_000,
+    # found at 3,900 steps once PMD-mapped THPs swap out (pageout and
+    # reclaim of THPs change what the episodes hold afterwards)
+    "wrprotect_partial_block_no_unfold": 6_000,
+    # reclaim at one of fork's lock breaks in a swap episode, on a range
+    # fork has still to copy (found at 4,650 steps)
+    "fork_stale_pte_after_lock_break": 8_000,
 }
 
 

@@ -141,6 +141,7 @@ cdef class Pgtable:
     cpdef pmdp_set_wrprotect(self, MmLike mm, i64 addr, i64 pmd_index)
     cpdef u64 pmdp_invalidate(self, VmaLike vma, i64 addr, i64 pmd_index) except? -1
     cpdef i64 pmdp_collapse_flush(self, VmaLike vma, i64 address, i64 pmd_index) except? -1
+    cpdef bint pmdp_clear_flush_young(self, VmaLike vma, i64 addr, i64 pmd_index) except? -1
     cpdef bint pmdp_set_access_flags(self, VmaLike vma, i64 addr, i64 pmd_index, u64 entry, bint dirty) except? -1
 
     cpdef flush_tlb_mm(self, MmLike mm)

@@ -939,6 +939,29 @@ class Pgtable:
 
     @cython.ccall
     @cython.exceptval(-1, check=True)
+    def pmdp_clear_flush_young(self, vma: VmaLike, addr: i64, pmd_index: i64) -> cython.bint:
+        """Make a huge PMD old, flushing its range if it was young; True if it was.
+
+        Models: mm/pgtable-generic.c ``pmdp_clear_flush_young()`` ->
+        ``pmdp_test_and_clear_young()`` (arm64: the Access flag cleared in
+        place, a change that needs no break-before-make), then
+        ``flush_pmd_tlb_range()``.  Called by ``folio_referenced_one()``
+        for a PMD-mapped THP.
+
+        Context: the PMD lock held; ``pmd_index`` maps a huge PMD.
+        """
+        space: AddressSpace = vma.vm_mm.space
+        old: u64 = space.pmd_load(pmd_index)
+        pte: u64 = self.pmd_pte(old)
+        if not self.pte_young(pte):
+            return False
+        space.pmd_store(pmd_index, self.pte_pmd(self.pte_mkold(pte)))
+        start: i64 = pmd_index << self.PMD_SHIFT
+        self.flush_pmd_tlb_range(vma, start, start + self.PMD_SIZE)
+        return True
+
+    @cython.ccall
+    @cython.exceptval(-1, check=True)
     def pmdp_set_access_flags(
         self, vma: VmaLike, addr: i64, pmd_index: i64, entry: u64, dirty: cython.bint
     ) -> cython.bint:

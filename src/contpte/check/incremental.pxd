@@ -88,5 +88,5 @@ cdef class RmapHook(RmapObserver):
     cdef public MapShadow shadow
     cdef public MemMap mem
 
-cpdef fork_copy(MapShadow sh, MmStruct parent, MmStruct child, object pre_pmds, object base=*)
+cpdef fork_copy(MapShadow sh, MmStruct parent, MmStruct child, object pre_pmds, object base=*, i64 skip_below=*)
 cdef u64 _U64_MAX

@@ -1512,7 +1512,12 @@ def _fork_copy_range(
 
 @cython.ccall
 def fork_copy(
-    sh: MapShadow, parent: MmStruct, child: MmStruct, pre_pmds: object, base: object = None
+    sh: MapShadow,
+    parent: MmStruct,
+    child: MmStruct,
+    pre_pmds: object,
+    base: object = None,
+    skip_below: i64 = 0,
 ) -> None:
     """Check that ``child``'s tables are a faithful copy of ``parent``'s before the fork.
 
@@ -1525,7 +1530,9 @@ def fork_copy(
     epoch began just before the fork), the current ones otherwise; level-2
     indices in ``pre_pmds`` (PMD-mapped before the fork) are skipped.
     ``base`` (level-2 index -> one table's descriptors) replaces them where
-    other threads ran at fork's lock breaks (``Validators.fork_rebase``).
+    other threads ran at fork's lock breaks (``Validators.fork_rebase``);
+    entries below ``skip_below`` are not compared (reclaim ran at a lock
+    break there, after fork had copied them).
 
     Raises the first ``fork-copy`` violation in address order.
     """
@@ -1557,6 +1564,7 @@ def fork_copy(
     at: i64
     t0: i64
     t1: i64
+    lo: i64
     cv: Vma
     pa: U64View
     for idx in sorted(keys):
@@ -1598,19 +1606,21 @@ def fork_copy(
             cv = vmas[j]
             if cv.vm_start >= t1:
                 break
-            _fork_copy_range(
-                sh,
-                parent,
-                child,
-                idx,
-                pa,
-                pb,
-                e,
-                cb,
-                (max(cv.vm_start, t0) - t0) >> sh.page_shift,
-                (min(cv.vm_end, t1) - t0) >> sh.page_shift,
-                cv,
-            )
+            lo = max(cv.vm_start, t0, skip_below)
+            if lo < min(cv.vm_end, t1):
+                _fork_copy_range(
+                    sh,
+                    parent,
+                    child,
+                    idx,
+                    pa,
+                    pb,
+                    e,
+                    cb,
+                    (lo - t0) >> sh.page_shift,
+                    (min(cv.vm_end, t1) - t0) >> sh.page_shift,
+                    cv,
+                )
             j += 1
 
 

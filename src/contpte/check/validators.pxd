@@ -11,6 +11,7 @@ cdef i64 RUNS, READS_CHECKED
 
 cdef class Validators:
     cdef public object m, pre_pmds, initial, fork_base, fork_racy
+    cdef public i64 fork_skip_below
     cdef public Kernel k
     cdef public Counters counters
     cdef public MapShadow shadow

@@ -37,7 +37,9 @@ Rules (``InvariantViolation.rule``):
   machine with the OnePlus hugepage pool, every frame is in exactly one
   place and the pool's counts add up (``check/chp_pool.py``).
 - ``fork-copy``: the child's page tables are a faithful copy of the parent's
-  before the fork (``incremental.fork_copy``).
+  before the fork (``incremental.fork_copy``); where other threads ran at
+  a lock break, of the parent's state then; not below a lock break where
+  reclaim ran (``fork_rebase``).
 
 When they run (the system layer calls them; see docs/core.md):
 ``after_syscall`` after every syscall and user access applies the store log
@@ -105,6 +107,8 @@ class Validators:
         self.fork_base: dict[int, Any] | None = None
         #: Writes other threads made during a fork (at its lock breaks): (pid, addr, pages).
         self.fork_racy: list[tuple[int, int, int]] = []
+        #: fork-copy does not compare below this address (reclaim ran in the fork)
+        self.fork_skip_below = 0
         #: ``mm.shmem.file_initial_value`` (imported on first use)
         self.initial: Any = None
         self.hook: RmapHook | None = None
@@ -204,8 +208,9 @@ class Validators:
         self.pre_pmds = set(parent.mm.space.pmds)
         self.fork_base = None
         self.fork_racy = []
+        self.fork_skip_below = 0
 
-    def fork_rebase(self, mm: Any, addr: int) -> None:
+    def fork_rebase(self, mm: Any, addr: int, reclaimed: bool = False) -> None:
         """Other threads ran at a lock break of fork at ``addr``: what fork copies from here is the parent's now.
 
         ``fork-copy`` compares the child with the parent as fork read it:
@@ -213,9 +218,17 @@ class Validators:
         ``addr`` on the current one (a page fault of another thread on a
         VMA fork has not reached yet, a hardware access/dirty update).  The
         store log itself is left alone: the mapcount shadow needs it.
+        ``reclaimed``: reclaim ran there; its rmap walk also changed what
+        fork had copied already, in the parent and the child, and not
+        always alike (a lazyfree folio's clean pages discarded in the first
+        mm walked, the walk stopped at a dirty one), so below ``addr``
+        fork-copy no longer compares (the mapcount, RSS, swap and value
+        validators still do).
         """
         if not self.enabled or self.pre_pmds is None:
             return
+        if reclaimed:
+            self.fork_skip_below = max(self.fork_skip_below, addr)
         pool = self.m.hw.pool
         space = mm.space
         per = self.per
@@ -261,8 +274,10 @@ class Validators:
         self.pre_pmds = None
         base = self.fork_base
         self.fork_base = None
+        skip = self.fork_skip_below
+        self.fork_skip_below = 0
         if pre is not None and self.enabled:
-            fork_copy(self.shadow, parent.mm, child.mm, pre, base)
+            fork_copy(self.shadow, parent.mm, child.mm, pre, base, skip)
 
     def _fork_racy_copies(self, parent: Any, child: Any, sh: ValueShadow) -> None:
         """Pages another thread wrote during the fork that the child got as a copy: it holds what was copied.

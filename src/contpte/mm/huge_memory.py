@@ -23,7 +23,7 @@ import cython
 
 from ..counters import counter
 from ..errors import KernelBug
-from .rmap import rmap_walk_ptes
+from .rmap import rmap_walk_pmds, rmap_walk_ptes
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -667,7 +667,9 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     Models: mm/huge_memory.c ``split_huge_page_to_list_to_order(new_order=0)``
     (v6.12) for anonymous folios: refused (-EAGAIN) when someone holds a
     reference beyond the mappings and the caller's (``can_split_folio``), so
-    a pinned folio is never split; otherwise every PTE mapping it is
+    a pinned folio is never split; otherwise its PMD mappings are split
+    first (``unmap_folio()``: ``TTU_SPLIT_HUGE_PMD`` for a PMD-mappable
+    folio, ``split_huge_pmd_address(freeze)``), then every PTE mapping it is
     unmapped (``try_to_migrate``: ``ptep_clear_flush`` one PTE at a time,
     which on arm64 unfolds a folded block first; a dirty PTE marks the
     folio dirty, and the split pages inherit PG_dirty), the metadata is split
@@ -686,8 +688,6 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     a: Pgtable = k.arch
     if not folio_test_anon(mem, folio) or cython.cast(i64, mem.order[folio]) == 0:
         return -EINVAL
-    if cython.cast(i64, mem.entire_mapcount[folio]):
-        return -EBUSY  # PMD-mapped: the caller splits the PMD first
     if cython.cast(i64, mem.flags[folio]) & PG_cont:
         # A OnePlus block (policy="oneplus") stays one compound page from the
         # hugepage pool until it is freed whole back to the pool
@@ -707,6 +707,11 @@ def split_folio(k: Kernel, folio: i64) -> i64:
     head: i64 = folio
     shift: i64 = a.pool.shift
     ptes_per: i64 = a.PTRS_PER_PTE
+    # unmap_folio(): try_to_migrate() with TTU_SPLIT_HUGE_PMD splits each
+    # PMD mapping into PTEs first (the freeze makes them migration entries
+    # at once; the model splits, then clears them below).
+    for _mm, pv, pmd_index in rmap_walk_pmds(k, head):
+        split_huge_pmd(pv, pmd_index, pmd_index << a.PMD_SHIFT)
     # try_to_migrate(): clear every mapping, remembering what to restore.
     restore: list[tuple[MmStruct, int, int, int]] = []
     addr: i64

@@ -332,8 +332,15 @@ def madvise_free_single_vma(vma: Vma, start_addr: i64, end_addr: i64) -> i64:
 def madvise_cold_or_pageout_pte_range(vma: Vma, addr: i64, end: i64, pageout: cython.bint) -> None:
     """MADV_COLD / MADV_PAGEOUT of the PTEs of one PMD range.
 
-    Models: mm/madvise.c ``madvise_cold_or_pageout_pte_range()`` (v6.12),
-    PTE-mapped folios (a PMD-mapped THP is left alone in the model): a
+    Models: mm/madvise.c ``madvise_cold_or_pageout_pte_range()`` (v6.12).
+    A PMD-mapped THP (``pmd_trans_huge``): the huge zero page and a folio
+    likely mapped by another process are left alone; a range covering
+    only part of the PMD splits the folio (``split_folio``, which splits
+    the PMD first) and goes on PTE by PTE; otherwise COLD makes a young
+    PMD old (``pmdp_invalidate`` + ``set_pmd_at``, flushed with the
+    gather) and PAGEOUT gives the whole folio to reclaim
+    (``reclaim_pages()``: swapped out whole, or split if no free 2M
+    cluster).  PTE-mapped folios: a
     large folio the range covers wholly is one batch
     (``madvise_folio_pte_batch``), one only partly covered is split first
     unless it is likely shared; a folio mapped elsewhere too
@@ -351,18 +358,49 @@ def madvise_cold_or_pageout_pte_range(vma: Vma, addr: i64, end: i64, pageout: cy
     mem: MemMap = k.memmap
     page_shift: i64 = k.page_shift
     pmd_index: i64 = addr >> a.PMD_SHIFT
+    orig_pmd: u64
+    ptent: u64
+    folio: i64
+    err: i64
+    tlb0: MmuGather
     if mm.space.pmds and pmd_index in mm.space.pmds:
-        return
+        orig_pmd = a.pmdp_get(mm, pmd_index)
+        ptent = a.pmd_pte(orig_pmd)
+        folio = a.pte_pfn(ptent)
+        if folio == k.huge_zero_pfn or a.pte_special(ptent):
+            return
+        folio = cython.cast(i64, mem.head[folio])
+        if (
+            folio_maybe_mapped_shared(mem, folio)
+            if k.maybe_mapped_shared
+            else folio_likely_mapped_shared(mem, folio)
+        ):
+            return  # "Do not interfere with other mappings of this folio"
+        if end - addr != a.PMD_SIZE:
+            folio_ref_add(mem, folio, 1)  # folio_get() across the unlocked split
+            err = split_folio(k, folio)
+            k.folio_put(folio, 1)
+            if err:
+                return
+            # goto regular_folio: the PTE path below.
+        else:
+            if not pageout and a.pte_young(ptent):
+                tlb0 = MmuGather(mm, False)
+                a.pmdp_invalidate(vma, addr, pmd_index)
+                a.set_pmd_at(mm, addr, pmd_index, a.pte_pmd(a.pte_mkold(ptent)))
+                tlb0.tlb_remove_pmd_tlb_entry(addr, a.PMD_SIZE)
+                tlb0.tlb_finish_mmu()
+            folio_test_clear_referenced(mem, folio)  # folio_clear_referenced()
+            if pageout:
+                shrink_folio_list(k, [folio], True, 0)  # folio_isolate_lru(), reclaim_pages()
+            return
     start_pte: i64 = pte_offset_map_lock(mm, addr, False)
     if start_pte < 0:
         return
     tlb: MmuGather = MmuGather(mm, False)
     folio_list: Any = []
     ptep: i64 = start_pte
-    ptent: u64
     nr: i64
-    folio: i64
-    err: i64
     ptentp: PtePtr = PtePtr(0)
     while addr < end:
         nr = 1

@@ -1587,7 +1587,13 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     contended; every such point is recorded (``fork.lock_break_point``) and
     the rule checker verifies the tables there; then ``k.on_lock_break(src_mm,
     addr)`` (a scheduler, ``system/sched.py``) may run other threads' steps
-    that need neither PTL nor the mmap_lock.  -EAGAIN (a possibly pinned
+    that need neither PTL nor the mmap_lock, or reclaim.  As the kernel's
+    break leaves the loop (``add_mm_rss_vec()`` of what it copied so far,
+    then ``goto again``: ``init_rss_vec()``, ``pte_offset_map_lock()``),
+    the child's RSS is brought up to date first and the next source PTE is
+    read after the break: a PTE reclaim turned into a swap entry meanwhile
+    is copied as one.  Bug catalog ``fork_stale_pte_after_lock_break``:
+    the PTE read before the break is copied.  -EAGAIN (a possibly pinned
     page needs a copy) drops the locks, preallocates a page and restarts
     (``fork.again``) at the same address; a preallocated page the next copy
     did not consume is freed right after that copy.
@@ -1604,8 +1610,9 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     dst_pte: i64
     src_pte: i64
     ret: i64
-    ptent: u64
+    ptent: u64 = 0
     i: i64
+    stale: cython.bint = k.bug("fork_stale_pte_after_lock_break")
     while True:  # again:
         rss = RssVec()
         progress = 0
@@ -1613,16 +1620,23 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
         src_pte = pte_offset_map_lock(src_mm, addr, False)
         ret = 0
         while addr < end:
+            if stale:
+                ptent = a.ptep_get(src_pte)  # the bug: read before the break, used after it
             if progress >= 32:
                 progress = 0
                 count(k.counters, FORK_LOCK_BREAK, 1)
                 a.ptl_release(src_mm, src_pte)
+                for i in range(4):  # add_mm_rss_vec(dst_mm, rss), then init_rss_vec(rss)
+                    if cython.cast(i64, rss.c[i]):
+                        dst_mm.add_mm_counter(i, cython.cast(i64, rss.c[i]))
+                        rss.c[i] = 0
                 a.ptl_release(dst_mm, dst_pte)
                 if k.on_lock_break is not None:
                     # Both PTLs dropped, the mmap_lock still held for write:
                     # a scheduler may run here what needs neither.
                     k.on_lock_break(src_mm, addr)
-            ptent = a.ptep_get(src_pte)
+            if not stale:
+                ptent = a.ptep_get(src_pte)
             if ptent == 0:
                 progress += 1
                 src_pte += 1

@@ -31,6 +31,7 @@ if not cython.compiled:
         ClearPageAnonExclusive,
         MemMap,
         PG_anon_exclusive,
+        PG_swapcache,
         SetPageAnonExclusive,
         folio_mapcount,
         folio_maybe_dma_pinned,
@@ -56,6 +57,7 @@ __all__ = [
     "folio_sub_large_mapcount",
     "deferred_split_folio",
     "rmap_walk_ptes",
+    "rmap_walk_pmds",
     "folio_referenced",
 ]
 
@@ -371,9 +373,13 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     ``thp_deferred_split_page`` only for PMD-mappable folios
     (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all,
     and the folio counts in ``nr_anon_partially_mapped`` until it leaves the
-    queue (``Kernel.folio_undo_large_rmappable``).
+    queue (``Kernel.folio_undo_large_rmappable``).  A folio in the swap
+    cache is not queued (reclaim is already handling it: the check is in
+    6.12 to 7.2), so a large folio unmapped by swap-out is not counted.
     """
     if folio in k.deferred_split:
+        return
+    if cython.cast(i64, k.memmap.flags[folio]) & PG_swapcache:
         return
     k.deferred_split.add(folio)
     # v6.12 counts the vmstat event for PMD-mappable folios only; every
@@ -441,8 +447,44 @@ def rmap_walk_ptes(k: Kernel, lo: i64, hi: i64) -> list[tuple[Any, int, int]]:
     return out
 
 
+def rmap_walk_pmds(k: Kernel, folio: i64) -> list[tuple[Any, Any, int]]:
+    """(mm, vma, level-2 index) of every huge PMD mapping ``folio``.
+
+    Models: mm/rmap.c ``rmap_walk()`` + ``page_vma_mapped_walk()`` where
+    it stops at a PMD-mapped THP (``pvmw.pte`` NULL).  As
+    ``rmap_walk_ptes()``: every VMA of every mm whose page offsets cover
+    the folio is a candidate at the folio's linear address.  Empty for a
+    folio below PMD order or mapped by no PMD (no entire mapcount).
+    Results: by mm (``kernel.mms`` order), then ascending address.
+    """
+    a: Pgtable = k.arch
+    mem: MemMap = k.memmap
+    out: list[tuple[Any, Any, int]] = []
+    if cython.cast(i64, mem.order[folio]) < k.PMD_ORDER or cython.cast(i64, mem.entire_mapcount[folio]) == 0:
+        return out
+    first: i64 = cython.cast(i64, mem.index[folio])
+    shift: i64 = a.PAGE_SHIFT
+    addr: i64
+    v: Vma
+    mm: MmStruct
+    pmd: u64
+    for mm in k.mms:
+        if not mm.space.pmds:
+            continue
+        for v in mm.vmas:
+            if not v.vm_pgoff <= first < v.vm_pgoff + ((v.vm_end - v.vm_start) >> shift):
+                continue
+            addr = v.vm_start + ((first - v.vm_pgoff) << shift)
+            if addr & (a.PMD_SIZE - 1) or addr + a.PMD_SIZE > v.vm_end:
+                continue
+            pmd = mm.space.pmd_peek(addr >> a.PMD_SHIFT)
+            if pmd and a.pte_pfn(a.pmd_pte(pmd)) == folio:
+                out.append((mm, v, addr >> a.PMD_SHIFT))
+    return out
+
+
 def folio_referenced_one(
-    k: Kernel, folio: i64, vma: Vma, ptes: list[tuple[int, int]], pra: list[int]
+    k: Kernel, folio: i64, vma: Vma, ptes: list[tuple[int, int]], pra: list[int], pmd_index: i64 = -1
 ) -> bool:
     """Make the PTEs ``vma`` maps ``folio`` with old; False to end the walk.
 
@@ -456,6 +498,8 @@ def folio_referenced_one(
     ``folio_pte_batch()`` at a time (bounded by the PMD and the VMA) to
     ``clear_flush_young_ptes()``, and the walk stops once it has covered
     the folio's pages.  ``referenced`` counts the VMAs with a young PTE.
+    ``pmd_index`` >= 0: ``vma`` maps the folio by that huge PMD instead
+    (``pmdp_clear_flush_young_notify()``, one mapping).
 
     Context: the folio is locked; each PTE batch under its PTL.
     """
@@ -475,6 +519,10 @@ def folio_referenced_one(
     nr: i64
     end_addr: i64
     young: cython.bint
+    if pmd_index >= 0:
+        young = a.pmdp_clear_flush_young(vma, pmd_index << a.PMD_SHIFT, pmd_index)
+        referenced = 1 if young else 0
+        pra[2] -= 1
     while j < n:
         addr = ptes[j][0]
         ptep = ptes[j][1]
@@ -508,8 +556,8 @@ def folio_referenced(k: Kernel, folio: i64) -> tuple[int, int]:
     Models: mm/rmap.c ``folio_referenced()`` (is_locked, no memcg): the
     rmap walk (``rmap_walk_ptes()``) calls ``folio_referenced_one()`` per
     VMA until the folio's mapcount is used up.  0 for an unmapped folio.
-    PMD mappings are not looked at (reclaim skips PMD-mapped folios).
-    Returns ``(referenced, vm_flags)``.
+    A PMD-mapped THP's PMDs come first (``rmap_walk_pmds()``), one VMA
+    each.  Returns ``(referenced, vm_flags)``.
     """
     mem: MemMap = k.memmap
     mapcount: i64 = folio_mapcount(mem, folio)
@@ -521,6 +569,9 @@ def folio_referenced(k: Kernel, folio: i64) -> tuple[int, int]:
     ptes_per: i64 = a.PTRS_PER_PTE
     pra: list[int] = [0, 0, mapcount]
     group: list[tuple[int, int]] = []
+    for _mm, pv, pmd_index in rmap_walk_pmds(k, folio):
+        if not folio_referenced_one(k, folio, pv, group, pra, pmd_index):
+            return (pra[0], pra[1])
     cur: Vma | None = None
     mm: MmStruct
     addr: i64

@@ -121,6 +121,7 @@ PSWPIN = cython.declare(i64, counter("pswpin"))
 PSWPOUT = cython.declare(i64, counter("pswpout"))
 SWPIN_ZERO = cython.declare(i64, counter("swpin_zero"))
 SWPOUT_ZERO = cython.declare(i64, counter("swpout_zero"))
+THP_SWPOUT = cython.declare(i64, counter("thp_swpout"))
 SWAP_ALLOC_FAIL = cython.declare(i64, counter("swap.alloc_fail"))
 
 
@@ -706,7 +707,8 @@ def swap_writepage(k: Kernel, si: SwapInfo, folio: i64) -> i64:
     refers to any more is freed from the swap cache instead; an all-zero
     folio only sets its zeromap bits (``swpout_zero``); otherwise
     ``__swap_writepage()`` -> ``swap_writepage_bdev_sync()`` writes it and
-    counts ``swpout`` per size and ``pswpout`` per page
+    counts ``swpout`` per size, ``thp_swpout`` for a PMD-size folio
+    (``folio_test_pmd_mappable``) and ``pswpout`` per page
     (``count_swpout_vm_event``).  Synchronous: the folio is clean and out
     of writeback when it returns.
     """
@@ -732,6 +734,8 @@ def swap_writepage(k: Kernel, si: SwapInfo, folio: i64) -> i64:
     for i in range(nr):
         si.zeromap[offset + i] = 0
         si.data[offset + i] = a.memcpy_from_page(folio + i)
+    if order >= k.PMD_ORDER:
+        count(k.counters, THP_SWPOUT, 1)
     k.count_mthp_stat(order, MTHP_SWPOUT, 1)
     count(k.counters, PSWPOUT, nr)
     return 0
@@ -856,4 +860,5 @@ if cython.compiled:
         TTRS_FULL=TTRS_FULL,
         PSWPIN=PSWPIN,
         PSWPOUT=PSWPOUT,
+        THP_SWPOUT=THP_SWPOUT,
     )

@@ -27,9 +27,19 @@ keep: the model has no LRU lists).  Then:
   time in every version: the unmap batching of v6.15+ is for lazyfree
   and file folios only), ``swap_writepage`` writes it and the folio leaves
   the swap cache and is freed (``__remove_mapping``).
+- a PMD-mapped anon THP goes the same way (THP_SWAP): ``add_to_swap``
+  needs a free cluster for its 2M (``get_swap_pages`` at PMD order),
+  ``try_to_unmap`` with ``TTU_SPLIT_HUGE_PMD`` splits each PMD mapping
+  into PTEs (``split_huge_pmd_locked(freeze=false)``: ``thp_split_pmd``)
+  and then makes them swap PTEs, and the whole folio is written
+  (``thp_swpout``, ``swpout`` of its size); with no free cluster the
+  folio is split (``split_folio_to_list``, which splits the PMD first)
+  and its pages go one by one (``thp_swpout_fallback``).
 
 Without swap, swap-backed anon memory is not reclaimed; shmem never is.
-Folios mapped by a PMD, pinned or otherwise referenced are skipped.  One
+Folios pinned or otherwise referenced are skipped, and so are PMD-mapped
+lazyfree THPs (6.12 discards them whole, ``unmap_huge_pmd_locked()``: not
+modelled) and PMD-mapped page-cache folios.  One
 call is one full pass over memory (``shrink_all_memory``), or stops once
 ``target`` pages are freed; MADV_PAGEOUT gives its folios to
 ``shrink_folio_list`` with ``ignore_references`` (``reclaim_pages``).
@@ -45,13 +55,13 @@ import cython
 
 from ..counters import counter
 from ..errors import KernelBug
-from .rmap import folio_referenced, rmap_walk_ptes
+from .rmap import folio_referenced, rmap_walk_pmds, rmap_walk_ptes
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
     from ..cdefs import i64, u64
     from ..counters import count
-    from .huge_memory import split_folio
+    from .huge_memory import split_folio, split_huge_pmd
     from .internal import folio_pte_batch
     from .kernel import MTHP_SWPOUT_FALLBACK, Kernel
     from .memmap import (
@@ -153,7 +163,11 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     block unfolds it); with ``lazyfree_unmap_batch`` (v6.15) a lazyfree
     large folio's PTEs one ``folio_pte_batch()`` at a time
     (``get_and_clear_ptes()`` + ``flush_tlb_range()``: on arm64 a whole
-    folded block is cleared without an unfold).  A swap-cache anon folio's PTEs become swap PTEs
+    folded block is cleared without an unfold).  A PMD-mapped swap-cache
+    anon folio's PMDs are split first (``TTU_SPLIT_HUGE_PMD``, which
+    ``shrink_folio_list`` passes for a ``folio_test_pmd_mappable`` folio:
+    ``split_huge_pmd_locked(vma, addr, pmd, false, folio)`` per VMA, then
+    the walk restarts on the PTEs).  A swap-cache anon folio's PTEs become swap PTEs
     (``swap_duplicate`` each, exclusive where the page was
     PageAnonExclusive, which the page loses; ``MM_ANONPAGES`` ->
     ``MM_SWAPENTS``).  ``k``: the mem_map's kernel; ``folio``: the head pfn.
@@ -181,6 +195,9 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     batch: i64
     skip_mm: object = None
     skip_end: i64 = 0
+    if swapped:
+        for _mm, pv, pmd_index in rmap_walk_pmds(k, folio):
+            split_huge_pmd(pv, pmd_index, pmd_index << a.PMD_SHIFT)  # TTU_SPLIT_HUGE_PMD
     for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
         mm = mm_
         slot = mm.space.pte_table(idx)
@@ -336,6 +353,8 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
         flags = cython.cast(i64, mem.flags[h])
         if flags & PG_anon:
             if flags & PG_lazyfree:
+                if cython.cast(i64, mem.entire_mapcount[h]):
+                    continue  # unmap_huge_pmd_locked(): not modelled
                 if (
                     (ignore_references or folio_check_references(k, h) <= FOLIOREF_RECLAIM_CLEAN)
                     and not folio_maybe_dma_pinned(mem, h)
@@ -354,6 +373,10 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
             folio_ref_add(mem, h, 1)  # folio_isolate_lru(): the isolation reference
             if not flags & PG_swapcache:
                 order = cython.cast(i64, mem.order[h])
+                if n > 1 and cython.cast(i64, mem.refcount[h]) != folio_mapcount(mem, h) + 1:
+                    # can_split_folio(folio, 1): "cannot split folio, skip it".
+                    k.folio_put(h, 1)
+                    continue
                 if n > 1 and h in k.deferred_split:
                     # Split partially mapped folios right away.
                     if split_folio(k, h):
@@ -402,6 +425,7 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
         if (
             f is None
             or cython.cast(File, f).shmem
+            or cython.cast(i64, mem.entire_mapcount[h])
             or (not ignore_references and folio_check_references(k, h) > FOLIOREF_RECLAIM_CLEAN)
             or folio_maybe_dma_pinned(mem, h)
             or cython.cast(i64, mem.refcount[h]) != 1 + folio_mapcount(mem, h)
@@ -426,7 +450,7 @@ def shrink_all_memory(k: Kernel, target: i64 = 0) -> i64:
     Models: mm/vmscan.c ``shrink_all_memory()`` as one pass of
     ``shrink_folio_list()`` over the folios in pfn order (no LRU lists):
     lazyfree anon, regular page-cache and (with swap) swap-backed anon
-    folios (see the module docstring).  ``target`` > 0: stop once that
+    folios, PMD-mapped THPs among them (see the module docstring).  ``target`` > 0: stop once that
     many pages are freed.
     """
     mem: MemMap = k.memmap
@@ -442,7 +466,7 @@ def shrink_all_memory(k: Kernel, target: i64 = 0) -> i64:
             continue
         n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
         flags = cython.cast(i64, mem.flags[h])
-        if flags & PG_reserved or cython.cast(i64, mem.entire_mapcount[h]) or h == k.huge_zero_pfn:
+        if flags & PG_reserved or h == k.huge_zero_pfn:
             h += n
             continue
         one = [h]

@@ -11,8 +11,8 @@ model swap readahead, which a window of one page turns off.  On exit, also
 after an error or an interrupt, the device is switched off (``swapoff``),
 reset and removed, and ``vm.page-cluster`` restored.
 
-Swap statistics: ``vmstat_swap()`` reads ``pswpin``/``pswpout`` and the
-zero-page counters of ``/proc/vmstat``; ``mthp_swap_stats()`` the per-size
+Swap statistics: ``vmstat_swap()`` reads ``pswpin``/``pswpout``, the
+zero-page counters and ``thp_swpout``/``thp_swpout_fallback`` of ``/proc/vmstat``; ``mthp_swap_stats()`` the per-size
 ``swpout``, ``swpout_fallback``, ``swpin``, ``swpin_fallback`` files.
 They are global: the oracle compares their change over a step, which
 nothing else on the machine swapping at the same time would disturb.
@@ -38,7 +38,7 @@ __all__ = [
 ZRAM_CONTROL = Path("/sys/class/zram-control")
 PAGE_CLUSTER = Path("/proc/sys/vm/page-cluster")
 THP_DIR = Path("/sys/kernel/mm/transparent_hugepage")
-VMSTAT_SWAP = ("pswpin", "pswpout", "swpin_zero", "swpout_zero")
+VMSTAT_SWAP = ("pswpin", "pswpout", "swpin_zero", "swpout_zero", "thp_swpout", "thp_swpout_fallback")
 MTHP_SWAP_STATS = ("swpout", "swpout_fallback", "swpin", "swpin_fallback")
 
 

@@ -432,9 +432,14 @@ class Machine:
             pages = -(-parse_bytes(target, "reclaim target") // self.page_size)
             if pages <= 0:
                 raise ModelUsageError(f"reclaim target={target!r}: expected a positive size")
+        sched = self.sched
+        nested = sched is not None and sched.nested
+        if nested:
+            assert sched is not None
+            sched.may_reclaim()  # Blocked: it runs after the interrupted step
         self.hw.current_cpu = 0
         freed = shrink_all_memory(self.kernel, pages)
-        if self.check_enabled:
+        if self.check_enabled and not nested:
             self.validators.after_syscall(None, "reclaim")
         return freed
 

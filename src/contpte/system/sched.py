@@ -59,6 +59,20 @@ interrupted code goes on.  The points (``POINTS``):
   (``do_huge_cont_pte_anonymous_page``); the same locks are held as at
   ``contpte_ptep_get_lockless``, so the same steps may run there.
 
+A reclaim pass (``at POINT reclaim``: kswapd, or direct reclaim of another
+task) takes no mmap_lock: its rmap walk (``try_to_unmap()`` ->
+``rmap_walk_anon()``) takes the anon_vma lock for read and each PTL.  It
+runs at ``fork.lock_break``, where fork holds the parent's mmap_lock for
+write and no PTL, and its anon_vma locks are free again
+(``anon_vma_fork()`` is done; the child's VMA is already linked, so the
+walk finds the child's PTEs of the tables fork has copied); fork then
+re-reads each source PTE after the break (``copy_pte_range()`` restarts
+at ``addr`` with ``pte_offset_map_lock()``), so a page swapped out there
+is copied as a swap entry.  At any other point the model defers it to
+after the step (``Scheduler.may_reclaim``): its interplay with the
+locks held there is not modelled (``copy_present_ptes`` holds both
+PTLs, which the walk would wait for).
+
 A step that an interleaving runs is an *action*: armed for the next step
 (``at POINT[:N] THREAD STEP`` in a scenario, ``Scheduler.arm``), it fires at
 the N-th occurrence of POINT during that step (bare POINT: the first; ``*``
@@ -147,7 +161,7 @@ class Blocked(ContpteError):
 
 @dataclass
 class Action:
-    """One armed step of another thread.
+    """One armed step of another thread (``thread`` None: a machine-level step, reclaim).
 
     ``run(resume_va)`` performs it (``resume_va``: None the first time; after
     ``Blocked``, the address its access stopped at).  ``point``: a POINT,
@@ -156,7 +170,7 @@ class Action:
     ``"blocked at fork.lock_break:1"``).
     """
 
-    thread: "Process"
+    thread: "Process | None"
     kind: str
     run: Callable[[int | None], Any]
     point: str = ANY_POINT
@@ -200,6 +214,8 @@ class Scheduler:
     stack: list[_Frame] = field(default_factory=list)
     occurrences: dict[str, int] = field(default_factory=dict)
     nested_actors: list["Process"] = field(default_factory=list)
+    #: A machine-level step (reclaim) ran nested: its checks wait too.
+    nested_machine: bool = False
     violation: InvariantViolation | None = None
 
     def __post_init__(self) -> None:
@@ -217,10 +233,14 @@ class Scheduler:
         if point == "zap_pte_range" and self.armed and self.machine.check_enabled:
             # MADV_DONTNEED's pages before addr are gone: the validators learn it now.
             self.machine.validators.zap_progress(mm, addr)
+        reclaimed = self.nested_machine
+        self.nested_machine = False
         ran = self._yield(point, addr)
         if ran and point in FORK_POINTS and self.machine.check_enabled:
-            # fork-copy: from addr on, fork copies what the parent holds now.
-            self.machine.validators.fork_rebase(mm, addr)
+            # fork-copy: from addr on, fork copies what the parent holds now;
+            # reclaim's rmap walk also changed pages fork had copied already.
+            self.machine.validators.fork_rebase(mm, addr, self.nested_machine)
+        self.nested_machine = self.nested_machine or reclaimed
         return ran
 
     def _on_mmap_read_lock(self, mm: Any) -> None:
@@ -282,7 +302,9 @@ class Scheduler:
             m.hw.current_cpu = cpu
             if chk is not None:
                 chk.concurrent = concurrent
-        if act.thread not in self.nested_actors:
+        if act.thread is None:
+            self.nested_machine = True
+        elif act.thread not in self.nested_actors:
             self.nested_actors.append(act.thread)
         return True
 
@@ -322,6 +344,7 @@ class Scheduler:
         self.current = thread
         self.occurrences = {}
         self.nested_actors = []
+        self.nested_machine = False
         self.violation = None
         try:
             return fn()
@@ -333,7 +356,12 @@ class Scheduler:
         m = self.machine
         if m.check_enabled:
             # The nested steps' own end-of-syscall checks, now that the state is quiescent.
-            for t in self.nested_actors:
+            if self.nested_machine:
+                try:
+                    m.validators.after_syscall(None, "nested reclaim")
+                except InvariantViolation as e:
+                    self.violation = e
+            for t in self.nested_actors if self.violation is None else ():
                 if t.alive:
                     try:
                         m.validators.after_syscall(t, "nested")
@@ -394,6 +422,16 @@ class Scheduler:
             allowed = _SAME_MM_SYSCALLS.get(fr.point, frozenset())
             if (name in _FREE_TABLES) if allowed is None else (name not in allowed):
                 raise Blocked(None)
+
+    def may_reclaim(self) -> None:
+        """Raise ``Blocked`` unless every interrupted step is at ``fork.lock_break``.
+
+        Reclaim takes no mmap_lock; the model runs it nested only where
+        the interrupted code holds no PTL and no anon_vma lock: fork's lock
+        break (see the module docstring); elsewhere it runs after the step.
+        """
+        if any(fr.point != "fork.lock_break" for fr in self.stack):
+            raise Blocked(None)
 
     def may_fault(self, thread: "Process", vma: Vma, va: int) -> None:
         """Raise ``Blocked`` if ``thread`` cannot take the page fault at ``va`` now.

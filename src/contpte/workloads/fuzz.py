@@ -283,6 +283,8 @@ class _Gen:
         #: or cold, drawn from their own stream (``srng``)
         self.swap = False
         self.srng = random.Random(0)
+        #: reclaim at fork's lock breaks in swap episodes: its own stream too
+        self.rrng = random.Random(0)
 
     def fresh(self, prefix: str) -> str:
         self.n += 1
@@ -458,12 +460,18 @@ class _Gen:
         thread's write pin (GUP-fast) at ``copy_present_ptes``; before
         MADV_DONTNEED/FREE/COLD/PAGEOUT, a thread's access at the point where
         it drops the PTL; before a pin, a thread's MADV_DONTNEED and access
-        at ``gup_fast_pte_range``.
+        at ``gup_fast_pte_range``.  In a swap episode, before a fork,
+        sometimes reclaim at one of its lock breaks (from ``rrng``).
         """
         x = self.trng
         before: list[Step] = []
         if not self.procs:
             return before, s
+        if s.op == "fork" and self.swap and self.regions and self.rrng.random() < 0.2:
+            # Reclaim's rmap walk needs no mmap_lock: it runs while fork holds it.
+            st = self.step(None, "reclaim", {})
+            st.at = f"fork.lock_break:{self.rrng.randint(1, 4)}"
+            before.append(st)
         mine = self.threads.get(s.proc or "", [])
         if s.op == "fork" and mine and self.regions and x.random() < 0.5:
             for _ in range(x.choice((1, 1, 2))):
@@ -834,6 +842,7 @@ def generate_episode(seed: int, nsteps: int, memory: str = "32M") -> tuple[dict[
     )
     g.swap = "swap" in header
     g.srng = random.Random(seed ^ 0x5A4D_0E17)
+    g.rrng = random.Random(seed ^ 0x7EC1_A1B0)
     steps: list[Step] = []
     while len(steps) < nsteps:
         s = g.next()

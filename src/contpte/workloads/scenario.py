@@ -426,8 +426,12 @@ def _mremap_flags(text: str, path: str, line: int) -> str:
 
 
 def _parse_at(toks: list[str], names: _Names, path: str, line: int) -> Step:
-    """``at POINT[:N] PROC VERB ...``: a step of another thread at a preemption point of the next step."""
-    if len(toks) < 4:
+    """``at POINT[:N] PROC VERB ...``: a step of another thread at a preemption point of the next step.
+
+    ``at POINT[:N] reclaim [target=SIZE]``: a reclaim pass (kswapd or
+    another task's direct reclaim) there instead.
+    """
+    if len(toks) < (3 if len(toks) >= 3 and toks[2] == "reclaim" else 4):
         raise ScenarioError(
             path, line, "expected 'at POINT[:N] PROC VERB ...' (POINT: * or one of the points)"
         )
@@ -442,8 +446,8 @@ def _parse_at(toks: list[str], names: _Names, path: str, line: int) -> Step:
     if name == ANY_POINT and occ:
         raise ScenarioError(path, line, "at: '*' takes no ':N'")
     step = _parse_step(toks[2:], names, path, line)
-    if step.proc is None or step.bind is not None or step.op in ("thread",):
-        raise ScenarioError(path, line, "at: expected 'PROC VERB ...' that binds no name")
+    if (step.proc is None and step.op != "reclaim") or step.bind is not None or step.op in ("thread",):
+        raise ScenarioError(path, line, "at: expected 'PROC VERB ...' that binds no name, or 'reclaim'")
     step.at = spec
     return step
 
@@ -1079,7 +1083,7 @@ def thread_action(
     code's locks forbid blocks the thread at that page (``Blocked``) and the
     rest runs when the lock is free.
     """
-    p = env.proc(step, sc)
+    p = env.proc(step, sc) if step.proc is not None else None
     op = step.op
     values: list[int] = []
     # Names are resolved now: a ScenarioError must not unwind through the
@@ -1092,6 +1096,7 @@ def thread_action(
         ps = m.page_size
         n = (step.args["length"] + ps - 1) // ps
         first = 0 if resume is None else (resume - addr) // ps
+        assert p is not None
         for i in range(first, n):
             va = addr + i * ps
             try:
