@@ -31,8 +31,9 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   set (another thread's access at a preemption point of a kernel
   operation), a write through an entry made read-only by that operation
   is allowed: its flush is still pending, as fork's is until the end of
-  dup_mmap; so is one through an entry it made invalid, if no other address
-  space maps the frame (the zap's gather holds it until the flush).  Likewise a descriptor that operation invalidated may be made
+  dup_mmap; so is a read through an entry it made invalid, and a write
+  through one if no other address space maps the frame (the zap's gather
+  holds the frame until the flush).  Likewise a descriptor that operation invalidated may be made
   valid again by the other thread (a fault racing with MADV_DONTNEED's
   deferred flush) without the ``bbm`` step-3 TLBI.  The message names the
   address space that used it and every other one that maps the frame.
@@ -1197,10 +1198,12 @@ class RuleChecker(StoreObserver):
                 return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
         elif mpfn < 0:
-            if self.concurrent and not self._mappers(pfn, space):
+            if self.concurrent and (not write or not self._mappers(pfn, space)):
                 # A zap cleared it and its flush is pending (MADV_DONTNEED at
-                # zap_pte_range): the write lands in the page the gather still
-                # holds, nobody else maps, and is lost with it.
+                # zap_pte_range): the gather still holds the page, so a read
+                # sees what this address space mapped there (the same
+                # content as any other mapper of the frame); a write lands
+                # in the page, which nobody else maps, and is lost with it.
                 return
             why = "the descriptor is now invalid"
         else:
