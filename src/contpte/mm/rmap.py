@@ -31,6 +31,7 @@ if not cython.compiled:
         ClearPageAnonExclusive,
         MemMap,
         PG_anon_exclusive,
+        PG_cont,
         SetPageAnonExclusive,
         folio_mapcount,
         folio_maybe_dma_pinned,
@@ -371,9 +372,14 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     ``thp_deferred_split_page`` only for PMD-mappable folios
     (``folio_test_pmd_mappable``), ``mthp.<size>.split_deferred`` for all,
     and the folio counts in ``nr_anon_partially_mapped`` until it leaves the
-    queue (``Kernel.folio_undo_large_rmappable``).
+    queue (``Kernel.folio_undo_large_rmappable``).  OnePlus: a block folio
+    is never queued (the design's ``page_remove_rmap()`` and
+    ``page_remove_anon_compound_rmap()`` leave ``deferred_split_huge_page()``
+    out under CONFIG_CONT_PTE_HUGEPAGE; reclaim takes a block whole).
     """
     if folio in k.deferred_split:
+        return
+    if k.oneplus and cython.cast(i64, k.memmap.flags[folio]) & PG_cont:
         return
     k.deferred_split.add(folio)
     # v6.12 counts the vmstat event for PMD-mappable folios only; every

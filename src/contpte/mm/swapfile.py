@@ -56,6 +56,7 @@ if not cython.compiled:
     from .kernel import MTHP_SWPIN, MTHP_SWPOUT, Kernel
     from .memmap import (
         MemMap,
+        PG_cont,
         PG_dirty,
         PG_swapbacked,
         PG_swapcache,
@@ -122,6 +123,7 @@ PSWPOUT = cython.declare(i64, counter("pswpout"))
 SWPIN_ZERO = cython.declare(i64, counter("swpin_zero"))
 SWPOUT_ZERO = cython.declare(i64, counter("swpout_zero"))
 SWAP_ALLOC_FAIL = cython.declare(i64, counter("swap.alloc_fail"))
+THP_SWPOUT = cython.declare(i64, counter("thp_swpout"))
 
 
 @cython.final
@@ -733,6 +735,9 @@ def swap_writepage(k: Kernel, si: SwapInfo, folio: i64) -> i64:
         si.zeromap[offset + i] = 0
         si.data[offset + i] = a.memcpy_from_page(folio + i)
     k.count_mthp_stat(order, MTHP_SWPOUT, 1)
+    if k.oneplus and cython.cast(i64, mem.flags[folio]) & PG_cont:
+        # OnePlus (5.15 count_swpout_vm_event()): a block is a THP.
+        count(k.counters, THP_SWPOUT, 1)
     count(k.counters, PSWPOUT, nr)
     return 0
 
