@@ -244,6 +244,21 @@ BUGS: dict[str, Bug] = {
             "the design's __do_huge_cont_pte_anonymous_page(): if (!cont_pte_none(vmf->pte)) fall back "
             "under the PTL (OnePlusOSS/android_kernel_oneplus_sm8550 mm/memory.c)",
         ),
+        Bug(
+            "chp_reclaim_double_map_whole",
+            "mm",
+            "mm/vmscan.c, mm/rmap.c (OnePlus): shrink_page_list(), try_to_unmap_one()",
+            "policy oneplus: reclaim takes a double-mapped block (mapped whole in one mm, split in "
+            "another) for a block mapped whole: no PageDoubleMap refusal, no split before the unmap; "
+            "while the block has an entire mapping every mapping of it is unmapped as one block (16 "
+            "swap entries, one entire mapping and one reference dropped), the split mm's included: its "
+            "16 per-page mapcounts and 15 references stay with no PTE left to them (or the whole "
+            "mapping's entire mapcount goes with the split one)",
+            "the design's shrink_page_list(): 'Skip doublemap pages in memory reclamation' and 'don't "
+            "struggle with doublemap cont_pte pages'; try_to_unmap_one() splits each block mapping "
+            "(TTU_SPLIT_HUGE_PMD) before unmapping it entry by entry "
+            "(OnePlusOSS/android_kernel_oneplus_sm8550 mm/vmscan.c, mm/rmap.c)",
+        ),
     )
 }
 """The catalog, by name."""

@@ -628,7 +628,30 @@ CHP_EVENTS: tuple[tuple[str, str, str], ...] = (
     ),
     ("copy_block", "blocks", "blocks fork copied whole (copy_present_cont_pte)"),
     ("zap_block", "blocks", "blocks a zap cleared whole"),
-    ("thp_swpin_no_swapcache_entry", "faults", "swap-ins that tried to read a whole block (not modelled: 0)"),
+    (
+        "thp_swpin_no_swapcache_entry",
+        "faults",
+        "swap-ins without the swap cache whose 16 entries are one swapped block (do_swap_page)",
+    ),
+    ("thp_swpin_no_swapcache_alloc_success", "faults", "block swap-ins that got a block from the pool"),
+    ("thp_swpin_no_swapcache_alloc_fail", "faults", "block swap-ins that got no block from the pool"),
+    (
+        "thp_swpin_no_swapcache_fallback_entry",
+        "faults",
+        "block swap-ins that read into 16 base pages instead (read_thp_no_swapcache_fallback)",
+    ),
+    ("thp_swpin_no_swapcache_fallback_alloc_success", "faults", "16-base-page swap-ins mapped"),
+    ("thp_swpin_no_swapcache_fallback_alloc_fail", "faults", "16-base-page swap-ins with no 16 pages (OOM)"),
+    (
+        "mapped_walk_start_from_non_head",
+        "walks",
+        "reclaim unmaps of a block stopped: the VMA's first entry not the block's first (try_to_unmap_one)",
+    ),
+    (
+        "mapped_walk_lastmoment_doublemap",
+        "walks",
+        "reclaim unmaps of a block stopped: its 16 pages' mapcounts differ (try_to_unmap_one)",
+    ),
 )
 for _n, _u, _d in CHP_EVENTS:
     declare(f"chp.{_n}", _u, _d)

@@ -417,3 +417,175 @@ def test_whole_block_fault_rechecks_the_block_under_the_ptl() -> None:
     assert bad.failure is not None
     (v,) = [o.violation for o in bad.failure if o.violation is not None]
     assert v.rule == "rss"
+
+
+# -- whole-block reclaim and swap (mm/vmscan.c, mm/rmap.c, mm/memory.c of the design) --
+def swap_machine(**kw: object) -> contpte.Machine:
+    return machine(swap="4M", check=True, **kw)
+
+
+def ptes(m: contpte.Machine, p: contpte.Process, addr: int) -> list[int]:
+    space = p.mm.space
+    return [int(m.hw.pool.peek(space.pte_ptr(addr + i * PAGE))) for i in range(16)]
+
+
+def test_reclaim_swaps_a_whole_block_out_and_in() -> None:
+    """A block mapped whole goes to swap as one 64K folio and comes back as one block.
+
+    shrink_page_list(): add_to_swap() gives the folio 16 slots; try_to_unmap()
+    (TTU_SPLIT_HUGE_PMD) splits the block mapping first (chp.split 1,
+    thp_split_pmd 1), then unmaps entry by entry; page_io counts thp_swpout 1,
+    pswpout 16.  do_swap_page() on the synchronous device: the 16 entries are
+    one swapped block (is_cont_pte_swap), a block from the pool is read whole
+    (pswpin 16) and mapped whole, read-only on a read fault; the write then
+    reuses it whole (chp.wp_reuse)."""
+    m = swap_machine()
+    p, a = heap(m)
+    data = np.arange(16, dtype=np.uint64) + 100
+    for i in range(16):
+        p.write(a + i * PAGE, PAGE, int(data[i]))
+    s = m.stats()
+    assert m.reclaim() == 0  # young: kept once, made old
+    assert m.reclaim() == 16
+    assert {
+        n: delta(m, s, n) for n in ("pgsteal", "pswpout", "thp_swpout", "chp.split", "thp_split_pmd")
+    } == {
+        "pgsteal": 16,
+        "pswpout": 16,
+        "thp_swpout": 1,
+        "chp.split": 1,
+        "thp_split_pmd": 1,
+    }
+    assert delta(m, s, "thp_swpout_fallback") == 0
+    assert p.rss()["anon"] == 0
+    a64 = m.kernel.arch
+    offs = [a64.swp_offset(e) for e in ptes(m, p, a)]
+    assert offs[0] % 16 == 0 and offs == list(range(offs[0], offs[0] + 16))
+    s = m.stats()
+    assert int(p.read(a + 5 * PAGE, PAGE)[0]) == 105
+    got = {
+        n: delta(m, s, "chp." + n)
+        for n in (
+            "thp_swpin_no_swapcache_entry",
+            "thp_swpin_no_swapcache_alloc_success",
+            "thp_swpin_no_swapcache_alloc_fail",
+            "thp_swpin_no_swapcache_fallback_entry",
+        )
+    }
+    assert got == {
+        "thp_swpin_no_swapcache_entry": 1,
+        "thp_swpin_no_swapcache_alloc_success": 1,
+        "thp_swpin_no_swapcache_alloc_fail": 0,
+        "thp_swpin_no_swapcache_fallback_entry": 0,
+    }
+    assert delta(m, s, "pswpin") == 16 and delta(m, s, "pgmajfault") == 1
+    entries = ptes(m, p, a)
+    assert all(a64.pte_cont(e) and not a64.pte_write(e) for e in entries)
+    pfn = a64.pte_pfn(entries[0])
+    assert int(m.kernel.memmap.entire_mapcount[pfn]) == 1
+    assert p.rss()["anon"] == 16
+    for i in range(16):
+        assert int(p.read(a + i * PAGE, PAGE)[0]) == 100 + i
+    s = m.stats()
+    p.write(a, PAGE, 7)
+    assert delta(m, s, "chp.wp_reuse") == 1
+    assert all(a64.pte_cont(e) and a64.pte_write(e) for e in ptes(m, p, a))
+    m.check()
+
+
+def test_block_swap_in_falls_back_to_16_base_pages() -> None:
+    """No block in the pool: read_thp_no_swapcache_fallback() reads and maps 16 base pages."""
+    m = swap_machine(chp_cma="1M", chp_min_buddy=0, chp_max_buddy=0, chp_stable_max_buddy=0)
+    p, a = heap(m)
+    p.write(a, BLOCK, 3)
+    m.reclaim()
+    assert m.reclaim() == 16
+    s = m.stats()
+    n = 0
+    while not delta(m, s, "chp.thp_do_anon_pages_fallback"):  # empty the pool (1M of CMA)
+        n += 1
+        p.write(a + n * BLOCK, PAGE, 4)
+    s = m.stats()
+    p.read(a, PAGE)
+    assert {
+        n: delta(m, s, "chp." + n)
+        for n in (
+            "thp_swpin_no_swapcache_entry",
+            "thp_swpin_no_swapcache_alloc_fail",
+            "thp_swpin_no_swapcache_fallback_entry",
+            "thp_swpin_no_swapcache_fallback_alloc_success",
+        )
+    } == dict.fromkeys(
+        (
+            "thp_swpin_no_swapcache_entry",
+            "thp_swpin_no_swapcache_alloc_fail",
+            "thp_swpin_no_swapcache_fallback_entry",
+            "thp_swpin_no_swapcache_fallback_alloc_success",
+        ),
+        1,
+    )
+    a64 = m.kernel.arch
+    entries = ptes(m, p, a)
+    assert all(a64.pte_present(e) and not a64.pte_cont(e) for e in entries)
+    assert len({a64.pte_pfn(e) for e in entries}) == 16
+    assert delta(m, s, "pswpin") == 16 and p.rss()["anon"] == (n - 1) * 16 + 1 + 16
+    assert int(p.read(a + 9 * PAGE, PAGE)[0]) == 3
+    m.check()
+
+
+def test_double_mapped_block_is_kept() -> None:
+    """shrink_page_list(): "Skip doublemap pages in memory reclamation"."""
+    m = swap_machine()
+    p, a = heap(m)
+    p.write(a, BLOCK, 5)
+    c = p.fork()
+    c.mprotect(a, PAGE, "r")  # the child's copy split: PageDoubleMap
+    s = m.stats()
+    assert m.reclaim() == 0 and m.reclaim() == 0
+    assert delta(m, s, "pswpout") == 0 and delta(m, s, "chp.split") == 0
+    assert int(c.read(a + PAGE, PAGE)[0]) == 5 and int(p.read(a, PAGE)[0]) == 5
+
+
+def test_block_mapped_in_part_is_not_reclaimed() -> None:
+    """try_to_unmap_one()'s first-entry checks: a walk that does not start at
+    the block's first entry, or 16 pages with different mapcounts, stops; the
+    block stays mapped (its slots go back when it leaves the swap cache)."""
+    m = swap_machine()
+    p, a = heap(m)
+    p.write(a, 2 * BLOCK, 5)
+    p.madvise(a, PAGE, "dontneed")  # the first block without its first page
+    p.madvise(a + BLOCK + 5 * PAGE, PAGE, "dontneed")  # the second without page 5
+    s = m.stats()
+    assert m.reclaim() == 0 and m.reclaim() == 0
+    # The first pass finds the PTEs young and keeps both (folio_check_references).
+    assert delta(m, s, "chp.mapped_walk_start_from_non_head") == 1
+    assert delta(m, s, "chp.mapped_walk_lastmoment_doublemap") == 1
+    assert delta(m, s, "pswpout") == 0
+    assert p.rss()["anon"] == 30
+    m.check()
+
+
+def test_no_free_slots_keeps_the_block_whole() -> None:
+    """add_to_swap() fails for a block: the design keeps it (no split, no fallback)."""
+    # 4M of swap: two clusters of 512 slots; the first holds the header slot,
+    # so only the second is free for order-4 allocations: 32 blocks.
+    m = swap_machine()
+    p, a = heap(m)
+    p.write(a, 33 * BLOCK, 5)
+    s = m.stats()
+    assert m.reclaim() == 0
+    assert m.reclaim() == 32 * 16
+    assert delta(m, s, "thp_swpout") == 32 and delta(m, s, "chp.split") == 32
+    assert delta(m, s, "thp_swpout_fallback") == 0
+    last = a + 32 * BLOCK
+    assert all(m.kernel.arch.pte_cont(e) for e in ptes(m, p, last))
+    assert int(p.read(last, PAGE)[0]) == 5
+
+
+def test_reclaim_double_map_whole_bug_is_caught() -> None:
+    sc = parse(
+        (Path(contpte.__file__).parent / "workloads/bugs/chp_reclaim_double_map_whole.scn").read_text()
+    )
+    assert all(o.error is None and o.failed is None for o in run(sc))
+    outs = run(sc, bugs=("chp_reclaim_double_map_whole",))
+    assert (outs[-1].text, outs[-1].error) == ("reclaim", "violation:mapcount")

@@ -592,31 +592,6 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
     return 0
 
 
-def split_folio_cont_ptes(k: Any, folio: int) -> None:
-    """Split every block mapping of ``folio`` (reclaim, before its rmap walk).
-
-    Model helper, like ``try_to_unmap()``'s ``TTU_SPLIT_HUGE_PMD``: the
-    walk (``rmap_walk_ptes``) finds each mm mapping the block; the design's
-    whole-block reclaim and swap-out are not modelled (docs/oneplus.md).
-    """
-    from .rmap import rmap_walk_ptes
-
-    mem = k.memmap
-    if not int(mem.flags[folio]) & PG_cont or int(mem.entire_mapcount[folio]) == 0:
-        return
-    a = k.arch
-    seen: set[tuple[int, int]] = set()
-    for mm, pmd_idx, idx in rmap_walk_ptes(k, folio, folio + HPAGE_CONT_PTE_NR):
-        addr = (pmd_idx << a.PMD_SHIFT) | (idx << a.PAGE_SHIFT)
-        key = (id(mm), _haddr(k, addr))
-        if key in seen:
-            continue
-        seen.add(key)
-        vma = mm.find_vma(addr)
-        if vma is not None:
-            split_huge_cont_pte_address(vma, addr)
-
-
 def split_vma_cont_pte(vma: Any, addr: int) -> None:
     """A VMA is about to be split at ``addr``: split the block across it.
 
@@ -644,3 +619,225 @@ def page_remove_anon_compound_rmap(folio: int, vma: Any) -> None:
     folio_remove_rmap_pmd(folio, vma)
     if int(mem.entire_mapcount[folio]) == 0:
         mem.flags[folio] &= 0xFFFFFFFF & ~PG_double_map
+
+
+# -- reclaim and swap (mm/rmap.c, mm/vmscan.c, mm/memory.c of the design) ----------
+def cont_pte_unmap_first_entry(k: Any, folio: int, addr: int) -> bool:
+    """May reclaim go on unmapping a block folio in this VMA? Its first entry is cleared.
+
+    Models: mm/rmap.c (OnePlus) ``try_to_unmap_one()``'s checks at the first
+    anon entry of a ``ContPteHugePageHead`` in a VMA (after its block was
+    split by ``TTU_SPLIT_HUGE_PMD``): the walk must start at the block's
+    first entry (else ``mapped_walk_start_from_non_head``), and all 16
+    pages must have the same mapcount ("double map happened at the last
+    moment", ``mapped_walk_lastmoment_doublemap``): a block some mm maps
+    only in part is not reclaimed.  False: the caller restores the entry
+    and stops the walk (the folio stays mapped and is kept).
+    """
+    mem = k.memmap
+    if _haddr(k, addr) != addr:
+        _count(k, "mapped_walk_start_from_non_head")
+        return False
+    first = int(mem.mapcount[folio])
+    for i in range(1, HPAGE_CONT_PTE_NR):
+        if int(mem.mapcount[folio + i]) != first:
+            _count(k, "mapped_walk_lastmoment_doublemap")
+            return False
+    return True
+
+
+def cont_pte_unmap_block_whole(vma: Any, addr: int, ptep: int, folio: int) -> None:
+    """Bug catalog ``chp_reclaim_double_map_whole``: unmap a mapping of a block as one block.
+
+    Not the design: reclaim that takes every mapping of a block folio for a
+    whole-block mapping (no ``PageDoubleMap`` refusal, no split first)
+    clears the 16 entries of the block holding ``addr``, writes a swap entry
+    for each page it mapped, and drops one entire mapping and one reference.
+    Right for a whole mapping; a split mapping's 16 per-page mapcounts and
+    15 of its references stay behind with no PTE left to them.
+    """
+    from .mm_types import MM_SWAPENTS
+    from .swapfile import swap_duplicate
+
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a: Any = k.arch
+    mem = k.memmap
+    si = k.swap
+    haddr = _haddr(k, addr)
+    hptep = ptep - ((addr - haddr) >> k.page_shift)
+    old = [a.ptep_get(hptep + i) for i in range(HPAGE_CONT_PTE_NR)]
+    cont_pte_huge_ptep_get_and_clear_flush(vma, haddr, hptep)
+    n = 0
+    for i, pte in enumerate(old):
+        if not a.pte_present(pte) or not folio <= a.pte_pfn(pte) < folio + HPAGE_CONT_PTE_NR:
+            if pte:
+                a.set_pte_at(mm, haddr + i * k.PAGE_SIZE, hptep + i, pte)
+            continue
+        page = a.pte_pfn(pte)
+        if a.pte_dirty(pte):
+            from .memmap import folio_mark_dirty
+
+            folio_mark_dirty(mem, folio)
+        entry = int(si.folio_swap[folio]) + (page - folio)
+        swap_duplicate(si, entry)
+        a.set_pte_at(mm, haddr + i * k.PAGE_SIZE, hptep + i, a.swp_entry(si.type, entry))
+        n += 1
+    mm.add_mm_counter(MM_ANONPAGES, -n)
+    mm.add_mm_counter(MM_SWAPENTS, n)
+    if int(mem.entire_mapcount[folio]) > 0:
+        page_remove_anon_compound_rmap(folio, vma)
+    k.folio_put(folio, 1)
+
+
+def is_cont_pte_swap(k: Any, ptep: int) -> int:
+    """The first swap offset of a block swapped out whole at ``ptep``, or -1.
+
+    Models: mm/memory.c (OnePlus) ``is_cont_pte_swap()``: the 16 entries
+    from the block's first are all swap entries of the THP swap device,
+    entry ``i`` at an offset ``i`` modulo 16.  The design relies on its
+    THP swap device (``is_thp_swap()``, ``THP_SWAP_PRIO_MAGIC``), whose
+    16-slot clusters hold one block each, and on the cluster's
+    ``CLUSTER_FLAG_DOUBLE_MAP``; the model has one device for blocks and
+    base pages, so it asks for one aligned range of 16 consecutive slots
+    in a cluster of order-4 allocations (the slots a block was given, not
+    16 base pages' that happen to follow each other), none in the swap
+    cache and all in or all out of the zeromap (what the whole-block read
+    needs).  Context: PTL held; ``ptep`` at the block's first entry.
+    """
+    from .swapfile import non_swapcache_batch, swap_zeromap_batch
+
+    a = k.arch
+    si = k.swap
+    base = -1
+    for i in range(HPAGE_CONT_PTE_NR):
+        pte = a.ptep_get(ptep + i)
+        if not a.is_swap_pte(pte) or a.swp_type(pte) != si.type:
+            return -1
+        off = a.swp_offset(pte)
+        if off % HPAGE_CONT_PTE_NR != i:
+            return -1
+        if i == 0:
+            base = off
+        elif off != base + i:
+            return -1
+    if int(si.ci_order[base // si.cluster_nr]) != HPAGE_CONT_PTE_ORDER:
+        return -1
+    if non_swapcache_batch(si, base, HPAGE_CONT_PTE_NR) != HPAGE_CONT_PTE_NR:
+        return -1
+    if swap_zeromap_batch(si, base, HPAGE_CONT_PTE_NR) != HPAGE_CONT_PTE_NR:
+        return -1
+    return base
+
+
+def do_swap_cont_pte_page(vmf: Any) -> int:
+    """Swap a whole block in without the swap cache; -1 if the design does not take this fault.
+
+    Models: mm/memory.c (OnePlus) ``do_swap_page()``'s "skip swapcache"
+    branch on the THP swap device (a synchronous device, swap count 1, not
+    in the swap cache: the caller checked): in a suitable VMA
+    (``transhuge_cont_pte_vma_suitable``) whose 16 entries are one swapped
+    block (``is_cont_pte_swap``, under the PTL) the fault counts
+    ``chp.thp_swpin_no_swapcache_entry`` and takes a block from the pool
+    (``alloc_cont_pte_hugepage``): ``..._alloc_success``, the 16 slots are
+    read into it and, after ``is_cont_pte_swap`` again under the PTL, it is
+    mapped whole (``pte_mkcont``, ``cont_pte_set_huge_pte_at``, one entire
+    mapping, RSS +16, swap entries -16) and the 16 slots are freed
+    (``cont_pte_swap_entry_free``).  A read fault maps it read-only, a write
+    fault writable and dirty (no swap cache: reused).  With no block free:
+    ``..._alloc_fail`` and ``..._fallback_entry``
+    (``read_thp_no_swapcache_fallback``): 16 base pages read and mapped at
+    once, ``..._fallback_alloc_success`` (or ``..._fallback_alloc_fail``
+    and VM_FAULT_OOM).  A fresh folio is exclusive: the model sets
+    PageAnonExclusive, which 5.15 does not have.
+    """
+    from .memmap import PG_swapbacked
+    from .mm_types import MM_SWAPENTS, VM_FAULT_OOM
+    from .swapfile import swap_free_nr, swap_read_folio
+
+    vma = vmf.vma
+    mm = vma_mm(vma)
+    k = mm.kernel
+    a: Any = k.arch
+    mem = k.memmap
+    si = k.swap
+    ps = k.PAGE_SIZE
+    haddr = _haddr(k, vmf.address)
+    if not transhuge_cont_pte_vma_suitable(vma, haddr) or userfaultfd_armed(vma):
+        return -1
+    ptep = pte_offset_map_lock(mm, haddr, False)
+    if ptep < 0:
+        return -1
+    fault_ptep = ptep + ((vmf.address - haddr) >> k.page_shift)
+    if a.ptep_get(fault_ptep) != vmf.orig_pte:
+        pte_unmap_unlock(mm, ptep)
+        return 0  # pte_changed: another thread got here first
+    base = is_cont_pte_swap(k, ptep)
+    pte_unmap_unlock(mm, ptep)
+    if base < 0:
+        return -1
+    _count(k, "thp_swpin_no_swapcache_entry")
+    anon_vma_prepare(vma)
+    write = bool(vmf.flags & FAULT_FLAG_WRITE)
+    folio = alloc_cont_pte_folio(k, False)
+    if folio >= 0:
+        _count(k, "thp_swpin_no_swapcache_alloc_success")
+        pages = [folio]
+        swap_read_folio(k, si, folio, base)
+    else:
+        _count(k, "thp_swpin_no_swapcache_alloc_fail")
+        _count(k, "thp_swpin_no_swapcache_fallback_entry")
+        pages = []
+        for _ in range(HPAGE_CONT_PTE_NR):
+            p = k.folio_alloc(0, False)
+            if p < 0:
+                for q in pages:
+                    k.folio_put(q, 1)
+                _count(k, "thp_swpin_no_swapcache_fallback_alloc_fail")
+                return VM_FAULT_OOM
+            pages.append(p)
+        for i, p in enumerate(pages):
+            swap_read_folio(k, si, p, base + i)
+        _count(k, "thp_swpin_no_swapcache_fallback_alloc_success")
+    k.counters.add("pgmajfault", 1)
+    for p in pages:
+        mem.flags[p] |= PG_swapbacked
+    ptep = pte_offset_map_lock(mm, haddr, True)
+    if ptep < 0 or is_cont_pte_swap(k, ptep) != base or not transhuge_cont_pte_vma_suitable(vma, haddr):
+        # The design retries the fault (VM_FAULT_RETRY): the access faults again.
+        if ptep >= 0:
+            pte_unmap_unlock(mm, ptep)
+        for p in pages:
+            k.folio_put(p, 1)
+        return 0
+    mm.add_mm_counter(MM_ANONPAGES, HPAGE_CONT_PTE_NR)
+    mm.add_mm_counter(MM_SWAPENTS, -HPAGE_CONT_PTE_NR)
+    uffd_wp = a.pte_swp_uffd_wp(vmf.orig_pte)
+    if len(pages) == 1:
+        pte = a.pfn_pte(folio, vma.vm_page_prot)
+        if write:
+            if vma.vm_flags & VM_WRITE:
+                pte = a.pte_mkwrite(pte)
+            pte = a.pte_mkdirty(pte)
+            vmf.flags &= ~FAULT_FLAG_WRITE
+        if uffd_wp:
+            pte = a.pte_wrprotect(a.pte_mkuffd_wp(pte))
+        cont_pte_set_huge_pte_at(vma, haddr, ptep, a.pte_mkcont(pte))
+        folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
+    else:
+        for i, p in enumerate(pages):
+            pte = a.pfn_pte(p, vma.vm_page_prot)
+            if write:
+                # "no swapcache no cow"
+                if vma.vm_flags & VM_WRITE:
+                    pte = a.pte_mkwrite(pte)
+                pte = a.pte_mkdirty(pte)
+            if uffd_wp:
+                pte = a.pte_wrprotect(a.pte_mkuffd_wp(pte))
+            folio_add_new_anon_rmap(p, vma, haddr + i * ps, RMAP_EXCLUSIVE, False)
+            a.set_pte_at(mm, haddr + i * ps, ptep + i, pte)
+        vmf.flags &= ~FAULT_FLAG_WRITE
+    swap_free_nr(si, base, HPAGE_CONT_PTE_NR)  # cont_pte_swap_entry_free()
+    a.update_mmu_cache_range(vma, haddr, ptep, HPAGE_CONT_PTE_NR)
+    pte_unmap_unlock(mm, ptep)
+    return 0

@@ -6,7 +6,7 @@ from contpte.mm.kernel cimport (
     MTHP_NR_ANON_PARTIALLY_MAPPED, MTHP_SPLIT_DEFERRED, THP_DEFERRED_SPLIT_PAGE, Kernel, RmapObserver,
 )
 from contpte.mm.memmap cimport (
-    PG_anon_exclusive, PG_swapcache, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_mapcount, folio_maybe_dma_pinned,
+    PG_anon_exclusive, PG_cont, PG_swapcache, ClearPageAnonExclusive, MemMap, SetPageAnonExclusive, folio_mapcount, folio_maybe_dma_pinned,
     folio_test_anon,
 )
 from contpte.mm.internal cimport folio_pte_batch

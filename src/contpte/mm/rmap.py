@@ -31,6 +31,7 @@ if not cython.compiled:
         ClearPageAnonExclusive,
         MemMap,
         PG_anon_exclusive,
+        PG_cont,
         PG_swapcache,
         SetPageAnonExclusive,
         folio_mapcount,
@@ -376,10 +377,15 @@ def deferred_split_folio(folio: i64, k: Kernel) -> None:
     queue (``Kernel.folio_undo_large_rmappable``).  A folio in the swap
     cache is not queued (reclaim is already handling it: the check is in
     6.12 to 7.2), so a large folio unmapped by swap-out is not counted.
+    OnePlus: a block folio is never queued (the design's
+    ``page_remove_rmap()`` and ``page_remove_anon_compound_rmap()`` leave
+    ``deferred_split_huge_page()`` out under CONFIG_CONT_PTE_HUGEPAGE;
+    reclaim takes a block whole).
     """
     if folio in k.deferred_split:
         return
-    if cython.cast(i64, k.memmap.flags[folio]) & PG_swapcache:
+    flags: i64 = cython.cast(i64, k.memmap.flags[folio])
+    if flags & PG_swapcache or (k.oneplus and flags & PG_cont):
         return
     k.deferred_split.add(folio)
     # v6.12 counts the vmstat event for PMD-mappable folios only; every

@@ -4,7 +4,7 @@ cimport cython
 from contpte.cdefs cimport i64, u64, I64View, I32View, I8View, U8View, U64View
 from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport MTHP_SWPIN, MTHP_SWPOUT, Kernel
-from contpte.mm.memmap cimport PG_dirty, PG_swapbacked, PG_swapcache, MemMap, folio_mapped, folio_ref_add, folio_ref_sub
+from contpte.mm.memmap cimport PG_cont, PG_dirty, PG_swapbacked, PG_swapcache, MemMap, folio_mapped, folio_ref_add, folio_ref_sub
 
 cdef i64 SWAP_HAS_CACHE, SWAP_MAP_BAD, _COUNT_MASK, SWP_SOLIDSTATE, SWP_SYNCHRONOUS_IO
 cdef i64 TTRS_ANYWAY, TTRS_UNMAPPED, TTRS_FULL

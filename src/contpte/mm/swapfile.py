@@ -56,6 +56,7 @@ if not cython.compiled:
     from .kernel import MTHP_SWPIN, MTHP_SWPOUT, Kernel
     from .memmap import (
         MemMap,
+        PG_cont,
         PG_dirty,
         PG_swapbacked,
         PG_swapcache,
@@ -734,7 +735,8 @@ def swap_writepage(k: Kernel, si: SwapInfo, folio: i64) -> i64:
     for i in range(nr):
         si.zeromap[offset + i] = 0
         si.data[offset + i] = a.memcpy_from_page(folio + i)
-    if order >= k.PMD_ORDER:
+    if order >= k.PMD_ORDER or (k.oneplus and cython.cast(i64, mem.flags[folio]) & PG_cont):
+        # count_swpout_vm_event(); OnePlus (its 5.15 version): a block is a THP too.
         count(k.counters, THP_SWPOUT, 1)
     k.count_mthp_stat(order, MTHP_SWPOUT, 1)
     count(k.counters, PSWPOUT, nr)

@@ -6,7 +6,7 @@ from contpte.mm.kernel cimport MTHP_SWPOUT_FALLBACK, Kernel
 from contpte.mm.huge_memory cimport split_folio, split_huge_pmd
 from contpte.mm.internal cimport folio_pte_batch
 from contpte.mm.memmap cimport (
-    PG_anon, PG_anon_exclusive, PG_cont, PG_lazyfree, PG_reserved, PG_swapcache, folio_mapped, folio_ref_add, MemMap, folio_clear_dirty, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned,
+    PG_anon, PG_anon_exclusive, PG_cont, PG_double_map, PG_lazyfree, PG_reserved, PG_swapcache, folio_mapped, folio_ref_add, MemMap, folio_clear_dirty, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned,
     folio_set_referenced, folio_test_clear_referenced, folio_test_dirty,
 )
 from contpte.mm.mm_types cimport MM_ANONPAGES, MM_SWAPENTS, VM_EXEC, MmStruct, Vma

@@ -36,6 +36,15 @@ keep: the model has no LRU lists).  Then:
   folio is split (``split_folio_to_list``, which splits the PMD first)
   and its pages go one by one (``thp_swpout_fallback``).
 
+Under ``policy="oneplus"`` (docs/oneplus.md) a block folio (PG_cont) is
+reclaimed as the design's shrink_page_list() and try_to_unmap_one() do: a
+double-mapped block is kept; the whole 64K folio gets 16 slots or is kept
+(never split); each VMA's block mapping is split just before it is
+unmapped entry by entry (``TTU_SPLIT_HUGE_PMD``), and the walk stops,
+the folio kept, where the VMA's first entry is not the block's first or
+the 16 pages' mapcounts differ.  Blocks mapped whole are not skipped by
+``shrink_all_memory``.
+
 Without swap, swap-backed anon memory is not reclaimed; shmem never is.
 Folios pinned or otherwise referenced are skipped, and so are PMD-mapped
 lazyfree THPs (6.12 discards them whole, ``unmap_huge_pmd_locked()``: not
@@ -69,6 +78,7 @@ if not cython.compiled:
         PG_anon,
         PG_anon_exclusive,
         PG_cont,
+        PG_double_map,
         PG_lazyfree,
         PG_reserved,
         PG_swapcache,
@@ -198,6 +208,19 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     if swapped:
         for _mm, pv, pmd_index in rmap_walk_pmds(k, folio):
             split_huge_pmd(pv, pmd_index, pmd_index << a.PMD_SHIFT)  # TTU_SPLIT_HUGE_PMD
+    # OnePlus: a block folio's mappings are split VMA by VMA before they are
+    # unmapped (try_to_unmap_one() with TTU_SPLIT_HUGE_PMD); its first entry
+    # in each VMA is checked (cont_pte_unmap_first_entry()).
+    cont: cython.bint = k.oneplus and (cython.cast(i64, mem.flags[folio]) & PG_cont) != 0
+    cur_vma: object = None
+    first_entry: cython.bint = False
+    # Bug catalog chp_reclaim_double_map_whole: "mapped whole" decided once.
+    bug_whole: cython.bint = (
+        cont
+        and swapped
+        and cython.cast(i64, mem.entire_mapcount[folio]) > 0
+        and k.bug("chp_reclaim_double_map_whole")
+    )
     for mm_, idx, pos in rmap_walk_ptes(k, folio, folio + nr):
         mm = mm_
         slot = mm.space.pte_table(idx)
@@ -211,8 +234,22 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
             continue
         vma = v
         ptep = (slot << shift) | cython.cast(i64, pos)
+        if cont and v is not cur_vma:
+            cur_vma = v
+            first_entry = True
+            from . import cont_pte_hugepage as chp
+
+            if bug_whole:
+                chp.cont_pte_unmap_block_whole(vma, addr, ptep, folio)
+                skip_mm = mm
+                skip_end = (addr & ~((chp.HPAGE_CONT_PTE_NR << k.page_shift) - 1)) + (
+                    chp.HPAGE_CONT_PTE_NR << k.page_shift
+                )
+                continue
+            if a.pte_cont(a.ptep_get(ptep)):
+                chp.split_huge_cont_pte_address(vma, addr)
         batch = 1
-        if lazyfree and k.lazyfree_unmap_batch and nr > 1:
+        if lazyfree and k.lazyfree_unmap_batch and nr > 1 and not cont:
             # folio_unmap_pte_batch() (v6.15): a lazyfree folio's run of PTEs
             # within the VMA and the page table, cleared at once.
             batch = folio_pte_batch(
@@ -247,6 +284,14 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
             return False
         pteval = a.ptep_clear_flush(vma, addr, ptep)
         page = a.pte_pfn(pteval)
+        if cont and first_entry:
+            first_entry = False
+            from . import cont_pte_hugepage as chp
+
+            if not chp.cont_pte_unmap_first_entry(k, folio, addr):
+                a.set_pte_at(mm, addr, ptep, pteval)
+                pte_unmap_unlock(mm, ptep)
+                return False
         if a.pte_dirty(pteval):
             folio_mark_dirty(mem, folio)
         if swapped:
@@ -343,12 +388,14 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
     while i < len(folio_list) and (target <= 0 or freed < target):
         h = folio_list[i]
         i += 1
-        if k.oneplus and cython.cast(i64, mem.flags[h]) & PG_cont:
-            # OnePlus: a block's whole mappings are split before the rmap
-            # walks (its whole-block reclaim and swap are not modelled).
-            from .cont_pte_hugepage import split_folio_cont_ptes
-
-            split_folio_cont_ptes(k, h)
+        if (
+            k.oneplus
+            and cython.cast(i64, mem.flags[h]) & PG_double_map
+            and not k.bug("chp_reclaim_double_map_whole")
+        ):
+            # OnePlus: a block mapped whole in one mm and split in another is
+            # kept ("Skip doublemap pages in memory reclamation").
+            continue
         n = cython.cast(i64, 1) << cython.cast(i64, mem.order[h])
         flags = cython.cast(i64, mem.flags[h])
         if flags & PG_anon:
@@ -377,7 +424,7 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
                     # can_split_folio(folio, 1): "cannot split folio, skip it".
                     k.folio_put(h, 1)
                     continue
-                if n > 1 and h in k.deferred_split:
+                if n > 1 and h in k.deferred_split and not (k.oneplus and flags & PG_cont):
                     # Split partially mapped folios right away.
                     if split_folio(k, h):
                         k.folio_put(h, 1)
@@ -385,7 +432,8 @@ def shrink_folio_list(k: Kernel, folio_list: Any, ignore_references: cython.bint
                     _list_add_tails(k, h, n, folio_list)
                     n = 1
                 if not add_to_swap(k, si, h):
-                    if n == 1:
+                    if n == 1 or (k.oneplus and flags & PG_cont):
+                        # OnePlus keeps a block no 16 free slots take (not split).
                         k.folio_put(h, 1)
                         continue
                     # Fall back to swapping out the pages one by one.
