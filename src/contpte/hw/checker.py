@@ -31,9 +31,10 @@ sequences.  Rules (stable names, used in ``InvariantViolation.rule``):
   set (another thread's access at a preemption point of a kernel
   operation), a write through an entry made read-only by that operation
   is allowed: its flush is still pending, as fork's is until the end of
-  dup_mmap; so is a read through an entry it made invalid, and a write
-  through one if no other address space maps the frame (the zap's gather
-  holds the frame until the flush).  Likewise a descriptor that operation invalidated may be made
+  dup_mmap; so is a read through an entry it made invalid (or that a
+  fault has since pointed at a new page), and a write through one if no
+  other address space maps the frame (the zap's gather holds the frame
+  until the flush).  Likewise a descriptor that operation invalidated may be made
   valid again by the other thread (a fault racing with MADV_DONTNEED's
   deferred flush) without the ``bbm`` step-3 TLBI.  The message names the
   address space that used it and every other one that maps the frame.
@@ -1197,17 +1198,17 @@ class RuleChecker(StoreObserver):
             if self.concurrent:
                 return  # the downgrade's flush is still pending in the interrupted operation
             why = "the descriptor is now read-only"
-        elif mpfn < 0:
+        else:
             if self.concurrent and (not write or not self._mappers(pfn, space)):
                 # A zap cleared it and its flush is pending (MADV_DONTNEED at
-                # zap_pte_range): the gather still holds the page, so a read
-                # sees what this address space mapped there (the same
-                # content as any other mapper of the frame); a write lands
-                # in the page, which nobody else maps, and is lost with it.
+                # zap_pte_range), and another thread's fault may since have
+                # mapped a new page over the cleared entry: the gather still
+                # holds the old page, so a read sees what this address space
+                # mapped there (the same content as any other mapper of the
+                # frame); a write lands in it, which nobody else maps, and is
+                # lost with it.
                 return
-            why = "the descriptor is now invalid"
-        else:
-            why = f"the descriptor now maps pfn {mpfn:#x}"
+            why = "the descriptor is now invalid" if mpfn < 0 else f"the descriptor now maps pfn {mpfn:#x}"
         also = ", ".join(self._mappers(pfn, space)) or "no other address space"
         kind = "wrote" if write else "read"
         self._raise(

@@ -300,11 +300,19 @@ class Process:
         sched = self.machine.sched
         if write and sched is not None and sched.stack:
             # Nested in a zap whose flush is pending, a write may go through a
-            # stale TLB entry to a page no longer mapped: it is lost with it.
+            # stale TLB entry to a page no longer mapped, or no longer mapped
+            # there (a fault mapped a new one over the cleared entry): it is
+            # lost with that page.  Only a write the mapped page holds counts.
             ps = self.machine.page_size
+            arch = self.machine.kernel.arch
             for i in range(first, done):
-                if page_pfn(self.mm, addr + i * ps) >= 0:
-                    val = value[i : i + 1] if isinstance(value, np.ndarray) else value
+                pfn = page_pfn(self.mm, addr + i * ps)
+                if pfn < 0:
+                    continue
+                val = value[i : i + 1] if isinstance(value, np.ndarray) else value
+                if int(arch.memcpy_from_page(pfn)) == int(
+                    value[i] if isinstance(value, np.ndarray) else value
+                ):
                     v.on_write(self, addr + i * ps, 1, val)
             return
         if write:
