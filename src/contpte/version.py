@@ -187,6 +187,13 @@ CHANGES: tuple[Change, ...] = (
         arch="arm64",
     ),
     Change(
+        "lazyfree_batch_respect_write",
+        "6.19",
+        "mm/rmap.c folio_unmap_pte_batch()",
+        "'mm/rmap: fix incorrect pte restoration for lazyfree folios' (Dev Jain, LKML 2026-02, fixing "
+        "354dffd29575); commit id not checked: absent in 6.18.15, present in 6.19.11, 7.1.13 and 7.2.6",
+    ),
+    Change(
         "access_flags_subptes",
         "7.0",
         "arch/arm64/mm/contpte.c contpte_ptep_set_access_flags()",

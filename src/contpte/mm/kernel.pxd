@@ -25,7 +25,7 @@ cdef class Kernel:
     cdef public bint fault_map_dirty, finish_fault_whole_folio, spurious_fault_pmd
     cdef public bint fpb_cap_at_folio_end, prot_numa_batch_skip, mprotect_batch
     cdef public bint khugepaged_batch_copy, khugepaged_ro_collapse, khugepaged_lazyfree_skip, khugepaged_mthp
-    cdef public bint young_ptes_batch, swapin_via_swapcache, lazyfree_unmap_batch, oneplus
+    cdef public bint young_ptes_batch, swapin_via_swapcache, lazyfree_unmap_batch, lazyfree_batch_respect_write, oneplus
     cdef public i64 khugepaged_max_ptes_none, khugepaged_max_ptes_swap, khugepaged_max_ptes_shared
     cdef public i64 khugepaged_pages_to_scan, khugepaged_pages_collapsed, khugepaged_full_scans, khugepaged_scan_address
     cdef public object khugepaged_scan_mm

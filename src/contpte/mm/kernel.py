@@ -54,6 +54,7 @@ MM_OPTIONS: dict[str, Any] = {
     "young_ptes_batch": False,
     "swapin_via_swapcache": False,
     "lazyfree_unmap_batch": False,
+    "lazyfree_batch_respect_write": False,
     "max_gather_batch_count": -1,
     **CHP_OPTIONS,
     "policy": "mainline",
@@ -216,6 +217,17 @@ on arm64 a folded block is discarded without an unfold (Barry Song,
 absent in 6.12.8, present in 6.17.8; 6.15 from the kernel's history, the
 commit id not checked).  Swap-backed anon folios are never batched (up to
 7.2).  False: v6.12, one ``ptep_clear_flush()`` per PTE.
+
+``lazyfree_batch_respect_write`` (from ``kernel="6.19"``): that batch
+respects the write and soft-dirty bits (``folio_unmap_pte_batch()`` calls
+``folio_pte_batch_flags(..., FPB_RESPECT_WRITE | FPB_RESPECT_SOFT_DIRTY)``),
+so restoring a redirtied folio's batch (``set_ptes(pteval, nr)``) never
+makes a read-only PTE writable ("mm/rmap: fix incorrect pte restoration for
+lazyfree folios", Dev Jain, 2026-02).  Before it, a batch could mix a
+writable first PTE with read-only ones, and the restore gave all of them
+the first one's write bit: a writable PTE of a page that is not
+PageAnonExclusive (the model's ``writable-anon-exclusive`` rule; found by
+``contpte fuzz --kernel-version 7.1`` before the fix was modelled).
 
 ``swapin_via_swapcache`` (from ``kernel="7.1"``): ``do_swap_page()`` on a
 ``SWP_SYNCHRONOUS_IO`` device always allocates with ``alloc_swap_folio()``
@@ -384,6 +396,7 @@ class Kernel:
         self.young_ptes_batch = bool(self.options["young_ptes_batch"])
         self.swapin_via_swapcache = bool(self.options["swapin_via_swapcache"])
         self.lazyfree_unmap_batch = bool(self.options["lazyfree_unmap_batch"])
+        self.lazyfree_batch_respect_write = bool(self.options["lazyfree_batch_respect_write"])
         self.max_gather_batch_count = int(self.options["max_gather_batch_count"])
         if self.options["policy"] not in ("mainline", "oneplus"):
             raise ModelUsageError(f"policy={self.options['policy']!r}: expected 'mainline' or 'oneplus'")

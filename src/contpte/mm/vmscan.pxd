@@ -4,7 +4,7 @@ from contpte.cdefs cimport i64, u64
 from contpte.arch.pgtable cimport Pgtable
 from contpte.mm.kernel cimport MTHP_SWPOUT_FALLBACK, Kernel
 from contpte.mm.huge_memory cimport split_folio, split_huge_pmd
-from contpte.mm.internal cimport folio_pte_batch
+from contpte.mm.internal cimport FPB_RESPECT_SOFT_DIRTY, FPB_RESPECT_WRITE, PtePtr, folio_pte_batch, folio_pte_batch_flags
 from contpte.mm.memmap cimport (
     PG_anon, PG_anon_exclusive, PG_cont, PG_double_map, PG_lazyfree, PG_reserved, PG_swapcache, folio_mapped, folio_ref_add, MemMap, folio_clear_dirty, folio_mapcount, folio_mark_dirty, folio_maybe_dma_pinned,
     folio_set_referenced, folio_test_clear_referenced, folio_test_dirty,

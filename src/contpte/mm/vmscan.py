@@ -71,7 +71,13 @@ if not cython.compiled:
     from ..cdefs import i64, u64
     from ..counters import count
     from .huge_memory import split_folio, split_huge_pmd
-    from .internal import folio_pte_batch
+    from .internal import (
+        FPB_RESPECT_SOFT_DIRTY,
+        FPB_RESPECT_WRITE,
+        PtePtr,
+        folio_pte_batch,
+        folio_pte_batch_flags,
+    )
     from .kernel import MTHP_SWPOUT_FALLBACK, Kernel
     from .memmap import (
         MemMap,
@@ -203,6 +209,8 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
     pteval: u64
     page: i64
     batch: i64
+    max_nr: i64
+    ptent: PtePtr
     skip_mm: object = None
     skip_end: i64 = 0
     if swapped:
@@ -251,14 +259,18 @@ def try_to_unmap(k: Kernel, folio: i64, lazyfree: cython.bint) -> cython.bint:
         batch = 1
         if lazyfree and k.lazyfree_unmap_batch and nr > 1 and not cont:
             # folio_unmap_pte_batch() (v6.15): a lazyfree folio's run of PTEs
-            # within the VMA and the page table, cleared at once.
-            batch = folio_pte_batch(
-                k,
-                folio,
-                ptep,
-                a.ptep_get(ptep),
-                (min((addr & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, vma.vm_end) - addr) >> k.page_shift,
-            )
+            # within the VMA and the page table, cleared at once; from 6.19
+            # the run keeps to one write and soft-dirty state, so that the
+            # restore below cannot make a read-only PTE writable.
+            max_nr = (min((addr & ~(a.PMD_SIZE - 1)) + a.PMD_SIZE, vma.vm_end) - addr) >> k.page_shift
+            if k.lazyfree_batch_respect_write:
+                ptent = PtePtr.__new__(PtePtr)
+                ptent.value = a.ptep_get(ptep)
+                batch = folio_pte_batch_flags(
+                    k, folio, vma, ptep, ptent, max_nr, FPB_RESPECT_WRITE | FPB_RESPECT_SOFT_DIRTY
+                )
+            else:
+                batch = folio_pte_batch(k, folio, ptep, a.ptep_get(ptep), max_nr)
         if batch > 1:
             pteval = a.get_and_clear_ptes(mm, addr, ptep, batch)
             a.flush_tlb_range(vma, addr, addr + (batch << k.page_shift))
