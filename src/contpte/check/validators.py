@@ -331,7 +331,8 @@ class Validators:
 
     def dontneed_begin(self, p: Any, addr: int, length: int) -> None:
         """MADV_DONTNEED of ``[addr, addr+length)`` starts (``zap_progress`` follows it)."""
-        self.zapping.append([p, addr, addr + length, addr])
+        ps = self.page_size
+        self.zapping.append([p, addr, addr + (length + ps - 1) // ps * ps, addr])
 
     def zap_progress(self, mm: Any, upto: int) -> None:
         """MADV_DONTNEED's zap is at ``upto`` (a preemption point): the PTEs before it are clear.
@@ -343,8 +344,10 @@ class Validators:
         until madvise returns a read of a cleared page may still see its
         old value through a cached translation, or zero through a new
         fault: both are Linux's behaviour for a program that races with its
-        own MADV_DONTNEED.  Those pages are marked may-read-zero (lazy)
-        here and forgotten at ``dontneed_end`` unless written again.
+        own MADV_DONTNEED.  Those pages are marked lazy here (they may read
+        their old value or what a new fault maps: zero, or in a private
+        file mapping the file's page) and forgotten at ``dontneed_end``
+        unless written again.
         """
         for z in reversed(self.zapping):
             if z[0].mm is mm:
@@ -612,10 +615,18 @@ class Validators:
                     exp = 0
                 else:
                     exp = self._file_value(f, first + j)
-                if st == 3 and got[g0 + j] == 0 and exp != 0:
-                    # Discarded by reclaim after MADV_FREE: zero from now on.
-                    exp = 0
-                    sh.set(vpn + j, 1, 0)
+                if st == 3 and got[g0 + j] != exp:
+                    if f is None:
+                        if got[g0 + j] == 0:
+                            # Discarded by reclaim after MADV_FREE: zero from now on.
+                            exp = 0
+                            sh.set(vpn + j, 1, 0)
+                    elif got[g0 + j] == self._file_value(f, first + j):
+                        # A private file page a concurrent MADV_DONTNEED's zap
+                        # passed (zap_progress): a new fault maps the file's
+                        # page again, which it reads from now on.
+                        exp = got[g0 + j]
+                        sh.forget(vpn + j, 1)
             if got[g0 + j] != exp:
                 nbad += 1
                 if bad_j < 0:
