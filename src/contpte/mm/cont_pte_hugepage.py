@@ -90,8 +90,8 @@ EAGAIN = 11
 _C: dict[str, int] = {}
 
 
-def _count(k: Any, name: str, n: int = 1) -> None:
-    """``count_vm_chp_event()`` and the design's atomic counters (``chp.<name>``)."""
+def count_vm_chp_event(k: Any, name: str, n: int = 1) -> None:
+    """``count_vm_chp_events()`` and the design's atomic counters: count ``chp.<name>`` by ``n``."""
     cid = _C.get(name)
     if cid is None:
         cid = _C[name] = counter("chp." + name)
@@ -196,7 +196,7 @@ def cont_pte_trans_huge(k: Any, ptep: int, reason: str) -> bool:
     vals = [a.ptep_get(base + i) for i in range(HPAGE_CONT_PTE_NR)]
     nr = sum(1 for v in vals if a.pte_cont(v))
     if 0 < nr < HPAGE_CONT_PTE_NR:
-        _count(k, "corrupt_cont_pte." + reason)
+        count_vm_chp_event(k, "corrupt_cont_pte." + reason)
         raise KernelBug("CHP_BUG_ON", f"corrupted cont_pte ({reason}): {nr} of 16 entries Contiguous", None)
     return nr == HPAGE_CONT_PTE_NR
 
@@ -311,7 +311,7 @@ def _split_huge_cont_pte_locked(vma: Any, ptep: int, haddr: int) -> None:
     if haddr < vma.vm_start or haddr + HPAGE_CONT_PTE_NR * ps > vma.vm_end:
         raise KernelBug("VM_BUG_ON_VMA", f"block at {haddr:#x} leaves the VMA", haddr)
     k.counters.inc(THP_SPLIT_PMD, 1)
-    _count(k, "split")
+    count_vm_chp_event(k, "split")
     folio = vm_normal_folio(vma, haddr, first)
     old = [a.ptep_get(ptep + i) for i in range(HPAGE_CONT_PTE_NR)]
     if folio >= 0:
@@ -328,7 +328,7 @@ def _split_huge_cont_pte_locked(vma: Any, ptep: int, haddr: int) -> None:
     folio_add_large_mapcount(mem, folio, HPAGE_CONT_PTE_NR, vma)
     if int(mem.entire_mapcount[folio]) > 1 and not int(mem.flags[folio]) & PG_double_map:
         mem.flags[folio] |= PG_double_map
-        _count(k, "double_map")
+        count_vm_chp_event(k, "double_map")
     mem.entire_mapcount[folio] -= 1
     folio_sub_large_mapcount(mem, folio, 1, vma)
     if int(mem.entire_mapcount[folio]) == 0:
@@ -406,9 +406,9 @@ def do_huge_cont_pte_anonymous_page(vmf: Any) -> int:
     pfn = alloc_cont_pte_folio(k, True)
     if pfn < 0:
         k.counters.inc(THP_FAULT_FALLBACK, 1)
-        _count(k, "thp_do_anon_pages_fallback")
+        count_vm_chp_event(k, "thp_do_anon_pages_fallback")
         return VM_FAULT_FALLBACK
-    _count(k, "thp_do_anon_pages")
+    count_vm_chp_event(k, "thp_do_anon_pages")
     hook = k.hw.yield_hook
     if hook is not None:
         # The block is allocated before the PTL is taken (the pool may wake
@@ -494,13 +494,8 @@ def copy_present_cont_pte(dst_vma: Any, src_vma: Any, dst_pte: int, src_pte: int
         pte = a.pte_mkclean(pte)
     pte = a.pte_mkold(pte)
     cont_pte_set_huge_pte_at(dst_vma, addr, dst_pte, pte)
-    _count(k, "copy_block")
+    count_vm_chp_event(k, "copy_block")
     return 0
-
-
-def count_chp(k: Any, name: str, n: int = 1) -> None:
-    """Count ``chp.<name>`` (for the compiled callers)."""
-    _count(k, name, n)
 
 
 def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
@@ -546,7 +541,7 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
             entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
             cont_pte_huge_ptep_get_and_clear(vma, haddr, ptep)
             cont_pte_set_huge_pte_at(vma, haddr, ptep, entry)
-            _count(k, "wp_reuse")
+            count_vm_chp_event(k, "wp_reuse")
             k.counters.add("fault.wp_reuse", 1)
         pte_unmap_unlock(mm, vmf.pte)
         return 0
@@ -573,7 +568,7 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
             entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
         cont_pte_set_huge_pte_at(vma, haddr, ptep, entry)
         folio_add_new_anon_rmap(new, vma, haddr, RMAP_EXCLUSIVE, True)
-        _count(k, "thp_cow")
+        count_vm_chp_event(k, "thp_cow")
     else:
         for i in range(nr):
             a.copy_user_highpage(base[i], folio + i, haddr + i * ps, vma)
@@ -585,7 +580,7 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
                 entry = maybe_mkwrite(a.pte_mkdirty(entry), vma)
             folio_add_new_anon_rmap(base[i], vma, haddr + i * ps, RMAP_EXCLUSIVE, False)
             a.set_pte_at(mm, haddr + i * ps, ptep + i, entry)
-        _count(k, "thp_cow_fallback")
+        count_vm_chp_event(k, "thp_cow_fallback")
     page_remove_anon_compound_rmap(folio, vma)
     k.folio_put(folio, 1)  # the block mapping's reference
     pte_unmap_unlock(mm, vmf.pte)
@@ -636,12 +631,12 @@ def cont_pte_unmap_first_entry(k: Any, folio: int, addr: int) -> bool:
     """
     mem = k.memmap
     if _haddr(k, addr) != addr:
-        _count(k, "mapped_walk_start_from_non_head")
+        count_vm_chp_event(k, "mapped_walk_start_from_non_head")
         return False
     first = int(mem.mapcount[folio])
     for i in range(1, HPAGE_CONT_PTE_NR):
         if int(mem.mapcount[folio + i]) != first:
-            _count(k, "mapped_walk_lastmoment_doublemap")
+            count_vm_chp_event(k, "mapped_walk_lastmoment_doublemap")
             return False
     return True
 
@@ -776,29 +771,29 @@ def do_swap_cont_pte_page(vmf: Any) -> int:
     pte_unmap_unlock(mm, ptep)
     if base < 0:
         return -1
-    _count(k, "thp_swpin_no_swapcache_entry")
+    count_vm_chp_event(k, "thp_swpin_no_swapcache_entry")
     anon_vma_prepare(vma)
     write = bool(vmf.flags & FAULT_FLAG_WRITE)
     folio = alloc_cont_pte_folio(k, False)
     if folio >= 0:
-        _count(k, "thp_swpin_no_swapcache_alloc_success")
+        count_vm_chp_event(k, "thp_swpin_no_swapcache_alloc_success")
         pages = [folio]
         swap_read_folio(k, si, folio, base)
     else:
-        _count(k, "thp_swpin_no_swapcache_alloc_fail")
-        _count(k, "thp_swpin_no_swapcache_fallback_entry")
+        count_vm_chp_event(k, "thp_swpin_no_swapcache_alloc_fail")
+        count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_entry")
         pages = []
         for _ in range(HPAGE_CONT_PTE_NR):
             p = k.folio_alloc(0, False)
             if p < 0:
                 for q in pages:
                     k.folio_put(q, 1)
-                _count(k, "thp_swpin_no_swapcache_fallback_alloc_fail")
+                count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_alloc_fail")
                 return VM_FAULT_OOM
             pages.append(p)
         for i, p in enumerate(pages):
             swap_read_folio(k, si, p, base + i)
-        _count(k, "thp_swpin_no_swapcache_fallback_alloc_success")
+        count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_alloc_success")
     k.counters.add("pgmajfault", 1)
     for p in pages:
         mem.flags[p] |= PG_swapbacked

@@ -522,9 +522,9 @@ def _madvise_walk_vmas(
         if behavior == MADV_DONTNEED:
             if k.oneplus and (s | e) & ((k.PAGE_SIZE << 4) - 1) and v.vm_flags & VM_CONT_PTE:
                 # OnePlus: a range that cuts a 64K block (zap splits it).
-                from .cont_pte_hugepage import count_chp
+                from .cont_pte_hugepage import count_vm_chp_event
 
-                count_chp(k, "madv_dont_need_unaligned")
+                count_vm_chp_event(k, "madv_dont_need_unaligned")
             zap_page_range_single(v, s, e - s)
         elif behavior == MADV_FREE:
             # Each VMA gathers and flushes on its own, so the VMAs advised

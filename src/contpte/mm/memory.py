@@ -1679,7 +1679,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
                     addr += chp.HPAGE_CONT_PTE_NR * k.PAGE_SIZE
                     continue
                 ret = 0
-                chp.count_chp(k, "cp_cont_pte_split_count")
+                chp.count_vm_chp_event(k, "cp_cont_pte_split_count")
                 chp._split_huge_cont_pte_locked(
                     src_vma,
                     src_pte & ~(chp.HPAGE_CONT_PTE_NR - 1),
@@ -1910,7 +1910,7 @@ def zap_cont_pte(
     tlb.tlb_remove_tlb_entries(ptep, chp.HPAGE_CONT_PTE_NR, addr)
     count(k.counters, ZAP_CALLS, 1)
     count(k.counters, ZAP_PTES, chp.HPAGE_CONT_PTE_NR)
-    chp.count_chp(k, "zap_block")
+    chp.count_vm_chp_event(k, "zap_block")
     if folio < 0:
         return True
     rss.c[MM_ANONPAGES] -= chp.HPAGE_CONT_PTE_NR
