@@ -23,16 +23,16 @@ as a failure.
 
 A profile may start from another one and change a few figures::
 
-    [profile]
-    name = "my-altra"
     extends = "altra"         # a shipped profile or a path (relative to this file)
 
     [figures.dvm_sync]
     value = 900
     source = "measured on our machine with ..."
 
-A figure of an extending profile replaces the inherited one (``unit`` may
-be left out; ``fit`` is not inherited).  A figure may give ``same_as =
+``extends`` may also stand in ``[profile]``; an extending profile without
+a ``[profile]`` name is named after its file.  A figure of an extending
+profile replaces the inherited one (``unit`` may be left out; ``fit`` is not
+inherited).  A figure may give ``same_as =
 "other"`` instead of a value: an estimate that it is the same physical
 quantity, so it always takes the other's value (fitted or set).  A figure name the model does not
 know is an error naming the file and the key, as is a missing figure.
@@ -301,14 +301,24 @@ def parse_profile(text: str, path: str = "<string>", _seen: tuple[str, ...] = ()
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ModelUsageError(f"{path}: {e}") from None
-    unknown = set(data) - {"profile", "figures"}
+    unknown = set(data) - {"profile", "figures", "extends"}
     if unknown:
         raise ModelUsageError(
             f"{path}: unknown table(s) {', '.join(sorted(unknown))}; expected [profile], [figures.*]"
         )
-    head = data.get("profile")
-    if not isinstance(head, dict) or "name" not in head:
-        raise ModelUsageError(f"{path}: missing [profile] table with a name")
+    head = data.get("profile", {})
+    if not isinstance(head, dict):
+        raise ModelUsageError(f"{path}: [profile] must be a table")
+    if "extends" in data:
+        # ``extends = "altra"`` above every table: the same as in [profile].
+        if "extends" in head:
+            raise ModelUsageError(f"{path}: extends is given twice (top level and [profile])")
+        head = {**head, "extends": data["extends"]}
+    if "name" not in head:
+        if "extends" not in head:
+            raise ModelUsageError(f"{path}: missing [profile] table with a name")
+        # An extending profile is named after its file unless it says otherwise.
+        head = {**head, "name": Path(path).stem}
     bad = set(head) - {"name", "title", "arch", "cpu", "extends"}
     if bad:
         raise ModelUsageError(

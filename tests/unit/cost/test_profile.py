@@ -128,6 +128,24 @@ def test_extends_changes_a_few_figures(tmp_path: Path) -> None:
     assert second["syscall"] == 1 and second["dvm_sync"] == 900
 
 
+def test_extends_at_the_top_level_as_the_issue_writes_it(tmp_path: Path) -> None:
+    """``extends = "altra"`` above the tables, no [profile]: named after the file."""
+    path = tmp_path / "quiet-altra.toml"
+    path.write_text('extends = "altra"\n[figures.dvm_sync]\nvalue = 700\nsource = "ours"\n')
+    mine, altra = load_profile(str(path)), load_profile("altra")
+    assert mine.name == "quiet-altra" and mine.extends == "altra"
+    assert mine["dvm_sync"] == 700 and mine["tlbi_va_bcast"] == altra["tlbi_va_bcast"]
+    both = tmp_path / "both.toml"
+    both.write_text('extends = "altra"\n[profile]\nextends = "x86"\n')
+    with pytest.raises(ModelUsageError, match="extends is given twice") as ei:
+        load_profile(str(both))
+    assert str(both) in str(ei.value)
+    nameless = tmp_path / "nameless.toml"
+    nameless.write_text('[profile]\ntitle = "no name, no extends"\n')
+    with pytest.raises(ModelUsageError, match="missing \\[profile\\] table with a name"):
+        load_profile(str(nameless))
+
+
 def test_extends_loop_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text('[profile]\nname = "a"\nextends = "b.toml"\n')
     (tmp_path / "b.toml").write_text('[profile]\nname = "b"\nextends = "a.toml"\n')
