@@ -35,12 +35,13 @@ cdef class Kernel:
     cdef public Pgtable arch
     cdef public Counters counters
     cdef public i64 page_shift, PAGE_SIZE, PMD_ORDER, zero_pfn, huge_zero_pfn, _anon_vma_ids
+    cdef public i64 lock_break_align
     cdef public i64 max_gather_batch_count, fault_around_bytes, anon_orders_always, anon_orders_madvise, anon_orders_inherit
     cdef public MemMap memmap
     cdef public BuddyAllocator buddy
     cdef public list mms
     cdef public set deferred_split
-    cdef public str thp, batch_extent, policy
+    cdef public str thp, batch_extent, policy, accounting, lock_break
     cdef public I64View mthp_ids
     cpdef bint bug(self, str name) except? -1
     cpdef count_mthp_stat(self, i64 order, i64 stat, i64 n)

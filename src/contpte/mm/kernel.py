@@ -59,6 +59,8 @@ MM_OPTIONS: dict[str, Any] = {
     **CHP_OPTIONS,
     "policy": "mainline",
     "cont_pte_hugepage_on_qemu": False,
+    "accounting": None,
+    "lock_break": "progress",
 }
 """Core-mm variants: options on one code path (see docs/DESIGN.md).
 
@@ -263,6 +265,24 @@ block first splits it into 16 PTE mappings with per-page mapcounts
 (``__split_huge_cont_pte_locked()``).  arm64 only; the backend's transparent
 fold/unfold is off (``contpte=False``).  Counters ``chp.*``.
 
+``accounting``: how a large folio's mappings are counted.  ``"per-page"``:
+mainline's per-page mapcounts (with the folio's large mapcount);
+``"entire"``: one entire mapcount per whole-mapped 64K block, which exists
+only in the OnePlus design, so ``accounting="entire"`` selects
+``policy="oneplus"`` (and contradicts an explicit ``policy="mainline"``).
+None (the default): the policy's.  Read back as ``Kernel.accounting``.
+
+``lock_break``: where fork's ``copy_pte_range()`` may drop its page-table
+locks once its progress reaches 32.  ``"progress"`` (mainline, and the
+OnePlus design for base pages): at any entry; with ``batch_fork`` a folio's
+batch is one step, so the break falls between batches, and without it
+inside a block (pages 4, 8, 12).  ``"aligned"``: only at an address aligned
+to the arm64 contiguous block of the page size (64K with 4K pages), the
+rule the OnePlus design gets for its blocks by copying each one whole; the
+break is put off until the loop reaches such an address.  Not a mainline
+kernel version: an alternative rule to price and check
+(``fork.lock_break_point`` counts the breaks taken).
+
 ``cont_pte_hugepage_on_qemu`` (with ``policy="oneplus"``): the design's
 CONFIG_CONT_PTE_HUGEPAGE_ON_QEMU, under which every private anonymous VMA
 is eligible for blocks, named or not (``transhuge_cont_pte_vma_suitable()``
@@ -403,6 +423,21 @@ class Kernel:
         self.policy = str(self.options["policy"])
         #: The OnePlus dynamic-hugepage design (mm/cont_pte_hugepage.py).
         self.oneplus = self.policy == "oneplus"
+        accounting = self.options["accounting"]
+        if accounting not in (None, "per-page", "entire"):
+            raise ModelUsageError(f"accounting={accounting!r}: expected 'per-page' or 'entire'")
+        if accounting is not None and (accounting == "entire") != self.oneplus:
+            raise ModelUsageError(
+                f"accounting={accounting!r} does not combine with policy={self.policy!r}: whole-block "
+                "(entire) accounting exists only in the OnePlus design (policy='oneplus')"
+            )
+        #: "entire" (one mapcount per whole-mapped block: OnePlus) or "per-page" (mainline).
+        self.accounting = "entire" if self.oneplus else "per-page"
+        if self.options["lock_break"] not in ("progress", "aligned"):
+            raise ModelUsageError(
+                f"lock_break={self.options['lock_break']!r}: expected 'progress' or 'aligned'"
+            )
+        self.lock_break = str(self.options["lock_break"])
         if self.options["cont_pte_hugepage_on_qemu"] and not self.oneplus:
             raise ModelUsageError("cont_pte_hugepage_on_qemu=True needs policy='oneplus'")
         if self.max_gather_batch_count < -1:
@@ -422,6 +457,13 @@ class Kernel:
         self.counters: Counters = counters
         self.page_shift = arch.page_shift
         self.PAGE_SIZE = arch.PAGE_SIZE
+        #: lock_break="aligned": the block size a fork lock break must be aligned to
+        #: (arm64 CONT_PTE_SIZE of the page size: 64K, 2M, 2M), else 0.
+        self.lock_break_align = (
+            ({12: 16, 14: 128, 16: 32}[self.page_shift] << self.page_shift)
+            if self.lock_break == "aligned"
+            else 0
+        )
         self.PMD_ORDER = arch.HPAGE_PMD_ORDER
         nr = hw.memory.nr_frames
         self.memmap: MemMap = MemMap(nr, self)

@@ -1588,8 +1588,9 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
     """Copy the PTEs of ``[addr, end)`` (within one page table) to the child.
 
     Models: mm/memory.c ``copy_pte_range()``: the loop accounts progress (1
-    per none PTE, 8 per copied PTE) and, once it reaches 32, is a point
-    where the kernel drops both PTLs if rescheduling is due or a lock is
+    per none PTE, 8 per copied PTE) and, once it reaches 32 (under the
+    ``lock_break="aligned"`` rule: and the address is block-aligned), is a
+    point where the kernel drops both PTLs if rescheduling is due or a lock is
     contended; every such point is recorded (``fork.lock_break_point``) and
     the rule checker verifies the tables there; then ``k.on_lock_break(src_mm,
     addr)`` (a scheduler, ``system/sched.py``) may run other threads' steps
@@ -1628,7 +1629,7 @@ def copy_pte_range(dst_vma: Vma, src_vma: Vma, pmd_index: i64, addr: i64, end: i
         while addr < end:
             if stale:
                 ptent = a.ptep_get(src_pte)  # the bug: read before the break, used after it
-            if progress >= 32:
+            if progress >= 32 and (k.lock_break_align == 0 or addr & (k.lock_break_align - 1) == 0):
                 progress = 0
                 count(k.counters, FORK_LOCK_BREAK, 1)
                 a.ptl_release(src_mm, src_pte)

@@ -160,6 +160,10 @@ class Machine:
                     f"bbml2_noabort=True needs a CPU with BBML2_NOABORT; cpu={cpu!r} has none "
                     f"(presets that have it: {', '.join(have)})"
                 )
+        if options.get("accounting") == "entire" and "policy" not in options:
+            # Whole-block (entire) accounting is the OnePlus design's: it
+            # selects that design (mm/kernel.py, ``accounting``).
+            options["policy"] = "oneplus"
         policy = options.get("policy", "mainline")
         if policy not in ("mainline", "oneplus"):
             raise ModelUsageError(f"policy={policy!r}: expected 'mainline' or 'oneplus'")

@@ -67,3 +67,39 @@ def test_break_inside_a_table_does_not_lose_ptes() -> None:
     seen, m = _fork_breaks(written)
     assert seen  # at least one break happened inside the range
     assert m.stats()["fork.ptes"] == len(written)
+
+
+@pytest.mark.parametrize("arch", ["generic", "arm64"])
+def test_aligned_lock_break_waits_for_a_block_boundary(arch: str) -> None:
+    """lock_break="aligned": progress still reaches 32 every 4 pages without
+    batching, but the break is put off to the next 64K-aligned address
+    (pages 16, 32, 48), where "progress" breaks inside every block."""
+    seen, m = _fork_breaks(list(range(64)), arch=arch, mthp={"64K": "always"}, batch_fork=False)
+    assert seen == list(range(4, 64, 4))
+    seen, m = _fork_breaks(
+        list(range(64)), arch=arch, mthp={"64K": "always"}, batch_fork=False, lock_break="aligned"
+    )
+    assert seen == [16, 32, 48]
+    assert m.kernel.lock_break == "aligned" and m.kernel.lock_break_align == 16 * PAGE
+    # None PTEs: progress 32 at page 25 (see above); aligned waits to 32, then
+    # from 40 (8 + 9 none...) the next 32 is reached after 48: break at 64 = end.
+    seen, _ = _fork_breaks([0, 40], arch=arch, lock_break="aligned")
+    assert seen == [32]
+    # With batching a folio is one step, so the breaks already fall between blocks.
+    seen, _ = _fork_breaks(list(range(64)), arch=arch, mthp={"64K": "always"}, lock_break="aligned")
+    assert seen == [16, 32, 48]
+
+
+def test_lock_break_and_accounting_options_are_checked() -> None:
+    with pytest.raises(contpte.ContpteError, match="lock_break='sometimes'"):
+        contpte.Machine(lock_break="sometimes")
+    with pytest.raises(contpte.ContpteError, match="accounting='weird'"):
+        contpte.Machine(accounting="weird")
+    with pytest.raises(contpte.ContpteError, match="only in the OnePlus design"):
+        contpte.Machine(accounting="entire", policy="mainline")
+    with pytest.raises(contpte.ContpteError, match="only in the OnePlus design"):
+        contpte.Machine(accounting="per-page", policy="oneplus")
+    assert contpte.Machine().kernel.accounting == "per-page"
+    assert contpte.Machine(accounting="per-page").kernel.policy == "mainline"
+    m = contpte.Machine(accounting="entire")
+    assert m.kernel.policy == "oneplus" and m.kernel.accounting == "entire"
