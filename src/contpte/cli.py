@@ -23,12 +23,15 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 
 from .errors import ContpteError, ModelUsageError
 from .version import KERNEL_VERSION
+
+if TYPE_CHECKING:
+    from .workloads.commands import ProgressStep
 
 __all__ = ["main", "Ui", "add_command", "add_group", "register", "REGISTRARS"]
 
@@ -95,10 +98,10 @@ class Ui:
         print(f"contpte: warning: {message}", file=self._stderr)
 
     @contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Callable[[str], None]]:
-        """Yield ``step(label)``, to be called once per unit of ``total``."""
+    def progress(self, total: int, description: str) -> Iterator[ProgressStep]:
+        """Yield ``step(label, advance=1)``: show ``label``, advance ``advance`` units of ``total``."""
         if not self.show_progress:
-            yield lambda _label: None
+            yield lambda _label, advance=1: None
             return
         from rich.progress import (
             BarColumn,
@@ -120,8 +123,8 @@ class Ui:
         ) as bar:
             task = bar.add_task(description, total=total)
 
-            def step(label: str) -> None:
-                bar.update(task, advance=1, description=f"{description}: {label}")
+            def step(label: str, advance: int = 1) -> None:
+                bar.update(task, advance=advance, description=f"{description}: {label}")
 
             yield step
 
@@ -958,10 +961,15 @@ def _register_fuzz(sub: Subparsers) -> None:
         sub,
         "fuzz",
         help="random multi-process syscall sequences with every validator on; shrinks what it finds",
-        epilog="exit status:\n"
+        epilog="Every finding is replayed at each later modelled kernel version: the report (and the\n"
+        "reproducer's comments) says where it is fixed and which modelled change fixes it.\n"
+        "The steps/s figure covers fuzzing only, not shrinking and attributing findings.\n\n"
+        "exit status:\n"
         "  0  no violation, no disagreement\n"
-        "  1  a finding: its shrunk reproducer is written (--out), replay it with contpte run\n"
-        "  2  bad arguments",
+        "  1  a finding: its shrunk reproducer is written (--out), replay it with contpte run;\n"
+        "     with --keep-going, any finding: each is listed with its reproducer (fuzz-SEED-K.scn\n"
+        "     beside --out for those a later version fixes, --out for the one that ended the run)\n"
+        "  2  bad arguments (also --keep-going with --record-costs or --check-costs)",
     )
     fz.add_argument(
         "--steps", type=positive_int, default=10_000, help="steps per variant (default: %(default)s)"
@@ -986,7 +994,16 @@ def _register_fuzz(sub: Subparsers) -> None:
     add_kernel_version(fz, "on every machine (default: 6.12)")
     fz.add_argument("--out", help="reproducer file (default: fuzz-SEED.scn)")
     fz.add_argument("--no-shrink", action="store_true", help="write the reproducer unshrunk")
+    # A cost record is of whole runs and a cost finding has no kernel version to attribute:
+    # --keep-going goes with neither.
     costs = fz.add_mutually_exclusive_group()
+    costs.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="a finding that a later modelled kernel version fixes is written to fuzz-SEED-K.scn "
+        "(beside --out) and the run goes on with the next episode; the first finding no later "
+        "version fixes ends it; a summary lists every finding",
+    )
     costs.add_argument(
         "--record-costs",
         metavar="FILE",

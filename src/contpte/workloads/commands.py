@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from .scenario import parse_file, run
 
-__all__ = ["UiLike", "cmd_run", "cmd_workload", "print_wrapped"]
+__all__ = ["UiLike", "ProgressStep", "cmd_run", "cmd_workload", "print_wrapped"]
+
+
+class ProgressStep(Protocol):
+    """A progress bar's step: show ``label`` and advance by ``advance`` units (0: just show it)."""
+
+    def __call__(self, label: str, advance: int = 1) -> None: ...
 
 
 class UiLike(Protocol):
@@ -23,7 +28,7 @@ class UiLike(Protocol):
 
     def emit_json(self, obj: object) -> None: ...
     def warn(self, message: str) -> None: ...
-    def progress(self, total: int, description: str) -> AbstractContextManager[Callable[[str], None]]: ...
+    def progress(self, total: int, description: str) -> AbstractContextManager[ProgressStep]: ...
 
 
 def print_wrapped(out: Any, text: str, indent: str = "", first: str | None = None) -> None:
@@ -210,10 +215,12 @@ def _cmd_explore(args: argparse.Namespace, ui: UiLike, sc: Any, overrides: dict[
 
 def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
     """``contpte fuzz``: random syscall sequences; exit 1 and write a reproducer on a finding."""
+    import os
+
     from ..bugs import check_bug_names
     from ..errors import ModelUsageError
     from ..system.sizes import parse_bytes
-    from .fuzz import VARIANTS, CostBook, FuzzConfig, fuzz, reproducer_text
+    from .fuzz import VARIANTS, CostBook, Finding, FuzzConfig, fuzz, reproducer_text
 
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
     if args.differential and len(variants) < 2:
@@ -227,6 +234,7 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         check_bug_names(args.bug or "")
     except ModelUsageError as e:
         raise ModelUsageError(f"--bug: {e}") from None
+    keep_going = bool(getattr(args, "keep_going", False))
     cfg = FuzzConfig(
         variants=variants,
         steps=args.steps,
@@ -237,6 +245,7 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         bugs=tuple(b for b in (args.bug or "").split(",") if b),
         shrink=not args.no_shrink,
         kernel=args.kernel_version,
+        keep_going=keep_going,
     )
     record_path = getattr(args, "record_costs", None)
     check_path = getattr(args, "check_costs", None)
@@ -244,15 +253,27 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
         book = CostBook.new(cfg, record_path) if record_path else CostBook.load(str(check_path))
         cfg.costs = book
         cfg.__post_init__()  # checks the record against this run's settings
-    total = cfg.steps if cfg.differential else cfg.steps * len(variants)
-    with ui.progress(total, "fuzzing") as step:
+    out_file = args.out or f"fuzz-{cfg.seed}.scn"
+    #: each finding's reproducer file, in order: a finding --keep-going went
+    #: past gets fuzz-SEED-K.scn beside --out, the one that ends the run --out
+    written: list[str] = []
 
-        def advance(n: int) -> None:
-            for _ in range(n):
-                step(f"{len(variants)} variant(s)")
+    def write(f: Finding) -> None:
+        path = out_file
+        if keep_going and f.fixed_in is not None:
+            path = os.path.join(os.path.dirname(out_file), f"fuzz-{cfg.seed}-{len(written) + 1}.scn")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(reproducer_text(f, cfg.seed))
+        written.append(path)
 
-        result = fuzz(cfg, progress=advance)
-    out_file = None
+    groups = 1 if cfg.differential else len(variants)
+    with ui.progress(cfg.steps * groups, "fuzzing") as step:
+        result = fuzz(
+            cfg,
+            progress=lambda n: step(f"{len(variants)} variant(s)", n),
+            phase=lambda text: step(text, 0),
+            on_finding=write,
+        )
     recorded = None
     if record_path and cfg.costs is not None:
         if result.finding is None:
@@ -260,38 +281,78 @@ def cmd_fuzz(args: argparse.Namespace, ui: UiLike) -> int:
             recorded = record_path
         else:
             ui.warn(f"{record_path}: not written: the run stopped at a finding")
-    if result.finding is not None:
-        out_file = args.out or f"fuzz-{cfg.seed}.scn"
-        with open(out_file, "w", encoding="utf-8") as fh:
-            fh.write(reproducer_text(result.finding, cfg.seed))
+    last_file = written[-1] if written else None
     if ui.json:
-        ui.emit_json(result.as_dict() | {"seed": cfg.seed, "reproducer": out_file, "cost_record": recorded})
-        return 1 if result.finding else 0
+        doc = result.as_dict() | {"seed": cfg.seed, "reproducer": last_file, "cost_record": recorded}
+        for d, path in zip(doc["findings"], written, strict=True):
+            d["reproducer"] = path
+        ui.emit_json(doc | {"keep_going": keep_going})
+        return 1 if result.findings else 0
     ui.out.print(
         f"{result.steps} steps x {len(variants)} variant(s) ({', '.join(variants)}"
         f"{', differential' if cfg.differential else ''}), {result.episodes} episodes, "
         f"{result.seconds:.1f} s, {result.steps_per_second * len(variants):.0f} "
-        "machine-steps/s",
+        "machine-steps/s"
+        + (
+            f" ({sum(result.per_variant_steps.values()):,} machine-steps run in the "
+            f"{result.fuzz_seconds:.1f} s of fuzzing; shrinking and attributing "
+            f"{len(result.findings)} finding(s) took {result.finding_seconds:.1f} s)"
+            if result.findings
+            else ""
+        ),
         markup=False,
     )
-    if result.finding is None:
+    if not result.findings:
         ui.out.print("no violation, no disagreement", markup=False)
         if recorded:
             ui.out.print(f"counter deltas of every step written to {recorded}", markup=False)
         elif check_path:
             ui.out.print(f"every step's counters as recorded in {check_path}", markup=False)
         return 0
-    f = result.finding
-    print_wrapped(ui.out, f"FOUND {f.kind} on {f.variant}: {f.message}", "  ", first="")
+    if keep_going:
+        ui.out.print(f"{len(result.findings)} finding(s):", markup=False)
+        for i, (f, path) in enumerate(zip(result.findings, written, strict=True), 1):
+            fixed = "NOT fixed in a later modelled kernel version"
+            if f.attribution is not None and f.fixed_in is not None:
+                by = [c.option for c, back in f.attribution.fixes if back]
+                fixed = f"fixed in {f.fixed_in}" + (f" by {', '.join(by)}" if by else "")
+            if f.attribution is not None and not f.attribution.later:
+                fixed = f"found at the newest modelled kernel version ({f.attribution.kernel})"
+            print_wrapped(
+                ui.out,
+                f"{i}. step {f.step:,} on {f.variant}: {f.kind}; {fixed}; reproducer {path}",
+                "     ",
+                first="  ",
+            )
+    last = result.finding
+    assert last is not None and last_file is not None
+    if keep_going and not result.stopped:
+        ui.out.print(
+            f"went on to step {result.steps:,} (each finding ends its episode): every finding is "
+            "fixed in a later modelled kernel version",
+            markup=False,
+        )
+        return 1
+    print_wrapped(ui.out, f"FOUND {last.kind} on {last.variant}: {last.message}", "  ", first="")
     print_wrapped(
         ui.out,
-        f"reproducer ({len(f.scenario.steps)} steps"
-        f"{', not shrunk' if f.kind.startswith('cost:') else f', shrunk from {f.original_steps}'}) "
-        f"written to {out_file}; "
-        f"replay with: contpte run {out_file}",
+        f"reproducer ({len(last.scenario.steps)} steps"
+        f"{', not shrunk' if last.kind.startswith('cost:') else f', shrunk from {last.original_steps}'}) "
+        f"written to {last_file}; "
+        f"replay with: contpte run {last_file}",
         "  ",
         first="",
     )
+    if last.attribution is not None:
+        for line in last.attribution.lines():
+            print_wrapped(ui.out, line, "    ", first="  ")
+        if last.fixed_in is not None and not keep_going:
+            print_wrapped(
+                ui.out,
+                "a later kernel version fixes it: --keep-going records such findings and goes on",
+                "    ",
+                first="  ",
+            )
     return 1
 
 

@@ -12,6 +12,15 @@ of fork's lock breaks or at the lockless block read of a fault, see
 episode to a minimal sequence that still shows it (delta debugging over
 steps) and returns it as a ``Scenario`` that ``contpte run`` replays.
 
+Every finding is then *attributed* to kernel versions (``attribute``): its
+shrunk steps run again with the machine at each later modelled version
+(``contpte.version.KERNEL_VERSIONS``); the first version where they pass is
+where it is fixed, and the ``CHANGES`` of that version that apply to the
+machine are the candidate fixes, each tried alone (its option back at its
+old value) to see whether it is the one.  With ``keep_going`` a finding
+that a later version fixes is recorded and the run goes on; the first that
+no later version fixes ends it.
+
 With ``differential=True`` every step runs on several machines (arm64 and
 generic, ``batch_fork`` on and off, ...) that must agree on everything a
 process can observe (``scenario.observe``: values, presence, folio order,
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +40,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..system import Machine
+from ..version import CHANGES, KERNEL_VERSION, KERNEL_VERSIONS, Change, version_key
 from .scenario import (
     AddrRef,
     Env,
@@ -48,6 +59,8 @@ __all__ = [
     "FuzzConfig",
     "FuzzResult",
     "Finding",
+    "Attribution",
+    "attribute",
     "fuzz",
     "generate_episode",
     "run_episode",
@@ -132,6 +145,9 @@ class FuzzConfig:
     """The kernel version of every machine (None: the default, 6.12)."""
     costs: "CostBook | None" = None
     """Record (``costs.recording``) or compare every step's counter deltas (see ``CostBook``)."""
+    keep_going: bool = False
+    """Record a finding that a later modelled kernel version fixes and go on with the next
+    episode; stop at the first finding that no later version fixes."""
 
     def __post_init__(self) -> None:
         from ..errors import ModelUsageError
@@ -153,6 +169,115 @@ class FuzzConfig:
                     "fuzz: a cost record is per variant; it does not go with --differential"
                 )
             self.costs.check_config(self)
+            if self.keep_going:
+                raise ModelUsageError(
+                    "fuzz: --keep-going does not go with a cost record (--record-costs/--check-costs): "
+                    "a record is of whole runs, and a cost finding is not attributed to kernel versions"
+                )
+
+
+@dataclass
+class Attribution:
+    """At which later modelled kernel versions a finding's shrunk steps still fail.
+
+    ``attribute`` fills it in: ``later`` maps each modelled version after
+    ``kernel`` (the run's) to the kind its replay failed with there (None:
+    it passed).  The finding is fixed in the first version where it passes,
+    provided it passes at the newest one too; ``fixes`` are the changes of
+    that version that apply to the machine, each with whether setting its
+    option back to its old value, alone, at that version brings the
+    finding back (then the change is what fixes it).
+    """
+
+    kernel: str
+    kind: str
+    later: dict[str, str | None] = field(default_factory=dict)
+    fixes: list[tuple[Change, bool]] = field(default_factory=list)
+
+    @property
+    def fixed_in(self) -> str | None:
+        """The first later version where it passes, None if it still fails at the newest."""
+        if not self.later or self.later[KERNEL_VERSIONS[-1]] is not None:
+            return None
+        return next(v for v, got in self.later.items() if got is None)
+
+    @property
+    def fails_again(self) -> list[str]:
+        """Versions after ``fixed_in`` where it fails again (non-monotonic); [] when monotonic."""
+        fixed = self.fixed_in
+        if fixed is None:
+            return []
+        return [v for v, got in self.later.items() if version_key(v) > version_key(fixed) and got]
+
+    def lines(self) -> list[str]:
+        """What it says, one line per fact: the versions, then each candidate fix."""
+        if not self.later:
+            return [f"found at {self.kernel}, the newest modelled kernel version: no later version to check"]
+        vs = list(self.later)
+        fixed = self.fixed_in
+        if fixed is None:
+            newest = self.later[vs[-1]]
+            line = f"not fixed in any modelled kernel version: it still fails at {vs[-1]}"
+            if newest != self.kind:
+                line += f", as {newest}"
+            passing = [v for v, got in self.later.items() if got is None]
+            line += f"; checked {vs[0]} to {vs[-1]}"
+            if passing:
+                line += f", passes at {', '.join(passing)} only"
+            return [line]
+        failing = [v for v in vs if version_key(v) < version_key(fixed)]
+        line = f"fixed in {fixed}: " + (
+            f"fails at {self.kernel} to {failing[-1]}" if failing else f"fails at {self.kernel}"
+        )
+        again = self.fails_again
+        if again:
+            line += (
+                f", first passes at {fixed}, fails again at {', '.join(again)} (not monotonic), "
+                f"passes at the newest ({vs[-1]})"
+            )
+        else:
+            line += (
+                f", passes at {fixed} and every version after it"
+                if fixed != vs[-1]
+                else f", passes at {fixed}"
+            )
+        other = [f"{v} as {got}" for v, got in self.later.items() if got is not None and got != self.kind]
+        if other:
+            line += f" (it fails otherwise at {', '.join(other)})"
+        out = [line]
+        if not self.fixes:
+            out.append(f"no modelled change of {fixed} applies to this machine")
+        for c, back in self.fixes:
+            verdict = (
+                f"{fixed} with {c.option}={c.before!r} alone fails again: this change fixes it"
+                if back
+                else f"{fixed} with {c.option}={c.before!r} alone still passes: not this one alone"
+            )
+            out.append(f"candidate fix: {c.option} ({c.where}; {c.commit}): {verdict}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel,
+            "later": dict(self.later),
+            "fixed_in": self.fixed_in,
+            "fails_again": self.fails_again,
+            "fixes": [_change_dict(c, back) for c, back in self.fixes],
+            "text": self.lines(),
+        }
+
+
+def _change_dict(c: Change, back: bool) -> dict[str, Any]:
+    return {
+        "option": c.option,
+        "since": c.since,
+        "where": c.where,
+        "commit": c.commit,
+        "before": c.before,
+        "after": c.after,
+        "arch": c.arch,
+        "reverting_it_brings_it_back": back,
+    }
 
 
 @dataclass
@@ -165,41 +290,74 @@ class Finding:
     episode: int
     scenario: Scenario
     original_steps: int
+    step: int = 0
+    """The run's step (per variant, counted from 1) at which it showed."""
+    attribution: Attribution | None = None
+    """Its kernel versions (None for a ``cost:`` finding: that one compares with a recorded run)."""
+
+    @property
+    def fixed_in(self) -> str | None:
+        """The later modelled kernel version that fixes it, None if none does."""
+        return self.attribution.fixed_in if self.attribution is not None else None
 
     def as_dict(self) -> dict[str, Any]:
+        att = self.attribution
         return {
             "kind": self.kind,
             "message": self.message,
             "variant": self.variant,
             "episode": self.episode,
+            "step": self.step,
             "steps": len(self.scenario.steps),
             "original_steps": self.original_steps,
+            "fixed_in": self.fixed_in,
+            "fixes": [_change_dict(c, back) for c, back in att.fixes] if att is not None else [],
+            "attribution": att.as_dict() if att is not None else None,
             "scenario": format_scenario(self.scenario),
         }
 
 
 @dataclass
 class FuzzResult:
+    """What a run did.  ``finding``: the one that ended it, else (``keep_going``)
+    the last one made, else None; ``findings``: every one, in order."""
+
     steps: int
     episodes: int
     seconds: float
     variants: list[str]
     finding: Finding | None = None
     per_variant_steps: dict[str, int] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    finding_seconds: float = 0.0
+    """Of ``seconds``, the time spent shrinking, replaying and attributing findings."""
+    stopped: bool = False
+    """A finding ended the run (any one; with ``keep_going``, one that no later version fixes)."""
+
+    @property
+    def fuzz_seconds(self) -> float:
+        """The time spent generating and running episodes (what the step rate covers)."""
+        return max(0.0, self.seconds - self.finding_seconds)
 
     @property
     def steps_per_second(self) -> float:
-        return self.steps / self.seconds if self.seconds > 0 else 0.0
+        """Steps run per variant per second of ``fuzz_seconds`` (not shrinking or attribution)."""
+        ran = sum(self.per_variant_steps.values()) / max(1, len(self.variants))
+        return ran / self.fuzz_seconds if self.fuzz_seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
             "episodes": self.episodes,
             "seconds": round(self.seconds, 3),
+            "fuzz_seconds": round(self.fuzz_seconds, 3),
+            "finding_seconds": round(self.finding_seconds, 3),
             "steps_per_second": round(self.steps_per_second, 1),
             "variants": self.variants,
             "per_variant_steps": self.per_variant_steps,
             "finding": self.finding.as_dict() if self.finding else None,
+            "findings": [f.as_dict() for f in self.findings],
+            "stopped": self.stopped,
         }
 
 
@@ -1298,8 +1456,96 @@ def _policy_step(header: dict[str, Any], s: Step) -> Step:
     return Step(s.line, s.proc, s.op, s.args, s.bind, s.expect, "chp.alloc" + sep + occ)
 
 
-def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> FuzzResult:
-    """Run episodes until ``cfg.steps`` steps per variant ran or something was found."""
+def _applies(c: Change, machine: dict[str, Any]) -> bool:
+    """Whether the kernel version's value of ``c`` reaches the machine ``machine`` describes."""
+    if c.option in machine:
+        return False  # set explicitly (a variant's option): the version does not change it
+    if c.arch is not None and c.arch != machine.get("arch"):
+        return False
+    contpte = machine.get("policy") != "oneplus" and machine.get("contpte", True)
+    files = re.findall(r"[\w./-]+\.[ch]\b", c.where)
+    # arm64's transparent contpte off: a change of contpte.c alone is not reached
+    return contpte or not files or any(f != "arch/arm64/mm/contpte.c" for f in files)
+
+
+def attribute(
+    header: dict[str, Any],
+    steps: list[Step],
+    variants: list[str],
+    kind: str,
+    bugs: tuple[str, ...] = (),
+    differential: bool = False,
+) -> Attribution:
+    """Run a finding's steps at every later modelled kernel version; name the fix.
+
+    ``header`` is the episode's (its ``kernel`` the run's version, default
+    ``KERNEL_VERSION``), ``steps`` what shrinking kept, ``variants`` the
+    machines that ran them (several with ``differential``).  The steps run
+    as shrinking runs them (``run_episode``), with every validator on.  If
+    a version fixes it, each change of that version that applies to the
+    machine (its arch, options the variant does not set, contpte.c only
+    where arm64's contpte is on) is tried alone: the same version with that
+    option at its ``before`` value.
+    """
+    kernel = str(header.get("kernel") or KERNEL_VERSION)
+
+    def outcome(h: dict[str, Any]) -> str | None:
+        _, got = run_episode(h, steps, variants, bugs, differential)
+        return got[0] if got is not None else None
+
+    later = {
+        v: outcome({**header, "kernel": v}) for v in KERNEL_VERSIONS if version_key(v) > version_key(kernel)
+    }
+    att = Attribution(kernel, kind, later)
+    fixed = att.fixed_in
+    if fixed is not None:
+        machines = [_machine_header(header, v, bugs) for v in variants]
+        for c in CHANGES:
+            if c.since == fixed and any(_applies(c, m) for m in machines):
+                att.fixes.append((c, outcome({**header, "kernel": fixed, c.option: c.before}) == kind))
+    return att
+
+
+def _finding(
+    cfg: FuzzConfig,
+    header: dict[str, Any],
+    cut: list[Step],
+    group: list[str],
+    got: tuple[str, str, str],
+    episode: int,
+    step: int,
+) -> Finding:
+    """The finding ``run_episode`` reported: shrunk, as a reproducer, attributed to kernel versions."""
+    kind, msg, who = got
+    orig = len(cut)
+    if kind.startswith("cost:"):
+        sc = replay(header, cut, group[0], cfg.bugs)  # each step with the outcome it had
+        return Finding(kind, msg, who, episode, sc, orig, step)
+    if cfg.shrink:
+        cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
+    variant = group[0]
+    sc = (
+        replay(header, cut, variant, cfg.bugs)
+        if not kind.startswith("mismatch")
+        else Scenario("<reproducer>", _machine_header(header, variant, cfg.bugs), _renumber(cut, 3))
+    )
+    att = attribute(header, cut, group, kind, cfg.bugs, cfg.differential)
+    return Finding(kind, msg, who, episode, sc, orig, step, att)
+
+
+def fuzz(
+    cfg: FuzzConfig,
+    progress: Callable[[int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+    on_finding: Callable[[Finding], None] | None = None,
+) -> FuzzResult:
+    """Run episodes until ``cfg.steps`` steps per variant ran or a finding ended the run.
+
+    ``progress(n)``: ``n`` steps of one variant (or of the differential
+    group) are done.  ``phase(text)``: the run is busy with something else
+    than fuzz steps (shrinking and attributing a finding).  ``on_finding``:
+    each finding, complete, as it is made (before the run goes on).
+    """
     variants = list(cfg.variants)
     for v in variants:
         _variant_kwargs(v)
@@ -1307,16 +1553,17 @@ def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> Fuzz
     done = 0
     episodes = 0
     t0 = time.monotonic()
+    finding_seconds = 0.0
     per_variant = dict.fromkeys(variants, 0)
-    finding = None
+    findings: list[Finding] = []
+    stop: Finding | None = None
     groups = [variants] if cfg.differential else [[v] for v in variants]
-    while done < cfg.steps and finding is None:
+    while done < cfg.steps and stop is None:
         ep_seed = master.randrange(1 << 32)
         nsteps = min(cfg.episode_steps, cfg.steps - done)
         header, steps = generate_episode(ep_seed, nsteps, cfg.memory)
         if cfg.kernel is not None:
             header["kernel"] = cfg.kernel
-        ran = 0
         for group in groups:
             record = expected = None
             if cfg.costs is not None:
@@ -1327,31 +1574,36 @@ def fuzz(cfg: FuzzConfig, progress: Callable[[int], None] | None = None) -> Fuzz
             )
             for v in group:
                 per_variant[v] += ran
-            if got is not None:
-                kind, msg, who = got
-                cut = steps[:ran]
-                orig = len(cut)
-                if kind.startswith("cost:"):
-                    sc = replay(header, cut, group[0], cfg.bugs)  # each step with the outcome it had
-                    finding = Finding(kind, msg, who, episodes, sc, orig)
-                    break
-                if cfg.shrink:
-                    cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
-                variant = group[0]
-                sc = (
-                    replay(header, cut, variant, cfg.bugs)
-                    if not kind.startswith("mismatch")
-                    else Scenario(
-                        "<reproducer>", _machine_header(header, variant, cfg.bugs), _renumber(cut, 3)
-                    )
-                )
-                finding = Finding(kind, msg, who, episodes, sc, orig)
+            if progress is not None:
+                progress(nsteps)
+            if got is None:
+                continue
+            t1 = time.monotonic()
+            if phase is not None:
+                phase(f"finding {len(findings) + 1} ({got[0]}): shrinking and attributing, not fuzzing")
+            f = _finding(cfg, header, steps[:ran], group, got, episodes, done + ran)
+            findings.append(f)
+            if on_finding is not None:
+                on_finding(f)
+            finding_seconds += time.monotonic() - t1
+            if phase is not None:
+                phase(f"{len(findings)} finding(s)")
+            if not (cfg.keep_going and f.fixed_in is not None):
+                stop = f
                 break
         episodes += 1
         done += nsteps
-        if progress is not None:
-            progress(nsteps)
-    return FuzzResult(done, episodes, time.monotonic() - t0, variants, finding, per_variant)
+    return FuzzResult(
+        done,
+        episodes,
+        time.monotonic() - t0,
+        variants,
+        stop if stop is not None else (findings[-1] if findings else None),
+        per_variant,
+        findings,
+        finding_seconds,
+        stop is not None,
+    )
 
 
 def reproducer_text(f: Finding, seed: int) -> str:
@@ -1373,5 +1625,12 @@ def reproducer_text(f: Finding, seed: int) -> str:
             "counter oracle: the last step's counters differ from the recorded run; "
             "replay with `contpte run --counters FILE` on both trees and compare"
         )
+    if f.attribution is not None:
+        comments.append("kernel versions (the same steps at each later modelled version):")
+        comments.extend(f"  {line}" for line in f.attribution.lines())
+        if f.fixed_in is not None:
+            comments.append(
+                f"  replay at the fixing version: `contpte run --kernel-version {f.fixed_in} FILE`"
+            )
     f.scenario.title = f.scenario.title or f"fuzz finding: {f.kind}"
     return format_scenario(f.scenario, comments)

@@ -59,7 +59,9 @@ def test_seeded_bug_is_found_shrunk_and_replayable(tmp_path: Path) -> None:
     assert f is not None
     assert f.kind.startswith("violation:")
     assert len(f.scenario.steps) <= 8 < f.original_steps or len(f.scenario.steps) <= 8
+    assert f.fixed_in is None  # an injected bug is in every version
     text = reproducer_text(f, 1)
+    assert "not fixed in any modelled kernel version" in text
     sc = parse(text, "repro.scn")
     assert sc.machine["bugs"] == ("fork_no_parent_tlb_flush",)
     outs = run(sc)
