@@ -643,6 +643,41 @@ CHP_EVENTS: tuple[tuple[str, str, str], ...] = (
     ("thp_swpin_no_swapcache_fallback_alloc_success", "faults", "16-base-page swap-ins mapped"),
     ("thp_swpin_no_swapcache_fallback_alloc_fail", "faults", "16-base-page swap-ins with no 16 pages (OOM)"),
     (
+        "thp_swpin_swapcache_entry",
+        "faults",
+        "block swap-ins through the swap cache (read_swap_cache_thp: shared slots or an async device)",
+    ),
+    (
+        "thp_swpin_swapcache_alloc_success",
+        "faults",
+        "block swap-ins that read a pool block into the swap cache",
+    ),
+    (
+        "thp_swpin_swapcache_prepare_fail",
+        "faults",
+        "block swap-ins through the swap cache that got no block (read_swap_cache_thp failed)",
+    ),
+    (
+        "thp_swpin_swapcache_fallback_entry",
+        "faults",
+        "block swap-ins through the swap cache that read 16 base pages instead",
+    ),
+    (
+        "thp_swpin_swapcache_fallback_alloc_success",
+        "faults",
+        "16-base-page swap-ins (swap-cache branch) mapped",
+    ),
+    (
+        "thp_swpin_swapcache_fallback_alloc_fail",
+        "faults",
+        "16-base-page swap-ins (swap-cache branch) with no pages",
+    ),
+    (
+        "thp_swpin_hit_swapcache",
+        "faults",
+        "swap-ins that found the block in the swap cache and mapped it whole again (an atomic, not an event)",
+    ),
+    (
         "mapped_walk_start_from_non_head",
         "walks",
         "reclaim unmaps of a block stopped: the VMA's first entry not the block's first (try_to_unmap_one)",

@@ -18,6 +18,7 @@ import pytest
 import contpte
 from contpte.errors import InvariantViolation, ModelUsageError
 from contpte.mm import cont_pte_hugepage as chp
+from contpte.mm.memmap import PG_swapcache
 from contpte.workloads.scenario import parse, run
 
 PAGE = 4096
@@ -530,6 +531,109 @@ def test_block_swap_in_falls_back_to_16_base_pages() -> None:
     assert len({a64.pte_pfn(e) for e in entries}) == 16
     assert delta(m, s, "pswpin") == 16 and p.rss()["anon"] == (n - 1) * 16 + 1 + 16
     assert int(p.read(a + 9 * PAGE, PAGE)[0]) == 3
+    m.check()
+
+
+SWPIN = (
+    "thp_swpin_swapcache_entry",
+    "thp_swpin_swapcache_alloc_success",
+    "thp_swpin_hit_swapcache",
+    "thp_swpin_no_swapcache_entry",
+    "wp_reuse",
+    "thp_cow",
+)
+
+
+def swapped_block_shared_by_fork() -> tuple[contpte.Machine, contpte.Process, contpte.Process, int]:
+    m = swap_machine()
+    p, a = heap(m)
+    for i in range(16):
+        p.write(a + i * PAGE, PAGE, 100 + i)
+    m.reclaim()
+    assert m.reclaim() == 16
+    return m, p, p.fork(), a  # the child's 16 swap PTEs share the slots: swap count 2
+
+
+def test_shared_block_swaps_in_through_the_swap_cache_and_the_sibling_hits_it() -> None:
+    """Swap count 2 (fork after swap-out): read_swap_cache_thp(), then thp_swpin_hit_swapcache.
+
+    do_swap_page() (sm8550 mm/memory.c c56550493ad7): a swap count above 1
+    is not "skip swapcache"; the 16 entries are one swapped block, so
+    read_swap_cache_thp() puts a pool block in the swap cache for the 16
+    slots and reads it (thp_swpin_swapcache_entry, _alloc_success, pswpin
+    16, one major fault); it is mapped whole, read-only (not exclusive: the
+    child's swap PTEs still count), and cont_pte_swap_entry_free() leaves
+    the child's counts.  The child's fault finds the block in the swap
+    cache (ContPteHugePage, is_cont_pte_swap): mapped whole again
+    (thp_swpin_hit_swapcache, no read, no major fault), a second entire
+    mapping.  The child's write copies the shared block (thp_cow); the
+    parent's then finds the one mapping and no swap count left: the block
+    leaves the swap cache and is reused (reuse_swap_cont_pte_page())."""
+    m, p, c, a = swapped_block_shared_by_fork()
+    a64 = m.kernel.arch
+    mem = m.kernel.memmap
+    s = m.stats()
+    assert int(p.read(a + 5 * PAGE, PAGE)[0]) == 105
+    assert {n: delta(m, s, "chp." + n) for n in SWPIN} == {
+        "thp_swpin_swapcache_entry": 1,
+        "thp_swpin_swapcache_alloc_success": 1,
+        "thp_swpin_hit_swapcache": 0,
+        "thp_swpin_no_swapcache_entry": 0,
+        "wp_reuse": 0,
+        "thp_cow": 0,
+    }
+    assert (delta(m, s, "pswpin"), delta(m, s, "pgmajfault"), delta(m, s, "swap.cache_hit")) == (16, 1, 0)
+    entries = ptes(m, p, a)
+    pfn = a64.pte_pfn(entries[0])
+    assert all(a64.pte_cont(e) and not a64.pte_write(e) for e in entries)
+    # One mapping's reference and the swap cache's 16.
+    assert (int(mem.entire_mapcount[pfn]), int(mem.refcount[pfn])) == (1, 17)
+    s = m.stats()
+    assert int(c.read(a + 7 * PAGE, PAGE)[0]) == 107
+    assert {n: delta(m, s, "chp." + n) for n in SWPIN} == {
+        "thp_swpin_swapcache_entry": 0,
+        "thp_swpin_swapcache_alloc_success": 0,
+        "thp_swpin_hit_swapcache": 1,
+        "thp_swpin_no_swapcache_entry": 0,
+        "wp_reuse": 0,
+        "thp_cow": 0,
+    }
+    assert (delta(m, s, "pswpin"), delta(m, s, "pgmajfault"), delta(m, s, "swap.cache_hit")) == (0, 0, 1)
+    child = ptes(m, c, a)
+    assert all(a64.pte_cont(e) and not a64.pte_write(e) for e in child)
+    assert a64.pte_pfn(child[0]) == pfn
+    assert (int(mem.entire_mapcount[pfn]), int(mem.refcount[pfn])) == (2, 18)
+    assert p.rss()["anon"] == c.rss()["anon"] == 16
+    m.check()
+    s = m.stats()
+    c.write(a, PAGE, 1)
+    p.write(a, PAGE, 2)
+    assert (delta(m, s, "chp.thp_cow"), delta(m, s, "chp.wp_reuse")) == (1, 1)
+    assert all(a64.pte_cont(e) and a64.pte_write(e) for e in ptes(m, p, a))
+    assert a64.pte_pfn(ptes(m, p, a)[0]) == pfn
+    assert not int(mem.flags[pfn]) & PG_swapcache
+    assert int(p.read(a + PAGE, PAGE)[0]) == 101 and int(c.read(a + PAGE, PAGE)[0]) == 101
+    m.check()
+
+
+def test_swap_cache_block_not_mapped_whole_takes_the_per_page_path() -> None:
+    """A block in the swap cache whose entries are not one suitable block: "goto basepages".
+
+    The child's mprotect of the block's second half splits its VMA, so the
+    block is no longer suitable there (transhuge_cont_pte_vma_suitable):
+    the fault maps the one faulting page of the cached folio (mainline's
+    per-page path, swap.cache_hit 1), no thp_swpin_* event."""
+    m, p, c, a = swapped_block_shared_by_fork()
+    p.read(a, PAGE)  # read_swap_cache_thp(): the block is in the swap cache
+    c.mprotect(a + 8 * PAGE, 8 * PAGE, "r")
+    s = m.stats()
+    assert int(c.read(a + 3 * PAGE, PAGE)[0]) == 103
+    assert {n: delta(m, s, "chp." + n) for n in SWPIN} == dict.fromkeys(SWPIN, 0)
+    assert (delta(m, s, "swap.cache_hit"), delta(m, s, "pgmajfault")) == (1, 0)
+    a64 = m.kernel.arch
+    child = ptes(m, c, a)
+    assert [a64.pte_present(e) for e in child] == [i == 3 for i in range(16)]
+    assert not a64.pte_cont(child[3]) and c.rss()["anon"] == 1
     m.check()
 
 

@@ -509,12 +509,15 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
     otherwise ``wp_page_copy()`` copies it into a new block from the pool
     (``thp_cow``) or, when none is free, into 16 base pages
     (``thp_cow_fallback``), and drops the old block's entire mapping and
-    reference.  The design's fallback clears and rewrites the 16 entries
+    reference.  A block the swap cache still holds (swapped in through it)
+    first leaves it when this is its one mapping and no swap PTE refers to
+    its slots (``reuse_swap_cont_pte_page()``: ``delete_from_swap_cache``),
+    so that it can be reused.  The design's fallback clears and rewrites the 16 entries
     one at a time while the others still carry the Contiguous bit (an
     inconsistent contiguous set); the model clears the block whole first.
     Context: PTL held (``vmf.pte``); released on return.
     """
-    from .memmap import PageAnonExclusive, SetPageAnonExclusive
+    from .memmap import PageAnonExclusive, PG_swapcache, SetPageAnonExclusive
     from .mm_h import maybe_mkwrite
     from .mm_types import FAULT_FLAG_UNSHARE, VM_FAULT_OOM
 
@@ -530,6 +533,17 @@ def do_wp_cont_pte_page(vmf: Any, folio: int) -> int:
     unshare = bool(vmf.flags & FAULT_FLAG_UNSHARE)
     nr = HPAGE_CONT_PTE_NR
     exclusive = PageAnonExclusive(mem, a.pte_pfn(vmf.orig_pte))
+    if (
+        not exclusive
+        and int(mem.flags[folio]) & PG_swapcache
+        and int(mem.entire_mapcount[folio]) == 1
+        and int(mem.large_mapcount[folio]) == 1
+    ):
+        # reuse_swap_cont_pte_page(): the one mapping and no swap count left
+        # (no sibling's swap PTE): the block leaves the swap cache.
+        from .swapfile import folio_free_swap
+
+        folio_free_swap(k, k.swap, folio)
     if exclusive or (
         int(mem.entire_mapcount[folio]) == 1
         and int(mem.large_mapcount[folio]) == 1
@@ -685,7 +699,7 @@ def cont_pte_unmap_block_whole(vma: Any, addr: int, ptep: int, folio: int) -> No
     k.folio_put(folio, 1)
 
 
-def is_cont_pte_swap(k: Any, ptep: int) -> int:
+def is_cont_pte_swap(k: Any, ptep: int, cached: int = -1) -> int:
     """The first swap offset of a block swapped out whole at ``ptep``, or -1.
 
     Models: mm/memory.c (OnePlus) ``is_cont_pte_swap()``: the 16 entries
@@ -696,9 +710,12 @@ def is_cont_pte_swap(k: Any, ptep: int) -> int:
     ``CLUSTER_FLAG_DOUBLE_MAP``; the model has one device for blocks and
     base pages, so it asks for one aligned range of 16 consecutive slots
     in a cluster of order-4 allocations (the slots a block was given, not
-    16 base pages' that happen to follow each other), none in the swap
-    cache and all in or all out of the zeromap (what the whole-block read
-    needs).  Context: PTL held; ``ptep`` at the block's first entry.
+    16 base pages' that happen to follow each other).  With ``cached`` (a
+    block folio the swap cache holds, ``do_swap_page()``'s hit) the 16
+    slots must be that folio's, page ``i`` in slot ``i``; without, none may
+    be in the swap cache and all must be in or all out of the zeromap
+    (what the whole-block read needs).  Context: PTL held; ``ptep`` at the
+    block's first entry.
     """
     from .swapfile import non_swapcache_batch, swap_zeromap_batch
 
@@ -718,6 +735,11 @@ def is_cont_pte_swap(k: Any, ptep: int) -> int:
             return -1
     if int(si.ci_order[base // si.cluster_nr]) != HPAGE_CONT_PTE_ORDER:
         return -1
+    if cached >= 0:
+        for i in range(HPAGE_CONT_PTE_NR):
+            if int(si.cache[base + i]) != cached + i:
+                return -1
+        return base
     if non_swapcache_batch(si, base, HPAGE_CONT_PTE_NR) != HPAGE_CONT_PTE_NR:
         return -1
     if swap_zeromap_batch(si, base, HPAGE_CONT_PTE_NR) != HPAGE_CONT_PTE_NR:
@@ -725,30 +747,112 @@ def is_cont_pte_swap(k: Any, ptep: int) -> int:
     return base
 
 
-def do_swap_cont_pte_page(vmf: Any) -> int:
-    """Swap a whole block in without the swap cache; -1 if the design does not take this fault.
+def page_add_anon_rmap_cont(folio: int, vma: Any, exclusive: bool) -> None:
+    """Add one whole-block mapping of an anon block folio already in the rmap.
 
-    Models: mm/memory.c (OnePlus) ``do_swap_page()``'s "skip swapcache"
-    branch on the THP swap device (a synchronous device, swap count 1, not
-    in the swap cache: the caller checked): in a suitable VMA
-    (``transhuge_cont_pte_vma_suitable``) whose 16 entries are one swapped
-    block (``is_cont_pte_swap``, under the PTL) the fault counts
-    ``chp.thp_swpin_no_swapcache_entry`` and takes a block from the pool
-    (``alloc_cont_pte_hugepage``): ``..._alloc_success``, the 16 slots are
-    read into it and, after ``is_cont_pte_swap`` again under the PTL, it is
-    mapped whole (``pte_mkcont``, ``cont_pte_set_huge_pte_at``, one entire
-    mapping, RSS +16, swap entries -16) and the 16 slots are freed
-    (``cont_pte_swap_entry_free``).  A read fault maps it read-only, a write
-    fault writable and dirty (no swap cache: reused).  With no block free:
-    ``..._alloc_fail`` and ``..._fallback_entry``
-    (``read_thp_no_swapcache_fallback``): 16 base pages read and mapped at
-    once, ``..._fallback_alloc_success`` (or ``..._fallback_alloc_fail``
-    and VM_FAULT_OOM).  A fresh folio is exclusive: the model sets
-    PageAnonExclusive, which 5.15 does not have.
+    Models: 5.15 mm/rmap.c ``do_page_add_anon_rmap(head, vma, haddr,
+    RMAP_COMPOUND)`` (6.1: ``page_add_anon_rmap()``) for a block: one more
+    entire mapcount; with ``exclusive`` (``RMAP_EXCLUSIVE``) every page
+    becomes PageAnonExclusive.  PageDoubleMap is not set here (the design
+    sets it only when it splits).
+    """
+    from .memmap import SetPageAnonExclusive
+
+    k = vma_mm(vma).kernel
+    mem = k.memmap
+    mem.entire_mapcount[folio] += 1
+    folio_add_large_mapcount(mem, folio, 1, vma)
+    if exclusive:
+        SetPageAnonExclusive(mem, folio, HPAGE_CONT_PTE_NR)
+    k.counters.add("rmap.op", 1)
+    k.counters.add("rmap.pages", HPAGE_CONT_PTE_NR)
+    rmap_changed(k, folio)
+
+
+def _read_thp_no_swapcache_fallback(k: Any, base: int, prefix: str) -> list[int] | None:
+    """16 base pages read from the block's slots, outside the swap cache; None on OOM.
+
+    Models: mm/memory.c (OnePlus) ``read_thp_no_swapcache_fallback()`` and
+    the caller's ``<prefix>_fallback_alloc_success``/``_fail`` counts
+    (``prefix``: ``thp_swpin_no_swapcache`` or ``thp_swpin_swapcache``).
+    """
+    from .swapfile import swap_read_folio
+
+    pages: list[int] = []
+    for _ in range(HPAGE_CONT_PTE_NR):
+        p = k.folio_alloc(0, False)
+        if p < 0:
+            for q in pages:
+                k.folio_put(q, 1)
+            count_vm_chp_event(k, prefix + "_fallback_alloc_fail")
+            return None
+        pages.append(p)
+    for i, p in enumerate(pages):
+        swap_read_folio(k, k.swap, p, base + i)
+    count_vm_chp_event(k, prefix + "_fallback_alloc_success")
+    return pages
+
+
+def do_swap_cont_pte_page(vmf: Any, swapcache: int) -> int:
+    """Swap a whole block in; -1 if the design does not take this fault (mainline's path).
+
+    Models: mm/memory.c (OnePlus) ``do_swap_page()``'s block branches, in
+    a suitable VMA (``transhuge_cont_pte_vma_suitable``) whose 16 entries
+    are one swapped block (``is_cont_pte_swap``, under the PTL):
+
+    - ``swapcache`` (the folio ``lookup_swap_cache()`` found for the
+      faulting entry, with a reference; -1 if none) is a block folio
+      (``ContPteHugePage``) whose slots the 16 entries are: it is mapped
+      whole again (``thp_swpin_hit_swapcache``, no read, not a major
+      fault).  A block folio whose entries are not one swapped block (a
+      sibling split its mapping, or mapped part of it) takes the
+      per-page path (``goto basepages``: -1), as does any other folio.
+    - no folio, a synchronous device and a swap count of 1 ("skip
+      swapcache"): ``chp.thp_swpin_no_swapcache_entry``; a block from the
+      pool (``..._alloc_success``) is read outside the swap cache; none
+      free: ``..._alloc_fail``, ``..._fallback_entry`` and 16 base pages
+      (``read_thp_no_swapcache_fallback``, ``..._fallback_alloc_success``
+      or ``..._fallback_alloc_fail`` and VM_FAULT_OOM).
+    - no folio otherwise (a swap count above 1: the slots are shared with
+      a sibling; or a device that is not synchronous):
+      ``read_swap_cache_thp()``, ``chp.thp_swpin_swapcache_entry``: a
+      block from the pool joins the swap cache for the 16 slots
+      (``cont_pte_swapcache_prepare()``, ``add_to_swap_cache()``) and is
+      read (``..._alloc_success``); a sibling that faults later finds it
+      there (the first branch).  No block free
+      (``RET_STATUS_ALLOC_THP_FAIL``): ``..._prepare_fail``,
+      ``..._fallback_entry`` and 16 base pages outside the swap cache, as
+      above (``thp_swpin_swapcache_fallback_alloc_*``).
+
+    The block is mapped whole under the PTL after ``is_cont_pte_swap``
+    again (else, for a block this fault read, VM_FAULT_RETRY: the access
+    faults again; for a hit, the per-page path): the 16 slots' counts go
+    (``cont_pte_swap_entry_free``), the swap cache is let go of where
+    mainline's ``should_try_to_free_swap()`` says so, RSS +16, swap
+    entries -16, one entire mapping.  It is mapped writable (and dirty on
+    a write fault) and exclusive where it is certainly exclusive: a block
+    never in the swap cache, or an exclusive swap PTE (the 6.1 variant's
+    ``exclusive || folio_ref_count(folio) == 1``; 5.15 asks
+    ``reuse_swap_cont_pte_page()``, which needs PageAnonExclusive's
+    predecessor, the map and swap counts).  Otherwise it is mapped
+    read-only and a write fault goes on to ``do_wp_page()``'s block branch
+    (``do_wp_cont_pte_page``: reuse or ``thp_cow``).  The 16 base pages
+    of a fallback are fresh: mapped writable on a write ("no swapcache no
+    cow").  A fresh folio is exclusive: the model sets PageAnonExclusive,
+    which 5.15 does not have.  Context: no PTL held on entry; released on
+    return.
     """
     from .memmap import PG_swapbacked
+    from .memory import should_try_to_free_swap
     from .mm_types import MM_SWAPENTS, VM_FAULT_OOM
-    from .swapfile import swap_free_nr, swap_read_folio
+    from .swapfile import (
+        SWP_SYNCHRONOUS_IO,
+        _swap_count,
+        folio_free_swap,
+        swap_free_nr,
+        swap_read_folio,
+        swapin_folio,
+    )
 
     vma = vmf.vma
     mm = vma_mm(vma)
@@ -758,6 +862,10 @@ def do_swap_cont_pte_page(vmf: Any) -> int:
     si = k.swap
     ps = k.PAGE_SIZE
     haddr = _haddr(k, vmf.address)
+    if swapcache >= 0 and not (
+        int(mem.flags[swapcache]) & PG_cont and int(mem.order[swapcache]) == HPAGE_CONT_PTE_ORDER
+    ):
+        return -1
     if not transhuge_cont_pte_vma_suitable(vma, haddr) or userfaultfd_armed(vma):
         return -1
     ptep = pte_offset_map_lock(mm, haddr, False)
@@ -766,51 +874,82 @@ def do_swap_cont_pte_page(vmf: Any) -> int:
     fault_ptep = ptep + ((vmf.address - haddr) >> k.page_shift)
     if a.ptep_get(fault_ptep) != vmf.orig_pte:
         pte_unmap_unlock(mm, ptep)
+        if swapcache >= 0:
+            k.folio_put(swapcache, 1)
         return 0  # pte_changed: another thread got here first
-    base = is_cont_pte_swap(k, ptep)
-    pte_unmap_unlock(mm, ptep)
-    if base < 0:
-        return -1
-    count_vm_chp_event(k, "thp_swpin_no_swapcache_entry")
-    anon_vma_prepare(vma)
     write = bool(vmf.flags & FAULT_FLAG_WRITE)
-    folio = alloc_cont_pte_folio(k, False)
-    if folio >= 0:
-        count_vm_chp_event(k, "thp_swpin_no_swapcache_alloc_success")
-        pages = [folio]
-        swap_read_folio(k, si, folio, base)
-    else:
-        count_vm_chp_event(k, "thp_swpin_no_swapcache_alloc_fail")
-        count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_entry")
-        pages = []
-        for _ in range(HPAGE_CONT_PTE_NR):
-            p = k.folio_alloc(0, False)
-            if p < 0:
-                for q in pages:
-                    k.folio_put(q, 1)
-                count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_alloc_fail")
-                return VM_FAULT_OOM
-            pages.append(p)
-        for i, p in enumerate(pages):
-            swap_read_folio(k, si, p, base + i)
-        count_vm_chp_event(k, "thp_swpin_no_swapcache_fallback_alloc_success")
-    k.counters.add("pgmajfault", 1)
-    for p in pages:
-        mem.flags[p] |= PG_swapbacked
-    ptep = pte_offset_map_lock(mm, haddr, True)
-    if ptep < 0 or is_cont_pte_swap(k, ptep) != base or not transhuge_cont_pte_vma_suitable(vma, haddr):
-        # The design retries the fault (VM_FAULT_RETRY): the access faults again.
-        if ptep >= 0:
+    folio = swapcache
+    pages: list[int] = []
+    thp_swpin = False
+    if swapcache >= 0:
+        # The hit: checked and mapped under one PTL hold.
+        base = is_cont_pte_swap(k, ptep, swapcache)
+        if base < 0:
             pte_unmap_unlock(mm, ptep)
-        for p in pages:
-            k.folio_put(p, 1)
-        return 0
+            return -1  # goto basepages
+        count_vm_chp_event(k, "thp_swpin_hit_swapcache")
+        k.counters.add("swap.cache_hit", 1)
+    else:
+        base = is_cont_pte_swap(k, ptep)
+        pte_unmap_unlock(mm, ptep)
+        if base < 0:
+            return -1
+        offset = a.swp_offset(vmf.orig_pte)
+        prefix = (
+            "thp_swpin_no_swapcache"
+            if si.flags & SWP_SYNCHRONOUS_IO and _swap_count(si, offset) == 1
+            else "thp_swpin_swapcache"
+        )
+        count_vm_chp_event(k, prefix + "_entry")
+        anon_vma_prepare(vma)
+        folio = alloc_cont_pte_folio(k, False)
+        if folio >= 0:
+            thp_swpin = True
+            count_vm_chp_event(k, prefix + "_alloc_success")
+            if prefix == "thp_swpin_swapcache":
+                swapin_folio(k, si, folio, base)  # read_swap_cache_thp() + swap_readpage()
+                swapcache = folio
+            else:
+                pages = [folio]
+                swap_read_folio(k, si, folio, base)
+        else:
+            if prefix == "thp_swpin_swapcache":
+                count_vm_chp_event(k, "thp_swpin_swapcache_prepare_fail")
+            else:
+                count_vm_chp_event(k, "thp_swpin_no_swapcache_alloc_fail")
+            count_vm_chp_event(k, prefix + "_fallback_entry")
+            got = _read_thp_no_swapcache_fallback(k, base, prefix)
+            if got is None:
+                return VM_FAULT_OOM
+            pages = got
+        k.counters.add("pgmajfault", 1)
+        for p in [folio] if folio >= 0 else pages:
+            mem.flags[p] |= PG_swapbacked
+        ptep = pte_offset_map_lock(mm, haddr, True)
+        if (
+            ptep < 0
+            or is_cont_pte_swap(k, ptep, swapcache) != base
+            or not transhuge_cont_pte_vma_suitable(vma, haddr)
+        ):
+            # The design retries the fault (VM_FAULT_RETRY): the access faults
+            # again (a block read into the swap cache stays there).
+            if ptep >= 0:
+                pte_unmap_unlock(mm, ptep)
+            for p in [folio] if folio >= 0 else pages:
+                k.folio_put(p, 1)
+            return 0
+    uffd_wp = a.pte_swp_uffd_wp(vmf.orig_pte)
+    swap_free_nr(si, base, HPAGE_CONT_PTE_NR)  # cont_pte_swap_entry_free()
+    if folio >= 0 and swapcache >= 0 and should_try_to_free_swap(k, folio, vma, vmf.flags, 1):
+        folio_free_swap(k, si, folio)
     mm.add_mm_counter(MM_ANONPAGES, HPAGE_CONT_PTE_NR)
     mm.add_mm_counter(MM_SWAPENTS, -HPAGE_CONT_PTE_NR)
-    uffd_wp = a.pte_swp_uffd_wp(vmf.orig_pte)
-    if len(pages) == 1:
+    if folio >= 0:
+        exclusive = swapcache < 0 or bool(a.pte_swp_exclusive(vmf.orig_pte))
+        if swapcache >= 0 and not exclusive and int(mem.refcount[folio]) == 1:
+            exclusive = True
         pte = a.pfn_pte(folio, vma.vm_page_prot)
-        if write:
+        if exclusive and write:
             if vma.vm_flags & VM_WRITE:
                 pte = a.pte_mkwrite(pte)
             pte = a.pte_mkdirty(pte)
@@ -818,7 +957,10 @@ def do_swap_cont_pte_page(vmf: Any) -> int:
         if uffd_wp:
             pte = a.pte_wrprotect(a.pte_mkuffd_wp(pte))
         cont_pte_set_huge_pte_at(vma, haddr, ptep, a.pte_mkcont(pte))
-        folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE, True)
+        if thp_swpin:
+            folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE if exclusive else 0, True)
+        else:
+            page_add_anon_rmap_cont(folio, vma, exclusive)
     else:
         for i, p in enumerate(pages):
             pte = a.pfn_pte(p, vma.vm_page_prot)
@@ -832,7 +974,11 @@ def do_swap_cont_pte_page(vmf: Any) -> int:
             folio_add_new_anon_rmap(p, vma, haddr + i * ps, RMAP_EXCLUSIVE, False)
             a.set_pte_at(mm, haddr + i * ps, ptep + i, pte)
         vmf.flags &= ~FAULT_FLAG_WRITE
-    swap_free_nr(si, base, HPAGE_CONT_PTE_NR)  # cont_pte_swap_entry_free()
+    if vmf.flags & FAULT_FLAG_WRITE:
+        # Not certainly exclusive: do_wp_page() (its block branch) reuses or copies it.
+        vmf.pte = fault_ptep
+        vmf.orig_pte = a.ptep_get(fault_ptep)
+        return do_wp_cont_pte_page(vmf, folio)
     a.update_mmu_cache_range(vma, haddr, ptep, HPAGE_CONT_PTE_NR)
     pte_unmap_unlock(mm, ptep)
     return 0

@@ -708,9 +708,10 @@ def do_swap_page(vmf: VmFault) -> i64:
     page: i64 = -1
     folio: i64 = swap_cache_get_folio(k, si, offset)
     swapcache: i64 = folio
-    if folio < 0 and k.oneplus and si.flags & SWP_SYNCHRONOUS_IO and _swap_count(si, offset) == 1:
-        # OnePlus: a block swapped out whole comes back whole (skip swapcache).
-        ret = chp.do_swap_cont_pte_page(vmf)
+    if k.oneplus:
+        # OnePlus: a block swapped out whole comes back whole (skip swapcache,
+        # read_swap_cache_thp(), or mapped whole again from the swap cache).
+        ret = chp.do_swap_cont_pte_page(vmf, folio)
         if ret >= 0:
             return ret
         ret = 0
