@@ -684,7 +684,9 @@ def do_swap_page(vmf: VmFault) -> i64:
     writable where the VMA is, dirty on a write fault, with
     ``RMAP_EXCLUSIVE``; the ``nr`` PTEs are written with one ``set_ptes``
     (which folds a whole aligned block on arm64).  A write fault still
-    pending goes on to ``do_wp_page()``.
+    pending goes on to ``do_wp_page()``.  Under ``policy="oneplus"`` the
+    design's block path (``do_swap_cont_pte_page()``, mm/cont_pte_hugepage.py)
+    is tried first and this one runs where it falls back.
     """
     vma: Vma = vmf.vma
     mm: MmStruct = vma_mm(vma)
