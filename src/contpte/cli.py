@@ -762,6 +762,12 @@ def _register_calibrate(sub: Subparsers) -> None:
         help="report the residuals of the profiles as they are, without fitting",
     )
     cal.add_argument(
+        "--include-excluded",
+        action="store_true",
+        help="fit the figures normally kept out of the fit too (the fork table's 'before' rows), to "
+        "see what they do to the fitted parameters and the other figures",
+    )
+    cal.add_argument(
         "--plot", metavar="FILE", help="also draw published beside model for every figure (.png or .svg)"
     )
     cal.add_argument(
@@ -784,7 +790,9 @@ def _cmd_calibrate(args: argparse.Namespace, ui: Ui) -> int:
     results = []
     with ui.progress(total, "simulating the fit set") as step:
         for p in profiles:
-            results.append(calibrate(p, fit=not args.no_fit, progress=step))
+            results.append(
+                calibrate(p, fit=not args.no_fit, progress=step, include_excluded=args.include_excluded)
+            )
     if args.plot:
         from .report import plot_fit_set
 

@@ -356,16 +356,20 @@ def calibrate(
     fit: bool = True,
     figures: Sequence[Published] | None = None,
     progress: Callable[[str], None] | None = None,
+    include_excluded: bool = False,
 ) -> Calibration:
     """Fit the profile's ``fit = true`` figures on its machine's fit-set figures.
 
-    ``fit=False`` reports the residuals of the profile as it is.  A fit needs
+    ``fit=False`` reports the residuals of the profile as it is.
+    ``include_excluded``: fit the figures ``fitset.EXCLUDED`` keeps out too
+    (to see what they would do to the fit: where the parameters go and what
+    the other figures become).  A fit needs
     more figures than free parameters: no parameter may exist only to absorb
     one data point.
     """
     machine = machine_of(profile) if figures is None else (figures[0].machine if figures else profile.name)
     every = list(figures) if figures is not None else figures_for(machine)
-    exclude = {} if figures is not None else dict(EXCLUDED.items())
+    exclude = {} if figures is not None or include_excluded else dict(EXCLUDED.items())
     figs = [f for f in every if f.key not in exclude]
     names = profile.free_parameters if fit else []
     if fit and not names:

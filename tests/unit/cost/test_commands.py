@@ -118,3 +118,19 @@ def test_calibrate_table_and_write(
 def test_calibrate_no_fit(capsys: pytest.CaptureFixture[str], synthetic: None) -> None:
     rc, out, _ = run(capsys, "calibrate", "--profile", "m2-vm", "--no-fit")
     assert rc == 0 and "calibration of m2-vm" not in out and "(no fit)" in out
+
+
+def test_calibrate_include_excluded_fits_every_figure(
+    capsys: pytest.CaptureFixture[str], synthetic: None
+) -> None:
+    """--include-excluded puts the fork table's 'before' rows into the fit (to see what they do)."""
+    rc, out, _ = run(capsys, "calibrate", "--json", "--profile", "altra", "--no-fit", "--include-excluded")
+    assert rc == 0
+    (altra,) = json.loads(out)["profiles"]
+    assert len(altra["figures"]) == 10 and all(f["in_fit"] for f in altra["figures"])
+    rc, out, _ = run(capsys, "calibrate", "--json", "--profile", "altra", "--include-excluded")
+    assert rc == 0
+    with_all = {p["name"]: p["fitted"] for p in json.loads(out)["profiles"][0]["params"]}
+    rc, out, _ = run(capsys, "calibrate", "--json", "--profile", "altra")
+    without = {p["name"]: p["fitted"] for p in json.loads(out)["profiles"][0]["params"]}
+    assert with_all.keys() == without.keys() and with_all != without
