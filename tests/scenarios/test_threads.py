@@ -511,3 +511,43 @@ def test_a_private_file_page_zapped_under_a_reader_reads_the_file_again() -> Non
     assert at.ran == "zap_pte_range:1"
     after = _by_text(outs, "p1 read m14+24K 4K")
     assert at.values == after.values and at.values != [0x829F]
+
+
+_WP_COPY_BACKS_OFF_ON_A_GATHERED_YOUNG_BIT = """\
+machine arch=arm64 memory=32M cpus=4 mthp.128K=always check=true swap=8M bbml2_noabort=true cpu=neoverse-v3
+p1 = spawn
+f4 = file file4 1M folio=128K
+m3 = p1 mmap 128K rw private file=f4
+p1 pin m3+100K 8K
+c7 = p1 fork
+p1 read m3+8K 4K
+t10 = p1 thread
+at fork.lock_break:3 reclaim
+c11 = c7 fork
+at wp_page_copy t10 read m3+60K 4K
+p1 write m3+8K 4K 0x23c6
+p1 read m3+8K 4K expect=0x23c6
+"""
+
+
+def test_a_cow_fault_retried_after_a_thread_touched_its_block_is_no_fault_loop() -> None:
+    # Reclaim cleared the young bits of p1's folded block of file pages; p1's
+    # write fault on m3+8K read the block's gathered (old) entry, and inside
+    # wp_page_copy() t10's read of m3+60K set the access flag of another
+    # entry of the block in hardware: the gathered entry is young now, so
+    # pte_same() fails and the fault backs off with the descriptor of m3+8K
+    # unchanged.  Linux retries and copies; the fault-loop check used to call
+    # this a loop (contpte fuzz seed 20261221, arm64-bbml2, 6.15 to 7.2).
+    outs = run(parse(_WP_COPY_BACKS_OFF_ON_A_GATHERED_YOUNG_BIT, "wp-copy-young.scn"))
+    assert not [o for o in outs if o.failed], [o.failed for o in outs if o.failed]
+    w = _by_text(outs, "p1 write m3+8K 4K 0x23c6")
+    assert (w.counters["fault.pte_changed"], w.counters["pgfault"], w.counters["hw.af_update"]) == (1, 2, 1)
+    assert w.counters["fault.wp_copy"] == 2
+
+
+def test_state_pictures_skip_a_thread_step() -> None:
+    # `contpte run --state` on a file with a `thread` step (no range) raised KeyError.
+    sc = parse(_WP_COPY_BACKS_OFF_ON_A_GATHERED_YOUNG_BIT, "wp-copy-young.scn")
+    outs = run(sc, observe_state=True)
+    assert _by_text(outs, "t10 = p1 thread").ptes is None
+    assert _by_text(outs, "p1 write m3+8K 4K 0x23c6").ptes is not None

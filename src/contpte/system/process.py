@@ -270,16 +270,22 @@ class Process:
                     self._report(addr, reported, done, write, value, out)
                     reported = done
                 hw.current_cpu = self.cpu
+                preempted = sched.preemptions if sched is not None else 0
                 self._fault(va, write)
                 if (
                     fault.ptep >= 0
                     and int(hw.pool.peek(fault.ptep)) == fault.desc
-                    and not (sched is not None and sched.stack)
+                    and not (sched is not None and (sched.stack or sched.preemptions != preempted))
                 ):
                     # Nothing a retry depends on changed: a walker that
                     # evaluates this descriptor takes the same fault forever
                     # (the architecture lets it pick any member of a
                     # Contiguous block; the model's random pick may escape).
+                    # Not so where another thread ran inside the fault: the
+                    # handler may have backed off because of what it did (a
+                    # PTE of the block changed under it: pte_same() fails on
+                    # arm64's gathered young/dirty bits) and the retry reads
+                    # the new state; a retry that loops is still caught above.
                     raise InvariantViolation(
                         "fault-loop",
                         f"pid {self.pid}: the {fault.kind} fault at {va:#x} (cpu {self.cpu}) left the "

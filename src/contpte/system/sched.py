@@ -216,6 +216,8 @@ class Scheduler:
     nested_actors: list["Process"] = field(default_factory=list)
     #: A machine-level step (reclaim) ran nested: its checks wait too.
     nested_machine: bool = False
+    #: Nested steps run so far (a fault that let one run may be retried on new state).
+    preemptions: int = 0
     violation: InvariantViolation | None = None
 
     def __post_init__(self) -> None:
@@ -289,6 +291,7 @@ class Scheduler:
         cpu = m.hw.current_cpu
         self.stack.append(_Frame(where.partition(":")[0], interrupted))
         self.current = act.thread
+        self.preemptions += 1
         m.counters.add("sched.preempt", 1)
         chk = m.hw.checker
         concurrent = chk.concurrent if chk is not None else False

@@ -109,7 +109,9 @@ def cmd_run(args: argparse.Namespace, ui: UiLike) -> int:
     if getattr(args, "explore", None) is not None or getattr(args, "random", None) is not None:
         return _cmd_explore(args, ui, sc, overrides)
     with ui.progress(len(sc.steps), f"running {args.file}") as step:
-        outs = run(sc, observe_state=bool(args.state), **overrides)
+        # The text output shows the PTE pictures only; what each process
+        # observes (every mapped page, per step) goes to JSON alone.
+        outs = run(sc, observe_state=bool(args.state), observe_values=bool(ui.json), **overrides)
         for o in outs:
             step(o.text)
     failed = [o for o in outs if o.failed]

@@ -1132,13 +1132,15 @@ def run(
     observe_state: bool = False,
     counters: bool = True,
     decide: Any = None,
+    observe_values: bool = True,
     **overrides: Any,
 ) -> list[Outcome]:
     """Replay ``sc``; one ``Outcome`` per step run.
 
     Stops after a step that broke an invariant (the machine's state is not
     meaningful afterwards).  ``observe_state`` attaches ``observe()`` to every
-    outcome, and ``pte_picture()`` of the step's range.  ``overrides`` change Machine options of the header (e.g.
+    outcome (unless ``observe_values`` is False: it holds every mapped page
+    of every process, per step), and ``pte_picture()`` of the step's range.  ``overrides`` change Machine options of the header (e.g.
     ``arch="generic"``); they are ignored when ``machine`` is given.
     ``at`` steps arm a scheduler action for the next ordinary step
     (``contpte.system.sched``); ``decide`` is the scheduler's choice of
@@ -1181,7 +1183,8 @@ def run(
         else:
             o = run_step(m, env, sc, step, counters)
         if observe_state and o.violation is None:
-            o.state = observe(m, env)
+            if observe_values:
+                o.state = observe(m, env)
             o.ptes = pte_picture(m, env, sc, step)
         outs.append(o)
         broken = o.violation is not None or any(a.violation is not None for a in armed_outs)
@@ -1278,6 +1281,8 @@ def pte_picture(m: Machine, env: Env, sc: Scenario, step: Step) -> dict[str, Any
     if step.proc is None or step.op not in PROC_OPS or step.op in ("fork", "exit"):
         return None
     a = step.args
+    if "length" not in a:
+        return None  # a step with no range (thread, ...)
     length = int(a["length"])
     if step.op == "mmap":
         if not step.bind or step.bind not in env.addrs:
