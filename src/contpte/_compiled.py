@@ -70,6 +70,8 @@ COMPILED: tuple[str, ...] = (
     "contpte.check.isolation",
     "contpte.check.pagemap",
     "contpte.check.stale_tlb",
+    "contpte.check.cont_pte",
+    "contpte.check.chp_pool",
     "contpte.check.validators",
 )
 """Modules compiled by setup.py, in dependency order (dotted names)."""

@@ -24,24 +24,38 @@ never trusts the pool's own counts.  Rules (``InvariantViolation.rule``):
   counter levels equal them.
 
 After a syscall that changed the pool (``HugePagePool.gen``) the counts
-and the blocks are checked; ``m.check()`` also classifies every frame
-(numpy, one pass over memory).  Not compiled.
+and the blocks are checked; ``m.check()`` also classifies every frame (one
+pass over memory).  Compiled (docs/core.md): it reads mem_map and the buddy
+allocator's arrays in place.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import cython
 import numpy as np
 
+from ..counters import counter
 from ..errors import InvariantViolation
-from ..mm.chp_pool import HPAGE_POOL_BUDDY, HPAGE_POOL_CMA, HugePagePool
+from ..mm.chp_pool import HPAGE_POOL_BUDDY, HPAGE_POOL_CMA
+
+if not cython.compiled:
+    from ..cdefs import I8View, I64View, U8View, i64
+    from ..counters import Counters
+    from ..mm.kernel import Kernel
+    from ..mm.page_alloc import BuddyAllocator
 
 __all__ = ["ChpPoolCheck"]
 
 _KIND = ("CMA", "buddy")
+#: The pool's counter levels, by name, and their ids.
+_LEVELS = cython.declare(tuple, ("chp.pool_cma", "chp.pool_buddy", "chp.usage_cma", "chp.usage_buddy"))
+_LEVEL_IDS = cython.declare(tuple, tuple(counter(name) for name in _LEVELS))
 
 
+@cython.final
+@cython.cclass
 class ChpPoolCheck:
     """The hugepage-pool validator of one Machine with a pool."""
 
@@ -50,129 +64,170 @@ class ChpPoolCheck:
         self.k = machine.kernel
         self.last_gen = -1
 
-    def after_syscall(self, force: bool = False) -> None:
+    @cython.ccall
+    def after_syscall(self, force: cython.bint = False) -> None:
         """Check if the pool changed since the last check; with ``force`` every frame too."""
-        pool: HugePagePool = self.k.chp_pool
-        if not force and pool.gen == self.last_gen:
+        pool = self.k.chp_pool
+        gen: i64 = pool.gen
+        if not force and gen == self.last_gen:
             return
-        self.last_gen = pool.gen
-        got = self.check(frames=force)
+        self.last_gen = gen
+        got = self.check(force)
         if got is not None:
             raise got
 
-    def _buddy_free(self) -> np.ndarray:
+    @cython.cfunc
+    def _buddy_free(self) -> U8View:
         """A mask of the frames free in the buddy allocator (from its free blocks)."""
-        buddy = self.k.buddy
-        fo = np.asarray(buddy.free_order)
-        free = np.zeros(int(self.k.memmap.nr_frames), dtype=bool)
-        for pfn in np.nonzero(fo >= 0)[0]:
-            free[int(pfn) : int(pfn) + (1 << int(fo[pfn]))] = True
+        fo: I8View = self.k.buddy.free_order
+        nframes: i64 = self.k.memmap.nr_frames
+        free: U8View = np.zeros(nframes, dtype=np.uint8)
+        pfn: i64
+        q: i64
+        for pfn in range(fo.shape[0]):
+            if fo[pfn] >= 0:
+                for q in range(pfn, min(pfn + (cython.cast(i64, 1) << fo[pfn]), nframes)):
+                    free[q] = 1
         return free
 
-    def check(self, frames: bool = True) -> InvariantViolation | None:
+    @cython.ccall
+    def check(self, frames: cython.bint = True) -> InvariantViolation | None:
         """The first violation found, or None."""
-        k = self.k
-        pool: HugePagePool = k.chp_pool
-        nr = pool.nr
-        mem = k.memmap
-        head = np.asarray(mem.head)
-        fo = np.asarray(k.buddy.free_order)
+        k: Kernel = self.k
+        pool = k.chp_pool
+        nr: i64 = pool.nr
+        head: I64View = k.memmap.head
+        fo: I8View = k.buddy.free_order
+        nframes: i64 = head.shape[0]
         # chp-count
+        inx: i64
+        used: i64
         for inx in (HPAGE_POOL_CMA, HPAGE_POOL_BUDDY):
             if pool.count[inx] != len(pool.items[inx]):
                 return InvariantViolation(
                     "chp-count",
                     f"pool count[{_KIND[inx]}] is {pool.count[inx]} but its list holds {len(pool.items[inx])} blocks",
                 )
-            used = sum(1 for kind in pool.in_use.values() if kind == inx)
+            used = 0
+            for kind in pool.in_use.values():
+                if kind == inx:
+                    used += 1
             if pool.usage[inx] != used:
                 return InvariantViolation(
                     "chp-count", f"usage[{_KIND[inx]}] is {pool.usage[inx]} but {used} such blocks are in use"
                 )
-        stats = k.counters.values_of(["chp.pool_cma", "chp.pool_buddy", "chp.usage_cma", "chp.usage_buddy"])
-        levels = {
-            "chp.pool_cma": len(pool.items[HPAGE_POOL_CMA]),
-            "chp.pool_buddy": len(pool.items[HPAGE_POOL_BUDDY]),
-            "chp.usage_cma": pool.usage[HPAGE_POOL_CMA],
-            "chp.usage_buddy": pool.usage[HPAGE_POOL_BUDDY],
-        }
-        for name, want in levels.items():
-            if int(stats.get(name, 0)) != want:
+        levels = (
+            len(pool.items[HPAGE_POOL_CMA]),
+            len(pool.items[HPAGE_POOL_BUDDY]),
+            pool.usage[HPAGE_POOL_CMA],
+            pool.usage[HPAGE_POOL_BUDDY],
+        )
+        counters: Counters = k.counters
+        j: i64
+        cid: i64
+        for j in range(4):
+            cid = _LEVEL_IDS[j]
+            if counters.v[cid] != levels[j]:
                 return InvariantViolation(
-                    "chp-count", f"counter {name} is {stats.get(name, 0)}, expected {want}"
+                    "chp-count", f"counter {_LEVELS[j]} is {counters.v[cid]}, expected {levels[j]}"
                 )
         # chp-block
+        lo: i64 = pool.cma_base
+        hi: i64 = lo + pool.cma_count
         seen: set[int] = set()
+        in_use: dict[int, int] = pool.in_use
+        pfn: i64
+        q: i64
         for inx in (HPAGE_POOL_CMA, HPAGE_POOL_BUDDY):
-            for pfn in pool.items[inx]:
+            for x in pool.items[inx]:
+                pfn = x
                 if pfn & (nr - 1):
                     return InvariantViolation(
                         "chp-block", f"pool block {pfn:#x} is not aligned to {nr} pages"
                     )
-                if pfn in seen or pfn in pool.in_use:
+                if pfn in seen or pfn in in_use:
                     return InvariantViolation(
                         "chp-block", f"block {pfn:#x} is in the pool twice or also in use"
                     )
                 seen.add(pfn)
-                if pool.within_cont_pte_cma(pfn) != (inx == HPAGE_POOL_CMA):
+                if (lo <= pfn < hi) != (inx == HPAGE_POOL_CMA):
                     return InvariantViolation(
                         "chp-cma-leak", f"block {pfn:#x} sits on the {_KIND[inx]} list of the pool"
                     )
-                blk = slice(pfn, pfn + nr)
-                if (head[blk] >= 0).any():
-                    return InvariantViolation("chp-block", f"pool block {pfn:#x} holds a folio")
-                if (fo[blk] >= 0).any() or self._free_cover(pfn, nr):
+                for q in range(pfn, min(pfn + nr, nframes)):
+                    if head[q] >= 0:
+                        return InvariantViolation("chp-block", f"pool block {pfn:#x} holds a folio")
+                for q in range(pfn, min(pfn + nr, nframes)):
+                    if fo[q] >= 0:
+                        return InvariantViolation(
+                            "chp-block", f"pool block {pfn:#x} is also free in the buddy allocator"
+                        )
+                if self._free_cover(pfn, nr):
                     return InvariantViolation(
                         "chp-block", f"pool block {pfn:#x} is also free in the buddy allocator"
                     )
-        for pfn in pool.in_use:
-            if (head[pfn : pfn + nr] < 0).any():
-                return InvariantViolation("chp-block", f"block {pfn:#x} is in use but holds no folio")
+        for x in in_use:
+            pfn = x
+            for q in range(pfn, min(pfn + nr, nframes)):
+                if head[q] < 0:
+                    return InvariantViolation("chp-block", f"block {pfn:#x} is in use but holds no folio")
         if not frames:
             return None
         # chp-frame and chp-cma-leak over every frame.
-        nframes = int(mem.nr_frames)
-        free = self._buddy_free()
-        pooled = np.zeros(nframes, dtype=bool)
-        for pfn in seen:
-            pooled[pfn : pfn + nr] = True
-        allocated = head >= 0
-        places = free.astype(np.int8) + pooled.astype(np.int8) + allocated.astype(np.int8)
-        bad = np.nonzero(places != 1)[0]
-        if bad.size:
-            f = int(bad[0])
-            where = [n for n, on in (("buddy", free[f]), ("pool", pooled[f]), ("folio", allocated[f])) if on]
+        free: U8View = self._buddy_free()
+        pooled: U8View = np.zeros(nframes, dtype=np.uint8)
+        for x in seen:
+            pfn = x
+            for q in range(pfn, min(pfn + nr, nframes)):
+                pooled[q] = 1
+        first: i64 = -1
+        nbad: i64 = 0
+        for q in range(nframes):
+            if free[q] + pooled[q] + (head[q] >= 0) != 1:
+                if first < 0:
+                    first = q
+                nbad += 1
+        if nbad:
+            where = [
+                n
+                for n, on in (("buddy", free[first]), ("pool", pooled[first]), ("folio", head[first] >= 0))
+                if on
+            ]
             return InvariantViolation(
                 "chp-frame",
-                f"frame {f:#x} is in {len(where)} places ({', '.join(where) or 'none'}); "
-                f"{bad.size} frames are not in exactly one",
+                f"frame {first:#x} is in {len(where)} places ({', '.join(where) or 'none'}); "
+                f"{nbad} frames are not in exactly one",
             )
-        lo, hi = pool.cma_base, pool.cma_base + pool.cma_count
         if lo < hi:
-            leaked = np.nonzero(free[lo:hi])[0]
-            if leaked.size:
-                return InvariantViolation(
-                    "chp-cma-leak",
-                    f"frame {lo + int(leaked[0]):#x} of the CMA area is free in the buddy allocator",
-                )
-            ours = np.zeros(hi - lo, dtype=bool)
-            for pfn in pool.in_use:
+            for q in range(lo, min(hi, nframes)):
+                if free[q]:
+                    return InvariantViolation(
+                        "chp-cma-leak", f"frame {q:#x} of the CMA area is free in the buddy allocator"
+                    )
+            ours: U8View = np.zeros(hi - lo, dtype=np.uint8)
+            for x in in_use:
+                pfn = x
                 if lo <= pfn < hi:
-                    ours[pfn - lo : pfn - lo + nr] = True
-            stray = np.nonzero(allocated[lo:hi] & ~ours)[0]
-            if stray.size:
-                return InvariantViolation(
-                    "chp-cma-leak",
-                    f"frame {lo + int(stray[0]):#x} of the CMA area is in a folio the pool did not hand out",
-                )
+                    for q in range(pfn - lo, min(pfn - lo + nr, hi - lo)):
+                        ours[q] = 1
+            for q in range(lo, min(hi, nframes)):
+                if head[q] >= 0 and not ours[q - lo]:
+                    return InvariantViolation(
+                        "chp-cma-leak",
+                        f"frame {q:#x} of the CMA area is in a folio the pool did not hand out",
+                    )
         return None
 
-    def _free_cover(self, pfn: int, nr: int) -> bool:
+    @cython.cfunc
+    @cython.exceptval(-1, check=True)
+    def _free_cover(self, pfn: i64, nr: i64) -> cython.bint:
         """Is any frame of ``[pfn, pfn + nr)`` inside a larger free buddy block?"""
-        fo = np.asarray(self.k.buddy.free_order)
-        k = self.k.buddy
-        for order in range(int(k.max_order) + 1):
-            start = pfn & ~((1 << order) - 1)
-            if int(fo[start]) == order and start + (1 << order) > pfn:
+        buddy: BuddyAllocator = self.k.buddy
+        fo: I8View = buddy.free_order
+        order: i64
+        start: i64
+        for order in range(buddy.max_order + 1):
+            start = pfn & ~((cython.cast(i64, 1) << order) - 1)
+            if fo[start] == order and start + (cython.cast(i64, 1) << order) > pfn:
                 return True
         return False
