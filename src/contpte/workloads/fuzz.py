@@ -1524,6 +1524,14 @@ def _finding(
     if cfg.shrink:
         cut = shrink(header, cut, group, kind, cfg.bugs, cfg.differential)
     variant = group[0]
+    if len(group) > 1 and not kind.startswith("mismatch"):
+        # Shrinking keeps the kind, not the machine: in a differential group
+        # the shrunk steps may break on another variant first.  The
+        # reproducer is that variant's, with its message.
+        _, again = run_episode(header, cut, group, cfg.bugs, cfg.differential)
+        if again is not None and again[0] == kind and again[2] in group:
+            _, msg, who = again
+            variant = who
     sc = (
         replay(header, cut, variant, cfg.bugs)
         if not kind.startswith("mismatch")

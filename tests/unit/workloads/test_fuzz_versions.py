@@ -32,7 +32,7 @@ from contpte.workloads.fuzz import (
     fuzz,
     reproducer_text,
 )
-from contpte.workloads.scenario import Step, parse
+from contpte.workloads.scenario import Step, parse, run
 
 #: docs/versions.md, "a swapped-in folio that a sibling's MADV_FREE discards"
 #: (seed 20261209's finding at step 304,350, shrunk)
@@ -332,3 +332,31 @@ def test_cli_keep_going_refuses_cost_records(argv: list[str], capsys: pytest.Cap
     assert cli.main(["fuzz", "--steps", "10", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--keep-going" in err and "not allowed with" in err
+
+
+#: seed 20261225's differential finding at 7.2, shrunk (a 1M folio: 1M inherits
+#: thp=always, 2M is madvise): only the per-PTE fork (batch_fork=False) leaves
+#: the block for uffd-wp's batch to refold without break-before-make (the
+#: documented 6.17+ finding; Neoverse-N1, no BBML2).
+_DIFFERENTIAL_REFOLD = """\
+machine arch=arm64 memory=32M cpus=2 thp=always mthp.64K=madvise mthp.2M=madvise mthp.1M=inherit check=true kernel=7.2
+p1 = spawn
+m11 = p1 mmap 4M rw private|anonymous
+p1 write m11+2304K 4K 0x55ff
+c13 = p1 fork
+p1 uffd-wp m11+2752K 64K on
+"""
+
+
+def test_a_differential_reproducer_is_for_the_variant_that_breaks(episodes: list[str]) -> None:
+    # The group's first variant (arm64, batched fork) passes these steps;
+    # the reproducer used to carry its header all the same, so `contpte run`
+    # of it passed.  It is now arm64-nobatch's, and fails when replayed.
+    episodes.append(_DIFFERENTIAL_REFOLD)
+    group = ["arm64", "generic", "arm64-nobatch", "generic-nobatch"]
+    res = fuzz_mod.fuzz(fuzz_mod.FuzzConfig(variants=group, steps=5, episode_steps=5, differential=True))
+    f = res.finding
+    assert f is not None and f.kind == "violation:bbm" and f.variant == "arm64-nobatch"
+    assert f.scenario.machine["batch_fork"] is False
+    outs = run(f.scenario)
+    assert [o.error for o in outs if o.failed] == ["violation:bbm"]
