@@ -18,7 +18,7 @@ import cython
 
 from ..counters import MTHP_STATS, counter, mthp_size_name
 from ..errors import KernelBug, ModelUsageError
-from .chp_pool import CHP_OPTIONS, free_cont_pte_hugepages, huge_page_pool_init
+from .chp_pool import CHP_OPTIONS, free_cont_pte_hugepages, hpage_cont_pte_order, huge_page_pool_init
 
 if not cython.compiled:
     from ..arch.pgtable import Pgtable
@@ -277,7 +277,8 @@ locks once its progress reaches 32.  ``"progress"`` (mainline, and the
 OnePlus design for base pages): at any entry; with ``batch_fork`` a folio's
 batch is one step, so the break falls between batches, and without it
 inside a block (pages 4, 8, 12).  ``"aligned"``: only at an address aligned
-to the arm64 contiguous block of the page size (64K with 4K pages), the
+to the arm64 contiguous block of the page size (64K with 4K pages; 16
+pages on a backend without one: ``hpage_cont_pte_order()``), the
 rule the OnePlus design gets for its blocks by copying each one whole; the
 break is put off until the loop reaches such an address.  Not a mainline
 kernel version: an alternative rule to price and check
@@ -458,11 +459,9 @@ class Kernel:
         self.page_shift = arch.page_shift
         self.PAGE_SIZE = arch.PAGE_SIZE
         #: lock_break="aligned": the block size a fork lock break must be aligned to
-        #: (arm64 CONT_PTE_SIZE of the page size: 64K, 2M, 2M), else 0.
+        #: (HPAGE_CONT_PTE_SIZE: the arm64 contiguous block, 64K with 4K pages), else 0.
         self.lock_break_align = (
-            ({12: 16, 14: 128, 16: 32}[self.page_shift] << self.page_shift)
-            if self.lock_break == "aligned"
-            else 0
+            (1 << hpage_cont_pte_order(self)) << self.page_shift if self.lock_break == "aligned" else 0
         )
         self.PMD_ORDER = arch.HPAGE_PMD_ORDER
         nr = hw.memory.nr_frames
